@@ -1,0 +1,41 @@
+# Systole: two commands on a fresh machine.
+#   make test   create/reuse .venv from requirements.lock, then run every test
+#   make demo   the main job: generate the Verilog, run the demo
+# Everything installed comes from requirements.lock (exact pins, --no-deps), so a
+# package the lock does not name is never installed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.systole-installed
+PRESET ?= kv260
+JOBS   ?= 2
+
+.PHONY: venv test demo verilog clean distclean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found; install python3.11" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+	  { echo "error: $(PYTHON) is not Python 3.11 (set PYTHON=...)" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --no-deps --require-virtualenv -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --require-virtualenv -e .
+	$(PY) -m pip check
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup
+
+demo: $(STAMP)
+	$(PY) -m gen.demo --preset $(PRESET)
+
+verilog: $(STAMP)
+	$(PY) -m gen.verilog --preset $(PRESET)
+
+clean:
+	rm -rf build .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,102 @@
+"""``python -m gen.verilog``: write the Verilog and register artefacts for a configuration.
+
+Outputs go to ``build/<preset>/`` (or ``--out``):
+
+- ``systole_top.v``: the accelerator top (ports ``aclk``, ``aresetn``,
+  ``s_axi_ctrl_*``, ``m_axi_dma_*``, ``irq``), when the top exists;
+- ``systole_regs.h``, ``systole_regs.py``, ``registers.md``: the register map.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hdl.config import AccelConfig, PRESETS, preset
+
+from .regs import c_header, markdown, python_module
+
+REPO = Path(__file__).resolve().parent.parent
+
+__all__ = ["config_from_args", "add_config_args", "write_artefacts", "main"]
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """The ``--preset`` and per-field override options shared by every generator."""
+    parser.add_argument("--preset", default="kv260", choices=sorted(PRESETS),
+                        help="board or test configuration (default: kv260)")
+    parser.add_argument("--rows", type=int, help="override: PE rows")
+    parser.add_argument("--bus-bits", type=int, help="override: DMA data width (cols = bus_bits/8)")
+    parser.add_argument("--act-buffer-bytes", type=int, help="override: activation buffer bytes")
+    parser.add_argument("--addr-width", type=int, help="override: DMA address bits")
+    parser.add_argument("--clock-mhz", type=float, help="override: target clock")
+
+
+def config_from_args(args: argparse.Namespace) -> AccelConfig:
+    """The preset with any overrides applied; ``ValueError`` names a bad value."""
+    config = preset(args.preset)
+    changes = {}
+    if args.rows is not None:
+        changes["rows"] = args.rows
+    if args.bus_bits is not None:
+        changes["bus_bits"] = args.bus_bits
+        changes["cols"] = args.bus_bits // 8
+    if args.act_buffer_bytes is not None:
+        changes["act_buffer_bytes"] = args.act_buffer_bytes
+    if args.addr_width is not None:
+        changes["addr_width"] = args.addr_width
+    if args.clock_mhz is not None:
+        changes["clock_mhz"] = args.clock_mhz
+    if changes:
+        changes["name"] = f"{config.name}-custom"
+        config = config.replace(**changes)
+    return config
+
+
+def write_artefacts(config: AccelConfig, out: Path) -> list[Path]:
+    """Write every artefact for ``config`` under ``out``; return the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in (("systole_regs.h", c_header(config)),
+                       ("systole_regs.py", python_module(config)),
+                       ("registers.md", markdown(config))):
+        path = out / name
+        path.write_text(text)
+        written.append(path)
+    try:
+        from hdl.top import SystoleTop
+    except ModuleNotFoundError:
+        # Only the processing element exists so far (issue 3 builds the top).
+        from amaranth.back import verilog
+        from hdl.pe import PE
+        path = out / "systole_pe.v"
+        path.write_text(verilog.convert(PE(), name="systole_pe", emit_src=False))
+        written.append(path)
+        print("note: hdl/top.py (the full accelerator) is not built yet; wrote the PE only",
+              file=sys.stderr)
+    else:
+        from amaranth.back import verilog
+        path = out / "systole_top.v"
+        path.write_text(verilog.convert(SystoleTop(config), name="systole_top", emit_src=False))
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gen.verilog", description=__doc__.splitlines()[0])
+    add_config_args(parser)
+    parser.add_argument("--out", type=Path, help="output directory (default: build/<preset>)")
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except (ValueError, KeyError) as exc:
+        parser.error(str(exc))
+    out = args.out or REPO / "build" / config.name
+    for path in write_artefacts(config, out):
+        print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The one accelerator configuration: ``AccelConfig`` and its board presets.
+
+Everything that depends on the shape of the accelerator (the HDL, the register
+map's capability values, the generators, the host driver, the weight packing and
+the cycle model) takes an ``AccelConfig``. This module imports nothing but the
+standard library so the host runtime can use it on a board without Amaranth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["AccelConfig", "PRESETS", "preset"]
+
+_BUS_WIDTHS = (32, 64, 128, 256, 512)
+
+
+def _is_pow2(value: int) -> bool:
+    return value > 0 and value & (value - 1) == 0
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """Shape of one accelerator build.
+
+    The array is ``rows x cols`` int8 PEs, output-stationary. One weight beat of
+    the AXI4 read bus carries one ``k`` step for ``cols`` output channels, so
+    ``cols * 8 == bus_bits`` always; ``rows`` token rows share that beat.
+    """
+
+    name: str
+    rows: int                  # token rows per M block (activations held on chip)
+    cols: int                  # output channels per weight beat (N tile)
+    bus_bits: int              # m_axi_dma data width
+    act_buffer_bytes: int      # on-chip activation buffer: rows x max_k int8
+    addr_width: int            # m_axi_dma address width
+    clock_mhz: float           # target fabric clock (Vivado constraint, projections)
+    max_burst: int = 256       # beats per AXI4 INCR burst (AXI4 allows up to 256)
+    read_fifo_beats: int = 512  # read-data FIFO; bounds reads in flight by credit
+    max_outstanding: int = 8   # AR bursts in flight at most
+    id_width: int = 1          # m_axi_dma ID width (one ID: responses stay in order)
+
+    def __post_init__(self) -> None:
+        if self.bus_bits not in _BUS_WIDTHS:
+            raise ValueError(f"bus_bits={self.bus_bits} must be one of {_BUS_WIDTHS}")
+        if self.cols * 8 != self.bus_bits:
+            raise ValueError(
+                f"cols={self.cols} must equal bus_bits/8={self.bus_bits // 8}: "
+                "one weight beat feeds one k step of every column")
+        if not 1 <= self.rows <= 64:
+            raise ValueError(f"rows={self.rows} must be in 1..64")
+        step = self.rows * self.bus_bytes
+        if self.act_buffer_bytes <= 0 or self.act_buffer_bytes % step:
+            raise ValueError(
+                f"act_buffer_bytes={self.act_buffer_bytes} must be a positive multiple of "
+                f"rows*bus_bytes={step}")
+        if self.max_k > 65535:
+            raise ValueError(f"max_k={self.max_k} exceeds 65535 (K register width)")
+        if not 32 <= self.addr_width <= 64:
+            raise ValueError(f"addr_width={self.addr_width} must be in 32..64")
+        if not (_is_pow2(self.max_burst) and self.max_burst <= 256):
+            raise ValueError(f"max_burst={self.max_burst} must be a power of two <= 256")
+        if self.max_burst * self.bus_bytes > 4096:
+            raise ValueError(f"max_burst={self.max_burst} beats of {self.bus_bytes} B exceed 4 KiB")
+        if not (_is_pow2(self.read_fifo_beats) and self.read_fifo_beats >= self.max_burst):
+            raise ValueError(
+                f"read_fifo_beats={self.read_fifo_beats} must be a power of two >= max_burst")
+        if not 1 <= self.max_outstanding <= 32:
+            raise ValueError(f"max_outstanding={self.max_outstanding} must be in 1..32")
+        if not 1 <= self.id_width <= 16:
+            raise ValueError(f"id_width={self.id_width} must be in 1..16")
+        if self.clock_mhz <= 0:
+            raise ValueError(f"clock_mhz={self.clock_mhz} must be positive")
+
+    # Derived quantities. Nothing else in the project recomputes these.
+    @property
+    def bus_bytes(self) -> int:
+        """Bytes per AXI data beat (= ``cols``)."""
+        return self.bus_bits // 8
+
+    @property
+    def max_k(self) -> int:
+        """Largest K a job may use: one M block of activations must fit on chip."""
+        return self.act_buffer_bytes // self.rows
+
+    @property
+    def max_mn(self) -> int:
+        """Largest M and N a job may use (24-bit counters in the controller)."""
+        return (1 << 24) - 1
+
+    @property
+    def c_beats_per_row(self) -> int:
+        """Beats of int32 results per row of one N tile (``cols * 4 / bus_bytes``)."""
+        return 4 * self.cols // self.bus_bytes
+
+    @property
+    def bandwidth_bytes_per_s(self) -> float:
+        """Peak m_axi_dma read bandwidth at ``clock_mhz``: one beat per cycle."""
+        return self.bus_bytes * self.clock_mhz * 1e6
+
+    def replace(self, **changes) -> "AccelConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, AccelConfig] = {
+    # Kria KV260: Zynq UltraScale+ PL at 250 MHz, one 128-bit HP port to DDR4.
+    "kv260": AccelConfig(name="kv260", rows=16, cols=16, bus_bits=128,
+                         act_buffer_bytes=64 * 1024, addr_width=40, clock_mhz=250.0),
+    # Nexys Video: Artix-7 at 100 MHz, MIG's 128-bit AXI port to 16-bit DDR3-800.
+    "nexys_video": AccelConfig(name="nexys_video", rows=8, cols=16, bus_bits=128,
+                               act_buffer_bytes=32 * 1024, addr_width=32, clock_mhz=100.0),
+    # Small builds that simulate quickly; same RTL, fewer PEs.
+    "small": AccelConfig(name="small", rows=4, cols=8, bus_bits=64,
+                         act_buffer_bytes=4 * 1024, addr_width=32, clock_mhz=100.0,
+                         max_burst=16, read_fifo_beats=64, max_outstanding=4),
+    "tiny": AccelConfig(name="tiny", rows=2, cols=4, bus_bits=32,
+                        act_buffer_bytes=2 * 128, addr_width=32, clock_mhz=100.0,
+                        max_burst=8, read_fifo_beats=16, max_outstanding=2),
+}
+
+
+def preset(name: str) -> AccelConfig:
+    """The preset called ``name``; ``KeyError`` lists the valid names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

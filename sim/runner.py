@@ -1,0 +1,77 @@
+"""Build generated Verilog and run cocotb test modules on it, from pytest.
+
+One build directory per (design, simulator) under ``build/sim/``; the Verilator
+model is rebuilt only when the Verilog changes, so many pytest cases share one
+compile. Test outcomes come from cocotb's results file: a run with zero tests or
+any failure fails the calling pytest test.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from amaranth.back import verilog as amaranth_verilog
+
+from .toolchain import find_simulator
+
+__all__ = ["REPO", "BUILD", "write_verilog", "run_cocotb"]
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD = REPO / "build"
+
+
+def write_verilog(component, name: str, path: Path) -> Path:
+    """Convert ``component`` to Verilog module ``name`` at ``path`` (only if changed)."""
+    text = amaranth_verilog.convert(component, name=name, emit_src=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+@contextmanager
+def _locked(directory: Path):
+    """Serialise builds of one directory across pytest-xdist workers."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def run_cocotb(*, sources: list[Path], toplevel: str, test_module: str, testcase=None,
+               extra_env: dict[str, str] | None = None, seed: int | None = None,
+               waves: bool = False, tag: str = "") -> Path:
+    """Build ``sources`` (cached) and run cocotb ``test_module`` against ``toplevel``.
+
+    Returns the results file. Raises ``AssertionError`` when no test ran or any failed.
+    """
+    from cocotb_tools.runner import get_results, get_runner
+
+    sim = find_simulator()
+    digest = hashlib.sha1(b"".join(Path(s).read_bytes() for s in sources)).hexdigest()[:12]
+    build_dir = BUILD / "sim" / f"{toplevel}-{sim.name}-{digest}"
+    runner = get_runner(sim.name)
+    with _locked(build_dir):
+        runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
+                     build_dir=build_dir, build_args=list(sim.build_args),
+                     timescale=sim.timescale, waves=waves)
+    # Each run gets its own directory so parallel runs never share a results file.
+    name = f"{test_module.rsplit('.', 1)[-1]}{'-' + tag if tag else ''}-{os.getpid()}"
+    test_dir = build_dir / "runs" / name
+    test_dir.mkdir(parents=True, exist_ok=True)
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env.update(extra_env or {})
+    results = runner.test(test_module=test_module, hdl_toplevel=toplevel, testcase=testcase,
+                          build_dir=build_dir, test_dir=test_dir, extra_env=env,
+                          seed=seed, waves=waves, timescale=sim.timescale)
+    num_tests, num_failed = get_results(Path(results))
+    assert num_tests > 0, f"cocotb ran no tests from {test_module}"
+    assert num_failed == 0, f"{num_failed} of {num_tests} cocotb tests failed in {test_module}"
+    return Path(results)
