@@ -1,0 +1,89 @@
+"""What the register-level driver needs from a platform: the ``Bus`` seam.
+
+``host.driver.Driver`` runs the accelerator through two small interfaces. Each
+platform implements them: the simulator (cocotb + Verilator), the KV260 under
+Linux (UIO registers + u-dma-buf memory) and the Nexys Video (a serial link to a
+UART-to-AXI bridge). The driver code above this seam is identical on all three.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["RegisterBus", "DeviceMemory", "MemoryWindow"]
+
+
+@runtime_checkable
+class RegisterBus(Protocol):
+    """32-bit access to the accelerator's ``s_axi_ctrl`` registers."""
+
+    def read32(self, offset: int) -> int:
+        """Read the register at byte ``offset``; returns 0..2^32-1."""
+
+    def write32(self, offset: int, value: int) -> None:
+        """Write ``value`` (0..2^32-1) to the register at byte ``offset``."""
+
+    def wait_irq(self, timeout_s: float) -> bool:
+        """Block until the interrupt line is raised or ``timeout_s`` passes.
+
+        Returns True if the interrupt was seen. A bus without an interrupt path returns
+        False at once and the driver polls ``CTRL.ap_done`` instead.
+        """
+
+
+@runtime_checkable
+class DeviceMemory(Protocol):
+    """A window of memory the accelerator's DMA can reach.
+
+    ``device_address`` is the address the accelerator uses for byte 0 of the window
+    (a physical address on the board). Offsets are bytes from the window start.
+    """
+
+    device_address: int
+    size: int
+
+    def write(self, offset: int, data: np.ndarray | bytes) -> None:
+        """Copy ``data`` into the window at ``offset`` (visible to the device after
+        ``sync_for_device``)."""
+
+    def read(self, offset: int, nbytes: int) -> np.ndarray:
+        """A uint8 copy of ``nbytes`` at ``offset`` (call ``sync_for_cpu`` first)."""
+
+    def sync_for_device(self, offset: int, nbytes: int) -> None:
+        """Make CPU writes in the range visible to the device (cache flush)."""
+
+    def sync_for_cpu(self, offset: int, nbytes: int) -> None:
+        """Make device writes in the range visible to the CPU (cache invalidate)."""
+
+
+class MemoryWindow:
+    """``DeviceMemory`` over any writable buffer (an mmap, a bytearray) that the
+    device shares coherently; sync calls are no-ops. Simulation and tests use it."""
+
+    def __init__(self, buffer, device_address: int):
+        self._bytes = np.frombuffer(buffer, dtype=np.uint8)
+        self.device_address = device_address
+        self.size = self._bytes.size
+
+    def _check(self, offset: int, nbytes: int) -> None:
+        if offset < 0 or nbytes < 0 or offset + nbytes > self.size:
+            raise ValueError(
+                f"range [{offset:#x}, {offset + nbytes:#x}) is outside the window of {self.size:#x} bytes")
+
+    def write(self, offset: int, data) -> None:
+        src = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8) if not isinstance(data, np.ndarray) \
+            else np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        self._check(offset, src.size)
+        self._bytes[offset:offset + src.size] = src
+
+    def read(self, offset: int, nbytes: int) -> np.ndarray:
+        self._check(offset, nbytes)
+        return self._bytes[offset:offset + nbytes].copy()
+
+    def sync_for_device(self, offset: int, nbytes: int) -> None:
+        self._check(offset, nbytes)
+
+    def sync_for_cpu(self, offset: int, nbytes: int) -> None:
+        self._check(offset, nbytes)
