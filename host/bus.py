@@ -19,6 +19,8 @@ __all__ = ["RegisterBus", "DeviceMemory", "MemoryWindow"]
 class RegisterBus(Protocol):
     """32-bit access to the accelerator's ``s_axi_ctrl`` registers."""
 
+    has_irq: bool   # False: the driver polls CTRL.ap_done instead of waiting for irq
+
     def read32(self, offset: int) -> int:
         """Read the register at byte ``offset``; returns 0..2^32-1."""
 
@@ -28,9 +30,12 @@ class RegisterBus(Protocol):
     def wait_irq(self, timeout_s: float) -> bool:
         """Block until the interrupt line is raised or ``timeout_s`` passes.
 
-        Returns True if the interrupt was seen. A bus without an interrupt path returns
-        False at once and the driver polls ``CTRL.ap_done`` instead.
+        Returns True if the interrupt was seen. Only called when ``has_irq``.
         """
+
+    def now(self) -> float:
+        """Seconds on the device's clock: wall time on a board, simulated time in a
+        simulator. Every timeout the driver applies is measured with it."""
 
 
 @runtime_checkable

@@ -1,0 +1,321 @@
+"""The register-level driver: one code path for the simulator and the boards.
+
+The driver knows the register map (``hdl.regmap``), the ``AccelConfig`` and the
+packed weight layout (``host.pack``). It knows nothing about LLMs. It talks to a
+platform through ``host.bus.RegisterBus`` and ``host.bus.DeviceMemory``.
+
+Guarantees:
+
+- ``Driver(...)`` reads ID, VERSION and the capability registers. It refuses
+  (``ConfigMismatch``) an accelerator whose build differs from the expected config.
+- ``load_weights`` places packed weights in device memory once. ``matmul`` then only
+  moves activations and results.
+- Every ``ERR_CODE`` becomes an exception naming the code, its meaning and the
+  faulting address. The accelerator is soft-reset before the exception leaves, so
+  the next job can run.
+- A job that does not finish within its timeout raises ``AcceleratorTimeout``,
+  after a soft reset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hdl.config import AccelConfig
+from hdl.regmap import ID_MAGIC, REGISTERS, VERSION, ErrorCode, by_name, const_value
+
+from .bus import DeviceMemory, RegisterBus
+from .pack import PackedWeights, pack_weights
+
+__all__ = ["AcceleratorError", "ConfigMismatch", "JobRefused", "DmaError", "AcceleratorTimeout",
+           "JobStats", "DeviceBuffer", "WeightBuffer", "Driver"]
+
+_OFF = {reg.name: reg.offset for reg in REGISTERS}
+_CTRL = {f.name: f.mask for f in by_name("CTRL").fields}
+_IER_DONE = by_name("IER").fields[0].mask
+_ISR_DONE = by_name("ISR").fields[0].mask
+_STATUS_BUSY = by_name("STATUS").fields[0].mask
+_DEVICE_ALIGN = 4096        # buffers start on a page: no burst ever straddles two buffers
+
+
+class AcceleratorError(RuntimeError):
+    """Base class of every error the accelerator reports."""
+
+
+class ConfigMismatch(AcceleratorError):
+    """The accelerator's identity or capabilities differ from the expected build."""
+
+
+class JobRefused(AcceleratorError):
+    """The hardware refused a job before any DMA traffic (bad dims, alignment, ...)."""
+
+    def __init__(self, code: ErrorCode, address: int, detail: str = ""):
+        self.code, self.address = code, address
+        super().__init__(f"accelerator refused the job: {code.name} ({code.doc})"
+                         f"{f', address {address:#x}' if address else ''}{detail}")
+
+
+class DmaError(AcceleratorError):
+    """A DMA transfer got an error response; the job ended early."""
+
+    def __init__(self, code: ErrorCode, address: int):
+        self.code, self.address = code, address
+        super().__init__(f"accelerator DMA error: {code.name} ({code.doc}) at address {address:#x}")
+
+
+class AcceleratorTimeout(AcceleratorError):
+    """A job did not finish in time; the accelerator was soft-reset."""
+
+
+@dataclass(frozen=True)
+class JobStats:
+    """Counters of one finished job (from the hardware's performance registers)."""
+
+    busy_cycles: int
+    stall_cycles: int
+    read_beats: int
+    write_beats: int
+
+
+@dataclass(frozen=True)
+class DeviceBuffer:
+    """A range of device memory owned by the driver."""
+
+    offset: int            # from the start of the DeviceMemory window
+    device_address: int    # what the accelerator's registers get
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class WeightBuffer:
+    """Packed weights resident in device memory."""
+
+    buffer: DeviceBuffer
+    n: int
+    k: int
+
+
+@dataclass
+class _Allocator:
+    """First-fit allocator over the device memory window, page-aligned."""
+
+    size: int
+    free: list[tuple[int, int]] = field(default_factory=list)   # (offset, nbytes), sorted
+
+    def __post_init__(self):
+        self.free = [(0, self.size)]
+
+    def alloc(self, nbytes: int) -> int:
+        need = -(-nbytes // _DEVICE_ALIGN) * _DEVICE_ALIGN
+        for i, (offset, length) in enumerate(self.free):
+            if length >= need:
+                self.free[i:i + 1] = [(offset + need, length - need)] if length > need else []
+                return offset
+        largest = max((length for _, length in self.free), default=0)
+        raise MemoryError(f"device memory exhausted: need {need} bytes, largest free block {largest} "
+                          f"of {self.size}")
+
+    def release(self, offset: int, nbytes: int) -> None:
+        need = -(-nbytes // _DEVICE_ALIGN) * _DEVICE_ALIGN
+        self.free.append((offset, need))
+        self.free.sort()
+        merged: list[tuple[int, int]] = []
+        for off, length in self.free:
+            if merged and merged[-1][0] + merged[-1][1] == off:
+                merged[-1] = (merged[-1][0], merged[-1][1] + length)
+            else:
+                merged.append((off, length))
+        self.free = merged
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+class Driver:
+    """Runs matmul jobs on one accelerator through a ``RegisterBus`` + ``DeviceMemory``."""
+
+    def __init__(self, bus: RegisterBus, memory: DeviceMemory, config: AccelConfig,
+                 use_irq: bool | None = None, timeout_scale: float = 20.0, min_timeout_s: float = 1e-3):
+        self.bus, self.memory, self.config = bus, memory, config
+        self.use_irq = bus.has_irq if use_irq is None else use_irq
+        self.timeout_scale, self.min_timeout_s = timeout_scale, min_timeout_s
+        self._allocator = _Allocator(memory.size)
+        self._scratch: dict[str, DeviceBuffer] = {}
+        self.last_stats: JobStats | None = None
+        self.check_identity()
+        self.soft_reset()
+        self.bus.write32(_OFF["GIE"], 1 if self.use_irq else 0)
+        self.bus.write32(_OFF["IER"], _IER_DONE if self.use_irq else 0)
+
+    # -- identity ------------------------------------------------------------------
+    def check_identity(self) -> None:
+        """Raise ``ConfigMismatch`` unless every constant register matches ``config``."""
+        ident = self.bus.read32(_OFF["ID"])
+        if ident != ID_MAGIC:
+            raise ConfigMismatch(f"no Systole accelerator on this bus: ID reads {ident:#010x}, "
+                                 f"expected {ID_MAGIC:#010x}")
+        mismatches = []
+        for reg in REGISTERS:
+            if reg.kind != "const":
+                continue
+            want, got = const_value(reg, self.config), self.bus.read32(reg.offset)
+            if want != got:
+                mismatches.append(f"{reg.name} reads {got:#x}, config '{self.config.name}' expects {want:#x}")
+        if mismatches:
+            raise ConfigMismatch("accelerator build does not match the configuration: "
+                                 + "; ".join(mismatches)
+                                 + f" (driver speaks register map v{VERSION[0]}.{VERSION[1]})")
+
+    # -- memory --------------------------------------------------------------------
+    def alloc(self, nbytes: int) -> DeviceBuffer:
+        """A page-aligned buffer of device memory."""
+        if nbytes <= 0:
+            raise ValueError(f"buffer size must be positive, got {nbytes}")
+        offset = self._allocator.alloc(nbytes)
+        return DeviceBuffer(offset, self.memory.device_address + offset, nbytes)
+
+    def free(self, buffer: DeviceBuffer) -> None:
+        self._allocator.release(buffer.offset, buffer.nbytes)
+
+    def load_weights(self, packed: PackedWeights) -> WeightBuffer:
+        """Copy packed weights into device memory (once per model)."""
+        if packed.cols != self.config.cols:
+            raise ValueError(f"weights packed for cols={packed.cols}; this accelerator has "
+                             f"cols={self.config.cols}")
+        if packed.k > self.config.max_k:
+            raise ValueError(f"K={packed.k} exceeds the accelerator's max K {self.config.max_k} "
+                             f"(activation buffer {self.config.act_buffer_bytes} bytes)")
+        buffer = self.alloc(packed.nbytes)
+        self.memory.write(buffer.offset, packed.data)
+        self.memory.sync_for_device(buffer.offset, packed.nbytes)
+        return WeightBuffer(buffer, packed.n, packed.k)
+
+    def load_matrix(self, w: np.ndarray) -> WeightBuffer:
+        """Pack an int8 ``[N, K]`` matrix for this accelerator and load it."""
+        return self.load_weights(pack_weights(w, self.config.cols))
+
+    def _scratch_buffer(self, name: str, nbytes: int) -> DeviceBuffer:
+        current = self._scratch.get(name)
+        if current is None or current.nbytes < nbytes:
+            if current is not None:
+                self.free(current)
+            current = self._scratch[name] = self.alloc(_round_up(nbytes, _DEVICE_ALIGN))
+        return current
+
+    # -- jobs ----------------------------------------------------------------------
+    def matmul(self, a: np.ndarray, weights: WeightBuffer) -> np.ndarray:
+        """``int32[M, N] = a (int8 [M, K]) x W^T`` on the accelerator."""
+        a = np.asarray(a)
+        if a.dtype != np.int8 or a.ndim != 2:
+            raise TypeError(f"activations must be int8 [M, K], got {a.dtype} {a.shape}")
+        m, k = a.shape
+        if k != weights.k:
+            raise ValueError(f"activations have K={k}, weights have K={weights.k}")
+        bus_bytes = self.config.bus_bytes
+        a_stride = _round_up(k, bus_bytes)
+        c_stride = _round_up(4 * weights.n, bus_bytes)
+        a_buf = self._scratch_buffer("a", m * a_stride)
+        c_buf = self._scratch_buffer("c", m * c_stride)
+        if a_stride == k:
+            self.memory.write(a_buf.offset, a)
+        else:
+            staged = np.zeros((m, a_stride), np.int8)
+            staged[:, :k] = a
+            self.memory.write(a_buf.offset, staged)
+        self.memory.sync_for_device(a_buf.offset, m * a_stride)
+        self.run_job(a_addr=a_buf.device_address, w_addr=weights.buffer.device_address,
+                     c_addr=c_buf.device_address, m=m, n=weights.n, k=k,
+                     a_stride=a_stride, c_stride=c_stride)
+        self.memory.sync_for_cpu(c_buf.offset, m * c_stride)
+        rows = self.memory.read(c_buf.offset, m * c_stride).view(np.int32).reshape(m, c_stride // 4)
+        return np.ascontiguousarray(rows[:, :weights.n])
+
+    def run_job(self, *, a_addr: int, w_addr: int, c_addr: int, m: int, n: int, k: int,
+                a_stride: int, c_stride: int, timeout_s: float | None = None) -> JobStats:
+        """Program one job, start it, wait for it; raise on any error code."""
+        for name, value, bits in (("M", m, 32), ("N", n, 32), ("K", k, 32),
+                                  ("A_STRIDE", a_stride, 32), ("C_STRIDE", c_stride, 32)):
+            if not 0 <= value < 1 << bits:
+                raise ValueError(f"{name}={value} does not fit a 32-bit register")
+        if self.bus.read32(_OFF["STATUS"]) & _STATUS_BUSY:
+            raise AcceleratorError("accelerator is busy with another job; call soft_reset() first")
+        write = self.bus.write32
+        for name, addr in (("A", a_addr), ("W", w_addr), ("C", c_addr)):
+            write(_OFF[f"{name}_ADDR_LO"], addr & 0xFFFF_FFFF)
+            write(_OFF[f"{name}_ADDR_HI"], addr >> 32 & 0xFFFF_FFFF)
+        write(_OFF["M"], m)
+        write(_OFF["N"], n)
+        write(_OFF["K"], k)
+        write(_OFF["A_STRIDE"], a_stride)
+        write(_OFF["C_STRIDE"], c_stride)
+        if timeout_s is None:
+            ideal = -(-m // self.config.rows) * (-(-n // self.config.cols) * k + k)
+            timeout_s = max(self.min_timeout_s,
+                            self.timeout_scale * ideal / (self.config.clock_mhz * 1e6))
+        write(_OFF["CTRL"], _CTRL["ap_start"])
+        if not self._wait_done(timeout_s):
+            self.soft_reset()
+            raise AcceleratorTimeout(
+                f"job M={m} N={n} K={k} did not finish within {timeout_s * 1e3:.3f} ms; "
+                "the accelerator was soft-reset")
+        self.last_stats = JobStats(self.bus.read32(_OFF["PERF_BUSY"]),
+                                   self.bus.read32(_OFF["PERF_STALL"]),
+                                   self.bus.read32(_OFF["PERF_RD_BEATS"]),
+                                   self.bus.read32(_OFF["PERF_WR_BEATS"]))
+        code = self.bus.read32(_OFF["ERR_CODE"])
+        if code != ErrorCode.OK:
+            address = self.bus.read32(_OFF["ERR_ADDR_LO"]) | self.bus.read32(_OFF["ERR_ADDR_HI"]) << 32
+            try:
+                error = ErrorCode(code)
+            except ValueError:
+                raise AcceleratorError(f"accelerator reported unknown error code {code:#x}") from None
+            if error in (ErrorCode.DMA_READ, ErrorCode.DMA_WRITE):
+                raise DmaError(error, address)
+            raise JobRefused(error, address)
+        return self.last_stats
+
+    def _wait_done(self, timeout_s: float) -> bool:
+        if not self.use_irq:
+            return self._poll_done(timeout_s)
+        self.bus.wait_irq(timeout_s)
+        if self._clear_interrupts() & _ISR_DONE:
+            self.bus.read32(_OFF["CTRL"])                     # clear ap_done (clear on read)
+            return True
+        return bool(self.bus.read32(_OFF["CTRL"]) & _CTRL["ap_done"])
+
+    def _clear_interrupts(self) -> int:
+        """Clear every set ISR bit (toggle-on-write: write back exactly the set bits)."""
+        isr = self.bus.read32(_OFF["ISR"])
+        if isr:
+            self.bus.write32(_OFF["ISR"], isr)
+        return isr
+
+    def _poll_done(self, timeout_s: float) -> bool:
+        deadline = self.bus.now() + timeout_s
+        while True:
+            if self.bus.read32(_OFF["CTRL"]) & _CTRL["ap_done"]:
+                return True
+            if self.bus.now() > deadline:
+                return False
+
+    def soft_reset(self, timeout_s: float = 0.1) -> None:
+        """End any job and return the engine to idle; raise if it never gets there."""
+        self.bus.write32(_OFF["CTRL"], _CTRL["soft_reset"])
+        deadline = self.bus.now() + timeout_s
+        while not self.bus.read32(_OFF["CTRL"]) & _CTRL["ap_idle"]:
+            if self.bus.now() > deadline:
+                raise AcceleratorTimeout("accelerator did not return to idle after a soft reset; "
+                                         "the memory system may be hung (power-cycle or reload)")
+        self._clear_interrupts()
+        self.bus.read32(_OFF["CTRL"])                         # drop a stale ap_done
+
+    def cycles(self) -> int:
+        """The free-running cycle counter (64-bit, read consistently)."""
+        while True:
+            high = self.bus.read32(_OFF["CYCLES_HI"])
+            low = self.bus.read32(_OFF["CYCLES_LO"])
+            if self.bus.read32(_OFF["CYCLES_HI"]) == high:
+                return high << 32 | low
