@@ -10,6 +10,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.systole-installed
 PRESET ?= kv260
 JOBS   ?= 2
+# Debian tools the tests use: `command package` pairs, installed by `make deps` when missing.
+DEB_TOOLS := aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu dtc:device-tree-compiler tclsh:tcl
+SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: venv test demo verilog clean distclean
 
@@ -33,6 +36,16 @@ demo: $(STAMP)
 
 verilog: $(STAMP)
 	$(PY) -m gen.verilog --preset $(PRESET)
+
+# Install the Debian packages of DEB_TOOLS whose command is missing (no-op otherwise).
+.PHONY: deps
+deps:
+	@missing="$$(for pair in $(DEB_TOOLS); do command -v "$${pair%%:*}" >/dev/null 2>&1 || echo "$${pair#*:}"; done)"; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing $$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	else echo "deps: all Debian tools present"; fi
 
 clean:
 	rm -rf build .pytest_cache
