@@ -10,8 +10,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.systole-installed
 PRESET ?= kv260
 JOBS   ?= 2
-# Debian tools the tests use: `command package` pairs, installed by `make deps` when missing.
-DEB_TOOLS := aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu dtc:device-tree-compiler tclsh:tcl
+# Debian tools the tests use, as `command-or-file:package` pairs; `make deps` installs the
+# package when the command is not on PATH and no such file exists.
+DEB_TOOLS := aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu \
+             /usr/aarch64-linux-gnu/include/stdio.h:libc6-dev-arm64-cross \
+             dtc:device-tree-compiler tclsh:tcl
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: venv test demo verilog clean distclean
@@ -40,7 +43,7 @@ verilog: $(STAMP)
 # Install the Debian packages of DEB_TOOLS whose command is missing (no-op otherwise).
 .PHONY: deps
 deps:
-	@missing="$$(for pair in $(DEB_TOOLS); do command -v "$${pair%%:*}" >/dev/null 2>&1 || echo "$${pair#*:}"; done)"; \
+	@missing="$$(for pair in $(DEB_TOOLS); do { command -v "$${pair%%:*}" || test -e "$${pair%%:*}"; } >/dev/null 2>&1 || echo "$${pair#*:}"; done)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing $$missing"; \
 	  $(SUDO) apt-get update -qq && \

@@ -1,0 +1,342 @@
+/* Systole C driver; see systole.h for the contract of every function. */
+#define _DEFAULT_SOURCE 1  /* mmap, O_SYNC, clock_gettime under -std=c11 */
+#include "systole.h"
+
+#ifdef __linux__
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#endif
+
+#include <string.h>
+
+/* Without a clock, a timeout counts register polls instead of microseconds. */
+#define POLLS_PER_US 1u
+
+uint32_t systole_read(const struct systole_dev *dev, uint32_t offset)
+{
+    return dev->regs[offset / 4u];
+}
+
+void systole_write(const struct systole_dev *dev, uint32_t offset, uint32_t value)
+{
+    dev->regs[offset / 4u] = value;
+}
+
+static uint32_t field(uint32_t value, uint32_t mask, uint32_t shift)
+{
+    return (value & mask) >> shift;
+}
+
+int systole_init(struct systole_dev *dev, volatile void *regs, const struct systole_platform *platform)
+{
+    memset(dev, 0, sizeof(*dev));
+    dev->regs = (volatile uint32_t *)regs;
+    if (platform != NULL)
+        dev->platform = *platform;
+    if (systole_read(dev, SYSTOLE_ID) != SYSTOLE_EXPECT_ID)
+        return SYSTOLE_E_ID;
+    /* A minor version bump only adds registers; a major one changes meanings. */
+    if ((systole_read(dev, SYSTOLE_VERSION) >> 16) != (SYSTOLE_REGMAP_VERSION >> 16))
+        return SYSTOLE_E_VERSION;
+    uint32_t array = systole_read(dev, SYSTOLE_CAP_ARRAY);
+    uint32_t bus = systole_read(dev, SYSTOLE_CAP_BUS);
+    dev->rows = field(array, SYSTOLE_CAP_ARRAY_ROWS_MASK, SYSTOLE_CAP_ARRAY_ROWS_SHIFT);
+    dev->cols = field(array, SYSTOLE_CAP_ARRAY_COLS_MASK, SYSTOLE_CAP_ARRAY_COLS_SHIFT);
+    dev->bus_bytes = field(bus, SYSTOLE_CAP_BUS_BUS_BYTES_MASK, SYSTOLE_CAP_BUS_BUS_BYTES_SHIFT);
+    dev->addr_width = field(bus, SYSTOLE_CAP_BUS_ADDR_WIDTH_MASK, SYSTOLE_CAP_BUS_ADDR_WIDTH_SHIFT);
+    dev->max_burst = 1u << field(bus, SYSTOLE_CAP_BUS_MAX_BURST_LOG2_MASK, SYSTOLE_CAP_BUS_MAX_BURST_LOG2_SHIFT);
+    dev->act_bytes = systole_read(dev, SYSTOLE_CAP_ACT_BYTES);
+    dev->max_k = systole_read(dev, SYSTOLE_CAP_MAX_K);
+    dev->max_mn = systole_read(dev, SYSTOLE_CAP_MAX_MN);
+    if (array != SYSTOLE_EXPECT_CAP_ARRAY || bus != SYSTOLE_EXPECT_CAP_BUS
+        || dev->act_bytes != SYSTOLE_EXPECT_CAP_ACT_BYTES || dev->max_k != SYSTOLE_EXPECT_CAP_MAX_K
+        || dev->max_mn != SYSTOLE_EXPECT_CAP_MAX_MN)
+        return SYSTOLE_E_CAPS;
+    systole_soft_reset(dev);
+    return SYSTOLE_OK;
+}
+
+static uint32_t round_up(uint32_t value, uint32_t multiple)
+{
+    return (value + multiple - 1u) / multiple * multiple;
+}
+
+uint32_t systole_a_stride(const struct systole_dev *dev, uint32_t k)
+{
+    return round_up(k, dev->bus_bytes);
+}
+
+uint32_t systole_c_stride(const struct systole_dev *dev, uint32_t n)
+{
+    return round_up(4u * n, dev->bus_bytes);
+}
+
+/* True when [addr, addr + nbytes) lies below 2^addr_width, without overflowing. */
+static int fits(uint64_t addr, uint64_t nbytes, uint32_t addr_width)
+{
+    uint64_t top = addr_width >= 64u ? UINT64_MAX : (UINT64_C(1) << addr_width) - 1u;
+    return nbytes == 0u || (addr <= top && nbytes - 1u <= top - addr);
+}
+
+static int refuse(struct systole_dev *dev, uint32_t code, uint64_t addr)
+{
+    dev->err_code = code;
+    dev->err_addr = addr;
+    return SYSTOLE_E_ARGS;
+}
+
+int systole_check_job(struct systole_dev *dev, const struct systole_job *job)
+{
+    const uint64_t bb = dev->bus_bytes;
+    if (job->m == 0u || job->m > dev->max_mn)
+        return refuse(dev, SYSTOLE_ERR_M_RANGE, 0);
+    if (job->n == 0u || job->n > dev->max_mn)
+        return refuse(dev, SYSTOLE_ERR_N_RANGE, 0);
+    if (job->k == 0u)
+        return refuse(dev, SYSTOLE_ERR_K_RANGE, 0);
+    if (job->k > dev->max_k)
+        return refuse(dev, SYSTOLE_ERR_A_OVERFLOW, 0);
+    if (job->a_addr % bb)
+        return refuse(dev, SYSTOLE_ERR_ALIGN, job->a_addr);
+    if (job->w_addr % bb)
+        return refuse(dev, SYSTOLE_ERR_ALIGN, job->w_addr);
+    if (job->c_addr % bb)
+        return refuse(dev, SYSTOLE_ERR_ALIGN, job->c_addr);
+    if (job->a_stride % bb || job->c_stride % bb)
+        return refuse(dev, SYSTOLE_ERR_ALIGN, 0);
+    if (job->a_stride < job->k || (uint64_t)job->c_stride < 4u * (uint64_t)job->n)
+        return refuse(dev, SYSTOLE_ERR_STRIDE, 0);
+    uint64_t a_bytes = (uint64_t)(job->m - 1u) * job->a_stride + round_up(job->k, dev->bus_bytes);
+    uint64_t w_bytes = systole_packed_size(job->n, job->k, dev->cols);
+    uint64_t c_bytes = (uint64_t)(job->m - 1u) * job->c_stride + round_up(4u * job->n, dev->bus_bytes);
+    if (!fits(job->a_addr, a_bytes, dev->addr_width))
+        return refuse(dev, SYSTOLE_ERR_ADDR_RANGE, job->a_addr);
+    if (!fits(job->w_addr, w_bytes, dev->addr_width))
+        return refuse(dev, SYSTOLE_ERR_ADDR_RANGE, job->w_addr);
+    if (!fits(job->c_addr, c_bytes, dev->addr_width))
+        return refuse(dev, SYSTOLE_ERR_ADDR_RANGE, job->c_addr);
+    return SYSTOLE_OK;
+}
+
+static void write64(const struct systole_dev *dev, uint32_t lo, uint32_t hi, uint64_t value)
+{
+    systole_write(dev, lo, (uint32_t)value);
+    systole_write(dev, hi, (uint32_t)(value >> 32));
+}
+
+int systole_start(struct systole_dev *dev, const struct systole_job *job)
+{
+    int status = systole_check_job(dev, job);
+    if (status != SYSTOLE_OK)
+        return status;
+    if (systole_read(dev, SYSTOLE_STATUS) & SYSTOLE_STATUS_BUSY_MASK)
+        return SYSTOLE_E_BUSY;
+    write64(dev, SYSTOLE_A_ADDR_LO, SYSTOLE_A_ADDR_HI, job->a_addr);
+    write64(dev, SYSTOLE_W_ADDR_LO, SYSTOLE_W_ADDR_HI, job->w_addr);
+    write64(dev, SYSTOLE_C_ADDR_LO, SYSTOLE_C_ADDR_HI, job->c_addr);
+    systole_write(dev, SYSTOLE_M, job->m);
+    systole_write(dev, SYSTOLE_N, job->n);
+    systole_write(dev, SYSTOLE_K, job->k);
+    systole_write(dev, SYSTOLE_A_STRIDE, job->a_stride);
+    systole_write(dev, SYSTOLE_C_STRIDE, job->c_stride);
+    /* ap_done is clear-on-read: drop a stale one so the wait sees this job's. */
+    (void)systole_read(dev, SYSTOLE_CTRL);
+    systole_write(dev, SYSTOLE_CTRL, SYSTOLE_CTRL_AP_START_MASK);
+    return SYSTOLE_OK;
+}
+
+int systole_wait(struct systole_dev *dev, uint64_t timeout_us)
+{
+    uint64_t start = dev->platform.now_us ? dev->platform.now_us() : 0u;
+    uint64_t polls = 0u;
+    for (;;) {
+        if (systole_read(dev, SYSTOLE_CTRL) & SYSTOLE_CTRL_AP_DONE_MASK)
+            break;
+        uint64_t elapsed = dev->platform.now_us ? dev->platform.now_us() - start : ++polls / POLLS_PER_US;
+        if (elapsed > timeout_us) {
+            systole_soft_reset(dev);
+            return SYSTOLE_E_TIMEOUT;
+        }
+    }
+    dev->err_code = systole_read(dev, SYSTOLE_ERR_CODE);
+    dev->err_addr = (uint64_t)systole_read(dev, SYSTOLE_ERR_ADDR_HI) << 32 | systole_read(dev, SYSTOLE_ERR_ADDR_LO);
+    return dev->err_code == SYSTOLE_ERR_OK ? SYSTOLE_OK : SYSTOLE_E_JOB;
+}
+
+int systole_run(struct systole_dev *dev, const struct systole_job *job, uint64_t timeout_us)
+{
+    int status = systole_start(dev, job);
+    return status == SYSTOLE_OK ? systole_wait(dev, timeout_us) : status;
+}
+
+void systole_soft_reset(struct systole_dev *dev)
+{
+    systole_write(dev, SYSTOLE_CTRL, SYSTOLE_CTRL_SOFT_RESET_MASK);
+    /* The engine completes outstanding AXI transactions before it reports idle. */
+    for (uint32_t polls = 0; polls < 1000000u; polls++)
+        if (systole_read(dev, SYSTOLE_CTRL) & SYSTOLE_CTRL_AP_IDLE_MASK)
+            break;
+}
+
+void systole_read_counters(const struct systole_dev *dev, struct systole_counters *out)
+{
+    /* HI, LO, HI: retry when LO wrapped between the two HI reads. */
+    uint32_t hi, lo;
+    do {
+        hi = systole_read(dev, SYSTOLE_CYCLES_HI);
+        lo = systole_read(dev, SYSTOLE_CYCLES_LO);
+    } while (systole_read(dev, SYSTOLE_CYCLES_HI) != hi);
+    out->cycles = (uint64_t)hi << 32 | lo;
+    out->busy = systole_read(dev, SYSTOLE_PERF_BUSY);
+    out->stall = systole_read(dev, SYSTOLE_PERF_STALL);
+    out->rd_beats = systole_read(dev, SYSTOLE_PERF_RD_BEATS);
+    out->wr_beats = systole_read(dev, SYSTOLE_PERF_WR_BEATS);
+}
+
+const char *systole_err_name(uint32_t err_code)
+{
+    switch (err_code) {
+#define NAME(code) case SYSTOLE_ERR_##code: return #code
+    NAME(OK); NAME(M_RANGE); NAME(N_RANGE); NAME(K_RANGE); NAME(A_OVERFLOW); NAME(ALIGN);
+    NAME(STRIDE); NAME(ADDR_RANGE); NAME(START_BUSY); NAME(DMA_READ); NAME(DMA_WRITE);
+    NAME(ABORTED);
+#undef NAME
+    default: return "UNKNOWN";
+    }
+}
+
+const char *systole_strerror(int status)
+{
+    switch (status) {
+    case SYSTOLE_OK: return "ok";
+    case SYSTOLE_E_ID: return "ID register is not 'SYST' (wrong address or bitstream)";
+    case SYSTOLE_E_VERSION: return "register map major version differs from systole_regs.h";
+    case SYSTOLE_E_CAPS: return "capabilities differ from the build systole_regs.h describes";
+    case SYSTOLE_E_TIMEOUT: return "job timed out (engine soft-reset)";
+    case SYSTOLE_E_JOB: return "the accelerator reported a job error";
+    case SYSTOLE_E_ARGS: return "job arguments refused before starting";
+    case SYSTOLE_E_BUSY: return "a job is already running";
+    case SYSTOLE_E_OS: return "operating system call failed";
+    default: return "unknown status";
+    }
+}
+
+size_t systole_packed_size(uint32_t n, uint32_t k, uint32_t cols)
+{
+    return (size_t)((n + cols - 1u) / cols) * k * cols;
+}
+
+void systole_pack_weights(const int8_t *w, uint32_t n, uint32_t k, uint32_t cols, int8_t *packed)
+{
+    uint32_t tiles = (n + cols - 1u) / cols;
+    for (uint32_t tile = 0; tile < tiles; tile++)
+        for (uint32_t kk = 0; kk < k; kk++)
+            for (uint32_t c = 0; c < cols; c++) {
+                uint32_t channel = tile * cols + c;
+                *packed++ = channel < n ? w[(size_t)channel * k + kk] : 0;
+            }
+}
+
+void systole_ref_matmul(const int8_t *a, uint32_t a_row_stride, const int8_t *packed,
+                        uint32_t m, uint32_t n, uint32_t k, uint32_t cols,
+                        int32_t *c, uint32_t c_row_stride)
+{
+    for (uint32_t row = 0; row < m; row++)
+        for (uint32_t channel = 0; channel < n; channel++) {
+            const int8_t *tile = packed + (size_t)(channel / cols) * k * cols + channel % cols;
+            /* |sum| <= 128 * 128 * 65535 < 2^31: int32 is exact for every legal K. */
+            int32_t sum = 0;
+            for (uint32_t kk = 0; kk < k; kk++)
+                sum += (int32_t)a[(size_t)row * a_row_stride + kk] * tile[(size_t)kk * cols];
+            c[(size_t)row * c_row_stride + channel] = sum;
+        }
+}
+
+#ifdef __linux__
+static int map_fd(int fd, size_t size, off_t offset, struct systole_mapping *map)
+{
+    void *virt = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
+    if (virt == MAP_FAILED) {
+        close(fd);
+        return SYSTOLE_E_OS;
+    }
+    map->fd = fd;
+    map->virt = virt;
+    map->size = size;
+    return SYSTOLE_OK;
+}
+
+int systole_open_uio(const char *path, struct systole_mapping *map)
+{
+    memset(map, 0, sizeof(*map));
+    int fd = open(path, O_RDWR | O_SYNC);
+    if (fd < 0)
+        return SYSTOLE_E_OS;
+    /* UIO map N is selected by offset N * page size; the registers are map 0. */
+    return map_fd(fd, (size_t)sysconf(_SC_PAGESIZE), 0, map);
+}
+
+int systole_open_devmem(uint64_t phys, size_t size, struct systole_mapping *map)
+{
+    memset(map, 0, sizeof(*map));
+    int fd = open("/dev/mem", O_RDWR | O_SYNC);
+    if (fd < 0)
+        return SYSTOLE_E_OS;
+    map->phys = phys;
+    return map_fd(fd, size, (off_t)phys, map);
+}
+
+static int read_sysfs_u64(const char *name, const char *attribute, uint64_t *value)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/sys/class/u-dma-buf/%s/%s", name, attribute);
+    FILE *file = fopen(path, "r");
+    if (file == NULL)
+        return SYSTOLE_E_OS;
+    unsigned long long parsed = 0;
+    int ok = fscanf(file, "%lli", (long long *)&parsed) == 1;
+    fclose(file);
+    if (!ok) {
+        errno = EINVAL;
+        return SYSTOLE_E_OS;
+    }
+    *value = parsed;
+    return SYSTOLE_OK;
+}
+
+int systole_udmabuf_open(const char *name, struct systole_mapping *map)
+{
+    memset(map, 0, sizeof(*map));
+    uint64_t phys = 0, size = 0;
+    if (read_sysfs_u64(name, "phys_addr", &phys) != SYSTOLE_OK || read_sysfs_u64(name, "size", &size) != SYSTOLE_OK)
+        return SYSTOLE_E_OS;
+    char path[256];
+    snprintf(path, sizeof(path), "/dev/%s", name);
+    /* O_SYNC makes u-dma-buf map the buffer uncached: no cache maintenance needed. */
+    int fd = open(path, O_RDWR | O_SYNC);
+    if (fd < 0)
+        return SYSTOLE_E_OS;
+    map->phys = phys;
+    return map_fd(fd, (size_t)size, 0, map);
+}
+
+void systole_unmap(struct systole_mapping *map)
+{
+    if (map->virt != NULL)
+        munmap(map->virt, map->size);
+    if (map->fd > 0)
+        close(map->fd);
+    memset(map, 0, sizeof(*map));
+}
+
+uint64_t systole_linux_now_us(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
+}
+#endif

@@ -1,0 +1,134 @@
+/*
+ * Systole C driver: run int8 matmul jobs on the accelerator through its registers.
+ *
+ * C[M,N] (int32) = A[M,K] (int8) x W[N,K]^T (int8), W in the tile-major packed layout
+ * (host/pack.py). Every register offset, field and expected capability comes from the
+ * generated systole_regs.h (`python -m gen.verilog --preset P` writes it to
+ * build/P/systole_regs.h); nothing here restates one.
+ *
+ * Bare metal: point systole_init() at the s_axi_ctrl base address.
+ * Linux userspace: systole_open_uio() / systole_open_devmem() map the registers and
+ * systole_udmabuf_open() maps a u-dma-buf buffer (uncached, physical address known).
+ */
+#ifndef SYSTOLE_H
+#define SYSTOLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "systole_regs.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Driver status codes (negative); a hardware job error is SYSTOLE_E_JOB plus ERR_CODE. */
+enum systole_status {
+    SYSTOLE_OK = 0,
+    SYSTOLE_E_ID = -1,       /* ID register is not 'SYST': wrong base address or bitstream */
+    SYSTOLE_E_VERSION = -2,  /* register map major version differs from the header */
+    SYSTOLE_E_CAPS = -3,     /* capability registers differ from the header's build */
+    SYSTOLE_E_TIMEOUT = -4,  /* the job did not finish in time (soft reset issued) */
+    SYSTOLE_E_JOB = -5,      /* the hardware refused or failed the job: see err_code */
+    SYSTOLE_E_ARGS = -6,     /* the job's arguments fail a check done before touching HW */
+    SYSTOLE_E_BUSY = -7,     /* a job is already running */
+    SYSTOLE_E_OS = -8,       /* open/mmap/sysfs failed (errno is set) */
+};
+
+/* Optional platform hooks; NULL members are no-ops / poll counting. */
+struct systole_platform {
+    uint64_t (*now_us)(void);                              /* monotonic microseconds */
+    void (*cache_flush)(const void *addr, size_t nbytes);  /* CPU -> device */
+    void (*cache_invalidate)(const void *addr, size_t nbytes); /* device -> CPU */
+};
+
+/* One opened accelerator. Capabilities are read from the hardware by systole_init(). */
+struct systole_dev {
+    volatile uint32_t *regs;
+    struct systole_platform platform;
+    uint32_t rows, cols, bus_bytes, addr_width, max_burst, act_bytes, max_k, max_mn;
+    uint32_t err_code;       /* ERR_CODE of the last failed job (SYSTOLE_ERR_*) */
+    uint64_t err_addr;       /* ERR_ADDR of the last failed job */
+};
+
+/* A job's arguments: device (physical) addresses, shapes and strides in bytes. */
+struct systole_job {
+    uint64_t a_addr, w_addr, c_addr;
+    uint32_t m, n, k;
+    uint32_t a_stride, c_stride;
+};
+
+/* Performance counters of the last job plus the free-running cycle counter. */
+struct systole_counters {
+    uint64_t cycles;
+    uint32_t busy, stall, rd_beats, wr_beats;
+};
+
+/* Check ID, version and capabilities at `regs` against systole_regs.h; soft-reset to idle.
+ * Returns SYSTOLE_OK, SYSTOLE_E_ID, SYSTOLE_E_VERSION or SYSTOLE_E_CAPS. */
+int systole_init(struct systole_dev *dev, volatile void *regs, const struct systole_platform *platform);
+
+uint32_t systole_read(const struct systole_dev *dev, uint32_t offset);
+void systole_write(const struct systole_dev *dev, uint32_t offset, uint32_t value);
+
+/* The smallest legal row strides: multiples of the bus width. */
+uint32_t systole_a_stride(const struct systole_dev *dev, uint32_t k);
+uint32_t systole_c_stride(const struct systole_dev *dev, uint32_t n);
+
+/* Check `job` the way the hardware will (same rules, same codes in dev->err_code). */
+int systole_check_job(struct systole_dev *dev, const struct systole_job *job);
+
+/* Program the arguments and start; does not wait. */
+int systole_start(struct systole_dev *dev, const struct systole_job *job);
+
+/* Wait for ap_done. timeout_us is microseconds with platform.now_us, else register polls.
+ * On timeout the engine is soft-reset and SYSTOLE_E_TIMEOUT returned. */
+int systole_wait(struct systole_dev *dev, uint64_t timeout_us);
+
+/* systole_start + systole_wait. */
+int systole_run(struct systole_dev *dev, const struct systole_job *job, uint64_t timeout_us);
+
+/* End any job and return to idle (CTRL.soft_reset). */
+void systole_soft_reset(struct systole_dev *dev);
+
+void systole_read_counters(const struct systole_dev *dev, struct systole_counters *out);
+
+/* "M_RANGE", "DMA_READ", ... for an ERR_CODE value; "UNKNOWN" otherwise. */
+const char *systole_err_name(uint32_t err_code);
+/* Text for a systole_status value. */
+const char *systole_strerror(int status);
+
+/* Host-side helpers (no hardware): packing and the reference product. */
+size_t systole_packed_size(uint32_t n, uint32_t k, uint32_t cols);
+/* w: int8 [n, k] row-major -> packed: tile-major, zero-padded channels (host/pack.py). */
+void systole_pack_weights(const int8_t *w, uint32_t n, uint32_t k, uint32_t cols, int8_t *packed);
+/* c[m, n] = a[m, k] x unpack(packed)^T, exact int32; row strides in elements. */
+void systole_ref_matmul(const int8_t *a, uint32_t a_row_stride, const int8_t *packed,
+                        uint32_t m, uint32_t n, uint32_t k, uint32_t cols,
+                        int32_t *c, uint32_t c_row_stride);
+
+#ifdef __linux__
+/* A mapped register window or DMA buffer; release with systole_unmap(). */
+struct systole_mapping {
+    int fd;
+    void *virt;
+    size_t size;
+    uint64_t phys;           /* physical address (u-dma-buf, /dev/mem), else 0 */
+};
+
+/* Map the registers of /dev/uioN (map 0). */
+int systole_open_uio(const char *path, struct systole_mapping *map);
+/* Map `size` bytes of /dev/mem at physical address `phys` (needs root). */
+int systole_open_devmem(uint64_t phys, size_t size, struct systole_mapping *map);
+/* Map u-dma-buf `name` (e.g. "udmabuf0") uncached; phys and size come from sysfs. */
+int systole_udmabuf_open(const char *name, struct systole_mapping *map);
+void systole_unmap(struct systole_mapping *map);
+/* CLOCK_MONOTONIC in microseconds, for systole_platform.now_us. */
+uint64_t systole_linux_now_us(void);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SYSTOLE_H */
