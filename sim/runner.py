@@ -18,7 +18,7 @@ from amaranth.back import verilog as amaranth_verilog
 
 from .toolchain import find_simulator
 
-__all__ = ["REPO", "BUILD", "write_verilog", "run_cocotb"]
+__all__ = ["REPO", "BUILD", "write_verilog", "build", "run_cocotb"]
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build"
@@ -45,23 +45,38 @@ def _locked(directory: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def run_cocotb(*, sources: list[Path], toplevel: str, test_module: str, testcase=None,
-               extra_env: dict[str, str] | None = None, seed: int | None = None,
-               waves: bool = False, tag: str = "") -> Path:
-    """Build ``sources`` (cached) and run cocotb ``test_module`` against ``toplevel``.
+def build(*, sources: list[Path], toplevel: str, extra_args: tuple[str, ...] = (),
+          waves: bool = False):
+    """Compile ``sources`` for the selected simulator (cached by content).
 
-    Returns the results file. Raises ``AssertionError`` when no test ran or any failed.
+    ``extra_args`` go to the simulator's compiler (e.g. a DPI ``.cpp`` for Verilator).
+    Returns ``(runner, build_dir, simulator)``.
     """
-    from cocotb_tools.runner import get_results, get_runner
+    from cocotb_tools.runner import get_runner
 
     sim = find_simulator()
-    digest = hashlib.sha1(b"".join(Path(s).read_bytes() for s in sources)).hexdigest()[:12]
+    digest = hashlib.sha1(b"".join(Path(s).read_bytes() for s in sources)
+                          + "\0".join(extra_args).encode()).hexdigest()[:12]
     build_dir = BUILD / "sim" / f"{toplevel}-{sim.name}-{digest}"
     runner = get_runner(sim.name)
     with _locked(build_dir):
         runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
-                     build_dir=build_dir, build_args=list(sim.build_args),
+                     build_dir=build_dir, build_args=list(sim.build_args) + list(extra_args),
                      timescale=sim.timescale, waves=waves)
+    return runner, build_dir, sim
+
+
+def run_cocotb(*, sources: list[Path], toplevel: str, test_module: str, testcase=None,
+               extra_env: dict[str, str] | None = None, seed: int | None = None,
+               waves: bool = False, tag: str = "", extra_args: tuple[str, ...] = ()) -> Path:
+    """Build ``sources`` (cached) and run cocotb ``test_module`` against ``toplevel``.
+
+    Returns the results file. Raises ``AssertionError`` when no test ran or any failed.
+    """
+    from cocotb_tools.runner import get_results
+
+    runner, build_dir, sim = build(sources=sources, toplevel=toplevel, extra_args=extra_args,
+                                   waves=waves)
     # Each run gets its own directory so parallel runs never share a results file.
     name = f"{test_module.rsplit('.', 1)[-1]}{'-' + tag if tag else ''}-{os.getpid()}"
     test_dir = build_dir / "runs" / name

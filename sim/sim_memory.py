@@ -1,0 +1,214 @@
+"""An AXI4 memory for simulation: DPI-backed, runtime latency, fault injection.
+
+``SimMemory`` is an AXI4 slave that serves ``m_axi_dma`` from the shared-file
+memory of ``sim/dpi/systole_mem.cpp`` through the one-beat ``systole_mem_port``
+(``sim/dpi/systole_mem_port.sv``). Beats never pass through Python, so long jobs
+(a 262k-row classifier) simulate at Verilator speed. Weights are placed by writing
+the file, which the host driver maps too.
+
+Timing contract:
+
+- AR is accepted whenever fewer than ``max_reads`` bursts are waiting. A burst's
+  first R beat is offered ``read_latency`` cycles after its AR handshake (at the
+  earliest). Then one beat per cycle follows while ``rready`` is high; bursts follow
+  each other without gaps.
+- AW and W are accepted one burst at a time (W only after its AW). B is offered
+  2 cycles after the W beat with ``wlast``.
+- ``RRESP``/``BRESP`` are DECERR for beats outside the file's window, and SLVERR
+  for bursts that overlap ``[fault_lo, fault_hi)`` when ``fault_read`` /
+  ``fault_write`` is set. While ``hang`` is high no AR is accepted (this models
+  a memory that stops answering).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from hdl.axi import AXI4Signature, RESP_DECERR, RESP_OKAY, RESP_SLVERR
+from hdl.config import AccelConfig
+
+__all__ = ["SimMemory"]
+
+
+class SimMemory(wiring.Component):
+    """AXI4 slave over the shared-file memory; see the module docstring."""
+
+    def __init__(self, config: AccelConfig, max_reads: int = 32):
+        self.config = config
+        self.max_reads = max_reads
+        aw = config.addr_width
+        super().__init__({
+            "bus": In(AXI4Signature(config)),
+            "read_latency": In(16, init=32),
+            "fault_lo": In(aw),
+            "fault_hi": In(aw),
+            "fault_read": In(1),
+            "fault_write": In(1),
+            "hang": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config, bus = self.config, self.bus
+        bb = config.bus_bytes
+        aw = config.addr_width
+
+        now = Signal(48)
+        m.d.sync += now.eq(now + 1)
+
+        def overlaps_fault(addr, beats):
+            end = Signal(aw + 9)
+            m.d.comb += end.eq(addr + beats * bb)
+            return (addr < self.fault_hi) & (end > self.fault_lo)
+
+        # -- reads -------------------------------------------------------------------
+        ar_layout = data.StructLayout({"addr": aw, "len": 8, "id": config.id_width,
+                                       "due": 48, "fault": 1})
+        ar_fifo = m.submodules.ar_fifo = SyncFIFOBuffered(width=ar_layout.size, depth=self.max_reads)
+        ar_in = Signal(ar_layout)
+        m.d.comb += [
+            ar_in.addr.eq(bus.araddr), ar_in.len.eq(bus.arlen), ar_in.id.eq(bus.arid),
+            ar_in.due.eq(now + self.read_latency),
+            ar_in.fault.eq(self.fault_read & overlaps_fault(bus.araddr, bus.arlen + 1)),
+            ar_fifo.w_data.eq(ar_in),
+            bus.arready.eq(ar_fifo.w_rdy & ~self.hang),
+            ar_fifo.w_en.eq(bus.arvalid & bus.arready),
+        ]
+        head = Signal(ar_layout)
+        m.d.comb += head.eq(ar_fifo.r_data)
+
+        # Read pipeline: issue one memory read per cycle into a small R FIFO, keeping
+        # a slot free for the read still in flight.
+        r_layout = data.StructLayout({"data": config.bus_bits, "resp": 2, "last": 1,
+                                      "id": config.id_width})
+        r_fifo = m.submodules.r_fifo = SyncFIFOBuffered(width=r_layout.size, depth=8)
+        beat = Signal(8)
+        issue = Signal()
+        in_flight = Signal()
+        flight_layout = data.StructLayout({"resp": 2, "last": 1, "id": config.id_width})
+        flight = Signal(flight_layout)    # the beat whose data arrives this cycle
+        m.d.comb += issue.eq(ar_fifo.r_rdy & (head.due <= now) &
+                             (r_fifo.level + in_flight < r_fifo.depth - 1))
+        rd_addr = Signal(64)
+        rd_data = Signal(config.bus_bits)
+        rd_err = Signal()
+        # Beat addresses are aligned down to the bus width (an unaligned AxADDR only
+        # moves the first beat's valid byte lanes).
+        align = ~(bb - 1) & ((1 << aw) - 1)
+        m.d.comb += rd_addr.eq((head.addr & align) + beat * bb)
+        m.d.sync += in_flight.eq(issue)
+        with m.If(issue):
+            m.d.sync += [
+                flight.resp.eq(Mux(head.fault, RESP_SLVERR, RESP_OKAY)),
+                flight.last.eq(beat == head.len),
+                flight.id.eq(head.id),
+            ]
+            with m.If(beat == head.len):
+                m.d.sync += beat.eq(0)
+                m.d.comb += ar_fifo.r_en.eq(1)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+        r_out = Signal(r_layout)
+        m.d.comb += [
+            r_out.data.eq(rd_data),
+            r_out.last.eq(flight.last),
+            r_out.id.eq(flight.id),
+            r_out.resp.eq(flight.resp),
+            r_fifo.w_data.eq(r_out),
+            r_fifo.w_en.eq(in_flight),
+        ]
+        with m.If(rd_err):
+            m.d.comb += r_out.resp.eq(RESP_DECERR)
+        r_head = Signal(r_layout)
+        m.d.comb += [
+            r_head.eq(r_fifo.r_data),
+            bus.rvalid.eq(r_fifo.r_rdy),
+            bus.rdata.eq(r_head.data),
+            bus.rresp.eq(r_head.resp),
+            bus.rlast.eq(r_head.last),
+            bus.rid.eq(r_head.id),
+            r_fifo.r_en.eq(bus.rready),
+        ]
+
+        # -- writes ------------------------------------------------------------------
+        w_active = Signal()
+        w_addr = Signal(aw)
+        w_id = Signal(config.id_width)
+        w_fault = Signal()
+        w_err = Signal()
+        w_beat = Signal(8)
+        b_layout = data.StructLayout({"id": config.id_width, "resp": 2})
+        b_fifo = m.submodules.b_fifo = SyncFIFOBuffered(width=b_layout.size, depth=4)
+        b_pending = Signal()                      # B to push once the last write's error is known
+        b_fault = Signal()
+        b_id = Signal(config.id_width)
+        wr_en = Signal()
+        wr_err = Signal()
+        m.d.comb += [
+            bus.awready.eq(~w_active & ~b_pending & b_fifo.w_rdy),
+            bus.wready.eq(w_active),
+            wr_en.eq(bus.wvalid & bus.wready),
+        ]
+        with m.If(bus.awvalid & bus.awready):
+            m.d.sync += [
+                w_active.eq(1), w_addr.eq(bus.awaddr), w_id.eq(bus.awid), w_beat.eq(0),
+                w_fault.eq(self.fault_write & overlaps_fault(bus.awaddr, bus.awlen + 1)),
+                w_err.eq(0),
+            ]
+        # wr_err of a beat arrives one cycle after the beat; fold it into w_err.
+        wrote = Signal()
+        m.d.sync += wrote.eq(wr_en)
+        with m.If(wrote & wr_err):
+            m.d.sync += w_err.eq(1)
+        with m.If(wr_en):
+            m.d.sync += w_beat.eq(w_beat + 1)
+            with m.If(bus.wlast):
+                m.d.sync += [w_active.eq(0), b_pending.eq(1), b_fault.eq(w_fault), b_id.eq(w_id)]
+        b_in = Signal(b_layout)
+        m.d.comb += [
+            b_in.id.eq(b_id),
+            b_in.resp.eq(RESP_OKAY),
+            b_fifo.w_data.eq(b_in),
+        ]
+        with m.If(b_pending & ~wrote):
+            # The last beat's wr_err has been folded into w_err by now.
+            m.d.comb += b_fifo.w_en.eq(1)
+            m.d.sync += b_pending.eq(0)
+            with m.If(w_err):
+                m.d.comb += b_in.resp.eq(RESP_DECERR)
+            with m.Elif(b_fault):
+                m.d.comb += b_in.resp.eq(RESP_SLVERR)
+        b_head = Signal(b_layout)
+        m.d.comb += [
+            b_head.eq(b_fifo.r_data),
+            bus.bvalid.eq(b_fifo.r_rdy),
+            bus.bid.eq(b_head.id),
+            bus.bresp.eq(b_head.resp),
+            b_fifo.r_en.eq(bus.bready),
+        ]
+
+        m.submodules.port = Instance(
+            "systole_mem_port",
+            p_BYTES=bb,
+            i_clk=ClockSignal(),
+            i_rd_en=issue,
+            i_rd_addr=rd_addr,
+            o_rd_data=rd_data,
+            o_rd_err=rd_err,
+            i_wr_en=wr_en,
+            i_wr_addr=((w_addr & align) + w_beat * bb)[:64],
+            i_wr_data=bus.wdata,
+            i_wr_strb=bus.wstrb,
+            o_wr_err=wr_err,
+        )
+        return m
+
+
+def dpi_sources():
+    """The SystemVerilog port and the C++ backing store ``SimMemory`` instantiates."""
+    from pathlib import Path
+    here = Path(__file__).resolve().parent / "dpi"
+    return here / "systole_mem_port.sv", here / "systole_mem.cpp"
