@@ -10,16 +10,20 @@ __all__ = ["PE"]
 class PE(wiring.Component):
     """Output-stationary int8 MAC with registered pass-through (one systolic cell).
 
-    Timing: every input is registered once. ``a`` leaves on ``a_out`` one cycle
-    later (to the right neighbour); ``w`` and the flags leave on ``w_out``/``*_out``
-    one cycle later (to the neighbour below).
+    Timing: ``a`` leaves on ``a_out`` one cycle later (to the right neighbour);
+    ``w`` and the flags leave on ``w_out``/``*_out`` one cycle later (to the
+    neighbour below). The MAC is pipelined like a DSP48 slice (multiplier register,
+    then accumulator register), so ``RESULT_LATENCY = 2``: the product of the
+    inputs seen in cycle ``t`` is in ``acc`` from cycle ``t + 2``.
 
     When ``valid``: ``acc <= (first ? 0 : acc) + a * w``. When ``valid & last`` the
     same sum is also written to ``result`` (the second accumulator of the double
-    buffer), which then holds still until the next tile's ``last``. The sum of up to
-    2^17 products of int8 values fits the 32-bit accumulator; one multiplier and
-    one adder map to a single DSP slice.
+    buffer), which then holds still until the next tile's ``last``;
+    ``result_valid`` pulses in the first cycle the new ``result`` is visible. The
+    sum of up to 2^17 products of int8 values fits the 32-bit accumulator.
     """
+
+    RESULT_LATENCY = 2
 
     a: In(signed(8))
     w: In(signed(8))
@@ -34,20 +38,33 @@ class PE(wiring.Component):
     last_out: Out(1)
 
     result: Out(signed(32))
+    result_valid: Out(1)
 
     def elaborate(self, platform):
         m = Module()
+        product = Signal(signed(16))
+        product_valid = Signal()
+        product_first = Signal()
+        product_last = Signal()
         acc = Signal(signed(32))
-        base = Signal(signed(32))
         total = Signal(signed(32))
-        m.d.comb += [
-            base.eq(acc & ~self.first.replicate(32)),   # first: restart from zero
-            total.eq(base + self.a * self.w),
+
+        # Stage 1: the multiplier register (DSP MREG).
+        m.d.sync += [
+            product.eq(self.a * self.w),
+            product_valid.eq(self.valid),
+            product_first.eq(self.first),
+            product_last.eq(self.last),
         ]
-        with m.If(self.valid):
+        # Stage 2: the accumulator (DSP PREG); `first` selects zero instead of the
+        # feedback so a new tile needs no separate clear cycle.
+        m.d.comb += total.eq((acc & ~product_first.replicate(32)) + product)
+        with m.If(product_valid):
             m.d.sync += acc.eq(total)
-            with m.If(self.last):
+            with m.If(product_last):
                 m.d.sync += self.result.eq(total)
+        m.d.sync += self.result_valid.eq(product_valid & product_last)
+
         m.d.sync += [
             self.a_out.eq(self.a),
             self.w_out.eq(self.w),

@@ -5,7 +5,7 @@ import random
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from sim.runner import BUILD, run_cocotb, write_verilog
 
@@ -46,10 +46,13 @@ async def pe_matches_numpy_dot_products(dut):
             dut.last.value = int(k == length - 1)
             await RisingEdge(dut.clk)
         dut.valid.value = 0
-        await RisingEdge(dut.clk)
+        await RisingEdge(dut.clk)           # products of the last beat reach result (latency 2)
+        await ReadOnly()
+        assert dut.result_valid.value == 1
         expected = int(np.dot(np.array(a, np.int64), np.array(w, np.int64)))
         assert dut.result.value.to_signed() == expected, (tile, length)
         assert dut.w_out.value.to_signed() == w[-1]
+        await RisingEdge(dut.clk)
 
 
 def test_pe_verilator():

@@ -1,0 +1,145 @@
+"""The drain: finished tiles out of the array, as DmaWriter commands and beats."""
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from .config import AccelConfig
+from .feeder import tile_layout
+
+__all__ = ["Drain", "write_cmd_layout", "write_data_layout"]
+
+
+def write_cmd_layout(config: AccelConfig) -> data.StructLayout:
+    """A ``DmaWriter`` command: ``beats`` bus beats from ``addr``."""
+    return data.StructLayout({"addr": config.addr_width, "beats": 32})
+
+
+def write_data_layout(config: AccelConfig) -> data.StructLayout:
+    """A ``DmaWriter`` data beat with its byte strobes."""
+    return data.StructLayout({"data": config.bus_bits, "strb": config.bus_bytes})
+
+
+class Drain(wiring.Component):
+    """Reads one finished tile out of the array's result registers per ``start``.
+
+    ``start`` is the array's ``tile_done`` pulse; ``tile`` (from the feeder) and
+    ``c_stride`` say where the tile goes. For each valid row ``r`` the drain
+    emits one command ``{c_addr + r * c_stride, ceil(4 * cols_valid / bus_bytes)}``
+    and that many beats of little-endian int32 results; the last beat of a row of
+    a partial tile carries a partial strobe, so bytes past column ``N - 1`` are
+    never written. Rows past ``rows_valid`` are not written at all.
+
+    - Commands and beats are separate streams; commands run ahead, and a row's
+      beats are offered only after the writer has taken that row's command. Each
+      stream has its own output register, so ``valid`` never waits for ``ready``
+      and nothing combinational reaches the bus.
+    - Throughput: one beat per cycle while the writer accepts.
+    - ``tile_free`` pulses in the cycle the tile's final beat is taken from the
+      result registers; from then on the array may overwrite them.
+    - ``busy`` is high from ``start`` until the final beat has been handed over.
+    - ``abort`` (level) drops the tile in progress and ignores ``start``.
+    """
+
+    def __init__(self, config: AccelConfig):
+        self.config = config
+        super().__init__({
+            "result": In(data.ArrayLayout(data.ArrayLayout(signed(32), config.cols), config.rows)),
+            "start": In(1),
+            "tile": In(tile_layout(config)),
+            "c_stride": In(32),
+            "abort": In(1),
+            "cmd": Out(stream.Signature(write_cmd_layout(config))),
+            "data": Out(stream.Signature(write_data_layout(config))),
+            "tile_free": Out(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        bb = cfg.bus_bytes
+        row_beats = cfg.c_beats_per_row          # 4: a full row of int32s
+
+        cmd_rows_left = Signal(range(cfg.rows + 1))
+        cmd_addr = Signal(cfg.addr_width)
+        cmds_taken = Signal(range(cfg.rows + 1))   # commands the writer has accepted
+        data_rows_left = Signal(range(cfg.rows + 1))
+        data_row = Signal(range(cfg.rows))
+        data_beat = Signal(range(row_beats))
+        beats = Signal(range(1, row_beats + 1))  # beats per row in this tile
+        last_strb = Signal(bb)
+        c_stride = Signal(32)
+
+        # Beats and strobe of a row of `cols_valid` int32s, computed once per tile.
+        row_bytes = Signal(range(4 * cfg.cols + 1))
+        tile_beats = Signal(range(1, row_beats + 1))
+        tail_bytes = Signal(range(1, bb + 1))
+        m.d.comb += [
+            row_bytes.eq(4 * self.tile.cols_valid),
+            tile_beats.eq((row_bytes + bb - 1) >> exact_log2(bb)),
+            tail_bytes.eq(row_bytes - ((tile_beats - 1) << exact_log2(bb))),
+        ]
+
+        with m.If(self.start & ~self.abort):
+            m.d.sync += [
+                cmd_rows_left.eq(self.tile.rows_valid),
+                cmd_addr.eq(self.tile.c_addr),
+                cmds_taken.eq(0),
+                data_rows_left.eq(self.tile.rows_valid),
+                data_row.eq(0),
+                data_beat.eq(0),
+                beats.eq(tile_beats),
+                last_strb.eq((Const(1, bb + 1) << tail_bytes) - 1),
+                c_stride.eq(self.c_stride),
+            ]
+
+        # Command stream, registered.
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += cmds_taken.eq(cmds_taken + 1)
+        with m.If(self.cmd.ready | ~self.cmd.valid):
+            m.d.sync += self.cmd.valid.eq(0)
+            with m.If(cmd_rows_left != 0):
+                m.d.sync += [
+                    self.cmd.valid.eq(1),
+                    self.cmd.payload.addr.eq(cmd_addr),
+                    self.cmd.payload.beats.eq(beats),
+                    cmd_addr.eq(cmd_addr + c_stride),
+                    cmd_rows_left.eq(cmd_rows_left - 1),
+                ]
+
+        # Data stream, registered: one (row, beat) of the result registers per load.
+        beat_index = Signal(range(cfg.rows * row_beats))
+        m.d.comb += beat_index.eq(data_row * row_beats + data_beat)
+        with m.If(self.data.ready | ~self.data.valid):
+            m.d.sync += self.data.valid.eq(0)
+            # A row's beats follow its command, never precede it.
+            with m.If((data_rows_left != 0) & (cmds_taken > data_row)):
+                final_beat = data_beat == beats - 1
+                m.d.sync += [
+                    self.data.valid.eq(1),
+                    self.data.payload.data.eq(
+                        self.result.as_value().word_select(beat_index, cfg.bus_bits)),
+                    self.data.payload.strb.eq(Mux(final_beat, last_strb, (1 << bb) - 1)),
+                    data_beat.eq(data_beat + 1),
+                ]
+                with m.If(final_beat):
+                    m.d.sync += [
+                        data_beat.eq(0),
+                        data_row.eq(data_row + 1),
+                        data_rows_left.eq(data_rows_left - 1),
+                    ]
+                    with m.If(data_rows_left == 1):
+                        m.d.comb += self.tile_free.eq(1)
+
+        with m.If(self.abort):
+            m.d.sync += [
+                cmd_rows_left.eq(0),
+                data_rows_left.eq(0),
+                self.cmd.valid.eq(0),
+                self.data.valid.eq(0),
+            ]
+        m.d.comb += self.busy.eq((cmd_rows_left != 0) | (data_rows_left != 0)
+                                 | self.cmd.valid | self.data.valid)
+        return m
