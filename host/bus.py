@@ -64,8 +64,11 @@ class DeviceMemory(Protocol):
 
 
 class MemoryWindow:
-    """``DeviceMemory`` over any writable buffer (an mmap, a bytearray) that the
-    device shares coherently; sync calls are no-ops. Simulation and tests use it."""
+    """``DeviceMemory`` over any writable buffer (an mmap, a bytearray, an array).
+
+    The sync calls only check the range: right for memory the device shares
+    coherently (the simulator). Platforms with caches subclass it and override them.
+    """
 
     def __init__(self, buffer, device_address: int):
         self._bytes = np.frombuffer(buffer, dtype=np.uint8)
@@ -78,8 +81,10 @@ class MemoryWindow:
                 f"range [{offset:#x}, {offset + nbytes:#x}) is outside the window of {self.size:#x} bytes")
 
     def write(self, offset: int, data) -> None:
-        src = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8) if not isinstance(data, np.ndarray) \
-            else np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        if isinstance(data, np.ndarray):
+            src = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        else:
+            src = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
         self._check(offset, src.size)
         self._bytes[offset:offset + src.size] = src
 

@@ -142,10 +142,10 @@ class Driver:
         self.bus, self.memory, self.config = bus, memory, config
         self.use_irq = bus.has_irq if use_irq is None else use_irq
         self.timeout_scale, self.min_timeout_s = timeout_scale, min_timeout_s
-        self._allocator = _Allocator(memory.size)
-        self._scratch: dict[str, DeviceBuffer] = {}
         self.last_stats: JobStats | None = None
         self.check_identity()
+        self._allocator = _Allocator(memory.size)
+        self._scratch: dict[str, DeviceBuffer] = {}
         self.soft_reset()
         self.bus.write32(_OFF["GIE"], 1 if self.use_irq else 0)
         self.bus.write32(_OFF["IER"], _IER_DONE if self.use_irq else 0)

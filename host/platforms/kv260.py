@@ -1,0 +1,168 @@
+"""The KV260 platform: Linux on the Kria's Cortex-A53s talking to the PL accelerator.
+
+- ``UioRegisters``: the control registers through ``/dev/uioN`` (a ``generic-uio``
+  node in the device-tree overlay, named ``systole``). It mmaps map 0 and waits for
+  the interrupt by ``read()`` on the UIO file, with ``select`` for the timeout.
+- ``UdmabufMemory``: DMA memory from the ``u-dma-buf`` driver (``/dev/udmabuf0``).
+  The physical address comes from sysfs. Caches are flushed and invalidated
+  through its ``sync_for_device``/``sync_for_cpu`` sysfs controls, because the HP
+  ports are not cache-coherent.
+- ``PynqMemory`` and ``PynqRegisters``: the same through PYNQ (``allocate``,
+  ``MMIO``) when PYNQ is installed.
+
+Only the ``mmap``/``read``/sysfs lines touch the board. The tests run these classes
+on ordinary files, and the same ``Driver`` runs on them.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import select
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..bus import MemoryWindow
+
+__all__ = ["UioRegisters", "UdmabufMemory", "PynqRegisters", "PynqMemory", "find_uio"]
+
+_REGISTER_WINDOW = 0x1000
+
+
+def find_uio(name: str = "systole", sysfs: Path = Path("/sys/class/uio")) -> Path:
+    """The ``/dev/uioN`` whose UIO name is ``name``; ``FileNotFoundError`` says how to fix."""
+    if sysfs.is_dir():
+        for entry in sorted(sysfs.iterdir()):
+            if (entry / "name").is_file() and (entry / "name").read_text().strip() == name:
+                return Path("/dev") / entry.name
+    raise FileNotFoundError(
+        f"no UIO device named {name!r} under {sysfs}; load the Systole overlay "
+        "(`sudo xmutil loadapp systole`) and make sure generic-uio is bound "
+        "(kernel argument uio_pdrv_genirq.of_id=generic-uio)")
+
+
+class UioRegisters:
+    """``RegisterBus`` over a UIO device (or any file holding a register image)."""
+
+    has_irq = True
+
+    def __init__(self, path: str | os.PathLike, size: int = _REGISTER_WINDOW, irq: bool = True):
+        self.path = Path(path)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_SYNC)
+        self._map = mmap.mmap(self._fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._words = np.frombuffer(self._map, dtype=np.uint32)
+        self.has_irq = irq
+        if irq:
+            self._unmask()
+
+    def _check(self, offset: int) -> int:
+        if offset % 4 or not 0 <= offset < self._words.size * 4:
+            raise ValueError(f"register offset {offset:#x} is not a word inside the "
+                             f"{self._words.size * 4:#x}-byte window")
+        return offset // 4
+
+    def read32(self, offset: int) -> int:
+        return int(self._words[self._check(offset)])
+
+    def write32(self, offset: int, value: int) -> None:
+        self._words[self._check(offset)] = value & 0xFFFF_FFFF
+
+    def _unmask(self) -> None:
+        os.write(self._fd, struct.pack("=I", 1))      # UIO: re-enable the interrupt
+
+    def wait_irq(self, timeout_s: float) -> bool:
+        ready, _, _ = select.select([self._fd], [], [], max(0.0, timeout_s))
+        if not ready:
+            return False
+        os.read(self._fd, 4)                           # the interrupt count; consumes the event
+        self._unmask()
+        return True
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def close(self) -> None:
+        del self._words
+        self._map.close()
+        os.close(self._fd)
+
+
+class UdmabufMemory(MemoryWindow):
+    """``DeviceMemory`` over a u-dma-buf device with explicit cache maintenance."""
+
+    _TO_DEVICE, _FROM_DEVICE = 1, 2
+
+    def __init__(self, name: str = "udmabuf0", dev: Path = Path("/dev"),
+                 sysfs: Path = Path("/sys/class/u-dma-buf")):
+        self.name = name
+        self._sysfs = sysfs / name
+        if not self._sysfs.is_dir():
+            raise FileNotFoundError(f"no u-dma-buf device {name!r} under {sysfs}; load the overlay "
+                                    "with its u-dma-buf node (or `modprobe u-dma-buf`)")
+        device_address = int((self._sysfs / "phys_addr").read_text().strip(), 0)
+        size = int((self._sysfs / "size").read_text().strip(), 0)
+        self._write_sysfs("sync_mode", 0)       # caches on; sync by hand
+        fd = os.open(dev / name, os.O_RDWR)
+        try:
+            self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        super().__init__(self._map, device_address)
+
+    def _write_sysfs(self, attribute: str, value: int) -> None:
+        (self._sysfs / attribute).write_text(f"{value}\n")
+
+    def _sync(self, control: str, direction: int, offset: int, nbytes: int) -> None:
+        self._check(offset, nbytes)
+        self._write_sysfs("sync_offset", offset)
+        self._write_sysfs("sync_size", nbytes)
+        self._write_sysfs("sync_direction", direction)
+        self._write_sysfs(control, 1)
+
+    def sync_for_device(self, offset: int, nbytes: int) -> None:
+        self._sync("sync_for_device", self._TO_DEVICE, offset, nbytes)
+
+    def sync_for_cpu(self, offset: int, nbytes: int) -> None:
+        self._sync("sync_for_cpu", self._FROM_DEVICE, offset, nbytes)
+
+
+class PynqRegisters:
+    """``RegisterBus`` through PYNQ's ``MMIO`` (polls ``ap_done``: no interrupt path)."""
+
+    has_irq = False
+
+    def __init__(self, base_address: int, size: int = _REGISTER_WINDOW):
+        from pynq import MMIO
+        self._mmio = MMIO(base_address, size)
+
+    def read32(self, offset: int) -> int:
+        return int(self._mmio.read(offset)) & 0xFFFF_FFFF
+
+    def write32(self, offset: int, value: int) -> None:
+        self._mmio.write(offset, value & 0xFFFF_FFFF)
+
+    def wait_irq(self, timeout_s: float) -> bool:
+        return False
+
+    def now(self) -> float:
+        return time.monotonic()
+
+
+class PynqMemory(MemoryWindow):
+    """``DeviceMemory`` over one PYNQ ``allocate`` buffer; syncs touch only the range."""
+
+    def __init__(self, size: int):
+        from pynq import allocate
+        self._buffer = allocate(shape=(size,), dtype=np.uint8)
+        super().__init__(self._buffer, int(self._buffer.physical_address))
+
+    def sync_for_device(self, offset: int, nbytes: int) -> None:
+        self._check(offset, nbytes)
+        self._buffer[offset:offset + nbytes].flush()
+
+    def sync_for_cpu(self, offset: int, nbytes: int) -> None:
+        self._check(offset, nbytes)
+        self._buffer[offset:offset + nbytes].invalidate()
