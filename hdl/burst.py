@@ -1,0 +1,102 @@
+"""``BurstSplitter``: DMA commands to AXI4 INCR bursts that never cross 4 KiB."""
+
+from amaranth.hdl import C, Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import BOUNDARY_BYTES
+from .config import AccelConfig
+
+__all__ = ["BurstSplitter", "command_layout", "burst_layout"]
+
+
+def command_layout(config: AccelConfig) -> data.StructLayout:
+    """Payload of a DMA command: ``beats`` full-width beats starting at ``addr``."""
+    return data.StructLayout({"addr": config.addr_width, "beats": 32})
+
+
+def burst_layout(config: AccelConfig) -> data.StructLayout:
+    """Payload of one burst: ``beats`` in 1..max_burst, ``last`` ends its command."""
+    return data.StructLayout({
+        "addr": config.addr_width,
+        "beats": unsigned(config.max_burst.bit_length()),
+        "last": 1,
+    })
+
+
+class BurstSplitter(wiring.Component):
+    """Cuts each command into bursts of at most ``max_burst`` beats, none crossing 4 KiB.
+
+    Timing: the burst output is registered; a burst appears one cycle after its
+    command is taken, and bursts follow back to back, one per cycle, across
+    command boundaries. ``burst.valid`` depends on state only (and ``flush``).
+    The low ``log2(bus_bytes)`` address bits are ignored (commands are
+    beat-aligned by contract). A command of 0 beats is taken and dropped.
+
+    ``flush`` (level): drop the command in progress and take and drop every
+    command offered. ``busy``: a command is in progress.
+    """
+
+    def __init__(self, config: AccelConfig):
+        self.config = config
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout(config))),
+            "burst": Out(stream.Signature(burst_layout(config))),
+            "flush": In(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        beat_shift = config.bus_bytes.bit_length() - 1
+        boundary_shift = BOUNDARY_BYTES.bit_length() - 1
+
+        # Source of the next burst.
+        addr = Signal(config.addr_width)
+        remaining = Signal(32)
+        active = Signal()
+
+        # Beats left before the next 4 KiB boundary: 1 .. 4096/bus_bytes.
+        to_boundary = Signal(range((BOUNDARY_BYTES >> beat_shift) + 1))
+        m.d.comb += to_boundary.eq((1 << (boundary_shift - beat_shift)) -
+                                   addr[beat_shift:boundary_shift])
+        limit = Signal.like(to_boundary)
+        m.d.comb += limit.eq(Mux(to_boundary > config.max_burst, config.max_burst, to_boundary))
+        beats = Signal.like(self.burst.p.beats)
+        m.d.comb += beats.eq(Mux(remaining < limit, remaining, limit))
+        final = Signal()
+        m.d.comb += final.eq(remaining == beats)
+
+        # The burst is registered so the consumer's decision logic starts at a flop.
+        out_valid = Signal()
+        load = Signal()
+        m.d.comb += [
+            load.eq(active & ~self.flush & (~out_valid | self.burst.ready)),
+            self.burst.valid.eq(out_valid & ~self.flush),
+            self.cmd.ready.eq(~active | self.flush | (load & final)),
+            self.busy.eq(active | out_valid),
+        ]
+        with m.If(load):
+            m.d.sync += [
+                self.burst.p.addr.eq(addr),
+                self.burst.p.beats.eq(beats),
+                self.burst.p.last.eq(final),
+                out_valid.eq(1),
+                addr.eq(addr + (beats << beat_shift)),
+                remaining.eq(remaining - beats),
+            ]
+            with m.If(final):
+                m.d.sync += active.eq(0)
+        with m.Elif(self.burst.ready):
+            m.d.sync += out_valid.eq(0)
+
+        with m.If(self.flush):
+            m.d.sync += [active.eq(0), out_valid.eq(0)]
+        with m.Elif(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [
+                addr.eq(Cat(C(0, beat_shift), self.cmd.p.addr[beat_shift:])),
+                remaining.eq(self.cmd.p.beats),
+                active.eq(self.cmd.p.beats != 0),
+            ]
+        return m

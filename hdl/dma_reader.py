@@ -1,0 +1,144 @@
+"""``DmaReader``: the AXI4 read master that streams DDR into the accelerator."""
+
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .axi import (AXI4ReadSignature, BURST_INCR, CACHE_NORMAL_NONCACHEABLE_BUFFERABLE,
+                  PROT_DEFAULT, axsize)
+from .burst import BurstSplitter, command_layout
+from .config import AccelConfig
+
+__all__ = ["DmaReader", "read_data_layout"]
+
+
+def read_data_layout(config: AccelConfig) -> data.StructLayout:
+    """Payload of the reader's output: one bus beat, ``last`` ends its command."""
+    return data.StructLayout({"data": config.bus_bits, "last": 1})
+
+
+class DmaReader(wiring.Component):
+    """AXI4 read master: commands in, beats out in command order.
+
+    Each command is cut into INCR bursts of at most ``max_burst`` beats that
+    never cross 4 KiB (``BurstSplitter``). An AR goes out only when the read
+    FIFO (``read_fifo_beats``, counting beats buffered plus beats owed by the
+    bus) has room for the whole burst and fewer than ``max_outstanding`` bursts
+    are in flight, so RREADY is always high and a slow consumer never stalls
+    the interconnect. Single ID (ARID=0), so responses arrive in order.
+
+    Timing: the first AR leaves 2 cycles after a command is taken; ARs can
+    follow one per cycle. An R beat reaches ``data`` 2 cycles after its
+    handshake (FIFO with registered read). With ``read_fifo_beats >= 2 *
+    max_burst`` the stream sustains one beat per cycle for any fixed read
+    latency shorter than a burst.
+
+    Errors: the first burst answered with SLVERR/DECERR on any beat sets the
+    sticky ``error`` and ``error_addr`` (that burst's ARADDR). From then on no
+    AR is issued, buffered and later data are dropped (``data.valid`` low),
+    every outstanding R beat is still accepted, and commands are taken and
+    dropped until ``clear``.
+
+    ``abort`` (level) does the same without setting ``error``: queued
+    commands and buffered data are dropped, an AR already presented is held
+    until its handshake (AXI forbids withdrawing it), and every R beat owed is
+    accepted and discarded. ``idle`` then rises once nothing is outstanding.
+
+    ``clear`` (pulse) clears ``error``; it only acts while ``idle``.
+    """
+
+    def __init__(self, config: AccelConfig):
+        self.config = config
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout(config))),
+            "data": Out(stream.Signature(read_data_layout(config))),
+            "error": Out(1),
+            "error_addr": Out(config.addr_width),
+            "abort": In(1),
+            "clear": In(1),
+            "idle": Out(1),
+            "bus": Out(AXI4ReadSignature(config)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        bus = self.bus
+        depth = config.read_fifo_beats
+
+        stop = Signal()
+        m.d.comb += stop.eq(self.abort | self.error)
+
+        m.submodules.splitter = splitter = BurstSplitter(config)
+        wiring.connect(m, wiring.flipped(self.cmd), splitter.cmd)
+        m.d.comb += splitter.flush.eq(stop)
+        burst = splitter.burst
+
+        # Read-data FIFO; flushed while stopped so its contents never leak out.
+        fifo = SyncFIFOBuffered(width=config.bus_bits + 1, depth=depth)
+        m.submodules.fifo = fifo = ResetInserter(stop)(fifo)
+        # Bursts presented on AR and not yet fully answered: ARADDR and whether
+        # the burst ends its command (for ``data.last``). Its level is the
+        # number of bursts in flight.
+        in_flight = SyncFIFO(width=config.addr_width + 1, depth=config.max_outstanding)
+        m.submodules.in_flight = in_flight
+        # Beats presented on AR and not yet received.
+        owed = Signal(range(depth + 1))
+
+        r_beat = Signal()
+        m.d.comb += r_beat.eq(bus.rvalid & bus.rready)
+
+        issue = Signal()
+        m.d.comb += issue.eq(burst.valid & ~stop & in_flight.w_rdy &
+                             (~bus.arvalid | bus.arready) &
+                             (fifo.level + owed + burst.p.beats <= depth))
+        m.d.comb += [
+            burst.ready.eq(issue),
+            in_flight.w_en.eq(issue),
+            in_flight.w_data.eq(Cat(burst.p.addr, burst.p.last)),
+        ]
+        with m.If(issue):
+            m.d.sync += [
+                bus.araddr.eq(burst.p.addr),
+                bus.arlen.eq(burst.p.beats - 1),
+                bus.arvalid.eq(1),
+            ]
+        with m.Elif(bus.arready):
+            m.d.sync += bus.arvalid.eq(0)
+        m.d.sync += owed.eq(owed + Mux(issue, burst.p.beats, 0) - r_beat)
+
+        m.d.comb += [
+            bus.arid.eq(0),
+            bus.arsize.eq(axsize(config.bus_bytes)),
+            bus.arburst.eq(BURST_INCR),
+            bus.arlock.eq(0),
+            bus.arcache.eq(CACHE_NORMAL_NONCACHEABLE_BUFFERABLE),
+            bus.arprot.eq(PROT_DEFAULT),
+            bus.arqos.eq(0),
+            # Room for every beat was reserved before its AR went out.
+            bus.rready.eq(1),
+        ]
+
+        head_addr = in_flight.r_data[:config.addr_width]
+        head_ends_command = in_flight.r_data[config.addr_width]
+        failed = bus.rresp[1]
+        m.d.comb += [
+            in_flight.r_en.eq(r_beat & bus.rlast),
+            fifo.w_en.eq(r_beat & ~failed & ~stop),
+            fifo.w_data.eq(Cat(bus.rdata, bus.rlast & head_ends_command)),
+        ]
+        with m.If(r_beat & failed & ~self.error):
+            m.d.sync += [self.error.eq(1), self.error_addr.eq(head_addr)]
+
+        m.d.comb += [
+            self.data.valid.eq(fifo.r_rdy & ~stop),
+            self.data.p.data.eq(fifo.r_data[:config.bus_bits]),
+            self.data.p.last.eq(fifo.r_data[config.bus_bits]),
+            fifo.r_en.eq(self.data.ready & ~stop),
+            self.idle.eq(~splitter.busy & ~bus.arvalid & ~in_flight.r_rdy &
+                         (fifo.level == 0) & (owed == 0)),
+        ]
+        with m.If(self.clear & self.idle):
+            m.d.sync += self.error.eq(0)
+        return m
