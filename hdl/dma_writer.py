@@ -1,0 +1,147 @@
+"""``DmaWriter``: the AXI4 write master that stores results to DDR."""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from .axi import (AXI4WriteSignature, BURST_INCR, CACHE_NORMAL_NONCACHEABLE_BUFFERABLE,
+                  PROT_DEFAULT, axsize)
+from .burst import BurstSplitter, command_layout
+from .config import AccelConfig
+
+__all__ = ["DmaWriter", "write_data_layout"]
+
+
+def write_data_layout(config: AccelConfig) -> data.StructLayout:
+    """Payload of the writer's input: one bus beat and its byte strobes (WSTRB)."""
+    return data.StructLayout({"data": config.bus_bits, "strb": config.bus_bytes})
+
+
+class DmaWriter(wiring.Component):
+    """AXI4 write master: commands and beats in, INCR bursts out.
+
+    Each command is cut into bursts of at most ``max_burst`` beats that never
+    cross 4 KiB (``BurstSplitter``). At most ``max_outstanding`` bursts are in
+    flight (AW presented, B not yet received). W beats of a burst go out only
+    once its AW has been presented, never ahead of it, in AW order, with
+    WLAST on each burst's final beat; this is what Xilinx interconnects
+    expect, and since W does not wait for the AW *handshake* it cannot
+    deadlock against a slave that waits for WVALID before AWREADY. BREADY is
+    always high. Single ID (AWID=0).
+
+    Timing: the first AW leaves 2 cycles after a command is taken, its first
+    W beat one cycle later (earlier if the AW register was idle). W carries one
+    beat per cycle while ``data`` is valid and WREADY is high; a beat of
+    ``data`` is taken in the cycle it is loaded into the W register.
+
+    Errors: the first B with SLVERR/DECERR sets the sticky ``error`` and
+    ``error_addr`` (that burst's AWADDR). Then, as under ``abort`` (level), no
+    new AW is issued, commands and ``data`` beats are taken and dropped, every
+    AW already presented is completed with its missing W beats sent as
+    WSTRB=0 (no byte written), and every B is collected. ``idle`` then rises.
+
+    ``clear`` (pulse) clears ``error``; it only acts while ``idle``.
+    """
+
+    def __init__(self, config: AccelConfig):
+        self.config = config
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout(config))),
+            "data": In(stream.Signature(write_data_layout(config))),
+            "error": Out(1),
+            "error_addr": Out(config.addr_width),
+            "abort": In(1),
+            "clear": In(1),
+            "idle": Out(1),
+            "bus": Out(AXI4WriteSignature(config)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        bus = self.bus
+
+        stop = Signal()
+        m.d.comb += stop.eq(self.abort | self.error)
+
+        m.submodules.splitter = splitter = BurstSplitter(config)
+        wiring.connect(m, wiring.flipped(self.cmd), splitter.cmd)
+        m.d.comb += splitter.flush.eq(stop)
+        burst = splitter.burst
+
+        # Both queues are pushed when an AW is presented. ``awaiting_b`` holds
+        # AWADDR until the burst's B arrives (its level counts bursts in
+        # flight); ``awaiting_w`` holds the burst length until its last W beat
+        # is loaded. A burst leaves ``awaiting_w`` before ``awaiting_b``, so it
+        # can never overflow first.
+        awaiting_b = SyncFIFO(width=config.addr_width, depth=config.max_outstanding)
+        awaiting_w = SyncFIFO(width=len(burst.p.beats), depth=config.max_outstanding)
+        m.submodules.awaiting_b = awaiting_b
+        m.submodules.awaiting_w = awaiting_w
+
+        issue = Signal()
+        m.d.comb += issue.eq(burst.valid & ~stop & awaiting_b.w_rdy & awaiting_w.w_rdy &
+                             (~bus.awvalid | bus.awready))
+        m.d.comb += [
+            burst.ready.eq(issue),
+            awaiting_b.w_en.eq(issue),
+            awaiting_b.w_data.eq(burst.p.addr),
+            awaiting_w.w_en.eq(issue),
+            awaiting_w.w_data.eq(burst.p.beats),
+        ]
+        with m.If(issue):
+            m.d.sync += [
+                bus.awaddr.eq(burst.p.addr),
+                bus.awlen.eq(burst.p.beats - 1),
+                bus.awvalid.eq(1),
+            ]
+        with m.Elif(bus.awready):
+            m.d.sync += bus.awvalid.eq(0)
+        m.d.comb += [
+            bus.awid.eq(0),
+            bus.awsize.eq(axsize(config.bus_bytes)),
+            bus.awburst.eq(BURST_INCR),
+            bus.awlock.eq(0),
+            bus.awcache.eq(CACHE_NORMAL_NONCACHEABLE_BUFFERABLE),
+            bus.awprot.eq(PROT_DEFAULT),
+            bus.awqos.eq(0),
+        ]
+
+        # W: beats of the burst at the head of ``awaiting_w``.
+        sent = Signal(range(config.max_burst))
+        final_beat = Signal()
+        load_w = Signal()
+        m.d.comb += [
+            final_beat.eq(sent == awaiting_w.r_data - 1),
+            load_w.eq(awaiting_w.r_rdy & (~bus.wvalid | bus.wready) & (self.data.valid | stop)),
+            # While stopped, offered beats are taken and dropped so no producer hangs.
+            self.data.ready.eq(load_w | stop),
+            awaiting_w.r_en.eq(load_w & final_beat),
+        ]
+        with m.If(load_w):
+            m.d.sync += [
+                bus.wdata.eq(Mux(stop, 0, self.data.p.data)),
+                bus.wstrb.eq(Mux(stop, 0, self.data.p.strb)),
+                bus.wlast.eq(final_beat),
+                bus.wvalid.eq(1),
+                sent.eq(Mux(final_beat, 0, sent + 1)),
+            ]
+        with m.Elif(bus.wready):
+            m.d.sync += bus.wvalid.eq(0)
+
+        # B: one per burst, in order.
+        b_beat = Signal()
+        m.d.comb += [
+            bus.bready.eq(1),
+            b_beat.eq(bus.bvalid & bus.bready),
+            awaiting_b.r_en.eq(b_beat),
+        ]
+        with m.If(b_beat & bus.bresp[1] & ~self.error):
+            m.d.sync += [self.error.eq(1), self.error_addr.eq(awaiting_b.r_data)]
+
+        m.d.comb += self.idle.eq(~splitter.busy & ~bus.awvalid & ~bus.wvalid &
+                                 ~awaiting_b.r_rdy & ~awaiting_w.r_rdy)
+        with m.If(self.clear & self.idle):
+            m.d.sync += self.error.eq(0)
+        return m
