@@ -1,0 +1,1 @@
+"""Formal proofs (yowasp-sby + z3) of the accelerator's bus-facing blocks."""
