@@ -28,11 +28,12 @@ class DmaReader(wiring.Component):
     are in flight, so RREADY is always high and a slow consumer never stalls
     the interconnect. Single ID (ARID=0), so responses arrive in order.
 
-    Timing: the first AR leaves 2 cycles after a command is taken; ARs can
-    follow one per cycle. An R beat reaches ``data`` 2 cycles after its
-    handshake (FIFO with registered read). With ``read_fifo_beats >= 2 *
-    max_burst`` the stream sustains one beat per cycle for any fixed read
-    latency shorter than a burst.
+    Timing: a command taken at clock edge n presents its first AR from edge
+    n+2; ARs can follow one per cycle. An R beat taken at edge n is offered on
+    ``data`` from edge n+1 (FIFO with registered read). A long stream to an always-ready
+    consumer sustains one beat per cycle while the memory's read latency is at
+    most ``read_fifo_beats - max_burst - 4`` cycles (252 for kv260, 44 for
+    ``small``) and ``max_outstanding * max_burst`` beats cover it.
 
     Errors: the first burst answered with SLVERR/DECERR on any beat sets the
     sticky ``error`` and ``error_addr`` (that burst's ARADDR). From then on no

@@ -30,10 +30,10 @@ class DmaWriter(wiring.Component):
     deadlock against a slave that waits for WVALID before AWREADY. BREADY is
     always high. Single ID (AWID=0).
 
-    Timing: the first AW leaves 2 cycles after a command is taken, its first
-    W beat one cycle later (earlier if the AW register was idle). W carries one
-    beat per cycle while ``data`` is valid and WREADY is high; a beat of
-    ``data`` is taken in the cycle it is loaded into the W register.
+    Timing: a command taken at clock edge n presents its first AW from edge
+    n+2 and its first W beat from edge n+3 (the ``data`` beat is taken at
+    n+2). W carries one beat per cycle while ``data`` is valid and WREADY is
+    high, across burst boundaries.
 
     Errors: the first B with SLVERR/DECERR sets the sticky ``error`` and
     ``error_addr`` (that burst's AWADDR). Then, as under ``abort`` (level), no

@@ -11,6 +11,7 @@ import zlib
 import pytest
 from amaranth.sim import Simulator
 
+from gen.bench_dma import measure_read
 from hdl.axi import RESP_DECERR, RESP_SLVERR
 from hdl.config import preset
 from hdl.dma_reader import DmaReader
@@ -267,3 +268,14 @@ def test_reader_abort_mid_transfer_then_restart():
     assert prefix == tb.expected(commands[:1])[:len(prefix)]
     assert tb.received[observed["restart"]:] == tb.expected([(0x5008, 77)])
     assert tb.mem.quiescent()
+
+
+@pytest.mark.parametrize("config_name,latency", [
+    ("kv260", 32),
+    ("kv260", 64),
+    ("small", preset("small").read_fifo_beats - preset("small").max_burst - 4),
+])
+def test_reader_sustains_one_beat_per_cycle(config_name, latency):
+    """The decode roofline: no bubbles in a long stream while the latency fits the credit."""
+    result = measure_read(preset(config_name), latency, beats=1500)
+    assert result.steady >= 0.99, result
