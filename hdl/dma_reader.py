@@ -41,10 +41,12 @@ class DmaReader(wiring.Component):
     every outstanding R beat is still accepted, and commands are taken and
     dropped until ``clear``.
 
-    ``abort`` (level) does the same without setting ``error``: queued
-    commands and buffered data are dropped, an AR already presented is held
-    until its handshake (AXI forbids withdrawing it), and every R beat owed is
-    accepted and discarded. ``idle`` then rises once nothing is outstanding.
+    ``abort`` does the same without setting ``error``: queued commands and
+    buffered data are dropped, an AR already presented is held until its
+    handshake (AXI forbids withdrawing it), and every R beat owed is accepted
+    and discarded. ``idle`` then rises once nothing is outstanding. An abort
+    stays in force until then even if ``abort`` falls earlier (a one-cycle
+    pulse is enough); commands offered meanwhile are dropped.
 
     ``clear`` (pulse) clears ``error``; it only acts while ``idle``.
     """
@@ -68,8 +70,12 @@ class DmaReader(wiring.Component):
         bus = self.bus
         depth = config.read_fifo_beats
 
+        # ``draining`` keeps an abort in force until every owed beat is back,
+        # so even a one-cycle abort leaves no stale beat to leak out later.
         stop = Signal()
-        m.d.comb += stop.eq(self.abort | self.error)
+        draining = Signal()
+        settled = Signal()
+        m.d.comb += stop.eq(self.abort | draining | self.error)
 
         m.submodules.splitter = splitter = BurstSplitter(config)
         wiring.connect(m, wiring.flipped(self.cmd), splitter.cmd)
@@ -137,9 +143,13 @@ class DmaReader(wiring.Component):
             self.data.p.data.eq(fifo.r_data[:config.bus_bits]),
             self.data.p.last.eq(fifo.r_data[config.bus_bits]),
             fifo.r_en.eq(self.data.ready & ~stop),
-            self.idle.eq(~splitter.busy & ~bus.arvalid & ~in_flight.r_rdy &
-                         (fifo.level == 0) & (owed == 0)),
+            settled.eq(~bus.arvalid & ~in_flight.r_rdy & (owed == 0)),
+            self.idle.eq(~splitter.busy & settled & (fifo.level == 0)),
         ]
+        with m.If(self.abort):
+            m.d.sync += draining.eq(1)
+        with m.Elif(settled):
+            m.d.sync += draining.eq(0)
         with m.If(self.clear & self.idle):
             m.d.sync += self.error.eq(0)
         return m

@@ -40,6 +40,8 @@ class DmaWriter(wiring.Component):
     new AW is issued, commands and ``data`` beats are taken and dropped, every
     AW already presented is completed with its missing W beats sent as
     WSTRB=0 (no byte written), and every B is collected. ``idle`` then rises.
+    An abort stays in force until then even if ``abort`` falls earlier (a
+    one-cycle pulse is enough).
 
     ``clear`` (pulse) clears ``error``; it only acts while ``idle``.
     """
@@ -62,8 +64,12 @@ class DmaWriter(wiring.Component):
         config = self.config
         bus = self.bus
 
+        # ``draining`` keeps an abort in force until every burst presented is
+        # complete, so a one-cycle abort still pads every owed W beat.
         stop = Signal()
-        m.d.comb += stop.eq(self.abort | self.error)
+        draining = Signal()
+        settled = Signal()
+        m.d.comb += stop.eq(self.abort | draining | self.error)
 
         m.submodules.splitter = splitter = BurstSplitter(config)
         wiring.connect(m, wiring.flipped(self.cmd), splitter.cmd)
@@ -140,8 +146,14 @@ class DmaWriter(wiring.Component):
         with m.If(b_beat & bus.bresp[1] & ~self.error):
             m.d.sync += [self.error.eq(1), self.error_addr.eq(awaiting_b.r_data)]
 
-        m.d.comb += self.idle.eq(~splitter.busy & ~bus.awvalid & ~bus.wvalid &
-                                 ~awaiting_b.r_rdy & ~awaiting_w.r_rdy)
+        m.d.comb += [
+            settled.eq(~bus.awvalid & ~bus.wvalid & ~awaiting_b.r_rdy & ~awaiting_w.r_rdy),
+            self.idle.eq(~splitter.busy & settled),
+        ]
+        with m.If(self.abort):
+            m.d.sync += draining.eq(1)
+        with m.Elif(settled):
+            m.d.sync += draining.eq(0)
         with m.If(self.clear & self.idle):
             m.d.sync += self.error.eq(0)
         return m

@@ -227,7 +227,9 @@ def test_reader_error_ends_cleanly(resp):
     assert tb.received[observed["restart"]:] == tb.expected([(0x6000, 40)])
 
 
-def test_reader_abort_mid_transfer_then_restart():
+@pytest.mark.parametrize("pulse", [False, True], ids=["level", "pulse"])
+def test_reader_abort_mid_transfer_then_restart(pulse):
+    """Abort held until idle, or a one-cycle pulse: either way nothing stale leaks out."""
     config = preset("small")
     tb = TB(config, read_latency=30, stall="random", seed=99)
     tb.mem.stalls["ar"] = Stalls("sparse", period=5)
@@ -244,6 +246,9 @@ def test_reader_abort_mid_transfer_then_restart():
             await ctx.tick()
         ctx.set(dut.abort, 1)
         ars_at_abort = len(tb.mem.ars)
+        if pulse:
+            await ctx.tick()
+            ctx.set(dut.abort, 0)
         # A command offered during abort is dropped.
         await tb.send(ctx, commands[1:])
         await tb.wait_idle(ctx)

@@ -247,7 +247,9 @@ def test_writer_error_completes_every_burst(resp):
     assert observed["aws"] <= position + config.max_outstanding
 
 
-def test_writer_abort_pads_missing_beats_then_restarts():
+@pytest.mark.parametrize("pulse", [False, True], ids=["level", "pulse"])
+def test_writer_abort_pads_missing_beats_then_restarts(pulse):
+    """Abort held until idle, or a one-cycle pulse: every AW still gets padded beats."""
     config = preset("small")
     tb = TB(config, stall="random", seed=42, write_latency=5)
     tb.mem.stalls["aw"] = Stalls("sparse", period=5)
@@ -271,6 +273,9 @@ def test_writer_abort_pads_missing_beats_then_restarts():
             raise AssertionError("scenario broken: no AW waiting for AWREADY to abort on")
         ctx.set(dut.abort, 1)
         aws_at_abort = len(tb.mem.aws)
+        if pulse:
+            await ctx.tick()
+            ctx.set(dut.abort, 0)
         await tb.send_commands(ctx, commands[1:])          # dropped
         await tb.wait_idle(ctx)
         assert tb.mem.quiescent()
