@@ -1,0 +1,251 @@
+"""host/link.py against a byte-level Python model of the bridge protocol.
+
+The model below is written from the protocol text in hdl/link_protocol.py, with its own
+frame parser; it injects faults (corrupted, lost, truncated and foreign answers) so the
+link's retries, timeouts and error messages are checked without hardware or simulator.
+"""
+
+from __future__ import annotations
+
+import binascii
+import struct
+
+import numpy as np
+import pytest
+
+from hdl.link_protocol import Status
+from host.bus import DeviceMemory, RegisterBus
+from host.link import (LinkCrcError, LinkDeviceError, LinkMemory, LinkRegisterBus, LinkTimeout,
+                       LinkWrongDevice, SerialLink)
+
+MAX_PAYLOAD = 64
+
+
+def _crc(data: bytes) -> bytes:
+    return struct.pack("<H", binascii.crc_hqx(data, 0xFFFF))
+
+
+class BridgeModel:
+    """A bridge in Python: registers in a dict, memory in a bytearray, fault knobs."""
+
+    def __init__(self, mem_size=4096, magic=b"SYLK"):
+        self.regs: dict[int, int] = {}
+        self.mem = bytearray(mem_size)
+        self.magic = magic
+        self.irq = False
+        self.rx = bytearray()
+        self.tx = bytearray()
+        self.executed: list[tuple[int, int, int]] = []   # (cmd, addr, length)
+        self.corrupt_next = 0      # answers whose CRC byte gets flipped
+        self.drop_next = 0         # requests executed but never answered
+        self.mute = False          # answer nothing at all
+        self.cut_answer_at = None  # send only this many bytes of the next answer
+        self.reject_next = []      # statuses to answer instead of executing
+
+    def feed(self, data: bytes) -> None:
+        self.rx += data
+        while True:
+            start = self.rx.find(0xA5)
+            if start < 0:
+                self.rx.clear()
+                return
+            del self.rx[:start]
+            if len(self.rx) < 13:
+                return
+            cmd, seq, addr, length = struct.unpack("<BBQH", self.rx[1:13])
+            body_len = 12 + (length if cmd in (3, 5) else 0)
+            if len(self.rx) < 1 + body_len + 2:
+                return
+            body = bytes(self.rx[1:1 + body_len])
+            crc = bytes(self.rx[1 + body_len:3 + body_len])
+            del self.rx[:3 + body_len]
+            self._answer(cmd, seq, addr, length, body[12:], crc == _crc(body))
+
+    def _answer(self, cmd, seq, addr, length, payload, crc_ok):
+        status, out = Status.OK, b""
+        if not crc_ok:
+            status = Status.CRC
+        elif self.reject_next:
+            status = self.reject_next.pop(0)
+        elif cmd == 1:
+            out = struct.pack("<4sBBHBBBB", self.magic, 1, 0, MAX_PAYLOAD, 16, 32, 8, int(self.irq))
+        elif cmd in (2, 3):
+            if length != 4:
+                status = Status.BAD_LENGTH
+            elif cmd == 2:
+                out = self.regs.get(addr, 0).to_bytes(4, "little")
+            else:
+                self.regs[addr] = int.from_bytes(payload, "little")
+        elif cmd in (4, 5):
+            if not (1 <= length <= MAX_PAYLOAD and addr // MAX_PAYLOAD == (addr + length - 1) // MAX_PAYLOAD):
+                status = Status.BAD_ADDRESS
+            elif addr + length > len(self.mem):
+                status = Status.AXI_DECERR
+            elif cmd == 4:
+                out = bytes(self.mem[addr:addr + length])
+            else:
+                self.mem[addr:addr + length] = payload
+        elif cmd == 6:
+            out = bytes([int(self.irq)])
+        else:
+            status = Status.BAD_COMMAND
+        if status == Status.OK:
+            self.executed.append((cmd, addr, length))
+        if self.mute:
+            return
+        if self.drop_next:
+            self.drop_next -= 1
+            return
+        body = struct.pack("<BBBH", cmd, seq, status, len(out)) + out
+        frame = bytearray(b"\x5a" + body + _crc(body))
+        if self.corrupt_next:
+            self.corrupt_next -= 1
+            frame[-1] ^= 0x40
+        if self.cut_answer_at is not None:
+            frame = frame[:self.cut_answer_at]
+            self.cut_answer_at = None
+        self.tx += frame
+
+
+class ModelTransport:
+    """pyserial-like transport to a BridgeModel; time advances 1 ms per read, 50 ms per empty one."""
+
+    def __init__(self, model: BridgeModel):
+        self.model = model
+        self.time = 0.0
+
+    def now(self) -> float:
+        return self.time
+
+    def write(self, data: bytes) -> int:
+        self.model.feed(bytes(data))
+        return len(data)
+
+    def read(self, size: int) -> bytes:
+        self.time += 0.001
+        if not self.model.tx:
+            self.time += 0.05
+            return b""
+        out = bytes(self.model.tx[:size])
+        del self.model.tx[:size]
+        return out
+
+    def reset_input_buffer(self) -> None:
+        self.model.tx.clear()
+
+
+@pytest.fixture
+def model():
+    return BridgeModel()
+
+
+@pytest.fixture
+def link(model):
+    return SerialLink(ModelTransport(model), timeout_s=0.5)
+
+
+def test_hello_reports_the_bridge_limits(link):
+    info = link.hello()
+    assert (info.version, info.max_payload, info.bus_bytes, info.addr_width, info.ctrl_addr_width) == \
+        ((1, 0), MAX_PAYLOAD, 16, 32, 8)
+
+
+def test_registers_and_irq_through_the_bus_seam(link, model):
+    bus = LinkRegisterBus(link)
+    assert isinstance(bus, RegisterBus)
+    bus.write32(0x28, 0xDEADBEEF)
+    assert model.regs[0x28] == 0xDEADBEEF
+    model.regs[0x80] = 0x53595354
+    assert bus.read32(0x80) == 0x53595354
+    assert bus.wait_irq(0.2) is False            # times out on the link's clock
+    model.irq = True
+    assert bus.wait_irq(0.2) is True
+
+
+def test_memory_transfers_split_at_windows(link, model):
+    memory = LinkMemory(link, device_address=0x100, size=2048)
+    assert isinstance(memory, DeviceMemory)
+    data = np.random.default_rng(1).integers(0, 256, 1000, dtype=np.uint8)
+    memory.write(7, data)                         # device address 0x107: misaligned start
+    assert bytes(model.mem[0x107:0x107 + 1000]) == data.tobytes()
+    writes = [(addr, length) for cmd, addr, length in model.executed if cmd == 5]
+    assert all(addr // MAX_PAYLOAD == (addr + length - 1) // MAX_PAYLOAD for addr, length in writes)
+    assert sum(length for _, length in writes) == 1000 and len(writes) == -(-(0x107 % 64 + 1000) // 64)
+    np.testing.assert_array_equal(memory.read(7, 1000), data)
+    with pytest.raises(ValueError, match="outside the window"):
+        memory.read(2040, 16)
+
+
+def test_corrupted_answers_are_retried_then_reported(link, model):
+    link.hello()
+    model.regs[0x10] = 5
+    model.corrupt_next = 1
+    assert link.read_reg(0x10) == 5               # one bad CRC: retried
+    model.corrupt_next = 3
+    with pytest.raises(LinkCrcError, match="CRC"):
+        link.read_reg(0x10)
+
+
+def test_register_write_is_not_repeated_when_its_answer_is_lost(link, model):
+    link.hello()
+    model.corrupt_next = 1
+    with pytest.raises(LinkCrcError):
+        link.write_reg(0x00, 1)                   # ap_start must not be written twice
+    assert [e for e in model.executed if e[0] == 3] == [(3, 0x00, 4)]
+
+
+def test_requests_refused_as_not_executed_are_resent(link, model):
+    link.hello()
+    model.reject_next = [Status.CRC, Status.TRUNCATED]
+    link.write_reg(0x04, 1)
+    assert model.regs[0x04] == 1 and link.frames == 1 + 3
+
+
+def test_device_errors_name_command_address_and_status(link, model):
+    link.hello()
+    with pytest.raises(LinkDeviceError, match=r"MEM_READ at 0x2000 failed: AXI_DECERR") as info:
+        link.read_mem(0x2000, 4)
+    assert info.value.status == Status.AXI_DECERR
+
+
+def test_silent_port_times_out_with_a_hint(model):
+    model.mute = True
+    link = SerialLink(ModelTransport(model), timeout_s=0.3, retries=1)
+    with pytest.raises(LinkTimeout, match="no answer within 0.3 s; is the bitstream loaded"):
+        link.hello()
+
+
+def test_answer_cut_short_times_out(link, model):
+    link.hello()
+    model.cut_answer_at = 5
+    with pytest.raises(LinkTimeout, match="stopped answering"):
+        link.write_reg(0x08, 1)
+
+
+def test_lost_read_answer_is_retried(link, model):
+    link.hello()
+    model.regs[0x44] = 9
+    model.drop_next = 1
+    assert link.read_reg(0x44) == 9
+
+
+def test_foreign_device_is_recognised(model):
+    model.magic = b"NOPE"
+    with pytest.raises(LinkWrongDevice, match="does not start with b'SYLK'"):
+        SerialLink(ModelTransport(model)).hello()
+
+
+def test_line_noise_is_wrong_device_not_a_crash(model):
+    class Noise(ModelTransport):
+        def read(self, size):
+            self.time += 0.01
+            return bytes([0x5A, 1, 1, 0, 0, 0, 0x12, 0x34][:size]) if size else b""
+    with pytest.raises(LinkWrongDevice, match="bad CRCs"):
+        SerialLink(Noise(model), timeout_s=0.2).hello()
+
+
+def test_pyserial_transport_opens_a_url():
+    # loop:// echoes requests back: a port that is not a bridge is detected, never a hang.
+    link = SerialLink.open("loop://", timeout_s=0.3, retries=0)
+    with pytest.raises(LinkTimeout):
+        link.hello()
