@@ -3,7 +3,7 @@
 Outputs go to ``build/<preset>/`` (or ``--out``):
 
 - ``systole_top.v``: the accelerator top (ports ``aclk``, ``aresetn``,
-  ``s_axi_ctrl_*``, ``m_axi_dma_*``, ``irq``), when the top exists;
+  ``s_axi_ctrl_*``, ``m_axi_dma_*``, ``irq``);
 - ``systole_regs.h``, ``systole_regs.py``, ``registers.md``: the register map.
 """
 
@@ -64,22 +64,11 @@ def write_artefacts(config: AccelConfig, out: Path) -> list[Path]:
         path = out / name
         path.write_text(text)
         written.append(path)
-    try:
-        from hdl.top import SystoleTop
-    except ModuleNotFoundError:
-        # Only the processing element exists so far (issue 3 builds the top).
-        from amaranth.back import verilog
-        from hdl.pe import PE
-        path = out / "systole_pe.v"
-        path.write_text(verilog.convert(PE(), name="systole_pe", emit_src=False))
-        written.append(path)
-        print("note: hdl/top.py (the full accelerator) is not built yet; wrote the PE only",
-              file=sys.stderr)
-    else:
-        from amaranth.back import verilog
-        path = out / "systole_top.v"
-        path.write_text(verilog.convert(SystoleTop(config), name="systole_top", emit_src=False))
-        written.append(path)
+    from amaranth.back import verilog
+    from hdl.top import SystoleTop
+    path = out / "systole_top.v"
+    path.write_text(verilog.convert(SystoleTop(config), name="systole_top", emit_src=False))
+    written.append(path)
     return written
 
 

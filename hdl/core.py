@@ -6,8 +6,10 @@ from amaranth.lib.wiring import In, Out
 
 from .actbuf import ActBuffer
 from .array import SystolicArray
+from .burst import command_layout
 from .config import AccelConfig
-from .drain import Drain, write_cmd_layout, write_data_layout
+from .dma_writer import write_data_layout
+from .drain import Drain
 from .feeder import Feeder
 from .pe import PE
 from .skew import Skew
@@ -48,7 +50,7 @@ class ComputeCore(wiring.Component):
             "block_done": Out(1),
             "starving": Out(1),
             "idle": Out(1),
-            "write_cmd": Out(stream.Signature(write_cmd_layout(config))),
+            "write_cmd": Out(stream.Signature(command_layout(config))),
             "write_data": Out(stream.Signature(write_data_layout(config))),
         })
 

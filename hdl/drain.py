@@ -5,20 +5,12 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from .burst import command_layout
 from .config import AccelConfig
+from .dma_writer import write_data_layout
 from .feeder import tile_layout
 
-__all__ = ["Drain", "write_cmd_layout", "write_data_layout"]
-
-
-def write_cmd_layout(config: AccelConfig) -> data.StructLayout:
-    """A ``DmaWriter`` command: ``beats`` bus beats from ``addr``."""
-    return data.StructLayout({"addr": config.addr_width, "beats": 32})
-
-
-def write_data_layout(config: AccelConfig) -> data.StructLayout:
-    """A ``DmaWriter`` data beat with its byte strobes."""
-    return data.StructLayout({"data": config.bus_bits, "strb": config.bus_bytes})
+__all__ = ["Drain"]
 
 
 class Drain(wiring.Component):
@@ -50,7 +42,7 @@ class Drain(wiring.Component):
             "tile": In(tile_layout(config)),
             "c_stride": In(32),
             "abort": In(1),
-            "cmd": Out(stream.Signature(write_cmd_layout(config))),
+            "cmd": Out(stream.Signature(command_layout(config))),
             "data": Out(stream.Signature(write_data_layout(config))),
             "tile_free": Out(1),
             "busy": Out(1),

@@ -1,0 +1,287 @@
+"""The job FSM: check the arguments, then per M block load A, stream W, drain C."""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from .burst import command_layout
+from .config import AccelConfig
+from .core import ComputeCore
+from .dma_reader import read_data_layout
+from .dma_writer import write_data_layout
+from .jobcheck import JobCheck
+from .regmap import ErrorCode
+
+__all__ = ["Controller"]
+
+
+class Controller(wiring.Component):
+    """Runs one job at a time from ``start`` to a one-cycle ``done`` pulse.
+
+    - ``start`` (ignored while ``busy``) latches the arguments, clears
+      ``err_code``/``err_addr`` and the ``perf_*`` counters, and raises ``busy``.
+      ``JobCheck`` then validates them (``JobCheck.LATENCY`` cycles, no DMA); a
+      refused job ends with its ``ErrorCode``.
+    - Each M block of ``vr = min(rows, rows left)`` rows: ``vr`` reader commands
+      of ``ceil(K/bb)`` beats (row ``m`` at ``A + m*A_STRIDE``) go to the activation
+      buffer, then ``ceil(N/cols)`` commands of ``K`` beats (one per tile, from
+      ``W`` on) go to the feeder. The reader queues them, so the weight stream
+      follows the A rows without a gap. The next block's A load starts when the
+      feeder has taken the last weight beat (it overwrites the buffer); the
+      drain of the last tiles runs on meanwhile. ``done`` follows when the core
+      is idle and the writer has every B response.
+    - DMA errors (``rd_error``/``wr_error``, sticky in the DMA blocks) and
+      ``soft_reset`` while busy end the job through ABORT: ``*_abort`` to the
+      reader, writer and core until both DMA blocks are idle and the core's
+      pipeline has flushed, then one ``*_clear`` pulse and ``done``. The code is
+      ``DMA_READ``/``DMA_WRITE`` with the burst address, or ``ABORTED``.
+    - ``start_busy`` (a start written while busy) sets ``START_BUSY`` if no other
+      error is recorded; the running job continues.
+    - Counters: ``perf_busy`` counts busy cycles, ``perf_stall`` the cycles the
+      feeder wanted a weight beat and none was there, ``perf_rd_beats`` and
+      ``perf_wr_beats`` the data beats taken from the reader and given to the
+      writer; ``cycles`` runs freely from reset.
+    """
+
+    def __init__(self, config: AccelConfig):
+        self.config = config
+        aw = config.addr_width
+        super().__init__({
+            "start": In(1),
+            "start_busy": In(1),
+            "soft_reset": In(1),
+            "a_addr": In(64), "w_addr": In(64), "c_addr": In(64),
+            "m": In(24), "n": In(24), "k": In(16),
+            "a_stride": In(32), "c_stride": In(32),
+            "busy": Out(1),
+            "done": Out(1),
+            "err_code": Out(8),
+            "err_addr": Out(64),
+            "perf_busy": Out(32),
+            "perf_stall": Out(32),
+            "perf_rd_beats": Out(32),
+            "perf_wr_beats": Out(32),
+            "cycles": Out(64),
+            # DmaReader side
+            "rd_cmd": Out(stream.Signature(command_layout(config))),
+            "rd_data": In(stream.Signature(read_data_layout(config))),
+            "rd_error": In(1),
+            "rd_error_addr": In(aw),
+            "rd_abort": Out(1),
+            "rd_clear": Out(1),
+            "rd_idle": In(1),
+            # DmaWriter side
+            "wr_cmd": Out(stream.Signature(command_layout(config))),
+            "wr_data": Out(stream.Signature(write_data_layout(config))),
+            "wr_error": In(1),
+            "wr_error_addr": In(aw),
+            "wr_abort": Out(1),
+            "wr_clear": Out(1),
+            "wr_idle": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        aw = cfg.addr_width
+        bb_log2 = exact_log2(cfg.bus_bytes)
+        m.submodules.check = check = JobCheck(cfg)
+        m.submodules.core = core = ComputeCore(cfg)
+
+        # Latched arguments: the host may rewrite the registers during a job.
+        a_addr, w_addr, c_addr = (Signal(64, name=n) for n in ("arg_a", "arg_w", "arg_c"))
+        m_rows, n_cols = Signal(24), Signal(24)
+        k = Signal(16)
+        a_stride, c_stride = Signal(32), Signal(32)
+        a_row_beats = Signal(range(cfg.max_k // cfg.bus_bytes + 1))
+        w_tile_bytes = Signal(16 + bb_log2)
+        m.d.comb += [
+            check.a_addr.eq(a_addr), check.w_addr.eq(w_addr), check.c_addr.eq(c_addr),
+            check.m.eq(m_rows), check.n.eq(n_cols), check.k.eq(k),
+            check.a_stride.eq(a_stride), check.c_stride.eq(c_stride),
+        ]
+
+        # Block state.
+        rows_left = Signal(24)
+        block_rows = Signal(range(1, cfg.rows + 1))
+        c_block = Signal(aw)
+
+        # Command issuer: A rows of the block, then one command per weight tile.
+        issue_go = Signal()
+        issue_rows_left = Signal(range(cfg.rows + 1))
+        issue_cols_left = Signal(24)
+        a_next = Signal(aw)          # address of the next A row to read
+        c_next = Signal(aw)          # C address of that row
+        w_next = Signal(aw)
+        issuing_a = Signal()
+        issuing_w = Signal()
+        m.d.comb += [
+            self.rd_cmd.valid.eq(issuing_a | issuing_w),
+            self.rd_cmd.payload.addr.eq(Mux(issuing_a, a_next, w_next)),
+            self.rd_cmd.payload.beats.eq(Mux(issuing_a, a_row_beats, k)),
+        ]
+        with m.If(issue_go):
+            m.d.sync += [issuing_a.eq(1), issue_rows_left.eq(block_rows),
+                         issue_cols_left.eq(n_cols), w_next.eq(w_addr)]
+        with m.Elif(self.rd_cmd.valid & self.rd_cmd.ready):
+            with m.If(issuing_a):
+                m.d.sync += [a_next.eq(a_next + a_stride), c_next.eq(c_next + c_stride),
+                             issue_rows_left.eq(issue_rows_left - 1)]
+                with m.If(issue_rows_left == 1):
+                    m.d.sync += [issuing_a.eq(0), issuing_w.eq(1)]
+            with m.Else():
+                m.d.sync += [w_next.eq(w_next + w_tile_bytes),
+                             issue_cols_left.eq(issue_cols_left - cfg.cols)]
+                with m.If(issue_cols_left <= cfg.cols):
+                    m.d.sync += issuing_w.eq(0)
+
+        # A loader: beats of the block's rows into the activation buffer.
+        load_row = Signal(range(cfg.rows))
+        load_word = Signal(range(cfg.max_k // cfg.bus_bytes))
+        m.d.comb += [
+            core.act_write_row.eq(load_row),
+            core.act_write_word.eq(load_word),
+            core.act_write_data.eq(self.rd_data.payload.data),
+            core.weights.payload.eq(self.rd_data.payload.data),
+            core.k.eq(k),
+            core.n.eq(n_cols),
+            core.rows_valid.eq(block_rows),
+            core.c_addr.eq(c_block),
+            core.c_stride.eq(c_stride),
+        ]
+        wiring.connect(m, core.write_cmd, wiring.flipped(self.wr_cmd))
+        wiring.connect(m, core.write_data, wiring.flipped(self.wr_data))
+
+        abort = Signal()
+        flush = Signal(range(core.flush_cycles + 1))
+        m.d.comb += [
+            self.rd_abort.eq(abort),
+            self.wr_abort.eq(abort),
+            core.abort.eq(abort),
+        ]
+
+        # Performance counters.
+        m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.If(self.busy):
+            m.d.sync += self.perf_busy.eq(self.perf_busy + 1)
+            with m.If(core.starving):
+                m.d.sync += self.perf_stall.eq(self.perf_stall + 1)
+            with m.If(self.rd_data.valid & self.rd_data.ready):
+                m.d.sync += self.perf_rd_beats.eq(self.perf_rd_beats + 1)
+            with m.If(self.wr_data.valid & self.wr_data.ready):
+                m.d.sync += self.perf_wr_beats.eq(self.perf_wr_beats + 1)
+
+        with m.If(self.start_busy & self.busy & (self.err_code == ErrorCode.OK)):
+            m.d.sync += self.err_code.eq(ErrorCode.START_BUSY)
+
+        def enter_abort(code, addr):
+            m.d.sync += [self.err_code.eq(code), self.err_addr.eq(addr),
+                         issuing_a.eq(0), issuing_w.eq(0), flush.eq(0)]
+            m.next = "ABORT"
+
+        def watch_for_errors():
+            with m.If(self.soft_reset):
+                enter_abort(ErrorCode.ABORTED, 0)
+            with m.Elif(self.rd_error):
+                enter_abort(ErrorCode.DMA_READ, self.rd_error_addr)
+            with m.Elif(self.wr_error):
+                enter_abort(ErrorCode.DMA_WRITE, self.wr_error_addr)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [
+                        a_addr.eq(self.a_addr), w_addr.eq(self.w_addr), c_addr.eq(self.c_addr),
+                        m_rows.eq(self.m), n_cols.eq(self.n), k.eq(self.k),
+                        a_stride.eq(self.a_stride), c_stride.eq(self.c_stride),
+                        a_row_beats.eq((self.k + cfg.bus_bytes - 1) >> bb_log2),
+                        w_tile_bytes.eq(self.k << bb_log2),
+                        self.err_code.eq(ErrorCode.OK),
+                        self.err_addr.eq(0),
+                        self.perf_busy.eq(0),
+                        self.perf_stall.eq(0),
+                        self.perf_rd_beats.eq(0),
+                        self.perf_wr_beats.eq(0),
+                    ]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += [self.busy.eq(1), check.start.eq(1)]
+                m.next = "CHECKING"
+                with m.If(self.soft_reset):
+                    m.d.sync += self.err_code.eq(ErrorCode.ABORTED)
+                    m.next = "DONE"
+            with m.State("CHECKING"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(check.done):
+                    with m.If(check.code != ErrorCode.OK):
+                        m.d.sync += [self.err_code.eq(check.code), self.err_addr.eq(check.addr)]
+                        m.next = "DONE"
+                    with m.Else():
+                        m.d.sync += [rows_left.eq(m_rows), a_next.eq(a_addr), c_next.eq(c_addr),
+                                     c_block.eq(c_addr)]
+                        m.next = "BLOCK"
+                with m.If(self.soft_reset):
+                    m.d.sync += self.err_code.eq(ErrorCode.ABORTED)
+                    m.next = "DONE"
+            with m.State("BLOCK"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [
+                    block_rows.eq(Mux(rows_left < cfg.rows, rows_left, cfg.rows)),
+                    load_row.eq(0),
+                    load_word.eq(0),
+                ]
+                m.next = "ISSUE"
+                watch_for_errors()
+            with m.State("ISSUE"):
+                m.d.comb += [self.busy.eq(1), issue_go.eq(1)]
+                m.next = "LOAD_A"
+                watch_for_errors()
+            with m.State("LOAD_A"):
+                m.d.comb += [
+                    self.busy.eq(1),
+                    self.rd_data.ready.eq(1),
+                    core.act_write_en.eq(self.rd_data.valid),
+                ]
+                with m.If(self.rd_data.valid):
+                    m.d.sync += load_word.eq(load_word + 1)
+                    with m.If(load_word == a_row_beats - 1):
+                        m.d.sync += [load_word.eq(0), load_row.eq(load_row + 1)]
+                        with m.If(load_row == block_rows - 1):
+                            m.next = "FEED_START"
+                watch_for_errors()
+            with m.State("FEED_START"):
+                m.d.comb += [self.busy.eq(1), core.start.eq(1)]
+                m.next = "FEED"
+                watch_for_errors()
+            with m.State("FEED"):
+                m.d.comb += [
+                    self.busy.eq(1),
+                    core.weights.valid.eq(self.rd_data.valid),
+                    self.rd_data.ready.eq(core.weights.ready),
+                ]
+                with m.If(core.block_done):
+                    m.d.sync += [rows_left.eq(rows_left - block_rows), c_block.eq(c_next)]
+                    with m.If(rows_left == block_rows):
+                        m.next = "FINISH"
+                    with m.Else():
+                        m.next = "BLOCK"
+                watch_for_errors()
+            with m.State("FINISH"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(core.idle & self.wr_idle & self.rd_idle):
+                    m.next = "DONE"
+                watch_for_errors()
+            with m.State("ABORT"):
+                m.d.comb += [self.busy.eq(1), abort.eq(1)]
+                with m.If(flush != core.flush_cycles):
+                    m.d.sync += flush.eq(flush + 1)
+                with m.Elif(self.rd_idle & self.wr_idle):
+                    m.next = "CLEAR"
+            with m.State("CLEAR"):
+                m.d.comb += [self.busy.eq(1), self.rd_clear.eq(1), self.wr_clear.eq(1)]
+                m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += [self.busy.eq(1), self.done.eq(1)]
+                m.next = "IDLE"
+        return m

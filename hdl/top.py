@@ -1,0 +1,94 @@
+"""``SystoleTop``: the accelerator with the flat, Vivado-inferable ports."""
+
+from amaranth.hdl import ClockDomain, Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import AXI4LiteSignature, AXI4Signature, connect_flat, flat_members
+from .config import AccelConfig
+from .controller import Controller
+from .csr import CSR_ADDR_WIDTH, Csr
+from .dma_reader import DmaReader
+from .dma_writer import DmaWriter
+
+__all__ = ["SystoleTop"]
+
+
+class SystoleTop(wiring.Component):
+    """Csr + Controller (with the compute core) + DmaReader + DmaWriter.
+
+    Ports: ``aclk``; ``aresetn`` (active low, synchronous: it resets the whole
+    design at a rising ``aclk`` edge); ``s_axi_ctrl_*`` (AXI4-Lite slave, 8-bit
+    address, 32-bit data); ``m_axi_dma_*`` (AXI4 master, all five channels,
+    ``config.bus_bits`` data, ``config.addr_width`` address); ``irq`` (level,
+    active high). The design's ``sync`` domain is ``aclk``/``~aresetn``.
+    """
+
+    def __init__(self, config: AccelConfig):
+        self.config = config
+        members = {"aclk": In(1), "aresetn": In(1)}
+        members.update(flat_members("s_axi_ctrl", AXI4LiteSignature(CSR_ADDR_WIDTH, 32).flip()))
+        members.update(flat_members("m_axi_dma", AXI4Signature(config)))
+        members["irq"] = Out(1)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        m.domains.sync = sync = ClockDomain("sync")
+        m.d.comb += [sync.clk.eq(self.aclk), sync.rst.eq(~self.aresetn)]
+
+        m.submodules.csr = csr = Csr(cfg)
+        m.submodules.controller = ctrl = Controller(cfg)
+        m.submodules.reader = reader = DmaReader(cfg)
+        m.submodules.writer = writer = DmaWriter(cfg)
+
+        connect_flat(m, self, "s_axi_ctrl", csr.bus)
+        connect_flat(m, self, "m_axi_dma", reader.bus)
+        connect_flat(m, self, "m_axi_dma", writer.bus)
+        m.d.comb += self.irq.eq(csr.irq)
+
+        def join(lo, hi):
+            return lo | hi << 32
+
+        m.d.comb += [
+            ctrl.start.eq(csr.start),
+            ctrl.start_busy.eq(csr.start_busy),
+            ctrl.soft_reset.eq(csr.soft_reset),
+            ctrl.a_addr.eq(join(csr.a_addr_lo, csr.a_addr_hi)),
+            ctrl.w_addr.eq(join(csr.w_addr_lo, csr.w_addr_hi)),
+            ctrl.c_addr.eq(join(csr.c_addr_lo, csr.c_addr_hi)),
+            ctrl.m.eq(csr.m),
+            ctrl.n.eq(csr.n),
+            ctrl.k.eq(csr.k),
+            ctrl.a_stride.eq(csr.a_stride),
+            ctrl.c_stride.eq(csr.c_stride),
+            csr.busy.eq(ctrl.busy),
+            csr.done.eq(ctrl.done),
+            csr.status.eq(ctrl.busy | (ctrl.err_code != 0) << 1),
+            csr.err_code.eq(ctrl.err_code),
+            csr.err_addr_lo.eq(ctrl.err_addr[:32]),
+            csr.err_addr_hi.eq(ctrl.err_addr[32:]),
+            csr.cycles_lo.eq(ctrl.cycles[:32]),
+            csr.cycles_hi.eq(ctrl.cycles[32:]),
+            csr.perf_busy.eq(ctrl.perf_busy),
+            csr.perf_stall.eq(ctrl.perf_stall),
+            csr.perf_rd_beats.eq(ctrl.perf_rd_beats),
+            csr.perf_wr_beats.eq(ctrl.perf_wr_beats),
+
+            ctrl.rd_error.eq(reader.error),
+            ctrl.rd_error_addr.eq(reader.error_addr),
+            ctrl.rd_idle.eq(reader.idle),
+            reader.abort.eq(ctrl.rd_abort),
+            reader.clear.eq(ctrl.rd_clear),
+            ctrl.wr_error.eq(writer.error),
+            ctrl.wr_error_addr.eq(writer.error_addr),
+            ctrl.wr_idle.eq(writer.idle),
+            writer.abort.eq(ctrl.wr_abort),
+            writer.clear.eq(ctrl.wr_clear),
+        ]
+        wiring.connect(m, ctrl.rd_cmd, reader.cmd)
+        wiring.connect(m, reader.data, ctrl.rd_data)
+        wiring.connect(m, ctrl.wr_cmd, writer.cmd)
+        wiring.connect(m, ctrl.wr_data, writer.data)
+        return m
