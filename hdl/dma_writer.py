@@ -69,7 +69,7 @@ class DmaWriter(wiring.Component):
         stop = Signal()
         draining = Signal()
         settled = Signal()
-        m.d.comb += stop.eq(self.abort | draining | self.error)
+        m.d.comb += stop.eq(self.abort | (draining & ~settled) | self.error)
 
         m.submodules.splitter = splitter = BurstSplitter(config)
         wiring.connect(m, wiring.flipped(self.cmd), splitter.cmd)

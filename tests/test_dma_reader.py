@@ -262,6 +262,7 @@ def test_reader_abort_mid_transfer_then_restart(pulse):
         tb.discarded = tb.mem.ar_beats - len(tb.received)
         ctx.set(dut.abort, 0)
         observed["restart"] = len(tb.received)
+        tb.producer = Stalls("none")   # offered in the very cycle abort falls
         await tb.send(ctx, [(0x5008, 77)])
         while len(tb.received) < observed["restart"] + 77:
             await ctx.tick()

@@ -286,6 +286,7 @@ def test_writer_abort_pads_missing_beats_then_restarts(pulse):
         ctx.set(dut.abort, 0)
         again = [(0x5008, 77)]
         observed["again"] = tb.beats_for(again)
+        tb.cmd_gaps = Stalls("none")   # offered in the very cycle abort falls
         await tb.send_commands(ctx, again)
         await tb.send_data(ctx, observed["again"])
         await tb.wait_idle(ctx)

@@ -23,7 +23,7 @@ reachable from reset and at any later reset:
   within 1 cycle while RREADY is high; AWREADY (WREADY) within 2 cycles
   while BREADY is high and no earlier AW (W) waits for its partner.
 
-``--bug`` injects a known fault into the design under proof so the harness is
+The whole proof takes about 5 s. ``--bug`` injects a known fault into the design under proof so the harness is
 known to bite: ``drop_read_response`` (RVALID falls without RREADY),
 ``extra_write_response`` (a second B after each write),
 ``stuck_write`` (a write to 0xFC never completes).
