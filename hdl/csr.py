@@ -142,6 +142,7 @@ class Csr(wiring.Component):
         # Interrupt events by ISR field name; every ISR field needs one.
         events = {"done": self.done, "ready": self.done}
         ier_fields = {f.name: f for f in by_name("IER").fields}
+        pending = []            # ISR bits that are set and enabled: they raise irq
         for reg in REGISTERS:
             if reg.kind != "isr":
                 continue
@@ -151,12 +152,12 @@ class Csr(wiring.Component):
                     raise ValueError(f"{reg.name}.{fld.name} has no event source or IER bit")
                 bit = fld.lsb
                 enable = ier[ier_fields[fld.name].lsb]
+                pending.append(isr[bit] & enable)
                 with m.If(events[fld.name] & enable):
                     m.d.sync += isr[bit].eq(1)
                 with m.Elif(writes(reg) & w_strb[bit // 8] & w_data[bit]):
                     m.d.sync += isr[bit].eq(~isr[bit])
 
-        pending = [(isr & ier).any() for isr in isr_state.values()]
         gie_enable = gie[{f.name: f for f in by_name("GIE").fields}["enable"].lsb]
         m.d.comb += self.irq.eq(gie_enable & Cat(*pending).any())
 
