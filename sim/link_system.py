@@ -1,0 +1,78 @@
+"""Simulation harness of the Nexys Video design: the ``systole_link`` bridge IP wired to
+the ``systole_top`` accelerator, as the block design wires them.
+
+In Vivado the bridge's ``m_axi_ctrl`` drives the accelerator's ``s_axi_ctrl`` directly,
+the accelerator's ``irq`` goes back to the bridge, and both AXI4 masters reach the MIG
+through a SmartConnect. Here the two masters stay separate ports; the testbench puts
+two cocotbext-axi RAMs sharing one backing store on them, which is what the
+SmartConnect + MIG look like from the masters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from amaranth.hdl import Instance, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.axi import AXI4Signature, flat_members
+from hdl.config import AccelConfig
+from hdl.link_top import LinkTop
+
+__all__ = ["LinkSystem", "link_sources"]
+
+
+def _instance_ports(component: wiring.Component, connect: dict) -> dict:
+    """Instance keyword arguments: every port of ``component`` bound to ``connect[name]``."""
+    ports = {}
+    for name, member in component.signature.members.items():
+        ports[("i_" if member.flow == In else "o_") + name] = connect[name]
+    return ports
+
+
+class LinkSystem(wiring.Component):
+    """``systole_link`` + ``systole_top`` with the serial pins and both AXI4 masters out."""
+
+    def __init__(self, config: AccelConfig, link: LinkTop):
+        self.config = config
+        self.link = link
+        members = {"aclk": In(1), "aresetn": In(1), "uart_rxd": In(1, init=1), "uart_txd": Out(1, init=1),
+                   "irq": Out(1), "link_active": Out(1)}
+        members.update(flat_members("m_axi_mem", AXI4Signature(config)))
+        members.update(flat_members("m_axi_dma", AXI4Signature(config)))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        from hdl.top import SystoleTop
+        m = Module()
+        accel = SystoleTop(self.config)
+        accel._MustUse__silence = True      # only its port list is used; the Verilog is separate
+        ctrl = {}
+        for name, member in accel.signature.members.items():
+            if name.startswith("s_axi_ctrl_"):
+                ctrl[name[len("s_axi_ctrl_"):]] = Signal(member.shape, name=f"ctrl_{name[11:]}")
+        accel_ports = {"aclk": self.aclk, "aresetn": self.aresetn, "irq": self.irq}
+        accel_ports.update({f"s_axi_ctrl_{n}": s for n, s in ctrl.items()})
+        accel_ports.update({n: getattr(self, n) for n in accel.signature.members if n.startswith("m_axi_dma_")})
+        link_ports = {"aclk": self.aclk, "aresetn": self.aresetn, "uart_rxd": self.uart_rxd,
+                      "uart_txd": self.uart_txd, "irq": self.irq, "link_active": self.link_active}
+        link_ports.update({f"m_axi_ctrl_{n}": s for n, s in ctrl.items()})
+        link_ports.update({n: getattr(self, n) for n in self.link.signature.members if n.startswith("m_axi_mem_")})
+        m.submodules.accel = Instance("systole_top", **_instance_ports(accel, accel_ports))
+        m.submodules.link = Instance("systole_link", **_instance_ports(self.link, link_ports))
+        return m
+
+
+def link_sources(config: AccelConfig, link: LinkTop, *, system: bool) -> tuple[list[Path], str]:
+    """Verilog sources and toplevel for the bridge alone or the whole system (cached by content)."""
+    from sim.runner import BUILD, write_verilog
+    tag = f"{config.name}-d{link.divisor}-p{link.max_payload}-t{link.frame_timeout}"
+    sources = [write_verilog(link, "systole_link", BUILD / "sim" / "src" / f"systole_link-{tag}.v")]
+    if not system:
+        return sources, "systole_link"
+    from sim.systole_tb import top_verilog
+    sources.append(top_verilog(config))
+    sources.append(write_verilog(LinkSystem(config, link), "link_system",
+                                 BUILD / "sim" / "src" / f"link_system-{tag}.v"))
+    return sources, "link_system"
