@@ -3,7 +3,7 @@
 ``SerialLink`` speaks the frame protocol of ``hdl.link_protocol`` over any byte
 transport with pyserial's interface (``write(bytes)``, ``read(n)`` returning what
 arrived within the transport's timeout, ``reset_input_buffer()``). On a Nexys Video
-the transport is the board's USB-UART (``SerialLink.open("/dev/ttyUSB1")``); in tests
+the transport is the board's USB-UART (``SerialLink.open("/dev/ttyUSB0")``); in tests
 it is a transport bridged into the cocotb simulation of the bridge, or a Python
 model of the bridge. ``LinkRegisterBus`` and ``LinkMemory`` put the link under
 ``host.driver.Driver`` as its ``RegisterBus`` and ``DeviceMemory``.
@@ -25,9 +25,12 @@ from hdl.link_protocol import (MAGIC, PROTOCOL_VERSION, REQUEST_SYNC, RESPONSE_H
                                Command, HelloInfo, Status, crc16, encode_request, window_ok)
 
 __all__ = ["Transport", "LinkError", "LinkTimeout", "LinkCrcError", "LinkWrongDevice", "LinkDeviceError",
-           "SerialLink", "LinkRegisterBus", "LinkMemory", "DEFAULT_BAUD", "open_link"]
+           "SerialLink", "LinkRegisterBus", "LinkMemory", "DEFAULT_BAUD", "NEXYS_VIDEO_DDR", "open_link"]
 
 DEFAULT_BAUD = 921_600
+# Where the Nexys Video block design (gen/vivado.py) puts the DDR3 in the address map
+# that the bridge and the accelerator's DMA share: (base, size).
+NEXYS_VIDEO_DDR = (0x8000_0000, 512 << 20)
 # Statuses meaning "the request was not executed": retrying cannot double an effect.
 _NOT_EXECUTED = (Status.CRC, Status.TRUNCATED)
 # Commands that may be repeated when their response is lost (REG_WRITE may hit CTRL/ISR).
@@ -296,9 +299,16 @@ class LinkMemory:
         self._check(offset, nbytes)
 
 
-def open_link(port: str, baud: int = DEFAULT_BAUD, *, ddr_base: int = 0, ddr_size: int = 512 << 20,
-              **kwargs) -> tuple[LinkRegisterBus, LinkMemory]:
-    """The (bus, memory) pair for a Nexys Video at ``port``; checks the bridge answers."""
+def open_link(port: str | None = None, baud: int | None = None, *, ddr_base: int = NEXYS_VIDEO_DDR[0],
+              ddr_size: int = NEXYS_VIDEO_DDR[1], **kwargs) -> tuple[LinkRegisterBus, LinkMemory]:
+    """The (bus, memory) pair for a Nexys Video at ``port``; checks the bridge answers.
+
+    ``port`` and ``baud`` default to ``$SYSTOLE_LINK_PORT`` and ``$SYSTOLE_LINK_BAUD``
+    (then ``/dev/ttyUSB0``, the FT232R of the UART micro-USB port on Linux, and ``DEFAULT_BAUD``).
+    """
+    import os
+    port = port or os.environ.get("SYSTOLE_LINK_PORT", "/dev/ttyUSB0")
+    baud = baud or int(os.environ.get("SYSTOLE_LINK_BAUD", DEFAULT_BAUD))
     link = SerialLink.open(port, baud, **kwargs)
     link.hello()
     return LinkRegisterBus(link), LinkMemory(link, ddr_base, ddr_size)
