@@ -312,3 +312,37 @@ def open_link(port: str | None = None, baud: int | None = None, *, ddr_base: int
     link = SerialLink.open(port, baud, **kwargs)
     link.hello()
     return LinkRegisterBus(link), LinkMemory(link, ddr_base, ddr_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m host.link [--port P] [--baud B]``: is the board there, and what is on it?"""
+    import argparse
+    import sys
+
+    from hdl.regmap import ID_MAGIC, REGISTERS
+
+    parser = argparse.ArgumentParser(prog="python -m host.link", description=main.__doc__)
+    parser.add_argument("--port", help="serial port or pyserial URL (default $SYSTOLE_LINK_PORT or /dev/ttyUSB0)")
+    parser.add_argument("--baud", type=int, help=f"baud rate (default $SYSTOLE_LINK_BAUD or {DEFAULT_BAUD})")
+    args = parser.parse_args(argv)
+    try:
+        bus, memory = open_link(args.port, args.baud)
+    except LinkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    info = bus.link.info
+    print(f"bridge: protocol v{info.version[0]}.{info.version[1]}, {info.bus_bytes}-byte AXI, "
+          f"{info.addr_width}-bit addresses, frames of up to {info.max_payload} bytes, irq={int(info.irq)}")
+    for reg in REGISTERS:
+        if reg.kind == "const":
+            print(f"  {reg.name:<14} 0x{bus.read32(reg.offset):08X}")
+    ident = bus.read32(next(r.offset for r in REGISTERS if r.name == "ID"))
+    if ident != ID_MAGIC:
+        print(f"error: ID reads 0x{ident:08X}, not a Systole accelerator behind the bridge", file=sys.stderr)
+        return 1
+    print(f"DDR window: 0x{memory.device_address:08X} + {memory.size >> 20} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
