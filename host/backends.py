@@ -1,0 +1,259 @@
+"""Matmul backends: where the transformer's linear layers are computed.
+
+The accelerator contract (``IntBackend``): weights are int8 ``[N, K]``, loaded once
+per model with ``load(name, w)`` (a hardware backend packs them with its ``cols``
+and places them in device memory); ``matmul(x, handle)`` takes int8 activations
+``[M, K]`` and returns the exact ``int32 [M, N]`` product ``x @ W.T``. Scales are the
+caller's business (``host.linear``). ``K`` must not exceed ``max_k``.
+
+- ``GoldenBackend``: numpy, bit-identical to ``host.golden.golden_matmul`` (checked by
+  tests) and fast enough for everyday use.
+- ``FloatBackend``: the float32 reference, no quantization (its own contract:
+  float32 in, float32 out).
+
+Hardware backends (the RTL in a simulator, a board) subclass ``IntBackend`` and are
+added to ``BACKENDS`` with ``register_backend``; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .blas import set_blas_threads
+
+from hdl.config import AccelConfig, preset
+
+from .pack import PackedWeights, pack_weights, unpack_weights
+
+__all__ = ["IntBackend", "GoldenBackend", "GoldenWeights", "FloatBackend", "BACKENDS",
+           "DEFAULT_PRESET", "EXACT_CHUNK_K", "make_backend", "register_backend", "default_threads"]
+
+DEFAULT_PRESET = "kv260"
+# float32 holds every integer up to 2^24 exactly. With |x|, |w| <= 128 each product is
+# <= 2^14, so any partial sum of at most 1024 products is <= 2^24: a float32 GEMM over
+# a K chunk of <= 1024 int8 values is exact whatever order BLAS adds in.
+EXACT_CHUNK_K = 1024
+# Matrices with at least this many weights are split into column blocks, one per thread.
+PARALLEL_MIN_WEIGHTS = 1 << 20
+
+
+def default_threads() -> int:
+    """Threads the software backends use: the CPUs this process may run on, at most 4."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:
+        count = os.cpu_count() or 1
+    return max(1, min(4, count))
+
+
+class _ColumnBlocks:
+    """A ``[K, N]`` float32 matrix cut into column blocks (threads) and K chunks.
+
+    ``product(x)`` is ``x @ W`` computed block by block on a thread pool, with BLAS
+    itself single-threaded: OpenBLAS's spinning threads stall badly on a shared
+    machine (``host.blas``), plain Python threads only block. With ``exact_int``,
+    each K chunk's float32 result is converted to int32 before chunks are added.
+    """
+
+    _pools: dict[int, ThreadPoolExecutor] = {}
+
+    def __init__(self, w_t: np.ndarray, threads: int, chunk_k: int | None):
+        k, n = w_t.shape
+        blocks = threads if threads > 1 and k * n >= PARALLEL_MIN_WEIGHTS else 1
+        edges = np.linspace(0, n, blocks + 1).astype(int)
+        chunk_k = chunk_k or k
+        self.k, self.n, self.threads = k, n, threads
+        self.blocks = [(int(n0), int(n1), [(k0, min(k, k0 + chunk_k),
+                                            np.ascontiguousarray(w_t[k0:k0 + chunk_k, n0:n1]))
+                                           for k0 in range(0, k, chunk_k)])
+                       for n0, n1 in zip(edges[:-1], edges[1:])]
+
+    def product(self, x: np.ndarray, exact_int: bool) -> np.ndarray:
+        out = np.empty((x.shape[0], self.n), np.int32 if exact_int else np.float32)
+
+        def run(block) -> None:
+            n0, n1, chunks = block
+            if len(chunks) == 1:
+                part = x @ chunks[0][2]
+                out[:, n0:n1] = part.astype(np.int32) if exact_int else part
+                return
+            acc = None
+            for k0, k1, w in chunks:
+                part = x[:, k0:k1] @ w
+                part = part.astype(np.int32) if exact_int else part
+                acc = part if acc is None else acc + part
+            out[:, n0:n1] = acc
+
+        if len(self.blocks) == 1:
+            run(self.blocks[0])
+        else:
+            pool = self._pools.get(self.threads)
+            if pool is None:
+                pool = self._pools[self.threads] = ThreadPoolExecutor(self.threads, "systole-gemm")
+            for future in [pool.submit(run, block) for block in self.blocks]:
+                future.result()
+        return out
+
+
+class IntBackend(ABC):
+    """The accelerator contract: int8 x packed int8 -> exact int32.
+
+    Subclasses set ``name`` and ``config`` (``AccelConfig``: ``cols``, ``rows``,
+    ``max_k``). ``last_cycles()`` reports accelerator cycles of the latest matmul
+    when the backend can measure them (hardware), else ``None``.
+    """
+
+    name = "int8"
+
+    def __init__(self, config: AccelConfig):
+        self.config = config
+
+    @property
+    def cols(self) -> int:
+        return self.config.cols
+
+    @property
+    def max_k(self) -> int:
+        return self.config.max_k
+
+    def check_weights(self, name: str, w: np.ndarray) -> np.ndarray:
+        """``w`` as int8 ``[N, K]`` with ``K <= max_k``, else a ValueError naming ``name``."""
+        w = np.asarray(w)
+        if w.dtype != np.int8 or w.ndim != 2:
+            raise TypeError(f"{name}: weights must be int8 [N, K], got {w.dtype} {w.shape}")
+        if not 1 <= w.shape[1] <= self.max_k:
+            raise ValueError(f"{name}: K={w.shape[1]} outside 1..{self.max_k} (max_k of "
+                             f"{self.config.name}); split K before loading")
+        return w
+
+    @staticmethod
+    def check_activations(x: np.ndarray, k: int) -> np.ndarray:
+        """``x`` as int8 ``[M, K]`` matching the weights' K, else TypeError/ValueError."""
+        if not isinstance(x, np.ndarray) or x.dtype != np.int8 or x.ndim != 2:
+            raise TypeError(f"activations must be int8 [M, K], got "
+                            f"{getattr(x, 'dtype', type(x))} {getattr(x, 'shape', '')}")
+        if x.shape[1] != k:
+            raise ValueError(f"activations have K={x.shape[1]}, weights have K={k}")
+        return x
+
+    @abstractmethod
+    def load(self, name: str, w: np.ndarray):
+        """Place int8 ``[N, K]`` weights for later matmuls; returns an opaque handle."""
+
+    @abstractmethod
+    def matmul(self, x: np.ndarray, handle) -> np.ndarray:
+        """Exact ``int32 [M, N] = x (int8 [M, K]) @ W.T``."""
+
+    def last_cycles(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        """Release device resources (nothing for software backends)."""
+
+
+@dataclass(frozen=True)
+class GoldenWeights:
+    """A golden-backend handle: the packed bytes and the float32 copy derived from them."""
+
+    name: str
+    packed: PackedWeights
+    blocks: _ColumnBlocks
+
+    @property
+    def n(self) -> int:
+        return self.packed.n
+
+    @property
+    def k(self) -> int:
+        return self.packed.k
+
+
+class GoldenBackend(IntBackend):
+    """``host.golden.golden_matmul`` semantics at BLAS speed.
+
+    ``load`` packs the weights exactly as the hardware streams them and derives its
+    compute copy from the packed bytes (``unpack_weights``): float32, transposed to
+    ``[K, N]``, split into K chunks of ``EXACT_CHUNK_K`` (and column blocks for
+    threads). ``matmul`` runs one float32 GEMM per chunk, exact by ``EXACT_CHUNK_K``,
+    and adds chunks in int32, which cannot overflow for ``K <= max_k <= 65535``
+    (``|C| <= 65535 * 2^14 < 2^31``). With ``threads > 1`` numpy's BLAS is set to one
+    thread and the backend parallelises large matrices itself.
+    """
+
+    name = "golden"
+
+    def __init__(self, config: AccelConfig, threads: int | None = None):
+        super().__init__(config)
+        self.threads = default_threads() if threads is None else threads
+        if self.threads > 1:
+            set_blas_threads(1)
+
+    def load(self, name: str, w: np.ndarray) -> GoldenWeights:
+        packed = pack_weights(self.check_weights(name, w), self.cols)
+        w_t = unpack_weights(packed).T.astype(np.float32)
+        return GoldenWeights(name, packed, _ColumnBlocks(w_t, self.threads, EXACT_CHUNK_K))
+
+    def matmul(self, x: np.ndarray, handle: GoldenWeights) -> np.ndarray:
+        x = self.check_activations(x, handle.k)
+        return handle.blocks.product(x.astype(np.float32), exact_int=True)
+
+
+class FloatBackend:
+    """The float32 reference: ``matmul(x, load(name, W))`` is ``x @ W.T`` in float32.
+
+    Threads as in ``GoldenBackend``.
+    """
+
+    name = "float"
+    config = None
+
+    def __init__(self, threads: int | None = None):
+        self.threads = default_threads() if threads is None else threads
+        if self.threads > 1:
+            set_blas_threads(1)
+
+    def load(self, name: str, w: np.ndarray) -> _ColumnBlocks:
+        w = np.asarray(w)
+        if w.ndim != 2:
+            raise ValueError(f"{name}: weights must be 2-D [N, K], got shape {w.shape}")
+        return _ColumnBlocks(np.asarray(w, dtype=np.float32).T, self.threads, None)
+
+    def matmul(self, x: np.ndarray, handle: _ColumnBlocks) -> np.ndarray:
+        if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != handle.k:
+            raise ValueError(f"activations must be float32 [M, {handle.k}], "
+                             f"got {x.dtype} {x.shape}")
+        return handle.product(x, exact_int=False)
+
+    def last_cycles(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+BACKENDS: dict[str, Callable[[AccelConfig], object]] = {
+    "golden": GoldenBackend,
+    "float": lambda config: FloatBackend(),
+}
+
+
+def register_backend(name: str, factory: Callable[[AccelConfig], IntBackend]) -> None:
+    """Make ``make_backend(name, config)`` build ``factory(config)`` (hardware backends)."""
+    BACKENDS[name] = factory
+
+
+def make_backend(name: str, config: AccelConfig | str | None = None):
+    """The backend called ``name`` for accelerator ``config`` (a preset name or object)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(sorted(BACKENDS))}")
+    if config is None:
+        config = DEFAULT_PRESET
+    if isinstance(config, str):
+        config = preset(config)
+    return BACKENDS[name](config)

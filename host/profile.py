@@ -1,0 +1,103 @@
+"""Per-op time accounting for generation: where each token's milliseconds go.
+
+The transformer, the linear-layer seam and the sampler call ``Profiler.add`` with
+the time of each op, in one of two phases (``prefill``, ``decode``). ``table()``
+divides by the tokens of the phase and adds ``other`` = wall time - everything
+recorded, so the rows always sum to the measured wall time. Matmul rows count only
+the backend call; turning float activations into int8 and int32 results back into
+float are the ``quantize``/``dequantize`` rows, host work like norms and softmax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MATMUL_KINDS", "SECTIONS", "Profiler", "PhaseReport"]
+
+MATMUL_KINDS = ("qkv", "attn_out", "ffn_up_gate", "ffn_down", "classifier")
+SECTIONS = (*(f"matmul {kind}" for kind in MATMUL_KINDS), "quantize", "dequantize",
+            "attention", "norms", "rope", "ffn activation", "embedding", "sampling")
+PHASES = ("prefill", "decode")
+
+
+@dataclass(frozen=True)
+class PhaseReport:
+    """One phase's totals: seconds per section (``other`` included), tokens, wall time."""
+
+    phase: str
+    tokens: int
+    wall_seconds: float
+    seconds: dict[str, float]
+    calls: dict[str, int]
+    macs: dict[str, int]
+    cycles: dict[str, int]
+
+    @property
+    def matmul_seconds(self) -> float:
+        return sum(s for name, s in self.seconds.items() if name.startswith("matmul "))
+
+    @property
+    def host_seconds(self) -> float:
+        """Everything outside the backend's matmul calls (the Amdahl part)."""
+        return self.wall_seconds - self.matmul_seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+class Profiler:
+    """Accumulates op times per phase; cheap enough to stay on in every forward pass."""
+
+    def __init__(self) -> None:
+        self.phase = "decode"
+        self.reset()
+
+    def reset(self) -> None:
+        self._seconds = {phase: dict.fromkeys(SECTIONS, 0.0) for phase in PHASES}
+        self._calls = {phase: dict.fromkeys(SECTIONS, 0) for phase in PHASES}
+        self._macs = {phase: dict.fromkeys(MATMUL_KINDS, 0) for phase in PHASES}
+        self._cycles = {phase: dict.fromkeys(MATMUL_KINDS, 0) for phase in PHASES}
+
+    def add(self, section: str, seconds: float, calls: int = 1) -> None:
+        self._seconds[self.phase][section] += seconds
+        self._calls[self.phase][section] += calls
+
+    def add_matmul(self, kind: str, seconds: float, macs: int, cycles: int | None) -> None:
+        phase = self.phase
+        self._seconds[phase][f"matmul {kind}"] += seconds
+        self._calls[phase][f"matmul {kind}"] += 1
+        self._macs[phase][kind] += macs
+        if cycles is not None:
+            self._cycles[phase][kind] += cycles
+
+    def report(self, phase: str, tokens: int, wall_seconds: float) -> PhaseReport:
+        """Totals of ``phase`` with ``other`` = ``wall_seconds`` - recorded time."""
+        seconds = dict(self._seconds[phase])
+        seconds["other"] = max(0.0, wall_seconds - sum(seconds.values()))
+        return PhaseReport(phase, tokens, wall_seconds, seconds, dict(self._calls[phase]),
+                           dict(self._macs[phase]), dict(self._cycles[phase]))
+
+
+def format_table(report: PhaseReport) -> str:
+    """A fixed-width table: ms/token, share of wall time and calls/token per section."""
+    tokens = max(report.tokens, 1)
+    lines = [f"{report.phase}: {report.tokens} tokens in {report.wall_seconds * 1e3:.1f} ms "
+             f"({report.tokens_per_second:.2f} tok/s)",
+             f"  {'op':<22}{'ms/token':>10}{'share':>8}{'calls/tok':>11}{'GMAC/s':>9}"
+             f"{'cycles/tok':>12}"]
+    for name, seconds in report.seconds.items():
+        if seconds == 0.0 and name != "other":
+            continue
+        kind = name[len("matmul "):] if name.startswith("matmul ") else None
+        rate = (f"{report.macs[kind] / seconds / 1e9:9.1f}" if kind and seconds > 0 else " " * 9)
+        cycles = (f"{report.cycles[kind] / tokens:12.0f}" if kind and report.cycles[kind]
+                  else " " * 12)
+        calls = report.calls.get(name, 0)
+        lines.append(f"  {name:<22}{seconds / tokens * 1e3:10.3f}"
+                     f"{100 * seconds / report.wall_seconds if report.wall_seconds else 0:7.1f}%"
+                     f"{calls / tokens:11.1f}{rate}{cycles}")
+    lines.append(f"  {'total':<22}{report.wall_seconds / tokens * 1e3:10.3f}{100.0:7.1f}%")
+    lines.append(f"  host (non-matmul) time: {report.host_seconds / tokens * 1e3:.3f} ms/token; "
+                 f"matmul: {report.matmul_seconds / tokens * 1e3:.3f} ms/token")
+    return "\n".join(lines)

