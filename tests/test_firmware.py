@@ -17,9 +17,11 @@ from host.golden import golden_matmul
 from host.pack import pack_weights
 
 REPO = Path(__file__).resolve().parent.parent
-BUILD = REPO / "build" / "firmware" / "test"
 CROSS = "aarch64-linux-gnu-"
 EM_AARCH64 = 183
+
+# One worker runs the whole module, so no build is relinked while another runs it.
+pytestmark = pytest.mark.xdist_group("firmware")
 
 
 def _require(tool: str) -> None:
@@ -27,13 +29,18 @@ def _require(tool: str) -> None:
         pytest.fail(f"`{tool}` is not installed; run `make deps` (installs the Debian packages)")
 
 
-def _build(preset_name: str, cross: str = "") -> Path:
+@pytest.fixture(scope="module")
+def build_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("firmware")
+
+
+def _build(build_root: Path, preset_name: str, cross: str = "") -> Path:
     """Write the preset's generated header and build the firmware against it; the output dir."""
     _require(f"{cross}gcc")
-    regs_dir = BUILD / f"regs-{preset_name}"
+    regs_dir = build_root / f"regs-{preset_name}"
     regs_dir.mkdir(parents=True, exist_ok=True)
     (regs_dir / "systole_regs.h").write_text(c_header(preset(preset_name)))
-    out = BUILD / f"{cross.rstrip('-') or 'host'}-{preset_name}"
+    out = build_root / f"{cross.rstrip('-') or 'host'}-{preset_name}"
     result = subprocess.run(
         ["make", "-s", "-C", str(REPO / "firmware"), f"REGS={regs_dir / 'systole_regs.h'}", f"OUT={out}",
          f"CROSS_COMPILE={cross}"], capture_output=True, text=True)
@@ -42,8 +49,8 @@ def _build(preset_name: str, cross: str = "") -> Path:
 
 
 @pytest.fixture(scope="module")
-def host_kv260() -> Path:
-    return _build("kv260")
+def host_kv260(build_root) -> Path:
+    return _build(build_root, "kv260")
 
 
 def _selftest(out: Path, *args) -> str:
@@ -53,8 +60,8 @@ def _selftest(out: Path, *args) -> str:
 
 
 @pytest.mark.parametrize("preset_name", ["kv260", "nexys_video"])
-def test_cross_compiles_for_aarch64(preset_name):
-    out = _build(preset_name, CROSS)
+def test_cross_compiles_for_aarch64(build_root, preset_name):
+    out = _build(build_root, preset_name, CROSS)
     elf = (out / "selftest").read_bytes()
     assert elf[:4] == b"\x7fELF" and elf[4] == 2, "not a 64-bit ELF"
     assert int.from_bytes(elf[18:20], "little") == EM_AARCH64, "selftest is not an AArch64 binary"

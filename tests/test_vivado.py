@@ -23,6 +23,9 @@ from gen.vivado import NEXYS_PINS, generate
 from hdl.config import preset
 from hdl.regmap import REGISTERS
 
+# One worker generates both flows once (the Verilog conversion is the slow part).
+pytestmark = pytest.mark.xdist_group("vivado")
+
 # Records every command tclsh does not know (all of Vivado's) as one line of a log and
 # returns a one-word handle; SLACK and PROGRESS answers are set by the test.
 STUBS = r"""
