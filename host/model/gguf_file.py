@@ -135,6 +135,12 @@ def _config_from_fields(path: Path, fields: dict, reader) -> ModelConfig:
     vocab = int(embedding.shape[1])
     window = fields.get(f"{arch}.attention.sliding_window") if arch == "gemma3" else None
     pattern = fields.get(f"{arch}.attention.sliding_window_pattern", _GEMMA3_GLOBAL_EVERY)
+    if isinstance(pattern, list):      # per layer, True = sliding window
+        every = pattern.index(False) + 1 if False in pattern else len(pattern) + 1
+        if any(is_swa != bool((i + 1) % every) for i, is_swa in enumerate(pattern)):
+            raise ModelFileError(path, f"sliding-window layer pattern {pattern} is not "
+                                       "'every n-th layer global'")
+        pattern = every
     try:
         return ModelConfig(
             arch=arch, dim=dim, hidden_dim=int(get("feed_forward_length")),
@@ -143,7 +149,8 @@ def _config_from_fields(path: Path, fields: dict, reader) -> ModelConfig:
             vocab_size=vocab, max_seq_len=int(get("context_length")),
             norm_eps=float(get("attention.layer_norm_rms_epsilon")),
             rope_base=float(get("rope.freq_base", 10000.0)),
-            rope_base_local=_GEMMA3_LOCAL_ROPE_BASE if arch == "gemma3" else float(get("rope.freq_base", 10000.0)),
+            rope_base_local=float(get("rope.freq_base_swa", _GEMMA3_LOCAL_ROPE_BASE)
+                                  if arch == "gemma3" else get("rope.freq_base", 10000.0)),
             sliding_window=int(window) if window else None,
             global_every=int(pattern) if arch == "gemma3" and isinstance(pattern, int) else 1,
             rope_linear_scale=float(get("rope.scaling.factor", 1.0)) if scaling == "linear" else 1.0,

@@ -1,0 +1,154 @@
+"""The numpy transformer against Hugging Face transformers (CPU torch) as the reference.
+
+Small random Llama and Gemma 3 models are written by the tests into the formats the
+loaders read (GGUF in llama.cpp's layout, llama2.c v0 and v2 files), loaded back
+with host.model and run on the float backend: prefill of several tokens, chunked
+prefill, then single-token decode with the KV cache, compared with HF's logits for
+the whole sequence. Gemma uses a 4-token sliding window so the window matters.
+"""
+
+import numpy as np
+import pytest
+import torch
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+
+from host.linear import FloatLinears
+from host.model import load_model
+from host.transformer import Transformer, linear_specs
+
+from host_testmodels import (dequantize_q80, randomize, small_vocab, write_gemma3_gguf,
+                             write_llama2c, write_llama_gguf, write_tokenizer_bin)
+
+SEQUENCE = 12
+
+
+def make_llama(seed: int, tied: bool = False, kv_heads: int = 2) -> LlamaForCausalLM:
+    config = LlamaConfig(vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=kv_heads,
+                         max_position_embeddings=64, rms_norm_eps=1e-5,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                         tie_word_embeddings=tied)
+    config._attn_implementation = "eager"
+    model = LlamaForCausalLM(config).eval()
+    randomize(model, seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                parameter.add_(1.0)       # Llama norms multiply by w: keep them near 1
+    return model
+
+
+def make_gemma3(seed: int) -> Gemma3ForCausalLM:
+    config = Gemma3TextConfig(
+        vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=6,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=32,
+        sliding_window=4, max_position_embeddings=64, rms_norm_eps=1e-6,
+        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1e6},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}},
+        hidden_activation="gelu_pytorch_tanh", final_logit_softcapping=None,
+        attn_logit_softcapping=None)
+    config._attn_implementation = "eager"
+    model = Gemma3ForCausalLM(config).eval()
+    randomize(model, seed)
+    return model
+
+
+def hf_logits(model, tokens) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.tensor([tokens])).logits[0].float().numpy()
+
+
+def our_logits(model_file, tokens, prefill_chunks=(7,), **load_options) -> np.ndarray:
+    """Prefill in the given chunk sizes, then decode the rest one token at a time."""
+    model = load_model(model_file, **load_options)
+    transformer = Transformer(model.config, model.weights,
+                              FloatLinears(linear_specs(model.config, model.weights)))
+    cache = transformer.new_cache(4)           # small on purpose: growth is exercised
+    rows, position = [], 0
+    for size in prefill_chunks:
+        rows.append(transformer.forward(tokens[position:position + size], cache, all_logits=True))
+        position += size
+    for token in tokens[position:]:
+        rows.append(transformer.forward([token], cache))
+    assert cache.length == len(tokens)
+    return np.vstack(rows)
+
+
+def assert_logits_close(ours, reference):
+    assert ours.shape == reference.shape
+    scale = float(np.abs(reference).max())
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4 * max(1.0, scale))
+
+
+def tokens_for(seed: int, vocab: int = 320) -> list[int]:
+    return np.random.default_rng(seed).integers(0, vocab, SEQUENCE).tolist()
+
+
+@pytest.mark.parametrize("tied,kv_heads", [(False, 2), (True, 4), (False, 1)])
+def test_llama_gguf_matches_transformers(tmp_path, tied, kv_heads):
+    model = make_llama(seed=1 + kv_heads, tied=tied, kv_heads=kv_heads)
+    path = write_llama_gguf(tmp_path / "llama.gguf", model, tied=tied)
+    tokens = tokens_for(7)
+    ours = our_logits(path, tokens, prefill_chunks=(4, 3), cache_dir=tmp_path / "cache")
+    assert_logits_close(ours, hf_logits(model, tokens))
+
+
+def test_gemma3_gguf_matches_transformers_with_sliding_window(tmp_path):
+    model = make_gemma3(seed=11)
+    path = write_gemma3_gguf(tmp_path / "gemma3.gguf", model)
+    loaded = load_model(path, cache_dir=tmp_path / "cache")
+    config = loaded.config
+    assert (config.arch, config.sliding_window, config.head_dim) == ("gemma3", 4, 32)
+    assert [config.is_global(i) for i in range(6)] == [False] * 5 + [True]
+    tokens = tokens_for(3)
+    reference = hf_logits(model, tokens)
+    # one 7-row prefill (window mask inside the block), then decode past the window
+    assert_logits_close(our_logits(path, tokens, (7,), cache_dir=tmp_path / "cache"), reference)
+    # chunks that start mid-window: the mask must account for earlier cached keys
+    assert_logits_close(our_logits(path, tokens, (3, 5), cache_dir=tmp_path / "cache"), reference)
+    # the window really matters: a model without it would differ
+    wide = make_gemma3(seed=11)
+    wide.config.sliding_window = 64
+    for layer in wide.model.layers:
+        layer.self_attn.sliding_window = None
+    assert np.abs(hf_logits(wide, tokens)[-1] - reference[-1]).max() > 1e-2
+
+
+def test_llama2c_v0_matches_transformers(tmp_path):
+    model = make_llama(seed=5)
+    pieces, scores, _ = small_vocab(320, ["<unk>", "<s>", "</s>"])
+    write_tokenizer_bin(tmp_path / "tokenizer.bin", pieces, scores)
+    for shared in (False, True):
+        if shared:
+            model.lm_head.weight = model.model.embed_tokens.weight
+        path = write_llama2c(tmp_path / f"model{int(shared)}.bin", model, version=0, shared=shared)
+        tokens = tokens_for(17)
+        assert_logits_close(our_logits(path, tokens), hf_logits(model, tokens))
+
+
+def test_llama2c_v2_int8_matches_transformers_on_dequantized_weights(tmp_path):
+    model = make_llama(seed=8)
+    pieces, scores, _ = small_vocab(320, ["<unk>", "<s>", "</s>"])
+    write_tokenizer_bin(tmp_path / "tokenizer.bin", pieces, scores)
+    path = write_llama2c(tmp_path / "model_q80.bin", model, version=2, group_size=32)
+    with torch.no_grad():       # the reference holds exactly the Q8_0 values the file has
+        for name, parameter in model.named_parameters():
+            if parameter.ndim == 2:
+                parameter.copy_(torch.from_numpy(dequantize_q80(parameter.numpy(), 32)))
+    tokens = tokens_for(21)
+    loaded = load_model(path)
+    assert loaded.metadata["format"] == "llama2.c v2"
+    assert_logits_close(our_logits(path, tokens), hf_logits(model, tokens))
+
+
+def test_q8_0_gguf_tensors_are_dequantized(tmp_path):
+    import gguf
+
+    model = make_llama(seed=9)
+    path = write_llama_gguf(tmp_path / "q8.gguf", model, tensor_type=gguf.GGMLQuantizationType.Q8_0)
+    loaded = load_model(path, cache_dir=tmp_path / "cache")
+    expected = model.model.layers[1].mlp.down_proj.weight.detach().numpy()
+    got = loaded.weights["blk.1.ffn_down.weight"]
+    # Q8_0 keeps 8 bits per 32-value block: error at most half a step of the block scale
+    step = np.abs(expected.reshape(-1, 32)).max(axis=1) / 127
+    assert np.all(np.abs(got - expected).reshape(-1, 32) <= step[:, None] * 0.5 + 1e-3)
