@@ -684,10 +684,10 @@ def _write(out: Path, files: dict[str, str]) -> list[Path]:
     return written
 
 
-def _ip_files(config: AccelConfig, out: Path, *, link: bool, board: Board | None, baud: int,
+def _ip_files(config: AccelConfig, ip_dir: Path, *, link: bool, board: Board | None, baud: int,
               top_verilog: Path | None) -> list[Path]:
-    """ip/hdl/*.v and ip/package_*.tcl, checked against the Verilog's real port lists."""
-    hdl_dir = out / "ip" / "hdl"
+    """hdl/*.v and package_*.tcl under ``ip_dir``, from the Verilog's real port lists."""
+    hdl_dir = ip_dir / "hdl"
     hdl_dir.mkdir(parents=True, exist_ok=True)
     written = []
     if top_verilog is None:
@@ -697,7 +697,7 @@ def _ip_files(config: AccelConfig, out: Path, *, link: bool, board: Board | None
         shutil.copyfile(top_verilog, hdl_dir / "systole_top.v")
         written.append(hdl_dir / "systole_top.v")
     ports = verilog_ports((hdl_dir / "systole_top.v").read_text(), "systole_top")
-    files = {"ip/package_systole.tcl": package_ip_tcl(
+    files = {"package_systole.tcl": package_ip_tcl(
         top="systole_top", name="systole", display_name="Systole int8 matmul accelerator",
         description=f"C = A x W^T, int8 in, int32 out; {config.rows}x{config.cols} PEs, "
                     f"{config.bus_bits}-bit AXI4 DMA, AXI4-Lite registers ('{config.name}')",
@@ -709,12 +709,12 @@ def _ip_files(config: AccelConfig, out: Path, *, link: bool, board: Board | None
         text = amaranth_verilog.convert(top, name="systole_link", emit_src=False)
         (hdl_dir / "systole_link.v").write_text(text)
         written.append(hdl_dir / "systole_link.v")
-        files["ip/package_systole_link.tcl"] = package_ip_tcl(
+        files["package_systole_link.tcl"] = package_ip_tcl(
             top="systole_link", name="systole_link", display_name="Systole UART link bridge",
             description=f"USB-UART ({baud} baud 8N1) frames to AXI4-Lite and AXI4 masters",
             ports=verilog_ports(text, "systole_link"), board=board, irq_mode="slave", slave_regs=False,
             master_ranges={"m_axi_ctrl": 1 << LINK_CTRL_ADDR_WIDTH, "m_axi_mem": 1 << config.addr_width})
-    return written + _write(out, files)
+    return written + _write(ip_dir, files)
 
 
 def compile_overlay(dtso: Path) -> Path | None:
@@ -727,17 +727,22 @@ def compile_overlay(dtso: Path) -> Path | None:
 
 
 def generate(target: str, config: AccelConfig, out: Path, *, baud: int = 921_600,
-             udmabuf_bytes: int = 256 << 20, top_verilog: Path | None = None) -> list[Path]:
-    """Write every file of ``target`` (``ip``, ``kv260``, ``nexys_video``) under ``out``."""
+             udmabuf_bytes: int = 256 << 20, top_verilog: Path | None = None, link: bool = False) -> list[Path]:
+    """Write every file of ``target`` (``ip``, ``kv260``, ``nexys_video``) under ``out``.
+
+    ``link`` adds the ``systole_link`` bridge IP to the ``ip`` target (the Nexys Video
+    flow always has it).
+    """
     if target == "ip":
-        return _ip_files(config, out, link=False, board=None, baud=baud, top_verilog=top_verilog)
+        return _ip_files(config, out, link=link, board=None, baud=baud, top_verilog=top_verilog)
     if target == "kv260":
-        written = _ip_files(config, out, link=False, board=BOARDS["kv260"], baud=baud, top_verilog=top_verilog)
+        written = _ip_files(config, out / "ip", link=False, board=BOARDS["kv260"], baud=baud,
+                            top_verilog=top_verilog)
         written += _write(out, kv260_files(config, udmabuf_bytes))
         dtbo = compile_overlay(out / "systole.dtso")
         return written + ([dtbo] if dtbo else [])
     if target == "nexys_video":
-        written = _ip_files(config, out, link=True, board=BOARDS["nexys_video"], baud=baud,
+        written = _ip_files(config, out / "ip", link=True, board=BOARDS["nexys_video"], baud=baud,
                             top_verilog=top_verilog)
         return written + _write(out, nexys_video_files(config, baud))
     raise ValueError(f"unknown target {target!r}; choose ip, kv260 or nexys_video")
@@ -750,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output directory (default: build/vivado/<target>)")
     parser.add_argument("--baud", type=int, default=921_600, help="Nexys Video UART baud rate")
     parser.add_argument("--udmabuf-mib", type=int, default=256, help="KV260 u-dma-buf size in MiB")
+    parser.add_argument("--link", action="store_true", help="ip: also package the systole_link UART bridge")
     args = parser.parse_args(argv)
     explicit = any(a.startswith("--preset") for a in (sys.argv[1:] if argv is None else argv))
     if args.target == "nexys_video" and not explicit:
@@ -760,7 +766,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     out = args.out or REPO / "build" / "vivado" / args.target
     try:
-        written = generate(args.target, config, out, baud=args.baud, udmabuf_bytes=args.udmabuf_mib << 20)
+        written = generate(args.target, config, out, baud=args.baud, udmabuf_bytes=args.udmabuf_mib << 20,
+                           link=args.link)
     except ValueError as exc:
         parser.error(str(exc))
     for path in written:
