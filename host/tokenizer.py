@@ -153,9 +153,11 @@ def read_llama2c_tokenizer(path: str | Path, vocab_size: int) -> tuple[list[str]
                                        f"starts past the end ({len(data)} bytes)")
         score, length = struct.unpack_from("<fi", data, offset)
         offset += 8
-        if not 0 < length <= max_len or offset + length > len(data):
-            raise ModelFileError(path, f"token {index}: length {length} outside 1..{max_len} "
-                                       "or past the end of the file")
+        if not 0 < length <= max_len:
+            raise ModelFileError(path, f"token {index}: length {length} outside 1..{max_len}")
+        if offset + length > len(data):
+            raise ModelFileError(path, f"truncated tokenizer.bin: token {index} of {vocab_size} "
+                                       f"ends past the end ({len(data)} bytes)")
         pieces.append(data[offset:offset + length].decode("utf-8", errors="replace"))
         scores.append(score)
         offset += length

@@ -73,7 +73,8 @@ def _tokenizer_kv(writer, pieces, scores, types, bos, eos, unk, space_prefix) ->
 
 
 def write_llama_gguf(path: Path, model, *, tensor_type=None, tied: bool = False,
-                     architecture: str = "llama") -> Path:
+                     architecture: str = "llama", int32_tensors: tuple[str, ...] = (),
+                     drop: tuple[str, ...] = ()) -> Path:
     """A HF LlamaForCausalLM as llama.cpp would convert it (F32, or ``tensor_type``)."""
     cfg = model.config
     state = _state(model)
@@ -106,6 +107,11 @@ def write_llama_gguf(path: Path, model, *, tensor_type=None, tied: bool = False,
             data = llama_cpp_permute(data, cfg.num_attention_heads)
         elif name.endswith("attn_k.weight"):
             data = llama_cpp_permute(data, cfg.num_key_value_heads)
+        if name in drop:
+            continue
+        if name in int32_tensors:
+            writer.add_tensor(name, np.rint(data * 100).astype(np.int32))
+            continue
         _add_tensor(writer, name, data, tensor_type)
     _finish(writer)
     return path
