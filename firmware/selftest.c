@@ -45,6 +45,7 @@ static uint64_t seed_state(uint64_t seed)
     return seed * UINT64_C(0x9E3779B97F4A7C15) + 1u;  /* never zero */
 }
 
+#ifndef SYSTOLE_NO_MAIN
 /* Reference self-check without hardware: the packed product equals the plain one. */
 static int reference_check(uint64_t seed, unsigned count)
 {
@@ -124,6 +125,8 @@ static int dump(const char *dir, uint64_t seed, uint32_t m, uint32_t n, uint32_t
     free(a); free(w); free(packed); free(c);
     return status;
 }
+
+#endif /* SYSTOLE_NO_MAIN: host-only checks above */
 
 static uint64_t align_up(uint64_t value, uint64_t multiple)
 {
