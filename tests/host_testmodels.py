@@ -16,7 +16,7 @@ import torch
 
 BYTE_PIECES = [f"<0x{b:02X}>" for b in range(256)]
 WORD_PIECES = ["\u2581", "e", "t", "a", "o", "n", "i", "s", "h", "r", "l", "d", "u", "T", "O",
-               "\u2581t", "he", "\u2581the", "\u2581a", "in", "on", "\u2581on", "ce", "\u2581up",
+               "\u2581t", "he", "\u2581the", "\u2581a", "in", "on", "\u2581on", "ce", "\u2581u", "\u2581up",
                "\u2581upon", "\u2581ti", "me", "\u2581time", "er", "\u2581The", "nce", "Once",
                "\u2581Once", "at", "\u2581cat", "\u2581sat", "\u2581mat", "!", ".", ","]
 
@@ -27,7 +27,10 @@ def small_vocab(size: int, specials: list[str]) -> tuple[list[str], list[float],
     types = [3] * len(specials) + [6] * 256
     types[specials.index("<unk>")] = 2
     scores = [0.0] * len(pieces)
-    words = WORD_PIECES + [f"w{i}" for i in range(size)]
+    # like a trained BPE vocabulary: every character of a merged piece is a piece itself
+    extra = [f"w{i}" for i in range(size)]
+    chars = sorted({c for word in WORD_PIECES + extra[:60] for c in word} - set(WORD_PIECES))
+    words = WORD_PIECES + chars + extra
     for index, word in enumerate(words[: size - len(pieces)]):
         pieces.append(word)
         types.append(1)
