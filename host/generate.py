@@ -215,8 +215,9 @@ def generate(runtime: Runtime, prompt: str | Sequence[int], *, max_new_tokens: i
                             streamer=streamer)
 
 
-def print_summary(result: Generation, profile: bool = True, out=sys.stdout) -> None:
+def print_summary(result: Generation, profile: bool = True, out=None) -> None:
     """The tok/s lines and, if ``profile``, the per-op tables."""
+    out = out or sys.stdout
     pre, dec = result.prefill, result.decode
     print(f"\n-- {len(result.tokens)} new tokens ({result.finish_reason}); prompt "
           f"{len(result.prompt_tokens)} tokens in {pre.wall_seconds * 1e3:.0f} ms "

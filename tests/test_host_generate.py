@@ -1,0 +1,128 @@
+"""generate(), sampling, streaming, the profile and the CLI, on a small random Gemma 3."""
+
+import numpy as np
+import pytest
+
+from host.generate import Runtime, generate, main, sample_next
+from host.model import load_model
+from host.profile import MATMUL_KINDS
+
+from host_testmodels import write_gemma3_gguf
+from test_host_transformer import make_gemma3
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return write_gemma3_gguf(tmp_path_factory.mktemp("gen") / "tiny-gemma3.gguf", make_gemma3(seed=21))
+
+
+@pytest.fixture(scope="module")
+def model(model_path):
+    return load_model(model_path, cache_dir=model_path.parent / "cache", progress=False)
+
+
+@pytest.fixture(scope="module")
+def golden(model):
+    return Runtime(model, "golden", "per-channel")
+
+
+def test_greedy_equals_an_argmax_loop(model):
+    runtime = Runtime(model, "float")
+    prompt = "Once upon a time"
+    result = generate(runtime, prompt, max_new_tokens=8)
+    transformer, ids = runtime.transformer, model.tokenizer.encode(prompt)
+    cache = transformer.new_cache()
+    logits, expected = transformer.forward(ids, cache), []
+    for _ in range(8):
+        expected.append(int(np.argmax(logits[-1])))
+        logits = transformer.forward([expected[-1]], cache)
+    assert result.tokens == expected and result.finish_reason == "length"
+    assert result.prompt_tokens == ids
+    assert result.text == model.tokenizer.decode(ids + expected)[len(prompt):]
+
+
+def test_stops_at_eos_and_streams_the_same_text(golden):
+    first = generate(golden, "The cat", max_new_tokens=6)
+    stop = first.tokens[2]
+    stopped = generate(golden, "The cat", max_new_tokens=6, eos_token_id=stop)
+    assert stopped.tokens == first.tokens[:first.tokens.index(stop) + 1]
+    assert stopped.finish_reason == "eos"
+    pieces = []
+    streamed = golden.generate("The cat", max_new_tokens=6, streamer=pieces.append)
+    assert "".join(pieces) == streamed.text == first.text
+    assert "".join(golden.stream("The cat", max_new_tokens=6)) == first.text
+
+
+def test_sampling_is_seeded_and_respects_top_k(golden):
+    a = generate(golden, "a", max_new_tokens=10, temperature=1.5, seed=3)
+    b = generate(golden, "a", max_new_tokens=10, temperature=1.5, seed=3)
+    assert a.tokens == b.tokens
+    runs = {tuple(generate(golden, "a", max_new_tokens=10, temperature=1.5, seed=s).tokens)
+            for s in range(4)}
+    assert len(runs) > 1
+    greedy = generate(golden, "a", max_new_tokens=10)
+    assert generate(golden, "a", max_new_tokens=10, temperature=1.0, top_k=1, seed=9).tokens == greedy.tokens
+
+
+def test_sample_next_distribution_top_k_and_top_p():
+    logits = np.log(np.array([0.5, 0.2, 0.15, 0.1, 0.05], np.float32))
+    rng = np.random.default_rng(0)
+    draws = np.array([sample_next(logits, 1.0, rng=rng) for _ in range(20000)])
+    freq = np.bincount(draws, minlength=5) / draws.size
+    np.testing.assert_allclose(freq, [0.5, 0.2, 0.15, 0.1, 0.05], atol=0.015)
+    draws = np.array([sample_next(logits, 1.0, top_k=2, rng=rng) for _ in range(5000)])
+    assert set(draws) == {0, 1} and abs(np.mean(draws == 0) - 0.5 / 0.7) < 0.03
+    # top-p 0.8: keep 0.5 + 0.2 + 0.15 (reaches 0.85), drop the rest (HF semantics)
+    draws = np.array([sample_next(logits, 1.0, top_p=0.8, rng=rng) for _ in range(5000)])
+    assert set(draws) == {0, 1, 2}
+    assert sample_next(logits, 1.0, top_p=0.3, rng=rng) == 0
+    assert sample_next(logits, 0.0) == 0
+    big = np.random.default_rng(1).standard_normal(262144).astype(np.float32)
+    assert sample_next(big, 0.7, top_p=0.9, rng=rng) in set(np.argsort(-big)[:262144])
+    top5 = set(np.argsort(-big)[:5].tolist())
+    assert {sample_next(big, 1.0, top_k=5, rng=rng) for _ in range(200)} <= top5
+
+
+def test_profile_accounts_for_the_wall_time(golden, model):
+    result = generate(golden, "Once upon a time", max_new_tokens=5)
+    decode = result.decode
+    assert decode.tokens == 4 and decode.wall_seconds > 0
+    assert sum(decode.seconds.values()) == pytest.approx(decode.wall_seconds, rel=1e-6)
+    layers = model.config.n_layers
+    assert decode.calls["matmul qkv"] == 4 * layers and decode.calls["matmul classifier"] == 4
+    assert all(decode.macs[kind] > 0 for kind in MATMUL_KINDS)
+    assert decode.calls["quantize"] == 4 * (4 * layers + 1)
+    assert result.prefill.tokens == len(result.prompt_tokens)
+
+
+@pytest.mark.parametrize("options,match", [
+    ({"max_new_tokens": -1}, "max_new_tokens"), ({"temperature": -0.5}, "temperature"),
+    ({"top_k": 0}, "top_k"), ({"top_p": 1.5}, "top_p")])
+def test_bad_arguments(golden, options, match):
+    with pytest.raises(ValueError, match=match):
+        generate(golden, "a", **options)
+
+
+def test_empty_prompt_and_unknown_backend(golden, model):
+    with pytest.raises(ValueError, match="prompt is empty"):
+        generate(golden, "")
+    with pytest.raises(ValueError, match="unknown backend 'tpu'"):
+        Runtime(model, "tpu")
+    with pytest.raises(ValueError, match="unknown quantization scheme"):
+        Runtime(model, "golden", "int3")
+
+
+def test_cli_prints_text_speed_and_profile(model_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(model_path.parent / "xdg"))
+    assert main(["--prompt", "Once upon", "--model", str(model_path), "--max-new-tokens", "4",
+                 "--quant", "per-channel"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Once upon")
+    assert "tok/s" in out and "matmul classifier" in out and "host (non-matmul) time" in out
+    assert main(["--prompt", "x", "--model", str(model_path), "--backend", "float",
+                 "--max-new-tokens", "2", "--no-profile"]) == 0
+    assert "matmul qkv" not in capsys.readouterr().out
+    assert main(["--prompt", "x", "--model", str(model_path.parent / "missing.gguf")]) == 2
+    assert "missing.gguf: no such file" in capsys.readouterr().err
+    assert main(["--prompt", "x", "--model", str(model_path), "--top-p", "2"]) == 2
+    assert "top_p=2.0" in capsys.readouterr().err
