@@ -70,7 +70,8 @@ class _ColumnBlocks:
         chunk_k = chunk_k or k
         self.k, self.n, self.threads = k, n, threads
         self.blocks = [(int(n0), int(n1), [(k0, min(k, k0 + chunk_k),
-                                            np.ascontiguousarray(w_t[k0:k0 + chunk_k, n0:n1]))
+                                            np.ascontiguousarray(w_t[k0:k0 + chunk_k, n0:n1],
+                                                                 dtype=np.float32))
                                            for k0 in range(0, k, chunk_k)])
                        for n0, n1 in zip(edges[:-1], edges[1:])]
 
@@ -174,13 +175,24 @@ class GoldenWeights:
         return self.packed.k
 
 
+def packed_as_kn(packed: PackedWeights) -> np.ndarray:
+    """The int8 ``[K, N]`` matrix (``W.T``) read straight from the packed stream.
+
+    The stream is ``[tiles, K, cols]`` (``host.pack``); putting K first is a copy
+    whose inner runs stay ``cols`` bytes long, far cheaper than transposing ``[N, K]``.
+    """
+    if packed.data.size != packed.tiles * packed.k * packed.cols:
+        unpack_weights(packed)       # raises the layout's own size error
+    stream = packed.data.reshape(packed.tiles, packed.k, packed.cols)
+    return stream.transpose(1, 0, 2).reshape(packed.k, packed.tiles * packed.cols)[:, :packed.n]
+
+
 class GoldenBackend(IntBackend):
     """``host.golden.golden_matmul`` semantics at BLAS speed.
 
     ``load`` packs the weights exactly as the hardware streams them and derives its
-    compute copy from the packed bytes (``unpack_weights``): float32, transposed to
-    ``[K, N]``, split into K chunks of ``EXACT_CHUNK_K`` (and column blocks for
-    threads). ``matmul`` runs one float32 GEMM per chunk, exact by ``EXACT_CHUNK_K``,
+    compute copy from the packed bytes (``packed_as_kn``): float32 ``[K, N]``, split
+    into K chunks of ``EXACT_CHUNK_K`` (and column blocks for threads). ``matmul`` runs one float32 GEMM per chunk, exact by ``EXACT_CHUNK_K``,
     and adds chunks in int32, which cannot overflow for ``K <= max_k <= 65535``
     (``|C| <= 65535 * 2^14 < 2^31``). With ``threads > 1`` numpy's BLAS is set to one
     thread and the backend parallelises large matrices itself.
@@ -196,8 +208,8 @@ class GoldenBackend(IntBackend):
 
     def load(self, name: str, w: np.ndarray) -> GoldenWeights:
         packed = pack_weights(self.check_weights(name, w), self.cols)
-        w_t = unpack_weights(packed).T.astype(np.float32)
-        return GoldenWeights(name, packed, _ColumnBlocks(w_t, self.threads, EXACT_CHUNK_K))
+        return GoldenWeights(name, packed,
+                             _ColumnBlocks(packed_as_kn(packed), self.threads, EXACT_CHUNK_K))
 
     def matmul(self, x: np.ndarray, handle: GoldenWeights) -> np.ndarray:
         x = self.check_activations(x, handle.k)
@@ -222,7 +234,7 @@ class FloatBackend:
         w = np.asarray(w)
         if w.ndim != 2:
             raise ValueError(f"{name}: weights must be 2-D [N, K], got shape {w.shape}")
-        return _ColumnBlocks(np.asarray(w, dtype=np.float32).T, self.threads, None)
+        return _ColumnBlocks(w.T, self.threads, None)
 
     def matmul(self, x: np.ndarray, handle: _ColumnBlocks) -> np.ndarray:
         if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != handle.k:

@@ -41,6 +41,7 @@ __all__ = ["QMAX", "QuantScheme", "SCHEMES", "DEFAULT_SCHEME", "scheme", "Activa
            "quantize_weight", "quantize_activations", "smooth"]
 
 QMAX = 127
+_ROWS_PER_PASS = 2048
 LINEAR_KINDS = ("qkv", "attn_out", "ffn_up_gate", "ffn_down", "classifier")
 
 
@@ -123,14 +124,18 @@ def _scales(amax: np.ndarray) -> np.ndarray:
 
 def quantize_weight(w: np.ndarray, granularity: str) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 ``[N, K]`` and float32 scales ``[N]`` (equal if per tensor)."""
-    w = np.asarray(w, dtype=np.float32)
-    if granularity == "channel":
-        amax = np.abs(w).max(axis=1)
-    else:
-        amax = np.full(w.shape[0], np.abs(w).max(), np.float32)
+    w = np.asarray(w)
+    row_amax = np.maximum(w.max(axis=1), -w.min(axis=1)).astype(np.float32)
+    amax = row_amax if granularity == "channel" else np.full(w.shape[0], row_amax.max(), np.float32)
     scale = _scales(amax)
-    q = np.rint(w / scale[:, None])
-    return np.clip(q, -QMAX, QMAX, out=q).astype(np.int8), scale
+    inverse = (1.0 / scale)[:, None]
+    q = np.empty(w.shape, np.int8)
+    for r0 in range(0, w.shape[0], _ROWS_PER_PASS):     # row blocks stay in cache
+        block = np.multiply(w[r0:r0 + _ROWS_PER_PASS], inverse[r0:r0 + _ROWS_PER_PASS], dtype=np.float32)
+        np.rint(block, out=block)
+        np.clip(block, -QMAX, QMAX, out=block)
+        q[r0:r0 + _ROWS_PER_PASS] = block
+    return q, scale
 
 
 def quantize_activations(x: np.ndarray, group_starts: np.ndarray, group_sizes: np.ndarray,
@@ -190,11 +195,15 @@ def calibration_key(identity: str, texts: Sequence[str]) -> str:
 
 # -- SmoothQuant ---------------------------------------------------------------------------
 
-def smoothing_factors(x_absmax: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
+def column_absmax(w: np.ndarray) -> np.ndarray:
+    """``max |W[:, j]|`` per input channel, without an ``|W|`` temporary."""
+    return np.maximum(w.max(axis=0), -w.min(axis=0)).astype(np.float32)
+
+
+def smoothing_factors(x_absmax: np.ndarray, w_absmax: np.ndarray, alpha: float) -> np.ndarray:
     """``s_j = max|x_j|^alpha / max|W_j|^(1-alpha)``, clamped away from 0 and inf."""
-    w_absmax = np.abs(w).max(axis=0)
-    x_absmax = np.maximum(x_absmax, 1e-5)
-    w_absmax = np.maximum(w_absmax, 1e-5)
+    x_absmax = np.maximum(np.asarray(x_absmax, np.float64), 1e-5)
+    w_absmax = np.maximum(np.asarray(w_absmax, np.float64), 1e-5)
     s = np.power(x_absmax, alpha) / np.power(w_absmax, 1.0 - alpha)
     return np.clip(s, 1e-5, 1e5).astype(np.float32)
 
@@ -210,38 +219,42 @@ def smooth(config, specs: dict[str, LinearSpec], norms: dict[str, np.ndarray],
     """
     changed_norms: dict[str, np.ndarray] = {}
     new_stats = ActivationStats(dict(stats.absmax), stats.tokens)
-    copies: dict[str, np.ndarray] = {}
+    weights = {name: spec.weight for name, spec in specs.items()}
+    owned: set[str] = set()               # weights already copied (safe to change in place)
 
-    def writable(name: str) -> np.ndarray:
-        if name not in copies:
-            copies[name] = np.array(specs[name].weight, dtype=np.float32)
-        return copies[name]
+    def scale_rows(name: str, rows: slice, divisor: np.ndarray) -> None:
+        if name not in owned:
+            weights[name], _ = np.array(weights[name], dtype=np.float32), owned.add(name)
+        weights[name][rows] /= divisor[:, None]
 
     for name, spec in specs.items():
         if spec.kind not in kinds:
             continue
         amax = stats.absmax[name]
+        w_absmax = column_absmax(weights[name])
         if spec.kind in ("qkv", "ffn_up_gate", "classifier"):
-            s = smoothing_factors(amax, writable(name), alpha)
+            s = smoothing_factors(amax, w_absmax, alpha)
             base = changed_norms.get(spec.input_norm, norms[spec.input_norm])
             changed_norms[spec.input_norm] = (np.asarray(base, np.float32) / s).astype(np.float32)
         elif spec.kind == "attn_out":
             # attn_out input channel (head h, d) is v channel (h // group, d): one factor
             # per v channel, shared by the heads that read it.
             group, hd, kv = config.n_heads // config.n_kv_heads, config.head_dim, config.n_kv_heads
-            w_absmax = np.abs(writable(name)).max(axis=0)
             per_v_x = amax.reshape(kv, group, hd).max(axis=1).reshape(-1)
-            per_v_w = w_absmax.reshape(kv, group, hd).max(axis=1).reshape(1, -1)
+            per_v_w = w_absmax.reshape(kv, group, hd).max(axis=1).reshape(-1)
             s_v = smoothing_factors(per_v_x, per_v_w, alpha)
             s = np.broadcast_to(s_v.reshape(kv, 1, hd), (kv, group, hd)).reshape(-1)
             v_rows = slice(config.q_dim + config.kv_dim, config.q_dim + 2 * config.kv_dim)
-            writable(name.replace("attn_output", "qkv"))[v_rows] /= s_v[:, None]
-        elif spec.kind == "ffn_down":
-            s = smoothing_factors(amax, writable(name), alpha)
-            # up rows: GELU(gate) * up is linear in up, so dividing up divides the input
-            writable(name.replace("ffn_down", "ffn_up_gate"))[config.hidden_dim:] /= s[:, None]
-        writable(name)[:] *= s[None, :]
+            scale_rows(name.replace("attn_output", "qkv"), v_rows, s_v)
+        else:  # ffn_down: GELU(gate) * up is linear in up, so dividing up rows divides the input
+            s = smoothing_factors(amax, w_absmax, alpha)
+            scale_rows(name.replace("ffn_down", "ffn_up_gate"), slice(config.hidden_dim, None), s)
+        if name in owned:
+            weights[name] *= s[None, :]
+        else:       # one pass: the scaled copy is the new weight
+            weights[name] = np.multiply(weights[name], s[None, :], dtype=np.float32)
+            owned.add(name)
         new_stats.absmax[name] = (amax / s).astype(np.float32)
-    new_specs = {name: LinearSpec(spec.name, spec.kind, copies.get(name, spec.weight), spec.input_norm)
+    new_specs = {name: LinearSpec(spec.name, spec.kind, weights[name], spec.input_norm)
                  for name, spec in specs.items()}
     return new_specs, changed_norms, new_stats
