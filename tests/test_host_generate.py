@@ -67,9 +67,9 @@ def test_sampling_is_seeded_and_respects_top_k(golden):
 def test_sample_next_distribution_top_k_and_top_p():
     logits = np.log(np.array([0.5, 0.2, 0.15, 0.1, 0.05], np.float32))
     rng = np.random.default_rng(0)
-    draws = np.array([sample_next(logits, 1.0, rng=rng) for _ in range(20000)])
+    draws = np.array([sample_next(logits, 1.0, rng=rng) for _ in range(8000)])
     freq = np.bincount(draws, minlength=5) / draws.size
-    np.testing.assert_allclose(freq, [0.5, 0.2, 0.15, 0.1, 0.05], atol=0.015)
+    np.testing.assert_allclose(freq, [0.5, 0.2, 0.15, 0.1, 0.05], atol=0.02)
     draws = np.array([sample_next(logits, 1.0, top_k=2, rng=rng) for _ in range(5000)])
     assert set(draws) == {0, 1} and abs(np.mean(draws == 0) - 0.5 / 0.7) < 0.03
     # top-p 0.8: keep 0.5 + 0.2 + 0.15 (reaches 0.85), drop the rest (HF semantics)

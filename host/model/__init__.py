@@ -13,8 +13,9 @@ from pathlib import Path
 
 from .base import ARCHITECTURES, Model, ModelConfig, ModelFileError
 from .cache import cache_root, file_identity
-from .gguf_file import load_gguf
-from .llama2c import AK42_MAGIC, load_llama2c, looks_like_llama2c_v0
+
+# The loaders import host.tokenizer, which imports ModelFileError from here: they are
+# imported on first use so either package can be imported first.
 
 __all__ = ["ARCHITECTURES", "Model", "ModelConfig", "ModelFileError", "cache_root",
            "default_model_path", "file_identity", "load_model"]
@@ -34,6 +35,9 @@ def load_model(path: str | Path | None = None, *, tokenizer_path: str | Path | N
     ``tokenizer_path`` is for llama2.c checkpoints (default ``tokenizer.bin`` beside
     the model). ``cache_dir`` overrides the cache root for GGUF dequantization.
     """
+    from .gguf_file import load_gguf
+    from .llama2c import AK42_MAGIC, load_llama2c, looks_like_llama2c_v0
+
     path = default_model_path() if path is None else Path(path)
     if not path.is_file():
         raise ModelFileError(path, "no such file")

@@ -115,12 +115,6 @@ class Model:
     identity: str
     metadata: dict[str, object] = field(default_factory=dict)
 
-    def classifier_weight(self) -> np.ndarray:
-        """The ``[vocab, dim]`` classifier matrix (the embedding table when tied)."""
-        if self.config.tied_classifier:
-            return self.weights["token_embd.weight"]
-        return self.weights["output.weight"]
-
 
 def unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
     """Reorder q/k rows from interleaved RoPE pairs to half-split (``rotate_half``) order.
