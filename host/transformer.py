@@ -73,8 +73,8 @@ def linear_specs(config: ModelConfig, weights: dict[str, np.ndarray]) -> dict[st
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     """``x / sqrt(mean(x^2) + eps) * weight`` over the last axis, in float32."""
-    inv = 1.0 / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + eps)
-    return x * inv * weight
+    mean_square = np.einsum("...i,...i->...", x, x)[..., None] * (1.0 / x.shape[-1])
+    return x * (weight / np.sqrt(mean_square + eps))
 
 
 class KVCache:
