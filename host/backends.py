@@ -76,6 +76,7 @@ class _ColumnBlocks:
                        for n0, n1 in zip(edges[:-1], edges[1:])]
 
     def product(self, x: np.ndarray, exact_int: bool) -> np.ndarray:
+        """``x @ W`` (int32 when ``exact_int``, else float32), all blocks computed."""
         out = np.empty((x.shape[0], self.n), np.int32 if exact_int else np.float32)
 
         def run(block) -> None:
@@ -117,10 +118,12 @@ class IntBackend(ABC):
 
     @property
     def cols(self) -> int:
+        """Output channels per weight beat: the packing width."""
         return self.config.cols
 
     @property
     def max_k(self) -> int:
+        """Largest K one matmul may use."""
         return self.config.max_k
 
     def check_weights(self, name: str, w: np.ndarray) -> np.ndarray:
@@ -207,11 +210,13 @@ class GoldenBackend(IntBackend):
             set_blas_threads(1)
 
     def load(self, name: str, w: np.ndarray) -> GoldenWeights:
+        """Pack ``w`` for ``cols`` and keep the float32 ``[K, N]`` copy of the packed bytes."""
         packed = pack_weights(self.check_weights(name, w), self.cols)
         return GoldenWeights(name, packed,
                              _ColumnBlocks(packed_as_kn(packed), self.threads, EXACT_CHUNK_K))
 
     def matmul(self, x: np.ndarray, handle: GoldenWeights) -> np.ndarray:
+        """Exact ``int32 [M, N]``, bit-identical to ``golden_matmul(x, handle.packed)``."""
         x = self.check_activations(x, handle.k)
         return handle.blocks.product(x.astype(np.float32), exact_int=True)
 
@@ -231,12 +236,14 @@ class FloatBackend:
             set_blas_threads(1)
 
     def load(self, name: str, w: np.ndarray) -> _ColumnBlocks:
+        """Keep float32 ``W.T`` in column blocks."""
         w = np.asarray(w)
         if w.ndim != 2:
             raise ValueError(f"{name}: weights must be 2-D [N, K], got shape {w.shape}")
         return _ColumnBlocks(w.T, self.threads, None)
 
     def matmul(self, x: np.ndarray, handle: _ColumnBlocks) -> np.ndarray:
+        """float32 ``x @ W.T``."""
         if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != handle.k:
             raise ValueError(f"activations must be float32 [M, {handle.k}], "
                              f"got {x.dtype} {x.shape}")

@@ -116,6 +116,7 @@ class Runtime:
         return self.model.tokenizer
 
     def describe(self) -> str:
+        """One line: model, backend (and accelerator shape), scheme."""
         config = getattr(self.backend, "config", None)
         where = f" ({config.name}: {config.rows}x{config.cols}, max K {config.max_k})" if config else ""
         quant = f", {self.quant.name} int8" if self.quant else ", float32"
@@ -250,6 +251,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI; returns the exit status (2 for a bad model file or option)."""
     args = _parser().parse_args(argv)
     try:
         _check_options(args.max_new_tokens, args.temperature, args.top_k, args.top_p)

@@ -54,16 +54,19 @@ class Profiler:
         self.reset()
 
     def reset(self) -> None:
+        """Forget everything recorded (both phases)."""
         self._seconds = {phase: dict.fromkeys(SECTIONS, 0.0) for phase in PHASES}
         self._calls = {phase: dict.fromkeys(SECTIONS, 0) for phase in PHASES}
         self._macs = {phase: dict.fromkeys(MATMUL_KINDS, 0) for phase in PHASES}
         self._cycles = {phase: dict.fromkeys(MATMUL_KINDS, 0) for phase in PHASES}
 
     def add(self, section: str, seconds: float, calls: int = 1) -> None:
+        """Add ``seconds`` to ``section`` of the current phase."""
         self._seconds[self.phase][section] += seconds
         self._calls[self.phase][section] += calls
 
     def add_matmul(self, kind: str, seconds: float, macs: int, cycles: int | None) -> None:
+        """Record one backend matmul of layer ``kind`` (cycles: hardware backends only)."""
         phase = self.phase
         self._seconds[phase][f"matmul {kind}"] += seconds
         self._calls[phase][f"matmul {kind}"] += 1

@@ -95,6 +95,7 @@ def quality_rows(model, schemes: Sequence[str], texts: dict[str, str], backend_n
 
 
 def format_rows(rows: list[dict]) -> str:
+    """The quality table as fixed-width text."""
     lines = [f"{'text':<14}{'scheme':<16}{'tokens':>7}{'perplexity':>12}{'vs float':>10}"
              f"{'top-1 agree':>13}"]
     for row in rows:
@@ -105,6 +106,7 @@ def format_rows(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The quality-report CLI; returns the exit status."""
     from .model import ModelFileError, load_model
     from .quant import SCHEMES
 

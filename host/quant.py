@@ -81,9 +81,11 @@ class QuantScheme:
 
     @property
     def needs_calibration(self) -> bool:
+        """Whether the scheme uses activation statistics (static scales, smoothing)."""
         return self.activations == "static" or self.smooth_alpha is not None
 
     def group_size(self, kind: str) -> int | None:
+        """The K group size for layers of ``kind`` (None: one group)."""
         return self.act_group if kind in self.group_kinds else None
 
     def with_(self, **changes) -> "QuantScheme":
@@ -172,6 +174,7 @@ class ActivationStats:
     tokens: int = 0
 
     def observe(self, name: str, x: np.ndarray) -> None:
+        """Fold the input ``x [M, K]`` of layer ``name`` into the running maxima."""
         amax = np.abs(x).max(axis=0).astype(np.float32)
         if name in self.absmax:
             np.maximum(self.absmax[name], amax, out=self.absmax[name])
@@ -189,6 +192,7 @@ class ActivationStats:
 
 
 def calibration_key(identity: str, texts: Sequence[str]) -> str:
+    """Cache key of calibration statistics for a model file version and texts."""
     digest = hashlib.sha256("\x00".join([identity, *texts]).encode()).hexdigest()
     return digest[:20]
 

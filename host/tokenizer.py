@@ -182,6 +182,7 @@ class StreamDecoder:
         self._emitted = 0
 
     def push(self, token: int) -> str:
+        """Add ``token``; return the text that became final."""
         self.tokens.append(int(token))
         text = self.text()
         if text.endswith("\ufffd"):
@@ -190,6 +191,7 @@ class StreamDecoder:
         return new
 
     def flush(self) -> str:
+        """Everything not yet returned, complete or not (end of generation)."""
         text = self.text()
         new, self._emitted = text[self._emitted:], len(text)
         return new

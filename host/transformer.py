@@ -106,6 +106,7 @@ class KVCache:
         self.capacity = capacity
 
     def reserve(self, length: int) -> None:
+        """Make room for ``length`` positions; ValueError beyond the model's context."""
         if length > self.config.max_seq_len:
             raise ValueError(f"sequence length {length} exceeds the model's context "
                              f"{self.config.max_seq_len}")
@@ -161,9 +162,11 @@ class Transformer:
         self._rope_local = _Rope(config.rope_base_local, config.head_dim, 1.0)
 
     def new_cache(self, capacity: int = 256) -> KVCache:
+        """An empty KV cache for this model."""
         return KVCache(self.config, capacity)
 
     def forward(self, tokens: Sequence[int], cache: KVCache, all_logits: bool = False) -> np.ndarray:
+        """Run ``tokens`` at positions ``cache.length...``; logits ``[1 or M, vocab]``."""
         cfg, prof = self.config, self.profiler
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         if tokens.size == 0:

@@ -46,6 +46,7 @@ class TensorCache:
         self.directory = (root or cache_root()) / "models" / key
 
     def exists(self) -> bool:
+        """Whether the entry is complete (its manifest is written last)."""
         return (self.directory / "manifest.json").is_file()
 
     def read_manifest(self) -> dict:
