@@ -191,9 +191,13 @@ class ActivationStats:
                        int(data["tokens"]))
 
 
+CALIBRATION_VERSION = 1    # bump when the statistics' meaning or the forward pass changes
+
+
 def calibration_key(identity: str, texts: Sequence[str]) -> str:
     """Cache key of calibration statistics for a model file version and texts."""
-    digest = hashlib.sha256("\x00".join([identity, *texts]).encode()).hexdigest()
+    parts = [f"v{CALIBRATION_VERSION}", identity, *texts]
+    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
     return digest[:20]
 
 
