@@ -169,7 +169,7 @@ def calibrate(model: Model, texts: Sequence[str] | None = None, *, chunk: int = 
     linears = FloatLinears(linear_specs(model.config, model.weights), observer=stats)
     transformer = Transformer(model.config, model.weights, linears)
     for text in texts:
-        tokens = model.tokenizer.encode(text)
+        tokens = model.tokenizer.encode(text)[: model.config.max_seq_len]
         cache = transformer.new_cache(len(tokens))
         for start in range(0, len(tokens), chunk):
             transformer.forward(tokens[start:start + chunk], cache, all_logits=True)

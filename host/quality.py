@@ -73,7 +73,8 @@ def quality_rows(model, schemes: Sequence[str], texts: dict[str, str], backend_n
     from .linear import build_linears
     from .transformer import Transformer
 
-    tokens = {name: model.tokenizer.encode(text) for name, text in texts.items()}
+    limit = model.config.max_seq_len       # longer texts are scored up to the context length
+    tokens = {name: model.tokenizer.encode(text)[:limit] for name, text in texts.items()}
     rows, reference = [], {}
     for scheme_name in ["float", *schemes]:
         t0 = time.perf_counter()
