@@ -83,3 +83,15 @@ def test_float_backend_matches_float64_reference():
         got = backend.matmul(x, backend.load("w", w))
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, x.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-4, atol=1e-3)
+
+
+def test_blas_thread_control():
+    from host.blas import blas_threads, get_blas_threads, set_blas_threads
+
+    before = get_blas_threads()
+    assert before is not None and before >= 1        # numpy's OpenBLAS was found
+    with blas_threads(1):
+        assert get_blas_threads() == 1
+    assert get_blas_threads() == before
+    with pytest.raises(ValueError, match="thread count 0"):
+        set_blas_threads(0)
