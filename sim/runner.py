@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from amaranth.back import verilog as amaranth_verilog
+from cocotb_tools.runner import Verilator, get_results, get_runner
 
-from .toolchain import find_simulator
+from .toolchain import ToolchainError, find_simulator
 
 __all__ = ["REPO", "BUILD", "write_verilog", "build", "run_cocotb"]
 
@@ -46,24 +47,72 @@ def _locked(directory: Path):
 
 
 def build(*, sources: list[Path], toplevel: str, extra_args: tuple[str, ...] = (),
-          waves: bool = False):
+          waves: bool = False, fast_ports: tuple[str, ...] | None = None):
     """Compile ``sources`` for the selected simulator (cached by content).
 
     ``extra_args`` go to the simulator's compiler (e.g. a DPI ``.cpp`` for Verilator).
-    Returns ``(runner, build_dir, simulator)``.
+    ``fast_ports`` (Verilator only) builds for speed instead of visibility: only those
+    top-level ports are reachable from cocotb, with timing delays supported and the
+    C++ optimised; see ``_FastVerilator``. Returns ``(runner, build_dir, simulator)``.
     """
-    from cocotb_tools.runner import get_runner
-
     sim = find_simulator()
+    if fast_ports is not None and sim.name != "verilator":
+        raise ToolchainError(f"a speed build needs Verilator (DPI, --timing); SIM={sim.name} cannot")
     digest = hashlib.sha1(b"".join(Path(s).read_bytes() for s in sources)
-                          + "\0".join(extra_args).encode()).hexdigest()[:12]
-    build_dir = BUILD / "sim" / f"{toplevel}-{sim.name}-{digest}"
-    runner = get_runner(sim.name)
+                          + "\0".join(extra_args + tuple(fast_ports or ("",))).encode()).hexdigest()[:12]
+    build_dir = BUILD / "sim" / f"{toplevel}-{sim.name}{'-fast' if fast_ports else ''}-{digest}"
+    args = list(sim.build_args) + list(extra_args)
     with _locked(build_dir):
-        runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
-                     build_dir=build_dir, build_args=list(sim.build_args) + list(extra_args),
-                     timescale=sim.timescale, waves=waves)
+        if fast_ports is None:
+            runner = get_runner(sim.name)
+            runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
+                         build_dir=build_dir, build_args=args, timescale=sim.timescale, waves=waves)
+        else:
+            runner = _FastVerilator()
+            control = build_dir / "public_ports.vlt"
+            control.write_text("`verilator_config\n" + "".join(
+                f'public_flat_rw -module "{toplevel}" -var "{port}"\n' for port in fast_ports))
+            args += [str(control), *_FAST_ARGS]
+            with _environment(MAKEFLAGS=f"{os.environ.get('MAKEFLAGS', '')} {_FAST_MAKEFLAGS}"):
+                runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
+                             build_dir=build_dir, build_args=args, timescale=("1ps", "1ps"),
+                             waves=waves)
     return runner, build_dir, sim
+
+
+# Speed build: --timing lets the model make its own clock (no VPI write per edge);
+# the C++ is optimised; -fcoroutines because the wheel's verilated.mk omits it.
+_FAST_ARGS = ("--timing", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
+              "-CFLAGS", "-fcoroutines")
+_FAST_MAKEFLAGS = "OPT_FAST=-O2 OPT_SLOW=-O1 OPT_GLOBAL=-O2"
+
+
+class _FastVerilator(Verilator):
+    """cocotb's Verilator runner without ``--public-flat-rw``.
+
+    Making every signal public stops Verilator from optimising, and the logic behind
+    each public signal counts as input-dependent, so it is re-evaluated at every
+    time step. A control file makes only the named top-level ports public instead.
+    """
+
+    def _build_command(self):
+        commands = super()._build_command()
+        commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
+        return commands
+
+
+@contextmanager
+def _environment(**values: str):
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def run_cocotb(*, sources: list[Path], toplevel: str, test_module: str, testcase=None,
@@ -73,8 +122,6 @@ def run_cocotb(*, sources: list[Path], toplevel: str, test_module: str, testcase
 
     Returns the results file. Raises ``AssertionError`` when no test ran or any failed.
     """
-    from cocotb_tools.runner import get_results
-
     runner, build_dir, sim = build(sources=sources, toplevel=toplevel, extra_args=extra_args,
                                    waves=waves)
     # Each run gets its own directory so parallel runs never share a results file.

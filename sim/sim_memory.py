@@ -208,7 +208,8 @@ class SimMemory(wiring.Component):
 
 
 def dpi_sources():
-    """The SystemVerilog port and the C++ backing store ``SimMemory`` instantiates."""
+    """The non-Amaranth sources of the co-simulation: the memory port (SystemVerilog),
+    the model's clock generator (SystemVerilog) and the backing store (C++)."""
     from pathlib import Path
     here = Path(__file__).resolve().parent / "dpi"
-    return here / "systole_mem_port.sv", here / "systole_mem.cpp"
+    return here / "systole_mem_port.sv", here / "systole_clock.sv", here / "systole_mem.cpp"

@@ -115,7 +115,7 @@ def test_sim_memory_verilator():
 
     config = preset("kv260").replace(addr_width=40)
     path = write_verilog(SimMemory(config), "sim_memory", BUILD / "sim" / "src" / "sim_memory.v")
-    sv, cpp = dpi_sources()
+    sv, _clock, cpp = dpi_sources()
     with tempfile.NamedTemporaryFile(dir=BUILD, prefix="simmem-") as backing:
         backing.truncate(SIZE)
         run_cocotb(sources=[path, sv], toplevel="sim_memory", test_module="sim.test_sim_memory",
