@@ -1,6 +1,6 @@
 """The job FSM: check the arguments, then per M block load A, stream W, drain C."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -12,6 +12,7 @@ from .dma_reader import read_data_layout
 from .dma_writer import write_data_layout
 from .jobcheck import JobCheck
 from .regmap import ErrorCode
+from .skid import SkidBuffer
 
 __all__ = ["Controller"]
 
@@ -88,6 +89,26 @@ class Controller(wiring.Component):
         bb_log2 = exact_log2(cfg.bus_bytes)
         m.submodules.check = check = JobCheck(cfg)
         m.submodules.core = core = ComputeCore(cfg)
+        abort = Signal()             # a register: it fans out to the reader, writer and core
+
+        # Every stream to and from the DMA blocks passes a skid buffer, so no
+        # combinational path runs between the controller and the AXI masters. An
+        # abort empties them: nothing of an aborted job may reach the next one.
+        rd_cmd_skid = SkidBuffer(command_layout(cfg))
+        rd_data_skid = SkidBuffer(read_data_layout(cfg))
+        wr_cmd_skid = SkidBuffer(command_layout(cfg))
+        wr_data_skid = SkidBuffer(write_data_layout(cfg))
+        m.submodules.rd_cmd_skid = ResetInserter(abort)(rd_cmd_skid)
+        m.submodules.rd_data_skid = ResetInserter(abort)(rd_data_skid)
+        m.submodules.wr_cmd_skid = ResetInserter(abort)(wr_cmd_skid)
+        m.submodules.wr_data_skid = ResetInserter(abort)(wr_data_skid)
+        wiring.connect(m, rd_cmd_skid.o, wiring.flipped(self.rd_cmd))
+        wiring.connect(m, wiring.flipped(self.rd_data), rd_data_skid.i)
+        wiring.connect(m, core.write_cmd, wr_cmd_skid.i)
+        wiring.connect(m, wr_cmd_skid.o, wiring.flipped(self.wr_cmd))
+        wiring.connect(m, core.write_data, wr_data_skid.i)
+        wiring.connect(m, wr_data_skid.o, wiring.flipped(self.wr_data))
+        rd_cmd, rd_data = rd_cmd_skid.i, rd_data_skid.o
 
         # Latched arguments: the host may rewrite the registers during a job.
         a_addr, w_addr, c_addr = (Signal(64, name=n) for n in ("arg_a", "arg_w", "arg_c"))
@@ -117,14 +138,14 @@ class Controller(wiring.Component):
         issuing_a = Signal()
         issuing_w = Signal()
         m.d.comb += [
-            self.rd_cmd.valid.eq(issuing_a | issuing_w),
-            self.rd_cmd.payload.addr.eq(Mux(issuing_a, a_next, w_next)),
-            self.rd_cmd.payload.beats.eq(Mux(issuing_a, a_row_beats, k)),
+            rd_cmd.valid.eq(issuing_a | issuing_w),
+            rd_cmd.payload.addr.eq(Mux(issuing_a, a_next, w_next)),
+            rd_cmd.payload.beats.eq(Mux(issuing_a, a_row_beats, k)),
         ]
         with m.If(issue_go):
             m.d.sync += [issuing_a.eq(1), issue_rows_left.eq(block_rows),
                          issue_cols_left.eq(n_cols), w_next.eq(w_addr)]
-        with m.Elif(self.rd_cmd.valid & self.rd_cmd.ready):
+        with m.Elif(rd_cmd.valid & rd_cmd.ready):
             with m.If(issuing_a):
                 m.d.sync += [a_next.eq(a_next + a_stride), c_next.eq(c_next + c_stride),
                              issue_rows_left.eq(issue_rows_left - 1)]
@@ -142,18 +163,15 @@ class Controller(wiring.Component):
         m.d.comb += [
             core.act_write_row.eq(load_row),
             core.act_write_word.eq(load_word),
-            core.act_write_data.eq(self.rd_data.payload.data),
-            core.weights.payload.eq(self.rd_data.payload.data),
+            core.act_write_data.eq(rd_data.payload.data),
+            core.weights.payload.eq(rd_data.payload.data),
             core.k.eq(k),
             core.n.eq(n_cols),
             core.rows_valid.eq(block_rows),
             core.c_addr.eq(c_block),
             core.c_stride.eq(c_stride),
         ]
-        wiring.connect(m, core.write_cmd, wiring.flipped(self.wr_cmd))
-        wiring.connect(m, core.write_data, wiring.flipped(self.wr_data))
 
-        abort = Signal()
         flush = Signal(range(core.flush_cycles + 1))
         m.d.comb += [
             self.rd_abort.eq(abort),
@@ -167,7 +185,7 @@ class Controller(wiring.Component):
             m.d.sync += self.perf_busy.eq(self.perf_busy + 1)
             with m.If(core.starving):
                 m.d.sync += self.perf_stall.eq(self.perf_stall + 1)
-            with m.If(self.rd_data.valid & self.rd_data.ready):
+            with m.If(rd_data.valid & rd_data.ready):
                 m.d.sync += self.perf_rd_beats.eq(self.perf_rd_beats + 1)
             with m.If(self.wr_data.valid & self.wr_data.ready):
                 m.d.sync += self.perf_wr_beats.eq(self.perf_wr_beats + 1)
@@ -177,7 +195,7 @@ class Controller(wiring.Component):
 
         def enter_abort(code, addr):
             m.d.sync += [self.err_code.eq(code), self.err_addr.eq(addr),
-                         issuing_a.eq(0), issuing_w.eq(0), flush.eq(0)]
+                         issuing_a.eq(0), issuing_w.eq(0), flush.eq(0), abort.eq(1)]
             m.next = "ABORT"
 
         def watch_for_errors():
@@ -240,10 +258,10 @@ class Controller(wiring.Component):
             with m.State("LOAD_A"):
                 m.d.comb += [
                     self.busy.eq(1),
-                    self.rd_data.ready.eq(1),
-                    core.act_write_en.eq(self.rd_data.valid),
+                    rd_data.ready.eq(1),
+                    core.act_write_en.eq(rd_data.valid),
                 ]
-                with m.If(self.rd_data.valid):
+                with m.If(rd_data.valid):
                     m.d.sync += load_word.eq(load_word + 1)
                     with m.If(load_word == a_row_beats - 1):
                         m.d.sync += [load_word.eq(0), load_row.eq(load_row + 1)]
@@ -257,8 +275,8 @@ class Controller(wiring.Component):
             with m.State("FEED"):
                 m.d.comb += [
                     self.busy.eq(1),
-                    core.weights.valid.eq(self.rd_data.valid),
-                    self.rd_data.ready.eq(core.weights.ready),
+                    core.weights.valid.eq(rd_data.valid),
+                    rd_data.ready.eq(core.weights.ready),
                 ]
                 with m.If(core.block_done):
                     m.d.sync += [rows_left.eq(rows_left - block_rows), c_block.eq(c_next)]
@@ -273,13 +291,15 @@ class Controller(wiring.Component):
                     m.next = "DONE"
                 watch_for_errors()
             with m.State("ABORT"):
-                m.d.comb += [self.busy.eq(1), abort.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 with m.If(flush != core.flush_cycles):
                     m.d.sync += flush.eq(flush + 1)
                 with m.Elif(self.rd_idle & self.wr_idle):
+                    m.d.sync += abort.eq(0)
                     m.next = "CLEAR"
             with m.State("CLEAR"):
                 m.d.comb += [self.busy.eq(1), self.rd_clear.eq(1), self.wr_clear.eq(1)]
+                m.d.sync += abort.eq(0)
                 m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += [self.busy.eq(1), self.done.eq(1)]

@@ -72,16 +72,19 @@ class Feeder(wiring.Component):
         cfg = self.config
         active = Signal()
         outstanding = Signal()            # a finished tile not yet read by the drain
-        k_index = Signal(range(cfg.max_k))
+        k_index = Signal(range(cfg.max_k))      # step of the next beat: the A address
+        k_left = Signal(range(cfg.max_k))       # steps after the next beat in this tile
         k_final = Signal(range(cfg.max_k))
         n_left = Signal(24)               # channels of this tile and the ones after it
         c_tile = Signal(cfg.addr_width)
         rows_valid = Signal(range(1, cfg.rows + 1))
+        # Registered "this beat is k = K-1" and "k = 0" flags keep the compare of
+        # k_index off the ready path.
         final_step = Signal()
+        first_step = Signal()
         take = Signal()
 
         m.d.comb += [
-            final_step.eq(k_index == k_final),
             self.weights.ready.eq(active & ~self.abort & ~(final_step & outstanding)),
             take.eq(self.weights.valid & self.weights.ready),
             self.starving.eq(self.weights.ready & ~self.weights.valid),
@@ -94,16 +97,27 @@ class Feeder(wiring.Component):
             m.d.sync += [
                 active.eq(1),
                 k_index.eq(0),
+                first_step.eq(1),
+                final_step.eq(self.k == 1),
+                k_left.eq(self.k - 1),
                 k_final.eq(self.k - 1),
                 n_left.eq(self.n),
                 c_tile.eq(self.c_addr),
                 rows_valid.eq(self.rows_valid),
             ]
         with m.Elif(take):
-            m.d.sync += k_index.eq(k_index + 1)
+            m.d.sync += [
+                k_index.eq(k_index + 1),
+                k_left.eq(k_left - 1),
+                first_step.eq(0),
+                final_step.eq(k_left == 1),
+            ]
             with m.If(final_step):
                 m.d.sync += [
                     k_index.eq(0),
+                    k_left.eq(k_final),
+                    first_step.eq(1),
+                    final_step.eq(k_final == 0),
                     outstanding.eq(1),
                     self.tile.c_addr.eq(c_tile),
                     self.tile.rows_valid.eq(rows_valid),
@@ -126,7 +140,7 @@ class Feeder(wiring.Component):
         m.d.comb += [
             stage.w.eq(self.weights.payload),
             stage.valid.eq(take),
-            stage.first.eq(k_index == 0),
+            stage.first.eq(first_step),
             stage.last.eq(final_step),
         ]
         for step in range(ActBuffer.LATENCY):

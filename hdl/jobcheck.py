@@ -89,6 +89,8 @@ class JobCheck(wiring.Component):
             (self.c_stride < 4 * self.n, ErrorCode.STRIDE, self.c_stride),
         ]
 
+        quick_failed = [Signal(name=f"quick_failed{i}") for i in range(len(quick))]
+
         m.d.sync += self.done.eq(0)
         with m.If(self.start):
             m.d.sync += [
@@ -101,15 +103,17 @@ class JobCheck(wiring.Component):
                 multiplicands[1].eq(self.k << bb_log2),
                 multiplicands[2].eq(self.c_stride),
                 *(p.eq(0) for p in products),
-                first_code.eq(ErrorCode.OK),
-                first_addr.eq(0),
+                *(flag.eq(failed) for flag, (failed, _, _) in zip(quick_failed, quick)),
             ]
-            # Reversed so the first failing check in the list is the one that sticks.
-            for failed, code, value in reversed(quick):
-                with m.If(failed):
-                    m.d.sync += [first_code.eq(code), first_addr.eq(value)]
         with m.Elif(running):
             m.d.sync += step.eq(step + 1)
+            # The compares above were registered at start; the priority pick follows.
+            with m.If(step == 0):
+                m.d.sync += [first_code.eq(ErrorCode.OK), first_addr.eq(0)]
+                # Reversed so the first failing check in the list is the one that sticks.
+                for flag, (_, code, value) in reversed(list(zip(quick_failed, quick))):
+                    with m.If(flag):
+                        m.d.sync += [first_code.eq(code), first_addr.eq(value)]
             with m.If(step < _PRODUCT_BITS):
                 for mul, mcand, prod in zip(multipliers, multiplicands, products):
                     with m.If(mul[0]):

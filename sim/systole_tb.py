@@ -29,7 +29,7 @@ from hdl.regmap import REGISTERS, ErrorCode, by_name
 from host.golden import golden_matmul
 from host.pack import pack_weights
 
-__all__ = ["PRESET_ENV", "top_verilog", "run_top", "Job", "JobResult", "SystoleTB",
+__all__ = ["PRESET_ENV", "top_verilog", "top_build_args", "run_top", "Job", "JobResult", "SystoleTB",
            "read_bursts", "write_bursts", "round_up"]
 
 PRESET_ENV = "SYSTOLE_PRESET"
@@ -56,6 +56,20 @@ def top_verilog(config: AccelConfig) -> Path:
     return path
 
 
+def top_build_args() -> tuple[str, ...]:
+    """Simulator build options for the top.
+
+    cocotb makes every signal of a Verilator model public, which keeps all of
+    Amaranth's intermediate wires alive; for the 16x16 array that multiplies the
+    C++ to compile. The testbenches only touch top-level ports, so only those are
+    made public.
+    """
+    from sim.toolchain import find_simulator
+    if find_simulator().name == "verilator":
+        return ("--no-public-flat-rw", "--public-depth", "1")
+    return ()
+
+
 def run_top(test_module: str, preset_name: str, testcase=None, extra_env=None, tag: str = ""):
     """Run cocotb ``test_module`` on the top of preset ``preset_name`` (pytest side)."""
     from sim.runner import run_cocotb
@@ -63,7 +77,7 @@ def run_top(test_module: str, preset_name: str, testcase=None, extra_env=None, t
     env = {PRESET_ENV: preset_name, **(extra_env or {})}
     return run_cocotb(sources=[top_verilog(config)], toplevel="systole_top",
                       test_module=test_module, testcase=testcase, extra_env=env,
-                      tag=tag or preset_name)
+                      tag=tag or preset_name, extra_args=top_build_args())
 
 
 @dataclass
