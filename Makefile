@@ -1,6 +1,7 @@
 # Systole: two commands on a fresh machine.
 #   make test   create/reuse .venv from requirements.lock, then run every test
 #   make demo   the main job: generate the Verilog, run the demo
+#   make bench  measure the accelerator (decode efficiency, prefill, resources)
 # Everything installed comes from requirements.lock (exact pins, --no-deps), so a
 # package the lock does not name is never installed.
 
@@ -17,7 +18,7 @@ DEB_TOOLS := aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu \
              dtc:device-tree-compiler tclsh:tcl
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: venv test demo verilog clean distclean
+.PHONY: venv test demo verilog bench clean distclean
 
 venv: $(STAMP)
 
@@ -39,6 +40,9 @@ demo: $(STAMP)
 
 verilog: $(STAMP)
 	$(PY) -m gen.verilog --preset $(PRESET)
+
+bench: $(STAMP)
+	$(PY) -m gen.bench
 
 # Install the Debian packages of DEB_TOOLS whose command is missing (no-op otherwise).
 .PHONY: deps
