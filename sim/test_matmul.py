@@ -63,7 +63,7 @@ async def random_matmuls(dut):
     cfg = tb.config
     rng = random.Random(11)
     nprng = np.random.default_rng(11)
-    jobs = 24 if cfg.rows * cfg.cols <= 8 else 15
+    jobs = 80 if cfg.rows * cfg.cols <= 8 else 40
     for index in range(jobs):
         tb.set_stalls(STALLS[index % 3], seed=index)
         m, n, k = random_shape(rng, cfg)
@@ -187,8 +187,9 @@ async def kv260_shapes(dut):
     cfg = tb.config
     rng = random.Random(2)
     nprng = np.random.default_rng(2)
-    for index, (m, n, k) in enumerate([(1, 3 * cfg.cols - 5, 640), (cfg.rows + 3, 2 * cfg.cols + 1, 40),
-                                       (2, cfg.cols, cfg.max_k)]):
+    shapes = [(1, 3 * cfg.cols - 5, 640), (cfg.rows + 3, 2 * cfg.cols + 1, 40),
+              (2, cfg.cols, cfg.max_k), (2 * cfg.rows + 3, 4 * cfg.cols + 7, 37), (1, 1, 1)]
+    for index, (m, n, k) in enumerate(shapes):
         tb.set_stalls(STALLS[index % 3], seed=index)
         a, w = operands(nprng, m, n, k, extremes=index == 2)
         await tb.check_matmul(a, w, rng)
