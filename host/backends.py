@@ -258,7 +258,7 @@ class FloatBackend:
 
 BACKENDS: dict[str, Callable[[AccelConfig], object]] = {
     "golden": GoldenBackend,
-    "float": lambda config: FloatBackend(),
+    "float": lambda config, **options: FloatBackend(**options),
 }
 
 
@@ -267,12 +267,15 @@ def register_backend(name: str, factory: Callable[[AccelConfig], IntBackend]) ->
     BACKENDS[name] = factory
 
 
-def make_backend(name: str, config: AccelConfig | str | None = None):
-    """The backend called ``name`` for accelerator ``config`` (a preset name or object)."""
+def make_backend(name: str, config: AccelConfig | str | None = None, **options):
+    """The backend called ``name`` for accelerator ``config`` (a preset name or object).
+
+    ``options`` go to the backend's constructor (``threads`` for the software ones).
+    """
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(sorted(BACKENDS))}")
     if config is None:
         config = DEFAULT_PRESET
     if isinstance(config, str):
         config = preset(config)
-    return BACKENDS[name](config)
+    return BACKENDS[name](config, **options)

@@ -102,9 +102,10 @@ class Runtime:
     """A model ready to generate on one backend with one quantization scheme."""
 
     def __init__(self, model: Model, backend: str | object = "golden", quant: str | None = None,
-                 preset=None, progress: bool = False):
+                 preset=None, progress: bool = False, threads: int | None = None):
         self.model = model
-        self.backend = make_backend(backend, preset) if isinstance(backend, str) else backend
+        options = {} if threads is None else {"threads": threads}
+        self.backend = make_backend(backend, preset, **options) if isinstance(backend, str) else backend
         self.quant = None if self.backend.name == "float" else get_scheme(quant or DEFAULT_SCHEME)
         self.profiler = Profiler()
         linears, weights = build_linears(model, self.backend, self.quant, self.profiler,
@@ -199,11 +200,12 @@ class Runtime:
 
 
 def load(model: str | Model | None = None, *, backend: str = "golden", quant: str | None = None,
-         preset=None, tokenizer: str | None = None, progress: bool = True) -> Runtime:
+         preset=None, tokenizer: str | None = None, progress: bool = True,
+         threads: int | None = None) -> Runtime:
     """A ``Runtime`` for ``model`` (path, loaded ``Model``, or None for Gemma 3 270M)."""
     if not isinstance(model, Model):
         model = load_model(model, tokenizer_path=tokenizer, progress=progress)
-    return Runtime(model, backend, quant, preset, progress)
+    return Runtime(model, backend, quant, preset, progress, threads)
 
 
 def generate(runtime: Runtime, prompt: str | Sequence[int], *, max_new_tokens: int = 64,
@@ -246,6 +248,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--top-p", type=float)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--threads", type=int, help="threads of the software backends "
+                        "(default: the CPUs available, at most 4)")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-op tables")
     return parser
 
@@ -256,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_options(args.max_new_tokens, args.temperature, args.top_k, args.top_p)
         print("loading model ...", file=sys.stderr, flush=True)
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads={args.threads} must be >= 1")
         runtime = load(args.model, backend=args.backend, quant=args.quant, preset=args.preset,
-                       tokenizer=args.tokenizer)
+                       tokenizer=args.tokenizer, threads=args.threads)
     except (ModelFileError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

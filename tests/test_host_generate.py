@@ -126,3 +126,7 @@ def test_cli_prints_text_speed_and_profile(model_path, capsys, monkeypatch):
     assert "missing.gguf: no such file" in capsys.readouterr().err
     assert main(["--prompt", "x", "--model", str(model_path), "--top-p", "2"]) == 2
     assert "top_p=2.0" in capsys.readouterr().err
+    assert main(["--prompt", "x", "--model", str(model_path), "--threads", "0"]) == 2
+    assert "--threads=0 must be >= 1" in capsys.readouterr().err
+    assert main(["--prompt", "x", "--model", str(model_path), "--threads", "1",
+                 "--max-new-tokens", "1", "--no-profile"]) == 0
