@@ -17,6 +17,7 @@ calibration and the SmoothQuant fold. Each step reports its time to the profiler
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
@@ -176,7 +177,7 @@ def calibrate(model: Model, texts: Sequence[str] | None = None, *, chunk: int = 
         stats.tokens += len(tokens)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{id(stats)}.tmp.npz")
+        temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")     # concurrent writers
         stats.save(temporary)
         temporary.replace(path)
     return stats
