@@ -74,6 +74,7 @@ class Resources:
     bram36: float
     urams: int
     lut_depth: int
+    lut_path_from: str
     seconds: float
 
     @property
@@ -97,8 +98,8 @@ def _count(cells: dict[str, int]) -> dict[str, float]:
     }
 
 
-def _synthesize(verilog: Path, family: str, workdir: Path) -> tuple[dict[str, int], int]:
-    """Run Yosys; return (cell counts by type, LUT depth)."""
+def _synthesize(verilog: Path, family: str, workdir: Path) -> tuple[dict[str, int], int, str]:
+    """Run Yosys; return (cell counts by type, LUT depth, the deepest path's source)."""
     stat, ltp, log = workdir / "stat.json", workdir / "ltp.txt", workdir / "synth.log"
     for path in (stat, ltp):
         path.unlink(missing_ok=True)
@@ -118,11 +119,12 @@ def _synthesize(verilog: Path, family: str, workdir: Path) -> tuple[dict[str, in
                            f"{proc.stderr.strip()} {' / '.join(tail)}")
     modules = json.loads(stat.read_text())["modules"]
     cells = next(iter(modules.values()))["num_cells_by_type"]
-    found = re.search(r"Longest topological path in \S+ \(length=(\d+)\)", ltp.read_text())
+    found = re.search(r"Longest topological path in \S+ \(length=(\d+)\):\s*0: \\?(\S+ ?\[?\d*\]?)",
+                      ltp.read_text())
     if not found:
         raise RuntimeError(f"no longest path in {ltp}")
     # The path alternates wire, LUT, wire, ...: its length counts the LUTs.
-    return cells, int(found.group(1))
+    return cells, int(found.group(1)), found.group(2).replace(" ", "")
 
 
 def estimate(preset_name: str, *, use_cache: bool = True) -> Resources:
@@ -137,14 +139,18 @@ def estimate(preset_name: str, *, use_cache: bool = True) -> Resources:
     OUT.mkdir(parents=True, exist_ok=True)
     cached = OUT / f"{preset_name}-{digest}.json"
     if use_cache and cached.exists():
-        return Resources(**json.loads(cached.read_text()))
+        try:
+            return Resources(**json.loads(cached.read_text()))
+        except TypeError:
+            pass                      # written by an older version of this script
     workdir = OUT / f"{preset_name}-{digest}"
     workdir.mkdir(exist_ok=True)
     verilog = workdir / "systole_top.v"
     verilog.write_text(text)
     start = time.monotonic()
-    cells, depth = _synthesize(verilog, device.family, workdir)
+    cells, depth, source = _synthesize(verilog, device.family, workdir)
     result = Resources(preset=preset_name, verilog_sha1=digest, lut_depth=depth,
+                       lut_path_from=source,
                        seconds=round(time.monotonic() - start, 1), **_count(cells))
     cached.write_text(json.dumps(asdict(result), indent=1))
     return result
@@ -164,6 +170,8 @@ def table(results: list[Resources]) -> str:
                      f"{cell(res.ffs, dev.ffs):>18} {cell(res.dsps, dev.dsps):>14} "
                      f"{cell(res.bram36, dev.bram36):>14} {res.lut_depth:>9}  "
                      f"{'yes' if res.fits(dev) else 'NO'}")
+    for res in results:
+        lines.append(f"{res.preset}: deepest LUT path starts at {res.lut_path_from}")
     lines.append("LUT includes LUTs used as distributed RAM/SRL; LUT depth = most LUTs "
                  "between two sequential cells (Yosys synth_xilinx estimate).")
     return "\n".join(lines)

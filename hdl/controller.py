@@ -123,8 +123,12 @@ class Controller(wiring.Component):
             check.a_stride.eq(a_stride), check.c_stride.eq(c_stride),
         ]
 
+        busy = Signal()              # registered: it gates counters and the CSR's start
+        m.d.comb += self.busy.eq(busy)
+
         # Block state.
         rows_left = Signal(24)
+        last_block = Signal()
         block_rows = Signal(range(1, cfg.rows + 1))
         c_block = Signal(aw)
 
@@ -137,6 +141,7 @@ class Controller(wiring.Component):
         w_next = Signal(aw)
         issuing_a = Signal()
         issuing_w = Signal()
+        w_final = Signal()           # the next W command is the block's last
         m.d.comb += [
             rd_cmd.valid.eq(issuing_a | issuing_w),
             rd_cmd.payload.addr.eq(Mux(issuing_a, a_next, w_next)),
@@ -144,7 +149,8 @@ class Controller(wiring.Component):
         ]
         with m.If(issue_go):
             m.d.sync += [issuing_a.eq(1), issue_rows_left.eq(block_rows),
-                         issue_cols_left.eq(n_cols), w_next.eq(w_addr)]
+                         issue_cols_left.eq(n_cols), w_next.eq(w_addr),
+                         w_final.eq(n_cols <= cfg.cols)]
         with m.Elif(rd_cmd.valid & rd_cmd.ready):
             with m.If(issuing_a):
                 m.d.sync += [a_next.eq(a_next + a_stride), c_next.eq(c_next + c_stride),
@@ -153,8 +159,9 @@ class Controller(wiring.Component):
                     m.d.sync += [issuing_a.eq(0), issuing_w.eq(1)]
             with m.Else():
                 m.d.sync += [w_next.eq(w_next + w_tile_bytes),
-                             issue_cols_left.eq(issue_cols_left - cfg.cols)]
-                with m.If(issue_cols_left <= cfg.cols):
+                             issue_cols_left.eq(issue_cols_left - cfg.cols),
+                             w_final.eq(issue_cols_left <= 2 * cfg.cols)]
+                with m.If(w_final):
                     m.d.sync += issuing_w.eq(0)
 
         # A loader: beats of the block's rows into the activation buffer.
@@ -193,18 +200,28 @@ class Controller(wiring.Component):
         with m.If(self.start_busy & self.busy & (self.err_code == ErrorCode.OK)):
             m.d.sync += self.err_code.eq(ErrorCode.START_BUSY)
 
+        # Faults, registered: soft reset first, then the reader, then the writer.
+        fault = Signal()
+        fault_code = Signal(8)
+        fault_addr = Signal(64)
+        soft_reset = Signal()
+        m.d.sync += [fault.eq(self.soft_reset | self.rd_error | self.wr_error),
+                     soft_reset.eq(self.soft_reset)]
+        with m.If(self.soft_reset):
+            m.d.sync += [fault_code.eq(ErrorCode.ABORTED), fault_addr.eq(0)]
+        with m.Elif(self.rd_error):
+            m.d.sync += [fault_code.eq(ErrorCode.DMA_READ), fault_addr.eq(self.rd_error_addr)]
+        with m.Else():
+            m.d.sync += [fault_code.eq(ErrorCode.DMA_WRITE), fault_addr.eq(self.wr_error_addr)]
+
         def enter_abort(code, addr):
             m.d.sync += [self.err_code.eq(code), self.err_addr.eq(addr),
                          issuing_a.eq(0), issuing_w.eq(0), flush.eq(0), abort.eq(1)]
             m.next = "ABORT"
 
         def watch_for_errors():
-            with m.If(self.soft_reset):
-                enter_abort(ErrorCode.ABORTED, 0)
-            with m.Elif(self.rd_error):
-                enter_abort(ErrorCode.DMA_READ, self.rd_error_addr)
-            with m.Elif(self.wr_error):
-                enter_abort(ErrorCode.DMA_WRITE, self.wr_error_addr)
+            with m.If(fault):
+                enter_abort(fault_code, fault_addr)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -221,16 +238,16 @@ class Controller(wiring.Component):
                         self.perf_stall.eq(0),
                         self.perf_rd_beats.eq(0),
                         self.perf_wr_beats.eq(0),
+                        busy.eq(1),
                     ]
                     m.next = "CHECK"
             with m.State("CHECK"):
-                m.d.comb += [self.busy.eq(1), check.start.eq(1)]
+                m.d.comb += [check.start.eq(1)]
                 m.next = "CHECKING"
-                with m.If(self.soft_reset):
+                with m.If(soft_reset):
                     m.d.sync += self.err_code.eq(ErrorCode.ABORTED)
                     m.next = "DONE"
             with m.State("CHECKING"):
-                m.d.comb += self.busy.eq(1)
                 with m.If(check.done):
                     with m.If(check.code != ErrorCode.OK):
                         m.d.sync += [self.err_code.eq(check.code), self.err_addr.eq(check.addr)]
@@ -239,25 +256,24 @@ class Controller(wiring.Component):
                         m.d.sync += [rows_left.eq(m_rows), a_next.eq(a_addr), c_next.eq(c_addr),
                                      c_block.eq(c_addr)]
                         m.next = "BLOCK"
-                with m.If(self.soft_reset):
+                with m.If(soft_reset):
                     m.d.sync += self.err_code.eq(ErrorCode.ABORTED)
                     m.next = "DONE"
             with m.State("BLOCK"):
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += [
                     block_rows.eq(Mux(rows_left < cfg.rows, rows_left, cfg.rows)),
+                    last_block.eq(rows_left <= cfg.rows),
                     load_row.eq(0),
                     load_word.eq(0),
                 ]
                 m.next = "ISSUE"
                 watch_for_errors()
             with m.State("ISSUE"):
-                m.d.comb += [self.busy.eq(1), issue_go.eq(1)]
+                m.d.comb += [issue_go.eq(1)]
                 m.next = "LOAD_A"
                 watch_for_errors()
             with m.State("LOAD_A"):
                 m.d.comb += [
-                    self.busy.eq(1),
                     rd_data.ready.eq(1),
                     core.act_write_en.eq(rd_data.valid),
                 ]
@@ -269,39 +285,40 @@ class Controller(wiring.Component):
                             m.next = "FEED_START"
                 watch_for_errors()
             with m.State("FEED_START"):
-                m.d.comb += [self.busy.eq(1), core.start.eq(1)]
+                m.d.comb += [core.start.eq(1)]
                 m.next = "FEED"
                 watch_for_errors()
             with m.State("FEED"):
                 m.d.comb += [
-                    self.busy.eq(1),
                     core.weights.valid.eq(rd_data.valid),
                     rd_data.ready.eq(core.weights.ready),
                 ]
                 with m.If(core.block_done):
                     m.d.sync += [rows_left.eq(rows_left - block_rows), c_block.eq(c_next)]
-                    with m.If(rows_left == block_rows):
+                    with m.If(last_block):
                         m.next = "FINISH"
                     with m.Else():
                         m.next = "BLOCK"
                 watch_for_errors()
             with m.State("FINISH"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(core.idle & self.wr_idle & self.rd_idle):
+                # An error that shows up with the last response must not end the
+                # job as OK (`fault` lags the DMA blocks by a cycle).
+                with m.If(core.idle & self.wr_idle & self.rd_idle
+                          & ~self.rd_error & ~self.wr_error & ~fault):
                     m.next = "DONE"
                 watch_for_errors()
             with m.State("ABORT"):
-                m.d.comb += self.busy.eq(1)
                 with m.If(flush != core.flush_cycles):
                     m.d.sync += flush.eq(flush + 1)
                 with m.Elif(self.rd_idle & self.wr_idle):
                     m.d.sync += abort.eq(0)
                     m.next = "CLEAR"
             with m.State("CLEAR"):
-                m.d.comb += [self.busy.eq(1), self.rd_clear.eq(1), self.wr_clear.eq(1)]
+                m.d.comb += [self.rd_clear.eq(1), self.wr_clear.eq(1)]
                 m.d.sync += abort.eq(0)
                 m.next = "DONE"
             with m.State("DONE"):
-                m.d.comb += [self.busy.eq(1), self.done.eq(1)]
+                m.d.comb += self.done.eq(1)
+                m.d.sync += busy.eq(0)
                 m.next = "IDLE"
         return m

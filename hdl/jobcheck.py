@@ -90,6 +90,7 @@ class JobCheck(wiring.Component):
         ]
 
         quick_failed = [Signal(name=f"quick_failed{i}") for i in range(len(quick))]
+        first_index = Signal(range(len(quick) + 1))
 
         m.d.sync += self.done.eq(0)
         with m.If(self.start):
@@ -107,13 +108,21 @@ class JobCheck(wiring.Component):
             ]
         with m.Elif(running):
             m.d.sync += step.eq(step + 1)
-            # The compares above were registered at start; the priority pick follows.
+            # The compares were registered at start; the priority pick follows in
+            # two registered steps (index of the first failure, then its code/value).
             with m.If(step == 0):
-                m.d.sync += [first_code.eq(ErrorCode.OK), first_addr.eq(0)]
+                m.d.sync += first_index.eq(len(quick))
                 # Reversed so the first failing check in the list is the one that sticks.
-                for flag, (_, code, value) in reversed(list(zip(quick_failed, quick))):
+                for index, flag in reversed(list(enumerate(quick_failed))):
                     with m.If(flag):
-                        m.d.sync += [first_code.eq(code), first_addr.eq(value)]
+                        m.d.sync += first_index.eq(index)
+            with m.If(step == 1):
+                with m.Switch(first_index):
+                    for index, (_, code, value) in enumerate(quick):
+                        with m.Case(index):
+                            m.d.sync += [first_code.eq(code), first_addr.eq(value)]
+                    with m.Default():
+                        m.d.sync += [first_code.eq(ErrorCode.OK), first_addr.eq(0)]
             with m.If(step < _PRODUCT_BITS):
                 for mul, mcand, prod in zip(multipliers, multiplicands, products):
                     with m.If(mul[0]):
