@@ -40,7 +40,10 @@ DEFAULT_PRESET = "kv260"
 # a K chunk of <= 1024 int8 values is exact whatever order BLAS adds in.
 EXACT_CHUNK_K = 1024
 # Matrices with at least this many weights are split into column blocks, one per thread.
-PARALLEL_MIN_WEIGHTS = 1 << 20
+# Measured on 2 cores: a layer-sized GEMV (<= 2.6 M weights) runs faster on one thread
+# than split (thread hand-off costs more than the second core's bandwidth brings); the
+# 168 M-weight classifier runs ~1.5x faster split.
+PARALLEL_MIN_WEIGHTS = 1 << 24
 
 
 def default_threads() -> int:
@@ -63,9 +66,10 @@ class _ColumnBlocks:
 
     _pools: dict[int, ThreadPoolExecutor] = {}
 
-    def __init__(self, w_t: np.ndarray, threads: int, chunk_k: int | None):
+    def __init__(self, w_t: np.ndarray, threads: int, chunk_k: int | None,
+                 split_min_weights: int = PARALLEL_MIN_WEIGHTS):
         k, n = w_t.shape
-        blocks = threads if threads > 1 and k * n >= PARALLEL_MIN_WEIGHTS else 1
+        blocks = threads if threads > 1 and k * n >= split_min_weights else 1
         edges = np.linspace(0, n, blocks + 1).astype(int)
         chunk_k = chunk_k or k
         self.k, self.n, self.threads = k, n, threads
@@ -77,6 +81,9 @@ class _ColumnBlocks:
 
     def product(self, x: np.ndarray, exact_int: bool) -> np.ndarray:
         """``x @ W`` (int32 when ``exact_int``, else float32), all blocks computed."""
+        if len(self.blocks) == 1 and len(self.blocks[0][2]) == 1:     # the common case
+            part = x @ self.blocks[0][2][0][2]
+            return part.astype(np.int32) if exact_int else part
         out = np.empty((x.shape[0], self.n), np.int32 if exact_int else np.float32)
 
         def run(block) -> None:
@@ -203,17 +210,19 @@ class GoldenBackend(IntBackend):
 
     name = "golden"
 
-    def __init__(self, config: AccelConfig, threads: int | None = None):
+    def __init__(self, config: AccelConfig, threads: int | None = None,
+                 split_min_weights: int = PARALLEL_MIN_WEIGHTS):
         super().__init__(config)
         self.threads = default_threads() if threads is None else threads
+        self.split_min_weights = split_min_weights
         if self.threads > 1:
             set_blas_threads(1)
 
     def load(self, name: str, w: np.ndarray) -> GoldenWeights:
         """Pack ``w`` for ``cols`` and keep the float32 ``[K, N]`` copy of the packed bytes."""
         packed = pack_weights(self.check_weights(name, w), self.cols)
-        return GoldenWeights(name, packed,
-                             _ColumnBlocks(packed_as_kn(packed), self.threads, EXACT_CHUNK_K))
+        return GoldenWeights(name, packed, _ColumnBlocks(packed_as_kn(packed), self.threads,
+                                                         EXACT_CHUNK_K, self.split_min_weights))
 
     def matmul(self, x: np.ndarray, handle: GoldenWeights) -> np.ndarray:
         """Exact ``int32 [M, N]``, bit-identical to ``golden_matmul(x, handle.packed)``."""
@@ -230,8 +239,9 @@ class FloatBackend:
     name = "float"
     config = None
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, split_min_weights: int = PARALLEL_MIN_WEIGHTS):
         self.threads = default_threads() if threads is None else threads
+        self.split_min_weights = split_min_weights
         if self.threads > 1:
             set_blas_threads(1)
 
@@ -240,7 +250,7 @@ class FloatBackend:
         w = np.asarray(w)
         if w.ndim != 2:
             raise ValueError(f"{name}: weights must be 2-D [N, K], got shape {w.shape}")
-        return _ColumnBlocks(w.T, self.threads, None)
+        return _ColumnBlocks(w.T, self.threads, None, self.split_min_weights)
 
     def matmul(self, x: np.ndarray, handle: _ColumnBlocks) -> np.ndarray:
         """float32 ``x @ W.T``."""

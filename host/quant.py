@@ -42,6 +42,7 @@ __all__ = ["QMAX", "QuantScheme", "SCHEMES", "DEFAULT_SCHEME", "scheme", "Activa
 
 QMAX = 127
 _ROWS_PER_PASS = 2048
+_TINY = np.float32(np.finfo(np.float32).tiny)
 LINEAR_KINDS = ("qkv", "attn_out", "ffn_up_gate", "ffn_down", "classifier")
 
 
@@ -155,12 +156,14 @@ def quantize_activations(x: np.ndarray, group_starts: np.ndarray, group_sizes: n
         scale = np.abs(x).max(axis=1, keepdims=True) * np.float32(1.0 / QMAX)
     else:
         scale = np.maximum.reduceat(np.abs(x), group_starts, axis=1) * np.float32(1.0 / QMAX)
-    scale = np.where(scale > 0, scale, np.float32(1.0))
+    scale = np.maximum(scale, _TINY)        # an all-zero row quantizes to 0 with any scale
     inverse = 1.0 / scale
     if scale.shape[1] > 1:
         inverse = np.repeat(inverse, group_sizes, axis=1)
-    q = np.rint(x * inverse)
-    np.clip(q, -QMAX, QMAX, out=q)
+    q = x * inverse
+    np.rint(q, out=q)
+    np.maximum(q, -QMAX, out=q)              # (np.clip costs more on small arrays)
+    np.minimum(q, QMAX, out=q)
     return q.astype(np.int8), scale
 
 

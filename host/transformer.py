@@ -157,6 +157,11 @@ class Transformer:
         self.embedding = weights["token_embd.weight"]
         self.norm = {name: np.asarray(w, dtype=np.float32) for name, w in weights.items()
                      if name.endswith("norm.weight")}
+        if config.arch == "gemma3":   # [H + KV, hd]: q_norm for the q heads, k_norm for k
+            self._qk_norm = [np.concatenate([
+                np.broadcast_to(self.norm[f"blk.{i}.attn_q_norm.weight"], (config.n_heads, config.head_dim)),
+                np.broadcast_to(self.norm[f"blk.{i}.attn_k_norm.weight"], (config.n_kv_heads, config.head_dim))])
+                for i in range(config.n_layers)]
         scale = config.rope_linear_scale
         self._rope_global = _Rope(config.rope_base, config.head_dim, scale)
         self._rope_local = _Rope(config.rope_base_local, config.head_dim, 1.0)
@@ -199,21 +204,20 @@ class Transformer:
         h = rms_norm(x, self.norm[b + "attn_norm.weight"], cfg.norm_eps)      # [M, D]
         prof.add("norms", perf_counter() - t0)
         qkv = self.linear(b + "qkv", h)                                       # [M, q_dim + 2 kv_dim]
-        q = qkv[:, : cfg.q_dim].reshape(m, cfg.n_heads, hd)                   # [M, H, hd]
-        k = qkv[:, cfg.q_dim: cfg.q_dim + cfg.kv_dim].reshape(m, cfg.n_kv_heads, hd)
+        heads = cfg.n_heads + cfg.n_kv_heads
+        qk = qkv[:, : cfg.q_dim + cfg.kv_dim].reshape(m, heads, hd)           # [M, H + KV, hd]
         v = qkv[:, cfg.q_dim + cfg.kv_dim:].reshape(m, cfg.n_kv_heads, hd)
-        if cfg.arch == "gemma3":
+        if cfg.arch == "gemma3":      # per-head RMSNorm: q heads and k heads in one call
             t0 = perf_counter()
-            q = rms_norm(q, self.norm[b + "attn_q_norm.weight"], cfg.norm_eps)
-            k = rms_norm(k, self.norm[b + "attn_k_norm.weight"], cfg.norm_eps)
+            qk = rms_norm(qk, self._qk_norm[layer], cfg.norm_eps)
             prof.add("norms", perf_counter() - t0)
         t0 = perf_counter()
         is_global = cfg.is_global(layer)
         cos, sin = (self._rope_global if is_global else self._rope_local).tables(start, start + m)
-        q = apply_rope(q, cos, sin)
-        k = apply_rope(k, cos, sin)
+        qk = apply_rope(qk, cos, sin)                                         # q and k together
         t1 = perf_counter()
         prof.add("rope", t1 - t0)
+        q, k = qk[:, : cfg.n_heads], qk[:, cfg.n_heads:]
         attended = self._attend(layer, q, k, v, start, cache, None if is_global else cfg.sliding_window)
         prof.add("attention", perf_counter() - t1)
         out = self.linear(b + "attn_output", attended)                        # [M, D]
@@ -234,19 +238,26 @@ class Transformer:
         values[:, start:stop] = v.transpose(1, 0, 2)
         first = 0 if window is None else max(0, start - window + 1)           # oldest key any query sees
         kv, group = cfg.n_kv_heads, cfg.n_heads // cfg.n_kv_heads
+        if m == 1:     # decode: every cached key in [first, stop) is visible, no mask
+            qg = (q[0] * np.float32(cfg.attn_scale)).reshape(kv, group, hd)     # [KV, group, hd]
+            scores = qg @ keys[:, first:stop].transpose(0, 2, 1)              # [KV, group, T]
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            return (scores @ values[:, first:stop]).reshape(1, cfg.q_dim)     # [1, H*hd]
         # [M, H, hd] -> [KV, group*M, hd]: heads sharing a KV head form one batch
         qg = (q * np.float32(cfg.attn_scale)).reshape(m, kv, group, hd).transpose(1, 2, 0, 3)
         qg = qg.reshape(kv, group * m, hd)
         scores = qg @ keys[:, first:stop].transpose(0, 2, 1)                  # [KV, group*M, T]
-        if m > 1 or (window is not None and stop - first > window):
-            query_pos = np.arange(start, stop)[:, None]                       # [M, 1]
-            key_pos = np.arange(first, stop)[None, :]                         # [1, T]
-            hidden = key_pos > query_pos
-            if window is not None:
-                hidden |= query_pos - key_pos >= window
-            scores = scores.reshape(kv, group, m, -1)
-            scores[:, :, hidden] = -np.inf
-            scores = scores.reshape(kv, group * m, -1)
+        # several queries: causal mask, and the window on sliding layers
+        query_pos = np.arange(start, stop)[:, None]                           # [M, 1]
+        key_pos = np.arange(first, stop)[None, :]                             # [1, T]
+        hidden = key_pos > query_pos
+        if window is not None:
+            hidden |= query_pos - key_pos >= window
+        scores = scores.reshape(kv, group, m, -1)
+        scores[:, :, hidden] = -np.inf
+        scores = scores.reshape(kv, group * m, -1)
         scores -= scores.max(axis=-1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)

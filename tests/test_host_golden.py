@@ -15,14 +15,16 @@ def integer_reference(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("m,n,k,preset_name", [
-    (1, 640, 640, "kv260"), (5, 37, 1025, "kv260"), (3, 1600, 700, "kv260"),   # 1600*700 > 2^20: threaded
+    (1, 640, 640, "kv260"), (5, 37, 1025, "kv260"), (3, 1600, 700, "kv260"),
     (16, 2048, 2048, "kv260"), (2, 9, 100, "tiny"), (7, 33, 1024, "small")])
 def test_golden_backend_is_bit_exact_on_random_data(m, n, k, preset_name, threads):
     rng = np.random.default_rng(m * 7919 + n * 31 + k)
     x = rng.integers(-128, 128, size=(m, k), dtype=np.int8)
     w = rng.integers(-128, 128, size=(n, k), dtype=np.int8)
-    backend = GoldenBackend(preset(preset_name), threads=threads)
+    # a low split threshold so threads=2 really cuts these matrices into column blocks
+    backend = GoldenBackend(preset(preset_name), threads=threads, split_min_weights=1000)
     handle = backend.load("w", w)
+    assert len(handle.blocks.blocks) == (threads if n * k >= 1000 else 1)
     got = backend.matmul(x, handle)
     assert got.dtype == np.int32 and got.shape == (m, n)
     np.testing.assert_array_equal(got, integer_reference(x, w))
@@ -43,7 +45,7 @@ def test_golden_backend_is_exact_at_the_extremes(k):
                   np.where(np.arange(k) % 2, 127, -128).astype(np.int8)])
     w = np.stack([np.full(k, -128, np.int8), np.full(k, 127, np.int8),
                   np.where(np.arange(k) % 3, -128, 127).astype(np.int8)])
-    backend = GoldenBackend(preset("kv260"), threads=2)
+    backend = GoldenBackend(preset("kv260"), threads=2, split_min_weights=1)
     got = backend.matmul(x, backend.load("extremes", w))
     np.testing.assert_array_equal(got, integer_reference(x, w))
     assert got[0, 0] == 128 * 128 * k
@@ -79,7 +81,7 @@ def test_float_backend_matches_float64_reference():
     w = rng.standard_normal((1500, 800)).astype(np.float32)
     x = rng.standard_normal((3, 800)).astype(np.float32)
     for threads in (1, 2):
-        backend = FloatBackend(threads=threads)
+        backend = FloatBackend(threads=threads, split_min_weights=1000)
         got = backend.matmul(x, backend.load("w", w))
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, x.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-4, atol=1e-3)
