@@ -41,7 +41,7 @@ class Controller(wiring.Component):
       error is recorded; the running job continues.
     - Counters: ``perf_busy`` counts busy cycles, ``perf_stall`` the cycles the
       feeder wanted a weight beat and none was there, ``perf_rd_beats`` and
-      ``perf_wr_beats`` the data beats taken from the reader and given to the
+      ``perf_wr_beats`` the data beats taken from the reader and sent towards the
       writer; ``cycles`` runs freely from reset.
     """
 
@@ -116,6 +116,7 @@ class Controller(wiring.Component):
         k = Signal(16)
         a_stride, c_stride = Signal(32), Signal(32)
         a_row_beats = Signal(range(cfg.max_k // cfg.bus_bytes + 1))
+        a_last_word = Signal(range(cfg.max_k // cfg.bus_bytes))
         w_tile_bytes = Signal(16 + bb_log2)
         m.d.comb += [
             check.a_addr.eq(a_addr), check.w_addr.eq(w_addr), check.c_addr.eq(c_addr),
@@ -130,6 +131,7 @@ class Controller(wiring.Component):
         rows_left = Signal(24)
         last_block = Signal()
         block_rows = Signal(range(1, cfg.rows + 1))
+        block_last_row = Signal(range(cfg.rows))
         c_block = Signal(aw)
 
         # Command issuer: A rows of the block, then one command per weight tile.
@@ -194,7 +196,7 @@ class Controller(wiring.Component):
                 m.d.sync += self.perf_stall.eq(self.perf_stall + 1)
             with m.If(rd_data.valid & rd_data.ready):
                 m.d.sync += self.perf_rd_beats.eq(self.perf_rd_beats + 1)
-            with m.If(self.wr_data.valid & self.wr_data.ready):
+            with m.If(wr_data_skid.i.valid & wr_data_skid.i.ready):
                 m.d.sync += self.perf_wr_beats.eq(self.perf_wr_beats + 1)
 
         with m.If(self.start_busy & self.busy & (self.err_code == ErrorCode.OK)):
@@ -231,6 +233,7 @@ class Controller(wiring.Component):
                         m_rows.eq(self.m), n_cols.eq(self.n), k.eq(self.k),
                         a_stride.eq(self.a_stride), c_stride.eq(self.c_stride),
                         a_row_beats.eq((self.k + cfg.bus_bytes - 1) >> bb_log2),
+                        a_last_word.eq(((self.k + cfg.bus_bytes - 1) >> bb_log2) - 1),
                         w_tile_bytes.eq(self.k << bb_log2),
                         self.err_code.eq(ErrorCode.OK),
                         self.err_addr.eq(0),
@@ -262,6 +265,7 @@ class Controller(wiring.Component):
             with m.State("BLOCK"):
                 m.d.sync += [
                     block_rows.eq(Mux(rows_left < cfg.rows, rows_left, cfg.rows)),
+                    block_last_row.eq(Mux(rows_left < cfg.rows, rows_left - 1, cfg.rows - 1)),
                     last_block.eq(rows_left <= cfg.rows),
                     load_row.eq(0),
                     load_word.eq(0),
@@ -279,9 +283,9 @@ class Controller(wiring.Component):
                 ]
                 with m.If(rd_data.valid):
                     m.d.sync += load_word.eq(load_word + 1)
-                    with m.If(load_word == a_row_beats - 1):
+                    with m.If(load_word == a_last_word):
                         m.d.sync += [load_word.eq(0), load_row.eq(load_row + 1)]
-                        with m.If(load_row == block_rows - 1):
+                        with m.If(load_row == block_last_row):
                             m.next = "FEED_START"
                 watch_for_errors()
             with m.State("FEED_START"):
