@@ -40,6 +40,7 @@ PAGE = 4096
 
 
 def round_up(value: int, step: int) -> int:
+    """The smallest multiple of ``step`` that is >= ``value``."""
     return -(-value // step) * step
 
 
@@ -96,6 +97,8 @@ class Job:
 
 @dataclass
 class JobResult:
+    """What a job left in the status registers."""
+
     err_code: int
     err_addr: int
     perf_busy: int
@@ -507,4 +510,5 @@ class SystoleTB:
 
 
 def packed_bytes(n: int, k: int, cols: int) -> int:
+    """Bytes of an ``[n, k]`` weight matrix in the packed layout (see host.pack)."""
     return -(-n // cols) * k * cols
