@@ -114,6 +114,7 @@ class Runtime:
 
     @property
     def tokenizer(self):
+        """The model's tokenizer."""
         return self.model.tokenizer
 
     def describe(self) -> str:
@@ -126,7 +127,11 @@ class Runtime:
     def steps(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,
               top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
               eos_token_id: int | Sequence[int] | None = None) -> Iterator[tuple[int, str]]:
-        """Yield ``(token, text increment)`` per new token; returns the ``Generation``."""
+        """Yield ``(token, text increment)`` per new token; returns the ``Generation``.
+
+        A last ``(-1, text)`` carries text held back at the end (an incomplete
+        UTF-8 sequence). Prefill and decode wall times exclude the consumer's time.
+        """
         _check_options(max_new_tokens, temperature, top_k, top_p)
         if isinstance(prompt, str):
             if not prompt:
