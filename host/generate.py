@@ -237,6 +237,14 @@ def print_summary(result: Generation, profile: bool = True, out=None) -> None:
             print(format_table(dec), file=out)
 
 
+def _register_hardware_backends() -> None:
+    """Make the hardware backends (``host.hardware``: sim, device, link) selectable."""
+    try:
+        from . import hardware  # noqa: F401  (registers its backends on import)
+    except ImportError:
+        pass
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m host.generate",
                                      description="Generate text on a Systole backend.")
@@ -261,6 +269,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """The CLI; returns the exit status (2 for a bad model file or option)."""
+    _register_hardware_backends()
     args = _parser().parse_args(argv)
     try:
         _check_options(args.max_new_tokens, args.temperature, args.top_k, args.top_p)
