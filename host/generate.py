@@ -276,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         print("loading model ...", file=sys.stderr, flush=True)
         if args.threads is not None and args.threads < 1:
             raise ValueError(f"--threads={args.threads} must be >= 1")
+        if args.threads is not None and args.backend not in ("golden", "float"):
+            raise ValueError(f"--threads applies to the golden and float backends, not {args.backend}")
         runtime = load(args.model, backend=args.backend, quant=args.quant, preset=args.preset,
                        tokenizer=args.tokenizer, threads=args.threads)
     except (ModelFileError, ValueError, KeyError) as error:
