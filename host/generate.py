@@ -117,6 +117,16 @@ class Runtime:
         """The model's tokenizer."""
         return self.model.tokenizer
 
+    def close(self) -> None:
+        """Release the backend (a simulator process, device mappings)."""
+        self.backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def describe(self) -> str:
         """One line: model, backend (and accelerator shape), scheme."""
         config = getattr(self.backend, "config", None)
@@ -285,10 +295,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"== {runtime.describe()}", file=sys.stderr)
     print(args.prompt, end="", flush=True)
-    result = runtime.generate(args.prompt, max_new_tokens=args.max_new_tokens,
-                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                              seed=args.seed,
-                              streamer=lambda text: print(text, end="", flush=True))
+    with runtime:
+        result = runtime.generate(args.prompt, max_new_tokens=args.max_new_tokens,
+                                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                  seed=args.seed,
+                                  streamer=lambda text: print(text, end="", flush=True))
     print()
     print_summary(result, profile=not args.no_profile)
     return 0

@@ -58,7 +58,9 @@ def build(*, sources: list[Path], toplevel: str, extra_args: tuple[str, ...] = (
     sim = find_simulator()
     if fast_ports is not None and sim.name != "verilator":
         raise ToolchainError(f"a speed build needs Verilator (DPI, --timing); SIM={sim.name} cannot")
-    digest = hashlib.sha1(b"".join(Path(s).read_bytes() for s in sources)
+    # The key covers every input file's content, extra files (a DPI .cpp) included.
+    inputs = [*sources, *(arg for arg in extra_args if Path(arg).is_file())]
+    digest = hashlib.sha1(b"".join(Path(s).read_bytes() for s in inputs)
                           + "\0".join(extra_args + tuple(fast_ports or ("",))).encode()).hexdigest()[:12]
     build_dir = BUILD / "sim" / f"{toplevel}-{sim.name}{'-fast' if fast_ports else ''}-{digest}"
     args = list(sim.build_args) + list(extra_args)

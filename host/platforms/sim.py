@@ -123,16 +123,19 @@ class CosimSession:
         self._thread.start()
         listener.settimeout(1.0)
         deadline = time.monotonic() + _START_TIMEOUT_S
-        while True:
-            try:
-                self._sock, _ = listener.accept()
-                break
-            except socket.timeout:
-                if not self._thread.is_alive() or time.monotonic() > deadline:
-                    listener.close()
-                    reason = f" ({self._failure!r})" if self._failure is not None else ""
-                    raise CosimError(f"the simulator did not start{reason}; see {self.log_file}")
-        listener.close()
+        try:
+            while self._sock is None:
+                try:
+                    self._sock, _ = listener.accept()
+                except socket.timeout:
+                    if not self._thread.is_alive() or time.monotonic() > deadline:
+                        reason = f" ({self._failure!r})" if self._failure is not None else ""
+                        raise CosimError(f"the simulator did not start{reason}; see {self.log_file}")
+        finally:
+            # Both processes have mapped the DDR image once the simulator connects (it
+            # maps at start-up), so the files can go now: nothing outlives the processes.
+            listener.close()
+            self._remove_files()
         self._sock.settimeout(None)
         if read_latency != 32:
             self.set_memory("read_latency", read_latency)
@@ -179,6 +182,8 @@ class CosimSession:
             self._sock = None
             self._thread.join(timeout=60)
         self.memory = self._memory_map = None
+
+    def _remove_files(self) -> None:
         self._memory_path.unlink(missing_ok=True)
         (self._socket_dir / "sock").unlink(missing_ok=True)
         self._socket_dir.rmdir()

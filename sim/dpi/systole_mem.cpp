@@ -47,6 +47,12 @@ void open_memory() {
     mem_base = std::strtoull(base, nullptr, 0);
 }
 
+// Map at program start, so the host may unlink the file as soon as the simulator
+// has connected: the memory then disappears with the two processes, even on a crash.
+__attribute__((constructor)) void map_at_start() {
+    if (std::getenv("SYSTOLE_SIM_MEM") != nullptr) open_memory();
+}
+
 inline uint8_t *word(uint64_t addr) {
     if (mem == nullptr) open_memory();
     if (addr < mem_base || addr - mem_base > mem_size - 4) return nullptr;
