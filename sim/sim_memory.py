@@ -12,8 +12,9 @@ Timing contract:
   first R beat is offered ``read_latency`` cycles after its AR handshake (at the
   earliest). Then one beat per cycle follows while ``rready`` is high; bursts follow
   each other without gaps.
-- AW and W are accepted one burst at a time (W only after its AW). B is offered
-  2 cycles after the W beat with ``wlast``.
+- Up to 4 AW bursts queue; W beats are taken at one per cycle for the burst at
+  the head of the queue (never before its AW). B is offered 2 cycles after the W
+  beat with ``wlast``.
 - ``RRESP``/``BRESP`` are DECERR for beats outside the file's window, and SLVERR
   for bursts that overlap ``[fault_lo, fault_hi)`` when ``fault_read`` /
   ``fault_write`` is set. While ``hang`` is high no AR is accepted (this models
@@ -134,53 +135,55 @@ class SimMemory(wiring.Component):
         ]
 
         # -- writes ------------------------------------------------------------------
-        w_active = Signal()
-        w_addr = Signal(aw)
-        w_id = Signal(config.id_width)
-        w_fault = Signal()
-        w_err = Signal()
-        w_beat = Signal(8)
+        # AW bursts queue up; W beats stream at one per cycle against the queue's head,
+        # so back-to-back bursts need no idle cycle between them.
+        aw_layout = data.StructLayout({"addr": aw, "id": config.id_width, "fault": 1})
+        aw_fifo = m.submodules.aw_fifo = SyncFIFOBuffered(width=aw_layout.size, depth=4)
+        aw_in = Signal(aw_layout)
+        aw_head = Signal(aw_layout)
         b_layout = data.StructLayout({"id": config.id_width, "resp": 2})
-        b_fifo = m.submodules.b_fifo = SyncFIFOBuffered(width=b_layout.size, depth=4)
-        b_pending = Signal()                      # B to push once the last write's error is known
-        b_fault = Signal()
-        b_id = Signal(config.id_width)
+        b_fifo = m.submodules.b_fifo = SyncFIFOBuffered(width=b_layout.size, depth=8)
+        w_beat = Signal(8)
         wr_en = Signal()
         wr_err = Signal()
         m.d.comb += [
-            bus.awready.eq(~w_active & ~b_pending & b_fifo.w_rdy),
-            bus.wready.eq(w_active),
+            aw_in.addr.eq(bus.awaddr), aw_in.id.eq(bus.awid),
+            aw_in.fault.eq(self.fault_write & overlaps_fault(bus.awaddr, bus.awlen + 1)),
+            aw_fifo.w_data.eq(aw_in),
+            bus.awready.eq(aw_fifo.w_rdy),
+            aw_fifo.w_en.eq(bus.awvalid & bus.awready),
+            aw_head.eq(aw_fifo.r_data),
+            # Room for the B of this burst and of the one whose B is still on its way.
+            bus.wready.eq(aw_fifo.r_rdy & (b_fifo.level < b_fifo.depth - 2)),
             wr_en.eq(bus.wvalid & bus.wready),
         ]
-        with m.If(bus.awvalid & bus.awready):
-            m.d.sync += [
-                w_active.eq(1), w_addr.eq(bus.awaddr), w_id.eq(bus.awid), w_beat.eq(0),
-                w_fault.eq(self.fault_write & overlaps_fault(bus.awaddr, bus.awlen + 1)),
-                w_err.eq(0),
-            ]
-        # wr_err of a beat arrives one cycle after the beat; fold it into w_err.
-        wrote = Signal()
-        m.d.sync += wrote.eq(wr_en)
-        with m.If(wrote & wr_err):
-            m.d.sync += w_err.eq(1)
         with m.If(wr_en):
             m.d.sync += w_beat.eq(w_beat + 1)
             with m.If(bus.wlast):
-                m.d.sync += [w_active.eq(0), b_pending.eq(1), b_fault.eq(w_fault), b_id.eq(w_id)]
+                m.d.sync += w_beat.eq(0)
+                m.d.comb += aw_fifo.r_en.eq(1)
+        # A beat's wr_err arrives one cycle after the beat: B goes out one cycle after
+        # the burst's last beat, with every beat's error folded in.
+        wrote = Signal()
+        wrote_last = Signal()
+        wrote_id = Signal(config.id_width)
+        wrote_fault = Signal()
+        burst_err = Signal()
+        m.d.sync += [wrote.eq(wr_en), wrote_last.eq(wr_en & bus.wlast)]
+        with m.If(wr_en & bus.wlast):
+            m.d.sync += [wrote_id.eq(aw_head.id), wrote_fault.eq(aw_head.fault)]
         b_in = Signal(b_layout)
-        m.d.comb += [
-            b_in.id.eq(b_id),
-            b_in.resp.eq(RESP_OKAY),
-            b_fifo.w_data.eq(b_in),
-        ]
-        with m.If(b_pending & ~wrote):
-            # The last beat's wr_err has been folded into w_err by now.
-            m.d.comb += b_fifo.w_en.eq(1)
-            m.d.sync += b_pending.eq(0)
-            with m.If(w_err):
-                m.d.comb += b_in.resp.eq(RESP_DECERR)
-            with m.Elif(b_fault):
-                m.d.comb += b_in.resp.eq(RESP_SLVERR)
+        m.d.comb += [b_in.id.eq(wrote_id), b_fifo.w_data.eq(b_in), b_fifo.w_en.eq(wrote_last)]
+        with m.If(burst_err | (wrote & wr_err)):
+            m.d.comb += b_in.resp.eq(RESP_DECERR)
+        with m.Elif(wrote_fault):
+            m.d.comb += b_in.resp.eq(RESP_SLVERR)
+        with m.Else():
+            m.d.comb += b_in.resp.eq(RESP_OKAY)
+        with m.If(wrote_last):
+            m.d.sync += burst_err.eq(0)
+        with m.Elif(wrote & wr_err):
+            m.d.sync += burst_err.eq(1)
         b_head = Signal(b_layout)
         m.d.comb += [
             b_head.eq(b_fifo.r_data),
@@ -199,7 +202,7 @@ class SimMemory(wiring.Component):
             o_rd_data=rd_data,
             o_rd_err=rd_err,
             i_wr_en=wr_en,
-            i_wr_addr=((w_addr & align) + w_beat * bb)[:64],
+            i_wr_addr=((aw_head.addr & align) + w_beat * bb)[:64],
             i_wr_data=bus.wdata,
             i_wr_strb=bus.wstrb,
             o_wr_err=wr_err,
