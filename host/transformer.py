@@ -30,7 +30,7 @@ import numpy as np
 from .model.base import ModelConfig
 from .profile import Profiler
 
-__all__ = ["LinearSpec", "LinearLayers", "KVCache", "Transformer", "linear_specs", "rms_norm"]
+__all__ = ["LinearSpec", "LinearLayers", "KVCache", "Transformer", "linear_specs", "linear_shapes", "rms_norm"]
 
 _GELU_C = 0.7978845608028654   # sqrt(2/pi), a Python float so float32 stays float32
 
@@ -69,6 +69,21 @@ def linear_specs(config: ModelConfig, weights: dict[str, np.ndarray]) -> dict[st
     classifier = weights["token_embd.weight" if config.tied_classifier else "output.weight"]
     specs["output"] = LinearSpec("output", "classifier", np.asarray(classifier), "output_norm.weight")
     return specs
+
+
+def linear_shapes(config: ModelConfig) -> list[tuple[str, str, int, int]]:
+    """``(name, kind, N, K)`` of every linear layer ``linear_specs`` builds, from the
+    config alone (performance models need no weights)."""
+    q, kv = config.n_heads * config.head_dim, config.n_kv_heads * config.head_dim
+    shapes = []
+    for i in range(config.n_layers):
+        b = f"blk.{i}."
+        shapes += [(b + "qkv", "qkv", q + 2 * kv, config.dim),
+                   (b + "attn_output", "attn_out", config.dim, q),
+                   (b + "ffn_up_gate", "ffn_up_gate", 2 * config.hidden_dim, config.dim),
+                   (b + "ffn_down", "ffn_down", config.dim, config.hidden_dim)]
+    shapes.append(("output", "classifier", config.vocab_size, config.dim))
+    return shapes
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:

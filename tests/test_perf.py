@@ -1,0 +1,53 @@
+"""host.perf: matmul shapes, roofline arithmetic and model invariants (the RTL check of
+the cycle model itself is sim/test_cycle_model.py)."""
+
+import numpy as np
+import pytest
+
+from hdl.config import preset
+from host.perf import BOARDS, STORIES, ideal_cycles, job_cycles, llama2c_matmuls, project
+from host.transformer import linear_shapes, linear_specs
+from host.model.base import ModelConfig
+
+
+def test_linear_shapes_match_the_weights_the_runtime_builds():
+    config = ModelConfig(arch="gemma3", dim=64, hidden_dim=96, n_layers=2, n_heads=4, n_kv_heads=2,
+                         head_dim=32, vocab_size=320, max_seq_len=64, norm_eps=1e-6,
+                         rope_base=1e6, rope_base_local=1e4)
+    rng = np.random.default_rng(0)
+    q, kv = 4 * 32, 2 * 32
+    weights = {"token_embd.weight": rng.standard_normal((320, 64), dtype=np.float32)}
+    for i in range(2):
+        b = f"blk.{i}."
+        for name, shape in (("attn_q", (q, 64)), ("attn_k", (kv, 64)), ("attn_v", (kv, 64)),
+                            ("attn_output", (64, q)), ("ffn_gate", (96, 64)),
+                            ("ffn_up", (96, 64)), ("ffn_down", (64, 96))):
+            weights[b + name + ".weight"] = rng.standard_normal(shape, dtype=np.float32)
+    specs = linear_specs(config, weights)
+    assert [(name, kind, n, k) for name, kind, n, k in linear_shapes(config)] == \
+        [(s.name, s.kind, *s.weight.shape) for s in specs.values()]
+
+
+def test_stories15m_weight_bytes_and_roofline():
+    dims = STORIES["stories15M"]
+    d, h, layers, vocab = dims["dim"], dims["hidden_dim"], dims["n_layers"], dims["vocab"]
+    expected = layers * (4 * d * d + 3 * d * h) + vocab * d          # llama2.c's parameter count
+    config = preset("nexys_video")
+    p = project("stories15M", llama2c_matmuls(**dims), BOARDS["nexys_video"], config, host_ms=0.0)
+    assert p.weight_bytes == expected
+    assert p.roofline_tok_s == pytest.approx(16 * 100e6 / expected)
+    assert p.jobs_per_token == 4 * layers + 1
+    # Every job pays its fixed overhead on top of the weight stream, never less.
+    ideal = sum(ideal_cycles(config, 1, s.n, s.k) for s in llama2c_matmuls(**dims))
+    assert ideal < p.decode_cycles < 1.05 * ideal
+
+
+@pytest.mark.parametrize("name", ["kv260", "nexys_video", "small"])
+def test_job_cycles_bounds(name):
+    config = preset(name)
+    for m, n, k in [(1, 1, 1), (1, 1024, 640), (3 * config.rows + 1, 300, 100)]:
+        cycles = job_cycles(config, m, n, k)
+        assert cycles > ideal_cycles(config, m, n, k)
+        assert job_cycles(config, m, n, k, read_latency=64) >= cycles
+    with pytest.raises(ValueError, match="K=0"):
+        job_cycles(config, 1, 1, 0)
