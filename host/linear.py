@@ -133,7 +133,22 @@ class QuantizedLinears:
         t0 = perf_counter()
         q, x_scale = quantize_activations(x, layer.group_starts, layer.group_sizes,
                                           layer.static_scale)
-        prof.add("quantize", perf_counter() - t0)
+        t1 = perf_counter()
+        prof.add("quantize", t1 - t0)
+        if len(layer.pieces) == 1 and len(layer.pieces[0]) == 1:
+            # The common case, kept short: one group, one piece, one matmul.
+            acc = backend.matmul(q, layer.pieces[0][0][2])
+            t2 = perf_counter()
+            prof.add_matmul(layer.kind, t2 - t1, q.shape[0] * layer.n * x.shape[1],
+                            backend.last_cycles())
+            if q.shape[0] == 1:      # one token: fold both scales into one vector first
+                y = np.multiply(acc, layer.w_scale[0] * x_scale[0, 0], dtype=np.float32)
+            else:
+                y = acc.astype(np.float32)
+                y *= x_scale
+                y *= layer.w_scale[0]
+            prof.add("dequantize", perf_counter() - t2)
+            return y
         y = None
         for g, group in enumerate(layer.pieces):
             acc = None
@@ -146,9 +161,12 @@ class QuantizedLinears:
                                 backend.last_cycles())
                 acc = part if acc is None else acc + part
             t2 = perf_counter()
-            scaled = acc.astype(np.float32)
-            scaled *= x_scale[:, g:g + 1]
-            scaled *= layer.w_scale[g]
+            if q.shape[0] == 1:      # one token: fold both scales into one vector first
+                scaled = np.multiply(acc, layer.w_scale[g] * x_scale[0, g], dtype=np.float32)
+            else:
+                scaled = acc.astype(np.float32)
+                scaled *= x_scale[:, g:g + 1]
+                scaled *= layer.w_scale[g]
             y = scaled if y is None else y + scaled
             prof.add("dequantize", perf_counter() - t2)
         return y

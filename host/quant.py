@@ -162,8 +162,11 @@ def quantize_activations(x: np.ndarray, group_starts: np.ndarray, group_sizes: n
         inverse = np.repeat(inverse, group_sizes, axis=1)
     q = x * inverse
     np.rint(q, out=q)
-    np.maximum(q, -QMAX, out=q)              # (np.clip costs more on small arrays)
-    np.minimum(q, QMAX, out=q)
+    if static_scale is not None:
+        # Only a static scale can be exceeded; a dynamic one maps max|x| to 127 and
+        # rounding cannot leave [-127, 127].
+        np.maximum(q, -QMAX, out=q)          # (np.clip costs more on small arrays)
+        np.minimum(q, QMAX, out=q)
     return q.astype(np.int8), scale
 
 
