@@ -29,12 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hdl.config import preset
+from hdl.config import AccelConfig, preset
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "report"
 
-__all__ = ["BOARDS", "Device", "Resources", "estimate", "main"]
+__all__ = ["BOARDS", "Device", "Resources", "estimate", "estimate_config", "main"]
 
 
 @dataclass(frozen=True)
@@ -128,28 +128,31 @@ def _synthesize(verilog: Path, family: str, workdir: Path) -> tuple[dict[str, in
 
 
 def estimate(preset_name: str, *, use_cache: bool = True) -> Resources:
-    """Synthesize (or load the cached result for) the top of ``preset_name``."""
+    """Synthesize (or load the cached result for) the top of board preset ``preset_name``."""
+    return estimate_config(preset(preset_name), BOARDS[preset_name], use_cache=use_cache)
+
+
+def estimate_config(config: AccelConfig, device: Device, *, use_cache: bool = True) -> Resources:
+    """Synthesize (or load the cached result for) ``config``'s top for ``device``'s family."""
     from amaranth.back import verilog as amaranth_verilog
     from hdl.top import SystoleTop
 
-    device = BOARDS[preset_name]
-    config = preset(preset_name)
     text = amaranth_verilog.convert(SystoleTop(config), name="systole_top", emit_src=False)
     digest = hashlib.sha1(text.encode() + device.family.encode()).hexdigest()[:12]
     OUT.mkdir(parents=True, exist_ok=True)
-    cached = OUT / f"{preset_name}-{digest}.json"
+    cached = OUT / f"{config.name}-{digest}.json"
     if use_cache and cached.exists():
         try:
             return Resources(**json.loads(cached.read_text()))
         except TypeError:
             pass                      # written by an older version of this script
-    workdir = OUT / f"{preset_name}-{digest}"
+    workdir = OUT / f"{config.name}-{digest}"
     workdir.mkdir(exist_ok=True)
     verilog = workdir / "systole_top.v"
     verilog.write_text(text)
     start = time.monotonic()
     cells, depth, source = _synthesize(verilog, device.family, workdir)
-    result = Resources(preset=preset_name, verilog_sha1=digest, lut_depth=depth,
+    result = Resources(preset=config.name, verilog_sha1=digest, lut_depth=depth,
                        lut_path_from=source,
                        seconds=round(time.monotonic() - start, 1), **_count(cells))
     cached.write_text(json.dumps(asdict(result), indent=1))

@@ -18,6 +18,7 @@ MATMUL_KINDS = ("qkv", "attn_out", "ffn_up_gate", "ffn_down", "classifier")
 SECTIONS = (*(f"matmul {kind}" for kind in MATMUL_KINDS), "quantize", "dequantize",
             "attention", "norms", "rope", "ffn activation", "embedding", "sampling")
 PHASES = ("prefill", "decode")
+_MATMUL_SECTION = {kind: f"matmul {kind}" for kind in MATMUL_KINDS}
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,20 @@ class Profiler:
     """Accumulates op times per phase; cheap enough to stay on in every forward pass."""
 
     def __init__(self) -> None:
-        self.phase = "decode"
+        self._phase = "decode"
         self.reset()
+
+    @property
+    def phase(self) -> str:
+        """The phase new records go to (``prefill`` or ``decode``)."""
+        return self._phase
+
+    @phase.setter
+    def phase(self, phase: str) -> None:
+        if phase not in PHASES:
+            raise ValueError(f"phase {phase!r} must be one of {PHASES}")
+        self._phase = phase
+        self._select()
 
     def reset(self) -> None:
         """Forget everything recorded (both phases)."""
@@ -59,20 +72,27 @@ class Profiler:
         self._calls = {phase: dict.fromkeys(SECTIONS, 0) for phase in PHASES}
         self._macs = {phase: dict.fromkeys(MATMUL_KINDS, 0) for phase in PHASES}
         self._cycles = {phase: dict.fromkeys(MATMUL_KINDS, 0) for phase in PHASES}
+        self._select()
+
+    def _select(self) -> None:
+        # The current phase's tables, looked up once: add() runs ~400 times per token.
+        phase = self._phase
+        self._now_seconds, self._now_calls = self._seconds[phase], self._calls[phase]
+        self._now_macs, self._now_cycles = self._macs[phase], self._cycles[phase]
 
     def add(self, section: str, seconds: float, calls: int = 1) -> None:
         """Add ``seconds`` to ``section`` of the current phase."""
-        self._seconds[self.phase][section] += seconds
-        self._calls[self.phase][section] += calls
+        self._now_seconds[section] += seconds
+        self._now_calls[section] += calls
 
     def add_matmul(self, kind: str, seconds: float, macs: int, cycles: int | None) -> None:
         """Record one backend matmul of layer ``kind`` (cycles: hardware backends only)."""
-        phase = self.phase
-        self._seconds[phase][f"matmul {kind}"] += seconds
-        self._calls[phase][f"matmul {kind}"] += 1
-        self._macs[phase][kind] += macs
+        section = _MATMUL_SECTION[kind]
+        self._now_seconds[section] += seconds
+        self._now_calls[section] += 1
+        self._now_macs[kind] += macs
         if cycles is not None:
-            self._cycles[phase][kind] += cycles
+            self._now_cycles[kind] += cycles
 
     def report(self, phase: str, tokens: int, wall_seconds: float) -> PhaseReport:
         """Totals of ``phase`` with ``other`` = ``wall_seconds`` - recorded time."""

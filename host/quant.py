@@ -150,6 +150,14 @@ def quantize_activations(x: np.ndarray, group_starts: np.ndarray, group_sizes: n
     values beyond ``127 * scale`` clip.
     """
     m = x.shape[0]
+    if m == 1 and static_scale is None and len(group_starts) == 1:
+        # Decode's common case, in fewer numpy calls (each costs ~1 us on a 640-vector);
+        # the same float32 arithmetic as the general path below.
+        amax = max(x.max(), -x.min())
+        scale = max(np.float32(amax) * np.float32(1.0 / QMAX), _TINY)
+        q = x * (np.float32(1.0) / scale)
+        np.rint(q, out=q)
+        return q.astype(np.int8), np.full((1, 1), scale, np.float32)
     if static_scale is not None:
         scale = np.broadcast_to(np.asarray(static_scale, np.float32), (m, len(group_starts)))
     elif len(group_starts) == 1:

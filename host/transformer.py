@@ -88,6 +88,11 @@ def linear_shapes(config: ModelConfig) -> list[tuple[str, str, int, int]]:
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     """``x / sqrt(mean(x^2) + eps) * weight`` over the last axis, in float32."""
+    if x.ndim == 2 and x.shape[0] == 1:      # one token: the scale is a scalar
+        row = x[0]
+        inverse = np.float32(1.0) / np.sqrt(np.float32(np.dot(row, row)) / np.float32(row.size)
+                                            + np.float32(eps))
+        return x * (weight * inverse)
     mean_square = np.einsum("...i,...i->...", x, x)[..., None] * (1.0 / x.shape[-1])
     return x * (weight / np.sqrt(mean_square + eps))
 
@@ -133,27 +138,36 @@ class KVCache:
 
 
 class _Rope:
-    """cos/sin tables for one RoPE base (and linear position scale), grown on demand."""
+    """cos/sin tables for one RoPE base (and linear position scale), grown on demand.
+
+    Stored over the whole head: ``cos`` repeated for both halves and ``sin`` with the
+    first half negated, so a rotation is ``x * cos + swap_halves(x) * sin``.
+    """
 
     def __init__(self, base: float, head_dim: int, position_scale: float):
         exponents = np.arange(0, head_dim, 2, dtype=np.float64) / head_dim
         self.inv_freq = 1.0 / (base ** exponents) / position_scale
-        self.cos = self.sin = np.zeros((0, head_dim // 2), np.float32)
+        self.cos = self.sin = np.zeros((0, head_dim), np.float32)
 
     def tables(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """``cos, sin`` of positions ``start..stop-1``, each ``[M, head_dim]`` float32."""
         if stop > len(self.cos):
             size = max(stop, 2 * len(self.cos), 256)
             angles = np.arange(size, dtype=np.float64)[:, None] * self.inv_freq[None, :]
-            self.cos, self.sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+            cos, sin = np.cos(angles), np.sin(angles)
+            self.cos = np.concatenate([cos, cos], axis=1).astype(np.float32)
+            self.sin = np.concatenate([-sin, sin], axis=1).astype(np.float32)
         return self.cos[start:stop], self.sin[start:stop]
 
 
 def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """Rotate ``x [M, heads, hd]`` by position (half-split pairs ``(j, j + hd/2)``)."""
+    """Rotate ``x [M, heads, hd]`` by position (half-split pairs ``(j, j + hd/2)``):
+    ``(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin)``, with ``_Rope``'s tables."""
     half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    cos, sin = cos[:, None, :], sin[:, None, :]
-    return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    swapped = np.concatenate([x[..., half:], x[..., :half]], axis=-1)
+    rotated = x * cos[:, None, :]
+    rotated += swapped * sin[:, None, :]
+    return rotated
 
 
 class Transformer:
@@ -287,11 +301,19 @@ class Transformer:
         gate_up = self.linear(b + "ffn_up_gate", h)                           # [M, 2F]
         t0 = perf_counter()
         gate, up = gate_up[:, : cfg.hidden_dim], gate_up[:, cfg.hidden_dim:]
-        if cfg.arch == "gemma3":       # GELU, tanh approximation
-            act = 0.5 * gate * (1.0 + np.tanh(_GELU_C * (gate + 0.044715 * gate * gate * gate)))
+        # In place on one temporary: these run on [M, F] every layer.
+        if cfg.arch == "gemma3":       # GELU, tanh approximation: g/2 (1 + tanh(c (g + a g^3)))
+            hidden = gate * gate
+            hidden *= _GELU_C * 0.044715
+            hidden += _GELU_C
+            hidden *= gate
         else:                          # SiLU, written with tanh so it never overflows
-            act = gate * (0.5 + 0.5 * np.tanh(0.5 * gate))
-        hidden = act * up                                                     # [M, F]
+            hidden = gate * 0.5
+        np.tanh(hidden, out=hidden)
+        hidden *= 0.5
+        hidden += 0.5
+        hidden *= gate
+        hidden *= up                                                          # [M, F]
         prof.add("ffn activation", perf_counter() - t0)
         out = self.linear(b + "ffn_down", hidden)                             # [M, D]
         if cfg.arch == "gemma3":
