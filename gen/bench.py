@@ -8,6 +8,10 @@
    Target: within 10%.
 3. Resources: ``gen.report`` (Yosys ``synth_xilinx``) for every board preset, next to
    the device capacity. Target: every preset fits.
+4. DMA stream throughput (``gen.bench_dma``).
+5. The performance report (``gen.perf_report``): host time, projections per board,
+   the roofline, the per-token breakdown, the design-space sweep and Gemma 3 270M
+   through the RTL. Everything printed goes into ``build/bench/report.md`` too.
 
 Every job's C is also checked bit for bit against the golden model. Exits 1 when a
 target is missed. Synthesis runs in the background while the RTL simulates.
@@ -53,6 +57,49 @@ def run_rtl(preset_name: str, shapes: list[tuple[int, int, int]], latency: int) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """All sections; the report collects what each printed."""
+    from . import bench_dma, perf_report
+
+    parser = argparse.ArgumentParser(prog="python -m gen.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="skip the design-space sweep and Gemma through the RTL")
+    args, rest = parser.parse_known_args(argv)
+    sections, ok = [], True
+    for title, run, run_args in (("Accelerator RTL: decode, prefill, resources", rtl_main, rest),
+                                 ("DMA stream throughput (gen.bench_dma)", bench_dma.main, [])):
+        with _Tee() as captured:
+            ok &= run(run_args) == 0
+        sections.append((title, captured.getvalue()))
+    extra = ["--no-sweep", "--no-rtl"] if args.quick else []
+    ok &= perf_report.main(extra, measured=sections) == 0
+    return 0 if ok else 1
+
+
+class _Tee:
+    """Copy everything printed inside the block into a buffer."""
+
+    def __enter__(self):
+        import io
+        self._buffer, self._stdout = io.StringIO(), sys.stdout
+        outer = self
+
+        class _Both:
+            def write(self, text):
+                outer._stdout.write(text)
+                outer._buffer.write(text)
+
+            def flush(self):
+                outer._stdout.flush()
+
+        sys.stdout = _Both()
+        return self._buffer
+
+    def __exit__(self, *exc):
+        sys.stdout = self._stdout
+
+
+def rtl_main(argv: list[str] | None = None) -> int:
+    """Sections 1-3: the RTL's decode efficiency, prefill ratio and resources."""
     parser = argparse.ArgumentParser(prog="python -m gen.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="kv260", choices=sorted(PRESETS),
                         help="configuration simulated (default: kv260)")
