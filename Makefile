@@ -32,7 +32,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip check
 	touch $@
 
-test: $(STAMP)
+test: $(STAMP) deps
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup
 
 demo: $(STAMP)

@@ -233,14 +233,24 @@ def generate(runtime: Runtime, prompt: str | Sequence[int], *, max_new_tokens: i
                             streamer=streamer)
 
 
-def print_summary(result: Generation, profile: bool = True, out=None) -> None:
-    """The tok/s lines and, if ``profile``, the per-op tables."""
+def print_summary(result: Generation, profile: bool = True, out=None,
+                  clock_mhz: float | None = None) -> None:
+    """The tok/s lines and, if ``profile``, the per-op tables. With ``clock_mhz`` and a
+    hardware backend, also the accelerator's own cycles per token and what they mean
+    at that clock."""
     out = out or sys.stdout
     pre, dec = result.prefill, result.decode
     print(f"\n-- {len(result.tokens)} new tokens ({result.finish_reason}); prompt "
           f"{len(result.prompt_tokens)} tokens in {pre.wall_seconds * 1e3:.0f} ms "
           f"({pre.tokens_per_second:.1f} tok/s); decode {dec.tokens} tokens at "
           f"{dec.tokens_per_second:.2f} tok/s", file=out)
+    for report in (pre, dec):
+        cycles = sum(report.cycles.values())
+        if clock_mhz and cycles and report.tokens:
+            per_token = cycles / report.tokens if report.phase == "decode" else cycles
+            unit = "per token" if report.phase == "decode" else "for the prompt"
+            print(f"-- accelerator ({report.phase}): {per_token:,.0f} cycles {unit} = "
+                  f"{per_token / clock_mhz / 1e3:.2f} ms at {clock_mhz:g} MHz", file=out)
     if profile:
         print(format_table(pre), file=out)
         if dec.tokens:
@@ -301,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                                   seed=args.seed,
                                   streamer=lambda text: print(text, end="", flush=True))
     print()
-    print_summary(result, profile=not args.no_profile)
+    config = getattr(runtime.backend, "config", None)
+    print_summary(result, profile=not args.no_profile,
+                  clock_mhz=config.clock_mhz if config is not None else None)
     return 0
 
 

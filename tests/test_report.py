@@ -1,0 +1,18 @@
+"""gen.report: both board presets synthesize (Yosys synth_xilinx) and fit their devices."""
+
+import pytest
+
+from gen import report
+from hdl.config import preset
+
+
+@pytest.mark.parametrize("name", sorted(report.BOARDS))
+def test_preset_fits_its_device(name):
+    config, device = preset(name), report.BOARDS[name]
+    result = report.estimate(name)
+    assert result.fits(device), report.table([result])
+    # One multiplier per PE: the array maps to DSP slices, not LUTs.
+    assert result.dsps == config.rows * config.cols
+    # The activation buffer needs at least its own size in block RAM.
+    assert result.bram36 * 36 * 1024 / 8 >= config.act_buffer_bytes
+    assert 0 < result.luts < device.luts and 0 < result.lut_depth < 20
