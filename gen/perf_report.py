@@ -197,7 +197,8 @@ def sweep_configs() -> list[AccelConfig]:
     out = []
     for rows, bus in ((4, 128), (8, 128), (16, 128), (32, 128), (8, 64), (16, 64), (8, 256), (16, 256)):
         out.append(base.replace(name=f"r{rows}-b{bus}", rows=rows, bus_bits=bus, cols=bus // 8,
-                                act_buffer_bytes=rows * 4096))
+                                act_buffer_bytes=rows * 4096,
+                                max_burst=min(256, 4096 // (bus // 8))))   # bursts stay in 4 KiB
     return out
 
 
