@@ -140,13 +140,14 @@ def estimate_config(config: AccelConfig, device: Device, *, use_cache: bool = Tr
     text = amaranth_verilog.convert(SystoleTop(config), name="systole_top", emit_src=False)
     digest = hashlib.sha1(text.encode() + device.family.encode()).hexdigest()[:12]
     OUT.mkdir(parents=True, exist_ok=True)
-    cached = OUT / f"{config.name}-{digest}.json"
+    # Keyed by the design alone: two names for one configuration share a synthesis.
+    cached = OUT / f"{digest}.json"
     if use_cache and cached.exists():
         try:
-            return Resources(**json.loads(cached.read_text()))
+            return Resources(**{**json.loads(cached.read_text()), "preset": config.name})
         except TypeError:
             pass                      # written by an older version of this script
-    workdir = OUT / f"{config.name}-{digest}"
+    workdir = OUT / digest
     workdir.mkdir(exist_ok=True)
     verilog = workdir / "systole_top.v"
     verilog.write_text(text)

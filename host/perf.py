@@ -306,6 +306,7 @@ class HostTime:
     median_ms: float
     per_op_ms: dict[str, float]
     context: int
+    repeats: int
 
 
 def random_llama_weights(config, seed: int = 0) -> dict:
@@ -332,7 +333,7 @@ def random_llama_weights(config, seed: int = 0) -> dict:
 
 
 def measure_host_time(config, weights: dict, *, max_k: int = 4096, context: int = 64,
-                      tokens: int = 32, repeats: int = 7) -> HostTime:
+                      tokens: int = 32, repeats: int = 21) -> HostTime:
     """Host time per decode token at ``context`` tokens of context, int8 path.
 
     The model runs the real transformer and the real int8 seam (per-channel weights,
@@ -369,4 +370,4 @@ def measure_host_time(config, weights: dict, *, max_k: int = 4096, context: int 
     best = runs[0][1]
     per_op = {name: seconds / tokens * 1e3 for name, seconds in best.seconds.items()
               if not name.startswith("matmul ") and seconds > 0}
-    return HostTime(runs[0][0], statistics.median(ms for ms, _ in runs), per_op, context)
+    return HostTime(runs[0][0], statistics.median(ms for ms, _ in runs), per_op, context, repeats)
