@@ -6,8 +6,9 @@ and places them in device memory); ``matmul(x, handle)`` takes int8 activations
 ``[M, K]`` and returns the exact ``int32 [M, N]`` product ``x @ W.T``. Scales are the
 caller's business (``host.linear``). ``K`` must not exceed ``max_k``.
 
-- ``GoldenBackend``: numpy, bit-identical to ``host.golden.golden_matmul`` (checked by
-  tests) and fast enough for everyday use.
+- ``GoldenBackend``: bit-identical to ``host.golden.golden_matmul`` (checked by tests)
+  and fast enough for everyday use: an int8 kernel (``host.kernels``, numba) that
+  streams one byte per weight, or float32 BLAS when numba is missing.
 - ``FloatBackend``: the float32 reference, no quantization (its own contract:
   float32 in, float32 out).
 
@@ -25,13 +26,14 @@ from typing import Callable
 
 import numpy as np
 
+from . import kernels
 from .blas import set_blas_threads
 
 from hdl.config import AccelConfig, preset
 
 from .pack import PackedWeights, pack_weights, unpack_weights
 
-__all__ = ["IntBackend", "GoldenBackend", "GoldenWeights", "FloatBackend", "BACKENDS",
+__all__ = ["IntBackend", "GoldenBackend", "GoldenWeights", "GOLDEN_KERNELS", "FloatBackend", "BACKENDS",
            "DEFAULT_PRESET", "EXACT_CHUNK_K", "make_backend", "register_backend", "default_threads"]
 
 DEFAULT_PRESET = "kv260"
@@ -39,10 +41,10 @@ DEFAULT_PRESET = "kv260"
 # <= 2^14, so any partial sum of at most 1024 products is <= 2^24: a float32 GEMM over
 # a K chunk of <= 1024 int8 values is exact whatever order BLAS adds in.
 EXACT_CHUNK_K = 1024
-# Matrices with at least this many weights are split into column blocks, one per thread.
-# Measured on 2 cores: a layer-sized GEMV (<= 2.6 M weights) runs faster on one thread
-# than split (thread hand-off costs more than the second core's bandwidth brings); the
-# 168 M-weight classifier runs ~1.5x faster split.
+# Matrices with at least this many weights are split across threads. Measured on 2
+# cores: a layer-sized GEMV (<= 2.6 M weights) gains nothing from a second thread with
+# either kernel (Gemma decode 55-58 tok/s with the int8 kernel whether layers split at
+# 2^19 or 2^24 weights); the 168 M-weight classifier runs ~1.2-1.5x faster split.
 PARALLEL_MIN_WEIGHTS = 1 << 24
 
 
@@ -168,13 +170,29 @@ class IntBackend(ABC):
         """Release device resources (nothing for software backends)."""
 
 
+class _Int8Rows:
+    """int8 ``[N, K]`` weights multiplied by ``host.kernels.int8_matmul``."""
+
+    def __init__(self, w: np.ndarray, threads: int, split_min_weights: int = PARALLEL_MIN_WEIGHTS):
+        self.w = np.ascontiguousarray(w, dtype=np.int8)
+        self.threads = threads if self.w.size >= split_min_weights else 1
+
+    def product(self, x: np.ndarray, exact_int: bool = True) -> np.ndarray:
+        return kernels.int8_matmul(x, self.w, self.threads)
+
+
+# The golden backend's ways to compute: "int8" streams the int8 weights through the
+# numba kernel; "blas" keeps float32 copies for numpy's BLAS (4x the memory traffic).
+GOLDEN_KERNELS = ("auto", "int8", "blas")
+
+
 @dataclass(frozen=True)
 class GoldenWeights:
-    """A golden-backend handle: the packed bytes and the float32 copy derived from them."""
+    """A golden-backend handle: the packed bytes and the compute copy derived from them."""
 
     name: str
     packed: PackedWeights
-    blocks: _ColumnBlocks
+    compute: _Int8Rows | _ColumnBlocks
 
     @property
     def n(self) -> int:
@@ -198,36 +216,57 @@ def packed_as_kn(packed: PackedWeights) -> np.ndarray:
 
 
 class GoldenBackend(IntBackend):
-    """``host.golden.golden_matmul`` semantics at BLAS speed.
+    """``host.golden.golden_matmul`` semantics at the speed of the CPU's memory.
 
     ``load`` packs the weights exactly as the hardware streams them and derives its
-    compute copy from the packed bytes (``packed_as_kn``): float32 ``[K, N]``, split
-    into K chunks of ``EXACT_CHUNK_K`` (and column blocks for threads). ``matmul`` runs one float32 GEMM per chunk, exact by ``EXACT_CHUNK_K``,
-    and adds chunks in int32, which cannot overflow for ``K <= max_k <= 65535``
-    (``|C| <= 65535 * 2^14 < 2^31``). With ``threads > 1`` numpy's BLAS is set to one
-    thread and the backend parallelises large matrices itself.
+    compute copy from the packed bytes. Two kernels (``kernel``; "auto" takes "int8"
+    when numba is installed, else "blas"):
+
+    - "int8": the int8 ``[N, K]`` matrix (``unpack_weights``), multiplied by
+      ``host.kernels.int8_matmul`` with int32 sums. A decode step is a GEMV bound by
+      DRAM bandwidth, and this streams one byte per weight.
+    - "blas": float32 ``[K, N]`` (``packed_as_kn``) split into K chunks of
+      ``EXACT_CHUNK_K`` (and column blocks for threads); one float32 GEMM per chunk,
+      exact by ``EXACT_CHUNK_K``, chunks added in int32.
+
+    Either way the int32 sums cannot overflow for ``K <= max_k <= 65535``
+    (``|C| <= 65535 * 2^14 < 2^31``). Matrices of at least ``split_min_weights``
+    weights are split across ``threads``; with ``threads > 1`` numpy's BLAS is set to
+    one thread (``host.blas`` says why).
     """
 
     name = "golden"
 
     def __init__(self, config: AccelConfig, threads: int | None = None,
-                 split_min_weights: int = PARALLEL_MIN_WEIGHTS):
+                 split_min_weights: int = PARALLEL_MIN_WEIGHTS, kernel: str = "auto"):
         super().__init__(config)
+        if kernel not in GOLDEN_KERNELS:
+            raise ValueError(f"unknown golden kernel {kernel!r}; choose one of {', '.join(GOLDEN_KERNELS)}")
+        if kernel == "int8" and not kernels.available():
+            raise RuntimeError("golden kernel 'int8' needs numba; install requirements.lock "
+                               "or use kernel='blas'")
+        self.kernel = kernel if kernel != "auto" else ("int8" if kernels.available() else "blas")
         self.threads = default_threads() if threads is None else threads
         self.split_min_weights = split_min_weights
         if self.threads > 1:
             set_blas_threads(1)
 
     def load(self, name: str, w: np.ndarray) -> GoldenWeights:
-        """Pack ``w`` for ``cols`` and keep the float32 ``[K, N]`` copy of the packed bytes."""
+        """Pack ``w`` for ``cols`` and keep the compute copy of the packed bytes."""
         packed = pack_weights(self.check_weights(name, w), self.cols)
-        return GoldenWeights(name, packed, _ColumnBlocks(packed_as_kn(packed), self.threads,
-                                                         EXACT_CHUNK_K, self.split_min_weights))
+        if self.kernel == "int8":
+            compute = _Int8Rows(unpack_weights(packed), self.threads, self.split_min_weights)
+        else:
+            compute = _ColumnBlocks(packed_as_kn(packed), self.threads, EXACT_CHUNK_K,
+                                    self.split_min_weights)
+        return GoldenWeights(name, packed, compute)
 
     def matmul(self, x: np.ndarray, handle: GoldenWeights) -> np.ndarray:
         """Exact ``int32 [M, N]``, bit-identical to ``golden_matmul(x, handle.packed)``."""
         x = self.check_activations(x, handle.k)
-        return handle.blocks.product(x.astype(np.float32), exact_int=True)
+        if isinstance(handle.compute, _Int8Rows):
+            return handle.compute.product(x)
+        return handle.compute.product(x.astype(np.float32), exact_int=True)
 
 
 class FloatBackend:

@@ -1,9 +1,10 @@
-"""The golden backend computes exactly host.golden.golden_matmul, at BLAS speed."""
+"""The golden backend computes exactly host.golden.golden_matmul, with either kernel."""
 
 import numpy as np
 import pytest
 
 from hdl.config import preset
+from host import kernels
 from host.backends import EXACT_CHUNK_K, FloatBackend, GoldenBackend, make_backend
 from host.golden import golden_matmul
 from host.pack import pack_weights
@@ -13,18 +14,24 @@ def integer_reference(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return x.astype(np.int64) @ w.astype(np.int64).T
 
 
+@pytest.mark.parametrize("kernel", ["int8", "blas"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("m,n,k,preset_name", [
     (1, 640, 640, "kv260"), (5, 37, 1025, "kv260"), (3, 1600, 700, "kv260"),
     (16, 2048, 2048, "kv260"), (2, 9, 100, "tiny"), (7, 33, 1024, "small")])
-def test_golden_backend_is_bit_exact_on_random_data(m, n, k, preset_name, threads):
+def test_golden_backend_is_bit_exact_on_random_data(m, n, k, preset_name, threads, kernel):
     rng = np.random.default_rng(m * 7919 + n * 31 + k)
     x = rng.integers(-128, 128, size=(m, k), dtype=np.int8)
     w = rng.integers(-128, 128, size=(n, k), dtype=np.int8)
-    # a low split threshold so threads=2 really cuts these matrices into column blocks
-    backend = GoldenBackend(preset(preset_name), threads=threads, split_min_weights=1000)
+    # a low split threshold so threads=2 really splits these matrices across threads
+    backend = GoldenBackend(preset(preset_name), threads=threads, split_min_weights=1000,
+                            kernel=kernel)
     handle = backend.load("w", w)
-    assert len(handle.blocks.blocks) == (threads if n * k >= 1000 else 1)
+    split = threads if n * k >= 1000 else 1
+    if kernel == "blas":
+        assert len(handle.compute.blocks) == split
+    else:
+        assert handle.compute.threads == split
     got = backend.matmul(x, handle)
     assert got.dtype == np.int32 and got.shape == (m, n)
     np.testing.assert_array_equal(got, integer_reference(x, w))
@@ -38,14 +45,36 @@ def test_golden_backend_uses_the_hardware_packing():
     assert handle.packed.data.tobytes() == pack_weights(w, 8).data.tobytes()
 
 
+def test_auto_kernel_is_the_int8_one():
+    """numba is in requirements.lock, so the everyday path is the int8 kernel."""
+    assert kernels.available()
+    assert GoldenBackend(preset("tiny"), threads=1).kernel == "int8"
+    with pytest.raises(ValueError, match="unknown golden kernel 'gpu'"):
+        GoldenBackend(preset("tiny"), kernel="gpu")
+
+
+def test_int8_kernel_refuses_bad_operands():
+    x = np.zeros((2, 8), np.int8)
+    with pytest.raises(TypeError, match="int8"):
+        kernels.int8_matmul(x.astype(np.int16), np.zeros((3, 8), np.int8))
+    with pytest.raises(ValueError, match="K=8, weights have K=9"):
+        kernels.int8_matmul(x, np.zeros((3, 9), np.int8))
+    # non-contiguous operands are accepted (copied), results still exact
+    rng = np.random.default_rng(11)
+    a = rng.integers(-128, 128, (6, 40), dtype=np.int8)[::2, ::2]
+    b = rng.integers(-128, 128, (40, 5), dtype=np.int8).T[:, ::2]
+    np.testing.assert_array_equal(kernels.int8_matmul(a, b), integer_reference(a, b))
+
+
+@pytest.mark.parametrize("kernel", ["int8", "blas"])
 @pytest.mark.parametrize("k", [EXACT_CHUNK_K, EXACT_CHUNK_K + 1, 4096])
-def test_golden_backend_is_exact_at_the_extremes(k):
+def test_golden_backend_is_exact_at_the_extremes(k, kernel):
     """|sum| reaches 128*128*K: beyond float32's 2^24 once K > 1024, so chunking must hold."""
     x = np.stack([np.full(k, -128, np.int8), np.full(k, 127, np.int8),
                   np.where(np.arange(k) % 2, 127, -128).astype(np.int8)])
     w = np.stack([np.full(k, -128, np.int8), np.full(k, 127, np.int8),
                   np.where(np.arange(k) % 3, -128, 127).astype(np.int8)])
-    backend = GoldenBackend(preset("kv260"), threads=2, split_min_weights=1)
+    backend = GoldenBackend(preset("kv260"), threads=2, split_min_weights=1, kernel=kernel)
     got = backend.matmul(x, backend.load("extremes", w))
     np.testing.assert_array_equal(got, integer_reference(x, w))
     assert got[0, 0] == 128 * 128 * k
