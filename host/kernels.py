@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["available", "int8_matmul"]
+__all__ = ["available", "int8_matmul", "quantize_row", "dequantize_row"]
 
 
 @lru_cache(maxsize=1)
@@ -68,3 +68,33 @@ def int8_matmul(x: np.ndarray, w: np.ndarray, threads: int = 1) -> np.ndarray:
         kernels.set_num_threads(min(threads, kernels.max_threads))
         kernels.parallel(x, w, out)
     return out
+
+
+def quantize_row(x: np.ndarray, qmax: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """One token's dynamic int8 quantization: ``(q [1, K] int8, scale [1, 1] float32)``.
+
+    Exactly ``host.quant.quantize_activations``'s float32 arithmetic (scale =
+    ``max|x| / qmax``, ``q = rint(x / scale)``), in one compiled call. None when the
+    kernel cannot take ``x`` (numba missing, not a C-contiguous float32 ``[1, K]``).
+    """
+    kernels = _kernels()
+    if (kernels is None or x.dtype != np.float32 or x.ndim != 2 or x.shape[0] != 1
+            or not x.flags.c_contiguous):
+        return None
+    q = np.empty(x.shape, np.int8)
+    scale = np.empty((1, 1), np.float32)
+    kernels.quantize_row(x, q, scale, np.float32(1.0 / qmax), np.finfo(np.float32).tiny)
+    return q, scale
+
+
+def dequantize_row(acc: np.ndarray, w_scale: np.ndarray, x_scale: np.float32) -> np.ndarray | None:
+    """``acc * (w_scale * x_scale)`` in float32 for one token's int32 ``[1, N]``; None
+    when the kernel cannot take the operands."""
+    kernels = _kernels()
+    if (kernels is None or acc.dtype != np.int32 or acc.ndim != 2 or acc.shape[0] != 1
+            or not acc.flags.c_contiguous or w_scale.dtype != np.float32
+            or not w_scale.flags.c_contiguous or w_scale.shape != (acc.shape[1],)):
+        return None
+    y = np.empty(acc.shape, np.float32)
+    kernels.dequantize_row(acc, w_scale, np.float32(x_scale), y)
+    return y

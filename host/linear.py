@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import kernels
 from .backends import FloatBackend, IntBackend
 from .model import Model
 from .model.cache import cache_root
@@ -142,7 +143,9 @@ class QuantizedLinears:
             prof.add_matmul(layer.kind, t2 - t1, q.shape[0] * layer.n * x.shape[1],
                             backend.last_cycles())
             if q.shape[0] == 1:      # one token: fold both scales into one vector first
-                y = np.multiply(acc, layer.w_scale[0] * x_scale[0, 0], dtype=np.float32)
+                y = kernels.dequantize_row(acc, layer.w_scale[0], x_scale[0, 0])
+                if y is None:
+                    y = np.multiply(acc, layer.w_scale[0] * x_scale[0, 0], dtype=np.float32)
             else:
                 y = acc.astype(np.float32)
                 y *= x_scale
