@@ -90,6 +90,7 @@ class QuantizedLinears:
         self.backend, self.scheme = backend, scheme
         self.profiler = profiler or Profiler()
         self.layers: dict[str, _Layer] = {}
+        kernels.available()    # load the compiled one-token kernels now, not in token 1's profile
         items = specs.items()
         if progress:
             from tqdm import tqdm
