@@ -221,25 +221,26 @@ class Transformer:
         cache.length = start + tokens.size
         if not all_logits:
             x = x[-1:]
-        t0 = perf_counter()
-        x = rms_norm(x, self.norm["output_norm.weight"], cfg.norm_eps)
-        prof.add("norms", perf_counter() - t0)
+        x = self._norm(x, self.norm["output_norm.weight"])
         return self.linear("output", x)                                       # [M, vocab]
+
+    def _norm(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """``rms_norm`` with the model's epsilon, timed as "norms" in the profile."""
+        t0 = perf_counter()
+        out = rms_norm(x, weight, self.config.norm_eps)
+        self.profiler.add("norms", perf_counter() - t0)
+        return out
 
     def _attention_block(self, layer: int, x: np.ndarray, start: int, cache: KVCache) -> np.ndarray:
         cfg, prof, b = self.config, self.profiler, f"blk.{layer}."
         m, hd = x.shape[0], cfg.head_dim
-        t0 = perf_counter()
-        h = rms_norm(x, self.norm[b + "attn_norm.weight"], cfg.norm_eps)      # [M, D]
-        prof.add("norms", perf_counter() - t0)
+        h = self._norm(x, self.norm[b + "attn_norm.weight"])                  # [M, D]
         qkv = self.linear(b + "qkv", h)                                       # [M, q_dim + 2 kv_dim]
         heads = cfg.n_heads + cfg.n_kv_heads
         qk = qkv[:, : cfg.q_dim + cfg.kv_dim].reshape(m, heads, hd)           # [M, H + KV, hd]
         v = qkv[:, cfg.q_dim + cfg.kv_dim:].reshape(m, cfg.n_kv_heads, hd)
         if cfg.arch == "gemma3":      # per-head RMSNorm: q heads and k heads in one call
-            t0 = perf_counter()
-            qk = rms_norm(qk, self._qk_norm[layer], cfg.norm_eps)
-            prof.add("norms", perf_counter() - t0)
+            qk = self._norm(qk, self._qk_norm[layer])
         t0 = perf_counter()
         is_global = cfg.is_global(layer)
         cos, sin = (self._rope_global if is_global else self._rope_local).tables(start, start + m)
@@ -251,9 +252,7 @@ class Transformer:
         prof.add("attention", perf_counter() - t1)
         out = self.linear(b + "attn_output", attended)                        # [M, D]
         if cfg.arch == "gemma3":
-            t0 = perf_counter()
-            out = rms_norm(out, self.norm[b + "post_attention_norm.weight"], cfg.norm_eps)
-            prof.add("norms", perf_counter() - t0)
+            out = self._norm(out, self.norm[b + "post_attention_norm.weight"])
         return x + out
 
     def _attend(self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int,
@@ -295,9 +294,7 @@ class Transformer:
 
     def _ffn_block(self, layer: int, x: np.ndarray) -> np.ndarray:
         cfg, prof, b = self.config, self.profiler, f"blk.{layer}."
-        t0 = perf_counter()
-        h = rms_norm(x, self.norm[b + "ffn_norm.weight"], cfg.norm_eps)       # [M, D]
-        prof.add("norms", perf_counter() - t0)
+        h = self._norm(x, self.norm[b + "ffn_norm.weight"])                   # [M, D]
         gate_up = self.linear(b + "ffn_up_gate", h)                           # [M, 2F]
         t0 = perf_counter()
         gate, up = gate_up[:, : cfg.hidden_dim], gate_up[:, cfg.hidden_dim:]
@@ -317,7 +314,5 @@ class Transformer:
         prof.add("ffn activation", perf_counter() - t0)
         out = self.linear(b + "ffn_down", hidden)                             # [M, D]
         if cfg.arch == "gemma3":
-            t0 = perf_counter()
-            out = rms_norm(out, self.norm[b + "post_ffw_norm.weight"], cfg.norm_eps)
-            prof.add("norms", perf_counter() - t0)
+            out = self._norm(out, self.norm[b + "post_ffw_norm.weight"])
         return x + out
