@@ -70,12 +70,14 @@ def int8_matmul(x: np.ndarray, w: np.ndarray, threads: int = 1) -> np.ndarray:
     return out
 
 
-def quantize_row(x: np.ndarray, qmax: int) -> tuple[np.ndarray, np.ndarray] | None:
+def quantize_row(x: np.ndarray, qmax_inverse: np.float32,
+                 floor: np.float32) -> tuple[np.ndarray, np.ndarray] | None:
     """One token's dynamic int8 quantization: ``(q [1, K] int8, scale [1, 1] float32)``.
 
     Exactly ``host.quant.quantize_activations``'s float32 arithmetic (scale =
-    ``max|x| / qmax``, ``q = rint(x / scale)``), in one compiled call. None when the
-    kernel cannot take ``x`` (numba missing, not a C-contiguous float32 ``[1, K]``).
+    ``max(max|x| * qmax_inverse, floor)``, ``q = rint(x * (1 / scale))``), in one
+    compiled call. None when the kernel cannot take ``x`` (numba missing, not a
+    C-contiguous float32 ``[1, K]``).
     """
     kernels = _kernels()
     if (kernels is None or x.dtype != np.float32 or x.ndim != 2 or x.shape[0] != 1
@@ -83,7 +85,7 @@ def quantize_row(x: np.ndarray, qmax: int) -> tuple[np.ndarray, np.ndarray] | No
         return None
     q = np.empty(x.shape, np.int8)
     scale = np.empty((1, 1), np.float32)
-    kernels.quantize_row(x, q, scale, np.float32(1.0 / qmax), np.finfo(np.float32).tiny)
+    kernels.quantize_row(x, q, scale, qmax_inverse, floor)
     return q, scale
 
 

@@ -44,6 +44,7 @@ __all__ = ["QMAX", "QuantScheme", "SCHEMES", "DEFAULT_SCHEME", "scheme", "Activa
 QMAX = 127
 _ROWS_PER_PASS = 2048
 _TINY = np.float32(np.finfo(np.float32).tiny)
+_QMAX_INVERSE = np.float32(1.0 / QMAX)
 LINEAR_KINDS = ("qkv", "attn_out", "ffn_up_gate", "ffn_down", "classifier")
 
 
@@ -152,22 +153,22 @@ def quantize_activations(x: np.ndarray, group_starts: np.ndarray, group_sizes: n
     """
     m = x.shape[0]
     if m == 1 and static_scale is None and len(group_starts) == 1:
-        fused = kernels.quantize_row(x, QMAX)      # the same arithmetic, one call
+        fused = kernels.quantize_row(x, _QMAX_INVERSE, _TINY)   # the same arithmetic, one call
         if fused is not None:
             return fused
         # Decode's common case, in fewer numpy calls (each costs ~1 us on a 640-vector);
         # the same float32 arithmetic as the general path below.
         amax = max(x.max(), -x.min())
-        scale = max(np.float32(amax) * np.float32(1.0 / QMAX), _TINY)
+        scale = max(np.float32(amax) * _QMAX_INVERSE, _TINY)
         q = x * (np.float32(1.0) / scale)
         np.rint(q, out=q)
         return q.astype(np.int8), np.full((1, 1), scale, np.float32)
     if static_scale is not None:
         scale = np.broadcast_to(np.asarray(static_scale, np.float32), (m, len(group_starts)))
     elif len(group_starts) == 1:
-        scale = np.abs(x).max(axis=1, keepdims=True) * np.float32(1.0 / QMAX)
+        scale = np.abs(x).max(axis=1, keepdims=True) * _QMAX_INVERSE
     else:
-        scale = np.maximum.reduceat(np.abs(x), group_starts, axis=1) * np.float32(1.0 / QMAX)
+        scale = np.maximum.reduceat(np.abs(x), group_starts, axis=1) * _QMAX_INVERSE
     scale = np.maximum(scale, _TINY)        # an all-zero row quantizes to 0 with any scale
     inverse = 1.0 / scale
     if scale.shape[1] > 1:

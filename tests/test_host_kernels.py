@@ -8,6 +8,10 @@ from host import kernels
 from host.quant import QMAX, quantize_activations
 
 
+QMAX_INVERSE = np.float32(1.0 / QMAX)
+TINY = np.float32(np.finfo(np.float32).tiny)
+
+
 def numpy_quantize(x: np.ndarray) -> tuple[np.ndarray, np.float32]:
     """The numpy path's float32 arithmetic, written out independently."""
     amax = np.float32(np.abs(x).max())
@@ -27,7 +31,7 @@ def test_quantize_row_matches_numpy(case):
         x = np.concatenate([[127.0], np.arange(-126.5, 126.0, 1.0)]).astype(np.float32)[None, :]
     elif case == "negative-max":
         x[0, 3] = -50.0
-    fused = kernels.quantize_row(np.ascontiguousarray(x), QMAX)
+    fused = kernels.quantize_row(np.ascontiguousarray(x), QMAX_INVERSE, TINY)
     assert fused is not None
     q, scale = fused
     want_q, want_scale = numpy_quantize(x)
@@ -53,9 +57,9 @@ def test_dequantize_row_matches_numpy():
 
 def test_kernels_decline_what_they_cannot_take():
     x = np.zeros((2, 8), np.float32)
-    assert kernels.quantize_row(x, QMAX) is None                       # two tokens
-    assert kernels.quantize_row(x[:1].astype(np.float64), QMAX) is None
-    assert kernels.quantize_row(np.zeros((1, 16), np.float32)[:, ::2], QMAX) is None
+    assert kernels.quantize_row(x, QMAX_INVERSE, TINY) is None    # two tokens
+    assert kernels.quantize_row(x[:1].astype(np.float64), QMAX_INVERSE, TINY) is None
+    assert kernels.quantize_row(np.zeros((1, 16), np.float32)[:, ::2], QMAX_INVERSE, TINY) is None
     acc = np.zeros((1, 4), np.int32)
     assert kernels.dequantize_row(acc, np.ones(5, np.float32), np.float32(1)) is None
     assert kernels.dequantize_row(acc.astype(np.int64), np.ones(4, np.float32), np.float32(1)) is None
