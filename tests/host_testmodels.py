@@ -75,14 +75,10 @@ def _tokenizer_kv(writer, pieces, scores, types, bos, eos, unk, space_prefix) ->
     writer.add_add_space_prefix(space_prefix)
 
 
-def write_llama_gguf(path: Path, model, *, tensor_type=None, tied: bool = False,
-                     architecture: str = "llama", int32_tensors: tuple[str, ...] = (),
-                     drop: tuple[str, ...] = ()) -> Path:
-    """A HF LlamaForCausalLM as llama.cpp would convert it (F32, or ``tensor_type``)."""
-    cfg = model.config
-    state = _state(model)
+def _gguf_writer(path: Path, architecture: str, name: str, cfg, rope_base: float) -> gguf.GGUFWriter:
+    """A writer with the hyperparameters every architecture here shares."""
     writer = gguf.GGUFWriter(str(path), architecture)
-    writer.add_name("test-llama")
+    writer.add_name(name)
     writer.add_context_length(cfg.max_position_embeddings)
     writer.add_embedding_length(cfg.hidden_size)
     writer.add_block_count(cfg.num_hidden_layers)
@@ -90,7 +86,23 @@ def write_llama_gguf(path: Path, model, *, tensor_type=None, tied: bool = False,
     writer.add_head_count(cfg.num_attention_heads)
     writer.add_head_count_kv(cfg.num_key_value_heads)
     writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    writer.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
+    writer.add_rope_freq_base(rope_base)
+    return writer
+
+
+def _layer_names(layers: int, per_layer: dict[str, str]) -> dict[str, str]:
+    """HF tensor names of every layer mapped to llama.cpp's ``blk.{i}.*`` names."""
+    return {f"model.layers.{i}.{hf}.weight": f"blk.{i}.{ours}.weight"
+            for i in range(layers) for hf, ours in per_layer.items()}
+
+
+def write_llama_gguf(path: Path, model, *, tensor_type=None, tied: bool = False,
+                     architecture: str = "llama", int32_tensors: tuple[str, ...] = (),
+                     drop: tuple[str, ...] = ()) -> Path:
+    """A HF LlamaForCausalLM as llama.cpp would convert it (F32, or ``tensor_type``)."""
+    cfg = model.config
+    state = _state(model)
+    writer = _gguf_writer(path, architecture, "test-llama", cfg, cfg.rope_parameters["rope_theta"])
     writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
     pieces, scores, types = small_vocab(cfg.vocab_size, ["<unk>", "<s>", "</s>"])
     _tokenizer_kv(writer, pieces, scores, types, bos=1, eos=2, unk=0, space_prefix=True)
@@ -101,9 +113,7 @@ def write_llama_gguf(path: Path, model, *, tensor_type=None, tied: bool = False,
                  "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
                  "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
                  "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
-    for i in range(cfg.num_hidden_layers):
-        for hf, ours in per_layer.items():
-            names[f"model.layers.{i}.{hf}.weight"] = f"blk.{i}.{ours}.weight"
+    names.update(_layer_names(cfg.num_hidden_layers, per_layer))
     for hf_name, name in names.items():
         data = state[hf_name]
         if name.endswith("attn_q.weight"):
@@ -132,18 +142,10 @@ def write_gemma3_gguf(path: Path, model) -> Path:
     """A HF Gemma3ForCausalLM as llama.cpp converts it: norms get +1 folded in."""
     cfg = model.config
     state = _state(model)
-    writer = gguf.GGUFWriter(str(path), "gemma3")
-    writer.add_name("test-gemma3")
-    writer.add_context_length(cfg.max_position_embeddings)
-    writer.add_embedding_length(cfg.hidden_size)
-    writer.add_block_count(cfg.num_hidden_layers)
-    writer.add_feed_forward_length(cfg.intermediate_size)
-    writer.add_head_count(cfg.num_attention_heads)
-    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer = _gguf_writer(path, "gemma3", "test-gemma3", cfg,
+                          cfg.rope_parameters["full_attention"]["rope_theta"])
     writer.add_key_length(cfg.head_dim)
     writer.add_value_length(cfg.head_dim)
-    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    writer.add_rope_freq_base(cfg.rope_parameters["full_attention"]["rope_theta"])
     writer.add_sliding_window(cfg.sliding_window)
     pieces, scores, types = small_vocab(cfg.vocab_size, ["<pad>", "<eos>", "<bos>", "<unk>"])
     _tokenizer_kv(writer, pieces, scores, types, bos=2, eos=1, unk=3, space_prefix=False)
@@ -154,9 +156,7 @@ def write_gemma3_gguf(path: Path, model) -> Path:
                  "self_attn.k_norm": "attn_k_norm", "post_attention_layernorm": "post_attention_norm",
                  "pre_feedforward_layernorm": "ffn_norm", "post_feedforward_layernorm": "post_ffw_norm",
                  "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
-    for i in range(cfg.num_hidden_layers):
-        for hf, ours in per_layer.items():
-            names[f"model.layers.{i}.{hf}.weight"] = f"blk.{i}.{ours}.weight"
+    names.update(_layer_names(cfg.num_hidden_layers, per_layer))
     for hf_name, name in names.items():
         data = state[hf_name]
         if name.endswith("norm.weight"):
