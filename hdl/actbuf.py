@@ -6,7 +6,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from .config import AccelConfig
+from .spec import timing
+from .spec.config import AccelConfig
 
 __all__ = ["ActBuffer"]
 
@@ -26,7 +27,7 @@ class ActBuffer(wiring.Component):
     is registered too.
     """
 
-    LATENCY = 3
+    LATENCY = timing.ACT_BUFFER_READ
 
     def __init__(self, config: AccelConfig):
         self.config = config

@@ -16,7 +16,8 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import AccelConfig
+from .spec.config import AccelConfig
+from .spec.dma import BOUNDARY_BYTES
 
 __all__ = [
     "RESP_OKAY", "RESP_EXOKAY", "RESP_SLVERR", "RESP_DECERR", "BURST_INCR",
@@ -36,8 +37,6 @@ BURST_INCR = 0b01
 CACHE_NORMAL_NONCACHEABLE_BUFFERABLE = 0b0011
 # Unprivileged, secure, data access.
 PROT_DEFAULT = 0b000
-# No burst may cross a 4 KiB address boundary (AXI4 A3.4.1).
-BOUNDARY_BYTES = 4096
 
 
 def axsize(bus_bytes: int) -> int:

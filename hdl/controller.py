@@ -6,13 +6,14 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from .burst import command_layout
-from .config import AccelConfig
+from .spec.config import AccelConfig
 from .core import ComputeCore
 from .dma_reader import read_data_layout
 from .dma_writer import write_data_layout
 from .jobcheck import JobCheck
-from .regmap import ErrorCode
+from .spec.regmap import ErrorCode
 from .skid import SkidBuffer
+from .spec.job import FIELDS
 
 __all__ = ["Controller"]
 
@@ -52,9 +53,8 @@ class Controller(wiring.Component):
             "start": In(1),
             "start_busy": In(1),
             "soft_reset": In(1),
-            "a_addr": In(64), "w_addr": In(64), "c_addr": In(64),
-            "m": In(24), "n": In(24), "k": In(16),
-            "a_stride": In(32), "c_stride": In(32),
+            # The job's arguments, as wide as their registers (hdl.spec.job.FIELDS).
+            **{f.name: In(f.storage_bits) for f in FIELDS},
             "busy": Out(1),
             "done": Out(1),
             "err_code": Out(8),
@@ -110,25 +110,24 @@ class Controller(wiring.Component):
         wiring.connect(m, wr_data_skid.o, wiring.flipped(self.wr_data))
         rd_cmd, rd_data = rd_cmd_skid.i, rd_data_skid.o
 
-        # Latched arguments: the host may rewrite the registers during a job.
-        a_addr, w_addr, c_addr = (Signal(64, name=n) for n in ("arg_a", "arg_w", "arg_c"))
-        m_rows, n_cols = Signal(24), Signal(24)
-        k = Signal(16)
-        a_stride, c_stride = Signal(32), Signal(32)
+        # Latched arguments (the host may rewrite the registers during a job), whole:
+        # the check must see every bit the host wrote. Once it passed, the counts fit
+        # their fields and the datapath below uses only those bits.
+        args = {f.name: Signal(f.storage_bits, name=f"arg_{f.name}") for f in FIELDS}
+        bits = {f.name: f.value_bits for f in FIELDS}
+        a_addr, w_addr, c_addr = args["a_addr"], args["w_addr"], args["c_addr"]
+        m_rows, n_cols, k = args["m"][:bits["m"]], args["n"][:bits["n"]], args["k"][:bits["k"]]
+        a_stride, c_stride = args["a_stride"], args["c_stride"]
         a_row_beats = Signal(range(cfg.max_k // cfg.bus_bytes + 1))
         a_last_word = Signal(range(cfg.max_k // cfg.bus_bytes))
-        w_tile_bytes = Signal(16 + bb_log2)
-        m.d.comb += [
-            check.a_addr.eq(a_addr), check.w_addr.eq(w_addr), check.c_addr.eq(c_addr),
-            check.m.eq(m_rows), check.n.eq(n_cols), check.k.eq(k),
-            check.a_stride.eq(a_stride), check.c_stride.eq(c_stride),
-        ]
+        w_tile_bytes = Signal(bits["k"] + bb_log2)
+        m.d.comb += [getattr(check, name).eq(arg) for name, arg in args.items()]
 
         busy = Signal()              # registered: it gates counters and the CSR's start
         m.d.comb += self.busy.eq(busy)
 
         # Block state.
-        rows_left = Signal(24)
+        rows_left = Signal(bits["m"])
         last_block = Signal()
         block_rows = Signal(range(1, cfg.rows + 1))
         block_last_row = Signal(range(cfg.rows))
@@ -137,7 +136,7 @@ class Controller(wiring.Component):
         # Command issuer: A rows of the block, then one command per weight tile.
         issue_go = Signal()
         issue_rows_left = Signal(range(cfg.rows + 1))
-        issue_cols_left = Signal(24)
+        issue_cols_left = Signal(bits["n"])
         a_next = Signal(aw)          # address of the next A row to read
         c_next = Signal(aw)          # C address of that row
         w_next = Signal(aw)
@@ -229,9 +228,7 @@ class Controller(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [
-                        a_addr.eq(self.a_addr), w_addr.eq(self.w_addr), c_addr.eq(self.c_addr),
-                        m_rows.eq(self.m), n_cols.eq(self.n), k.eq(self.k),
-                        a_stride.eq(self.a_stride), c_stride.eq(self.c_stride),
+                        *(arg.eq(getattr(self, name)) for name, arg in args.items()),
                         a_row_beats.eq((self.k + cfg.bus_bytes - 1) >> bb_log2),
                         a_last_word.eq(((self.k + cfg.bus_bytes - 1) >> bb_log2) - 1),
                         w_tile_bytes.eq(self.k << bb_log2),

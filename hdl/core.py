@@ -7,7 +7,8 @@ from amaranth.lib.wiring import In, Out
 from .actbuf import ActBuffer
 from .array import SystolicArray
 from .burst import command_layout
-from .config import AccelConfig
+from .spec.config import AccelConfig
+from .spec.job import field as job_field
 from .dma_writer import write_data_layout
 from .drain import Drain
 from .feeder import Feeder
@@ -42,7 +43,7 @@ class ComputeCore(wiring.Component):
             "weights": In(stream.Signature(config.bus_bits)),
             "start": In(1),
             "k": In(range(1, config.max_k + 1)),
-            "n": In(24),
+            "n": In(job_field("n").value_bits),
             "rows_valid": In(range(1, config.rows + 1)),
             "c_addr": In(config.addr_width),
             "c_stride": In(32),

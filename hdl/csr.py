@@ -5,8 +5,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4LiteSignature, RESP_OKAY
-from .config import AccelConfig
-from .regmap import REGISTERS, Register, by_name, const_value
+from .spec.config import AccelConfig
+from .spec.regmap import REGISTERS, Register, by_name, const_value
 
 __all__ = ["Csr", "CSR_ADDR_WIDTH"]
 

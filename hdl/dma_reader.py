@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from .axi import (AXI4ReadSignature, BURST_INCR, CACHE_NORMAL_NONCACHEABLE_BUFFERABLE,
                   PROT_DEFAULT, axsize)
 from .burst import BurstSplitter, command_layout
-from .config import AccelConfig
+from .spec.config import AccelConfig
 
 __all__ = ["DmaReader", "read_data_layout"]
 

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from .burst import command_layout
-from .config import AccelConfig
+from .spec.config import AccelConfig
 from .dma_writer import write_data_layout
 from .feeder import tile_layout
 

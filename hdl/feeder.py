@@ -5,7 +5,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .actbuf import ActBuffer
-from .config import AccelConfig
+from .spec.config import AccelConfig
+from .spec.job import field as job_field
 
 __all__ = ["Feeder", "tile_layout"]
 
@@ -25,7 +26,7 @@ class Feeder(wiring.Component):
     A block starts with a ``start`` pulse; ``k``, ``n``, ``rows_valid`` and
     ``c_addr`` must then hold still until ``block_done``. The block is
     ``ceil(n / cols)`` tiles of ``k`` beats each (the packed layout of
-    ``host.pack``); beat ``j`` of a tile is step ``k = j``.
+    ``host.accel.pack``); beat ``j`` of a tile is step ``k = j``.
 
     - Throughput: ``weights.ready`` is high whenever a block is active, except
       before the last beat of a tile while the previous tile is still being
@@ -49,7 +50,7 @@ class Feeder(wiring.Component):
             "weights": In(stream.Signature(config.bus_bits)),
             "start": In(1),
             "k": In(range(1, config.max_k + 1)),
-            "n": In(24),
+            "n": In(job_field("n").value_bits),
             "rows_valid": In(range(1, config.rows + 1)),
             "c_addr": In(config.addr_width),
             "abort": In(1),
@@ -75,7 +76,7 @@ class Feeder(wiring.Component):
         k_index = Signal(range(cfg.max_k))      # step of the next beat: the A address
         k_left = Signal(range(cfg.max_k))       # steps after the next beat in this tile
         k_final = Signal(range(cfg.max_k))
-        n_left = Signal(24)               # channels of this tile and the ones after it
+        n_left = Signal(job_field("n").value_bits)               # channels of this tile and the ones after it
         c_tile = Signal(cfg.addr_width)
         rows_valid = Signal(range(1, cfg.rows + 1))
         # Registered "this beat is k = K-1" and "k = 0" flags keep the compare of

@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4LiteSignature, AXI4Signature, connect_flat, flat_members
-from .config import AccelConfig
+from .spec.config import AccelConfig
 from .uart import UartRx, UartTx, divisor_for
 from .uart_bridge import UartBridge
 

@@ -4,6 +4,8 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .spec import timing
+
 __all__ = ["PE"]
 
 
@@ -19,11 +21,12 @@ class PE(wiring.Component):
     When ``valid``: ``acc <= (first ? 0 : acc) + a * w``. When ``valid & last`` the
     same sum is also written to ``result`` (the second accumulator of the double
     buffer), which then holds still until the next tile's ``last``;
-    ``result_valid`` pulses in the first cycle the new ``result`` is visible. The
-    sum of up to 2^17 products of int8 values fits the 32-bit accumulator.
+    ``result_valid`` pulses in the first cycle the new ``result`` is visible. A
+    product is at most 2^14 in magnitude, so the sum of a tile of K <= 65535 (the
+    K register's count field) stays below 2^30 and the 32-bit accumulator is exact.
     """
 
-    RESULT_LATENCY = 2
+    RESULT_LATENCY = timing.PE_RESULT
 
     a: In(signed(8))
     w: In(signed(8))

@@ -1,15 +1,17 @@
 """``SystoleTop``: the accelerator with the flat, Vivado-inferable ports."""
 
-from amaranth.hdl import ClockDomain, Module
+from amaranth.hdl import Cat, ClockDomain, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4LiteSignature, AXI4Signature, connect_flat, flat_members
-from .config import AccelConfig
+from .spec.config import AccelConfig
 from .controller import Controller
 from .csr import CSR_ADDR_WIDTH, Csr
 from .dma_reader import DmaReader
 from .dma_writer import DmaWriter
+from .spec.job import FIELDS
+from .spec.regmap import by_name
 
 __all__ = ["SystoleTop"]
 
@@ -48,24 +50,16 @@ class SystoleTop(wiring.Component):
         connect_flat(m, self, "m_axi_dma", writer.bus)
         m.d.comb += self.irq.eq(csr.irq)
 
-        def join(lo, hi):
-            return lo | hi << 32
-
+        # Each job field from its registers, low word first (hdl.spec.job.FIELDS).
+        m.d.comb += [getattr(ctrl, f.name).eq(Cat(*(getattr(csr, r.lower()) for r in f.registers)))
+                     for f in FIELDS]
         m.d.comb += [
             ctrl.start.eq(csr.start),
             ctrl.start_busy.eq(csr.start_busy),
             ctrl.soft_reset.eq(csr.soft_reset),
-            ctrl.a_addr.eq(join(csr.a_addr_lo, csr.a_addr_hi)),
-            ctrl.w_addr.eq(join(csr.w_addr_lo, csr.w_addr_hi)),
-            ctrl.c_addr.eq(join(csr.c_addr_lo, csr.c_addr_hi)),
-            ctrl.m.eq(csr.m),
-            ctrl.n.eq(csr.n),
-            ctrl.k.eq(csr.k),
-            ctrl.a_stride.eq(csr.a_stride),
-            ctrl.c_stride.eq(csr.c_stride),
             csr.busy.eq(ctrl.busy),
             csr.done.eq(ctrl.done),
-            csr.status.eq(ctrl.busy | (ctrl.err_code != 0) << 1),
+            csr.status.eq(by_name("STATUS").pack(busy=ctrl.busy, error=ctrl.err_code != 0)),
             csr.err_code.eq(ctrl.err_code),
             csr.err_addr_lo.eq(ctrl.err_addr[:32]),
             csr.err_addr_hi.eq(ctrl.err_addr[32:]),

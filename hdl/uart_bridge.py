@@ -1,6 +1,6 @@
 """``UartBridge``: link frames in, AXI4-Lite register and AXI4 memory transactions out.
 
-The protocol is ``hdl.link_protocol``. The bridge takes request bytes from ``rx``
+The protocol is ``hdl.spec.link_protocol``. The bridge takes request bytes from ``rx``
 (a ``UartRx``, or any byte stream), checks the frame's CRC, then executes it as one
 AXI transaction and sends the response bytes on ``tx``. It is the Nexys Video's
 stand-in for a CPU: the host runtime drives the accelerator through it.
@@ -15,8 +15,8 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import (BURST_INCR, CACHE_NORMAL_NONCACHEABLE_BUFFERABLE, PROT_DEFAULT, AXI4LiteSignature,
                   AXI4Signature, axsize)
-from .config import AccelConfig
-from .link_protocol import MAGIC, PROTOCOL_VERSION, REQUEST_SYNC, RESPONSE_SYNC, Command, Status
+from .spec.config import AccelConfig
+from .spec.link_protocol import MAGIC, PROTOCOL_VERSION, REQUEST_SYNC, RESPONSE_SYNC, Command, Status
 
 __all__ = ["UartBridge", "crc16_step"]
 
@@ -79,7 +79,7 @@ class UartBridge(wiring.Component):
         })
 
     def hello_payload(self) -> list:
-        """The HELLO answer bytes (hdl.link_protocol.HELLO_FORMAT); the last is the irq line."""
+        """The HELLO answer bytes (hdl.spec.link_protocol.HELLO_FORMAT); the last is the irq line."""
         return [*MAGIC, *PROTOCOL_VERSION, self.max_payload & 0xFF, self.max_payload >> 8,
                 self.config.bus_bytes, self.config.addr_width, self.ctrl_addr_width, None]
 

@@ -1,9 +1,10 @@
-"""JobCheck and SkidBuffer on the Amaranth simulator.
+"""The job rules, JobCheck and SkidBuffer (Amaranth simulator).
 
-JobCheck is compared with a plain-Python statement of the argument rules
-(hdl/README.md, ErrorCode docs) on hand-picked edge cases and random argument
-sets that are near every boundary. SkidBuffer must pass every beat once, in
-order, under random valid/ready, with ready never depending on valid.
+``hdl.spec.job.check`` is held to a table of outcomes written out by hand from the
+rules; JobCheck, which evaluates the same rule declarations on its signals, must
+agree with ``check`` on every boundary and on random jobs near them. SkidBuffer must
+pass every beat once, in order, under random valid/ready, with ready never depending
+on valid.
 """
 
 import random
@@ -11,106 +12,93 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.config import preset
 from hdl.jobcheck import JobCheck
-from hdl.regmap import ErrorCode
 from hdl.skid import SkidBuffer
+from hdl.spec.config import preset
+from hdl.spec.job import FIELDS, Job, check, edge_jobs
+from hdl.spec.regmap import ErrorCode
 
 
-def reference_check(cfg, a, w, c, m, n, k, a_stride, c_stride):
-    """(code, addr) the rules give for one job."""
-    bb = cfg.bus_bytes
+def hand_table(cfg):
+    """``(job, code, ERR_ADDR)`` written out by hand from the rules in hdl/README.md: an
+    independent statement that ``check`` must agree with."""
+    bb, cols = cfg.bus_bytes, cfg.cols
     top = 1 << cfg.addr_width
+    good = Job(a_addr=0x1000, w_addr=0x8000, c_addr=0x20000, m=3, n=cols + 1, k=2 * bb + 1,
+               a_stride=3 * bb, c_stride=8 * bb)
 
-    def ceil_to(x, step):
-        return -(-x // step) * step
+    def job(**changes):
+        return Job(**{**good.__dict__, **changes})
 
-    if not 1 <= m <= cfg.max_mn:
-        return ErrorCode.M_RANGE, 0
-    if not 1 <= n <= cfg.max_mn:
-        return ErrorCode.N_RANGE, 0
-    if k == 0:
-        return ErrorCode.K_RANGE, 0
-    if k > cfg.max_k:
-        return ErrorCode.A_OVERFLOW, 0
-    for value in (a, w, c, a_stride, c_stride):
-        if value % bb:
-            return ErrorCode.ALIGN, value
-    if a_stride < k:
-        return ErrorCode.STRIDE, a_stride
-    if c_stride < 4 * n:
-        return ErrorCode.STRIDE, c_stride
-    extents = [
-        (a, (m - 1) * a_stride + ceil_to(k, bb)),
-        (w, -(-n // cfg.cols) * k * bb),
-        (c, (m - 1) * c_stride + ceil_to(4 * n, bb)),
+    assert bb == cols, "the table below assumes one beat per k step of a tile"
+    w_bytes = 2 * good.k * bb                       # two tiles of K beats
+    return [
+        (good, ErrorCode.OK, 0),
+        (job(m=0), ErrorCode.M_RANGE, 0),
+        (job(m=(1 << 24) - 1), ErrorCode.OK, 0),
+        (job(m=1 << 24), ErrorCode.M_RANGE, 0),
+        (job(m=0x1000001), ErrorCode.M_RANGE, 0),     # would run as M=1 if truncated to 24 bits
+        (job(n=0), ErrorCode.N_RANGE, 0),
+        (job(n=1 << 24), ErrorCode.N_RANGE, 0),
+        (job(k=0), ErrorCode.K_RANGE, 0),
+        (job(k=0x10010, a_stride=0x10010), ErrorCode.K_RANGE, 0),   # would run as K=16
+        (job(k=cfg.max_k + 1, a_stride=cfg.max_k + bb), ErrorCode.A_OVERFLOW, 0),
+        (job(m=0, a_addr=1), ErrorCode.M_RANGE, 0),
+        (job(a_addr=0x1001), ErrorCode.ALIGN, 0x1001),
+        (job(w_addr=0x8001, c_addr=0x20001), ErrorCode.ALIGN, 0x8001),
+        (job(c_addr=0x20000 + bb - 1), ErrorCode.ALIGN, 0x20000 + bb - 1),
+        (job(a_stride=3 * bb + 1), ErrorCode.ALIGN, 3 * bb + 1),
+        (job(c_stride=8 * bb + 2), ErrorCode.ALIGN, 8 * bb + 2),
+        (job(a_stride=2 * bb), ErrorCode.STRIDE, 2 * bb),
+        (job(c_stride=bb * (4 * (cols + 1) // bb - 1)), ErrorCode.STRIDE,
+         bb * (4 * (cols + 1) // bb - 1)),
+        (job(a_addr=top - 3 * bb - 2 * 3 * bb), ErrorCode.OK, 0),     # A ends at the top
+        (job(a_addr=top - 2 * 3 * bb - 2 * bb), ErrorCode.ADDR_RANGE, top - 2 * 3 * bb - 2 * bb),
+        (job(w_addr=top - w_bytes), ErrorCode.OK, 0),
+        (job(w_addr=top - w_bytes + bb), ErrorCode.ADDR_RANGE, top - w_bytes + bb),
+        # C: two rows of C_STRIDE, then 4*(cols+1) bytes rounded up to 5 beats.
+        (job(c_addr=top - 21 * bb), ErrorCode.OK, 0),
+        (job(c_addr=top - 20 * bb), ErrorCode.ADDR_RANGE, top - 20 * bb),
+        (job(w_addr=(1 << 64) - bb), ErrorCode.ADDR_RANGE, (1 << 64) - bb),
+        (job(a_addr=top, w_addr=top), ErrorCode.ADDR_RANGE, top),
     ]
-    for base, size in extents:
-        if base + size > top:
-            return ErrorCode.ADDR_RANGE, base
-    return ErrorCode.OK, 0
-
-
-def edge_cases(cfg, rng):
-    bb = cfg.bus_bytes
-    top = 1 << cfg.addr_width
-    good = dict(a=0x1000, w=0x8000, c=0x20000, m=3, n=cfg.cols + 1, k=2 * bb + 1,
-                a_stride=3 * bb, c_stride=8 * bb)
-    cases = [good, {**good, "m": 0}, {**good, "n": 0}, {**good, "k": 0},
-             {**good, "k": cfg.max_k, "a_stride": cfg.max_k},
-             {**good, "k": cfg.max_k + 1, "a_stride": cfg.max_k + bb},
-             {**good, "m": (1 << 24) - 1}, {**good, "n": (1 << 24) - 1},
-             {**good, "a": top - 3 * 3 * bb}, {**good, "a": top - 3 * 3 * bb + bb},
-             {**good, "c": top - 2 * 8 * bb - 4 * bb * 2}, {**good, "c": top - 2 * 8 * bb - 2 * bb},
-             {**good, "w": (1 << 64) - bb}, {**good, "a": 1, "m": 0}]
-    for _ in range(120):
-        case = dict(good)
-        for key in rng.sample(sorted(good), rng.randint(1, 3)):
-            if key in ("a", "w", "c"):
-                case[key] = rng.choice([top - rng.randrange(0, 1 << 16) * bb,
-                                        rng.randrange(0, 1 << 20) * bb + rng.choice([0, 0, 1]),
-                                        top + rng.randrange(0, 4) * bb])
-            elif key in ("m", "n"):
-                case[key] = rng.choice([0, 1, rng.randrange(1, 1 << 24), (1 << 24) - 1])
-            elif key == "k":
-                case[key] = rng.choice([0, 1, cfg.max_k, cfg.max_k + 1, rng.randrange(1, 1 << 16)])
-            else:
-                case[key] = rng.choice([0, bb, rng.randrange(0, 1 << 32), case[key] + 1,
-                                        (1 << 32) - bb])
-        cases.append(case)
-    return cases
 
 
 @pytest.mark.parametrize("name", ["tiny", "kv260"])
-def test_jobcheck_matches_rules(name):
+def test_check_follows_the_written_rules(name):
+    cfg = preset(name)
+    for job, code, addr in hand_table(cfg):
+        assert check(cfg, job) == (code, addr), job
+
+
+@pytest.mark.parametrize("name", ["tiny", "kv260"])
+def test_jobcheck_matches_the_rules(name):
+    """The RTL evaluates the rules of hdl.spec.job; it must agree with ``check`` on every
+    boundary and on random jobs near them, reaching every refusal."""
     cfg = preset(name)
     dut = JobCheck(cfg)
-    cases = edge_cases(cfg, random.Random(name))
+    jobs = [job for job, _, _ in hand_table(cfg)] + edge_jobs(cfg, random.Random(name))
     seen = set()
 
     async def tb(ctx):
-        for case in cases:
-            for key, port in (("a", dut.a_addr), ("w", dut.w_addr), ("c", dut.c_addr), ("m", dut.m),
-                              ("n", dut.n), ("k", dut.k), ("a_stride", dut.a_stride),
-                              ("c_stride", dut.c_stride)):
-                ctx.set(port, case[key])
+        for job in jobs:
+            for spec in FIELDS:
+                ctx.set(getattr(dut, spec.name), getattr(job, spec.name))
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
             await ctx.tick().until(dut.done)
             code, addr = ctx.get(dut.code), ctx.get(dut.addr)
-            want = reference_check(cfg, case["a"], case["w"], case["c"], case["m"], case["n"],
-                                   case["k"], case["a_stride"], case["c_stride"])
-            assert (code, addr) == (int(want[0]), want[1]), f"{case}: got {code} {addr:#x}"
+            want = check(cfg, job)
+            assert (code, addr) == (int(want[0]), want[1]), f"{job}: got {code} {addr:#x}"
             seen.add(want[0])
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    refusals = {ErrorCode.M_RANGE, ErrorCode.N_RANGE, ErrorCode.K_RANGE, ErrorCode.A_OVERFLOW,
-                ErrorCode.ALIGN, ErrorCode.STRIDE, ErrorCode.ADDR_RANGE, ErrorCode.OK}
-    assert refusals <= seen, f"cases never produced {refusals - seen}"
+    assert seen == set(ErrorCode) - {ErrorCode.START_BUSY, ErrorCode.DMA_READ,
+                                     ErrorCode.DMA_WRITE, ErrorCode.ABORTED}
 
 
 def test_jobcheck_latency_is_fixed():

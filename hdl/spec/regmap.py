@@ -2,12 +2,16 @@
 
 Every other view of the registers is derived from ``REGISTERS`` and ``ErrorCode``:
 the RTL decode (``hdl/csr.py``), the C header, the Python constants module and
-the Markdown table (``gen/regs.py``), and the host driver (``host/driver.py``).
+the Markdown table (``gen/regs.py``), the job fields and rules (``hdl.spec.job``) and
+the host driver (``host/accel/driver.py``).
 
 The layout follows the Vitis HLS ``ap_ctrl_hs`` convention that PYNQ and XRT users
 know: control word at 0x00, GIE/IER/ISR at 0x04/0x08/0x0C, arguments from 0x10.
 All registers are 32 bits wide; 64-bit values are split into ``_LO``/``_HI``.
 Reads of unmapped offsets return 0 and writes to them are ignored, both with OKAY.
+A register whose value is narrower than 32 bits states it with a field (``M``'s
+``count`` is 24 bits); the job registers keep all 32 written bits, so a value beyond
+its field is refused by the job check instead of running as a different job.
 
 Register kinds (how ``hdl/csr.py`` implements them):
 
@@ -22,12 +26,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from .config import AccelConfig
+if TYPE_CHECKING:
+    from .config import AccelConfig
 
 __all__ = ["ID_MAGIC", "VERSION", "ErrorCode", "Field", "Register", "REGISTERS",
-           "by_name", "const_value"]
+           "by_name", "const_value", "field_bits"]
 
 ID_MAGIC = 0x53595354        # "SYST"
 VERSION = (1, 0)             # (major, minor) of this register map
@@ -43,9 +48,9 @@ class ErrorCode(enum.IntEnum):
         return member
 
     OK = 0x00, "no error"
-    M_RANGE = 0x01, "M is 0 or above CAP_MAX_MN"
-    N_RANGE = 0x02, "N is 0 or above CAP_MAX_MN"
-    K_RANGE = 0x03, "K is 0"
+    M_RANGE = 0x01, "M is 0 or above CAP_MAX_MN (wider than M.count)"
+    N_RANGE = 0x02, "N is 0 or above CAP_MAX_MN (wider than N.count)"
+    K_RANGE = 0x03, "K is 0 or wider than K.count (16 bits)"
     A_OVERFLOW = 0x04, "K above CAP_MAX_K: one M block of A would overflow the activation buffer"
     ALIGN = 0x05, "an address or stride is not a multiple of the bus width in bytes"
     STRIDE = 0x06, "A_STRIDE < K or C_STRIDE < 4*N"
@@ -69,6 +74,11 @@ class Field:
     def mask(self) -> int:
         return ((1 << self.width) - 1) << self.lsb
 
+    @property
+    def limit(self) -> int:
+        """The largest value the field holds."""
+        return (1 << self.width) - 1
+
 
 @dataclass(frozen=True)
 class Register:
@@ -80,11 +90,36 @@ class Register:
     doc: str
     fields: tuple[Field, ...] = ()
     width: int = 32                         # significant bits (rw/status)
-    value: Callable[[AccelConfig], int] | None = field(default=None, compare=False)
+    value: Callable[["AccelConfig"], int] | None = field(default=None, compare=False)
 
     @property
     def access(self) -> str:
         return {"ctrl": "RW", "rw": "RW", "isr": "R/TOW", "status": "RO", "const": "RO"}[self.kind]
+
+    def field(self, name: str) -> Field:
+        """The field called ``name``."""
+        for fld in self.fields:
+            if fld.name == name:
+                return fld
+        raise KeyError(f"{self.name} has no field {name!r}; it has "
+                       f"{', '.join(f.name for f in self.fields) or 'none'}")
+
+    def pack(self, **values):
+        """The register value with each named field set: ``STATUS.pack(busy=b, error=e)``.
+
+        Works on ints and on Amaranth values alike (only ``<<`` and ``|``); every
+        field must be given, so a new field cannot be left out silently.
+        """
+        missing = {f.name for f in self.fields} - set(values)
+        extra = set(values) - {f.name for f in self.fields}
+        if missing or extra:
+            raise ValueError(f"{self.name}.pack needs exactly the fields "
+                             f"{sorted(f.name for f in self.fields)}; missing {sorted(missing)}, "
+                             f"unknown {sorted(extra)}")
+        word = 0
+        for fld in self.fields:
+            word = word | (values[fld.name] << fld.lsb)
+        return word
 
 
 def _f(name: str, lsb: int, doc: str, width: int = 1) -> Field:
@@ -123,9 +158,12 @@ REGISTERS: tuple[Register, ...] = (
     Register("W_ADDR_HI", 0x1C, "rw", "Address of the packed weights, bits 63:32."),
     Register("C_ADDR_LO", 0x20, "rw", "Address of C (int32 [M, N], rows C_STRIDE bytes apart), bits 31:0."),
     Register("C_ADDR_HI", 0x24, "rw", "Address of C, bits 63:32."),
-    Register("M", 0x28, "rw", "Rows of A and C (tokens), 1..CAP_MAX_MN.", width=24),
-    Register("N", 0x2C, "rw", "Output channels (rows of W, columns of C), 1..CAP_MAX_MN.", width=24),
-    Register("K", 0x30, "rw", "Reduction length (columns of A and W), 1..CAP_MAX_K.", width=16),
+    Register("M", 0x28, "rw", "Rows of A and C (tokens), 1..CAP_MAX_MN.",
+             (_f("count", 0, "The row count; any bit above it set refuses the job (M_RANGE).", 24),)),
+    Register("N", 0x2C, "rw", "Output channels (rows of W, columns of C), 1..CAP_MAX_MN.",
+             (_f("count", 0, "The channel count; any bit above it set refuses the job (N_RANGE).", 24),)),
+    Register("K", 0x30, "rw", "Reduction length (columns of A and W), 1..CAP_MAX_K.",
+             (_f("count", 0, "The reduction length; any bit above it set refuses the job (K_RANGE).", 16),)),
     Register("A_STRIDE", 0x34, "rw", "Bytes between rows of A; a multiple of the bus width, >= K."),
     Register("C_STRIDE", 0x38, "rw", "Bytes between rows of C; a multiple of the bus width, >= 4*N."),
     Register("STATUS", 0x40, "status", "Engine state.", (
@@ -159,7 +197,8 @@ REGISTERS: tuple[Register, ...] = (
              value=lambda c: c.act_buffer_bytes),
     Register("CAP_MAX_K", 0x94, "const", "Largest K (activation buffer bytes / rows).",
              value=lambda c: c.max_k),
-    Register("CAP_MAX_MN", 0x98, "const", "Largest M and N.", value=lambda c: c.max_mn),
+    Register("CAP_MAX_MN", 0x98, "const", "Largest M and N (the M and N count fields).",
+             value=lambda c: c.max_mn),
 )
 
 
@@ -171,7 +210,12 @@ def by_name(name: str) -> Register:
     raise KeyError(f"no register named {name!r}")
 
 
-def const_value(reg: Register, config: AccelConfig) -> int:
+def field_bits(register: str, field_name: str = "count") -> int:
+    """Width of a field, e.g. ``field_bits("K")`` is 16: the one place it is stated."""
+    return by_name(register).field(field_name).width
+
+
+def const_value(reg: Register, config: "AccelConfig") -> int:
     """The value a ``const`` register reads for ``config``."""
     if reg.kind != "const" or reg.value is None:
         raise ValueError(f"{reg.name} is not a constant register")
@@ -179,12 +223,24 @@ def const_value(reg: Register, config: AccelConfig) -> int:
 
 
 def _check() -> None:
+    """Refuse an inconsistent map at import (ValueError, which ``python -O`` keeps)."""
     offsets = [r.offset for r in REGISTERS]
-    assert len(set(offsets)) == len(offsets), "duplicate register offsets"
-    assert all(o % 4 == 0 for o in offsets), "unaligned register offset"
+    if len(set(offsets)) != len(offsets):
+        raise ValueError(f"duplicate register offsets in {sorted(offsets)}")
+    names = [r.name for r in REGISTERS]
+    if len(set(names)) != len(names):
+        raise ValueError("duplicate register names")
     for reg in REGISTERS:
+        if reg.offset % 4:
+            raise ValueError(f"{reg.name} at 0x{reg.offset:X} is not word-aligned")
+        if reg.kind not in ("ctrl", "rw", "isr", "status", "const"):
+            raise ValueError(f"{reg.name} has unknown kind {reg.kind!r}")
         for fld in reg.fields:
-            assert fld.lsb + fld.width <= 32, f"{reg.name}.{fld.name} exceeds 32 bits"
+            if fld.lsb + fld.width > 32:
+                raise ValueError(f"{reg.name}.{fld.name} (bits {fld.lsb}+{fld.width}) exceeds 32 bits")
+        spans = sorted((f.lsb, f.lsb + f.width) for f in reg.fields)
+        if any(end > start for (_, end), (start, _) in zip(spans, spans[1:])):
+            raise ValueError(f"{reg.name} has overlapping fields")
 
 
 _check()

@@ -2,14 +2,16 @@
 
 Everything that depends on the shape of the accelerator (the HDL, the register
 map's capability values, the generators, the host driver, the weight packing and
-the cycle model) takes an ``AccelConfig``. This module imports nothing but the
-standard library so the host runtime can use it on a board without Amaranth.
+the cycle model) takes an ``AccelConfig``. Like all of ``hdl.spec`` it imports only
+the standard library, so the host runtime uses it on a board without Amaranth.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+
+from .regmap import by_name
 
 __all__ = ["AccelConfig", "PRESETS", "preset"]
 
@@ -55,8 +57,9 @@ class AccelConfig:
             raise ValueError(
                 f"act_buffer_bytes={self.act_buffer_bytes} must be a positive multiple of "
                 f"rows*bus_bytes={step}")
-        if self.max_k > 65535:
-            raise ValueError(f"max_k={self.max_k} exceeds 65535 (K register width)")
+        k_limit = by_name("K").field("count").limit
+        if self.max_k > k_limit:
+            raise ValueError(f"max_k={self.max_k} exceeds {k_limit} (the K register's count field)")
         if not 32 <= self.addr_width <= 64:
             raise ValueError(f"addr_width={self.addr_width} must be in 32..64")
         if not (_is_pow2(self.max_burst) and self.max_burst <= 256):
@@ -86,8 +89,8 @@ class AccelConfig:
 
     @property
     def max_mn(self) -> int:
-        """Largest M and N a job may use (24-bit counters in the controller)."""
-        return (1 << 24) - 1
+        """Largest M and N a job may use: what the M and N count fields hold."""
+        return min(by_name("M").field("count").limit, by_name("N").field("count").limit)
 
     @property
     def c_beats_per_row(self) -> int:
