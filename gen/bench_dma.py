@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from amaranth.sim import Simulator
 
-from hdl.config import AccelConfig, PRESETS, preset
+from hdl.spec.config import AccelConfig, PRESETS, preset
 from hdl.dma_reader import DmaReader
 from hdl.dma_writer import DmaWriter
 from sim.axi_mem import AxiMemory

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in write_artefacts(config, REPO / "build" / config.name):
         print(f"wrote {path.relative_to(REPO)}")
     try:
-        from host.generate import demo as run_generate_demo
+        from host.llm.generate import demo as run_generate_demo
     except ModuleNotFoundError:
         print("missing: host/generate.py (the Gemma 3 runtime, issue 4) is not built yet; "
               "no text is generated", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Register artefacts derived from ``hdl.regmap``: C header, Python module, Markdown.
+"""Register artefacts derived from ``hdl.spec.regmap``: C header, Python module, Markdown.
 
 Nothing here restates an offset or a field: every line comes from ``REGISTERS``,
 ``ErrorCode`` and the ``AccelConfig`` (for the capability values).
@@ -6,8 +6,8 @@ Nothing here restates an offset or a field: every line comes from ``REGISTERS``,
 
 from __future__ import annotations
 
-from hdl.config import AccelConfig
-from hdl.regmap import REGISTERS, VERSION, ErrorCode, const_value
+from hdl.spec.config import AccelConfig
+from hdl.spec.regmap import REGISTERS, VERSION, ErrorCode, const_value
 
 __all__ = ["c_header", "python_module", "markdown"]
 

@@ -29,31 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hdl.config import AccelConfig, preset
+from hdl.spec.boards import BOARDS, Fpga
+from hdl.spec.config import AccelConfig, preset
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "report"
 
-__all__ = ["BOARDS", "Device", "Resources", "estimate", "estimate_config", "main"]
-
-
-@dataclass(frozen=True)
-class Device:
-    """A board's FPGA: Yosys family and the capacity of each resource."""
-
-    part: str
-    family: str
-    luts: int
-    ffs: int
-    dsps: int
-    bram36: int
-    note: str = ""
-
-
-BOARDS = {
-    "kv260": Device("XCK26 (Zynq UltraScale+)", "xcup", 117_120, 234_240, 1_248, 144, "+64 URAM"),
-    "nexys_video": Device("XC7A200T (Artix-7)", "xc7", 133_800, 267_600, 740, 365),
-}
+__all__ = ["Resources", "estimate", "estimate_config", "table", "main"]
 
 # LUTs taken by each distributed-RAM / shift-register primitive.
 _LUTRAM = {"RAM32X1S": 1, "RAM32X1D": 2, "RAM64X1S": 1, "RAM64X1D": 2, "RAM128X1S": 2,
@@ -81,7 +63,7 @@ class Resources:
     def luts(self) -> int:
         return self.luts_logic + self.luts_memory
 
-    def fits(self, device: Device) -> bool:
+    def fits(self, device: Fpga) -> bool:
         return (self.luts <= device.luts and self.ffs <= device.ffs
                 and self.dsps <= device.dsps and self.bram36 <= device.bram36)
 
@@ -127,18 +109,19 @@ def _synthesize(verilog: Path, family: str, workdir: Path) -> tuple[dict[str, in
     return cells, int(found.group(1)), found.group(2).replace(" ", "")
 
 
-def estimate(preset_name: str, *, use_cache: bool = True) -> Resources:
-    """Synthesize (or load the cached result for) the top of board preset ``preset_name``."""
-    return estimate_config(preset(preset_name), BOARDS[preset_name], use_cache=use_cache)
+def estimate(board_name: str, *, use_cache: bool = True) -> Resources:
+    """Synthesize (or load the cached result for) the top of board ``board_name``'s preset."""
+    board = BOARDS[board_name]
+    return estimate_config(preset(board.preset), board.fpga, use_cache=use_cache)
 
 
-def estimate_config(config: AccelConfig, device: Device, *, use_cache: bool = True) -> Resources:
+def estimate_config(config: AccelConfig, device: Fpga, *, use_cache: bool = True) -> Resources:
     """Synthesize (or load the cached result for) ``config``'s top for ``device``'s family."""
     from amaranth.back import verilog as amaranth_verilog
     from hdl.top import SystoleTop
 
     text = amaranth_verilog.convert(SystoleTop(config), name="systole_top", emit_src=False)
-    digest = hashlib.sha1(text.encode() + device.family.encode()).hexdigest()[:12]
+    digest = hashlib.sha1(text.encode() + device.yosys_family.encode()).hexdigest()[:12]
     OUT.mkdir(parents=True, exist_ok=True)
     # Keyed by the design alone: two names for one configuration share a synthesis.
     cached = OUT / f"{digest}.json"
@@ -152,7 +135,7 @@ def estimate_config(config: AccelConfig, device: Device, *, use_cache: bool = Tr
     verilog = workdir / "systole_top.v"
     verilog.write_text(text)
     start = time.monotonic()
-    cells, depth, source = _synthesize(verilog, device.family, workdir)
+    cells, depth, source = _synthesize(verilog, device.yosys_family, workdir)
     result = Resources(preset=config.name, verilog_sha1=digest, lut_depth=depth,
                        lut_path_from=source,
                        seconds=round(time.monotonic() - start, 1), **_count(cells))
@@ -165,12 +148,12 @@ def table(results: list[Resources]) -> str:
     lines = [f"{'preset':<12} {'device':<26} {'LUT':>18} {'FF':>18} {'DSP':>14} "
              f"{'BRAM36':>14} {'LUT depth':>9}  fits"]
     for res in results:
-        dev = BOARDS[res.preset]
+        dev = BOARDS[res.preset].fpga
 
         def cell(used, cap):
             return f"{used:g}/{cap:,} {100 * used / cap:4.1f}%"
 
-        lines.append(f"{res.preset:<12} {dev.part:<26} {cell(res.luts, dev.luts):>18} "
+        lines.append(f"{res.preset:<12} {dev.title:<26} {cell(res.luts, dev.luts):>18} "
                      f"{cell(res.ffs, dev.ffs):>18} {cell(res.dsps, dev.dsps):>14} "
                      f"{cell(res.bram36, dev.bram36):>14} {res.lut_depth:>9}  "
                      f"{'yes' if res.fits(dev) else 'NO'}")
@@ -193,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(lambda n: estimate(n, use_cache=not args.no_cache), names))
     print(table(results))
-    missing = [r.preset for r in results if not r.fits(BOARDS[r.preset])]
+    missing = [r.preset for r in results if not r.fits(BOARDS[r.preset].fpga)]
     if missing:
         print(f"error: {', '.join(missing)} does not fit its device", file=sys.stderr)
         return 1

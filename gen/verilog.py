@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hdl.config import AccelConfig, PRESETS, preset
+from hdl.spec.config import AccelConfig, PRESETS, preset
 
 from .regs import c_header, markdown, python_module
 

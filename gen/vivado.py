@@ -34,8 +34,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hdl.config import AccelConfig
-from hdl.regmap import REGISTERS
+from hdl.spec.config import AccelConfig
+from hdl.spec.regmap import REGISTERS
 
 from .verilog import REPO, add_config_args, config_from_args
 
@@ -548,8 +548,8 @@ def nexys_video_xdc() -> str:
 
 def nexys_video_bd_tcl(config: AccelConfig) -> str:
     """The Nexys Video block design: MIG + SmartConnect + bridge + accelerator on ui_clk."""
-    from host.link import NEXYS_VIDEO_DDR
-    ddr_base, ddr_size = NEXYS_VIDEO_DDR
+    from hdl.spec.boards import BOARDS as REGISTRY
+    ddr_base, ddr_size = REGISTRY["nexys_video"].dram_window.base, REGISTRY["nexys_video"].dram_window.size
     if config.clock_mhz != 100.0:
         raise ValueError(f"clock_mhz={config.clock_mhz}: the Nexys Video design runs on MIG's 100 MHz "
                          "ui_clk (DDR3-800, 4:1); use clock_mhz=100")
@@ -612,7 +612,7 @@ connect_bd_net [get_bd_pins systole_link_0/link_active] [get_bd_ports led_link]
 connect_bd_net [get_bd_pins mig_7series_0/init_calib_complete] [get_bd_ports led_calib]
 
 # Address map: registers at 0 in the bridge's control space; DDR at 0x{ddr_base:08X} for
-# both masters (host.link.NEXYS_VIDEO_DDR).
+# both masters (hdl.spec.boards).
 assign_bd_address -offset 0x00000000 -range 0x1000 \\
     -target_address_space [get_bd_addr_spaces systole_link_0/m_axi_ctrl] [get_bd_addr_segs systole_0/s_axi_ctrl/reg0]
 assign_bd_address -offset 0x{ddr_base:08X} -range 0x{ddr_size:X} \\
@@ -643,7 +643,7 @@ accelerator on MIG's 100 MHz ui_clk), **fails if WNS or WHS is negative**, then 
 ## Program and talk to it
 
     vivado -mode batch -source program.tcl        # JTAG, volatile
-    python -m host.link --port /dev/ttyUSB0       # HELLO: the bridge answers with its limits
+    python -m host.platforms.nexys_video --port /dev/ttyUSB0   # HELLO: the bridge answers with its limits
 
 LD0 = DDR3 calibrated, LD1 = link busy, LD2 = accelerator interrupt. Linux users may
 `echo 1 > /sys/bus/usb-serial/devices/ttyUSB0/latency_timer` for short round trips.

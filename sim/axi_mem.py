@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from hdl.axi import (BOUNDARY_BYTES, BURST_INCR, CACHE_NORMAL_NONCACHEABLE_BUFFERABLE,
                      PROT_DEFAULT, RESP_OKAY, axsize)
-from hdl.config import AccelConfig
+from hdl.spec.config import AccelConfig
 
 __all__ = ["ProtocolError", "Stalls", "AxiMemory", "Burst", "reference_bursts", "random_commands"]
 

@@ -3,7 +3,7 @@
 Runs the matmul shapes given in ``$SYSTOLE_BENCH_SHAPES`` (JSON list of ``[M, K, N]``)
 on the generated top against ``LatencyRam`` with ``$SYSTOLE_BENCH_LATENCY`` cycles of
 read latency and no injected stalls. Every result is checked bit for bit against
-``host.golden`` (a fast design that computes the wrong thing is no design). The
+``host.accel.golden`` (a fast design that computes the wrong thing is no design). The
 counters of each job go to the JSON file ``$SYSTOLE_BENCH_OUT``.
 """
 

@@ -4,20 +4,31 @@
 ``SystoleTop`` (the Verilog that goes to the boards) with its ``m_axi_dma`` port
 connected to ``SimMemory``. The ports are ``aclk``, ``aresetn``, ``s_axi_ctrl_*``,
 ``irq`` and the memory controls ``mem_*`` (latency, fault window, hang).
+
+``python -m sim.cosim --config JSON --socket PATH --memory FILE --memory-base ADDR``
+is the simulator process ``host.platforms.sim.CosimSession`` starts: it builds the
+system for the configuration (cached by content), then runs ``sim.cosim_server``,
+which connects to ``PATH`` and serves the session's requests until CLOSE.
 """
 
 from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
 
 from amaranth.hdl import ClockDomain, DomainRenamer, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.axi import AXI4LiteSignature, flat_members
-from hdl.config import AccelConfig
+from hdl.spec.config import AccelConfig
+from host.platforms.sim import MEMORY_CONTROLS
 
 from .sim_memory import SimMemory, dpi_sources
 
-__all__ = ["SimSystem", "build"]
+__all__ = ["SimSystem", "build", "main"]
 
 TOPLEVEL = "systole_cosim"
 
@@ -72,7 +83,7 @@ class SimSystem(wiring.Component):
                     m.d.comb += inner.eq(getattr(top, name))
                 else:
                     m.d.comb += getattr(top, name).eq(inner)
-        for control in ("read_latency", "fault_lo", "fault_hi", "fault_read", "fault_write", "hang"):
+        for control in MEMORY_CONTROLS:
             m.d.comb += getattr(memory, control).eq(getattr(self, f"mem_{control}"))
         return m
 
@@ -91,3 +102,34 @@ def build(config: AccelConfig):
                                            extra_args=(str(cpp),),
                                            fast_ports=tuple(system.signature.members))
     return runner, build_dir, sim, TOPLEVEL
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build and serve one co-simulation (see the module docstring); the exit status."""
+    from .runner import BUILD
+
+    parser = argparse.ArgumentParser(prog="python -m sim.cosim", description=main.__doc__)
+    parser.add_argument("--config", required=True, help="the AccelConfig's fields as JSON")
+    parser.add_argument("--socket", required=True, help="Unix socket the session listens on")
+    parser.add_argument("--memory", required=True, help="file holding the simulated DDR")
+    parser.add_argument("--memory-base", required=True, help="device address of the file's byte 0")
+    args = parser.parse_args(argv)
+    config = AccelConfig(**json.loads(args.config))
+    runner, build_dir, sim, toplevel = build(config)
+    workdir = BUILD / "cosim" / f"{config.name}-{os.getpid()}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {
+        "SYSTOLE_COSIM_SOCKET": args.socket,
+        "SYSTOLE_COSIM_PERIOD_PS": str(round(1e6 / config.clock_mhz)),
+        "SYSTOLE_SIM_MEM": args.memory,
+        "SYSTOLE_SIM_MEM_BASE": args.memory_base,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(BUILD.parent), os.environ.get("PYTHONPATH", ""))
+                                      if p),
+    }
+    runner.test(test_module="sim.cosim_server", hdl_toplevel=toplevel, build_dir=build_dir,
+                test_dir=workdir, extra_env=env, timescale=sim.timescale)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

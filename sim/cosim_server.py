@@ -1,13 +1,10 @@
 """cocotb side of the co-simulation: serve driver requests to the simulated system.
 
-The host process (``host.platforms.sim``) starts the simulator with this module
-as its cocotb test and talks to it over a Unix socket. Simulated time only moves
-inside requests, so a run is deterministic whatever the host does in between.
-
-Request: ``<B op><Q a><Q b>`` (17 bytes). Reply: ``<B status><Q value>`` (9 bytes).
-Ops: READ32 (a=offset), WRITE32 (a=offset, b=value), WAIT_IRQ (a=timeout in
-cycles; value 1 if irq is high), NOW (value: cycles since reset), SET_MEMORY
-(a=control index, b=value), CLOSE.
+``python -m sim.cosim`` runs this module as the cocotb test of the co-simulation;
+it connects to the session's Unix socket and answers the requests of the protocol
+that ``host.platforms.sim`` declares (``REQUEST``, ``REPLY``, ``OPS``). Simulated time
+only moves inside requests, so a run is deterministic whatever the host does in
+between.
 """
 
 from __future__ import annotations
@@ -15,19 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import struct
 
 import cocotb
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
-REQUEST = struct.Struct("<BQQ")
-REPLY = struct.Struct("<BQ")
-OPS = ("READ32", "WRITE32", "WAIT_IRQ", "NOW", "SET_MEMORY", "CLOSE")
+from host.platforms.sim import MEMORY_CONTROLS, OPS, REPLY, REQUEST, STATUS_ERROR, STATUS_OK
+
 OP = {name: code for code, name in enumerate(OPS)}
-# SET_MEMORY controls, in order: ports of SimSystem named mem_<control>.
-MEMORY_CONTROLS = ("read_latency", "fault_lo", "fault_hi", "fault_read", "fault_write", "hang")
-STATUS_OK, STATUS_ERROR = 0, 1
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes | None:

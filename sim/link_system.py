@@ -17,7 +17,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.axi import AXI4Signature, flat_members
-from hdl.config import AccelConfig
+from hdl.spec.config import AccelConfig
 from hdl.link_top import LinkTop
 
 __all__ = ["LinkSystem", "link_sources"]

@@ -29,7 +29,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from hdl.axi import AXI4Signature, RESP_DECERR, RESP_OKAY, RESP_SLVERR
-from hdl.config import AccelConfig
+from hdl.spec.config import AccelConfig
 
 __all__ = ["SimMemory"]
 

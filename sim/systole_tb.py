@@ -6,7 +6,7 @@ memory on ``m_axi_dma`` (cocotbext-axi ``AxiRam`` with pause generators, or
 ``LatencyRam`` for the bench) and an AXI protocol monitor. ``check_matmul`` runs one
 job end to end: it places A, the packed W and C (with guard bytes) in memory, runs
 the job through the registers, and checks C bit for bit against
-``host.golden.golden_matmul`` plus the guard bytes and the beat counters.
+``host.accel.golden.golden_matmul`` plus the guard bytes and the beat counters.
 
 ``run_top(module, preset)`` is the pytest side: it generates the Verilog of the
 preset once (cached by the content of ``hdl/``) and runs a cocotb module on it.
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hdl.config import AccelConfig, preset
-from hdl.regmap import REGISTERS, ErrorCode, by_name
-from host.golden import golden_matmul
-from host.pack import pack_weights
+from hdl.spec.config import AccelConfig, preset
+from hdl.spec.regmap import REGISTERS, ErrorCode, by_name
+from host.accel.golden import golden_matmul
+from host.accel.pack import pack_weights
 
 __all__ = ["PRESET_ENV", "top_verilog", "top_build_args", "run_top", "Job", "JobResult", "SystoleTB",
            "read_bursts", "write_bursts", "round_up"]
@@ -510,5 +510,5 @@ class SystoleTB:
 
 
 def packed_bytes(n: int, k: int, cols: int) -> int:
-    """Bytes of an ``[n, k]`` weight matrix in the packed layout (see host.pack)."""
+    """Bytes of an ``[n, k]`` weight matrix in the packed layout (see host.accel.pack)."""
     return -(-n // cols) * k * cols

@@ -1,18 +1,18 @@
 """The driver over the co-simulated RTL: jobs, every error path, recovery, determinism.
 
-These run the real register-level driver (``host.driver``) against the generated
+These run the real register-level driver (``host.accel.driver``) against the generated
 Verilog in Verilator (``host.platforms.sim``). Results are checked bit for bit
-against ``host.golden``.
+against ``host.accel.golden``.
 """
 
 import numpy as np
 import pytest
 
-from hdl.config import preset
-from hdl.regmap import ErrorCode
-from host.driver import AcceleratorTimeout, ConfigMismatch, DmaError, Driver, JobRefused
-from host.golden import golden_matmul
-from host.pack import pack_weights
+from hdl.spec.config import preset
+from hdl.spec.regmap import ErrorCode
+from host.accel.driver import AcceleratorTimeout, ConfigMismatch, DmaError, Driver, JobRefused
+from host.accel.golden import golden_matmul
+from host.accel.pack import pack_weights
 
 CONFIG = preset("small")
 pytestmark = pytest.mark.xdist_group("cosim-small")

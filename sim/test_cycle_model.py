@@ -1,4 +1,4 @@
-"""The cycle model (``host.perf.job_cycles``) against the RTL's own PERF_BUSY counter.
+"""The cycle model (``host.accel.cycles.job_cycles``) against the RTL's own PERF_BUSY counter.
 
 The RTL runs in co-simulation behind the real driver, and the memory answers after
 32 or 64 cycles. The shapes span decode (M=1, the Gemma 3 layer shapes), prefill
@@ -10,9 +10,9 @@ Every prediction must be within 5%.
 import numpy as np
 import pytest
 
-from hdl.config import preset
-from host.driver import Driver
-from host.perf import job_cycles
+from hdl.spec.config import preset
+from host.accel.driver import Driver
+from host.accel.cycles import job_cycles
 
 TOLERANCE = 0.05
 

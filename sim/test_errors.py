@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from cocotb.triggers import ClockCycles
 
-from hdl.regmap import ErrorCode
+from hdl.spec.regmap import ErrorCode
 from sim.systole_tb import (CTRL, GUARD_BYTES, Job, SystoleTB, read_bursts, round_up, run_top,
                             write_bursts)
 

@@ -8,10 +8,10 @@ backend's bit for bit, so the tokens are identical too.
 import numpy as np
 import pytest
 
-from hdl.config import preset
-from host.generate import Runtime
-from host.hardware import sim_backend
-from host.model import load_model
+from hdl.spec.config import preset
+from host.llm.generate import Runtime
+from host.platforms.sim import backend as sim_backend
+from host.llm.model import load_model
 
 CONFIG = preset("kv260")
 pytestmark = pytest.mark.xdist_group("cosim-kv260")

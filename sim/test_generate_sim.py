@@ -11,10 +11,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from hdl.config import preset
-from host.generate import Runtime
-from host.hardware import sim_backend
-from host.model import load_model
+from hdl.spec.config import preset
+from host.llm.generate import Runtime
+from host.platforms.sim import backend as sim_backend
+from host.llm.model import load_model
 from tests.host_testmodels import randomize, small_vocab, write_llama2c, write_tokenizer_bin
 
 CONFIG = preset("small")

@@ -1,4 +1,4 @@
-"""cocotb: whole matmuls on the generated top, bit-exact against host.golden.
+"""cocotb: whole matmuls on the generated top, bit-exact against host.accel.golden.
 
 Random shapes (multiples of the array and not, M=1, M > rows, K from 1 to max_k),
 -128/127 operands and int32 extremes at max K, buffers just below 4 KiB edges with
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from hdl.regmap import REGISTERS, ErrorCode, const_value
+from hdl.spec.regmap import REGISTERS, ErrorCode, const_value
 from sim.systole_tb import CTRL, SystoleTB, run_top
 
 STALLS = ("none", "periodic", "random")

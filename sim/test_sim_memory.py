@@ -134,7 +134,7 @@ async def errors_decode_and_fault_ranges(dut):
 
 
 def test_sim_memory_verilator():
-    from hdl.config import preset
+    from hdl.spec.config import preset
     from sim.sim_memory import SimMemory, dpi_sources
 
     config = preset("kv260").replace(addr_width=40)

@@ -1,12 +1,12 @@
 """cocotb: the serial link end to end, bit-level UART in, AXI out.
 
-The host side is the real ``host.link`` code (and ``host.driver`` for the matmul),
+The host side is the real ``host.platforms.link`` code (and ``host.accel.driver`` for the matmul),
 run in a cocotb bridge thread; its transport moves bytes through a bit-level model
 of the serial line, with the link's timeouts measured in simulated time. Checked
 against cocotbext-axi models: an AxiLiteRam stands for the accelerator's registers,
 an AxiRam for DDR (both with injectable SLVERR), an AXI monitor for the bursts; the
 full system runs a matmul through bridge + accelerator, bit-exact against
-``host.golden``.
+``host.accel.golden``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from cocotb.simtime import get_sim_time
 from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, Event, FallingEdge, First, ReadOnly, RisingEdge
 
-from hdl.config import preset
-from hdl.link_protocol import Command, Status, encode_request
+from hdl.spec.config import preset
+from hdl.spec.link_protocol import Command, Status, encode_request
 
 PRESET = "tiny"
 DIVISOR = 8                 # clock cycles per bit: short serial frames in simulation
@@ -207,12 +207,12 @@ class TB:
         await ClockCycles(self.dut.aclk, 5)
 
     def link(self, **kwargs):
-        from host.link import SerialLink
+        from host.platforms.link import SerialLink
         return SerialLink(self.transport, timeout_s=LINK_TIMEOUT_S, name="sim link", **kwargs)
 
 
 def read_response(transport: SimTransport, deadline_cycles: int = 20000) -> tuple[int, int, int, bytes]:
-    """One response frame, parsed and CRC-checked here (independently of host.link)."""
+    """One response frame, parsed and CRC-checked here (independently of host.platforms.link)."""
     data = bytearray()
     waited = 0
     while True:
@@ -353,13 +353,13 @@ async def bridge_answers_bad_frames_with_errors(dut):
 
 @cocotb.test()
 async def matmul_through_link_and_accelerator(dut):
-    """host.driver over the link runs matmuls on the RTL; C equals host.golden bit for bit."""
+    """host.accel.driver over the link runs matmuls on the RTL; C equals host.accel.golden bit for bit."""
     tb = TB(dut, system=True)
     await tb.reset()
-    from host.driver import Driver
-    from host.golden import golden_matmul
-    from host.link import LinkMemory, LinkRegisterBus
-    from host.pack import pack_weights
+    from host.accel.driver import Driver
+    from host.accel.golden import golden_matmul
+    from host.platforms.link import LinkMemory, LinkRegisterBus
+    from host.accel.pack import pack_weights
     rng = np.random.default_rng(11)
     config = tb.config
     shapes = [(3, 7, 20), (1, 5, config.max_k), (2 * config.rows + 1, 9, 33)]

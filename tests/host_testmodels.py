@@ -1,4 +1,4 @@
-"""Test-side writers: small random Hugging Face models saved in the formats host.model reads.
+"""Test-side writers: small random Hugging Face models saved in the formats host.llm.model reads.
 
 Independent of host/: GGUF tensors follow llama.cpp's convert_hf_to_gguf.py (names,
 Gemma's norm "+1", the q/k row permutation for Llama) and llama2.c files follow its

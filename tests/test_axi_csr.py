@@ -16,9 +16,9 @@ from amaranth.sim import Simulator
 
 from hdl.axi import (AXI4LiteSignature, AXI4ReadSignature, AXI4Signature, AXI4WriteSignature,
                      RESP_OKAY, connect_flat, flat_members)
-from hdl.config import preset
+from hdl.spec.config import preset
 from hdl.csr import Csr
-from hdl.regmap import REGISTERS, by_name, const_value
+from hdl.spec.regmap import REGISTERS, by_name, const_value
 
 CONFIG = preset("small")
 MAPPED = {reg.offset for reg in REGISTERS}

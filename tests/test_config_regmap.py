@@ -5,8 +5,8 @@ import re
 import pytest
 
 from gen.regs import c_header, markdown, python_module
-from hdl.config import PRESETS, AccelConfig, preset
-from hdl.regmap import REGISTERS, ErrorCode, by_name, const_value
+from hdl.spec.config import PRESETS, AccelConfig, preset
+from hdl.spec.regmap import REGISTERS, ErrorCode, by_name, const_value
 
 
 def test_presets_are_consistent():

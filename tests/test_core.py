@@ -1,5 +1,5 @@
 """Compute core (ActBuffer + Feeder + Skew + SystolicArray + Drain) on the Amaranth
-simulator, checked against host.golden on random blocks with stalls on both sides."""
+simulator, checked against host.accel.golden on random blocks with stalls on both sides."""
 
 import random
 
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.config import preset
+from hdl.spec.config import preset
 from hdl.core import ComputeCore
 from hdl.skew import Skew
-from host.golden import golden_matmul
-from host.pack import pack_weights
+from host.accel.golden import golden_matmul
+from host.accel.pack import pack_weights
 
 C_BASE = 0x1000
 

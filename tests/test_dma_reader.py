@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 
 from gen.bench_dma import measure_read
 from hdl.axi import RESP_DECERR, RESP_SLVERR
-from hdl.config import preset
+from hdl.spec.config import preset
 from hdl.dma_reader import DmaReader
 from sim.axi_mem import AxiMemory, Stalls, random_commands, reference_bursts
 

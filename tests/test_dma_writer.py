@@ -14,7 +14,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hdl.axi import RESP_DECERR, RESP_SLVERR
-from hdl.config import preset
+from hdl.spec.config import preset
 from hdl.dma_writer import DmaWriter
 from sim.axi_mem import AxiMemory, Stalls, random_commands, reference_bursts
 

@@ -1,5 +1,5 @@
 """firmware/: the C driver and self-test build for the host and the KV260's A53, and the C
-packing and reference product agree bit for bit with host.pack / host.golden."""
+packing and reference product agree bit for bit with host.accel.pack / host.accel.golden."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from gen.regs import c_header
-from hdl.config import preset
-from hdl.regmap import ErrorCode
-from host.golden import golden_matmul
-from host.pack import pack_weights
+from hdl.spec.config import preset
+from hdl.spec.regmap import ErrorCode
+from host.accel.golden import golden_matmul
+from host.accel.pack import pack_weights
 
 REPO = Path(__file__).resolve().parent.parent
 CROSS = "aarch64-linux-gnu-"
@@ -116,6 +116,6 @@ def test_init_checks_identity_version_and_capabilities(host_kv260):
     assert int(fields["bus_bytes"]) == config.bus_bytes and int(fields["addr_width"]) == config.addr_width
     assert int(fields["max_burst"]) == config.max_burst and int(fields["max_k"]) == config.max_k
     # init leaves the engine soft-reset: CTRL was written with only soft_reset set.
-    from hdl.regmap import by_name
+    from hdl.spec.regmap import by_name
     soft_reset = next(f for f in by_name("CTRL").fields if f.name == "soft_reset")
     assert int(fields["ctrl"], 16) == soft_reset.mask

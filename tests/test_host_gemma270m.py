@@ -11,11 +11,11 @@ import re
 
 import pytest
 
-from host.generate import Runtime, generate
-from host.linear import build_linears
-from host.model import load_model
-from host.quality import DEFAULT_TEXTS, agreement, score_tokens
-from host.quant import DEFAULT_SCHEME
+from host.llm.generate import Runtime, generate
+from host.llm.linear import build_linears
+from host.llm.model import load_model
+from host.llm.quality import DEFAULT_TEXTS, agreement, score_tokens
+from host.llm.quant import DEFAULT_SCHEME
 
 pytestmark = pytest.mark.xdist_group("gemma3_270m")
 

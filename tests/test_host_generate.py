@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from host.generate import Runtime, generate, main, sample_next
-from host.model import load_model
-from host.profile import MATMUL_KINDS
+from host.llm.generate import Runtime, generate, main, sample_next
+from host.llm.model import load_model
+from host.llm.profile import MATMUL_KINDS
 
 from host_testmodels import write_gemma3_gguf
 from test_host_transformer import make_gemma3

@@ -1,13 +1,14 @@
-"""The golden backend computes exactly host.golden.golden_matmul, with either kernel."""
+"""The golden backend computes exactly host.accel.golden.golden_matmul, with either kernel."""
 
 import numpy as np
 import pytest
 
-from hdl.config import preset
-from host import kernels
-from host.backends import EXACT_CHUNK_K, FloatBackend, GoldenBackend, make_backend
-from host.golden import golden_matmul
-from host.pack import pack_weights
+from hdl.spec.config import preset
+from host.accel import kernels
+from host.accel.backend import make_backend
+from host.accel.software import EXACT_CHUNK_K, FloatBackend, GoldenBackend
+from host.accel.golden import golden_matmul
+from host.accel.pack import pack_weights
 
 
 def integer_reference(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -117,7 +118,7 @@ def test_float_backend_matches_float64_reference():
 
 
 def test_blas_thread_control():
-    from host.blas import blas_threads, get_blas_threads, set_blas_threads
+    from host.accel.blas import blas_threads, get_blas_threads, set_blas_threads
 
     before = get_blas_threads()
     assert before is not None and before >= 1        # numpy's OpenBLAS was found

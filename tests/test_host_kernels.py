@@ -1,11 +1,11 @@
-"""host.kernels' one-token quantize/dequantize equal host.quant's numpy arithmetic bit
+"""host.llm.kernels' one-token quantize/dequantize equal host.llm.quant's numpy arithmetic bit
 for bit, so the golden backend's results do not depend on whether numba is present."""
 
 import numpy as np
 import pytest
 
-from host import kernels
-from host.quant import QMAX, quantize_activations
+from host.llm import kernels
+from host.llm.quant import QMAX, quantize_activations
 
 
 QMAX_INVERSE = np.float32(1.0 / QMAX)

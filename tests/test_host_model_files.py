@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from host.model import ModelFileError, load_model
-from host.model.cache import cache_root
+from host.llm.model import ModelFileError, load_model
+from host.llm.model.cache import cache_root
 
 from host_testmodels import small_vocab, write_llama2c, write_llama_gguf, write_tokenizer_bin
 from test_host_transformer import make_llama

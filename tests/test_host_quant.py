@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
-from hdl.config import preset
-from host.backends import GoldenBackend
-from host.linear import FloatLinears, QuantizedLinears, build_linears, calibrate
-from host.model import load_model
-from host.quant import (SCHEMES, ActivationStats, QuantScheme, quantize_activations,
+from hdl.spec.config import preset
+from host.accel.software import GoldenBackend
+from host.llm.linear import FloatLinears, QuantizedLinears, build_linears, calibrate
+from host.llm.model import load_model
+from host.llm.quant import (SCHEMES, ActivationStats, QuantScheme, quantize_activations,
                         quantize_weight, scheme, smooth)
-from host.transformer import LinearSpec, Transformer, linear_specs
+from host.llm.transformer import Transformer
+from host.llm.layers import LinearSpec, linear_specs
 
 from host_testmodels import write_gemma3_gguf
 from test_host_transformer import make_gemma3

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from host.model import ModelFileError
-from host.tokenizer import StreamDecoder, Tokenizer
+from host.llm.model import ModelFileError
+from host.llm.tokenizer import StreamDecoder, Tokenizer
 
 from host_testmodels import small_vocab, write_tokenizer_bin
 

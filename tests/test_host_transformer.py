@@ -2,7 +2,7 @@
 
 Small random Llama and Gemma 3 models are written by the tests into the formats the
 loaders read (GGUF in llama.cpp's layout, llama2.c v0 and v2 files), loaded back
-with host.model and run on the float backend: prefill of several tokens, chunked
+with host.llm.model and run on the float backend: prefill of several tokens, chunked
 prefill, then single-token decode with the KV cache, compared with HF's logits for
 the whole sequence. Gemma uses a 4-token sliding window so the window matters.
 """
@@ -12,9 +12,10 @@ import pytest
 import torch
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
 
-from host.linear import FloatLinears
-from host.model import load_model
-from host.transformer import Transformer, linear_specs
+from host.llm.linear import FloatLinears
+from host.llm.model import load_model
+from host.llm.transformer import Transformer
+from host.llm.layers import linear_specs
 
 from host_testmodels import (dequantize_q80, randomize, small_vocab, write_gemma3_gguf,
                              write_llama2c, write_llama_gguf, write_tokenizer_bin)

@@ -1,6 +1,6 @@
-"""host/link.py against a byte-level Python model of the bridge protocol.
+"""host/platforms/link.py against a byte-level Python model of the bridge protocol.
 
-The model below is written from the protocol text in hdl/link_protocol.py, with its own
+The model below is written from the protocol text in hdl/spec/link_protocol.py, with its own
 frame parser; it injects faults (corrupted, lost, truncated and foreign answers) so the
 link's retries, timeouts and error messages are checked without hardware or simulator.
 """
@@ -13,9 +13,10 @@ import struct
 import numpy as np
 import pytest
 
-from hdl.link_protocol import Status
-from host.bus import DeviceMemory, RegisterBus
-from host.link import (LinkCrcError, LinkDeviceError, LinkMemory, LinkRegisterBus, LinkTimeout,
+from hdl.spec.boards import BOARDS
+from hdl.spec.link_protocol import Status
+from host.accel.bus import DeviceMemory, RegisterBus
+from host.platforms.link import (LinkCrcError, LinkDeviceError, LinkMemory, LinkRegisterBus, LinkTimeout,
                        LinkWrongDevice, SerialLink)
 
 MAX_PAYLOAD = 64
@@ -246,6 +247,6 @@ def test_line_noise_is_wrong_device_not_a_crash(model):
 
 def test_pyserial_transport_opens_a_url():
     # loop:// echoes requests back: a port that is not a bridge is detected, never a hang.
-    link = SerialLink.open("loop://", timeout_s=0.3, retries=0)
+    link = SerialLink.open("loop://", BOARDS["nexys_video"].uart_baud, timeout_s=0.3, retries=0)
     with pytest.raises(LinkTimeout):
         link.hello()

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from host.golden import golden_matmul
-from host.pack import pack_weights, packed_size, unpack_weights
+from host.accel.golden import golden_matmul
+from host.accel.pack import pack_weights, packed_size, unpack_weights
 
 
 def pack_by_loops(w: np.ndarray, cols: int) -> bytes:

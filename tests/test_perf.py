@@ -1,13 +1,15 @@
-"""host.perf: matmul shapes, roofline arithmetic and model invariants (the RTL check of
-the cycle model itself is sim/test_cycle_model.py)."""
+"""The cycle model and the projections: matmul shapes, roofline arithmetic and model
+invariants (the RTL check of the cycle model itself is sim/test_cycle_model.py)."""
 
 import numpy as np
 import pytest
 
-from hdl.config import preset
-from host.perf import BOARDS, STORIES, ideal_cycles, job_cycles, llama2c_matmuls, project
-from host.transformer import linear_shapes, linear_specs
-from host.model.base import ModelConfig
+from hdl.spec.boards import BOARDS
+from hdl.spec.config import preset
+from host.accel.cycles import ideal_cycles, job_cycles
+from host.llm.layers import linear_shapes, linear_specs
+from host.perf.projection import STORIES, llama2c_matmuls, project
+from host.llm.model.base import ModelConfig
 
 
 def test_linear_shapes_match_the_weights_the_runtime_builds():

@@ -3,12 +3,13 @@
 import pytest
 
 from gen import report
-from hdl.config import preset
+from hdl.spec.boards import BOARDS
+from hdl.spec.config import preset
 
 
-@pytest.mark.parametrize("name", sorted(report.BOARDS))
+@pytest.mark.parametrize("name", sorted(BOARDS))
 def test_preset_fits_its_device(name):
-    config, device = preset(name), report.BOARDS[name]
+    config, device = preset(BOARDS[name].preset), BOARDS[name].fpga
     result = report.estimate(name)
     assert result.fits(device), report.table([result])
     # One multiplier per PE: the array maps to DSP slices, not LUTs.

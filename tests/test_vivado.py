@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from gen.vivado import NEXYS_PINS, generate
-from hdl.config import preset
-from hdl.regmap import REGISTERS
+from hdl.spec.config import preset
+from hdl.spec.regmap import REGISTERS
 
 # One worker generates both flows once (the Verilog conversion is the slow part).
 pytestmark = pytest.mark.xdist_group("vivado")

@@ -1,4 +1,4 @@
-"""The numba-compiled kernels behind ``host.kernels`` (imported only when used).
+"""The numba-compiled int8 matmul behind ``host.accel.kernels`` (imported only when used).
 
 Importing this module imports numba (about 0.3 s) and loads the compiled code from
 numba's on-disk cache, compiling it on the first run on a machine (about 2 s).
@@ -45,28 +45,3 @@ parallel = numba.njit(_SIGNATURE, cache=True, boundscheck=False,
                       parallel=True)(_renamed(_rows, "_rows_parallel"))
 set_num_threads = numba.set_num_threads
 max_threads = numba.config.NUMBA_NUM_THREADS
-
-
-# One token's quantize and dequantize (decode runs ~70 of each per Gemma token): the
-# float32 arithmetic of host.quant's numpy path, in one call instead of six.
-
-@numba.njit("void(float32[:, ::1], int8[:, ::1], float32[:, ::1], float32, float32)",
-            cache=True, boundscheck=False)
-def quantize_row(x, q, scale, qmax_inverse, tiny):
-    amax = np.float32(0.0)
-    for k in range(x.shape[1]):
-        a = abs(x[0, k])
-        if a > amax:
-            amax = a
-    s = max(amax * qmax_inverse, tiny)
-    inverse = np.float32(1.0) / s
-    for k in range(x.shape[1]):
-        q[0, k] = np.int8(np.rint(x[0, k] * inverse))
-    scale[0, 0] = s
-
-
-@numba.njit("void(int32[:, ::1], float32[::1], float32, float32[:, ::1])",
-            cache=True, boundscheck=False)
-def dequantize_row(acc, w_scale, x_scale, y):
-    for n in range(acc.shape[1]):
-        y[0, n] = np.float32(acc[0, n]) * (w_scale[n] * x_scale)

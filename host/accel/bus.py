@@ -1,6 +1,6 @@
 """What the register-level driver needs from a platform: the ``Bus`` seam.
 
-``host.driver.Driver`` runs the accelerator through two small interfaces. Each
+``host.accel.driver.Driver`` runs the accelerator through two small interfaces. Each
 platform implements them: the simulator (cocotb + Verilator), the KV260 under
 Linux (UIO registers + u-dma-buf memory) and the Nexys Video (a serial link to a
 UART-to-AXI bridge). The driver code above this seam is identical on all three.

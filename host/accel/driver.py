@@ -1,8 +1,8 @@
 """The register-level driver: one code path for the simulator and the boards.
 
-The driver knows the register map (``hdl.regmap``), the ``AccelConfig`` and the
-packed weight layout (``host.pack``). It knows nothing about LLMs. It talks to a
-platform through ``host.bus.RegisterBus`` and ``host.bus.DeviceMemory``.
+The driver knows the register map (``hdl.spec.regmap``), the ``AccelConfig`` and the
+packed weight layout (``host.accel.pack``). It knows nothing about LLMs. It talks to a
+platform through ``host.accel.bus.RegisterBus`` and ``host.accel.bus.DeviceMemory``.
 
 Guarantees:
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hdl.config import AccelConfig
-from hdl.regmap import ID_MAGIC, REGISTERS, VERSION, ErrorCode, by_name, const_value
+from hdl.spec.config import AccelConfig
+from hdl.spec.regmap import ID_MAGIC, REGISTERS, VERSION, ErrorCode, by_name, const_value
 
 from .bus import DeviceMemory, RegisterBus
 from .pack import PackedWeights, pack_weights

@@ -1,7 +1,7 @@
 """The golden model: what the accelerator computes, bit for bit.
 
 ``C[M, N] (int32) = A[M, K] (int8) x W[N, K]^T (int8)``, with W given in the packed
-layout of ``host.pack``. The sums are exact; nothing is rounded or truncated. The RTL
+layout of ``host.accel.pack``. The sums are exact; nothing is rounded or truncated. The RTL
 is checked against this function, and the fast golden backend is checked against it.
 """
 

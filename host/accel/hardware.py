@@ -1,12 +1,13 @@
-"""Hardware backends: the accelerator through the one register-level driver.
+"""``DriverBackend``: the accelerator contract over the one register-level driver.
 
-Each backend is the same ``DriverBackend`` (``host.driver.Driver`` behind the
-``IntBackend`` contract) on a different platform:
+Every hardware backend is this class (``host.accel.driver.Driver`` behind the
+``IntBackend`` contract) on a different platform, each built by its platform's
+``backend(config)`` (``host.platforms``):
 
 - ``sim``: the generated RTL in Verilator (``host.platforms.sim``);
 - ``device``: a KV260 under Linux, with UIO registers and u-dma-buf memory
   (``host.platforms.kv260``);
-- ``link``: a Nexys Video over its USB-UART bridge (``host.link``).
+- ``link``: a Nexys Video over its link bridge (``host.platforms.nexys_video``).
 
 ``load`` packs the weights with the accelerator's ``cols`` and places them in
 device memory once. ``matmul`` moves only activations and results. The hardware's
@@ -15,25 +16,30 @@ performance counters give ``last_cycles()``, which the profile reports per token
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from hdl.config import AccelConfig
+from hdl.spec.config import AccelConfig
 
-from .backends import IntBackend, register_backend
+from .backend import IntBackend
 from .driver import Driver, JobStats, WeightBuffer
 
-__all__ = ["DriverBackend", "sim_backend", "device_backend", "link_backend"]
+__all__ = ["DriverBackend"]
 
 
 class DriverBackend(IntBackend):
-    """``IntBackend`` over a ``Driver``; ``close`` also stops the platform."""
+    """``IntBackend`` over a ``Driver``; ``close`` also stops the platform.
 
-    def __init__(self, config: AccelConfig, driver: Driver, name: str, closer=None):
+    ``platform`` is the object behind the driver's bus (a simulator session, a link),
+    for callers that want its own figures; ``jobs`` and ``total_cycles`` count the
+    matmuls run and their accelerator cycles (``PERF_BUSY``).
+    """
+
+    def __init__(self, config: AccelConfig, driver: Driver, name: str, closer=None,
+                 platform=None):
         super().__init__(config)
         self.driver = driver
         self.name = name
+        self.platform = platform
         self._closer = closer
         self.jobs = 0
         self.total_cycles = 0
@@ -58,44 +64,3 @@ class DriverBackend(IntBackend):
         if self._closer is not None:
             self._closer()
             self._closer = None
-
-
-def sim_backend(config: AccelConfig, memory_bytes: int = 1 << 30) -> DriverBackend:
-    """The RTL in Verilator. The first use of a configuration compiles it (minutes)."""
-    from .platforms.sim import CosimSession
-
-    session = CosimSession(config, memory_bytes=memory_bytes)
-    try:
-        driver = Driver(session.bus, session.memory, config)
-    except BaseException:
-        session.close()
-        raise
-    backend = DriverBackend(config, driver, "sim", closer=session.close)
-    backend.session = session
-    return backend
-
-
-def device_backend(config: AccelConfig) -> DriverBackend:
-    """A KV260 running the Systole overlay (``SYSTOLE_UIO``/``SYSTOLE_UDMABUF`` override names)."""
-    from .platforms.kv260 import UdmabufMemory, UioRegisters, find_uio
-
-    registers = UioRegisters(find_uio(os.environ.get("SYSTOLE_UIO", "systole")))
-    memory = UdmabufMemory(os.environ.get("SYSTOLE_UDMABUF", "udmabuf0"))
-
-    def close():
-        registers.close()
-
-    return DriverBackend(config, Driver(registers, memory, config), "device", closer=close)
-
-
-def link_backend(config: AccelConfig) -> DriverBackend:
-    """A Nexys Video over its serial link (``SYSTOLE_LINK_PORT``, ``SYSTOLE_LINK_BAUD``)."""
-    from .link import open_link
-
-    bus, memory = open_link()
-    return DriverBackend(config, Driver(bus, memory, config), "link")
-
-
-register_backend("sim", sim_backend)
-register_backend("device", device_backend)
-register_backend("link", link_backend)

@@ -2,7 +2,7 @@
 
 The golden backend's decode step is a GEMV per layer: it is bound by how many bytes
 of weights it streams from DRAM, not by arithmetic. numpy's BLAS has no integer GEMM,
-so the BLAS route (``host.backends._ColumnBlocks``) keeps float32 copies and streams
+so the BLAS route (``host.accel.software._ColumnBlocks``) keeps float32 copies and streams
 four bytes per weight. These kernels, compiled by numba, stream the int8 weights
 themselves (a quarter of the traffic) and sum in int32, which is exact for any
 ``K <= 65535`` (``|sum| <= 65535 * 2^14 < 2^31``), so the result does not depend on the
@@ -20,17 +20,17 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["available", "int8_matmul", "quantize_row", "dequantize_row"]
+__all__ = ["available", "int8_matmul"]
 
 
 @lru_cache(maxsize=1)
 def _kernels():
-    """The ``host._numba_kernels`` module, or None when numba is missing."""
+    """The ``host.accel._numba_matmul`` module, or None when numba is missing."""
     try:
-        from . import _numba_kernels
+        from . import _numba_matmul
     except ImportError:
         return None
-    return _numba_kernels
+    return _numba_matmul
 
 
 # numba's threading layers may not be entered by two Python threads at once.
@@ -50,7 +50,7 @@ def int8_matmul(x: np.ndarray, w: np.ndarray, threads: int = 1) -> np.ndarray:
     """
     kernels = _kernels()
     if kernels is None:
-        raise RuntimeError("host.kernels needs numba (pip install -r requirements.lock)")
+        raise RuntimeError("host.accel.kernels needs numba (pip install -r requirements.lock)")
     if x.dtype != np.int8 or w.dtype != np.int8 or x.ndim != 2 or w.ndim != 2:
         raise TypeError(f"int8_matmul takes int8 [M, K] and [N, K]; got {x.dtype} {x.shape}, "
                         f"{w.dtype} {w.shape}")
@@ -68,35 +68,3 @@ def int8_matmul(x: np.ndarray, w: np.ndarray, threads: int = 1) -> np.ndarray:
         kernels.set_num_threads(min(threads, kernels.max_threads))
         kernels.parallel(x, w, out)
     return out
-
-
-def quantize_row(x: np.ndarray, qmax_inverse: np.float32,
-                 floor: np.float32) -> tuple[np.ndarray, np.ndarray] | None:
-    """One token's dynamic int8 quantization: ``(q [1, K] int8, scale [1, 1] float32)``.
-
-    Exactly ``host.quant.quantize_activations``'s float32 arithmetic (scale =
-    ``max(max|x| * qmax_inverse, floor)``, ``q = rint(x * (1 / scale))``), in one
-    compiled call. None when the kernel cannot take ``x`` (numba missing, not a
-    C-contiguous float32 ``[1, K]``).
-    """
-    kernels = _kernels()
-    if (kernels is None or x.dtype != np.float32 or x.ndim != 2 or x.shape[0] != 1
-            or not x.flags.c_contiguous):
-        return None
-    q = np.empty(x.shape, np.int8)
-    scale = np.empty((1, 1), np.float32)
-    kernels.quantize_row(x, q, scale, qmax_inverse, floor)
-    return q, scale
-
-
-def dequantize_row(acc: np.ndarray, w_scale: np.ndarray, x_scale: np.float32) -> np.ndarray | None:
-    """``acc * (w_scale * x_scale)`` in float32 for one token's int32 ``[1, N]``; None
-    when the kernel cannot take the operands."""
-    kernels = _kernels()
-    if (kernels is None or acc.dtype != np.int32 or acc.ndim != 2 or acc.shape[0] != 1
-            or not acc.flags.c_contiguous or w_scale.dtype != np.float32
-            or not w_scale.flags.c_contiguous or w_scale.shape != (acc.shape[1],)):
-        return None
-    y = np.empty(acc.shape, np.float32)
-    kernels.dequantize_row(acc, w_scale, np.float32(x_scale), y)
-    return y

@@ -10,9 +10,9 @@ generated; ``generate(..., streamer=fn)`` calls ``fn(text)`` for each increment.
 Sampling never sorts the 262k vocabulary: top-k uses ``argpartition``, top-p grows a
 partitioned candidate set until it holds the requested mass.
 
-CLI: ``python -m host.generate --prompt "Once upon a time" [--model PATH]
-[--backend golden|float] [--quant SCHEME] [--max-new-tokens N] ...`` streams the text,
-then prints tok/s and the per-op profile (``host.profile``).
+CLI: ``python -m host.llm.generate --prompt "Once upon a time" [--model PATH]
+[--backend golden|float|sim|device|link] [--quant SCHEME] [--max-new-tokens N] ...``
+streams the text, then prints tok/s and the per-op profile (``host.llm.profile``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .backends import BACKENDS, make_backend
+from ..accel.backend import BACKENDS, BackendUnavailable, make_backend
 from .linear import build_linears
 from .model import Model, ModelFileError, load_model
 from .profile import PhaseReport, Profiler, format_table
@@ -257,16 +257,8 @@ def print_summary(result: Generation, profile: bool = True, out=None,
             print(format_table(dec), file=out)
 
 
-def _register_hardware_backends() -> None:
-    """Make the hardware backends (``host.hardware``: sim, device, link) selectable."""
-    try:
-        from . import hardware  # noqa: F401  (registers its backends on import)
-    except ImportError:
-        pass
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m host.generate",
+    parser = argparse.ArgumentParser(prog="python -m host.llm.generate",
                                      description="Generate text on a Systole backend.")
     parser.add_argument("--prompt", required=True, help="text to continue")
     parser.add_argument("--model", help="GGUF or llama2.c .bin file (default: Gemma 3 270M)")
@@ -289,18 +281,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """The CLI; returns the exit status (2 for a bad model file or option)."""
-    _register_hardware_backends()
     args = _parser().parse_args(argv)
     try:
         _check_options(args.max_new_tokens, args.temperature, args.top_k, args.top_p)
         print("loading model ...", file=sys.stderr, flush=True)
         if args.threads is not None and args.threads < 1:
             raise ValueError(f"--threads={args.threads} must be >= 1")
-        if args.threads is not None and args.backend not in ("golden", "float"):
-            raise ValueError(f"--threads applies to the golden and float backends, not {args.backend}")
+        if args.threads is not None and not BACKENDS[args.backend].software:
+            software = ", ".join(name for name, entry in BACKENDS.items() if entry.software)
+            raise ValueError(f"--threads applies to the software backends ({software}), "
+                             f"not {args.backend}")
         runtime = load(args.model, backend=args.backend, quant=args.quant, preset=args.preset,
                        tokenizer=args.tokenizer, threads=args.threads)
-    except (ModelFileError, ValueError, KeyError) as error:
+    except (ModelFileError, BackendUnavailable, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"== {runtime.describe()}", file=sys.stderr)

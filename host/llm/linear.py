@@ -5,7 +5,7 @@ answer it:
 
 - ``FloatLinears``: the float reference (``FloatBackend``), no quantization.
 - ``QuantizedLinears``: the accelerator path. At load it quantizes each weight
-  (``host.quant``), splits K into groups (the scheme's activation groups, and
+  (``host.llm.quant``), splits K into groups (the scheme's activation groups, and
   ``backend.max_k``) and loads every piece once with ``backend.load``. Per call it
   quantizes activations to int8 in [-127, 127], runs ``backend.matmul`` (exact int32)
   for each piece, adds the pieces that share an activation scale in int32 and
@@ -26,13 +26,15 @@ from typing import Sequence
 import numpy as np
 
 from . import kernels
-from .backends import FloatBackend, IntBackend
+from ..accel.backend import IntBackend
+from ..accel.software import FloatBackend
 from .model import Model
 from .model.cache import cache_root
 from .profile import Profiler
 from .quant import (QMAX, ActivationStats, QuantScheme, calibration_key, quantize_activations,
                     quantize_weight, scheme as get_scheme, smooth)
-from .transformer import LinearSpec, Transformer, linear_specs
+from .layers import LinearSpec, linear_specs
+from .transformer import Transformer
 
 __all__ = ["FloatLinears", "QuantizedLinears", "build_linears", "calibrate", "CALIBRATION_TEXT"]
 

@@ -1,20 +1,26 @@
 """Per-op time accounting for generation: where each token's milliseconds go.
 
-The transformer, the linear-layer seam and the sampler call ``Profiler.add`` with
-the time of each op, in one of two phases (``prefill``, ``decode``). ``table()``
-divides by the tokens of the phase and adds ``other`` = wall time - everything
-recorded, so the rows always sum to the measured wall time. Matmul rows count only
-the backend call; turning float activations into int8 and int32 results back into
-float are the ``quantize``/``dequantize`` rows, host work like norms and softmax.
+Time is taken at seams, never inside the model's code: ``Profiler.instrument`` wraps
+the transformer's host ops (``Transformer.HOST_OPS``), the linear-layer seam records
+each backend matmul and the quantize/dequantize around it, and the sampler records
+itself. Records go to one of two phases (``prefill``, ``decode``). ``report()``
+adds ``other`` = wall time - everything recorded, so the rows always sum to the
+measured wall time. Matmul rows count only the backend call; turning float
+activations into int8 and int32 results back into float are the
+``quantize``/``dequantize`` rows, host work like norms and softmax.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from time import perf_counter
+from typing import Callable
 
-__all__ = ["MATMUL_KINDS", "SECTIONS", "Profiler", "PhaseReport"]
+from .layers import LAYER_KINDS
 
-MATMUL_KINDS = ("qkv", "attn_out", "ffn_up_gate", "ffn_down", "classifier")
+__all__ = ["MATMUL_KINDS", "SECTIONS", "Profiler", "PhaseReport", "format_table"]
+
+MATMUL_KINDS = LAYER_KINDS
 SECTIONS = (*(f"matmul {kind}" for kind in MATMUL_KINDS), "quantize", "dequantize",
             "attention", "norms", "rope", "ffn activation", "embedding", "sampling")
 PHASES = ("prefill", "decode")
@@ -79,6 +85,25 @@ class Profiler:
         phase = self._phase
         self._now_seconds, self._now_calls = self._seconds[phase], self._calls[phase]
         self._now_macs, self._now_cycles = self._macs[phase], self._cycles[phase]
+
+    def instrument(self, target: object, ops: dict[str, str]) -> None:
+        """Time ``target``'s methods: ``ops`` maps a section to a method name, and each
+        call of that method on ``target`` is added to the section from now on."""
+        for section, method in ops.items():
+            if section not in SECTIONS:
+                raise ValueError(f"unknown profile section {section!r}; sections are {SECTIONS}")
+            setattr(target, method, self._timed(section, getattr(target, method)))
+
+    def _timed(self, section: str, function: Callable) -> Callable:
+        add = self.add
+
+        def timed(*args):
+            start = perf_counter()
+            result = function(*args)
+            add(section, perf_counter() - start)
+            return result
+
+        return timed
 
     def add(self, section: str, seconds: float, calls: int = 1) -> None:
         """Add ``seconds`` to ``section`` of the current phase."""

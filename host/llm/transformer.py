@@ -1,17 +1,10 @@
 """The decoder-only transformer (Gemma 3 and Llama), numpy on the CPU.
 
-The transformer knows nothing about hardware or quantization: every linear layer,
-the classifier included, is one call ``linear(name, x)`` to the seam it is given
-(``host.linear``), which returns float32 ``[M, N]`` for float32 ``[M, K]``. Norms,
-RoPE, attention, activations and the KV cache live here, all in float32.
-
-Linear layers (``linear_specs``), fused so each is one M-row matmul per layer:
-
-- ``blk.{i}.qkv``         ``[q_dim + 2*kv_dim, dim]``  (q, k, v rows stacked)
-- ``blk.{i}.attn_output`` ``[dim, q_dim]``
-- ``blk.{i}.ffn_up_gate`` ``[2*hidden, dim]``           (gate rows, then up rows)
-- ``blk.{i}.ffn_down``    ``[dim, hidden]``
-- ``output``              ``[vocab, dim]``              (classifier)
+The transformer knows nothing about hardware or quantization: every linear layer
+(``host.llm.layers``), the classifier included, is one call ``linear(name, x)`` to the
+seam it is given (``host.llm.linear``), which returns float32 ``[M, N]`` for float32
+``[M, K]``. Norms, RoPE, attention, activations and the KV cache live here, all in
+float32.
 
 Gemma 3 block: pre-norm, q/k/v, per-head RMSNorm of q and k, RoPE, attention
 (sliding window on 5 of every 6 layers, two RoPE bases), output projection,
@@ -21,69 +14,17 @@ are scaled by sqrt(dim). Llama: pre-norm attention and SwiGLU, no q/k/post norms
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from time import perf_counter
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from .layers import LinearLayers
 from .model.base import ModelConfig
 from .profile import Profiler
 
-__all__ = ["LinearSpec", "LinearLayers", "KVCache", "Transformer", "linear_specs", "linear_shapes", "rms_norm"]
+__all__ = ["KVCache", "Transformer", "rms_norm", "apply_rope"]
 
 _GELU_C = 0.7978845608028654   # sqrt(2/pi), a Python float so float32 stays float32
-
-
-@dataclass(frozen=True)
-class LinearSpec:
-    """One linear layer: its name, kind (profile row), float32 ``[N, K]`` weight and
-    the RMSNorm weight that scales its input (``None`` if its input is not normed)."""
-
-    name: str
-    kind: str
-    weight: np.ndarray
-    input_norm: str | None
-
-
-class LinearLayers(Protocol):
-    """The seam: ``linear(name, x float32 [M, K]) -> float32 [M, N]``."""
-
-    def __call__(self, name: str, x: np.ndarray) -> np.ndarray: ...
-
-
-def linear_specs(config: ModelConfig, weights: dict[str, np.ndarray]) -> dict[str, LinearSpec]:
-    """Every linear layer of the model, fused as the transformer calls them."""
-    specs = {}
-    for i in range(config.n_layers):
-        b = f"blk.{i}."
-        specs[b + "qkv"] = LinearSpec(b + "qkv", "qkv", np.concatenate(
-            [weights[b + "attn_q.weight"], weights[b + "attn_k.weight"],
-             weights[b + "attn_v.weight"]]), b + "attn_norm.weight")
-        specs[b + "attn_output"] = LinearSpec(b + "attn_output", "attn_out",
-                                              np.asarray(weights[b + "attn_output.weight"]), None)
-        specs[b + "ffn_up_gate"] = LinearSpec(b + "ffn_up_gate", "ffn_up_gate", np.concatenate(
-            [weights[b + "ffn_gate.weight"], weights[b + "ffn_up.weight"]]), b + "ffn_norm.weight")
-        specs[b + "ffn_down"] = LinearSpec(b + "ffn_down", "ffn_down",
-                                           np.asarray(weights[b + "ffn_down.weight"]), None)
-    classifier = weights["token_embd.weight" if config.tied_classifier else "output.weight"]
-    specs["output"] = LinearSpec("output", "classifier", np.asarray(classifier), "output_norm.weight")
-    return specs
-
-
-def linear_shapes(config: ModelConfig) -> list[tuple[str, str, int, int]]:
-    """``(name, kind, N, K)`` of every linear layer ``linear_specs`` builds, from the
-    config alone (performance models need no weights)."""
-    q, kv = config.n_heads * config.head_dim, config.n_kv_heads * config.head_dim
-    shapes = []
-    for i in range(config.n_layers):
-        b = f"blk.{i}."
-        shapes += [(b + "qkv", "qkv", q + 2 * kv, config.dim),
-                   (b + "attn_output", "attn_out", config.dim, q),
-                   (b + "ffn_up_gate", "ffn_up_gate", 2 * config.hidden_dim, config.dim),
-                   (b + "ffn_down", "ffn_down", config.dim, config.hidden_dim)]
-    shapes.append(("output", "classifier", config.vocab_size, config.dim))
-    return shapes
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
@@ -176,24 +117,33 @@ class Transformer:
     ``weights`` supplies the embedding table and norm weights (float32, GGUF names);
     ``linear`` computes every projection. ``forward`` returns float32 logits for the
     last position (``all_logits=False``) or for every new position.
+
+    The host-side work is five methods (``HOST_OPS``: embed, norm, rope, attend,
+    activation) and everything else is a ``linear`` call. Given a ``profiler``, the
+    constructor has it time those five methods (``Profiler.instrument``): profiling
+    sits at that one seam, and the blocks below read like the paper.
     """
+
+    # Profile section -> the method doing that work.
+    HOST_OPS = {"embedding": "embed", "norms": "norm", "rope": "rope", "attention": "attend",
+                "ffn activation": "activation"}
 
     def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray],
                  linear: LinearLayers, profiler: Profiler | None = None):
         self.config = config
         self.linear = linear
-        self.profiler = profiler or Profiler()
         self.embedding = weights["token_embd.weight"]
-        self.norm = {name: np.asarray(w, dtype=np.float32) for name, w in weights.items()
-                     if name.endswith("norm.weight")}
+        self.norms = {name: np.asarray(w, dtype=np.float32) for name, w in weights.items()
+                      if name.endswith("norm.weight")}
         if config.arch == "gemma3":   # [H + KV, hd]: q_norm for the q heads, k_norm for k
             self._qk_norm = [np.concatenate([
-                np.broadcast_to(self.norm[f"blk.{i}.attn_q_norm.weight"], (config.n_heads, config.head_dim)),
-                np.broadcast_to(self.norm[f"blk.{i}.attn_k_norm.weight"], (config.n_kv_heads, config.head_dim))])
+                np.broadcast_to(self.norms[f"blk.{i}.attn_q_norm.weight"], (config.n_heads, config.head_dim)),
+                np.broadcast_to(self.norms[f"blk.{i}.attn_k_norm.weight"], (config.n_kv_heads, config.head_dim))])
                 for i in range(config.n_layers)]
-        scale = config.rope_linear_scale
-        self._rope_global = _Rope(config.rope_base, config.head_dim, scale)
+        self._rope_global = _Rope(config.rope_base, config.head_dim, config.rope_linear_scale)
         self._rope_local = _Rope(config.rope_base_local, config.head_dim, 1.0)
+        if profiler is not None:
+            profiler.instrument(self, self.HOST_OPS)
 
     def new_cache(self, capacity: int = 256) -> KVCache:
         """An empty KV cache for this model."""
@@ -201,7 +151,7 @@ class Transformer:
 
     def forward(self, tokens: Sequence[int], cache: KVCache, all_logits: bool = False) -> np.ndarray:
         """Run ``tokens`` at positions ``cache.length...``; logits ``[1 or M, vocab]``."""
-        cfg, prof = self.config, self.profiler
+        cfg = self.config
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         if tokens.size == 0:
             raise ValueError("forward needs at least one token")
@@ -210,55 +160,64 @@ class Transformer:
                              f"{tokens.min()}..{tokens.max()}")
         start = cache.length
         cache.reserve(start + tokens.size)
-        t0 = perf_counter()
-        x = np.asarray(self.embedding[tokens], dtype=np.float32)              # [M, D]
-        if cfg.embed_scale != 1.0:
-            x = x * np.float32(cfg.embed_scale)
-        prof.add("embedding", perf_counter() - t0)
+        x = self.embed(tokens)                                                # [M, D]
         for layer in range(cfg.n_layers):
             x = self._attention_block(layer, x, start, cache)
             x = self._ffn_block(layer, x)
         cache.length = start + tokens.size
         if not all_logits:
             x = x[-1:]
-        x = self._norm(x, self.norm["output_norm.weight"])
+        x = self.norm(x, self.norms["output_norm.weight"])
         return self.linear("output", x)                                       # [M, vocab]
 
-    def _norm(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """``rms_norm`` with the model's epsilon, timed as "norms" in the profile."""
-        t0 = perf_counter()
-        out = rms_norm(x, weight, self.config.norm_eps)
-        self.profiler.add("norms", perf_counter() - t0)
-        return out
-
     def _attention_block(self, layer: int, x: np.ndarray, start: int, cache: KVCache) -> np.ndarray:
-        cfg, prof, b = self.config, self.profiler, f"blk.{layer}."
+        cfg, b = self.config, f"blk.{layer}."
         m, hd = x.shape[0], cfg.head_dim
-        h = self._norm(x, self.norm[b + "attn_norm.weight"])                  # [M, D]
+        h = self.norm(x, self.norms[b + "attn_norm.weight"])                  # [M, D]
         qkv = self.linear(b + "qkv", h)                                       # [M, q_dim + 2 kv_dim]
-        heads = cfg.n_heads + cfg.n_kv_heads
-        qk = qkv[:, : cfg.q_dim + cfg.kv_dim].reshape(m, heads, hd)           # [M, H + KV, hd]
-        v = qkv[:, cfg.q_dim + cfg.kv_dim:].reshape(m, cfg.n_kv_heads, hd)
+        qk = qkv[:, : cfg.q_dim + cfg.kv_dim].reshape(m, cfg.n_heads + cfg.n_kv_heads, hd)
+        v = qkv[:, cfg.q_dim + cfg.kv_dim:].reshape(m, cfg.n_kv_heads, hd)     # [M, KV, hd]
         if cfg.arch == "gemma3":      # per-head RMSNorm: q heads and k heads in one call
-            qk = self._norm(qk, self._qk_norm[layer])
-        t0 = perf_counter()
-        is_global = cfg.is_global(layer)
-        cos, sin = (self._rope_global if is_global else self._rope_local).tables(start, start + m)
-        qk = apply_rope(qk, cos, sin)                                         # q and k together
-        t1 = perf_counter()
-        prof.add("rope", t1 - t0)
+            qk = self.norm(qk, self._qk_norm[layer])                          # [M, H + KV, hd]
+        qk = self.rope(qk, layer, start)                                      # q and k together
         q, k = qk[:, : cfg.n_heads], qk[:, cfg.n_heads:]
-        attended = self._attend(layer, q, k, v, start, cache, None if is_global else cfg.sliding_window)
-        prof.add("attention", perf_counter() - t1)
+        attended = self.attend(layer, q, k, v, start, cache)                  # [M, H*hd]
         out = self.linear(b + "attn_output", attended)                        # [M, D]
         if cfg.arch == "gemma3":
-            out = self._norm(out, self.norm[b + "post_attention_norm.weight"])
+            out = self.norm(out, self.norms[b + "post_attention_norm.weight"])
         return x + out
 
-    def _attend(self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int,
-                cache: KVCache, window: int | None) -> np.ndarray:
-        """Causal (optionally windowed) softmax attention of new queries over the cache."""
+    def _ffn_block(self, layer: int, x: np.ndarray) -> np.ndarray:
+        cfg, b = self.config, f"blk.{layer}."
+        h = self.norm(x, self.norms[b + "ffn_norm.weight"])                   # [M, D]
+        hidden = self.activation(self.linear(b + "ffn_up_gate", h))           # [M, 2F] -> [M, F]
+        out = self.linear(b + "ffn_down", hidden)                             # [M, D]
+        if cfg.arch == "gemma3":
+            out = self.norm(out, self.norms[b + "post_ffw_norm.weight"])
+        return x + out
+
+    # -- the host ops (HOST_OPS) --------------------------------------------------------
+    def embed(self, tokens: np.ndarray) -> np.ndarray:
+        """Embedding rows of ``tokens``, float32 ``[M, D]`` (scaled by sqrt(dim) for Gemma)."""
+        x = np.asarray(self.embedding[tokens], dtype=np.float32)
+        return x * np.float32(self.config.embed_scale) if self.config.embed_scale != 1.0 else x
+
+    def norm(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """``rms_norm`` with the model's epsilon."""
+        return rms_norm(x, weight, self.config.norm_eps)
+
+    def rope(self, qk: np.ndarray, layer: int, start: int) -> np.ndarray:
+        """RoPE of ``qk [M, heads, hd]`` at positions ``start...``, with the layer's base."""
+        rope = self._rope_global if self.config.is_global(layer) else self._rope_local
+        cos, sin = rope.tables(start, start + qk.shape[0])
+        return apply_rope(qk, cos, sin)
+
+    def attend(self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int,
+               cache: KVCache) -> np.ndarray:
+        """Causal softmax attention of new queries over the cache (the sliding window on
+        local layers); appends ``k`` and ``v`` to the cache. ``[M, H*hd]``."""
         cfg = self.config
+        window = None if cfg.is_global(layer) else cfg.sliding_window
         m, hd = q.shape[0], cfg.head_dim
         stop = start + m
         keys, values = cache.keys[layer], cache.values[layer]
@@ -292,27 +251,21 @@ class Transformer:
         out = scores @ values[:, first:stop]                                  # [KV, group*M, hd]
         return out.reshape(kv, group, m, hd).transpose(2, 0, 1, 3).reshape(m, cfg.q_dim)
 
-    def _ffn_block(self, layer: int, x: np.ndarray) -> np.ndarray:
-        cfg, prof, b = self.config, self.profiler, f"blk.{layer}."
-        h = self._norm(x, self.norm[b + "ffn_norm.weight"])                   # [M, D]
-        gate_up = self.linear(b + "ffn_up_gate", h)                           # [M, 2F]
-        t0 = perf_counter()
-        gate, up = gate_up[:, : cfg.hidden_dim], gate_up[:, cfg.hidden_dim:]
+    def activation(self, gate_up: np.ndarray) -> np.ndarray:
+        """GeGLU (Gemma: tanh GELU) or SwiGLU (Llama) of ``[M, 2F]``: ``[M, F]``."""
+        f = self.config.hidden_dim
+        gate, up = gate_up[:, :f], gate_up[:, f:]
         # In place on one temporary: these run on [M, F] every layer.
-        if cfg.arch == "gemma3":       # GELU, tanh approximation: g/2 (1 + tanh(c (g + a g^3)))
+        if self.config.arch == "gemma3":   # GELU, tanh approximation: g/2 (1 + tanh(c (g + a g^3)))
             hidden = gate * gate
             hidden *= _GELU_C * 0.044715
             hidden += _GELU_C
             hidden *= gate
-        else:                          # SiLU, written with tanh so it never overflows
+        else:                              # SiLU, written with tanh so it never overflows
             hidden = gate * 0.5
         np.tanh(hidden, out=hidden)
         hidden *= 0.5
         hidden += 0.5
         hidden *= gate
-        hidden *= up                                                          # [M, F]
-        prof.add("ffn activation", perf_counter() - t0)
-        out = self.linear(b + "ffn_down", hidden)                             # [M, D]
-        if cfg.arch == "gemma3":
-            out = self._norm(out, self.norm[b + "post_ffw_norm.weight"])
-        return x + out
+        hidden *= up
+        return hidden

@@ -25,9 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bus import MemoryWindow
+from hdl.spec.config import AccelConfig
 
-__all__ = ["UioRegisters", "UdmabufMemory", "PynqRegisters", "PynqMemory", "find_uio"]
+from ..accel.bus import MemoryWindow
+from ..accel.driver import Driver
+from ..accel.hardware import DriverBackend
+
+__all__ = ["UioRegisters", "UdmabufMemory", "PynqRegisters", "PynqMemory", "find_uio", "backend"]
 
 _REGISTER_WINDOW = 0x1000
 
@@ -166,3 +170,16 @@ class PynqMemory(MemoryWindow):
     def sync_for_cpu(self, offset: int, nbytes: int) -> None:
         self._check(offset, nbytes)
         self._buffer[offset:offset + nbytes].invalidate()
+
+
+def backend(config: AccelConfig) -> DriverBackend:
+    """The ``device`` backend: a KV260 running the Systole overlay (``SYSTOLE_UIO`` and
+    ``SYSTOLE_UDMABUF`` override the UIO and u-dma-buf names)."""
+    registers = UioRegisters(find_uio(os.environ.get("SYSTOLE_UIO", "systole")))
+    try:
+        memory = UdmabufMemory(os.environ.get("SYSTOLE_UDMABUF", "udmabuf0"))
+        driver = Driver(registers, memory, config)
+    except BaseException:
+        registers.close()
+        raise
+    return DriverBackend(config, driver, "device", closer=registers.close, platform=registers)

@@ -1,12 +1,12 @@
 """The link backend's bus: the accelerator behind a ``UartBridge``, over a serial port.
 
-``SerialLink`` speaks the frame protocol of ``hdl.link_protocol`` over any byte
+``SerialLink`` speaks the frame protocol of ``hdl.spec.link_protocol`` over any byte
 transport with pyserial's interface (``write(bytes)``, ``read(n)`` returning what
 arrived within the transport's timeout, ``reset_input_buffer()``). On a Nexys Video
 the transport is the board's USB-UART (``SerialLink.open("/dev/ttyUSB0")``); in tests
 it is a transport bridged into the cocotb simulation of the bridge, or a Python
 model of the bridge. ``LinkRegisterBus`` and ``LinkMemory`` put the link under
-``host.driver.Driver`` as its ``RegisterBus`` and ``DeviceMemory``.
+``host.accel.driver.Driver`` as its ``RegisterBus`` and ``DeviceMemory``.
 
 Errors are explicit: ``LinkTimeout`` (nothing or too little came back in time),
 ``LinkCrcError`` (a response failed its CRC, after retries), ``LinkWrongDevice``
@@ -21,16 +21,11 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from hdl.link_protocol import (MAGIC, PROTOCOL_VERSION, REQUEST_SYNC, RESPONSE_HEADER, RESPONSE_SYNC,
+from hdl.spec.link_protocol import (MAGIC, PROTOCOL_VERSION, REQUEST_SYNC, RESPONSE_HEADER, RESPONSE_SYNC,
                                Command, HelloInfo, Status, crc16, encode_request, window_ok)
 
 __all__ = ["Transport", "LinkError", "LinkTimeout", "LinkCrcError", "LinkWrongDevice", "LinkDeviceError",
-           "SerialLink", "LinkRegisterBus", "LinkMemory", "DEFAULT_BAUD", "NEXYS_VIDEO_DDR", "open_link"]
-
-DEFAULT_BAUD = 921_600
-# Where the Nexys Video block design (gen/vivado.py) puts the DDR3 in the address map
-# that the bridge and the accelerator's DMA share: (base, size).
-NEXYS_VIDEO_DDR = (0x8000_0000, 512 << 20)
+           "SerialLink", "LinkRegisterBus", "LinkMemory"]
 # Statuses meaning "the request was not executed": retrying cannot double an effect.
 _NOT_EXECUTED = (Status.CRC, Status.TRUNCATED)
 # Commands that may be repeated when their response is lost (REG_WRITE may hit CTRL/ISR).
@@ -92,7 +87,7 @@ class SerialLink:
         self.frames = 0          # requests sent, retries included (for statistics)
 
     @classmethod
-    def open(cls, port: str, baud: int = DEFAULT_BAUD, **kwargs) -> "SerialLink":
+    def open(cls, port: str, baud: int, **kwargs) -> "SerialLink":
         """Open ``port`` (a device path or any pyserial URL) at ``baud``, 8N1."""
         import serial
         transport = serial.serial_for_url(port, baudrate=baud, bytesize=8, parity="N", stopbits=1,
@@ -233,7 +228,7 @@ class SerialLink:
 
 
 class LinkRegisterBus:
-    """``host.bus.RegisterBus`` over a ``SerialLink``: the accelerator's s_axi_ctrl."""
+    """``host.accel.bus.RegisterBus`` over a ``SerialLink``: the accelerator's s_axi_ctrl."""
 
     has_irq = True
 
@@ -263,7 +258,7 @@ class LinkRegisterBus:
 
 
 class LinkMemory:
-    """``host.bus.DeviceMemory`` over a ``SerialLink``: a window of the board's DDR.
+    """``host.accel.bus.DeviceMemory`` over a ``SerialLink``: a window of the board's DDR.
 
     The window starts at ``device_address`` in the address map the accelerator's DMA
     and the bridge share. Reads and writes go over the link; the sync calls only check
@@ -297,52 +292,3 @@ class LinkMemory:
 
     def sync_for_cpu(self, offset: int, nbytes: int) -> None:
         self._check(offset, nbytes)
-
-
-def open_link(port: str | None = None, baud: int | None = None, *, ddr_base: int = NEXYS_VIDEO_DDR[0],
-              ddr_size: int = NEXYS_VIDEO_DDR[1], **kwargs) -> tuple[LinkRegisterBus, LinkMemory]:
-    """The (bus, memory) pair for a Nexys Video at ``port``; checks the bridge answers.
-
-    ``port`` and ``baud`` default to ``$SYSTOLE_LINK_PORT`` and ``$SYSTOLE_LINK_BAUD``
-    (then ``/dev/ttyUSB0``, the FT232R of the UART micro-USB port on Linux, and ``DEFAULT_BAUD``).
-    """
-    import os
-    port = port or os.environ.get("SYSTOLE_LINK_PORT", "/dev/ttyUSB0")
-    baud = baud or int(os.environ.get("SYSTOLE_LINK_BAUD", DEFAULT_BAUD))
-    link = SerialLink.open(port, baud, **kwargs)
-    link.hello()
-    return LinkRegisterBus(link), LinkMemory(link, ddr_base, ddr_size)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m host.link [--port P] [--baud B]``: is the board there, and what is on it?"""
-    import argparse
-    import sys
-
-    from hdl.regmap import ID_MAGIC, REGISTERS
-
-    parser = argparse.ArgumentParser(prog="python -m host.link", description=main.__doc__)
-    parser.add_argument("--port", help="serial port or pyserial URL (default $SYSTOLE_LINK_PORT or /dev/ttyUSB0)")
-    parser.add_argument("--baud", type=int, help=f"baud rate (default $SYSTOLE_LINK_BAUD or {DEFAULT_BAUD})")
-    args = parser.parse_args(argv)
-    try:
-        bus, memory = open_link(args.port, args.baud)
-    except LinkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    info = bus.link.info
-    print(f"bridge: protocol v{info.version[0]}.{info.version[1]}, {info.bus_bytes}-byte AXI, "
-          f"{info.addr_width}-bit addresses, frames of up to {info.max_payload} bytes, irq={int(info.irq)}")
-    for reg in REGISTERS:
-        if reg.kind == "const":
-            print(f"  {reg.name:<14} 0x{bus.read32(reg.offset):08X}")
-    ident = bus.read32(next(r.offset for r in REGISTERS if r.name == "ID"))
-    if ident != ID_MAGIC:
-        print(f"error: ID reads 0x{ident:08X}, not a Systole accelerator behind the bridge", file=sys.stderr)
-        return 1
-    print(f"DDR window: 0x{memory.device_address:08X} + {memory.size >> 20} MiB")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,22 +1,35 @@
 """The simulator platform: the generated RTL running in Verilator, driven over a socket.
 
-``CosimSession`` builds (once, cached) the simulation top ``sim.cosim.SimSystem``
-for an ``AccelConfig``: the accelerator plus a DPI-backed AXI memory. It starts
-the simulator in a background thread with ``sim.cosim_server`` as its cocotb test,
-and exposes:
+``CosimSession`` starts a simulator process (``python -m sim.cosim``), which builds
+(once, cached) the simulation top for an ``AccelConfig``, the accelerator plus a
+DPI-backed AXI memory, and serves requests with a cocotb test. The session exposes:
 
 - ``bus``: a ``RegisterBus`` whose register accesses are AXI4-Lite transactions in
   the simulation, with ``wait_irq`` and ``now`` in simulated time;
 - ``memory``: a ``DeviceMemory`` over the file that the simulated DDR reads. The
   driver writes weights into it at memory speed, never beat by beat.
 
-Everything above this module is the same driver code that runs on a board.
+The two processes share only the memory file and the request protocol below, so this
+module imports nothing from ``sim`` (``sim.cosim_server`` imports the protocol from
+here). Everything above this module is the same driver code that runs on a board.
+
+Protocol: request ``<B op><Q a><Q b>``, reply ``<B status><Q value>``. Ops: READ32
+(a=offset), WRITE32 (a=offset, b=value), WAIT_IRQ (a=timeout in cycles; value 1 if
+irq is high), NOW (value: cycles since reset), SET_MEMORY (a=index in
+``MEMORY_CONTROLS``, b=value), CLOSE. Simulated time moves only inside requests, so a
+run is deterministic whatever the host does in between.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import shutil
 import socket
+import struct
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -24,14 +37,25 @@ from pathlib import Path
 
 import numpy as np
 
-from hdl.config import AccelConfig
+from hdl.spec.config import AccelConfig
 
-from ..bus import MemoryWindow
+from ..accel.bus import MemoryWindow
+from ..accel.driver import Driver
+from ..accel.hardware import DriverBackend
 
-__all__ = ["CosimSession", "CosimError", "DEFAULT_MEMORY_BASE"]
+__all__ = ["CosimSession", "CosimError", "DEFAULT_MEMORY_BASE", "REQUEST", "REPLY", "OPS",
+           "MEMORY_CONTROLS", "STATUS_OK", "STATUS_ERROR", "backend"]
 
 DEFAULT_MEMORY_BASE = 0x4000_0000
 _START_TIMEOUT_S = 600.0       # the first Verilator build of a large config takes minutes
+_REPO = Path(__file__).resolve().parents[2]
+
+REQUEST = struct.Struct("<BQQ")
+REPLY = struct.Struct("<BQ")
+OPS = ("READ32", "WRITE32", "WAIT_IRQ", "NOW", "SET_MEMORY", "CLOSE")
+# SET_MEMORY controls, in order: the simulated memory's ports named mem_<control>.
+MEMORY_CONTROLS = ("read_latency", "fault_lo", "fault_hi", "fault_read", "fault_write", "hang")
+STATUS_OK, STATUS_ERROR = 0, 1
 
 
 class CosimError(RuntimeError):
@@ -61,66 +85,60 @@ class _SimBus:
 
 
 class CosimSession:
-    """One running simulation of ``config``'s accelerator with ``memory_bytes`` of DDR."""
+    """One running simulation of ``config``'s accelerator with ``memory_bytes`` of DDR.
+
+    The simulator's output (its build, then cocotb's log) goes to ``log_file``, which is
+    removed on ``close`` unless the simulator failed; a ``CosimError`` names it.
+    """
 
     def __init__(self, config: AccelConfig, memory_bytes: int = 1 << 30,
-                 memory_base: int = DEFAULT_MEMORY_BASE, read_latency: int = 32,
-                 log_file: Path | None = None):
-        from sim import cosim, cosim_server
-        from sim.runner import BUILD, REPO
-
+                 memory_base: int = DEFAULT_MEMORY_BASE, read_latency: int = 32):
         if memory_base + memory_bytes > 1 << config.addr_width:
             raise ValueError(f"memory window {memory_base:#x}+{memory_bytes:#x} exceeds the "
                              f"{config.addr_width}-bit DMA address space")
         self.config = config
         self.clock_hz = config.clock_mhz * 1e6
-        self._ops = {name: code for code, name in enumerate(cosim_server.OPS)}
-        self._request_struct, self._reply_struct = cosim_server.REQUEST, cosim_server.REPLY
+        self._ops = {name: code for code, name in enumerate(OPS)}
         self._lock = threading.Lock()
         self.requests = 0
+        self._sock: socket.socket | None = None
+        self._process: subprocess.Popen | None = None
 
-        runner, build_dir, sim, toplevel = cosim.build(config)
-        workdir = BUILD / "cosim" / f"{config.name}-{os.getpid()}-{id(self):x}"
-        workdir.mkdir(parents=True, exist_ok=True)
+        # Unix socket paths are limited to ~100 bytes: keep the directory short, under /tmp.
+        self._directory = Path(tempfile.mkdtemp(prefix="systole-"))
+        self.log_file = self._directory / "sim.log"
         # The DDR image lives in RAM when the machine has /dev/shm; it is sparse, so
         # only the pages the driver touches take memory.
-        memory_file = tempfile.NamedTemporaryFile(prefix="systole-ddr-", dir=_shm_or(workdir),
+        memory_file = tempfile.NamedTemporaryFile(prefix="systole-ddr-", dir=_shm_or(self._directory),
                                                   delete=False)
         memory_file.truncate(memory_bytes)
         memory_file.close()
         self._memory_path = Path(memory_file.name)
-        self._memory_map = np.memmap(self._memory_path, dtype=np.uint8, mode="r+",
-                                     shape=(memory_bytes,))
+        self._memory_map = np.memmap(self._memory_path, dtype=np.uint8, mode="r+", shape=(memory_bytes,))
         self.memory = MemoryWindow(self._memory_map, memory_base)
         self.bus = _SimBus(self)
+        try:
+            self._start(memory_base)
+        except BaseException:
+            self._stop(failed=True)
+            raise
+        if read_latency != 32:
+            self.set_memory("read_latency", read_latency)
 
-        # Unix socket paths are limited to ~100 bytes: keep it short, under /tmp.
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="systole-"))
-        socket_path = self._socket_dir / "sock"
+    def _start(self, memory_base: int) -> None:
+        socket_path = self._directory / "sock"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(socket_path))
         listener.listen(1)
-        env = {
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-            "SYSTOLE_COSIM_SOCKET": str(socket_path),
-            "SYSTOLE_COSIM_PERIOD_PS": str(round(1e6 / config.clock_mhz)),
-            "SYSTOLE_SIM_MEM": str(self._memory_path),
-            "SYSTOLE_SIM_MEM_BASE": hex(memory_base),
-        }
-        self.log_file = log_file or workdir / "sim.log"
-        self._failure: BaseException | None = None
-        self._sock: socket.socket | None = None
-
-        def run():
-            try:
-                runner.test(test_module="sim.cosim_server", hdl_toplevel=toplevel,
-                            build_dir=build_dir, test_dir=workdir, extra_env=env,
-                            timescale=sim.timescale, log_file=self.log_file)
-            except BaseException as exc:          # SystemExit from cocotb on failure too
-                self._failure = exc
-
-        self._thread = threading.Thread(target=run, name="systole-cosim", daemon=True)
-        self._thread.start()
+        command = [sys.executable, "-m", "sim.cosim",
+                   "--config", json.dumps(dataclasses.asdict(self.config)),
+                   "--socket", str(socket_path), "--memory", str(self._memory_path),
+                   "--memory-base", hex(memory_base)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(_REPO), os.environ.get("PYTHONPATH", "")) if p)}
+        with self.log_file.open("wb") as log:
+            self._process = subprocess.Popen(command, cwd=_REPO, env=env, stdout=log,
+                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         listener.settimeout(1.0)
         deadline = time.monotonic() + _START_TIMEOUT_S
         try:
@@ -128,41 +146,49 @@ class CosimSession:
                 try:
                     self._sock, _ = listener.accept()
                 except socket.timeout:
-                    if not self._thread.is_alive() or time.monotonic() > deadline:
-                        reason = f" ({self._failure!r})" if self._failure is not None else ""
-                        raise CosimError(f"the simulator did not start{reason}; see {self.log_file}")
+                    if self._process.poll() is not None or time.monotonic() > deadline:
+                        raise CosimError(f"the simulator did not start (exit status "
+                                         f"{self._process.poll()}): {self._log_tail()}; "
+                                         f"see {self.log_file}") from None
         finally:
             # Both processes have mapped the DDR image once the simulator connects (it
             # maps at start-up), so the files can go now: nothing outlives the processes.
             listener.close()
-            self._remove_files()
+            socket_path.unlink(missing_ok=True)
+            self._memory_path.unlink(missing_ok=True)
         self._sock.settimeout(None)
-        if read_latency != 32:
-            self.set_memory("read_latency", read_latency)
+
+    def _log_tail(self, lines: int = 6) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return " / ".join(text[-lines:]) or "no output"
 
     # -- protocol --------------------------------------------------------------------
     def request(self, op: str, a: int = 0, b: int = 0) -> int:
         """Send one request and return its value; ``CosimError`` if the simulator died."""
+        if self._sock is None:
+            raise CosimError("the simulator session is closed")
         with self._lock:
             self.requests += 1
             try:
-                self._sock.sendall(self._request_struct.pack(self._ops[op], a, b))
+                self._sock.sendall(REQUEST.pack(self._ops[op], a, b))
                 reply = b""
-                while len(reply) < self._reply_struct.size:
-                    chunk = self._sock.recv(self._reply_struct.size - len(reply))
+                while len(reply) < REPLY.size:
+                    chunk = self._sock.recv(REPLY.size - len(reply))
                     if not chunk:
                         raise ConnectionError("simulator closed the connection")
                     reply += chunk
             except OSError as exc:
                 raise CosimError(f"simulator stopped answering ({exc}); see {self.log_file}") from exc
-        status, value = self._reply_struct.unpack(reply)
-        if status != 0:
+        status, value = REPLY.unpack(reply)
+        if status != STATUS_OK:
             raise CosimError(f"simulator refused request {op}({a:#x}, {b:#x})")
         return value
 
     def set_memory(self, control: str, value: int) -> None:
-        """Set a control of the simulated memory (``sim.cosim_server.MEMORY_CONTROLS``)."""
-        from sim.cosim_server import MEMORY_CONTROLS
+        """Set a control of the simulated memory (``MEMORY_CONTROLS``)."""
         if control not in MEMORY_CONTROLS:
             raise ValueError(f"unknown memory control {control!r}; choose from {MEMORY_CONTROLS}")
         self.request("SET_MEMORY", MEMORY_CONTROLS.index(control), value)
@@ -173,20 +199,29 @@ class CosimSession:
 
     def close(self) -> None:
         """Stop the simulator and remove the session's files."""
+        failed = False
         if self._sock is not None:
             try:
                 self.request("CLOSE")
             except CosimError:
-                pass
+                failed = True
             self._sock.close()
             self._sock = None
-            self._thread.join(timeout=60)
-        self.memory = self._memory_map = None
+        self._stop(failed)
 
-    def _remove_files(self) -> None:
+    def _stop(self, failed: bool) -> None:
+        if self._process is not None:
+            try:
+                failed |= self._process.wait(timeout=60) != 0
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+                failed = True
+            self._process = None
+        self.memory = self._memory_map = None
         self._memory_path.unlink(missing_ok=True)
-        (self._socket_dir / "sock").unlink(missing_ok=True)
-        self._socket_dir.rmdir()
+        if not failed:
+            shutil.rmtree(self._directory, ignore_errors=True)
 
     def __enter__(self):
         return self
@@ -202,3 +237,15 @@ def _shm_or(fallback: Path) -> Path:
         return shm
     fallback.mkdir(parents=True, exist_ok=True)
     return fallback
+
+
+def backend(config: AccelConfig, memory_bytes: int = 1 << 30) -> DriverBackend:
+    """The ``sim`` backend: the RTL in Verilator. The first use of a configuration
+    compiles it (minutes)."""
+    session = CosimSession(config, memory_bytes=memory_bytes)
+    try:
+        driver = Driver(session.bus, session.memory, config)
+    except BaseException:
+        session.close()
+        raise
+    return DriverBackend(config, driver, "sim", closer=session.close, platform=session)

@@ -43,9 +43,9 @@ from pathlib import Path
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Module, ResetSignal, Signal
 
-from hdl.config import AccelConfig, preset
+from hdl.spec.config import AccelConfig, preset
 from hdl.csr import Csr
-from hdl.regmap import REGISTERS
+from hdl.spec.regmap import REGISTERS
 
 REPO = Path(__file__).resolve().parents[2]
 BUGS = ("drop_read_response", "extra_write_response", "stuck_write")

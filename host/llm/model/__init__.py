@@ -14,7 +14,7 @@ from pathlib import Path
 from .base import ARCHITECTURES, Model, ModelConfig, ModelFileError
 from .cache import cache_root, file_identity
 
-# The loaders import host.tokenizer, which imports ModelFileError from here: they are
+# The loaders import host.llm.tokenizer, which imports ModelFileError from here: they are
 # imported on first use so either package can be imported first.
 
 __all__ = ["ARCHITECTURES", "Model", "ModelConfig", "ModelFileError", "cache_root",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from host.tokenizer import Tokenizer
+    from host.llm.tokenizer import Tokenizer
 
 __all__ = ["ARCHITECTURES", "ModelConfig", "Model", "ModelFileError", "unpermute_rope_rows"]
 

@@ -1,7 +1,7 @@
 """GGUF models (architectures ``gemma3`` and ``llama``) through the ``gguf`` package.
 
 Every tensor is dequantized to float32 once and stored in the user's cache (see
-``host.model.cache``), with the config and the tokenizer, so later loads skip both
+``host.llm.model.cache``), with the config and the tokenizer, so later loads skip both
 the GGUF parse (slow for a 262k-entry vocabulary) and the dequantization.
 """
 
@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from host.tokenizer import Tokenizer
+from host.llm.tokenizer import Tokenizer
 
 from .base import Model, ModelConfig, ModelFileError, unpermute_rope_rows
 from .cache import TensorCache, file_identity

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from host.tokenizer import Tokenizer
+from host.llm.tokenizer import Tokenizer
 
 from .base import Model, ModelConfig, ModelFileError, unpermute_rope_rows
 from .cache import file_identity

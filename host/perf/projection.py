@@ -1,0 +1,125 @@
+"""Board projections: a model's matmuls through the cycle model, on a board's memory.
+
+``project(...)`` turns a model's matmul shapes into accelerator time per token
+(decode) and per prompt (prefill) on an accelerator configuration at its clock, with
+the board's DRAM (``hdl.spec.boards``). It adds the host's measured non-matmul time
+and sets the result next to the bandwidth roofline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hdl.spec.boards import Board
+from hdl.spec.config import AccelConfig
+
+from ..accel.cycles import job_cycles
+from ..llm.layers import linear_shapes
+from ..llm.model.base import ModelConfig
+
+__all__ = ["MatmulShape", "model_matmuls", "llama2c_matmuls", "llama2c_config", "STORIES",
+           "Projection", "project"]
+
+
+@dataclass(frozen=True)
+class MatmulShape:
+    """One linear layer per token: ``y[N] = W[N, K] x[K]``."""
+
+    name: str
+    kind: str
+    n: int
+    k: int
+
+
+def model_matmuls(config: ModelConfig) -> list[MatmulShape]:
+    """The matmuls of one token of a model, fused as the runtime calls them
+    (``host.llm.layers.linear_shapes``)."""
+    return [MatmulShape(name, kind, n, k) for name, kind, n, k in linear_shapes(config)]
+
+
+def llama2c_matmuls(dim: int, n_layers: int, n_heads: int, hidden_dim: int, vocab: int,
+                    n_kv_heads: int | None = None) -> list[MatmulShape]:
+    """The matmuls of a llama2.c-shaped model given by its dimensions."""
+    return model_matmuls(llama2c_config(dim, n_layers, n_heads, hidden_dim, vocab, n_kv_heads))
+
+
+def llama2c_config(dim: int, n_layers: int, n_heads: int, hidden_dim: int, vocab: int,
+                   n_kv_heads: int | None = None) -> ModelConfig:
+    """A llama2.c-shaped ``ModelConfig`` from its published dimensions."""
+    return ModelConfig(arch="llama", dim=dim, hidden_dim=hidden_dim, n_layers=n_layers,
+                         n_heads=n_heads, n_kv_heads=n_kv_heads or n_heads,
+                         head_dim=dim // n_heads, vocab_size=vocab, max_seq_len=256,
+                         norm_eps=1e-5, rope_base=1e4, rope_base_local=1e4, tied_classifier=True)
+
+
+# llama2.c's TinyStories checkpoints, by their published dimensions.
+STORIES = {
+    "stories15M": dict(dim=288, n_layers=6, n_heads=6, hidden_dim=768, vocab=32000),
+    "stories110M": dict(dim=768, n_layers=12, n_heads=12, hidden_dim=2048, vocab=32000),
+}
+
+
+@dataclass
+class Projection:
+    """Accelerator and host time of one model on one board preset."""
+
+    model: str
+    board: Board
+    config: AccelConfig
+    decode_cycles: int                       # per token, all matmuls at M=1
+    prefill_cycles: int                      # for the whole prompt
+    prompt_tokens: int
+    weight_bytes: int                        # int8 weights streamed per token
+    host_ms: float                           # measured non-matmul host time per token
+    per_kind: dict[str, int] = field(default_factory=dict)   # decode cycles per layer kind
+    jobs_per_token: int = 0
+
+    @property
+    def clock_hz(self) -> float:
+        return self.config.clock_mhz * 1e6
+
+    @property
+    def accelerator_ms(self) -> float:
+        return self.decode_cycles / self.clock_hz * 1e3
+
+    @property
+    def decode_tok_s(self) -> float:
+        """Tokens per second with the host's time counted (batch 1, no overlap)."""
+        return 1e3 / (self.accelerator_ms + self.host_ms)
+
+    @property
+    def accelerator_tok_s(self) -> float:
+        return 1e3 / self.accelerator_ms
+
+    @property
+    def port_bytes_per_s(self) -> float:
+        return self.config.bandwidth_bytes_per_s
+
+    @property
+    def roofline_tok_s(self) -> float:
+        """Weight bytes per token over the narrower of the DMA port and the DDR."""
+        return min(self.port_bytes_per_s, self.board.dram_bytes_per_s) / self.weight_bytes
+
+    @property
+    def prefill_ms(self) -> float:
+        return self.prefill_cycles / self.clock_hz * 1e3
+
+
+def project(name: str, matmuls: list[MatmulShape], board: Board, config: AccelConfig,
+            host_ms: float, prompt_tokens: int = 64) -> Projection:
+    """Accelerator time per token and per prompt of ``matmuls`` on ``config``."""
+    per_kind: dict[str, int] = {}
+    decode = prefill = jobs = 0
+    for shape in matmuls:
+        for k0 in range(0, shape.k, config.max_k):           # the runtime splits K > max_k
+            k = min(config.max_k, shape.k - k0)
+            cycles = job_cycles(config, 1, shape.n, k, board.read_latency)
+            decode += cycles
+            prefill += job_cycles(config, prompt_tokens, shape.n, k, board.read_latency)
+            per_kind[shape.kind] = per_kind.get(shape.kind, 0) + cycles
+            jobs += 1
+    weight_bytes = sum(shape.n * shape.k for shape in matmuls)
+    return Projection(name, board, config, decode, prefill, prompt_tokens, weight_bytes, host_ms,
+                      per_kind, jobs)
+
+
