@@ -62,14 +62,18 @@ def test_matmuls_match_golden_with_counters(driver):
 
 
 def test_refused_jobs_raise_and_leave_it_usable(driver, session):
+    """Each bad job: the hardware refuses it with its code (no DMA beat), and the driver's
+    pre-check refuses it the same way without a single bus access."""
     rng = np.random.default_rng(1)
     base = session.memory.device_address
     good = dict(a_addr=base, w_addr=base + 0x10000, c_addr=base + 0x20000, m=1, n=8, k=8,
                 a_stride=CONFIG.bus_bytes, c_stride=32)
     cases = [
         (dict(m=0), ErrorCode.M_RANGE),
+        (dict(m=0x1000001), ErrorCode.M_RANGE),          # would run as M=1 if truncated
         (dict(n=0), ErrorCode.N_RANGE),
         (dict(k=0), ErrorCode.K_RANGE),
+        (dict(k=0x10010, a_stride=0x10010), ErrorCode.K_RANGE),   # would run as K=16
         (dict(k=CONFIG.max_k + 1, a_stride=CONFIG.max_k + CONFIG.bus_bytes), ErrorCode.A_OVERFLOW),
         (dict(a_addr=base + 4), ErrorCode.ALIGN),
         (dict(a_stride=4, k=8), ErrorCode.ALIGN),
@@ -77,10 +81,17 @@ def test_refused_jobs_raise_and_leave_it_usable(driver, session):
         (dict(c_addr=(1 << CONFIG.addr_width) - 16), ErrorCode.ADDR_RANGE),
     ]
     for change, code in cases:
-        with pytest.raises(JobRefused) as refused:
-            driver.run_job(**{**good, **change})
-        assert refused.value.code == code, (change, refused.value)
+        job = {**good, **change}
+        with pytest.raises(JobRefused) as by_hardware:
+            driver.run_job(**job, precheck=False)
+        assert by_hardware.value.code == code, (change, by_hardware.value)
         assert driver.last_stats.read_beats == 0 and driver.last_stats.write_beats == 0
+        requests = session.requests
+        with pytest.raises(JobRefused, match="the driver") as by_driver:
+            driver.run_job(**job)
+        assert (by_driver.value.code, by_driver.value.address) == \
+            (by_hardware.value.code, by_hardware.value.address), change
+        assert session.requests == requests, "the pre-check touched the bus"
         assert_good_job(driver, rng)
 
 

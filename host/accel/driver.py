@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hdl.spec.config import AccelConfig
+from hdl.spec.job import Job, check, row_strides
 from hdl.spec.regmap import ID_MAGIC, REGISTERS, VERSION, ErrorCode, by_name, const_value
 
 from .bus import DeviceMemory, RegisterBus
@@ -51,10 +52,10 @@ class ConfigMismatch(AcceleratorError):
 class JobRefused(AcceleratorError):
     """The hardware refused a job before any DMA traffic (bad dims, alignment, ...)."""
 
-    def __init__(self, code: ErrorCode, address: int, detail: str = ""):
+    def __init__(self, code: ErrorCode, address: int, by: str = "accelerator"):
         self.code, self.address = code, address
-        super().__init__(f"accelerator refused the job: {code.name} ({code.doc})"
-                         f"{f', address {address:#x}' if address else ''}{detail}")
+        super().__init__(f"{by} refused the job: {code.name} ({code.doc})"
+                         f"{f', address {address:#x}' if address else ''}")
 
 
 class DmaError(AcceleratorError):
@@ -214,9 +215,7 @@ class Driver:
         m, k = a.shape
         if k != weights.k:
             raise ValueError(f"activations have K={k}, weights have K={weights.k}")
-        bus_bytes = self.config.bus_bytes
-        a_stride = _round_up(k, bus_bytes)
-        c_stride = _round_up(4 * weights.n, bus_bytes)
+        a_stride, c_stride = row_strides(self.config, k, weights.n)
         a_buf = self._scratch_buffer("a", m * a_stride)
         c_buf = self._scratch_buffer("c", m * c_stride)
         if a_stride == k:
@@ -234,23 +233,26 @@ class Driver:
         return np.ascontiguousarray(rows[:, :weights.n])
 
     def run_job(self, *, a_addr: int, w_addr: int, c_addr: int, m: int, n: int, k: int,
-                a_stride: int, c_stride: int, timeout_s: float | None = None) -> JobStats:
-        """Program one job, start it, wait for it; raise on any error code."""
-        for name, value, bits in (("M", m, 32), ("N", n, 32), ("K", k, 32),
-                                  ("A_STRIDE", a_stride, 32), ("C_STRIDE", c_stride, 32)):
-            if not 0 <= value < 1 << bits:
-                raise ValueError(f"{name}={value} does not fit a 32-bit register")
+                a_stride: int, c_stride: int, timeout_s: float | None = None,
+                precheck: bool = True) -> JobStats:
+        """Program one job, start it, wait for it; raise on any error code.
+
+        ``ValueError`` for a value no register can hold; ``JobRefused`` (raised here,
+        before any register is written) for a job the rules refuse, unless
+        ``precheck`` is False.
+        """
+        job = Job(a_addr=a_addr, w_addr=w_addr, c_addr=c_addr, m=m, n=n, k=k,
+                  a_stride=a_stride, c_stride=c_stride)
+        words = job.registers()
+        if precheck:
+            code, address = check(self.config, job)
+            if code != ErrorCode.OK:
+                raise JobRefused(code, address, by="the driver (before the hardware)")
         if self.bus.read32(_OFF["STATUS"]) & _STATUS_BUSY:
             raise AcceleratorError("accelerator is busy with another job; call soft_reset() first")
+        for register, word in words.items():
+            self.bus.write32(_OFF[register], word)
         write = self.bus.write32
-        for name, addr in (("A", a_addr), ("W", w_addr), ("C", c_addr)):
-            write(_OFF[f"{name}_ADDR_LO"], addr & 0xFFFF_FFFF)
-            write(_OFF[f"{name}_ADDR_HI"], addr >> 32 & 0xFFFF_FFFF)
-        write(_OFF["M"], m)
-        write(_OFF["N"], n)
-        write(_OFF["K"], k)
-        write(_OFF["A_STRIDE"], a_stride)
-        write(_OFF["C_STRIDE"], c_stride)
         if timeout_s is None:
             ideal = -(-m // self.config.rows) * (-(-n // self.config.cols) * k + k)
             timeout_s = max(self.min_timeout_s,
