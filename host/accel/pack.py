@@ -40,6 +40,22 @@ class PackedWeights:
     def nbytes(self) -> int:
         return int(self.data.nbytes)
 
+    def beats(self) -> np.ndarray:
+        """The stream as the accelerator reads it: ``[tiles, K, cols]``, one beat per
+        ``[tile, k]`` (a view; ValueError if the data has the wrong size or type)."""
+        expected = packed_size(self.n, self.k, self.cols)
+        if self.data.dtype != np.int8 or self.data.size != expected:
+            raise ValueError(
+                f"packed data must be {expected} int8 bytes for n={self.n}, k={self.k}, "
+                f"cols={self.cols}; got {self.data.size} {self.data.dtype}")
+        return self.data.reshape(self.tiles, self.k, self.cols)
+
+    def as_kn(self) -> np.ndarray:
+        """The int8 ``[K, N]`` matrix (``W.T``) read straight from the stream: putting K
+        first is a copy whose inner runs stay ``cols`` bytes long, far cheaper than
+        transposing ``[N, K]``."""
+        return self.beats().transpose(1, 0, 2).reshape(self.k, self.tiles * self.cols)[:, :self.n]
+
 
 def pack_weights(w: np.ndarray, cols: int) -> PackedWeights:
     """Pack an int8 ``[N, K]`` matrix (``y = W x``) into the tile-major stream."""
@@ -59,11 +75,5 @@ def pack_weights(w: np.ndarray, cols: int) -> PackedWeights:
 
 def unpack_weights(packed: PackedWeights) -> np.ndarray:
     """Invert ``pack_weights``: the int8 ``[N, K]`` matrix."""
-    expected = packed_size(packed.n, packed.k, packed.cols)
-    if packed.data.dtype != np.int8 or packed.data.size != expected:
-        raise ValueError(
-            f"packed data must be {expected} int8 bytes for n={packed.n}, k={packed.k}, "
-            f"cols={packed.cols}; got {packed.data.size} {packed.data.dtype}")
-    tiles = packed.tiles
-    w = packed.data.reshape(tiles, packed.k, packed.cols).transpose(0, 2, 1).reshape(tiles * packed.cols, packed.k)
+    w = packed.beats().transpose(0, 2, 1).reshape(packed.tiles * packed.cols, packed.k)
     return np.ascontiguousarray(w[: packed.n])

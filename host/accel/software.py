@@ -23,7 +23,7 @@ from .blas import set_blas_threads
 from .pack import PackedWeights, pack_weights, unpack_weights
 
 __all__ = ["GoldenBackend", "GoldenWeights", "GOLDEN_KERNELS", "FloatBackend", "float_backend",
-           "EXACT_CHUNK_K", "PARALLEL_MIN_WEIGHTS", "default_threads", "packed_as_kn"]
+           "EXACT_CHUNK_K", "PARALLEL_MIN_WEIGHTS", "default_threads"]
 
 # float32 holds every integer up to 2^24 exactly. With |x|, |w| <= 128 each product is
 # <= 2^14, so any partial sum of at most 1024 products is <= 2^24: a float32 GEMM over
@@ -133,18 +133,6 @@ class GoldenWeights:
         return self.packed.k
 
 
-def packed_as_kn(packed: PackedWeights) -> np.ndarray:
-    """The int8 ``[K, N]`` matrix (``W.T``) read straight from the packed stream.
-
-    The stream is ``[tiles, K, cols]`` (``host.accel.pack``); putting K first is a copy
-    whose inner runs stay ``cols`` bytes long, far cheaper than transposing ``[N, K]``.
-    """
-    if packed.data.size != packed.tiles * packed.k * packed.cols:
-        unpack_weights(packed)       # raises the layout's own size error
-    stream = packed.data.reshape(packed.tiles, packed.k, packed.cols)
-    return stream.transpose(1, 0, 2).reshape(packed.k, packed.tiles * packed.cols)[:, :packed.n]
-
-
 class GoldenBackend(IntBackend):
     """``host.accel.golden.golden_matmul`` semantics at the speed of the CPU's memory.
 
@@ -155,7 +143,7 @@ class GoldenBackend(IntBackend):
     - "int8": the int8 ``[N, K]`` matrix (``unpack_weights``), multiplied by
       ``host.accel.kernels.int8_matmul`` with int32 sums. A decode step is a GEMV bound by
       DRAM bandwidth, and this streams one byte per weight.
-    - "blas": float32 ``[K, N]`` (``packed_as_kn``) split into K chunks of
+    - "blas": float32 ``[K, N]`` (``PackedWeights.as_kn``) split into K chunks of
       ``EXACT_CHUNK_K`` (and column blocks for threads); one float32 GEMM per chunk,
       exact by ``EXACT_CHUNK_K``, chunks added in int32.
 
@@ -187,7 +175,7 @@ class GoldenBackend(IntBackend):
         if self.kernel == "int8":
             compute = _Int8Rows(unpack_weights(packed), self.threads, self.split_min_weights)
         else:
-            compute = _ColumnBlocks(packed_as_kn(packed), self.threads, EXACT_CHUNK_K,
+            compute = _ColumnBlocks(packed.as_kn(), self.threads, EXACT_CHUNK_K,
                                     self.split_min_weights)
         return GoldenWeights(name, packed, compute)
 
