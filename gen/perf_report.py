@@ -32,8 +32,7 @@ from hdl.spec.config import AccelConfig, preset
 from hdl.spec.link_protocol import REQUEST_HEADER, RESPONSE_HEADER
 from host.accel.cycles import job_cycles
 from host.perf.host_time import HostTime, measure_host_time, random_llama_weights
-from host.perf.projection import (STORIES, Projection, llama2c_config, llama2c_matmuls, model_matmuls,
-                                  project)
+from host.perf.projection import STORIES, Projection, llama2c_config, llama2c_matmuls, model_matmuls, project
 
 from . import perf_render
 

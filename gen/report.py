@@ -118,6 +118,7 @@ def estimate(board_name: str, *, use_cache: bool = True) -> Resources:
 def estimate_config(config: AccelConfig, device: Fpga, *, use_cache: bool = True) -> Resources:
     """Synthesize (or load the cached result for) ``config``'s top for ``device``'s family."""
     from amaranth.back import verilog as amaranth_verilog
+
     from hdl.top import SystoleTop
 
     text = amaranth_verilog.convert(SystoleTop(config), name="systole_top", emit_src=False)

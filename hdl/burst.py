@@ -4,8 +4,8 @@ from amaranth.hdl import C, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .spec.dma import BOUNDARY_BYTES
 from .spec.config import AccelConfig
+from .spec.dma import BOUNDARY_BYTES
 
 __all__ = ["BurstSplitter", "command_layout", "burst_layout"]
 

@@ -6,14 +6,14 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from .burst import command_layout
-from .spec.config import AccelConfig
 from .core import ComputeCore
 from .dma_reader import read_data_layout
 from .dma_writer import write_data_layout
 from .jobcheck import JobCheck
-from .spec.regmap import ErrorCode
 from .skid import SkidBuffer
+from .spec.config import AccelConfig
 from .spec.job import FIELDS
+from .spec.regmap import ErrorCode
 
 __all__ = ["Controller"]
 

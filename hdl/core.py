@@ -7,13 +7,13 @@ from amaranth.lib.wiring import In, Out
 from .actbuf import ActBuffer
 from .array import SystolicArray
 from .burst import command_layout
-from .spec.config import AccelConfig
-from .spec.job import field as job_field
 from .dma_writer import write_data_layout
 from .drain import Drain
 from .feeder import Feeder
 from .pe import PE
 from .skew import Skew
+from .spec.config import AccelConfig
+from .spec.job import field as job_field
 
 __all__ = ["ComputeCore"]
 

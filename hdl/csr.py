@@ -4,7 +4,7 @@ from amaranth.hdl import C, Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import AXI4LiteSignature, RESP_OKAY
+from .axi import RESP_OKAY, AXI4LiteSignature
 from .spec.config import AccelConfig
 from .spec.regmap import REGISTERS, Register, by_name, const_value
 

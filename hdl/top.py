@@ -5,11 +5,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4LiteSignature, AXI4Signature, connect_flat, flat_members
-from .spec.config import AccelConfig
 from .controller import Controller
 from .csr import CSR_ADDR_WIDTH, Csr
 from .dma_reader import DmaReader
 from .dma_writer import DmaWriter
+from .spec.config import AccelConfig
 from .spec.job import FIELDS
 from .spec.regmap import by_name
 

@@ -93,7 +93,8 @@ def build(config: AccelConfig):
 
     Returns ``(runner, build_dir, simulator, toplevel)`` for ``runner.test``.
     """
-    from .runner import BUILD, build as build_sources, write_verilog
+    from .runner import BUILD, write_verilog
+    from .runner import build as build_sources
 
     system = SimSystem(config)
     verilog = write_verilog(system, TOPLEVEL, BUILD / "cosim" / "src" / f"{TOPLEVEL}_{config.name}.v")

@@ -26,9 +26,9 @@ from __future__ import annotations
 from amaranth.hdl import ClockSignal, Instance, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
-from hdl.axi import AXI4Signature, RESP_DECERR, RESP_OKAY, RESP_SLVERR
+from hdl.axi import RESP_DECERR, RESP_OKAY, RESP_SLVERR, AXI4Signature
 from hdl.spec.config import AccelConfig
 
 __all__ = ["SimMemory"]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from hdl.spec.config import preset
-from host.accel.driver import Driver
 from host.accel.cycles import job_cycles
+from host.accel.driver import Driver
 
 TOLERANCE = 0.05
 

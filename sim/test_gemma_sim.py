@@ -10,8 +10,8 @@ import pytest
 
 from hdl.spec.config import preset
 from host.llm.generate import Runtime
-from host.platforms.sim import backend as sim_backend
 from host.llm.model import load_model
+from host.platforms.sim import backend as sim_backend
 
 CONFIG = preset("kv260")
 pytestmark = pytest.mark.xdist_group("cosim-kv260")

@@ -13,8 +13,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from hdl.spec.config import preset
 from host.llm.generate import Runtime
-from host.platforms.sim import backend as sim_backend
 from host.llm.model import load_model
+from host.platforms.sim import backend as sim_backend
 from tests.host_testmodels import randomize, small_vocab, write_llama2c, write_tokenizer_bin
 
 CONFIG = preset("small")

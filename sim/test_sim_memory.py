@@ -16,7 +16,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiMaster, AxiResp
 
-from sim.runner import BUILD, REPO, run_cocotb, write_verilog
+from sim.runner import BUILD, run_cocotb, write_verilog
 
 BASE = 0x8000_0000
 SIZE = 1 << 20

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.spec.config import preset
 from hdl.core import ComputeCore
 from hdl.skew import Skew
+from hdl.spec.config import preset
 from host.accel.golden import golden_matmul
 from host.accel.pack import pack_weights
 

@@ -12,7 +12,6 @@ import re
 import pytest
 
 from host.llm.generate import Runtime, generate
-from host.llm.linear import build_linears
 from host.llm.model import load_model
 from host.llm.quality import DEFAULT_TEXTS, agreement, score_tokens
 from host.llm.quant import DEFAULT_SCHEME

@@ -6,9 +6,9 @@ import pytest
 from hdl.spec.config import preset
 from host.accel import kernels
 from host.accel.backend import make_backend
-from host.accel.software import EXACT_CHUNK_K, FloatBackend, GoldenBackend
 from host.accel.golden import golden_matmul
 from host.accel.pack import pack_weights
+from host.accel.software import EXACT_CHUNK_K, FloatBackend, GoldenBackend
 
 
 def integer_reference(x: np.ndarray, w: np.ndarray) -> np.ndarray:

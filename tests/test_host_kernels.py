@@ -7,7 +7,6 @@ import pytest
 from host.llm import kernels
 from host.llm.quant import QMAX, quantize_activations
 
-
 QMAX_INVERSE = np.float32(1.0 / QMAX)
 TINY = np.float32(np.finfo(np.float32).tiny)
 

@@ -5,11 +5,11 @@ import math
 import numpy as np
 import torch
 
+from host.llm.layers import linear_specs
 from host.llm.linear import FloatLinears
 from host.llm.model import load_model
 from host.llm.quality import agreement, main, score_tokens
 from host.llm.transformer import Transformer
-from host.llm.layers import linear_specs
 
 from host_testmodels import write_gemma3_gguf
 from test_host_transformer import make_gemma3

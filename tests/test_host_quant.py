@@ -5,12 +5,11 @@ import pytest
 
 from hdl.spec.config import preset
 from host.accel.software import GoldenBackend
+from host.llm.layers import LAYER_KINDS, LinearSpec, linear_specs
 from host.llm.linear import FloatLinears, QuantizedLinears, build_linears, calibrate
 from host.llm.model import load_model
-from host.llm.quant import (SCHEMES, ActivationStats, QuantScheme, quantize_activations,
-                        quantize_weight, scheme, smooth)
+from host.llm.quant import SCHEMES, ActivationStats, QuantScheme, quantize_activations, quantize_weight, scheme, smooth
 from host.llm.transformer import Transformer
-from host.llm.layers import LinearSpec, linear_specs
 
 from host_testmodels import write_gemma3_gguf
 from test_host_transformer import make_gemma3
@@ -98,8 +97,7 @@ def test_smoothquant_fold_leaves_the_float_model_unchanged(tiny_gemma):
                       use_cache=False)
     specs = linear_specs(model.config, model.weights)
     norms = {n: w for n, w in model.weights.items() if n.endswith("norm.weight")}
-    kinds = ("qkv", "attn_out", "ffn_up_gate", "ffn_down", "classifier")
-    smoothed, changed, new_stats = smooth(model.config, specs, norms, stats, 0.7, kinds)
+    smoothed, changed, new_stats = smooth(model.config, specs, norms, stats, 0.7, LAYER_KINDS)
     assert set(changed) >= {"output_norm.weight", "blk.0.attn_norm.weight", "blk.5.ffn_norm.weight"}
     assert not np.allclose(smoothed["blk.2.ffn_down"].weight, specs["blk.2.ffn_down"].weight)
     tokens = model.tokenizer.encode("Once upon a time the cat sat")

@@ -1,6 +1,5 @@
 """Tokenizers built from a model file's vocabulary, against llama2.c's own encoder."""
 
-import numpy as np
 import pytest
 
 from host.llm.model import ModelFileError

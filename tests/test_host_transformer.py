@@ -12,13 +12,20 @@ import pytest
 import torch
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
 
+from host.llm.layers import linear_specs
 from host.llm.linear import FloatLinears
 from host.llm.model import load_model
 from host.llm.transformer import Transformer
-from host.llm.layers import linear_specs
 
-from host_testmodels import (dequantize_q80, randomize, small_vocab, write_gemma3_gguf,
-                             write_llama2c, write_llama_gguf, write_tokenizer_bin)
+from host_testmodels import (
+    dequantize_q80,
+    randomize,
+    small_vocab,
+    write_gemma3_gguf,
+    write_llama2c,
+    write_llama_gguf,
+    write_tokenizer_bin,
+)
 
 SEQUENCE = 12
 

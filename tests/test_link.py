@@ -16,8 +16,15 @@ import pytest
 from hdl.spec.boards import BOARDS
 from hdl.spec.link_protocol import Status
 from host.accel.bus import DeviceMemory, RegisterBus
-from host.platforms.link import (LinkCrcError, LinkDeviceError, LinkMemory, LinkRegisterBus, LinkTimeout,
-                       LinkWrongDevice, SerialLink)
+from host.platforms.link import (
+    LinkCrcError,
+    LinkDeviceError,
+    LinkMemory,
+    LinkRegisterBus,
+    LinkTimeout,
+    LinkWrongDevice,
+    SerialLink,
+)
 
 MAX_PAYLOAD = 64
 

@@ -8,8 +8,8 @@ from hdl.spec.boards import BOARDS
 from hdl.spec.config import preset
 from host.accel.cycles import ideal_cycles, job_cycles
 from host.llm.layers import linear_shapes, linear_specs
-from host.perf.projection import STORIES, llama2c_matmuls, project
 from host.llm.model.base import ModelConfig
+from host.perf.projection import STORIES, llama2c_matmuls, project
 
 
 def test_linear_shapes_match_the_weights_the_runtime_builds():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from host.accel.driver import ConfigMismatch, Driver
 from hdl.spec.config import preset
+from host.accel.driver import ConfigMismatch, Driver
 from host.platforms.kv260 import UdmabufMemory, UioRegisters, find_uio
 
 

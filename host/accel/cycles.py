@@ -27,7 +27,7 @@ it was not fitted on. ``host.perf.projection`` turns it into tok/s per board.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hdl.spec import timing as rtl_latency
 from hdl.spec.config import AccelConfig

@@ -29,7 +29,8 @@ from ..accel.backend import BACKENDS, BackendUnavailable, make_backend
 from .linear import build_linears
 from .model import Model, ModelFileError, load_model
 from .profile import PhaseReport, Profiler, format_table
-from .quant import DEFAULT_SCHEME, SCHEMES, scheme as get_scheme
+from .quant import DEFAULT_SCHEME, SCHEMES
+from .quant import scheme as get_scheme
 from .tokenizer import StreamDecoder
 from .transformer import Transformer
 

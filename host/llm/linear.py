@@ -25,15 +25,15 @@ from typing import Sequence
 
 import numpy as np
 
-from . import kernels
 from ..accel.backend import IntBackend
 from ..accel.software import FloatBackend
+from . import kernels
+from .layers import LinearSpec, linear_specs
 from .model import Model
 from .model.cache import cache_root
 from .profile import Profiler
-from .quant import (QMAX, ActivationStats, QuantScheme, calibration_key, quantize_activations,
-                    quantize_weight, scheme as get_scheme, smooth)
-from .layers import LinearSpec, linear_specs
+from .quant import QMAX, ActivationStats, QuantScheme, calibration_key, quantize_activations, quantize_weight, smooth
+from .quant import scheme as get_scheme
 from .transformer import Transformer
 
 __all__ = ["FloatLinears", "QuantizedLinears", "build_linears", "calibrate", "CALIBRATION_TEXT"]
@@ -182,7 +182,7 @@ def calibrate(model: Model, texts: Sequence[str] | None = None, *, chunk: int = 
               use_cache: bool = True) -> ActivationStats:
     """Max |x| per input channel of every linear layer, from float runs over ``texts``.
 
-    Each text (default: the paragraphs of ``host/data/calibration.txt``) is one
+    Each text (default: the paragraphs of ``host/llm/data/calibration.txt``) is one
     prompt starting with BOS. Results are cached per model and text.
     """
     if texts is None:

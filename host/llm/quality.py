@@ -8,8 +8,8 @@ int8 backend, and prints one table:
 - top-1 agreement: the share of positions where the scheme's most likely next token
   equals the float reference's.
 
-Texts: ``host/data/calibration.txt`` (static scales and SmoothQuant factors are
-measured on it) and ``host/data/eval.txt`` (held out: never used for calibration or
+Texts: ``host/llm/data/calibration.txt`` (static scales and SmoothQuant factors are
+measured on it) and ``host/llm/data/eval.txt`` (held out: never used for calibration or
 for choosing a scheme's parameters), or any files given with ``--text``.
 """
 

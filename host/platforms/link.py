@@ -21,8 +21,18 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from hdl.spec.link_protocol import (MAGIC, PROTOCOL_VERSION, REQUEST_SYNC, RESPONSE_HEADER, RESPONSE_SYNC,
-                               Command, HelloInfo, Status, crc16, encode_request, window_ok)
+from hdl.spec.link_protocol import (
+    MAGIC,
+    PROTOCOL_VERSION,
+    RESPONSE_HEADER,
+    RESPONSE_SYNC,
+    Command,
+    HelloInfo,
+    Status,
+    crc16,
+    encode_request,
+    window_ok,
+)
 
 __all__ = ["Transport", "LinkError", "LinkTimeout", "LinkCrcError", "LinkWrongDevice", "LinkDeviceError",
            "SerialLink", "LinkRegisterBus", "LinkMemory"]

@@ -41,10 +41,10 @@ import textwrap
 from pathlib import Path
 
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume, Module, ResetSignal, Signal
+from amaranth.hdl import Assert, Assume, ResetSignal, Signal
 
-from hdl.spec.config import AccelConfig, preset
 from hdl.csr import Csr
+from hdl.spec.config import AccelConfig, preset
 from hdl.spec.regmap import REGISTERS
 
 REPO = Path(__file__).resolve().parents[2]
