@@ -22,7 +22,7 @@ from .spec.dma import BOUNDARY_BYTES
 __all__ = [
     "RESP_OKAY", "RESP_EXOKAY", "RESP_SLVERR", "RESP_DECERR", "BURST_INCR",
     "CACHE_NORMAL_NONCACHEABLE_BUFFERABLE", "PROT_DEFAULT", "BOUNDARY_BYTES",
-    "axsize", "AXI4ReadSignature", "AXI4WriteSignature", "AXI4Signature",
+    "axsize", "burst_attributes", "AXI4ReadSignature", "AXI4WriteSignature", "AXI4Signature",
     "AXI4LiteSignature", "flat_members", "connect_flat",
 ]
 
@@ -44,6 +44,17 @@ def axsize(bus_bytes: int) -> int:
     if bus_bytes < 1 or bus_bytes & (bus_bytes - 1) or bus_bytes > 128:
         raise ValueError(f"bus_bytes={bus_bytes} must be a power of two in 1..128")
     return bus_bytes.bit_length() - 1
+
+
+def burst_attributes(bus, channel: str, bus_bytes: int) -> list:
+    """Assignments of ``channel`` ("ar" or "aw")'s fixed fields for full-width INCR
+    bursts with ID 0: size, burst type, no lock, the HP ports' cache type, default
+    protection, no QoS."""
+    if channel not in ("ar", "aw"):
+        raise ValueError(f"channel={channel!r} must be 'ar' or 'aw'")
+    values = {"id": 0, "size": axsize(bus_bytes), "burst": BURST_INCR, "lock": 0,
+              "cache": CACHE_NORMAL_NONCACHEABLE_BUFFERABLE, "prot": PROT_DEFAULT, "qos": 0}
+    return [getattr(bus, channel + name).eq(value) for name, value in values.items()]
 
 
 def _read_members(addr_width: int, data_width: int, id_width: int) -> dict:

@@ -3,11 +3,10 @@
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
-from .axi import (AXI4ReadSignature, BURST_INCR, CACHE_NORMAL_NONCACHEABLE_BUFFERABLE,
-                  PROT_DEFAULT, axsize)
-from .burst import BurstSplitter, command_layout
+from .axi import AXI4ReadSignature, burst_attributes
+from .dma_control import StopControl, control_members
 from .spec.config import AccelConfig
 
 __all__ = ["DmaReader", "read_data_layout"]
@@ -54,13 +53,8 @@ class DmaReader(wiring.Component):
     def __init__(self, config: AccelConfig):
         self.config = config
         super().__init__({
-            "cmd": In(stream.Signature(command_layout(config))),
+            **control_members(config),
             "data": Out(stream.Signature(read_data_layout(config))),
-            "error": Out(1),
-            "error_addr": Out(config.addr_width),
-            "abort": In(1),
-            "clear": In(1),
-            "idle": Out(1),
             "bus": Out(AXI4ReadSignature(config)),
         })
 
@@ -70,16 +64,11 @@ class DmaReader(wiring.Component):
         bus = self.bus
         depth = config.read_fifo_beats
 
-        # ``draining`` keeps an abort in force until every owed beat is back,
-        # so even a one-cycle abort leaves no stale beat to leak out later.
-        stop = Signal()
-        draining = Signal()
-        settled = Signal()
-        m.d.comb += stop.eq(self.abort | (draining & ~settled) | self.error)
-
-        m.submodules.splitter = splitter = BurstSplitter(config)
-        wiring.connect(m, wiring.flipped(self.cmd), splitter.cmd)
-        m.d.comb += splitter.flush.eq(stop)
+        # An abort stays in force until every owed beat is back, so even a one-cycle
+        # abort leaves no stale beat to leak out later.
+        control = StopControl(self, config)
+        splitter = control.elaborate(m)
+        stop, settled = control.stop, control.settled
         burst = splitter.burst
 
         # Read-data FIFO; flushed while stopped so its contents never leak out.
@@ -115,17 +104,8 @@ class DmaReader(wiring.Component):
             m.d.sync += bus.arvalid.eq(0)
         m.d.sync += owed.eq(owed + Mux(issue, burst.p.beats, 0) - r_beat)
 
-        m.d.comb += [
-            bus.arid.eq(0),
-            bus.arsize.eq(axsize(config.bus_bytes)),
-            bus.arburst.eq(BURST_INCR),
-            bus.arlock.eq(0),
-            bus.arcache.eq(CACHE_NORMAL_NONCACHEABLE_BUFFERABLE),
-            bus.arprot.eq(PROT_DEFAULT),
-            bus.arqos.eq(0),
-            # Room for every beat was reserved before its AR went out.
-            bus.rready.eq(1),
-        ]
+        m.d.comb += burst_attributes(bus, "ar", config.bus_bytes)
+        m.d.comb += bus.rready.eq(1)          # room for every beat was reserved before its AR
 
         head_addr = in_flight.r_data[:config.addr_width]
         head_ends_command = in_flight.r_data[config.addr_width]
@@ -146,10 +126,4 @@ class DmaReader(wiring.Component):
             settled.eq(~bus.arvalid & ~in_flight.r_rdy & (owed == 0)),
             self.idle.eq(~splitter.busy & settled & (fifo.level == 0)),
         ]
-        with m.If(self.abort):
-            m.d.sync += draining.eq(1)
-        with m.Elif(settled):
-            m.d.sync += draining.eq(0)
-        with m.If(self.clear & self.idle):
-            m.d.sync += self.error.eq(0)
         return m

@@ -5,9 +5,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from .axi import (AXI4WriteSignature, BURST_INCR, CACHE_NORMAL_NONCACHEABLE_BUFFERABLE,
-                  PROT_DEFAULT, axsize)
-from .burst import BurstSplitter, command_layout
+from .axi import AXI4WriteSignature, burst_attributes
+from .dma_control import StopControl, control_members
 from .spec.config import AccelConfig
 
 __all__ = ["DmaWriter", "write_data_layout"]
@@ -49,13 +48,8 @@ class DmaWriter(wiring.Component):
     def __init__(self, config: AccelConfig):
         self.config = config
         super().__init__({
-            "cmd": In(stream.Signature(command_layout(config))),
+            **control_members(config),
             "data": In(stream.Signature(write_data_layout(config))),
-            "error": Out(1),
-            "error_addr": Out(config.addr_width),
-            "abort": In(1),
-            "clear": In(1),
-            "idle": Out(1),
             "bus": Out(AXI4WriteSignature(config)),
         })
 
@@ -64,16 +58,11 @@ class DmaWriter(wiring.Component):
         config = self.config
         bus = self.bus
 
-        # ``draining`` keeps an abort in force until every burst presented is
-        # complete, so a one-cycle abort still pads every owed W beat.
-        stop = Signal()
-        draining = Signal()
-        settled = Signal()
-        m.d.comb += stop.eq(self.abort | (draining & ~settled) | self.error)
-
-        m.submodules.splitter = splitter = BurstSplitter(config)
-        wiring.connect(m, wiring.flipped(self.cmd), splitter.cmd)
-        m.d.comb += splitter.flush.eq(stop)
+        # An abort stays in force until every burst presented is complete, so a
+        # one-cycle abort still pads every owed W beat.
+        control = StopControl(self, config)
+        splitter = control.elaborate(m)
+        stop, settled = control.stop, control.settled
         burst = splitter.burst
 
         # Both queues are pushed when an AW is presented. ``awaiting_b`` holds
@@ -104,15 +93,7 @@ class DmaWriter(wiring.Component):
             ]
         with m.Elif(bus.awready):
             m.d.sync += bus.awvalid.eq(0)
-        m.d.comb += [
-            bus.awid.eq(0),
-            bus.awsize.eq(axsize(config.bus_bytes)),
-            bus.awburst.eq(BURST_INCR),
-            bus.awlock.eq(0),
-            bus.awcache.eq(CACHE_NORMAL_NONCACHEABLE_BUFFERABLE),
-            bus.awprot.eq(PROT_DEFAULT),
-            bus.awqos.eq(0),
-        ]
+        m.d.comb += burst_attributes(bus, "aw", config.bus_bytes)
 
         # W: beats of the burst at the head of ``awaiting_w``.
         sent = Signal(range(config.max_burst))
@@ -150,10 +131,4 @@ class DmaWriter(wiring.Component):
             settled.eq(~bus.awvalid & ~bus.wvalid & ~awaiting_b.r_rdy & ~awaiting_w.r_rdy),
             self.idle.eq(~splitter.busy & settled),
         ]
-        with m.If(self.abort):
-            m.d.sync += draining.eq(1)
-        with m.Elif(settled):
-            m.d.sync += draining.eq(0)
-        with m.If(self.clear & self.idle):
-            m.d.sync += self.error.eq(0)
         return m
