@@ -1,10 +1,17 @@
 /*
  * Systole self-test: random int8 matmuls on the accelerator against the C reference.
  *
- *   selftest reference [SEED [COUNT]]        host only: packing + reference self-check
- *   selftest dump DIR SEED M N K COLS        host only: write a.bin w.bin packed.bin c.bin
- *   selftest fakeinit | errname CODE            host only: driver checks on a RAM register file
- *   selftest run UIO_OR_PHYS UDMABUF [SEED [COUNT]]   Linux on the board, e.g.
+ * Without hardware (any Linux build; the tests run them on the host):
+ *   selftest reference [SEED [COUNT]]        packing + reference self-check
+ *   selftest dump DIR SEED M N K COLS        write a.bin w.bin packed.bin c.bin
+ *   selftest errname CODE                    the name of an ERR_CODE value
+ *   selftest checkjobs                       systole_check_job on every generated job-check
+ *                                            vector (systole_job_vectors.h); exit 1 on a mismatch
+ *   selftest fakeinit | fakewait CODE ADDR | faketimeout TIMEOUT_US STEP_US
+ *                                            init, a job ending with ERR_CODE, a timeout, on a
+ *                                            register file in RAM (fake_device.h)
+ * On the board:
+ *   selftest run UIO_OR_PHYS UDMABUF [SEED [COUNT]]   (Linux), e.g.
  *       selftest run /dev/uio4 udmabuf0      (registers through UIO)
  *       selftest run 0xA0000000 udmabuf0     (registers through /dev/mem)
  *
@@ -13,6 +20,7 @@
  */
 #define _DEFAULT_SOURCE 1
 #include "systole.h"
+#include "fake_device.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -215,45 +223,13 @@ int systole_selftest(struct systole_dev *dev, uint8_t *virt, uint64_t phys, size
 }
 
 #ifndef SYSTOLE_NO_MAIN
-/* systole_init() against a register file in RAM: good, then each kind of mismatch. */
-static int fake_init(void)
-{
-    static uint32_t regs[64];
-    const struct { const char *name; uint32_t offset, bad_value; } cases[] = {
-        {"good", SYSTOLE_ID, SYSTOLE_EXPECT_ID},
-        {"id", SYSTOLE_ID, 0xDEADBEEFu},
-        {"version", SYSTOLE_VERSION, SYSTOLE_EXPECT_VERSION + 0x10000u},
-        {"minor", SYSTOLE_VERSION, SYSTOLE_EXPECT_VERSION + 1u},
-        {"array", SYSTOLE_CAP_ARRAY, SYSTOLE_EXPECT_CAP_ARRAY + 1u},
-        {"bus", SYSTOLE_CAP_BUS, SYSTOLE_EXPECT_CAP_BUS ^ 0x10000u},
-        {"max_k", SYSTOLE_CAP_MAX_K, SYSTOLE_EXPECT_CAP_MAX_K - 1u},
-    };
-    for (size_t which = 0; which < sizeof(cases) / sizeof(cases[0]); which++) {
-        memset(regs, 0, sizeof(regs));
-        regs[SYSTOLE_ID / 4] = SYSTOLE_EXPECT_ID;
-        regs[SYSTOLE_VERSION / 4] = SYSTOLE_EXPECT_VERSION;
-        regs[SYSTOLE_CAP_ARRAY / 4] = SYSTOLE_EXPECT_CAP_ARRAY;
-        regs[SYSTOLE_CAP_BUS / 4] = SYSTOLE_EXPECT_CAP_BUS;
-        regs[SYSTOLE_CAP_ACT_BYTES / 4] = SYSTOLE_EXPECT_CAP_ACT_BYTES;
-        regs[SYSTOLE_CAP_MAX_K / 4] = SYSTOLE_EXPECT_CAP_MAX_K;
-        regs[SYSTOLE_CAP_MAX_MN / 4] = SYSTOLE_EXPECT_CAP_MAX_MN;
-        regs[SYSTOLE_CTRL / 4] = SYSTOLE_CTRL_AP_IDLE_MASK;
-        regs[cases[which].offset / 4] = cases[which].bad_value;
-        struct systole_dev dev;
-        int status = systole_init(&dev, regs, NULL);
-        printf("%s %d rows=%u cols=%u bus_bytes=%u addr_width=%u max_burst=%u max_k=%u ctrl=0x%x\n",
-               cases[which].name, status, dev.rows, dev.cols, dev.bus_bytes, dev.addr_width, dev.max_burst,
-               dev.max_k, regs[SYSTOLE_CTRL / 4]);
-    }
-    return 0;
-}
-
 static int usage(void)
 {
     fprintf(stderr, "usage: selftest reference [SEED [COUNT]]\n"
                     "       selftest dump DIR SEED M N K COLS\n"
                     "       selftest run /dev/uioN|PHYS_ADDR UDMABUF [SEED [COUNT]]\n"
-                    "       selftest errname CODE | fakeinit\n");
+                    "       selftest errname CODE\n"
+                    "       selftest fakeinit | checkjobs | fakewait CODE ADDR | faketimeout TIMEOUT_US STEP_US\n");
     return 2;
 }
 
@@ -300,6 +276,12 @@ int main(int argc, char **argv)
                     (uint32_t)number(argv[6]), (uint32_t)number(argv[7]));
     if (argc == 2 && strcmp(argv[1], "fakeinit") == 0)
         return fake_init();
+    if (argc == 2 && strcmp(argv[1], "checkjobs") == 0)
+        return fake_check_jobs();
+    if (argc == 4 && strcmp(argv[1], "fakewait") == 0)
+        return fake_wait((uint32_t)number(argv[2]), number(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "faketimeout") == 0)
+        return fake_timeout(number(argv[2]), number(argv[3]));
     if (argc == 3 && strcmp(argv[1], "errname") == 0) {
         printf("%s\n", systole_err_name((uint32_t)number(argv[2])));
         return 0;

@@ -26,11 +26,6 @@ void systole_write(const struct systole_dev *dev, uint32_t offset, uint32_t valu
     dev->regs[offset / 4u] = value;
 }
 
-static uint32_t field(uint32_t value, uint32_t mask, uint32_t shift)
-{
-    return (value & mask) >> shift;
-}
-
 int systole_init(struct systole_dev *dev, volatile void *regs, const struct systole_platform *platform)
 {
     memset(dev, 0, sizeof(*dev));
@@ -44,11 +39,11 @@ int systole_init(struct systole_dev *dev, volatile void *regs, const struct syst
         return SYSTOLE_E_VERSION;
     uint32_t array = systole_read(dev, SYSTOLE_CAP_ARRAY);
     uint32_t bus = systole_read(dev, SYSTOLE_CAP_BUS);
-    dev->rows = field(array, SYSTOLE_CAP_ARRAY_ROWS_MASK, SYSTOLE_CAP_ARRAY_ROWS_SHIFT);
-    dev->cols = field(array, SYSTOLE_CAP_ARRAY_COLS_MASK, SYSTOLE_CAP_ARRAY_COLS_SHIFT);
-    dev->bus_bytes = field(bus, SYSTOLE_CAP_BUS_BUS_BYTES_MASK, SYSTOLE_CAP_BUS_BUS_BYTES_SHIFT);
-    dev->addr_width = field(bus, SYSTOLE_CAP_BUS_ADDR_WIDTH_MASK, SYSTOLE_CAP_BUS_ADDR_WIDTH_SHIFT);
-    dev->max_burst = 1u << field(bus, SYSTOLE_CAP_BUS_MAX_BURST_LOG2_MASK, SYSTOLE_CAP_BUS_MAX_BURST_LOG2_SHIFT);
+    dev->rows = SYSTOLE_CAP_ARRAY_ROWS(array);
+    dev->cols = SYSTOLE_CAP_ARRAY_COLS(array);
+    dev->bus_bytes = SYSTOLE_CAP_BUS_BUS_BYTES(bus);
+    dev->addr_width = SYSTOLE_CAP_BUS_ADDR_WIDTH(bus);
+    dev->max_burst = 1u << SYSTOLE_CAP_BUS_MAX_BURST_LOG2(bus);
     dev->act_bytes = systole_read(dev, SYSTOLE_CAP_ACT_BYTES);
     dev->max_k = systole_read(dev, SYSTOLE_CAP_MAX_K);
     dev->max_mn = systole_read(dev, SYSTOLE_CAP_MAX_MN);
@@ -89,6 +84,8 @@ static int refuse(struct systole_dev *dev, uint32_t code, uint64_t addr)
     return SYSTOLE_E_ARGS;
 }
 
+/* The rules, their order and the ERR_ADDR of each are hdl/spec/job.py's; the generated
+ * systole_job_vectors.h (`selftest checkjobs`) holds this function to them. */
 int systole_check_job(struct systole_dev *dev, const struct systole_job *job)
 {
     const uint64_t bb = dev->bus_bytes;
@@ -96,29 +93,28 @@ int systole_check_job(struct systole_dev *dev, const struct systole_job *job)
         return refuse(dev, SYSTOLE_ERR_M_RANGE, 0);
     if (job->n == 0u || job->n > dev->max_mn)
         return refuse(dev, SYSTOLE_ERR_N_RANGE, 0);
-    if (job->k == 0u)
+    /* K's register keeps 32 bits; a K wider than its count field is refused, not truncated. */
+    if (job->k == 0u || SYSTOLE_K_COUNT(job->k) != job->k)
         return refuse(dev, SYSTOLE_ERR_K_RANGE, 0);
     if (job->k > dev->max_k)
         return refuse(dev, SYSTOLE_ERR_A_OVERFLOW, 0);
-    if (job->a_addr % bb)
-        return refuse(dev, SYSTOLE_ERR_ALIGN, job->a_addr);
-    if (job->w_addr % bb)
-        return refuse(dev, SYSTOLE_ERR_ALIGN, job->w_addr);
-    if (job->c_addr % bb)
-        return refuse(dev, SYSTOLE_ERR_ALIGN, job->c_addr);
-    if (job->a_stride % bb || job->c_stride % bb)
-        return refuse(dev, SYSTOLE_ERR_ALIGN, 0);
-    if (job->a_stride < job->k || (uint64_t)job->c_stride < 4u * (uint64_t)job->n)
-        return refuse(dev, SYSTOLE_ERR_STRIDE, 0);
-    uint64_t a_bytes = (uint64_t)(job->m - 1u) * job->a_stride + round_up(job->k, dev->bus_bytes);
-    uint64_t w_bytes = systole_packed_size(job->n, job->k, dev->cols);
-    uint64_t c_bytes = (uint64_t)(job->m - 1u) * job->c_stride + round_up(4u * job->n, dev->bus_bytes);
-    if (!fits(job->a_addr, a_bytes, dev->addr_width))
-        return refuse(dev, SYSTOLE_ERR_ADDR_RANGE, job->a_addr);
-    if (!fits(job->w_addr, w_bytes, dev->addr_width))
-        return refuse(dev, SYSTOLE_ERR_ADDR_RANGE, job->w_addr);
-    if (!fits(job->c_addr, c_bytes, dev->addr_width))
-        return refuse(dev, SYSTOLE_ERR_ADDR_RANGE, job->c_addr);
+    const uint64_t aligned[] = {job->a_addr, job->w_addr, job->c_addr, job->a_stride, job->c_stride};
+    for (size_t i = 0; i < sizeof(aligned) / sizeof(aligned[0]); i++)
+        if (aligned[i] % bb)
+            return refuse(dev, SYSTOLE_ERR_ALIGN, aligned[i]);
+    if (job->a_stride < job->k)
+        return refuse(dev, SYSTOLE_ERR_STRIDE, job->a_stride);
+    if ((uint64_t)job->c_stride < 4u * (uint64_t)job->n)
+        return refuse(dev, SYSTOLE_ERR_STRIDE, job->c_stride);
+    /* Exactly the bytes the DMA touches; 64-bit sums, so size_t's width does not matter. */
+    const struct { uint64_t base, nbytes; } buffers[] = {
+        {job->a_addr, (uint64_t)(job->m - 1u) * job->a_stride + round_up(job->k, dev->bus_bytes)},
+        {job->w_addr, (uint64_t)((job->n + dev->cols - 1u) / dev->cols) * job->k * bb},
+        {job->c_addr, (uint64_t)(job->m - 1u) * job->c_stride + round_up(4u * job->n, dev->bus_bytes)},
+    };
+    for (size_t i = 0; i < sizeof(buffers) / sizeof(buffers[0]); i++)
+        if (!fits(buffers[i].base, buffers[i].nbytes, dev->addr_width))
+            return refuse(dev, SYSTOLE_ERR_ADDR_RANGE, buffers[i].base);
     return SYSTOLE_OK;
 }
 
@@ -133,7 +129,7 @@ int systole_start(struct systole_dev *dev, const struct systole_job *job)
     int status = systole_check_job(dev, job);
     if (status != SYSTOLE_OK)
         return status;
-    if (systole_read(dev, SYSTOLE_STATUS) & SYSTOLE_STATUS_BUSY_MASK)
+    if (SYSTOLE_STATUS_BUSY(systole_read(dev, SYSTOLE_STATUS)))
         return SYSTOLE_E_BUSY;
     write64(dev, SYSTOLE_A_ADDR_LO, SYSTOLE_A_ADDR_HI, job->a_addr);
     write64(dev, SYSTOLE_W_ADDR_LO, SYSTOLE_W_ADDR_HI, job->w_addr);
@@ -154,7 +150,7 @@ int systole_wait(struct systole_dev *dev, uint64_t timeout_us)
     uint64_t start = dev->platform.now_us ? dev->platform.now_us() : 0u;
     uint64_t polls = 0u;
     for (;;) {
-        if (systole_read(dev, SYSTOLE_CTRL) & SYSTOLE_CTRL_AP_DONE_MASK)
+        if (SYSTOLE_CTRL_AP_DONE(systole_read(dev, SYSTOLE_CTRL)))
             break;
         uint64_t elapsed = dev->platform.now_us ? dev->platform.now_us() - start : ++polls / POLLS_PER_US;
         if (elapsed > timeout_us) {
@@ -178,7 +174,7 @@ void systole_soft_reset(struct systole_dev *dev)
     systole_write(dev, SYSTOLE_CTRL, SYSTOLE_CTRL_SOFT_RESET_MASK);
     /* The engine completes outstanding AXI transactions before it reports idle. */
     for (uint32_t polls = 0; polls < 1000000u; polls++)
-        if (systole_read(dev, SYSTOLE_CTRL) & SYSTOLE_CTRL_AP_IDLE_MASK)
+        if (SYSTOLE_CTRL_AP_IDLE(systole_read(dev, SYSTOLE_CTRL)))
             break;
 }
 
@@ -200,10 +196,8 @@ void systole_read_counters(const struct systole_dev *dev, struct systole_counter
 const char *systole_err_name(uint32_t err_code)
 {
     switch (err_code) {
-#define NAME(code) case SYSTOLE_ERR_##code: return #code
-    NAME(OK); NAME(M_RANGE); NAME(N_RANGE); NAME(K_RANGE); NAME(A_OVERFLOW); NAME(ALIGN);
-    NAME(STRIDE); NAME(ADDR_RANGE); NAME(START_BUSY); NAME(DMA_READ); NAME(DMA_WRITE);
-    NAME(ABORTED);
+#define NAME(code) case SYSTOLE_ERR_##code: return #code;
+    SYSTOLE_FOR_EACH_ERR(NAME)
 #undef NAME
     default: return "UNKNOWN";
     }

@@ -2,9 +2,11 @@
  * Systole C driver: run int8 matmul jobs on the accelerator through its registers.
  *
  * C[M,N] (int32) = A[M,K] (int8) x W[N,K]^T (int8), W in the tile-major packed layout
- * (host/pack.py). Every register offset, field and expected capability comes from the
- * generated systole_regs.h (`python -m gen.verilog --preset P` writes it to
- * build/P/systole_regs.h); nothing here restates one.
+ * (host/accel/pack.py). Every register offset, field (SYSTOLE_<REG>_<FIELD>(value)),
+ * error code and name, and expected capability comes from the generated systole_regs.h
+ * (`python -m gen.verilog --preset P` writes it to build/P/systole_regs.h); nothing here
+ * restates one. The job rules are hdl/spec/job.py's: the self-test's `checkjobs` runs
+ * systole_check_job() on the vectors generated from them (systole_job_vectors.h).
  *
  * Bare metal: point systole_init() at the s_axi_ctrl base address.
  * Linux userspace: systole_open_uio() / systole_open_devmem() map the registers and
@@ -75,14 +77,19 @@ void systole_write(const struct systole_dev *dev, uint32_t offset, uint32_t valu
 uint32_t systole_a_stride(const struct systole_dev *dev, uint32_t k);
 uint32_t systole_c_stride(const struct systole_dev *dev, uint32_t n);
 
-/* Check `job` the way the hardware will (same rules, same codes in dev->err_code). */
+/* Check `job` the way the hardware will: the rules of hdl/spec/job.py in their order, the
+ * first failing one giving dev->err_code and dev->err_addr (the offending address or
+ * stride, 0 for the M, N and K rules). Returns SYSTOLE_OK (dev->err_* untouched) or
+ * SYSTOLE_E_ARGS. */
 int systole_check_job(struct systole_dev *dev, const struct systole_job *job);
 
 /* Program the arguments and start; does not wait. */
 int systole_start(struct systole_dev *dev, const struct systole_job *job);
 
-/* Wait for ap_done. timeout_us is microseconds with platform.now_us, else register polls.
- * On timeout the engine is soft-reset and SYSTOLE_E_TIMEOUT returned. */
+/* Wait for ap_done, then read ERR_CODE and ERR_ADDR into dev->err_code/err_addr: returns
+ * SYSTOLE_OK, or SYSTOLE_E_JOB when ERR_CODE is not OK. timeout_us is microseconds of
+ * platform.now_us (else register polls); once more than timeout_us have passed without
+ * ap_done, CTRL is written with soft_reset and SYSTOLE_E_TIMEOUT returned. */
 int systole_wait(struct systole_dev *dev, uint64_t timeout_us);
 
 /* systole_start + systole_wait. */
@@ -93,14 +100,14 @@ void systole_soft_reset(struct systole_dev *dev);
 
 void systole_read_counters(const struct systole_dev *dev, struct systole_counters *out);
 
-/* "M_RANGE", "DMA_READ", ... for an ERR_CODE value; "UNKNOWN" otherwise. */
+/* "M_RANGE", "DMA_READ", ... for an ERR_CODE value (SYSTOLE_FOR_EACH_ERR); "UNKNOWN" otherwise. */
 const char *systole_err_name(uint32_t err_code);
 /* Text for a systole_status value. */
 const char *systole_strerror(int status);
 
 /* Host-side helpers (no hardware): packing and the reference product. */
 size_t systole_packed_size(uint32_t n, uint32_t k, uint32_t cols);
-/* w: int8 [n, k] row-major -> packed: tile-major, zero-padded channels (host/pack.py). */
+/* w: int8 [n, k] row-major -> packed: tile-major, zero-padded channels (host/accel/pack.py). */
 void systole_pack_weights(const int8_t *w, uint32_t n, uint32_t k, uint32_t cols, int8_t *packed);
 /* c[m, n] = a[m, k] x unpack(packed)^T, exact int32; row strides in elements. */
 void systole_ref_matmul(const int8_t *a, uint32_t a_row_stride, const int8_t *packed,

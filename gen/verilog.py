@@ -4,7 +4,9 @@ Outputs go to ``build/<preset>/`` (or ``--out``):
 
 - ``systole_top.v``: the accelerator top (ports ``aclk``, ``aresetn``,
   ``s_axi_ctrl_*``, ``m_axi_dma_*``, ``irq``);
-- ``systole_regs.h``, ``systole_regs.py``, ``registers.md``: the register map.
+- ``systole_regs.h``, ``systole_regs.py``, ``registers.md``: the register map;
+- ``systole_job_vectors.h``: jobs with the error each gets (``gen.job_vectors``), for
+  the firmware's ``selftest checkjobs``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from hdl.spec.config import AccelConfig, PRESETS, preset
 
+from . import job_vectors
 from .regs import c_header, markdown, python_module
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,7 +63,8 @@ def write_artefacts(config: AccelConfig, out: Path) -> list[Path]:
     written = []
     for name, text in (("systole_regs.h", c_header(config)),
                        ("systole_regs.py", python_module(config)),
-                       ("registers.md", markdown(config))):
+                       ("registers.md", markdown(config)),
+                       ("systole_job_vectors.h", job_vectors.c_header(config))):
         path = out / name
         path.write_text(text)
         written.append(path)

@@ -7,6 +7,7 @@ from amaranth.utils import exact_log2
 
 from .burst import command_layout
 from .core import ComputeCore
+from .dma_control import control_members
 from .dma_reader import read_data_layout
 from .dma_writer import write_data_layout
 from .jobcheck import JobCheck
@@ -48,7 +49,6 @@ class Controller(wiring.Component):
 
     def __init__(self, config: AccelConfig):
         self.config = config
-        aw = config.addr_width
         super().__init__({
             "start": In(1),
             "start_busy": In(1),
@@ -64,22 +64,11 @@ class Controller(wiring.Component):
             "perf_rd_beats": Out(32),
             "perf_wr_beats": Out(32),
             "cycles": Out(64),
-            # DmaReader side
-            "rd_cmd": Out(stream.Signature(command_layout(config))),
+            # The DmaReader (rd_*) and DmaWriter (wr_*) contracts, seen from this side.
+            **{f"{side}_{name}": member.flip() for side in ("rd", "wr")
+               for name, member in control_members(config).items()},
             "rd_data": In(stream.Signature(read_data_layout(config))),
-            "rd_error": In(1),
-            "rd_error_addr": In(aw),
-            "rd_abort": Out(1),
-            "rd_clear": Out(1),
-            "rd_idle": In(1),
-            # DmaWriter side
-            "wr_cmd": Out(stream.Signature(command_layout(config))),
             "wr_data": Out(stream.Signature(write_data_layout(config))),
-            "wr_error": In(1),
-            "wr_error_addr": In(aw),
-            "wr_abort": Out(1),
-            "wr_clear": Out(1),
-            "wr_idle": In(1),
         })
 
     def elaborate(self, platform):

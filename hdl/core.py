@@ -9,11 +9,10 @@ from .array import SystolicArray
 from .burst import command_layout
 from .dma_writer import write_data_layout
 from .drain import Drain
-from .feeder import Feeder
+from .feeder import Feeder, block_members
 from .pe import PE
 from .skew import Skew
 from .spec.config import AccelConfig
-from .spec.job import field as job_field
 
 __all__ = ["ComputeCore"]
 
@@ -41,14 +40,8 @@ class ComputeCore(wiring.Component):
             "act_write_word": In(range(config.max_k // config.bus_bytes)),
             "act_write_data": In(config.bus_bits),
             "weights": In(stream.Signature(config.bus_bits)),
-            "start": In(1),
-            "k": In(range(1, config.max_k + 1)),
-            "n": In(job_field("n").value_bits),
-            "rows_valid": In(range(1, config.rows + 1)),
-            "c_addr": In(config.addr_width),
+            **block_members(config),
             "c_stride": In(32),
-            "abort": In(1),
-            "block_done": Out(1),
             "starving": Out(1),
             "idle": Out(1),
             "write_cmd": Out(stream.Signature(command_layout(config))),

@@ -8,7 +8,7 @@ from .actbuf import ActBuffer
 from .spec.config import AccelConfig
 from .spec.job import field as job_field
 
-__all__ = ["Feeder", "tile_layout"]
+__all__ = ["Feeder", "block_members", "tile_layout"]
 
 
 def tile_layout(config: AccelConfig) -> data.StructLayout:
@@ -18,6 +18,21 @@ def tile_layout(config: AccelConfig) -> data.StructLayout:
         "rows_valid": range(1, config.rows + 1),
         "cols_valid": range(1, config.cols + 1),
     })
+
+
+def block_members(config: AccelConfig) -> dict:
+    """The members that run one M block, shared by ``Feeder`` and ``ComputeCore``:
+    ``start`` it with its ``k``, ``n``, valid rows and C address; ``abort``; and
+    ``block_done`` when its last weight beat has been taken."""
+    return {
+        "start": In(1),
+        "k": In(range(1, config.max_k + 1)),
+        "n": In(job_field("n").value_bits),
+        "rows_valid": In(range(1, config.rows + 1)),
+        "c_addr": In(config.addr_width),
+        "abort": In(1),
+        "block_done": Out(1),
+    }
 
 
 class Feeder(wiring.Component):
@@ -48,13 +63,7 @@ class Feeder(wiring.Component):
         self.config = config
         super().__init__({
             "weights": In(stream.Signature(config.bus_bits)),
-            "start": In(1),
-            "k": In(range(1, config.max_k + 1)),
-            "n": In(job_field("n").value_bits),
-            "rows_valid": In(range(1, config.rows + 1)),
-            "c_addr": In(config.addr_width),
-            "abort": In(1),
-            "block_done": Out(1),
+            **block_members(config),
             "busy": Out(1),
             "starving": Out(1),
             "act_k": Out(range(config.max_k)),

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .axi import AXI4LiteSignature, AXI4Signature, connect_flat, flat_members
 from .controller import Controller
 from .csr import CSR_ADDR_WIDTH, Csr
+from .dma_control import control_members
 from .dma_reader import DmaReader
 from .dma_writer import DmaWriter
 from .spec.config import AccelConfig
@@ -69,20 +70,17 @@ class SystoleTop(wiring.Component):
             csr.perf_stall.eq(ctrl.perf_stall),
             csr.perf_rd_beats.eq(ctrl.perf_rd_beats),
             csr.perf_wr_beats.eq(ctrl.perf_wr_beats),
-
-            ctrl.rd_error.eq(reader.error),
-            ctrl.rd_error_addr.eq(reader.error_addr),
-            ctrl.rd_idle.eq(reader.idle),
-            reader.abort.eq(ctrl.rd_abort),
-            reader.clear.eq(ctrl.rd_clear),
-            ctrl.wr_error.eq(writer.error),
-            ctrl.wr_error_addr.eq(writer.error_addr),
-            ctrl.wr_idle.eq(writer.idle),
-            writer.abort.eq(ctrl.wr_abort),
-            writer.clear.eq(ctrl.wr_clear),
         ]
-        wiring.connect(m, ctrl.rd_cmd, reader.cmd)
+        # The DMA contract (hdl/dma_control.py), member by member, for both blocks.
+        for side, block in (("rd", reader), ("wr", writer)):
+            for name, member in control_members(cfg).items():
+                ours, theirs = getattr(ctrl, f"{side}_{name}"), getattr(block, name)
+                if name == "cmd":
+                    wiring.connect(m, ours, theirs)
+                elif member.flow == In:
+                    m.d.comb += theirs.eq(ours)
+                else:
+                    m.d.comb += ours.eq(theirs)
         wiring.connect(m, reader.data, ctrl.rd_data)
-        wiring.connect(m, ctrl.wr_cmd, writer.cmd)
         wiring.connect(m, ctrl.wr_data, writer.data)
         return m

@@ -1,8 +1,12 @@
-"""firmware/: the C driver and self-test build for the host and the KV260's A53, and the C
-packing and reference product agree bit for bit with host.accel.pack / host.accel.golden."""
+"""firmware/: the C driver and self-test build for the host and the KV260's A53; the C
+packing and reference product agree bit for bit with host.accel.pack / host.accel.golden;
+and the driver, run on a register file in RAM (firmware/fake_device.h), checks jobs as
+hdl.spec.job does (the generated vectors), reads a failed job's error back and times out
+by the platform clock."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gen import job_vectors
 from gen.regs import c_header
 from hdl.spec.config import preset
-from hdl.spec.regmap import ErrorCode
+from hdl.spec.job import FIELDS, Job
+from hdl.spec.regmap import ErrorCode, by_name
 from host.accel.golden import golden_matmul
 from host.accel.pack import pack_weights
 
@@ -34,12 +40,24 @@ def build_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("firmware")
 
 
+def _status_codes() -> dict[str, int]:
+    """``enum systole_status`` of firmware/systole.h: ``{"SYSTOLE_E_JOB": -5, ...}``."""
+    text = (REPO / "firmware" / "systole.h").read_text()
+    body = re.search(r"enum systole_status \{(.*?)\};", text, re.S).group(1)
+    return {name: int(value) for name, value in re.findall(r"(SYSTOLE_\w+) = (-?\d+)", body)}
+
+
+STATUS = _status_codes()
+
+
 def _build(build_root: Path, preset_name: str, cross: str = "", target: str = "all") -> Path:
-    """Write the preset's generated header and build the firmware against it; the output dir."""
+    """Write the preset's generated headers and build the firmware against them; the output dir."""
     _require(f"{cross}gcc")
     regs_dir = build_root / f"regs-{preset_name}"
     regs_dir.mkdir(parents=True, exist_ok=True)
-    (regs_dir / "systole_regs.h").write_text(c_header(preset(preset_name)))
+    config = preset(preset_name)
+    (regs_dir / "systole_regs.h").write_text(c_header(config))
+    (regs_dir / "systole_job_vectors.h").write_text(job_vectors.c_header(config))
     out = build_root / f"{cross.rstrip('-') or 'host'}-{preset_name}"
     result = subprocess.run(
         ["make", "-s", "-C", str(REPO / "firmware"), f"REGS={regs_dir / 'systole_regs.h'}", f"OUT={out}",
@@ -49,8 +67,20 @@ def _build(build_root: Path, preset_name: str, cross: str = "", target: str = "a
 
 
 @pytest.fixture(scope="module")
-def host_kv260(build_root) -> Path:
-    return _build(build_root, "kv260")
+def host_build(build_root):
+    """``host_build(preset)``: the host build for a preset, built once per module."""
+    built: dict[str, Path] = {}
+
+    def get(preset_name: str) -> Path:
+        if preset_name not in built:
+            built[preset_name] = _build(build_root, preset_name)
+        return built[preset_name]
+    return get
+
+
+@pytest.fixture(scope="module")
+def host_kv260(host_build) -> Path:
+    return host_build("kv260")
 
 
 def _selftest(out: Path, *args) -> str:
@@ -59,9 +89,30 @@ def _selftest(out: Path, *args) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("preset_name", ["kv260", "nexys_video"])
-def test_cross_compiles_for_aarch64(build_root, preset_name):
-    out = _build(build_root, preset_name, CROSS)
+def _report(text: str) -> tuple[dict[str, str], dict[str, int], dict[str, int]]:
+    """A fake-device command's ``key value`` lines: (plain keys, ``job`` fields, ``reg`` words)."""
+    plain, job, regs = {}, {}, {}
+    for words in (line.split() for line in text.splitlines()):
+        if words[0] == "job":
+            job[words[1]] = int(words[2], 0)
+        elif words[0] == "reg":
+            regs[words[1]] = int(words[2], 0)
+        else:
+            plain[words[0]] = words[1]
+    return plain, job, regs
+
+
+def _assert_job_programmed(job: dict[str, int], regs: dict[str, int]) -> None:
+    """The argument registers hold the job, word for word as hdl.spec.job lays it out."""
+    assert list(job) == [f.name for f in FIELDS]
+    expected = Job(**job).registers()
+    assert {name: regs[name] for name in expected} == expected
+
+
+def test_cross_compiles_for_aarch64(build_root):
+    # The KV260 is the board with an A53; the Nexys Video's header is compiled by its
+    # host build (the job-check vectors) and by the bare-metal cross build below.
+    out = _build(build_root, "kv260", CROSS)
     elf = (out / "selftest").read_bytes()
     assert elf[:4] == b"\x7fELF" and elf[4] == 2, "not a 64-bit ELF"
     assert int.from_bytes(elf[18:20], "little") == EM_AARCH64, "selftest is not an AArch64 binary"
@@ -116,6 +167,41 @@ def test_init_checks_identity_version_and_capabilities(host_kv260):
     assert int(fields["bus_bytes"]) == config.bus_bytes and int(fields["addr_width"]) == config.addr_width
     assert int(fields["max_burst"]) == config.max_burst and int(fields["max_k"]) == config.max_k
     # init leaves the engine soft-reset: CTRL was written with only soft_reset set.
-    from hdl.spec.regmap import by_name
     soft_reset = next(f for f in by_name("CTRL").fields if f.name == "soft_reset")
     assert int(fields["ctrl"], 16) == soft_reset.mask
+
+
+@pytest.mark.parametrize("preset_name", ["kv260", "nexys_video"])
+def test_check_job_follows_the_job_rules(host_build, preset_name):
+    config = preset(preset_name)
+    vectors = job_vectors.vectors(config)
+    # Every code but those only a running engine reports.
+    runtime = {ErrorCode.START_BUSY, ErrorCode.DMA_READ, ErrorCode.DMA_WRITE, ErrorCode.ABORTED}
+    assert {code for _, code, _ in vectors} == set(ErrorCode) - runtime
+    result = subprocess.run([str(host_build(preset_name) / "selftest"), "checkjobs"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"systole_check_job disagrees with hdl.spec.job:\n{result.stdout}{result.stderr}"
+    assert f"checkjobs: {len(vectors)} of {len(vectors)} vectors agree" in result.stdout
+
+
+@pytest.mark.parametrize("code, addr", [
+    (ErrorCode.DMA_READ, 0x8_1234_5670), (ErrorCode.DMA_WRITE, 0xFFFF_FFF0), (ErrorCode.ABORTED, 0),
+    (ErrorCode.OK, 0)])
+def test_wait_reads_back_the_job_error(host_kv260, code, addr):
+    plain, job, regs = _report(_selftest(host_kv260, "fakewait", int(code), addr))
+    assert int(plain["status"]) == STATUS["SYSTOLE_E_JOB" if code else "SYSTOLE_OK"]
+    assert (int(plain["err_code"]), plain["err_name"], int(plain["err_addr"], 0)) == (code, code.name, addr)
+    # The wait ends at the poll that sees ap_done, not later.
+    assert plain["clock_calls"] == plain["finish_after"]
+    _assert_job_programmed(job, regs)
+
+
+@pytest.mark.parametrize("timeout_us, step_us", [(1000, 7), (1000, 10), (0, 1), (5_000_000, 120_000)])
+def test_wait_times_out_by_the_platform_clock(host_kv260, timeout_us, step_us):
+    plain, job, regs = _report(_selftest(host_kv260, "faketimeout", timeout_us, step_us))
+    assert int(plain["status"]) == STATUS["SYSTOLE_E_TIMEOUT"]
+    waited = int(plain["waited_us"])
+    assert timeout_us <= waited <= timeout_us + step_us, f"gave up after {waited} us of a {timeout_us} us timeout"
+    # The last CTRL write is the soft reset alone (no ap_start left behind).
+    assert regs["CTRL"] == by_name("CTRL").field("soft_reset").mask
+    _assert_job_programmed(job, regs)

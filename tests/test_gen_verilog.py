@@ -16,7 +16,8 @@ AXI4 += "rid rdata rresp rlast rvalid rready".split()
 def test_verilog_artefacts_and_ports(tmp_path, capsys):
     assert main(["--preset", "tiny", "--out", str(tmp_path)]) == 0
     names = {p.name for p in tmp_path.iterdir()}
-    assert names == {"systole_top.v", "systole_regs.h", "systole_regs.py", "registers.md"}
+    assert names == {"systole_top.v", "systole_regs.h", "systole_regs.py", "registers.md",
+                     "systole_job_vectors.h"}
     text = (tmp_path / "systole_top.v").read_text()
     header = re.search(r"module systole_top\((.*?)\);", text, re.S)
     assert header, "no systole_top module"

@@ -13,7 +13,7 @@ The rules are declared once, here, and followed by:
 - the host driver's pre-check (``host.accel.driver``) and the RTL tests' oracle
   (``check``);
 - the C firmware (``systole_check_job``), which must reproduce the check vectors
-  ``gen.regs`` generates from ``check`` (``edge_jobs``).
+  ``gen.job_vectors`` generates from ``check`` (``edge_jobs``).
 
 The first failing rule wins; ERR_ADDR (the ``addr`` of ``check``) is 0 for the M, N
 and K rules, the offending address or stride otherwise:

@@ -31,21 +31,25 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from .config import AccelConfig
 
-__all__ = ["ID_MAGIC", "VERSION", "ErrorCode", "Field", "Register", "REGISTERS",
+__all__ = ["ID_MAGIC", "VERSION", "DocIntEnum", "ErrorCode", "Field", "Register", "REGISTERS",
            "by_name", "const_value", "field_bits"]
 
 ID_MAGIC = 0x53595354        # "SYST"
 VERSION = (1, 0)             # (major, minor) of this register map
 
 
-class ErrorCode(enum.IntEnum):
-    """Values of ``ERR_CODE``. A job refused for bad arguments issues no DMA traffic."""
+class DocIntEnum(enum.IntEnum):
+    """An ``IntEnum`` whose members carry their meaning: ``NAME = value, "doc"``."""
 
     def __new__(cls, value: int, doc: str):
         member = int.__new__(cls, value)
         member._value_ = value
         member.doc = doc
         return member
+
+
+class ErrorCode(DocIntEnum):
+    """Values of ``ERR_CODE``. A job refused for bad arguments issues no DMA traffic."""
 
     OK = 0x00, "no error"
     M_RANGE = 0x01, "M is 0 or above CAP_MAX_MN (wider than M.count)"
