@@ -54,6 +54,19 @@ INDUCTION_DEPTH = 6
 __all__ = ["BUGS", "CsrProperties", "run"]
 
 
+
+def _held_until_ready(m, check, side: str, channels) -> None:
+    """``check`` (``Assume`` for what the master drives, ``Assert`` for the slave) that a
+    VALID, once raised, stays high with a stable payload until its READY."""
+    for valid, ready, payload in channels:
+        waiting = Signal(name=f"{side}_{valid.name}_waiting")
+        held = [Signal.like(p, name=f"held_{p.name}") for p in payload]
+        m.d.sync += waiting.eq(valid & ~ready)
+        m.d.sync += [h.eq(p) for h, p in zip(held, payload)]
+        with m.If(waiting):
+            m.d.comb += check(valid)
+            m.d.comb += [check(p == h) for p, h in zip(payload, held)]
+
 class CsrProperties(Csr):
     """``Csr`` plus the AXI4-Lite master assumptions and slave assertions (and an optional bug)."""
 
@@ -71,16 +84,9 @@ class CsrProperties(Csr):
 
         # --- the master obeys AXI ---------------------------------------------
         m.d.comb += Assume(~rst | ~(bus.awvalid | bus.wvalid | bus.arvalid))
-        for valid, ready, payload in ((bus.awvalid, bus.awready, [bus.awaddr, bus.awprot]),
-                                      (bus.wvalid, bus.wready, [bus.wdata, bus.wstrb]),
-                                      (bus.arvalid, bus.arready, [bus.araddr, bus.arprot])):
-            waiting = Signal(name=f"master_{valid.name}_waiting")
-            held = [Signal.like(p, name=f"held_{p.name}") for p in payload]
-            m.d.sync += waiting.eq(valid & ~ready)
-            m.d.sync += [h.eq(p) for h, p in zip(held, payload)]
-            with m.If(waiting):
-                m.d.comb += Assume(valid)
-                m.d.comb += [Assume(p == h) for p, h in zip(payload, held)]
+        _held_until_ready(m, Assume, "master", ((bus.awvalid, bus.awready, [bus.awaddr, bus.awprot]),
+                                                (bus.wvalid, bus.wready, [bus.wdata, bus.wstrb]),
+                                                (bus.arvalid, bus.arready, [bus.araddr, bus.arprot])))
 
         # --- reset ---------------------------------------------------------------
         after_reset = Signal(reset_less=True)
@@ -91,15 +97,8 @@ class CsrProperties(Csr):
             m.d.comb += [Assert(signal == 0) for signal in quiet]
 
         # --- stability of the responses -------------------------------------------
-        for valid, ready, payload in ((bus.bvalid, bus.bready, [bus.bresp]),
-                                      (bus.rvalid, bus.rready, [bus.rdata, bus.rresp])):
-            waiting = Signal(name=f"slave_{valid.name}_waiting")
-            held = [Signal.like(p, name=f"held_{p.name}") for p in payload]
-            m.d.sync += waiting.eq(valid & ~ready)
-            m.d.sync += [h.eq(p) for h, p in zip(held, payload)]
-            with m.If(waiting):
-                m.d.comb += Assert(valid)
-                m.d.comb += [Assert(p == h) for p, h in zip(payload, held)]
+        _held_until_ready(m, Assert, "slave", ((bus.bvalid, bus.bready, [bus.bresp]),
+                                               (bus.rvalid, bus.rready, [bus.rdata, bus.rresp])))
 
         # --- one response per request --------------------------------------------
         # Requests taken and not yet answered. Wide enough to see an overflow.
