@@ -30,7 +30,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from gen.vivado import generate, kv260, nexys_video
+from gen.vivado import generate, ip, kv260, nexys_video
 from gen.vivado.render import render
 from hdl.spec.boards import BOARDS, Pin, Window
 from hdl.spec.config import preset
@@ -384,6 +384,20 @@ def check_nexys_facts(texts: dict[str, str], board, config, baud: int) -> None:
             assert f"{board.pins[p.pin].doc} = {p.role}" in readme
 
 
+def check_package_facts(package: str, board, boards) -> None:
+    """An IP packaged for ``board``'s part, supported on every family of ``boards``."""
+    families = " ".join(b.fpga.vivado_family for b in boards)
+    assert f"create_project -in_memory -part {board.fpga.part}\n" in package
+    assert f"set_property supported_families {{{families}}} $core" in package
+
+
+def check_link_facts(package: str, board, baud: int, boards) -> None:
+    """The bridge's control master spans ``board``'s control window; its UART runs at ``baud``."""
+    check_package_facts(package, board, boards)
+    assert f"set_property range {board.ctrl_window.size} [ipx::get_address_spaces m_axi_ctrl " in package
+    assert f"USB-UART ({baud} baud 8N1)" in package
+
+
 def _read_flow(directory: Path, names) -> dict[str, str]:
     return {name: (directory / name).read_text() for name in names}
 
@@ -394,16 +408,11 @@ def test_generated_board_facts_are_the_registrys(flows, tmp_path):
     check_kv260_facts(texts, kv, decompiled_overlay(flows["kv260"] / "systole.dtso", tmp_path))
     texts = _read_flow(flows["nexys_video"], nexys_video.files(preset("nexys_video"), nexys.uart_baud))
     check_nexys_facts(texts, nexys, preset("nexys_video"), nexys.uart_baud)
-    # The IPs: packaged for the board's part, for every board's family; the bridge's
-    # control master spans the control window and its UART runs at the board's rate.
-    families = " ".join(b.fpga.vivado_family for b in BOARDS.values())
     for board, directory in ((kv, flows["kv260"]), (nexys, flows["nexys_video"])):
-        package = (directory / "ip" / "package_systole.tcl").read_text()
-        assert f"create_project -in_memory -part {board.fpga.part}\n" in package
-        assert f"set_property supported_families {{{families}}} $core" in package
-    link_tcl = (flows["nexys_video"] / "ip" / "package_systole_link.tcl").read_text()
-    assert f"set_property range {nexys.ctrl_window.size} [ipx::get_address_spaces m_axi_ctrl " in link_tcl
-    assert f"USB-UART ({nexys.uart_baud} baud 8N1)" in link_tcl
+        check_package_facts((directory / "ip" / "package_systole.tcl").read_text(), board, BOARDS.values())
+    check_link_facts((flows["nexys_video"] / "ip" / "package_systole_link.tcl").read_text(), nexys,
+                     nexys.uart_baud, BOARDS.values())
+    # The bridge's Verilog: its control master is as wide as the window.
     link = ports_of(flows["nexys_video"] / "ip" / "hdl" / "systole_link.v", "systole_link")
     assert 1 << link["m_axi_ctrl_araddr"][1] == nexys.ctrl_window.size
 
@@ -415,10 +424,11 @@ def _moved(board, **changes):
     return dataclasses.replace(board, pins=pins, **changes)
 
 
-def test_no_board_fact_is_typed_into_a_flow(tmp_path):
+def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
     """The flows follow a registry whose every fact differs from the real one."""
     kv = BOARDS["kv260"]
-    kv_moved = _moved(kv, fpga=dataclasses.replace(kv.fpga, part="xck26-sfvc784-1LV-c"),
+    kv_moved = _moved(kv, fpga=dataclasses.replace(kv.fpga, part="xck26-sfvc784-1LV-c",
+                                                   vivado_family="zynquplusRFSOC Production"),
                       board_part="xilinx.com:kv260_som:part0:2.0",
                       ctrl_window=Window(0xB001_0000, 0x2_0000, "HPM1_FPD"), irq="pl_ps_irq1[3]", irq_spi=104,
                       dram_windows=(Window(0x4000_0000, 1 << 30, "HP0_DDR_MID"),))
@@ -428,7 +438,8 @@ def test_no_board_fact_is_typed_into_a_flow(tmp_path):
     check_kv260_facts(texts, kv_moved, decompiled_overlay(dtso, tmp_path))
 
     nexys = BOARDS["nexys_video"]
-    nexys_moved = _moved(nexys, fpga=dataclasses.replace(nexys.fpga, part="xc7a100tfgg484-2", device="xc7a100t"),
+    nexys_moved = _moved(nexys, fpga=dataclasses.replace(nexys.fpga, part="xc7a100tfgg484-2", device="xc7a100t",
+                                                         vivado_family="aartix7 Production"),
                          board_part="digilentinc.com:nexys_video:part0:1.1",
                          clocks_hz={"clk100": 125e6, "ui_clk": 50e6}, config_voltage=1.8,
                          ctrl_window=Window(0x4000_0000, 0x2000, "link m_axi_ctrl"),
@@ -437,11 +448,24 @@ def test_no_board_fact_is_typed_into_a_flow(tmp_path):
     texts = nexys_video.files(config, 115_200, board=nexys_moved)
     assert nexys_moved.cfgbvs == "GND" and "CFGBVS GND " in texts["nexys_video.xdc"]
     check_nexys_facts(texts, nexys_moved, config, 115_200)
+    # The IPs: the supported families are the (moved) registry's, the bridge's ranges the board's.
+    moved = {"kv260": kv_moved, "nexys_video": nexys_moved}
+    monkeypatch.setattr(ip, "BOARDS", moved)
+    accel_ports = ports_of(flows["kv260"] / "ip" / "hdl" / "systole_top.v", "systole_top")
+    check_package_facts(ip.accel_package_tcl(preset("kv260"), accel_ports, kv_moved.fpga.part), kv_moved,
+                        moved.values())
+    link_ports = ports_of(flows["nexys_video"] / "ip" / "hdl" / "systole_link.v", "systole_link")
+    check_link_facts(ip.link_package_tcl(config, nexys_moved, 115_200, link_ports, nexys_moved.fpga.part),
+                     nexys_moved, 115_200, moved.values())
+    assert ip.link_ctrl_addr_width(nexys_moved) == 13
 
 
 def test_templates_refuse_a_missing_variable():
-    with pytest.raises(jinja2.UndefinedError, match="board"):
-        render("kv260/bd.tcl.j2", config=preset("kv260"), ctrl_bits=128, accel_vlnv="v", irq_pin="p")
+    complete = dict(config=preset("kv260"), board=BOARDS["kv260"], ctrl_bits=128, accel_vlnv="v", irq_pin="p")
+    assert "zynq_ultra_ps_e_0/p]" in render("kv260/bd.tcl.j2", **complete)
+    del complete["irq_pin"]
+    with pytest.raises(jinja2.UndefinedError, match="irq_pin"):
+        render("kv260/bd.tcl.j2", **complete)
 
 
 def test_every_template_is_package_data():

@@ -18,8 +18,8 @@ from hdl.spec.regmap import REGISTERS
 from .ports import interface_prefixes, verilog_ports
 from .render import render, write_files
 
-__all__ = ["IP_VENDOR", "IP_LIBRARY", "IP_VERSION", "vlnv", "package_ip_tcl", "link_ctrl_addr_width",
-           "ip_files"]
+__all__ = ["IP_VENDOR", "IP_LIBRARY", "IP_VERSION", "vlnv", "package_ip_tcl", "accel_package_tcl",
+           "link_package_tcl", "link_ctrl_addr_width", "ip_files"]
 
 IP_VENDOR = "systole.dev"
 IP_LIBRARY = "systole"
@@ -65,6 +65,25 @@ def link_ctrl_addr_width(board: Board) -> int:
     return size.bit_length() - 1
 
 
+def accel_package_tcl(config: AccelConfig, ports: dict[str, tuple[str, int]], part: str) -> str:
+    """``package_systole.tcl``: the accelerator with its registers, DMA reaching ``addr_width`` bits."""
+    return package_ip_tcl(
+        top="systole_top", name="systole", display_name="Systole int8 matmul accelerator",
+        description=f"C = A x W^T, int8 in, int32 out; {config.rows}x{config.cols} PEs, "
+                    f"{config.bus_bits}-bit AXI4 DMA, AXI4-Lite registers ('{config.name}')",
+        ports=ports, part=part, master_ranges={"m_axi_dma": 1 << config.addr_width})
+
+
+def link_package_tcl(config: AccelConfig, board: Board, baud: int, ports: dict[str, tuple[str, int]],
+                     part: str) -> str:
+    """``package_systole_link.tcl``: the bridge, its control master spanning ``board.ctrl_window``."""
+    return package_ip_tcl(
+        top="systole_link", name="systole_link", display_name="Systole UART link bridge",
+        description=f"USB-UART ({baud} baud 8N1) frames to AXI4-Lite and AXI4 masters",
+        ports=ports, part=part, irq_mode="slave", registers=False,
+        master_ranges={"m_axi_ctrl": board.ctrl_window.size, "m_axi_mem": 1 << config.addr_width})
+
+
 def _link_verilog(config: AccelConfig, board: Board, baud: int) -> str:
     from amaranth.back import verilog as amaranth_verilog
 
@@ -92,11 +111,7 @@ def ip_files(config: AccelConfig, ip_dir: Path, *, part: str, link: Board | None
         shutil.copyfile(top_verilog, hdl_dir / "systole_top.v")
         written.append(hdl_dir / "systole_top.v")
     ports = verilog_ports((hdl_dir / "systole_top.v").read_text(), "systole_top")
-    files = {"package_systole.tcl": package_ip_tcl(
-        top="systole_top", name="systole", display_name="Systole int8 matmul accelerator",
-        description=f"C = A x W^T, int8 in, int32 out; {config.rows}x{config.cols} PEs, "
-                    f"{config.bus_bits}-bit AXI4 DMA, AXI4-Lite registers ('{config.name}')",
-        ports=ports, part=part, master_ranges={"m_axi_dma": 1 << config.addr_width})}
+    files = {"package_systole.tcl": accel_package_tcl(config, ports, part)}
     if link is not None:
         baud = link.uart_baud if baud is None else baud
         if baud is None:
@@ -104,9 +119,6 @@ def ip_files(config: AccelConfig, ip_dir: Path, *, part: str, link: Board | None
         text = _link_verilog(config, link, baud)
         (hdl_dir / "systole_link.v").write_text(text)
         written.append(hdl_dir / "systole_link.v")
-        files["package_systole_link.tcl"] = package_ip_tcl(
-            top="systole_link", name="systole_link", display_name="Systole UART link bridge",
-            description=f"USB-UART ({baud} baud 8N1) frames to AXI4-Lite and AXI4 masters",
-            ports=verilog_ports(text, "systole_link"), part=part, irq_mode="slave", registers=False,
-            master_ranges={"m_axi_ctrl": link.ctrl_window.size, "m_axi_mem": 1 << config.addr_width})
+        files["package_systole_link.tcl"] = link_package_tcl(config, link, baud,
+                                                             verilog_ports(text, "systole_link"), part)
     return written + write_files(ip_dir, files)
