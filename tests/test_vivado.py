@@ -1,4 +1,4 @@
-"""gen/vivado.py: the generated Vivado flows, checked without Vivado.
+"""gen/vivado: the generated Vivado flows, checked without Vivado.
 
 - Every TCL script runs in ``tclsh`` with every Vivado command stubbed (Tcl's ``unknown``
   records the call and returns a handle), so syntax errors, undefined variables and
@@ -7,19 +7,32 @@
   (parsed here, independently of gen.vivado's own parser).
 - The build fails, before writing a bitstream, when the stubbed timing is negative.
 - The device-tree overlay compiles with ``dtc -@`` and holds what the KV260 needs.
+- The Nexys Video pins agree with Digilent's master XDC (its values written here) and
+  with the Amaranth platform.
+- Every board fact in the generated files is the registry's (``hdl.spec.boards``): on
+  the real registry, and on a registry with every such fact changed, so that a value
+  typed into a template or a flow module fails.
+
+One file (longer than most) because one module-scoped fixture generates both flows
+once; the Verilog conversion in it is the slow part of these tests.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
+import jinja2
 import pytest
 
-from gen.vivado import NEXYS_PINS, generate
+from gen.vivado import generate, ip, kv260, nexys_video
+from gen.vivado.render import render
+from hdl.spec.boards import BOARDS, Pin, Window
 from hdl.spec.config import preset
 from hdl.spec.regmap import REGISTERS
 
@@ -218,14 +231,18 @@ def test_ip_register_map_comes_from_regmap(flows, tmp_path):
     assert fields == [f.name.upper() for reg in REGISTERS for f in reg.fields]
 
 
-def test_kv260_overlay_compiles_with_the_right_nodes(flows, tmp_path):
+def decompiled_overlay(dtso: Path, tmp_path: Path) -> str:
+    """``dtso`` compiled with ``dtc -@`` (no errors, no warnings) and decompiled again."""
     dtc = _require("dtc")
-    dtso = flows["kv260"] / "systole.dtso"
-    dtbo = tmp_path / "systole.dtbo"
+    dtbo = tmp_path / f"{dtso.stem}.dtbo"
     result = subprocess.run([dtc, "-@", "-I", "dts", "-O", "dtb", "-o", str(dtbo), str(dtso)],
                             capture_output=True, text=True)
     assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr
-    text = subprocess.run([dtc, "-I", "dtb", "-O", "dts", str(dtbo)], capture_output=True, text=True).stdout
+    return subprocess.run([dtc, "-I", "dtb", "-O", "dts", str(dtbo)], capture_output=True, text=True).stdout
+
+
+def test_kv260_overlay_compiles_with_the_right_nodes(flows, tmp_path):
+    text = decompiled_overlay(flows["kv260"] / "systole.dtso", tmp_path)
     assert 'firmware-name = "systole.bit.bin"' in text
     # HP0 read/write AFI widths 0 (= 128 bit) for the 128-bit DMA port.
     assert "config-afi = <0x04 0x00 0x05 0x00 0x0e 0xa00>" in text
@@ -244,6 +261,30 @@ def test_kv260_overlay_compiles_with_the_right_nodes(flows, tmp_path):
     assert "Overlay(" in (flows["kv260"] / "README.md").read_text()
 
 
+# Digilent's Nexys Video master XDC (Nexys-Video-Master.xdc): the lines of the pins the
+# design uses, as {its port name: (site, I/O standard)}.
+DIGILENT_MASTER_XDC = {
+    "sysclk": ("R4", "LVCMOS33"),
+    "cpu_resetn": ("G4", "LVCMOS15"),
+    "uart_tx_in": ("V18", "LVCMOS33"),        # the FT232R's TXD: into the FPGA
+    "uart_rx_out": ("AA19", "LVCMOS33"),      # out of the FPGA to the FT232R's RXD
+    "led[0]": ("T14", "LVCMOS25"),
+    "led[1]": ("T15", "LVCMOS25"),
+    "led[2]": ("T16", "LVCMOS25"),
+}
+# The master-XDC pin each top-level port of our Nexys Video design must sit on.
+NEXYS_DESIGN_PINS = {"sys_clk": "sysclk", "cpu_resetn": "cpu_resetn", "uart_rxd": "uart_tx_in",
+                     "uart_txd": "uart_rx_out", "led_calib": "led[0]", "led_link": "led[1]",
+                     "led_irq": "led[2]"}
+
+_XDC_PIN = re.compile(r"^set_property -dict \{PACKAGE_PIN (\S+) IOSTANDARD (\S+)\} \[get_ports \{(\S+)\}\]$", re.M)
+
+
+def xdc_pins(xdc: str) -> dict[str, tuple[str, str]]:
+    """{port: (site, I/O standard)} of the pin lines of a generated XDC."""
+    return {port: (site, standard) for site, standard, port in _XDC_PIN.findall(xdc)}
+
+
 def test_nexys_video_pins_agree_with_the_platform(flows):
     from hdl.boards.nexys_video import NexysVideoPlatform
     platform = NexysVideoPlatform()
@@ -254,14 +295,18 @@ def test_nexys_video_pins_agree_with_the_platform(flows):
         io = resource.ios[0] if sub is None else next(s for s in resource.ios if s.name == sub).ios[0]
         return io.names[0]
 
-    assert NEXYS_PINS["sys_clk"][0] == pin("clk100")
-    assert NEXYS_PINS["cpu_resetn"][0] == pin("rst")
-    assert NEXYS_PINS["uart_rxd"][0] == pin("uart", 0, "rx")
-    assert NEXYS_PINS["uart_txd"][0] == pin("uart", 0, "tx")
-    assert [NEXYS_PINS[n][0] for n in ("led_calib", "led_link", "led_irq")] == [pin("led", i) for i in range(3)]
     xdc = (flows["nexys_video"] / "nexys_video.xdc").read_text()
-    for port, (site, _) in NEXYS_PINS.items():
+    placed = xdc_pins(xdc)
+    assert placed["sys_clk"][0] == pin("clk100")
+    assert placed["cpu_resetn"][0] == pin("rst")
+    assert placed["uart_rxd"][0] == pin("uart", 0, "rx")
+    assert placed["uart_txd"][0] == pin("uart", 0, "tx")
+    assert [placed[n][0] for n in ("led_calib", "led_link", "led_irq")] == [pin("led", i) for i in range(3)]
+    assert set(placed) == set(NEXYS_DESIGN_PINS)
+    for port, master in NEXYS_DESIGN_PINS.items():
+        site, standard = DIGILENT_MASTER_XDC[master]
         assert f"PACKAGE_PIN {site} " in xdc and f"[get_ports {{{port}}}]" in xdc
+        assert placed[port] == (site, standard), (port, master)
 
 
 def test_nexys_video_block_design(flows, tmp_path):
@@ -275,4 +320,159 @@ def test_nexys_video_block_design(flows, tmp_path):
     assert "smartconnect_mem/M00_AXI] [get_bd_intf_pins mig_7series_0/S_AXI]" in text
     assert "systole_link_0/m_axi_ctrl] [get_bd_intf_pins systole_0/s_axi_ctrl]" in text
     created_ports = {c[-1] for c in calls if c[0] == "create_bd_port"}
-    assert created_ports == set(NEXYS_PINS)
+    assert created_ports == set(NEXYS_DESIGN_PINS)
+    used_ports = {word for c in calls if c[0] == "get_bd_ports" for word in c[1:]}
+    assert used_ports <= created_ports, f"the wiring names ports never created: {used_ports - created_ports}"
+
+
+# -- every board fact in the generated files is the registry's ----------------------------
+
+def _hex_pairs(text: str) -> list[tuple[int, int]]:
+    """(offset, range) of every ``assign_bd_address -offset O -range R`` in order."""
+    return [(int(o, 16), int(r, 16)) for o, r in re.findall(r"-offset (0x[0-9A-Fa-f]+) -range (0x[0-9A-Fa-f]+)", text)]
+
+
+def check_build_facts(build: str, board) -> None:
+    assert re.findall(r" -part (\S+)", build) == [board.fpga.part]
+    assert re.findall(r"set_property board_part (\S+) ", build) == [board.board_part]
+    assert f"get_board_parts -quiet {board.board_part}]" in build
+
+
+def check_kv260_facts(texts: dict[str, str], board, dts: str) -> None:
+    """The KV260 flow's part, board part, control window, IRQ and DRAM segments are ``board``'s."""
+    ctrl, bd, readme = board.ctrl_window, texts["bd.tcl"], texts["README.md"]
+    check_build_facts(texts["build.tcl"], board)
+    assert _hex_pairs(bd) == [(ctrl.base, ctrl.size)]
+    assert re.findall(r"zynq_ultra_ps_e_0/SAXIGP2/(\w+)\]", bd) == [w.name for w in board.dram_windows]
+    irq_pin = board.irq.partition("[")[0]
+    assert f"[get_bd_pins systole_0/irq] [get_bd_pins zynq_ultra_ps_e_0/{irq_pin}]" in bd
+    assert f"(GIC SPI {32 + board.irq_spi})" in bd
+    node = re.search(r"systole@([0-9a-f]+) \{[^}]*?reg = <([^>]*)>;[^}]*?interrupts = <([^>]*)>;", dts)
+    assert node, dts
+    cells = [int(c, 16) for c in node.group(2).split()]
+    assert int(node.group(1), 16) == ctrl.base
+    assert (cells[0] << 32 | cells[1], cells[2] << 32 | cells[3]) == (ctrl.base, ctrl.size)
+    assert [int(c, 16) for c in node.group(3).split()] == [0, board.irq_spi, 4]    # SPI, level high
+    assert f"registers at 0x{ctrl.base:08X} " in readme and f"interrupt on `{irq_pin}`" in readme
+
+
+def check_nexys_facts(texts: dict[str, str], board, config, baud: int) -> None:
+    """The Nexys Video flow's part, pins, clocks, voltage, windows and baud are ``board``'s."""
+    ports, xdc, bd, readme = nexys_video.PORTS, texts["nexys_video.xdc"], texts["bd.tcl"], texts["README.md"]
+    check_build_facts(texts["build.tcl"], board)
+    assert xdc_pins(xdc) == {name: (board.pins[p.pin].site, board.pins[p.pin].iostandard)
+                             for name, p in ports.items()}
+    clock = next(name for name, p in ports.items() if p.type == "clk")
+    clock_hz = board.clocks_hz[ports[clock].pin]
+    period = re.search(rf"create_clock -name {clock} -period (\S+) ", xdc)
+    assert period and float(period.group(1)) == pytest.approx(1e9 / clock_hz, abs=5e-4)
+    assert f"CFGBVS {board.cfgbvs} " in xdc and f"CONFIG_VOLTAGE {board.config_voltage} " in xdc
+    assert f"-type clk -freq_hz {int(clock_hz)} {clock}\n" in bd
+    assert f"CONFIG.PRIM_IN_FREQ {{{clock_hz / 1e6:.3f}}}" in bd
+    low = {name for name, p in ports.items() if board.pins[p.pin].active_low}
+    assert set(re.findall(r"CONFIG.POLARITY ACTIVE_LOW \[get_bd_ports (\w+)\]", bd)) == low
+    ddr = board.dram_window
+    assert _hex_pairs(bd) == [(board.ctrl_window.base, board.ctrl_window.size), (ddr.base, ddr.size),
+                              (ddr.base, ddr.size)]
+    ui_mhz = board.clocks_hz["ui_clk"] / 1e6
+    assert f"MIG's ui_clk ({ui_mhz:g} MHz)" in bd and f"MIG's {ui_mhz:g} MHz ui_clk" in readme
+    assert config.clock_mhz == ui_mhz
+    assert f"get_hw_devices {board.fpga.device}*]" in texts["program.tcl"]
+    assert f"USB-UART ({baud} baud, 8N1)" in readme
+    for p in ports.values():
+        if p.pin.startswith("led"):
+            assert f"{board.pins[p.pin].doc} = {p.role}" in readme
+
+
+def check_package_facts(package: str, board, boards) -> None:
+    """An IP packaged for ``board``'s part, supported on every family of ``boards``."""
+    families = " ".join(b.fpga.vivado_family for b in boards)
+    assert f"create_project -in_memory -part {board.fpga.part}\n" in package
+    assert f"set_property supported_families {{{families}}} $core" in package
+
+
+def check_link_facts(package: str, board, baud: int, boards) -> None:
+    """The bridge's control master spans ``board``'s control window; its UART runs at ``baud``."""
+    check_package_facts(package, board, boards)
+    assert f"set_property range {board.ctrl_window.size} [ipx::get_address_spaces m_axi_ctrl " in package
+    assert f"USB-UART ({baud} baud 8N1)" in package
+
+
+def _read_flow(directory: Path, names) -> dict[str, str]:
+    return {name: (directory / name).read_text() for name in names}
+
+
+def test_generated_board_facts_are_the_registrys(flows, tmp_path):
+    kv, nexys = BOARDS["kv260"], BOARDS["nexys_video"]
+    texts = _read_flow(flows["kv260"], kv260.files(preset("kv260"), 256 << 20))
+    check_kv260_facts(texts, kv, decompiled_overlay(flows["kv260"] / "systole.dtso", tmp_path))
+    texts = _read_flow(flows["nexys_video"], nexys_video.files(preset("nexys_video"), nexys.uart_baud))
+    check_nexys_facts(texts, nexys, preset("nexys_video"), nexys.uart_baud)
+    for board, directory in ((kv, flows["kv260"]), (nexys, flows["nexys_video"])):
+        check_package_facts((directory / "ip" / "package_systole.tcl").read_text(), board, BOARDS.values())
+    check_link_facts((flows["nexys_video"] / "ip" / "package_systole_link.tcl").read_text(), nexys,
+                     nexys.uart_baud, BOARDS.values())
+    # The bridge's Verilog: its control master is as wide as the window.
+    link = ports_of(flows["nexys_video"] / "ip" / "hdl" / "systole_link.v", "systole_link")
+    assert 1 << link["m_axi_ctrl_araddr"][1] == nexys.ctrl_window.size
+
+
+def _moved(board, **changes):
+    """``board`` with every pin on another site, standard and polarity, plus ``changes``."""
+    pins = {name: Pin(f"{pin.site}9", "LVCMOS18", pin.doc, active_low=not pin.active_low)
+            for name, pin in board.pins.items()}
+    return dataclasses.replace(board, pins=pins, **changes)
+
+
+def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
+    """The flows follow a registry whose every fact differs from the real one."""
+    kv = BOARDS["kv260"]
+    kv_moved = _moved(kv, fpga=dataclasses.replace(kv.fpga, part="xck26-sfvc784-1LV-c",
+                                                   vivado_family="zynquplusRFSOC Production"),
+                      board_part="xilinx.com:kv260_som:part0:2.0",
+                      ctrl_window=Window(0xB001_0000, 0x2_0000, "HPM1_FPD"), irq="pl_ps_irq1[3]", irq_spi=104,
+                      dram_windows=(Window(0x4000_0000, 1 << 30, "HP0_DDR_MID"),))
+    texts = kv260.files(preset("kv260"), 64 << 20, board=kv_moved)
+    dtso = tmp_path / "moved.dtso"
+    dtso.write_text(texts["systole.dtso"])
+    check_kv260_facts(texts, kv_moved, decompiled_overlay(dtso, tmp_path))
+
+    nexys = BOARDS["nexys_video"]
+    nexys_moved = _moved(nexys, fpga=dataclasses.replace(nexys.fpga, part="xc7a100tfgg484-2", device="xc7a100t",
+                                                         vivado_family="aartix7 Production"),
+                         board_part="digilentinc.com:nexys_video:part0:1.1",
+                         clocks_hz={"clk100": 125e6, "ui_clk": 50e6}, config_voltage=1.8,
+                         ctrl_window=Window(0x4000_0000, 0x2000, "link m_axi_ctrl"),
+                         dram_windows=(Window(0x1000_0000, 256 << 20, "DDR3"),))
+    config = preset("nexys_video").replace(clock_mhz=50.0)
+    texts = nexys_video.files(config, 115_200, board=nexys_moved)
+    assert nexys_moved.cfgbvs == "GND" and "CFGBVS GND " in texts["nexys_video.xdc"]
+    check_nexys_facts(texts, nexys_moved, config, 115_200)
+    # The IPs: the supported families are the (moved) registry's, the bridge's ranges the board's.
+    moved = {"kv260": kv_moved, "nexys_video": nexys_moved}
+    monkeypatch.setattr(ip, "BOARDS", moved)
+    accel_ports = ports_of(flows["kv260"] / "ip" / "hdl" / "systole_top.v", "systole_top")
+    check_package_facts(ip.accel_package_tcl(preset("kv260"), accel_ports, kv_moved.fpga.part), kv_moved,
+                        moved.values())
+    link_ports = ports_of(flows["nexys_video"] / "ip" / "hdl" / "systole_link.v", "systole_link")
+    check_link_facts(ip.link_package_tcl(config, nexys_moved, 115_200, link_ports, nexys_moved.fpga.part),
+                     nexys_moved, 115_200, moved.values())
+    assert ip.link_ctrl_addr_width(nexys_moved) == 13
+
+
+def test_templates_refuse_a_missing_variable():
+    complete = dict(config=preset("kv260"), board=BOARDS["kv260"], ctrl_bits=128, accel_vlnv="v", irq_pin="p")
+    assert "zynq_ultra_ps_e_0/p]" in render("kv260/bd.tcl.j2", **complete)
+    del complete["irq_pin"]
+    with pytest.raises(jinja2.UndefinedError, match="irq_pin"):
+        render("kv260/bd.tcl.j2", **complete)
+
+
+def test_every_template_is_package_data():
+    import gen.vivado
+    root = Path(gen.vivado.__file__).parent
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["gen.vivado"]
+    carried = {path for pattern in patterns for path in root.glob(pattern)}
+    templates = {path for path in (root / "templates").rglob("*") if path.is_file()}
+    assert templates and templates <= carried, sorted(map(str, templates - carried))

@@ -3,8 +3,9 @@
 The K26 has no PL oscillator: the PL clock is ``pl_clk0`` from the Zynq UltraScale+ PS,
 set by the PS configuration (the FSBL, or the device-tree overlay's clock rate when a
 design is loaded under Linux). The carrier gives the PL the fan enable (``fan_en_b``,
-active low, A12) and the PMOD header J2 (8 I/Os, 3.3 V). Systole uses the fan (kept
-on) and, optionally, four LEDs on a PmodLED in J2 (busy, irq, heartbeat).
+active low, A12) and the PMOD header J2 (8 I/Os, 3.3 V). The heartbeat design keeps
+the fan on and blinks the first of four LEDs on a PmodLED in J2. Part, pins, I/O
+standards, J2 and the clock rate come from ``hdl.spec.boards.BOARDS["kv260"]``.
 
 ``default_clk`` is the PS clock: ``create_missing_domain`` instantiates the PS8 block
 and a BUFG_PS on PLCLK[0]; its frequency is ``pl_clk0_hz`` (what the loaded PS
@@ -17,37 +18,41 @@ import argparse
 import sys
 from pathlib import Path
 
-from amaranth.build import Attrs, Connector, Pins, PinsN, Resource
+from amaranth.build import Attrs, Connector
 from amaranth.hdl import ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, ResetSignal, Signal
 from amaranth.lib import io
 from amaranth.vendor import XilinxPlatform
 from amaranth_boards.resources import LEDResources
 
-__all__ = ["KV260Platform", "PMOD_J2", "Heartbeat", "main"]
+from hdl.spec.boards import BOARDS
 
-# KV260 J2, in Digilent PMOD pin order (1-4 top row, 7-10 bottom row; 5/6, 11/12 power).
-# The carrier's silkscreen numbers the same pins 1,3,5,7 (top) and 2,4,6,8 (bottom).
-PMOD_J2 = "H12 E10 D10 C11 - - B10 E12 D11 B11 - -"
+from .pins import pin_resource
+
+__all__ = ["KV260Platform", "Heartbeat", "main"]
+
+BOARD = BOARDS["kv260"]
+# Slow, weak outputs: the fan enable and LEDs switch rarely (the design's choice).
+_QUIET = {"SLEW": "SLOW", "DRIVE": "4"}
 
 
 class KV260Platform(XilinxPlatform):
-    """The KV260 as an Amaranth platform (part xck26-sfvc784-2LV-c)."""
+    """The KV260 as an Amaranth platform; part, pins, clock and PMOD J2 from ``hdl.spec.boards``."""
 
-    device = "xck26"
-    package = "sfvc784"
-    speed = "2LV-c"
+    device = BOARD.fpga.device
+    package = BOARD.fpga.package
+    speed = BOARD.fpga.speed
     default_clk = None          # no PL oscillator: see create_missing_domain
     default_rst = None
-    pl_clk0_hz = 100e6
+    pl_clk0_hz = BOARD.clocks_hz["pl_clk0"]
     resources = [
-        Resource("fan_en_b", 0, PinsN("A12", dir="o"),
-                 Attrs(IOSTANDARD="LVCMOS33", SLEW="SLOW", DRIVE="4")),
+        pin_resource("fan_en_b", 0, BOARD.pins["fan_en_b"], "o", **_QUIET),
         # A PmodLED (or any LEDs) plugged into J2's top row.
         *LEDResources("pmod_led", pins="1 2 3 4", conn=("pmod", 0),
-                      attrs=Attrs(IOSTANDARD="LVCMOS33", SLEW="SLOW", DRIVE="4")),
+                      attrs=Attrs(IOSTANDARD=BOARD.connector_iostandards["pmod_j2"], **_QUIET)),
     ]
     connectors = [
-        Connector("pmod", 0, PMOD_J2),
+        # J2 in Digilent PMOD order (see the registry for the carrier's numbering).
+        Connector("pmod", 0, BOARD.connectors["pmod_j2"]),
     ]
 
     def create_missing_domain(self, name):

@@ -2,7 +2,8 @@
 
 100 MHz oscillator, the CPU_RESETN button, the 8 user LEDs, the USB-UART (FT232R),
 the 5 push buttons and the 8 switches (banks at VADJ = 1.2 V, the board's default).
-The DDR3 pins are MIG's business: its generated constraints place them.
+The DDR3 pins are MIG's business: its generated constraints place them. Part, pins,
+I/O standards, clock and baud rate come from ``hdl.spec.boards.BOARDS["nexys_video"]``.
 
 ``python -m hdl.boards.nexys_video [--build]`` writes (or, with Vivado on PATH, also
 builds) a serial echo bring-up design: every byte received on the USB-UART is sent
@@ -16,41 +17,44 @@ import argparse
 import sys
 from pathlib import Path
 
-from amaranth.build import Attrs, Clock, Pins, PinsN, Resource
+from amaranth.build import Clock, Resource
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 from amaranth.vendor import XilinxPlatform
-from amaranth_boards.resources import ButtonResources, LEDResources, SwitchResources, UARTResource
+
+from hdl.spec.boards import BOARDS
+
+from .pins import group_resources, pin_resource, pin_subsignal
 
 __all__ = ["NexysVideoPlatform", "SerialEcho", "main"]
 
+BOARD = BOARDS["nexys_video"]
+
 
 class NexysVideoPlatform(XilinxPlatform):
-    """The Nexys Video as an Amaranth platform (part xc7a200tsbg484-1)."""
+    """The Nexys Video as an Amaranth platform; part, pins and clock from ``hdl.spec.boards``."""
 
-    device = "xc7a200t"
-    package = "sbg484"
-    speed = "1"
+    device = BOARD.fpga.device
+    package = BOARD.fpga.package
+    speed = BOARD.fpga.speed
     default_clk = "clk100"
     default_rst = "rst"
     resources = [
-        Resource("clk100", 0, Pins("R4", dir="i"), Clock(100e6), Attrs(IOSTANDARD="LVCMOS33")),
-        # CPU_RESETN: low while pressed.
-        Resource("rst", 0, PinsN("G4", dir="i"), Attrs(IOSTANDARD="LVCMOS15")),
-        *LEDResources(pins="T14 T15 T16 U16 V15 W16 W15 Y13", attrs=Attrs(IOSTANDARD="LVCMOS25")),
-        # FPGA side of the FT232R: rx is the chip's TXD (uart_tx_in), tx its RXD (uart_rx_out).
-        UARTResource(0, rx="V18", tx="AA19", attrs=Attrs(IOSTANDARD="LVCMOS33")),
-        # center, down, left, right, up
-        *ButtonResources(pins="B22 D22 C22 D14 F15", attrs=Attrs(IOSTANDARD="LVCMOS12")),
-        *SwitchResources(pins="E22 F21 G21 G22 H17 J16 K13 M17", attrs=Attrs(IOSTANDARD="LVCMOS12")),
+        pin_resource("clk100", 0, BOARD.pins["clk100"], "i", Clock(BOARD.clocks_hz["clk100"])),
+        pin_resource("rst", 0, BOARD.pins["cpu_resetn"], "i"),
+        *group_resources(BOARD, "led", "led", "o"),
+        Resource("uart", 0, pin_subsignal("rx", BOARD.pins["uart_rx"], "i"),
+                 pin_subsignal("tx", BOARD.pins["uart_tx"], "o")),
+        *group_resources(BOARD, "button", "button", "i"),      # center, down, left, right, up
+        *group_resources(BOARD, "switch", "switch", "i"),
     ]
     connectors = []
 
     def toolchain_prepare(self, fragment, name, **kwargs):
         overrides = {
             "script_before_bitstream": "set_property BITSTREAM.GENERAL.COMPRESS TRUE [current_design]",
-            "add_constraints": "set_property CFGBVS VCCO [current_design]\n"
-                               "set_property CONFIG_VOLTAGE 3.3 [current_design]",
+            "add_constraints": f"set_property CFGBVS {BOARD.cfgbvs} [current_design]\n"
+                               f"set_property CONFIG_VOLTAGE {BOARD.config_voltage} [current_design]",
         }
         return super().toolchain_prepare(fragment, name, **overrides, **kwargs)
 
@@ -61,7 +65,7 @@ class SerialEcho(Elaboratable):
     Latency: a byte goes out about one bit time after its stop bit was sampled.
     """
 
-    def __init__(self, baud: int = 921_600, clock_hz: float = 100e6):
+    def __init__(self, baud: int = BOARD.uart_baud, clock_hz: float = BOARD.clocks_hz["clk100"]):
         from hdl.uart import divisor_for
         self.divisor = divisor_for(clock_hz, baud)
 
@@ -86,7 +90,8 @@ class SerialEcho(Elaboratable):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hdl.boards.nexys_video", description=__doc__.splitlines()[0])
-    parser.add_argument("--baud", type=int, default=921_600)
+    parser.add_argument("--baud", type=int, default=BOARD.uart_baud,
+                        help=f"USB-UART rate (default: {BOARD.uart_baud}, the host link's)")
     parser.add_argument("--out", type=Path, default=Path("build/boards/nexys_video"))
     parser.add_argument("--build", action="store_true", help="run Vivado (must be on PATH) and program nothing")
     args = parser.parse_args(argv)

@@ -83,6 +83,8 @@ class Board:
     uart_baud: int | None = None                  # the host link's serial rate
     irq_spi: int | None = None                    # GIC SPI number (Zynq PL-to-PS interrupt)
     read_latency: int = 32                        # DMA read latency assumed by projections (cycles)
+    connector_iostandards: dict[str, str] = field(default_factory=dict)  # connector: I/O standard of its bank
+    config_voltage: float | None = None           # bank 0 VCCO (7-series CONFIG_VOLTAGE); None: not set
 
     def pin_group(self, stem: str) -> tuple[Pin, ...]:
         """Pins ``stem0``, ``stem1``, ... in order (``led`` gives LD0..LD7)."""
@@ -91,6 +93,13 @@ class Board:
         if not numbered or [i for i, _ in numbered] != list(range(len(numbered))):
             raise KeyError(f"{self.name} has no pin group {stem!r}0..")
         return tuple(pin for _, pin in numbered)
+
+    @property
+    def cfgbvs(self) -> str | None:
+        """The 7-series ``CFGBVS`` for ``config_voltage``: ``VCCO`` at 2.5 V or more, else ``GND`` (UG470)."""
+        if self.config_voltage is None:
+            return None
+        return "VCCO" if self.config_voltage >= 2.5 else "GND"
 
     @property
     def dram_window(self) -> Window:
@@ -123,6 +132,7 @@ _KV260 = Board(
     # J2 in Digilent PMOD order: 1-4 top row, 7-10 bottom row; the carrier's silkscreen
     # numbers the same pins 1,3,5,7 (top) and 2,4,6,8 (bottom). 3.3 V.
     connectors={"pmod_j2": "H12 E10 D10 C11 - - B10 E12 D11 B11 - -"},
+    connector_iostandards={"pmod_j2": "LVCMOS33"},
     dma_port="one 128-bit HP port (S_AXI_HP0_FPD) at the PL clock",
 )
 
@@ -156,6 +166,8 @@ _NEXYS_VIDEO = Board(
            for i, site in enumerate("E22 F21 G21 G22 H17 J16 K13 M17".split())},
     },
     uart_baud=921_600,
+    # Bank 0 (configuration) is powered at 3.3 V on the Nexys Video.
+    config_voltage=3.3,
     dma_port="MIG's AXI port at ui_clk, shared with the link bridge through a SmartConnect",
 )
 

@@ -1,0 +1,81 @@
+"""``python -m gen.vivado ip|kv260|nexys_video``: Vivado flows for the two boards.
+
+Vivado is not run here: this writes TCL that a user with Vivado runs with one
+command, under ``build/vivado/<target>/`` (or ``--out``):
+
+``ip``           ``hdl/systole_top.v`` + ``package_systole.tcl`` (``ipx::`` packaging: the
+                 ``s_axi_ctrl``/``m_axi_dma`` interfaces inferred, ``aclk`` associated
+                 with both and ``aresetn`` as its reset, ``irq`` an interrupt, a memory
+                 map whose registers come from ``hdl/spec/regmap.py``). With ``--link``
+                 also the ``systole_link`` UART bridge IP.
+``kv260``        the IP, ``bd.tcl`` (``zynq_ultra_ps_e`` with the KV260 board preset,
+                 HPM0_FPD -> SmartConnect -> ``s_axi_ctrl``, ``m_axi_dma`` -> 128-bit
+                 S_AXI_HP0_FPD, ``pl_clk0`` at the configuration's clock, ``irq`` ->
+                 ``pl_ps_irq0``), ``build.tcl`` (synth, impl, FAIL on negative WNS/WHS,
+                 ``.bit``, ``.bit.bin`` via bootgen, ``.xsa`` with bitstream, ``.hwh``),
+                 ``systole.dtso`` (+ ``systole.dtbo`` when ``dtc`` is installed),
+                 ``shell.json``, ``systole.bif``, ``README.md``.
+``nexys_video``  both IPs, ``bd.tcl`` (MIG 7-series for the DDR3 from the Digilent board
+                 preset, a SmartConnect merging the bridge's and the accelerator's AXI4
+                 masters into the MIG, everything on MIG's ``ui_clk``), ``nexys_video.xdc``,
+                 ``build.tcl`` with the same timing rule, ``program.tcl``, ``README.md``.
+
+Run a flow with ``cd build/vivado/<target> && vivado -mode batch -source build.tcl``.
+
+One module per part of the flow: ``ports`` (the Verilog port parser), ``ip`` (IP
+packaging), ``build_script`` (the shared ``build.tcl``), ``kv260`` and ``nexys_video``
+(each board's design), ``render`` (the Jinja2 templates in ``templates/``). Every
+board fact comes from ``hdl.spec.boards.BOARDS``; none is typed here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hdl.spec.boards import BOARDS
+from hdl.spec.config import AccelConfig
+
+from . import kv260, nexys_video
+from .ip import ip_files
+from .render import write_files
+
+__all__ = ["TARGETS", "IP_BOARD", "LINK_BOARD", "default_baud", "generate"]
+
+TARGETS = ("ip", "kv260", "nexys_video")
+# The ``ip`` target packages for this board's part (the IP lists every board's family).
+IP_BOARD = "kv260"
+# The board whose host link the ``systole_link`` bridge is: its UART rate and control window.
+LINK_BOARD = "nexys_video"
+
+
+def default_baud() -> int:
+    """The link's UART rate when none is given: the link board's ``uart_baud``."""
+    return BOARDS[LINK_BOARD].uart_baud
+
+
+def generate(target: str, config: AccelConfig, out: Path, *, baud: int | None = None,
+             udmabuf_bytes: int = 256 << 20, top_verilog: Path | None = None, link: bool = False) -> list[Path]:
+    """Write every file of ``target`` (``ip``, ``kv260``, ``nexys_video``) under ``out``; the paths.
+
+    ``link`` adds the ``systole_link`` bridge IP to the ``ip`` target (the Nexys Video
+    flow always has it); ``baud`` is its UART rate (default: ``default_baud()``).
+    ``top_verilog`` reuses an existing ``systole_top.v`` instead of converting the
+    design. ``ValueError`` names a target or a configuration value the flow refuses.
+    """
+    baud = default_baud() if baud is None else baud
+    link_board = BOARDS[LINK_BOARD]
+    if target == "ip":
+        return ip_files(config, out, part=BOARDS[IP_BOARD].fpga.part, link=link_board if link else None,
+                        baud=baud, top_verilog=top_verilog)
+    if target == "kv260":
+        board_files = kv260.files(config, udmabuf_bytes)      # refuses a bad configuration first
+        written = ip_files(config, out / "ip", part=kv260.BOARD.fpga.part, top_verilog=top_verilog)
+        written += write_files(out, board_files)
+        dtbo = kv260.compile_overlay(out / "systole.dtso")
+        return written + ([dtbo] if dtbo else [])
+    if target == "nexys_video":
+        board_files = nexys_video.files(config, baud)
+        written = ip_files(config, out / "ip", part=nexys_video.BOARD.fpga.part, link=link_board,
+                           baud=baud, top_verilog=top_verilog)
+        return written + write_files(out, board_files)
+    raise ValueError(f"unknown target {target!r}; choose {', '.join(TARGETS)}")

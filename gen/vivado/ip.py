@@ -1,0 +1,124 @@
+"""IP packaging: ``package_<name>.tcl`` (``ipx::``) for the accelerator and the link bridge.
+
+The packaged interfaces come from the Verilog's real port list (``gen.vivado.ports``);
+the register map Vivado and PYNQ show (in the ``.hwh``) is ``hdl.spec.regmap``; the
+supported families are every board's of ``hdl.spec.boards``. The text is
+``templates/package_ip.tcl.j2``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from hdl.spec.boards import BOARDS, Board
+from hdl.spec.config import AccelConfig
+from hdl.spec.regmap import REGISTERS
+
+from .ports import interface_prefixes, verilog_ports
+from .render import render, write_files
+
+__all__ = ["IP_VENDOR", "IP_LIBRARY", "IP_VERSION", "vlnv", "package_ip_tcl", "accel_package_tcl",
+           "link_package_tcl", "link_ctrl_addr_width", "ip_files"]
+
+IP_VENDOR = "systole.dev"
+IP_LIBRARY = "systole"
+IP_VERSION = "1.0"
+# The address block Vivado gives s_axi_ctrl: 64 KiB (the register map uses 0x00..0xFF).
+REGISTER_BLOCK_BYTES = 0x1_0000
+# How hdl.spec.regmap's access kinds read in IP-XACT (R/TOW: written to toggle, a write).
+IPX_ACCESS = {"RW": "read-write", "RO": "read-only", "R/TOW": "read-write"}
+
+
+def vlnv(name: str) -> str:
+    """``vendor:library:name:version`` of our IP ``name`` (``systole``, ``systole_link``)."""
+    return f"{IP_VENDOR}:{IP_LIBRARY}:{name}:{IP_VERSION}"
+
+
+def package_ip_tcl(*, top: str, name: str, display_name: str, description: str,
+                   ports: dict[str, tuple[str, int]], part: str, irq_mode: str = "master",
+                   registers: bool = True, master_ranges: dict[str, int] | None = None) -> str:
+    """TCL packaging ``hdl/<top>.v`` as IP ``name`` into ``<script dir>/<name>/``.
+
+    Every AXI interface prefix of ``ports`` is inferred and must be inferred exactly
+    once (the script errors otherwise), associated with ``aclk``; ``aresetn`` is the
+    active-low reset. ``irq`` becomes a level-high interrupt (``master`` = output,
+    ``slave`` = input). ``registers`` adds the ``s_axi_ctrl`` memory map of
+    ``hdl.spec.regmap``; ``master_ranges`` sets each AXI master's address-space size.
+    """
+    if irq_mode not in ("master", "slave"):
+        raise ValueError(f"irq_mode={irq_mode!r}: choose master (an output) or slave (an input)")
+    return render("package_ip.tcl.j2", top=top, name=name, vlnv=vlnv(name), part=part,
+                  vendor=IP_VENDOR, library=IP_LIBRARY, version=IP_VERSION,
+                  display_name=display_name, description=description,
+                  families=" ".join(b.fpga.vivado_family for b in BOARDS.values()),
+                  busses=interface_prefixes(ports), irq_mode=irq_mode,
+                  registers=REGISTERS if registers else (), register_block_bytes=REGISTER_BLOCK_BYTES,
+                  ipx_access=IPX_ACCESS, master_ranges=master_ranges or {})
+
+
+def link_ctrl_addr_width(board: Board) -> int:
+    """Address bits of the link bridge's ``m_axi_ctrl``: the board's ``ctrl_window``, a power of two."""
+    size = board.ctrl_window.size
+    if size <= 0 or size & (size - 1):
+        raise ValueError(f"{board.name}: ctrl_window size 0x{size:X} is not a power of two")
+    return size.bit_length() - 1
+
+
+def accel_package_tcl(config: AccelConfig, ports: dict[str, tuple[str, int]], part: str) -> str:
+    """``package_systole.tcl``: the accelerator with its registers, DMA reaching ``addr_width`` bits."""
+    return package_ip_tcl(
+        top="systole_top", name="systole", display_name="Systole int8 matmul accelerator",
+        description=f"C = A x W^T, int8 in, int32 out; {config.rows}x{config.cols} PEs, "
+                    f"{config.bus_bits}-bit AXI4 DMA, AXI4-Lite registers ('{config.name}')",
+        ports=ports, part=part, master_ranges={"m_axi_dma": 1 << config.addr_width})
+
+
+def link_package_tcl(config: AccelConfig, board: Board, baud: int, ports: dict[str, tuple[str, int]],
+                     part: str) -> str:
+    """``package_systole_link.tcl``: the bridge, its control master spanning ``board.ctrl_window``."""
+    return package_ip_tcl(
+        top="systole_link", name="systole_link", display_name="Systole UART link bridge",
+        description=f"USB-UART ({baud} baud 8N1) frames to AXI4-Lite and AXI4 masters",
+        ports=ports, part=part, irq_mode="slave", registers=False,
+        master_ranges={"m_axi_ctrl": board.ctrl_window.size, "m_axi_mem": 1 << config.addr_width})
+
+
+def _link_verilog(config: AccelConfig, board: Board, baud: int) -> str:
+    from amaranth.back import verilog as amaranth_verilog
+
+    from hdl.link_top import LinkTop
+    top = LinkTop(config, baud=baud, ctrl_addr_width=link_ctrl_addr_width(board))
+    return amaranth_verilog.convert(top, name="systole_link", emit_src=False)
+
+
+def ip_files(config: AccelConfig, ip_dir: Path, *, part: str, link: Board | None = None,
+             baud: int | None = None, top_verilog: Path | None = None) -> list[Path]:
+    """``hdl/*.v`` and ``package_*.tcl`` under ``ip_dir``; the paths written.
+
+    The accelerator's Verilog (and the register artefacts) is generated, or copied from
+    ``top_verilog``. With ``link``, also the ``systole_link`` bridge of that board: its
+    control master spans the board's ``ctrl_window``, its UART runs at ``baud``
+    (default: the board's ``uart_baud``).
+    """
+    hdl_dir = ip_dir / "hdl"
+    hdl_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    if top_verilog is None:
+        from gen.verilog import write_artefacts
+        written += write_artefacts(config, hdl_dir)
+    else:
+        shutil.copyfile(top_verilog, hdl_dir / "systole_top.v")
+        written.append(hdl_dir / "systole_top.v")
+    ports = verilog_ports((hdl_dir / "systole_top.v").read_text(), "systole_top")
+    files = {"package_systole.tcl": accel_package_tcl(config, ports, part)}
+    if link is not None:
+        baud = link.uart_baud if baud is None else baud
+        if baud is None:
+            raise ValueError(f"{link.name} has no UART link (uart_baud is None); pass a baud rate")
+        text = _link_verilog(config, link, baud)
+        (hdl_dir / "systole_link.v").write_text(text)
+        written.append(hdl_dir / "systole_link.v")
+        files["package_systole_link.tcl"] = link_package_tcl(config, link, baud,
+                                                             verilog_ports(text, "systole_link"), part)
+    return written + write_files(ip_dir, files)

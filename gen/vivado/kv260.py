@@ -1,0 +1,97 @@
+"""The KV260 flow: block design, build script, device-tree overlay, xmutil files, README.
+
+Every board fact (part, board part, the control window of ``M_AXI_HPM0_FPD``, the
+GIC SPI of ``pl_ps_irq0``, the DRAM segments ``S_AXI_HP0_FPD`` reaches) comes from
+``hdl.spec.boards.BOARDS["kv260"]``. What this module decides is the design: control
+through HPM0_FPD and a SmartConnect, the DMA straight into S_AXI_HP0_FPD, one clock
+(``pl_clk0`` at the configuration's ``clock_mhz``). The texts are
+``templates/kv260/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from hdl.spec.boards import BOARDS, Board
+from hdl.spec.config import AccelConfig
+from hdl.spec.regmap import ID_MAGIC, by_name
+
+from .build_script import build_tcl
+from .ip import vlnv
+from .render import render
+
+__all__ = ["BOARD", "CTRL_BITS", "bd_tcl", "dtso", "files", "compile_overlay"]
+
+BOARD = BOARDS["kv260"]
+# M_AXI_HPM0_FPD's data width; the SmartConnect converts to the 32-bit AXI4-Lite slave.
+CTRL_BITS = 128
+# The overlay's AFI_FS value (AFI register 14) for HPM0 and HPM1 at CTRL_BITS.
+HPM_AFI_FS = 0xA00
+# The DMA's addresses reach all of the KV260's DDR, above 4 GiB included.
+MIN_ADDR_WIDTH = 40
+
+
+def _afi_width_code(bits: int) -> int:
+    """AFIFM read/write width code of the zynqmp AFI node: 0 = 128, 1 = 64, 2 = 32 bit."""
+    try:
+        return {128: 0, 64: 1, 32: 2}[bits]
+    except KeyError:
+        raise ValueError(f"bus_bits={bits}: an HP port is 32, 64 or 128 bits wide") from None
+
+
+def _irq_pin(board: Board) -> str:
+    """The PS pin of ``board.irq`` (``pl_ps_irq0`` for ``pl_ps_irq0[0]``)."""
+    return board.irq.partition("[")[0]
+
+
+def bd_tcl(config: AccelConfig, board: Board = BOARD) -> str:
+    """The KV260 block design: PS with the board preset + SmartConnect + accelerator.
+
+    The registers sit at ``board.ctrl_window`` in the PS's map, the DMA reaches every
+    window of ``board.dram_windows``, the interrupt goes to ``board.irq``. Refuses a
+    ``bus_bits`` S_AXI_HP0_FPD cannot take and an ``addr_width`` below 40 bits.
+    """
+    if config.bus_bits not in (32, 64, 128):
+        raise ValueError(f"bus_bits={config.bus_bits}: S_AXI_HP0_FPD is 32, 64 or 128 bits wide")
+    if config.addr_width < MIN_ADDR_WIDTH:
+        raise ValueError(f"addr_width={config.addr_width}: the KV260's DDR (above 4 GiB too) "
+                         f"needs {MIN_ADDR_WIDTH} bits")
+    return render("kv260/bd.tcl.j2", config=config, board=board, ctrl_bits=CTRL_BITS,
+                  accel_vlnv=vlnv("systole"), irq_pin=_irq_pin(board))
+
+
+def dtso(config: AccelConfig, udmabuf_bytes: int, board: Board = BOARD) -> str:
+    """Device-tree overlay: bitstream, AFI widths, PL clock, UIO registers + irq, u-dma-buf.
+
+    The UIO node's ``reg`` is ``board.ctrl_window`` and its interrupt ``board.irq_spi``,
+    the same numbers the block design uses.
+    """
+    return render("kv260/systole.dtso.j2", config=config, board=board, ctrl=board.ctrl_window,
+                  ctrl_bits=CTRL_BITS, hpm_afi_fs=HPM_AFI_FS, afi_width_code=_afi_width_code(config.bus_bits),
+                  pl_clk_hz=int(config.clock_mhz * 1e6), udmabuf_bytes=udmabuf_bytes)
+
+
+def files(config: AccelConfig, udmabuf_bytes: int, board: Board = BOARD) -> dict[str, str]:
+    """``{name: text}`` of the KV260 flow besides the IP: bd, build, overlay, xmutil, README."""
+    ident = by_name("ID")
+    return {
+        "bd.tcl": bd_tcl(config, board),
+        "build.tcl": build_tcl(board, config, ips=["systole"]),
+        "systole.dtso": dtso(config, udmabuf_bytes, board),
+        "shell.json": render("kv260/shell.json.j2"),
+        "systole.bif": render("kv260/systole.bif.j2"),
+        "README.md": render("kv260/README.md.j2", config=config, board=board, irq_pin=_irq_pin(board),
+                            udmabuf_bytes=udmabuf_bytes, id_register=ident, id_magic=ID_MAGIC,
+                            id_text=ID_MAGIC.to_bytes(4, "big").decode("ascii")),
+    }
+
+
+def compile_overlay(dtso_path: Path) -> Path | None:
+    """``dtc -@`` the overlay next to its source; None when dtc is not installed."""
+    if shutil.which("dtc") is None:
+        return None
+    dtbo = dtso_path.with_suffix(".dtbo")
+    subprocess.run(["dtc", "-@", "-q", "-I", "dts", "-O", "dtb", "-o", str(dtbo), str(dtso_path)], check=True)
+    return dtbo
