@@ -24,12 +24,17 @@ def divisor_for(clock_hz: float, baud: int) -> int:
     return divisor
 
 
-def _check_divisor(divisor: int) -> None:
-    if not isinstance(divisor, int) or divisor < 4:
-        raise ValueError(f"divisor={divisor!r} must be an integer >= 4 (cycles per bit)")
+class _Uart(wiring.Component):
+    """What both directions share: ``divisor`` clock cycles per bit (at least 4)."""
+
+    def __init__(self, divisor: int):
+        if not isinstance(divisor, int) or divisor < 4:
+            raise ValueError(f"divisor={divisor!r} must be an integer >= 4 (cycles per bit)")
+        self.divisor = divisor
+        super().__init__()
 
 
-class UartRx(wiring.Component):
+class UartRx(_Uart):
     """Receives 8N1 bytes from ``rx`` (asynchronous pin, synchronised here).
 
     Each byte appears on ``data`` about 2 cycles after the middle of its stop bit and is
@@ -41,11 +46,6 @@ class UartRx(wiring.Component):
     data: Out(stream.Signature(8))
     overrun: Out(1)
     framing_error: Out(1)
-
-    def __init__(self, divisor: int):
-        _check_divisor(divisor)
-        self.divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
@@ -97,7 +97,7 @@ class UartRx(wiring.Component):
         return m
 
 
-class UartTx(wiring.Component):
+class UartTx(_Uart):
     """Sends the bytes of ``data`` as 8N1 frames on ``tx``.
 
     A byte is taken (``data.ready``) only while the line is idle, and sent over the next
@@ -106,11 +106,6 @@ class UartTx(wiring.Component):
 
     data: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, divisor: int):
-        _check_divisor(divisor)
-        self.divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
