@@ -13,7 +13,7 @@ Pauses follow the verilog-axi / cocotbext-axi tests: *idle* is the memory insert
 gaps on the channels it drives (R and B), *back-pressure* is the memory deasserting
 READY on the channels it receives (AR, AW and W); each channel gets its own pattern
 (``set_pauses``). Buffers start at a chosen beat offset from a 4 KiB edge (``place``),
-so a sweep over ``edge_offsets`` makes every burst split at the edge happen.
+so a sweep over ``sim.dma_traffic.edge_offsets`` makes every split at the edge happen.
 
 The job is ``hdl.spec.job.Job`` (its registers come from the register map), and the
 pytest side lives in ``sim.top_build``.
@@ -29,17 +29,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl.spec.config import AccelConfig, preset
+from hdl.spec.config import preset
 from hdl.spec.dma import BOUNDARY_BYTES, beat_counts, read_bursts, write_bursts
 from hdl.spec.job import Job, check, row_strides
 from hdl.spec.regmap import REGISTERS, ErrorCode, by_name
 from host.accel.golden import golden_matmul
 from host.accel.pack import pack_weights, packed_size
 from sim.axi_monitor import AxiMonitor
+from sim.dma_traffic import edge_offsets
 from sim.top_build import PRESET_ENV
 
-__all__ = ["CTRL", "GUARD_BYTES", "PAUSES", "JobResult", "SystoleTB", "edge_offsets", "pause_pattern",
-           "pause_pairing"]
+__all__ = ["CTRL", "GUARD_BYTES", "PAUSES", "JobResult", "SystoleTB", "pause_pattern", "pause_pairing"]
 
 OFFSET = {reg.name: reg.offset for reg in REGISTERS}
 CTRL = {fld.name: fld.mask for fld in by_name("CTRL").fields}
@@ -49,12 +49,6 @@ PAUSES = (None, "periodic", "random")
 # Errors that end a job after it started; any other error code refuses it untouched.
 _RAN = (ErrorCode.OK, ErrorCode.DMA_READ, ErrorCode.DMA_WRITE, ErrorCode.ABORTED,
         ErrorCode.START_BUSY)
-
-
-def edge_offsets(config: AccelConfig) -> range:
-    """Beat offsets of a buffer from a 4 KiB edge, from a full burst below it
-    (``-max_burst``) to one beat past it: every way a burst can meet the edge."""
-    return range(-config.max_burst, 2)
 
 
 def pause_pattern(kind: str, channel: int, seed: int):

@@ -17,7 +17,8 @@ import pytest
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from hdl.spec.regmap import REGISTERS, ErrorCode, const_value
-from sim.systole_tb import CTRL, PAUSES, SystoleTB, edge_offsets, pause_pairing
+from sim.dma_traffic import edge_offsets
+from sim.systole_tb import CTRL, PAUSES, SystoleTB, pause_pairing
 from sim.top_build import run_top
 
 
