@@ -1,7 +1,8 @@
 """What drives a DMA test: when each side stalls, and which commands it sends.
 
 - ``Stalls``: a per-cycle stall pattern, for a memory channel (``sim.axi_mem``) or a
-  producer/consumer of a DMA block's streams;
+  producer/consumer of a DMA block's streams; ``PAUSES``, ``pause_generator`` and
+  ``pause_pairing`` turn it into the pause generators of a cocotbext-axi channel;
 - ``edge_offsets`` and ``edge_commands``: commands starting at every bus-width offset
   from a full burst below a 4 KiB edge to one beat past it, so a test meets every way
   a burst can be split at the edge;
@@ -19,7 +20,11 @@ import random
 from hdl.spec.config import AccelConfig
 from hdl.spec.dma import BOUNDARY_BYTES, bursts
 
-__all__ = ["Stalls", "edge_offsets", "edge_commands", "random_commands", "planned_bursts"]
+__all__ = ["Stalls", "PAUSES", "pause_generator", "pause_pairing", "edge_offsets", "edge_commands",
+           "random_commands", "planned_bursts"]
+
+# What a cocotbext-axi channel does between beats: never pause, a fixed pattern, random.
+PAUSES = (None, "periodic", "random")
 
 
 class Stalls:
@@ -55,6 +60,21 @@ class Stalls:
         if self.kind == "lazy" and not valid_seen:
             return True
         return self._rng.random() < self.p
+
+
+def pause_generator(kind: str, channel: int, seed: int = 0):
+    """An endless cocotbext-axi pause generator (True: pause this cycle) for the
+    ``channel``-th channel: ``periodic`` pauses 1 cycle in 3-5 (by channel), ``random``
+    30% of cycles (seeded by ``seed`` and ``channel``)."""
+    if kind not in PAUSES[1:]:
+        raise ValueError(f"pause kind {kind!r} must be one of {PAUSES[1:]}")
+    return iter(Stalls(kind, period=3 + channel % 3, seed=8 * seed + channel).stall, None)
+
+
+def pause_pairing(index: int) -> tuple[str | None, str | None]:
+    """The ``index``-th (idle, back-pressure) pairing of ``PAUSES`` x ``PAUSES``
+    (modulo 9): a test varying them job by job reaches every pairing."""
+    return PAUSES[index % len(PAUSES)], PAUSES[index // len(PAUSES) % len(PAUSES)]
 
 
 def edge_offsets(config: AccelConfig) -> range:

@@ -12,7 +12,7 @@ beat counters against the DMA plan (``hdl.spec.dma``).
 Pauses follow the verilog-axi / cocotbext-axi tests: *idle* is the memory inserting
 gaps on the channels it drives (R and B), *back-pressure* is the memory deasserting
 READY on the channels it receives (AR, AW and W); each channel gets its own pattern
-(``set_pauses``). Buffers start at a chosen beat offset from a 4 KiB edge (``place``),
+(``set_pauses``, ``sim.dma_traffic.PAUSES``). Buffers start at a chosen beat offset from a 4 KiB edge (``place``),
 so a sweep over ``sim.dma_traffic.edge_offsets`` makes every split at the edge happen.
 
 The job is ``hdl.spec.job.Job`` (its registers come from the register map), and the
@@ -36,36 +36,17 @@ from hdl.spec.regmap import REGISTERS, ErrorCode, by_name
 from host.accel.golden import golden_matmul
 from host.accel.pack import pack_weights, packed_size
 from sim.axi_monitor import AxiMonitor
-from sim.dma_traffic import edge_offsets
+from sim.dma_traffic import edge_offsets, pause_generator
 from sim.top_build import PRESET_ENV
 
-__all__ = ["CTRL", "GUARD_BYTES", "PAUSES", "JobResult", "SystoleTB", "pause_pattern", "pause_pairing"]
+__all__ = ["CTRL", "GUARD_BYTES", "JobResult", "SystoleTB"]
 
 OFFSET = {reg.name: reg.offset for reg in REGISTERS}
 CTRL = {fld.name: fld.mask for fld in by_name("CTRL").fields}
 GUARD_BYTES = 64
-# What a channel of the AxiRam does between beats: never pause, a fixed pattern, random.
-PAUSES = (None, "periodic", "random")
 # Errors that end a job after it started; any other error code refuses it untouched.
 _RAN = (ErrorCode.OK, ErrorCode.DMA_READ, ErrorCode.DMA_WRITE, ErrorCode.ABORTED,
         ErrorCode.START_BUSY)
-
-
-def pause_pattern(kind: str, channel: int, seed: int):
-    """Per-cycle pause flags for one channel: ``periodic`` pauses 1 cycle in 3-5 (the
-    period depends on ``channel``), ``random`` 30% of cycles (seeded by both)."""
-    if kind == "periodic":
-        return itertools.cycle([1] + [0] * (2 + channel % 3))
-    if kind == "random":
-        rng = random.Random(f"{seed}/{channel}")
-        return iter(lambda: rng.random() < 0.3, None)
-    raise ValueError(f"pause kind {kind!r} must be one of {PAUSES}")
-
-
-def pause_pairing(index: int) -> tuple[str | None, str | None]:
-    """The ``index``-th (idle, back-pressure) pairing of ``PAUSES`` x ``PAUSES``
-    (modulo 9): a test varying them job by job reaches every pairing."""
-    return PAUSES[index % len(PAUSES)], PAUSES[index // len(PAUSES) % len(PAUSES)]
 
 
 @dataclass
@@ -141,9 +122,9 @@ class SystoleTB:
             self.mem.fail_reads, self.mem.fail_writes = reads, writes
 
     def set_pauses(self, idle: str | None, backpressure: str | None, seed: int = 0):
-        """Pause the AxiRam's channels, each with its own ``pause_pattern``: ``idle`` on
-        the ones it drives (R, B), ``backpressure`` on the ones it takes (AR, AW, W);
-        None: that side never pauses."""
+        """Pause the AxiRam's channels, each with its own ``pause_generator``: ``idle``
+        (a ``PAUSES`` kind) on the ones it drives (R, B), ``backpressure`` on the ones
+        it takes (AR, AW, W); None: that side never pauses."""
         if self.memory_kind != "axiram":
             raise ValueError(f"pauses need the AxiRam memory, not {self.memory_kind!r}")
         read, write = self.mem.read_if, self.mem.write_if
@@ -156,7 +137,7 @@ class SystoleTB:
                     channel.clear_pause_generator()
                     channel.pause = False     # killing the generator can leave it paused
                 else:
-                    channel.set_pause_generator(pause_pattern(kind, next(index), seed))
+                    channel.set_pause_generator(pause_generator(kind, next(index), seed))
 
     # -- registers --------------------------------------------------------------------
     async def reset(self):

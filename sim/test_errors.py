@@ -19,7 +19,8 @@ from cocotb.triggers import ClockCycles
 from hdl.spec.dma import read_bursts, write_bursts
 from hdl.spec.job import check, row_strides
 from hdl.spec.regmap import ErrorCode
-from sim.systole_tb import CTRL, GUARD_BYTES, SystoleTB, pause_pairing
+from sim.dma_traffic import pause_pairing
+from sim.systole_tb import CTRL, GUARD_BYTES, SystoleTB
 from sim.top_build import run_top
 
 

@@ -17,8 +17,8 @@ import pytest
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from hdl.spec.regmap import REGISTERS, ErrorCode, const_value
-from sim.dma_traffic import edge_offsets
-from sim.systole_tb import CTRL, PAUSES, SystoleTB, pause_pairing
+from sim.dma_traffic import PAUSES, edge_offsets, pause_pairing
+from sim.systole_tb import CTRL, SystoleTB
 from sim.top_build import run_top
 
 

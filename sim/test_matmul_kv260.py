@@ -12,7 +12,8 @@ import cocotb
 import numpy as np
 import pytest
 
-from sim.systole_tb import SystoleTB, pause_pairing
+from sim.dma_traffic import pause_pairing
+from sim.systole_tb import SystoleTB
 # cocotb runs every test found in this module's namespace: the imported one too.
 from sim.test_matmul import capabilities_match_config, operands  # noqa: F401
 from sim.top_build import run_top
