@@ -77,9 +77,15 @@ class AxiMonitor:
             "rvalid", "rready", "rlast", "bvalid", "bready")}
         held = {"ar": None, "aw": None, "w": None}
         edge = RisingEdge(d.aclk)
+        await edge
+        while not int(d.aresetn.value):     # before the first reset ends (X on Icarus)
+            await edge
         while True:
             await edge
-            if not int(d.aresetn.value):
+            # A later reset may drop VALID mid-handshake; otherwise a master in reset
+            # drives no VALID, so reset is read only while something is held (every
+            # signal read costs, once per cycle).
+            if any(value is not None for value in held.values()) and not int(d.aresetn.value):
                 held = {"ar": None, "aw": None, "w": None}
                 continue
             for ch, fields in _HELD_CHANNELS:
