@@ -75,16 +75,21 @@ class DmaBlockTB:
             await ctx.tick()
         raise AssertionError(f"{type(self.dut).__name__} not idle after {budget} cycles")
 
+    def count_cycle(self):
+        """One more cycle; fail once the run has taken ``BUDGET`` cycles."""
+        self.cycles += 1
+        if self.cycles > BUDGET:
+            raise AssertionError(f"no progress after {BUDGET} cycles")
+
     async def _count_cycles(self, ctx):
         async for _ in ctx.tick():
-            self.cycles += 1
-            if self.cycles > BUDGET:
-                raise AssertionError(f"no progress after {BUDGET} cycles")
+            self.count_cycle()
 
-    def run(self, *testbenches, background=()):
-        """Simulate until every testbench returns, the ``background`` ones alongside."""
-        self.sim.add_testbench(self._count_cycles, background=True)
-        for bench in background:
+    def run(self, *testbenches, background=None):
+        """Simulate until every testbench returns. ``background`` benches run alongside;
+        one of them must call ``count_cycle`` every cycle (by default a bench of its own
+        does: each bench woken per cycle slows the simulator)."""
+        for bench in background or [self._count_cycles]:
             self.sim.add_testbench(bench, background=True)
         for bench in testbenches:
             self.sim.add_testbench(bench)

@@ -42,12 +42,13 @@ class TB(DmaBlockTB):
         return beats
 
     async def consume(self, ctx):
-        """Background: take beats with consumer stalls, track the read credit."""
+        """Background: take beats with consumer stalls, track the read credit, count cycles."""
         dut = self.dut
         consumed = 0
         ctx.set(dut.data.ready, 0)
         async for _, _, valid, ready, data, last in ctx.tick().sample(
                 dut.data.valid, dut.data.ready, dut.data.p.data, dut.data.p.last):
+            self.count_cycle()
             if valid and ready:
                 self.received.append((data, last))
                 consumed += 1
@@ -102,8 +103,7 @@ def test_reader_streams_every_byte(config_name, stall, latency):
     stream(tb, random_commands(config, tb.rng, tb.base, MEM_BYTES, 12, limit))
 
 
-@pytest.mark.parametrize("config_name,stall", [("tiny", "none"), ("tiny", "random"),
-                                               ("small", "none"), ("small", "random")])
+@pytest.mark.parametrize("config_name,stall", [("tiny", "none"), ("small", "random")])
 def test_reader_splits_commands_at_every_offset_across_an_edge(config_name, stall):
     """A 2-beat and a burst-plus-one command at every bus-width offset from a full
     burst below a 4 KiB edge to one beat past it (``edge_commands``)."""
