@@ -19,6 +19,7 @@ from cocotb.triggers import ClockCycles
 from hdl.spec.dma import read_bursts, write_bursts
 from hdl.spec.job import check, row_strides
 from hdl.spec.regmap import ErrorCode
+from host.accel.pack import packed_size
 from sim.dma_traffic import pause_pairing
 from sim.systole_tb import CTRL, GUARD_BYTES, SystoleTB
 from sim.top_build import run_top
@@ -50,7 +51,7 @@ def bad_jobs(tb: SystoleTB, rng: random.Random):
     def a_row(k: int) -> int:                # the smallest legal A_STRIDE for K
         return row_strides(cfg, k, good.n)[0]
 
-    w_bytes = -(-good.n // cfg.cols) * good.k * bb
+    w_bytes = packed_size(good.n, good.k, cfg.cols)
     c_row = row_strides(cfg, good.k, good.n)[1]
     last_a = top + bb - (good.m - 1) * good.a_stride - a_row(good.k)
     return [
@@ -115,7 +116,7 @@ async def buffers_ending_at_the_top_are_accepted(dut):
     a, w = operands(np.random.default_rng(2), m, n, k)
     top = 1 << cfg.addr_width
     a_stride, c_stride = row_strides(cfg, k, n)
-    w_bytes = -(-n // cfg.cols) * k * bb
+    w_bytes = packed_size(n, k, cfg.cols)
     low = tb.place(m, n, k, rng, pad=False)
     tb.guard = 0                     # nothing to guard above the top
     for name, job in [
