@@ -43,7 +43,7 @@ __all__ = ["GEMMA_SHAPES", "run_rtl", "main"]
 def run_rtl(preset_name: str, shapes: list[tuple[int, int, int]], latency: int) -> list[dict]:
     """Simulate ``[(M, K, N)]`` jobs on the preset's top; return their counters."""
     from sim.runner import run_cocotb
-    from sim.systole_tb import PRESET_ENV, top_build_args, top_verilog
+    from sim.top_build import PRESET_ENV, top_build_args, top_verilog
 
     config = preset(preset_name)
     with tempfile.TemporaryDirectory(prefix="systole-bench-") as tmp:

@@ -7,9 +7,9 @@ throughput benchmark measure against, written independently of the RTL:
 - a fixed read latency (cycles from the AR handshake to the first RVALID),
   any number of bursts in flight, beats in order, one per cycle at most;
 - back-pressure on every channel: READY low on AR/AW/W and VALID withheld on
-  R/B, following a ``Stalls`` pattern (none, periodic, random, or "lazy":
-  READY only after VALID has been seen, which hangs a master whose VALID
-  waits for READY);
+  R/B, following a ``sim.dma_traffic.Stalls`` pattern (none, periodic, random,
+  or "lazy": READY only after VALID has been seen, which hangs a master whose
+  VALID waits for READY);
 - error injection by address (SLVERR/DECERR on the beats of a range; a write
   burst touching the range is not written and answered with the error);
 - checks of everything the master promises, raising ``ProtocolError`` at the
@@ -22,95 +22,19 @@ throughput benchmark measure against, written independently of the RTL:
 
 from __future__ import annotations
 
-import random
 from collections import deque
 from dataclasses import dataclass, field
 
 from hdl.axi import (BOUNDARY_BYTES, BURST_INCR, CACHE_NORMAL_NONCACHEABLE_BUFFERABLE,
                      PROT_DEFAULT, RESP_OKAY, axsize)
 from hdl.spec.config import AccelConfig
+from sim.dma_traffic import Stalls
 
-__all__ = ["ProtocolError", "Stalls", "AxiMemory", "Burst", "reference_bursts", "random_commands"]
-
-
-def reference_bursts(config: AccelConfig, addr: int, beats: int) -> list[tuple[int, int]]:
-    """The (address, beats) bursts a command should become: greedy, longest first.
-
-    Each burst is as long as allowed by ``max_burst``, the next 4 KiB boundary
-    and the beats left, which is the fewest bursts that obey AXI.
-    """
-    bursts = []
-    while beats:
-        to_boundary = (BOUNDARY_BYTES - addr % BOUNDARY_BYTES) // config.bus_bytes
-        length = min(beats, config.max_burst, to_boundary)
-        bursts.append((addr, length))
-        addr += length * config.bus_bytes
-        beats -= length
-    return bursts
-
-
-def random_commands(config: AccelConfig, rng: random.Random, base: int, size: int,
-                    count: int, max_beats: int) -> list[tuple[int, int]]:
-    """``count`` random (addr, beats) commands inside [base, base+size).
-
-    Half of them start a few beats below a 4 KiB boundary so that splitting
-    at the boundary is exercised with every burst length.
-    """
-    bus_bytes = config.bus_bytes
-    commands = []
-    for _ in range(count):
-        beats = rng.randint(1, max_beats)
-        span = beats * bus_bytes
-        if size < span:
-            raise ValueError(f"memory of {size} bytes cannot hold a {beats}-beat command")
-        if rng.random() < 0.5 and size >= BOUNDARY_BYTES + span:
-            page = rng.randrange(1, size // BOUNDARY_BYTES)
-            addr = base + page * BOUNDARY_BYTES - rng.randint(1, 4) * bus_bytes
-            if addr + span > base + size:
-                addr = base + size - span
-        else:
-            addr = base + rng.randrange(0, (size - span) // bus_bytes + 1) * bus_bytes
-        commands.append((addr, beats))
-    return commands
+__all__ = ["ProtocolError", "AxiMemory", "Burst"]
 
 
 class ProtocolError(AssertionError):
     """The master broke an AXI rule or a DMA contract limit."""
-
-
-class Stalls:
-    """When a channel stalls: a pattern evaluated once per cycle.
-
-    ``kind`` is ``none``, ``periodic`` (stall 1 cycle in every ``period``),
-    ``sparse`` (go 1 cycle in every ``period``), ``random`` (stall with
-    probability ``p``) or ``lazy`` (READY only in the cycle after VALID was
-    seen, and then randomly; for VALID-driving channels it behaves like
-    ``random``).
-    """
-
-    KINDS = ("none", "periodic", "sparse", "random", "lazy")
-
-    def __init__(self, kind: str = "none", *, p: float = 0.3, period: int = 3, seed: int = 0):
-        if kind not in self.KINDS:
-            raise ValueError(f"stall kind {kind!r} must be one of {self.KINDS}")
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"stall probability p={p} must be in [0, 1)")
-        self.kind, self.p, self.period = kind, p, period
-        self._rng = random.Random(seed)
-        self._cycle = 0
-
-    def stall(self, valid_seen: bool = True) -> bool:
-        """True if the channel should stall this cycle."""
-        self._cycle += 1
-        if self.kind == "none":
-            return False
-        if self.kind == "periodic":
-            return self._cycle % self.period == 0
-        if self.kind == "sparse":
-            return self._cycle % self.period != 0
-        if self.kind == "lazy" and not valid_seen:
-            return True
-        return self._rng.random() < self.p
 
 
 @dataclass

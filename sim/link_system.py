@@ -71,7 +71,7 @@ def link_sources(config: AccelConfig, link: LinkTop, *, system: bool) -> tuple[l
     sources = [write_verilog(link, "systole_link", BUILD / "sim" / "src" / f"systole_link-{tag}.v")]
     if not system:
         return sources, "systole_link"
-    from sim.systole_tb import top_verilog
+    from sim.top_build import top_verilog
     sources.append(top_verilog(config))
     sources.append(write_verilog(LinkSystem(config, link), "link_system",
                                  BUILD / "sim" / "src" / f"link_system-{tag}.v"))

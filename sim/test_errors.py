@@ -1,21 +1,28 @@
 """cocotb: bad programming and bad memory on the generated top.
 
-Every refused-job error code (with its ERR_ADDR and no DMA traffic at all), read and
-write error responses (job ends cleanly, faulting burst address captured, every
-transaction completed), start while busy, soft reset at several points of a job
-under back-pressure, and after each of those a good job that still passes.
+Every refused-job error code (with its ERR_ADDR, the same as ``hdl.spec.job.check``
+gives, and no DMA traffic at all), M, N and K wider than their count fields refused
+rather than truncated, read and write error responses (job ends cleanly, faulting
+burst address captured, every transaction completed), start while busy, soft reset
+at several points of a job under idle and back-pressure, and after each of those a
+good job that still passes.
 """
 
 import random
+from dataclasses import replace
 
 import cocotb
 import numpy as np
 import pytest
 from cocotb.triggers import ClockCycles
 
+from hdl.spec.dma import read_bursts, write_bursts
+from hdl.spec.job import check, row_strides
 from hdl.spec.regmap import ErrorCode
-from sim.systole_tb import (CTRL, GUARD_BYTES, Job, SystoleTB, read_bursts, round_up, run_top,
-                            write_bursts)
+from host.accel.pack import packed_size
+from sim.dma_traffic import pause_pairing
+from sim.systole_tb import CTRL, GUARD_BYTES, SystoleTB
+from sim.top_build import run_top
 
 
 def operands(rng: np.random.Generator, m: int, n: int, k: int):
@@ -38,19 +45,27 @@ def bad_jobs(tb: SystoleTB, rng: random.Random):
     good = tb.place(cfg.rows + 1, cfg.cols + 1, k, rng)
     top = 1 << cfg.addr_width
 
-    def variant(**changes) -> Job:
-        return Job(**{**good.__dict__, **changes})
+    def variant(**changes):
+        return replace(good, **changes)
 
-    w_bytes = -(-good.n // cfg.cols) * good.k * bb
-    c_row = round_up(4 * good.n, bb)
-    last_a = top + bb - (good.m - 1) * good.a_stride - round_up(good.k, bb)
+    def a_row(k: int) -> int:                # the smallest legal A_STRIDE for K
+        return row_strides(cfg, k, good.n)[0]
+
+    w_bytes = packed_size(good.n, good.k, cfg.cols)
+    c_row = row_strides(cfg, good.k, good.n)[1]
+    last_a = top + bb - (good.m - 1) * good.a_stride - a_row(good.k)
     return [
         ("M=0", variant(m=0), ErrorCode.M_RANGE, 0),
         ("N=0", variant(n=0), ErrorCode.N_RANGE, 0),
         ("K=0", variant(k=0), ErrorCode.K_RANGE, 0),
-        ("K=max_k+1", variant(k=cfg.max_k + 1, a_stride=round_up(cfg.max_k + 1, bb)),
+        # Wider than the count fields (M, N: 24 bits, K: 16): refused, not run truncated.
+        ("M=0x1000001, not M=1", variant(m=0x100_0001), ErrorCode.M_RANGE, 0),
+        ("N=2^24+N, not N", variant(n=(1 << 24) + good.n), ErrorCode.N_RANGE, 0),
+        ("N=2^32-1", variant(n=(1 << 32) - 1), ErrorCode.N_RANGE, 0),
+        ("K=0x10010, not K=16", variant(k=0x1_0010, a_stride=a_row(0x1_0010)), ErrorCode.K_RANGE, 0),
+        ("K=max_k+1", variant(k=cfg.max_k + 1, a_stride=a_row(cfg.max_k + 1)),
          ErrorCode.A_OVERFLOW, 0),
-        ("K=65535", variant(k=65535, a_stride=round_up(65535, bb)), ErrorCode.A_OVERFLOW, 0),
+        ("K=65535", variant(k=65535, a_stride=a_row(65535)), ErrorCode.A_OVERFLOW, 0),
         ("A misaligned", variant(a_addr=good.a_addr + bb // 2), ErrorCode.ALIGN, good.a_addr + bb // 2),
         ("W misaligned", variant(w_addr=good.w_addr + 1), ErrorCode.ALIGN, good.w_addr + 1),
         ("C misaligned", variant(c_addr=good.c_addr + bb - 1), ErrorCode.ALIGN, good.c_addr + bb - 1),
@@ -73,14 +88,19 @@ def bad_jobs(tb: SystoleTB, rng: random.Random):
 
 @cocotb.test()
 async def bad_jobs_are_refused_without_dma(dut):
-    """Each bad job: its own ErrorCode and ERR_ADDR, done raised, no AR/AW at all."""
+    """Each bad job: the ErrorCode and ERR_ADDR written out for it, which are also what
+    ``hdl.spec.job.check`` gives; done raised, no AR/AW at all."""
     tb = SystoleTB(dut)
     await tb.reset()
     rng = random.Random(1)
     for description, job, code, addr in bad_jobs(tb, rng):
         result = await tb.run_job(job, max_cycles=500)
-        assert (result.err_code, result.err_addr) == (code, addr), \
-            f"{description}: got {ErrorCode(result.err_code).name} at {result.err_addr:#x}"
+        got = (ErrorCode(result.err_code), result.err_addr)
+        assert got == (code, addr), \
+            f"{description}: got {got[0].name} at {got[1]:#x}, want {code.name} at {addr:#x}"
+        oracle = check(tb.config, job)
+        assert got == oracle, (f"{description}: the RTL gives {got[0].name} at {got[1]:#x}, "
+                               f"hdl.spec.job.check {oracle[0].name} at {oracle[1]:#x}")
     await good_job_passes(tb, rng, 1)
 
 
@@ -95,14 +115,14 @@ async def buffers_ending_at_the_top_are_accepted(dut):
     m, n, k = cfg.rows + 1, cfg.cols + 2, 2 * bb + 1
     a, w = operands(np.random.default_rng(2), m, n, k)
     top = 1 << cfg.addr_width
-    a_stride, c_stride = round_up(k, bb), round_up(4 * n, bb)
-    w_bytes = -(-n // cfg.cols) * k * bb
+    a_stride, c_stride = row_strides(cfg, k, n)
+    w_bytes = packed_size(n, k, cfg.cols)
     low = tb.place(m, n, k, rng, pad=False)
     tb.guard = 0                     # nothing to guard above the top
     for name, job in [
-        ("A", Job(**{**low.__dict__, "a_addr": top - m * a_stride})),
-        ("W", Job(**{**low.__dict__, "w_addr": top - w_bytes})),
-        ("C", Job(**{**low.__dict__, "c_addr": top - m * c_stride})),
+        ("A", replace(low, a_addr=top - m * a_stride)),
+        ("W", replace(low, w_addr=top - w_bytes)),
+        ("C", replace(low, c_addr=top - m * c_stride)),
     ]:
         dut._log.info(f"{name} ends at the top of the address space")
         await tb.check_matmul(a, w, rng, job)
@@ -130,7 +150,7 @@ async def read_errors_end_the_job(dut):
     rng = random.Random(3)
     nprng = np.random.default_rng(3)
     for index, where in enumerate(["w_late", "a_second_block", "w_first", "a_first"]):
-        tb.set_stalls(("none", "periodic", "random")[index % 3], seed=index)
+        tb.set_pauses(*pause_pairing(2 * index + 1), seed=index)
         m, n, k = 2 * cfg.rows + 1, 3 * cfg.cols, 4 * bb + 3
         a, w = operands(nprng, m, n, k)
         job, before = tb.stage(a, w, rng)
@@ -161,7 +181,7 @@ async def write_errors_end_the_job(dut):
     rng = random.Random(4)
     nprng = np.random.default_rng(4)
     for index, (row, tile) in enumerate([(0, 0), (1, 2), (cfg.rows, 1)]):
-        tb.set_stalls(("random", "none", "periodic")[index % 3], seed=index)
+        tb.set_pauses(*pause_pairing(8 - 3 * index), seed=index)
         m, n, k = cfg.rows + 2, 3 * cfg.cols - 1, 2 * bb
         a, w = operands(nprng, m, n, k)
         job, before = tb.stage(a, w, rng)
@@ -208,7 +228,7 @@ async def soft_reset_mid_job(dut):
     rng = random.Random(6)
     nprng = np.random.default_rng(6)
     for index, delay in enumerate([0, 25, 45, 90, 160, 260]):
-        tb.set_stalls(("random", "periodic", "none")[index % 3], seed=index)
+        tb.set_pauses(*pause_pairing(8 - index), seed=index)
         m, n, k = cfg.rows + 1, 3 * cfg.cols, min(cfg.max_k, 16 * cfg.bus_bytes)
         a, w = operands(nprng, m, n, k)
         job, before = tb.stage(a, w, rng)
@@ -229,16 +249,11 @@ async def soft_reset_mid_job(dut):
     await good_job_passes(tb, rng, 40)
 
 
-ALL = ["bad_jobs_are_refused_without_dma", "buffers_ending_at_the_top_are_accepted",
-       "read_errors_end_the_job", "write_errors_end_the_job", "start_while_busy_is_flagged",
-       "soft_reset_mid_job"]
-
-
 @pytest.mark.xdist_group("top-tiny")
 def test_errors_tiny():
-    run_top("sim.test_errors", "tiny", testcase=ALL)
+    run_top("sim.test_errors", "tiny")
 
 
 @pytest.mark.xdist_group("top-small")
 def test_errors_small():
-    run_top("sim.test_errors", "small", testcase=ALL)
+    run_top("sim.test_errors", "small")

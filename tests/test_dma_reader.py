@@ -1,46 +1,33 @@
 """DmaReader against the AxiMemory model (Amaranth simulator).
 
-Every byte is checked against the memory image, every AR against the greedy
-4 KiB/max_burst split, outstanding bursts and FIFO credit against the config,
-and error and abort endings against the contract in hdl/README.md.
+Every byte is checked against the memory image, every AR against the bursts of
+``hdl.spec.dma`` (commands at every bus-width offset across a 4 KiB edge among
+them), outstanding bursts and FIFO credit against the config, and error and abort
+endings against the contract in hdl/README.md.
 """
 
-import random
 import zlib
 
 import pytest
-from amaranth.sim import Simulator
 
 from gen.bench_dma import measure_read
 from hdl.axi import RESP_DECERR, RESP_SLVERR
 from hdl.spec.config import preset
+from hdl.spec.dma import bursts
 from hdl.dma_reader import DmaReader
-from sim.axi_mem import AxiMemory, Stalls, random_commands, reference_bursts
-
-MEM_BYTES = 48 * 1024
-BUDGET = 40_000          # cycles; a hang fails instead of spinning forever
+from sim.dma_block_tb import MEM_BYTES, DmaBlockTB
+from sim.dma_traffic import Stalls, edge_commands, planned_bursts, random_commands
 
 
-class TB:
-    """A DmaReader, its memory, and a command producer / data consumer."""
+class TB(DmaBlockTB):
+    """A DmaReader, its memory, a command producer and a data consumer."""
 
-    def __init__(self, config, *, read_latency=6, stall="none", errors=(), seed=0, base=0):
-        self.config = config
-        self.rng = random.Random(seed)
-        self.dut = DmaReader(config)
-        self.sim = Simulator(self.dut)
-        self.sim.add_clock(1e-8)
-        self.base = base
-        self.image = bytes(self.rng.randbytes(MEM_BYTES))
-        self.mem = AxiMemory(
-            self.dut.bus, config, bytearray(self.image), base=base, read_latency=read_latency,
-            stalls={ch: Stalls(stall, seed=seed + i) for i, ch in enumerate(("ar", "r"))},
-            errors=errors, seed=seed)
-        self.mem.add_to(self.sim)
-        self.producer = Stalls(stall, seed=seed + 10)
+    def __init__(self, config, *, read_latency=6, stall="none", errors=(), seed=0, base=0,
+                 mem_bytes=MEM_BYTES):
+        super().__init__(DmaReader(config), config, channels=("ar", "r"), stall=stall, seed=seed,
+                         base=base, mem_bytes=mem_bytes, read_latency=read_latency, errors=errors)
         self.consumer = Stalls(stall, seed=seed + 11)
         self.received = []           # (data, last)
-        self.cycles = 0
         self.max_credit_in_use = 0
 
     def beat(self, addr):
@@ -54,29 +41,14 @@ class TB:
                 beats.append((self.beat(addr + i * self.config.bus_bytes), int(i == count - 1)))
         return beats
 
-    async def send(self, ctx, commands):
-        """Offer each command, with producer gaps; returns once all are taken."""
-        dut = self.dut
-        for addr, beats in commands:
-            while self.producer.stall():
-                ctx.set(dut.cmd.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.cmd.p.addr, addr)
-            ctx.set(dut.cmd.p.beats, beats)
-            ctx.set(dut.cmd.valid, 1)
-            await ctx.tick().until(dut.cmd.ready)
-        ctx.set(dut.cmd.valid, 0)
-
     async def consume(self, ctx):
-        """Background: take beats with consumer stalls, track the read credit."""
+        """Background: take beats with consumer stalls, track the read credit, count cycles."""
         dut = self.dut
         consumed = 0
         ctx.set(dut.data.ready, 0)
         async for _, _, valid, ready, data, last in ctx.tick().sample(
                 dut.data.valid, dut.data.ready, dut.data.p.data, dut.data.p.last):
-            self.cycles += 1
-            if self.cycles > BUDGET:
-                raise AssertionError(f"no progress after {BUDGET} cycles")
+            self.count_cycle()
             if valid and ready:
                 self.received.append((data, last))
                 consumed += 1
@@ -90,23 +62,29 @@ class TB:
 
     discarded = 0                    # beats dropped by abort/error (credit returned)
 
-    async def wait_idle(self, ctx, budget=5000):
-        for _ in range(budget):
-            if ctx.get(self.dut.idle):
-                return
-            await ctx.tick()
-        raise AssertionError(f"DmaReader not idle after {budget} cycles")
-
     def run(self, testbench):
-        self.sim.add_testbench(self.consume, background=True)
-        self.sim.add_testbench(testbench)
-        self.sim.run()
+        super().run(testbench, background=[self.consume])
 
 
-def check_ars(tb, commands):
-    expected = [burst for addr, beats in commands
-                for burst in reference_bursts(tb.config, addr, beats)]
-    assert [(b.addr, b.beats) for b in tb.mem.ars] == expected
+def stream(tb, commands):
+    """Read ``commands``: every byte arrives in order, then nothing more, no error; the
+    ARs are the commands' bursts as ``hdl.spec.dma`` plans them."""
+    total = sum(beats for _, beats in commands)
+
+    async def testbench(ctx):
+        await tb.send_commands(ctx, commands)
+        while len(tb.received) < total:
+            await ctx.tick()
+        await tb.wait_idle(ctx)
+        for _ in range(10):          # nothing more may come out
+            assert not ctx.get(tb.dut.data.valid)
+            await ctx.tick()
+        assert not ctx.get(tb.dut.error)
+
+    tb.run(testbench)
+    assert tb.received == tb.expected(commands)
+    assert [(b.addr, b.beats) for b in tb.mem.ars] == planned_bursts(tb.config, commands)
+    assert tb.mem.quiescent()
 
 
 @pytest.mark.parametrize("config_name,stall,latency", [
@@ -122,23 +100,19 @@ def test_reader_streams_every_byte(config_name, stall, latency):
     tb = TB(config, read_latency=latency, stall=stall, seed=zlib.crc32(f"{config_name}{stall}".encode()),
             base=0xF0_0000_0000 if config.addr_width == 40 else 0x8000_0000)
     limit = 3 * config.max_burst if config.max_burst < 64 else 600
-    commands = random_commands(config, tb.rng, tb.base, MEM_BYTES, 12, limit)
-    total = sum(beats for _, beats in commands)
+    stream(tb, random_commands(config, tb.rng, tb.base, MEM_BYTES, 12, limit))
 
-    async def testbench(ctx):
-        await tb.send(ctx, commands)
-        while len(tb.received) < total:
-            await ctx.tick()
-        await tb.wait_idle(ctx)
-        for _ in range(10):          # nothing more may come out
-            assert not ctx.get(tb.dut.data.valid)
-            await ctx.tick()
-        assert not ctx.get(tb.dut.error)
 
-    tb.run(testbench)
-    assert tb.received == tb.expected(commands)
-    check_ars(tb, commands)
-    assert tb.mem.quiescent()
+@pytest.mark.parametrize("config_name,stall", [("tiny", "none"), ("small", "random")])
+def test_reader_splits_commands_at_every_offset_across_an_edge(config_name, stall):
+    """A 2-beat and a burst-plus-one command at every bus-width offset from a full
+    burst below a 4 KiB edge to one beat past it (``edge_commands``)."""
+    config = preset(config_name)
+    commands = edge_commands(config, base=0)
+    end = max(addr + beats * config.bus_bytes for addr, beats in commands)
+    tb = TB(config, read_latency=7, stall=stall, seed=zlib.crc32(f"edge{config_name}{stall}".encode()),
+            mem_bytes=end)
+    stream(tb, commands)
 
 
 def test_reader_keeps_max_outstanding_in_flight():
@@ -148,7 +122,7 @@ def test_reader_keeps_max_outstanding_in_flight():
     commands = [(0x40 * i * 8, 2) for i in range(40)]
 
     async def testbench(ctx):
-        await tb.send(ctx, commands)
+        await tb.send_commands(ctx, commands)
         while len(tb.received) < 80:
             await ctx.tick()
         await tb.wait_idle(ctx)
@@ -166,7 +140,7 @@ def test_reader_credit_bounds_a_slow_consumer():
     commands = [(0x1000, 300)]
 
     async def testbench(ctx):
-        await tb.send(ctx, commands)
+        await tb.send_commands(ctx, commands)
         while len(tb.received) < 300:
             await ctx.tick()
         await tb.wait_idle(ctx)
@@ -182,14 +156,13 @@ def test_reader_error_ends_cleanly(resp):
     tb = TB(config, read_latency=20, stall="random", seed=resp,
             errors=[(0x2100, 0x2108, resp)])
     commands = [(0x1F00, 20), (0x2000, 200), (0x4000, 50)]
-    bursts = [b for addr, beats in commands for b in reference_bursts(config, addr, beats)]
-    faulting = next(addr for addr, beats in bursts
+    faulting = next(addr for addr, beats in planned_bursts(config, commands)
                     if addr < 0x2108 and 0x2100 < addr + beats * config.bus_bytes)
     observed = {}
 
     async def testbench(ctx):
         dut = tb.dut
-        await tb.send(ctx, commands)
+        await tb.send_commands(ctx, commands)
         while not ctx.get(dut.error):
             await ctx.tick()
         observed["ars_at_error"] = len(tb.mem.ars)
@@ -211,7 +184,7 @@ def test_reader_error_ends_cleanly(resp):
         assert not ctx.get(dut.error)
         # A new command after the error is served from scratch.
         observed["restart"] = len(tb.received)
-        await tb.send(ctx, [(0x6000, 40)])
+        await tb.send_commands(ctx, [(0x6000, 40)])
         while len(tb.received) < observed["restart"] + 40:
             await ctx.tick()
         await tb.wait_idle(ctx)
@@ -219,7 +192,7 @@ def test_reader_error_ends_cleanly(resp):
     tb.run(testbench)
     assert tb.mem.first_read_error == faulting
     # At most the AR already presented when the error arrived is taken later.
-    assert len(tb.mem.ars) - len(reference_bursts(config, 0x6000, 40)) <= observed["ars_at_error"] + 1
+    assert len(tb.mem.ars) - len(bursts(config, 0x6000, 40)) <= observed["ars_at_error"] + 1
     before = tb.received[:observed["received_at_idle"]]
     assert before == tb.expected(commands)[:len(before)]
     # Nothing from the faulting beat on reaches the consumer.
@@ -238,7 +211,7 @@ def test_reader_abort_mid_transfer_then_restart(pulse):
 
     async def testbench(ctx):
         dut = tb.dut
-        await tb.send(ctx, commands[:1])
+        await tb.send_commands(ctx, commands[:1])
         while len(tb.received) < 37:
             await ctx.tick()
         # Abort while an AR waits for ARREADY: it must stay presented.
@@ -250,7 +223,7 @@ def test_reader_abort_mid_transfer_then_restart(pulse):
             await ctx.tick()
             ctx.set(dut.abort, 0)
         # A command offered during abort is dropped.
-        await tb.send(ctx, commands[1:])
+        await tb.send_commands(ctx, commands[1:])
         await tb.wait_idle(ctx)
         assert tb.mem.quiescent()
         assert len(tb.mem.ars) <= ars_at_abort + 1
@@ -262,14 +235,14 @@ def test_reader_abort_mid_transfer_then_restart(pulse):
         tb.discarded = tb.mem.ar_beats - len(tb.received)
         ctx.set(dut.abort, 0)
         observed["restart"] = len(tb.received)
-        tb.producer = Stalls("none")   # offered in the very cycle abort falls
-        await tb.send(ctx, [(0x5008, 77)])
+        tb.cmd_gaps = Stalls("none")   # offered in the very cycle abort falls
+        await tb.send_commands(ctx, [(0x5008, 77)])
         while len(tb.received) < observed["restart"] + 77:
             await ctx.tick()
         await tb.wait_idle(ctx)
 
     tb.run(testbench)
-    assert observed["ars"] == len(tb.mem.ars) - len(reference_bursts(config, 0x5008, 77))
+    assert observed["ars"] == len(tb.mem.ars) - len(bursts(config, 0x5008, 77))
     prefix = tb.received[:observed["restart"]]
     assert prefix == tb.expected(commands[:1])[:len(prefix)]
     assert tb.received[observed["restart"]:] == tb.expected([(0x5008, 77)])

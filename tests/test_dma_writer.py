@@ -1,48 +1,32 @@
 """DmaWriter against the AxiMemory model (Amaranth simulator).
 
 Every byte of the memory is compared with a bytearray reference after each run
-(so guard bytes around every buffer are checked too), every AW against the
-greedy 4 KiB/max_burst split; the model checks WLAST, W-after-AW ordering,
-outstanding bursts and VALID stability; error and abort endings follow the
-contract in hdl/README.md.
+(so guard bytes around every buffer are checked too), every AW against the bursts
+of ``hdl.spec.dma`` (commands at every bus-width offset across a 4 KiB edge among
+them); the model checks WLAST, W-after-AW ordering, outstanding bursts and VALID
+stability; error and abort endings follow the contract in hdl/README.md.
 """
 
-import random
 import zlib
 
 import pytest
-from amaranth.sim import Simulator
 
 from hdl.axi import RESP_DECERR, RESP_SLVERR
 from hdl.spec.config import preset
 from hdl.dma_writer import DmaWriter
-from sim.axi_mem import AxiMemory, Stalls, random_commands, reference_bursts
-
-MEM_BYTES = 48 * 1024
-BUDGET = 40_000          # cycles; a hang fails instead of spinning forever
+from sim.dma_block_tb import MEM_BYTES, DmaBlockTB
+from sim.dma_traffic import Stalls, edge_commands, planned_bursts, random_commands
 
 
-class TB:
+class TB(DmaBlockTB):
     """A DmaWriter, its memory, a command producer and a data producer."""
 
-    def __init__(self, config, *, write_latency=3, stall="none", errors=(), seed=0, base=0):
-        self.config = config
-        self.rng = random.Random(seed)
-        self.dut = DmaWriter(config)
-        self.sim = Simulator(self.dut)
-        self.sim.add_clock(1e-8)
-        self.base = base
-        self.image = bytes(self.rng.randbytes(MEM_BYTES))
+    def __init__(self, config, *, write_latency=3, stall="none", errors=(), seed=0, base=0,
+                 mem_bytes=MEM_BYTES):
+        super().__init__(DmaWriter(config), config, channels=("aw", "w", "b"), stall=stall, seed=seed,
+                         base=base, mem_bytes=mem_bytes, write_latency=write_latency, errors=errors)
         self.reference = bytearray(self.image)
-        self.mem = AxiMemory(
-            self.dut.bus, config, bytearray(self.image), base=base, write_latency=write_latency,
-            stalls={ch: Stalls(stall, seed=seed + i) for i, ch in enumerate(("aw", "w", "b"))},
-            errors=errors, seed=seed)
-        self.mem.add_to(self.sim)
-        self.cmd_gaps = Stalls(stall, seed=seed + 10)
         self.data_gaps = Stalls(stall, seed=seed + 11)
-        self.beats_sent = 0
-        self.cycles = 0
 
     def beats_for(self, commands, *, partial=True):
         """Random beats and strobes for ``commands``; mostly full, some partial/empty."""
@@ -65,55 +49,35 @@ class TB:
                 if strb >> lane & 1:
                     self.reference[addr - self.base + lane] = raw[lane]
 
-    async def send_commands(self, ctx, commands):
-        dut = self.dut
-        for addr, beats in commands:
-            while self.cmd_gaps.stall():
-                ctx.set(dut.cmd.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.cmd.p.addr, addr)
-            ctx.set(dut.cmd.p.beats, beats)
-            ctx.set(dut.cmd.valid, 1)
-            await ctx.tick().until(dut.cmd.ready)
-        ctx.set(dut.cmd.valid, 0)
-
     async def send_data(self, ctx, beats):
-        dut = self.dut
-        for _, data, strb in beats:
-            while self.data_gaps.stall():
-                ctx.set(dut.data.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.data.p.data, data)
-            ctx.set(dut.data.p.strb, strb)
-            ctx.set(dut.data.valid, 1)
-            await ctx.tick().until(dut.data.ready)
-            self.beats_sent += 1
-        ctx.set(dut.data.valid, 0)
-
-    async def count_cycles(self, ctx):
-        async for _ in ctx.tick():
-            self.cycles += 1
-            if self.cycles > BUDGET:
-                raise AssertionError(f"no progress after {BUDGET} cycles")
-
-    async def wait_idle(self, ctx, budget=5000):
-        for _ in range(budget):
-            if ctx.get(self.dut.idle):
-                return
-            await ctx.tick()
-        raise AssertionError(f"DmaWriter not idle after {budget} cycles")
-
-    def run(self, *testbenches):
-        self.sim.add_testbench(self.count_cycles, background=True)
-        for testbench in testbenches:
-            self.sim.add_testbench(testbench)
-        self.sim.run()
+        """Offer each ``(addr, data, strb)`` beat, with ``data_gaps``."""
+        await self.offer(ctx, self.dut.data, [{"data": data, "strb": strb} for _, data, strb in beats],
+                         self.data_gaps)
 
 
 def check_aws(tb, commands):
-    expected = [burst for addr, beats in commands
-                for burst in reference_bursts(tb.config, addr, beats)]
-    assert [(b.addr, b.beats) for b in tb.mem.aws] == expected
+    assert [(b.addr, b.beats) for b in tb.mem.aws] == planned_bursts(tb.config, commands)
+
+
+def write(tb, commands, *, partial=True):
+    """Write random beats (some partly strobed when ``partial``) for ``commands``: memory
+    ends as the reference, no error, every W beat taken; the AWs are the commands' bursts."""
+    beats = tb.beats_for(commands, partial=partial)
+    tb.apply(beats)
+
+    async def commands_bench(ctx):
+        await tb.send_commands(ctx, commands)
+
+    async def data_bench(ctx):
+        await tb.send_data(ctx, beats)
+        await tb.wait_idle(ctx)
+        assert not ctx.get(tb.dut.error)
+        assert tb.mem.quiescent()
+
+    tb.run(commands_bench, data_bench)
+    check_aws(tb, commands)
+    assert tb.mem.w_beats == len(beats)
+    assert tb.mem.memory == tb.reference
 
 
 @pytest.mark.parametrize("config_name,stall,latency", [
@@ -138,42 +102,28 @@ def test_writer_writes_every_byte(config_name, stall, latency):
             commands.append((addr, beats))
         if len(commands) == 10:
             break
-    beats = tb.beats_for(commands)
-    tb.apply(beats)
+    write(tb, commands)
 
-    async def commands_bench(ctx):
-        await tb.send_commands(ctx, commands)
 
-    async def data_bench(ctx):
-        await tb.send_data(ctx, beats)
-        await tb.wait_idle(ctx)
-        assert not ctx.get(tb.dut.error)
-        assert tb.mem.quiescent()
-
-    tb.run(commands_bench, data_bench)
-    check_aws(tb, commands)
-    assert tb.mem.w_beats == len(beats)
-    assert tb.mem.memory == tb.reference
+@pytest.mark.parametrize("config_name,stall", [("tiny", "none"), ("small", "random")])
+def test_writer_splits_commands_at_every_offset_across_an_edge(config_name, stall):
+    """A 2-beat and a burst-plus-one command at every bus-width offset from a full
+    burst below a 4 KiB edge to one beat past it (``edge_commands``); the bytes
+    around each one are untouched."""
+    config = preset(config_name)
+    commands = edge_commands(config, base=0)
+    end = max(addr + beats * config.bus_bytes for addr, beats in commands)
+    tb = TB(config, write_latency=4, stall=stall, seed=zlib.crc32(f"edge{config_name}{stall}".encode()),
+            mem_bytes=end + 4096)         # a page of guard bytes above the last command
+    write(tb, commands)
 
 
 def test_writer_keeps_max_outstanding_in_flight():
     """Short bursts against a slow B channel: the limit is reached, never exceeded."""
     config = preset("small")
     tb = TB(config, write_latency=40, seed=5)
-    commands = [(0x100 + 0x40 * i, 2) for i in range(30)]
-    beats = tb.beats_for(commands, partial=False)
-    tb.apply(beats)
-
-    async def commands_bench(ctx):
-        await tb.send_commands(ctx, commands)
-
-    async def data_bench(ctx):
-        await tb.send_data(ctx, beats)
-        await tb.wait_idle(ctx)
-
-    tb.run(commands_bench, data_bench)
+    write(tb, [(0x100 + 0x40 * i, 2) for i in range(30)], partial=False)
     assert tb.mem.max_writes_in_flight == config.max_outstanding
-    assert tb.mem.memory == tb.reference
 
 
 def possible_bytes(tb, beats):
@@ -195,7 +145,7 @@ def test_writer_error_completes_every_burst(resp):
             errors=[(0x2100, 0x2101, resp)])
     commands = [(0x1F00, 20), (0x2000, 200), (0x4000, 50)]
     beats = tb.beats_for(commands)
-    bursts = [b for addr, count in commands for b in reference_bursts(config, addr, count)]
+    bursts = planned_bursts(config, commands)
     faulting = next(addr for addr, count in bursts
                     if addr <= 0x2100 < addr + count * config.bus_bytes)
     observed = {}

@@ -133,7 +133,7 @@ def pins_named(calls, cell: str) -> tuple[set[str], set[str]]:
 @pytest.fixture(scope="module")
 def flows(tmp_path_factory):
     """Both boards' flows, generated from the sim-cached Verilog of their presets."""
-    from sim.systole_tb import top_verilog
+    from sim.top_build import top_verilog
     out = {}
     for board in ("kv260", "nexys_video"):
         directory = tmp_path_factory.mktemp(board)
