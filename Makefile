@@ -15,7 +15,7 @@ JOBS   ?= 2
 # package when the command is not on PATH and no such file exists.
 DEB_TOOLS := aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu \
              /usr/aarch64-linux-gnu/include/stdio.h:libc6-dev-arm64-cross \
-             dtc:device-tree-compiler tclsh:tcl
+             dtc:device-tree-compiler tclsh:tcl /usr/include/lz4.h:liblz4-dev
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: venv test demo verilog bench clean distclean
