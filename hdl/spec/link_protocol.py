@@ -40,15 +40,17 @@ from __future__ import annotations
 
 import binascii
 import enum
+import operator
 import struct
 from dataclasses import dataclass
+from functools import reduce
 
 __all__ = ["REQUEST_SYNC", "RESPONSE_SYNC", "MAGIC", "PROTOCOL_VERSION", "Command", "Status",
            "LayoutField", "Layout", "REQUEST_LAYOUT", "RESPONSE_LAYOUT", "HELLO_LAYOUT",
            "REGISTER_LAYOUT", "IRQ_LAYOUT", "REQUEST_HEADER", "RESPONSE_HEADER", "HELLO_FORMAT",
            "SYNC_BYTES", "CRC_BYTES", "REQUEST_PAYLOAD_OFFSET", "REQUEST_OVERHEAD",
            "RESPONSE_OVERHEAD", "crc16", "encode_request", "encode_response", "decode_request",
-           "decode_response", "encode_hello", "HelloInfo", "window_ok"]
+           "decode_response", "encode_hello", "HelloInfo", "window_ok", "request_checks", "request_status"]
 
 REQUEST_SYNC = 0xA5
 RESPONSE_SYNC = 0x5A
@@ -248,3 +250,37 @@ class HelloInfo:
 def window_ok(addr: int, length: int, max_payload: int) -> bool:
     """True when ``length`` bytes at ``addr`` fit one ``max_payload``-aligned window."""
     return 1 <= length <= max_payload and addr // max_payload == (addr + length - 1) // max_payload
+
+
+def request_checks(cmd, addr, length, *, max_payload: int, ctrl_addr_width: int, addr_width: int) -> list:
+    """The rules that refuse a received request, in order: ``(failed, status)`` each.
+
+    The first rule that fails gives the answer, and the request is not executed. Only
+    operators are used, so the same rules run on ints (``request_status``, a model of
+    the bridge) and on Amaranth values (``hdl.link_exec``). ``max_payload`` is a power
+    of two; memory commands must not cross a ``max_payload``-aligned window.
+    """
+    window_bits = (max_payload - 1).bit_length()
+    register_bytes = REGISTER_LAYOUT.size
+    is_reg = (cmd == Command.REG_READ) | (cmd == Command.REG_WRITE)
+    is_mem = (cmd == Command.MEM_READ) | (cmd == Command.MEM_WRITE)
+    end = addr + length - 1                 # the last byte; only looked at once length >= 1
+    return [
+        (reduce(operator.and_, (cmd != c for c in Command)), Status.BAD_COMMAND),
+        (is_reg & (length != register_bytes), Status.BAD_LENGTH),
+        (is_mem & ((length == 0) | (length > max_payload)), Status.BAD_LENGTH),
+        (is_reg & ((addr & (register_bytes - 1)) != 0), Status.BAD_ADDRESS),
+        (is_reg & ((addr >> ctrl_addr_width) != 0), Status.BAD_ADDRESS),
+        (is_mem & ((addr >> window_bits) != (end >> window_bits)), Status.BAD_ADDRESS),
+        (is_mem & ((addr >> addr_width) != 0), Status.BAD_ADDRESS),
+    ]
+
+
+def request_status(cmd: int, addr: int, length: int, *, max_payload: int, ctrl_addr_width: int,
+                   addr_width: int) -> Status:
+    """``Status.OK`` if a bridge with these limits executes the request, else why not."""
+    for failed, status in request_checks(cmd, addr, length, max_payload=max_payload,
+                                         ctrl_addr_width=ctrl_addr_width, addr_width=addr_width):
+        if failed:
+            return status
+    return Status.OK
