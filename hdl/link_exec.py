@@ -143,6 +143,20 @@ class LinkExec(wiring.Component):
             m.d.sync += [status.eq(code), resp_len.eq(nbytes)]
             m.next = "RESPOND"
 
+        def address_state(name, valid, ready, next_state):
+            """Offer an AR or AW until it is taken."""
+            with m.State(name):
+                m.d.comb += valid.eq(1)
+                with m.If(ready):
+                    m.next = next_state
+
+        def write_response_state(name, bus):
+            """Take the B of ``bus`` and answer with its status."""
+            with m.State(name):
+                m.d.comb += bus.bready.eq(1)
+                with m.If(bus.bvalid):
+                    respond(_axi_status(bus.bresp))
+
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(unreceived):
@@ -165,10 +179,7 @@ class LinkExec(wiring.Component):
                     with m.Else():
                         m.next = "MEM_AW"
 
-            with m.State("LITE_AR"):
-                m.d.comb += ctrl.arvalid.eq(1)
-                with m.If(ctrl.arready):
-                    m.next = "LITE_R"
+            address_state("LITE_AR", ctrl.arvalid, ctrl.arready, "LITE_R")
             with m.State("LITE_R"):
                 m.d.comb += ctrl.rready.eq(1)
                 with m.If(ctrl.rvalid):
@@ -182,15 +193,9 @@ class LinkExec(wiring.Component):
                 m.d.sync += [aw_done.eq(aw_now), w_done.eq(w_now)]
                 with m.If(aw_now & w_now):
                     m.next = "LITE_B"
-            with m.State("LITE_B"):
-                m.d.comb += ctrl.bready.eq(1)
-                with m.If(ctrl.bvalid):
-                    respond(_axi_status(ctrl.bresp))
+            write_response_state("LITE_B", ctrl)
 
-            with m.State("MEM_AW"):
-                m.d.comb += mem.awvalid.eq(1)
-                with m.If(mem.awready):
-                    m.next = "MEM_W_FETCH"
+            address_state("MEM_AW", mem.awvalid, mem.awready, "MEM_W_FETCH")
             with m.State("MEM_W_FETCH"):
                 # The buffer's read port has one cycle of latency; its data then holds
                 # (en low) for as long as the beat waits for WREADY.
@@ -207,15 +212,9 @@ class LinkExec(wiring.Component):
                         m.next = "MEM_B"
                     with m.Else():
                         m.next = "MEM_W_FETCH"
-            with m.State("MEM_B"):
-                m.d.comb += mem.bready.eq(1)
-                with m.If(mem.bvalid):
-                    respond(_axi_status(mem.bresp))
+            write_response_state("MEM_B", mem)
 
-            with m.State("MEM_AR"):
-                m.d.comb += mem.arvalid.eq(1)
-                with m.If(mem.arready):
-                    m.next = "MEM_R"
+            address_state("MEM_AR", mem.arvalid, mem.arready, "MEM_R")
             with m.State("MEM_R"):
                 m.d.comb += [mem.rready.eq(1), wport.addr.eq(first_beat + beat), wport.data.eq(mem.rdata)]
                 with m.If(mem.rvalid):
