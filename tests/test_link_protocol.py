@@ -7,6 +7,7 @@ still agree with each other.
 """
 
 import binascii
+import random
 
 import pytest
 
@@ -15,7 +16,8 @@ from hdl.spec.link_protocol import (HELLO_FORMAT, HELLO_LAYOUT, REQUEST_HEADER a
                                     REQUEST_LAYOUT, REQUEST_OVERHEAD, REQUEST_PAYLOAD_OFFSET,
                                     RESPONSE_HEADER as RESPONSE_STRUCT, RESPONSE_LAYOUT, RESPONSE_OVERHEAD,
                                     Command, HelloInfo, Layout, Status, decode_request, decode_response,
-                                    encode_hello, encode_request, encode_response)
+                                    encode_hello, encode_request, encode_response, request_status,
+                                    window_ok)
 
 
 def _with_crc(frame_hex: str) -> bytes:
@@ -81,3 +83,35 @@ def test_layout_refuses_what_it_cannot_describe():
         Layout(("x", 1), ("x", 2))
     with pytest.raises(ValueError, match=r"fields \['cmd'\] do not match"):
         REQUEST_LAYOUT.pack(cmd=1)
+
+
+LIMITS = {"max_payload": 64, "ctrl_addr_width": 8, "addr_width": 32}
+
+
+@pytest.mark.parametrize("cmd, addr, length, status", [
+    (Command.HELLO, 0x1234, 77, Status.OK),               # HELLO and IRQ ignore addr and length
+    (Command.IRQ, 0, 0, Status.OK),
+    (0x7E, 0, 0, Status.BAD_COMMAND),
+    (0x00, 0x11, 4, Status.BAD_COMMAND),                  # the command is checked first
+    (Command.REG_READ, 0xFC, 4, Status.OK),
+    (Command.REG_WRITE, 0x10, 2, Status.BAD_LENGTH),
+    (Command.REG_READ, 0x11, 4, Status.BAD_ADDRESS),      # unaligned
+    (Command.REG_READ, 0x100, 4, Status.BAD_ADDRESS),     # beyond ctrl_addr_width
+    (Command.REG_READ, 0x101, 3, Status.BAD_LENGTH),      # length before address
+    (Command.MEM_READ, 0x3F, 1, Status.OK),
+    (Command.MEM_WRITE, 0xFFFF_FFC0, 64, Status.OK),      # the last window of a 32-bit space
+    (Command.MEM_READ, 0, 0, Status.BAD_LENGTH),
+    (Command.MEM_WRITE, 0, 65, Status.BAD_LENGTH),
+    (Command.MEM_READ, 62, 4, Status.BAD_ADDRESS),        # crosses a window
+    (Command.MEM_READ, 1 << 32, 1, Status.BAD_ADDRESS),   # beyond addr_width
+])
+def test_request_rules(cmd, addr, length, status):
+    assert request_status(cmd, addr, length, **LIMITS) == status
+
+
+def test_memory_rules_agree_with_the_hosts_window_split():
+    rng = random.Random(2)
+    for _ in range(2000):
+        addr, length = rng.randrange(1 << 12), rng.randrange(0, 130)
+        executed = request_status(Command.MEM_READ, addr, length, **LIMITS) == Status.OK
+        assert executed == window_ok(addr, length, LIMITS["max_payload"]), (addr, length)
