@@ -159,14 +159,15 @@ def test_corrupted_frame_is_reported_crc(where):
 def test_truncated_frame_ends_a_timeout_after_its_last_byte(cut):
     body = bytes(range(20))
     frame, fields = request(Command.MEM_WRITE, 0x44, 0x300, len(body), body)
-    run = run_rx([frame[:cut]])
-    assert [f.status for f in run.frames] == [Status.TRUNCATED]
+    before, _ = request(Command.MEM_READ, 0xEE, (1 << 64) - 1, 0xFFFF)   # leaves all ones behind
+    run = run_rx([before, frame[:cut]])
+    assert [f.status for f in run.frames] == [Status.OK, Status.TRUNCATED]
     got = frame[SYNC_BYTES:cut]
     # The fields that arrived whole are kept; the rest read zero (a partial one, its low bytes).
     expected = {name: int.from_bytes(got[f.offset:f.offset + f.size], "little")
                 for name, f in ((n, REQUEST_LAYOUT[n]) for n in REQUEST_LAYOUT.names)}
-    assert run.frames[0].header == expected
-    assert run.frames[0].offered_cycle - run.take_cycles[-1] == TIMEOUT + 2    # after TIMEOUT + 1 idle cycles
+    assert run.frames[1].header == expected
+    assert run.frames[1].offered_cycle - run.take_cycles[-1] == TIMEOUT + 2    # after TIMEOUT + 1 idle cycles
 
 
 def test_oversize_length_is_received_whole():
