@@ -8,6 +8,9 @@ still agree with each other.
 
 import binascii
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +118,11 @@ def test_memory_rules_agree_with_the_hosts_window_split():
         addr, length = rng.randrange(1 << 12), rng.randrange(0, 130)
         executed = request_status(Command.MEM_READ, addr, length, **LIMITS) == Status.OK
         assert executed == window_ok(addr, length, LIMITS["max_payload"]), (addr, length)
+
+
+def test_the_host_reads_it_without_amaranth():
+    code = ("import sys, hdl.spec.link_protocol; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'amaranth'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr

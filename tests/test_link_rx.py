@@ -172,7 +172,7 @@ def test_truncated_frame_ends_a_timeout_after_its_last_byte(cut):
 
 def test_oversize_length_is_received_whole():
     """The receiver knows no max_payload: a long write is taken whole and left to the executor."""
-    body = random.Random(3).randbytes(700)
+    body = random.Random(3).randbytes(300)
     frame, fields = request(Command.MEM_WRITE, 1, 0x40, len(body), body)
     run = run_rx([frame])
     assert [(f.status, f.header) for f in run.frames] == [(Status.OK, fields)]
