@@ -28,7 +28,7 @@ __all__ = ["PRESET", "DIVISOR", "MAX_PAYLOAD", "FRAME_TIMEOUT", "SerialLine", "S
            "TB", "read_response", "exchange", "run_link_tests"]
 
 PRESET = "tiny"
-DIVISOR = 8                 # clock cycles per bit: short serial frames in simulation
+DIVISOR = 4                 # clock cycles per bit: the fastest line UartRx takes (short frames)
 MAX_PAYLOAD = 64            # small windows so transfers split and bursts are short
 FRAME_TIMEOUT = 3000        # cycles (~37 byte times)
 CLOCK_NS = 10
