@@ -1,16 +1,16 @@
 """The serial link protocol between the host and ``UartBridge``, described once.
 
 Stop-and-wait frames over a byte stream (the Nexys Video's USB-UART, 8N1). The host
-sends one request and waits for its response before sending the next. Every frame
-ends with a CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, no
-reflection: ``binascii.crc_hqx(data, 0xFFFF)``) of every byte after the sync byte.
-All multi-byte fields are little-endian.
+sends one request and waits for its response before sending the next. A frame is a
+sync byte, a header, a payload, and a CRC-16/CCITT-FALSE (polynomial 0x1021, initial
+value 0xFFFF, no reflection: ``binascii.crc_hqx(data, 0xFFFF)``) of every byte after
+the sync byte. All multi-byte fields are little-endian.
 
-Request (host -> bridge)::
+Request (host -> bridge), header ``REQUEST_LAYOUT``::
 
     0xA5 | cmd u8 | seq u8 | addr u64 | length u16 | payload (write commands only) | crc u16
 
-Response (bridge -> host)::
+Response (bridge -> host), header ``RESPONSE_LAYOUT``::
 
     0x5A | cmd u8 | seq u8 | status u8 | length u16 | payload | crc u16
 
@@ -26,6 +26,12 @@ one AXI4 INCR burst with byte strobes. The range must not cross a
 4096 bytes and 256 beats, so such a burst never crosses 4 KiB and never exceeds the
 AXI4 burst limit. The host splits larger transfers at those windows.
 
+Every header and payload format is a ``Layout``: an ordered list of fields with their
+sizes in bytes. The ``struct`` formats (``REQUEST_HEADER``, ``RESPONSE_HEADER``,
+``HELLO_FORMAT``), the frame overheads and offsets, and the RTL's header registers
+(``hdl.link_frame``) are all derived from these layouts; nothing counts byte
+indices by hand.
+
 This module imports only the standard library: the host runtime uses it on a PC
 without Amaranth.
 """
@@ -34,34 +40,109 @@ from __future__ import annotations
 
 import binascii
 import enum
+import operator
 import struct
 from dataclasses import dataclass
+from functools import reduce
 
 __all__ = ["REQUEST_SYNC", "RESPONSE_SYNC", "MAGIC", "PROTOCOL_VERSION", "Command", "Status",
-           "REQUEST_HEADER", "RESPONSE_HEADER", "HELLO_FORMAT", "crc16", "encode_request",
-           "encode_response", "HelloInfo", "window_ok"]
+           "LayoutField", "Layout", "REQUEST_LAYOUT", "RESPONSE_LAYOUT", "HELLO_LAYOUT",
+           "REGISTER_LAYOUT", "IRQ_LAYOUT", "REQUEST_HEADER", "RESPONSE_HEADER", "HELLO_FORMAT",
+           "SYNC_BYTES", "CRC_BYTES", "REQUEST_PAYLOAD_OFFSET", "REQUEST_OVERHEAD",
+           "RESPONSE_OVERHEAD", "crc16", "encode_request", "encode_response", "decode_request",
+           "decode_response", "encode_hello", "HelloInfo", "window_ok", "request_checks", "request_status"]
 
 REQUEST_SYNC = 0xA5
 RESPONSE_SYNC = 0x5A
 MAGIC = b"SYLK"                 # HELLO payload starts with this: it is a Systole link bridge
 PROTOCOL_VERSION = (1, 0)
 
-REQUEST_HEADER = struct.Struct("<BBQH")     # cmd, seq, addr, length (after the sync byte)
-RESPONSE_HEADER = struct.Struct("<BBBH")    # cmd, seq, status, length (after the sync byte)
-# HELLO payload: magic, version major, minor, max_payload, bus_bytes, addr_width,
-# ctrl_addr_width, irq level.
-HELLO_FORMAT = struct.Struct("<4sBBHBBBB")
+
+@dataclass(frozen=True)
+class LayoutField:
+    """One field of a ``Layout``: ``size`` bytes at ``offset``; an unsigned little-endian
+    integer, or a byte string when ``raw``."""
+
+    name: str
+    size: int
+    offset: int
+    raw: bool = False
+
+    @property
+    def code(self) -> str:
+        """This field's ``struct`` format code."""
+        return f"{self.size}s" if self.raw else {1: "B", 2: "H", 4: "I", 8: "Q"}[self.size]
+
+
+class Layout:
+    """An ordered, gap-free sequence of little-endian fields: ``Layout(("cmd", 1), ("addr", 8))``.
+
+    A field is ``(name, bytes)``, or ``(name, bytes, "raw")`` for a byte string. Offsets
+    follow from the order; ``struct`` packs and unpacks exactly ``size`` bytes.
+    """
+
+    def __init__(self, *fields: tuple):
+        placed, offset = [], 0
+        for name, size, *kind in fields:
+            if kind not in ([], ["raw"]):
+                raise ValueError(f"field {name!r}: kind {kind!r} must be omitted or 'raw'")
+            if not kind and size not in (1, 2, 4, 8):
+                raise ValueError(f"field {name!r}: an integer field is 1, 2, 4 or 8 bytes, not {size}")
+            placed.append(LayoutField(name, size, offset, raw=bool(kind)))
+            offset += size
+        self.fields: tuple[LayoutField, ...] = tuple(placed)
+        self.size = offset
+        self.struct = struct.Struct("<" + "".join(f.code for f in placed))
+        self._by_name = {f.name: f for f in placed}
+        if len(self._by_name) != len(placed):
+            raise ValueError(f"duplicate field names in {[f.name for f in placed]}")
+
+    def __getitem__(self, name: str) -> LayoutField:
+        return self._by_name[name]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    def pack(self, **values) -> bytes:
+        """The ``size`` bytes of ``values``; every field must be given, nothing else."""
+        if set(values) != set(self._by_name):
+            raise ValueError(f"fields {sorted(values)} do not match the layout's {list(self.names)}")
+        return self.struct.pack(*(values[name] for name in self.names))
+
+    def unpack(self, data: bytes) -> dict:
+        """The fields of the first ``size`` bytes of ``data``, by name."""
+        return dict(zip(self.names, self.struct.unpack_from(data)))
+
+
+REQUEST_LAYOUT = Layout(("cmd", 1), ("seq", 1), ("addr", 8), ("length", 2))
+RESPONSE_LAYOUT = Layout(("cmd", 1), ("seq", 1), ("status", 1), ("length", 2))
+# The HELLO answer: who the bridge is and its limits; ``irq`` is the line's level now.
+HELLO_LAYOUT = Layout(("magic", len(MAGIC), "raw"), ("major", 1), ("minor", 1), ("max_payload", 2),
+                      ("bus_bytes", 1), ("addr_width", 1), ("ctrl_addr_width", 1), ("irq", 1))
+REGISTER_LAYOUT = Layout(("value", 4))     # REG_WRITE payload, REG_READ answer: one 32-bit register
+IRQ_LAYOUT = Layout(("irq", 1))            # IRQ answer: bit 0 is the accelerator's irq line
+
+REQUEST_HEADER = REQUEST_LAYOUT.struct      # cmd, seq, addr, length (after the sync byte)
+RESPONSE_HEADER = RESPONSE_LAYOUT.struct    # cmd, seq, status, length (after the sync byte)
+HELLO_FORMAT = HELLO_LAYOUT.struct
+
+SYNC_BYTES = 1
+CRC_BYTES = 2
+REQUEST_PAYLOAD_OFFSET = SYNC_BYTES + REQUEST_LAYOUT.size      # frame index of a request's first payload byte
+REQUEST_OVERHEAD = SYNC_BYTES + REQUEST_LAYOUT.size + CRC_BYTES    # request frame bytes besides the payload
+RESPONSE_OVERHEAD = SYNC_BYTES + RESPONSE_LAYOUT.size + CRC_BYTES  # response frame bytes besides the payload
 
 
 class Command(enum.IntEnum):
     """Request commands. Only REG_WRITE and MEM_WRITE carry a request payload."""
 
-    HELLO = 0x01      # identity and limits; payload HELLO_FORMAT
+    HELLO = 0x01      # identity and limits; payload HELLO_LAYOUT
     REG_READ = 0x02   # AXI4-Lite read of the 32-bit register at byte offset addr; length 4
     REG_WRITE = 0x03  # AXI4-Lite write; length 4, payload the value (all strobes set)
     MEM_READ = 0x04   # AXI4 burst read of length bytes at addr
     MEM_WRITE = 0x05  # AXI4 burst write of the payload at addr
-    IRQ = 0x06        # payload 1 byte: bit 0 = the accelerator's irq line now
+    IRQ = 0x06        # payload IRQ_LAYOUT: bit 0 = the accelerator's irq line now
 
     @property
     def has_payload(self) -> bool:
@@ -93,16 +174,54 @@ def crc16(data: bytes, crc: int = 0xFFFF) -> int:
     return binascii.crc_hqx(data, crc)
 
 
+def _frame(sync: int, body: bytes) -> bytes:
+    return bytes([sync]) + body + crc16(body).to_bytes(CRC_BYTES, "little")
+
+
+def _unframe(sync: int, frame: bytes, header: Layout, payload_length) -> tuple[dict, bytes]:
+    if len(frame) < SYNC_BYTES + header.size + CRC_BYTES or frame[0] != sync:
+        raise ValueError(f"{bytes(frame[:8]).hex()}... is not a frame starting with {sync:#04x}")
+    fields = header.unpack(frame[SYNC_BYTES:])
+    end = SYNC_BYTES + header.size + payload_length(fields)
+    if len(frame) != end + CRC_BYTES:
+        raise ValueError(f"frame is {len(frame)} bytes, its header says {end + CRC_BYTES}")
+    body = bytes(frame[SYNC_BYTES:end])
+    if int.from_bytes(frame[end:], "little") != crc16(body):
+        raise ValueError("frame CRC mismatch")
+    return fields, body[header.size:]
+
+
 def encode_request(cmd: int, seq: int, addr: int, length: int, payload: bytes = b"") -> bytes:
     """One request frame, sync byte to CRC."""
-    body = REQUEST_HEADER.pack(cmd & 0xFF, seq & 0xFF, addr, length) + payload
-    return bytes([REQUEST_SYNC]) + body + crc16(body).to_bytes(2, "little")
+    return _frame(REQUEST_SYNC, REQUEST_LAYOUT.pack(cmd=cmd & 0xFF, seq=seq & 0xFF, addr=addr,
+                                                    length=length) + payload)
 
 
 def encode_response(cmd: int, seq: int, status: int, payload: bytes = b"") -> bytes:
     """One response frame, sync byte to CRC (what the bridge sends)."""
-    body = RESPONSE_HEADER.pack(cmd & 0xFF, seq & 0xFF, status, len(payload)) + payload
-    return bytes([RESPONSE_SYNC]) + body + crc16(body).to_bytes(2, "little")
+    return _frame(RESPONSE_SYNC, RESPONSE_LAYOUT.pack(cmd=cmd & 0xFF, seq=seq & 0xFF, status=status,
+                                                      length=len(payload)) + payload)
+
+
+def decode_request(frame: bytes) -> tuple[dict, bytes]:
+    """The header fields and payload of one whole request frame; ``ValueError`` if malformed."""
+    def payload_length(fields):
+        writes = {int(c) for c in Command if c.has_payload}
+        return fields["length"] if fields["cmd"] in writes else 0
+    return _unframe(REQUEST_SYNC, frame, REQUEST_LAYOUT, payload_length)
+
+
+def decode_response(frame: bytes) -> tuple[dict, bytes]:
+    """The header fields and payload of one whole response frame; ``ValueError`` if malformed."""
+    return _unframe(RESPONSE_SYNC, frame, RESPONSE_LAYOUT, lambda fields: fields["length"])
+
+
+def encode_hello(*, max_payload: int, bus_bytes: int, addr_width: int, ctrl_addr_width: int,
+                 irq: int = 0) -> bytes:
+    """The HELLO answer of a bridge with these limits (``HELLO_LAYOUT``)."""
+    return HELLO_LAYOUT.pack(magic=MAGIC, major=PROTOCOL_VERSION[0], minor=PROTOCOL_VERSION[1],
+                             max_payload=max_payload, bus_bytes=bus_bytes, addr_width=addr_width,
+                             ctrl_addr_width=ctrl_addr_width, irq=irq)
 
 
 @dataclass(frozen=True)
@@ -118,12 +237,50 @@ class HelloInfo:
 
     @classmethod
     def parse(cls, payload: bytes) -> "HelloInfo":
-        magic, major, minor, max_payload, bus_bytes, addr_width, ctrl_aw, irq = HELLO_FORMAT.unpack(payload)
-        if magic != MAGIC:
-            raise ValueError(f"HELLO magic is {magic!r}, expected {MAGIC!r}")
-        return cls((major, minor), max_payload, bus_bytes, addr_width, ctrl_aw, bool(irq & 1))
+        """``ValueError`` unless ``payload`` is a HELLO answer (size and magic)."""
+        if len(payload) != HELLO_LAYOUT.size:
+            raise ValueError(f"HELLO answer is {len(payload)} bytes, expected {HELLO_LAYOUT.size}")
+        f = HELLO_LAYOUT.unpack(payload)
+        if f["magic"] != MAGIC:
+            raise ValueError(f"HELLO magic is {f['magic']!r}, expected {MAGIC!r}")
+        return cls((f["major"], f["minor"]), f["max_payload"], f["bus_bytes"], f["addr_width"],
+                   f["ctrl_addr_width"], bool(f["irq"] & 1))
 
 
 def window_ok(addr: int, length: int, max_payload: int) -> bool:
     """True when ``length`` bytes at ``addr`` fit one ``max_payload``-aligned window."""
     return 1 <= length <= max_payload and addr // max_payload == (addr + length - 1) // max_payload
+
+
+def request_checks(cmd, addr, length, *, max_payload: int, ctrl_addr_width: int, addr_width: int) -> list:
+    """The rules that refuse a received request, in order: ``(failed, status)`` each.
+
+    The first rule that fails gives the answer, and the request is not executed. Only
+    operators are used, so the same rules run on ints (``request_status``, a model of
+    the bridge) and on Amaranth values (``hdl.link_exec``). ``max_payload`` is a power
+    of two; memory commands must not cross a ``max_payload``-aligned window.
+    """
+    window_bits = (max_payload - 1).bit_length()
+    register_bytes = REGISTER_LAYOUT.size
+    is_reg = (cmd == Command.REG_READ) | (cmd == Command.REG_WRITE)
+    is_mem = (cmd == Command.MEM_READ) | (cmd == Command.MEM_WRITE)
+    end = addr + length - 1                 # the last byte; only looked at once length >= 1
+    return [
+        (reduce(operator.and_, (cmd != c for c in Command)), Status.BAD_COMMAND),
+        (is_reg & (length != register_bytes), Status.BAD_LENGTH),
+        (is_mem & ((length == 0) | (length > max_payload)), Status.BAD_LENGTH),
+        (is_reg & ((addr & (register_bytes - 1)) != 0), Status.BAD_ADDRESS),
+        (is_reg & ((addr >> ctrl_addr_width) != 0), Status.BAD_ADDRESS),
+        (is_mem & ((addr >> window_bits) != (end >> window_bits)), Status.BAD_ADDRESS),
+        (is_mem & ((addr >> addr_width) != 0), Status.BAD_ADDRESS),
+    ]
+
+
+def request_status(cmd: int, addr: int, length: int, *, max_payload: int, ctrl_addr_width: int,
+                   addr_width: int) -> Status:
+    """``Status.OK`` if a bridge with these limits executes the request, else why not."""
+    for failed, status in request_checks(cmd, addr, length, max_payload=max_payload,
+                                         ctrl_addr_width=ctrl_addr_width, addr_width=addr_width):
+        if failed:
+            return status
+    return Status.OK

@@ -1,0 +1,281 @@
+"""``LinkExec``: the link's request executor (a received request in, AXI transactions and
+the response out)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .axi import (BURST_INCR, CACHE_NORMAL_NONCACHEABLE_BUFFERABLE, PROT_DEFAULT, AXI4LiteSignature,
+                  AXI4Signature, axsize)
+from .link_frame import FRAME_END, PAYLOAD_BYTE, REQUEST_HEADER, RESPONSE_HEADER
+from .link_window import Window
+from .spec.config import AccelConfig
+from .spec.link_protocol import (HELLO_LAYOUT, IRQ_LAYOUT, REGISTER_LAYOUT, Command, Status,
+                                 encode_hello, request_checks)
+
+__all__ = ["LinkExec", "check_limits"]
+
+
+def check_limits(config: AccelConfig, *, max_payload: int, ctrl_addr_width: int) -> None:
+    """``ValueError`` unless a ``max_payload`` window is one legal burst and register
+    offsets have 3..32 bits."""
+    bus_bytes = config.bus_bytes
+    if max_payload & (max_payload - 1) or not bus_bytes <= max_payload <= 4096 \
+            or max_payload // bus_bytes > 256:
+        raise ValueError(f"max_payload={max_payload} must be a power of two in {bus_bytes}..4096 "
+                         f"and at most 256 beats of {bus_bytes} bytes")
+    if not 3 <= ctrl_addr_width <= 32:
+        raise ValueError(f"ctrl_addr_width={ctrl_addr_width} must be in 3..32")
+
+
+def _axi_status(resp):
+    """The link status of an AXI xRESP (EXOKAY counts as OKAY)."""
+    return Mux(resp[1], Mux(resp[0], Status.AXI_DECERR, Status.AXI_SLVERR), Status.OK)
+
+
+class LinkExec(wiring.Component):
+    """Executes the requests ``LinkRx`` receives on ``ctrl`` (AXI4-Lite) and ``mem`` (AXI4).
+
+    - ``header``, ``payload``, ``end``: from ``LinkRx`` (same contracts). Payload bytes
+      go into the window buffer (MEM_WRITE, ``max_payload`` bytes) or the register
+      word (REG_WRITE) as they arrive; nothing else happens before ``end``.
+    - An ``end`` that is not OK (CRC, TRUNCATED) is passed to ``response`` in the same
+      cycle. Otherwise, one cycle later, the first failing rule of
+      ``hdl.spec.link_protocol.request_checks`` is answered (BAD_COMMAND, BAD_LENGTH,
+      BAD_ADDRESS) with no AXI traffic, HELLO and IRQ are answered, or the first AXI
+      valid is raised.
+    - REG_READ/REG_WRITE: one AXI4-Lite read or write (AW and W together, all strobes).
+      MEM_WRITE/MEM_READ: one INCR burst of full-width beats over the window's beats
+      from ``addr`` to its last byte, with byte strobes on the first and last beat; a
+      window never crosses 4 KiB nor exceeds 256 beats. W beats come one per two
+      cycles; read data goes to the buffer, so R is never back-pressured. Every valid
+      is raised without waiting for ready and held until its handshake; AW goes out
+      before W.
+    - ``response``: offered the cycle after the last AXI response (or the check); its
+      status is the AXI answer (the worst of a burst: DECERR > SLVERR > OKAY), its
+      length 0 on errors. ``end`` is taken in the cycle ``response`` is, so the
+      receiver hunts for the next frame only once the answer is out.
+    - ``response_payload``: exactly the answer's ``length`` bytes (``HELLO_LAYOUT``
+      with ``irq`` sampled as it is sent, ``IRQ_LAYOUT``, ``REGISTER_LAYOUT``, or the
+      read bytes), each offered three cycles after the previous one was taken.
+    """
+
+    def __init__(self, config: AccelConfig, *, max_payload: int = 4096, ctrl_addr_width: int = 8):
+        check_limits(config, max_payload=max_payload, ctrl_addr_width=ctrl_addr_width)
+        self.config = config
+        self.max_payload = max_payload
+        self.ctrl_addr_width = ctrl_addr_width
+        super().__init__({
+            "header": In(REQUEST_HEADER),
+            "payload": In(stream.Signature(PAYLOAD_BYTE, always_ready=True)),
+            "end": In(stream.Signature(FRAME_END)),
+            "response": Out(stream.Signature(RESPONSE_HEADER)),
+            "response_payload": Out(stream.Signature(8)),
+            "ctrl": Out(AXI4LiteSignature(addr_width=ctrl_addr_width)),
+            "mem": Out(AXI4Signature(config)),
+            "irq": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        bb = cfg.bus_bytes
+        window = Window(bb, self.max_payload)
+        register_bytes = REGISTER_LAYOUT.size
+
+        m.submodules.buffer = buffer = Memory(shape=cfg.bus_bits, depth=self.max_payload // bb, init=[])
+        wport = buffer.write_port(granularity=8)
+        rport = buffer.read_port()
+        m.d.comb += rport.en.eq(0)
+
+        cmd, addr, length = self.header.cmd, self.header.addr, self.header.length
+        status = Signal(8)
+        resp_len = Signal(len(length))
+        reg_data = Signal(8 * register_bytes)   # REG_WRITE payload, REG_READ result
+        beat = Signal(8)
+        resp_error = Signal()
+        aw_done = Signal()
+        w_done = Signal()
+
+        end = Signal(64)                        # the last byte
+        m.d.comb += end.eq(addr + length - 1)
+        burst = window.burst(m, addr, end)
+        first_beat, beats_minus_1 = burst.first_beat, burst.beats_minus_1
+        all_lanes = (1 << bb) - 1
+        lane_bits = window.lane_bits
+
+        # Payload bytes land as they arrive; only a matched CRC lets them reach the bus.
+        payload = self.payload.payload
+        with m.If(self.payload.valid):
+            with m.If(cmd == Command.MEM_WRITE):
+                position = Signal(window.bits)
+                m.d.comb += [position.eq(window.position(addr) + payload.index),
+                             wport.addr.eq(window.beat(position)), wport.data.eq(payload.data.replicate(bb)),
+                             wport.en.eq(1 << window.lane(position))]
+            with m.Else():
+                m.d.sync += reg_data.eq(Cat(reg_data[8:], payload.data))
+
+        ctrl, mem = self.ctrl, self.mem
+        m.d.comb += [
+            ctrl.awaddr.eq(addr), ctrl.awprot.eq(PROT_DEFAULT), ctrl.araddr.eq(addr),
+            ctrl.arprot.eq(PROT_DEFAULT), ctrl.wdata.eq(reg_data), ctrl.wstrb.eq((1 << register_bytes) - 1),
+            mem.awid.eq(0), mem.awaddr.eq(Cat(Const(0, lane_bits), addr[lane_bits:cfg.addr_width])),
+            mem.awlen.eq(beats_minus_1), mem.awsize.eq(axsize(bb)), mem.awburst.eq(BURST_INCR),
+            mem.awlock.eq(0), mem.awcache.eq(CACHE_NORMAL_NONCACHEABLE_BUFFERABLE),
+            mem.awprot.eq(PROT_DEFAULT), mem.awqos.eq(0),
+            mem.arid.eq(0), mem.araddr.eq(mem.awaddr), mem.arlen.eq(beats_minus_1),
+            mem.arsize.eq(axsize(bb)), mem.arburst.eq(BURST_INCR), mem.arlock.eq(0),
+            mem.arcache.eq(CACHE_NORMAL_NONCACHEABLE_BUFFERABLE), mem.arprot.eq(PROT_DEFAULT),
+            mem.arqos.eq(0),
+            mem.wdata.eq(rport.data),
+        ]
+
+        # A frame that did not arrive intact (CRC, TRUNCATED): nothing to execute.
+        unreceived = Signal()
+        m.d.comb += unreceived.eq(self.end.valid & (self.end.payload.status != Status.OK))
+        refusals = request_checks(cmd, addr, length, max_payload=self.max_payload,
+                                  ctrl_addr_width=self.ctrl_addr_width, addr_width=cfg.addr_width)
+
+        def respond(code, nbytes=0):
+            m.d.sync += [status.eq(code), resp_len.eq(nbytes)]
+            m.next = "RESPOND"
+
+        def address_state(name, valid, ready, next_state):
+            """Offer an AR or AW until it is taken."""
+            with m.State(name):
+                m.d.comb += valid.eq(1)
+                with m.If(ready):
+                    m.next = next_state
+
+        def write_response_state(name, bus):
+            """Take the B of ``bus`` and answer with its status."""
+            with m.State(name):
+                m.d.comb += bus.bready.eq(1)
+                with m.If(bus.bvalid):
+                    respond(_axi_status(bus.bresp))
+
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                with m.If(unreceived):
+                    m.d.comb += [self.response.valid.eq(1), self.end.ready.eq(self.response.ready)]
+                with m.Elif(self.end.valid):
+                    m.d.sync += [beat.eq(0), aw_done.eq(0), w_done.eq(0), resp_error.eq(0)]
+                    for index, (failed, code) in enumerate(refusals):
+                        with (m.If if index == 0 else m.Elif)(failed):
+                            respond(code)
+                    with m.Elif(cmd == Command.HELLO):
+                        respond(Status.OK, HELLO_LAYOUT.size)
+                    with m.Elif(cmd == Command.IRQ):
+                        respond(Status.OK, IRQ_LAYOUT.size)
+                    with m.Elif(cmd == Command.REG_READ):
+                        m.next = "LITE_AR"
+                    with m.Elif(cmd == Command.REG_WRITE):
+                        m.next = "LITE_AW_W"
+                    with m.Elif(cmd == Command.MEM_READ):
+                        m.next = "MEM_AR"
+                    with m.Else():
+                        m.next = "MEM_AW"
+
+            address_state("LITE_AR", ctrl.arvalid, ctrl.arready, "LITE_R")
+            with m.State("LITE_R"):
+                m.d.comb += ctrl.rready.eq(1)
+                with m.If(ctrl.rvalid):
+                    m.d.sync += reg_data.eq(ctrl.rdata)
+                    respond(_axi_status(ctrl.rresp), Mux(ctrl.rresp[1], 0, register_bytes))
+
+            with m.State("LITE_AW_W"):
+                m.d.comb += [ctrl.awvalid.eq(~aw_done), ctrl.wvalid.eq(~w_done)]
+                aw_now = aw_done | ctrl.awready
+                w_now = w_done | ctrl.wready
+                m.d.sync += [aw_done.eq(aw_now), w_done.eq(w_now)]
+                with m.If(aw_now & w_now):
+                    m.next = "LITE_B"
+            write_response_state("LITE_B", ctrl)
+
+            address_state("MEM_AW", mem.awvalid, mem.awready, "MEM_W_FETCH")
+            with m.State("MEM_W_FETCH"):
+                # The buffer's read port has one cycle of latency; its data then holds
+                # (en low) for as long as the beat waits for WREADY.
+                m.d.comb += [rport.en.eq(1), rport.addr.eq(first_beat + beat)]
+                m.next = "MEM_W"
+            with m.State("MEM_W"):
+                last = beat == beats_minus_1
+                m.d.comb += [mem.wvalid.eq(1), mem.wlast.eq(last),
+                             mem.wstrb.eq(Mux(beat == 0, burst.first_strb, all_lanes) &
+                                         Mux(last, burst.last_strb, all_lanes))]
+                with m.If(mem.wready):
+                    m.d.sync += beat.eq(beat + 1)
+                    with m.If(last):
+                        m.next = "MEM_B"
+                    with m.Else():
+                        m.next = "MEM_W_FETCH"
+            write_response_state("MEM_B", mem)
+
+            address_state("MEM_AR", mem.arvalid, mem.arready, "MEM_R")
+            with m.State("MEM_R"):
+                m.d.comb += [mem.rready.eq(1), wport.addr.eq(first_beat + beat), wport.data.eq(mem.rdata)]
+                with m.If(mem.rvalid):
+                    m.d.comb += wport.en.eq(all_lanes)
+                    m.d.sync += beat.eq(beat + 1)
+                    # The worst response of the burst wins (DECERR > SLVERR > OKAY).
+                    with m.If(mem.rresp[1] & (~resp_error | mem.rresp[0])):
+                        m.d.sync += [resp_error.eq(1), status.eq(_axi_status(mem.rresp))]
+                    with m.If(mem.rlast):
+                        with m.If(resp_error | mem.rresp[1]):
+                            m.d.sync += resp_len.eq(0)
+                            m.next = "RESPOND"
+                        with m.Else():
+                            respond(Status.OK, length)
+
+            with m.State("RESPOND"):
+                m.d.comb += self.response.valid.eq(1)
+                with m.If(self.response.ready):
+                    m.d.comb += self.end.ready.eq(1)
+                    m.next = "IDLE"
+
+        passed_on = fsm.ongoing("IDLE") & unreceived
+        m.d.comb += [self.response.payload.cmd.eq(cmd), self.response.payload.seq.eq(self.header.seq),
+                     self.response.payload.status.eq(Mux(passed_on, self.end.payload.status, status)),
+                     self.response.payload.length.eq(Mux(passed_on, 0, resp_len))]
+        self._answer(m, fsm.ongoing("RESPOND"), window, rport, resp_len, reg_data)
+        return m
+
+    def _answer(self, m, responding, window, rport, resp_len, reg_data):
+        """``response_payload``: byte ``index`` of the answer is fetched, selected, offered."""
+        cmd, addr = self.header.cmd, self.header.addr
+        cfg = self.config
+        hello = Array(Const(byte, 8) for byte in encode_hello(
+            max_payload=self.max_payload, bus_bytes=cfg.bus_bytes, addr_width=cfg.addr_width,
+            ctrl_addr_width=self.ctrl_addr_width))
+        index = Signal(len(resp_len))
+        lane = Signal(range(cfg.bus_bytes))
+        byte = Signal(8)
+        with m.If(~responding):
+            m.d.sync += index.eq(0)
+        with m.FSM(name="answer"):
+            with m.State("FETCH"):
+                with m.If(responding & (index != resp_len)):
+                    position = Signal(window.bits)
+                    m.d.comb += [position.eq(window.position(addr) + index),
+                                 rport.en.eq(1), rport.addr.eq(window.beat(position))]
+                    m.d.sync += lane.eq(window.lane(position))
+                    m.next = "SELECT"
+            with m.State("SELECT"):
+                with m.Switch(cmd):
+                    with m.Case(Command.HELLO):
+                        m.d.sync += byte.eq(Mux(index == HELLO_LAYOUT["irq"].offset, self.irq, hello[index]))
+                    with m.Case(Command.IRQ):
+                        m.d.sync += byte.eq(self.irq)
+                    with m.Case(Command.REG_READ):
+                        m.d.sync += byte.eq(reg_data.word_select(index[:(REGISTER_LAYOUT.size - 1).bit_length()], 8))
+                    with m.Default():
+                        m.d.sync += byte.eq(rport.data.word_select(lane, 8))
+                m.next = "OFFER"
+            with m.State("OFFER"):
+                m.d.comb += [self.response_payload.valid.eq(1), self.response_payload.payload.eq(byte)]
+                with m.If(self.response_payload.ready):
+                    m.d.sync += index.eq(index + 1)
+                    m.next = "FETCH"

@@ -1,0 +1,128 @@
+"""hdl/spec/link_protocol.py: the layouts against the protocol text, and what derives from them.
+
+The expected frames below are written out byte by byte from the module docstring
+(sync, fields in order, little-endian, CRC-16/CCITT-FALSE by ``binascii``), so a
+field moved or resized in a layout fails here even though encoder and decoder would
+still agree with each other.
+"""
+
+import binascii
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hdl.link_frame import REQUEST_HEADER, RESPONSE_HEADER
+from hdl.spec.link_protocol import (HELLO_FORMAT, HELLO_LAYOUT, REQUEST_HEADER as REQUEST_STRUCT,
+                                    REQUEST_LAYOUT, REQUEST_OVERHEAD, REQUEST_PAYLOAD_OFFSET,
+                                    RESPONSE_HEADER as RESPONSE_STRUCT, RESPONSE_LAYOUT, RESPONSE_OVERHEAD,
+                                    Command, HelloInfo, Layout, Status, decode_request, decode_response,
+                                    encode_hello, encode_request, encode_response, request_status,
+                                    window_ok)
+
+
+def _with_crc(frame_hex: str) -> bytes:
+    frame = bytes.fromhex(frame_hex)
+    return frame + binascii.crc_hqx(frame[1:], 0xFFFF).to_bytes(2, "little")
+
+
+def test_request_frame_as_the_text_says():
+    #          sync cmd seq addr (LE u64)      length payload
+    expected = _with_crc("a5 05 07 8877665544332211 0200 aabb")
+    assert encode_request(Command.MEM_WRITE, 7, 0x1122334455667788, 2, b"\xAA\xBB") == expected
+    assert decode_request(expected) == ({"cmd": 5, "seq": 7, "addr": 0x1122334455667788, "length": 2},
+                                        b"\xAA\xBB")
+    # A read carries no payload whatever its length says.
+    read = _with_crc("a5 04 08 0010000000000000 0001")
+    assert decode_request(read) == ({"cmd": 4, "seq": 8, "addr": 0x1000, "length": 256}, b"")
+
+
+def test_response_frame_as_the_text_says():
+    #          sync cmd seq status length payload
+    expected = _with_crc("5a 02 09 00 0400 78563412")
+    assert encode_response(Command.REG_READ, 9, Status.OK, b"\x78\x56\x34\x12") == expected
+    assert decode_response(expected) == ({"cmd": 2, "seq": 9, "status": 0, "length": 4}, b"\x78\x56\x34\x12")
+
+
+def test_derived_formats_and_overheads():
+    assert (REQUEST_STRUCT.format, RESPONSE_STRUCT.format, HELLO_FORMAT.format) == ("<BBQH", "<BBBH", "<4sBBHBBBB")
+    assert (REQUEST_OVERHEAD, RESPONSE_OVERHEAD, REQUEST_PAYLOAD_OFFSET) == (1 + 12 + 2, 1 + 5 + 2, 13)
+    assert REQUEST_LAYOUT["length"].offset == 10 and RESPONSE_LAYOUT["status"].offset == 2
+
+
+def test_rtl_header_layouts_are_the_protocol_layouts():
+    """hdl.link_frame's StructLayouts: the same fields, order and widths, byte i at bits 8i."""
+    for rtl, layout in ((REQUEST_HEADER, REQUEST_LAYOUT), (RESPONSE_HEADER, RESPONSE_LAYOUT)):
+        assert [(name, f.offset, f.width) for name, f in rtl] == \
+            [(f.name, 8 * f.offset, 8 * f.size) for f in layout.fields]
+
+
+def test_hello_round_trip_and_refusals():
+    payload = encode_hello(max_payload=4096, bus_bytes=16, addr_width=32, ctrl_addr_width=8, irq=1)
+    assert payload == bytes.fromhex("53594c4b 01 00 0010 10 20 08 01")
+    assert HelloInfo.parse(payload) == HelloInfo((1, 0), 4096, 16, 32, 8, True)
+    with pytest.raises(ValueError, match=r"magic is b'XXXX', expected b'SYLK'"):
+        HelloInfo.parse(b"XXXX" + payload[4:])
+    with pytest.raises(ValueError, match=f"HELLO answer is 11 bytes, expected {HELLO_LAYOUT.size}"):
+        HelloInfo.parse(payload[:-1])
+
+
+def test_decoders_refuse_bad_frames():
+    good = encode_response(Command.IRQ, 1, Status.OK, b"\x01")
+    with pytest.raises(ValueError, match="CRC mismatch"):
+        decode_response(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(ValueError, match="frame is 8 bytes, its header says 9"):
+        decode_response(good[:-1])
+    with pytest.raises(ValueError, match="not a frame starting with 0xa5"):
+        decode_request(good)
+
+
+def test_layout_refuses_what_it_cannot_describe():
+    with pytest.raises(ValueError, match="an integer field is 1, 2, 4 or 8 bytes, not 3"):
+        Layout(("x", 3))
+    with pytest.raises(ValueError, match="duplicate field names"):
+        Layout(("x", 1), ("x", 2))
+    with pytest.raises(ValueError, match=r"fields \['cmd'\] do not match"):
+        REQUEST_LAYOUT.pack(cmd=1)
+
+
+LIMITS = {"max_payload": 64, "ctrl_addr_width": 8, "addr_width": 32}
+
+
+@pytest.mark.parametrize("cmd, addr, length, status", [
+    (Command.HELLO, 0x1234, 77, Status.OK),               # HELLO and IRQ ignore addr and length
+    (Command.IRQ, 0, 0, Status.OK),
+    (0x7E, 0, 0, Status.BAD_COMMAND),
+    (0x00, 0x11, 4, Status.BAD_COMMAND),                  # the command is checked first
+    (Command.REG_READ, 0xFC, 4, Status.OK),
+    (Command.REG_WRITE, 0x10, 2, Status.BAD_LENGTH),
+    (Command.REG_READ, 0x11, 4, Status.BAD_ADDRESS),      # unaligned
+    (Command.REG_READ, 0x100, 4, Status.BAD_ADDRESS),     # beyond ctrl_addr_width
+    (Command.REG_READ, 0x101, 3, Status.BAD_LENGTH),      # length before address
+    (Command.MEM_READ, 0x3F, 1, Status.OK),
+    (Command.MEM_WRITE, 0xFFFF_FFC0, 64, Status.OK),      # the last window of a 32-bit space
+    (Command.MEM_READ, 0, 0, Status.BAD_LENGTH),
+    (Command.MEM_WRITE, 0, 65, Status.BAD_LENGTH),
+    (Command.MEM_READ, 62, 4, Status.BAD_ADDRESS),        # crosses a window
+    (Command.MEM_READ, 1 << 32, 1, Status.BAD_ADDRESS),   # beyond addr_width
+])
+def test_request_rules(cmd, addr, length, status):
+    assert request_status(cmd, addr, length, **LIMITS) == status
+
+
+def test_memory_rules_agree_with_the_hosts_window_split():
+    rng = random.Random(2)
+    for _ in range(2000):
+        addr, length = rng.randrange(1 << 12), rng.randrange(0, 130)
+        executed = request_status(Command.MEM_READ, addr, length, **LIMITS) == Status.OK
+        assert executed == window_ok(addr, length, LIMITS["max_payload"]), (addr, length)
+
+
+def test_the_host_reads_it_without_amaranth():
+    code = ("import sys, hdl.spec.link_protocol; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'amaranth'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
