@@ -29,6 +29,7 @@ from pathlib import Path
 
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import PRESETS, preset
+from host.accel.cycles import ideal_cycles
 
 from . import report
 
@@ -131,7 +132,7 @@ def rtl_main(argv: list[str] | None = None) -> int:
     for rec in records:
         if rec["m"] != 1:
             continue
-        ideal = -(-rec["n"] // config.cols) * rec["k"]
+        ideal = ideal_cycles(config, 1, rec["n"], rec["k"])
         eff = ideal / rec["perf_busy"]
         ok &= eff >= DECODE_TARGET
         print(f"{rec['k']:>6} {rec['n']:>6} {ideal:>9} {rec['perf_busy']:>10} "
@@ -143,7 +144,7 @@ def rtl_main(argv: list[str] | None = None) -> int:
               f"(ceil(M/rows)*ceil(N/cols)*K) (target <= {PREFILL_TARGET})")
         print(f"{'M':>4} {'K':>6} {'N':>6} {'ideal':>9} {'PERF_BUSY':>10} {'stalls':>7} {'ratio':>7}")
         for rec in prefill:
-            ideal = -(-rec["m"] // config.rows) * -(-rec["n"] // config.cols) * rec["k"]
+            ideal = ideal_cycles(config, rec["m"], rec["n"], rec["k"])
             ratio = rec["perf_busy"] / ideal
             ok &= ratio <= PREFILL_TARGET
             print(f"{rec['m']:>4} {rec['k']:>6} {rec['n']:>6} {ideal:>9} {rec['perf_busy']:>10} "

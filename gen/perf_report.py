@@ -29,7 +29,7 @@ from pathlib import Path
 
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import AccelConfig, preset
-from hdl.spec.link_protocol import REQUEST_HEADER, RESPONSE_HEADER
+from hdl.spec.link_protocol import REQUEST_OVERHEAD, RESPONSE_OVERHEAD
 from host.accel.cycles import job_cycles
 from host.perf.host_time import HostTime, measure_host_time, random_llama_weights
 from host.perf.projection import STORIES, Projection, llama2c_config, llama2c_matmuls, model_matmuls, project
@@ -110,7 +110,7 @@ def link_bytes_per_token(case: ModelCase, config: AccelConfig) -> int:
     and the register traffic of one driver job (about 20 register frames, counted on
     the simulated bus).
     """
-    frame = 1 + REQUEST_HEADER.size + 2 + 1 + RESPONSE_HEADER.size + 2
+    frame = REQUEST_OVERHEAD + RESPONSE_OVERHEAD
     register_frames = 20
     total = 0
     for shape in case.matmuls:

@@ -5,13 +5,12 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4LiteSignature, AXI4Signature, connect_flat, flat_members
+from .spec.boards import BOARDS
 from .spec.config import AccelConfig
 from .uart import UartRx, UartTx, divisor_for
 from .uart_bridge import UartBridge
 
-__all__ = ["LinkTop", "DEFAULT_BAUD"]
-
-DEFAULT_BAUD = 921_600
+__all__ = ["LinkTop"]
 
 
 class LinkTop(wiring.Component):
@@ -22,14 +21,16 @@ class LinkTop(wiring.Component):
     to DDR, ``config.bus_bits`` wide like the accelerator's DMA port), ``irq`` (from the
     accelerator), ``link_active`` (high while a request is handled: an LED).
 
-    ``divisor`` is aclk cycles per bit (default from ``config.clock_mhz`` and ``baud``);
-    ``frame_timeout`` defaults to 10 ms of aclk cycles.
+    ``divisor`` is aclk cycles per bit (default from ``config.clock_mhz`` and ``baud``, whose
+    default is the Nexys Video's link rate in ``hdl.spec.boards``); ``frame_timeout``
+    defaults to 10 ms of aclk cycles.
     """
 
-    def __init__(self, config: AccelConfig, *, baud: int = DEFAULT_BAUD, divisor: int | None = None,
+    def __init__(self, config: AccelConfig, *, baud: int | None = None, divisor: int | None = None,
                  max_payload: int | None = None, frame_timeout: int | None = None, ctrl_addr_width: int = 8):
         clock_hz = config.clock_mhz * 1e6
         self.config = config
+        baud = BOARDS["nexys_video"].uart_baud if baud is None else baud
         self.divisor = divisor if divisor is not None else divisor_for(clock_hz, baud)
         self.max_payload = max_payload if max_payload is not None else min(4096, 256 * config.bus_bytes)
         self.frame_timeout = frame_timeout if frame_timeout is not None else int(clock_hz * 0.01)

@@ -45,6 +45,8 @@ import struct
 from dataclasses import dataclass
 from functools import reduce
 
+from .regmap import DocIntEnum
+
 __all__ = ["REQUEST_SYNC", "RESPONSE_SYNC", "MAGIC", "PROTOCOL_VERSION", "Command", "Status",
            "LayoutField", "Layout", "REQUEST_LAYOUT", "RESPONSE_LAYOUT", "HELLO_LAYOUT",
            "REGISTER_LAYOUT", "IRQ_LAYOUT", "REQUEST_HEADER", "RESPONSE_HEADER", "HELLO_FORMAT",
@@ -149,14 +151,8 @@ class Command(enum.IntEnum):
         return self in (Command.REG_WRITE, Command.MEM_WRITE)
 
 
-class Status(enum.IntEnum):
+class Status(DocIntEnum):
     """Response status. Codes below AXI_SLVERR mean the request was not executed."""
-
-    def __new__(cls, value: int, doc: str):
-        member = int.__new__(cls, value)
-        member._value_ = value
-        member.doc = doc
-        return member
 
     OK = 0x00, "executed"
     CRC = 0x01, "request CRC mismatch; not executed"
