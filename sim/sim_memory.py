@@ -34,6 +34,15 @@ from hdl.spec.config import AccelConfig
 __all__ = ["SimMemory"]
 
 
+def _answer_from(m: Module, fifo, layout: data.StructLayout, bus, channel: str) -> None:
+    """Offer the head of ``fifo`` (entries of ``layout``) on response ``channel`` ("r" or
+    "b") of ``bus``: each field to ``<channel><field>``, popped on the handshake."""
+    head = Signal(layout)
+    m.d.comb += [head.eq(fifo.r_data), getattr(bus, channel + "valid").eq(fifo.r_rdy),
+                 fifo.r_en.eq(getattr(bus, channel + "ready"))]
+    m.d.comb += [getattr(bus, channel + name).eq(getattr(head, name)) for name in layout.members]
+
+
 class SimMemory(wiring.Component):
     """AXI4 slave over the shared-file memory; see the module docstring."""
 
@@ -123,16 +132,7 @@ class SimMemory(wiring.Component):
         ]
         with m.If(rd_err):
             m.d.comb += r_out.resp.eq(RESP_DECERR)
-        r_head = Signal(r_layout)
-        m.d.comb += [
-            r_head.eq(r_fifo.r_data),
-            bus.rvalid.eq(r_fifo.r_rdy),
-            bus.rdata.eq(r_head.data),
-            bus.rresp.eq(r_head.resp),
-            bus.rlast.eq(r_head.last),
-            bus.rid.eq(r_head.id),
-            r_fifo.r_en.eq(bus.rready),
-        ]
+        _answer_from(m, r_fifo, r_layout, bus, "r")
 
         # -- writes ------------------------------------------------------------------
         # AW bursts queue up; W beats stream at one per cycle against the queue's head,
@@ -184,14 +184,7 @@ class SimMemory(wiring.Component):
             m.d.sync += burst_err.eq(0)
         with m.Elif(wrote & wr_err):
             m.d.sync += burst_err.eq(1)
-        b_head = Signal(b_layout)
-        m.d.comb += [
-            b_head.eq(b_fifo.r_data),
-            bus.bvalid.eq(b_fifo.r_rdy),
-            bus.bid.eq(b_head.id),
-            bus.bresp.eq(b_head.resp),
-            b_fifo.r_en.eq(bus.bready),
-        ]
+        _answer_from(m, b_fifo, b_layout, bus, "b")
 
         m.submodules.port = Instance(
             "systole_mem_port",

@@ -22,7 +22,7 @@ from hdl.spec.regmap import ErrorCode
 from host.accel.pack import packed_size
 from sim.dma_traffic import pause_pairing
 from sim.systole_tb import CTRL, GUARD_BYTES, SystoleTB
-from sim.top_build import run_top
+from sim.top_build import on_presets, run_top
 
 
 def operands(rng: np.random.Generator, m: int, n: int, k: int):
@@ -249,11 +249,6 @@ async def soft_reset_mid_job(dut):
     await good_job_passes(tb, rng, 40)
 
 
-@pytest.mark.xdist_group("top-tiny")
-def test_errors_tiny():
-    run_top("sim.test_errors", "tiny")
-
-
-@pytest.mark.xdist_group("top-small")
-def test_errors_small():
-    run_top("sim.test_errors", "small")
+@pytest.mark.parametrize("preset", on_presets("tiny", "small"))
+def test_errors(preset):
+    run_top("sim.test_errors", preset)

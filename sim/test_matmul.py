@@ -19,7 +19,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from hdl.spec.regmap import REGISTERS, ErrorCode, const_value
 from sim.dma_traffic import PAUSES, edge_offsets, pause_pairing
 from sim.systole_tb import CTRL, SystoleTB
-from sim.top_build import run_top
+from sim.top_build import on_presets, run_top
 
 
 def operands(rng: np.random.Generator, m: int, n: int, k: int, extremes: bool = False):
@@ -211,11 +211,6 @@ async def latency_memory_decode(dut):
     assert ideal <= result.perf_busy < ideal + 400, f"PERF_BUSY={result.perf_busy} for {ideal} beats"
 
 
-@pytest.mark.xdist_group("top-tiny")
-def test_matmul_tiny():
-    run_top("sim.test_matmul", "tiny")
-
-
-@pytest.mark.xdist_group("top-small")
-def test_matmul_small():
-    run_top("sim.test_matmul", "small")
+@pytest.mark.parametrize("preset", on_presets("tiny", "small"))
+def test_matmul(preset):
+    run_top("sim.test_matmul", preset)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hdl.spec.config import AccelConfig, preset
 
-__all__ = ["PRESET_ENV", "top_verilog", "top_build_args", "run_top"]
+__all__ = ["PRESET_ENV", "top_verilog", "top_build_args", "run_top", "on_presets"]
 
 PRESET_ENV = "SYSTOLE_PRESET"
 
@@ -48,6 +48,13 @@ def top_build_args() -> tuple[str, ...]:
     if find_simulator().name == "verilator":
         return ("--no-public-flat-rw", "--public-depth", "1")
     return ()
+
+
+def on_presets(*names: str) -> list:
+    """pytest parameters for the presets ``names``, each in the xdist group of its build,
+    so one worker compiles a preset's top and runs everything on it."""
+    import pytest
+    return [pytest.param(name, marks=pytest.mark.xdist_group(f"top-{name}")) for name in names]
 
 
 def run_top(test_module: str, preset_name: str, extra_env: dict[str, str] | None = None,
