@@ -197,11 +197,12 @@ def _environment(**values: str):
                 os.environ[key] = value
 
 
-def run_cocotb(*, sources: list[Path], toplevel: str, test_module: str, testcase=None,
+def run_cocotb(*, sources: list[Path], toplevel: str, test_module: str,
                extra_env: dict[str, str] | None = None, seed: int | None = None,
                waves: bool = False, tag: str = "", extra_args: tuple[str, ...] = ()) -> Path:
-    """Build ``sources`` (cached) and run every cocotb test of ``test_module`` (or those
-    named in ``testcase``) against ``toplevel``; ``waves`` or ``$WAVES`` records an FST.
+    """Build ``sources`` (cached) and run every cocotb test of ``test_module`` against
+    ``toplevel``; ``waves`` or ``$WAVES`` records an FST. There is no list of tests to
+    pick from: a test that is written runs (``COCOTB_TEST_FILTER`` narrows a run by hand).
 
     Returns the results file. Raises ``AssertionError`` when no test ran or any failed.
     """
@@ -213,7 +214,7 @@ def run_cocotb(*, sources: list[Path], toplevel: str, test_module: str, testcase
     test_dir.mkdir(parents=True, exist_ok=True)
     env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     env.update(extra_env or {})
-    results = runner.test(test_module=test_module, hdl_toplevel=toplevel, testcase=testcase,
+    results = runner.test(test_module=test_module, hdl_toplevel=toplevel,
                           build_dir=build_dir, test_dir=test_dir, extra_env=env,
                           seed=seed, waves=waves, timescale=sim.timescale)
     num_tests, num_failed = get_results(Path(results))
