@@ -3,29 +3,45 @@
 ``SerialLink`` speaks the frame protocol of ``hdl.spec.link_protocol`` over any byte
 transport with pyserial's interface (``write(bytes)``, ``read(n)`` returning what
 arrived within the transport's timeout, ``reset_input_buffer()``). On a Nexys Video
-the transport is the board's USB-UART (``SerialLink.open("/dev/ttyUSB0")``); in tests
-it is a transport bridged into the cocotb simulation of the bridge, or a Python
+the transport is the board's USB-UART (``SerialLink.open("/dev/ttyUSB0", 921600)``); in
+tests it is a transport bridged into the cocotb simulation of the bridge, or a Python
 model of the bridge. ``LinkRegisterBus`` and ``LinkMemory`` put the link under
 ``host.accel.driver.Driver`` as its ``RegisterBus`` and ``DeviceMemory``.
 
-Errors are explicit: ``LinkTimeout`` (nothing or too little came back in time),
-``LinkCrcError`` (a response failed its CRC, after retries), ``LinkWrongDevice``
-(something answers but it is not a Systole bridge), ``LinkDeviceError`` (the bridge
-refused the request or the AXI slave returned an error; ``.status`` says which).
+Nothing waits forever: every request has one deadline, ``timeout_s`` after it was
+sent, and neither stray bytes nor stale frames extend it. Every error is one line
+that names the port, the request and, for a timeout, how long was waited. All derive
+from ``LinkError`` (a ``host.errors.SystoleError`` and a ``RuntimeError``):
+
+- ``LinkOpenError``: the port cannot be opened (missing, refused, busy, no permission)
+  or the baud rate cannot work (``.port`` names it);
+- ``LinkTimeout``: no answer, or an answer that stopped mid-frame, by the deadline;
+  the message says how many stray bytes and stale frames arrived meanwhile;
+- ``LinkCrcError``: a response failed its CRC, after the retries;
+- ``LinkWrongDevice``: something answers, but it is not a compatible Systole bridge;
+- ``LinkDeviceError``: the bridge refused the request or the AXI slave returned an
+  error (``.status`` says which);
+- ``LinkPortError``: the port failed while in use (unplugged, or a write that never
+  drained).
 """
 
 from __future__ import annotations
 
+import errno
+import math
+import numbers
 import time
 from typing import Callable, Protocol
 
 import numpy as np
 
 from hdl.spec.link_protocol import (
+    CRC_BYTES,
     MAGIC,
     PROTOCOL_VERSION,
     RESPONSE_HEADER,
     RESPONSE_SYNC,
+    SYNC_BYTES,
     Command,
     HelloInfo,
     Status,
@@ -34,12 +50,26 @@ from hdl.spec.link_protocol import (
     window_ok,
 )
 
-__all__ = ["Transport", "LinkError", "LinkTimeout", "LinkCrcError", "LinkWrongDevice", "LinkDeviceError",
-           "SerialLink", "LinkRegisterBus", "LinkMemory"]
+from ..errors import SystoleError
+
+__all__ = ["Transport", "LinkError", "LinkOpenError", "LinkTimeout", "LinkCrcError", "LinkWrongDevice",
+           "LinkDeviceError", "LinkPortError", "SerialLink", "LinkRegisterBus", "LinkMemory"]
 # Statuses meaning "the request was not executed": retrying cannot double an effect.
 _NOT_EXECUTED = (Status.CRC, Status.TRUNCATED)
 # Commands that may be repeated when their response is lost (REG_WRITE may hit CTRL/ISR).
 _IDEMPOTENT = (Command.HELLO, Command.REG_READ, Command.MEM_READ, Command.MEM_WRITE, Command.IRQ)
+# No response is longer: max_payload is at most 4096 and HELLO's answer is shorter. A
+# header claiming more is noise that happens to start with the sync byte.
+_MAX_RESPONSE_PAYLOAD = 4096
+_HEADER_END = SYNC_BYTES + RESPONSE_HEADER.size
+# Why an open failed, by errno: what to do about it.
+_OPEN_HINTS = {
+    errno.ENOENT: "; is the device connected and powered?",
+    errno.EACCES: "; add your user to the dialout group, or check the port's permissions",
+    errno.EBUSY: "; another program has the port open",
+    errno.ECONNREFUSED: "; nothing listens at that address",
+    errno.ENOTTY: "; it is not a serial port",
+}
 
 
 class Transport(Protocol):
@@ -52,8 +82,16 @@ class Transport(Protocol):
     def reset_input_buffer(self) -> None: ...
 
 
-class LinkError(RuntimeError):
-    """Base class of every link failure."""
+class LinkError(SystoleError, RuntimeError):
+    """Base class of every link failure; the message is one line naming the port."""
+
+
+class LinkOpenError(LinkError):
+    """The port cannot be opened, or not at this baud rate; ``.port`` names it."""
+
+    def __init__(self, port: str, reason: str):
+        self.port = port
+        super().__init__(f"cannot open {port}: {reason}")
 
 
 class LinkTimeout(LinkError):
@@ -71,88 +109,213 @@ class LinkWrongDevice(LinkError):
 class LinkDeviceError(LinkError):
     """The bridge answered with an error status."""
 
-    def __init__(self, command: Command, address: int, status: Status):
+    def __init__(self, command: Command, address: int, status: Status, where: str = ""):
         self.command, self.address, self.status = command, address, status
-        super().__init__(f"{command.name} at {address:#x} failed: {status.name} ({status.doc})")
+        super().__init__(f"{where + ': ' if where else ''}{command.name} at {address:#x} failed: "
+                         f"{status.name} ({status.doc})")
+
+
+class LinkPortError(LinkError):
+    """The port itself failed while in use: unplugged, or a write that never drained."""
+
+
+class _Expired(Exception):
+    """Internal: the deadline passed after ``got`` bytes of a read had arrived."""
+
+    def __init__(self, got: int):
+        self.got = got
+
+
+def _describe(command: Command, address: int, length: int) -> str:
+    """A request as error messages name it: ``REG_READ 0x10``, ``MEM_READ of 64 bytes at 0x1000``."""
+    if command in (Command.REG_READ, Command.REG_WRITE):
+        return f"{command.name} {address:#x}"
+    if command in (Command.MEM_READ, Command.MEM_WRITE):
+        return f"{command.name} of {length} bytes at {address:#x}"
+    return command.name
+
+
+def _open_failure(error: BaseException) -> str:
+    """Why pyserial could not open a port, in a few words plus the remedy."""
+    cause = error.__context__ if isinstance(error.__context__, BaseException) else None
+    number = getattr(error, "errno", None) or getattr(cause, "errno", None)
+    if isinstance(cause, OSError) and cause.strerror:
+        reason = cause.strerror
+    elif cause is not None and len(cause.args) == 2 and isinstance(cause.args[1], str):
+        number, reason = cause.args        # termios.error: (errno, text)
+    else:
+        reason = str(error)
+    return f"{reason}{_OPEN_HINTS.get(number, '')}"
+
+
+def _check_baud(port: str, baud) -> int:
+    if isinstance(baud, bool) or not isinstance(baud, numbers.Integral) or baud <= 0:
+        raise LinkOpenError(port, f"baud rate {baud!r} is not a positive integer")
+    return int(baud)
 
 
 class SerialLink:
     """Request/response frames to one ``UartBridge``.
 
-    Every request waits for its response (stop and wait). A response that fails its CRC
-    or an error status meaning "not executed" is retried up to ``retries`` times; a
-    lost response is retried only for commands that may safely run twice. ``clock``
-    measures timeouts (wall time by default; a simulation passes simulated seconds).
+    Every request waits for its response (stop and wait) until a deadline fixed when it
+    is sent, ``timeout_s`` later on ``clock`` (wall time by default; a simulation passes
+    simulated seconds). While waiting, bytes that cannot start a response are skipped
+    (``stray_bytes``) and well-formed answers to earlier requests, late or repeated, are
+    dropped (``stale_frames``); neither extends the deadline. A response that fails its
+    CRC or an error status meaning "not executed" is retried up to ``retries`` times; a
+    lost response is retried only for commands that may safely run twice. The counters
+    add up over the link's life, for statistics.
     """
 
     def __init__(self, transport: Transport, *, timeout_s: float = 1.0, retries: int = 2,
                  clock: Callable[[], float] | None = None, name: str = "link"):
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, numbers.Real) \
+                or not math.isfinite(timeout_s) or timeout_s <= 0:
+            raise ValueError(f"{name}: timeout_s={timeout_s!r} must be a finite number of seconds > 0")
+        if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
+            raise ValueError(f"{name}: retries={retries!r} must be an integer >= 0")
         self.transport = transport
         self.timeout_s = timeout_s
-        self.retries = retries
+        self.retries = int(retries)
         self.clock = clock or getattr(transport, "now", None) or time.monotonic
         self.name = name
         self._seq = 0
         self._info: HelloInfo | None = None
-        self.frames = 0          # requests sent, retries included (for statistics)
+        self._pending = bytearray()     # bytes read but given back by the sync hunt
+        self.frames = 0                 # requests sent, retries included
+        self.stray_bytes = 0            # bytes skipped while hunting for a response's sync byte
+        self.stale_frames = 0           # good frames answering another request (late or repeated)
+        self.crc_errors = 0             # responses that failed their CRC
 
     @classmethod
     def open(cls, port: str, baud: int, **kwargs) -> "SerialLink":
-        """Open ``port`` (a device path or any pyserial URL) at ``baud``, 8N1."""
-        import serial
-        transport = serial.serial_for_url(port, baudrate=baud, bytesize=8, parity="N", stopbits=1,
-                                          timeout=0.05, write_timeout=5.0)
+        """Open ``port`` (a device path or any pyserial URL) at ``baud``, 8N1.
+
+        ``LinkOpenError`` names the port and why: a baud rate that is not a positive
+        integer, a missing device, a refused connection, no permission. A ``socket://``
+        connection attempt gives up after pyserial's 5 s; writes after 5 s.
+        """
+        baud = _check_baud(port, baud)
+        try:
+            import serial
+        except ImportError:
+            raise LinkOpenError(port, "pyserial is not installed (pip install pyserial)") from None
+        try:
+            transport = serial.serial_for_url(port, baudrate=baud, bytesize=8, parity="N", stopbits=1,
+                                              timeout=0.05, write_timeout=5.0)
+        except (OSError, ValueError) as error:     # serial.SerialException is an OSError
+            raise LinkOpenError(port, _open_failure(error)) from error
         return cls(transport, name=f"{port} at {baud} baud", **kwargs)
 
-    # -- frames ----------------------------------------------------------------------
-    def _read_exact(self, nbytes: int, deadline: float) -> bytes:
-        data = b""
-        while len(data) < nbytes:
-            chunk = self.transport.read(nbytes - len(data))
-            data += chunk
-            if len(data) < nbytes and self.clock() > deadline:
-                raise LinkTimeout(
-                    f"{self.name}: the device stopped answering ({len(data)} of {nbytes} bytes "
-                    f"within {self.timeout_s} s)" if data else
-                    f"{self.name}: no answer within {self.timeout_s} s; is the bitstream loaded "
-                    "and the baud rate right?")
-        return data
+    def close(self) -> None:
+        """Close the transport, when it can be closed."""
+        close = getattr(self.transport, "close", None)
+        if close is not None:
+            close()
 
-    def _receive(self, command: Command, seq: int, deadline: float) -> tuple[Status, bytes]:
-        """The response to (command, seq); stale responses to earlier requests are skipped."""
-        while True:
-            while self._read_exact(1, deadline)[0] != RESPONSE_SYNC:
-                pass
-            header = self._read_exact(RESPONSE_HEADER.size, deadline)
-            cmd, got_seq, status, length = RESPONSE_HEADER.unpack(header)
-            payload = self._read_exact(length, deadline)
-            crc = int.from_bytes(self._read_exact(2, deadline), "little")
-            if crc != crc16(header + payload):
-                raise LinkCrcError(f"{self.name}: response CRC mismatch for {command.name}")
-            if (cmd, got_seq) == (command, seq):
+    def __enter__(self) -> "SerialLink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- frames ----------------------------------------------------------------------
+    def _read(self, nbytes: int, what: str) -> bytes:
+        try:
+            return self.transport.read(nbytes)
+        except OSError as error:
+            raise LinkPortError(f"{self.name}: {what}: the port failed while waiting for the answer "
+                                f"({error}); was the device unplugged?") from error
+
+    def _take(self, nbytes: int, deadline: float, what: str) -> bytes:
+        """``nbytes`` bytes, first those the sync hunt gave back; ``_Expired`` at the deadline."""
+        data = self._pending[:nbytes]
+        del self._pending[:nbytes]
+        while len(data) < nbytes:
+            data += self._read(nbytes - len(data), what)
+            if len(data) < nbytes and self.clock() > deadline:
+                raise _Expired(len(data))
+        return bytes(data)
+
+    def _receive(self, command: Command, seq: int, deadline: float, what: str) -> tuple[Status, bytes]:
+        """The response to (command, seq), hunted for in the byte stream until ``deadline``."""
+        stray = stale = 0
+        try:
+            while True:
+                if self.clock() > deadline:
+                    raise self._timeout(what, 0, 0, stray, stale)
+                frame, need = b"", _HEADER_END
                 try:
-                    return Status(status), payload
+                    frame = self._take(SYNC_BYTES, deadline, what)
+                    if frame[0] != RESPONSE_SYNC:
+                        stray += 1
+                        continue
+                    frame += self._take(RESPONSE_HEADER.size, deadline, what)
+                    cmd, got_seq, status, length = RESPONSE_HEADER.unpack(frame[SYNC_BYTES:])
+                    if length > _MAX_RESPONSE_PAYLOAD:
+                        # Not a header: the real sync byte may be among the bytes just read.
+                        self._pending[:0] = frame[SYNC_BYTES:]
+                        stray += 1
+                        continue
+                    need = _HEADER_END + length + CRC_BYTES
+                    frame += self._take(length + CRC_BYTES, deadline, what)
+                except _Expired as expired:
+                    raise self._timeout(what, len(frame) + expired.got, need, stray, stale) from None
+                body, crc = frame[SYNC_BYTES:-CRC_BYTES], frame[-CRC_BYTES:]
+                if int.from_bytes(crc, "little") != crc16(body):
+                    self.crc_errors += 1
+                    skipped = f" after {stray} stray bytes" if stray else ""
+                    raise LinkCrcError(f"{self.name}: {what}: response CRC mismatch{skipped}; a noisy "
+                                       "line or a wrong baud rate?")
+                if (cmd, got_seq) != (command, seq):
+                    stale += 1          # a late or repeated answer to an earlier request
+                    continue
+                try:
+                    return Status(status), body[RESPONSE_HEADER.size:]
                 except ValueError:
-                    raise LinkWrongDevice(f"{self.name}: unknown status {status:#x} in a response") from None
-            # Otherwise a late answer to an earlier request: keep hunting.
+                    raise LinkWrongDevice(f"{self.name}: {what}: unknown status {status:#x} in the "
+                                          "answer: not a Systole bridge?") from None
+        finally:
+            self.stray_bytes += stray
+            self.stale_frames += stale
+
+    def _timeout(self, what: str, got: int, need: int, stray: int, stale: int) -> LinkTimeout:
+        within = f"within {self.timeout_s} s"
+        skipped = ", ".join(part for part in (f"{stray} stray bytes skipped" if stray else "",
+                                              f"{stale} stale frames dropped" if stale else "") if part)
+        if got:
+            of = (f"{got} of {need} bytes" if need > _HEADER_END
+                  else f"{got} bytes, the header incomplete")
+            text = f"the device stopped answering mid-response ({of} {within})"
+            text += f"; {skipped}" if skipped else ""
+        elif stray:
+            text = (f"no answer {within} ({skipped}); bytes arrive but do not frame an answer: "
+                    "a wrong baud rate, or not a Systole bridge?")
+        elif stale:
+            text = f"no answer {within} ({skipped}); the device answers only earlier requests"
+        else:
+            text = f"no answer {within}; is the bitstream loaded and the baud rate right?"
+        return LinkTimeout(f"{self.name}: {what}: {text}")
 
     def transact(self, command: Command, address: int, length: int, payload: bytes = b"") -> bytes:
         """Send one request and return the response payload; raise on any failure."""
         attempts = self.retries + 1
-        for attempt in range(attempts):
+        for attempt in range(1, attempts + 1):
+            what = _describe(command, address, length)
+            what += f" (attempt {attempt} of {attempts})" if attempt > 1 else ""
             self._seq = (self._seq + 1) & 0xFF
             frame = encode_request(command, self._seq, address, length, payload)
-            self.transport.write(frame)
-            self.frames += 1
-            last = attempt == attempts - 1
             try:
-                status, response = self._receive(command, self._seq, self.clock() + self.timeout_s)
-            except LinkCrcError:
-                if last or command not in _IDEMPOTENT:
-                    raise
-                self._resync()
-                continue
-            except LinkTimeout:
+                self.transport.write(frame)
+            except OSError as error:
+                raise LinkPortError(f"{self.name}: {what}: could not send the request ({error}); was "
+                                    "the device unplugged?") from error
+            deadline = self.clock() + self.timeout_s     # fixed now: nothing that arrives extends it
+            self.frames += 1
+            last = attempt == attempts
+            try:
+                status, response = self._receive(command, self._seq, deadline, what)
+            except (LinkCrcError, LinkTimeout):
                 if last or command not in _IDEMPOTENT:
                     raise
                 self._resync()
@@ -161,12 +324,13 @@ class SerialLink:
                 self._resync()
                 continue
             if status != Status.OK:
-                raise LinkDeviceError(command, address, status)
+                raise LinkDeviceError(command, address, status, where=self.name)
             return response
         raise AssertionError("unreachable")
 
     def _resync(self) -> None:
         """Drop whatever is in flight so the next response read starts clean."""
+        self._pending.clear()
         self.transport.reset_input_buffer()
 
     # -- commands --------------------------------------------------------------------
@@ -254,6 +418,8 @@ class LinkRegisterBus:
 
     def wait_irq(self, timeout_s: float) -> bool:
         """Poll the bridge's IRQ command until the line is high or ``timeout_s`` passes."""
+        if not math.isfinite(timeout_s) or timeout_s < 0:
+            raise ValueError(f"wait_irq timeout_s={timeout_s!r} must be a finite number of seconds >= 0")
         deadline = self.now() + timeout_s
         while True:
             if self.link.irq():
