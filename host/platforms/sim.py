@@ -18,12 +18,22 @@ Protocol: request ``<B op><Q a><Q b>``, reply ``<B status><Q value>``. Ops: READ
 irq is high), NOW (value: cycles since reset), SET_MEMORY (a=index in
 ``MEMORY_CONTROLS``, b=value), CLOSE. Simulated time moves only inside requests, so a
 run is deterministic whatever the host does in between.
+
+Nothing waits forever: the simulator has ``_START_TIMEOUT_S`` to build and connect,
+and each request ``request_timeout_s`` (600 s by default: one WAIT_IRQ of a large
+simulated job takes minutes of wall time) to be answered. A waiting request also
+notices within a second that the simulator process has exited. Either way a
+``CosimError`` (a ``host.errors.SystoleError``) names the request, how long it
+waited and the log file, and the simulator is stopped: a late answer could only be
+taken for the next request's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 import shutil
 import socket
@@ -42,12 +52,15 @@ from hdl.spec.config import AccelConfig
 from ..accel.bus import MemoryWindow
 from ..accel.driver import Driver
 from ..accel.hardware import DriverBackend
+from ..errors import SystoleError
 
 __all__ = ["CosimSession", "CosimError", "DEFAULT_MEMORY_BASE", "REQUEST", "REPLY", "OPS",
            "MEMORY_CONTROLS", "STATUS_OK", "STATUS_ERROR", "backend"]
 
 DEFAULT_MEMORY_BASE = 0x4000_0000
 _START_TIMEOUT_S = 600.0       # the first Verilator build of a large config takes minutes
+_REQUEST_TIMEOUT_S = 600.0     # one WAIT_IRQ of a large simulated job takes minutes of wall time
+_POLL_S = 0.25                 # how often a waiting request checks the simulator still runs
 _REPO = Path(__file__).resolve().parents[2]
 
 REQUEST = struct.Struct("<BQQ")
@@ -58,8 +71,8 @@ MEMORY_CONTROLS = ("read_latency", "fault_lo", "fault_hi", "fault_read", "fault_
 STATUS_OK, STATUS_ERROR = 0, 1
 
 
-class CosimError(RuntimeError):
-    """The simulator could not be started or stopped answering."""
+class CosimError(SystoleError, RuntimeError):
+    """The simulator could not be started, stopped answering, or exited."""
 
 
 class _SimBus:
@@ -88,15 +101,24 @@ class CosimSession:
     """One running simulation of ``config``'s accelerator with ``memory_bytes`` of DDR.
 
     The simulator's output (its build, then cocotb's log) goes to ``log_file``, which is
-    removed on ``close`` unless the simulator failed; a ``CosimError`` names it.
+    removed on ``close`` unless the simulator failed; a ``CosimError`` names it. Each
+    request waits at most ``request_timeout_s`` seconds of wall time for its answer.
     """
 
     def __init__(self, config: AccelConfig, memory_bytes: int = 1 << 30,
-                 memory_base: int = DEFAULT_MEMORY_BASE, read_latency: int = 32):
+                 memory_base: int = DEFAULT_MEMORY_BASE, read_latency: int = 32,
+                 request_timeout_s: float = _REQUEST_TIMEOUT_S):
         if memory_base + memory_bytes > 1 << config.addr_width:
             raise ValueError(f"memory window {memory_base:#x}+{memory_bytes:#x} exceeds the "
                              f"{config.addr_width}-bit DMA address space")
+        if isinstance(request_timeout_s, bool) or not (
+                isinstance(request_timeout_s, numbers.Real) and math.isfinite(request_timeout_s)
+                and request_timeout_s > 0):
+            raise ValueError(f"request_timeout_s={request_timeout_s!r} must be a finite number of "
+                             "seconds > 0")
         self.config = config
+        self.request_timeout_s = float(request_timeout_s)
+        self._failed = False
         self.clock_hz = config.clock_mhz * 1e6
         self._ops = {name: code for code, name in enumerate(OPS)}
         self._lock = threading.Lock()
@@ -156,7 +178,6 @@ class CosimSession:
             listener.close()
             socket_path.unlink(missing_ok=True)
             self._memory_path.unlink(missing_ok=True)
-        self._sock.settimeout(None)
 
     def _log_tail(self, lines: int = 6) -> str:
         try:
@@ -167,25 +188,79 @@ class CosimSession:
 
     # -- protocol --------------------------------------------------------------------
     def request(self, op: str, a: int = 0, b: int = 0) -> int:
-        """Send one request and return its value; ``CosimError`` if the simulator died."""
-        if self._sock is None:
-            raise CosimError("the simulator session is closed")
+        """Send one request and return its value.
+
+        ``CosimError`` when the answer has not come within ``request_timeout_s``, the
+        simulator exited or hung up, or it refused the request. After any but the last
+        the session is closed and the simulator stopped.
+        """
+        what = f"{op}({a:#x}, {b:#x})"
         with self._lock:
+            if self._sock is None:
+                raise CosimError(f"the simulator session is closed; cannot send {what}")
             self.requests += 1
-            try:
-                self._sock.sendall(REQUEST.pack(self._ops[op], a, b))
-                reply = b""
-                while len(reply) < REPLY.size:
-                    chunk = self._sock.recv(REPLY.size - len(reply))
-                    if not chunk:
-                        raise ConnectionError("simulator closed the connection")
-                    reply += chunk
-            except OSError as exc:
-                raise CosimError(f"simulator stopped answering ({exc}); see {self.log_file}") from exc
+            reply = self._exchange(REQUEST.pack(self._ops[op], a, b), what)
         status, value = REPLY.unpack(reply)
         if status != STATUS_OK:
-            raise CosimError(f"simulator refused request {op}({a:#x}, {b:#x})")
+            raise CosimError(f"simulator refused request {what}")
         return value
+
+    def _exchange(self, request: bytes, what: str) -> bytes:
+        """Send ``request``, return the reply; the deadline is fixed before sending."""
+        try:
+            return self._send_and_wait(request, what)
+        except CosimError:
+            raise
+        except OSError as exc:
+            raise self._abandon(f"the simulator stopped answering {what} ({exc})") from exc
+        except BaseException:
+            # Ctrl-C mid-request: the reply still in flight would be taken for the next one's.
+            self._abandon("interrupted")
+            raise
+
+    def _send_and_wait(self, request: bytes, what: str) -> bytes:
+        deadline = time.monotonic() + self.request_timeout_s
+        reply, exited = b"", False
+        self._sock.settimeout(self.request_timeout_s)
+        self._sock.sendall(request)
+        while len(reply) < REPLY.size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._abandon(f"the simulator did not answer {what} within "
+                                    f"{self.request_timeout_s:g} s (request_timeout_s); it was stopped")
+            self._sock.settimeout(min(remaining, _POLL_S))
+            try:
+                chunk = self._sock.recv(REPLY.size - len(reply))
+            except socket.timeout:
+                if self._process is not None and self._process.poll() is not None:
+                    if exited:
+                        raise self._abandon(f"the simulator exited (status {self._process.poll()}) "
+                                            f"before answering {what}: {self._log_tail(3)}") from None
+                    exited = True           # one more look: its last reply may have just arrived
+                continue
+            if not chunk:
+                raise self._abandon(f"the simulator hung up before answering {what}{self._exit_note()}: "
+                                    f"{self._log_tail(3)}")
+            reply += chunk
+        return reply
+
+    def _exit_note(self) -> str:
+        if self._process is None:
+            return ""
+        try:
+            return f" (exit status {self._process.wait(timeout=1.0)})"
+        except subprocess.TimeoutExpired:
+            return ""
+
+    def _abandon(self, text: str) -> CosimError:
+        """Close the session after a failed request: the stream is out of step now."""
+        self._failed = True
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+        return CosimError(f"{text}; see {self.log_file}")
 
     def set_memory(self, control: str, value: int) -> None:
         """Set a control of the simulated memory (``MEMORY_CONTROLS``)."""
@@ -205,11 +280,13 @@ class CosimSession:
                 self.request("CLOSE")
             except CosimError:
                 failed = True
-            self._sock.close()
-            self._sock = None
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
         self._stop(failed)
 
     def _stop(self, failed: bool) -> None:
+        failed |= self._failed
         if self._process is not None:
             try:
                 failed |= self._process.wait(timeout=60) != 0
@@ -239,10 +316,11 @@ def _shm_or(fallback: Path) -> Path:
     return fallback
 
 
-def backend(config: AccelConfig, memory_bytes: int = 1 << 30) -> DriverBackend:
+def backend(config: AccelConfig, memory_bytes: int = 1 << 30,
+            request_timeout_s: float = _REQUEST_TIMEOUT_S) -> DriverBackend:
     """The ``sim`` backend: the RTL in Verilator. The first use of a configuration
     compiles it (minutes)."""
-    session = CosimSession(config, memory_bytes=memory_bytes)
+    session = CosimSession(config, memory_bytes=memory_bytes, request_timeout_s=request_timeout_s)
     try:
         driver = Driver(session.bus, session.memory, config)
     except BaseException:
