@@ -14,11 +14,17 @@ Guarantees:
   faulting address. The accelerator is soft-reset before the exception leaves, so
   the next job can run.
 - A job that does not finish within its timeout raises ``AcceleratorTimeout``,
-  after a soft reset.
+  after a soft reset. Every wait has a deadline on the bus's clock (``bus.now``),
+  and its error says what was awaited and for how long. A timeout that is not a
+  finite positive number is refused (``ValueError``) before anything waits on it.
+- Every error here is an ``AcceleratorError``: a ``host.errors.SystoleError``, so a
+  command line prints it as one line.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +33,7 @@ from hdl.spec.config import AccelConfig
 from hdl.spec.job import Job, check, row_strides
 from hdl.spec.regmap import ID_MAGIC, REGISTERS, VERSION, ErrorCode, by_name, const_value
 
+from ..errors import SystoleError
 from .bus import DeviceMemory, RegisterBus
 from .pack import PackedWeights, pack_weights
 
@@ -39,9 +46,18 @@ _IER_DONE = by_name("IER").fields[0].mask
 _ISR_DONE = by_name("ISR").fields[0].mask
 _STATUS_BUSY = by_name("STATUS").fields[0].mask
 _DEVICE_ALIGN = 4096        # buffers start on a page: no burst ever straddles two buffers
+_CYCLES_TRIES = 4           # CYCLES_HI moves every 2^32 cycles: two misses in a row mean a broken bus
 
 
-class AcceleratorError(RuntimeError):
+def _check_positive(name: str, value: float, unit: str = " of seconds") -> float:
+    """``value`` if it is a finite number > 0: a NaN deadline would never pass."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{name}={value!r} must be a finite number{unit} > 0")
+    return value
+
+
+class AcceleratorError(SystoleError, RuntimeError):
     """Base class of every error the accelerator reports."""
 
 
@@ -142,7 +158,8 @@ class Driver:
                  use_irq: bool | None = None, timeout_scale: float = 20.0, min_timeout_s: float = 1e-3):
         self.bus, self.memory, self.config = bus, memory, config
         self.use_irq = bus.has_irq if use_irq is None else use_irq
-        self.timeout_scale, self.min_timeout_s = timeout_scale, min_timeout_s
+        self.timeout_scale = _check_positive("timeout_scale", timeout_scale, unit="")
+        self.min_timeout_s = _check_positive("min_timeout_s", min_timeout_s)
         self.last_stats: JobStats | None = None
         self.check_identity()
         self._allocator = _Allocator(memory.size)
@@ -257,11 +274,13 @@ class Driver:
             ideal = -(-m // self.config.rows) * (-(-n // self.config.cols) * k + k)
             timeout_s = max(self.min_timeout_s,
                             self.timeout_scale * ideal / (self.config.clock_mhz * 1e6))
+        _check_positive("timeout_s", timeout_s)
         write(_OFF["CTRL"], _CTRL["ap_start"])
         if not self._wait_done(timeout_s):
             self.soft_reset()
+            how = "waiting for its interrupt" if self.use_irq else "polling ap_done"
             raise AcceleratorTimeout(
-                f"job M={m} N={n} K={k} did not finish within {timeout_s * 1e3:.3f} ms; "
+                f"job M={m} N={n} K={k} did not finish within {timeout_s * 1e3:.3f} ms ({how}); "
                 "the accelerator was soft-reset")
         self.last_stats = JobStats(self.bus.read32(_OFF["PERF_BUSY"]),
                                    self.bus.read32(_OFF["PERF_STALL"]),
@@ -304,20 +323,24 @@ class Driver:
                 return False
 
     def soft_reset(self, timeout_s: float = 0.1) -> None:
-        """End any job and return the engine to idle; raise if it never gets there."""
+        """End any job and return the engine to idle; raise if it is not idle within ``timeout_s``."""
+        _check_positive("timeout_s", timeout_s)
         self.bus.write32(_OFF["CTRL"], _CTRL["soft_reset"])
         deadline = self.bus.now() + timeout_s
         while not self.bus.read32(_OFF["CTRL"]) & _CTRL["ap_idle"]:
             if self.bus.now() > deadline:
-                raise AcceleratorTimeout("accelerator did not return to idle after a soft reset; "
-                                         "the memory system may be hung (power-cycle or reload)")
+                raise AcceleratorTimeout(f"accelerator did not return to idle (CTRL.ap_idle) within "
+                                         f"{timeout_s * 1e3:g} ms of a soft reset; the memory system "
+                                         "may be hung (power-cycle or reload)")
         self._clear_interrupts()
         self.bus.read32(_OFF["CTRL"])                         # drop a stale ap_done
 
     def cycles(self) -> int:
         """The free-running cycle counter (64-bit, read consistently)."""
-        while True:
+        for _ in range(_CYCLES_TRIES):
             high = self.bus.read32(_OFF["CYCLES_HI"])
             low = self.bus.read32(_OFF["CYCLES_LO"])
             if self.bus.read32(_OFF["CYCLES_HI"]) == high:
                 return high << 32 | low
+        raise AcceleratorError(f"CYCLES_HI changed between reads {_CYCLES_TRIES} times in a row: the "
+                               "register bus returns garbage")
