@@ -19,7 +19,6 @@ target is missed. Synthesis runs in the background while the RTL simulates.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import PRESETS, preset
 from host.accel.cycles import ideal_cycles
+from host.cli import ArgumentParser, entry, int_in
 
 from . import report
 
@@ -58,11 +58,12 @@ def run_rtl(preset_name: str, shapes: list[tuple[int, int, int]], latency: int) 
         return json.loads(out.read_text())
 
 
+@entry
 def main(argv: list[str] | None = None) -> int:
     """All sections; the report collects what each printed."""
     from . import bench_dma, perf_report
 
-    parser = argparse.ArgumentParser(prog="python -m gen.bench", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m gen.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="skip the design-space sweep and Gemma through the RTL")
     args, rest = parser.parse_known_args(argv)
@@ -102,10 +103,10 @@ class _Tee:
 
 def rtl_main(argv: list[str] | None = None) -> int:
     """Sections 1-3: the RTL's decode efficiency, prefill ratio and resources."""
-    parser = argparse.ArgumentParser(prog="python -m gen.bench", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m gen.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="kv260", choices=sorted(PRESETS),
                         help="configuration simulated (default: kv260)")
-    parser.add_argument("--latency", type=int, default=32,
+    parser.add_argument("--latency", type=int_in(1, 4096), default=32,
                         help="memory read latency in cycles (default: 32)")
     parser.add_argument("--no-prefill", action="store_true", help="skip the prefill runs")
     parser.add_argument("--no-resources", action="store_true", help="skip the Yosys report")

@@ -14,16 +14,16 @@ Every beat read is checked against the memory image.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 from dataclasses import dataclass
 
 from amaranth.sim import Simulator
 
-from hdl.spec.config import AccelConfig, PRESETS, preset
 from hdl.dma_reader import DmaReader
 from hdl.dma_writer import DmaWriter
+from hdl.spec.config import PRESETS, AccelConfig, preset
+from host.cli import ArgumentParser, entry, int_in, unit_fraction
 from sim.axi_mem import AxiMemory
 
 __all__ = ["StreamResult", "measure_read", "measure_write", "main"]
@@ -147,13 +147,14 @@ def measure_write(config: AccelConfig, latency: int, beats: int = 4096) -> Strea
     return StreamResult(beats, latency, marks["last_w"] - marks["first"] + 1, marks["done"])
 
 
+@entry
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gen.bench_dma", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m gen.bench_dma", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="kv260", choices=sorted(PRESETS))
-    parser.add_argument("--beats", type=int, default=4096, help="beats per stream (default 4096)")
-    parser.add_argument("--latency", type=int, nargs="+", default=[32, 64],
+    parser.add_argument("--beats", type=int_in(1, 1 << 20), default=4096, help="beats per stream (default 4096)")
+    parser.add_argument("--latency", type=int_in(1, 4096), nargs="+", default=[32, 64],
                         help="memory latencies in cycles (default: 32 64)")
-    parser.add_argument("--min", type=float, default=0.99,
+    parser.add_argument("--min", type=unit_fraction, default=0.99,
                         help="fail if a steady read rate is below this (default 0.99)")
     args = parser.parse_args(argv)
     config = preset(args.preset)

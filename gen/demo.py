@@ -2,19 +2,21 @@
 
 1. Generate the Verilog and register artefacts for the chosen preset.
 2. Run Gemma 3 270M through ``generate()`` on the accelerator's golden model and
-   print the text, tok/s and the per-op profile (once the runtime exists).
+   print the text, tok/s and the per-op profile.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from host.cli import ArgumentParser, entry
 
 from .verilog import REPO, add_config_args, config_from_args, write_artefacts
 
 
+@entry
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gen.demo", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m gen.demo", description=__doc__.splitlines()[0])
     add_config_args(parser)
     args = parser.parse_args(argv)
     config = config_from_args(args)
@@ -22,12 +24,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{config.bus_bits}-bit DMA, {config.clock_mhz:g} MHz)")
     for path in write_artefacts(config, REPO / "build" / config.name):
         print(f"wrote {path.relative_to(REPO)}")
-    try:
-        from host.llm.generate import demo as run_generate_demo
-    except ModuleNotFoundError:
-        print("missing: host/generate.py (the Gemma 3 runtime, issue 4) is not built yet; "
-              "no text is generated", file=sys.stderr)
-        return 0
+    from host.llm.generate import demo as run_generate_demo
+
     return run_generate_demo(config)
 
 

@@ -20,7 +20,6 @@ tok/s; host time per Gemma token <= 3 ms; the cycle model within 5% of the RTL.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from hdl.spec.boards import BOARDS
 from hdl.spec.config import AccelConfig, preset
 from hdl.spec.link_protocol import REQUEST_OVERHEAD, RESPONSE_OVERHEAD
 from host.accel.cycles import job_cycles
+from host.cli import ArgumentParser, entry, out_dir
 from host.perf.host_time import HostTime, measure_host_time, random_llama_weights
 from host.perf.projection import STORIES, Projection, llama2c_config, llama2c_matmuls, model_matmuls, project
 
@@ -231,13 +231,14 @@ def judge(report: Report) -> list[Verdict]:
     return verdicts
 
 
+@entry
 def main(argv: list[str] | None = None, measured: list[tuple[str, str]] = ()) -> int:
     """Write the report; ``measured`` adds (title, text) sections printed by other benches."""
-    parser = argparse.ArgumentParser(prog="python -m gen.perf_report",
+    parser = ArgumentParser(prog="python -m gen.perf_report",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--no-rtl", action="store_true", help="skip Gemma through the RTL")
     parser.add_argument("--no-sweep", action="store_true", help="skip the design-space sweep")
-    parser.add_argument("--out", type=Path, default=OUT, help="report folder (build/bench)")
+    parser.add_argument("--out", type=out_dir, default=OUT, help="report folder (build/bench)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -18,7 +18,6 @@ the 16x16 top takes minutes. Notes on the numbers:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from hdl.spec.boards import BOARDS, Fpga
 from hdl.spec.config import AccelConfig, preset
+from host.cli import ArgumentParser, entry
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "report"
@@ -165,8 +165,9 @@ def table(results: list[Resources]) -> str:
     return "\n".join(lines)
 
 
+@entry
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gen.report", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m gen.report", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", action="append", choices=sorted(BOARDS),
                         help="board preset (repeatable; default: all boards)")
     parser.add_argument("--no-cache", action="store_true", help="synthesize even if cached")

@@ -15,7 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from hdl.spec.config import AccelConfig, PRESETS, preset
+from hdl.spec.config import PRESETS, AccelConfig, preset
+from host.cli import ArgumentParser, UsageError, entry, int_in, out_dir, positive_float
 
 from . import job_vectors
 from .regs import c_header, markdown, python_module
@@ -29,15 +30,22 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     """The ``--preset`` and per-field override options shared by every generator."""
     parser.add_argument("--preset", default="kv260", choices=sorted(PRESETS),
                         help="board or test configuration (default: kv260)")
-    parser.add_argument("--rows", type=int, help="override: PE rows")
-    parser.add_argument("--bus-bits", type=int, help="override: DMA data width (cols = bus_bits/8)")
-    parser.add_argument("--act-buffer-bytes", type=int, help="override: activation buffer bytes")
-    parser.add_argument("--addr-width", type=int, help="override: DMA address bits")
-    parser.add_argument("--clock-mhz", type=float, help="override: target clock")
+    parser.add_argument("--rows", type=int_in(1), help="override: PE rows")
+    parser.add_argument("--bus-bits", type=int_in(8), help="override: DMA data width (cols = bus_bits/8)")
+    parser.add_argument("--act-buffer-bytes", type=int_in(1), help="override: activation buffer bytes")
+    parser.add_argument("--addr-width", type=int_in(1), help="override: DMA address bits")
+    parser.add_argument("--clock-mhz", type=positive_float, help="override: target clock")
 
 
 def config_from_args(args: argparse.Namespace) -> AccelConfig:
-    """The preset with any overrides applied; ``ValueError`` names a bad value."""
+    """The preset with any overrides applied; ``UsageError`` names a bad value."""
+    try:
+        return _config_from_args(args)
+    except (ValueError, KeyError) as error:
+        raise UsageError(f"configuration refused: {error}") from None
+
+
+def _config_from_args(args: argparse.Namespace) -> AccelConfig:
     config = preset(args.preset)
     changes = {}
     if args.rows is not None:
@@ -69,6 +77,7 @@ def write_artefacts(config: AccelConfig, out: Path) -> list[Path]:
         path.write_text(text)
         written.append(path)
     from amaranth.back import verilog
+
     from hdl.top import SystoleTop
     path = out / "systole_top.v"
     path.write_text(verilog.convert(SystoleTop(config), name="systole_top", emit_src=False))
@@ -76,15 +85,13 @@ def write_artefacts(config: AccelConfig, out: Path) -> list[Path]:
     return written
 
 
+@entry
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gen.verilog", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m gen.verilog", description=__doc__.splitlines()[0])
     add_config_args(parser)
-    parser.add_argument("--out", type=Path, help="output directory (default: build/<preset>)")
+    parser.add_argument("--out", type=out_dir, help="output directory (default: build/<preset>)")
     args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args)
-    except (ValueError, KeyError) as exc:
-        parser.error(str(exc))
+    config = config_from_args(args)
     out = args.out or REPO / "build" / config.name
     for path in write_artefacts(config, out):
         print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")

@@ -14,6 +14,8 @@ __all__ = ["UartRx", "UartTx", "divisor_for"]
 
 def divisor_for(clock_hz: float, baud: int) -> int:
     """Cycles per bit for ``baud`` at ``clock_hz``; ``ValueError`` if the error exceeds 2%."""
+    if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
+        raise ValueError(f"baud={baud!r} must be a positive integer (bits per second)")
     divisor = round(clock_hz / baud)
     if divisor < 4:
         raise ValueError(f"baud={baud} is too fast for a {clock_hz / 1e6:g} MHz clock (divisor {divisor} < 4)")

@@ -14,7 +14,7 @@ everything it asked for.
 
 ``ArgumentParser`` prints a bad option as one line too (argparse's own prints the
 usage first). The option types (``finite_float``, ``positive_float``,
-``int_in``, ``out_dir``) refuse NaN, infinities, out-of-range numbers and unusable
+``unit_fraction``, ``int_in``, ``out_dir``) refuse NaN, infinities, out-of-range numbers and unusable
 output folders while the command line is parsed, before any work starts and before
 anything is written. This module imports only the standard library.
 """
@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 from .errors import SystoleError, UsageError
 
 __all__ = ["ArgumentParser", "entry", "run", "describe_os_error", "finite_float", "positive_float",
-           "nonnegative_float", "int_in", "out_dir", "UsageError"]
+           "nonnegative_float", "unit_fraction", "int_in", "out_dir", "UsageError"]
 
 EXIT_USER = 2
 EXIT_BUG = 1
@@ -63,6 +63,11 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
     """Call ``main(argv)`` inside the boundary; return the exit status."""
     try:
         return int(main(argv) or 0)
+    except SystemExit as done:     # argparse's --help and its one-line errors
+        if done.code is None or isinstance(done.code, int):
+            return done.code or 0
+        print(done.code, file=sys.stderr)
+        return EXIT_BUG
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -87,11 +92,11 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
 
 
 def entry(main: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
-    """Decorate a ``main(argv)``: calling it runs it inside ``run`` and returns the status."""
+    """Decorate a ``main(argv, **options)``: calling it runs it inside ``run``; the status."""
 
     @functools.wraps(main)
-    def wrapped(argv: Sequence[str] | None = None) -> int:
-        return run(main, argv)
+    def wrapped(argv: Sequence[str] | None = None, **options) -> int:
+        return run(functools.partial(main, **options) if options else main, argv)
 
     return wrapped
 
@@ -121,6 +126,14 @@ def nonnegative_float(text: str) -> float:
     value = finite_float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def unit_fraction(text: str) -> float:
+    """A finite float in (0, 1]: a fraction or a probability mass."""
+    value = finite_float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
     return value
 
 

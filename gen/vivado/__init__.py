@@ -64,6 +64,11 @@ def generate(target: str, config: AccelConfig, out: Path, *, baud: int | None = 
     """
     baud = default_baud() if baud is None else baud
     link_board = BOARDS[LINK_BOARD]
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose {', '.join(TARGETS)}")
+    if target == "nexys_video" or link:    # a rate the UART cannot make: refused before any write
+        from hdl.uart import divisor_for
+        divisor_for(config.clock_mhz * 1e6, baud)
     if target == "ip":
         return ip_files(config, out, part=BOARDS[IP_BOARD].fpga.part, link=link_board if link else None,
                         baud=baud, top_verilog=top_verilog)

@@ -75,6 +75,10 @@ def dtso(config: AccelConfig, udmabuf_bytes: int, board: Board = BOARD) -> str:
 
 def files(config: AccelConfig, udmabuf_bytes: int, board: Board = BOARD) -> dict[str, str]:
     """``{name: text}`` of the KV260 flow besides the IP: bd, build, overlay, xmutil, README."""
+    if isinstance(udmabuf_bytes, bool) or not isinstance(udmabuf_bytes, int) or udmabuf_bytes <= 0 \
+            or udmabuf_bytes % 4096:
+        raise ValueError(f"udmabuf_bytes={udmabuf_bytes!r} must be a positive multiple of 4 KiB "
+                         "(u-dma-buf allocates whole pages)")
     ident = by_name("ID")
     return {
         "bd.tcl": bd_tcl(config, board),

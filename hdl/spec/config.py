@@ -73,8 +73,8 @@ class AccelConfig:
             raise ValueError(f"max_outstanding={self.max_outstanding} must be in 1..32")
         if not 1 <= self.id_width <= 16:
             raise ValueError(f"id_width={self.id_width} must be in 1..16")
-        if self.clock_mhz <= 0:
-            raise ValueError(f"clock_mhz={self.clock_mhz} must be positive")
+        if not (isinstance(self.clock_mhz, (int, float)) and 1.0 <= self.clock_mhz <= 1000.0):
+            raise ValueError(f"clock_mhz={self.clock_mhz!r} must be a finite number in 1..1000 MHz")
 
     # Derived quantities. Nothing else in the project recomputes these.
     @property
