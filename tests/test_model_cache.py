@@ -16,12 +16,15 @@ import pytest
 
 from host.cli import run
 from host.errors import SystoleError
+from host.llm.linear import calibrate
 from host.llm.model import file_identity, load_model
+from host.llm.quant import ActivationStats
 
 from host_testmodels import write_llama_gguf
 from test_host_transformer import make_llama
 
 PROMPT = "Once upon a time the cat sat on the mat."
+CALIBRATION_TEXTS = [PROMPT, "a time"]
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +62,12 @@ def fill_with_ff(path, start=128):
     with open(path, "r+b") as handle:
         handle.seek(start)
         handle.write(b"\xff" * (size - start))
+
+
+def ff_in_middle(path):
+    with open(path, "r+b") as handle:
+        handle.seek(path.stat().st_size // 2)
+        handle.write(b"\xff" * 64)
 
 
 def truncate(path):
@@ -119,6 +128,37 @@ def test_warm_load_hashes_nothing(tmp_path, gguf, monkeypatch):
     os.utime(entry / "output.weight.npy")        # a new identity: that file alone is hashed
     load(gguf, cache_dir)
     assert [p.name for p in hashed] == ["output.weight.npy"]
+
+
+def _calibration_file(cache_home):
+    [path] = (cache_home / "systole" / "calibration").glob("*.npz")
+    return path
+
+
+def _drop_a_layer(path):
+    stats = ActivationStats.load(path)
+    del stats.absmax["blk.1.ffn_down"]
+    stats.save(path)
+
+
+@pytest.mark.parametrize("damage", [ff_in_middle, truncate, _drop_a_layer],
+                         ids=["overwritten_with_0xff", "truncated", "missing_layer"])
+def test_damaged_calibration_file_is_recomputed(tmp_path, gguf, monkeypatch, capsys, damage):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home"))
+    model = load(gguf, tmp_path / "cache")
+    first = calibrate(model, CALIBRATION_TEXTS)
+    path = _calibration_file(tmp_path / "home")
+    damage(path)
+    capsys.readouterr()
+
+    again = calibrate(model, CALIBRATION_TEXTS)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "recomputing" in err, err
+    rewritten = ActivationStats.load(path)
+    for stats in (again, rewritten):
+        assert stats.tokens == first.tokens and stats.absmax.keys() == first.absmax.keys()
+        for name, absmax in first.absmax.items():
+            np.testing.assert_array_equal(stats.absmax[name], absmax, err_msg=name)
 
 
 def test_stale_staging_folders_are_removed(tmp_path, gguf):
