@@ -18,6 +18,8 @@ calibration and the SmoothQuant fold. Each step reports its time to the profiler
 from __future__ import annotations
 
 import os
+import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
@@ -28,7 +30,7 @@ import numpy as np
 from ..accel.backend import IntBackend
 from ..accel.software import FloatBackend
 from . import kernels
-from .layers import LinearSpec, linear_specs
+from .layers import LinearSpec, linear_shapes, linear_specs
 from .model import Model
 from .model.cache import cache_root
 from .profile import Profiler
@@ -183,13 +185,18 @@ def calibrate(model: Model, texts: Sequence[str] | None = None, *, chunk: int = 
     """Max |x| per input channel of every linear layer, from float runs over ``texts``.
 
     Each text (default: the paragraphs of ``host/llm/data/calibration.txt``) is one
-    prompt starting with BOS. Results are cached per model and text.
+    prompt starting with BOS. Results are cached per model and text; a cached file that
+    is damaged or does not fit the model is recomputed and rewritten (one line on
+    stderr says so), and a cache that cannot be written (full disk) only costs the
+    recomputation next time.
     """
     if texts is None:
         texts = [p.strip() for p in CALIBRATION_TEXT.read_text().split("\n\n") if p.strip()]
     path = cache_root() / "calibration" / f"{calibration_key(model.identity, list(texts))}.npz"
     if use_cache and path.is_file():
-        return ActivationStats.load(path)
+        cached = _cached_stats(path, model)
+        if cached is not None:
+            return cached
     stats = ActivationStats()
     linears = FloatLinears(linear_specs(model.config, model.weights), observer=stats)
     transformer = Transformer(model.config, model.weights, linears)
@@ -200,11 +207,42 @@ def calibrate(model: Model, texts: Sequence[str] | None = None, *, chunk: int = 
             transformer.forward(tokens[start:start + chunk], cache, all_logits=True)
         stats.tokens += len(tokens)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")     # concurrent writers
-        stats.save(temporary)
-        temporary.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stats.save(temporary)
+            temporary.replace(path)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            print(f"note: calibration statistics not cached in {path.parent} "
+                  f"({error.strerror or error})", file=sys.stderr)
     return stats
+
+
+def _cached_stats(path: Path, model: Model) -> ActivationStats | None:
+    """The statistics stored at ``path``; ``None``, with one line on stderr, if unusable."""
+    try:
+        stats = ActivationStats.load(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        problem = f"{type(error).__name__}: {error}"
+    else:
+        problem = _stats_problem(stats, model)
+    if problem is None:
+        return stats
+    print(f"note: damaged calibration statistics {path} ({problem}); recomputing them", file=sys.stderr)
+    return None
+
+
+def _stats_problem(stats: ActivationStats, model: Model) -> str | None:
+    if stats.tokens <= 0:
+        return f"{stats.tokens} tokens"
+    for name, _, _, k in linear_shapes(model.config):
+        absmax = stats.absmax.get(name)
+        if absmax is None:
+            return f"layer {name} is missing"
+        if absmax.shape != (k,) or not np.all(np.isfinite(absmax)) or np.any(absmax < 0):
+            return f"layer {name} holds {absmax.shape} values, expected {k} finite values >= 0"
+    return None
 
 
 def build_linears(model: Model, backend, quant: str | QuantScheme | None = None,

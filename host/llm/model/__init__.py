@@ -12,12 +12,12 @@ import struct
 from pathlib import Path
 
 from .base import ARCHITECTURES, Model, ModelConfig, ModelFileError
-from .cache import cache_root, file_identity
+from .cache import CacheError, cache_root, file_identity
 
 # The loaders import host.llm.tokenizer, which imports ModelFileError from here: they are
 # imported on first use so either package can be imported first.
 
-__all__ = ["ARCHITECTURES", "Model", "ModelConfig", "ModelFileError", "cache_root",
+__all__ = ["ARCHITECTURES", "CacheError", "Model", "ModelConfig", "ModelFileError", "cache_root",
            "default_model_path", "file_identity", "load_model"]
 
 

@@ -7,6 +7,7 @@ the GGUF parse (slow for a 262k-entry vocabulary) and the dequantization.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -26,13 +27,39 @@ _GEMMA3_GLOBAL_EVERY = 6          # llama.cpp's fixed Gemma 3 pattern: 5 local, 
 _GEMMA3_LOCAL_ROPE_BASE = 10000.0  # llama.cpp's fixed Gemma 3 sliding-window RoPE base
 
 
-def load_gguf(path: str | Path, *, cache_root: Path | None = None, progress: bool = True) -> Model:
-    """Load a GGUF model; dequantize into the cache on first use, memory-map afterwards."""
+def load_gguf(path: str | Path, *, cache_root: Path | None = None, progress: bool = True,
+              max_cache_bytes: int | None = None) -> Model:
+    """Load a GGUF model; dequantize into the cache on first use, memory-map afterwards.
+
+    The cache entry is checked first (``TensorCache.verify``): a damaged one is rebuilt,
+    with one line on stderr naming the file at fault. ``max_cache_bytes`` caps the
+    cache (default: ``SYSTOLE_CACHE_MAX_GB``, else no cap). A full disk raises
+    ``CacheError``.
+    """
     path = Path(path)
     identity = file_identity(path)
-    cache = TensorCache(identity, cache_root)
-    if not cache.exists():
+    cache = TensorCache(identity, cache_root, max_bytes=max_cache_bytes)
+    cache.remove_stale()
+    model, problem = None, None
+    if cache.directory.is_dir():
+        problem = cache.verify()
+        if problem is None:
+            try:
+                model = _model_from_entry(path, cache, identity)
+            except (KeyError, TypeError, ValueError, RuntimeError) as error:  # RuntimeError: sentencepiece
+                problem = (f"{cache.directory / 'manifest.json'} does not describe a usable model "
+                           f"({type(error).__name__}: {error})")
+    if model is None:
+        if problem is not None:
+            print(f"note: damaged model cache entry: {problem}; rebuilding it from {path}",
+                  file=sys.stderr)
         _build_cache(path, cache, progress)
+        model = _model_from_entry(path, cache, identity)
+    cache.mark_used()
+    return model
+
+
+def _model_from_entry(path: Path, cache: TensorCache, identity: str) -> Model:
     manifest = cache.read_manifest()
     config = ModelConfig(**manifest["config"])
     weights = {name: cache.load(name) for name in manifest["tensors"] if name != "tokenizer.model"}
@@ -83,15 +110,18 @@ def _build_cache(path: Path, cache: TensorCache, progress: bool) -> None:
             yield name, array
         yield "tokenizer.model", np.frombuffer(tokenizer.model_proto, np.uint8)
 
+    # float32 data plus one .npy header per file: what the entry will take on disk
+    expected_bytes = sum(4 * int(np.prod(t.shape)) + 128 for t in tensors.values())
+    expected_bytes += len(tokenizer.model_proto) + 128
     manifest = {
-        "source": str(path),
+        "source": str(path.resolve()),
         "config": config.__dict__,
         "tokenizer": {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id,
                       "add_bos": tokenizer.add_bos},
         "metadata": {key: value for key, value in fields.items()
                      if key.startswith("general.") and isinstance(value, (str, int, float))},
     }
-    cache.write(manifest, arrays())
+    cache.write(manifest, arrays(), expected_bytes=expected_bytes)
 
 
 def _dequantize(path: Path, tensor) -> np.ndarray:
