@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from hdl.spec.config import AccelConfig, preset
+from host.errors import SystoleError
 
 __all__ = ["IntBackend", "Backend", "BACKENDS", "BackendUnavailable", "DEFAULT_PRESET",
            "make_backend", "register_backend"]
@@ -115,7 +116,7 @@ class Backend:
         return getattr(module, attribute)
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(SystoleError, RuntimeError):
     """A backend's module could not be imported (a missing package, a broken install)."""
 
 

@@ -17,7 +17,7 @@ streams the text, then prints tok/s and the per-op profile (``host.llm.profile``
 
 from __future__ import annotations
 
-import argparse
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,16 +25,21 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..accel.backend import BACKENDS, BackendUnavailable, make_backend
+from hdl.spec.config import PRESETS
+
+from ..accel.backend import BACKENDS, make_backend
+from ..cli import ArgumentParser, entry, int_in, nonnegative_float, unit_fraction
+from ..errors import SystoleError, UsageError
 from .linear import build_linears
-from .model import Model, ModelFileError, load_model
+from .model import Model, load_model
 from .profile import PhaseReport, Profiler, format_table
 from .quant import DEFAULT_SCHEME, SCHEMES
 from .quant import scheme as get_scheme
 from .tokenizer import StreamDecoder
 from .transformer import Transformer
 
-__all__ = ["Runtime", "Generation", "load", "generate", "sample_next", "main", "demo"]
+__all__ = ["Runtime", "Generation", "NonFiniteLogits", "load", "generate", "sample_next", "check_prompt_text",
+           "check_context", "main", "demo"]
 
 DEMO_PROMPT = "Once upon a time"
 
@@ -52,15 +57,47 @@ class Generation:
     extra: dict = field(default_factory=dict)
 
 
-def _check_options(max_new_tokens, temperature, top_k, top_p) -> None:
+class NonFiniteLogits(SystoleError, ArithmeticError):
+    """The model produced NaN or infinite logits: its weights or metadata are damaged."""
+
+
+def _check_options(max_new_tokens, temperature, top_k, top_p, seed=None) -> None:
+    """Refuse options that cannot work, before any model work (``UsageError``)."""
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an integer >= 0")
-    if not temperature >= 0.0:
-        raise ValueError(f"temperature={temperature!r} must be >= 0 (0 is greedy)")
+        raise UsageError(f"max_new_tokens={max_new_tokens!r} must be an integer >= 0")
+    if not (isinstance(temperature, (int, float, np.floating)) and math.isfinite(temperature)
+            and temperature >= 0.0):
+        raise UsageError(f"temperature={temperature!r} must be a finite number >= 0 (0 is greedy)")
     if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
-        raise ValueError(f"top_k={top_k!r} must be an integer >= 1 or None")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p={top_p!r} must be in (0, 1] or None")
+        raise UsageError(f"top_k={top_k!r} must be an integer >= 1 or None")
+    if top_p is not None and not (isinstance(top_p, (int, float, np.floating)) and 0.0 < top_p <= 1.0):
+        raise UsageError(f"top_p={top_p!r} must be in (0, 1] or None")
+    if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise UsageError(f"seed={seed!r} must be an integer >= 0 or None")
+
+
+def check_prompt_text(prompt: str, what: str = "prompt") -> None:
+    """Refuse an empty prompt or one that is not valid Unicode text (``UsageError``)."""
+    if not prompt:
+        raise UsageError(f"the {what} is empty; give at least one character")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as error:   # argv bytes that were not UTF-8 (surrogateescape)
+        bad = prompt[error.start]
+        raw = f"byte {ord(bad) - 0xDC00:#04x}" if 0xDC80 <= ord(bad) <= 0xDCFF else f"{bad!r}"
+        raise UsageError(f"the {what} is not valid UTF-8 text ({raw} at character {error.start})") from None
+
+
+def check_context(config, prompt_tokens: int, max_new_tokens: int) -> None:
+    """Refuse a prompt that, with ``max_new_tokens``, would not fit the model's context."""
+    context = config.max_seq_len
+    if prompt_tokens > context:
+        raise UsageError(f"the prompt is {prompt_tokens} tokens; {config.name or 'the model'}'s "
+                         f"context holds {context}")
+    if prompt_tokens + max_new_tokens > context:
+        raise UsageError(f"the prompt ({prompt_tokens} tokens) plus max_new_tokens={max_new_tokens} "
+                         f"exceeds the context of {context} tokens; use max_new_tokens <= "
+                         f"{context - prompt_tokens}")
 
 
 def sample_next(logits: np.ndarray, temperature: float = 0.0, top_k: int | None = None,
@@ -73,10 +110,15 @@ def sample_next(logits: np.ndarray, temperature: float = 0.0, top_k: int | None 
     """
     _check_options(0, temperature, top_k, top_p)
     logits = np.asarray(logits, dtype=np.float32).reshape(-1)
+    best = int(np.argmax(logits))         # the first NaN, if there is one
+    if not np.isfinite(logits[best]):
+        raise NonFiniteLogits(f"the model produced a non-finite logit ({logits[best]}, token {best}); "
+                              "its weights or metadata are damaged")
     if temperature == 0.0:
-        return int(np.argmax(logits))
+        return best
     rng = rng if rng is not None else np.random.default_rng()
-    z = logits.astype(np.float64) / temperature
+    # Shift before dividing: a tiny temperature sends the best logit to 0, the rest to -inf.
+    z = (logits.astype(np.float64) - float(logits[best])) / temperature
     candidates = np.arange(z.size)
     if top_k is not None and top_k < z.size:
         candidates = np.argpartition(-z, top_k - 1)[:top_k]
@@ -143,15 +185,18 @@ class Runtime:
         A last ``(-1, text)`` carries text held back at the end (an incomplete
         UTF-8 sequence). Prefill and decode wall times exclude the consumer's time.
         """
-        _check_options(max_new_tokens, temperature, top_k, top_p)
+        _check_options(max_new_tokens, temperature, top_k, top_p, seed)
         if isinstance(prompt, str):
-            if not prompt:
-                raise ValueError("prompt is empty; give at least one character or token")
+            check_prompt_text(prompt)
             prompt_ids = self.tokenizer.encode(prompt)
         else:
             prompt_ids = [int(t) for t in prompt]
             if not prompt_ids:
-                raise ValueError("prompt has no tokens")
+                raise UsageError("the prompt has no tokens")
+            vocab = self.model.config.vocab_size
+            if not all(0 <= t < vocab for t in prompt_ids):
+                raise UsageError(f"the prompt has token ids outside the vocabulary [0, {vocab})")
+        check_context(self.model.config, len(prompt_ids), max_new_tokens)
         stops = {self.tokenizer.eos_id} if eos_token_id is None else (
             {int(eos_token_id)} if np.isscalar(eos_token_id) else {int(t) for t in eos_token_id})
         rng = np.random.default_rng(seed)
@@ -258,52 +303,66 @@ def print_summary(result: Generation, profile: bool = True, out=None,
             print(format_table(dec), file=out)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m host.llm.generate",
-                                     description="Generate text on a Systole backend.")
-    parser.add_argument("--prompt", required=True, help="text to continue")
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m host.llm.generate",
+                            description="Generate text on a Systole backend.")
+    parser.add_argument("--prompt", required=True, help="text to continue (UTF-8, not empty)")
     parser.add_argument("--model", help="GGUF or llama2.c .bin file (default: Gemma 3 270M)")
     parser.add_argument("--tokenizer", help="tokenizer.bin for llama2.c models")
     parser.add_argument("--backend", default="golden", choices=sorted(BACKENDS),
                         help="matmul backend (default: golden, the exact int8 model)")
     parser.add_argument("--quant", default=DEFAULT_SCHEME, choices=list(SCHEMES),
                         help=f"int8 scheme (default: {DEFAULT_SCHEME})")
-    parser.add_argument("--preset", default="kv260", help="accelerator preset (cols, max K)")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    parser.add_argument("--top-k", type=int)
-    parser.add_argument("--top-p", type=float)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--threads", type=int, help="threads of the software backends "
+    parser.add_argument("--preset", default="kv260", choices=sorted(PRESETS),
+                        help="accelerator preset (cols, max K)")
+    parser.add_argument("--max-new-tokens", type=int_in(0), default=64,
+                        help="at most this many new tokens; prompt plus these must fit the context")
+    parser.add_argument("--temperature", type=nonnegative_float, default=0.0, help="0 = greedy")
+    parser.add_argument("--top-k", type=int_in(1))
+    parser.add_argument("--top-p", type=unit_fraction)
+    parser.add_argument("--seed", type=int_in(0), help="random seed of the sampler (>= 0)")
+    parser.add_argument("--threads", type=int_in(1, 256), help="threads of the software backends "
                         "(default: the CPUs available, at most 4)")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-op tables")
     return parser
 
 
+@entry
 def main(argv: list[str] | None = None) -> int:
-    """The CLI; returns the exit status (2 for a bad model file or option)."""
+    """The CLI; see ``host.cli`` for how it ends (2: a bad option, model file or device)."""
     args = _parser().parse_args(argv)
-    try:
-        _check_options(args.max_new_tokens, args.temperature, args.top_k, args.top_p)
-        print("loading model ...", file=sys.stderr, flush=True)
-        if args.threads is not None and args.threads < 1:
-            raise ValueError(f"--threads={args.threads} must be >= 1")
-        if args.threads is not None and not BACKENDS[args.backend].software:
-            software = ", ".join(name for name, entry in BACKENDS.items() if entry.software)
-            raise ValueError(f"--threads applies to the software backends ({software}), "
-                             f"not {args.backend}")
-        runtime = load(args.model, backend=args.backend, quant=args.quant, preset=args.preset,
-                       tokenizer=args.tokenizer, threads=args.threads)
-    except (ModelFileError, BackendUnavailable, ValueError, KeyError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    # Everything that can be checked without the model is checked before it loads.
+    check_prompt_text(args.prompt, "--prompt")
+    _check_options(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
+    if args.threads is not None and not BACKENDS[args.backend].software:
+        software = ", ".join(name for name, entry in BACKENDS.items() if entry.software)
+        raise UsageError(f"--threads applies to the software backends ({software}), not {args.backend}")
+    print("loading model ...", file=sys.stderr, flush=True)
+    model = load_model(args.model, tokenizer_path=args.tokenizer)
+    check_context(model.config, len(model.tokenizer.encode(args.prompt)), args.max_new_tokens)
+    runtime = load(model, backend=args.backend, quant=args.quant, preset=args.preset,
+                   threads=args.threads)
     print(f"== {runtime.describe()}", file=sys.stderr)
     print(args.prompt, end="", flush=True)
+    produced = 0
     with runtime:
-        result = runtime.generate(args.prompt, max_new_tokens=args.max_new_tokens,
-                                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                  seed=args.seed,
-                                  streamer=lambda text: print(text, end="", flush=True))
+        steps = runtime.steps(args.prompt, max_new_tokens=args.max_new_tokens,
+                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              seed=args.seed)
+        try:
+            while True:
+                try:
+                    token, piece = next(steps)
+                except StopIteration as done:
+                    result = done.value
+                    break
+                produced += token >= 0
+                print(piece, end="", flush=True)
+        except KeyboardInterrupt:
+            print(flush=True)
+            print(f"-- interrupted after {produced} new tokens (the text above); "
+                  f"{args.max_new_tokens - produced} were not generated", file=sys.stderr)
+            return 130
     print()
     config = getattr(runtime.backend, "config", None)
     print_summary(result, profile=not args.no_profile,
@@ -315,11 +374,7 @@ def demo(config) -> int:
     """``make demo``: Gemma 3 270M on the golden int8 backend for ``config``'s shape."""
     print(f"== Gemma 3 270M through the golden model of the {config.name} accelerator "
           f"(every matmul int8 x int8 -> int32, cols={config.cols}, max K={config.max_k})")
-    try:
-        runtime = load(None, backend="golden", preset=config)
-    except ModelFileError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    runtime = load(None, backend="golden", preset=config)
     print(f"== {runtime.describe()}")
     print(DEMO_PROMPT, end="", flush=True)
     result = runtime.generate(DEMO_PROMPT, max_new_tokens=48,

