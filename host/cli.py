@@ -9,6 +9,9 @@
   print what it had done, then re-raise);
 - anything else is a bug: status 1, the traceback, then one line saying it is a bug.
 
+With ``SYSTOLE_DEBUG=1`` in the environment, the one-line errors keep their traceback
+too (printed before the line), to see where deep inside a load or a transfer it failed.
+
 A closed stdout (``... | head``) ends quietly with status 0: the reader has
 everything it asked for.
 
@@ -76,12 +79,15 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except SystoleError as error:
+        _debug_traceback()
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER
     except OSError as error:
+        _debug_traceback()
         print(f"error: {describe_os_error(error)}", file=sys.stderr)
         return EXIT_USER
     except MemoryError:
+        _debug_traceback()
         print("error: out of memory; try a smaller model, context or --max-new-tokens", file=sys.stderr)
         return EXIT_USER
     except Exception as error:   # a bug: keep the traceback, say so in the last line
@@ -89,6 +95,11 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
         print(f"error: this is a bug in Systole ({type(error).__name__} above), not a problem "
               "with your input; please report it with the command line", file=sys.stderr)
         return EXIT_BUG
+
+
+def _debug_traceback() -> None:
+    if os.environ.get("SYSTOLE_DEBUG", "").strip().lower() in ("1", "yes", "on", "true"):
+        traceback.print_exc()
 
 
 def entry(main: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:

@@ -62,6 +62,15 @@ def test_the_boundary_maps_each_kind_of_ending_to_its_status(capsys):
     assert cli.run(lambda argv: 0) == 0 and cli.run(lambda argv: 3) == 3
 
 
+def test_systole_debug_keeps_the_traceback_of_a_one_line_error(capsys, monkeypatch):
+    def main(argv):
+        raise UsageError("--x must be >= 1")
+    monkeypatch.setenv("SYSTOLE_DEBUG", "1")
+    assert cli.run(main) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1] == "error: --x must be >= 1"
+
+
 def test_every_option_type_refuses_nan_inf_and_out_of_range():
     import argparse
     for parse, bad in ((cli.finite_float, ["nan", "inf", "-inf", "x"]),
