@@ -14,6 +14,11 @@
  *   selftest run UIO_OR_PHYS UDMABUF [SEED [COUNT]]   (Linux), e.g.
  *       selftest run /dev/uio4 udmabuf0      (registers through UIO)
  *       selftest run 0xA0000000 udmabuf0     (registers through /dev/mem)
+ *   selftest refuse UIO_OR_PHYS UDMABUF       every refused job of systole_job_vectors.h,
+ *                                            checked by the driver and by the hardware
+ *   selftest timeout UIO_OR_PHYS UDMABUF      a job timing out, the soft reset, recovery
+ * A build with REMOTE=1 (systole.h: SYSTOLE_REMOTE_BUS) runs these same commands against
+ * the co-simulated RTL (sim/test_firmware_rtl.py).
  *
  * Bare metal: build with -DSYSTOLE_NO_MAIN and call systole_selftest() with an
  * identity-mapped buffer and the platform's cache hooks.
@@ -21,6 +26,7 @@
 #define _DEFAULT_SOURCE 1
 #include "systole.h"
 #include "fake_device.h"
+#include "systole_job_vectors.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -222,12 +228,93 @@ int systole_selftest(struct systole_dev *dev, uint8_t *virt, uint64_t phys, size
     return (int)failures;
 }
 
+/*
+ * Every refused job of systole_job_vectors.h through systole_check_job and through the
+ * hardware's own check (systole_start_unchecked, then systole_wait). Prints one line per
+ * job: its fields, then "precheck CODE ADDR hw CODE ADDR beats READ WRITE ok|FAIL".
+ * Returns how many disagree with each other or with the vector, or moved a DMA beat.
+ */
+int systole_selftest_refusals(struct systole_dev *dev);
+
+int systole_selftest_refusals(struct systole_dev *dev)
+{
+    unsigned failures = 0, count = 0;
+    for (uint32_t i = 0; i < SYSTOLE_JOB_VECTOR_COUNT; i++) {
+        const struct systole_job_vector *vector = &systole_job_vectors[i];
+        const struct systole_job *job = &vector->job;
+        /* A legal vector's addresses are anywhere in the address space: not run. */
+        if (vector->err_code == SYSTOLE_ERR_OK)
+            continue;
+        count++;
+        dev->err_code = SYSTOLE_ERR_OK;
+        dev->err_addr = 0;
+        int precheck = systole_check_job(dev, job);
+        uint32_t pre_code = dev->err_code;
+        uint64_t pre_addr = dev->err_addr;
+        dev->err_code = SYSTOLE_ERR_OK;
+        dev->err_addr = 0;
+        int hardware = systole_start_unchecked(dev, job);
+        if (hardware == SYSTOLE_OK)
+            hardware = systole_wait(dev, 1000000u);
+        struct systole_counters counters;
+        systole_read_counters(dev, &counters);
+        int ok = precheck == SYSTOLE_E_ARGS && hardware == SYSTOLE_E_JOB && pre_code == vector->err_code
+              && pre_addr == vector->err_addr && dev->err_code == pre_code && dev->err_addr == pre_addr
+              && counters.rd_beats == 0 && counters.wr_beats == 0;
+        printf("refusal %" PRIu32 " a_addr 0x%" PRIx64 " w_addr 0x%" PRIx64 " c_addr 0x%" PRIx64 " m %" PRIu32
+               " n %" PRIu32 " k %" PRIu32 " a_stride %" PRIu32 " c_stride %" PRIu32 ": precheck %s 0x%" PRIx64
+               " hw %s 0x%" PRIx64 " beats %" PRIu32 " %" PRIu32 " %s\n",
+               i, job->a_addr, job->w_addr, job->c_addr, job->m, job->n, job->k, job->a_stride, job->c_stride,
+               systole_err_name(pre_code), pre_addr, hardware == SYSTOLE_E_JOB ? systole_err_name(dev->err_code)
+               : systole_strerror(hardware), dev->err_addr, counters.rd_beats, counters.wr_beats,
+               ok ? "ok" : "FAIL");
+        failures += !ok;
+    }
+    printf("refuse: %u of %u refused jobs agree\n", count - failures, count);
+    return (int)failures;
+}
+
+/*
+ * The largest job of systole_selftest with a 1 us timeout (it needs thousands of
+ * cycles): it must time out, the soft reset must leave the engine idle, and two random
+ * jobs must pass after it. Returns the number of failed checks (0 = pass).
+ */
+int systole_selftest_timeout(struct systole_dev *dev, uint8_t *virt, uint64_t phys, size_t size, uint64_t seed);
+
+int systole_selftest_timeout(struct systole_dev *dev, uint8_t *virt, uint64_t phys, size_t size, uint64_t seed)
+{
+    struct systole_job job = {0};
+    job.m = 2 * dev->rows;
+    job.n = 3 * dev->cols;
+    job.k = dev->max_k < 512u ? dev->max_k : 512u;
+    job.a_stride = systole_a_stride(dev, job.k);
+    job.c_stride = systole_c_stride(dev, job.n);
+    uint64_t w_off = align_up((uint64_t)job.m * job.a_stride, 4096);
+    uint64_t c_off = align_up(w_off + systole_packed_size(job.n, job.k, dev->cols), 4096);
+    uint64_t end = c_off + (uint64_t)job.m * job.c_stride;
+    if (end > size) {
+        fprintf(stderr, "timeout: buffer of %zu bytes is too small (%" PRIu64 " needed)\n", size, end);
+        return 1;
+    }
+    job.a_addr = phys; job.w_addr = phys + w_off; job.c_addr = phys + c_off;
+    memset(virt, 0, (size_t)end);
+    if (dev->platform.cache_flush)
+        dev->platform.cache_flush(virt, (size_t)end);
+    int status = systole_run(dev, &job, 1u);
+    int idle = SYSTOLE_CTRL_AP_IDLE(systole_read(dev, SYSTOLE_CTRL)) != 0;
+    printf("timeout: m=%u n=%u k=%u within 1 us: %s; engine %s after it\n", job.m, job.n, job.k,
+           systole_strerror(status), idle ? "idle" : "NOT idle");
+    int failures = (status != SYSTOLE_E_TIMEOUT) + !idle;
+    return failures + systole_selftest(dev, virt, phys, size, seed, 2);
+}
+
 #ifndef SYSTOLE_NO_MAIN
 static int usage(void)
 {
     fprintf(stderr, "usage: selftest reference [SEED [COUNT]]\n"
                     "       selftest dump DIR SEED M N K COLS\n"
                     "       selftest run /dev/uioN|PHYS_ADDR UDMABUF [SEED [COUNT]]\n"
+                    "       selftest refuse|timeout /dev/uioN|PHYS_ADDR UDMABUF\n"
                     "       selftest errname CODE\n"
                     "       selftest fakeinit | checkjobs | fakewait CODE ADDR | faketimeout TIMEOUT_US STEP_US\n");
     return 2;
@@ -239,7 +326,8 @@ static uint64_t number(const char *text)
 }
 
 #ifdef __linux__
-static int run_on_board(const char *regs, const char *udmabuf, uint64_t seed, unsigned count)
+/* `command` is "run", "refuse" or "timeout". */
+static int run_on_board(const char *command, const char *regs, const char *udmabuf, uint64_t seed, unsigned count)
 {
     struct systole_mapping reg_map, buf_map;
     int status = regs[0] == '/' ? systole_open_uio(regs, &reg_map) : systole_open_devmem(number(regs), 4096, &reg_map);
@@ -259,8 +347,15 @@ static int run_on_board(const char *regs, const char *udmabuf, uint64_t seed, un
         return 1;
     }
     printf("systole: %ux%u array, %u-byte bus, max K %u\n", dev.rows, dev.cols, dev.bus_bytes, dev.max_k);
-    int failures = systole_selftest(&dev, buf_map.virt, buf_map.phys, buf_map.size, seed, count);
-    printf("selftest: %d of %u jobs failed\n", failures, count);
+    int failures;
+    if (strcmp(command, "refuse") == 0)
+        failures = systole_selftest_refusals(&dev);
+    else if (strcmp(command, "timeout") == 0)
+        failures = systole_selftest_timeout(&dev, buf_map.virt, buf_map.phys, buf_map.size, seed);
+    else {
+        failures = systole_selftest(&dev, buf_map.virt, buf_map.phys, buf_map.size, seed, count);
+        printf("selftest: %d of %u jobs failed\n", failures, count);
+    }
     systole_unmap(&buf_map);
     systole_unmap(&reg_map);
     return failures ? 1 : 0;
@@ -288,7 +383,10 @@ int main(int argc, char **argv)
     }
 #ifdef __linux__
     if (argc >= 4 && strcmp(argv[1], "run") == 0)
-        return run_on_board(argv[2], argv[3], argc > 4 ? number(argv[4]) : 1, argc > 5 ? (unsigned)number(argv[5]) : 20);
+        return run_on_board("run", argv[2], argv[3], argc > 4 ? number(argv[4]) : 1,
+                            argc > 5 ? (unsigned)number(argv[5]) : 20);
+    if (argc == 4 && (strcmp(argv[1], "refuse") == 0 || strcmp(argv[1], "timeout") == 0))
+        return run_on_board(argv[1], argv[2], argv[3], 1, 0);
 #endif
     return usage();
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,16 +16,6 @@
 
 /* Without a clock, a timeout counts register polls instead of microseconds. */
 #define POLLS_PER_US 1u
-
-uint32_t systole_read(const struct systole_dev *dev, uint32_t offset)
-{
-    return dev->regs[offset / 4u];
-}
-
-void systole_write(const struct systole_dev *dev, uint32_t offset, uint32_t value)
-{
-    dev->regs[offset / 4u] = value;
-}
 
 int systole_init(struct systole_dev *dev, volatile void *regs, const struct systole_platform *platform)
 {
@@ -127,8 +118,11 @@ static void write64(const struct systole_dev *dev, uint32_t lo, uint32_t hi, uin
 int systole_start(struct systole_dev *dev, const struct systole_job *job)
 {
     int status = systole_check_job(dev, job);
-    if (status != SYSTOLE_OK)
-        return status;
+    return status == SYSTOLE_OK ? systole_start_unchecked(dev, job) : status;
+}
+
+int systole_start_unchecked(struct systole_dev *dev, const struct systole_job *job)
+{
     if (SYSTOLE_STATUS_BUSY(systole_read(dev, SYSTOLE_STATUS)))
         return SYSTOLE_E_BUSY;
     write64(dev, SYSTOLE_A_ADDR_LO, SYSTOLE_A_ADDR_HI, job->a_addr);
@@ -157,6 +151,7 @@ int systole_wait(struct systole_dev *dev, uint64_t timeout_us)
             systole_soft_reset(dev);
             return SYSTOLE_E_TIMEOUT;
         }
+        systole_poll_pause();
     }
     dev->err_code = systole_read(dev, SYSTOLE_ERR_CODE);
     dev->err_addr = (uint64_t)systole_read(dev, SYSTOLE_ERR_ADDR_HI) << 32 | systole_read(dev, SYSTOLE_ERR_ADDR_LO);
@@ -173,9 +168,11 @@ void systole_soft_reset(struct systole_dev *dev)
 {
     systole_write(dev, SYSTOLE_CTRL, SYSTOLE_CTRL_SOFT_RESET_MASK);
     /* The engine completes outstanding AXI transactions before it reports idle. */
-    for (uint32_t polls = 0; polls < 1000000u; polls++)
+    for (uint32_t polls = 0; polls < 1000000u; polls++) {
         if (SYSTOLE_CTRL_AP_IDLE(systole_read(dev, SYSTOLE_CTRL)))
             break;
+        systole_poll_pause();
+    }
 }
 
 void systole_read_counters(const struct systole_dev *dev, struct systole_counters *out)
@@ -284,10 +281,22 @@ int systole_open_devmem(uint64_t phys, size_t size, struct systole_mapping *map)
     return map_fd(fd, size, (off_t)phys, map);
 }
 
+/* The root /sys and /dev are under: "/" on a board; in a SYSTOLE_REMOTE_BUS build the
+ * directory $SYSTOLE_REMOTE_ROOT, which the tests lay out as u-dma-buf would. */
+static const char *os_root(void)
+{
+#ifdef SYSTOLE_REMOTE_BUS
+    const char *root = getenv("SYSTOLE_REMOTE_ROOT");
+    return root != NULL ? root : "";
+#else
+    return "";
+#endif
+}
+
 static int read_sysfs_u64(const char *name, const char *attribute, uint64_t *value)
 {
     char path[256];
-    snprintf(path, sizeof(path), "/sys/class/u-dma-buf/%s/%s", name, attribute);
+    snprintf(path, sizeof(path), "%s/sys/class/u-dma-buf/%s/%s", os_root(), name, attribute);
     FILE *file = fopen(path, "r");
     if (file == NULL)
         return SYSTOLE_E_OS;
@@ -309,7 +318,7 @@ int systole_udmabuf_open(const char *name, struct systole_mapping *map)
     if (read_sysfs_u64(name, "phys_addr", &phys) != SYSTOLE_OK || read_sysfs_u64(name, "size", &size) != SYSTOLE_OK)
         return SYSTOLE_E_OS;
     char path[256];
-    snprintf(path, sizeof(path), "/dev/%s", name);
+    snprintf(path, sizeof(path), "%s/dev/%s", os_root(), name);
     /* O_SYNC makes u-dma-buf map the buffer uncached: no cache maintenance needed. */
     int fd = open(path, O_RDWR | O_SYNC);
     if (fd < 0)
@@ -329,8 +338,12 @@ void systole_unmap(struct systole_mapping *map)
 
 uint64_t systole_linux_now_us(void)
 {
+#ifdef SYSTOLE_REMOTE_BUS
+    return systole_remote_now_us();
+#else
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
+#endif
 }
 #endif

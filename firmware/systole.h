@@ -70,8 +70,47 @@ struct systole_counters {
  * Returns SYSTOLE_OK, SYSTOLE_E_ID, SYSTOLE_E_VERSION or SYSTOLE_E_CAPS. */
 int systole_init(struct systole_dev *dev, volatile void *regs, const struct systole_platform *platform);
 
-uint32_t systole_read(const struct systole_dev *dev, uint32_t offset);
-void systole_write(const struct systole_dev *dev, uint32_t offset, uint32_t value);
+/*
+ * Register access: the driver's one seam to the hardware. On a board these are plain
+ * loads and stores to the mapped window, inlined, so the seam costs nothing. A build
+ * with -DSYSTOLE_REMOTE_BUS sends each access to a transport instead (remote_bus.c:
+ * the tests run the self-test against the co-simulated RTL that way), and
+ * systole_poll_pause() lets simulated time pass between two polls of a wait.
+ */
+#ifdef SYSTOLE_REMOTE_BUS
+uint32_t systole_remote_read32(uint32_t offset);
+void systole_remote_write32(uint32_t offset, uint32_t value);
+void systole_remote_pause(void);
+uint64_t systole_remote_now_us(void);
+#endif
+
+static inline uint32_t systole_read(const struct systole_dev *dev, uint32_t offset)
+{
+#ifdef SYSTOLE_REMOTE_BUS
+    (void)dev;
+    return systole_remote_read32(offset);
+#else
+    return dev->regs[offset / 4u];
+#endif
+}
+
+static inline void systole_write(const struct systole_dev *dev, uint32_t offset, uint32_t value)
+{
+#ifdef SYSTOLE_REMOTE_BUS
+    (void)dev;
+    systole_remote_write32(offset, value);
+#else
+    dev->regs[offset / 4u] = value;
+#endif
+}
+
+/* Called between two polls of a register that has not changed yet. */
+static inline void systole_poll_pause(void)
+{
+#ifdef SYSTOLE_REMOTE_BUS
+    systole_remote_pause();
+#endif
+}
 
 /* The smallest legal row strides: multiples of the bus width. */
 uint32_t systole_a_stride(const struct systole_dev *dev, uint32_t k);
@@ -83,8 +122,12 @@ uint32_t systole_c_stride(const struct systole_dev *dev, uint32_t n);
  * SYSTOLE_E_ARGS. */
 int systole_check_job(struct systole_dev *dev, const struct systole_job *job);
 
-/* Program the arguments and start; does not wait. */
+/* systole_check_job, then program the arguments and start; does not wait. */
 int systole_start(struct systole_dev *dev, const struct systole_job *job);
+
+/* Program the arguments and start without systole_check_job, so the hardware's own check
+ * decides (the self-test's `refuse` compares the two). SYSTOLE_OK or SYSTOLE_E_BUSY. */
+int systole_start_unchecked(struct systole_dev *dev, const struct systole_job *job);
 
 /* Wait for ap_done, then read ERR_CODE and ERR_ADDR into dev->err_code/err_addr: returns
  * SYSTOLE_OK, or SYSTOLE_E_JOB when ERR_CODE is not OK. timeout_us is microseconds of
@@ -130,7 +173,8 @@ int systole_open_devmem(uint64_t phys, size_t size, struct systole_mapping *map)
 /* Map u-dma-buf `name` (e.g. "udmabuf0") uncached; phys and size come from sysfs. */
 int systole_udmabuf_open(const char *name, struct systole_mapping *map);
 void systole_unmap(struct systole_mapping *map);
-/* CLOCK_MONOTONIC in microseconds, for systole_platform.now_us. */
+/* CLOCK_MONOTONIC in microseconds, for systole_platform.now_us (in a SYSTOLE_REMOTE_BUS
+ * build: the simulated time, so a timeout means the same on every machine). */
 uint64_t systole_linux_now_us(void);
 #endif
 
