@@ -7,7 +7,8 @@ DPI-backed AXI memory, and serves requests with a cocotb test. The session expos
 - ``bus``: a ``RegisterBus`` whose register accesses are AXI4-Lite transactions in
   the simulation, with ``wait_irq`` and ``now`` in simulated time;
 - ``memory``: a ``DeviceMemory`` over the file that the simulated DDR reads. The
-  driver writes weights into it at memory speed, never beat by beat.
+  driver writes weights into it at memory speed, never beat by beat;
+- ``memory_fd``: an open descriptor of that file, for another process to map.
 
 The two processes share only the memory file and the request protocol below, so this
 module imports nothing from ``sim`` (``sim.cosim_server`` imports the protocol from
@@ -137,6 +138,9 @@ class CosimSession:
         memory_file.close()
         self._memory_path = Path(memory_file.name)
         self._memory_map = np.memmap(self._memory_path, dtype=np.uint8, mode="r+", shape=(memory_bytes,))
+        # The file is unlinked once the simulator has mapped it; this descriptor lets a
+        # third process (the C self-test in sim/test_firmware_rtl.py) map it as well.
+        self.memory_fd = os.open(self._memory_path, os.O_RDWR)
         self.memory = MemoryWindow(self._memory_map, memory_base)
         self.bus = _SimBus(self)
         try:
@@ -296,6 +300,9 @@ class CosimSession:
                 failed = True
             self._process = None
         self.memory = self._memory_map = None
+        if self.memory_fd >= 0:
+            os.close(self.memory_fd)
+            self.memory_fd = -1
         self._memory_path.unlink(missing_ok=True)
         if not failed:
             shutil.rmtree(self._directory, ignore_errors=True)
