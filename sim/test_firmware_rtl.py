@@ -203,3 +203,24 @@ def test_kv260_udmabuf_memory_on_the_rtl(session, fake_board):
     sysfs = fake_board / "sys" / "class" / "u-dma-buf" / "udmabuf0"
     assert (sysfs / "sync_mode").read_text() == "0\n"
     assert (sysfs / "sync_for_cpu").read_text() == "1\n"
+
+
+def test_dma_error_is_reported_then_the_next_run_passes(session, selftest, fake_board):
+    """A read fault anywhere in the buffer: the C self-test's job ends with the RTL's
+    ERR_CODE DMA_READ (systole_wait reads it back), and the next run, with the memory
+    healthy again, passes."""
+    uio = str(fake_board / "dev" / "uio0")
+    base = session.memory.device_address
+    session.set_memory("fault_lo", base)
+    session.set_memory("fault_hi", base + MEMORY_BYTES)
+    session.set_memory("fault_read", 1)
+    try:
+        status, stdout, stderr = run_selftest(session, selftest, fake_board, "run", uio, "udmabuf0", "3", "1")
+    finally:
+        session.set_memory("fault_read", 0)
+    assert status == 1, stdout + stderr
+    assert re.search(rf"^job 0 .*: FAIL ERR_CODE={ErrorCode.DMA_READ.name},", stdout, re.M), stdout
+    assert "the accelerator reported a job error" in stderr
+    status, stdout, stderr = run_selftest(session, selftest, fake_board, "run", uio, "udmabuf0", "3", "2")
+    assert status == 0, stdout + stderr
+    assert_last_job_matches_golden(session, stdout)
