@@ -233,6 +233,8 @@ int systole_selftest(struct systole_dev *dev, uint8_t *virt, uint64_t phys, size
  * hardware's own check (systole_start_unchecked, then systole_wait). Prints one line per
  * job: its fields, then "precheck CODE ADDR hw CODE ADDR beats READ WRITE ok|FAIL".
  * Returns how many disagree with each other or with the vector, or moved a DMA beat.
+ * The vectors' addresses are not the buffer's: a bitstream that wrongly accepted one
+ * would DMA there. Its RTL has run this function first (sim/test_firmware_rtl.py).
  */
 int systole_selftest_refusals(struct systole_dev *dev);
 
