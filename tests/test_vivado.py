@@ -313,7 +313,13 @@ def test_nexys_video_block_design(flows, tmp_path):
     status, calls, stderr = run_tcl(flows["nexys_video"] / "bd.tcl", 0.1, tmp_path)
     assert status == 0, stderr
     text = (flows["nexys_video"] / "bd.tcl").read_text()
-    assert 'apply_board_connection -board_interface "ddr3_sdram"' in text
+    # MIG from our mig.prj: no board connection (it would add sys_clk_i/clk_ref_i ports), no clk_wiz;
+    # the oscillator straight on sys_clk_i, MIG's 200 MHz extra clock on clk_ref_i.
+    assert "apply_board_connection" not in {c[0] for c in calls} and "clk_wiz" not in text
+    assert "CONFIG.XML_INPUT_FILE {mig_a.prj}" in text
+    assert "[get_bd_pins mig_7series_0/ui_addn_clk_0] [get_bd_pins mig_7series_0/clk_ref_i]" in text
+    copies = [c for c in calls if c[:2] == ["file", "copy"]]
+    assert len(copies) == 1 and copies[0][-2].endswith("mig.prj") and copies[0][-1].endswith("mig_a.prj")
     for master in ("systole_link_0/m_axi_mem", "systole_0/m_axi_dma"):
         assert re.search(rf"connect_bd_intf_net \[get_bd_intf_pins {master}\] \[get_bd_intf_pins smartconnect_mem/S0\d_AXI\]",
                          text)
@@ -368,7 +374,16 @@ def check_nexys_facts(texts: dict[str, str], board, config, baud: int) -> None:
     assert period and float(period.group(1)) == pytest.approx(1e9 / clock_hz, abs=5e-4)
     assert f"CFGBVS {board.cfgbvs} " in xdc and f"CONFIG_VOLTAGE {board.config_voltage} " in xdc
     assert f"-type clk -freq_hz {int(clock_hz)} {clock}\n" in bd
-    assert f"CONFIG.PRIM_IN_FREQ {{{clock_hz / 1e6:.3f}}}" in bd
+    mig = board.mig
+    prj = texts["mig.prj"]
+    assert f"<InputClkFreq>{mig.input_clk_mhz:g}</InputClkFreq>" in prj and mig.input_clk_mhz * 1e6 == clock_hz
+    assert f"<TimePeriod>{mig.memory_period_ps}</TimePeriod>" in prj
+    assert f"<C0_S_AXI_DATA_WIDTH>{mig.axi_data_bits}</C0_S_AXI_DATA_WIDTH>" in prj
+    assert f"<MemoryDevice>{mig.memory_part}</MemoryDevice>" in prj
+    placed = dict((name, (site, std)) for std, site, name in
+                  re.findall(r'IOSTANDARD="(\w+)" PADName="(\w+)" SLEW="" VCCAUX_IO="" name="([^"]+)"', prj))
+    assert placed == {name: (pin.site, pin.iostandard) for name, pin in mig.pins.items()}
+    assert f"[get_bd_ports {clock}] [get_bd_pins mig_7series_0/sys_clk_i]" in bd
     low = {name for name, p in ports.items() if board.pins[p.pin].active_low}
     assert set(re.findall(r"CONFIG.POLARITY ACTIVE_LOW \[get_bd_ports (\w+)\]", bd)) == low
     ddr = board.dram_window
@@ -442,6 +457,9 @@ def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
                                                          vivado_family="aartix7 Production"),
                          board_part="digilentinc.com:nexys_video:part0:1.1",
                          clocks_hz={"clk100": 125e6, "ui_clk": 50e6}, config_voltage=1.8,
+                         mig=dataclasses.replace(nexys.mig, input_clk_mhz=125, memory_period_ps=5000,
+                                                 memory_part="DDR3_SDRAM/Components/MT41K128M16XX-15E",
+                                                 pins={"ddr3_we_n": Pin("A9", "SSTL135")}),
                          ctrl_window=Window(0x4000_0000, 0x2000, "link m_axi_ctrl"),
                          dram_windows=(Window(0x1000_0000, 256 << 20, "DDR3"),))
     config = preset("nexys_video").replace(clock_mhz=50.0)

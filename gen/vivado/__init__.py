@@ -15,8 +15,8 @@ command, under ``build/vivado/<target>/`` (or ``--out``):
                  ``.bit``, ``.bit.bin`` via bootgen, ``.xsa`` with bitstream, ``.hwh``),
                  ``systole.dtso`` (+ ``systole.dtbo`` when ``dtc`` is installed),
                  ``shell.json``, ``systole.bif``, ``README.md``.
-``nexys_video``  both IPs, ``bd.tcl`` (MIG 7-series for the DDR3 from the Digilent board
-                 preset, a SmartConnect merging the bridge's and the accelerator's AXI4
+``nexys_video``  both IPs, ``bd.tcl`` (MIG 7-series for the DDR3 from our ``mig.prj``:
+                 Digilent's 1.2 clocking and pins, a 128-bit AXI port; a SmartConnect merging the bridge's and the accelerator's AXI4
                  masters into the MIG, everything on MIG's ``ui_clk``), ``nexys_video.xdc``,
                  ``build.tcl`` with the same timing rule, ``program.tcl``, ``README.md``.
 
