@@ -225,6 +225,9 @@ def test_ip_register_map_comes_from_regmap(flows, tmp_path):
     assert status == 0, stderr
     added = [c[1] for c in calls if c[0] == "ipx::add_register"]
     assert added == [reg.name for reg in REGISTERS]
+    # package_project's own s_axi_ctrl map is removed before ours is added.
+    names = [c[0] for c in calls]
+    assert names.index("ipx::remove_memory_map") < names.index("ipx::add_memory_map")
     offsets = [int(c[2], 16) for c in calls if c[:2] == ["set_property", "address_offset"]]
     assert offsets == [reg.offset for reg in REGISTERS]
     fields = [c[1] for c in calls if c[0] == "ipx::add_field"]
@@ -399,16 +402,19 @@ def check_nexys_facts(texts: dict[str, str], board, config, baud: int) -> None:
             assert f"{board.pins[p.pin].doc} = {p.role}" in readme
 
 
-def check_package_facts(package: str, board, boards) -> None:
-    """An IP packaged for ``board``'s part, supported on every family of ``boards``."""
+def check_package_facts(package: str, board, boards, registers: bool = True) -> None:
+    """An IP packaged for ``board``'s part, supported on every family of ``boards``; its register
+    block is the range ``board``'s block design assigns (its ``ctrl_window``)."""
     families = " ".join(b.fpga.vivado_family for b in boards)
+    if registers:
+        assert f"set_property range {board.ctrl_window.size} $block\n" in package
     assert f"create_project -in_memory -part {board.fpga.part}\n" in package
     assert f"set_property supported_families {{{families}}} $core" in package
 
 
 def check_link_facts(package: str, board, baud: int, boards) -> None:
     """The bridge's control master spans ``board``'s control window; its UART runs at ``baud``."""
-    check_package_facts(package, board, boards)
+    check_package_facts(package, board, boards, registers=False)
     assert f"set_property range {board.ctrl_window.size} [ipx::get_address_spaces m_axi_ctrl " in package
     assert f"USB-UART ({baud} baud 8N1)" in package
 
@@ -470,7 +476,7 @@ def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
     moved = {"kv260": kv_moved, "nexys_video": nexys_moved}
     monkeypatch.setattr(ip, "BOARDS", moved)
     accel_ports = ports_of(flows["kv260"] / "ip" / "hdl" / "systole_top.v", "systole_top")
-    check_package_facts(ip.accel_package_tcl(preset("kv260"), accel_ports, kv_moved.fpga.part), kv_moved,
+    check_package_facts(ip.accel_package_tcl(preset("kv260"), accel_ports, kv_moved.fpga.part, kv_moved), kv_moved,
                         moved.values())
     link_ports = ports_of(flows["nexys_video"] / "ip" / "hdl" / "systole_link.v", "systole_link")
     check_link_facts(ip.link_package_tcl(config, nexys_moved, 115_200, link_ports, nexys_moved.fpga.part),

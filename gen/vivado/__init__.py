@@ -70,17 +70,17 @@ def generate(target: str, config: AccelConfig, out: Path, *, baud: int | None = 
         from hdl.uart import divisor_for
         divisor_for(config.clock_mhz * 1e6, baud)
     if target == "ip":
-        return ip_files(config, out, part=BOARDS[IP_BOARD].fpga.part, link=link_board if link else None,
+        return ip_files(config, out, board=BOARDS[IP_BOARD], link=link_board if link else None,
                         baud=baud, top_verilog=top_verilog)
     if target == "kv260":
         board_files = kv260.files(config, udmabuf_bytes)      # refuses a bad configuration first
-        written = ip_files(config, out / "ip", part=kv260.BOARD.fpga.part, top_verilog=top_verilog)
+        written = ip_files(config, out / "ip", board=kv260.BOARD, top_verilog=top_verilog)
         written += write_files(out, board_files)
         dtbo = kv260.compile_overlay(out / "systole.dtso")
         return written + ([dtbo] if dtbo else [])
     if target == "nexys_video":
         board_files = nexys_video.files(config, baud)
-        written = ip_files(config, out / "ip", part=nexys_video.BOARD.fpga.part, link=link_board,
+        written = ip_files(config, out / "ip", board=nexys_video.BOARD, link=link_board,
                            baud=baud, top_verilog=top_verilog)
         return written + write_files(out, board_files)
     raise ValueError(f"unknown target {target!r}; choose {', '.join(TARGETS)}")
