@@ -46,11 +46,13 @@ set ::calls {}
 set ::handle 0
 proc ::log {words} { lappend ::calls $words }
 proc unknown {args} { ::log $args; return "h[incr ::handle]" }
+proc get_runs {name} { ::log [list get_runs $name]; return $name }
 proc get_property {name args} {
     ::log [list get_property $name {*}$args]
     switch -- $name {
         SLACK { return $::slack }
         PROGRESS { return "100%" }
+        STATUS { return [expr {[string match *impl* $args] ? "write_bitstream Complete!" : "synth_design Complete!"}] }
         default { return "h[incr ::handle]" }
     }
 }
@@ -156,10 +158,15 @@ def test_build_runs_and_names_only_real_ports(flows, board, tmp_path):
     directory = flows[board]
     status, calls, stderr = run_tcl(directory / "build.tcl", 0.125, tmp_path)
     assert status == 0, stderr
-    names = [c[0] if c[0] != "create_project" or "-in_memory" in c else "create_board_project" for c in calls]
+    names = ["create_board_project" if c[0] == "create_project" and "-in_memory" not in c else
+             "copy_bitstream" if c[:2] == ["file", "copy"] and c[-1].endswith("systole.bit") else c[0] for c in calls]
+    launches = [c for c in calls if c[0] == "launch_runs"]
+    assert [c[1] for c in launches] == ["synth_1", "impl_1"]
+    assert launches[1][2:4] == ["-to_step", "write_bitstream"]   # the run owns the bitstream (Kria-PYNQ)
+    assert "write_bitstream" not in names
     # Order of the flow: packaging, project, block design, synth, impl, timing gate, outputs.
     for earlier, later in (("ipx::save_core", "create_board_project"), ("create_bd_design", "launch_runs"),
-                           ("get_timing_paths", "write_bitstream"), ("write_bitstream", "write_hw_platform")):
+                           ("get_timing_paths", "copy_bitstream"), ("copy_bitstream", "write_hw_platform")):
         assert names.index(earlier) < names.index(later), (earlier, later)
     accel = ports_of(directory / "ip" / "hdl" / "systole_top.v", "systole_top")
     pins, interfaces = pins_named(calls, "systole_0")
@@ -195,7 +202,9 @@ def test_build_fails_when_timing_is_not_met(flows, tmp_path):
     for board, directory in flows.items():
         status, calls, stderr = run_tcl(directory / "build.tcl", -0.042, tmp_path)
         assert status != 0 and "timing NOT met" in stderr, (board, stderr)
-        assert "write_bitstream" not in [c[0] for c in calls], "a failing build must not write a bitstream"
+        assert "write_hw_platform" not in [c[0] for c in calls], "a failing build must not write an .xsa"
+        assert not [c for c in calls if c[:2] == ["file", "copy"] and c[-1].endswith("systole.bit")], \
+            "a failing build must not copy a bitstream out"
 
 
 def test_kv260_block_design(flows, tmp_path):
@@ -343,8 +352,9 @@ def _hex_pairs(text: str) -> list[tuple[int, int]]:
 
 def check_build_facts(build: str, board) -> None:
     assert re.findall(r" -part (\S+)", build) == [board.fpga.part]
-    assert re.findall(r"set_property board_part (\S+) ", build) == [board.board_part]
-    assert f"get_board_parts -quiet {board.board_part}]" in build
+    assert re.findall(r"set_property board_part (\S+) ", build) == ["$board_part"]
+    assert re.findall(r"foreach candidate \{([^}]*)\}", build) == [" ".join(board.board_parts)]
+    assert board.board_parts[0] == board.board_part
 
 
 def check_kv260_facts(texts: dict[str, str], board, dts: str) -> None:
@@ -352,7 +362,12 @@ def check_kv260_facts(texts: dict[str, str], board, dts: str) -> None:
     ctrl, bd, readme = board.ctrl_window, texts["bd.tcl"], texts["README.md"]
     check_build_facts(texts["build.tcl"], board)
     assert _hex_pairs(bd) == [(ctrl.base, ctrl.size)]
-    assert re.findall(r"zynq_ultra_ps_e_0/SAXIGP2/(\w+)\]", bd) == [w.name for w in board.dram_windows]
+    assert re.findall(r"^assign_bd_address .*\n.*zynq_ultra_ps_e_0/SAXIGP2/(\w+)\]", bd, re.M) == \
+        [w.name for w in board.dram_windows]
+    assert re.findall(r"^exclude_bd_addr_seg .*\n.*zynq_ultra_ps_e_0/SAXIGP2/(\w+)\]", bd, re.M) == \
+        list(board.dma_excluded_segments)
+    assert "OVERTEMPSHUTDOWN ENABLE [current_design]" in texts["kv260.xdc"]
+    assert "add_files -fileset constrs_1 -norecurse [file join $here kv260.xdc]" in texts["build.tcl"]
     irq_pin = board.irq.partition("[")[0]
     assert f"[get_bd_pins systole_0/irq] [get_bd_pins zynq_ultra_ps_e_0/{irq_pin}]" in bd
     assert f"(GIC SPI {32 + board.irq_spi})" in bd
@@ -450,9 +465,10 @@ def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
     kv = BOARDS["kv260"]
     kv_moved = _moved(kv, fpga=dataclasses.replace(kv.fpga, part="xck26-sfvc784-1LV-c",
                                                    vivado_family="zynquplusRFSOC Production"),
-                      board_part="xilinx.com:kv260_som:part0:2.0",
+                      board_part="xilinx.com:kv260_som:part0:2.0", board_part_versions=("2.0", "1.3"),
                       ctrl_window=Window(0xB001_0000, 0x2_0000, "HPM1_FPD"), irq="pl_ps_irq1[3]", irq_spi=104,
-                      dram_windows=(Window(0x4000_0000, 1 << 30, "HP0_DDR_MID"),))
+                      dram_windows=(Window(0x4000_0000, 1 << 30, "HP0_DDR_MID"),),
+                      dma_excluded_segments=("HP0_PCIE_LOW",))
     texts = kv260.files(preset("kv260"), 64 << 20, board=kv_moved)
     dtso = tmp_path / "moved.dtso"
     dtso.write_text(texts["systole.dtso"])
@@ -461,7 +477,7 @@ def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
     nexys = BOARDS["nexys_video"]
     nexys_moved = _moved(nexys, fpga=dataclasses.replace(nexys.fpga, part="xc7a100tfgg484-2", device="xc7a100t",
                                                          vivado_family="aartix7 Production"),
-                         board_part="digilentinc.com:nexys_video:part0:1.1",
+                         board_part="digilentinc.com:nexys_video:part0:1.1", board_part_versions=(),
                          clocks_hz={"clk100": 125e6, "ui_clk": 50e6}, config_voltage=1.8,
                          mig=dataclasses.replace(nexys.mig, input_clk_mhz=125, memory_period_ps=5000,
                                                  memory_part="DDR3_SDRAM/Components/MT41K128M16XX-15E",

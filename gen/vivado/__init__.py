@@ -8,7 +8,7 @@ command, under ``build/vivado/<target>/`` (or ``--out``):
                  with both and ``aresetn`` as its reset, ``irq`` an interrupt, a memory
                  map whose registers come from ``hdl/spec/regmap.py``). With ``--link``
                  also the ``systole_link`` UART bridge IP.
-``kv260``        the IP, ``bd.tcl`` (``zynq_ultra_ps_e`` with the KV260 board preset,
+``kv260``        the IP, ``kv260.xdc`` (over-temperature shutdown), ``bd.tcl`` (``zynq_ultra_ps_e`` with the KV260 board preset,
                  HPM0_FPD -> SmartConnect -> ``s_axi_ctrl``, ``m_axi_dma`` -> 128-bit
                  S_AXI_HP0_FPD, ``pl_clk0`` at the configuration's clock, ``irq`` ->
                  ``pl_ps_irq0``), ``build.tcl`` (synth, impl, FAIL on negative WNS/WHS,

@@ -138,7 +138,10 @@ class Board:
     connector_iostandards: dict[str, str] = field(default_factory=dict)  # connector: I/O standard of its bank
     config_voltage: float | None = None           # bank 0 VCCO (7-series CONFIG_VOLTAGE); None: not set
     mig: Mig | None = None                        # a MIG DDR3 controller the flow generates
-    board_part_versions: tuple[str, ...] = ()     # board-file versions the flow was designed against, newest first
+    # Board-file versions the flow was designed against, newest first (board_part's own
+    # first); build.tcl uses the newest one installed. Empty: board_part's only.
+    board_part_versions: tuple[str, ...] = ()
+    dma_excluded_segments: tuple[str, ...] = ()   # segments the DMA master sees but must not use
 
     def pin_group(self, stem: str) -> tuple[Pin, ...]:
         """Pins ``stem0``, ``stem1``, ... in order (``led`` gives LD0..LD7)."""
@@ -156,6 +159,16 @@ class Board:
         return "VCCO" if self.config_voltage >= 2.5 else "GND"
 
     @property
+    def board_parts(self) -> tuple[str, ...]:
+        """Every board part of ``board_part_versions``, ``board_part`` first; ValueError if it is not."""
+        base, _, own = self.board_part.rpartition(":")
+        parts = tuple(f"{base}:{v}" for v in self.board_part_versions) or (self.board_part,)
+        if parts[0] != self.board_part:
+            raise ValueError(f"{self.name}: board_part {self.board_part} is not the first of "
+                             f"board_part_versions {self.board_part_versions}")
+        return parts
+
+    @property
     def dram_window(self) -> Window:
         """The first (on the Nexys Video: the only) DRAM window."""
         return self.dram_windows[0]
@@ -169,7 +182,10 @@ _KV260 = Board(
               title="XCK26 (Zynq UltraScale+)", vivado_family="zynquplus Production",
               yosys_family="xcup", luts=117_120, ffs=234_240, dsps=1_248, bram36=144,
               note="+64 URAM"),
+    # XilinxBoardStore boards/Xilinx/kv260_som/1.4 (preset_s4.xml holds the PSU__* names the
+    # design sets, checked). 2.0 exists but ships no preset_s4.xml in the store (not checked).
     board_part="xilinx.com:kv260_som:part0:1.4",
+    board_part_versions=("1.4",),
     dram="DDR4 64-bit 2400 MT/s",
     dram_bytes_per_s=19.2e9,
     # As S_AXI_HP0_FPD sees it: the low 2 GiB and the high 2 GiB of the 4 GiB DDR4.
@@ -188,6 +204,8 @@ _KV260 = Board(
     connectors={"pmod_j2": "H12 E10 D10 C11 - - B10 E12 D11 B11 - -"},
     connector_iostandards={"pmod_j2": "LVCMOS33"},
     dma_port="one 128-bit HP port (S_AXI_HP0_FPD) at the PL clock",
+    # Not DRAM: excluded, as Kria-PYNQ's kv260/base/base.tcl does for HP1 (commit 21bf5e18).
+    dma_excluded_segments=("HP0_LPS_OCM", "HP0_QSPI"),
 )
 
 def _mig_pins(standard: str, pins: str) -> dict[str, Pin]:
@@ -254,7 +272,8 @@ _NEXYS_VIDEO = Board(
     config_voltage=3.3,
     dma_port="MIG's 128-bit AXI port at ui_clk, shared with the link bridge through a SmartConnect",
     mig=_NEXYS_VIDEO_MIG,
-    board_part_versions=("1.2",),                 # mig.prj's clocking is 1.2's (1.1: 200 MHz sys_clk)
+    # Digilent/vivado-boards nexys_video/A.0/1.2; 1.1's MIG wants a 200 MHz sys_clk (not ours).
+    board_part_versions=("1.2",),
 )
 
 BOARDS: dict[str, Board] = {b.name: b for b in (_KV260, _NEXYS_VIDEO)}
