@@ -4,8 +4,8 @@ Board facts (part, board part, pin sites and I/O standards, the oscillator, MIG'
 ``ui_clk``, the configuration voltage, the DDR3 window, the bridge's control window,
 the UART rate) come from ``hdl.spec.boards.BOARDS["nexys_video"]``. What this module
 decides is the design: its top-level ports and the board pin each one sits on
-(``PORTS``), DDR3 through MIG (our own ``mig.prj`` from the registry's MIG facts) with a SmartConnect merging the bridge's and the
-accelerator's AXI4 masters, everything on MIG's ``ui_clk``. The texts are
+(``PORTS``), DDR3 through MIG (our own ``mig.prj`` from the registry's MIG facts) with
+a SmartConnect merging the bridge's and the accelerator's AXI4 masters, everything on MIG's ``ui_clk``. The texts are
 ``templates/nexys_video/``.
 """
 
