@@ -516,3 +516,14 @@ def test_every_template_is_package_data():
     carried = {path for pattern in patterns for path in root.glob(pattern)}
     templates = {path for path in (root / "templates").rglob("*") if path.is_file()}
     assert templates and templates <= carried, sorted(map(str, templates - carried))
+
+
+def test_nexys_video_projection_assumes_the_mig_port():
+    """host.perf projects the Nexys Video from its preset's DMA width and clock: they must be
+    the MIG's real AXI port (128 bits at ui_clk since issue 13; the preset's 32 bits would be
+    a quarter of it)."""
+    board, config = BOARDS["nexys_video"], preset("nexys_video")
+    mig = nexys_video.mig(board)
+    assert mig.axi_data_bits == mig.ui_data_bits == config.bus_bits
+    assert config.clock_mhz * 1e6 == mig.ui_clk_hz == board.clocks_hz["ui_clk"]
+    assert config.bandwidth_bytes_per_s == mig.axi_bytes_per_s == board.dram_bytes_per_s
