@@ -14,7 +14,8 @@ call and return named handles (``pin:cell/pin``, ``port:name``, ``cell:name``, .
   from the generated Verilog for ours; an input port drives), every clock and reset of
   ``REQUIRED`` is on a driven net, no two ports sit on one package site;
 - **segments**: every segment a master's address space reaches (through interface nets
-  and SmartConnects, ``SLAVE_SEGMENTS``) is assigned or excluded, and nothing else is.
+  and SmartConnects, ``SLAVE_SEGMENTS``) is assigned or excluded, and nothing else is; a
+  range assigned to our IP's ``reg0`` is the range its packaging script declares.
 
 The last tests break the flows on purpose (the old Nexys Video clocking, a doubled clock
 driver, a misspelled ``PSU__`` property, an unassigned segment, a wrong option) and show
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.xdist_group("vivado")
 STUBS = r"""
 set ::calls {}
 set ::handle 0
+namespace eval ::ipx {}
 proc ::log {words} { lappend ::calls $words }
 proc ::tagged {tag words} {
     set out {}
@@ -51,7 +53,8 @@ proc ::tagged {tag words} {
     return $out
 }
 foreach {cmd tag} {get_bd_pins pin get_bd_ports port get_bd_intf_pins intf get_bd_intf_ports intfport
-                   get_bd_addr_spaces space get_bd_addr_segs seg get_ports xport get_runs run} {
+                   get_bd_addr_spaces space get_bd_addr_segs seg get_ports xport get_runs run
+                   ipx::get_address_blocks block} {
     proc $cmd {args} [string map [list TAG $tag CMD $cmd] { ::log [list CMD {*}$args]; return [::tagged TAG $args] }]
 }
 foreach {cmd tag} {create_bd_cell cell create_bd_port port create_bd_intf_port intfport} {
@@ -319,6 +322,8 @@ def lint(calls: list[list[str]], our_ips: dict[str, dict[str, tuple[str, int]]])
     sites: dict[str, set[str]] = {}         # package site -> ports
     nets, intf = _Nets(), _Nets()
     assigned: set[tuple[str, str]] = set()
+    block_ranges: dict[str, int] = {}       # our IP's address block -> declared range
+    ranges: list[tuple[str, int]] = []      # (segment, assigned range)
     for call in calls:
         name = call[0]
         if name in TCL_BUILTINS:
@@ -340,6 +345,8 @@ def lint(calls: list[list[str]], our_ips: dict[str, dict[str, tuple[str, int]]])
             else:
                 pairs, targets = [(positional[0], positional[1])] if len(positional) == 3 else [], positional[2:]
             for target in targets:
+                if target.startswith("block:") and pairs and pairs[0][0] == "range":
+                    block_ranges[target.removeprefix("block:")] = int(pairs[0][1], 0)
                 for prop, value in pairs:
                     errors += _check_property(target, prop, value, cells, sites)
         elif name == "connect_bd_net":
@@ -361,8 +368,15 @@ def lint(calls: list[list[str]], our_ips: dict[str, dict[str, tuple[str, int]]])
             space = str(options.get("-target_address_space", ""))
             for seg in positional:
                 assigned.add((space.removeprefix("space:"), seg.removeprefix("seg:")))
+                if "-range" in options:
+                    ranges.append((seg.removeprefix("seg:"), int(str(options["-range"]), 0)))
     errors += _check_nets(nets, cells, ports, our_ips)
     errors += _check_segments(intf, cells, assigned)
+    for seg, size in ranges:
+        cell, _, block = seg.rpartition("/")
+        declared = block_ranges.get(block) if cells.get(cell.split("/")[0]) in our_ips else None
+        if declared is not None and declared != size:
+            errors.append(f"segment {seg} is assigned 0x{size:X} bytes, the IP declares 0x{declared:X}")
     for site, on_site in sorted(sites.items()):
         if len(on_site) > 1:
             errors.append(f"site {site} has {len(on_site)} ports: {', '.join(sorted(on_site))}")
@@ -561,3 +575,10 @@ def test_an_undocumented_option_or_value_is_caught(flows, tmp_path):
     errors = lint_flow(flows["kv260"], "kv260", tmp_path, wrong)
     assert any("launch_runs -to_step bitstream: choose one of" in e for e in errors), errors
     assert any("write_hw_platform: unknown option -with_bit" in e for e in errors), errors
+
+
+def test_a_register_range_the_ip_does_not_declare_is_caught(flows, tmp_path):
+    def old_range(name, text):      # the 64 KiB reg0 of before issue 13, on the Nexys Video's 4 KiB window
+        return text.replace("set_property range 4096 $block", "set_property range 65536 $block")
+    errors = lint_flow(flows["nexys_video"], "nexys_video", tmp_path, old_range)
+    assert errors == ["segment systole_0/s_axi_ctrl/reg0 is assigned 0x1000 bytes, the IP declares 0x10000"]
