@@ -46,11 +46,13 @@ set ::calls {}
 set ::handle 0
 proc ::log {words} { lappend ::calls $words }
 proc unknown {args} { ::log $args; return "h[incr ::handle]" }
+proc get_runs {name} { ::log [list get_runs $name]; return $name }
 proc get_property {name args} {
     ::log [list get_property $name {*}$args]
     switch -- $name {
         SLACK { return $::slack }
         PROGRESS { return "100%" }
+        STATUS { return [expr {[string match *impl* $args] ? "write_bitstream Complete!" : "synth_design Complete!"}] }
         default { return "h[incr ::handle]" }
     }
 }
@@ -156,10 +158,15 @@ def test_build_runs_and_names_only_real_ports(flows, board, tmp_path):
     directory = flows[board]
     status, calls, stderr = run_tcl(directory / "build.tcl", 0.125, tmp_path)
     assert status == 0, stderr
-    names = [c[0] if c[0] != "create_project" or "-in_memory" in c else "create_board_project" for c in calls]
+    names = ["create_board_project" if c[0] == "create_project" and "-in_memory" not in c else
+             "copy_bitstream" if c[:2] == ["file", "copy"] and c[-1].endswith("systole.bit") else c[0] for c in calls]
+    launches = [c for c in calls if c[0] == "launch_runs"]
+    assert [c[1] for c in launches] == ["synth_1", "impl_1"]
+    assert launches[1][2:4] == ["-to_step", "write_bitstream"]   # the run owns the bitstream (Kria-PYNQ)
+    assert "write_bitstream" not in names
     # Order of the flow: packaging, project, block design, synth, impl, timing gate, outputs.
     for earlier, later in (("ipx::save_core", "create_board_project"), ("create_bd_design", "launch_runs"),
-                           ("get_timing_paths", "write_bitstream"), ("write_bitstream", "write_hw_platform")):
+                           ("get_timing_paths", "copy_bitstream"), ("copy_bitstream", "write_hw_platform")):
         assert names.index(earlier) < names.index(later), (earlier, later)
     accel = ports_of(directory / "ip" / "hdl" / "systole_top.v", "systole_top")
     pins, interfaces = pins_named(calls, "systole_0")
@@ -195,7 +202,9 @@ def test_build_fails_when_timing_is_not_met(flows, tmp_path):
     for board, directory in flows.items():
         status, calls, stderr = run_tcl(directory / "build.tcl", -0.042, tmp_path)
         assert status != 0 and "timing NOT met" in stderr, (board, stderr)
-        assert "write_bitstream" not in [c[0] for c in calls], "a failing build must not write a bitstream"
+        assert "write_hw_platform" not in [c[0] for c in calls], "a failing build must not write an .xsa"
+        assert not [c for c in calls if c[:2] == ["file", "copy"] and c[-1].endswith("systole.bit")], \
+            "a failing build must not copy a bitstream out"
 
 
 def test_kv260_block_design(flows, tmp_path):
@@ -225,6 +234,9 @@ def test_ip_register_map_comes_from_regmap(flows, tmp_path):
     assert status == 0, stderr
     added = [c[1] for c in calls if c[0] == "ipx::add_register"]
     assert added == [reg.name for reg in REGISTERS]
+    # package_project's own s_axi_ctrl map is removed before ours is added.
+    names = [c[0] for c in calls]
+    assert names.index("ipx::remove_memory_map") < names.index("ipx::add_memory_map")
     offsets = [int(c[2], 16) for c in calls if c[:2] == ["set_property", "address_offset"]]
     assert offsets == [reg.offset for reg in REGISTERS]
     fields = [c[1] for c in calls if c[0] == "ipx::add_field"]
@@ -313,7 +325,13 @@ def test_nexys_video_block_design(flows, tmp_path):
     status, calls, stderr = run_tcl(flows["nexys_video"] / "bd.tcl", 0.1, tmp_path)
     assert status == 0, stderr
     text = (flows["nexys_video"] / "bd.tcl").read_text()
-    assert 'apply_board_connection -board_interface "ddr3_sdram"' in text
+    # MIG from our mig.prj: no board connection (it would add sys_clk_i/clk_ref_i ports), no clk_wiz;
+    # the oscillator straight on sys_clk_i, MIG's 200 MHz extra clock on clk_ref_i.
+    assert "apply_board_connection" not in {c[0] for c in calls} and "clk_wiz" not in text
+    assert "CONFIG.XML_INPUT_FILE {mig_a.prj}" in text
+    assert "[get_bd_pins mig_7series_0/ui_addn_clk_0] [get_bd_pins mig_7series_0/clk_ref_i]" in text
+    copies = [c for c in calls if c[:2] == ["file", "copy"]]
+    assert len(copies) == 1 and copies[0][-2].endswith("mig.prj") and copies[0][-1].endswith("mig_a.prj")
     for master in ("systole_link_0/m_axi_mem", "systole_0/m_axi_dma"):
         assert re.search(rf"connect_bd_intf_net \[get_bd_intf_pins {master}\] \[get_bd_intf_pins smartconnect_mem/S0\d_AXI\]",
                          text)
@@ -334,8 +352,9 @@ def _hex_pairs(text: str) -> list[tuple[int, int]]:
 
 def check_build_facts(build: str, board) -> None:
     assert re.findall(r" -part (\S+)", build) == [board.fpga.part]
-    assert re.findall(r"set_property board_part (\S+) ", build) == [board.board_part]
-    assert f"get_board_parts -quiet {board.board_part}]" in build
+    assert re.findall(r"set_property board_part (\S+) ", build) == ["$board_part"]
+    assert re.findall(r"foreach candidate \{([^}]*)\}", build) == [" ".join(board.board_parts)]
+    assert board.board_parts[0] == board.board_part
 
 
 def check_kv260_facts(texts: dict[str, str], board, dts: str) -> None:
@@ -343,7 +362,12 @@ def check_kv260_facts(texts: dict[str, str], board, dts: str) -> None:
     ctrl, bd, readme = board.ctrl_window, texts["bd.tcl"], texts["README.md"]
     check_build_facts(texts["build.tcl"], board)
     assert _hex_pairs(bd) == [(ctrl.base, ctrl.size)]
-    assert re.findall(r"zynq_ultra_ps_e_0/SAXIGP2/(\w+)\]", bd) == [w.name for w in board.dram_windows]
+    assert re.findall(r"^assign_bd_address .*\n.*zynq_ultra_ps_e_0/SAXIGP2/(\w+)\]", bd, re.M) == \
+        [w.name for w in board.dram_windows]
+    assert re.findall(r"^exclude_bd_addr_seg .*\n.*zynq_ultra_ps_e_0/SAXIGP2/(\w+)\]", bd, re.M) == \
+        list(board.dma_excluded_segments)
+    assert "OVERTEMPSHUTDOWN ENABLE [current_design]" in texts["kv260.xdc"]
+    assert "add_files -fileset constrs_1 -norecurse [file join $here kv260.xdc]" in texts["build.tcl"]
     irq_pin = board.irq.partition("[")[0]
     assert f"[get_bd_pins systole_0/irq] [get_bd_pins zynq_ultra_ps_e_0/{irq_pin}]" in bd
     assert f"(GIC SPI {32 + board.irq_spi})" in bd
@@ -368,7 +392,16 @@ def check_nexys_facts(texts: dict[str, str], board, config, baud: int) -> None:
     assert period and float(period.group(1)) == pytest.approx(1e9 / clock_hz, abs=5e-4)
     assert f"CFGBVS {board.cfgbvs} " in xdc and f"CONFIG_VOLTAGE {board.config_voltage} " in xdc
     assert f"-type clk -freq_hz {int(clock_hz)} {clock}\n" in bd
-    assert f"CONFIG.PRIM_IN_FREQ {{{clock_hz / 1e6:.3f}}}" in bd
+    mig = board.mig
+    prj = texts["mig.prj"]
+    assert f"<InputClkFreq>{mig.input_clk_mhz:g}</InputClkFreq>" in prj and mig.input_clk_mhz * 1e6 == clock_hz
+    assert f"<TimePeriod>{mig.memory_period_ps}</TimePeriod>" in prj
+    assert f"<C0_S_AXI_DATA_WIDTH>{mig.axi_data_bits}</C0_S_AXI_DATA_WIDTH>" in prj
+    assert f"<MemoryDevice>{mig.memory_part}</MemoryDevice>" in prj
+    placed = dict((name, (site, std)) for std, site, name in
+                  re.findall(r'IOSTANDARD="(\w+)" PADName="(\w+)" SLEW="" VCCAUX_IO="" name="([^"]+)"', prj))
+    assert placed == {name: (pin.site, pin.iostandard) for name, pin in mig.pins.items()}
+    assert f"[get_bd_ports {clock}] [get_bd_pins mig_7series_0/sys_clk_i]" in bd
     low = {name for name, p in ports.items() if board.pins[p.pin].active_low}
     assert set(re.findall(r"CONFIG.POLARITY ACTIVE_LOW \[get_bd_ports (\w+)\]", bd)) == low
     ddr = board.dram_window
@@ -384,16 +417,19 @@ def check_nexys_facts(texts: dict[str, str], board, config, baud: int) -> None:
             assert f"{board.pins[p.pin].doc} = {p.role}" in readme
 
 
-def check_package_facts(package: str, board, boards) -> None:
-    """An IP packaged for ``board``'s part, supported on every family of ``boards``."""
+def check_package_facts(package: str, board, boards, registers: bool = True) -> None:
+    """An IP packaged for ``board``'s part, supported on every family of ``boards``; its register
+    block is the range ``board``'s block design assigns (its ``ctrl_window``)."""
     families = " ".join(b.fpga.vivado_family for b in boards)
+    if registers:
+        assert f"set_property range {board.ctrl_window.size} $block\n" in package
     assert f"create_project -in_memory -part {board.fpga.part}\n" in package
     assert f"set_property supported_families {{{families}}} $core" in package
 
 
 def check_link_facts(package: str, board, baud: int, boards) -> None:
     """The bridge's control master spans ``board``'s control window; its UART runs at ``baud``."""
-    check_package_facts(package, board, boards)
+    check_package_facts(package, board, boards, registers=False)
     assert f"set_property range {board.ctrl_window.size} [ipx::get_address_spaces m_axi_ctrl " in package
     assert f"USB-UART ({baud} baud 8N1)" in package
 
@@ -429,9 +465,10 @@ def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
     kv = BOARDS["kv260"]
     kv_moved = _moved(kv, fpga=dataclasses.replace(kv.fpga, part="xck26-sfvc784-1LV-c",
                                                    vivado_family="zynquplusRFSOC Production"),
-                      board_part="xilinx.com:kv260_som:part0:2.0",
+                      board_part="xilinx.com:kv260_som:part0:2.0", board_part_versions=("2.0", "1.3"),
                       ctrl_window=Window(0xB001_0000, 0x2_0000, "HPM1_FPD"), irq="pl_ps_irq1[3]", irq_spi=104,
-                      dram_windows=(Window(0x4000_0000, 1 << 30, "HP0_DDR_MID"),))
+                      dram_windows=(Window(0x4000_0000, 1 << 30, "HP0_DDR_MID"),),
+                      dma_excluded_segments=("HP0_PCIE_LOW",))
     texts = kv260.files(preset("kv260"), 64 << 20, board=kv_moved)
     dtso = tmp_path / "moved.dtso"
     dtso.write_text(texts["systole.dtso"])
@@ -440,8 +477,11 @@ def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
     nexys = BOARDS["nexys_video"]
     nexys_moved = _moved(nexys, fpga=dataclasses.replace(nexys.fpga, part="xc7a100tfgg484-2", device="xc7a100t",
                                                          vivado_family="aartix7 Production"),
-                         board_part="digilentinc.com:nexys_video:part0:1.1",
+                         board_part="digilentinc.com:nexys_video:part0:1.1", board_part_versions=(),
                          clocks_hz={"clk100": 125e6, "ui_clk": 50e6}, config_voltage=1.8,
+                         mig=dataclasses.replace(nexys.mig, input_clk_mhz=125, memory_period_ps=5000,
+                                                 memory_part="DDR3_SDRAM/Components/MT41K128M16XX-15E",
+                                                 pins={"ddr3_we_n": Pin("A9", "SSTL135")}),
                          ctrl_window=Window(0x4000_0000, 0x2000, "link m_axi_ctrl"),
                          dram_windows=(Window(0x1000_0000, 256 << 20, "DDR3"),))
     config = preset("nexys_video").replace(clock_mhz=50.0)
@@ -452,7 +492,7 @@ def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
     moved = {"kv260": kv_moved, "nexys_video": nexys_moved}
     monkeypatch.setattr(ip, "BOARDS", moved)
     accel_ports = ports_of(flows["kv260"] / "ip" / "hdl" / "systole_top.v", "systole_top")
-    check_package_facts(ip.accel_package_tcl(preset("kv260"), accel_ports, kv_moved.fpga.part), kv_moved,
+    check_package_facts(ip.accel_package_tcl(preset("kv260"), accel_ports, kv_moved.fpga.part, kv_moved), kv_moved,
                         moved.values())
     link_ports = ports_of(flows["nexys_video"] / "ip" / "hdl" / "systole_link.v", "systole_link")
     check_link_facts(ip.link_package_tcl(config, nexys_moved, 115_200, link_ports, nexys_moved.fpga.part),
@@ -476,3 +516,14 @@ def test_every_template_is_package_data():
     carried = {path for pattern in patterns for path in root.glob(pattern)}
     templates = {path for path in (root / "templates").rglob("*") if path.is_file()}
     assert templates and templates <= carried, sorted(map(str, templates - carried))
+
+
+def test_nexys_video_projection_assumes_the_mig_port():
+    """host.perf projects the Nexys Video from its preset's DMA width and clock: they must be
+    the MIG's real AXI port (128 bits at ui_clk since issue 13; the preset's 32 bits would be
+    a quarter of it)."""
+    board, config = BOARDS["nexys_video"], preset("nexys_video")
+    mig = nexys_video.mig(board)
+    assert mig.axi_data_bits == mig.ui_data_bits == config.bus_bits
+    assert config.clock_mhz * 1e6 == mig.ui_clk_hz == board.clocks_hz["ui_clk"]
+    assert config.bandwidth_bytes_per_s == mig.axi_bytes_per_s == board.dram_bytes_per_s

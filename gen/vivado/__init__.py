@@ -8,16 +8,19 @@ command, under ``build/vivado/<target>/`` (or ``--out``):
                  with both and ``aresetn`` as its reset, ``irq`` an interrupt, a memory
                  map whose registers come from ``hdl/spec/regmap.py``). With ``--link``
                  also the ``systole_link`` UART bridge IP.
-``kv260``        the IP, ``bd.tcl`` (``zynq_ultra_ps_e`` with the KV260 board preset,
-                 HPM0_FPD -> SmartConnect -> ``s_axi_ctrl``, ``m_axi_dma`` -> 128-bit
-                 S_AXI_HP0_FPD, ``pl_clk0`` at the configuration's clock, ``irq`` ->
-                 ``pl_ps_irq0``), ``build.tcl`` (synth, impl, FAIL on negative WNS/WHS,
-                 ``.bit``, ``.bit.bin`` via bootgen, ``.xsa`` with bitstream, ``.hwh``),
-                 ``systole.dtso`` (+ ``systole.dtbo`` when ``dtc`` is installed),
-                 ``shell.json``, ``systole.bif``, ``README.md``.
-``nexys_video``  both IPs, ``bd.tcl`` (MIG 7-series for the DDR3 from the Digilent board
-                 preset, a SmartConnect merging the bridge's and the accelerator's AXI4
-                 masters into the MIG, everything on MIG's ``ui_clk``), ``nexys_video.xdc``,
+``kv260``        the IP, ``kv260.xdc`` (over-temperature shutdown), ``bd.tcl``
+                 (``zynq_ultra_ps_e`` with the KV260 board preset, HPM0_FPD ->
+                 SmartConnect -> ``s_axi_ctrl``, ``m_axi_dma`` -> 128-bit S_AXI_HP0_FPD,
+                 ``pl_clk0`` at the configuration's clock, ``irq`` -> ``pl_ps_irq0``),
+                 ``build.tcl`` (synth, impl writing the bitstream, FAIL on negative
+                 WNS/WHS before ``.bit`` is copied out, ``.bit.bin`` via bootgen,
+                 ``.xsa`` with bitstream, ``.hwh``), ``systole.dtso`` (+ ``systole.dtbo``
+                 when ``dtc`` is installed), ``shell.json``, ``systole.bif``,
+                 ``README.md``.
+``nexys_video``  both IPs, ``bd.tcl`` (MIG 7-series for the DDR3 from our ``mig.prj``:
+                 Digilent's 1.2 clocking and pins, a 128-bit AXI port; a SmartConnect
+                 merging the bridge's and the accelerator's AXI4 masters into the MIG,
+                 everything on MIG's ``ui_clk``), ``mig.prj``, ``nexys_video.xdc``,
                  ``build.tcl`` with the same timing rule, ``program.tcl``, ``README.md``.
 
 Run a flow with ``cd build/vivado/<target> && vivado -mode batch -source build.tcl``.
@@ -70,17 +73,17 @@ def generate(target: str, config: AccelConfig, out: Path, *, baud: int | None = 
         from hdl.uart import divisor_for
         divisor_for(config.clock_mhz * 1e6, baud)
     if target == "ip":
-        return ip_files(config, out, part=BOARDS[IP_BOARD].fpga.part, link=link_board if link else None,
+        return ip_files(config, out, board=BOARDS[IP_BOARD], link=link_board if link else None,
                         baud=baud, top_verilog=top_verilog)
     if target == "kv260":
         board_files = kv260.files(config, udmabuf_bytes)      # refuses a bad configuration first
-        written = ip_files(config, out / "ip", part=kv260.BOARD.fpga.part, top_verilog=top_verilog)
+        written = ip_files(config, out / "ip", board=kv260.BOARD, top_verilog=top_verilog)
         written += write_files(out, board_files)
         dtbo = kv260.compile_overlay(out / "systole.dtso")
         return written + ([dtbo] if dtbo else [])
     if target == "nexys_video":
         board_files = nexys_video.files(config, baud)
-        written = ip_files(config, out / "ip", part=nexys_video.BOARD.fpga.part, link=link_board,
+        written = ip_files(config, out / "ip", board=nexys_video.BOARD, link=link_board,
                            baud=baud, top_verilog=top_verilog)
         return written + write_files(out, board_files)
     raise ValueError(f"unknown target {target!r}; choose {', '.join(TARGETS)}")

@@ -2,9 +2,9 @@
 
 The script checks that the board files are installed, sources the IP packaging
 scripts, creates the project for the board's part and board part, adds the
-constraints and the block design, synthesizes and implements, then gates on
-timing: a negative (or missing) WNS or WHS is an ``error`` before any bitstream is
-written. After ``systole.bit`` and ``systole.xsa`` come the board's own outputs
+constraints and the block design, synthesizes and implements (the run writes the
+bitstream), then gates on timing: a negative (or missing) WNS or WHS is an ``error``
+before ``systole.bit`` is copied out or ``systole.xsa`` written. After them come the board's own outputs
 (the ``outputs`` block of ``templates/<board>/build.tcl.j2``).
 """
 

@@ -24,8 +24,8 @@ __all__ = ["IP_VENDOR", "IP_LIBRARY", "IP_VERSION", "vlnv", "package_ip_tcl", "a
 IP_VENDOR = "systole.dev"
 IP_LIBRARY = "systole"
 IP_VERSION = "1.0"
-# The address block Vivado gives s_axi_ctrl: 64 KiB (the register map uses 0x00..0xFF).
-REGISTER_BLOCK_BYTES = 0x1_0000
+# The address block reg0 of s_axi_ctrl is the board's ctrl_window (the register map uses
+# 0x00..0xFF): the block design assigns exactly that range, so the two agree.
 # How hdl.spec.regmap's access kinds read in IP-XACT (R/TOW: written to toggle, a write).
 IPX_ACCESS = {"RW": "read-write", "RO": "read-only", "R/TOW": "read-write"}
 
@@ -37,15 +37,20 @@ def vlnv(name: str) -> str:
 
 def package_ip_tcl(*, top: str, name: str, display_name: str, description: str,
                    ports: dict[str, tuple[str, int]], part: str, irq_mode: str = "master",
-                   registers: bool = True, master_ranges: dict[str, int] | None = None) -> str:
+                   registers: bool = True, register_block_bytes: int = 0,
+                   master_ranges: dict[str, int] | None = None) -> str:
     """TCL packaging ``hdl/<top>.v`` as IP ``name`` into ``<script dir>/<name>/``.
 
     Every AXI interface prefix of ``ports`` is inferred and must be inferred exactly
     once (the script errors otherwise), associated with ``aclk``; ``aresetn`` is the
     active-low reset. ``irq`` becomes a level-high interrupt (``master`` = output,
     ``slave`` = input). ``registers`` adds the ``s_axi_ctrl`` memory map of
-    ``hdl.spec.regmap``; ``master_ranges`` sets each AXI master's address-space size.
+    ``hdl.spec.regmap`` in one block of ``register_block_bytes``; ``master_ranges`` sets
+    each AXI master's address-space size.
     """
+    if registers and not 0x100 <= register_block_bytes <= 1 << 32:
+        raise ValueError(f"register_block_bytes={register_block_bytes:#x}: the register block needs "
+                         "0x100..4 GiB (the register map spans 0x00..0xFF)")
     if irq_mode not in ("master", "slave"):
         raise ValueError(f"irq_mode={irq_mode!r}: choose master (an output) or slave (an input)")
     return render("package_ip.tcl.j2", top=top, name=name, vlnv=vlnv(name), part=part,
@@ -53,7 +58,7 @@ def package_ip_tcl(*, top: str, name: str, display_name: str, description: str,
                   display_name=display_name, description=description,
                   families=" ".join(b.fpga.vivado_family for b in BOARDS.values()),
                   busses=interface_prefixes(ports), irq_mode=irq_mode,
-                  registers=REGISTERS if registers else (), register_block_bytes=REGISTER_BLOCK_BYTES,
+                  registers=REGISTERS if registers else (), register_block_bytes=register_block_bytes,
                   ipx_access=IPX_ACCESS, master_ranges=master_ranges or {})
 
 
@@ -65,13 +70,20 @@ def link_ctrl_addr_width(board: Board) -> int:
     return size.bit_length() - 1
 
 
-def accel_package_tcl(config: AccelConfig, ports: dict[str, tuple[str, int]], part: str) -> str:
-    """``package_systole.tcl``: the accelerator with its registers, DMA reaching ``addr_width`` bits."""
+def accel_package_tcl(config: AccelConfig, ports: dict[str, tuple[str, int]], part: str,
+                      board: Board | None = None) -> str:
+    """``package_systole.tcl``: the accelerator with its registers, DMA reaching ``addr_width`` bits.
+
+    The register block is ``board.ctrl_window.size`` (default: the part's board in ``BOARDS``),
+    the range the board's block design assigns to it.
+    """
+    board = board or next(b for b in BOARDS.values() if b.fpga.part == part)
     return package_ip_tcl(
         top="systole_top", name="systole", display_name="Systole int8 matmul accelerator",
         description=f"C = A x W^T, int8 in, int32 out; {config.rows}x{config.cols} PEs, "
                     f"{config.bus_bits}-bit AXI4 DMA, AXI4-Lite registers ('{config.name}')",
-        ports=ports, part=part, master_ranges={"m_axi_dma": 1 << config.addr_width})
+        ports=ports, part=part, register_block_bytes=board.ctrl_window.size,
+        master_ranges={"m_axi_dma": 1 << config.addr_width})
 
 
 def link_package_tcl(config: AccelConfig, board: Board, baud: int, ports: dict[str, tuple[str, int]],
@@ -92,7 +104,7 @@ def _link_verilog(config: AccelConfig, board: Board, baud: int) -> str:
     return amaranth_verilog.convert(top, name="systole_link", emit_src=False)
 
 
-def ip_files(config: AccelConfig, ip_dir: Path, *, part: str, link: Board | None = None,
+def ip_files(config: AccelConfig, ip_dir: Path, *, board: Board, link: Board | None = None,
              baud: int | None = None, top_verilog: Path | None = None) -> list[Path]:
     """``hdl/*.v`` and ``package_*.tcl`` under ``ip_dir``; the paths written.
 
@@ -111,7 +123,8 @@ def ip_files(config: AccelConfig, ip_dir: Path, *, part: str, link: Board | None
         shutil.copyfile(top_verilog, hdl_dir / "systole_top.v")
         written.append(hdl_dir / "systole_top.v")
     ports = verilog_ports((hdl_dir / "systole_top.v").read_text(), "systole_top")
-    files = {"package_systole.tcl": accel_package_tcl(config, ports, part)}
+    part = board.fpga.part
+    files = {"package_systole.tcl": accel_package_tcl(config, ports, part, board)}
     if link is not None:
         baud = link.uart_baud if baud is None else baud
         if baud is None:

@@ -74,7 +74,7 @@ def dtso(config: AccelConfig, udmabuf_bytes: int, board: Board = BOARD) -> str:
 
 
 def files(config: AccelConfig, udmabuf_bytes: int, board: Board = BOARD) -> dict[str, str]:
-    """``{name: text}`` of the KV260 flow besides the IP: bd, build, overlay, xmutil, README."""
+    """``{name: text}`` of the KV260 flow besides the IP: bd, XDC, build, overlay, xmutil, README."""
     if isinstance(udmabuf_bytes, bool) or not isinstance(udmabuf_bytes, int) or udmabuf_bytes <= 0 \
             or udmabuf_bytes % 4096:
         raise ValueError(f"udmabuf_bytes={udmabuf_bytes!r} must be a positive multiple of 4 KiB "
@@ -82,7 +82,8 @@ def files(config: AccelConfig, udmabuf_bytes: int, board: Board = BOARD) -> dict
     ident = by_name("ID")
     return {
         "bd.tcl": bd_tcl(config, board),
-        "build.tcl": build_tcl(board, config, ips=["systole"]),
+        "kv260.xdc": render("kv260/kv260.xdc.j2"),
+        "build.tcl": build_tcl(board, config, ips=["systole"], xdc="kv260.xdc"),
         "systole.dtso": dtso(config, udmabuf_bytes, board),
         "shell.json": render("kv260/shell.json.j2"),
         "systole.bif": render("kv260/systole.bif.j2"),

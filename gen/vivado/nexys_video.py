@@ -4,8 +4,8 @@ Board facts (part, board part, pin sites and I/O standards, the oscillator, MIG'
 ``ui_clk``, the configuration voltage, the DDR3 window, the bridge's control window,
 the UART rate) come from ``hdl.spec.boards.BOARDS["nexys_video"]``. What this module
 decides is the design: its top-level ports and the board pin each one sits on
-(``PORTS``), DDR3 through MIG with a SmartConnect merging the bridge's and the
-accelerator's AXI4 masters, everything on MIG's ``ui_clk``. The texts are
+(``PORTS``), DDR3 through MIG (our own ``mig.prj`` from the registry's MIG facts) with
+a SmartConnect merging the bridge's and the accelerator's AXI4 masters, everything on MIG's ``ui_clk``. The texts are
 ``templates/nexys_video/``.
 """
 
@@ -20,7 +20,7 @@ from .build_script import build_tcl
 from .ip import vlnv
 from .render import render
 
-__all__ = ["BOARD", "Port", "PORTS", "bd_tcl", "xdc", "files"]
+__all__ = ["BOARD", "Port", "PORTS", "MIG_MODULE", "mig", "mig_prj", "bd_tcl", "xdc", "files"]
 
 BOARD = BOARDS["nexys_video"]
 
@@ -46,11 +46,31 @@ PORTS = {
     "led_link": Port("led1", "O", "link busy"),
     "led_irq": Port("led2", "O", "accelerator interrupt"),
 }
-# MIG's system clock as the block design makes it (clk_wiz from the oscillator); the
-# design takes the board preset's MIG to want 200 MHz on sys_clk_i.
-MIG_SYS_CLK_HZ = 200e6
 # MIG's address segment in the block design (named by the MIG IP, not the board).
 MIG_SEGMENT = "memmap/memaddr"
+# The MIG's module name in the block design (<design>_<cell>_0), as mig.prj names it.
+MIG_MODULE = "systole_bd_mig_7series_0_0"
+
+
+def mig(board: Board):
+    """``board.mig``, checked against the design: its sys_clk_i is the oscillator's rate,
+    its ui_clk the registry's ``ui_clk``; ``ValueError`` names the mismatch."""
+    if board.mig is None:
+        raise ValueError(f"{board.name}: the registry has no MIG facts (Board.mig)")
+    osc_hz = board.clocks_hz[_clock_port(PORTS).pin]
+    if board.mig.input_clk_mhz * 1e6 != osc_hz:
+        raise ValueError(f"{board.name}: MIG's sys_clk_i wants {board.mig.input_clk_mhz:g} MHz, the oscillator "
+                         f"is {osc_hz / 1e6:g} MHz (the design feeds it straight in)")
+    if board.mig.ui_clk_hz != board.clocks_hz["ui_clk"]:
+        raise ValueError(f"{board.name}: MIG's ui_clk is {board.mig.ui_clk_hz / 1e6:g} MHz, the registry's "
+                         f"ui_clk {board.clocks_hz['ui_clk'] / 1e6:g} MHz")
+    return board.mig
+
+
+def mig_prj(board: Board = BOARD) -> str:
+    """``mig.prj``: the MIG of ``board.mig`` (Digilent's 1.2 clocking), our AXI width."""
+    return render("nexys_video/mig.prj.j2", mig=mig(board), module_name=MIG_MODULE,
+                  target_fpga=f"{board.fpga.device}-{board.fpga.package}/-{board.fpga.speed}")
 
 
 def _clock_port(ports: dict[str, Port]) -> Port:
@@ -76,7 +96,7 @@ def bd_tcl(config: AccelConfig, board: Board = BOARD) -> str:
         raise ValueError(f"clock_mhz={config.clock_mhz}: the Nexys Video design runs on MIG's "
                          f"{ui_clk_mhz:g} MHz ui_clk (DDR3-800, 4:1); use clock_mhz={ui_clk_mhz:g}")
     return render("nexys_video/bd.tcl.j2", config=config, board=board, ports=PORTS,
-                  sys_clk_hz=board.clocks_hz[_clock_port(PORTS).pin], mig_sys_clk_hz=MIG_SYS_CLK_HZ,
+                  mig=mig(board),
                   accel_vlnv=vlnv("systole"), link_vlnv=vlnv("systole_link"),
                   ctrl=board.ctrl_window, ddr=_ddr_window(board), mig_segment=MIG_SEGMENT)
 
@@ -100,6 +120,7 @@ def files(config: AccelConfig, baud: int, board: Board = BOARD) -> dict[str, str
     """``{name: text}`` of the Nexys Video flow besides the IPs; the README states ``baud``."""
     return {
         "bd.tcl": bd_tcl(config, board),
+        "mig.prj": mig_prj(board),
         "nexys_video.xdc": xdc(board),
         "build.tcl": build_tcl(board, config, ips=["systole", "systole_link"], xdc="nexys_video.xdc"),
         "program.tcl": render("nexys_video/program.tcl.j2", board=board),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Fpga", "Pin", "Window", "Board", "BOARDS", "board"]
+__all__ = ["Fpga", "Pin", "Window", "Mig", "Board", "BOARDS", "board"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,58 @@ class Window:
 
 
 @dataclass(frozen=True)
+class Mig:
+    """A 7-series MIG DDR3 controller as ``gen.vivado`` writes its ``mig.prj``.
+
+    ``pins``: ``{MIG pin name: Pin}`` of the memory. The UI (and AXI) clock is the
+    memory clock divided by ``phy_ratio``; the native UI word is ``2 * phy_ratio *
+    data_width`` bits, so an ``axi_data_bits`` of that width needs no converter.
+    """
+
+    memory_part: str             # MIG's MemoryDevice
+    memory_period_ps: int        # TimePeriod: the DDR3 clock (2500 ps = 400 MHz, DDR3-800)
+    phy_ratio: int               # PHYRatio n:1
+    input_clk_mhz: float         # InputClkFreq: what sys_clk_i gets
+    sys_clk_pin: str             # System_Clock pin (MIG's PADName) and ...
+    sys_clk_bank: int            # ... its bank
+    mmcm_vco_mhz: float          # MMCM_VCO
+    extra_clk_divide: float      # MMCMClkOut0: ui_addn_clk_0 = VCO / this (the 200 MHz clk_ref_i)
+    data_width: int              # DQ bits
+    row_bits: int
+    col_bits: int
+    bank_bits: int
+    memory_bytes: int
+    pins: dict[str, Pin]
+    axi_data_bits: int           # our choice: the UI width (Digilent's preset uses 32)
+    axi_addr_bits: int
+    axi_id_bits: int
+
+    @property
+    def memory_clk_hz(self) -> float:
+        return 1e12 / self.memory_period_ps
+
+    @property
+    def ui_clk_hz(self) -> float:
+        """MIG's ``ui_clk``: the memory clock / ``phy_ratio`` (the AXI port's clock)."""
+        return self.memory_clk_hz / self.phy_ratio
+
+    @property
+    def extra_clk_hz(self) -> float:
+        """``ui_addn_clk_0``: MMCM VCO / ``extra_clk_divide`` (200 MHz for IDELAYCTRL's clk_ref_i)."""
+        return self.mmcm_vco_mhz * 1e6 / self.extra_clk_divide
+
+    @property
+    def ui_data_bits(self) -> int:
+        """The native UI word: one ui_clk carries 2 * phy_ratio beats of ``data_width``."""
+        return 2 * self.phy_ratio * self.data_width
+
+    @property
+    def axi_bytes_per_s(self) -> float:
+        """The AXI port's peak: ``axi_data_bits`` per ``ui_clk`` cycle."""
+        return self.axi_data_bits / 8 * self.ui_clk_hz
+
+
+@dataclass(frozen=True)
 class Board:
     """A board: its FPGA, memory system, address windows, clocks and pins.
 
@@ -85,6 +137,11 @@ class Board:
     read_latency: int = 32                        # DMA read latency assumed by projections (cycles)
     connector_iostandards: dict[str, str] = field(default_factory=dict)  # connector: I/O standard of its bank
     config_voltage: float | None = None           # bank 0 VCCO (7-series CONFIG_VOLTAGE); None: not set
+    mig: Mig | None = None                        # a MIG DDR3 controller the flow generates
+    # Board-file versions the flow was designed against, newest first (board_part's own
+    # first); build.tcl uses the newest one installed. Empty: board_part's only.
+    board_part_versions: tuple[str, ...] = ()
+    dma_excluded_segments: tuple[str, ...] = ()   # segments the DMA master sees but must not use
 
     def pin_group(self, stem: str) -> tuple[Pin, ...]:
         """Pins ``stem0``, ``stem1``, ... in order (``led`` gives LD0..LD7)."""
@@ -102,6 +159,16 @@ class Board:
         return "VCCO" if self.config_voltage >= 2.5 else "GND"
 
     @property
+    def board_parts(self) -> tuple[str, ...]:
+        """Every board part of ``board_part_versions``, ``board_part`` first; ValueError if it is not."""
+        base, _, own = self.board_part.rpartition(":")
+        parts = tuple(f"{base}:{v}" for v in self.board_part_versions) or (self.board_part,)
+        if parts[0] != self.board_part:
+            raise ValueError(f"{self.name}: board_part {self.board_part} is not the first of "
+                             f"board_part_versions {self.board_part_versions}")
+        return parts
+
+    @property
     def dram_window(self) -> Window:
         """The first (on the Nexys Video: the only) DRAM window."""
         return self.dram_windows[0]
@@ -115,7 +182,10 @@ _KV260 = Board(
               title="XCK26 (Zynq UltraScale+)", vivado_family="zynquplus Production",
               yosys_family="xcup", luts=117_120, ffs=234_240, dsps=1_248, bram36=144,
               note="+64 URAM"),
+    # XilinxBoardStore boards/Xilinx/kv260_som/1.4 (preset_s4.xml holds the PSU__* names the
+    # design sets, checked). 2.0 exists but ships no preset_s4.xml in the store (not checked).
     board_part="xilinx.com:kv260_som:part0:1.4",
+    board_part_versions=("1.4",),
     dram="DDR4 64-bit 2400 MT/s",
     dram_bytes_per_s=19.2e9,
     # As S_AXI_HP0_FPD sees it: the low 2 GiB and the high 2 GiB of the 4 GiB DDR4.
@@ -134,7 +204,39 @@ _KV260 = Board(
     connectors={"pmod_j2": "H12 E10 D10 C11 - - B10 E12 D11 B11 - -"},
     connector_iostandards={"pmod_j2": "LVCMOS33"},
     dma_port="one 128-bit HP port (S_AXI_HP0_FPD) at the PL clock",
+    # Not DRAM: excluded, as Kria-PYNQ's kv260/base/base.tcl does for HP1 (commit 21bf5e18).
+    dma_excluded_segments=("HP0_LPS_OCM", "HP0_QSPI"),
 )
+
+def _mig_pins(standard: str, pins: str) -> dict[str, Pin]:
+    return {name: Pin(site, standard) for name, _, site in (word.partition("=") for word in pins.split())}
+
+
+# Digilent/vivado-boards new/board_files/nexys_video/A.0/1.2/mig.prj (board files 1.2,
+# commit 21510952, MIG 4.2): part, clocking, geometry and pins. The AXI width is ours.
+_NEXYS_VIDEO_MIG = Mig(
+    memory_part="DDR3_SDRAM/Components/MT41K256M16XX-125",
+    memory_period_ps=2500, phy_ratio=4,
+    input_clk_mhz=100, sys_clk_pin="R4(MRCC_P)", sys_clk_bank=34,   # <SystemClock>Single-Ended
+    mmcm_vco_mhz=800, extra_clk_divide=4.0,                          # <UIExtraClocks>1: 200 MHz
+    data_width=16, row_bits=15, col_bits=10, bank_bits=3, memory_bytes=512 << 20,
+    pins={
+        **_mig_pins("SSTL15", "ddr3_addr[0]=M2 ddr3_addr[10]=L5 ddr3_addr[11]=N5 ddr3_addr[12]=N4 "
+                    "ddr3_addr[13]=P2 ddr3_addr[14]=P6 ddr3_addr[1]=M5 ddr3_addr[2]=M3 ddr3_addr[3]=M1 "
+                    "ddr3_addr[4]=L6 ddr3_addr[5]=P1 ddr3_addr[6]=N3 ddr3_addr[7]=N2 ddr3_addr[8]=M6 "
+                    "ddr3_addr[9]=R1 ddr3_ba[0]=L3 ddr3_ba[1]=K6 ddr3_ba[2]=L4 ddr3_cas_n=K3 ddr3_cke[0]=J6 "
+                    "ddr3_dm[0]=G3 ddr3_dm[1]=F1 ddr3_dq[0]=G2 ddr3_dq[10]=F3 ddr3_dq[11]=D2 ddr3_dq[12]=C2 "
+                    "ddr3_dq[13]=A1 ddr3_dq[14]=E2 ddr3_dq[15]=B1 ddr3_dq[1]=H4 ddr3_dq[2]=H5 ddr3_dq[3]=J1 "
+                    "ddr3_dq[4]=K1 ddr3_dq[5]=H3 ddr3_dq[6]=H2 ddr3_dq[7]=J5 ddr3_dq[8]=E3 ddr3_dq[9]=B2 "
+                    "ddr3_odt[0]=K4 ddr3_ras_n=J4 ddr3_we_n=L1"),
+        **_mig_pins("DIFF_SSTL15", "ddr3_ck_n[0]=P4 ddr3_ck_p[0]=P5 ddr3_dqs_n[0]=J2 ddr3_dqs_n[1]=D1 "
+                    "ddr3_dqs_p[0]=K2 ddr3_dqs_p[1]=E1"),
+        **_mig_pins("LVCMOS15", "ddr3_reset_n=G1"),
+    },
+    axi_data_bits=128,           # = ui_data_bits: 1.6 GB/s at ui_clk (the preset's 32 bits give 400 MB/s)
+    axi_addr_bits=29, axi_id_bits=2,                                 # as the preset (512 MiB)
+)
+
 
 _NEXYS_VIDEO = Board(
     name="nexys_video",
@@ -168,7 +270,10 @@ _NEXYS_VIDEO = Board(
     uart_baud=921_600,
     # Bank 0 (configuration) is powered at 3.3 V on the Nexys Video.
     config_voltage=3.3,
-    dma_port="MIG's AXI port at ui_clk, shared with the link bridge through a SmartConnect",
+    dma_port="MIG's 128-bit AXI port at ui_clk, shared with the link bridge through a SmartConnect",
+    mig=_NEXYS_VIDEO_MIG,
+    # Digilent/vivado-boards nexys_video/A.0/1.2; 1.1's MIG wants a 200 MHz sys_clk (not ours).
+    board_part_versions=("1.2",),
 )
 
 BOARDS: dict[str, Board] = {b.name: b for b in (_KV260, _NEXYS_VIDEO)}
