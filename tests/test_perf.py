@@ -53,3 +53,17 @@ def test_job_cycles_bounds(name):
         assert job_cycles(config, m, n, k, read_latency=64) >= cycles
     with pytest.raises(ValueError, match="K=0"):
         job_cycles(config, 1, 1, 0)
+
+
+def test_the_nexys_video_projection_is_capped_by_the_migs_axi_port():
+    """Digilent's preset MIG has a 32-bit AXI port: projected through it, the weight stream
+    gets a quarter of the 128-bit port's bytes per second, and the roofline falls with it."""
+    import dataclasses
+    board, config = BOARDS["nexys_video"], preset("nexys_video")
+    dims = STORIES["stories15M"]
+    ours = project("stories15M", llama2c_matmuls(**dims), board, config, host_ms=0.0)
+    narrow_board = dataclasses.replace(board, mig=dataclasses.replace(board.mig, axi_data_bits=32))
+    narrow = project("stories15M", llama2c_matmuls(**dims), narrow_board, config, host_ms=0.0)
+    assert ours.port_bytes_per_s == 16 * 100e6            # 128 bits at the 100 MHz ui_clk
+    assert narrow.port_bytes_per_s == 4 * 100e6
+    assert narrow.roofline_tok_s == pytest.approx(ours.roofline_tok_s / 4)

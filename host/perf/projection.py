@@ -93,7 +93,11 @@ class Projection:
 
     @property
     def port_bytes_per_s(self) -> float:
-        return self.config.bandwidth_bytes_per_s
+        """The DMA port's peak, capped by the memory controller's AXI port where the
+        board has one the flow generates (the Nexys Video's MIG: 128 bits at ``ui_clk``)."""
+        port = self.config.bandwidth_bytes_per_s
+        mig = getattr(self.board, "mig", None)
+        return min(port, mig.axi_bytes_per_s) if mig is not None else port
 
     @property
     def roofline_tok_s(self) -> float:
