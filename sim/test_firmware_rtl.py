@@ -205,6 +205,54 @@ def test_kv260_udmabuf_memory_on_the_rtl(session, fake_board):
     assert (sysfs / "sync_for_cpu").read_text() == "1\n"
 
 
+class _RelayedWords:
+    """Stands in for ``UioRegisters``' numpy view of its mapping: each word read or written
+    is that register of the RTL (a file mapping cannot react to an access; a real UIO
+    page does, so only the view is swapped, the lines above it run as on the board)."""
+
+    def __init__(self, bus, size: int):
+        self.bus, self.size = bus, size
+
+    def __getitem__(self, index: int) -> int:
+        return self.bus.read32(4 * int(index))
+
+    def __setitem__(self, index: int, value: int) -> None:
+        self.bus.write32(4 * int(index), int(value))
+
+
+def test_kv260_uio_registers_on_the_rtl(session, fake_board):
+    """host.platforms.kv260's UioRegisters (opened and mapped on the fake /dev/uio0, its
+    word view relayed to the RTL) and UdmabufMemory carry the host driver's jobs: the
+    product equals the golden model's, and a job the rules refuse is refused by the RTL
+    with the code and address of hdl.spec.job.check."""
+    from host.accel.driver import Driver, JobRefused
+    from host.accel.pack import pack_weights
+    from host.platforms.kv260 import UdmabufMemory, UioRegisters
+    from hdl.spec.job import Job, check
+
+    registers = UioRegisters(fake_board / "dev" / "uio0", irq=False)
+    registers._words = _RelayedWords(session.bus, registers._words.size)
+    memory = UdmabufMemory("udmabuf0", dev=fake_board / "dev", sysfs=fake_board / "sys" / "class" / "u-dma-buf")
+    driver = Driver(registers, memory, CONFIG, min_timeout_s=120.0)   # wall time: the RTL is simulated
+    try:
+        rng = np.random.default_rng(17)
+        a = rng.integers(-128, 128, (3, 40), dtype=np.int8)
+        w = rng.integers(-128, 128, (9, 40), dtype=np.int8)
+        np.testing.assert_array_equal(driver.matmul(a, driver.load_matrix(w)),
+                                      golden_matmul(a, pack_weights(w, CONFIG.cols)))
+        base = memory.device_address
+        job = Job(m=1, n=CONFIG.cols, k=CONFIG.max_k + 1, a_addr=base, w_addr=base, c_addr=base,
+                  a_stride=CONFIG.max_k + 1, c_stride=4 * CONFIG.cols)
+        code, addr = check(CONFIG, job)
+        assert code != 0
+        with pytest.raises(JobRefused) as refused:
+            driver.run_job(a_addr=job.a_addr, w_addr=job.w_addr, c_addr=job.c_addr, m=job.m, n=job.n,
+                           k=job.k, a_stride=job.a_stride, c_stride=job.c_stride, precheck=False)
+        assert (int(refused.value.code), refused.value.address) == (int(code), addr)
+    finally:
+        registers.close()
+
+
 def test_dma_error_is_reported_then_the_next_run_passes(session, selftest, fake_board):
     """A read fault anywhere in the buffer: the C self-test's job ends with the RTL's
     ERR_CODE DMA_READ (systole_wait reads it back), and the next run, with the memory

@@ -11,7 +11,10 @@
   ``MMIO``) when PYNQ is installed.
 
 Only the ``mmap``/``read``/sysfs lines touch the board. The tests run these classes
-on ordinary files, and the same ``Driver`` runs on them.
+on ordinary files, and the same ``Driver`` runs on them; ``sim/test_firmware_rtl.py``
+runs them against the RTL (the u-dma-buf mapping is the simulated DDR itself; the UIO
+page's word view is relayed to the simulated registers, because a file mapping cannot
+react to an access the way a device page does).
 """
 
 from __future__ import annotations
