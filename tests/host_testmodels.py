@@ -2,7 +2,7 @@
 
 Independent of host/: GGUF tensors follow llama.cpp's convert_hf_to_gguf.py (names,
 Gemma's norm "+1", the q/k row permutation for Llama) and llama2.c files follow its
-export.py (v0 legacy, v2 Q8_0 "ak42"), written here with struct and numpy.
+export.py (v0 legacy, v1 float and v2 Q8_0 "ak42"), written here with struct and numpy.
 """
 
 from __future__ import annotations
@@ -98,13 +98,16 @@ def _layer_names(layers: int, per_layer: dict[str, str]) -> dict[str, str]:
 
 def write_llama_gguf(path: Path, model, *, tensor_type=None, tied: bool = False,
                      architecture: str = "llama", int32_tensors: tuple[str, ...] = (),
-                     drop: tuple[str, ...] = ()) -> Path:
-    """A HF LlamaForCausalLM as llama.cpp would convert it (F32, or ``tensor_type``)."""
+                     drop: tuple[str, ...] = (), n_tokens: int | None = None) -> Path:
+    """A HF LlamaForCausalLM as llama.cpp would convert it (F32, or ``tensor_type``).
+
+    ``n_tokens`` writes a vocabulary of that many tokens instead of one per embedding row.
+    """
     cfg = model.config
     state = _state(model)
     writer = _gguf_writer(path, architecture, "test-llama", cfg, cfg.rope_parameters["rope_theta"])
     writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
-    pieces, scores, types = small_vocab(cfg.vocab_size, ["<unk>", "<s>", "</s>"])
+    pieces, scores, types = small_vocab(n_tokens or cfg.vocab_size, ["<unk>", "<s>", "</s>"])
     _tokenizer_kv(writer, pieces, scores, types, bos=1, eos=2, unk=0, space_prefix=True)
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
     if not tied:
@@ -167,7 +170,7 @@ def write_gemma3_gguf(path: Path, model) -> Path:
 
 
 def write_llama2c(path: Path, model, version: int, group_size: int = 64, shared: bool = False) -> Path:
-    """llama2.c export.py: legacy v0 (float) or version2 (Q8_0), interleaved q/k rows."""
+    """llama2.c export.py: legacy v0 (float), version1 (float) or version2 (Q8_0), interleaved q/k rows."""
     cfg = model.config
     state = _state(model)
     n_layers, heads, kv_heads = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads
@@ -196,11 +199,15 @@ def write_llama2c(path: Path, model, version: int, group_size: int = 64, shared:
             body += f32([output])
         path.write_bytes(header + body)
         return path
-    assert version == 2
-    header = struct.pack("I", 0x616B3432) + struct.pack("i", 2) + struct.pack("7i", *params)
-    header += struct.pack("B", int(shared)) + struct.pack("i", group_size)
+    assert version in (1, 2)
+    header = struct.pack("I", 0x616B3432) + struct.pack("i", version) + struct.pack("7i", *params)
+    header += struct.pack("B", int(shared)) + (struct.pack("i", group_size) if version == 2 else b"")
     header += b"\0" * (256 - len(header))
     body = f32([*att_norm, *ffn_norm, final])
+    if version == 1:
+        body += f32([embed, *wq, *wk, *wv, *wo, *w1, *w2, *w3] + ([] if shared else [output]))
+        path.write_bytes(header + body)
+        return path
     for w in [embed, *wq, *wk, *wv, *wo, *w1, *w2, *w3] + ([] if shared else [output]):
         q, s = quantize_q80(w, group_size)
         body += q.tobytes() + s.astype("<f4").tobytes()

@@ -14,6 +14,7 @@ with scores, and ``sentencepiece`` does the encoding once it is handed a
 
 from __future__ import annotations
 
+import math
 import struct
 from pathlib import Path
 from typing import Sequence
@@ -21,7 +22,7 @@ from typing import Sequence
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
-from host.llm.model.base import ModelFileError
+from host.llm.model.base import ModelFileError, short_repr
 
 __all__ = ["Tokenizer", "StreamDecoder", "build_sentencepiece_proto", "read_llama2c_tokenizer"]
 
@@ -96,24 +97,52 @@ class Tokenizer:
 
     @classmethod
     def from_gguf_fields(cls, fields: dict, source: str) -> "Tokenizer":
-        """From GGUF ``tokenizer.ggml.*`` metadata (only the SentencePiece "llama" model)."""
+        """From GGUF ``tokenizer.ggml.*`` metadata (only the SentencePiece "llama" model).
+
+        Malformed metadata is a ModelFileError naming the key: lists of other lengths
+        than ``tokens``, a non-finite score, a token type outside SentencePiece's 1..6,
+        a BOS/EOS/unknown id outside the vocabulary, a value of the wrong type.
+        """
         kind = fields.get("tokenizer.ggml.model")
         if kind != "llama":
-            raise ModelFileError(source, f"tokenizer model {kind!r} is not supported "
+            raise ModelFileError(source, f"tokenizer model {short_repr(kind)} is not supported "
                                          "(only SentencePiece vocabularies, 'llama')")
+        for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores"):
+            if key not in fields:
+                raise ModelFileError(source, f"tokenizer metadata '{key}' is missing")
+        pieces = _gguf_list(source, fields, "tokenizer.ggml.tokens", str, None)
+        scores = _gguf_list(source, fields, "tokenizer.ggml.scores", (int, float), len(pieces))
+        types = _gguf_list(source, fields, "tokenizer.ggml.token_type", int, len(pieces))
+        for key, values, valid, allowed in (
+                ("tokenizer.ggml.scores", scores, math.isfinite, "must be finite"),
+                ("tokenizer.ggml.token_type", types, lambda t: NORMAL <= t <= BYTE,
+                 f"outside {NORMAL}..{BYTE} (SentencePiece token types)")):
+            bad = next((i for i, value in enumerate(values or ()) if not valid(value)), None)
+            if bad is not None:
+                raise ModelFileError(source, f"metadata {key}[{bad}]={values[bad]!r} {allowed}")
+        ids = {}
+        for name, default in (("bos", 1), ("eos", 2), ("unknown", None)):
+            key = f"tokenizer.ggml.{name}_token_id"
+            value = fields.get(key, default)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 <= value < len(pieces)):
+                raise ModelFileError(source, f"metadata {key}={short_repr(value)} is not a token id "
+                                             f"0..{len(pieces) - 1}")
+            ids[name] = value
+        flags = {}
+        for name in ("add_bos_token", "add_space_prefix"):
+            value = fields.get(f"tokenizer.ggml.{name}", True)
+            if not isinstance(value, bool):
+                raise ModelFileError(source, f"metadata tokenizer.ggml.{name}={short_repr(value)} "
+                                             "is not a bool")
+            flags[name] = value
         try:
-            proto = build_sentencepiece_proto(
-                fields["tokenizer.ggml.tokens"], fields["tokenizer.ggml.scores"],
-                fields.get("tokenizer.ggml.token_type"),
-                unk_id=fields.get("tokenizer.ggml.unknown_token_id"),
-                add_space_prefix=bool(fields.get("tokenizer.ggml.add_space_prefix", True)))
-            return cls(proto, bos_id=fields.get("tokenizer.ggml.bos_token_id", 1),
-                       eos_id=fields.get("tokenizer.ggml.eos_token_id", 2),
-                       add_bos=bool(fields.get("tokenizer.ggml.add_bos_token", True)), source=source)
-        except KeyError as missing:
-            raise ModelFileError(source, f"tokenizer metadata {missing} is missing") from None
-        except (ValueError, RuntimeError) as error:
-            raise ModelFileError(source, f"bad tokenizer vocabulary: {error}") from None
+            proto = build_sentencepiece_proto(pieces, scores, types, unk_id=ids["unknown"],
+                                              add_space_prefix=flags["add_space_prefix"])
+            return cls(proto, bos_id=ids["bos"], eos_id=ids["eos"], add_bos=flags["add_bos_token"],
+                       source=source)
+        except (ValueError, RuntimeError) as error:     # sentencepiece: duplicate or empty pieces
+            raise ModelFileError(source, f"bad tokenizer vocabulary: {_one_line(error)}") from None
 
     @classmethod
     def from_llama2c(cls, path: str | Path, vocab_size: int) -> "Tokenizer":
@@ -134,7 +163,27 @@ class Tokenizer:
             proto = build_sentencepiece_proto(pieces, scores, types, unk_id=0, add_space_prefix=True)
             return cls(proto, bos_id=bos, eos_id=eos, add_bos=True, source=str(path))
         except (ValueError, RuntimeError) as error:
-            raise ModelFileError(path, f"bad tokenizer vocabulary: {error}") from None
+            raise ModelFileError(path, f"bad tokenizer vocabulary: {_one_line(error)}") from None
+
+
+def _gguf_list(source: str, fields: dict, key: str, kind, length: int | None) -> list | None:
+    """``fields[key]`` as a list of ``kind`` (of ``length`` items); None if the key is absent."""
+    if key not in fields:
+        return None
+    values = fields[key]
+    if not isinstance(values, list):
+        raise ModelFileError(source, f"metadata {key}={short_repr(values)} is not an array")
+    if length is not None and len(values) != length:
+        raise ModelFileError(source, f"metadata {key} has {len(values)} entries, "
+                                     f"tokenizer.ggml.tokens has {length}")
+    bad = next((i for i, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, kind)), None)
+    if bad is not None:
+        raise ModelFileError(source, f"metadata {key}[{bad}]={short_repr(values[bad])} has the wrong type")
+    return values
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 def read_llama2c_tokenizer(path: str | Path, vocab_size: int) -> tuple[list[str], list[float]]:
@@ -158,7 +207,13 @@ def read_llama2c_tokenizer(path: str | Path, vocab_size: int) -> tuple[list[str]
         if offset + length > len(data):
             raise ModelFileError(path, f"truncated tokenizer.bin: token {index} of {vocab_size} "
                                        f"ends past the end ({len(data)} bytes)")
-        pieces.append(data[offset:offset + length].decode("utf-8", errors="replace"))
+        if not math.isfinite(score):
+            raise ModelFileError(path, f"token {index}: score {score} is not finite")
+        try:
+            pieces.append(data[offset:offset + length].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ModelFileError(path, f"token {index}: {data[offset:offset + length]!r} is not "
+                                       "UTF-8") from None
         scores.append(score)
         offset += length
     if offset != len(data):

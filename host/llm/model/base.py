@@ -19,21 +19,48 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from host.errors import SystoleError
+
 if TYPE_CHECKING:
     from host.llm.tokenizer import Tokenizer
 
-__all__ = ["ARCHITECTURES", "ModelConfig", "Model", "ModelFileError", "unpermute_rope_rows"]
+__all__ = ["ARCHITECTURES", "ConfigError", "ModelConfig", "Model", "ModelFileError",
+           "short_repr", "unpermute_rope_rows"]
 
 ARCHITECTURES = ("gemma3", "llama")
 
+# Sane ranges: wide enough for every published model, narrow enough that a damaged
+# value (a flipped exponent bit, a NaN) is refused instead of producing garbage text.
+MAX_SIZE = 1 << 24             # any dimension, head count, layer count, vocabulary or context
+MAX_NORM_EPS = 0.1             # published models use 1e-6 .. 1e-5
+MAX_ROPE_BASE = 1e12           # published models use 1e4 .. 1e7
+MAX_ROPE_LINEAR_SCALE = 1024.0  # Gemma 3 4B and larger use 8
 
-class ModelFileError(ValueError):
+
+class ModelFileError(SystoleError, ValueError):
     """A model or tokenizer file cannot be used; the message names the file and the problem."""
 
     def __init__(self, path: str | Path, problem: str):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr`` of a value read from a file, cut to one short line for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class ConfigError(ValueError):
+    """A ``ModelConfig`` field outside its range: ``field`` is its name, ``rule`` the range.
+
+    Loaders turn it into a ``ModelFileError`` naming the file's own key for ``field``.
+    """
+
+    def __init__(self, field: str, value: object, rule: str):
+        self.field, self.value, self.rule = field, value, rule
+        super().__init__(f"{field}={value!r} {rule}")
 
 
 @dataclass(frozen=True)
@@ -43,6 +70,9 @@ class ModelConfig:
     ``global_every``: every ``global_every``-th layer (1-based) attends to the whole
     context with ``rope_base``; the others see ``sliding_window`` tokens and use
     ``rope_base_local``. ``sliding_window=None`` makes every layer global.
+
+    Construction validates every field (``ConfigError`` names the first bad one): this is
+    the one place that holds the ranges, for every loader and for configs built in code.
     """
 
     arch: str
@@ -65,17 +95,25 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
-            raise ValueError(f"arch={self.arch!r} must be one of {ARCHITECTURES}")
+            raise ConfigError("arch", self.arch, f"must be one of {ARCHITECTURES}")
         for key in ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
                     "vocab_size", "max_seq_len", "global_every"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"{key}={getattr(self, key)} must be positive")
+            _check_int(key, getattr(self, key), 1, MAX_SIZE)
         if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
+            raise ConfigError("n_kv_heads", self.n_kv_heads, f"must divide n_heads={self.n_heads}")
         if self.head_dim % 2:
-            raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
-        if self.sliding_window is not None and self.sliding_window <= 0:
-            raise ValueError(f"sliding_window={self.sliding_window} must be positive or None")
+            raise ConfigError("head_dim", self.head_dim, "must be even for RoPE")
+        _check_float("norm_eps", self.norm_eps, 0.0, MAX_NORM_EPS, low_open=True)
+        for key in ("rope_base", "rope_base_local"):     # base <= 1: frequencies would not fall
+            _check_float(key, getattr(self, key), 1.0, MAX_ROPE_BASE, low_open=True)
+        _check_float("rope_linear_scale", self.rope_linear_scale, 1.0, MAX_ROPE_LINEAR_SCALE)
+        if self.sliding_window is not None:
+            _check_int("sliding_window", self.sliding_window, 1, self.max_seq_len,
+                       f"1..max_seq_len={self.max_seq_len}")
+        if not isinstance(self.tied_classifier, bool):
+            raise ConfigError("tied_classifier", self.tied_classifier, "must be a bool")
+        if not isinstance(self.name, str):
+            raise ConfigError("name", self.name, "must be a string")
 
     def is_global(self, layer: int) -> bool:
         """Whether ``layer`` attends to the whole context (else: the sliding window)."""
@@ -126,3 +164,17 @@ def unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
     head_dim = rows // n_heads
     return np.ascontiguousarray(
         w.reshape(n_heads, head_dim // 2, 2, k).swapaxes(1, 2).reshape(rows, k))
+
+
+def _check_int(key: str, value: object, low: int, high: int, allowed: str | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise ConfigError(key, value, f"must be an integer in {allowed or f'{low}..{high}'}")
+
+
+def _check_float(key: str, value: object, low: float, high: float, *, low_open: bool = False) -> None:
+    """``value`` a finite real in ``[low, high]`` (``(low, high]`` if ``low_open``)."""
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    above_low = real and (low < value if low_open else low <= value)
+    if not (real and math.isfinite(value) and above_low and value <= high):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ConfigError(key, value, f"must be a finite number in {interval}")

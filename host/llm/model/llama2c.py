@@ -26,7 +26,7 @@ import numpy as np
 
 from host.llm.tokenizer import Tokenizer
 
-from .base import Model, ModelConfig, ModelFileError, unpermute_rope_rows
+from .base import ConfigError, Model, ModelConfig, ModelFileError, unpermute_rope_rows
 from .cache import file_identity
 
 __all__ = ["AK42_MAGIC", "load_llama2c", "looks_like_llama2c_v0"]
@@ -38,17 +38,41 @@ _LLAMA2C_NORM_EPS = 1e-5
 _LLAMA2C_ROPE_BASE = 10000.0
 
 
-def _header_ints(path: Path, values) -> dict:
-    dim, hidden, layers, heads, kv_heads, vocab, seq_len = values
-    header = dict(dim=dim, hidden_dim=hidden, n_layers=layers, n_heads=heads,
-                  n_kv_heads=kv_heads, vocab_size=abs(vocab), max_seq_len=seq_len)
-    for key, value in header.items():
-        if not 0 < value < 1 << 24:
-            raise ModelFileError(path, f"bad llama2.c header: {key}={value} outside 1..2^24")
-    if dim % heads or heads % kv_heads or (dim // heads) % 2:
-        raise ModelFileError(path, f"bad llama2.c header: dim={dim}, n_heads={heads}, "
-                                   f"n_kv_heads={kv_heads} do not divide evenly")
-    return header
+_HEADER_FIELDS = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len")
+
+
+def _config_from_header(path: Path, values: tuple[int, ...], shared: bool) -> ModelConfig:
+    """The validated config of the 7 header ints (``ModelConfig`` holds the ranges)."""
+    header = dict(zip(_HEADER_FIELDS, values))
+    dim, heads = header["dim"], header["n_heads"]
+    if heads < 1 or dim % heads:
+        raise ModelFileError(path, f"bad llama2.c header: n_heads={heads} does not divide dim={dim}")
+    try:
+        return ModelConfig(arch="llama", dim=dim, hidden_dim=header["hidden_dim"],
+                           n_layers=header["n_layers"], n_heads=heads, n_kv_heads=header["n_kv_heads"],
+                           head_dim=dim // heads, vocab_size=abs(header["vocab_size"]),
+                           max_seq_len=header["seq_len"], norm_eps=_LLAMA2C_NORM_EPS,
+                           rope_base=_LLAMA2C_ROPE_BASE, rope_base_local=_LLAMA2C_ROPE_BASE,
+                           tied_classifier=shared, name=path.stem)
+    except ConfigError as error:
+        field = {"max_seq_len": "seq_len", "head_dim": "head size (dim / n_heads)"}.get(
+            error.field, error.field)
+        raise ModelFileError(path, f"bad llama2.c header: {field}={error.value!r} {error.rule}") from None
+
+
+def _file_size(config: ModelConfig, version: int, group: int) -> int:
+    """The exact size in bytes of a checkpoint with this header (module docstring layouts)."""
+    d, L, V = config.dim, config.n_layers, config.vocab_size
+    norms = 2 * L * d + d                                        # attention, ffn, final
+    # Per layer, as _tensor_layout lists them (counted, not listed: a damaged header may
+    # claim 2^24 layers).
+    per_layer = 2 * config.q_dim * d + 2 * config.kv_dim * d + 3 * config.hidden_dim * d
+    values = V * d * (1 if config.tied_classifier else 2) + L * per_layer
+    if version == 0:                                             # + the two RoPE tables
+        return _HEADER_V0 + 4 * (norms + values + config.max_seq_len * config.head_dim)
+    if version == 1:
+        return _HEADER_V12 + 4 * (norms + values)
+    return _HEADER_V12 + 4 * norms + values + 4 * (values // group)   # group divides every tensor
 
 
 def looks_like_llama2c_v0(head: bytes) -> bool:
@@ -70,32 +94,49 @@ def _tensor_layout(config: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def load_llama2c(path: str | Path, tokenizer_path: str | Path | None = None) -> Model:
-    """Load a llama2.c ``.bin`` checkpoint (v0, v1 or v2) and its ``tokenizer.bin``."""
+    """Load a llama2.c ``.bin`` checkpoint (v0, v1 or v2) and its ``tokenizer.bin``.
+
+    The header is validated before any weight is read: sane values (``ModelConfig``),
+    a ``shared_classifier`` byte of 0 or 1, a v2 ``group_size`` dividing ``dim``, and a
+    file of exactly the size the header implies.
+    """
     path = Path(path)
     data = np.memmap(path, dtype=np.uint8, mode="r")
     size = data.size
+    group = 0
     if size >= 8 and struct.unpack_from("<I", data, 0)[0] == AK42_MAGIC:
         version = struct.unpack_from("<i", data, 4)[0]
         if version not in (1, 2):
             raise ModelFileError(path, f"llama2.c version {version} is not supported (0, 1, 2)")
         if size < _HEADER_V12:
             raise ModelFileError(path, f"truncated: {size} bytes, the header needs {_HEADER_V12}")
-        header = _header_ints(path, struct.unpack_from("<7i", data, 8))
-        shared = bool(data[36])
-        group = struct.unpack_from("<i", data, 37)[0] if version == 2 else 0
+        if data[36] > 1:
+            raise ModelFileError(path, f"bad llama2.c header: shared_classifier={data[36]} is not 0 or 1")
+        config = _config_from_header(path, struct.unpack_from("<7i", data, 8), bool(data[36]))
+        if version == 2:
+            group = struct.unpack_from("<i", data, 37)[0]
+            if not 0 < group <= config.dim or config.dim % group:
+                raise ModelFileError(path, f"bad llama2.c header: group_size={group} does not "
+                                           f"divide dim={config.dim}")
         offset = _HEADER_V12
     else:
         version = 0
         if size < _HEADER_V0:
             raise ModelFileError(path, f"truncated: {size} bytes, the header needs {_HEADER_V0}")
         raw = struct.unpack_from("<7i", data, 0)
-        header = _header_ints(path, raw)
-        shared = raw[5] > 0
+        config = _config_from_header(path, raw, shared=raw[5] > 0)
         offset = _HEADER_V0
-    config = ModelConfig(arch="llama", head_dim=header["dim"] // header["n_heads"],
-                         norm_eps=_LLAMA2C_NORM_EPS, rope_base=_LLAMA2C_ROPE_BASE,
-                         rope_base_local=_LLAMA2C_ROPE_BASE, tied_classifier=shared,
-                         name=path.stem, **header)
+    expected = _file_size(config, version, group)
+    if size != expected:
+        header = (f"llama2.c v{version} header (dim={config.dim}, hidden_dim={config.hidden_dim}, "
+                  f"n_layers={config.n_layers}, n_heads={config.n_heads}, "
+                  f"n_kv_heads={config.n_kv_heads}, vocab_size={config.vocab_size}, "
+                  f"seq_len={config.max_seq_len}, shared_classifier={int(config.tied_classifier)}"
+                  + (f", group_size={group})" if version == 2 else ")"))
+        if size < expected:
+            raise ModelFileError(path, f"truncated: {size} bytes, the {header} implies {expected}")
+        raise ModelFileError(path, f"{size - expected} unexpected bytes after the last tensor "
+                                   f"(the {header} implies {expected})")
     reader = _Reader(path, data, offset)
     d, L, V = config.dim, config.n_layers, config.vocab_size
     weights: dict[str, np.ndarray] = {}
@@ -125,13 +166,11 @@ def load_llama2c(path: str | Path, tokenizer_path: str | Path | None = None) -> 
             count = int(np.prod(shape))
             weights[name] = (reader.floats(count) if version == 1
                              else reader.q80(count, group)).reshape(shape)
-    if not shared:
+    if not config.tied_classifier:
         count = V * d
         weights["output.weight"] = (reader.floats(count) if version < 2
                                     else reader.q80(count, group)).reshape(V, d)
-    if reader.offset != size:
-        raise ModelFileError(path, f"{size - reader.offset} unexpected bytes after the last "
-                                   f"tensor (expected {reader.offset} bytes for this header)")
+    assert reader.offset == size, "_file_size disagrees with the reads above"
     for i in range(L):
         for name, heads in (("attn_q", config.n_heads), ("attn_k", config.n_kv_heads)):
             key = f"blk.{i}.{name}.weight"
