@@ -46,11 +46,13 @@ def make_llama(seed: int, tied: bool = False, kv_heads: int = 2) -> LlamaForCaus
     return model
 
 
-def make_gemma3(seed: int) -> Gemma3ForCausalLM:
+def make_gemma3(seed: int, **sizes) -> Gemma3ForCausalLM:
+    """A small random Gemma 3; ``sizes`` override the config's dimensions."""
+    shape = dict(vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=6,
+                 num_attention_heads=4, num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=32,
+                 sliding_window=4, max_position_embeddings=64)
     config = Gemma3TextConfig(
-        vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=6,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=32,
-        sliding_window=4, max_position_embeddings=64, rms_norm_eps=1e-6,
+        **{**shape, **sizes}, rms_norm_eps=1e-6,
         rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1e6},
                          "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}},
         hidden_activation="gelu_pytorch_tanh", final_logit_softcapping=None,

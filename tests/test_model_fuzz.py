@@ -44,7 +44,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from host.llm.layers import linear_specs
 from host.llm.linear import FloatLinears
@@ -59,6 +59,7 @@ from host_testmodels import (
     write_llama_gguf,
     write_tokenizer_bin,
 )
+from test_host_transformer import make_gemma3
 
 SEED = 20261201
 # What a damaged file may not change while still loading (see the module docstring).
@@ -68,18 +69,10 @@ TOKENS = [2, 17, 300, 45, 9, 120, 33, 250, 4, 61]       # longer than Gemma's 4-
 VOCABULARY_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type")
 
 
-def tiny_gemma3() -> Gemma3ForCausalLM:
-    config = Gemma3TextConfig(
-        vocab_size=320, hidden_size=32, intermediate_size=48, num_hidden_layers=6,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
-        sliding_window=4, max_position_embeddings=32, rms_norm_eps=1e-6,
-        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1e6},
-                         "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}},
-        hidden_activation="gelu_pytorch_tanh", final_logit_softcapping=None,
-        attn_logit_softcapping=None)
-    model = Gemma3ForCausalLM(config).eval()
-    randomize(model, seed=1)
-    return model
+def tiny_gemma3():
+    return make_gemma3(seed=1, hidden_size=32, intermediate_size=48, num_attention_heads=2,
+                       num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
+                       max_position_embeddings=32)
 
 
 def tiny_llama() -> LlamaForCausalLM:

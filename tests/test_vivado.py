@@ -39,6 +39,23 @@ from hdl.spec.regmap import REGISTERS
 # One worker generates both flows once (the Verilog conversion is the slow part).
 pytestmark = pytest.mark.xdist_group("vivado")
 
+# What a flow does to the file system, logged instead of done (tests/test_vivado_lint.py's
+# stubs use it too). ::log is defined by the stubs in front of it.
+SANDBOX = r"""
+rename exec ::real_exec
+proc exec {args} { ::log [list exec {*}$args] }
+rename file ::real_file
+proc file {sub args} {
+    switch -- $sub {
+        copy - rename - delete - mkdir { ::log [list file $sub {*}$args] }
+        exists { return 1 }
+        default { return [::real_file $sub {*}$args] }
+    }
+}
+rename glob ::real_glob
+proc glob {args} { return [list [lindex $args end]] }
+"""
+
 # Records every command tclsh does not know (all of Vivado's) as one line of a log and
 # returns a one-word handle; SLACK and PROGRESS answers are set by the test.
 STUBS = r"""
@@ -56,19 +73,7 @@ proc get_property {name args} {
         default { return "h[incr ::handle]" }
     }
 }
-rename exec ::real_exec
-proc exec {args} { ::log [list exec {*}$args] }
-rename file ::real_file
-proc file {sub args} {
-    switch -- $sub {
-        copy - rename - delete - mkdir { ::log [list file $sub {*}$args] }
-        exists { return 1 }
-        default { return [::real_file $sub {*}$args] }
-    }
-}
-rename glob ::real_glob
-proc glob {args} { return [list [lindex $args end]] }
-"""
+""" + SANDBOX
 
 
 def _require(tool: str) -> str:

@@ -34,6 +34,8 @@ import pytest
 from gen.vivado import generate
 from hdl.spec.config import preset
 
+from test_vivado import SANDBOX
+
 pytestmark = pytest.mark.xdist_group("vivado")
 
 # Vivado stubs: each records its call; object getters return "<kind>:<name>" per name.
@@ -72,19 +74,7 @@ proc get_property {args} {
         default { return "h[incr ::handle]" }
     }
 }
-rename exec ::real_exec
-proc exec {args} { ::log [list exec {*}$args] }
-rename file ::real_file
-proc file {sub args} {
-    switch -- $sub {
-        copy - rename - delete - mkdir { ::log [list file $sub {*}$args] }
-        exists { return 1 }
-        default { return [::real_file $sub {*}$args] }
-    }
-}
-rename glob ::real_glob
-proc glob {args} { return [list [lindex $args end]] }
-"""
+""" + SANDBOX
 
 # -- the documented syntax of each command the flows use -------------------------------
 # Source: AMD UG835 "Vivado Design Suite Tcl Command Reference Guide" (2023.2) and, for
