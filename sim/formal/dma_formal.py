@@ -27,9 +27,10 @@ Asserted, every cycle:
   AR/AW/W valid, no R beat, W beat or B outstanding), so a job never ends with
   a response pending.
 
-Mode: bounded model check (``mode bmc``, engine ``smtbmc --syn z3``) of
-``DEPTHS[block]`` cycles from reset on the ``tiny`` preset; see ``DEPTHS`` for the
-depths, why they suffice and why not k-induction. ``--bug`` injects a
+Modes (``MODES``), on the ``tiny`` preset: the reader is proved by k-induction
+(``mode prove``, depth 6, engine ``smtbmc z3``) for every reachable state; the
+writer is checked to a bound (``mode bmc``, 12 cycles from reset, engine
+``smtbmc --syn z3``); see ``MODES`` for why. ``--bug`` injects a
 known fault (``BUGS``) into the design under proof so the harness is known to bite.
 """
 
@@ -54,16 +55,16 @@ from hdl.spec.config import AccelConfig, preset
 from hdl.spec.dma import BOUNDARY_BYTES
 
 REPO = Path(__file__).resolve().parents[2]
-# Cycles from reset, per block. k-induction does not close without restating the
-# blocks' internal FIFO bookkeeping (levels, owed beats, the splitter's registered
-# burst) as invariants, and the bit-level PDR engine (yosys-abc) is not in the
-# yowasp wheels, so this is a bounded check. Each extra cycle costs more than the
-# one before (reader ~20 s at 16, writer ~25 s at 12 and ~2 min at 16 on a busy
-# 2-core machine). Reader, 16: a command split at 4 KiB, both tiny bursts in flight
-# (max_outstanding=2), the first full 8-beat burst answered. Writer, 12: both AWs
-# presented, the first full 8-beat burst's W beats (WLAST on the 8th) and its B.
-# Aborts and error responses may come anywhere; every injected fault shows within 10.
-DEPTHS = {"reader": 16, "writer": 12}
+# Mode and depth per block. The reader closes by k-induction (``mode prove``)
+# with the invariants stated below its properties (splitter state, in-flight
+# queue level, slave model). The writer is a bounded check (``mode bmc``) of 12
+# cycles from reset: its induction would also need the contents of its
+# ``awaiting_w`` FIFO (a memory inside ``SyncFIFO``). Each extra BMC cycle costs more
+# than the one before (~25 s at 12, ~2 min at 16 on a busy 2-core machine); 12
+# cover both tiny AWs presented (max_outstanding=2), the first full 8-beat burst's
+# W beats (WLAST on the 8th) and its B, with aborts and error responses anywhere.
+# Every injected fault shows within 10 cycles.
+MODES = {"reader": ("prove", 6), "writer": ("bmc", 12)}
 PAGE_BITS = 13         # commands start in the first two 4 KiB pages
 BUGS = {
     "reader": ("drop_arvalid", "arlen_past_boundary", "extra_outstanding_read",
@@ -72,7 +73,7 @@ BUGS = {
                "missing_wlast", "idle_before_b"),
 }
 
-__all__ = ["BUGS", "DEPTHS", "ReaderProperties", "WriterProperties", "run"]
+__all__ = ["BUGS", "MODES", "ReaderProperties", "WriterProperties", "run"]
 
 
 def _held_until_ready(m, check, side: str, channels) -> None:
@@ -96,7 +97,7 @@ class _LenQueue:
     """
 
     def __init__(self, m: Module, name: str, depth: int, push, push_len, pop):
-        entries = [Signal(8, name=f"{name}_len{i}") for i in range(depth)]
+        self.entries = entries = [Signal(8, name=f"{name}_len{i}") for i in range(depth)]
         self.count = Signal(range(depth + 1), name=f"{name}_count")
         self.head = entries[0]
         tail = self.count - pop
@@ -139,6 +140,29 @@ def _narrow(m, data) -> None:
     m.d.comb += Assume(data[1:] == 0)
 
 
+def _splitter_invariants(m, splitter, config: AccelConfig) -> None:
+    """What the burst splitter holds is reachable from legal commands: a beat-aligned
+    source address in the first pages, a non-empty remainder while active, a legal
+    registered burst. True in every reachable state; they let k-induction close."""
+    beat_bits = axsize(config.bus_bytes)
+    # Commands start below 2**PAGE_BITS and run at most max_k beats past it.
+    limit = (1 << PAGE_BITS) + config.max_k * config.bus_bytes
+    burst = splitter.burst
+    if beat_bits:
+        m.d.comb += [Assert(splitter.next_addr[:beat_bits] == 0),
+                     Assert(burst.p.addr[:beat_bits] == 0)]
+    with m.If(splitter.active):
+        m.d.comb += [Assert(splitter.remaining != 0),
+                     Assert(splitter.remaining <= config.max_k),
+                     Assert(splitter.next_addr + (splitter.remaining << beat_bits) <= limit)]
+    with m.If(burst.valid):
+        end = Signal(range(2 * BOUNDARY_BYTES), name="splitter_burst_end")
+        m.d.comb += [end.eq(burst.p.addr[:12] + (burst.p.beats << beat_bits)),
+                     Assert(burst.p.beats != 0),
+                     Assert(burst.p.beats <= config.max_burst),
+                     Assert(end <= BOUNDARY_BYTES)]
+
+
 def _dut_config(config: AccelConfig, bug: str | None) -> AccelConfig:
     # The "extra outstanding" faults build the block with one more burst in flight
     # than the bound the harness checks (config.max_outstanding).
@@ -153,12 +177,14 @@ def _check_bug(block: str, bug: str | None) -> None:
 
 
 def _past_boundary(m, bus, prefix: str, splitter, config: AccelConfig) -> None:
-    """Fault: a burst the splitter cut at a 4 KiB boundary goes out one beat longer."""
+    """Fault: a burst the splitter cut short at a 4 KiB boundary goes out one beat longer
+    (still within ``max_burst``, so only the 4 KiB rule is broken)."""
     burst = splitter.burst
     beat_shift = axsize(config.bus_bytes)
     end = Signal(13, name="bug_end")
     m.d.comb += end.eq(burst.p.addr[:12] + (burst.p.beats << beat_shift))
-    with m.If(burst.valid & burst.ready & (end == BOUNDARY_BYTES)):
+    with m.If(burst.valid & burst.ready & (end == BOUNDARY_BYTES) &
+              (burst.p.beats < config.max_burst)):
         m.d.sync += getattr(bus, f"{prefix}len").eq(burst.p.beats)
 
 
@@ -202,6 +228,17 @@ class ReaderProperties(DmaReader):
         m.d.comb += Assert(accepted.count + bus.arvalid <= config.max_outstanding)
         with m.If(self.idle):
             m.d.comb += [Assert(~bus.arvalid), Assert(accepted.count == 0)]
+
+        # --- what the reader holds matches what the slave owes (for the induction) --
+        _splitter_invariants(m, m.submodules.splitter, self.config)
+        m.d.comb += Assert(m.submodules.in_flight.level == accepted.count + bus.arvalid)
+        with m.If(accepted.count == 0):
+            m.d.comb += Assert(beat == 0)
+        with m.Else():
+            m.d.comb += Assert(beat <= accepted.head)
+        for i, entry in enumerate(accepted.entries):
+            with m.If(i < accepted.count):
+                m.d.comb += Assert(entry < config.max_burst)
         return m
 
     def _inject_bug(self, m):
@@ -298,19 +335,22 @@ PROPERTIES = {"reader": ReaderProperties, "writer": WriterProperties}
 
 
 def write_job(out: Path, block: str, config: AccelConfig, bug: str | None,
-              depth: int) -> Path:
+              depth: int | None = None) -> Path:
     """Write the design (RTLIL) and the .sby file under ``out``; return the .sby path."""
     out.mkdir(parents=True, exist_ok=True)
     design = PROPERTIES[block](config, bug)
     (out / "dma_formal.il").write_text(rtlil.convert(design, name="dma_formal"))
     sby = out / "dma.sby"
+    mode, default_depth = MODES[block]
+    # ``--syn`` speeds up the long BMC unrolling; the short induction is faster without.
+    engine = "smtbmc --syn z3" if mode == "bmc" else "smtbmc z3"
     sby.write_text(textwrap.dedent(f"""\
         [options]
-        mode bmc
-        depth {depth}
+        mode {mode}
+        depth {depth or default_depth}
 
         [engines]
-        smtbmc --syn z3
+        {engine}
 
         [script]
         read_rtlil dma_formal.il
@@ -340,7 +380,7 @@ def run(block: str, bug: str | None = None, *, config: AccelConfig | None = None
     with open(out.parent / f".{out.name}.lock", "w") as lock:
         # Concurrent pytest sessions must not share one sby directory.
         fcntl.flock(lock, fcntl.LOCK_EX)
-        sby = write_job(out, block, config, bug, depth or DEPTHS[block])
+        sby = write_job(out, block, config, bug, depth)
         return _run_sby(out, sby)
 
 
@@ -368,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bug", help="inject a known fault (the check must fail): "
                         + "; ".join(f"{b}: {', '.join(names)}" for b, names in BUGS.items()))
     parser.add_argument("--preset", default="tiny", help="AccelConfig preset (default: tiny)")
-    parser.add_argument("--depth", type=int, help=f"BMC depth (default {DEPTHS})")
+    parser.add_argument("--depth", type=int, help=f"sby depth (default per block: {MODES})")
     args = parser.parse_args(argv)
     status, log = run(args.block, args.bug, config=preset(args.preset), depth=args.depth)
     print(log)
