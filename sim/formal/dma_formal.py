@@ -6,9 +6,11 @@
 and prints PASS or FAIL (as ``sim.formal.csr_formal`` does for the AXI4-Lite slave).
 
 Assumed (the environment obeys its contracts): no reset after the initial one;
-commands are beat-aligned and at most ``config.max_k`` beats (what a legal job
-asks, ``hdl.spec.dma``); ``abort``, ``clear``, ``data``, READY, RRESP/BRESP are
-free. The slave obeys AXI4 with any READY/VALID timing: an R beat only for an
+commands are beat-aligned, start below ``2**PAGE_BITS`` (8 KiB: higher address
+bits only carry through the splitter's adder) and are at most ``config.max_k``
+beats (what a legal job asks, ``hdl.spec.dma``); RDATA and the writer's
+data/strobes have one free bit each (they are carried, never decoded);
+``abort``, ``clear``, ``data.valid``, READY, RRESP/BRESP are free. The slave obeys AXI4 with any READY/VALID timing: an R beat only for an
 accepted AR, RLAST exactly on each burst's last beat; a B only once a burst's AW
 and its WLAST beat have both been taken; R/B held with a stable payload until
 READY.
@@ -30,8 +32,17 @@ Asserted, every cycle:
 Modes (``MODES``), on the ``tiny`` preset: the reader is proved by k-induction
 (``mode prove``, depth 6, engine ``smtbmc z3``) for every reachable state; the
 writer is checked to a bound (``mode bmc``, 12 cycles from reset, engine
-``smtbmc --syn z3``); see ``MODES`` for why. ``--bug`` injects a
-known fault (``BUGS``) into the design under proof so the harness is known to bite.
+``smtbmc --syn z3``); see ``MODES`` for why. The reader takes ~3 s, the
+writer ~13 s.
+
+``--bug`` injects a known fault into the design under proof so the harness is
+known to bite (each fails with a counterexample from reset, in a few seconds):
+reader ``drop_arvalid`` (ARVALID falls without ARREADY), ``arlen_past_boundary``
+(a burst cut at 4 KiB goes out one beat longer), ``extra_outstanding_read`` (the
+in-flight queue one deeper than ``max_outstanding``), ``idle_before_r`` (``idle``
+ignores bursts owed R beats); writer ``unstable_wdata`` (a held W beat's data
+changes), ``awlen_past_boundary``, ``extra_outstanding_write``, ``missing_wlast``
+(WLAST never driven), ``idle_before_b`` (``idle`` ignores bursts awaiting B).
 """
 
 from __future__ import annotations
@@ -59,8 +70,9 @@ REPO = Path(__file__).resolve().parents[2]
 # with the invariants stated below its properties (splitter state, in-flight
 # queue level, slave model). The writer is a bounded check (``mode bmc``) of 12
 # cycles from reset: its induction would also need the contents of its
-# ``awaiting_w`` FIFO (a memory inside ``SyncFIFO``). Each extra BMC cycle costs more
-# than the one before (~25 s at 12, ~2 min at 16 on a busy 2-core machine); 12
+# ``awaiting_w`` FIFO (a memory inside ``SyncFIFO``; assuming them instead would
+# hide a writer that queues a wrong length). Each extra BMC cycle costs more than
+# the one before (~13 s at 12, ~35 s at 14, ~2 min at 16 on a busy 2-core machine); 12
 # cover both tiny AWs presented (max_outstanding=2), the first full 8-beat burst's
 # W beats (WLAST on the 8th) and its B, with aborts and error responses anywhere.
 # Every injected fault shows within 10 cycles.
