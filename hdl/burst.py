@@ -45,6 +45,12 @@ class BurstSplitter(wiring.Component):
             "flush": In(1),
             "busy": Out(1),
         })
+        # Source of the next burst. Created here, not in ``elaborate``, only so the
+        # formal harness (sim/formal/dma_formal.py) can state invariants over them;
+        # no logic depends on where they are made.
+        self.next_addr = Signal(config.addr_width)
+        self.remaining = Signal(32)
+        self.active = Signal()
 
     def elaborate(self, platform):
         m = Module()
@@ -52,10 +58,7 @@ class BurstSplitter(wiring.Component):
         beat_shift = config.bus_bytes.bit_length() - 1
         boundary_shift = BOUNDARY_BYTES.bit_length() - 1
 
-        # Source of the next burst.
-        addr = Signal(config.addr_width)
-        remaining = Signal(32)
-        active = Signal()
+        addr, remaining, active = self.next_addr, self.remaining, self.active
 
         # Beats left before the next 4 KiB boundary: 1 .. 4096/bus_bytes.
         to_boundary = Signal(range((BOUNDARY_BYTES >> beat_shift) + 1))
