@@ -20,6 +20,10 @@ latency, one beat per cycle, no stalls). Constants and their sources:
   17-17-17, about 7 cycles at 250 MHz) at ``BANK_STALL_PER_CYCLE = 1/512``: one row
   miss per 8 KiB (a 64-bit rank's row) of a 16-byte-beat stream. This is an estimate,
   not a measurement: a controller hides most row misses behind other banks.
+
+Only the cap comes from the board; latency, refresh and bank constants are the KV260's
+DDR4 ones for every board (the Nexys Video's DDR3 4 Gb parts have tRFC = 260 ns, so
+its model refreshes a little too long).
 """
 
 from __future__ import annotations
