@@ -3,7 +3,8 @@
 ``SimSystem(config)`` is what ``host.platforms.sim`` runs in Verilator: the real
 ``SystoleTop`` (the Verilog that goes to the boards) with its ``m_axi_dma`` port
 connected to ``SimMemory``. The ports are ``aclk``, ``aresetn``, ``s_axi_ctrl_*``,
-``irq`` and the memory controls ``mem_*`` (latency, fault window, hang).
+``irq`` and the memory controls ``mem_*`` (latency, fault window, hang, DDR timing;
+one per ``MEMORY_CONTROLS`` entry). After reset the memory is ideal.
 
 ``python -m sim.cosim --config JSON --socket PATH --memory FILE --memory-base ADDR``
 is the simulator process ``host.platforms.sim.CosimSession`` starts: it builds the
@@ -26,7 +27,7 @@ from hdl.axi import AXI4LiteSignature, flat_members
 from hdl.spec.config import AccelConfig
 from host.platforms.sim import MEMORY_CONTROLS
 
-from .sim_memory import SimMemory, dpi_sources
+from .sim_memory import SimMemory, control_members, dpi_sources
 
 __all__ = ["SimSystem", "build", "main"]
 
@@ -41,14 +42,7 @@ class SimSystem(wiring.Component):
         # aclk comes from the model's own clock generator (see systole_clock.sv).
         members = {"aclk": Out(1), "aresetn": In(1, init=1), "irq": Out(1)}
         members.update(flat_members("s_axi_ctrl", AXI4LiteSignature().flip()))
-        members.update({
-            "mem_read_latency": In(16, init=32),
-            "mem_fault_lo": In(config.addr_width),
-            "mem_fault_hi": In(config.addr_width),
-            "mem_fault_read": In(1),
-            "mem_fault_write": In(1),
-            "mem_hang": In(1),
-        })
+        members.update({f"mem_{name}": member for name, member in control_members(config).items()})
         super().__init__(members)
 
     def elaborate(self, platform):

@@ -19,6 +19,19 @@ Timing contract:
   for bursts that overlap ``[fault_lo, fault_hi)`` when ``fault_read`` /
   ``fault_write`` is set. While ``hang`` is high no AR is accepted (this models
   a memory that stops answering).
+
+DDR timing (``sim.ddr_model`` states the constants and their sources; all zero
+is the ideal memory above):
+
+- ``ddr_rate``: a token bucket caps the beats served (read and write) at ``ddr_rate``
+  / 2**16 beats per cycle, holding at most ``BUCKET_BEATS`` beats of credit; 0: no cap.
+- ``refresh_period``, ``refresh_cycles``: no beat is served during the first
+  ``refresh_cycles`` of every ``refresh_period`` cycles (counted from reset), and no
+  credit accrues then; period 0: no refresh.
+- ``bank_stall_rate``, ``bank_stall_cycles``: on each cycle with no stall under way a
+  stall of ``bank_stall_cycles`` starts with probability ``bank_stall_rate`` / 2**16,
+  drawn from a 16-bit LFSR reset to ``LFSR_SEED`` (a fresh 16-bit word each cycle),
+  so a run repeats exactly.
 """
 
 from __future__ import annotations
@@ -31,7 +44,11 @@ from amaranth.lib.wiring import In
 from hdl.axi import RESP_DECERR, RESP_OKAY, RESP_SLVERR, AXI4Signature
 from hdl.spec.config import AccelConfig
 
-__all__ = ["SimMemory"]
+__all__ = ["SimMemory", "BUCKET_BEATS", "LFSR_SEED", "RATE_ONE"]
+
+RATE_ONE = 1 << 16          # ddr_rate and bank_stall_rate are fractions of this
+BUCKET_BEATS = 4            # credit a token bucket holds: a short burst after a pause
+LFSR_SEED = 0xACE1
 
 
 def _answer_from(m: Module, fifo, layout: data.StructLayout, bus, channel: str) -> None:
@@ -44,21 +61,16 @@ def _answer_from(m: Module, fifo, layout: data.StructLayout, bus, channel: str) 
 
 
 class SimMemory(wiring.Component):
-    """AXI4 slave over the shared-file memory; see the module docstring."""
+    """AXI4 slave over the shared-file memory; see the module docstring.
 
-    def __init__(self, config: AccelConfig, max_reads: int = 32):
+    ``read_latency`` is this instance's latency after reset (a control can change it).
+    """
+
+    def __init__(self, config: AccelConfig, max_reads: int = 32, read_latency: int = 32):
         self.config = config
         self.max_reads = max_reads
-        aw = config.addr_width
-        super().__init__({
-            "bus": In(AXI4Signature(config)),
-            "read_latency": In(16, init=32),
-            "fault_lo": In(aw),
-            "fault_hi": In(aw),
-            "fault_read": In(1),
-            "fault_write": In(1),
-            "hang": In(1),
-        })
+        super().__init__({"bus": In(AXI4Signature(config)),
+                          **control_members(config, read_latency=read_latency)})
 
     def elaborate(self, platform):
         m = Module()
@@ -68,6 +80,7 @@ class SimMemory(wiring.Component):
 
         now = Signal(48)
         m.d.sync += now.eq(now + 1)
+        may_serve, credit_beats, take = self._ddr_timing(m)
 
         def overlaps_fault(addr, beats):
             end = Signal(aw + 9)
@@ -101,7 +114,8 @@ class SimMemory(wiring.Component):
         flight_layout = data.StructLayout({"resp": 2, "last": 1, "id": config.id_width})
         flight = Signal(flight_layout)    # the beat whose data arrives this cycle
         m.d.comb += issue.eq(ar_fifo.r_rdy & (head.due <= now) &
-                             (r_fifo.level + in_flight < r_fifo.depth - 1))
+                             (r_fifo.level + in_flight < r_fifo.depth - 1) &
+                             may_serve & (credit_beats >= 1))
         rd_addr = Signal(64)
         rd_data = Signal(config.bus_bits)
         rd_err = Signal()
@@ -154,8 +168,10 @@ class SimMemory(wiring.Component):
             aw_fifo.w_en.eq(bus.awvalid & bus.awready),
             aw_head.eq(aw_fifo.r_data),
             # Room for the B of this burst and of the one whose B is still on its way.
-            bus.wready.eq(aw_fifo.r_rdy & (b_fifo.level < b_fifo.depth - 2)),
+            bus.wready.eq(aw_fifo.r_rdy & (b_fifo.level < b_fifo.depth - 2) &
+                          may_serve & (credit_beats >= 1 + issue)),
             wr_en.eq(bus.wvalid & bus.wready),
+            take.eq(issue + wr_en),
         ]
         with m.If(wr_en):
             m.d.sync += w_beat.eq(w_beat + 1)
@@ -201,6 +217,63 @@ class SimMemory(wiring.Component):
             o_wr_err=wr_err,
         )
         return m
+
+    def _ddr_timing(self, m: Module):
+        """The refresh, bank-stall and bandwidth-cap logic (module docstring).
+
+        Returns ``(may_serve, credit_beats, take)``: whether a beat may be served this
+        cycle, the whole beats of credit, and the beats served (the caller drives it).
+        """
+        refresh_count = Signal.like(self.refresh_period)
+        with m.If((self.refresh_period == 0) | (refresh_count + 1 >= self.refresh_period)):
+            m.d.sync += refresh_count.eq(0)
+        with m.Else():
+            m.d.sync += refresh_count.eq(refresh_count + 1)
+        refreshing = Signal()
+        m.d.comb += refreshing.eq((self.refresh_period != 0) & (refresh_count < self.refresh_cycles))
+
+        lfsr = Signal(16, init=LFSR_SEED)
+        # Galois LFSR x^16 + x^14 + x^13 + x^11 + 1 (taps 0xB400), period 65535, stepped
+        # 16 times a cycle: one step's successive states are shifts of each other, which
+        # halves how often a small threshold is met; 16 steps give fresh words.
+        stepped = lfsr
+        for step in range(16):
+            following = Signal(16, name=f"lfsr_step{step}")
+            m.d.comb += following.eq((stepped >> 1) ^ Mux(stepped[0], 0xB400, 0))
+            stepped = following
+        m.d.sync += lfsr.eq(stepped)
+        stall_left = Signal.like(self.bank_stall_cycles)
+        with m.If(stall_left != 0):
+            m.d.sync += stall_left.eq(stall_left - 1)
+        with m.Elif(lfsr < self.bank_stall_rate):
+            m.d.sync += stall_left.eq(self.bank_stall_cycles)
+
+        may_serve = Signal()
+        m.d.comb += may_serve.eq(~refreshing & (stall_left == 0))
+
+        # Credit in 1/RATE_ONE beats; ddr_rate == 0 keeps it full (no cap).
+        full = BUCKET_BEATS * RATE_ONE
+        credit = Signal(range(full + (1 << 24) + 1), init=full)
+        credit_beats = Signal(range(BUCKET_BEATS + 1))
+        take = Signal(2)
+        m.d.comb += credit_beats.eq(credit >> 16)
+        grown = Signal.like(credit)
+        m.d.comb += grown.eq(credit - take * RATE_ONE + Mux(refreshing, 0, self.ddr_rate))
+        m.d.sync += credit.eq(Mux((self.ddr_rate == 0) | (grown > full), full, grown))
+        return may_serve, credit_beats, take
+
+
+def control_members(config: AccelConfig, read_latency: int = 32) -> dict:
+    """The runtime controls of ``SimMemory`` as signature members, in the order of
+    ``host.platforms.sim.MEMORY_CONTROLS`` (the names the co-simulation exposes)."""
+    from host.platforms.sim import MEMORY_CONTROLS
+    aw = config.addr_width
+    widths = {"read_latency": (16, read_latency), "fault_lo": (aw, 0), "fault_hi": (aw, 0),
+              "fault_read": (1, 0), "fault_write": (1, 0), "hang": (1, 0),
+              "ddr_rate": (24, 0), "refresh_period": (24, 0), "refresh_cycles": (24, 0),
+              "bank_stall_rate": (17, 0), "bank_stall_cycles": (8, 0)}
+    assert tuple(widths) == MEMORY_CONTROLS, "SimMemory's controls and MEMORY_CONTROLS disagree"
+    return {name: In(width, init=init) for name, (width, init) in widths.items()}
 
 
 def dpi_sources():

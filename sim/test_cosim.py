@@ -13,6 +13,7 @@ from hdl.spec.regmap import ErrorCode
 from host.accel.driver import AcceleratorTimeout, ConfigMismatch, DmaError, Driver, JobRefused
 from host.accel.golden import golden_matmul
 from host.accel.pack import pack_weights
+from sim.ddr_model import IDEAL, RATE_ONE
 
 CONFIG = preset("small")
 pytestmark = pytest.mark.xdist_group("cosim-small")
@@ -27,7 +28,8 @@ def session():
 
 @pytest.fixture
 def driver(session):
-    session.set_memory("read_latency", 32)
+    for control, value in IDEAL.items():
+        session.set_memory(control, value)
     for control in ("fault_read", "fault_write", "hang"):
         session.set_memory(control, 0)
     return Driver(session.bus, session.memory, CONFIG)
@@ -59,6 +61,28 @@ def test_matmuls_match_golden_with_counters(driver):
         assert stats.write_beats == m * sum(-(-4 * min(CONFIG.cols, n - t * CONFIG.cols)
                                               // CONFIG.bus_bytes) for t in range(tiles))
         assert stats.busy_cycles >= blocks * tiles * k
+
+
+def test_matmuls_bit_exact_under_a_harsh_ddr_model(driver, session):
+    """Bandwidth cap, refresh and bank stalls on reads and writes (far harsher than any
+    board's) slow jobs down and never change a bit of C."""
+    rng = np.random.default_rng(7)
+    shapes = [(1, 64, 256), (5, 19, 40), (9, 33, CONFIG.max_k)]
+    ideal_busy = []
+    for m, n, k in shapes:
+        a, w = random_job(rng, m, n, k)
+        driver.matmul(a, driver.load_matrix(w))
+        ideal_busy.append(driver.last_stats.busy_cycles)
+    harsh = {"read_latency": 64, "ddr_rate": round(0.4 * RATE_ONE), "refresh_period": 300,
+             "refresh_cycles": 40, "bank_stall_rate": RATE_ONE // 16, "bank_stall_cycles": 5}
+    for control, value in harsh.items():
+        session.set_memory(control, value)
+    rng = np.random.default_rng(7)
+    for (m, n, k), before in zip(shapes, ideal_busy):
+        a, w = random_job(rng, m, n, k)
+        got = driver.matmul(a, driver.load_matrix(w))
+        np.testing.assert_array_equal(got, golden_matmul(a, pack_weights(w, CONFIG.cols)))
+        assert driver.last_stats.busy_cycles > before, (m, n, k, before)
 
 
 def test_refused_jobs_raise_and_leave_it_usable(driver, session):

@@ -16,6 +16,10 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiMaster, AxiResp
 
+from hdl.spec.boards import BOARDS
+from hdl.spec.config import preset
+from host.platforms.sim import MEMORY_CONTROLS
+from sim.ddr_model import RATE_ONE, beats_per_cycle, ddr_model
 from sim.runner import BUILD, run_cocotb, write_verilog
 
 BASE = 0x8000_0000
@@ -36,7 +40,7 @@ class TB:
     async def reset(self, latency=32):
         dut = self.dut
         dut.read_latency.value = latency
-        for name in ("fault_lo", "fault_hi", "fault_read", "fault_write", "hang"):
+        for name in MEMORY_CONTROLS[1:]:
             getattr(dut, name).value = 0
         dut.rst.value = 1
         await ClockCycles(dut.clk, 3)
@@ -133,8 +137,89 @@ async def errors_decode_and_fault_ranges(dut):
     assert (await tb.axi.read(BASE + 0x1000, 16)).resp == AxiResp.OKAY
 
 
+async def stream_beat_cycles(tb, nbytes: int) -> list[int]:
+    """Read ``nbytes`` from BASE; the cycle (since the read started) of every R beat."""
+    dut, cycles = tb.dut, []
+
+    async def watch():
+        cycle = 0
+        while True:
+            await RisingEdge(dut.clk)
+            cycle += 1
+            if dut.bus__rvalid.value and dut.bus__rready.value:
+                cycles.append(cycle)
+
+    watcher = cocotb.start_soon(watch())
+    await tb.axi.read(BASE, nbytes)
+    watcher.cancel()
+    assert len(cycles) == nbytes // 16
+    return cycles
+
+
+def delivered(cycles: list[int]) -> float:
+    return (len(cycles) - 1) / (cycles[-1] - cycles[0])
+
+
+def set_controls(dut, controls: dict[str, int]):
+    for name, value in controls.items():
+        getattr(dut, name).value = value
+
+
+@cocotb.test()
+async def bandwidth_cap_holds_over_a_long_stream(dut):
+    """A 0.37 beat/cycle cap delivers 0.37 beats per cycle (within 1%) to a long stream."""
+    tb = TB(dut)
+    await tb.reset()
+    controls = {"ddr_rate": round(0.37 * RATE_ONE)}
+    set_controls(dut, controls)
+    got = delivered(await stream_beat_cycles(tb, 64 * 1024))
+    want = beats_per_cycle(controls)
+    assert abs(got - want) <= 0.01 * want, (got, want)
+
+
+@cocotb.test()
+async def refresh_gaps_come_every_period(dut):
+    """With refresh_period 300 and refresh_cycles 20, R pauses for 20 cycles every 300."""
+    tb = TB(dut)
+    await tb.reset()
+    set_controls(dut, {"refresh_period": 300, "refresh_cycles": 20})
+    cycles = await stream_beat_cycles(tb, 32 * 1024)
+    gaps = [(after, after - before - 1) for before, after in zip(cycles, cycles[1:])
+            if after - before > 1]
+    assert len(gaps) >= 5, gaps
+    assert all(idle == 20 for _, idle in gaps), gaps
+    starts = [after for after, _ in gaps]
+    assert {b - a for a, b in zip(starts, starts[1:])} == {300}, starts
+
+
+@cocotb.test()
+async def kv260_model_delivers_its_arithmetic(dut):
+    """The KV260 model (refresh, bank stalls, cap above the port) gives a saturating
+    stream the beats per cycle its stated constants predict, within 1%."""
+    tb = TB(dut)
+    await tb.reset()
+    controls = ddr_model(preset("kv260"), BOARDS["kv260"])
+    set_controls(dut, controls)
+    cycles = await stream_beat_cycles(tb, 256 * 1024)
+    got, want = delivered(cycles), beats_per_cycle(controls)
+    assert abs(got - want) <= 0.01 * want, (got, want)
+    assert got < 0.97, f"{got} beats/cycle: refresh and bank stalls did not show"
+
+
+def test_kv260_model_constants():
+    """The KV260 model's control values are the stated arithmetic on the board facts."""
+    controls = ddr_model(preset("kv260"), BOARDS["kv260"])
+    assert controls["read_latency"] == 64
+    # 19.2 GB/s x 0.85 over 16-byte beats at 250 MHz: 4.08 beats per cycle, in 1/65536.
+    assert controls["ddr_rate"] == round(19.2e9 * 0.85 / (16 * 250e6) * 65536)
+    assert controls["refresh_period"] == 1950          # 7.8 us at 250 MHz
+    assert controls["refresh_cycles"] == 88            # 350 ns at 250 MHz, rounded up
+    assert controls["bank_stall_rate"] == 128 and controls["bank_stall_cycles"] == 7
+    assert ddr_model(preset("kv260"), BOARDS["kv260"], ports=4)["ddr_rate"] == \
+        round(controls["ddr_rate"] / 4)
+
+
 def test_sim_memory_verilator():
-    from hdl.spec.config import preset
     from sim.sim_memory import SimMemory, dpi_sources
 
     config = preset("kv260").replace(addr_width=40)
