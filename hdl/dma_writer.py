@@ -77,8 +77,8 @@ class DmaWriter(wiring.Component):
         m.submodules.awaiting_w = awaiting_w
         # Their flags as registers: ``settled`` (and so ``stop``) and ``issue`` start
         # from flip-flops, not from level compares.
-        b_readable, b_writable = Signal(), Signal(init=1)
-        w_readable, w_writable = Signal(), Signal(init=1)
+        b_readable, b_writable = Signal(name="b_readable"), Signal(name="b_writable", init=1)
+        w_readable, w_writable = Signal(name="w_readable"), Signal(name="w_writable", init=1)
         track_ready(m, awaiting_b, b_readable, b_writable)
         track_ready(m, awaiting_w, w_readable, w_writable)
 
@@ -103,11 +103,12 @@ class DmaWriter(wiring.Component):
         m.d.comb += burst_attributes(bus, "aw", config.bus_bytes)
 
         # W: beats of the burst at the head of ``awaiting_w``.
-        sent = Signal(range(config.max_burst))
+        # Counts the beat being loaded from 1, so the compare needs no subtractor.
+        beat_number = Signal(range(1, config.max_burst + 1), init=1)
         final_beat = Signal()
         load_w = Signal()
         m.d.comb += [
-            final_beat.eq(sent == awaiting_w.r_data - 1),
+            final_beat.eq(beat_number == awaiting_w.r_data),
             load_w.eq(w_readable & (~bus.wvalid | bus.wready) & (self.data.valid | stop)),
             # While stopped, offered beats are taken and dropped so no producer hangs.
             self.data.ready.eq(load_w | stop),
@@ -119,7 +120,7 @@ class DmaWriter(wiring.Component):
                 bus.wstrb.eq(Mux(stop, 0, self.data.p.strb)),
                 bus.wlast.eq(final_beat),
                 bus.wvalid.eq(1),
-                sent.eq(Mux(final_beat, 0, sent + 1)),
+                beat_number.eq(Mux(final_beat, 1, beat_number + 1)),
             ]
         with m.Elif(bus.wready):
             m.d.sync += bus.wvalid.eq(0)
