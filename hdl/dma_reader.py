@@ -7,6 +7,7 @@ from amaranth.lib.wiring import Out
 
 from .axi import AXI4ReadSignature, burst_attributes
 from .dma_control import StopControl, control_members
+from .fifo_flags import track_ready
 from .spec.config import AccelConfig
 
 __all__ = ["DmaReader", "read_data_layout"]
@@ -57,6 +58,11 @@ class DmaReader(wiring.Component):
             "data": Out(stream.Signature(read_data_layout(config))),
             "bus": Out(AXI4ReadSignature(config)),
         })
+        # Registered flags (see ``elaborate``), made here only so the formal harness
+        # (sim/formal/dma_formal.py) can tie them to the state they summarise.
+        self.owed_zero = Signal(init=1)
+        self.in_flight_readable = Signal()
+        self.in_flight_writable = Signal(init=1)
 
     def elaborate(self, platform):
         m = Module()
@@ -79,14 +85,19 @@ class DmaReader(wiring.Component):
         # number of bursts in flight.
         in_flight = SyncFIFO(width=config.addr_width + 1, depth=config.max_outstanding)
         m.submodules.in_flight = in_flight
-        # Beats presented on AR and not yet received.
+        # Beats presented on AR and not yet received. ``owed_zero`` is ``owed == 0``
+        # as a register, and the queue's flags are registers too: ``settled`` then
+        # costs one LUT, which ``stop`` and the rest of the decision logic start from.
         owed = Signal(range(depth + 1))
+        owed_zero = self.owed_zero
+        in_flight_readable, in_flight_writable = self.in_flight_readable, self.in_flight_writable
+        track_ready(m, in_flight, in_flight_readable, in_flight_writable)
 
         r_beat = Signal()
         m.d.comb += r_beat.eq(bus.rvalid & bus.rready)
 
         issue = Signal()
-        m.d.comb += issue.eq(burst.valid & ~stop & in_flight.w_rdy &
+        m.d.comb += issue.eq(burst.valid & ~stop & in_flight_writable &
                              (~bus.arvalid | bus.arready) &
                              (fifo.level + owed + burst.p.beats <= depth))
         m.d.comb += [
@@ -103,6 +114,11 @@ class DmaReader(wiring.Component):
         with m.Elif(bus.arready):
             m.d.sync += bus.arvalid.eq(0)
         m.d.sync += owed.eq(owed + Mux(issue, burst.p.beats, 0) - r_beat)
+        # The sum reaches zero iff (owed + beats) wraps to r_beat; that sum is taken
+        # from registers, so only ``issue`` arrives late (at the final mux).
+        owed_plus_beats = Signal.like(owed)
+        m.d.comb += owed_plus_beats.eq(owed + burst.p.beats)
+        m.d.sync += owed_zero.eq(Mux(issue, owed_plus_beats == r_beat, owed == r_beat))
 
         m.d.comb += burst_attributes(bus, "ar", config.bus_bytes)
         m.d.comb += bus.rready.eq(1)          # room for every beat was reserved before its AR
@@ -123,7 +139,7 @@ class DmaReader(wiring.Component):
             self.data.p.data.eq(fifo.r_data[:config.bus_bits]),
             self.data.p.last.eq(fifo.r_data[config.bus_bits]),
             fifo.r_en.eq(self.data.ready & ~stop),
-            settled.eq(~bus.arvalid & ~in_flight.r_rdy & (owed == 0)),
+            settled.eq(~bus.arvalid & ~in_flight_readable & owed_zero),
             self.idle.eq(~splitter.busy & settled & (fifo.level == 0)),
         ]
         return m

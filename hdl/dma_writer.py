@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4WriteSignature, burst_attributes
 from .dma_control import StopControl, control_members
+from .fifo_flags import track_ready
 from .spec.config import AccelConfig
 
 __all__ = ["DmaWriter", "write_data_layout"]
@@ -74,9 +75,15 @@ class DmaWriter(wiring.Component):
         awaiting_w = SyncFIFO(width=len(burst.p.beats), depth=config.max_outstanding)
         m.submodules.awaiting_b = awaiting_b
         m.submodules.awaiting_w = awaiting_w
+        # Their flags as registers: ``settled`` (and so ``stop``) and ``issue`` start
+        # from flip-flops, not from level compares.
+        b_readable, b_writable = Signal(name="b_readable"), Signal(name="b_writable", init=1)
+        w_readable, w_writable = Signal(name="w_readable"), Signal(name="w_writable", init=1)
+        track_ready(m, awaiting_b, b_readable, b_writable)
+        track_ready(m, awaiting_w, w_readable, w_writable)
 
         issue = Signal()
-        m.d.comb += issue.eq(burst.valid & ~stop & awaiting_b.w_rdy & awaiting_w.w_rdy &
+        m.d.comb += issue.eq(burst.valid & ~stop & b_writable & w_writable &
                              (~bus.awvalid | bus.awready))
         m.d.comb += [
             burst.ready.eq(issue),
@@ -96,12 +103,13 @@ class DmaWriter(wiring.Component):
         m.d.comb += burst_attributes(bus, "aw", config.bus_bytes)
 
         # W: beats of the burst at the head of ``awaiting_w``.
-        sent = Signal(range(config.max_burst))
+        # Counts the beat being loaded from 1, so the compare needs no subtractor.
+        beat_number = Signal(range(1, config.max_burst + 1), init=1)
         final_beat = Signal()
         load_w = Signal()
         m.d.comb += [
-            final_beat.eq(sent == awaiting_w.r_data - 1),
-            load_w.eq(awaiting_w.r_rdy & (~bus.wvalid | bus.wready) & (self.data.valid | stop)),
+            final_beat.eq(beat_number == awaiting_w.r_data),
+            load_w.eq(w_readable & (~bus.wvalid | bus.wready) & (self.data.valid | stop)),
             # While stopped, offered beats are taken and dropped so no producer hangs.
             self.data.ready.eq(load_w | stop),
             awaiting_w.r_en.eq(load_w & final_beat),
@@ -112,7 +120,7 @@ class DmaWriter(wiring.Component):
                 bus.wstrb.eq(Mux(stop, 0, self.data.p.strb)),
                 bus.wlast.eq(final_beat),
                 bus.wvalid.eq(1),
-                sent.eq(Mux(final_beat, 0, sent + 1)),
+                beat_number.eq(Mux(final_beat, 1, beat_number + 1)),
             ]
         with m.Elif(bus.wready):
             m.d.sync += bus.wvalid.eq(0)
@@ -128,7 +136,7 @@ class DmaWriter(wiring.Component):
             m.d.sync += [self.error.eq(1), self.error_addr.eq(awaiting_b.r_data)]
 
         m.d.comb += [
-            settled.eq(~bus.awvalid & ~bus.wvalid & ~awaiting_b.r_rdy & ~awaiting_w.r_rdy),
+            settled.eq(~bus.awvalid & ~bus.wvalid & ~b_readable & ~w_readable),
             self.idle.eq(~splitter.busy & settled),
         ]
         return m

@@ -243,7 +243,11 @@ class ReaderProperties(DmaReader):
 
         # --- what the reader holds matches what the slave owes (for the induction) --
         _splitter_invariants(m, m.submodules.splitter, self.config)
-        m.d.comb += Assert(m.submodules.in_flight.level == accepted.count + bus.arvalid)
+        in_flight = m.submodules.in_flight
+        m.d.comb += Assert(in_flight.level == accepted.count + bus.arvalid)
+        # The registered flags equal what they summarise.
+        m.d.comb += [Assert(self.in_flight_readable == in_flight.r_rdy),
+                     Assert(self.in_flight_writable == in_flight.w_rdy)]
         with m.If(accepted.count == 0):
             m.d.comb += Assert(beat == 0)
         with m.Else():
