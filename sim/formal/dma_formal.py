@@ -197,21 +197,33 @@ def _past_boundary(m, bus, prefix: str, splitter, config: AccelConfig) -> None:
         m.d.sync += getattr(bus, f"{prefix}len").eq(burst.p.beats)
 
 
-class ReaderProperties(DmaReader):
-    """``DmaReader`` plus the AXI4 slave assumptions and master assertions (and a bug)."""
+class _Harness:
+    """What both blocks' harnesses share: the bound config, the bug, the opening assumptions."""
+
+    block: str
 
     def __init__(self, config: AccelConfig, bug: str | None = None):
-        _check_bug("reader", bug)
+        _check_bug(self.block, bug)
         self.bug = bug
         self.bound = config
         super().__init__(_dut_config(config, bug))
 
+    def _prologue(self, m) -> None:
+        """The bug (if any), no reset after the first, and legal commands only."""
+        self._inject_bug(m)
+        m.d.comb += Assume(~ResetSignal())
+        _legal_commands(m, self, self.bound)
+
+
+class ReaderProperties(_Harness, DmaReader):
+    """``DmaReader`` plus the AXI4 slave assumptions and master assertions (and a bug)."""
+
+    block = "reader"
+
     def elaborate(self, platform):
         m = super().elaborate(platform)
         config, bus = self.bound, self.bus
-        self._inject_bug(m)
-        m.d.comb += Assume(~ResetSignal())
-        _legal_commands(m, self, config)
+        self._prologue(m)
         _narrow(m, bus.rdata)
 
         ar_hs = bus.arvalid & bus.arready
@@ -266,21 +278,15 @@ class ReaderProperties(DmaReader):
             m.d.comb += self.idle.eq(~m.submodules.splitter.busy & ~bus.arvalid)
 
 
-class WriterProperties(DmaWriter):
+class WriterProperties(_Harness, DmaWriter):
     """``DmaWriter`` plus the AXI4 slave assumptions and master assertions (and a bug)."""
 
-    def __init__(self, config: AccelConfig, bug: str | None = None):
-        _check_bug("writer", bug)
-        self.bug = bug
-        self.bound = config
-        super().__init__(_dut_config(config, bug))
+    block = "writer"
 
     def elaborate(self, platform):
         m = super().elaborate(platform)
         config, bus = self.bound, self.bus
-        self._inject_bug(m)
-        m.d.comb += Assume(~ResetSignal())
-        _legal_commands(m, self, config)
+        self._prologue(m)
         _narrow(m, self.data.p.data)
         _narrow(m, self.data.p.strb)
 
