@@ -94,22 +94,24 @@ async def latency_then_one_beat_per_cycle(dut):
     assert last - first + 1 == beats, f"gaps: {beats} beats over {last - first + 1} cycles"
 
 
+async def count_handshakes(dut, channel: str, cycles: list[int]) -> None:
+    """Append to ``cycles`` the cycle (counted from the call) of every ``channel`` handshake."""
+    valid, ready = getattr(dut, f"bus__{channel}valid"), getattr(dut, f"bus__{channel}ready")
+    cycle = 0
+    while True:
+        await RisingEdge(dut.clk)
+        cycle += 1
+        if valid.value and ready.value:
+            cycles.append(cycle)
+
+
 @cocotb.test()
 async def writes_stream_one_beat_per_cycle(dut):
     """W beats of back-to-back bursts are taken without gaps."""
     tb = TB(dut)
     await tb.reset()
     cycles = []
-
-    async def watch():
-        cycle = 0
-        while True:
-            await RisingEdge(dut.clk)
-            cycle += 1
-            if dut.bus__wvalid.value and dut.bus__wready.value:
-                cycles.append(cycle)
-
-    cocotb.start_soon(watch())
+    cocotb.start_soon(count_handshakes(dut, "w", cycles))
     nbytes = 16 * 1024                      # 4 bursts of 256 beats
     payload = bytes(random.Random(9).randrange(256) for _ in range(nbytes))
     await tb.axi.write(BASE + 0x4000, payload)
@@ -140,16 +142,7 @@ async def errors_decode_and_fault_ranges(dut):
 async def stream_beat_cycles(tb, nbytes: int) -> list[int]:
     """Read ``nbytes`` from BASE; the cycle (since the read started) of every R beat."""
     dut, cycles = tb.dut, []
-
-    async def watch():
-        cycle = 0
-        while True:
-            await RisingEdge(dut.clk)
-            cycle += 1
-            if dut.bus__rvalid.value and dut.bus__rready.value:
-                cycles.append(cycle)
-
-    watcher = cocotb.start_soon(watch())
+    watcher = cocotb.start_soon(count_handshakes(dut, "r", cycles))
     await tb.axi.read(BASE, nbytes)
     watcher.cancel()
     assert len(cycles) == nbytes // 16
