@@ -84,7 +84,7 @@ def run_cosim(preset_name: str, shapes: list[tuple[int, int, int]],
             a = rng.integers(-128, 128, (m, k), dtype=np.int8)
             w = rng.integers(-128, 128, (n, k), dtype=np.int8)
             weights = driver.load_matrix(w)
-            expected = golden_matmul(a, pack_weights(w, config.cols))
+            expected = golden_matmul(a, pack_weights(w, config.cols, config.weight_ports))
             for name, controls in memories.items():
                 for control, value in controls.items():
                     session.set_memory(control, value)

@@ -1,6 +1,6 @@
 """The job FSM: check the arguments, then per M block load A, stream W, drain C."""
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -16,7 +16,12 @@ from .spec.config import AccelConfig
 from .spec.job import FIELDS
 from .spec.regmap import ErrorCode
 
-__all__ = ["Controller"]
+__all__ = ["Controller", "read_ports"]
+
+
+def read_ports(config: AccelConfig) -> tuple[str, ...]:
+    """The controller's names of its reader contracts, port 0 (A and W stream 0) first."""
+    return tuple(f"rd{p}" for p in range(config.weight_ports))
 
 
 class Controller(wiring.Component):
@@ -64,10 +69,13 @@ class Controller(wiring.Component):
             "perf_rd_beats": Out(32),
             "perf_wr_beats": Out(32),
             "cycles": Out(64),
-            # The DmaReader (rd_*) and DmaWriter (wr_*) contracts, seen from this side.
-            **{f"{side}_{name}": member.flip() for side in ("rd", "wr")
+            "err_port": Out(8),
+            # The DmaReader (rd<p>_*, one per weight port) and DmaWriter (wr_*) contracts,
+            # seen from this side.
+            **{f"{side}_{name}": member.flip() for side in (*read_ports(config), "wr")
                for name, member in control_members(config).items()},
-            "rd_data": In(stream.Signature(read_data_layout(config))),
+            **{f"{side}_data": In(stream.Signature(read_data_layout(config)))
+               for side in read_ports(config)},
             "wr_data": Out(stream.Signature(write_data_layout(config))),
         })
 
@@ -83,33 +91,39 @@ class Controller(wiring.Component):
         # Every stream to and from the DMA blocks passes a skid buffer, so no
         # combinational path runs between the controller and the AXI masters. An
         # abort empties them: nothing of an aborted job may reach the next one.
-        rd_cmd_skid = SkidBuffer(command_layout(cfg))
-        rd_data_skid = SkidBuffer(read_data_layout(cfg))
+        ports = read_ports(cfg)
+        rd_cmd, rd_data = [], []
+        for side in ports:
+            cmd_skid = SkidBuffer(command_layout(cfg))
+            data_skid = SkidBuffer(read_data_layout(cfg))
+            m.submodules[f"{side}_cmd_skid"] = ResetInserter(abort)(cmd_skid)
+            m.submodules[f"{side}_data_skid"] = ResetInserter(abort)(data_skid)
+            wiring.connect(m, cmd_skid.o, wiring.flipped(getattr(self, f"{side}_cmd")))
+            wiring.connect(m, wiring.flipped(getattr(self, f"{side}_data")), data_skid.i)
+            rd_cmd.append(cmd_skid.i)
+            rd_data.append(data_skid.o)
         wr_cmd_skid = SkidBuffer(command_layout(cfg))
         wr_data_skid = SkidBuffer(write_data_layout(cfg))
-        m.submodules.rd_cmd_skid = ResetInserter(abort)(rd_cmd_skid)
-        m.submodules.rd_data_skid = ResetInserter(abort)(rd_data_skid)
         m.submodules.wr_cmd_skid = ResetInserter(abort)(wr_cmd_skid)
         m.submodules.wr_data_skid = ResetInserter(abort)(wr_data_skid)
-        wiring.connect(m, rd_cmd_skid.o, wiring.flipped(self.rd_cmd))
-        wiring.connect(m, wiring.flipped(self.rd_data), rd_data_skid.i)
         wiring.connect(m, core.write_cmd, wr_cmd_skid.i)
         wiring.connect(m, wr_cmd_skid.o, wiring.flipped(self.wr_cmd))
         wiring.connect(m, core.write_data, wr_data_skid.i)
         wiring.connect(m, wr_data_skid.o, wiring.flipped(self.wr_data))
-        rd_cmd, rd_data = rd_cmd_skid.i, rd_data_skid.o
 
         # Latched arguments (the host may rewrite the registers during a job), whole:
         # the check must see every bit the host wrote. Once it passed, the counts fit
         # their fields and the datapath below uses only those bits.
         args = {f.name: Signal(f.storage_bits, name=f"arg_{f.name}") for f in FIELDS}
         bits = {f.name: f.value_bits for f in FIELDS}
-        a_addr, w_addr, c_addr = args["a_addr"], args["w_addr"], args["c_addr"]
+        a_addr, c_addr = args["a_addr"], args["c_addr"]
         m_rows, n_cols, k = args["m"][:bits["m"]], args["n"][:bits["n"]], args["k"][:bits["k"]]
         a_stride, c_stride = args["a_stride"], args["c_stride"]
         a_row_beats = Signal(range(cfg.max_k // cfg.bus_bytes + 1))
         a_last_word = Signal(range(cfg.max_k // cfg.bus_bytes))
         w_tile_bytes = Signal(bits["k"] + bb_log2)
+        # Where each port's weight stream starts: W_ADDR + p * W_STRIDE, formed at start.
+        w_bases = [Signal(aw, name=f"w_base{p}") for p in range(len(ports))]
         m.d.comb += [getattr(check, name).eq(arg) for name, arg in args.items()]
 
         busy = Signal()              # registered: it gates counters and the CSR's start
@@ -122,46 +136,59 @@ class Controller(wiring.Component):
         block_last_row = Signal(range(cfg.rows))
         c_block = Signal(aw)
 
-        # Command issuer: A rows of the block, then one command per weight tile.
+        # Command issuer: A rows of the block on port 0, then one command per weight
+        # tile on every port. A port that has taken the tile's command waits (``w_sent``)
+        # until all have, so the ports' streams stay in step tile by tile.
         issue_go = Signal()
         issue_rows_left = Signal(range(cfg.rows + 1))
         issue_cols_left = Signal(bits["n"])
         a_next = Signal(aw)          # address of the next A row to read
         c_next = Signal(aw)          # C address of that row
-        w_next = Signal(aw)
+        w_next = [Signal(aw, name=f"w_next{p}") for p in range(len(ports))]
+        w_sent = Signal(len(ports))
         issuing_a = Signal()
         issuing_w = Signal()
         w_final = Signal()           # the next W command is the block's last
-        m.d.comb += [
-            rd_cmd.valid.eq(issuing_a | issuing_w),
-            rd_cmd.payload.addr.eq(Mux(issuing_a, a_next, w_next)),
-            rd_cmd.payload.beats.eq(Mux(issuing_a, a_row_beats, k)),
-        ]
+        w_taken = Signal(len(ports))
+        for p, cmd in enumerate(rd_cmd):
+            wants_w = issuing_w & ~w_sent[p]
+            m.d.comb += [
+                cmd.valid.eq(wants_w | issuing_a if p == 0 else wants_w),
+                cmd.payload.addr.eq(Mux(issuing_a, a_next, w_next[p]) if p == 0 else w_next[p]),
+                cmd.payload.beats.eq(Mux(issuing_a, a_row_beats, k) if p == 0 else k),
+                w_taken[p].eq(w_sent[p] | (issuing_w & cmd.valid & cmd.ready)),
+            ]
         with m.If(issue_go):
             m.d.sync += [issuing_a.eq(1), issue_rows_left.eq(block_rows),
-                         issue_cols_left.eq(n_cols), w_next.eq(w_addr),
-                         w_final.eq(n_cols <= cfg.cols)]
-        with m.Elif(rd_cmd.valid & rd_cmd.ready):
-            with m.If(issuing_a):
+                         issue_cols_left.eq(n_cols), w_final.eq(n_cols <= cfg.cols), w_sent.eq(0),
+                         *(nxt.eq(base) for nxt, base in zip(w_next, w_bases))]
+        with m.Elif(issuing_a):
+            with m.If(rd_cmd[0].valid & rd_cmd[0].ready):
                 m.d.sync += [a_next.eq(a_next + a_stride), c_next.eq(c_next + c_stride),
                              issue_rows_left.eq(issue_rows_left - 1)]
                 with m.If(issue_rows_left == 1):
                     m.d.sync += [issuing_a.eq(0), issuing_w.eq(1)]
-            with m.Else():
-                m.d.sync += [w_next.eq(w_next + w_tile_bytes),
+        with m.Elif(issuing_w):
+            with m.If(w_taken.all()):
+                m.d.sync += [*(nxt.eq(nxt + w_tile_bytes) for nxt in w_next), w_sent.eq(0),
                              issue_cols_left.eq(issue_cols_left - cfg.cols),
                              w_final.eq(issue_cols_left <= 2 * cfg.cols)]
                 with m.If(w_final):
                     m.d.sync += issuing_w.eq(0)
+            with m.Else():
+                m.d.sync += w_sent.eq(w_taken)
 
-        # A loader: beats of the block's rows into the activation buffer.
+        # A loader: beats of the block's rows (port 0) into the activation buffer. The
+        # weights: one beat of every port side by side, taken together.
         load_row = Signal(range(cfg.rows))
         load_word = Signal(range(cfg.max_k // cfg.bus_bytes))
+        w_all_valid = Signal()
         m.d.comb += [
+            w_all_valid.eq(Cat(d.valid for d in rd_data).all()),
             core.act_write_row.eq(load_row),
             core.act_write_word.eq(load_word),
-            core.act_write_data.eq(rd_data.payload.data),
-            core.weights.payload.eq(rd_data.payload.data),
+            core.act_write_data.eq(rd_data[0].payload.data),
+            core.weights.payload.eq(Cat(d.payload.data for d in rd_data)),
             core.k.eq(k),
             core.n.eq(n_cols),
             core.rows_valid.eq(block_rows),
@@ -171,10 +198,11 @@ class Controller(wiring.Component):
 
         flush = Signal(range(core.flush_cycles + 1))
         m.d.comb += [
-            self.rd_abort.eq(abort),
-            self.wr_abort.eq(abort),
+            *(getattr(self, f"{side}_abort").eq(abort) for side in (*ports, "wr")),
             core.abort.eq(abort),
         ]
+        rd_idle = Cat(getattr(self, f"{side}_idle") for side in ports).all()
+        rd_error = Cat(getattr(self, f"{side}_error") for side in ports).any()
 
         # Performance counters.
         m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -182,30 +210,36 @@ class Controller(wiring.Component):
             m.d.sync += self.perf_busy.eq(self.perf_busy + 1)
             with m.If(core.starving):
                 m.d.sync += self.perf_stall.eq(self.perf_stall + 1)
-            with m.If(rd_data.valid & rd_data.ready):
-                m.d.sync += self.perf_rd_beats.eq(self.perf_rd_beats + 1)
+            m.d.sync += self.perf_rd_beats.eq(
+                self.perf_rd_beats + sum((d.valid & d.ready).as_unsigned() for d in rd_data))
             with m.If(wr_data_skid.i.valid & wr_data_skid.i.ready):
                 m.d.sync += self.perf_wr_beats.eq(self.perf_wr_beats + 1)
 
         with m.If(self.start_busy & self.busy & (self.err_code == ErrorCode.OK)):
             m.d.sync += self.err_code.eq(ErrorCode.START_BUSY)
 
-        # Faults, registered: soft reset first, then the reader, then the writer.
+        # Faults, registered: soft reset first, then the readers (lowest port first),
+        # then the writer.
         fault = Signal()
         fault_code = Signal(8)
         fault_addr = Signal(64)
+        fault_port = Signal(8)
         soft_reset = Signal()
-        m.d.sync += [fault.eq(self.soft_reset | self.rd_error | self.wr_error),
+        m.d.sync += [fault.eq(self.soft_reset | rd_error | self.wr_error),
                      soft_reset.eq(self.soft_reset)]
         with m.If(self.soft_reset):
-            m.d.sync += [fault_code.eq(ErrorCode.ABORTED), fault_addr.eq(0)]
-        with m.Elif(self.rd_error):
-            m.d.sync += [fault_code.eq(ErrorCode.DMA_READ), fault_addr.eq(self.rd_error_addr)]
+            m.d.sync += [fault_code.eq(ErrorCode.ABORTED), fault_addr.eq(0), fault_port.eq(0)]
+        with m.Elif(rd_error):
+            m.d.sync += fault_code.eq(ErrorCode.DMA_READ)
+            for p, side in reversed(list(enumerate(ports))):
+                with m.If(getattr(self, f"{side}_error")):
+                    m.d.sync += [fault_addr.eq(getattr(self, f"{side}_error_addr")), fault_port.eq(p)]
         with m.Else():
-            m.d.sync += [fault_code.eq(ErrorCode.DMA_WRITE), fault_addr.eq(self.wr_error_addr)]
+            m.d.sync += [fault_code.eq(ErrorCode.DMA_WRITE), fault_addr.eq(self.wr_error_addr),
+                         fault_port.eq(0)]
 
         def enter_abort(code, addr):
-            m.d.sync += [self.err_code.eq(code), self.err_addr.eq(addr),
+            m.d.sync += [self.err_code.eq(code), self.err_addr.eq(addr), self.err_port.eq(fault_port),
                          issuing_a.eq(0), issuing_w.eq(0), flush.eq(0), abort.eq(1)]
             m.next = "ABORT"
 
@@ -218,11 +252,15 @@ class Controller(wiring.Component):
                 with m.If(self.start):
                     m.d.sync += [
                         *(arg.eq(getattr(self, name)) for name, arg in args.items()),
+                        # p * W_STRIDE as shifted adds: a constant product, no DSP.
+                        *(base.eq(sum((self.w_stride << bit for bit in range(p.bit_length()) if p >> bit & 1),
+                                      self.w_addr)) for p, base in enumerate(w_bases)),
                         a_row_beats.eq((self.k + cfg.bus_bytes - 1) >> bb_log2),
                         a_last_word.eq(((self.k + cfg.bus_bytes - 1) >> bb_log2) - 1),
                         w_tile_bytes.eq(self.k << bb_log2),
                         self.err_code.eq(ErrorCode.OK),
                         self.err_addr.eq(0),
+                        self.err_port.eq(0),
                         self.perf_busy.eq(0),
                         self.perf_stall.eq(0),
                         self.perf_rd_beats.eq(0),
@@ -264,10 +302,10 @@ class Controller(wiring.Component):
                 watch_for_errors()
             with m.State("LOAD_A"):
                 m.d.comb += [
-                    rd_data.ready.eq(1),
-                    core.act_write_en.eq(rd_data.valid),
+                    rd_data[0].ready.eq(1),
+                    core.act_write_en.eq(rd_data[0].valid),
                 ]
-                with m.If(rd_data.valid):
+                with m.If(rd_data[0].valid):
                     m.d.sync += load_word.eq(load_word + 1)
                     with m.If(load_word == a_last_word):
                         m.d.sync += [load_word.eq(0), load_row.eq(load_row + 1)]
@@ -280,8 +318,8 @@ class Controller(wiring.Component):
                 watch_for_errors()
             with m.State("FEED"):
                 m.d.comb += [
-                    core.weights.valid.eq(rd_data.valid),
-                    rd_data.ready.eq(core.weights.ready),
+                    core.weights.valid.eq(w_all_valid),
+                    *(d.ready.eq(core.weights.ready & w_all_valid) for d in rd_data),
                 ]
                 with m.If(core.block_done):
                     m.d.sync += [rows_left.eq(rows_left - block_rows), c_block.eq(c_next)]
@@ -293,18 +331,18 @@ class Controller(wiring.Component):
             with m.State("FINISH"):
                 # An error that shows up with the last response must not end the
                 # job as OK (`fault` lags the DMA blocks by a cycle).
-                with m.If(core.idle & self.wr_idle & self.rd_idle
-                          & ~self.rd_error & ~self.wr_error & ~fault):
+                with m.If(core.idle & self.wr_idle & rd_idle
+                          & ~rd_error & ~self.wr_error & ~fault):
                     m.next = "DONE"
                 watch_for_errors()
             with m.State("ABORT"):
                 with m.If(flush != core.flush_cycles):
                     m.d.sync += flush.eq(flush + 1)
-                with m.Elif(self.rd_idle & self.wr_idle):
+                with m.Elif(rd_idle & self.wr_idle):
                     m.d.sync += abort.eq(0)
                     m.next = "CLEAR"
             with m.State("CLEAR"):
-                m.d.comb += [self.rd_clear.eq(1), self.wr_clear.eq(1)]
+                m.d.comb += [getattr(self, f"{side}_clear").eq(1) for side in (*ports, "wr")]
                 m.d.sync += abort.eq(0)
                 m.next = "DONE"
             with m.State("DONE"):

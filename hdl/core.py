@@ -39,7 +39,7 @@ class ComputeCore(wiring.Component):
             "act_write_row": In(range(config.rows)),
             "act_write_word": In(range(config.max_k // config.bus_bytes)),
             "act_write_data": In(config.bus_bits),
-            "weights": In(stream.Signature(config.bus_bits)),
+            "weights": In(stream.Signature(8 * config.cols)),   # one beat of every port
             **block_members(config),
             "c_stride": In(32),
             "starving": Out(1),

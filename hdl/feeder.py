@@ -62,7 +62,7 @@ class Feeder(wiring.Component):
     def __init__(self, config: AccelConfig):
         self.config = config
         super().__init__({
-            "weights": In(stream.Signature(config.bus_bits)),
+            "weights": In(stream.Signature(8 * config.cols)),   # one beat of every port
             **block_members(config),
             "busy": Out(1),
             "starving": Out(1),

@@ -4,8 +4,8 @@ from amaranth.hdl import Cat, ClockDomain, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import AXI4LiteSignature, AXI4Signature, connect_flat, flat_members
-from .controller import Controller
+from .axi import AXI4LiteSignature, AXI4ReadSignature, AXI4Signature, connect_flat, flat_members
+from .controller import Controller, read_ports
 from .csr import CSR_ADDR_WIDTH, Csr
 from .dma_control import control_members
 from .dma_reader import DmaReader
@@ -23,8 +23,11 @@ class SystoleTop(wiring.Component):
     Ports: ``aclk``; ``aresetn`` (active low, synchronous: it resets the whole
     design at a rising ``aclk`` edge); ``s_axi_ctrl_*`` (AXI4-Lite slave, 8-bit
     address, 32-bit data); ``m_axi_dma_*`` (AXI4 master, all five channels,
-    ``config.bus_bits`` data, ``config.addr_width`` address); ``irq`` (level,
-    active high). The design's ``sync`` domain is ``aclk``/``~aresetn``.
+    ``config.bus_bits`` data, ``config.addr_width`` address: A, weight stream 0
+    and C); with ``weight_ports`` P > 1, ``m_axi_w1_*`` .. ``m_axi_w<P-1>_*``
+    (AXI4 read masters of the same widths: weight streams 1 .. P-1); ``irq``
+    (level, active high). Every interface is synchronous to ``aclk``. The design's
+    ``sync`` domain is ``aclk``/``~aresetn``.
     """
 
     def __init__(self, config: AccelConfig):
@@ -32,6 +35,8 @@ class SystoleTop(wiring.Component):
         members = {"aclk": In(1), "aresetn": In(1)}
         members.update(flat_members("s_axi_ctrl", AXI4LiteSignature(CSR_ADDR_WIDTH, 32).flip()))
         members.update(flat_members("m_axi_dma", AXI4Signature(config)))
+        for master in config.weight_masters[1:]:
+            members.update(flat_members(master, AXI4ReadSignature(config)))
         members["irq"] = Out(1)
         super().__init__(members)
 
@@ -43,11 +48,15 @@ class SystoleTop(wiring.Component):
 
         m.submodules.csr = csr = Csr(cfg)
         m.submodules.controller = ctrl = Controller(cfg)
-        m.submodules.reader = reader = DmaReader(cfg)
+        readers = []
+        for index, master in enumerate(cfg.weight_masters):
+            reader = DmaReader(cfg)
+            m.submodules["reader" if index == 0 else f"reader{index}"] = reader
+            connect_flat(m, self, master, reader.bus)
+            readers.append(reader)
         m.submodules.writer = writer = DmaWriter(cfg)
 
         connect_flat(m, self, "s_axi_ctrl", csr.bus)
-        connect_flat(m, self, "m_axi_dma", reader.bus)
         connect_flat(m, self, "m_axi_dma", writer.bus)
         m.d.comb += self.irq.eq(csr.irq)
 
@@ -62,6 +71,7 @@ class SystoleTop(wiring.Component):
             csr.done.eq(ctrl.done),
             csr.status.eq(by_name("STATUS").pack(busy=ctrl.busy, error=ctrl.err_code != 0)),
             csr.err_code.eq(ctrl.err_code),
+            csr.err_port.eq(ctrl.err_port),
             csr.err_addr_lo.eq(ctrl.err_addr[:32]),
             csr.err_addr_hi.eq(ctrl.err_addr[32:]),
             csr.cycles_lo.eq(ctrl.cycles[:32]),
@@ -72,7 +82,7 @@ class SystoleTop(wiring.Component):
             csr.perf_wr_beats.eq(ctrl.perf_wr_beats),
         ]
         # The DMA contract (hdl/dma_control.py), member by member, for both blocks.
-        for side, block in (("rd", reader), ("wr", writer)):
+        for side, block in (*zip(read_ports(cfg), readers), ("wr", writer)):
             for name, member in control_members(cfg).items():
                 ours, theirs = getattr(ctrl, f"{side}_{name}"), getattr(block, name)
                 if name == "cmd":
@@ -81,6 +91,7 @@ class SystoleTop(wiring.Component):
                     m.d.comb += theirs.eq(ours)
                 else:
                     m.d.comb += ours.eq(theirs)
-        wiring.connect(m, reader.data, ctrl.rd_data)
+        for side, reader in zip(read_ports(cfg), readers):
+            wiring.connect(m, reader.data, getattr(ctrl, f"{side}_data"))
         wiring.connect(m, ctrl.wr_data, writer.data)
         return m

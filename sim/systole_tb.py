@@ -261,7 +261,7 @@ class SystoleTB:
     def load_operands(self, job: Job, a: np.ndarray, w: np.ndarray, rng: random.Random) -> bytes:
         """Write A (rows at A_STRIDE, random padding), packed W, and random guard
         bytes over the whole C area; return the C area's initial bytes."""
-        packed = pack_weights(w, self.config.cols)
+        packed = pack_weights(w, self.config.cols, self.config.weight_ports)
         for row in range(job.m):
             line = bytearray(rng.randbytes(job.a_stride))
             line[:job.k] = a[row].tobytes()
@@ -273,7 +273,7 @@ class SystoleTB:
 
     def expected_c_area(self, job: Job, a: np.ndarray, w: np.ndarray, before: bytes) -> bytes:
         """The C area after a correct job: golden results, every other byte untouched."""
-        c = golden_matmul(a, pack_weights(w, self.config.cols))
+        c = golden_matmul(a, pack_weights(w, self.config.cols, self.config.weight_ports))
         area = bytearray(before)
         for row in range(job.m):
             start = self.guard + row * job.c_stride

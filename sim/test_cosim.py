@@ -44,7 +44,7 @@ def random_job(rng, m, n, k):
 def assert_good_job(driver, rng, m=5, n=19, k=40):
     a, w = random_job(rng, m, n, k)
     got = driver.matmul(a, driver.load_matrix(w))
-    np.testing.assert_array_equal(got, golden_matmul(a, pack_weights(w, CONFIG.cols)))
+    np.testing.assert_array_equal(got, golden_matmul(a, pack_weights(w, CONFIG.cols, CONFIG.weight_ports)))
 
 
 def test_matmuls_match_golden_with_counters(driver):
@@ -53,7 +53,7 @@ def test_matmuls_match_golden_with_counters(driver):
         a, w = random_job(rng, m, n, k)
         weights = driver.load_matrix(w)
         got = driver.matmul(a, weights)
-        np.testing.assert_array_equal(got, golden_matmul(a, pack_weights(w, CONFIG.cols)))
+        np.testing.assert_array_equal(got, golden_matmul(a, pack_weights(w, CONFIG.cols, CONFIG.weight_ports)))
         stats = driver.last_stats
         tiles, blocks = -(-n // CONFIG.cols), -(-m // CONFIG.rows)
         a_beats = m * -(-k // CONFIG.bus_bytes)
@@ -81,7 +81,7 @@ def test_matmuls_bit_exact_under_a_harsh_ddr_model(driver, session):
     for (m, n, k), before in zip(shapes, ideal_busy):
         a, w = random_job(rng, m, n, k)
         got = driver.matmul(a, driver.load_matrix(w))
-        np.testing.assert_array_equal(got, golden_matmul(a, pack_weights(w, CONFIG.cols)))
+        np.testing.assert_array_equal(got, golden_matmul(a, pack_weights(w, CONFIG.cols, CONFIG.weight_ports)))
         assert driver.last_stats.busy_cycles > before, (m, n, k, before)
 
 
@@ -139,7 +139,7 @@ def test_dma_errors_raise_with_the_address_and_recover(driver, session, directio
     assert lo - CONFIG.max_burst * CONFIG.bus_bytes < failed.value.address < lo + 64
     session.set_memory(f"fault_{direction}", 0)
     np.testing.assert_array_equal(driver.matmul(a, weights),
-                                  golden_matmul(a, pack_weights(w, CONFIG.cols)))
+                                  golden_matmul(a, pack_weights(w, CONFIG.cols, CONFIG.weight_ports)))
 
 
 def test_timeout_soft_resets_and_recovers(driver, session):

@@ -199,7 +199,7 @@ def test_kv260_udmabuf_memory_on_the_rtl(session, fake_board):
     a = rng.integers(-128, 128, (6, 70), dtype=np.int8)
     w = rng.integers(-128, 128, (21, 70), dtype=np.int8)
     np.testing.assert_array_equal(driver.matmul(a, driver.load_matrix(w)),
-                                  golden_matmul(a, pack_weights(w, CONFIG.cols)))
+                                  golden_matmul(a, pack_weights(w, CONFIG.cols, CONFIG.weight_ports)))
     sysfs = fake_board / "sys" / "class" / "u-dma-buf" / "udmabuf0"
     assert (sysfs / "sync_mode").read_text() == "0\n"
     assert (sysfs / "sync_for_cpu").read_text() == "1\n"
@@ -239,7 +239,7 @@ def test_kv260_uio_registers_on_the_rtl(session, fake_board):
         a = rng.integers(-128, 128, (3, 40), dtype=np.int8)
         w = rng.integers(-128, 128, (9, 40), dtype=np.int8)
         np.testing.assert_array_equal(driver.matmul(a, driver.load_matrix(w)),
-                                      golden_matmul(a, pack_weights(w, CONFIG.cols)))
+                                      golden_matmul(a, pack_weights(w, CONFIG.cols, CONFIG.weight_ports)))
         base = memory.device_address
         job = Job(m=1, n=CONFIG.cols, k=CONFIG.max_k + 1, a_addr=base, w_addr=base, c_addr=base,
                   a_stride=CONFIG.max_k + 1, c_stride=4 * CONFIG.cols)

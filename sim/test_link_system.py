@@ -43,7 +43,7 @@ async def matmul_through_link_and_accelerator(dut):
                  else rng.integers(-128, 128, (n, k), dtype=np.int8))
             weights = driver.load_matrix(w)
             c = driver.matmul(a, weights)
-            outcomes.append((c, golden_matmul(a, pack_weights(w, config.cols)), driver.last_stats))
+            outcomes.append((c, golden_matmul(a, pack_weights(w, config.cols, config.weight_ports)), driver.last_stats))
         return link.frames
 
     frames = await host()

@@ -22,17 +22,20 @@ from hdl.spec.regmap import ErrorCode
 def hand_table(cfg):
     """``(job, code, ERR_ADDR)`` written out by hand from the rules in hdl/README.md: an
     independent statement that ``check`` must agree with."""
-    bb, cols = cfg.bus_bytes, cfg.cols
+    bb, cols, ports = cfg.bus_bytes, cfg.cols, cfg.weight_ports
     top = 1 << cfg.addr_width
+    assert cols == ports * bb, "the table below assumes one beat of every port per k step of a tile"
+    stream = 2 * (2 * bb + 1) * bb                  # one port's stream: two tiles of K beats
+    w_stride = stream if ports > 1 else 0
     good = Job(a_addr=0x1000, w_addr=0x8000, c_addr=0x20000, m=3, n=cols + 1, k=2 * bb + 1,
-               a_stride=3 * bb, c_stride=8 * bb)
+               a_stride=3 * bb, c_stride=8 * cols, w_stride=w_stride)
 
     def job(**changes):
         return Job(**{**good.__dict__, **changes})
 
-    assert bb == cols, "the table below assumes one beat per k step of a tile"
-    w_bytes = 2 * good.k * bb                       # two tiles of K beats
-    return [
+    w_bytes = (ports - 1) * w_stride + stream       # the last port's stream ends the buffer
+    c_tail = -(-4 * (cols + 1) // bb) * bb          # 4*(cols+1) bytes in whole beats
+    table = [
         (good, ErrorCode.OK, 0),
         (job(m=0), ErrorCode.M_RANGE, 0),
         (job(m=(1 << 24) - 1), ErrorCode.OK, 0),
@@ -48,20 +51,32 @@ def hand_table(cfg):
         (job(w_addr=0x8001, c_addr=0x20001), ErrorCode.ALIGN, 0x8001),
         (job(c_addr=0x20000 + bb - 1), ErrorCode.ALIGN, 0x20000 + bb - 1),
         (job(a_stride=3 * bb + 1), ErrorCode.ALIGN, 3 * bb + 1),
-        (job(c_stride=8 * bb + 2), ErrorCode.ALIGN, 8 * bb + 2),
+        (job(c_stride=8 * cols + 2), ErrorCode.ALIGN, 8 * cols + 2),
         (job(a_stride=2 * bb), ErrorCode.STRIDE, 2 * bb),
-        (job(c_stride=bb * (4 * (cols + 1) // bb - 1)), ErrorCode.STRIDE,
-         bb * (4 * (cols + 1) // bb - 1)),
+        (job(c_stride=c_tail - bb), ErrorCode.STRIDE, c_tail - bb),
         (job(a_addr=top - 3 * bb - 2 * 3 * bb), ErrorCode.OK, 0),     # A ends at the top
         (job(a_addr=top - 2 * 3 * bb - 2 * bb), ErrorCode.ADDR_RANGE, top - 2 * 3 * bb - 2 * bb),
         (job(w_addr=top - w_bytes), ErrorCode.OK, 0),
         (job(w_addr=top - w_bytes + bb), ErrorCode.ADDR_RANGE, top - w_bytes + bb),
-        # C: two rows of C_STRIDE, then 4*(cols+1) bytes rounded up to 5 beats.
-        (job(c_addr=top - 21 * bb), ErrorCode.OK, 0),
-        (job(c_addr=top - 20 * bb), ErrorCode.ADDR_RANGE, top - 20 * bb),
+        # C: two rows of C_STRIDE, then 4*(cols+1) bytes rounded up to whole beats.
+        (job(c_addr=top - 2 * 8 * cols - c_tail), ErrorCode.OK, 0),
+        (job(c_addr=top - 2 * 8 * cols - c_tail + bb), ErrorCode.ADDR_RANGE, top - 2 * 8 * cols - c_tail + bb),
         (job(w_addr=(1 << 64) - bb), ErrorCode.ADDR_RANGE, (1 << 64) - bb),
         (job(a_addr=top, w_addr=top), ErrorCode.ADDR_RANGE, top),
     ]
+    if ports > 1:
+        table += [
+            # W_STRIDE is checked after C_STRIDE's alignment and before the strides' sizes.
+            (job(w_stride=w_stride + 2), ErrorCode.ALIGN, w_stride + 2),
+            (job(w_stride=w_stride + 2, c_stride=8 * cols + 2), ErrorCode.ALIGN, 8 * cols + 2),
+            (job(w_stride=w_stride + 2, a_stride=2 * bb), ErrorCode.ALIGN, w_stride + 2),
+            (job(w_stride=0), ErrorCode.OK, 0),          # the ports may read one stream
+            # The last stream ends at the top; one beat more of stride puts it past.
+            (job(w_addr=top - w_bytes, w_stride=w_stride + bb), ErrorCode.ADDR_RANGE, top - w_bytes),
+        ]
+    else:
+        table.append((job(w_stride=3), ErrorCode.OK, 0))  # unused with one port
+    return table
 
 
 @pytest.mark.parametrize("name", ["tiny", "kv260"])

@@ -50,7 +50,7 @@ def run_blocks(config, blocks, *, weight_gap, write_stall, seed):
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
-            packed = pack_weights(w, config.cols).data.reshape(-1, bb)
+            packed = pack_weights(w, config.cols, config.weight_ports).data.reshape(-1, bb)
             for beat in packed:
                 while rng.random() < weight_gap:
                     ctx.set(dut.weights.valid, 0)
@@ -102,7 +102,7 @@ def run_blocks(config, blocks, *, weight_gap, write_stall, seed):
 
 def expected_bytes(config, a, w):
     """{address: byte} of C rows as the drain must write them (only valid rows/cols)."""
-    c = golden_matmul(a, pack_weights(w, config.cols))
+    c = golden_matmul(a, pack_weights(w, config.cols, config.weight_ports))
     stride = 4 * w.shape[0] + 3 * config.bus_bytes
     out = {}
     for r, row in enumerate(c):

@@ -36,7 +36,7 @@ def test_golden_backend_is_bit_exact_on_random_data(m, n, k, preset_name, thread
     got = backend.matmul(x, handle)
     assert got.dtype == np.int32 and got.shape == (m, n)
     np.testing.assert_array_equal(got, integer_reference(x, w))
-    np.testing.assert_array_equal(got, golden_matmul(x, pack_weights(w, backend.cols)))
+    np.testing.assert_array_equal(got, golden_matmul(x, pack_weights(w, backend.cols, backend.ports)))
 
 
 def test_golden_backend_uses_the_hardware_packing():

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from .regmap import by_name
 
-__all__ = ["AccelConfig", "PRESETS", "preset"]
+__all__ = ["AccelConfig", "MAX_WEIGHT_PORTS", "PRESETS", "preset"]
 
 _BUS_WIDTHS = (32, 64, 128, 256, 512)
+MAX_WEIGHT_PORTS = 4        # the Zynq UltraScale+ PL has four S_AXI_HP ports
 
 
 def _is_pow2(value: int) -> bool:
@@ -26,9 +27,11 @@ def _is_pow2(value: int) -> bool:
 class AccelConfig:
     """Shape of one accelerator build.
 
-    The array is ``rows x cols`` int8 PEs, output-stationary. One weight beat of
-    the AXI4 read bus carries one ``k`` step for ``cols`` output channels, so
-    ``cols * 8 == bus_bits`` always; ``rows`` token rows share that beat.
+    The array is ``rows x cols`` int8 PEs, output-stationary. The weights stream
+    over ``weight_ports`` AXI4 read masters at once (``m_axi_dma``, which also reads
+    A and writes C, then ``m_axi_w1`` ...): one beat of each carries one ``k`` step
+    for ``bus_bytes`` output channels, so ``cols == weight_ports * bus_bytes``
+    always, and ``rows`` token rows share those beats.
     """
 
     name: str
@@ -42,14 +45,20 @@ class AccelConfig:
     read_fifo_beats: int = 512  # read-data FIFO; bounds reads in flight by credit
     max_outstanding: int = 8   # AR bursts in flight at most
     id_width: int = 1          # m_axi_dma ID width (one ID: responses stay in order)
+    weight_ports: int = 1      # AXI4 masters the weight stream is split over
 
     def __post_init__(self) -> None:
         if self.bus_bits not in _BUS_WIDTHS:
             raise ValueError(f"bus_bits={self.bus_bits} must be one of {_BUS_WIDTHS}")
-        if self.cols * 8 != self.bus_bits:
+        if not (isinstance(self.weight_ports, int) and _is_pow2(self.weight_ports)
+                and self.weight_ports <= MAX_WEIGHT_PORTS):
+            raise ValueError(f"weight_ports={self.weight_ports!r} must be a power of two "
+                             f"<= {MAX_WEIGHT_PORTS}")
+        if self.cols != self.weight_ports * self.bus_bytes:
             raise ValueError(
-                f"cols={self.cols} must equal bus_bits/8={self.bus_bits // 8}: "
-                "one weight beat feeds one k step of every column")
+                f"cols={self.cols} must equal weight_ports*bus_bits/8="
+                f"{self.weight_ports * self.bus_bytes}: one beat of every weight port "
+                "feeds one k step of every column")
         if not 1 <= self.rows <= 64:
             raise ValueError(f"rows={self.rows} must be in 1..64")
         step = self.rows * self.bus_bytes
@@ -79,7 +88,7 @@ class AccelConfig:
     # Derived quantities. Nothing else in the project recomputes these.
     @property
     def bus_bytes(self) -> int:
-        """Bytes per AXI data beat (= ``cols``)."""
+        """Bytes per AXI data beat (``cols / weight_ports``)."""
         return self.bus_bits // 8
 
     @property
@@ -99,8 +108,14 @@ class AccelConfig:
 
     @property
     def bandwidth_bytes_per_s(self) -> float:
-        """Peak m_axi_dma read bandwidth at ``clock_mhz``: one beat per cycle."""
-        return self.bus_bytes * self.clock_mhz * 1e6
+        """Peak weight read bandwidth at ``clock_mhz``: one beat per cycle on every port."""
+        return self.weight_ports * self.bus_bytes * self.clock_mhz * 1e6
+
+    @property
+    def weight_masters(self) -> tuple[str, ...]:
+        """The read masters of the weight stream, port 0 first: ``m_axi_dma`` (which also
+        carries A and C), then ``m_axi_w1`` ... (read-only)."""
+        return ("m_axi_dma", *(f"m_axi_w{p}" for p in range(1, self.weight_ports)))
 
     def replace(self, **changes) -> "AccelConfig":
         """A copy with some fields changed (validated again)."""
@@ -108,9 +123,12 @@ class AccelConfig:
 
 
 PRESETS: dict[str, AccelConfig] = {
-    # Kria KV260: Zynq UltraScale+ PL at 250 MHz, one 128-bit HP port to DDR4.
-    "kv260": AccelConfig(name="kv260", rows=16, cols=16, bus_bits=128,
-                         act_buffer_bytes=64 * 1024, addr_width=40, clock_mhz=250.0),
+    # Kria KV260: Zynq UltraScale+ PL at 250 MHz; the weights over the four 128-bit HP
+    # ports (16 GB/s of the DDR4's 19.2), so 64 columns. 8 rows keep the 512 PEs' DSPs
+    # at 41% of the K26's 1248 (16 rows would need 82%).
+    "kv260": AccelConfig(name="kv260", rows=8, cols=64, bus_bits=128,
+                         act_buffer_bytes=32 * 1024, addr_width=40, clock_mhz=250.0,
+                         weight_ports=4),
     # Nexys Video: Artix-7 at 100 MHz, MIG's 128-bit AXI port to 16-bit DDR3-800.
     "nexys_video": AccelConfig(name="nexys_video", rows=8, cols=16, bus_bits=128,
                                act_buffer_bytes=32 * 1024, addr_width=32, clock_mhz=100.0),

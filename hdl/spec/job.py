@@ -1,7 +1,8 @@
 """A job: the argument registers of one matmul and the rules that refuse a bad one.
 
 ``C[M, N] (int32) = A[M, K] (int8) x W[N, K]^T``, with A rows ``A_STRIDE`` bytes
-apart, W packed tile-major (``host.accel.pack``) and C rows ``C_STRIDE`` bytes apart.
+apart, W packed tile-major in one stream per weight port, port ``p``'s from
+``W_ADDR + p*W_STRIDE`` (``host.accel.pack``), and C rows ``C_STRIDE`` bytes apart.
 The fields come from the register map (``hdl.spec.regmap``): their registers, and the
 width of the count fields of M, N and K.
 
@@ -21,12 +22,13 @@ and K rules, the offending address or stride otherwise:
 1. ``M_RANGE``/``N_RANGE``: 0, or above ``max_mn`` (a bit above the count field set);
    ``K_RANGE``: 0, or a bit above the K count field set; ``A_OVERFLOW``: K above
    ``max_k`` (one M block of A must fit the activation buffer).
-2. ``ALIGN``: the A, W, C address, A_STRIDE or C_STRIDE (in that order) is not a
-   multiple of the bus width.
+2. ``ALIGN``: the A, W, C address, A_STRIDE, C_STRIDE or (with more than one weight
+   port) W_STRIDE, in that order, is not a multiple of the bus width.
 3. ``STRIDE``: ``A_STRIDE < K``, then ``C_STRIDE < 4 N``.
 4. ``ADDR_RANGE``: the first buffer (A, W, C) whose last byte lies at or above
    ``2^addr_width``; ERR_ADDR is its base. A buffer is exactly what the DMA touches:
-   ``(M-1)*A_STRIDE + ceil(K/bb)*bb`` bytes of A, ``ceil(N/cols)*K*bb`` of W and
+   ``(M-1)*A_STRIDE + ceil(K/bb)*bb`` bytes of A, ``(P-1)*W_STRIDE + ceil(N/cols)*K*bb``
+   of W (``P`` weight ports; the streams may overlap, they are only read) and
    ``(M-1)*C_STRIDE + ceil(4N/bb)*bb`` of C. Ending exactly at ``2^addr_width`` is legal.
 """
 
@@ -70,6 +72,7 @@ FIELDS: tuple[JobField, ...] = (
     JobField("k", ("K",)),
     JobField("a_stride", ("A_STRIDE",)),
     JobField("c_stride", ("C_STRIDE",)),
+    JobField("w_stride", ("W_STRIDE",)),
 )
 _FIELD = {f.name: f for f in FIELDS}
 
@@ -94,6 +97,7 @@ class Job:
     k: int
     a_stride: int
     c_stride: int
+    w_stride: int = 0         # only read with several weight ports
 
     def registers(self) -> dict[str, int]:
         """``{register name: 32-bit word}``; ValueError names a value no register can hold."""
@@ -139,6 +143,8 @@ def quick_checks(config: AccelConfig, job: Job) -> list[tuple[object, ErrorCode,
         ((job.c_addr & mask) != 0, ErrorCode.ALIGN, job.c_addr),
         ((job.a_stride & mask) != 0, ErrorCode.ALIGN, job.a_stride),
         ((job.c_stride & mask) != 0, ErrorCode.ALIGN, job.c_stride),
+        *([((job.w_stride & mask) != 0, ErrorCode.ALIGN, job.w_stride)]
+          if config.weight_ports > 1 else []),
         (job.a_stride < job.k, ErrorCode.STRIDE, job.a_stride),
         (job.c_stride < 4 * job.n, ErrorCode.STRIDE, job.c_stride),
     ]
@@ -165,7 +171,8 @@ def extents(config: AccelConfig, job: Job) -> list[Extent]:
     bb_log2 = _log2(config.bus_bytes)
     return [
         Extent(job.a_addr, job.m - 1, job.a_stride, _round_up(job.k, bb_log2)),
-        Extent(job.w_addr, (job.n + config.cols - 1) >> _log2(config.cols), job.k << bb_log2, 0),
+        Extent(job.w_addr, (job.n + config.cols - 1) >> _log2(config.cols), job.k << bb_log2,
+               (config.weight_ports - 1) * job.w_stride),
         Extent(job.c_addr, job.m - 1, job.c_stride, _round_up(4 * job.n, bb_log2)),
     ]
 
@@ -196,8 +203,13 @@ def edge_jobs(config: AccelConfig, rng: random.Random, count: int = 120) -> list
     """
     bb = config.bus_bytes
     top = 1 << config.addr_width
+    ports = config.weight_ports
+    stream = 2 * (2 * bb + 1) * bb          # one port's stream of the good job: 2 tiles of K beats
+    w_stride = stream if ports > 1 else 0
+    c_stride = 8 * config.cols                     # two C rows of N = cols + 1 fit
+    c_tail = _round_up(4 * (config.cols + 1), _log2(bb))
     good = Job(a_addr=0x1000, w_addr=0x8000, c_addr=0x20000, m=3, n=config.cols + 1,
-               k=2 * bb + 1, a_stride=3 * bb, c_stride=8 * bb)
+               k=2 * bb + 1, a_stride=3 * bb, c_stride=c_stride, w_stride=w_stride)
     count_limit = {name: by_name(name).field("count").limit for name in ("M", "N", "K")}
 
     def variant(**changes) -> Job:
@@ -210,10 +222,14 @@ def edge_jobs(config: AccelConfig, rng: random.Random, count: int = 120) -> list
             variant(m=count_limit["M"] + 2), variant(n=count_limit["N"] + 1),
             variant(k=count_limit["K"] + 1 + 16), variant(m=1 << 31),
             variant(a_addr=top - 3 * 3 * bb), variant(a_addr=top - 3 * 3 * bb + bb),
-            variant(c_addr=top - 2 * 8 * bb - 4 * bb * 2), variant(c_addr=top - 2 * 8 * bb - 2 * bb),
+            variant(c_addr=top - 2 * c_stride - c_tail), variant(c_addr=top - 2 * c_stride - c_tail + bb),
             variant(w_addr=(1 << 64) - bb), variant(a_addr=1, m=0),
-            variant(a_stride=3 * bb + 2), variant(c_stride=8 * bb + 1),
+            variant(a_stride=3 * bb + 2), variant(c_stride=c_stride + 1),
             variant(a_stride=2 * bb), variant(c_stride=4 * bb)]
+    if ports > 1:
+        w_top = top - (ports - 1) * w_stride - stream   # the last W stream ends at the top
+        jobs += [variant(w_stride=w_stride + 1), variant(w_stride=0), variant(w_stride=(1 << 32) - bb),
+                 variant(w_addr=w_top), variant(w_addr=w_top + bb)]
     names = [f.name for f in FIELDS]
     for _ in range(count):
         changes = {}

@@ -35,7 +35,7 @@ __all__ = ["ID_MAGIC", "VERSION", "DocIntEnum", "ErrorCode", "Field", "Register"
            "by_name", "const_value", "field_bits"]
 
 ID_MAGIC = 0x53595354        # "SYST"
-VERSION = (1, 0)             # (major, minor) of this register map
+VERSION = (1, 1)             # (major, minor) of this register map
 
 
 class DocIntEnum(enum.IntEnum):
@@ -60,7 +60,7 @@ class ErrorCode(DocIntEnum):
     STRIDE = 0x06, "A_STRIDE < K or C_STRIDE < 4*N"
     ADDR_RANGE = 0x07, "a buffer runs past the top of the address space"
     START_BUSY = 0x08, "ap_start written while a job was running (that job continues)"
-    DMA_READ = 0x09, "SLVERR/DECERR on a read; ERR_ADDR holds the burst address"
+    DMA_READ = 0x09, "SLVERR/DECERR on a read; ERR_ADDR holds the burst address, ERR_PORT its port"
     DMA_WRITE = 0x0A, "SLVERR/DECERR on a write; ERR_ADDR holds the burst address"
     ABORTED = 0x0B, "the job was ended by CTRL.soft_reset"
 
@@ -170,6 +170,9 @@ REGISTERS: tuple[Register, ...] = (
              (_f("count", 0, "The reduction length; any bit above it set refuses the job (K_RANGE).", 16),)),
     Register("A_STRIDE", 0x34, "rw", "Bytes between rows of A; a multiple of the bus width, >= K."),
     Register("C_STRIDE", 0x38, "rw", "Bytes between rows of C; a multiple of the bus width, >= 4*N."),
+    Register("W_STRIDE", 0x3C, "rw", "Bytes from one weight port's stream to the next: port p "
+                                     "streams from W_ADDR + p*W_STRIDE. A multiple of the bus "
+                                     "width; unused (and unchecked) when CAP_PORTS is 1."),
     Register("STATUS", 0x40, "status", "Engine state.", (
         _f("busy", 0, "A job is running."),
         _f("error", 1, "ERR_CODE is not OK."),
@@ -185,6 +188,8 @@ REGISTERS: tuple[Register, ...] = (
                                            "weight data (read stall)."),
     Register("PERF_RD_BEATS", 0x60, "status", "Read data beats of the last job (A and W)."),
     Register("PERF_WR_BEATS", 0x64, "status", "Write data beats of the last job (C)."),
+    Register("ERR_PORT", 0x68, "status", "Read port of a DMA_READ fault (0 = m_axi_dma, p = "
+                                         "m_axi_w<p>); 0 for every other code.", width=8),
     Register("ID", 0x80, "const", "Identity: 0x53595354 ('SYST').", value=lambda c: ID_MAGIC),
     Register("VERSION", 0x84, "const", "Register map version, major << 16 | minor.",
              value=lambda c: VERSION[0] << 16 | VERSION[1]),
@@ -203,6 +208,9 @@ REGISTERS: tuple[Register, ...] = (
              value=lambda c: c.max_k),
     Register("CAP_MAX_MN", 0x98, "const", "Largest M and N (the M and N count fields).",
              value=lambda c: c.max_mn),
+    Register("CAP_PORTS", 0x9C, "const", "Weight read ports (m_axi_dma, m_axi_w1, ...); "
+                                          "CAP_ARRAY.cols = CAP_PORTS * CAP_BUS.bus_bytes.",
+             value=lambda c: c.weight_ports),
 )
 
 

@@ -50,8 +50,13 @@ class IntBackend(ABC):
 
     @property
     def cols(self) -> int:
-        """Output channels per weight beat: the packing width."""
+        """Output channels per tile: the packing width."""
         return self.config.cols
+
+    @property
+    def ports(self) -> int:
+        """Weight streams the packing splits a tile over (``config.weight_ports``)."""
+        return self.config.weight_ports
 
     @property
     def max_k(self) -> int:

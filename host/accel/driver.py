@@ -77,9 +77,13 @@ class JobRefused(AcceleratorError):
 class DmaError(AcceleratorError):
     """A DMA transfer got an error response; the job ended early."""
 
-    def __init__(self, code: ErrorCode, address: int):
-        self.code, self.address = code, address
-        super().__init__(f"accelerator DMA error: {code.name} ({code.doc}) at address {address:#x}")
+    def __init__(self, code: ErrorCode, address: int, port: int = 0, masters: tuple[str, ...] = ()):
+        self.code, self.address, self.port = code, address, port
+        where = ""
+        if code == ErrorCode.DMA_READ and len(masters) > 1:
+            name = masters[port] if port < len(masters) else f"port {port}"
+            where = f" on read port {port} ({name})"
+        super().__init__(f"accelerator DMA error: {code.name} ({code.doc}) at address {address:#x}{where}")
 
 
 class AcceleratorTimeout(AcceleratorError):
@@ -112,6 +116,7 @@ class WeightBuffer:
     buffer: DeviceBuffer
     n: int
     k: int
+    w_stride: int = 0      # W_STRIDE: bytes from one port's stream to the next
 
 
 @dataclass
@@ -200,20 +205,25 @@ class Driver:
 
     def load_weights(self, packed: PackedWeights) -> WeightBuffer:
         """Copy packed weights into device memory (once per model)."""
-        if packed.cols != self.config.cols:
-            raise ValueError(f"weights packed for cols={packed.cols}; this accelerator has "
-                             f"cols={self.config.cols}")
+        if (packed.cols, packed.ports) != (self.config.cols, self.config.weight_ports):
+            raise ValueError(f"weights packed for cols={packed.cols} over {packed.ports} port(s); "
+                             f"this accelerator has cols={self.config.cols} over "
+                             f"{self.config.weight_ports}")
         if packed.k > self.config.max_k:
             raise ValueError(f"K={packed.k} exceeds the accelerator's max K {self.config.max_k} "
                              f"(activation buffer {self.config.act_buffer_bytes} bytes)")
-        buffer = self.alloc(packed.nbytes)
-        self.memory.write(buffer.offset, packed.data)
-        self.memory.sync_for_device(buffer.offset, packed.nbytes)
-        return WeightBuffer(buffer, packed.n, packed.k)
+        # One page-aligned buffer per port: each stream starts on a 4 KiB page, so every
+        # port's bursts are whole 4 KiB ones (W_STRIDE = the stream rounded up to pages).
+        stride = _round_up(packed.stream_bytes, _DEVICE_ALIGN) if packed.ports > 1 else 0
+        buffer = self.alloc(stride * (packed.ports - 1) + packed.stream_bytes)
+        for port, stream in enumerate(packed.streams()):
+            self.memory.write(buffer.offset + port * stride, stream.reshape(-1))
+        self.memory.sync_for_device(buffer.offset, buffer.nbytes)
+        return WeightBuffer(buffer, packed.n, packed.k, stride)
 
     def load_matrix(self, w: np.ndarray) -> WeightBuffer:
         """Pack an int8 ``[N, K]`` matrix for this accelerator and load it."""
-        return self.load_weights(pack_weights(w, self.config.cols))
+        return self.load_weights(pack_weights(w, self.config.cols, self.config.weight_ports))
 
     def _scratch_buffer(self, name: str, nbytes: int) -> DeviceBuffer:
         current = self._scratch.get(name)
@@ -244,13 +254,13 @@ class Driver:
         self.memory.sync_for_device(a_buf.offset, m * a_stride)
         self.run_job(a_addr=a_buf.device_address, w_addr=weights.buffer.device_address,
                      c_addr=c_buf.device_address, m=m, n=weights.n, k=k,
-                     a_stride=a_stride, c_stride=c_stride)
+                     a_stride=a_stride, c_stride=c_stride, w_stride=weights.w_stride)
         self.memory.sync_for_cpu(c_buf.offset, m * c_stride)
         rows = self.memory.read(c_buf.offset, m * c_stride).view(np.int32).reshape(m, c_stride // 4)
         return np.ascontiguousarray(rows[:, :weights.n])
 
     def run_job(self, *, a_addr: int, w_addr: int, c_addr: int, m: int, n: int, k: int,
-                a_stride: int, c_stride: int, timeout_s: float | None = None,
+                a_stride: int, c_stride: int, w_stride: int = 0, timeout_s: float | None = None,
                 precheck: bool = True) -> JobStats:
         """Program one job, start it, wait for it; raise on any error code.
 
@@ -259,7 +269,7 @@ class Driver:
         ``precheck`` is False.
         """
         job = Job(a_addr=a_addr, w_addr=w_addr, c_addr=c_addr, m=m, n=n, k=k,
-                  a_stride=a_stride, c_stride=c_stride)
+                  a_stride=a_stride, c_stride=c_stride, w_stride=w_stride)
         words = job.registers()
         if precheck:
             code, address = check(self.config, job)
@@ -294,7 +304,8 @@ class Driver:
             except ValueError:
                 raise AcceleratorError(f"accelerator reported unknown error code {code:#x}") from None
             if error in (ErrorCode.DMA_READ, ErrorCode.DMA_WRITE):
-                raise DmaError(error, address)
+                raise DmaError(error, address, self.bus.read32(_OFF["ERR_PORT"]),
+                               self.config.weight_masters)
             raise JobRefused(error, address)
         return self.last_stats
 

@@ -171,7 +171,7 @@ class GoldenBackend(IntBackend):
 
     def load(self, name: str, w: np.ndarray) -> GoldenWeights:
         """Pack ``w`` for ``cols`` and keep the compute copy of the packed bytes."""
-        packed = pack_weights(self.check_weights(name, w), self.cols)
+        packed = pack_weights(self.check_weights(name, w), self.cols, self.ports)
         if self.kernel == "int8":
             compute = _Int8Rows(unpack_weights(packed), self.threads, self.split_min_weights)
         else:
