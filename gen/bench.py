@@ -102,13 +102,19 @@ def _print_memory_models(config, memories: dict[str, dict[str, int]], records: l
     """The co-simulated decode table: per memory, efficiency against min(port, cap)."""
     from sim.ddr_model import RATE_ONE, beats_per_cycle
 
-    print("\nDecode (M=1) in co-simulation: efficiency = roofline cycles / PERF_BUSY, "
-          "roofline = ideal weight beats / min(port, DDR cap)")
-    for name, controls in memories.items():
+    ports = config.weight_ports
+
+    def roofline(controls: dict[str, int]) -> float:
+        """Beats per cycle per port of min(ports, DDR cap): the aggregate roofline."""
         rate = controls.get("ddr_rate", 0)
-        roof = 1.0 if rate == 0 else min(1.0, rate / RATE_ONE)
-        print(f"  {name}: {controls}; min(port, cap) = {roof:.3f} beats/cycle, the model "
-              f"delivers {beats_per_cycle(controls):.4f} to a saturating stream")
+        return 1.0 if rate == 0 else min(1.0, rate / RATE_ONE / ports)
+
+    print("\nDecode (M=1) in co-simulation: efficiency = roofline cycles / PERF_BUSY, "
+          f"roofline = ideal weight beats / min({ports} port(s), DDR cap)")
+    for name, controls in memories.items():
+        print(f"  {name}: {controls}; min(ports, cap) = {roofline(controls):.3f} beats/cycle per port, "
+              f"the model delivers {beats_per_cycle(controls, ports):.4f} to each of {ports} saturating "
+              "stream(s)")
     names = list(memories)
     print("  (eff: against min(port, cap); /model: against what the model delivers)")
     print(f"{'K':>6} {'N':>6} {'ideal':>9}" + "".join(
@@ -117,12 +123,10 @@ def _print_memory_models(config, memories: dict[str, dict[str, int]], records: l
         ideal = ideal_cycles(config, 1, n, k)
         line = f"{k:>6} {n:>6} {ideal:>9}"
         for name in names:
-            rate = memories[name].get("ddr_rate", 0)
-            roof = 1.0 if rate == 0 else min(1.0, rate / RATE_ONE)
             busy = next(r["perf_busy"] for r in records
                         if (r["memory"], r["m"], r["k"], r["n"]) == (name, 1, k, n))
-            eff = ideal / roof / busy
-            of_model = ideal / beats_per_cycle(memories[name]) / busy
+            eff = ideal / roofline(memories[name]) / busy
+            of_model = ideal / beats_per_cycle(memories[name], ports) / busy
             line += f" {busy:>12} {eff:>9.4f}{'' if eff >= DECODE_TARGET else '!'} {of_model:>10.4f}"
         print(line)
     print(f"  ('!': below the {DECODE_TARGET} decode target; reported, not gated, until "

@@ -37,11 +37,12 @@ class AxiMonitor:
     ``w_beats`` and ``b_resps`` count handshakes since the monitor started.
     """
 
-    def __init__(self, dut, config: AccelConfig, prefix: str = "m_axi_dma"):
+    def __init__(self, dut, config: AccelConfig, prefix: str = "m_axi_dma", writes: bool = True):
         import cocotb
         self.dut = dut
         self.config = config
         self.prefix = prefix
+        self.writes = writes          # False for a read-only master (m_axi_w<p>)
         self.errors: list[str] = []
         self.ars: list[tuple[int, int]] = []
         self.aws: list[tuple[int, int]] = []
@@ -70,11 +71,12 @@ class AxiMonitor:
     async def _run(self):
         from cocotb.triggers import RisingEdge
         d = self.dut
-        sig = {n: getattr(d, f"{self.prefix}_{n}") for n in (
-            "arvalid", "arready", "araddr", "arlen", "arsize", "arburst",
-            "awvalid", "awready", "awaddr", "awlen", "awsize", "awburst",
-            "wvalid", "wready", "wdata", "wstrb", "wlast",
-            "rvalid", "rready", "rlast", "bvalid", "bready")}
+        names = ["arvalid", "arready", "araddr", "arlen", "arsize", "arburst", "rvalid", "rready", "rlast"]
+        if self.writes:
+            names += ["awvalid", "awready", "awaddr", "awlen", "awsize", "awburst",
+                      "wvalid", "wready", "wdata", "wstrb", "wlast", "bvalid", "bready"]
+        sig = {n: getattr(d, f"{self.prefix}_{n}") for n in names}
+        channels = [(ch, fields) for ch, fields in _HELD_CHANNELS if self.writes or ch == "ar"]
         held = {"ar": None, "aw": None, "w": None}
         edge = RisingEdge(d.aclk)
         await edge
@@ -88,7 +90,7 @@ class AxiMonitor:
             if any(value is not None for value in held.values()) and not int(d.aresetn.value):
                 held = {"ar": None, "aw": None, "w": None}
                 continue
-            for ch, fields in _HELD_CHANNELS:
+            for ch, fields in channels:
                 valid = int(sig[f"{ch}valid"].value)
                 if held[ch] is not None:
                     if not valid:
@@ -109,7 +111,7 @@ class AxiMonitor:
                         held[ch] = payload
             if int(sig["rvalid"].value) and int(sig["rready"].value) and int(sig["rlast"].value):
                 self.r_lasts += 1
-            if int(sig["bvalid"].value) and int(sig["bready"].value):
+            if self.writes and int(sig["bvalid"].value) and int(sig["bready"].value):
                 self.b_resps += 1
             if self.ar_bursts - self.r_lasts > self.config.max_outstanding:
                 self.errors.append(f"{self.ar_bursts - self.r_lasts} read bursts in flight "

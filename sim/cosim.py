@@ -1,8 +1,9 @@
 """The co-simulation system: the accelerator top wired to the DPI-backed memory.
 
 ``SimSystem(config)`` is what ``host.platforms.sim`` runs in Verilator: the real
-``SystoleTop`` (the Verilog that goes to the boards) with its ``m_axi_dma`` port
-connected to ``SimMemory``. The ports are ``aclk``, ``aresetn``, ``s_axi_ctrl_*``,
+``SystoleTop`` (the Verilog that goes to the boards) with every master (``m_axi_dma``
+and the weight masters ``m_axi_w<p>``) connected to its own port of one ``SimMemory``,
+whose ports share the DRAM timing. The ports are ``aclk``, ``aresetn``, ``s_axi_ctrl_*``,
 ``irq`` and the memory controls ``mem_*`` (latency, fault window, hang, DDR timing;
 one per ``MEMORY_CONTROLS`` entry). After reset the memory is ideal.
 
@@ -62,8 +63,10 @@ class SimSystem(wiring.Component):
         m.domains.memrst = memrst = ClockDomain("memrst", local=True)
         m.d.comb += [memrst.clk.eq(self.aclk), memrst.rst.eq(~aresetn)]
         top = m.submodules.accel = SystoleTop(self.config)
-        memory = SimMemory(self.config)
+        memory = SimMemory(self.config, ports=self.config.weight_ports)
         m.submodules.memory = DomainRenamer("memrst")(memory)
+        buses = {f"{master}_": memory.bus if p == 0 else getattr(memory, f"bus{p}")
+                 for p, master in enumerate(self.config.weight_masters)}
         m.d.comb += [top.aclk.eq(self.aclk), top.aresetn.eq(aresetn), self.irq.eq(top.irq)]
         for name, member in top.signature.members.items():
             if name.startswith("s_axi_ctrl_"):
@@ -71,8 +74,9 @@ class SimSystem(wiring.Component):
                     m.d.comb += getattr(top, name).eq(getattr(self, name))
                 else:
                     m.d.comb += getattr(self, name).eq(getattr(top, name))
-            elif name.startswith("m_axi_dma_"):
-                inner = getattr(memory.bus, name[len("m_axi_dma_"):])
+            elif name.startswith("m_axi_"):
+                prefix = next(prefix for prefix in buses if name.startswith(prefix))
+                inner = getattr(buses[prefix], name[len(prefix):])
                 if member.flow == Out:
                     m.d.comb += inner.eq(getattr(top, name))
                 else:

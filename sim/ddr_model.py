@@ -12,7 +12,7 @@ latency, one beat per cycle, no stalls). Constants and their sources:
   (KV260: DDR4 64-bit 2400 MT/s = 19.2 GB/s, ``hdl.spec.boards``). ``DDR_EFFICIENCY
   = 0.85``: published KV260 LLM designs reach 85-94% of the DDR peak (NOTES.md), so
   the low end. As a rate it is ``cap / (bus_bytes * clock)`` beats per cycle in
-  1/2**16 steps (a token bucket, so several ports can share it later).
+  1/2**16 steps: one token bucket that all of ``SimMemory``'s ports draw from.
 - Refresh: ``T_REFI_S = 7.8e-6`` (DDR4 average refresh interval at <= 85 C) and
   ``T_RFC_S = 350e-9`` (DDR4 8 Gb die; the K26 SOM's 4 GB are four 8 Gb x16 parts),
   JEDEC JESD79-4: the memory serves nothing for tRFC once per tREFI.
@@ -49,13 +49,11 @@ IDEAL = {"read_latency": 32, "ddr_rate": 0, "refresh_period": 0, "refresh_cycles
          "bank_stall_rate": 0, "bank_stall_cycles": 0}
 
 
-def ddr_model(config: AccelConfig, board: Board, ports: int = 1) -> dict[str, int]:
-    """``SimMemory`` control values for ``board``'s DRAM seen by one of ``ports`` ports
-    at ``config.clock_mhz`` (the cap is shared, so one port gets ``1/ports`` of it)."""
-    if ports < 1:
-        raise ValueError(f"ports={ports} must be at least 1")
+def ddr_model(config: AccelConfig, board: Board) -> dict[str, int]:
+    """``SimMemory`` control values for ``board``'s DRAM at ``config.clock_mhz``: the cap
+    is the whole DRAM's, in beats of one port, shared by all of ``SimMemory``'s ports."""
     clock_hz = config.clock_mhz * 1e6
-    cap_beats = board.dram_bytes_per_s * DDR_EFFICIENCY / (config.bus_bytes * clock_hz) / ports
+    cap_beats = board.dram_bytes_per_s * DDR_EFFICIENCY / (config.bus_bytes * clock_hz)
     return {"read_latency": READ_LATENCY,
             "ddr_rate": max(1, round(cap_beats * RATE_ONE)),
             "refresh_period": round(T_REFI_S * clock_hz),
@@ -64,11 +62,12 @@ def ddr_model(config: AccelConfig, board: Board, ports: int = 1) -> dict[str, in
             "bank_stall_cycles": BANK_STALL_CYCLES}
 
 
-def beats_per_cycle(controls: dict[str, int]) -> float:
-    """The long-run beats per cycle ``controls`` let one saturating stream have: the
-    lower of the port (1) and the cap, times the share left by refresh and bank stalls
-    (a first-order estimate: refresh and stalls are taken as independent)."""
-    rate = controls.get("ddr_rate", 0)
+def beats_per_cycle(controls: dict[str, int], ports: int = 1) -> float:
+    """The long-run beats per cycle ``controls`` let each of ``ports`` saturating streams
+    have: the lower of the port (1) and its share of the cap, times the share left by
+    refresh and bank stalls (a first-order estimate: refresh and stalls are taken as
+    independent)."""
+    rate = controls.get("ddr_rate", 0) / ports
     peak = 1.0 if rate == 0 else min(1.0, rate / RATE_ONE)
     period = controls.get("refresh_period", 0)
     refresh_free = 1.0 if period == 0 else 1 - min(controls["refresh_cycles"], period) / period

@@ -31,10 +31,12 @@ class LatencyRam(Memory):
     """AXI4 slave on the ``<prefix>_*`` ports of ``dut``; see the module docstring."""
 
     def __init__(self, dut, prefix: str, clock, *, bus_bytes: int, read_latency: int = 32,
-                 max_reads: int = 32, write_latency: int = 2, size: int = 2**64):
+                 max_reads: int = 32, write_latency: int = 2, size: int = 2**64, mem=None,
+                 writes: bool = True):
         if read_latency < 1:
             raise ValueError(f"read_latency={read_latency} must be at least 1 cycle")
-        super().__init__(size=size)
+        super().__init__(size=size, mem=mem)       # ``mem``: another port's memory, shared
+        self.writes = writes                       # False: a read-only port (no AW, W, B)
         self.clock = clock
         self.bus_bytes = bus_bytes
         self.read_latency = read_latency
@@ -46,12 +48,12 @@ class LatencyRam(Memory):
         get = lambda name: getattr(dut, f"{prefix}_{name}")  # noqa: E731
         self.ar = {n: get(n) for n in ("arvalid", "arready", "araddr", "arlen", "arid")}
         self.r = {n: get(n) for n in ("rvalid", "rready", "rdata", "rresp", "rlast", "rid")}
-        self.aw = {n: get(n) for n in ("awvalid", "awready", "awaddr", "awlen", "awid")}
-        self.w = {n: get(n) for n in ("wvalid", "wready", "wdata", "wstrb", "wlast")}
-        self.b = {n: get(n) for n in ("bvalid", "bready", "bresp", "bid")}
-        for handle in (self.ar["arready"], self.r["rvalid"], self.aw["awready"],
-                       self.w["wready"], self.b["bvalid"]):
-            handle.value = 0
+        self.aw = {n: get(n) for n in ("awvalid", "awready", "awaddr", "awlen", "awid")} if writes else None
+        self.w = {n: get(n) for n in ("wvalid", "wready", "wdata", "wstrb", "wlast")} if writes else None
+        self.b = {n: get(n) for n in ("bvalid", "bready", "bresp", "bid")} if writes else None
+        self.ar["arready"].value = self.r["rvalid"].value = 0
+        if writes:
+            self.aw["awready"].value = self.w["wready"].value = self.b["bvalid"].value = 0
         self._task = cocotb.start_soon(self._run())
 
     def _faulty(self, window, addr: int, length: int) -> bool:
@@ -81,12 +83,12 @@ class LatencyRam(Memory):
                 head[2] -= 1
                 if head[2] == 0:
                     reads.popleft()
-            if aw_ready and aw["awvalid"].value:
+            if self.writes and aw_ready and aw["awvalid"].value:
                 addr = int(aw["awaddr"].value)
                 beats = int(aw["awlen"].value) + 1
                 resp = _SLVERR if self._faulty(self.fail_writes, addr, beats * bb) else 0
                 writes.append([addr, int(aw["awid"].value), resp])
-            if w_ready and w["wvalid"].value:
+            if self.writes and w_ready and w["wvalid"].value:
                 head = writes[0]
                 if head[2] == 0:
                     data = int(w["wdata"].value).to_bytes(bb, "little")
@@ -101,7 +103,7 @@ class LatencyRam(Memory):
                 if w["wlast"].value:
                     writes.popleft()
                     responses.append([now + self.write_latency, head[1], head[2]])
-            if b_valid and b["bready"].value:
+            if self.writes and b_valid and b["bready"].value:
                 responses.popleft()
 
             # Outputs for the next cycle.
@@ -115,6 +117,8 @@ class LatencyRam(Memory):
             r["rvalid"].value = r_valid
             ar_ready = len(reads) < self.max_reads
             ar["arready"].value = ar_ready
+            if not self.writes:
+                continue
             aw_ready = len(writes) < 2
             aw["awready"].value = aw_ready
             w_ready = bool(writes)

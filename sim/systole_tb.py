@@ -2,8 +2,10 @@
 and the benchmark.
 
 ``SystoleTB`` holds the clock, the reset, an ``AxiLiteMaster`` on ``s_axi_ctrl``, a
-memory on ``m_axi_dma`` (cocotbext-axi ``AxiRam``, whose channels can pause, or
-``LatencyRam`` for the bench) and an ``AxiMonitor``. ``check_matmul`` runs one job
+memory on every master (``m_axi_dma`` and, with several weight ports, the read-only
+``m_axi_w<p>``), all over one backing store (cocotbext-axi ``AxiRam``/``AxiRamRead``,
+whose channels can pause, or ``LatencyRam`` for the bench), and an ``AxiMonitor`` per
+master. ``check_matmul`` runs one job
 end to end: it places A, the packed W and C (with guard bytes) in memory, runs the
 job through the registers, and checks C bit for bit against
 ``host.accel.golden.golden_matmul``, the guard bytes, and the AR/AW bursts and the
@@ -12,7 +14,7 @@ beat counters against the DMA plan (``hdl.spec.dma``).
 Pauses follow the verilog-axi / cocotbext-axi tests: *idle* is the memory inserting
 gaps on the channels it drives (R and B), *back-pressure* is the memory deasserting
 READY on the channels it receives (AR, AW and W); each channel gets its own pattern
-(``set_pauses``, ``sim.dma_traffic.PAUSES``). Buffers start at a chosen beat offset from a 4 KiB edge (``place``),
+(``set_pauses``, ``sim.dma_traffic.PAUSES``), on every port independently. Buffers start at a chosen beat offset from a 4 KiB edge (``place``),
 so a sweep over ``sim.dma_traffic.edge_offsets`` makes every split at the edge happen.
 
 The job is ``hdl.spec.job.Job`` (its registers come from the register map), and the
@@ -59,6 +61,7 @@ class JobResult:
     perf_stall: int
     perf_rd_beats: int
     perf_wr_beats: int
+    err_port: int = 0
 
 
 class SystoleTB:
@@ -68,38 +71,49 @@ class SystoleTB:
                  clock_ns: int = 4):
         import cocotb
         from cocotb.clock import Clock
-        from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
+        from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiRamRead, AxiReadBus
 
         self.dut = dut
         self.config = preset(os.environ.get(PRESET_ENV, "tiny"))
         self.log = dut._log
+        masters = self.config.weight_masters
         # cocotbext-axi logs every burst at INFO; keep the test logs readable.
-        for name in ("s_axi_ctrl", "m_axi_dma"):
+        for name in ("s_axi_ctrl", *masters):
             logging.getLogger(f"cocotb.{dut._name}.{name}").setLevel(logging.WARNING)
         cocotb.start_soon(Clock(dut.aclk, clock_ns, unit="ns").start())
         self.ctrl = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi_ctrl"), dut.aclk, dut.aresetn,
                                   reset_active_level=False)
         space = 1 << self.config.addr_width
         if memory == "axiram":
-            self.mem = AxiRam(AxiBus.from_prefix(dut, "m_axi_dma"), dut.aclk, dut.aresetn,
+            self.mem = AxiRam(AxiBus.from_prefix(dut, masters[0]), dut.aclk, dut.aresetn,
                               reset_active_level=False, size=space)
+            self.port_mems = [self.mem] + [
+                AxiRamRead(AxiReadBus.from_prefix(dut, master), dut.aclk, dut.aresetn,
+                           reset_active_level=False, size=space, mem=self.mem.mem)
+                for master in masters[1:]]
             self._patch_faults()
         elif memory == "latency":
             from sim.latency_ram import LatencyRam
-            self.mem = LatencyRam(dut, "m_axi_dma", dut.aclk, bus_bytes=self.config.bus_bytes,
+            self.mem = LatencyRam(dut, masters[0], dut.aclk, bus_bytes=self.config.bus_bytes,
                                   read_latency=read_latency, size=space)
+            self.port_mems = [self.mem] + [
+                LatencyRam(dut, master, dut.aclk, bus_bytes=self.config.bus_bytes, read_latency=read_latency,
+                           size=space, mem=self.mem.mem, writes=False) for master in masters[1:]]
         else:
             raise ValueError(f"memory={memory!r} must be 'axiram' or 'latency'")
         self.memory_kind = memory
-        self.monitor = AxiMonitor(dut, self.config) if monitor else None
+        self.monitors = ([AxiMonitor(dut, self.config, master, writes=index == 0)
+                          for index, master in enumerate(masters)] if monitor else [])
+        self.monitor = self.monitors[0] if monitor else None
         self.fail_reads: tuple[int, int] | None = None
         self.fail_writes: tuple[int, int] | None = None
-        self._traffic_before = (0, 0)      # (ARs, AWs) the monitor had seen at launch
+        self._traffic_before = [(0, 0)] * len(masters)   # (ARs, AWs) each monitor had seen at launch
         self.guard = GUARD_BYTES     # guard bytes checked on each side of the C area
 
     # -- memory model knobs -----------------------------------------------------------
     def _patch_faults(self):
-        """AxiRam answers SLVERR for a beat whose access raises; raise inside the fault windows."""
+        """AxiRam answers SLVERR for a beat whose access raises; raise inside the fault windows
+        (on whichever port reads there)."""
         ram = self.mem
 
         async def read(address, length):
@@ -114,22 +128,29 @@ class SystoleTB:
 
         ram.read_if._read = read
         ram.write_if._write = write
+        for port in self.port_mems[1:]:
+            port._read = read
 
     def set_faults(self, reads: tuple[int, int] | None = None, writes: tuple[int, int] | None = None):
         """Answer SLVERR for accesses overlapping ``[lo, hi)`` (None: no faults)."""
         self.fail_reads, self.fail_writes = reads, writes
         if self.memory_kind == "latency":
-            self.mem.fail_reads, self.mem.fail_writes = reads, writes
+            for port in self.port_mems:
+                port.fail_reads, port.fail_writes = reads, writes
 
     def set_pauses(self, idle: str | None, backpressure: str | None, seed: int = 0):
         """Pause the AxiRam's channels, each with its own ``pause_generator``: ``idle``
         (a ``PAUSES`` kind) on the ones it drives (R, B), ``backpressure`` on the ones
-        it takes (AR, AW, W); None: that side never pauses."""
+        it takes (AR, AW, W), on every port with patterns of its own; None: that side
+        never pauses."""
         if self.memory_kind != "axiram":
             raise ValueError(f"pauses need the AxiRam memory, not {self.memory_kind!r}")
         read, write = self.mem.read_if, self.mem.write_if
-        sides = ((idle, (read.r_channel, write.b_channel)),
-                 (backpressure, (read.ar_channel, write.aw_channel, write.w_channel)))
+        drives, takes = [read.r_channel, write.b_channel], [read.ar_channel, write.aw_channel, write.w_channel]
+        for port in self.port_mems[1:]:
+            drives.append(port.r_channel)
+            takes.append(port.ar_channel)
+        sides = ((idle, drives), (backpressure, takes))
         index = itertools.count()
         for kind, channels in sides:
             for channel in channels:
@@ -183,13 +204,13 @@ class SystoleTB:
         ctrl = await self.read_reg("CTRL")
         assert ctrl & CTRL["ap_done"] and ctrl & CTRL["ap_idle"], f"CTRL={ctrl:#x} after done"
         names = ("ERR_CODE", "ERR_ADDR_LO", "ERR_ADDR_HI", "PERF_BUSY", "PERF_STALL",
-                 "PERF_RD_BEATS", "PERF_WR_BEATS")
+                 "PERF_RD_BEATS", "PERF_WR_BEATS", "ERR_PORT")
         values = {name: await self.read_reg(name) for name in names}
         status = await self.read_reg("STATUS")
         assert status == (int(values["ERR_CODE"] != 0) << 1), f"STATUS={status:#x} after done"
         return JobResult(values["ERR_CODE"], values["ERR_ADDR_LO"] | values["ERR_ADDR_HI"] << 32,
                          values["PERF_BUSY"], values["PERF_STALL"], values["PERF_RD_BEATS"],
-                         values["PERF_WR_BEATS"])
+                         values["PERF_WR_BEATS"], values["ERR_PORT"])
 
     async def run_job(self, job: Job, max_cycles: int | None = None) -> JobResult:
         """Program, start and wait for one job; return its outcome."""
@@ -198,8 +219,7 @@ class SystoleTB:
 
     async def launch(self, job: Job):
         """Program the arguments and write ap_start (returns once the write is answered)."""
-        self._traffic_before = ((len(self.monitor.ars), len(self.monitor.aws))
-                                if self.monitor else (0, 0))
+        self._traffic_before = [(len(mon.ars), len(mon.aws)) for mon in self.monitors]
         await self.program(job)
         await self.start()
 
@@ -208,13 +228,12 @@ class SystoleTB:
         no protocol error, no transaction left open, and no traffic at all if refused."""
         await self.wait_irq(max_cycles or 2000 + 40 * self._ideal_cycles(job))
         result = await self.finish()
-        if self.monitor:
-            assert not self.monitor.errors, f"AXI protocol: {self.monitor.errors[:5]}"
-            assert self.monitor.quiet, "AXI transactions left open after done"
+        for mon, before in zip(self.monitors, self._traffic_before):
+            assert not mon.errors, f"AXI protocol on {mon.prefix}: {mon.errors[:5]}"
+            assert mon.quiet, f"AXI transactions left open on {mon.prefix} after done"
             if result.err_code not in _RAN:
-                traffic = (len(self.monitor.ars), len(self.monitor.aws))
-                assert traffic == self._traffic_before, \
-                    f"refused job ({ErrorCode(result.err_code).name}) issued DMA traffic"
+                assert (len(mon.ars), len(mon.aws)) == before, \
+                    f"refused job ({ErrorCode(result.err_code).name}) issued DMA traffic on {mon.prefix}"
         return result
 
     def _ideal_cycles(self, job: Job) -> int:
@@ -254,9 +273,11 @@ class SystoleTB:
             return addr
 
         a_addr = at_edge(m * a_stride, offsets[0])
+        # The port streams back to back (W_STRIDE = one stream), as pack_weights lays them out.
         w_addr = at_edge(packed_size(n, k, cfg.cols), offsets[1])
         c_addr = at_edge(m * c_stride, offsets[2])
-        return Job(a_addr, w_addr, c_addr, m, n, k, a_stride, c_stride)
+        w_stride = packed_size(n, k, cfg.cols) // cfg.weight_ports if cfg.weight_ports > 1 else 0
+        return Job(a_addr, w_addr, c_addr, m, n, k, a_stride, c_stride, w_stride)
 
     def load_operands(self, job: Job, a: np.ndarray, w: np.ndarray, rng: random.Random) -> bytes:
         """Write A (rows at A_STRIDE, random padding), packed W, and random guard
@@ -266,7 +287,8 @@ class SystoleTB:
             line = bytearray(rng.randbytes(job.a_stride))
             line[:job.k] = a[row].tobytes()
             self.mem.write(job.a_addr + row * job.a_stride, bytes(line))
-        self.mem.write(job.w_addr, packed.data.tobytes())
+        for port, stream in enumerate(packed.streams()):
+            self.mem.write(job.w_addr + port * job.w_stride, stream.tobytes())
         area = rng.randbytes(job.m * job.c_stride + 2 * self.guard)
         self.mem.write(job.c_addr - self.guard, area)
         return area
@@ -304,11 +326,10 @@ class SystoleTB:
         expected = self.expected_c_area(job, a, w, before)
         if after != expected:
             self._explain_mismatch(job, after, expected)
-        if self.monitor:
-            ars, aws = self.monitor.ars, self.monitor.aws
-            _same_bursts("AR", ars[self._traffic_before[0]:], read_bursts(self.config, job))
-            _same_bursts("AW", aws[self._traffic_before[1]:],
-                         [burst[:2] for burst in write_bursts(self.config, job)])
+        for port, (mon, before) in enumerate(zip(self.monitors, self._traffic_before)):
+            _same_bursts(f"{mon.prefix} AR", mon.ars[before[0]:], read_bursts(self.config, job, port))
+            _same_bursts(f"{mon.prefix} AW", mon.aws[before[1]:],
+                         [burst[:2] for burst in write_bursts(self.config, job)] if port == 0 else [])
         want_rd, want_wr = beat_counts(self.config, job)
         assert (result.perf_rd_beats, result.perf_wr_beats) == (want_rd, want_wr), \
             f"beat counters {result.perf_rd_beats}/{result.perf_wr_beats}, want {want_rd}/{want_wr}"

@@ -83,6 +83,10 @@ def bad_jobs(tb: SystoleTB, rng: random.Random):
         ("C last row past the top", variant(c_addr=top - (good.m - 1) * good.c_stride - c_row + bb),
          ErrorCode.ADDR_RANGE, top - (good.m - 1) * good.c_stride - c_row + bb),
         ("C at 2^64 - bb", variant(c_addr=(1 << 64) - bb), ErrorCode.ADDR_RANGE, (1 << 64) - bb),
+        *([("W_STRIDE misaligned", variant(w_stride=good.w_stride + 2), ErrorCode.ALIGN, good.w_stride + 2),
+           ("last W stream one beat past the top", variant(w_addr=top - w_bytes, w_stride=good.w_stride + bb),
+            ErrorCode.ADDR_RANGE, top - w_bytes)]
+          if cfg.weight_ports > 1 else []),
     ]
 
 
@@ -149,23 +153,28 @@ async def read_errors_end_the_job(dut):
     bb = cfg.bus_bytes
     rng = random.Random(3)
     nprng = np.random.default_rng(3)
-    for index, where in enumerate(["w_late", "a_second_block", "w_first", "a_first"]):
+    # A faults on port 0; W faults on every weight port's own stream.
+    cases = [("a_second_block", 0), ("a_first", 0)]
+    cases += [(where, port) for port in range(cfg.weight_ports) for where in ("w_late", "w_first")]
+    for index, (where, port) in enumerate(cases):
         tb.set_pauses(*pause_pairing(2 * index + 1), seed=index)
         m, n, k = 2 * cfg.rows + 1, 3 * cfg.cols, 4 * bb + 3
         a, w = operands(nprng, m, n, k)
         job, before = tb.stage(a, w, rng)
+        stream = job.w_addr + port * job.w_stride
         fault = {
-            "w_late": job.w_addr + 2 * k * bb + bb,                 # tile 2
+            "w_late": stream + 2 * k * bb + bb,                      # tile 2
             "a_second_block": job.a_addr + cfg.rows * job.a_stride + bb,
-            "w_first": job.w_addr,
+            "w_first": stream,
             "a_first": job.a_addr,
         }[where]
         tb.set_faults(reads=(fault, fault + bb))
         result = await tb.run_job(job)
         tb.set_faults()
-        want = first_burst(read_bursts(cfg, job), fault, fault + bb, bb)
-        assert (result.err_code, result.err_addr) == (ErrorCode.DMA_READ, want), \
-            f"{where}: {ErrorCode(result.err_code).name} at {result.err_addr:#x}, want {want:#x}"
+        want = first_burst(read_bursts(cfg, job, port), fault, fault + bb, bb)
+        got = (ErrorCode(result.err_code), result.err_addr, result.err_port)
+        assert got == (ErrorCode.DMA_READ, want, port), \
+            f"{where} on port {port}: {got[0].name} at {got[1]:#x} on port {got[2]}, want {want:#x} on {port}"
         assert tb.guards_intact(job, before), "bytes written outside the C area"
         await good_job_passes(tb, rng, 10 + index)
 

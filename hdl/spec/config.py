@@ -136,9 +136,10 @@ PRESETS: dict[str, AccelConfig] = {
     "small": AccelConfig(name="small", rows=4, cols=8, bus_bits=64,
                          act_buffer_bytes=4 * 1024, addr_width=32, clock_mhz=100.0,
                          max_burst=16, read_fifo_beats=64, max_outstanding=4),
-    "tiny": AccelConfig(name="tiny", rows=2, cols=4, bus_bits=32,
+    # tiny splits its weights over two ports, so the multi-port RTL is in every quick test.
+    "tiny": AccelConfig(name="tiny", rows=2, cols=8, bus_bits=32,
                         act_buffer_bytes=2 * 128, addr_width=32, clock_mhz=100.0,
-                        max_burst=8, read_fifo_beats=16, max_outstanding=2),
+                        max_burst=8, read_fifo_beats=16, max_outstanding=2, weight_ports=2),
 }
 
 

@@ -8,10 +8,11 @@ and the cycle model (``host.accel.cycles``) follow it:
   long as ``max_burst``, the next 4 KiB boundary (AXI4 A3.4.1) and the beats left
   allow: the fewest bursts that obey AXI (``bursts``).
 - A job runs in M blocks of up to ``rows`` rows (``blocks``). Each block reads its A
-  rows (one command of ``ceil(K/bb)`` beats per row, row ``m`` at
-  ``A + m*A_STRIDE``), then the whole packed W (one command of ``K`` beats per tile,
-  tile ``t`` at ``W + t*K*bb``), and writes C tile by tile, row by row (row ``m`` of
-  tile ``t`` at ``C + m*C_STRIDE + t*cols*4``, ``ceil(4*nv/bb)`` beats for the
+  rows on port 0 (``m_axi_dma``; one command of ``ceil(K/bb)`` beats per row, row ``m``
+  at ``A + m*A_STRIDE``), then the whole packed W on every weight port at once (one
+  command of ``K`` beats per tile and port, tile ``t`` of port ``p`` at
+  ``W + p*W_STRIDE + t*K*bb``), and writes C on port 0 tile by tile, row by row (row
+  ``m`` of tile ``t`` at ``C + m*C_STRIDE + t*cols*4``, ``ceil(4*nv/bb)`` beats for the
   ``nv`` valid channels of the tile, the last beat partly strobed).
 """
 
@@ -49,8 +50,8 @@ class Block:
 
     first_row: int
     rows: int
-    a_reads: tuple[Command, ...]
-    w_reads: tuple[Command, ...]             # one per tile
+    a_reads: tuple[Command, ...]             # on port 0
+    w_reads: tuple[tuple[Command, ...], ...]  # per weight port: one per tile
     c_writes: tuple[WriteCommand, ...]       # tile-major, then row
 
 
@@ -82,15 +83,18 @@ def blocks(config: AccelConfig, job: Job) -> list[Block]:
         out.append(Block(
             first, len(rows),
             tuple(Command(job.a_addr + row * job.a_stride, a_beats) for row in rows),
-            tuple(Command(job.w_addr + tile * job.k * bb, job.k) for tile in range(tiles)),
+            tuple(tuple(Command(job.w_addr + port * job.w_stride + tile * job.k * bb, job.k)
+                        for tile in range(tiles)) for port in range(config.weight_ports)),
             tuple(writes)))
     return out
 
 
-def read_bursts(config: AccelConfig, job: Job) -> list[tuple[int, int]]:
-    """Every read burst of ``job`` in issue order: ``(address, beats)``."""
+def read_bursts(config: AccelConfig, job: Job, port: int = 0) -> list[tuple[int, int]]:
+    """Every read burst of ``job`` on weight port ``port`` in issue order: ``(address, beats)``."""
+    if not 0 <= port < config.weight_ports:
+        raise ValueError(f"port={port} must be in 0..{config.weight_ports - 1}")
     return [burst for block in blocks(config, job)
-            for command in block.a_reads + block.w_reads
+            for command in (block.a_reads if port == 0 else ()) + block.w_reads[port]
             for burst in bursts(config, command.addr, command.beats)]
 
 
@@ -109,6 +113,6 @@ def beat_counts(config: AccelConfig, job: Job) -> tuple[int, int]:
     """``(PERF_RD_BEATS, PERF_WR_BEATS)`` a legal job ends with."""
     reads = writes = 0
     for block in blocks(config, job):
-        reads += sum(c.beats for c in block.a_reads + block.w_reads)
+        reads += sum(c.beats for c in block.a_reads) + sum(c.beats for port in block.w_reads for c in port)
         writes += sum(c.beats for c in block.c_writes)
     return reads, writes

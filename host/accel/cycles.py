@@ -114,7 +114,8 @@ def job_cycles(config: AccelConfig, m: int, n: int, k: int, read_latency: int = 
             for _, length in bursts(config, command.addr, command.beats):
                 consume(length, *read(length, first))
                 first = False
-        for tile, command in enumerate(block.w_reads):
+        # Every weight port reads the same shape of stream in step; port 0 stands for all.
+        for tile, command in enumerate(block.w_reads[0]):
             lengths = [length for _, length in bursts(config, command.addr, command.beats)]
             for i, length in enumerate(lengths):
                 start, end = read(length, False)
