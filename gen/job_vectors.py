@@ -34,10 +34,12 @@ def extra_jobs(config: AccelConfig, good: Job) -> list[Job]:
     """Jobs whose extents need more than 32 bits: the largest W that fits below the top
     (N halved from ``max_mn`` until it does), ending at the top and one beat past it; an
     A buffer of ~2^56 bytes from address 0 (ERR_ADDR 0 is then the base, not "none").
-    Then, with several weight ports, ``good``'s W streams the largest aligned W_STRIDE
-    apart (``(P-1)*W_STRIDE`` above 2^32) ending at the top and one beat past it, when
-    that fits the address space; with one port, ``good`` with a W_STRIDE that is
-    misaligned and too large for any buffer (unused, so legal)."""
+    Then, with several weight ports, a misaligned W_STRIDE with a misaligned C_STRIDE
+    (ALIGN at C_STRIDE) and with A_STRIDE < K (ALIGN at W_STRIDE, before STRIDE), and
+    ``good``'s W streams the largest aligned W_STRIDE apart (``(P-1)*W_STRIDE`` above
+    2^32) ending at the top and one beat past it, when that fits the address space; with
+    one port, ``good`` with a W_STRIDE that is misaligned and too large for any buffer
+    (unused, so legal)."""
     top = 1 << config.addr_width
     bb = config.bus_bytes
     stride_limit = 1 << by_name("W_STRIDE").width
@@ -58,6 +60,8 @@ def extra_jobs(config: AccelConfig, good: Job) -> list[Job]:
             replace(good, a_addr=0, m=config.max_mn, a_stride=(1 << 32) - bb)]
     if config.weight_ports == 1:
         return jobs + [replace(good, w_stride=stride_limit - 1)]
+    jobs += [replace(good, c_stride=good.c_stride + 1, w_stride=good.w_stride + 1),
+             replace(good, a_stride=bb, w_stride=good.w_stride + 1)]
     far = replace(good, w_stride=stride_limit - bb)
     w = extents(config, far)[1]
     w_bytes = w.multiplier * w.multiplicand + w.tail
