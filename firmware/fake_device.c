@@ -28,7 +28,7 @@ static void reset_regs(void)
 static struct fake_clock {
     uint64_t now_us, step_us, first_us, last_us;
     unsigned calls, finish_after;
-    uint32_t err_code;
+    uint32_t err_code, err_port;
     uint64_t err_addr;
 } fake_clock;
 
@@ -42,6 +42,7 @@ static uint64_t fake_now_us(void)
         regs[SYSTOLE_ERR_CODE / 4u] = fake_clock.err_code;
         regs[SYSTOLE_ERR_ADDR_LO / 4u] = (uint32_t)fake_clock.err_addr;
         regs[SYSTOLE_ERR_ADDR_HI / 4u] = (uint32_t)(fake_clock.err_addr >> 32);
+        regs[SYSTOLE_ERR_PORT / 4u] = fake_clock.err_port;
         regs[SYSTOLE_CTRL / 4u] = SYSTOLE_CTRL_AP_DONE_MASK | SYSTOLE_CTRL_AP_IDLE_MASK | SYSTOLE_CTRL_AP_READY_MASK;
     }
     return fake_clock.now_us;
@@ -72,8 +73,8 @@ static void print_job(const struct systole_job *job)
 {
     printf("job a_addr 0x%" PRIx64 "\njob w_addr 0x%" PRIx64 "\njob c_addr 0x%" PRIx64 "\n"
            "job m %" PRIu32 "\njob n %" PRIu32 "\njob k %" PRIu32 "\n"
-           "job a_stride %" PRIu32 "\njob c_stride %" PRIu32 "\n",
-           job->a_addr, job->w_addr, job->c_addr, job->m, job->n, job->k, job->a_stride, job->c_stride);
+           "job a_stride %" PRIu32 "\njob c_stride %" PRIu32 "\njob w_stride %" PRIu32 "\n",
+           job->a_addr, job->w_addr, job->c_addr, job->m, job->n, job->k, job->a_stride, job->c_stride, job->w_stride);
 }
 
 static void print_regs(void)
@@ -93,15 +94,16 @@ int fake_init(void)
         {"array", SYSTOLE_CAP_ARRAY, SYSTOLE_EXPECT_CAP_ARRAY + 1u},
         {"bus", SYSTOLE_CAP_BUS, SYSTOLE_EXPECT_CAP_BUS ^ 0x10000u},
         {"max_k", SYSTOLE_CAP_MAX_K, SYSTOLE_EXPECT_CAP_MAX_K - 1u},
+        {"ports", SYSTOLE_CAP_PORTS, SYSTOLE_EXPECT_CAP_PORTS + 1u},
     };
     for (size_t which = 0; which < sizeof(cases) / sizeof(cases[0]); which++) {
         reset_regs();
         regs[cases[which].offset / 4u] = cases[which].bad_value;
         struct systole_dev dev;
         int status = systole_init(&dev, regs, NULL);
-        printf("%s %d rows=%u cols=%u bus_bytes=%u addr_width=%u max_burst=%u max_k=%u ctrl=0x%x\n",
+        printf("%s %d rows=%u cols=%u bus_bytes=%u addr_width=%u max_burst=%u max_k=%u ports=%u ctrl=0x%x\n",
                cases[which].name, status, dev.rows, dev.cols, dev.bus_bytes, dev.addr_width, dev.max_burst,
-               dev.max_k, regs[SYSTOLE_CTRL / 4u]);
+               dev.max_k, dev.ports, regs[SYSTOLE_CTRL / 4u]);
     }
     return 0;
 }
@@ -123,9 +125,10 @@ int fake_check_jobs(void)
             continue;
         mismatches++;
         printf("vector %" PRIu32 " (a 0x%" PRIx64 " w 0x%" PRIx64 " c 0x%" PRIx64 " m %" PRIu32 " n %" PRIu32
-               " k %" PRIu32 " a_stride %" PRIu32 " c_stride %" PRIu32 "): %s %s at 0x%" PRIx64
+               " k %" PRIu32 " a_stride %" PRIu32 " c_stride %" PRIu32 " w_stride %" PRIu32 "): %s %s at 0x%" PRIx64
                ", the rules give %s at 0x%" PRIx64 "\n",
                i, job->a_addr, job->w_addr, job->c_addr, job->m, job->n, job->k, job->a_stride, job->c_stride,
+               job->w_stride,
                systole_strerror(status), systole_err_name(dev.err_code), dev.err_addr,
                systole_err_name(vector->err_code), vector->err_addr);
     }
@@ -134,7 +137,7 @@ int fake_check_jobs(void)
     return mismatches ? 1 : 0;
 }
 
-int fake_wait(uint32_t err_code, uint64_t err_addr)
+int fake_wait(uint32_t err_code, uint64_t err_addr, uint32_t err_port)
 {
     struct systole_dev dev;
     if (open_fake(&dev, 1))
@@ -144,11 +147,12 @@ int fake_wait(uint32_t err_code, uint64_t err_addr)
     fake_clock.finish_after = 3;
     fake_clock.err_code = err_code;
     fake_clock.err_addr = err_addr;
+    fake_clock.err_port = err_port;
     const struct systole_job *job = legal_job();
     int status = systole_run(&dev, job, 1000000u);
-    printf("status %d\nerr_code %" PRIu32 "\nerr_name %s\nerr_addr 0x%" PRIx64 "\nclock_calls %u\nfinish_after %u\n",
-           status, dev.err_code, systole_err_name(dev.err_code), dev.err_addr, fake_clock.calls,
-           fake_clock.finish_after);
+    printf("status %d\nerr_code %" PRIu32 "\nerr_name %s\nerr_addr 0x%" PRIx64 "\nerr_port %" PRIu32
+           "\nclock_calls %u\nfinish_after %u\n", status, dev.err_code, systole_err_name(dev.err_code), dev.err_addr,
+           dev.err_port, fake_clock.calls, fake_clock.finish_after);
     print_job(job);
     print_regs();
     return 0;

@@ -17,8 +17,9 @@
 int fake_init(void);
 /* systole_check_job() on every vector of systole_job_vectors.h; prints each mismatch. */
 int fake_check_jobs(void);
-/* systole_run() of a legal job that ends with ERR_CODE err_code, ERR_ADDR err_addr. */
-int fake_wait(uint32_t err_code, uint64_t err_addr);
+/* systole_run() of a legal job that ends with ERR_CODE err_code, ERR_ADDR err_addr and
+ * ERR_PORT err_port. */
+int fake_wait(uint32_t err_code, uint64_t err_addr, uint32_t err_port);
 /* systole_run() of a job that never ends; the clock advances step_us per poll. */
 int fake_timeout(uint64_t timeout_us, uint64_t step_us);
 

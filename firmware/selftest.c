@@ -3,11 +3,12 @@
  *
  * Without hardware (any Linux build; the tests run them on the host):
  *   selftest reference [SEED [COUNT]]        packing + reference self-check
- *   selftest dump DIR SEED M N K COLS        write a.bin w.bin packed.bin c.bin
+ *   selftest dump DIR SEED M N K COLS PORTS  write a.bin w.bin packed.bin c.bin; print the stream
+ *                                            bytes (W_STRIDE)
  *   selftest errname CODE                    the name of an ERR_CODE value
  *   selftest checkjobs                       systole_check_job on every generated job-check
  *                                            vector (systole_job_vectors.h); exit 1 on a mismatch
- *   selftest fakeinit | fakewait CODE ADDR | faketimeout TIMEOUT_US STEP_US
+ *   selftest fakeinit | fakewait CODE ADDR PORT | faketimeout TIMEOUT_US STEP_US
  *                                            init, a job ending with ERR_CODE, a timeout, on a
  *                                            register file in RAM (fake_device.h)
  * On the board:
@@ -60,7 +61,8 @@ static uint64_t seed_state(uint64_t seed)
 }
 
 #ifndef SYSTOLE_NO_MAIN
-/* Reference self-check without hardware: the packed product equals the plain one. */
+/* Reference self-check without hardware: the packed product equals the plain one, over 1, 2
+ * or 4 ports. */
 static int reference_check(uint64_t seed, unsigned count)
 {
     uint64_t state = seed_state(seed);
@@ -68,6 +70,7 @@ static int reference_check(uint64_t seed, unsigned count)
     for (unsigned test = 0; test < count; test++) {
         uint32_t m = 1 + random_below(&state, 9), n = 1 + random_below(&state, 40);
         uint32_t k = 1 + random_below(&state, 300), cols = 4u << random_below(&state, 3);
+        uint32_t ports = 1u << random_below(&state, 3);
         int8_t *a = malloc((size_t)m * k), *w = malloc((size_t)n * k);
         int8_t *packed = malloc(systole_packed_size(n, k, cols));
         int32_t *c = malloc((size_t)m * n * sizeof(int32_t));
@@ -77,8 +80,8 @@ static int reference_check(uint64_t seed, unsigned count)
         }
         fill_int8(&state, a, (size_t)m * k, test % 4 == 3);
         fill_int8(&state, w, (size_t)n * k, test % 4 == 3);
-        systole_pack_weights(w, n, k, cols, packed);
-        systole_ref_matmul(a, k, packed, m, n, k, cols, c, n);
+        systole_pack_weights(w, n, k, cols, ports, packed);
+        systole_ref_matmul(a, k, packed, m, n, k, cols, ports, c, n);
         for (uint32_t row = 0; row < m; row++)
             for (uint32_t ch = 0; ch < n; ch++) {
                 int64_t sum = 0;
@@ -86,16 +89,20 @@ static int reference_check(uint64_t seed, unsigned count)
                     sum += (int64_t)a[(size_t)row * k + kk] * w[(size_t)ch * k + kk];
                 if (sum != c[(size_t)row * n + ch]) {
                     failures++;
-                    fprintf(stderr, "test %u (m=%u n=%u k=%u cols=%u): c[%u][%u]=%" PRId32 " expected %" PRId64 "\n",
-                            test, m, n, k, cols, row, ch, c[(size_t)row * n + ch], sum);
+                    fprintf(stderr, "test %u (m=%u n=%u k=%u cols=%u ports=%u): c[%u][%u]=%" PRId32
+                            " expected %" PRId64 "\n", test, m, n, k, cols, ports, row, ch, c[(size_t)row * n + ch],
+                            sum);
                     row = m;
                     break;
                 }
             }
-        /* Padding channels of the last tile must be zero. */
-        size_t padded = systole_packed_size(n, k, cols);
+        /* Padding channels of the last tile must be zero: byte i is channel tile*cols +
+         * port*port_bytes + j of its port's stream. */
+        size_t padded = systole_packed_size(n, k, cols), stream = systole_stream_bytes(n, k, cols, ports);
+        size_t port_bytes = cols / ports;
         for (size_t i = 0; i < padded; i++)
-            if ((i % cols) + (i / ((size_t)k * cols)) * cols >= n && packed[i] != 0) {
+            if (i % stream / ((size_t)k * port_bytes) * cols + i / stream * port_bytes + i % port_bytes >= n
+                && packed[i] != 0) {
                 failures++;
                 fprintf(stderr, "test %u: padding byte %zu is %d\n", test, i, packed[i]);
                 break;
@@ -121,7 +128,7 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 }
 
 /* One random problem written out so the Python tests compare it with host.pack/golden. */
-static int dump(const char *dir, uint64_t seed, uint32_t m, uint32_t n, uint32_t k, uint32_t cols)
+static int dump(const char *dir, uint64_t seed, uint32_t m, uint32_t n, uint32_t k, uint32_t cols, uint32_t ports)
 {
     uint64_t state = seed_state(seed);
     size_t packed_bytes = systole_packed_size(n, k, cols);
@@ -131,8 +138,9 @@ static int dump(const char *dir, uint64_t seed, uint32_t m, uint32_t n, uint32_t
         return 2;
     fill_int8(&state, a, (size_t)m * k, seed % 4 == 3);
     fill_int8(&state, w, (size_t)n * k, seed % 4 == 3);
-    systole_pack_weights(w, n, k, cols, packed);
-    systole_ref_matmul(a, k, packed, m, n, k, cols, c, n);
+    systole_pack_weights(w, n, k, cols, ports, packed);
+    systole_ref_matmul(a, k, packed, m, n, k, cols, ports, c, n);
+    printf("stream_bytes %zu\n", systole_stream_bytes(n, k, cols, ports));
     int status = write_file(dir, "a.bin", a, (size_t)m * k) || write_file(dir, "w.bin", w, (size_t)n * k)
               || write_file(dir, "packed.bin", packed, packed_bytes)
               || write_file(dir, "c.bin", c, (size_t)m * n * sizeof(int32_t));
@@ -149,10 +157,16 @@ static uint64_t align_up(uint64_t value, uint64_t multiple)
 
 #define GUARD 0x5A
 
+/* W_STRIDE of weights packed back to back by systole_pack_weights; 0 with one port (unused). */
+static uint32_t packed_w_stride(const struct systole_dev *dev, uint32_t n, uint32_t k)
+{
+    return dev->ports > 1u ? (uint32_t)systole_stream_bytes(n, k, dev->cols, dev->ports) : 0u;
+}
+
 /*
  * Run `count` random jobs on `dev` with buffers carved from [virt, virt + size), which the
  * device sees at `phys`. C's padding bytes are guards: the accelerator must leave them.
- * Returns the number of failed jobs (0 = pass).
+ * A job failing with DMA_READ prints ERR_PORT. Returns the number of failed jobs (0 = pass).
  */
 int systole_selftest(struct systole_dev *dev, uint8_t *virt, uint64_t phys, size_t size, uint64_t seed,
                      unsigned count);
@@ -171,6 +185,7 @@ int systole_selftest(struct systole_dev *dev, uint8_t *virt, uint64_t phys, size
         job.m = m; job.n = n; job.k = k;
         job.a_stride = systole_a_stride(dev, k);
         job.c_stride = systole_c_stride(dev, n) + dev->bus_bytes;  /* a guard beat per row */
+        job.w_stride = packed_w_stride(dev, n, k);
         uint64_t a_off = 0, w_off = align_up(a_off + (uint64_t)m * job.a_stride, 4096);
         uint64_t c_off = align_up(w_off + systole_packed_size(n, k, dev->cols), 4096);
         uint64_t end = c_off + (uint64_t)m * job.c_stride;
@@ -189,8 +204,8 @@ int systole_selftest(struct systole_dev *dev, uint8_t *virt, uint64_t phys, size
         for (uint32_t row = 0; row < m; row++)
             fill_int8(&state, a + (size_t)row * job.a_stride, k, test % 4 == 3);
         fill_int8(&state, w, (size_t)n * k, test % 4 == 3);
-        systole_pack_weights(w, n, k, dev->cols, packed);
-        systole_ref_matmul(a, job.a_stride, packed, m, n, k, dev->cols, expect, n);
+        systole_pack_weights(w, n, k, dev->cols, dev->ports, packed);
+        systole_ref_matmul(a, job.a_stride, packed, m, n, k, dev->cols, dev->ports, expect, n);
         if (dev->platform.cache_flush)
             dev->platform.cache_flush(virt, (size_t)end);
         int status = systole_run(dev, &job, 1000000u);
@@ -215,9 +230,12 @@ int systole_selftest(struct systole_dev *dev, uint8_t *virt, uint64_t phys, size
         }
         struct systole_counters counters;
         systole_read_counters(dev, &counters);
-        printf("job %u m=%u n=%u k=%u: %s%s%s, busy %" PRIu32 " cycles, stall %" PRIu32 ", %" PRIu32 " beats read\n",
+        char port[32] = "";
+        if (status == SYSTOLE_E_JOB && dev->err_code == SYSTOLE_ERR_DMA_READ)
+            snprintf(port, sizeof(port), " ERR_PORT=%" PRIu32, dev->err_port);
+        printf("job %u m=%u n=%u k=%u: %s%s%s%s, busy %" PRIu32 " cycles, stall %" PRIu32 ", %" PRIu32 " beats read\n",
                test, m, n, k, ok ? "ok" : "FAIL", status == SYSTOLE_E_JOB ? " ERR_CODE=" : "",
-               status == SYSTOLE_E_JOB ? systole_err_name(dev->err_code) : "", counters.busy, counters.stall,
+               status == SYSTOLE_E_JOB ? systole_err_name(dev->err_code) : "", port, counters.busy, counters.stall,
                counters.rd_beats);
         if (!ok && status != SYSTOLE_OK)
             fprintf(stderr, "job %u: %s\n", test, systole_strerror(status));
@@ -264,9 +282,10 @@ int systole_selftest_refusals(struct systole_dev *dev)
               && pre_addr == vector->err_addr && dev->err_code == pre_code && dev->err_addr == pre_addr
               && counters.rd_beats == 0 && counters.wr_beats == 0;
         printf("refusal %" PRIu32 " a_addr 0x%" PRIx64 " w_addr 0x%" PRIx64 " c_addr 0x%" PRIx64 " m %" PRIu32
-               " n %" PRIu32 " k %" PRIu32 " a_stride %" PRIu32 " c_stride %" PRIu32 ": precheck %s 0x%" PRIx64
-               " hw %s 0x%" PRIx64 " beats %" PRIu32 " %" PRIu32 " %s\n",
+               " n %" PRIu32 " k %" PRIu32 " a_stride %" PRIu32 " c_stride %" PRIu32 " w_stride %" PRIu32
+               ": precheck %s 0x%" PRIx64 " hw %s 0x%" PRIx64 " beats %" PRIu32 " %" PRIu32 " %s\n",
                i, job->a_addr, job->w_addr, job->c_addr, job->m, job->n, job->k, job->a_stride, job->c_stride,
+               job->w_stride,
                systole_err_name(pre_code), pre_addr, hardware == SYSTOLE_E_JOB ? systole_err_name(dev->err_code)
                : systole_strerror(hardware), dev->err_addr, counters.rd_beats, counters.wr_beats,
                ok ? "ok" : "FAIL");
@@ -291,6 +310,7 @@ int systole_selftest_timeout(struct systole_dev *dev, uint8_t *virt, uint64_t ph
     job.k = dev->max_k < 512u ? dev->max_k : 512u;
     job.a_stride = systole_a_stride(dev, job.k);
     job.c_stride = systole_c_stride(dev, job.n);
+    job.w_stride = packed_w_stride(dev, job.n, job.k);
     uint64_t w_off = align_up((uint64_t)job.m * job.a_stride, 4096);
     uint64_t c_off = align_up(w_off + systole_packed_size(job.n, job.k, dev->cols), 4096);
     uint64_t end = c_off + (uint64_t)job.m * job.c_stride;
@@ -314,11 +334,11 @@ int systole_selftest_timeout(struct systole_dev *dev, uint8_t *virt, uint64_t ph
 static int usage(void)
 {
     fprintf(stderr, "usage: selftest reference [SEED [COUNT]]\n"
-                    "       selftest dump DIR SEED M N K COLS\n"
+                    "       selftest dump DIR SEED M N K COLS PORTS\n"
                     "       selftest run /dev/uioN|PHYS_ADDR UDMABUF [SEED [COUNT]]\n"
                     "       selftest refuse|timeout /dev/uioN|PHYS_ADDR UDMABUF\n"
                     "       selftest errname CODE\n"
-                    "       selftest fakeinit | checkjobs | fakewait CODE ADDR | faketimeout TIMEOUT_US STEP_US\n");
+                    "       selftest fakeinit | checkjobs | fakewait CODE ADDR PORT | faketimeout TIMEOUT_US STEP_US\n");
     return 2;
 }
 
@@ -348,7 +368,8 @@ static int run_on_board(const char *command, const char *regs, const char *udmab
         fprintf(stderr, "init: %s\n", systole_strerror(status));
         return 1;
     }
-    printf("systole: %ux%u array, %u-byte bus, max K %u\n", dev.rows, dev.cols, dev.bus_bytes, dev.max_k);
+    printf("systole: %ux%u array, %u-byte bus, %u weight port(s), max K %u\n", dev.rows, dev.cols, dev.bus_bytes,
+           dev.ports, dev.max_k);
     int failures;
     if (strcmp(command, "refuse") == 0)
         failures = systole_selftest_refusals(&dev);
@@ -368,15 +389,15 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "reference") == 0)
         return reference_check(argc > 2 ? number(argv[2]) : 1, argc > 3 ? (unsigned)number(argv[3]) : 200);
-    if (argc == 8 && strcmp(argv[1], "dump") == 0)
+    if (argc == 9 && strcmp(argv[1], "dump") == 0)
         return dump(argv[2], number(argv[3]), (uint32_t)number(argv[4]), (uint32_t)number(argv[5]),
-                    (uint32_t)number(argv[6]), (uint32_t)number(argv[7]));
+                    (uint32_t)number(argv[6]), (uint32_t)number(argv[7]), (uint32_t)number(argv[8]));
     if (argc == 2 && strcmp(argv[1], "fakeinit") == 0)
         return fake_init();
     if (argc == 2 && strcmp(argv[1], "checkjobs") == 0)
         return fake_check_jobs();
-    if (argc == 4 && strcmp(argv[1], "fakewait") == 0)
-        return fake_wait((uint32_t)number(argv[2]), number(argv[3]));
+    if (argc == 5 && strcmp(argv[1], "fakewait") == 0)
+        return fake_wait((uint32_t)number(argv[2]), number(argv[3]), (uint32_t)number(argv[4]));
     if (argc == 4 && strcmp(argv[1], "faketimeout") == 0)
         return fake_timeout(number(argv[2]), number(argv[3]));
     if (argc == 3 && strcmp(argv[1], "errname") == 0) {

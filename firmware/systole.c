@@ -38,9 +38,10 @@ int systole_init(struct systole_dev *dev, volatile void *regs, const struct syst
     dev->act_bytes = systole_read(dev, SYSTOLE_CAP_ACT_BYTES);
     dev->max_k = systole_read(dev, SYSTOLE_CAP_MAX_K);
     dev->max_mn = systole_read(dev, SYSTOLE_CAP_MAX_MN);
+    dev->ports = systole_read(dev, SYSTOLE_CAP_PORTS);
     if (array != SYSTOLE_EXPECT_CAP_ARRAY || bus != SYSTOLE_EXPECT_CAP_BUS
         || dev->act_bytes != SYSTOLE_EXPECT_CAP_ACT_BYTES || dev->max_k != SYSTOLE_EXPECT_CAP_MAX_K
-        || dev->max_mn != SYSTOLE_EXPECT_CAP_MAX_MN)
+        || dev->max_mn != SYSTOLE_EXPECT_CAP_MAX_MN || dev->ports != SYSTOLE_EXPECT_CAP_PORTS)
         return SYSTOLE_E_CAPS;
     systole_soft_reset(dev);
     return SYSTOLE_OK;
@@ -72,6 +73,7 @@ static int refuse(struct systole_dev *dev, uint32_t code, uint64_t addr)
 {
     dev->err_code = code;
     dev->err_addr = addr;
+    dev->err_port = 0;
     return SYSTOLE_E_ARGS;
 }
 
@@ -89,18 +91,22 @@ int systole_check_job(struct systole_dev *dev, const struct systole_job *job)
         return refuse(dev, SYSTOLE_ERR_K_RANGE, 0);
     if (job->k > dev->max_k)
         return refuse(dev, SYSTOLE_ERR_A_OVERFLOW, 0);
-    const uint64_t aligned[] = {job->a_addr, job->w_addr, job->c_addr, job->a_stride, job->c_stride};
-    for (size_t i = 0; i < sizeof(aligned) / sizeof(aligned[0]); i++)
+    /* W_STRIDE, last, only with more than one weight port: one port never reads it. */
+    const uint64_t aligned[] = {job->a_addr, job->w_addr, job->c_addr, job->a_stride, job->c_stride, job->w_stride};
+    const size_t aligned_count = sizeof(aligned) / sizeof(aligned[0]) - (dev->ports > 1u ? 0u : 1u);
+    for (size_t i = 0; i < aligned_count; i++)
         if (aligned[i] % bb)
             return refuse(dev, SYSTOLE_ERR_ALIGN, aligned[i]);
     if (job->a_stride < job->k)
         return refuse(dev, SYSTOLE_ERR_STRIDE, job->a_stride);
     if ((uint64_t)job->c_stride < 4u * (uint64_t)job->n)
         return refuse(dev, SYSTOLE_ERR_STRIDE, job->c_stride);
-    /* Exactly the bytes the DMA touches; 64-bit sums, so size_t's width does not matter. */
+    /* Exactly the bytes the DMA touches; 64-bit sums, so size_t's width does not matter. W is
+     * the last port's stream end: ports - 1 strides, then one stream of ceil(N/cols)*K beats. */
     const struct { uint64_t base, nbytes; } buffers[] = {
         {job->a_addr, (uint64_t)(job->m - 1u) * job->a_stride + round_up(job->k, dev->bus_bytes)},
-        {job->w_addr, (uint64_t)((job->n + dev->cols - 1u) / dev->cols) * job->k * bb},
+        {job->w_addr, (uint64_t)(dev->ports - 1u) * job->w_stride
+                      + (uint64_t)((job->n + dev->cols - 1u) / dev->cols) * job->k * bb},
         {job->c_addr, (uint64_t)(job->m - 1u) * job->c_stride + round_up(4u * job->n, dev->bus_bytes)},
     };
     for (size_t i = 0; i < sizeof(buffers) / sizeof(buffers[0]); i++)
@@ -133,6 +139,7 @@ int systole_start_unchecked(struct systole_dev *dev, const struct systole_job *j
     systole_write(dev, SYSTOLE_K, job->k);
     systole_write(dev, SYSTOLE_A_STRIDE, job->a_stride);
     systole_write(dev, SYSTOLE_C_STRIDE, job->c_stride);
+    systole_write(dev, SYSTOLE_W_STRIDE, job->w_stride);
     /* ap_done is clear-on-read: drop a stale one so the wait sees this job's. */
     (void)systole_read(dev, SYSTOLE_CTRL);
     systole_write(dev, SYSTOLE_CTRL, SYSTOLE_CTRL_AP_START_MASK);
@@ -155,6 +162,7 @@ int systole_wait(struct systole_dev *dev, uint64_t timeout_us)
     }
     dev->err_code = systole_read(dev, SYSTOLE_ERR_CODE);
     dev->err_addr = (uint64_t)systole_read(dev, SYSTOLE_ERR_ADDR_HI) << 32 | systole_read(dev, SYSTOLE_ERR_ADDR_LO);
+    dev->err_port = dev->err_code == SYSTOLE_ERR_DMA_READ ? systole_read(dev, SYSTOLE_ERR_PORT) : 0u;
     return dev->err_code == SYSTOLE_ERR_OK ? SYSTOLE_OK : SYSTOLE_E_JOB;
 }
 
@@ -221,28 +229,39 @@ size_t systole_packed_size(uint32_t n, uint32_t k, uint32_t cols)
     return (size_t)((n + cols - 1u) / cols) * k * cols;
 }
 
-void systole_pack_weights(const int8_t *w, uint32_t n, uint32_t k, uint32_t cols, int8_t *packed)
+size_t systole_stream_bytes(uint32_t n, uint32_t k, uint32_t cols, uint32_t ports)
 {
-    uint32_t tiles = (n + cols - 1u) / cols;
-    for (uint32_t tile = 0; tile < tiles; tile++)
-        for (uint32_t kk = 0; kk < k; kk++)
-            for (uint32_t c = 0; c < cols; c++) {
-                uint32_t channel = tile * cols + c;
-                *packed++ = channel < n ? w[(size_t)channel * k + kk] : 0;
-            }
+    return (size_t)((n + cols - 1u) / cols) * k * (cols / ports);
+}
+
+void systole_pack_weights(const int8_t *w, uint32_t n, uint32_t k, uint32_t cols, uint32_t ports, int8_t *packed)
+{
+    uint32_t tiles = (n + cols - 1u) / cols, port_bytes = cols / ports;
+    for (uint32_t port = 0; port < ports; port++)
+        for (uint32_t tile = 0; tile < tiles; tile++)
+            for (uint32_t kk = 0; kk < k; kk++)
+                for (uint32_t j = 0; j < port_bytes; j++) {
+                    uint32_t channel = tile * cols + port * port_bytes + j;
+                    *packed++ = channel < n ? w[(size_t)channel * k + kk] : 0;
+                }
 }
 
 void systole_ref_matmul(const int8_t *a, uint32_t a_row_stride, const int8_t *packed,
-                        uint32_t m, uint32_t n, uint32_t k, uint32_t cols,
+                        uint32_t m, uint32_t n, uint32_t k, uint32_t cols, uint32_t ports,
                         int32_t *c, uint32_t c_row_stride)
 {
+    uint32_t port_bytes = cols / ports;
+    size_t stream = systole_stream_bytes(n, k, cols, ports);
     for (uint32_t row = 0; row < m; row++)
         for (uint32_t channel = 0; channel < n; channel++) {
-            const int8_t *tile = packed + (size_t)(channel / cols) * k * cols + channel % cols;
+            /* The channel's weights: one byte of each of K consecutive beats of its port. */
+            uint32_t port = channel % cols / port_bytes;
+            const int8_t *beats = packed + port * stream + (size_t)(channel / cols) * k * port_bytes
+                                + channel % port_bytes;
             /* |sum| <= 128 * 128 * 65535 < 2^31: int32 is exact for every legal K. */
             int32_t sum = 0;
             for (uint32_t kk = 0; kk < k; kk++)
-                sum += (int32_t)a[(size_t)row * a_row_stride + kk] * tile[(size_t)kk * cols];
+                sum += (int32_t)a[(size_t)row * a_row_stride + kk] * beats[(size_t)kk * port_bytes];
             c[(size_t)row * c_row_stride + channel] = sum;
         }
 }

@@ -1,8 +1,9 @@
 /*
  * Systole C driver: run int8 matmul jobs on the accelerator through its registers.
  *
- * C[M,N] (int32) = A[M,K] (int8) x W[N,K]^T (int8), W in the tile-major packed layout
- * (host/accel/pack.py). Every register offset, field (SYSTOLE_<REG>_<FIELD>(value)),
+ * C[M,N] (int32) = A[M,K] (int8) x W[N,K]^T (int8), W in the tile-major packed layout of
+ * host/accel/pack.py: one stream per weight port (CAP_PORTS), port p's read from
+ * W_ADDR + p*W_STRIDE. Every register offset, field (SYSTOLE_<REG>_<FIELD>(value)),
  * error code and name, and expected capability comes from the generated systole_regs.h
  * (`python -m gen.verilog --preset P` writes it to build/P/systole_regs.h); nothing here
  * restates one. The job rules are hdl/spec/job.py's: the self-test's `checkjobs` runs
@@ -49,15 +50,18 @@ struct systole_dev {
     volatile uint32_t *regs;
     struct systole_platform platform;
     uint32_t rows, cols, bus_bytes, addr_width, max_burst, act_bytes, max_k, max_mn;
+    uint32_t ports;          /* CAP_PORTS: weight read ports; cols == ports * bus_bytes */
     uint32_t err_code;       /* ERR_CODE of the last failed job (SYSTOLE_ERR_*) */
     uint64_t err_addr;       /* ERR_ADDR of the last failed job */
+    uint32_t err_port;       /* ERR_PORT of a DMA_READ failure (0 = m_axi_dma, p = m_axi_w<p>), else 0 */
 };
 
-/* A job's arguments: device (physical) addresses, shapes and strides in bytes. */
+/* A job's arguments: device (physical) addresses, shapes and strides in bytes, in the order
+ * of hdl.spec.job.FIELDS. w_stride is read only with more than one weight port. */
 struct systole_job {
     uint64_t a_addr, w_addr, c_addr;
     uint32_t m, n, k;
-    uint32_t a_stride, c_stride;
+    uint32_t a_stride, c_stride, w_stride;
 };
 
 /* Performance counters of the last job plus the free-running cycle counter. */
@@ -66,7 +70,8 @@ struct systole_counters {
     uint32_t busy, stall, rd_beats, wr_beats;
 };
 
-/* Check ID, version and capabilities at `regs` against systole_regs.h; soft-reset to idle.
+/* Check ID, version and capabilities (CAP_ARRAY, CAP_BUS, CAP_ACT_BYTES, CAP_MAX_K, CAP_MAX_MN,
+ * CAP_PORTS) at `regs` against systole_regs.h; soft-reset to idle.
  * Returns SYSTOLE_OK, SYSTOLE_E_ID, SYSTOLE_E_VERSION or SYSTOLE_E_CAPS. */
 int systole_init(struct systole_dev *dev, volatile void *regs, const struct systole_platform *platform);
 
@@ -118,8 +123,8 @@ uint32_t systole_c_stride(const struct systole_dev *dev, uint32_t n);
 
 /* Check `job` the way the hardware will: the rules of hdl/spec/job.py in their order, the
  * first failing one giving dev->err_code and dev->err_addr (the offending address or
- * stride, 0 for the M, N and K rules). Returns SYSTOLE_OK (dev->err_* untouched) or
- * SYSTOLE_E_ARGS. */
+ * stride, 0 for the M, N and K rules) and dev->err_port 0. Returns SYSTOLE_OK (dev->err_*
+ * untouched) or SYSTOLE_E_ARGS. */
 int systole_check_job(struct systole_dev *dev, const struct systole_job *job);
 
 /* systole_check_job, then program the arguments and start; does not wait. */
@@ -129,8 +134,9 @@ int systole_start(struct systole_dev *dev, const struct systole_job *job);
  * decides (the self-test's `refuse` compares the two). SYSTOLE_OK or SYSTOLE_E_BUSY. */
 int systole_start_unchecked(struct systole_dev *dev, const struct systole_job *job);
 
-/* Wait for ap_done, then read ERR_CODE and ERR_ADDR into dev->err_code/err_addr: returns
- * SYSTOLE_OK, or SYSTOLE_E_JOB when ERR_CODE is not OK. timeout_us is microseconds of
+/* Wait for ap_done, then read ERR_CODE and ERR_ADDR into dev->err_code/err_addr, and for
+ * DMA_READ ERR_PORT into dev->err_port (else 0): returns SYSTOLE_OK, or SYSTOLE_E_JOB when
+ * ERR_CODE is not OK. timeout_us is microseconds of
  * platform.now_us (else register polls); once more than timeout_us have passed without
  * ap_done, CTRL is written with soft_reset and SYSTOLE_E_TIMEOUT returned. */
 int systole_wait(struct systole_dev *dev, uint64_t timeout_us);
@@ -148,13 +154,20 @@ const char *systole_err_name(uint32_t err_code);
 /* Text for a systole_status value. */
 const char *systole_strerror(int status);
 
-/* Host-side helpers (no hardware): packing and the reference product. */
+/* Host-side helpers (no hardware): packing and the reference product. `ports` divides `cols`
+ * (on the accelerator: dev->ports, and cols / ports == bus_bytes). */
+/* Bytes of the packed [n, k] matrix, every port's stream (host.accel.pack.packed_size). */
 size_t systole_packed_size(uint32_t n, uint32_t k, uint32_t cols);
-/* w: int8 [n, k] row-major -> packed: tile-major, zero-padded channels (host/accel/pack.py). */
-void systole_pack_weights(const int8_t *w, uint32_t n, uint32_t k, uint32_t cols, int8_t *packed);
+/* Bytes of one port's stream, the distance between the streams of systole_pack_weights: the
+ * W_STRIDE of a packed matrix (host.accel.pack.PackedWeights.stream_bytes). */
+size_t systole_stream_bytes(uint32_t n, uint32_t k, uint32_t cols, uint32_t ports);
+/* w: int8 [n, k] row-major -> packed (host/accel/pack.py): `ports` streams back to back, stream
+ * p holding, for each tile of `cols` channels, for each k, the cols/ports weights of channels
+ * tile*cols + p*cols/ports + j; channels past n are zero. */
+void systole_pack_weights(const int8_t *w, uint32_t n, uint32_t k, uint32_t cols, uint32_t ports, int8_t *packed);
 /* c[m, n] = a[m, k] x unpack(packed)^T, exact int32; row strides in elements. */
 void systole_ref_matmul(const int8_t *a, uint32_t a_row_stride, const int8_t *packed,
-                        uint32_t m, uint32_t n, uint32_t k, uint32_t cols,
+                        uint32_t m, uint32_t n, uint32_t k, uint32_t cols, uint32_t ports,
                         int32_t *c, uint32_t c_row_stride);
 
 #ifdef __linux__

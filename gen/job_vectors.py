@@ -5,8 +5,8 @@
 ``selftest checkjobs`` runs ``systole_check_job`` on every vector and reports each
 disagreement, so the C check cannot drift from the rules the RTL and the host driver
 follow. The jobs are ``edge_jobs(config, random.Random(SEED))`` plus a few that stress
-the 64-bit extent arithmetic (``extra_jobs``); ``vectors`` refuses a set that misses a
-refusal code.
+the 64-bit extent arithmetic and the W_STRIDE rules (``extra_jobs``); ``vectors`` refuses
+a set that misses a refusal code.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import astuple, replace
 
 from hdl.spec.config import AccelConfig
 from hdl.spec.job import FIELDS, Job, check, edge_jobs, extents, quick_checks, row_strides
-from hdl.spec.regmap import REGISTERS, ErrorCode, const_value
+from hdl.spec.regmap import REGISTERS, ErrorCode, by_name, const_value
 
 __all__ = ["SEED", "refusal_codes", "extra_jobs", "vectors", "c_header"]
 
@@ -33,9 +33,16 @@ def refusal_codes(config: AccelConfig, job: Job) -> set[ErrorCode]:
 def extra_jobs(config: AccelConfig, good: Job) -> list[Job]:
     """Jobs whose extents need more than 32 bits: the largest W that fits below the top
     (N halved from ``max_mn`` until it does), ending at the top and one beat past it; an
-    A buffer of ~2^56 bytes from address 0 (ERR_ADDR 0 is then the base, not "none")."""
+    A buffer of ~2^56 bytes from address 0 (ERR_ADDR 0 is then the base, not "none").
+    Then, with several weight ports, a misaligned W_STRIDE with a misaligned C_STRIDE
+    (ALIGN at C_STRIDE) and with A_STRIDE < K (ALIGN at W_STRIDE, before STRIDE), and
+    ``good``'s W streams the largest aligned W_STRIDE apart (``(P-1)*W_STRIDE`` above
+    2^32) ending at the top and one beat past it, when that fits the address space; with
+    one port, ``good`` with a W_STRIDE that is misaligned and too large for any buffer
+    (unused, so legal)."""
     top = 1 << config.addr_width
     bb = config.bus_bytes
+    stride_limit = 1 << by_name("W_STRIDE").width
 
     def widest(n: int) -> tuple[Job, int]:
         a_stride, c_stride = row_strides(config, config.max_k, n)
@@ -49,8 +56,18 @@ def extra_jobs(config: AccelConfig, good: Job) -> list[Job]:
         n //= 2
     big_w, w_bytes = size
     at_top = replace(big_w, w_addr=top - w_bytes)
-    return [at_top, replace(at_top, w_addr=top - w_bytes + bb),
+    jobs = [at_top, replace(at_top, w_addr=top - w_bytes + bb),
             replace(good, a_addr=0, m=config.max_mn, a_stride=(1 << 32) - bb)]
+    if config.weight_ports == 1:
+        return jobs + [replace(good, w_stride=stride_limit - 1)]
+    jobs += [replace(good, c_stride=good.c_stride + 1, w_stride=good.w_stride + 1),
+             replace(good, a_stride=bb, w_stride=good.w_stride + 1)]
+    far = replace(good, w_stride=stride_limit - bb)
+    w = extents(config, far)[1]
+    w_bytes = w.multiplier * w.multiplicand + w.tail
+    if w_bytes <= top:
+        jobs += [replace(far, w_addr=top - w_bytes), replace(far, w_addr=top - w_bytes + bb)]
+    return jobs
 
 
 def vectors(config: AccelConfig) -> list[tuple[Job, ErrorCode, int]]:

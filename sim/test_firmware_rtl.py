@@ -120,7 +120,8 @@ def run_selftest(session, selftest: Path, root: Path, *args: str, timeout_s: flo
 
 def assert_last_job_matches_golden(session, stdout: str) -> None:
     """Recompute the last job of ``systole_selftest`` from the bytes it left in the DDR
-    (its layout: A at 0, W and C each on the next 4 KiB, a guard beat after each C row)."""
+    (its layout: A at 0, W (the port streams back to back) and C each on the next 4 KiB, a
+    guard beat after each C row)."""
     m, n, k = map(int, re.findall(r"^job \d+ m=(\d+) n=(\d+) k=(\d+): ok", stdout, re.M)[-1])
     bb = CONFIG.bus_bytes
     a_stride, c_stride = -(-k // bb) * bb, -(-4 * n // bb) * bb + bb
@@ -128,7 +129,8 @@ def assert_last_job_matches_golden(session, stdout: str) -> None:
     c_off = -(-(w_off + packed_size(n, k, CONFIG.cols)) // 4096) * 4096
     memory = session.memory
     a = memory.read(0, m * a_stride).view(np.int8).reshape(m, a_stride)[:, :k]
-    packed = PackedWeights(memory.read(w_off, packed_size(n, k, CONFIG.cols)).view(np.int8), n, k, CONFIG.cols)
+    packed = PackedWeights(memory.read(w_off, packed_size(n, k, CONFIG.cols)).view(np.int8), n, k, CONFIG.cols,
+                           CONFIG.weight_ports)
     c = memory.read(c_off, m * c_stride).view(np.int32).reshape(m, c_stride // 4)[:, :n]
     np.testing.assert_array_equal(c, golden_matmul(np.ascontiguousarray(a), packed))
 
@@ -146,7 +148,8 @@ def test_selftest_run_on_the_rtl(session, selftest, fake_board):
     status, stdout, stderr = run_selftest(session, selftest, fake_board, "run", str(fake_board / "dev" / "uio0"),
                                           "udmabuf0", "7", "6")
     assert status == 0, stdout + stderr
-    assert f"systole: {CONFIG.rows}x{CONFIG.cols} array, {CONFIG.bus_bytes}-byte bus" in stdout
+    assert (f"systole: {CONFIG.rows}x{CONFIG.cols} array, {CONFIG.bus_bytes}-byte bus, "
+            f"{CONFIG.weight_ports} weight port(s)") in stdout
     assert len(re.findall(r"^job \d+ .*: ok,", stdout, re.M)) == 6, stdout
     assert "selftest: 0 of 6 jobs failed" in stdout
     assert_last_job_matches_golden(session, stdout)
@@ -255,8 +258,8 @@ def test_kv260_uio_registers_on_the_rtl(session, fake_board):
 
 def test_dma_error_is_reported_then_the_next_run_passes(session, selftest, fake_board):
     """A read fault anywhere in the buffer: the C self-test's job ends with the RTL's
-    ERR_CODE DMA_READ (systole_wait reads it back), and the next run, with the memory
-    healthy again, passes."""
+    ERR_CODE DMA_READ and ERR_PORT (systole_wait reads them back; one port: m_axi_dma, 0),
+    and the next run, with the memory healthy again, passes."""
     uio = str(fake_board / "dev" / "uio0")
     base = session.memory.device_address
     session.set_memory("fault_lo", base)
@@ -267,7 +270,7 @@ def test_dma_error_is_reported_then_the_next_run_passes(session, selftest, fake_
     finally:
         session.set_memory("fault_read", 0)
     assert status == 1, stdout + stderr
-    assert re.search(rf"^job 0 .*: FAIL ERR_CODE={ErrorCode.DMA_READ.name},", stdout, re.M), stdout
+    assert re.search(rf"^job 0 .*: FAIL ERR_CODE={ErrorCode.DMA_READ.name} ERR_PORT=0,", stdout, re.M), stdout
     assert "the accelerator reported a job error" in stderr
     status, stdout, stderr = run_selftest(session, selftest, fake_board, "run", uio, "udmabuf0", "3", "2")
     assert status == 0, stdout + stderr

@@ -1,8 +1,9 @@
 """firmware/: the C driver and self-test build for the host and the KV260's A53; the C
-packing and reference product agree bit for bit with host.accel.pack / host.accel.golden;
-and the driver, run on a register file in RAM (firmware/fake_device.h), checks jobs as
-hdl.spec.job does (the generated vectors), reads a failed job's error back and times out
-by the platform clock."""
+packing and reference product agree bit for bit with host.accel.pack / host.accel.golden,
+over one weight port and several; and the driver, run on a register file in RAM
+(firmware/fake_device.h) for every preset, checks its capabilities and jobs as
+hdl.spec.job does (the generated vectors), reads a failed job's error (and a read
+fault's port) back and times out by the platform clock."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import pytest
 
 from gen import job_vectors
 from gen.regs import c_header
-from hdl.spec.config import preset
-from hdl.spec.job import FIELDS, Job
+from hdl.spec.config import PRESETS, preset
+from hdl.spec.job import FIELDS, Job, check
 from hdl.spec.regmap import ErrorCode, by_name
 from host.accel.golden import golden_matmul
 from host.accel.pack import pack_weights
@@ -133,18 +134,22 @@ def test_host_reference_self_check_passes(host_kv260):
     assert "300 of 300 random products correct" in _selftest(host_kv260, "reference", 7, 300)
 
 
-@pytest.mark.parametrize("seed, m, n, k, cols", [
-    (1, 1, 1, 1, 16), (2, 3, 17, 33, 16), (3, 5, 40, 130, 8),   # seed 3: only -128/127
-    (4, 9, 64, 640, 16), (7, 2, 5, 4096, 4), (11, 16, 33, 77, 32),
+@pytest.mark.parametrize("seed, m, n, k, cols, ports", [
+    (1, 1, 1, 1, 16, 1), (2, 3, 17, 33, 16, 1), (3, 5, 40, 130, 8, 1),   # seed 3: only -128/127
+    (4, 9, 64, 640, 16, 1), (7, 2, 5, 4096, 4, 1), (11, 16, 33, 77, 32, 1),
+    (1, 1, 1, 1, 64, 4), (2, 3, 17, 33, 16, 2), (3, 5, 40, 130, 8, 4),   # several weight ports
+    (5, 9, 129, 70, 64, 4), (6, 4, 7, 300, 4, 4), (8, 2, 100, 65, 32, 2),
 ])
-def test_c_packing_and_reference_match_python(host_kv260, tmp_path, seed, m, n, k, cols):
-    _selftest(host_kv260, "dump", tmp_path, seed, m, n, k, cols)
+def test_c_packing_and_reference_match_python(host_kv260, tmp_path, seed, m, n, k, cols, ports):
+    stdout = _selftest(host_kv260, "dump", tmp_path, seed, m, n, k, cols, ports)
     a = np.fromfile(tmp_path / "a.bin", dtype=np.int8).reshape(m, k)
     w = np.fromfile(tmp_path / "w.bin", dtype=np.int8).reshape(n, k)
     packed_c = np.fromfile(tmp_path / "packed.bin", dtype=np.int8)
     c_c = np.fromfile(tmp_path / "c.bin", dtype=np.int32).reshape(m, n)
-    packed = pack_weights(w, cols)
+    packed = pack_weights(w, cols, ports)
     np.testing.assert_array_equal(packed_c, packed.data)
+    # systole_stream_bytes is the distance between the streams: the job's W_STRIDE.
+    assert stdout.split() == ["stream_bytes", str(packed.stream_bytes)]
     np.testing.assert_array_equal(c_c, golden_matmul(a, packed))
     if seed % 4 == 3:
         assert set(np.unique(a)) <= {-128, 127} and set(np.unique(w)) <= {-128, 127}
@@ -156,22 +161,25 @@ def test_error_names_cover_every_error_code(host_kv260):
     assert _selftest(host_kv260, "errname", 0xEE).strip() == "UNKNOWN"
 
 
-def test_init_checks_identity_version_and_capabilities(host_kv260):
-    config = preset("kv260")
-    lines = dict(line.split(" ", 1) for line in _selftest(host_kv260, "fakeinit").splitlines())
+@pytest.mark.parametrize("preset_name", list(PRESETS))
+def test_init_checks_identity_version_and_capabilities(host_build, preset_name):
+    config = preset(preset_name)
+    lines = dict(line.split(" ", 1) for line in _selftest(host_build(preset_name), "fakeinit").splitlines())
     status = {name: int(rest.split()[0]) for name, rest in lines.items()}
     # 0 = ok, -1 = bad ID, -2 = major version, -3 = capabilities (firmware/systole.h)
-    assert status == {"good": 0, "id": -1, "version": -2, "minor": 0, "array": -3, "bus": -3, "max_k": -3}
+    assert status == {"good": 0, "id": -1, "version": -2, "minor": 0, "array": -3, "bus": -3, "max_k": -3,
+                      "ports": -3}
     fields = dict(item.split("=") for item in lines["good"].split()[1:])
     assert int(fields["rows"]) == config.rows and int(fields["cols"]) == config.cols
     assert int(fields["bus_bytes"]) == config.bus_bytes and int(fields["addr_width"]) == config.addr_width
     assert int(fields["max_burst"]) == config.max_burst and int(fields["max_k"]) == config.max_k
+    assert int(fields["ports"]) == config.weight_ports
     # init leaves the engine soft-reset: CTRL was written with only soft_reset set.
     soft_reset = next(f for f in by_name("CTRL").fields if f.name == "soft_reset")
     assert int(fields["ctrl"], 16) == soft_reset.mask
 
 
-@pytest.mark.parametrize("preset_name", ["kv260", "nexys_video"])
+@pytest.mark.parametrize("preset_name", list(PRESETS))
 def test_check_job_follows_the_job_rules(host_build, preset_name):
     config = preset(preset_name)
     vectors = job_vectors.vectors(config)
@@ -184,16 +192,45 @@ def test_check_job_follows_the_job_rules(host_build, preset_name):
     assert f"checkjobs: {len(vectors)} of {len(vectors)} vectors agree" in result.stdout
 
 
-@pytest.mark.parametrize("code, addr", [
-    (ErrorCode.DMA_READ, 0x8_1234_5670), (ErrorCode.DMA_WRITE, 0xFFFF_FFF0), (ErrorCode.ABORTED, 0),
-    (ErrorCode.OK, 0)])
-def test_wait_reads_back_the_job_error(host_kv260, code, addr):
-    plain, job, regs = _report(_selftest(host_kv260, "fakewait", int(code), addr))
+@pytest.mark.parametrize("preset_name", ["kv260", "nexys_video"])
+def test_check_vectors_decide_on_the_w_stride_rules(preset_name):
+    """The vectors systole_check_job must reproduce (test above) reach every W_STRIDE rule:
+    with several weight ports ALIGN at W_STRIDE, after C_STRIDE's and before STRIDE, and the
+    last stream's end deciding ADDR_RANGE, also with (P-1)*W_STRIDE above 2^32; with one
+    port a misaligned W_STRIDE is accepted."""
+    config = preset(preset_name)
+    bb, ports = config.bus_bytes, config.weight_ports
+    vectors = job_vectors.vectors(config)
+    misaligned = [(job, code, addr) for job, code, addr in vectors if job.w_stride % bb]
+    if ports == 1:
+        assert any(code == ErrorCode.OK for _, code, _ in misaligned)
+        assert not any(code == ErrorCode.ALIGN and addr == job.w_stride for job, code, addr in misaligned)
+        return
+    assert any(code == ErrorCode.ALIGN and addr == job.w_stride for job, code, addr in misaligned)
+    assert any(job.c_stride % bb and (code, addr) == (ErrorCode.ALIGN, job.c_stride) for job, code, addr in misaligned)
+    assert any(job.a_stride < job.k and (code, addr) == (ErrorCode.ALIGN, job.w_stride)
+               for job, code, addr in misaligned)
+    # Refused for the last stream alone: the first one, at W_ADDR, fits.
+    by_stride = [(job, code) for job, code, addr in vectors if (code, addr) == (ErrorCode.ADDR_RANGE, job.w_addr)
+                 and check(config, Job(**{**job.__dict__, "w_stride": 0}))[0] == ErrorCode.OK]
+    assert by_stride and any((ports - 1) * job.w_stride >= 1 << 32 for job, _ in by_stride)
+    assert any(code == ErrorCode.OK and (ports - 1) * job.w_stride >= 1 << 32 for job, code, _ in vectors)
+
+
+@pytest.mark.parametrize("preset_name, code, addr, port", [
+    ("kv260", ErrorCode.DMA_READ, 0x8_1234_5670, 3), ("kv260", ErrorCode.DMA_READ, 0x1_0000_0000, 0),
+    ("nexys_video", ErrorCode.DMA_READ, 0x8000_0000, 0), ("kv260", ErrorCode.DMA_WRITE, 0xFFFF_FFF0, 0),
+    ("kv260", ErrorCode.ABORTED, 0, 0), ("kv260", ErrorCode.OK, 0, 0), ("small", ErrorCode.OK, 0, 0)])
+def test_wait_reads_back_the_job_error(host_build, preset_name, code, addr, port):
+    plain, job, regs = _report(_selftest(host_build(preset_name), "fakewait", int(code), addr, port))
     assert int(plain["status"]) == STATUS["SYSTOLE_E_JOB" if code else "SYSTOLE_OK"]
     assert (int(plain["err_code"]), plain["err_name"], int(plain["err_addr"], 0)) == (code, code.name, addr)
+    assert int(plain["err_port"]) == port
     # The wait ends at the poll that sees ap_done, not later.
     assert plain["clock_calls"] == plain["finish_after"]
     _assert_job_programmed(job, regs)
+    # The legal job (edge_jobs' good one) has streams W_STRIDE apart exactly with several ports.
+    assert (regs["W_STRIDE"] != 0) == (preset(preset_name).weight_ports > 1)
 
 
 @pytest.mark.parametrize("timeout_us, step_us", [(1000, 7), (1000, 10), (0, 1), (5_000_000, 120_000)])
