@@ -32,7 +32,7 @@ import pytest
 
 from gen.vivado import generate, ip, kv260, nexys_video
 from gen.vivado.render import render
-from hdl.spec.boards import BOARDS, Pin, Window
+from hdl.spec.boards import BOARDS, HpPort, Pin, Window
 from hdl.spec.config import preset
 from hdl.spec.regmap import REGISTERS
 
@@ -149,11 +149,15 @@ def flows(tmp_path_factory):
     return out
 
 
-def _check_interfaces(ports, interfaces, pins):
+def _check_interfaces(ports, interfaces, pins, read_only=()):
     for name in pins:
         assert name in ports, f"the TCL uses pin {name!r}, which the Verilog does not have"
     for interface in interfaces:
         members = [p for p in ports if p.startswith(interface + "_")]
+        if interface in read_only:          # AR and R channels only
+            assert len(members) >= 9 and not any(m.startswith(f"{interface}_aw") for m in members), members
+            assert f"{interface}_arvalid" in ports and f"{interface}_rready" in ports
+            continue
         assert len(members) >= 19, f"interface {interface!r} has only {members} in the Verilog"
         assert f"{interface}_awvalid" in ports and f"{interface}_rready" in ports
 
@@ -175,8 +179,16 @@ def test_build_runs_and_names_only_real_ports(flows, board, tmp_path):
         assert names.index(earlier) < names.index(later), (earlier, later)
     accel = ports_of(directory / "ip" / "hdl" / "systole_top.v", "systole_top")
     pins, interfaces = pins_named(calls, "systole_0")
-    assert {"aclk", "aresetn", "irq"} <= pins and interfaces == {"s_axi_ctrl", "m_axi_dma"}
-    _check_interfaces(accel, interfaces, pins)
+    masters = preset(board).weight_masters if board == "kv260" else ("m_axi_dma",)
+    assert {"aclk", "aresetn", "irq"} <= pins and interfaces == {"s_axi_ctrl", *masters}
+    _check_interfaces(accel, interfaces, pins, read_only=masters[1:])
+    # Every master of the Verilog is packaged with its address space and associated with aclk.
+    verilog_masters = {p.rpartition("_ar")[0] for p in accel if p.startswith("m_axi_") and p.endswith("_arvalid")}
+    assert verilog_masters == set(preset(board).weight_masters)
+    assert {c[2] for c in calls if c[:2] == ["set_property", "master_address_space_ref"]
+            and c[2] in accel_names(accel)} == verilog_masters
+    associated = {c[c.index("-busif") + 1] for c in calls if c[0] == "ipx::associate_bus_interfaces" and "-busif" in c}
+    assert verilog_masters | {"s_axi_ctrl"} <= associated
     ip_ports = {"systole_top": accel}
     if board == "nexys_video":
         link = ports_of(directory / "ip" / "hdl" / "systole_link.v", "systole_link")
@@ -203,6 +215,11 @@ def test_build_runs_and_names_only_real_ports(flows, board, tmp_path):
             assert call[2] in ports and call[2] == "irq"
 
 
+def accel_names(ports) -> set[str]:
+    """The interface prefixes of the accelerator's ports (``m_axi_w1`` of ``m_axi_w1_araddr``)."""
+    return {m.group(1) for p in ports if (m := re.match(r"([sm]_axi_[a-z0-9]+)_", p))}
+
+
 def test_build_fails_when_timing_is_not_met(flows, tmp_path):
     for board, directory in flows.items():
         status, calls, stderr = run_tcl(directory / "build.tcl", -0.042, tmp_path)
@@ -221,14 +238,20 @@ def test_kv260_block_design(flows, tmp_path):
         if call[0] == "set_property" and call[1] == "-dict":
             words = call[2].split()
             ps_config.update(zip(words[0::2], (w.strip("{}") for w in words[1::2])))
-    assert ps_config["CONFIG.PSU__USE__S_AXI_GP2"] == "1"                     # S_AXI_HP0_FPD
-    assert int(ps_config["CONFIG.PSU__SAXIGP2__DATA_WIDTH"]) == config.bus_bits
+    # S_AXI_HP0_FPD .. S_AXI_HP3_FPD are S_AXI_GP2 .. GP5, one per weight master.
+    assert [ps_config[f"CONFIG.PSU__USE__S_AXI_GP{gp}"] for gp in range(2, 6)] == ["1"] * config.weight_ports == ["1"] * 4
+    assert {int(ps_config[f"CONFIG.PSU__SAXIGP{gp}__DATA_WIDTH"]) for gp in range(2, 6)} == {config.bus_bits}
     assert float(ps_config["CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ"]) == config.clock_mhz
     assert ps_config["CONFIG.PSU__USE__M_AXI_GP0"] == "1" and ps_config["CONFIG.PSU__USE__IRQ0"] == "1"
     text = (flows["kv260"] / "bd.tcl").read_text()
     assert "apply_board_preset" in text
-    assert re.search(r"connect_bd_intf_net \[get_bd_intf_pins systole_0/m_axi_dma\] "
-                     r"\[get_bd_intf_pins zynq_ultra_ps_e_0/S_AXI_HP0_FPD\]", text)
+    connected = re.findall(r"connect_bd_intf_net \[get_bd_intf_pins systole_0/(\w+)\] "
+                           r"\[get_bd_intf_pins zynq_ultra_ps_e_0/(S_AXI_HP\d_FPD)\]", text)
+    assert connected == [("m_axi_dma", "S_AXI_HP0_FPD"), ("m_axi_w1", "S_AXI_HP1_FPD"), ("m_axi_w2", "S_AXI_HP2_FPD"),
+                         ("m_axi_w3", "S_AXI_HP3_FPD")]
+    clock_net = text[text.index("connect_bd_net [get_bd_pins zynq_ultra_ps_e_0/pl_clk0]"):]
+    clock_net = clock_net[:clock_net.index("rst_pl_clk0/slowest_sync_clk]")]
+    assert all(f"[get_bd_pins zynq_ultra_ps_e_0/saxihp{hp}_fpd_aclk]" in clock_net for hp in range(4)), clock_net
     assert re.search(r"connect_bd_net \[get_bd_pins systole_0/irq\] \[get_bd_pins zynq_ultra_ps_e_0/pl_ps_irq0\]",
                      text)
     assert "-offset 0xA0000000" in text
@@ -261,8 +284,9 @@ def decompiled_overlay(dtso: Path, tmp_path: Path) -> str:
 def test_kv260_overlay_compiles_with_the_right_nodes(flows, tmp_path):
     text = decompiled_overlay(flows["kv260"] / "systole.dtso", tmp_path)
     assert 'firmware-name = "systole.bit.bin"' in text
-    # HP0 read/write AFI widths 0 (= 128 bit) for the 128-bit DMA port.
-    assert "config-afi = <0x04 0x00 0x05 0x00 0x0e 0xa00>" in text
+    # HP0..HP3 (AFIFM2..5) read/write AFI widths 0 (= 128 bit) for the four 128-bit DMA ports.
+    assert "config-afi = <0x04 0x00 0x05 0x00 0x06 0x00 0x07 0x00 0x08 0x00 0x09 0x00 0x0a 0x00 0x0b 0x00 0x0e 0xa00>" \
+        in text
     assert re.search(r'systole@a0000000 \{\s*compatible = "generic-uio";\s*reg = <0x00 0xa0000000 0x00 0x10000>',
                      text)
     assert "interrupts = <0x00 0x59 0x04>" in text                 # SPI 89 = pl_ps_irq0[0], level high
@@ -362,15 +386,22 @@ def check_build_facts(build: str, board) -> None:
     assert board.board_parts[0] == board.board_part
 
 
-def check_kv260_facts(texts: dict[str, str], board, dts: str) -> None:
+def check_kv260_facts(texts: dict[str, str], board, dts: str, config) -> None:
     """The KV260 flow's part, board part, control window, IRQ and DRAM segments are ``board``'s."""
     ctrl, bd, readme = board.ctrl_window, texts["bd.tcl"], texts["README.md"]
     check_build_facts(texts["build.tcl"], board)
     assert _hex_pairs(bd) == [(ctrl.base, ctrl.size)]
-    assert re.findall(r"^assign_bd_address .*\n.*zynq_ultra_ps_e_0/SAXIGP2/(\w+)\]", bd, re.M) == \
-        [w.name for w in board.dram_windows]
-    assert re.findall(r"^exclude_bd_addr_seg .*\n.*zynq_ultra_ps_e_0/SAXIGP2/(\w+)\]", bd, re.M) == \
-        list(board.dma_excluded_segments)
+    dma = kv260.dma_ports(config, board)
+    assert re.findall(r"^assign_bd_address .*systole_0/(\w+)\] \\\n.*zynq_ultra_ps_e_0/(\S+)\]", bd, re.M) == \
+        [(master, port.segment(w.name)) for master, port in dma for w in board.dram_windows]
+    assert re.findall(r"^exclude_bd_addr_seg .*systole_0/(\w+)\] \\\n.*zynq_ultra_ps_e_0/(\S+)\]", bd, re.M) == \
+        [(master, port.segment(seg)) for master, port in dma for seg in board.dma_excluded_segments]
+    for master, port in dma:
+        assert f"[get_bd_intf_pins systole_0/{master}] [get_bd_intf_pins zynq_ultra_ps_e_0/{port.interface}]" in bd
+        assert f"[get_bd_pins zynq_ultra_ps_e_0/{port.clock_pin}]" in bd
+        assert f"CONFIG.{port.use_property} {{1}}" in bd and f"CONFIG.{port.width_property} {{128}}" in bd
+    afi = re.search(r"config-afi = <([^>]*)>;", dts).group(1).split()
+    assert [int(w, 16) for w in afi[0:-2:2]] == [r for _, port in dma for r in port.afi_registers]
     assert "OVERTEMPSHUTDOWN ENABLE [current_design]" in texts["kv260.xdc"]
     assert "add_files -fileset constrs_1 -norecurse [file join $here kv260.xdc]" in texts["build.tcl"]
     irq_pin = board.irq.partition("[")[0]
@@ -446,7 +477,7 @@ def _read_flow(directory: Path, names) -> dict[str, str]:
 def test_generated_board_facts_are_the_registrys(flows, tmp_path):
     kv, nexys = BOARDS["kv260"], BOARDS["nexys_video"]
     texts = _read_flow(flows["kv260"], kv260.files(preset("kv260"), 256 << 20))
-    check_kv260_facts(texts, kv, decompiled_overlay(flows["kv260"] / "systole.dtso", tmp_path))
+    check_kv260_facts(texts, kv, decompiled_overlay(flows["kv260"] / "systole.dtso", tmp_path), preset("kv260"))
     texts = _read_flow(flows["nexys_video"], nexys_video.files(preset("nexys_video"), nexys.uart_baud))
     check_nexys_facts(texts, nexys, preset("nexys_video"), nexys.uart_baud)
     for board, directory in ((kv, flows["kv260"]), (nexys, flows["nexys_video"])):
@@ -472,12 +503,14 @@ def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
                                                    vivado_family="zynquplusRFSOC Production"),
                       board_part="xilinx.com:kv260_som:part0:2.0", board_part_versions=("2.0", "1.3"),
                       ctrl_window=Window(0xB001_0000, 0x2_0000, "HPM1_FPD"), irq="pl_ps_irq1[3]", irq_spi=104,
-                      dram_windows=(Window(0x4000_0000, 1 << 30, "HP0_DDR_MID"),),
-                      dma_excluded_segments=("HP0_PCIE_LOW",))
+                      dram_windows=(Window(0x4000_0000, 1 << 30, "DDR_MID"),),
+                      dma_excluded_segments=("PCIE_LOW",),
+                      dma_ports=tuple(HpPort(hp=p.hp + 4, gp=p.gp + 1, afifm=6 - p.afifm, ddrc="moved")
+                                      for p in reversed(kv.dma_ports)))
     texts = kv260.files(preset("kv260"), 64 << 20, board=kv_moved)
     dtso = tmp_path / "moved.dtso"
     dtso.write_text(texts["systole.dtso"])
-    check_kv260_facts(texts, kv_moved, decompiled_overlay(dtso, tmp_path))
+    check_kv260_facts(texts, kv_moved, decompiled_overlay(dtso, tmp_path), preset("kv260"))
 
     nexys = BOARDS["nexys_video"]
     nexys_moved = _moved(nexys, fpga=dataclasses.replace(nexys.fpga, part="xc7a100tfgg484-2", device="xc7a100t",
@@ -505,8 +538,18 @@ def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
     assert ip.link_ctrl_addr_width(nexys_moved) == 13
 
 
+def test_kv260_refuses_more_weight_ports_than_hp_ports():
+    board = dataclasses.replace(BOARDS["kv260"], dma_ports=BOARDS["kv260"].dma_ports[:2])
+    assert [port.interface for _, port in kv260.dma_ports(preset("kv260").replace(weight_ports=2, cols=32), board)] == \
+        ["S_AXI_HP0_FPD", "S_AXI_HP1_FPD"]
+    with pytest.raises(ValueError, match=r"weight_ports=4: kv260 has 2 HP ports \(S_AXI_HP0_FPD, S_AXI_HP1_FPD\)"):
+        kv260.files(preset("kv260"), 256 << 20, board=board)
+
+
 def test_templates_refuse_a_missing_variable():
-    complete = dict(config=preset("kv260"), board=BOARDS["kv260"], ctrl_bits=128, accel_vlnv="v", irq_pin="p")
+    board = BOARDS["kv260"]
+    complete = dict(config=preset("kv260"), board=board, ctrl_bits=128, accel_vlnv="v", irq_pin="p",
+                    dma=kv260.dma_ports(preset("kv260")), unused_ports=())
     assert "zynq_ultra_ps_e_0/p]" in render("kv260/bd.tcl.j2", **complete)
     del complete["irq_pin"]
     with pytest.raises(jinja2.UndefinedError, match="irq_pin"):

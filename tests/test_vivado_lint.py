@@ -12,14 +12,17 @@ call and return named handles (``pin:cell/pin``, ``port:name``, ``cell:name``, .
   of the IP properties we rely on, each with the file (and version) it was checked in;
 - **nets**: every net has exactly one driver (pin directions from ``PINS`` for AMD's IPs,
   from the generated Verilog for ours; an input port drives), every clock and reset of
-  ``REQUIRED`` is on a driven net, no two ports sit on one package site;
+  ``REQUIRED`` is on a driven net, and so is the clock of every PS port a ``CONFIG.*``
+  of ``ENABLES`` turns on; no two ports sit on one package site;
+- **interfaces**: every AXI interface of our IPs (from the Verilog) and every enabled PS
+  port is connected;
 - **segments**: every segment a master's address space reaches (through interface nets
   and SmartConnects, ``SLAVE_SEGMENTS``) is assigned or excluded, and nothing else is; a
   range assigned to our IP's ``reg0`` is the range its packaging script declares.
 
 The last tests break the flows on purpose (the old Nexys Video clocking, a doubled clock
-driver, a misspelled ``PSU__`` property, an unassigned segment, a wrong option) and show
-that each is caught.
+driver, a misspelled ``PSU__`` property, an unassigned segment, a wrong option, an HP port
+left unconnected, an HP port's clock left floating) and show that each is caught.
 """
 
 from __future__ import annotations
@@ -203,8 +206,10 @@ CONFIG_FACTS: dict[str, dict[str, str]] = {
         "PSU__USE__IRQ0": _KV_PRESET, "PSU__FPGA_PL0_ENABLE": _KV_PRESET,
         "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ": _KV_PRESET,
         "PSU__MAXIGP0__DATA_WIDTH": _KRIA_PYNQ,
-        # Kria-PYNQ sets PSU__USE__S_AXI_GP3 / PSU__SAXIGP3__DATA_WIDTH (HP1); GP2 is HP0, same names.
-        "PSU__USE__S_AXI_GP2": _KRIA_PYNQ + " (GP3 form)", "PSU__SAXIGP2__DATA_WIDTH": _KRIA_PYNQ + " (GP3 form)",
+        # Kria-PYNQ sets PSU__USE__S_AXI_GP3 / PSU__SAXIGP3__DATA_WIDTH (HP1); GP2, GP4, GP5 are HP0,
+        # HP2, HP3, same names (PG201).
+        **{f"PSU__USE__S_AXI_GP{gp}": _KRIA_PYNQ + " (GP3 form)" for gp in range(2, 6)},
+        **{f"PSU__SAXIGP{gp}__DATA_WIDTH": _KRIA_PYNQ + " (GP3 form)" for gp in range(2, 6)},
     },
     "smartconnect": {"NUM_SI": _KRIA_PYNQ, "NUM_MI": _KRIA_PYNQ},
     "mig_7series": {"XML_INPUT_FILE": _DIGILENT, "BOARD_MIG_PARAM": _WRITE_BD_TCL,
@@ -225,7 +230,7 @@ PINS: dict[str, dict[str, str]] = {
     "proc_sys_reset": {"slowest_sync_clk": "I", "ext_reset_in": "I", "dcm_locked": "I", "aux_reset_in": "I",
                        "peripheral_aresetn": "O", "interconnect_aresetn": "O", "peripheral_reset": "O"},
     "zynq_ultra_ps_e": {"pl_clk0": "O", "pl_clk1": "O", "pl_resetn0": "O", "maxihpm0_fpd_aclk": "I",
-                        "saxihp0_fpd_aclk": "I", "pl_ps_irq0": "I"},
+                        **{f"saxihp{hp}_fpd_aclk": "I" for hp in range(4)}, "pl_ps_irq0": "I"},
     "smartconnect": {"aclk": "I", "aresetn": "I"},
 }
 # Inputs that must be driven: the clocks and resets.
@@ -233,10 +238,15 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "mig_7series": ("sys_clk_i", "clk_ref_i", "sys_rst", "aresetn"),   # clk_ref_i: mig.prj's "No Buffer"
     "clk_wiz": ("clk_in1",),
     "proc_sys_reset": ("slowest_sync_clk", "ext_reset_in"),
-    "zynq_ultra_ps_e": ("maxihpm0_fpd_aclk", "saxihp0_fpd_aclk"),
+    "zynq_ultra_ps_e": ("maxihpm0_fpd_aclk",),
     "smartconnect": ("aclk", "aresetn"),
     "systole": ("aclk", "aresetn"),
     "systole_link": ("aclk", "aresetn"),
+}
+# PS ports a CONFIG.* = 1 turns on: {IP: {property: (its clock input, its interface)}} (PG201:
+# S_AXI_HP<n>_FPD is PSU__USE__S_AXI_GP<n+2>, clocked by saxihp<n>_fpd_aclk).
+ENABLES: dict[str, dict[str, tuple[str, str]]] = {
+    "zynq_ultra_ps_e": {f"PSU__USE__S_AXI_GP{hp + 2}": (f"saxihp{hp}_fpd_aclk", f"S_AXI_HP{hp}_FPD") for hp in range(4)},
 }
 # What apply_board_connection adds (Digilent nexys_video 1.2: MIG's sys_clk_i on R4 as
 # mig.prj's <System_Clock> says, its own port; issue 13's review).
@@ -244,12 +254,14 @@ BOARD_CONNECTIONS = {
     "ddr3_sdram": {"ports": {"sys_clk_i": ("I", "R4")}, "nets": [("port:sys_clk_i", "sys_clk_i")]},
 }
 # Master interfaces and their address spaces; slave interfaces and the segments behind them.
-MASTER_SPACES = {("systole", "m_axi_dma"): "m_axi_dma", ("systole_link", "m_axi_ctrl"): "m_axi_ctrl",
-                 ("systole_link", "m_axi_mem"): "m_axi_mem", ("zynq_ultra_ps_e", "M_AXI_HPM0_FPD"): "Data"}
+# Our IPs' masters: each is its own address space (its packaging script's ipx::add_address_space).
+MASTER_SPACES = {**{("systole", m): m for m in ("m_axi_dma", "m_axi_w1", "m_axi_w2", "m_axi_w3")},
+                 ("systole_link", "m_axi_ctrl"): "m_axi_ctrl", ("systole_link", "m_axi_mem"): "m_axi_mem",
+                 ("zynq_ultra_ps_e", "M_AXI_HPM0_FPD"): "Data"}
 SLAVE_SEGMENTS = {
-    # PG201 / Kria-PYNQ's exclude_bd_addr_seg lines (HP1 there): what an HP port reaches.
-    ("zynq_ultra_ps_e", "S_AXI_HP0_FPD"): ("SAXIGP2/HP0_DDR_LOW", "SAXIGP2/HP0_DDR_HIGH", "SAXIGP2/HP0_LPS_OCM",
-                                           "SAXIGP2/HP0_QSPI"),
+    # PG201 / Kria-PYNQ's exclude_bd_addr_seg lines (HP1 there: SAXIGP3/HP1_LPS_OCM): what an HP port reaches.
+    **{("zynq_ultra_ps_e", f"S_AXI_HP{hp}_FPD"): tuple(f"SAXIGP{hp + 2}/HP{hp}_{s}" for s in
+                                                      ("DDR_LOW", "DDR_HIGH", "LPS_OCM", "QSPI")) for hp in range(4)},
     ("mig_7series", "S_AXI"): ("memmap/memaddr",),
     ("systole", "s_axi_ctrl"): ("s_axi_ctrl/reg0",),
 }
@@ -314,6 +326,7 @@ def lint(calls: list[list[str]], our_ips: dict[str, dict[str, tuple[str, int]]])
     assigned: set[tuple[str, str]] = set()
     block_ranges: dict[str, int] = {}       # our IP's address block -> declared range
     ranges: list[tuple[str, int]] = []      # (segment, assigned range)
+    config: dict[str, dict[str, str]] = {}  # cell name -> {CONFIG.* name: value}
     for call in calls:
         name = call[0]
         if name in TCL_BUILTINS:
@@ -339,6 +352,8 @@ def lint(calls: list[list[str]], our_ips: dict[str, dict[str, tuple[str, int]]])
                     block_ranges[target.removeprefix("block:")] = int(pairs[0][1], 0)
                 for prop, value in pairs:
                     errors += _check_property(target, prop, value, cells, sites)
+                    if target.startswith("cell:") and prop.startswith("CONFIG."):
+                        config.setdefault(target.removeprefix("cell:"), {})[prop.removeprefix("CONFIG.")] = value
         elif name == "connect_bd_net":
             nets.join(positional)
         elif name == "connect_bd_intf_net":
@@ -360,7 +375,10 @@ def lint(calls: list[list[str]], our_ips: dict[str, dict[str, tuple[str, int]]])
                 assigned.add((space.removeprefix("space:"), seg.removeprefix("seg:")))
                 if "-range" in options:
                     ranges.append((seg.removeprefix("seg:"), int(str(options["-range"]), 0)))
-    errors += _check_nets(nets, cells, ports, our_ips)
+    enabled = {cell: [ENABLES[ip][prop] for prop, value in config.get(cell, {}).items()
+                      if prop in ENABLES.get(ip, {}) and value.strip("{}") == "1"] for cell, ip in cells.items()}
+    errors += _check_nets(nets, cells, ports, our_ips, enabled)
+    errors += _check_interfaces(intf, cells, our_ips, enabled)
     errors += _check_segments(intf, cells, assigned)
     for seg, size in ranges:
         cell, _, block = seg.rpartition("/")
@@ -404,7 +422,7 @@ def _direction(obj: str, cells, ports, our_ips) -> str | None:
     return {"O": "driver", "I": "sink"}.get(PINS.get(ip, {}).get(pin))
 
 
-def _check_nets(nets: _Nets, cells, ports, our_ips) -> list[str]:
+def _check_nets(nets: _Nets, cells, ports, our_ips, enabled) -> list[str]:
     errors, driven = [], set()
     for members in nets.groups().values():
         roles = {m: _direction(m, cells, ports, our_ips) for m in members}
@@ -417,9 +435,20 @@ def _check_nets(nets: _Nets, cells, ports, our_ips) -> list[str]:
         if drivers:                         # (a doubled driver is its own error, not an undriven input)
             driven.update(members)
     for cell, ip in cells.items():
-        for pin in REQUIRED.get(ip, ()):
+        for pin in (*REQUIRED.get(ip, ()), *(clock for clock, _ in enabled[cell])):
             if f"pin:{cell}/{pin}" not in driven:
                 errors.append(f"{cell}/{pin}: required clock/reset input is not driven")
+    return errors
+
+
+def _check_interfaces(intf: _Nets, cells, our_ips, enabled) -> list[str]:
+    """Every AXI interface of our IPs and every enabled PS port is on an interface net."""
+    connected = {m for members in intf.groups().values() if len(members) > 1 for m in members}
+    errors = []
+    for cell, ip in cells.items():
+        names = sorted({m.group(1) for p in our_ips.get(ip, {}) if (m := re.match(r"([sm]_axi_[a-z0-9]+)_", p))})
+        names += [interface for _, interface in enabled[cell]]
+        errors += [f"{cell}/{name}: interface is not connected" for name in names if f"intf:{cell}/{name}" not in connected]
     return errors
 
 
@@ -572,3 +601,29 @@ def test_a_register_range_the_ip_does_not_declare_is_caught(flows, tmp_path):
         return text.replace("set_property range 4096 $block", "set_property range 65536 $block")
     errors = lint_flow(flows["nexys_video"], "nexys_video", tmp_path, old_range)
     assert errors == ["segment systole_0/s_axi_ctrl/reg0 is assigned 0x1000 bytes, the IP declares 0x10000"]
+
+
+def test_an_unconnected_hp_port_is_caught(flows, tmp_path):
+    def unconnected(name, text):
+        return re.sub(r"connect_bd_intf_net [^\n]*systole_0/m_axi_w2\][^\n]*\n", "", text)
+    errors = lint_flow(flows["kv260"], "kv260", tmp_path, unconnected)
+    assert sorted(errors[:2]) == ["systole_0/m_axi_w2: interface is not connected",
+                                  "zynq_ultra_ps_e_0/S_AXI_HP2_FPD: interface is not connected"], errors
+    # ... and the segments assigned in its space are out of its reach.
+    assert {e for e in errors[2:]} == {f"segment zynq_ultra_ps_e_0/SAXIGP4/HP2_{s} is assigned in systole_0/m_axi_w2, "
+                                       "which cannot reach it" for s in ("DDR_LOW", "DDR_HIGH", "LPS_OCM", "QSPI")}
+
+
+def test_a_floating_hp_clock_is_caught(flows, tmp_path):
+    def floating(name, text):
+        return text.replace("    [get_bd_pins zynq_ultra_ps_e_0/saxihp3_fpd_aclk] \\\n", "")
+    errors = lint_flow(flows["kv260"], "kv260", tmp_path, floating)
+    assert errors == ["zynq_ultra_ps_e_0/saxihp3_fpd_aclk: required clock/reset input is not driven"]
+
+
+def test_every_weight_master_is_checked(flows):
+    """The KV260 flow has four DMA masters, each in MASTER_SPACES, on its own enabled HP port."""
+    config = preset("kv260")
+    assert config.weight_ports == 4 and all(("systole", m) in MASTER_SPACES for m in config.weight_masters)
+    bd = (flows["kv260"] / "bd.tcl").read_text()
+    assert all(f"CONFIG.{prop} {{1}}" in bd for prop in ENABLES["zynq_ultra_ps_e"])

@@ -4,17 +4,22 @@ Vivado is not run here: this writes TCL that a user with Vivado runs with one
 command, under ``build/vivado/<target>/`` (or ``--out``):
 
 ``ip``           ``hdl/systole_top.v`` + ``package_systole.tcl`` (``ipx::`` packaging: the
-                 ``s_axi_ctrl``/``m_axi_dma`` interfaces inferred, ``aclk`` associated
-                 with both and ``aresetn`` as its reset, ``irq`` an interrupt, a memory
-                 map whose registers come from ``hdl/spec/regmap.py``). With ``--link``
-                 also the ``systole_link`` UART bridge IP.
+                 ``s_axi_ctrl`` interface and every DMA master of ``weight_masters``
+                 (``m_axi_dma``, read-only ``m_axi_w1`` ..) inferred, each master with its
+                 address space, ``aclk`` associated with all of them and ``aresetn`` as its
+                 reset, ``irq`` an interrupt, a memory map whose registers come from
+                 ``hdl/spec/regmap.py``). With ``--link`` also the ``systole_link`` UART
+                 bridge IP.
 ``kv260``        the IP, ``kv260.xdc`` (over-temperature shutdown), ``bd.tcl``
                  (``zynq_ultra_ps_e`` with the KV260 board preset, HPM0_FPD ->
-                 SmartConnect -> ``s_axi_ctrl``, ``m_axi_dma`` -> 128-bit S_AXI_HP0_FPD,
-                 ``pl_clk0`` at the configuration's clock, ``irq`` -> ``pl_ps_irq0``),
+                 SmartConnect -> ``s_axi_ctrl``, each DMA master straight into its own
+                 128-bit HP port: ``m_axi_dma`` -> S_AXI_HP0_FPD, ``m_axi_w1..w3`` ->
+                 S_AXI_HP1..HP3_FPD for the preset's four, each reaching all of DDR;
+                 ``pl_clk0`` at the configuration's clock on every port, ``irq`` -> ``pl_ps_irq0``),
                  ``build.tcl`` (synth, impl writing the bitstream, FAIL on negative
                  WNS/WHS before ``.bit`` is copied out, ``.bit.bin`` via bootgen,
-                 ``.xsa`` with bitstream, ``.hwh``), ``systole.dtso`` (+ ``systole.dtbo``
+                 ``.xsa`` with bitstream, ``.hwh``), ``systole.dtso`` (every used HP port's
+                 AFI widths; + ``systole.dtbo``
                  when ``dtc`` is installed), ``shell.json``, ``systole.bif``,
                  ``README.md``.
 ``nexys_video``  both IPs, ``bd.tcl`` (MIG 7-series for the DDR3 from our ``mig.prj``:

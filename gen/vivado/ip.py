@@ -46,20 +46,25 @@ def package_ip_tcl(*, top: str, name: str, display_name: str, description: str,
     active-low reset. ``irq`` becomes a level-high interrupt (``master`` = output,
     ``slave`` = input). ``registers`` adds the ``s_axi_ctrl`` memory map of
     ``hdl.spec.regmap`` in one block of ``register_block_bytes``; ``master_ranges`` sets
-    each AXI master's address-space size.
+    each AXI master's address-space size, and must name every ``m_axi_*`` interface and no
+    other (``ValueError``).
     """
     if registers and not 0x100 <= register_block_bytes <= 1 << 32:
         raise ValueError(f"register_block_bytes={register_block_bytes:#x}: the register block needs "
                          "0x100..4 GiB (the register map spans 0x00..0xFF)")
     if irq_mode not in ("master", "slave"):
         raise ValueError(f"irq_mode={irq_mode!r}: choose master (an output) or slave (an input)")
+    busses, master_ranges = interface_prefixes(ports), master_ranges or {}
+    masters = [bus for bus in busses if bus.startswith("m_axi_")]
+    if sorted(master_ranges) != masters:
+        raise ValueError(f"{name}: master_ranges names {sorted(master_ranges)}, the master interfaces are {masters}")
     return render("package_ip.tcl.j2", top=top, name=name, vlnv=vlnv(name), part=part,
                   vendor=IP_VENDOR, library=IP_LIBRARY, version=IP_VERSION,
                   display_name=display_name, description=description,
                   families=" ".join(b.fpga.vivado_family for b in BOARDS.values()),
-                  busses=interface_prefixes(ports), irq_mode=irq_mode,
+                  busses=busses, irq_mode=irq_mode,
                   registers=REGISTERS if registers else (), register_block_bytes=register_block_bytes,
-                  ipx_access=IPX_ACCESS, master_ranges=master_ranges or {})
+                  ipx_access=IPX_ACCESS, master_ranges=master_ranges)
 
 
 def link_ctrl_addr_width(board: Board) -> int:
@@ -72,7 +77,8 @@ def link_ctrl_addr_width(board: Board) -> int:
 
 def accel_package_tcl(config: AccelConfig, ports: dict[str, tuple[str, int]], part: str,
                       board: Board | None = None) -> str:
-    """``package_systole.tcl``: the accelerator with its registers, DMA reaching ``addr_width`` bits.
+    """``package_systole.tcl``: the accelerator with its registers, every DMA master of
+    ``config.weight_masters`` an address space of ``addr_width`` bits.
 
     The register block is ``board.ctrl_window.size`` (default: the part's board in ``BOARDS``),
     the range the board's block design assigns to it.
@@ -81,9 +87,10 @@ def accel_package_tcl(config: AccelConfig, ports: dict[str, tuple[str, int]], pa
     return package_ip_tcl(
         top="systole_top", name="systole", display_name="Systole int8 matmul accelerator",
         description=f"C = A x W^T, int8 in, int32 out; {config.rows}x{config.cols} PEs, "
-                    f"{config.bus_bits}-bit AXI4 DMA, AXI4-Lite registers ('{config.name}')",
+                    f"{config.bus_bits}-bit AXI4 DMA over {config.weight_ports} master(s), AXI4-Lite registers "
+                    f"('{config.name}')",
         ports=ports, part=part, register_block_bytes=board.ctrl_window.size,
-        master_ranges={"m_axi_dma": 1 << config.addr_width})
+        master_ranges={master: 1 << config.addr_width for master in config.weight_masters})
 
 
 def link_package_tcl(config: AccelConfig, board: Board, baud: int, ports: dict[str, tuple[str, int]],

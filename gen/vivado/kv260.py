@@ -1,11 +1,12 @@
 """The KV260 flow: block design, build script, device-tree overlay, xmutil files, README.
 
 Every board fact (part, board part, the control window of ``M_AXI_HPM0_FPD``, the
-GIC SPI of ``pl_ps_irq0``, the DRAM segments ``S_AXI_HP0_FPD`` reaches) comes from
-``hdl.spec.boards.BOARDS["kv260"]``. What this module decides is the design: control
-through HPM0_FPD and a SmartConnect, the DMA straight into S_AXI_HP0_FPD, one clock
-(``pl_clk0`` at the configuration's ``clock_mhz``). The texts are
-``templates/kv260/``.
+GIC SPI of ``pl_ps_irq0``, the HP ports with their PSU__ names, AFI registers and the
+DRAM segments each reaches) comes from ``hdl.spec.boards.BOARDS["kv260"]``. What this
+module decides is the design: control through HPM0_FPD and a SmartConnect, each DMA
+master of ``config.weight_masters`` straight into its own HP port (``m_axi_dma`` into
+S_AXI_HP0_FPD, ``m_axi_w<p>`` into S_AXI_HP<p>_FPD), one clock (``pl_clk0`` at the
+configuration's ``clock_mhz``). The texts are ``templates/kv260/``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from hdl.spec.boards import BOARDS, Board
+from hdl.spec.boards import BOARDS, Board, HpPort
 from hdl.spec.config import AccelConfig
 from hdl.spec.regmap import ID_MAGIC, by_name
 
@@ -22,7 +23,7 @@ from .build_script import build_tcl
 from .ip import vlnv
 from .render import render
 
-__all__ = ["BOARD", "CTRL_BITS", "bd_tcl", "dtso", "files", "compile_overlay"]
+__all__ = ["BOARD", "CTRL_BITS", "dma_ports", "bd_tcl", "dtso", "files", "compile_overlay"]
 
 BOARD = BOARDS["kv260"]
 # M_AXI_HPM0_FPD's data width; the SmartConnect converts to the 32-bit AXI4-Lite slave.
@@ -41,6 +42,18 @@ def _afi_width_code(bits: int) -> int:
         raise ValueError(f"bus_bits={bits}: an HP port is 32, 64 or 128 bits wide") from None
 
 
+def dma_ports(config: AccelConfig, board: Board = BOARD) -> tuple[tuple[str, HpPort], ...]:
+    """``(master, HP port)`` of every DMA master, ``config.weight_masters`` over ``board.dma_ports`` in order.
+
+    ``ValueError`` when the configuration has more weight ports than the board has HP ports.
+    """
+    masters = config.weight_masters
+    if len(masters) > len(board.dma_ports):
+        raise ValueError(f"weight_ports={config.weight_ports}: {board.name} has {len(board.dma_ports)} HP ports "
+                         f"({', '.join(p.interface for p in board.dma_ports)}) for the DMA masters, one each")
+    return tuple(zip(masters, board.dma_ports))
+
+
 def _irq_pin(board: Board) -> str:
     """The PS pin of ``board.irq`` (``pl_ps_irq0`` for ``pl_ps_irq0[0]``)."""
     return board.irq.partition("[")[0]
@@ -49,27 +62,31 @@ def _irq_pin(board: Board) -> str:
 def bd_tcl(config: AccelConfig, board: Board = BOARD) -> str:
     """The KV260 block design: PS with the board preset + SmartConnect + accelerator.
 
-    The registers sit at ``board.ctrl_window`` in the PS's map, the DMA reaches every
-    window of ``board.dram_windows``, the interrupt goes to ``board.irq``. Refuses a
-    ``bus_bits`` S_AXI_HP0_FPD cannot take and an ``addr_width`` below 40 bits.
+    The registers sit at ``board.ctrl_window`` in the PS's map, every DMA master reaches
+    every window of ``board.dram_windows`` through its HP port (``dma_ports``), the
+    interrupt goes to ``board.irq``. Refuses a ``bus_bits`` an HP port cannot take, an
+    ``addr_width`` below 40 bits and more weight ports than HP ports.
     """
     if config.bus_bits not in (32, 64, 128):
-        raise ValueError(f"bus_bits={config.bus_bits}: S_AXI_HP0_FPD is 32, 64 or 128 bits wide")
+        raise ValueError(f"bus_bits={config.bus_bits}: an HP port is 32, 64 or 128 bits wide")
     if config.addr_width < MIN_ADDR_WIDTH:
         raise ValueError(f"addr_width={config.addr_width}: the KV260's DDR (above 4 GiB too) "
                          f"needs {MIN_ADDR_WIDTH} bits")
-    return render("kv260/bd.tcl.j2", config=config, board=board, ctrl_bits=CTRL_BITS,
-                  accel_vlnv=vlnv("systole"), irq_pin=_irq_pin(board))
+    ports = dma_ports(config, board)
+    return render("kv260/bd.tcl.j2", config=config, board=board, ctrl_bits=CTRL_BITS, dma=ports,
+                  unused_ports=board.dma_ports[len(ports):], accel_vlnv=vlnv("systole"), irq_pin=_irq_pin(board))
 
 
 def dtso(config: AccelConfig, udmabuf_bytes: int, board: Board = BOARD) -> str:
     """Device-tree overlay: bitstream, AFI widths, PL clock, UIO registers + irq, u-dma-buf.
 
-    The UIO node's ``reg`` is ``board.ctrl_window`` and its interrupt ``board.irq_spi``,
-    the same numbers the block design uses.
+    The AFI widths are those of every HP port the block design uses (``dma_ports``). The
+    UIO node's ``reg`` is ``board.ctrl_window`` and its interrupt ``board.irq_spi``, the
+    same numbers the block design uses.
     """
     return render("kv260/systole.dtso.j2", config=config, board=board, ctrl=board.ctrl_window,
-                  ctrl_bits=CTRL_BITS, hpm_afi_fs=HPM_AFI_FS, afi_width_code=_afi_width_code(config.bus_bits),
+                  dma=dma_ports(config, board), ctrl_bits=CTRL_BITS, hpm_afi_fs=HPM_AFI_FS,
+                  afi_width_code=_afi_width_code(config.bus_bits),
                   pl_clk_hz=int(config.clock_mhz * 1e6), udmabuf_bytes=udmabuf_bytes)
 
 
@@ -88,6 +105,7 @@ def files(config: AccelConfig, udmabuf_bytes: int, board: Board = BOARD) -> dict
         "shell.json": render("kv260/shell.json.j2"),
         "systole.bif": render("kv260/systole.bif.j2"),
         "README.md": render("kv260/README.md.j2", config=config, board=board, irq_pin=_irq_pin(board),
+                            dma=dma_ports(config, board),
                             udmabuf_bytes=udmabuf_bytes, id_register=ident, id_magic=ID_MAGIC,
                             id_text=ID_MAGIC.to_bytes(4, "big").decode("ascii")),
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Fpga", "Pin", "Window", "Mig", "Board", "BOARDS", "board"]
+__all__ = ["Fpga", "Pin", "Window", "Mig", "HpPort", "Board", "BOARDS", "board"]
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,56 @@ class Mig:
 
 
 @dataclass(frozen=True)
+class HpPort:
+    """One Zynq UltraScale+ PL-to-PS slave port ``S_AXI_HP<hp>_FPD`` a DMA master connects to.
+
+    Its names in ``zynq_ultra_ps_e`` (PG201; Kria-PYNQ's base.tcl sets the HP1 forms
+    ``PSU__USE__S_AXI_GP3``, ``saxihp1_fpd_aclk``, ``SAXIGP3/HP1_LPS_OCM``): the PSU__ options
+    and the address segments count it as S_AXI_GP<gp>. UG1085 table 35-2: its AFI registers are
+    module AFIFM<afifm>; the afi-fpga binding's ``config-afi`` regids 0..13 are AFIFM0..6's
+    RDCTRL, WRCTRL in turn, so AFIFM<n> is regid 2n (read width) and 2n + 1 (write width).
+    ``ddrc``: the DDR controller AXI port (XPI) it reaches and who shares it (UG1085).
+    """
+
+    hp: int
+    gp: int
+    afifm: int
+    ddrc: str
+
+    @property
+    def interface(self) -> str:
+        return f"S_AXI_HP{self.hp}_FPD"
+
+    @property
+    def clock_pin(self) -> str:
+        return f"saxihp{self.hp}_fpd_aclk"
+
+    @property
+    def use_property(self) -> str:
+        return f"PSU__USE__S_AXI_GP{self.gp}"
+
+    @property
+    def width_property(self) -> str:
+        return f"PSU__SAXIGP{self.gp}__DATA_WIDTH"
+
+    def segment(self, name: str) -> str:
+        """The PS's address segment ``name`` (``DDR_LOW``) as this port reaches it: ``SAXIGP2/HP0_DDR_LOW``."""
+        return f"SAXIGP{self.gp}/HP{self.hp}_{name}"
+
+    @property
+    def afi_registers(self) -> tuple[int, int]:
+        """The ``config-afi`` regids of this port's read and write width."""
+        return 2 * self.afifm, 2 * self.afifm + 1
+
+
+@dataclass(frozen=True)
 class Board:
     """A board: its FPGA, memory system, address windows, clocks and pins.
 
     ``dram_windows``: where the accelerator's DMA reaches DRAM. ``ctrl_window``: where
     the registers sit in the map of whoever drives ``s_axi_ctrl`` (the PS on the
-    KV260, the link bridge on the Nexys Video).
+    KV260, the link bridge on the Nexys Video). ``dma_ports``: the PS ports the DMA
+    masters (``AccelConfig.weight_masters``) connect to, in that order.
     """
 
     name: str
@@ -141,7 +185,8 @@ class Board:
     # Board-file versions the flow was designed against, newest first (board_part's own
     # first); build.tcl uses the newest one installed. Empty: board_part's only.
     board_part_versions: tuple[str, ...] = ()
-    dma_excluded_segments: tuple[str, ...] = ()   # segments the DMA master sees but must not use
+    dma_excluded_segments: tuple[str, ...] = ()   # segments the DMA masters see but must not use
+    dma_ports: tuple[HpPort, ...] = ()            # the PS slave ports of the DMA masters, master 0's first
 
     def pin_group(self, stem: str) -> tuple[Pin, ...]:
         """Pins ``stem0``, ``stem1``, ... in order (``led`` gives LD0..LD7)."""
@@ -174,6 +219,23 @@ class Board:
         return self.dram_windows[0]
 
 
+# The DDR controller (UG1085 v2.4, "DDR QoS Controller"): six AXI ports (XPIs) S0..S5 into
+# one DDRC. UG1085 "PL-PS Interface Specifics": S_AXI_HP1_FPD and S_AXI_HP2_FPD share XPI 4
+# (exclusively); S_AXI_HP0_FPD shares an XPI with the DisplayPort master and S_AXI_HP3_FPD one
+# with the FPD DMA. That these two are XPI 3 and XPI 5, and that HPC0/HPC1 reach the DDRC
+# through the CCI (XPIs 1, 2), is not in the UG1085 text checked here (not confirmed).
+# The plan: master p gets one contiguous weight stream of 1/P of the weights, so at the
+# preset's 250 MHz each port reads 16 B x 250 MHz = 4 GB/s and XPI 4 carries HP1 + HP2 = 8 GB/s.
+# An XPI is a 128-bit port at the DDRC clock (DDR4-2400: 600 MHz, 9.6 GB/s per direction; width
+# and clock not confirmed in the text checked): 8 GB/s fits, with ~17% to spare; the 16 GB/s
+# total fits the DDR4's 19.2 GB/s peak only at ~83% efficiency, which DRAM rarely sustains.
+_KV260_HP_PORTS = (
+    HpPort(hp=0, gp=2, afifm=2, ddrc="XPI shared with the DisplayPort master (S3, not confirmed)"),
+    HpPort(hp=1, gp=3, afifm=3, ddrc="XPI 4, shared with S_AXI_HP2_FPD"),
+    HpPort(hp=2, gp=4, afifm=4, ddrc="XPI 4, shared with S_AXI_HP1_FPD"),
+    HpPort(hp=3, gp=5, afifm=5, ddrc="XPI shared with the FPD DMA (S5, not confirmed)"),
+)
+
 _KV260 = Board(
     name="kv260",
     title="KV260",
@@ -188,9 +250,10 @@ _KV260 = Board(
     board_part_versions=("1.4",),
     dram="DDR4 64-bit 2400 MT/s",
     dram_bytes_per_s=19.2e9,
-    # As S_AXI_HP0_FPD sees it: the low 2 GiB and the high 2 GiB of the 4 GiB DDR4.
-    dram_windows=(Window(0x0000_0000, 2 << 30, "HP0_DDR_LOW"),
-                  Window(0x8_0000_0000, 2 << 30, "HP0_DDR_HIGH")),
+    # As every S_AXI_HP<n>_FPD sees it (segment HP<n>_DDR_LOW, HP<n>_DDR_HIGH): the low 2 GiB
+    # and the high 2 GiB of the 4 GiB DDR4.
+    dram_windows=(Window(0x0000_0000, 2 << 30, "DDR_LOW"),
+                  Window(0x8_0000_0000, 2 << 30, "DDR_HIGH")),
     # The registers in the HPM0_FPD window (0xA000_0000..0xAFFF_FFFF), one 64 KiB segment.
     ctrl_window=Window(0xA000_0000, 0x1_0000, "HPM0_FPD"),
     irq="pl_ps_irq0[0]",
@@ -203,9 +266,11 @@ _KV260 = Board(
     # numbers the same pins 1,3,5,7 (top) and 2,4,6,8 (bottom). 3.3 V.
     connectors={"pmod_j2": "H12 E10 D10 C11 - - B10 E12 D11 B11 - -"},
     connector_iostandards={"pmod_j2": "LVCMOS33"},
-    dma_port="one 128-bit HP port (S_AXI_HP0_FPD) at the PL clock",
-    # Not DRAM: excluded, as Kria-PYNQ's kv260/base/base.tcl does for HP1 (commit 21bf5e18).
-    dma_excluded_segments=("HP0_LPS_OCM", "HP0_QSPI"),
+    dma_port="one 128-bit HP port per DMA master (S_AXI_HP0_FPD .. S_AXI_HP3_FPD) at the PL clock",
+    # Not DRAM: excluded on every HP port, as Kria-PYNQ's kv260/base/base.tcl does for HP1
+    # (commit 21bf5e18: HP1_LPS_OCM, HP1_QSPI).
+    dma_excluded_segments=("LPS_OCM", "QSPI"),
+    dma_ports=_KV260_HP_PORTS,
 )
 
 def _mig_pins(standard: str, pins: str) -> dict[str, Pin]:
