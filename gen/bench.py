@@ -5,7 +5,7 @@
    memory that answers every read burst after ``--latency`` cycles (32 by default) and
    never stalls. Target >= 0.95.
    Then the same shapes in co-simulation (``sim.cosim``: the driver and ``SimMemory``),
-   once on that ideal memory and once on the board's DDR model (``sim.ddr_model``:
+   once on that ideal memory and once on the board's DDR model (``hdl.spec.ddr``:
    64-cycle latency, the shared DDR cap, refresh, bank stalls), side by side, with
    efficiency against the aggregate roofline min(port, DDR cap). ``--memory`` picks
    ``ideal``, ``ddr`` or ``both`` (default).
@@ -100,7 +100,7 @@ def run_cosim(preset_name: str, shapes: list[tuple[int, int, int]],
 
 def _print_memory_models(config, memories: dict[str, dict[str, int]], records: list[dict]) -> None:
     """The co-simulated decode table: per memory, efficiency against min(port, cap)."""
-    from sim.ddr_model import RATE_ONE, beats_per_cycle
+    from hdl.spec.ddr import RATE_ONE, beats_per_cycle
 
     ports = config.weight_ports
 
@@ -186,7 +186,7 @@ def rtl_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-prefill", action="store_true", help="skip the prefill runs")
     parser.add_argument("--memory", default="both", choices=("both", "ideal", "ddr", "none"),
                         help="memories of the co-simulated decode runs: the ideal one, the "
-                             "board's DDR model (sim.ddr_model), both (default) or none")
+                             "board's DDR model (hdl.spec.ddr), both (default) or none")
     parser.add_argument("--no-resources", action="store_true", help="skip the Yosys report")
     args = parser.parse_args(argv)
     config = preset(args.preset)
@@ -247,7 +247,7 @@ def rtl_main(argv: list[str] | None = None) -> int:
 
 def _memories(config, which: str) -> dict[str, dict[str, int]]:
     """``--memory``'s memories: name -> ``SimMemory`` controls."""
-    from sim.ddr_model import IDEAL, ddr_model
+    from hdl.spec.ddr import IDEAL, ddr_model
 
     board = next((b for b in BOARDS.values() if b.preset == config.name), None) \
         if which in ("both", "ddr") else None

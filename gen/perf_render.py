@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import preset
+from hdl.spec.ddr import stream_model
 from host.accel.cycles import job_cycles
 from host.llm.layers import LAYER_KINDS
 from host.perf.projection import Projection
@@ -56,6 +57,7 @@ def plot_roofline(cases: list["ModelCase"], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, board_name in zip(axes, ("kv260", "nexys_video")):
         board, config = BOARDS[board_name], preset(BOARDS[board_name].preset)
+        latency, rate = stream_model(config, board)
         clock = config.clock_mhz * 1e6
         peak = config.rows * config.cols * clock / 1e9                     # GMAC/s
         bandwidth = min(config.bandwidth_bytes_per_s, board.dram_bytes_per_s) / 1e9
@@ -67,7 +69,7 @@ def plot_roofline(cases: list["ModelCase"], path: Path) -> None:
         for m in sorted({1, 4, config.rows, PROMPT_TOKENS}):
             for index, kind in enumerate(kinds):
                 shape = next(s for s in gemma.matmuls if s.kind == kind)
-                cycles = job_cycles(config, m, shape.n, shape.k, board.read_latency)
+                cycles = job_cycles(config, m, shape.n, shape.k, latency, rate=rate)
                 macs = m * shape.n * shape.k
                 weight_reads = -(-m // config.rows) * shape.n * shape.k
                 # The five layer kinds sit almost on one point: spread them a little.
@@ -132,7 +134,7 @@ def plot_sweep(rows: list[dict], path: Path) -> None:
         for row in rows:
             c, res = row["config"], row["resources"]
             ax.scatter(res.luts, row[key], s=20 + res.dsps / 4)
-            ax.annotate(f"{c.rows}x{c.cols}\n{c.bus_bits}b", (res.luts, row[key]), fontsize=7)
+            ax.annotate(f"{c.rows}x{c.cols}\n{c.weight_ports} port(s)", (res.luts, row[key]), fontsize=7)
         ax.set_xlabel("LUTs (Yosys synth_xilinx, xcup; marker size ~ DSPs)")
         ax.set_ylabel(title)
         ax.grid(True, alpha=0.3)
@@ -165,8 +167,10 @@ def render(report: "Report", out: Path) -> str:
 
     sections += ["## Projected decode and prefill per board", "",
                  "Batch 1, no overlap of host and accelerator; host time = the median above. "
-                 "Roofline = int8 weight bytes per token over the narrower of the DMA port "
-                 "(bus width x clock) and the DDR.", "", projection_table(report.projections), ""]
+                 "The accelerator streams at the board's DDR model (hdl.spec.ddr: 64-cycle latency, "
+                 "the shared cap of 0.85 x the DRAM peak, refresh, bank stalls). "
+                 "Roofline = int8 weight bytes per token over the narrower of the weight ports "
+                 "(ports x bus width x clock) and the DDR peak.", "", projection_table(report.projections), ""]
 
     link_rows = [[model, f"{link_bytes / 1e3:.0f}", *(f"{tok_s:.1f}" for tok_s in rates)]
                  for model, link_bytes, rates in report.link_rows]
@@ -187,14 +191,15 @@ def render(report: "Report", out: Path) -> str:
 
     if report.sweep:
         plot_sweep(report.sweep, out / "sweep.png")
-        rows = [[f"{r['config'].rows}x{r['config'].cols}", r["config"].bus_bits,
+        rows = [[f"{r['config'].rows}x{r['config'].cols}", r["config"].weight_ports,
                  r["resources"].luts, r["resources"].ffs, r["resources"].dsps,
                  f"{r['resources'].bram36:g}", f"{r['decode']:.1f}", f"{r['roofline']:.1f}",
                  f"{r['prefill']:.0f}"] for r in report.sweep]
         sections += ["## Design space (kv260 memory system, 250 MHz)", "",
-                     table(["array", "bus bits", "LUT", "FF", "DSP", "BRAM36", "decode tok/s",
+                     table(["array", "HP ports", "LUT", "FF", "DSP", "BRAM36", "decode tok/s",
                             "roofline tok/s", "prefill tok/s"], rows), "",
-                     "Buses wider than 128 bits need more than one KV260 HP port.", "",
+                     "Each port is a 128-bit S_AXI_HP<n>_FPD; decode streams at the DDR model's rate "
+                     "(hdl.spec.ddr: shared cap, refresh, bank stalls).", "",
                      "![design space](sweep.png)", ""]
 
     if report.rtl:

@@ -121,13 +121,15 @@ def link_bytes_per_token(case: ModelCase, config: AccelConfig) -> int:
 
 
 def sweep_configs() -> list[AccelConfig]:
-    """Array shapes and bus widths around the kv260 preset (max K 4096, 250 MHz)."""
+    """Weight ports x array rows around the kv260 preset (128-bit HP ports, max K 4096,
+    250 MHz): one to four ports (16 to 64 columns), 4 to 16 rows."""
     base = preset("kv260")
     out = []
-    for rows, bus in ((4, 128), (8, 128), (16, 128), (32, 128), (8, 64), (16, 64), (8, 256), (16, 256)):
-        out.append(base.replace(name=f"r{rows}-b{bus}", rows=rows, bus_bits=bus, cols=bus // 8,
-                                act_buffer_bytes=rows * 4096,
-                                max_burst=min(256, 4096 // (bus // 8))))   # bursts stay in 4 KiB
+    for ports in (1, 2, 4):
+        for rows in (4, 8, 16):
+            bb = base.bus_bytes
+            out.append(base.replace(name=f"p{ports}-r{rows}", rows=rows, cols=ports * bb, weight_ports=ports,
+                                    act_buffer_bytes=rows * 4096))
     return out
 
 

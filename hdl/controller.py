@@ -13,7 +13,7 @@ from .dma_writer import write_data_layout
 from .jobcheck import JobCheck
 from .skid import SkidBuffer
 from .spec.config import AccelConfig
-from .spec.job import FIELDS
+from .spec.job import FIELDS, times
 from .spec.regmap import ErrorCode
 
 __all__ = ["Controller", "read_ports"]
@@ -31,24 +31,29 @@ class Controller(wiring.Component):
       ``err_code``/``err_addr`` and the ``perf_*`` counters, and raises ``busy``.
       ``JobCheck`` then validates them (``JobCheck.LATENCY`` cycles, no DMA); a
       refused job ends with its ``ErrorCode``.
-    - Each M block of ``vr = min(rows, rows left)`` rows: ``vr`` reader commands
-      of ``ceil(K/bb)`` beats (row ``m`` at ``A + m*A_STRIDE``) go to the activation
-      buffer, then ``ceil(N/cols)`` commands of ``K`` beats (one per tile, from
-      ``W`` on) go to the feeder. The reader queues them, so the weight stream
-      follows the A rows without a gap. The next block's A load starts when the
+    - Each M block of ``vr = min(rows, rows left)`` rows: ``vr`` commands of
+      ``ceil(K/bb)`` beats to reader 0 (row ``m`` at ``A + m*A_STRIDE``) go to the
+      activation buffer, then ``ceil(N/cols)`` commands of ``K`` beats to every
+      reader ``p`` (one per tile, from ``W + p*W_STRIDE`` on) go to the feeder, one
+      beat of every reader side by side per step (reader ``p`` carries columns
+      ``p*bb .. p*bb + bb - 1`` of each tile). The readers queue them, so the weight
+      stream follows the A rows without a gap. A tile's command goes to all readers
+      before the next tile's goes to any. The next block's A load starts when the
       feeder has taken the last weight beat (it overwrites the buffer); the
       drain of the last tiles runs on meanwhile. ``done`` follows when the core
-      is idle and the writer has every B response.
-    - DMA errors (``rd_error``/``wr_error``, sticky in the DMA blocks) and
-      ``soft_reset`` while busy end the job through ABORT: ``*_abort`` to the
-      reader, writer and core until both DMA blocks are idle and the core's
-      pipeline has flushed, then one ``*_clear`` pulse and ``done``. The code is
-      ``DMA_READ``/``DMA_WRITE`` with the burst address, or ``ABORTED``.
+      is idle, every reader is idle and the writer has every B response.
+    - DMA errors (``rd<p>_error``/``wr_error``, sticky in the DMA blocks) and
+      ``soft_reset`` while busy end the job through ABORT: ``*_abort`` to every
+      reader, the writer and the core until all DMA blocks are idle (every port's
+      outstanding bursts answered) and the core's pipeline has flushed, then one
+      ``*_clear`` pulse and ``done``. The code is ``DMA_READ`` with the burst address
+      and the reader in ``err_port`` (the lowest one if several fail in one cycle),
+      ``DMA_WRITE`` with the burst address, or ``ABORTED``.
     - ``start_busy`` (a start written while busy) sets ``START_BUSY`` if no other
       error is recorded; the running job continues.
     - Counters: ``perf_busy`` counts busy cycles, ``perf_stall`` the cycles the
-      feeder wanted a weight beat and none was there, ``perf_rd_beats`` and
-      ``perf_wr_beats`` the data beats taken from the reader and sent towards the
+      feeder wanted a weight beat and one reader had none, ``perf_rd_beats`` and
+      ``perf_wr_beats`` the data beats taken from all readers and sent towards the
       writer; ``cycles`` runs freely from reset.
     """
 
@@ -252,9 +257,7 @@ class Controller(wiring.Component):
                 with m.If(self.start):
                     m.d.sync += [
                         *(arg.eq(getattr(self, name)) for name, arg in args.items()),
-                        # p * W_STRIDE as shifted adds: a constant product, no DSP.
-                        *(base.eq(sum((self.w_stride << bit for bit in range(p.bit_length()) if p >> bit & 1),
-                                      self.w_addr)) for p, base in enumerate(w_bases)),
+                        *(base.eq(self.w_addr + times(self.w_stride, p)) for p, base in enumerate(w_bases)),
                         a_row_beats.eq((self.k + cfg.bus_bytes - 1) >> bb_log2),
                         a_last_word.eq(((self.k + cfg.bus_bytes - 1) >> bb_log2) - 1),
                         w_tile_bytes.eq(self.k << bb_log2),

@@ -21,7 +21,7 @@ Timing contract (per port; each has its own read pipeline and latency):
   ``fault_write`` is set. While ``hang`` is high no AR is accepted (this models
   a memory that stops answering).
 
-DDR timing (``DdrTiming``, one for all ports: they share the DRAM; ``sim.ddr_model``
+DDR timing (``DdrTiming``, one for all ports: they share the DRAM; ``hdl.spec.ddr``
 states the constants and their sources; all zero is the ideal memory above):
 
 - ``ddr_rate``: a token bucket caps the beats served (read and write, all ports
@@ -46,10 +46,10 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.axi import RESP_DECERR, RESP_OKAY, RESP_SLVERR, AXI4ReadSignature, AXI4Signature
 from hdl.spec.config import AccelConfig
+from hdl.spec.ddr import RATE_ONE
 
 __all__ = ["SimMemory", "SimPort", "DdrTiming", "BUCKET_BEATS", "LFSR_SEED", "RATE_ONE"]
 
-RATE_ONE = 1 << 16          # ddr_rate and bank_stall_rate are fractions of this
 BUCKET_BEATS = 4            # credit a token bucket holds: a short burst after a pause
 LFSR_SEED = 0xACE1
 

@@ -13,7 +13,7 @@ from hdl.spec.regmap import ErrorCode
 from host.accel.driver import AcceleratorTimeout, ConfigMismatch, DmaError, Driver, JobRefused
 from host.accel.golden import golden_matmul
 from host.accel.pack import pack_weights
-from sim.ddr_model import IDEAL, RATE_ONE
+from hdl.spec.ddr import IDEAL, RATE_ONE
 
 CONFIG = preset("small")
 pytestmark = pytest.mark.xdist_group("cosim-small")

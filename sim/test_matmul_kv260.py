@@ -1,8 +1,8 @@
 """cocotb: the shapes only the kv260 build can take, on its generated top.
 
-A Gemma-sized decode row (K=640) and K = max_k need the 64 KiB activation buffer,
-and the multi-block prefill the 16x16 array, so this module runs on the kv260
-preset alone; every test of ``sim.test_matmul`` runs on the small presets. The
+A Gemma-sized decode row (K=640) and K = max_k need the 32 KiB activation buffer,
+and the 8x64 array streams its weights over four ports, so this module runs on the
+kv260 preset alone; every test of ``sim.test_matmul`` runs on the small presets. The
 capability test of ``sim.test_matmul`` runs here too (its values differ per build).
 """
 
@@ -21,7 +21,8 @@ from sim.top_build import run_top
 
 @cocotb.test()
 async def kv260_shapes(dut):
-    """Decode and a multi-block prefill on the 16x16 build, under changing pauses."""
+    """Decode and a multi-block prefill on the 8x64 build, under changing pauses on
+    every port."""
     tb = SystoleTB(dut)
     await tb.reset()
     cfg = tb.config

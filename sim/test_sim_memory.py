@@ -19,7 +19,7 @@ from cocotbext.axi import AxiBus, AxiMaster, AxiResp
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import preset
 from host.platforms.sim import MEMORY_CONTROLS
-from sim.ddr_model import RATE_ONE, beats_per_cycle, ddr_model
+from hdl.spec.ddr import RATE_ONE, beats_per_cycle, ddr_model
 from sim.runner import BUILD, run_cocotb, write_verilog
 
 BASE = 0x8000_0000

@@ -1,4 +1,5 @@
-"""gen.report: both board presets synthesize (Yosys synth_xilinx) and fit their devices."""
+"""gen.report: both board presets synthesize (Yosys synth_xilinx) and fit their devices
+with ``report.MARGIN`` (20%) of every resource to spare."""
 
 import pytest
 
@@ -12,6 +13,7 @@ def test_preset_fits_its_device(name):
     config, device = preset(BOARDS[name].preset), BOARDS[name].fpga
     result = report.estimate(name)
     assert result.fits(device), report.table([result])
+    assert not result.fits(device, margin=1 - result.luts / device.luts + 1e-3)   # fits() measures
     # One multiplier per PE: the array maps to DSP slices, not LUTs.
     assert result.dsps == config.rows * config.cols
     # The activation buffer needs at least its own size in block RAM.

@@ -9,6 +9,7 @@ so the host runtime reads them on a board without Amaranth:
 ``dma``            how a job becomes DMA commands and AXI bursts (max_burst, 4 KiB)
 ``timing``         the fixed latencies of the RTL blocks
 ``boards``         the KV260 and the Nexys Video: parts, DRAM, windows, pins, clocks
+``ddr``            the DRAM timing model: latency, shared cap, refresh, bank stalls
 ``link_protocol``  the serial/Ethernet link frames between a host and a Nexys Video
 
 The Amaranth blocks (``hdl/*.py``), the C header and firmware vectors (``gen``), the

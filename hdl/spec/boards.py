@@ -178,7 +178,6 @@ class Board:
     connectors: dict[str, str] = field(default_factory=dict)   # name: pins in order ("-" = power)
     uart_baud: int | None = None                  # the host link's serial rate
     irq_spi: int | None = None                    # GIC SPI number (Zynq PL-to-PS interrupt)
-    read_latency: int = 32                        # DMA read latency assumed by projections (cycles)
     connector_iostandards: dict[str, str] = field(default_factory=dict)  # connector: I/O standard of its bank
     config_voltage: float | None = None           # bank 0 VCCO (7-series CONFIG_VOLTAGE); None: not set
     mig: Mig | None = None                        # a MIG DDR3 controller the flow generates

@@ -41,7 +41,7 @@ from .config import AccelConfig
 from .regmap import ErrorCode, by_name
 
 __all__ = ["JobField", "FIELDS", "field", "Job", "Extent", "quick_checks", "extents", "check",
-           "row_strides", "product_bits", "edge_jobs"]
+           "row_strides", "product_bits", "edge_jobs", "times"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,15 @@ def _log2(value: int) -> int:
     return value.bit_length() - 1
 
 
+def times(value, constant: int):
+    """``value * constant`` as a sum of shifts (ints and signals alike), so a constant
+    product costs adders in the RTL and never a DSP multiplier."""
+    if constant < 0:
+        raise ValueError(f"constant={constant} must not be negative")
+    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
+    return sum(terms[1:], terms[0]) if terms else 0
+
+
 def _round_up(value, step_log2: int):
     """``value`` rounded up to a multiple of ``2^step_log2`` (ints and signals alike)."""
     return ((value + (1 << step_log2) - 1) >> step_log2) << step_log2
@@ -172,7 +181,7 @@ def extents(config: AccelConfig, job: Job) -> list[Extent]:
     return [
         Extent(job.a_addr, job.m - 1, job.a_stride, _round_up(job.k, bb_log2)),
         Extent(job.w_addr, (job.n + config.cols - 1) >> _log2(config.cols), job.k << bb_log2,
-               (config.weight_ports - 1) * job.w_stride),
+               times(job.w_stride, config.weight_ports - 1)),
         Extent(job.c_addr, job.m - 1, job.c_stride, _round_up(4 * job.n, bb_log2)),
     ]
 

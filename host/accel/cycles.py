@@ -10,7 +10,9 @@ a time:
 - the DMA reader's limits: at most ``max_outstanding`` bursts in flight, and a burst
   is issued only when the read FIFO has room for all of it (credit returns as the
   consumer takes beats); data comes back ``read_latency`` cycles after the AR, at
-  one beat per cycle;
+  ``rate`` beats per cycle (1 for an ideal memory; ``hdl.spec.ddr.beats_per_cycle``
+  for a board's DRAM, its refresh and bank stalls taken as a steady rate). Every
+  weight port streams the same shape of commands in step, so port 0 stands for all;
 - the consumer: A beats into the activation buffer, then weight beats into the
   array at one per cycle. The last beat of a tile waits until the drain has read
   the previous tile out (``pipeline + rows_valid * beats_per_row`` cycles after that
@@ -59,10 +61,13 @@ TIMING = RtlTiming()
 
 
 def job_cycles(config: AccelConfig, m: int, n: int, k: int, read_latency: int = 32,
-               timing: RtlTiming = TIMING) -> int:
-    """Predicted PERF_BUSY of ``C[m, n] = A[m, k] x W[n, k]^T`` (buffers page-aligned)."""
+               timing: RtlTiming = TIMING, rate: float = 1.0) -> int:
+    """Predicted PERF_BUSY of ``C[m, n] = A[m, k] x W[n, k]^T`` (buffers page-aligned)
+    with a memory that delivers ``rate`` beats per cycle to each port."""
     if min(m, n, k) < 1 or k > config.max_k:
         raise ValueError(f"job M={m} N={n} K={k} is outside 1..max_mn, 1..max_mn, 1..{config.max_k}")
+    if not 0 < rate <= 1:
+        raise ValueError(f"rate={rate} must be in (0, 1] beats per cycle")
     pipeline = timing.pipeline(config)
     latency = read_latency + timing.read_extra
     arrived_end: list[float] = []      # per burst: cycle its last beat arrives
@@ -92,7 +97,7 @@ def job_cycles(config: AccelConfig, m: int, n: int, k: int, read_latency: int = 
         at = max(at, credit_at(issued + length - config.read_fifo_beats))
         last_issue = at
         start = max(at + latency, last_arrival)
-        last_arrival = start + length
+        last_arrival = start + length / rate
         issued += length
         arrived_end.append(last_arrival)
         return start, last_arrival
@@ -114,7 +119,6 @@ def job_cycles(config: AccelConfig, m: int, n: int, k: int, read_latency: int = 
             for _, length in bursts(config, command.addr, command.beats):
                 consume(length, *read(length, first))
                 first = False
-        # Every weight port reads the same shape of stream in step; port 0 stands for all.
         for tile, command in enumerate(block.w_reads[0]):
             lengths = [length for _, length in bursts(config, command.addr, command.beats)]
             for i, length in enumerate(lengths):

@@ -2,8 +2,9 @@
 
 ``project(...)`` turns a model's matmul shapes into accelerator time per token
 (decode) and per prompt (prefill) on an accelerator configuration at its clock, with
-the board's DRAM (``hdl.spec.boards``). It adds the host's measured non-matmul time
-and sets the result next to the bandwidth roofline.
+the board's DRAM: the cycle model streams at the rate and latency of the board's DDR
+model (``hdl.spec.ddr.stream_model``: the shared cap, refresh, bank stalls). It adds
+the host's measured non-matmul time and sets the result next to the bandwidth roofline.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from hdl.spec.boards import Board
 from hdl.spec.config import AccelConfig
+from hdl.spec.ddr import stream_model
 
 from ..accel.cycles import job_cycles
 from ..llm.layers import linear_shapes
@@ -114,12 +116,13 @@ def project(name: str, matmuls: list[MatmulShape], board: Board, config: AccelCo
     """Accelerator time per token and per prompt of ``matmuls`` on ``config``."""
     per_kind: dict[str, int] = {}
     decode = prefill = jobs = 0
+    latency, rate = stream_model(config, board)
     for shape in matmuls:
         for k0 in range(0, shape.k, config.max_k):           # the runtime splits K > max_k
             k = min(config.max_k, shape.k - k0)
-            cycles = job_cycles(config, 1, shape.n, k, board.read_latency)
+            cycles = job_cycles(config, 1, shape.n, k, latency, rate=rate)
             decode += cycles
-            prefill += job_cycles(config, prompt_tokens, shape.n, k, board.read_latency)
+            prefill += job_cycles(config, prompt_tokens, shape.n, k, latency, rate=rate)
             per_kind[shape.kind] = per_kind.get(shape.kind, 0) + cycles
             jobs += 1
     weight_bytes = sum(shape.n * shape.k for shape in matmuls)

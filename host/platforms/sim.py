@@ -69,7 +69,7 @@ REPLY = struct.Struct("<BQ")
 OPS = ("READ32", "WRITE32", "WAIT_IRQ", "NOW", "SET_MEMORY", "CLOSE")
 # SET_MEMORY controls, in order: the simulated memory's ports named mem_<control>.
 # The DDR timing controls (ddr_rate ... bank_stall_cycles) are described in sim.sim_memory;
-# sim.ddr_model gives their values for a board.
+# hdl.spec.ddr gives their values for a board.
 MEMORY_CONTROLS = ("read_latency", "fault_lo", "fault_hi", "fault_read", "fault_write", "hang",
                    "ddr_rate", "refresh_period", "refresh_cycles", "bank_stall_rate",
                    "bank_stall_cycles")

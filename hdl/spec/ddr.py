@@ -1,8 +1,10 @@
-"""The DDR behind the DMA as ``SimMemory`` models it: latency, shared bandwidth cap,
-refresh and bank stalls, in accelerator cycles.
+"""The DDR behind the DMA as ``SimMemory`` models it and the projections count it:
+latency, shared bandwidth cap, refresh and bank stalls, in accelerator cycles.
 
 ``ddr_model(config, board)`` gives the ``SimMemory`` control values
-(``host.platforms.sim.MEMORY_CONTROLS``) for a board's DRAM at ``config.clock_mhz``;
+(``host.platforms.sim.MEMORY_CONTROLS``) for a board's DRAM at ``config.clock_mhz``, and
+``beats_per_cycle`` what they deliver to each port in the long run (the rate the cycle
+model, ``host.accel.cycles``, streams at in the board projections);
 ``IDEAL`` is the free memory the earlier benchmarks measured against (32-cycle
 latency, one beat per cycle, no stalls). Constants and their sources:
 
@@ -30,10 +32,10 @@ from __future__ import annotations
 
 import math
 
-from hdl.spec.boards import Board
-from hdl.spec.config import AccelConfig
+from .boards import Board
+from .config import AccelConfig
 
-__all__ = ["READ_LATENCY", "DDR_EFFICIENCY", "T_REFI_S", "T_RFC_S", "BANK_STALL_CYCLES",
+__all__ = ["stream_model", "READ_LATENCY", "DDR_EFFICIENCY", "T_REFI_S", "T_RFC_S", "BANK_STALL_CYCLES",
            "BANK_STALL_PER_CYCLE", "RATE_ONE", "IDEAL", "ddr_model", "beats_per_cycle"]
 
 READ_LATENCY = 64
@@ -42,7 +44,7 @@ T_REFI_S = 7.8e-6
 T_RFC_S = 350e-9
 BANK_STALL_CYCLES = 7
 BANK_STALL_PER_CYCLE = 1 / 512
-RATE_ONE = 1 << 16            # as sim.sim_memory.RATE_ONE (that module needs Amaranth)
+RATE_ONE = 1 << 16            # ddr_rate and bank_stall_rate are fractions of this
 
 # The memory the benchmarks used before issue 14: no cap, no refresh, no stalls.
 IDEAL = {"read_latency": 32, "ddr_rate": 0, "refresh_period": 0, "refresh_cycles": 0,
@@ -79,3 +81,9 @@ def beats_per_cycle(controls: dict[str, int], ports: int = 1) -> float:
         # loses only refresh time until stalls outgrow the cap's own idle cycles.
         return min(peak * refresh_free, refresh_free * stall_free)
     return peak * refresh_free * stall_free
+
+
+def stream_model(config: AccelConfig, board: Board) -> tuple[int, float]:
+    """``(read latency in cycles, beats per cycle per weight port)`` of ``board``'s DRAM
+    model for ``config``'s ports: what the cycle model projects with."""
+    return READ_LATENCY, beats_per_cycle(ddr_model(config, board), config.weight_ports)
