@@ -50,7 +50,8 @@ def run_blocks(config, blocks, *, weight_gap, write_stall, seed):
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
-            packed = pack_weights(w, config.cols, config.weight_ports).data.reshape(-1, bb)
+            # One core beat is one beat of every weight port, side by side: a k step of a tile.
+            packed = pack_weights(w, config.cols, config.weight_ports).beats().reshape(-1, config.cols)
             for beat in packed:
                 while rng.random() < weight_gap:
                     ctx.set(dut.weights.valid, 0)
