@@ -6,6 +6,7 @@ import pytest
 
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import preset
+from hdl.spec.ddr import stream_model
 from host.accel.cycles import ideal_cycles, job_cycles
 from host.llm.layers import linear_shapes, linear_specs
 from host.llm.model.base import ModelConfig
@@ -39,9 +40,28 @@ def test_stories15m_weight_bytes_and_roofline():
     assert p.weight_bytes == expected
     assert p.roofline_tok_s == pytest.approx(16 * 100e6 / expected)
     assert p.jobs_per_token == 4 * layers + 1
-    # Every job pays its fixed overhead on top of the weight stream, never less.
-    ideal = sum(ideal_cycles(config, 1, s.n, s.k) for s in llama2c_matmuls(**dims))
+    # The stream runs at the DDR model's rate: the DDR3's 1.6 GB/s x 0.85 (the port's 1.6
+    # GB/s is above it) while no refresh runs (35 of every 780 cycles at 100 MHz). Every job
+    # pays its fixed overhead on top of that stream, never less.
+    rate = 0.85 * (1 - 35 / 780)
+    # (the cap is held in steps of 1/65536 beat per cycle)
+    assert stream_model(config, BOARDS["nexys_video"]) == (64, pytest.approx(rate, abs=1 / 65536))
+    ideal = sum(ideal_cycles(config, 1, s.n, s.k) for s in llama2c_matmuls(**dims)) / rate
     assert ideal < p.decode_cycles < 1.05 * ideal
+
+
+def test_kv260_streams_four_ports_at_the_ddr_models_rate():
+    """Four 128-bit HP ports at 250 MHz ask 16 GB/s of a 16.32 GB/s cap, so the ports bind:
+    each streams one beat per cycle, less refresh (88 of 1950 cycles) and bank stalls (7
+    cycles at 128/65536 per free cycle), and Gemma-shaped decode runs at that rate."""
+    config, board = preset("kv260"), BOARDS["kv260"]
+    assert config.weight_ports == 4 and config.bandwidth_bytes_per_s == 4 * 16 * 250e6
+    rate = (1 - 88 / 1950) / (1 + 7 * 128 / 65536)
+    assert stream_model(config, board) == (64, pytest.approx(rate))
+    shapes = [(1024, 640), (2048, 640), (640, 2048), (640, 1024)]
+    ideal = sum(ideal_cycles(config, 1, n, k) for n, k in shapes) / rate
+    cycles = sum(job_cycles(config, 1, n, k, 64, rate=rate) for n, k in shapes)
+    assert ideal < cycles < 1.05 * ideal
 
 
 @pytest.mark.parametrize("name", ["kv260", "nexys_video", "small"])
@@ -67,3 +87,6 @@ def test_the_nexys_video_projection_is_capped_by_the_migs_axi_port():
     assert ours.port_bytes_per_s == 16 * 100e6            # 128 bits at the 100 MHz ui_clk
     assert narrow.port_bytes_per_s == 4 * 100e6
     assert narrow.roofline_tok_s == pytest.approx(ours.roofline_tok_s / 4)
+    # The stream itself slows to the narrow port's 0.25 beats per cycle.
+    assert stream_model(config, narrow_board)[1] == pytest.approx(0.25)
+    assert narrow.decode_cycles > 3 * ours.decode_cycles

@@ -85,5 +85,10 @@ def beats_per_cycle(controls: dict[str, int], ports: int = 1) -> float:
 
 def stream_model(config: AccelConfig, board: Board) -> tuple[int, float]:
     """``(read latency in cycles, beats per cycle per weight port)`` of ``board``'s DRAM
-    model for ``config``'s ports: what the cycle model projects with."""
-    return READ_LATENCY, beats_per_cycle(ddr_model(config, board), config.weight_ports)
+    model for ``config``'s ports: what the cycle model projects with. A memory controller
+    the flow generates (the Nexys Video's MIG) caps it at its AXI port's bytes per second."""
+    rate = beats_per_cycle(ddr_model(config, board), config.weight_ports)
+    if board.mig is not None:
+        port_beats = board.mig.axi_bytes_per_s / (config.bus_bytes * config.clock_mhz * 1e6)
+        rate = min(rate, port_beats / config.weight_ports)
+    return READ_LATENCY, rate
