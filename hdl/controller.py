@@ -16,7 +16,9 @@ from .spec.config import AccelConfig
 from .spec.job import FIELDS, times
 from .spec.regmap import ErrorCode
 
-__all__ = ["Controller", "read_ports"]
+__all__ = ["Controller", "read_ports", "MAX_FANOUT"]
+
+MAX_FANOUT = 64        # Vivado MAX_FANOUT of the control registers that reach the whole array
 
 
 def read_ports(config: AccelConfig) -> tuple[str, ...]:
@@ -91,7 +93,10 @@ class Controller(wiring.Component):
         bb_log2 = exact_log2(cfg.bus_bytes)
         m.submodules.check = check = JobCheck(cfg)
         m.submodules.core = core = ComputeCore(cfg)
-        abort = Signal()             # a register: it fans out to the reader, writer and core
+        # A register that fans out to every reader, the writer, the skid buffers and the
+        # core's pipeline (thousands of flip-flops on kv260): MAX_FANOUT lets Vivado
+        # replicate it next to its loads.
+        abort = Signal(attrs={"max_fanout": MAX_FANOUT})
 
         # Every stream to and from the DMA blocks passes a skid buffer, so no
         # combinational path runs between the controller and the AXI masters. An
