@@ -60,7 +60,9 @@ class DmaReader(wiring.Component):
         })
         # Registered flags (see ``elaborate``), made here only so the formal harness
         # (sim/formal/dma_formal.py) can tie them to the state they summarise.
+        self.owed = Signal(range(config.read_fifo_beats + 1))
         self.owed_zero = Signal(init=1)
+        self.free = Signal(range(config.read_fifo_beats + 1), init=config.read_fifo_beats)
         self.in_flight_readable = Signal()
         self.in_flight_writable = Signal(init=1)
 
@@ -88,18 +90,20 @@ class DmaReader(wiring.Component):
         # Beats presented on AR and not yet received. ``owed_zero`` is ``owed == 0``
         # as a register, and the queue's flags are registers too: ``settled`` then
         # costs one LUT, which ``stop`` and the rest of the decision logic start from.
-        owed = Signal(range(depth + 1))
-        owed_zero = self.owed_zero
+        owed, owed_zero = self.owed, self.owed_zero
         in_flight_readable, in_flight_writable = self.in_flight_readable, self.in_flight_writable
         track_ready(m, in_flight, in_flight_readable, in_flight_writable)
 
         r_beat = Signal()
         m.d.comb += r_beat.eq(bus.rvalid & bus.rready)
 
+        # FIFO room not yet claimed, ``depth - fifo.level - owed``, kept as a register updated
+        # by the beats each cycle adds and removes: the room check is one compare of two
+        # registers instead of two adders and a compare.
+        free = self.free
         issue = Signal()
         m.d.comb += issue.eq(burst.valid & ~stop & in_flight_writable &
-                             (~bus.arvalid | bus.arready) &
-                             (fifo.level + owed + burst.p.beats <= depth))
+                             (~bus.arvalid | bus.arready) & (burst.p.beats <= free))
         m.d.comb += [
             burst.ready.eq(issue),
             in_flight.w_en.eq(issue),
@@ -119,6 +123,14 @@ class DmaReader(wiring.Component):
         owed_plus_beats = Signal.like(owed)
         m.d.comb += owed_plus_beats.eq(owed + burst.p.beats)
         m.d.sync += owed_zero.eq(Mux(issue, owed_plus_beats == r_beat, owed == r_beat))
+
+        # A beat pushed moves from ``owed`` to ``fifo.level``; one received and dropped, or
+        # popped, frees its slot. While stopped the FIFO is held in reset (empty next cycle).
+        pushed, popped = fifo.w_en & fifo.w_rdy, fifo.r_en & fifo.r_rdy
+        with m.If(stop):
+            m.d.sync += free.eq(depth + r_beat - owed)
+        with m.Else():
+            m.d.sync += free.eq(free + popped + (r_beat & ~pushed) - Mux(issue, burst.p.beats, 0))
 
         m.d.comb += burst_attributes(bus, "ar", config.bus_bytes)
         m.d.comb += bus.rready.eq(1)          # room for every beat was reserved before its AR

@@ -256,7 +256,12 @@ class ReaderProperties(_Harness, DmaReader):
         m.d.comb += Assert(in_flight.level == accepted.count + bus.arvalid)
         # The registered flags equal what they summarise.
         m.d.comb += [Assert(self.in_flight_readable == in_flight.r_rdy),
-                     Assert(self.in_flight_writable == in_flight.w_rdy)]
+                     Assert(self.in_flight_writable == in_flight.w_rdy),
+                     Assert(self.owed_zero == (self.owed == 0)),
+                     Assert(self.free + m.submodules.fifo.level + self.owed == self.config.read_fifo_beats)]
+        # ``owed`` is every beat of the AR presented and of the bursts accepted, less those received.
+        owed = sum(Mux(i < accepted.count, entry + 1, 0) for i, entry in enumerate(accepted.entries))
+        m.d.comb += Assert(self.owed == owed + Mux(bus.arvalid, bus.arlen + 1, 0) - beat)
         with m.If(accepted.count == 0):
             m.d.comb += Assert(beat == 0)
         with m.Else():
