@@ -151,25 +151,30 @@ def _narrow(m, data) -> None:
 
 def _splitter_invariants(m, splitter, config: AccelConfig) -> None:
     """What the burst splitter holds is reachable from legal commands: a beat-aligned
-    source address in the first pages, a non-empty remainder while active, a legal
-    registered burst. True in every reachable state; they let k-induction close."""
+    source address in the first pages, a non-empty remainder while active, legal
+    registered and skid bursts (the skid only behind a held one). True in every
+    reachable state; they let k-induction close."""
     beat_bits = axsize(config.bus_bytes)
     # Commands start below 2**PAGE_BITS and run at most max_k beats past it.
     limit = (1 << PAGE_BITS) + config.max_k * config.bus_bytes
     burst = splitter.burst
     if beat_bits:
         m.d.comb += [Assert(splitter.next_addr[:beat_bits] == 0),
-                     Assert(burst.p.addr[:beat_bits] == 0)]
+                     Assert(burst.p.addr[:beat_bits] == 0),
+                     Assert(splitter.skid.addr[:beat_bits] == 0)]
     with m.If(splitter.active):
         m.d.comb += [Assert(splitter.remaining != 0),
                      Assert(splitter.remaining <= config.max_k),
                      Assert(splitter.next_addr + (splitter.remaining << beat_bits) <= limit)]
-    with m.If(burst.valid):
-        end = Signal(range(2 * BOUNDARY_BYTES), name="splitter_burst_end")
-        m.d.comb += [end.eq(burst.p.addr[:12] + (burst.p.beats << beat_bits)),
-                     Assert(burst.p.beats != 0),
-                     Assert(burst.p.beats <= config.max_burst),
-                     Assert(end <= BOUNDARY_BYTES)]
+    for name, valid, payload in (("burst", burst.valid, burst.p), ("skid", splitter.skid_valid, splitter.skid)):
+        with m.If(valid):
+            end = Signal(range(2 * BOUNDARY_BYTES), name=f"splitter_{name}_end")
+            m.d.comb += [end.eq(payload.addr[:12] + (payload.beats << beat_bits)),
+                         Assert(payload.beats != 0),
+                         Assert(payload.beats <= config.max_burst),
+                         Assert(end <= BOUNDARY_BYTES)]
+    with m.If(splitter.skid_valid):
+        m.d.comb += Assert(burst.valid)
 
 
 def _dut_config(config: AccelConfig, bug: str | None) -> AccelConfig:
