@@ -58,6 +58,8 @@ class DmaReader(wiring.Component):
             "data": Out(stream.Signature(read_data_layout(config))),
             "bus": Out(AXI4ReadSignature(config)),
         })
+        # Made here, not in ``elaborate``, only so the formal harness can reach its ``draining``.
+        self.control = StopControl(self, config)
         # Registered flags (see ``elaborate``), made here only so the formal harness
         # (sim/formal/dma_formal.py) can tie them to the state they summarise.
         self.owed = Signal(range(config.read_fifo_beats + 1))
@@ -74,7 +76,7 @@ class DmaReader(wiring.Component):
 
         # An abort stays in force until every owed beat is back, so even a one-cycle
         # abort leaves no stale beat to leak out later.
-        control = StopControl(self, config)
+        control = self.control
         splitter = control.elaborate(m)
         stop, settled = control.stop, control.settled
         burst = splitter.burst
@@ -89,20 +91,21 @@ class DmaReader(wiring.Component):
         m.submodules.in_flight = in_flight
         # Beats presented on AR and not yet received. ``owed_zero`` is ``owed == 0``
         # as a register, and the queue's flags are registers too: ``settled`` then
-        # costs one LUT, which ``stop`` and the rest of the decision logic start from.
+        # costs one LUT, which ``stop`` starts from (``issue`` needs only ``halt``).
         owed, owed_zero = self.owed, self.owed_zero
         in_flight_readable, in_flight_writable = self.in_flight_readable, self.in_flight_writable
         track_ready(m, in_flight, in_flight_readable, in_flight_writable)
 
         r_beat = Signal()
         m.d.comb += r_beat.eq(bus.rvalid & bus.rready)
+        failed = bus.rresp[1]
 
         # FIFO room not yet claimed, ``depth - fifo.level - owed``, kept as a register updated
         # by the beats each cycle adds and removes: the room check is one compare of two
         # registers instead of two adders and a compare.
         free = self.free
         issue = Signal()
-        m.d.comb += issue.eq(burst.valid & ~stop & in_flight_writable &
+        m.d.comb += issue.eq(burst.valid & ~control.halt & in_flight_writable &
                              (~bus.arvalid | bus.arready) & (burst.p.beats <= free))
         m.d.comb += [
             burst.ready.eq(issue),
@@ -137,7 +140,6 @@ class DmaReader(wiring.Component):
 
         head_addr = in_flight.r_data[:config.addr_width]
         head_ends_command = in_flight.r_data[config.addr_width]
-        failed = bus.rresp[1]
         m.d.comb += [
             in_flight.r_en.eq(r_beat & bus.rlast),
             fifo.w_en.eq(r_beat & ~failed & ~stop),

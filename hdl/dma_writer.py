@@ -53,6 +53,8 @@ class DmaWriter(wiring.Component):
             "data": In(stream.Signature(write_data_layout(config))),
             "bus": Out(AXI4WriteSignature(config)),
         })
+        # Made here, not in ``elaborate``, only so the formal harness can reach its ``draining``.
+        self.control = StopControl(self, config)
 
     def elaborate(self, platform):
         m = Module()
@@ -61,7 +63,7 @@ class DmaWriter(wiring.Component):
 
         # An abort stays in force until every burst presented is complete, so a
         # one-cycle abort still pads every owed W beat.
-        control = StopControl(self, config)
+        control = self.control
         splitter = control.elaborate(m)
         stop, settled = control.stop, control.settled
         burst = splitter.burst
@@ -83,7 +85,7 @@ class DmaWriter(wiring.Component):
         track_ready(m, awaiting_w, w_readable, w_writable)
 
         issue = Signal()
-        m.d.comb += issue.eq(burst.valid & ~stop & b_writable & w_writable &
+        m.d.comb += issue.eq(burst.valid & ~control.halt & b_writable & w_writable &
                              (~bus.awvalid | bus.awready))
         m.d.comb += [
             burst.ready.eq(issue),

@@ -149,11 +149,12 @@ def _narrow(m, data) -> None:
     m.d.comb += Assume(data[1:] == 0)
 
 
-def _splitter_invariants(m, splitter, config: AccelConfig) -> None:
+def _splitter_invariants(m, splitter, control, config: AccelConfig) -> None:
     """What the burst splitter holds is reachable from legal commands: a beat-aligned
     source address in the first pages, a non-empty remainder while active, legal
-    registered and skid bursts (the skid only behind a held one). True in every
-    reachable state; they let k-induction close."""
+    registered and skid bursts (the skid only behind a held one), none while an abort
+    drains (``StopControl.halt`` relies on it). True in every reachable state; they let
+    k-induction close."""
     beat_bits = axsize(config.bus_bytes)
     # Commands start below 2**PAGE_BITS and run at most max_k beats past it.
     limit = (1 << PAGE_BITS) + config.max_k * config.bus_bytes
@@ -175,6 +176,8 @@ def _splitter_invariants(m, splitter, config: AccelConfig) -> None:
                          Assert(end <= BOUNDARY_BYTES)]
     with m.If(splitter.skid_valid):
         m.d.comb += Assert(burst.valid)
+    with m.If(control.draining):
+        m.d.comb += Assert(~burst.valid)
 
 
 def _dut_config(config: AccelConfig, bug: str | None) -> AccelConfig:
@@ -256,7 +259,7 @@ class ReaderProperties(_Harness, DmaReader):
             m.d.comb += [Assert(~bus.arvalid), Assert(accepted.count == 0)]
 
         # --- what the reader holds matches what the slave owes (for the induction) --
-        _splitter_invariants(m, m.submodules.splitter, self.config)
+        _splitter_invariants(m, m.submodules.splitter, self.control, self.config)
         in_flight = m.submodules.in_flight
         m.d.comb += Assert(in_flight.level == accepted.count + bus.arvalid)
         # The registered flags equal what they summarise.
