@@ -81,7 +81,8 @@ class DmaReader(wiring.Component):
         stop, settled = control.stop, control.settled
         burst = splitter.burst
 
-        # Read-data FIFO; flushed while stopped so its contents never leak out.
+        # Read-data FIFO; flushed while stopped so its contents never leak out. The reset
+        # overrides ``w_en``/``r_en``, so they leave ``stop`` out (it is deep: ``settled``).
         fifo = SyncFIFOBuffered(width=config.bus_bits + 1, depth=depth)
         m.submodules.fifo = fifo = ResetInserter(stop)(fifo)
         # Bursts presented on AR and not yet fully answered: ARADDR and whether
@@ -127,13 +128,15 @@ class DmaReader(wiring.Component):
         m.d.comb += owed_plus_beats.eq(owed + burst.p.beats)
         m.d.sync += owed_zero.eq(Mux(issue, owed_plus_beats == r_beat, owed == r_beat))
 
-        # A beat pushed moves from ``owed`` to ``fifo.level``; one received and dropped, or
-        # popped, frees its slot. While stopped the FIFO is held in reset (empty next cycle).
-        pushed, popped = fifo.w_en & fifo.w_rdy, fifo.r_en & fifo.r_rdy
+        # A beat received moves from ``owed`` to ``fifo.level`` (which always has room for it:
+        # that is what ``free`` reserves) unless it failed; a failed one, or one popped, frees
+        # its slot. While stopped the FIFO is held in reset (empty next cycle). The terms
+        # leave out ``stop``, which selects between the two sums only at the end.
+        popped, dropped = fifo.r_en & fifo.r_rdy, r_beat & failed
         with m.If(stop):
             m.d.sync += free.eq(depth + r_beat - owed)
         with m.Else():
-            m.d.sync += free.eq(free + popped + (r_beat & ~pushed) - Mux(issue, burst.p.beats, 0))
+            m.d.sync += free.eq(free + popped + dropped - Mux(issue, burst.p.beats, 0))
 
         m.d.comb += burst_attributes(bus, "ar", config.bus_bytes)
         m.d.comb += bus.rready.eq(1)          # room for every beat was reserved before its AR
@@ -142,7 +145,7 @@ class DmaReader(wiring.Component):
         head_ends_command = in_flight.r_data[config.addr_width]
         m.d.comb += [
             in_flight.r_en.eq(r_beat & bus.rlast),
-            fifo.w_en.eq(r_beat & ~failed & ~stop),
+            fifo.w_en.eq(r_beat & ~failed),
             fifo.w_data.eq(Cat(bus.rdata, bus.rlast & head_ends_command)),
         ]
         with m.If(r_beat & failed & ~self.error):
@@ -152,7 +155,7 @@ class DmaReader(wiring.Component):
             self.data.valid.eq(fifo.r_rdy & ~stop),
             self.data.p.data.eq(fifo.r_data[:config.bus_bits]),
             self.data.p.last.eq(fifo.r_data[config.bus_bits]),
-            fifo.r_en.eq(self.data.ready & ~stop),
+            fifo.r_en.eq(self.data.ready),
             settled.eq(~bus.arvalid & ~in_flight_readable & owed_zero),
             self.idle.eq(~splitter.busy & settled & (fifo.level == 0)),
         ]
