@@ -29,12 +29,17 @@ class BurstSplitter(wiring.Component):
 
     Timing: the burst output is registered; a burst appears one cycle after its
     command is taken, and bursts follow back to back, one per cycle, across
-    command boundaries. ``burst.valid`` depends on state only (and ``flush``).
+    command boundaries. ``burst.valid`` is a flip-flop.
+    Behind the output register sits one skid entry: while the consumer holds a
+    burst, the splitter cuts one more, so advancing (and ``cmd.ready``) waits on
+    that entry's flag, never on ``burst.ready``.
     The low ``log2(bus_bytes)`` address bits are ignored (commands are
     beat-aligned by contract). A command of 0 beats is taken and dropped.
 
-    ``flush`` (level): drop the command in progress and take and drop every
-    command offered. ``busy``: a command is in progress.
+    ``flush`` (level): drop the command in progress and the bursts cut, and take
+    and drop every command offered. A burst offered while ``flush`` is high is
+    gone at the next edge: the consumer must not take it. ``busy``: a command is
+    in progress.
     """
 
     def __init__(self, config: AccelConfig):
@@ -51,6 +56,8 @@ class BurstSplitter(wiring.Component):
         self.next_addr = Signal(config.addr_width)
         self.remaining = Signal(32)
         self.active = Signal()
+        self.skid = Signal(burst_layout(config))
+        self.skid_valid = Signal()
 
     def elaborate(self, platform):
         m = Module()
@@ -69,37 +76,49 @@ class BurstSplitter(wiring.Component):
         beats = Signal.like(self.burst.p.beats)
         m.d.comb += beats.eq(Mux(remaining < limit, remaining, limit))
         final = Signal()
-        m.d.comb += final.eq(remaining == beats)
+        m.d.comb += final.eq(remaining <= limit)
 
-        # The burst is registered so the consumer's decision logic starts at a flop.
+        # The burst is registered so the consumer's decision logic starts at a flop. A
+        # burst cut while the output register is held waits in ``skid``, so cutting the next
+        # one (``advance``) depends on flip-flops only, not on ``burst.ready``. ``flush``
+        # gates only the valid flags and ``active``: the source registers mean nothing
+        # once ``active`` is low, so their next value ignores it.
+        burst, skid, skid_valid = self.burst, self.skid, self.skid_valid
         out_valid = Signal()
-        load = Signal()
+        advance = Signal()
+        take = Signal()
+        cut = Signal.like(skid)
         m.d.comb += [
-            load.eq(active & ~self.flush & (~out_valid | self.burst.ready)),
-            self.burst.valid.eq(out_valid & ~self.flush),
-            self.cmd.ready.eq(~active | self.flush | (load & final)),
+            advance.eq(active & ~skid_valid),
+            take.eq(self.cmd.valid & (~active | (advance & final))),
+            cut.addr.eq(addr),
+            cut.beats.eq(beats),
+            cut.last.eq(final),
+            burst.valid.eq(out_valid),
+            self.cmd.ready.eq(~active | self.flush | (advance & final)),
             self.busy.eq(active | out_valid),
         ]
-        with m.If(load):
-            m.d.sync += [
-                self.burst.p.addr.eq(addr),
-                self.burst.p.beats.eq(beats),
-                self.burst.p.last.eq(final),
-                out_valid.eq(1),
-                addr.eq(addr + (beats << beat_shift)),
-                remaining.eq(remaining - beats),
-            ]
-            with m.If(final):
-                m.d.sync += active.eq(0)
-        with m.Elif(self.burst.ready):
-            m.d.sync += out_valid.eq(0)
+        with m.If(~out_valid | burst.ready):
+            with m.If(skid_valid):
+                m.d.sync += [burst.p.eq(skid), out_valid.eq(1), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [burst.p.eq(cut), out_valid.eq(advance)]
+        with m.Elif(advance):
+            m.d.sync += [skid.eq(cut), skid_valid.eq(1)]
 
-        with m.If(self.flush):
-            m.d.sync += [active.eq(0), out_valid.eq(0)]
-        with m.Elif(self.cmd.valid & self.cmd.ready):
+        with m.If(take):
             m.d.sync += [
                 addr.eq(Cat(C(0, beat_shift), self.cmd.p.addr[beat_shift:])),
                 remaining.eq(self.cmd.p.beats),
                 active.eq(self.cmd.p.beats != 0),
             ]
+        with m.Elif(advance):
+            m.d.sync += [
+                addr.eq(addr + (beats << beat_shift)),
+                remaining.eq(remaining - beats),
+            ]
+            with m.If(final):
+                m.d.sync += active.eq(0)
+        with m.If(self.flush):
+            m.d.sync += [active.eq(0), out_valid.eq(0), skid_valid.eq(0)]
         return m

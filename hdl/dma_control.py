@@ -39,21 +39,29 @@ class StopControl:
     its command and takes and drops every command offered. ``clear`` clears ``error``
     while the block is idle; then nothing is owed on the bus, so no response can set
     ``error`` in the same cycle. Call ``elaborate(m)`` from the block's ``elaborate``.
+
+    ``halt`` (``abort`` or ``error``, both flip-flops) is what a block's issue decision
+    needs besides ``burst.valid``: ``stop``'s third term, an abort ``draining``, never
+    holds while the splitter holds a burst (``stop`` flushes it, and ``draining`` ends in
+    the first cycle ``stop`` is low), so ``burst.valid & ~halt`` equals ``burst.valid &
+    ~stop`` without the LUTs behind ``settled``.
     """
 
     def __init__(self, block: wiring.Component, config: AccelConfig):
         self.block = block
         self.splitter = BurstSplitter(config)
         self.stop = Signal()
+        self.halt = Signal()
         self.settled = Signal()
+        self.draining = Signal()
 
     def elaborate(self, m: Module) -> BurstSplitter:
         """Add the splitter and the stop logic to ``m``; returns the splitter."""
-        block = self.block
-        draining = Signal()
+        block, draining = self.block, self.draining
         m.submodules.splitter = splitter = self.splitter
         wiring.connect(m, wiring.flipped(block.cmd), splitter.cmd)
-        m.d.comb += [self.stop.eq(block.abort | (draining & ~self.settled) | block.error),
+        m.d.comb += [self.halt.eq(block.abort | block.error),
+                     self.stop.eq(self.halt | (draining & ~self.settled)),
                      splitter.flush.eq(self.stop)]
         with m.If(block.abort):
             m.d.sync += draining.eq(1)

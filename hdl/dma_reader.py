@@ -58,9 +58,13 @@ class DmaReader(wiring.Component):
             "data": Out(stream.Signature(read_data_layout(config))),
             "bus": Out(AXI4ReadSignature(config)),
         })
+        # Made here, not in ``elaborate``, only so the formal harness can reach its ``draining``.
+        self.control = StopControl(self, config)
         # Registered flags (see ``elaborate``), made here only so the formal harness
         # (sim/formal/dma_formal.py) can tie them to the state they summarise.
+        self.owed = Signal(range(config.read_fifo_beats + 1))
         self.owed_zero = Signal(init=1)
+        self.free = Signal(range(config.read_fifo_beats + 1), init=config.read_fifo_beats)
         self.in_flight_readable = Signal()
         self.in_flight_writable = Signal(init=1)
 
@@ -72,12 +76,13 @@ class DmaReader(wiring.Component):
 
         # An abort stays in force until every owed beat is back, so even a one-cycle
         # abort leaves no stale beat to leak out later.
-        control = StopControl(self, config)
+        control = self.control
         splitter = control.elaborate(m)
         stop, settled = control.stop, control.settled
         burst = splitter.burst
 
-        # Read-data FIFO; flushed while stopped so its contents never leak out.
+        # Read-data FIFO; flushed while stopped so its contents never leak out. The reset
+        # overrides ``w_en``/``r_en``, so they leave ``stop`` out (it is deep: ``settled``).
         fifo = SyncFIFOBuffered(width=config.bus_bits + 1, depth=depth)
         m.submodules.fifo = fifo = ResetInserter(stop)(fifo)
         # Bursts presented on AR and not yet fully answered: ARADDR and whether
@@ -87,19 +92,22 @@ class DmaReader(wiring.Component):
         m.submodules.in_flight = in_flight
         # Beats presented on AR and not yet received. ``owed_zero`` is ``owed == 0``
         # as a register, and the queue's flags are registers too: ``settled`` then
-        # costs one LUT, which ``stop`` and the rest of the decision logic start from.
-        owed = Signal(range(depth + 1))
-        owed_zero = self.owed_zero
+        # costs one LUT, which ``stop`` starts from (``issue`` needs only ``halt``).
+        owed, owed_zero = self.owed, self.owed_zero
         in_flight_readable, in_flight_writable = self.in_flight_readable, self.in_flight_writable
         track_ready(m, in_flight, in_flight_readable, in_flight_writable)
 
         r_beat = Signal()
         m.d.comb += r_beat.eq(bus.rvalid & bus.rready)
+        failed = bus.rresp[1]
 
+        # FIFO room not yet claimed, ``depth - fifo.level - owed``, kept as a register updated
+        # by the beats each cycle adds and removes: the room check is one compare of two
+        # registers instead of two adders and a compare.
+        free = self.free
         issue = Signal()
-        m.d.comb += issue.eq(burst.valid & ~stop & in_flight_writable &
-                             (~bus.arvalid | bus.arready) &
-                             (fifo.level + owed + burst.p.beats <= depth))
+        m.d.comb += issue.eq(burst.valid & ~control.halt & in_flight_writable &
+                             (~bus.arvalid | bus.arready) & (burst.p.beats <= free))
         m.d.comb += [
             burst.ready.eq(issue),
             in_flight.w_en.eq(issue),
@@ -120,15 +128,24 @@ class DmaReader(wiring.Component):
         m.d.comb += owed_plus_beats.eq(owed + burst.p.beats)
         m.d.sync += owed_zero.eq(Mux(issue, owed_plus_beats == r_beat, owed == r_beat))
 
+        # A beat received moves from ``owed`` to ``fifo.level`` (which always has room for it:
+        # that is what ``free`` reserves) unless it failed; a failed one, or one popped, frees
+        # its slot. While stopped the FIFO is held in reset (empty next cycle). The terms
+        # leave out ``stop``, which selects between the two sums only at the end.
+        popped, dropped = fifo.r_en & fifo.r_rdy, r_beat & failed
+        with m.If(stop):
+            m.d.sync += free.eq(depth + r_beat - owed)
+        with m.Else():
+            m.d.sync += free.eq(free + popped + dropped - Mux(issue, burst.p.beats, 0))
+
         m.d.comb += burst_attributes(bus, "ar", config.bus_bytes)
         m.d.comb += bus.rready.eq(1)          # room for every beat was reserved before its AR
 
         head_addr = in_flight.r_data[:config.addr_width]
         head_ends_command = in_flight.r_data[config.addr_width]
-        failed = bus.rresp[1]
         m.d.comb += [
             in_flight.r_en.eq(r_beat & bus.rlast),
-            fifo.w_en.eq(r_beat & ~failed & ~stop),
+            fifo.w_en.eq(r_beat & ~failed),
             fifo.w_data.eq(Cat(bus.rdata, bus.rlast & head_ends_command)),
         ]
         with m.If(r_beat & failed & ~self.error):
@@ -138,7 +155,7 @@ class DmaReader(wiring.Component):
             self.data.valid.eq(fifo.r_rdy & ~stop),
             self.data.p.data.eq(fifo.r_data[:config.bus_bits]),
             self.data.p.last.eq(fifo.r_data[config.bus_bits]),
-            fifo.r_en.eq(self.data.ready & ~stop),
+            fifo.r_en.eq(self.data.ready),
             settled.eq(~bus.arvalid & ~in_flight_readable & owed_zero),
             self.idle.eq(~splitter.busy & settled & (fifo.level == 0)),
         ]

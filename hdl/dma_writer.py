@@ -1,6 +1,6 @@
 """``DmaWriter``: the AXI4 write master that stores results to DDR."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -53,6 +53,8 @@ class DmaWriter(wiring.Component):
             "data": In(stream.Signature(write_data_layout(config))),
             "bus": Out(AXI4WriteSignature(config)),
         })
+        # Made here, not in ``elaborate``, only so the formal harness can reach its ``draining``.
+        self.control = StopControl(self, config)
 
     def elaborate(self, platform):
         m = Module()
@@ -61,18 +63,18 @@ class DmaWriter(wiring.Component):
 
         # An abort stays in force until every burst presented is complete, so a
         # one-cycle abort still pads every owed W beat.
-        control = StopControl(self, config)
+        control = self.control
         splitter = control.elaborate(m)
         stop, settled = control.stop, control.settled
         burst = splitter.burst
 
         # Both queues are pushed when an AW is presented. ``awaiting_b`` holds
         # AWADDR until the burst's B arrives (its level counts bursts in
-        # flight); ``awaiting_w`` holds the burst length until its last W beat
-        # is loaded. A burst leaves ``awaiting_w`` before ``awaiting_b``, so it
+        # flight); ``awaiting_w`` holds the burst length (and whether it is 1)
+        # until its last W beat is loaded. A burst leaves ``awaiting_w`` before ``awaiting_b``, so it
         # can never overflow first.
         awaiting_b = SyncFIFO(width=config.addr_width, depth=config.max_outstanding)
-        awaiting_w = SyncFIFO(width=len(burst.p.beats), depth=config.max_outstanding)
+        awaiting_w = SyncFIFO(width=len(burst.p.beats) + 1, depth=config.max_outstanding)
         m.submodules.awaiting_b = awaiting_b
         m.submodules.awaiting_w = awaiting_w
         # Their flags as registers: ``settled`` (and so ``stop``) and ``issue`` start
@@ -83,14 +85,14 @@ class DmaWriter(wiring.Component):
         track_ready(m, awaiting_w, w_readable, w_writable)
 
         issue = Signal()
-        m.d.comb += issue.eq(burst.valid & ~stop & b_writable & w_writable &
+        m.d.comb += issue.eq(burst.valid & ~control.halt & b_writable & w_writable &
                              (~bus.awvalid | bus.awready))
         m.d.comb += [
             burst.ready.eq(issue),
             awaiting_b.w_en.eq(issue),
             awaiting_b.w_data.eq(burst.p.addr),
             awaiting_w.w_en.eq(issue),
-            awaiting_w.w_data.eq(burst.p.beats),
+            awaiting_w.w_data.eq(Cat(burst.p.beats, burst.p.beats == 1)),
         ]
         with m.If(issue):
             m.d.sync += [
@@ -102,26 +104,42 @@ class DmaWriter(wiring.Component):
             m.d.sync += bus.awvalid.eq(0)
         m.d.comb += burst_attributes(bus, "aw", config.bus_bytes)
 
-        # W: beats of the burst at the head of ``awaiting_w``.
-        # Counts the beat being loaded from 1, so the compare needs no subtractor.
-        beat_number = Signal(range(1, config.max_burst + 1), init=1)
+        # W: beats of the burst at the head of ``awaiting_w``. Whether the beat being loaded
+        # ends its burst (``final_beat``) is the head's ``single`` bit for a burst's first
+        # beat and otherwise ``later_final``, the compare made when the beat before it was
+        # loaded. ``ahead`` is the number of the beat after the one being loaded (the
+        # first is 1), so that compare needs no adder; nothing compares the head's length
+        # on the way to ``awaiting_w.r_en``.
+        head_beats = awaiting_w.r_data[:len(burst.p.beats)]
+        head_single = awaiting_w.r_data[len(burst.p.beats)]
+        first = Signal(init=1)
+        ahead = Signal(range(2, config.max_burst + 2), init=2)
+        later_final = Signal()
         final_beat = Signal()
         load_w = Signal()
+        # Pad (WSTRB=0) instead of waiting for ``data``: ``stop`` wherever a W beat is owed,
+        # since ``stop`` differs from ``halt | draining`` only once settled, when none is.
+        # Registers only, unlike ``stop`` (behind ``settled``).
+        pad = Signal()
         m.d.comb += [
-            final_beat.eq(beat_number == awaiting_w.r_data),
-            load_w.eq(w_readable & (~bus.wvalid | bus.wready) & (self.data.valid | stop)),
+            pad.eq(control.halt | control.draining),
+            final_beat.eq(Mux(first, head_single, later_final)),
+            load_w.eq(w_readable & (~bus.wvalid | bus.wready) & (self.data.valid | pad)),
             # While stopped, offered beats are taken and dropped so no producer hangs.
             self.data.ready.eq(load_w | stop),
             awaiting_w.r_en.eq(load_w & final_beat),
         ]
         with m.If(load_w):
             m.d.sync += [
-                bus.wdata.eq(Mux(stop, 0, self.data.p.data)),
-                bus.wstrb.eq(Mux(stop, 0, self.data.p.strb)),
+                bus.wdata.eq(Mux(pad, 0, self.data.p.data)),
+                bus.wstrb.eq(Mux(pad, 0, self.data.p.strb)),
                 bus.wlast.eq(final_beat),
                 bus.wvalid.eq(1),
-                beat_number.eq(Mux(final_beat, 1, beat_number + 1)),
             ]
+            with m.If(final_beat):
+                m.d.sync += [first.eq(1), ahead.eq(2)]
+            with m.Else():
+                m.d.sync += [first.eq(0), ahead.eq(ahead + 1), later_final.eq(ahead == head_beats)]
         with m.Elif(bus.wready):
             m.d.sync += bus.wvalid.eq(0)
 

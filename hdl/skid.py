@@ -15,6 +15,11 @@ class SkidBuffer(wiring.Component):
     producer's ``valid`` nor the consumer's ``ready`` reaches the other side in the
     same cycle. Latency one cycle; one beat per cycle when both sides keep up;
     beats leave in order, none lost or duplicated.
+
+    Fanout: only the two valid flags take a reset (a ``ResetInserter`` around the
+    buffer, or the domain's), the payload registers are reset-less; ``o.ready``
+    enables only the output payload register, the skid register loads whenever it
+    is empty.
     """
 
     def __init__(self, shape):
@@ -26,14 +31,17 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        skid = Signal(self.shape)
+        skid = Signal(self.shape, reset_less=True)
+        out = Signal(self.shape, reset_less=True)
         skid_valid = Signal()
-        m.d.comb += self.i.ready.eq(~skid_valid)
+        m.d.comb += [self.i.ready.eq(~skid_valid), self.o.payload.eq(out)]
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(self.i.payload)
         with m.If(self.o.ready | ~self.o.valid):
             with m.If(skid_valid):
-                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
+                m.d.sync += [out.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
             with m.Else():
-                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
+                m.d.sync += [out.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
         with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
         return m

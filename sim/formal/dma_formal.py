@@ -149,27 +149,35 @@ def _narrow(m, data) -> None:
     m.d.comb += Assume(data[1:] == 0)
 
 
-def _splitter_invariants(m, splitter, config: AccelConfig) -> None:
+def _splitter_invariants(m, splitter, control, config: AccelConfig) -> None:
     """What the burst splitter holds is reachable from legal commands: a beat-aligned
-    source address in the first pages, a non-empty remainder while active, a legal
-    registered burst. True in every reachable state; they let k-induction close."""
+    source address in the first pages, a non-empty remainder while active, legal
+    registered and skid bursts (the skid only behind a held one), none while an abort
+    drains (``StopControl.halt`` relies on it). True in every reachable state; they let
+    k-induction close."""
     beat_bits = axsize(config.bus_bytes)
     # Commands start below 2**PAGE_BITS and run at most max_k beats past it.
     limit = (1 << PAGE_BITS) + config.max_k * config.bus_bytes
     burst = splitter.burst
     if beat_bits:
         m.d.comb += [Assert(splitter.next_addr[:beat_bits] == 0),
-                     Assert(burst.p.addr[:beat_bits] == 0)]
+                     Assert(burst.p.addr[:beat_bits] == 0),
+                     Assert(splitter.skid.addr[:beat_bits] == 0)]
     with m.If(splitter.active):
         m.d.comb += [Assert(splitter.remaining != 0),
                      Assert(splitter.remaining <= config.max_k),
                      Assert(splitter.next_addr + (splitter.remaining << beat_bits) <= limit)]
-    with m.If(burst.valid):
-        end = Signal(range(2 * BOUNDARY_BYTES), name="splitter_burst_end")
-        m.d.comb += [end.eq(burst.p.addr[:12] + (burst.p.beats << beat_bits)),
-                     Assert(burst.p.beats != 0),
-                     Assert(burst.p.beats <= config.max_burst),
-                     Assert(end <= BOUNDARY_BYTES)]
+    for name, valid, payload in (("burst", burst.valid, burst.p), ("skid", splitter.skid_valid, splitter.skid)):
+        with m.If(valid):
+            end = Signal(range(2 * BOUNDARY_BYTES), name=f"splitter_{name}_end")
+            m.d.comb += [end.eq(payload.addr[:12] + (payload.beats << beat_bits)),
+                         Assert(payload.beats != 0),
+                         Assert(payload.beats <= config.max_burst),
+                         Assert(end <= BOUNDARY_BYTES)]
+    with m.If(splitter.skid_valid):
+        m.d.comb += Assert(burst.valid)
+    with m.If(control.draining):
+        m.d.comb += Assert(~burst.valid)
 
 
 def _dut_config(config: AccelConfig, bug: str | None) -> AccelConfig:
@@ -251,12 +259,17 @@ class ReaderProperties(_Harness, DmaReader):
             m.d.comb += [Assert(~bus.arvalid), Assert(accepted.count == 0)]
 
         # --- what the reader holds matches what the slave owes (for the induction) --
-        _splitter_invariants(m, m.submodules.splitter, self.config)
+        _splitter_invariants(m, m.submodules.splitter, self.control, self.config)
         in_flight = m.submodules.in_flight
         m.d.comb += Assert(in_flight.level == accepted.count + bus.arvalid)
         # The registered flags equal what they summarise.
         m.d.comb += [Assert(self.in_flight_readable == in_flight.r_rdy),
-                     Assert(self.in_flight_writable == in_flight.w_rdy)]
+                     Assert(self.in_flight_writable == in_flight.w_rdy),
+                     Assert(self.owed_zero == (self.owed == 0)),
+                     Assert(self.free + m.submodules.fifo.level + self.owed == self.config.read_fifo_beats)]
+        # ``owed`` is every beat of the AR presented and of the bursts accepted, less those received.
+        owed = sum(Mux(i < accepted.count, entry + 1, 0) for i, entry in enumerate(accepted.entries))
+        m.d.comb += Assert(self.owed == owed + Mux(bus.arvalid, bus.arlen + 1, 0) - beat)
         with m.If(accepted.count == 0):
             m.d.comb += Assert(beat == 0)
         with m.Else():
