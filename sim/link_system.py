@@ -2,10 +2,11 @@
 the ``systole_top`` accelerator, as the block design wires them.
 
 In Vivado the bridge's ``m_axi_ctrl`` drives the accelerator's ``s_axi_ctrl`` directly,
-the accelerator's ``irq`` goes back to the bridge, and both AXI4 masters reach the MIG
-through a SmartConnect. Here the two masters stay separate ports; the testbench puts
-two cocotbext-axi RAMs sharing one backing store on them, which is what the
-SmartConnect + MIG look like from the masters.
+the accelerator's ``irq`` goes back to the bridge, and the AXI4 masters reach the MIG
+through a SmartConnect. Here the masters stay separate ports (the bridge's, the
+accelerator's ``m_axi_dma`` and, for a build with several weight ports, its
+``m_axi_w<p>``); the testbench puts cocotbext-axi RAMs sharing one backing store on
+them, which is what the SmartConnect + MIG look like from the masters.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from amaranth.hdl import Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.axi import AXI4Signature, flat_members
+from hdl.axi import AXI4ReadSignature, AXI4Signature, flat_members
 from hdl.spec.config import AccelConfig
 from hdl.link_top import LinkTop
 
@@ -41,6 +42,8 @@ class LinkSystem(wiring.Component):
                    "irq": Out(1), "link_active": Out(1)}
         members.update(flat_members("m_axi_mem", AXI4Signature(config)))
         members.update(flat_members("m_axi_dma", AXI4Signature(config)))
+        for master in config.weight_masters[1:]:          # a build with several weight ports
+            members.update(flat_members(master, AXI4ReadSignature(config)))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -54,7 +57,7 @@ class LinkSystem(wiring.Component):
                 ctrl[name[len("s_axi_ctrl_"):]] = Signal(member.shape, name=f"ctrl_{name[11:]}")
         accel_ports = {"aclk": self.aclk, "aresetn": self.aresetn, "irq": self.irq}
         accel_ports.update({f"s_axi_ctrl_{n}": s for n, s in ctrl.items()})
-        accel_ports.update({n: getattr(self, n) for n in accel.signature.members if n.startswith("m_axi_dma_")})
+        accel_ports.update({n: getattr(self, n) for n in accel.signature.members if n.startswith("m_axi_")})
         link_ports = {"aclk": self.aclk, "aresetn": self.aresetn, "uart_rxd": self.uart_rxd,
                       "uart_txd": self.uart_txd, "irq": self.irq, "link_active": self.link_active}
         link_ports.update({f"m_axi_ctrl_{n}": s for n, s in ctrl.items()})

@@ -173,10 +173,10 @@ class TB:
     """Clock, reset, serial line, and AXI models for ``systole_link`` or ``link_system``."""
 
     def __init__(self, dut, *, system: bool):
-        from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteRam, AxiRam
+        from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteRam, AxiRam, AxiRamRead, AxiReadBus
         self.dut = dut
         self.config = preset(PRESET)
-        for name in ("m_axi_ctrl", "m_axi_mem", "m_axi_dma"):
+        for name in ("m_axi_ctrl", "m_axi_mem", *self.config.weight_masters):
             logging.getLogger(f"cocotb.{dut._name}.{name}").setLevel(logging.WARNING)
         cocotb.start_soon(Clock(dut.aclk, CLOCK_NS, unit="ns").start())
         self.line = SerialLine(dut, DIVISOR)
@@ -191,6 +191,9 @@ class TB:
             # The SmartConnect + MIG as both masters see them: one memory, two ports.
             self.dma = AxiRam(AxiBus.from_prefix(dut, "m_axi_dma"), dut.aclk, dut.aresetn,
                               reset_active_level=False, size=1 << 20, mem=self.mem.mem)
+            self.weight_ports = [AxiRamRead(AxiReadBus.from_prefix(dut, master), dut.aclk, dut.aresetn,
+                                            reset_active_level=False, size=1 << 20, mem=self.mem.mem)
+                                 for master in self.config.weight_masters[1:]]
         else:
             self.regs = AxiLiteRam(AxiLiteBus.from_prefix(dut, "m_axi_ctrl"), dut.aclk, dut.aresetn,
                                    reset_active_level=False, size=256)
