@@ -225,9 +225,6 @@ class Controller(wiring.Component):
             with m.If(wr_data_skid.i.valid & wr_data_skid.i.ready):
                 m.d.sync += self.perf_wr_beats.eq(self.perf_wr_beats + 1)
 
-        with m.If(self.start_busy & self.busy & (self.err_code == ErrorCode.OK)):
-            m.d.sync += self.err_code.eq(ErrorCode.START_BUSY)
-
         # Faults, registered: soft reset first, then the readers (lowest port first),
         # then the writer.
         fault = Signal()
@@ -248,14 +245,16 @@ class Controller(wiring.Component):
             m.d.sync += [fault_code.eq(ErrorCode.DMA_WRITE), fault_addr.eq(self.wr_error_addr),
                          fault_port.eq(0)]
 
-        def enter_abort(code, addr):
-            m.d.sync += [self.err_code.eq(code), self.err_addr.eq(addr), self.err_port.eq(fault_port),
-                         issuing_a.eq(0), issuing_w.eq(0), flush.eq(0), abort.eq(1)]
-            m.next = "ABORT"
+        # Where the FSM is, as registers kept beside its transitions: the error registers
+        # below are set from these and registered conditions, not from the state decode.
+        in_check = Signal()          # CHECK or CHECKING
+        in_run = Signal()            # BLOCK .. FINISH: a fault there aborts the job
+        aborting = Signal()
+        m.d.comb += aborting.eq(in_run & fault)
 
         def watch_for_errors():
             with m.If(fault):
-                enter_abort(fault_code, fault_addr)
+                m.next = "ABORT"
 
         with m.FSM():
             with m.State("IDLE"):
@@ -266,9 +265,7 @@ class Controller(wiring.Component):
                         a_row_beats.eq((self.k + cfg.bus_bytes - 1) >> bb_log2),
                         a_last_word.eq(((self.k + cfg.bus_bytes - 1) >> bb_log2) - 1),
                         w_tile_bytes.eq(self.k << bb_log2),
-                        self.err_code.eq(ErrorCode.OK),
-                        self.err_addr.eq(0),
-                        self.err_port.eq(0),
+                        in_check.eq(1),
                         self.perf_busy.eq(0),
                         self.perf_stall.eq(0),
                         self.perf_rd_beats.eq(0),
@@ -280,19 +277,19 @@ class Controller(wiring.Component):
                 m.d.comb += [check.start.eq(1)]
                 m.next = "CHECKING"
                 with m.If(soft_reset):
-                    m.d.sync += self.err_code.eq(ErrorCode.ABORTED)
+                    m.d.sync += in_check.eq(0)
                     m.next = "DONE"
             with m.State("CHECKING"):
                 with m.If(check.done):
-                    with m.If(check.code != ErrorCode.OK):
-                        m.d.sync += [self.err_code.eq(check.code), self.err_addr.eq(check.addr)]
+                    m.d.sync += in_check.eq(0)
+                    with m.If(check.refused):
                         m.next = "DONE"
                     with m.Else():
                         m.d.sync += [rows_left.eq(m_rows), a_next.eq(a_addr), c_next.eq(c_addr),
-                                     c_block.eq(c_addr)]
+                                     c_block.eq(c_addr), in_run.eq(1)]
                         m.next = "BLOCK"
                 with m.If(soft_reset):
-                    m.d.sync += self.err_code.eq(ErrorCode.ABORTED)
+                    m.d.sync += [in_check.eq(0), in_run.eq(0)]
                     m.next = "DONE"
             with m.State("BLOCK"):
                 m.d.sync += [
@@ -341,6 +338,7 @@ class Controller(wiring.Component):
                 # job as OK (`fault` lags the DMA blocks by a cycle).
                 with m.If(core.idle & self.wr_idle & rd_idle
                           & ~rd_error & ~self.wr_error & ~fault):
+                    m.d.sync += in_run.eq(0)
                     m.next = "DONE"
                 watch_for_errors()
             with m.State("ABORT"):
@@ -357,4 +355,19 @@ class Controller(wiring.Component):
                 m.d.comb += self.done.eq(1)
                 m.d.sync += busy.eq(0)
                 m.next = "IDLE"
+
+        # The error registers, by priority (the later assignment wins): a start while
+        # busy, a start, the check's refusal, a soft reset during the check, a fault
+        # while running (which also starts the abort).
+        with m.If(self.start_busy & busy & (self.err_code == ErrorCode.OK)):
+            m.d.sync += self.err_code.eq(ErrorCode.START_BUSY)
+        with m.If(~busy & self.start):
+            m.d.sync += [self.err_code.eq(ErrorCode.OK), self.err_addr.eq(0), self.err_port.eq(0)]
+        with m.If(in_check & check.done & check.refused):
+            m.d.sync += [self.err_code.eq(check.code), self.err_addr.eq(check.addr)]
+        with m.If(in_check & soft_reset):
+            m.d.sync += self.err_code.eq(ErrorCode.ABORTED)
+        with m.If(aborting):
+            m.d.sync += [self.err_code.eq(fault_code), self.err_addr.eq(fault_addr), self.err_port.eq(fault_port),
+                         issuing_a.eq(0), issuing_w.eq(0), flush.eq(0), abort.eq(1), in_run.eq(0)]
         return m

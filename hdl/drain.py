@@ -27,9 +27,11 @@ class Drain(wiring.Component):
       beats are offered only after the writer has taken that row's command. Each
       stream has its own output register, so ``valid`` never waits for ``ready``
       and nothing combinational reaches the bus.
-    - Throughput: one beat per cycle while the writer accepts.
-    - ``tile_free`` pulses in the cycle the tile's final beat is taken from the
-      result registers; from then on the array may overwrite them.
+    - Throughput: one beat per cycle while the writer accepts; a tile's first beat
+      comes two cycles after ``start`` (one to copy its first row).
+    - ``tile_free`` pulses in the cycle the tile's final beat is taken (its rows were
+      copied out of the result registers before); from then on the array may
+      overwrite them.
     - ``busy`` is high from ``start`` until the final beat has been handed over.
     - ``abort`` (level) drops the tile in progress and ignores ``start``.
     """
@@ -101,18 +103,31 @@ class Drain(wiring.Component):
                     cmd_rows_left.eq(cmd_rows_left - 1),
                 ]
 
-        # Data stream, registered: one (row, beat) of the result registers per load.
-        beat_index = Signal(range(cfg.rows * row_beats))
-        m.d.comb += beat_index.eq(data_row * row_beats + data_beat)
+        # Data stream, registered, in two steps so no wide mux sits between two flip-flops:
+        # a row of the result registers is copied to ``row_buf`` (a rows:1 mux), and each
+        # beat is a word of ``row_buf`` (a row_beats:1 mux). Row 0 is fetched the cycle
+        # after ``start``; row r+1 replaces row r as r's final beat goes out.
+        row_buf = Signal(data.ArrayLayout(signed(32), cfg.cols))
+        buf_full = Signal()                      # row_buf holds row data_row
+        fetch = Signal()                         # fetch row 0 of a new tile this cycle
+        next_row = Signal(range(cfg.rows + 1))   # the row the next load copies
+        load = Signal()
+        with m.If(self.start & ~self.abort):
+            m.d.sync += [fetch.eq(1), next_row.eq(0), buf_full.eq(0)]
+        with m.If(load):
+            m.d.sync += [row_buf.eq(self.result[next_row]), next_row.eq(next_row + 1), buf_full.eq(1)]
+        with m.If(fetch):
+            m.d.sync += fetch.eq(0)
+            m.d.comb += load.eq(1)
+
         with m.If(self.data.ready | ~self.data.valid):
             m.d.sync += self.data.valid.eq(0)
             # A row's beats follow its command, never precede it.
-            with m.If((data_rows_left != 0) & (cmds_taken > data_row)):
+            with m.If((data_rows_left != 0) & (cmds_taken > data_row) & buf_full):
                 final_beat = data_beat == beats - 1
                 m.d.sync += [
                     self.data.valid.eq(1),
-                    self.data.payload.data.eq(
-                        self.result.as_value().word_select(beat_index, cfg.bus_bits)),
+                    self.data.payload.data.eq(row_buf.as_value().word_select(data_beat, cfg.bus_bits)),
                     self.data.payload.strb.eq(Mux(final_beat, last_strb, (1 << bb) - 1)),
                     data_beat.eq(data_beat + 1),
                 ]
@@ -123,12 +138,17 @@ class Drain(wiring.Component):
                         data_rows_left.eq(data_rows_left - 1),
                     ]
                     with m.If(data_rows_left == 1):
+                        m.d.sync += buf_full.eq(0)
                         m.d.comb += self.tile_free.eq(1)
+                    with m.Else():
+                        m.d.comb += load.eq(1)
 
         with m.If(self.abort):
             m.d.sync += [
                 cmd_rows_left.eq(0),
                 data_rows_left.eq(0),
+                fetch.eq(0),
+                buf_full.eq(0),
                 self.cmd.valid.eq(0),
                 self.data.valid.eq(0),
             ]

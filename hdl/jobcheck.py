@@ -1,6 +1,6 @@
 """Validation of a job's arguments before any DMA traffic: the rules of ``hdl.spec.job``."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -18,7 +18,7 @@ class JobCheck(wiring.Component):
     One input per job field (``hdl.spec.job.FIELDS``, as wide as its registers, so a
     value beyond its count field is seen and refused). The arguments must hold still
     from ``start`` to ``done``. With ``done``, ``code`` and ``addr`` are what
-    ``hdl.spec.job.check`` returns for them: the rules are evaluated on these signals,
+    ``hdl.spec.job.check`` returns for them (``refused`` is ``code != OK``, as a register): the rules are evaluated on these signals,
     not restated here.
 
     The compares of rules 1-3 are registered at ``start``; the first failing one is
@@ -33,7 +33,7 @@ class JobCheck(wiring.Component):
         self.config = config
         members = {"start": In(1)}
         members.update({f.name: In(f.storage_bits) for f in FIELDS})
-        members.update({"done": Out(1), "code": Out(8), "addr": Out(64)})
+        members.update({"done": Out(1), "code": Out(8), "addr": Out(64), "refused": Out(1)})
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -96,8 +96,9 @@ class JobCheck(wiring.Component):
                 for flag, end in zip(past_top, ends):
                     m.d.sync += flag.eq(end > limit)
             with m.Else():
-                m.d.sync += [running.eq(0), self.done.eq(1),
-                             self.code.eq(first_code), self.addr.eq(first_addr)]
+                m.d.sync += [running.eq(0), self.done.eq(1), self.code.eq(first_code),
+                             self.addr.eq(first_addr),
+                             self.refused.eq((first_code != ErrorCode.OK) | Cat(*past_top).any())]
                 with m.If(first_code == ErrorCode.OK):
                     for flag, buffer in reversed(list(zip(past_top, buffers))):
                         with m.If(flag):
