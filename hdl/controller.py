@@ -211,8 +211,15 @@ class Controller(wiring.Component):
             *(getattr(self, f"{side}_abort").eq(abort) for side in (*ports, "wr")),
             core.abort.eq(abort),
         ]
-        rd_idle = Cat(getattr(self, f"{side}_idle") for side in ports).all()
         rd_error = Cat(getattr(self, f"{side}_error") for side in ports).any()
+        # Every DMA block idle (and, for FINISH, the core too), registered: the blocks'
+        # idle flags are a few LUTs deep already, so the FSM sees them a cycle late.
+        dma_idle = Signal()
+        all_idle = Signal()
+        m.d.sync += [
+            dma_idle.eq(Cat(getattr(self, f"{side}_idle") for side in (*ports, "wr")).all()),
+            all_idle.eq(Cat(getattr(self, f"{side}_idle") for side in (*ports, "wr")).all() & core.idle),
+        ]
 
         # Performance counters.
         m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -334,17 +341,18 @@ class Controller(wiring.Component):
                         m.next = "BLOCK"
                 watch_for_errors()
             with m.State("FINISH"):
-                # An error that shows up with the last response must not end the
-                # job as OK (`fault` lags the DMA blocks by a cycle).
-                with m.If(core.idle & self.wr_idle & rd_idle
-                          & ~rd_error & ~self.wr_error & ~fault):
+                # An error that shows up with the last response must not end the job as
+                # OK: `all_idle` and `fault` both lag the DMA blocks by one cycle, so the
+                # cycle a block first reads idle after its erring response is the cycle
+                # `fault` is set.
+                with m.If(all_idle & ~fault):
                     m.d.sync += in_run.eq(0)
                     m.next = "DONE"
                 watch_for_errors()
             with m.State("ABORT"):
                 with m.If(flush != core.flush_cycles):
                     m.d.sync += flush.eq(flush + 1)
-                with m.Elif(rd_idle & self.wr_idle):
+                with m.Elif(dma_idle):
                     m.d.sync += abort.eq(0)
                     m.next = "CLEAR"
             with m.State("CLEAR"):

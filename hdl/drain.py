@@ -58,9 +58,7 @@ class Drain(wiring.Component):
 
         cmd_rows_left = Signal(range(cfg.rows + 1))
         cmd_addr = Signal(cfg.addr_width)
-        cmds_taken = Signal(range(cfg.rows + 1))   # commands the writer has accepted
         data_rows_left = Signal(range(cfg.rows + 1))
-        data_row = Signal(range(cfg.rows))
         data_beat = Signal(range(row_beats))
         beats = Signal(range(1, row_beats + 1))  # beats per row in this tile
         last_strb = Signal(bb)
@@ -80,18 +78,20 @@ class Drain(wiring.Component):
             m.d.sync += [
                 cmd_rows_left.eq(self.tile.rows_valid),
                 cmd_addr.eq(self.tile.c_addr),
-                cmds_taken.eq(0),
                 data_rows_left.eq(self.tile.rows_valid),
-                data_row.eq(0),
                 data_beat.eq(0),
                 beats.eq(tile_beats),
                 last_strb.eq((Const(1, bb + 1) << tail_bytes) - 1),
                 c_stride.eq(self.c_stride),
             ]
 
-        # Command stream, registered.
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += cmds_taken.eq(cmds_taken + 1)
+        # Command stream, registered. ``rows_cleared`` counts the rows whose command the
+        # writer has taken and whose beats have not all been sent: a row's beats wait for it.
+        rows_cleared = Signal(range(cfg.rows + 1))
+        row_done = Signal()                      # the current row's final beat goes out
+        cmd_taken = Signal()
+        m.d.comb += cmd_taken.eq(self.cmd.valid & self.cmd.ready)
+        m.d.sync += rows_cleared.eq(rows_cleared + cmd_taken - row_done)
         with m.If(self.cmd.ready | ~self.cmd.valid):
             m.d.sync += self.cmd.valid.eq(0)
             with m.If(cmd_rows_left != 0):
@@ -108,7 +108,7 @@ class Drain(wiring.Component):
         # beat is a word of ``row_buf`` (a row_beats:1 mux). Row 0 is fetched the cycle
         # after ``start``; row r+1 replaces row r as r's final beat goes out.
         row_buf = Signal(data.ArrayLayout(signed(32), cfg.cols))
-        buf_full = Signal()                      # row_buf holds row data_row
+        buf_full = Signal()                      # row_buf holds the row being sent
         fetch = Signal()                         # fetch row 0 of a new tile this cycle
         next_row = Signal(range(cfg.rows + 1))   # the row the next load copies
         load = Signal()
@@ -120,24 +120,32 @@ class Drain(wiring.Component):
             m.d.sync += fetch.eq(0)
             m.d.comb += load.eq(1)
 
+        # ``final_beat`` (data_beat == beats - 1) and ``final_row`` (data_rows_left == 1)
+        # are registers, kept a beat ahead, so the send decision starts from flip-flops.
+        final_beat = Signal()
+        final_row = Signal()
+        with m.If(self.start & ~self.abort):
+            m.d.sync += [final_beat.eq(tile_beats == 1), final_row.eq(self.tile.rows_valid == 1)]
         with m.If(self.data.ready | ~self.data.valid):
             m.d.sync += self.data.valid.eq(0)
             # A row's beats follow its command, never precede it.
-            with m.If((data_rows_left != 0) & (cmds_taken > data_row) & buf_full):
-                final_beat = data_beat == beats - 1
+            with m.If((data_rows_left != 0) & (rows_cleared != 0) & buf_full):
                 m.d.sync += [
                     self.data.valid.eq(1),
                     self.data.payload.data.eq(row_buf.as_value().word_select(data_beat, cfg.bus_bits)),
                     self.data.payload.strb.eq(Mux(final_beat, last_strb, (1 << bb) - 1)),
                     data_beat.eq(data_beat + 1),
+                    final_beat.eq(data_beat + 2 == beats),
                 ]
                 with m.If(final_beat):
+                    m.d.comb += row_done.eq(1)
                     m.d.sync += [
                         data_beat.eq(0),
-                        data_row.eq(data_row + 1),
+                        final_beat.eq(beats == 1),
                         data_rows_left.eq(data_rows_left - 1),
+                        final_row.eq(data_rows_left == 2),
                     ]
-                    with m.If(data_rows_left == 1):
+                    with m.If(final_row):
                         m.d.sync += buf_full.eq(0)
                         m.d.comb += self.tile_free.eq(1)
                     with m.Else():
@@ -147,6 +155,7 @@ class Drain(wiring.Component):
             m.d.sync += [
                 cmd_rows_left.eq(0),
                 data_rows_left.eq(0),
+                rows_cleared.eq(0),
                 fetch.eq(0),
                 buf_full.eq(0),
                 self.cmd.valid.eq(0),
