@@ -94,9 +94,10 @@ async def latency_then_one_beat_per_cycle(dut):
     assert last - first + 1 == beats, f"gaps: {beats} beats over {last - first + 1} cycles"
 
 
-async def count_handshakes(dut, channel: str, cycles: list[int]) -> None:
-    """Append to ``cycles`` the cycle (counted from the call) of every ``channel`` handshake."""
-    valid, ready = getattr(dut, f"bus__{channel}valid"), getattr(dut, f"bus__{channel}ready")
+async def count_handshakes(dut, channel: str, cycles: list[int], bus: str = "bus") -> None:
+    """Append to ``cycles`` the cycle (counted from the call) of every ``channel``
+    handshake on the port ``bus`` (``bus1`` ... for the read-only ones of a multi-port memory)."""
+    valid, ready = getattr(dut, f"{bus}__{channel}valid"), getattr(dut, f"{bus}__{channel}ready")
     cycle = 0
     while True:
         await RisingEdge(dut.clk)

@@ -16,14 +16,15 @@ import tempfile
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, Combine, RisingEdge
-from cocotbext.axi import AxiBus, AxiMaster, AxiReadBus, AxiMasterRead, AxiResp
+from cocotb.triggers import ClockCycles, Combine
+from cocotbext.axi import AxiBus, AxiMaster, AxiMasterRead, AxiReadBus, AxiResp
 
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import preset
 from hdl.spec.ddr import RATE_ONE, beats_per_cycle, ddr_model
 from host.platforms.sim import MEMORY_CONTROLS
 from sim.runner import BUILD, run_cocotb, write_verilog
+from sim.test_sim_memory import count_handshakes
 
 BASE = 0x8000_0000
 SIZE = 1 << 20
@@ -60,25 +61,11 @@ class TB:
         return await self.ports[port].read(addr, nbytes)
 
 
-def r_prefix(port: int) -> str:
-    return "bus__" if port == 0 else f"bus{port}__"
-
-
-async def beat_cycles(dut, port: int, cycles: list[int]) -> None:
-    """Append the cycle of every R handshake on ``port`` (counted from the call)."""
-    valid, ready = getattr(dut, r_prefix(port) + "rvalid"), getattr(dut, r_prefix(port) + "rready")
-    cycle = 0
-    while True:
-        await RisingEdge(dut.clk)
-        cycle += 1
-        if valid.value and ready.value:
-            cycles.append(cycle)
-
-
 async def streams(tb, nbytes: int) -> list[list[int]]:
     """Every port reads ``nbytes`` of its own region at once; each port's beat cycles."""
     cycles = [[] for _ in range(PORTS)]
-    watchers = [cocotb.start_soon(beat_cycles(tb.dut, p, cycles[p])) for p in range(PORTS)]
+    watchers = [cocotb.start_soon(count_handshakes(tb.dut, "r", cycles[p], "bus" if p == 0 else f"bus{p}"))
+                for p in range(PORTS)]
     reads = [cocotb.start_soon(tb.read(p, BASE + p * nbytes, nbytes)) for p in range(PORTS)]
     await Combine(*reads)
     for watcher in watchers:
