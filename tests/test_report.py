@@ -19,3 +19,6 @@ def test_preset_fits_its_device(name):
     # The activation buffer needs at least its own size in block RAM.
     assert result.bram36 * 36 * 1024 / 8 >= config.act_buffer_bytes
     assert 0 < result.luts < device.luts and 0 < result.lut_depth < 20
+    if name == "kv260":
+        # 250 MHz on the -2LV K26: at most 6 LUTs between two flip-flops (hdl/README.md, Timing).
+        assert result.lut_depth <= 6, report.table([result])
