@@ -216,10 +216,8 @@ class Controller(wiring.Component):
         # idle flags are a few LUTs deep already, so the FSM sees them a cycle late.
         dma_idle = Signal()
         all_idle = Signal()
-        m.d.sync += [
-            dma_idle.eq(Cat(getattr(self, f"{side}_idle") for side in (*ports, "wr")).all()),
-            all_idle.eq(Cat(getattr(self, f"{side}_idle") for side in (*ports, "wr")).all() & core.idle),
-        ]
+        blocks_idle = Cat(getattr(self, f"{side}_idle") for side in (*ports, "wr")).all()
+        m.d.sync += [dma_idle.eq(blocks_idle), all_idle.eq(blocks_idle & core.idle)]
 
         # Performance counters.
         m.d.sync += self.cycles.eq(self.cycles + 1)

@@ -214,14 +214,20 @@ def test_kv260_model_constants():
     assert beats_per_cycle({**controls, "ddr_rate": controls["ddr_rate"] // 2}, ports=4) < 0.52
 
 
-def test_sim_memory_verilator():
-    from sim.sim_memory import SimMemory, dpi_sources
+def run_on_a_file(memory, toplevel: str, test_module: str) -> None:
+    """Run ``test_module``'s cocotb tests on ``memory`` (a ``SimMemory``) over a fresh
+    ``SIZE``-byte backing file at ``BASE``."""
+    from sim.sim_memory import dpi_sources
 
-    config = preset("kv260").replace(addr_width=40)
-    path = write_verilog(SimMemory(config), "sim_memory", BUILD / "sim" / "src" / "sim_memory.v")
+    path = write_verilog(memory, toplevel, BUILD / "sim" / "src" / f"{toplevel}.v")
     sv, _clock, cpp = dpi_sources()
     with tempfile.NamedTemporaryFile(dir=BUILD, prefix="simmem-") as backing:
         backing.truncate(SIZE)
-        run_cocotb(sources=[path, sv], toplevel="sim_memory", test_module="sim.test_sim_memory",
-                   extra_args=(str(cpp),),
+        run_cocotb(sources=[path, sv], toplevel=toplevel, test_module=test_module, extra_args=(str(cpp),),
                    extra_env={"SYSTOLE_SIM_MEM": backing.name, "SYSTOLE_SIM_MEM_BASE": hex(BASE)})
+
+
+def test_sim_memory_verilator():
+    from sim.sim_memory import SimMemory
+
+    run_on_a_file(SimMemory(preset("kv260").replace(addr_width=40)), "sim_memory", "sim.test_sim_memory")

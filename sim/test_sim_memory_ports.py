@@ -11,7 +11,6 @@ import logging
 import mmap
 import os
 import random
-import tempfile
 
 import cocotb
 import numpy as np
@@ -23,11 +22,8 @@ from hdl.spec.boards import BOARDS
 from hdl.spec.config import preset
 from hdl.spec.ddr import RATE_ONE, beats_per_cycle, ddr_model
 from host.platforms.sim import MEMORY_CONTROLS
-from sim.runner import BUILD, run_cocotb, write_verilog
-from sim.test_sim_memory import count_handshakes
+from sim.test_sim_memory import BASE, SIZE, count_handshakes, run_on_a_file
 
-BASE = 0x8000_0000
-SIZE = 1 << 20
 PORTS = 4
 CONFIG = preset("kv260")
 
@@ -141,13 +137,6 @@ async def kv260_model_feeds_four_streams(dut):
 
 
 def test_sim_memory_four_ports_verilator():
-    from sim.sim_memory import SimMemory, dpi_sources
+    from sim.sim_memory import SimMemory
 
-    path = write_verilog(SimMemory(CONFIG, ports=PORTS), "sim_memory_ports",
-                         BUILD / "sim" / "src" / "sim_memory_ports.v")
-    sv, _clock, cpp = dpi_sources()
-    with tempfile.NamedTemporaryFile(dir=BUILD, prefix="simmem-") as backing:
-        backing.truncate(SIZE)
-        run_cocotb(sources=[path, sv], toplevel="sim_memory_ports", test_module="sim.test_sim_memory_ports",
-                   extra_args=(str(cpp),),
-                   extra_env={"SYSTOLE_SIM_MEM": backing.name, "SYSTOLE_SIM_MEM_BASE": hex(BASE)})
+    run_on_a_file(SimMemory(CONFIG, ports=PORTS), "sim_memory_ports", "sim.test_sim_memory_ports")
