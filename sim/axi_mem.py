@@ -62,7 +62,8 @@ class AxiMemory:
 
     def __init__(self, bus, config: AccelConfig, memory: bytearray, *, base: int = 0,
                  read_latency: int = 4, write_latency: int = 2, stalls: dict | None = None,
-                 errors: list[tuple[int, int, int]] = (), seed: int = 0):
+                 errors: list[tuple[int, int, int]] = (), seed: int = 0, domain: str = "sync"):
+        self.domain = domain
         if read_latency < 1:
             raise ValueError(f"read_latency={read_latency} must be >= 1 cycle")
         self.bus = bus
@@ -149,7 +150,7 @@ class AxiMemory:
         ctx.set(bus.arready, 0)
         ctx.set(bus.rvalid, 0)
         async for (_, _, arvalid, arready, araddr, arlen, arsize, arburst, arcache, arprot,
-                   rvalid, rready) in ctx.tick().sample(
+                   rvalid, rready) in ctx.tick(self.domain).sample(
                        bus.arvalid, bus.arready, bus.araddr, bus.arlen, bus.arsize,
                        bus.arburst, bus.arcache, bus.arprot, bus.rvalid, bus.rready):
             self.cycle += 1
@@ -217,7 +218,7 @@ class AxiMemory:
         ctx.set(bus.wready, 0)
         ctx.set(bus.bvalid, 0)
         async for (_, _, awvalid, awready, awaddr, awlen, awsize, awburst, awcache, awprot,
-                   wvalid, wready, wdata, wstrb, wlast, bvalid, bready) in ctx.tick().sample(
+                   wvalid, wready, wdata, wstrb, wlast, bvalid, bready) in ctx.tick(self.domain).sample(
                        bus.awvalid, bus.awready, bus.awaddr, bus.awlen, bus.awsize,
                        bus.awburst, bus.awcache, bus.awprot,
                        bus.wvalid, bus.wready, bus.wdata, bus.wstrb, bus.wlast,
