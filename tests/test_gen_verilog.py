@@ -22,9 +22,10 @@ def test_verilog_artefacts_and_ports(tmp_path, capsys):
     header = re.search(r"module systole_top\((.*?)\);", text, re.S)
     assert header, "no systole_top module"
     ports = {p.strip() for p in header.group(1).split(",")}
-    # tiny streams its weights over two ports: m_axi_w1 is an AXI4 read master.
+    # tiny streams its weights over two ports: m_axi_w1 is an AXI4 read master. Its masters
+    # have their own clock and reset (axi_clock_mhz).
     read_only = [s for s in AXI4 if s.startswith(("ar", "r"))]
-    expected = {"aclk", "aresetn", "irq"} | {f"s_axi_ctrl_{s}" for s in LITE} \
+    expected = {"aclk", "aresetn", "m_axi_aclk", "m_axi_aresetn", "irq"} | {f"s_axi_ctrl_{s}" for s in LITE} \
         | {f"m_axi_dma_{s}" for s in AXI4} | {f"m_axi_w1_{s}" for s in read_only}
     assert ports == expected
     # Widths follow the preset (tiny: 32-bit data and addresses).

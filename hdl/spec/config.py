@@ -32,6 +32,11 @@ class AccelConfig:
     A and writes C, then ``m_axi_w1`` ...): one beat of each carries one ``k`` step
     for ``bus_bytes`` output channels, so ``cols == weight_ports * bus_bytes``
     always, and ``rows`` token rows share those beats.
+
+    ``axi_clock_mhz`` gives the AXI masters a clock of their own (``m_axi_aclk``,
+    asynchronous to the core's ``aclk``): faster ports than the array's intake let
+    the stream catch up after a DRAM refresh (``hdl/dma_crossing.py``). ``None``: the
+    masters run on ``aclk``, in one clock domain with the core.
     """
 
     name: str
@@ -46,6 +51,7 @@ class AccelConfig:
     max_outstanding: int = 8   # AR bursts in flight at most
     id_width: int = 1          # m_axi_dma ID width (one ID: responses stay in order)
     weight_ports: int = 1      # AXI4 masters the weight stream is split over
+    axi_clock_mhz: float | None = None   # the masters' own clock (m_axi_aclk); None: aclk
 
     def __post_init__(self) -> None:
         if self.bus_bits not in _BUS_WIDTHS:
@@ -84,6 +90,10 @@ class AccelConfig:
             raise ValueError(f"id_width={self.id_width} must be in 1..16")
         if not (isinstance(self.clock_mhz, (int, float)) and 1.0 <= self.clock_mhz <= 1000.0):
             raise ValueError(f"clock_mhz={self.clock_mhz!r} must be a finite number in 1..1000 MHz")
+        if self.axi_clock_mhz is not None and not (
+                isinstance(self.axi_clock_mhz, (int, float)) and 1.0 <= self.axi_clock_mhz <= 1000.0):
+            raise ValueError(f"axi_clock_mhz={self.axi_clock_mhz!r} must be None (the masters on aclk) "
+                             "or a finite number in 1..1000 MHz")
 
     # Derived quantities. Nothing else in the project recomputes these.
     @property
@@ -107,9 +117,30 @@ class AccelConfig:
         return 4 * self.cols // self.bus_bytes
 
     @property
+    def split_clocks(self) -> bool:
+        """Whether the AXI masters have their own clock (``m_axi_aclk``)."""
+        return self.axi_clock_mhz is not None
+
+    @property
+    def port_clock_mhz(self) -> float:
+        """The AXI masters' clock: ``axi_clock_mhz``, or ``clock_mhz`` without one."""
+        return self.clock_mhz if self.axi_clock_mhz is None else self.axi_clock_mhz
+
+    @property
+    def array_bytes_per_s(self) -> float:
+        """Weight bytes the array takes per second at most: one beat of every port per
+        ``aclk`` cycle."""
+        return self.cols * self.clock_mhz * 1e6
+
+    @property
+    def ports_bytes_per_s(self) -> float:
+        """Peak of the weight masters together: one beat per ``port_clock_mhz`` cycle each."""
+        return self.weight_ports * self.bus_bytes * self.port_clock_mhz * 1e6
+
+    @property
     def bandwidth_bytes_per_s(self) -> float:
-        """Peak weight read bandwidth at ``clock_mhz``: one beat per cycle on every port."""
-        return self.weight_ports * self.bus_bytes * self.clock_mhz * 1e6
+        """Peak weight stream: the lower of the array's intake and the ports' peak."""
+        return min(self.array_bytes_per_s, self.ports_bytes_per_s)
 
     @property
     def weight_masters(self) -> tuple[str, ...]:
@@ -124,11 +155,13 @@ class AccelConfig:
 
 PRESETS: dict[str, AccelConfig] = {
     # Kria KV260: Zynq UltraScale+ PL at 250 MHz; the weights over the four 128-bit HP
-    # ports (16 GB/s of the DDR4's 19.2), so 64 columns. 8 rows keep the 512 PEs' DSPs
-    # at 41% of the K26's 1248 (16 rows would need 82%).
+    # ports, so 64 columns (16 GB/s into the array). The ports run at 300 MHz (19.2 GB/s,
+    # the DDR4's peak; DS925 allows 333 MHz on the PS-PL AXI ports), so after a refresh
+    # they deliver faster than the array takes and the stream catches up. 8 rows keep
+    # the 512 PEs' DSPs at 41% of the K26's 1248 (16 rows would need 82%).
     "kv260": AccelConfig(name="kv260", rows=8, cols=64, bus_bits=128,
                          act_buffer_bytes=32 * 1024, addr_width=40, clock_mhz=250.0,
-                         weight_ports=4),
+                         weight_ports=4, axi_clock_mhz=300.0),
     # Nexys Video: Artix-7 at 100 MHz, MIG's 128-bit AXI port to 16-bit DDR3-800.
     "nexys_video": AccelConfig(name="nexys_video", rows=8, cols=16, bus_bits=128,
                                act_buffer_bytes=32 * 1024, addr_width=32, clock_mhz=100.0),
@@ -136,10 +169,12 @@ PRESETS: dict[str, AccelConfig] = {
     "small": AccelConfig(name="small", rows=4, cols=8, bus_bits=64,
                          act_buffer_bytes=4 * 1024, addr_width=32, clock_mhz=100.0,
                          max_burst=16, read_fifo_beats=64, max_outstanding=4),
-    # tiny splits its weights over two ports, so the multi-port RTL is in every quick test.
+    # tiny splits its weights over two ports and clocks them apart from the core, so the
+    # multi-port RTL and the clock crossing are in every quick test.
     "tiny": AccelConfig(name="tiny", rows=2, cols=8, bus_bits=32,
                         act_buffer_bytes=2 * 128, addr_width=32, clock_mhz=100.0,
-                        max_burst=8, read_fifo_beats=16, max_outstanding=2, weight_ports=2),
+                        max_burst=8, read_fifo_beats=16, max_outstanding=2, weight_ports=2,
+                        axi_clock_mhz=130.0),
 }
 
 
