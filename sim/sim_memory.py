@@ -25,16 +25,17 @@ DDR timing (``DdrTiming``, one for all ports: they share the DRAM; ``hdl.spec.dd
 states the constants and their sources; all zero is the ideal memory above):
 
 - ``ddr_rate``: a token bucket caps the beats served (read and write, all ports
-  together) at ``ddr_rate`` / 2**16 beats per cycle, holding at most ``BUCKET_BEATS``
-  beats of credit per port; 0: no cap. When the ports want more beats than the credit
-  holds, the grants go round the ports, starting one port later each cycle.
+  together) at ``ddr_rate`` / 2**16 beats per cycle in which the DRAM serves (no
+  refresh, no bank stall), holding at most ``BUCKET_BEATS`` beats of credit per port;
+  0: no cap. When the ports want more beats than the credit holds, the grants go round
+  the ports, starting one port later each cycle.
 - ``refresh_period``, ``refresh_cycles``: no beat is served on any port during the first
   ``refresh_cycles`` of every ``refresh_period`` cycles (counted from reset), and no
   credit accrues then; period 0: no refresh.
 - ``bank_stall_rate``, ``bank_stall_cycles``: on each cycle with no stall under way a
   stall of ``bank_stall_cycles`` starts with probability ``bank_stall_rate`` / 2**16,
   drawn from a 16-bit LFSR reset to ``LFSR_SEED`` (a fresh 16-bit word each cycle),
-  so a run repeats exactly.
+  so a run repeats exactly. No credit accrues during a stall either.
 """
 
 from __future__ import annotations
@@ -291,7 +292,9 @@ class DdrTiming(wiring.Component):
         taken = Signal(range(2 * ports + 1))
         m.d.comb += taken.eq(sum(self.takes[p] for p in range(ports)))
         grown = Signal.like(credit)
-        m.d.comb += grown.eq(credit - taken * RATE_ONE + Mux(refreshing, 0, self.ddr_rate))
+        # Credit grows only while the DRAM serves: the cap is the rate *between* refreshes
+        # and stalls (hdl.spec.ddr: they are inside the long-run cap, not on top of it).
+        m.d.comb += grown.eq(credit - taken * RATE_ONE + Mux(may_serve, self.ddr_rate, 0))
         m.d.sync += credit.eq(Mux((self.ddr_rate == 0) | (grown > full), full, grown))
 
         # Grants: in each rotation, a beat wanted is granted while fewer than

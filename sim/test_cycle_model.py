@@ -1,7 +1,7 @@
 """The cycle model (``host.accel.cycles.job_cycles``) against the RTL's own PERF_BUSY counter.
 
 The RTL runs in co-simulation behind the real driver, and the memory answers after
-32 or 64 cycles; then, for the decode shapes, it is the board's DDR model
+32 or 64 cycles of the masters' clock (``core_latency`` counts them in the core's); then, for the decode shapes, it is the board's DDR model
 (``hdl.spec.ddr``: shared cap, refresh, bank stalls), which the model counts as its
 steady rate (``stream_model``). The shapes span decode (M=1, the Gemma 3 layer shapes), prefill
 (M = 4*rows), ragged tiles (N not a multiple of cols), small K (drain-bound tiles),
@@ -14,7 +14,7 @@ import pytest
 
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import preset
-from hdl.spec.ddr import IDEAL, ddr_model, stream_model
+from hdl.spec.ddr import IDEAL, core_latency, ddr_model, stream_model
 from host.accel.cycles import job_cycles
 from host.accel.driver import Driver
 
@@ -52,7 +52,7 @@ def test_cycle_model_predicts_perf_busy_within_5_percent(name):
                 driver.matmul(rng.integers(-128, 128, (m, k), dtype=np.int8), weights)
                 driver.free(weights.buffer)
                 measured = driver.last_stats.busy_cycles
-                predicted = job_cycles(config, m, n, k, latency)
+                predicted = job_cycles(config, m, n, k, core_latency(config, latency))
                 error = abs(predicted - measured) / measured
                 worst = max(worst, (error, (m, n, k, latency, predicted, measured)))
         board = BOARDS["kv260"]                        # its DDR4, at this preset's clock

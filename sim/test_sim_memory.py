@@ -11,6 +11,7 @@ import random
 import tempfile
 
 import cocotb
+import pytest
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
@@ -19,7 +20,7 @@ from cocotbext.axi import AxiBus, AxiMaster, AxiResp
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import preset
 from host.platforms.sim import MEMORY_CONTROLS
-from hdl.spec.ddr import RATE_ONE, beats_per_cycle, ddr_model
+from hdl.spec.ddr import RATE_ONE, beats_per_cycle, ddr_model, serving_share
 from sim.runner import BUILD, run_cocotb, write_verilog
 
 BASE = 0x8000_0000
@@ -201,17 +202,33 @@ async def kv260_model_delivers_its_arithmetic(dut):
 
 
 def test_kv260_model_constants():
-    """The KV260 model's control values are the stated arithmetic on the board facts."""
+    """The KV260 model's control values are the stated arithmetic on the board facts, at
+    the masters' 300 MHz."""
     controls = ddr_model(preset("kv260"), BOARDS["kv260"])
-    assert controls["read_latency"] == 64
-    # 19.2 GB/s x 0.85 over 16-byte beats at 250 MHz: 4.08 beats per cycle, in 1/65536.
-    assert controls["ddr_rate"] == round(19.2e9 * 0.85 / (16 * 250e6) * 65536)
-    assert controls["refresh_period"] == 1950          # 7.8 us at 250 MHz
-    assert controls["refresh_cycles"] == 88            # 350 ns at 250 MHz, rounded up
-    assert controls["bank_stall_rate"] == 128 and controls["bank_stall_cycles"] == 7
-    # Four ports share the one cap: 1.02 beats each, so the ports bind, not the cap.
-    assert beats_per_cycle(controls, ports=4) == beats_per_cycle({**controls, "ddr_rate": 0})
-    assert beats_per_cycle({**controls, "ddr_rate": controls["ddr_rate"] // 2}, ports=4) < 0.52
+    assert controls["read_latency"] == 77              # 256 ns at 300 MHz, rounded up
+    assert controls["refresh_period"] == 2340          # 7.8 us at 300 MHz
+    assert controls["refresh_cycles"] == 105           # 350 ns at 300 MHz
+    # One row miss per 512 beats of a 250 MHz stream: 107/65536 per free cycle at 300 MHz,
+    # each 27.5 ns (9 cycles, rounded up).
+    assert controls["bank_stall_rate"] == 107 and controls["bank_stall_cycles"] == 9
+    share = (1 - 105 / 2340) / (1 + 9 * 107 / 65536)
+    assert serving_share(controls) == pytest.approx(share)
+    # 19.2 GB/s x 0.85 over 16-byte beats at 300 MHz is 3.4 beats per cycle in the long
+    # run; served only in the serving share of cycles, in 1/65536 steps.
+    assert controls["ddr_rate"] == round(19.2e9 * 0.85 / (16 * 300e6) / share * 65536)
+    # Four saturating ports share the cap: 0.85 beats each, 16.32 GB/s in all.
+    assert beats_per_cycle(controls, ports=4) == pytest.approx(0.85, abs=1e-5)
+    # One port alone is bound by itself: one beat in every serving cycle.
+    assert beats_per_cycle(controls) == pytest.approx(share)
+
+
+def test_a_cap_the_stalls_leave_no_room_for_is_refused():
+    """A DRAM that must deliver more between its refreshes and stalls than its peak allows
+    (99% of the peak, with 6% of the time stalled) is refused, naming the board."""
+    with pytest.raises(ValueError, match="kv260: the cap .99%"):
+        ddr_model(preset("kv260"), BOARDS["kv260"], efficiency=0.99)
+    with pytest.raises(ValueError, match="efficiency=0"):
+        ddr_model(preset("kv260"), BOARDS["kv260"], efficiency=0)
 
 
 def run_on_a_file(memory, toplevel: str, test_module: str) -> None:
