@@ -21,12 +21,20 @@ from __future__ import annotations
 from hdl.spec.config import AccelConfig
 from hdl.spec.dma import BOUNDARY_BYTES
 
-__all__ = ["AxiMonitor"]
+__all__ = ["AxiMonitor", "master_clock"]
 
 # Payload fields of each channel whose VALID must wait for READY.
 _HELD_CHANNELS = (("ar", ("araddr", "arlen", "arsize", "arburst")),
                   ("aw", ("awaddr", "awlen", "awsize", "awburst")),
                   ("w", ("wdata", "wstrb", "wlast")))
+
+
+def master_clock(dut, config: AccelConfig):
+    """``(clock, active-low reset)`` handles of the top's AXI masters: ``m_axi_aclk`` and
+    ``m_axi_aresetn`` in a build with ``axi_clock_mhz``, else ``aclk`` and ``aresetn``."""
+    if config.split_clocks:
+        return dut.m_axi_aclk, dut.m_axi_aresetn
+    return dut.aclk, dut.aresetn
 
 
 class AxiMonitor:
@@ -40,6 +48,8 @@ class AxiMonitor:
     def __init__(self, dut, config: AccelConfig, prefix: str = "m_axi_dma", writes: bool = True):
         import cocotb
         self.dut = dut
+        # The masters' clock and reset: m_axi_aclk/m_axi_aresetn where the build has them.
+        self.clock, self.reset_n = master_clock(dut, config)
         self.config = config
         self.prefix = prefix
         self.writes = writes          # False for a read-only master (m_axi_w<p>)
@@ -78,16 +88,16 @@ class AxiMonitor:
         sig = {n: getattr(d, f"{self.prefix}_{n}") for n in names}
         channels = [(ch, fields) for ch, fields in _HELD_CHANNELS if self.writes or ch == "ar"]
         held = {"ar": None, "aw": None, "w": None}
-        edge = RisingEdge(d.aclk)
+        edge = RisingEdge(self.clock)
         await edge
-        while not int(d.aresetn.value):     # before the first reset ends (X on Icarus)
+        while not int(self.reset_n.value):  # before the first reset ends (X on Icarus)
             await edge
         while True:
             await edge
             # A later reset may drop VALID mid-handshake; otherwise a master in reset
             # drives no VALID, so reset is read only while something is held (every
             # signal read costs, once per cycle).
-            if any(value is not None for value in held.values()) and not int(d.aresetn.value):
+            if any(value is not None for value in held.values()) and not int(self.reset_n.value):
                 held = {"ar": None, "aw": None, "w": None}
                 continue
             for ch, fields in channels:

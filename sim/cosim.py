@@ -3,7 +3,9 @@
 ``SimSystem(config)`` is what ``host.platforms.sim`` runs in Verilator: the real
 ``SystoleTop`` (the Verilog that goes to the boards) with every master (``m_axi_dma``
 and the weight masters ``m_axi_w<p>``) connected to its own port of one ``SimMemory``,
-whose ports share the DRAM timing. The ports are ``aclk``, ``aresetn``, ``s_axi_ctrl_*``,
+whose ports share the DRAM timing; the memory runs on the masters' clock (a second
+generator makes ``m_axi_aclk`` at ``axi_clock_mhz`` for a build that has one, so
+memory latencies and DDR timing count its cycles). The ports are ``aclk``, ``aresetn``, ``s_axi_ctrl_*``,
 ``irq`` and the memory controls ``mem_*`` (latency, fault window, hang, DDR timing;
 one per ``MEMORY_CONTROLS`` entry). After reset the memory is ideal.
 
@@ -47,34 +49,46 @@ class SimSystem(wiring.Component):
         super().__init__(members)
 
     def elaborate(self, platform):
-        from hdl.top import SystoleTop
+        from hdl.top import SystoleTop, is_master_port
 
         m = Module()
-        half_period_ps = round(1e6 / self.config.clock_mhz / 2)
-        m.submodules.clock = Instance("systole_clock", p_HALF_PERIOD_PS=half_period_ps,
+        config = self.config
+        m.submodules.clock = Instance("systole_clock", p_HALF_PERIOD_PS=round(1e6 / config.clock_mhz / 2),
                                       o_clk=self.aclk)
         # The reset is registered (as a board's reset block would): Amaranth folds the
         # reset into every register's next-state logic, and a reset straight from a
         # top-level input would make the simulator re-evaluate all of it each cycle.
-        m.domains.mem = mem_domain = ClockDomain("mem", local=True, reset_less=True)
+        m.domains.rstreg = rstreg = ClockDomain("rstreg", local=True, reset_less=True)
         aresetn = Signal(init=0)
-        m.d.mem += aresetn.eq(self.aresetn)
-        m.d.comb += mem_domain.clk.eq(self.aclk)
+        m.d.rstreg += aresetn.eq(self.aresetn)
+        m.d.comb += rstreg.clk.eq(self.aclk)
+        # The memory runs on the masters' clock: a second generator for m_axi_aclk, with
+        # its own registered reset, or aclk itself.
+        master_clk, master_resetn = self.aclk, aresetn
+        if config.split_clocks:
+            master_clk, master_resetn = Signal(), Signal(init=0)
+            m.submodules.master_clock = Instance(
+                "systole_clock", p_HALF_PERIOD_PS=round(1e6 / config.axi_clock_mhz / 2), o_clk=master_clk)
+            m.domains.mrstreg = mrstreg = ClockDomain("mrstreg", local=True, reset_less=True)
+            m.d.comb += mrstreg.clk.eq(master_clk)
+            m.d.mrstreg += master_resetn.eq(self.aresetn)
         m.domains.memrst = memrst = ClockDomain("memrst", local=True)
-        m.d.comb += [memrst.clk.eq(self.aclk), memrst.rst.eq(~aresetn)]
-        top = m.submodules.accel = SystoleTop(self.config)
-        memory = SimMemory(self.config, ports=self.config.weight_ports)
+        m.d.comb += [memrst.clk.eq(master_clk), memrst.rst.eq(~master_resetn)]
+        top = m.submodules.accel = SystoleTop(config)
+        memory = SimMemory(config, ports=config.weight_ports)
         m.submodules.memory = DomainRenamer("memrst")(memory)
         buses = {f"{master}_": memory.bus if p == 0 else getattr(memory, f"bus{p}")
-                 for p, master in enumerate(self.config.weight_masters)}
+                 for p, master in enumerate(config.weight_masters)}
         m.d.comb += [top.aclk.eq(self.aclk), top.aresetn.eq(aresetn), self.irq.eq(top.irq)]
+        if config.split_clocks:
+            m.d.comb += [top.m_axi_aclk.eq(master_clk), top.m_axi_aresetn.eq(master_resetn)]
         for name, member in top.signature.members.items():
             if name.startswith("s_axi_ctrl_"):
                 if member.flow == In:
                     m.d.comb += getattr(top, name).eq(getattr(self, name))
                 else:
                     m.d.comb += getattr(self, name).eq(getattr(top, name))
-            elif name.startswith("m_axi_"):
+            elif is_master_port(name):
                 prefix = next(prefix for prefix in buses if name.startswith(prefix))
                 inner = getattr(buses[prefix], name[len(prefix):])
                 if member.flow == Out:

@@ -47,7 +47,7 @@ class LinkSystem(wiring.Component):
         super().__init__(members)
 
     def elaborate(self, platform):
-        from hdl.top import SystoleTop
+        from hdl.top import SystoleTop, is_master_port
         m = Module()
         accel = SystoleTop(self.config)
         accel._MustUse__silence = True      # only its port list is used; the Verilog is separate
@@ -57,7 +57,12 @@ class LinkSystem(wiring.Component):
                 ctrl[name[len("s_axi_ctrl_"):]] = Signal(member.shape, name=f"ctrl_{name[11:]}")
         accel_ports = {"aclk": self.aclk, "aresetn": self.aresetn, "irq": self.irq}
         accel_ports.update({f"s_axi_ctrl_{n}": s for n, s in ctrl.items()})
-        accel_ports.update({n: getattr(self, n) for n in accel.signature.members if n.startswith("m_axi_")})
+        accel_ports.update({n: getattr(self, n) for n in accel.signature.members
+                            if is_master_port(n)})
+        if self.config.split_clocks:
+            # The bridge and its memories run on aclk: so do the masters (the crossing then
+            # joins two in-phase clocks, which it must handle as well as any other ratio).
+            accel_ports.update({"m_axi_aclk": self.aclk, "m_axi_aresetn": self.aresetn})
         link_ports = {"aclk": self.aclk, "aresetn": self.aresetn, "uart_rxd": self.uart_rxd,
                       "uart_txd": self.uart_txd, "irq": self.irq, "link_active": self.link_active}
         link_ports.update({f"m_axi_ctrl_{n}": s for n, s in ctrl.items()})

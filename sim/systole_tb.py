@@ -1,7 +1,8 @@
 """The cocotb testbench of the generated ``systole_top``, shared by the system tests
 and the benchmark.
 
-``SystoleTB`` holds the clock, the reset, an ``AxiLiteMaster`` on ``s_axi_ctrl``, a
+``SystoleTB`` holds the clocks (``aclk``, and ``m_axi_aclk`` in the preset's ratio for a
+build with ``axi_clock_mhz``), the resets, an ``AxiLiteMaster`` on ``s_axi_ctrl``, a
 memory on every master (``m_axi_dma`` and, with several weight ports, the read-only
 ``m_axi_w<p>``), all over one backing store (cocotbext-axi ``AxiRam``/``AxiRamRead``,
 whose channels can pause, or ``LatencyRam`` for the bench), and an ``AxiMonitor`` per
@@ -37,7 +38,7 @@ from hdl.spec.job import Job, check, row_strides
 from hdl.spec.regmap import REGISTERS, ErrorCode, by_name
 from host.accel.golden import golden_matmul
 from host.accel.pack import pack_weights, packed_size
-from sim.axi_monitor import AxiMonitor
+from sim.axi_monitor import AxiMonitor, master_clock
 from sim.dma_traffic import edge_offsets, pause_generator
 from sim.top_build import PRESET_ENV
 
@@ -81,23 +82,29 @@ class SystoleTB:
         for name in ("s_axi_ctrl", *masters):
             logging.getLogger(f"cocotb.{dut._name}.{name}").setLevel(logging.WARNING)
         cocotb.start_soon(Clock(dut.aclk, clock_ns, unit="ns").start())
+        # The masters' clock (m_axi_aclk where the build has its own), in the preset's ratio.
+        clock, reset_n = master_clock(dut, self.config)
+        if self.config.split_clocks:
+            axi_ps = 2 * round(clock_ns * 500 * self.config.clock_mhz / self.config.axi_clock_mhz)
+            cocotb.start_soon(Clock(clock, axi_ps, unit="ps").start())
+        self.master_clock, self.master_reset_n = clock, reset_n
         self.ctrl = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi_ctrl"), dut.aclk, dut.aresetn,
                                   reset_active_level=False)
         space = 1 << self.config.addr_width
         if memory == "axiram":
-            self.mem = AxiRam(AxiBus.from_prefix(dut, masters[0]), dut.aclk, dut.aresetn,
+            self.mem = AxiRam(AxiBus.from_prefix(dut, masters[0]), clock, reset_n,
                               reset_active_level=False, size=space)
             self.port_mems = [self.mem] + [
-                AxiRamRead(AxiReadBus.from_prefix(dut, master), dut.aclk, dut.aresetn,
+                AxiRamRead(AxiReadBus.from_prefix(dut, master), clock, reset_n,
                            reset_active_level=False, size=space, mem=self.mem.mem)
                 for master in masters[1:]]
             self._patch_faults()
         elif memory == "latency":
             from sim.latency_ram import LatencyRam
-            self.mem = LatencyRam(dut, masters[0], dut.aclk, bus_bytes=self.config.bus_bytes,
+            self.mem = LatencyRam(dut, masters[0], clock, bus_bytes=self.config.bus_bytes,
                                   read_latency=read_latency, size=space)
             self.port_mems = [self.mem] + [
-                LatencyRam(dut, master, dut.aclk, bus_bytes=self.config.bus_bytes, read_latency=read_latency,
+                LatencyRam(dut, master, clock, bus_bytes=self.config.bus_bytes, read_latency=read_latency,
                            size=space, mem=self.mem.mem, writes=False) for master in masters[1:]]
         else:
             raise ValueError(f"memory={memory!r} must be 'axiram' or 'latency'")
@@ -165,8 +172,11 @@ class SystoleTB:
         """Four cycles of reset, then the done interrupt enabled (GIE, IER.done)."""
         from cocotb.triggers import ClockCycles, RisingEdge
         self.dut.aresetn.value = 0
+        self.master_reset_n.value = 0
         await ClockCycles(self.dut.aclk, 4)
+        await ClockCycles(self.master_clock, 4)
         self.dut.aresetn.value = 1
+        self.master_reset_n.value = 1
         await RisingEdge(self.dut.aclk)
         await self.write_reg("GIE", 1)
         await self.write_reg("IER", 1)
