@@ -6,9 +6,10 @@
    never stalls. Target >= 0.95.
    Then the same shapes in co-simulation (``sim.cosim``: the driver and ``SimMemory``),
    once on that ideal memory and once on the board's DDR model (``hdl.spec.ddr``:
-   64-cycle latency, the shared DDR cap, refresh, bank stalls), side by side, with
-   efficiency against the aggregate roofline min(port, DDR cap). ``--memory`` picks
-   ``ideal``, ``ddr`` or ``both`` (default).
+   256 ns latency, the shared DDR cap with refresh and bank stalls inside it), side by
+   side, with efficiency against the aggregate roofline, min(array intake, ports, DDR
+   cap), and against min(ports, DDR cap). Target on the DDR model: >= 0.95 of both.
+   ``--memory`` picks ``ideal``, ``ddr`` or ``both`` (default).
 2. Prefill: PERF_BUSY for M = 4*rows against ``ceil(M/rows)*ceil(N/cols)*K``.
    Target: within 10%.
 3. Resources: ``gen.report`` (Yosys ``synth_xilinx``) for every board preset, next to
@@ -98,39 +99,58 @@ def run_cosim(preset_name: str, shapes: list[tuple[int, int, int]],
     return records
 
 
-def _print_memory_models(config, memories: dict[str, dict[str, int]], records: list[dict]) -> None:
-    """The co-simulated decode table: per memory, efficiency against min(port, cap)."""
-    from hdl.spec.ddr import RATE_ONE, beats_per_cycle
+def roofline(config, controls: dict[str, int], *, array: bool = True) -> float:
+    """Beats per core cycle per weight port of the aggregate roofline: the lowest of the
+    array's intake (one beat of every port per ``aclk`` cycle; left out with ``array=False``,
+    as issue 14 states the roofline: min(ports, DDR cap)), the ports' peak (one beat per
+    ``m_axi_aclk`` cycle each) and ``controls``' long-run DDR cap."""
+    from hdl.spec.ddr import cap_bytes_per_s
+
+    per_port_cycle = config.weight_ports * config.bus_bytes * config.clock_mhz * 1e6
+    limits = [config.ports_bytes_per_s / per_port_cycle]
+    if array:
+        limits.append(config.array_bytes_per_s / per_port_cycle)
+    cap = cap_bytes_per_s(config, controls)
+    if cap is not None:
+        limits.append(cap / per_port_cycle)
+    return min(limits)
+
+
+def _print_memory_models(config, memories: dict[str, dict[str, int]], records: list[dict]) -> bool:
+    """The co-simulated decode table: per memory, efficiency against the aggregate roofline,
+    with and without the array's intake among its limits. Returns whether every efficiency
+    on the DDR model meets ``DECODE_TARGET``."""
+    from hdl.spec.ddr import beats_per_cycle
 
     ports = config.weight_ports
-
-    def roofline(controls: dict[str, int]) -> float:
-        """Beats per cycle per port of min(ports, DDR cap): the aggregate roofline."""
-        rate = controls.get("ddr_rate", 0)
-        return 1.0 if rate == 0 else min(1.0, rate / RATE_ONE / ports)
-
-    print("\nDecode (M=1) in co-simulation: efficiency = roofline cycles / PERF_BUSY, "
-          f"roofline = ideal weight beats / min({ports} port(s), DDR cap)")
+    print(f"\nDecode (M=1) in co-simulation: efficiency = ideal weight beats / (roofline x PERF_BUSY); "
+          f"masters at {config.port_clock_mhz:g} MHz, array at {config.clock_mhz:g} MHz")
     for name, controls in memories.items():
-        print(f"  {name}: {controls}; min(ports, cap) = {roofline(controls):.3f} beats/cycle per port, "
-              f"the model delivers {beats_per_cycle(controls, ports):.4f} to each of {ports} saturating "
-              "stream(s)")
+        delivered = beats_per_cycle(controls, ports) * config.port_clock_mhz / config.clock_mhz
+        print(f"  {name}: {controls}")
+        print(f"    roofline per port per array cycle: min(array, ports, cap) = "
+              f"{roofline(config, controls):.4f}, min(ports, cap) = {roofline(config, controls, array=False):.4f}; "
+              f"the memory delivers {delivered:.4f} to each of {ports} saturating stream(s)")
     names = list(memories)
-    print("  (eff: against min(port, cap); /model: against what the model delivers)")
+    print("  (eff: against min(array, ports, cap); eff/pc: against min(ports, cap))")
     print(f"{'K':>6} {'N':>6} {'ideal':>9}" + "".join(
-        f" {n + ' busy':>12} {n + ' eff':>9} {n + ' /model':>11}" for n in names))
+        f" {n + ' busy':>12} {n + ' eff':>9} {n + ' eff/pc':>11}" for n in names))
+    ok = True
     for k, n in sorted({(r["k"], r["n"]) for r in records if r["m"] == 1}, key=GEMMA_SHAPES.index):
         ideal = ideal_cycles(config, 1, n, k)
         line = f"{k:>6} {n:>6} {ideal:>9}"
         for name in names:
             busy = next(r["perf_busy"] for r in records
                         if (r["memory"], r["m"], r["k"], r["n"]) == (name, 1, k, n))
-            eff = ideal / roofline(memories[name]) / busy
-            of_model = ideal / beats_per_cycle(memories[name], ports) / busy
-            line += f" {busy:>12} {eff:>9.4f}{'' if eff >= DECODE_TARGET else '!'} {of_model:>10.4f}"
+            eff = ideal / roofline(config, memories[name]) / busy
+            eff_pc = ideal / roofline(config, memories[name], array=False) / busy
+            if name == "ddr":
+                ok &= min(eff, eff_pc) >= DECODE_TARGET
+            line += (f" {busy:>12} {eff:>9.4f}{'' if eff >= DECODE_TARGET else '!'}"
+                     f" {eff_pc:>10.4f}{'' if eff_pc >= DECODE_TARGET else '!'}")
         print(line)
-    print(f"  ('!': below the {DECODE_TARGET} decode target; reported, not gated, until "
-          "issue 14 settles the target under the DDR model)")
+    print(f"  ('!': below the {DECODE_TARGET} decode target; the bench fails when one on the DDR model is)")
+    return ok
 
 
 @entry
@@ -221,7 +241,7 @@ def rtl_main(argv: list[str] | None = None) -> int:
               f"{rec['perf_stall']:>7} {eff:>10.4f}{'' if eff >= DECODE_TARGET else '  MISSED'}")
 
     if modelled:
-        _print_memory_models(config, memories, modelled)
+        ok &= _print_memory_models(config, memories, modelled)
 
     prefill = [rec for rec in records if rec["m"] != 1]
     if prefill:
