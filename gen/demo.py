@@ -20,8 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(parser)
     args = parser.parse_args(argv)
     config = config_from_args(args)
-    print(f"== Systole demo: preset {config.name} ({config.rows}x{config.cols} PEs, "
-          f"{config.bus_bits}-bit DMA, {config.clock_mhz:g} MHz)")
+    print(f"== Systole demo: preset {config.name} ({config.summary})")
     for path in write_artefacts(config, REPO / "build" / config.name):
         print(f"wrote {path.relative_to(REPO)}")
     from host.llm.generate import demo as run_generate_demo

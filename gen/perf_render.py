@@ -35,7 +35,7 @@ def table(headers: list[str], rows: list[list]) -> str:
 def projection_table(projections: list[Projection]) -> str:
     rows = []
     for p in projections:
-        rows.append([p.model, p.board.title, f"{p.config.rows}x{p.config.cols} @ {p.config.clock_mhz:g} MHz",
+        rows.append([p.model, p.board.title, p.config.summary,
                      f"{p.accelerator_ms:.2f}", f"{p.host_ms:.2f}", f"{p.decode_tok_s:.1f}",
                      f"{p.roofline_tok_s:.1f}", f"{p.decode_tok_s / p.roofline_tok_s:.0%}",
                      f"{p.prefill_ms:.1f}", f"{p.prompt_tokens / p.prefill_ms * 1e3:.0f}"])
@@ -80,7 +80,7 @@ def plot_roofline(cases: list["ModelCase"], path: Path) -> None:
                 label = f"M={m}" if m < config.rows else f"M>={m}"
                 ax.annotate(label, (m, min(peak, bandwidth * m)),
                             textcoords="offset points", xytext=(4, -12), fontsize=7)
-        ax.set_title(f"{board.title} ({config.rows}x{config.cols}, {config.clock_mhz:g} MHz)")
+        ax.set_title(f"{board.title} ({config.summary})", fontsize=9)
         ax.set_xlabel("MACs per weight byte streamed")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
@@ -167,10 +167,12 @@ def render(report: "Report", out: Path) -> str:
 
     sections += ["## Projected decode and prefill per board", "",
                  "Batch 1, no overlap of host and accelerator; host time = the median above. "
-                 "The accelerator streams at the board's DDR model (hdl.spec.ddr: 64-cycle latency, "
-                 "the shared cap of 0.85 x the DRAM peak, refresh, bank stalls). "
-                 "Roofline = int8 weight bytes per token over the narrower of the weight ports "
-                 "(ports x bus width x clock) and the DDR peak.", "", projection_table(report.projections), ""]
+                 "The accelerator streams at the board's DDR model (hdl.spec.ddr: 256 ns, at least "
+                 "64 cycles, of latency per port; one cap of 0.85 x the DRAM peak shared by the ports, "
+                 "with refresh and bank stalls inside it). Roofline = int8 weight bytes per token "
+                 "over the narrowest of the array's intake (cols bytes per array cycle), the weight "
+                 "ports (ports x bus width x their clock) and the DDR peak.", "",
+                 projection_table(report.projections), ""]
 
     link_rows = [[model, f"{link_bytes / 1e3:.0f}", *(f"{tok_s:.1f}" for tok_s in rates)]
                  for model, link_bytes, rates in report.link_rows]

@@ -122,8 +122,8 @@ def link_bytes_per_token(case: ModelCase, config: AccelConfig) -> int:
 
 
 def sweep_configs() -> list[AccelConfig]:
-    """Weight ports x array rows around the kv260 preset (128-bit HP ports, max K 4096,
-    250 MHz): one to four ports (16 to 64 columns), 4 to 16 rows."""
+    """Weight ports x array rows around the kv260 preset (128-bit HP ports at 300 MHz, max K
+    4096, the array at 250 MHz): one to four ports (16 to 64 columns), 4 to 16 rows."""
     base = preset("kv260")
     out = []
     for ports in (1, 2, 4):
@@ -167,7 +167,9 @@ def rtl_gemma_token(gemma_matmuls: list) -> dict:
         cycles, wall = session.cycles() - cycles0, time.monotonic() - wall0
     decode = result.decode
     token_cycles = sum(decode.cycles.values()) // max(decode.tokens, 1)
-    predicted = sum(job_cycles(config, 1, s.n, s.k, 32) for s in gemma_matmuls)
+    from hdl.spec.ddr import IDEAL, core_latency
+    latency = core_latency(config, IDEAL["read_latency"])      # the co-simulation's memory after reset
+    predicted = sum(job_cycles(config, 1, s.n, s.k, latency) for s in gemma_matmuls)
     return dict(text=result.text, start_s=started, sim_cycles=cycles, wall_s=wall,
                 cycles_per_s=cycles / wall, decode_wall_s=decode.wall_seconds / max(decode.tokens, 1),
                 token_cycles=token_cycles, predicted_cycles=predicted,

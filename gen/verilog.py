@@ -31,10 +31,16 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="kv260", choices=sorted(PRESETS),
                         help="board or test configuration (default: kv260)")
     parser.add_argument("--rows", type=int_in(1), help="override: PE rows")
-    parser.add_argument("--bus-bits", type=int_in(8), help="override: DMA data width (cols = bus_bits/8)")
+    parser.add_argument("--bus-bits", type=int_in(8),
+                        help="override: DMA data width (cols = weight ports x bus_bits/8)")
     parser.add_argument("--act-buffer-bytes", type=int_in(1), help="override: activation buffer bytes")
     parser.add_argument("--addr-width", type=int_in(1), help="override: DMA address bits")
     parser.add_argument("--clock-mhz", type=positive_float, help="override: target clock")
+    clocks = parser.add_mutually_exclusive_group()
+    clocks.add_argument("--axi-clock-mhz", type=positive_float,
+                        help="override: the AXI masters' own clock (m_axi_aclk)")
+    clocks.add_argument("--one-clock", action="store_true",
+                        help="override: the AXI masters on aclk (no m_axi_aclk)")
 
 
 def config_from_args(args: argparse.Namespace) -> AccelConfig:
@@ -52,13 +58,17 @@ def _config_from_args(args: argparse.Namespace) -> AccelConfig:
         changes["rows"] = args.rows
     if args.bus_bits is not None:
         changes["bus_bits"] = args.bus_bits
-        changes["cols"] = args.bus_bits // 8
+        changes["cols"] = config.weight_ports * args.bus_bits // 8
     if args.act_buffer_bytes is not None:
         changes["act_buffer_bytes"] = args.act_buffer_bytes
     if args.addr_width is not None:
         changes["addr_width"] = args.addr_width
     if args.clock_mhz is not None:
         changes["clock_mhz"] = args.clock_mhz
+    if args.axi_clock_mhz is not None:
+        changes["axi_clock_mhz"] = args.axi_clock_mhz
+    if args.one_clock:
+        changes["axi_clock_mhz"] = None
     if changes:
         changes["name"] = f"{config.name}-custom"
         config = config.replace(**changes)

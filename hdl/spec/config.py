@@ -148,6 +148,13 @@ class AccelConfig:
         carries A and C), then ``m_axi_w1`` ... (read-only)."""
         return ("m_axi_dma", *(f"m_axi_w{p}" for p in range(1, self.weight_ports)))
 
+    @property
+    def summary(self) -> str:
+        """One line for people: the array, its clock, the weight ports and theirs."""
+        ports = f"{self.weight_ports}x {self.bus_bits}-bit port{'s' if self.weight_ports > 1 else ''}"
+        clocks = f" @ {self.axi_clock_mhz:g} MHz" if self.split_clocks else ""
+        return f"{self.rows}x{self.cols} @ {self.clock_mhz:g} MHz, {ports}{clocks}"
+
     def replace(self, **changes) -> "AccelConfig":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
