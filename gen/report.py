@@ -121,11 +121,10 @@ def estimate(board_name: str, *, use_cache: bool = True) -> Resources:
 
 def estimate_config(config: AccelConfig, device: Fpga, *, use_cache: bool = True) -> Resources:
     """Synthesize (or load the cached result for) ``config``'s top for ``device``'s family."""
-    from amaranth.back import verilog as amaranth_verilog
-
+    from hdl.to_verilog import convert
     from hdl.top import SystoleTop
 
-    text = amaranth_verilog.convert(SystoleTop(config), name="systole_top", emit_src=False)
+    text = convert(SystoleTop(config), "systole_top")
     digest = hashlib.sha1(text.encode() + device.yosys_family.encode()).hexdigest()[:12]
     OUT.mkdir(parents=True, exist_ok=True)
     # Keyed by the design alone: two names for one configuration share a synthesis.

@@ -86,11 +86,10 @@ def write_artefacts(config: AccelConfig, out: Path) -> list[Path]:
         path = out / name
         path.write_text(text)
         written.append(path)
-    from amaranth.back import verilog
-
+    from hdl.to_verilog import convert
     from hdl.top import SystoleTop
     path = out / "systole_top.v"
-    path.write_text(verilog.convert(SystoleTop(config), name="systole_top", emit_src=False))
+    path.write_text(convert(SystoleTop(config), "systole_top"))
     written.append(path)
     return written
 

@@ -22,7 +22,6 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from amaranth.back import verilog as amaranth_verilog
 from cocotb_tools.runner import Icarus, Verilator, get_results
 
 from .toolchain import ToolchainError, check_fst, find_simulator
@@ -47,7 +46,8 @@ def waves_requested() -> bool:
 
 def write_verilog(component, name: str, path: Path) -> Path:
     """Convert ``component`` to Verilog module ``name`` at ``path`` (only if changed)."""
-    text = amaranth_verilog.convert(component, name=name, emit_src=False)
+    from hdl.to_verilog import convert
+    text = convert(component, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)

@@ -34,3 +34,17 @@ def test_verilog_artefacts_and_ports(tmp_path, capsys):
     assert re.search(r"input \[31:0\] m_axi_w1_rdata;", text)
     assert re.search(r"input \[7:0\] s_axi_ctrl_awaddr;", text)
     assert "wrote" in capsys.readouterr().out
+
+
+def test_every_synchronizer_flop_is_marked_async_reg(tmp_path):
+    """tiny clocks its masters apart from the core: FFSynchronizer stages carry ASYNC_REG
+    (hdl.to_verilog), all of them registers or the ports they drive (the last stage takes
+    the name of the signal it feeds); a one-clock build has none."""
+    assert main(["--preset", "tiny", "--out", str(tmp_path / "two")]) == 0
+    text = (tmp_path / "two" / "systole_top.v").read_text()
+    marked = re.findall(r'\(\* ASYNC_REG = "TRUE" \*\)\s*(?:\(\* init = [^*]*\*\)\s*)?(?:reg|output|wire) '
+                        r'(?:\[[^\]]*\] )?(\w+)', text)
+    assert len(marked) == text.count("ASYNC_REG") >= 2 * 3 * 4   # >= 4 synchronizers per crossing
+    assert {"stage0", "stage1", "block__abort", "clear_at_block", "offered", "answered"} <= set(marked)
+    assert main(["--preset", "tiny", "--one-clock", "--out", str(tmp_path / "one")]) == 0
+    assert "ASYNC_REG" not in (tmp_path / "one" / "systole_top.v").read_text()

@@ -242,6 +242,9 @@ def test_kv260_block_design(flows, tmp_path):
     assert [ps_config[f"CONFIG.PSU__USE__S_AXI_GP{gp}"] for gp in range(2, 6)] == ["1"] * config.weight_ports == ["1"] * 4
     assert {int(ps_config[f"CONFIG.PSU__SAXIGP{gp}__DATA_WIDTH"]) for gp in range(2, 6)} == {config.bus_bits}
     assert float(ps_config["CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ"]) == config.clock_mhz
+    # The masters' own clock: pl_clk1 at axi_clock_mhz.
+    assert ps_config["CONFIG.PSU__FPGA_PL1_ENABLE"] == "1"
+    assert float(ps_config["CONFIG.PSU__CRL_APB__PL1_REF_CTRL__FREQMHZ"]) == config.axi_clock_mhz == 300
     assert ps_config["CONFIG.PSU__USE__M_AXI_GP0"] == "1" and ps_config["CONFIG.PSU__USE__IRQ0"] == "1"
     text = (flows["kv260"] / "bd.tcl").read_text()
     assert "apply_board_preset" in text
@@ -249,9 +252,15 @@ def test_kv260_block_design(flows, tmp_path):
                            r"\[get_bd_intf_pins zynq_ultra_ps_e_0/(S_AXI_HP\d_FPD)\]", text)
     assert connected == [("m_axi_dma", "S_AXI_HP0_FPD"), ("m_axi_w1", "S_AXI_HP1_FPD"), ("m_axi_w2", "S_AXI_HP2_FPD"),
                          ("m_axi_w3", "S_AXI_HP3_FPD")]
-    clock_net = text[text.index("connect_bd_net [get_bd_pins zynq_ultra_ps_e_0/pl_clk0]"):]
-    clock_net = clock_net[:clock_net.index("rst_pl_clk0/slowest_sync_clk]")]
-    assert all(f"[get_bd_pins zynq_ultra_ps_e_0/saxihp{hp}_fpd_aclk]" in clock_net for hp in range(4)), clock_net
+    # pl_clk1 clocks the masters and every HP port they drive; pl_clk0 the core and control.
+    core_net = text[text.index("connect_bd_net [get_bd_pins zynq_ultra_ps_e_0/pl_clk0]"):]
+    core_net = core_net[:core_net.index("rst_pl_clk0/slowest_sync_clk]")]
+    master_net = text[text.index("connect_bd_net [get_bd_pins zynq_ultra_ps_e_0/pl_clk1]"):]
+    master_net = master_net[:master_net.index("rst_pl_clk1/slowest_sync_clk]")]
+    assert all(f"[get_bd_pins zynq_ultra_ps_e_0/saxihp{hp}_fpd_aclk]" in master_net for hp in range(4)), master_net
+    assert "systole_0/m_axi_aclk]" in master_net and "systole_0/aclk]" in core_net
+    assert "saxihp" not in core_net and "maxihpm0_fpd_aclk" in core_net
+    assert "[get_bd_pins rst_pl_clk1/peripheral_aresetn] [get_bd_pins systole_0/m_axi_aresetn]" in text
     assert re.search(r"connect_bd_net \[get_bd_pins systole_0/irq\] \[get_bd_pins zynq_ultra_ps_e_0/pl_ps_irq0\]",
                      text)
     assert "-offset 0xA0000000" in text
@@ -291,7 +300,11 @@ def test_kv260_overlay_compiles_with_the_right_nodes(flows, tmp_path):
                      text)
     assert "interrupts = <0x00 0x59 0x04>" in text                 # SPI 89 = pl_ps_irq0[0], level high
     assert 'compatible = "ikwzm,u-dma-buf"' in text and 'device-name = "udmabuf0"' in text
-    assert f"assigned-clock-rates = <{hex(int(preset('kv260').clock_mhz * 1e6))}>" in text
+    # pl_clk0 (zynqmp_clk 71) at the core's clock, pl_clk1 (72) at the masters'; the UIO node names both.
+    config = preset('kv260')
+    rates = re.findall(r"assigned-clocks = <0x[0-9a-f]+ (0x[0-9a-f]+)>;\s*assigned-clock-rates = <(0x[0-9a-f]+)>", text)
+    assert [(int(c, 16), int(r, 16)) for c, r in rates] == [(71, int(config.clock_mhz * 1e6)),
+                                                           (72, int(config.axi_clock_mhz * 1e6))], rates
     fixups = text[text.index("__fixups__"):]
     for label in ("fpga_full", "amba", "gic", "zynqmp_clk", "zynqmp_reset"):
         assert f"{label} = " in fixups
@@ -404,6 +417,11 @@ def check_kv260_facts(texts: dict[str, str], board, dts: str, config) -> None:
     assert [int(w, 16) for w in afi[0:-2:2]] == [r for _, port in dma for r in port.afi_registers]
     assert "OVERTEMPSHUTDOWN ENABLE [current_design]" in texts["kv260.xdc"]
     assert "add_files -fileset constrs_1 -norecurse [file join $here kv260.xdc]" in texts["build.tcl"]
+    if config.split_clocks:
+        assert "set_property used_in_synthesis false [get_files kv260_timing.xdc]" in texts["build.tcl"]
+        assert "set_max_delay -datapath_only" in texts["kv260_timing.xdc"]
+    else:
+        assert "kv260_timing.xdc" not in texts and "pl_clk1" not in bd
     irq_pin = board.irq.partition("[")[0]
     assert f"[get_bd_pins systole_0/irq] [get_bd_pins zynq_ultra_ps_e_0/{irq_pin}]" in bd
     assert f"(GIC SPI {32 + board.irq_spi})" in bd
@@ -511,6 +529,11 @@ def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
     dtso = tmp_path / "moved.dtso"
     dtso.write_text(texts["systole.dtso"])
     check_kv260_facts(texts, kv_moved, decompiled_overlay(dtso, tmp_path), preset("kv260"))
+    # ... and for a configuration whose masters stay on the core's clock.
+    one_clock = preset("kv260").replace(axi_clock_mhz=None)
+    texts = kv260.files(one_clock, 64 << 20, board=kv_moved)
+    dtso.write_text(texts["systole.dtso"])
+    check_kv260_facts(texts, kv_moved, decompiled_overlay(dtso, tmp_path), one_clock)
 
     nexys = BOARDS["nexys_video"]
     nexys_moved = _moved(nexys, fpga=dataclasses.replace(nexys.fpga, part="xc7a100tfgg484-2", device="xc7a100t",

@@ -22,7 +22,9 @@ call and return named handles (``pin:cell/pin``, ``port:name``, ``cell:name``, .
 
 The last tests break the flows on purpose (the old Nexys Video clocking, a doubled clock
 driver, a misspelled ``PSU__`` property, an unassigned segment, a wrong option, an HP port
-left unconnected, an HP port's clock left floating) and show that each is caught.
+left unconnected, an HP port's clock left floating or taken from the core's clock, the
+masters' reset left floating) and show that each is caught. The clock check: the two
+ends of every interface net run on one clock net (``interface_clock``).
 """
 
 from __future__ import annotations
@@ -143,7 +145,12 @@ SYNTAX: dict[str, tuple[dict[str, bool], tuple[int, int | None]]] = {
     "create_clock": ({"-period": True, "-name": True, "-waveform": True, "-add": False, **_Q}, (0, 1)),
     "set_false_path": ({"-from": True, "-to": True, "-through": True, "-setup": False, "-hold": False,
                         "-rise": False, "-fall": False, "-reset_path": False, **_Q}, (0, 0)),
+    "set_max_delay": ({"-from": True, "-to": True, "-through": True, "-datapath_only": False, "-rise_from": True,
+                       "-fall_from": True, "-rise_to": True, "-fall_to": True, "-reset_path": False,
+                       "-ignore_clock_latency": False, **_Q}, (1, 1)),
     "get_ports": (dict(_GET), (0, None)),
+    "get_pins": ({**_GET, "-leaf": False}, (0, None)),
+    "get_clocks": ({**_GET, "-include_generated_clocks": False}, (0, None)),
     "current_design": (dict(_Q), (0, 1)),
     # hardware manager
     "open_hw_manager": (dict(_Q), (0, 0)),
@@ -205,6 +212,9 @@ CONFIG_FACTS: dict[str, dict[str, str]] = {
         "PSU__USE__M_AXI_GP0": _KV_PRESET, "PSU__USE__M_AXI_GP1": _KV_PRESET, "PSU__USE__M_AXI_GP2": _KV_PRESET,
         "PSU__USE__IRQ0": _KV_PRESET, "PSU__FPGA_PL0_ENABLE": _KV_PRESET,
         "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ": _KV_PRESET,
+        # pl_clk1: the PL0 names with 1 (PG201 lists PL0..PL3 in one form).
+        "PSU__FPGA_PL1_ENABLE": _KV_PRESET + " (PL0 form)",
+        "PSU__CRL_APB__PL1_REF_CTRL__FREQMHZ": _KV_PRESET + " (PL0 form)",
         "PSU__MAXIGP0__DATA_WIDTH": _KRIA_PYNQ,
         # Kria-PYNQ sets PSU__USE__S_AXI_GP3 / PSU__SAXIGP3__DATA_WIDTH (HP1); GP2, GP4, GP5 are HP0,
         # HP2, HP3, same names (PG201).
@@ -240,9 +250,27 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "proc_sys_reset": ("slowest_sync_clk", "ext_reset_in"),
     "zynq_ultra_ps_e": ("maxihpm0_fpd_aclk",),
     "smartconnect": ("aclk", "aresetn"),
-    "systole": ("aclk", "aresetn"),
-    "systole_link": ("aclk", "aresetn"),
 }
+# Our IPs' clock and reset inputs: every one their Verilog has (``m_axi_aclk`` and
+# ``m_axi_aresetn`` too where the masters have their own clock) must be driven.
+OUR_CLOCKS = ("aclk", "aresetn", "m_axi_aclk", "m_axi_aresetn")
+# The clock of each AXI interface: AMD's IPs (PG201: each PS port's own clock input; PG247: a
+# SmartConnect's one aclk), and ours by the rule the IP packaging states (hdl/top.py): the
+# masters on m_axi_aclk where the IP has it, everything else on aclk.
+INTERFACE_CLOCKS = {
+    "zynq_ultra_ps_e": {"M_AXI_HPM0_FPD": "maxihpm0_fpd_aclk",
+                        **{f"S_AXI_HP{hp}_FPD": f"saxihp{hp}_fpd_aclk" for hp in range(4)}},
+}
+
+
+def interface_clock(ip: str, interface: str, our_ips) -> str | None:
+    """The clock input of ``interface`` on a cell of ``ip`` (None: not known)."""
+    if ip in our_ips:
+        ports = our_ips[ip]
+        return "m_axi_aclk" if interface.startswith("m_axi_") and "m_axi_aclk" in ports else "aclk"
+    if ip == "smartconnect":
+        return "aclk"
+    return INTERFACE_CLOCKS.get(ip, {}).get(interface)
 # PS ports a CONFIG.* = 1 turns on: {IP: {property: (its clock input, its interface)}} (PG201:
 # S_AXI_HP<n>_FPD is PSU__USE__S_AXI_GP<n+2>, clocked by saxihp<n>_fpd_aclk).
 ENABLES: dict[str, dict[str, tuple[str, str]]] = {
@@ -379,6 +407,7 @@ def lint(calls: list[list[str]], our_ips: dict[str, dict[str, tuple[str, int]]])
                       if prop in ENABLES.get(ip, {}) and value.strip("{}") == "1"] for cell, ip in cells.items()}
     errors += _check_nets(nets, cells, ports, our_ips, enabled)
     errors += _check_interfaces(intf, cells, our_ips, enabled)
+    errors += _check_clock_domains(intf, nets, cells, our_ips)
     errors += _check_segments(intf, cells, assigned)
     for seg, size in ranges:
         cell, _, block = seg.rpartition("/")
@@ -435,7 +464,8 @@ def _check_nets(nets: _Nets, cells, ports, our_ips, enabled) -> list[str]:
         if drivers:                         # (a doubled driver is its own error, not an undriven input)
             driven.update(members)
     for cell, ip in cells.items():
-        for pin in (*REQUIRED.get(ip, ()), *(clock for clock, _ in enabled[cell])):
+        ours = tuple(pin for pin in OUR_CLOCKS if pin in our_ips.get(ip, {}))
+        for pin in (*REQUIRED.get(ip, ()), *ours, *(clock for clock, _ in enabled[cell])):
             if f"pin:{cell}/{pin}" not in driven:
                 errors.append(f"{cell}/{pin}: required clock/reset input is not driven")
     return errors
@@ -449,6 +479,23 @@ def _check_interfaces(intf: _Nets, cells, our_ips, enabled) -> list[str]:
         names = sorted({m.group(1) for p in our_ips.get(ip, {}) if (m := re.match(r"([sm]_axi_[a-z0-9]+)_", p))})
         names += [interface for _, interface in enabled[cell]]
         errors += [f"{cell}/{name}: interface is not connected" for name in names if f"intf:{cell}/{name}" not in connected]
+    return errors
+
+
+def _check_clock_domains(intf: _Nets, nets: _Nets, cells, our_ips) -> list[str]:
+    """The two ends of every interface net run on one clock net (a SmartConnect with one
+    aclk, or a master and the PS port it drives), since nothing between them crosses."""
+    errors = []
+    for members in intf.groups().values():
+        clocks = {}
+        for member in members:
+            cell, _, name = member.removeprefix("intf:").partition("/")
+            clock = interface_clock(cells.get(cell), name, our_ips)
+            if clock is not None:
+                clocks[f"{cell}/{name}"] = (clock, nets.find(f"pin:{cell}/{clock}"))
+        if len({net for _, net in clocks.values()}) > 1:
+            errors.append("interface net of " + ", ".join(f"{end} (clock {clock})" for end, (clock, _) in
+                                                         sorted(clocks.items())) + " spans different clock nets")
     return errors
 
 
@@ -504,7 +551,7 @@ def _verilog_ports(path: Path, module: str) -> dict[str, tuple[str, int]]:
     return verilog_ports(path.read_text(), module)
 
 
-SCRIPTS = {"kv260": ["build.tcl", "kv260.xdc"], "nexys_video": ["build.tcl", "nexys_video.xdc", "program.tcl"]}
+SCRIPTS = {"kv260": ["build.tcl", "kv260.xdc", "kv260_timing.xdc"], "nexys_video": ["build.tcl", "nexys_video.xdc", "program.tcl"]}
 
 
 @pytest.fixture(scope="module")
@@ -524,7 +571,7 @@ def lint_flow(directory: Path, board: str, tmp_path: Path, edit=None) -> list[st
         copy = tmp_path / "flow"
         shutil.copytree(directory, copy)
         directory = copy
-        for path in directory.rglob("*.tcl"):
+        for path in (*directory.rglob("*.tcl"), *directory.rglob("*.xdc")):
             path.write_text(edit(path.name, path.read_text()))
     ips = {"systole": _verilog_ports(directory / "ip" / "hdl" / "systole_top.v", "systole_top")}
     if (directory / "ip" / "hdl" / "systole_link.v").exists():
@@ -618,7 +665,56 @@ def test_a_floating_hp_clock_is_caught(flows, tmp_path):
     def floating(name, text):
         return text.replace("    [get_bd_pins zynq_ultra_ps_e_0/saxihp3_fpd_aclk] \\\n", "")
     errors = lint_flow(flows["kv260"], "kv260", tmp_path, floating)
-    assert errors == ["zynq_ultra_ps_e_0/saxihp3_fpd_aclk: required clock/reset input is not driven"]
+    assert errors == ["zynq_ultra_ps_e_0/saxihp3_fpd_aclk: required clock/reset input is not driven",
+                      "interface net of systole_0/m_axi_w3 (clock m_axi_aclk), zynq_ultra_ps_e_0/S_AXI_HP3_FPD "
+                      "(clock saxihp3_fpd_aclk) spans different clock nets"]
+
+
+def test_an_hp_port_on_the_core_clock_is_caught(flows, tmp_path):
+    """HP2 clocked by pl_clk0 while its master runs on pl_clk1: the interface crosses clocks."""
+    def moved(name, text):
+        if name != "bd.tcl":
+            return text
+        text = text.replace("    [get_bd_pins zynq_ultra_ps_e_0/saxihp2_fpd_aclk] \\\n", "")
+        return text + "connect_bd_net [get_bd_pins zynq_ultra_ps_e_0/pl_clk0] [get_bd_pins zynq_ultra_ps_e_0/saxihp2_fpd_aclk]\n"
+    errors = lint_flow(flows["kv260"], "kv260", tmp_path, moved)
+    assert errors == ["interface net of systole_0/m_axi_w2 (clock m_axi_aclk), zynq_ultra_ps_e_0/S_AXI_HP2_FPD "
+                      "(clock saxihp2_fpd_aclk) spans different clock nets"]
+
+
+def test_a_floating_master_reset_is_caught(flows, tmp_path):
+    def floating(name, text):
+        return re.sub(r"connect_bd_net [^\n]*systole_0/m_axi_aresetn\]\n", "", text)
+    errors = lint_flow(flows["kv260"], "kv260", tmp_path, floating)
+    assert errors == ["systole_0/m_axi_aresetn: required clock/reset input is not driven"]
+
+
+def test_a_one_clock_kv260_flow_passes(tmp_path):
+    """The kv260 flow of a build whose masters run on aclk: one PL clock, no timing XDC."""
+    from sim.top_build import top_verilog
+    config = preset("kv260").replace(name="kv260-one-clock", axi_clock_mhz=None)
+    generate("kv260", config, tmp_path / "flow", top_verilog=top_verilog(config))
+    assert not (tmp_path / "flow" / "kv260_timing.xdc").exists()
+    calls = record([tmp_path / "flow" / s for s in ("build.tcl", "kv260.xdc")], tmp_path)
+    ips = {"systole": _verilog_ports(tmp_path / "flow" / "ip" / "hdl" / "systole_top.v", "systole_top")}
+    assert "m_axi_aclk" not in ips["systole"]
+    assert lint(calls, ips) == []
+
+
+def test_the_crossing_constraints_bound_both_directions(flows, tmp_path):
+    """kv260_timing.xdc: one data-path-only max delay each way between the core's and the
+    masters' clocks, of one period of the faster (300 MHz: 3.333 ns), found from the
+    IP's own clock pins; no false path or clock group cuts them."""
+    calls = record([flows["kv260"] / "kv260_timing.xdc"], tmp_path)
+    delays = [call for call in calls if call[0] == "set_max_delay"]
+    assert len(delays) == 2 and all("-datapath_only" in call and call[-1] == "3.333" for call in delays), delays
+    ends = {(call[call.index("-from") + 1], call[call.index("-to") + 1]) for call in delays}
+    pins = [call for call in calls if call[0] == "get_pins"]
+    assert any("*/systole_0/aclk" in " ".join(c) for c in pins) and any("*/systole_0/m_axi_aclk" in " ".join(c) for c in pins)
+    assert len(ends) == 2 and {(b, a) for a, b in ends} == ends, ends
+    assert not any(call[0] in ("set_false_path", "set_clock_groups") for call in calls)
+    config = preset("kv260")
+    assert f"{1e3 / max(config.clock_mhz, config.axi_clock_mhz):.3f}" == "3.333"
 
 
 def test_every_weight_master_is_checked(flows):

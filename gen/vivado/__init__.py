@@ -10,12 +10,16 @@ command, under ``build/vivado/<target>/`` (or ``--out``):
                  reset, ``irq`` an interrupt, a memory map whose registers come from
                  ``hdl/spec/regmap.py``). With ``--link`` also the ``systole_link`` UART
                  bridge IP.
-``kv260``        the IP, ``kv260.xdc`` (over-temperature shutdown), ``bd.tcl``
+``kv260``        the IP, ``kv260.xdc`` (over-temperature shutdown), ``kv260_timing.xdc``
+                 (with the masters' own clock: every path between the two clocks
+                 bounded by one fast-clock period, data path only), ``bd.tcl``
                  (``zynq_ultra_ps_e`` with the KV260 board preset, HPM0_FPD ->
                  SmartConnect -> ``s_axi_ctrl``, each DMA master straight into its own
                  128-bit HP port: ``m_axi_dma`` -> S_AXI_HP0_FPD, ``m_axi_w1..w3`` ->
                  S_AXI_HP1..HP3_FPD for the preset's four, each reaching all of DDR;
-                 ``pl_clk0`` at the configuration's clock on every port, ``irq`` -> ``pl_ps_irq0``),
+                 ``pl_clk0`` at the configuration's clock for the core and control, ``pl_clk1``
+                 at ``axi_clock_mhz`` for the masters and the HP ports (or ``pl_clk0``
+                 everywhere without one), ``irq`` -> ``pl_ps_irq0``),
                  ``build.tcl`` (synth, impl writing the bitstream, FAIL on negative
                  WNS/WHS before ``.bit`` is copied out, ``.bit.bin`` via bootgen,
                  ``.xsa`` with bitstream, ``.hwh``), ``systole.dtso`` (every used HP port's

@@ -18,10 +18,12 @@ from .render import render
 __all__ = ["build_tcl"]
 
 
-def build_tcl(board: Board, config: AccelConfig, *, ips: list[str], xdc: str | None = None) -> str:
-    """``build.tcl`` for ``board``: packages ``ips`` (``ip/package_<name>.tcl``), adds ``xdc``.
+def build_tcl(board: Board, config: AccelConfig, *, ips: list[str], xdc: str | None = None,
+              impl_xdc: str | None = None) -> str:
+    """``build.tcl`` for ``board``: packages ``ips`` (``ip/package_<name>.tcl``), adds ``xdc``
+    and ``impl_xdc`` (read in implementation only).
 
     Part, board part and project name come from ``board``; the script fails (exit
     status 1) on any error, timing not met included.
     """
-    return render(f"{board.name}/build.tcl.j2", board=board, config=config, ips=ips, xdc=xdc)
+    return render(f"{board.name}/build.tcl.j2", board=board, config=config, ips=ips, xdc=xdc, impl_xdc=impl_xdc)

@@ -15,6 +15,8 @@ from hdl.spec.boards import BOARDS, Board
 from hdl.spec.config import AccelConfig
 from hdl.spec.regmap import REGISTERS
 
+from hdl.top import MASTER_CLOCK_PORTS
+
 from .ports import interface_prefixes, verilog_ports
 from .render import render, write_files
 
@@ -38,12 +40,15 @@ def vlnv(name: str) -> str:
 def package_ip_tcl(*, top: str, name: str, display_name: str, description: str,
                    ports: dict[str, tuple[str, int]], part: str, irq_mode: str = "master",
                    registers: bool = True, register_block_bytes: int = 0,
-                   master_ranges: dict[str, int] | None = None) -> str:
+                   master_ranges: dict[str, int] | None = None,
+                   master_clock: tuple[str, str] | None = None) -> str:
     """TCL packaging ``hdl/<top>.v`` as IP ``name`` into ``<script dir>/<name>/``.
 
     Every AXI interface prefix of ``ports`` is inferred and must be inferred exactly
     once (the script errors otherwise), associated with ``aclk``; ``aresetn`` is the
-    active-low reset. ``irq`` becomes a level-high interrupt (``master`` = output,
+    active-low reset. With ``master_clock`` = ``(clock, reset)`` (``m_axi_aclk``,
+    ``m_axi_aresetn``) the ``m_axi_*`` interfaces are associated with that clock and its
+    active-low reset instead; both ports must exist (``ValueError``). ``irq`` becomes a level-high interrupt (``master`` = output,
     ``slave`` = input). ``registers`` adds the ``s_axi_ctrl`` memory map of
     ``hdl.spec.regmap`` in one block of ``register_block_bytes``; ``master_ranges`` sets
     each AXI master's address-space size, and must name every ``m_axi_*`` interface and no
@@ -58,11 +63,19 @@ def package_ip_tcl(*, top: str, name: str, display_name: str, description: str,
     masters = [bus for bus in busses if bus.startswith("m_axi_")]
     if sorted(master_ranges) != masters:
         raise ValueError(f"{name}: master_ranges names {sorted(master_ranges)}, the master interfaces are {masters}")
+    clocks = {"aclk": "aresetn"}
+    bus_clocks = {bus: "aclk" for bus in busses}
+    if master_clock is not None:
+        missing = [port for port in master_clock if port not in ports]
+        if missing:
+            raise ValueError(f"{name}: master_clock names {missing}, which {top} does not have")
+        clocks[master_clock[0]] = master_clock[1]
+        bus_clocks.update({bus: master_clock[0] for bus in masters})
     return render("package_ip.tcl.j2", top=top, name=name, vlnv=vlnv(name), part=part,
                   vendor=IP_VENDOR, library=IP_LIBRARY, version=IP_VERSION,
                   display_name=display_name, description=description,
                   families=" ".join(b.fpga.vivado_family for b in BOARDS.values()),
-                  busses=busses, irq_mode=irq_mode,
+                  busses=busses, bus_clocks=bus_clocks, clocks=clocks, irq_mode=irq_mode,
                   registers=REGISTERS if registers else (), register_block_bytes=register_block_bytes,
                   ipx_access=IPX_ACCESS, master_ranges=master_ranges)
 
@@ -90,7 +103,8 @@ def accel_package_tcl(config: AccelConfig, ports: dict[str, tuple[str, int]], pa
                     f"{config.bus_bits}-bit AXI4 DMA over {config.weight_ports} master(s), AXI4-Lite registers "
                     f"('{config.name}')",
         ports=ports, part=part, register_block_bytes=board.ctrl_window.size,
-        master_ranges={master: 1 << config.addr_width for master in config.weight_masters})
+        master_ranges={master: 1 << config.addr_width for master in config.weight_masters},
+        master_clock=MASTER_CLOCK_PORTS if config.split_clocks else None)
 
 
 def link_package_tcl(config: AccelConfig, board: Board, baud: int, ports: dict[str, tuple[str, int]],
@@ -104,11 +118,10 @@ def link_package_tcl(config: AccelConfig, board: Board, baud: int, ports: dict[s
 
 
 def _link_verilog(config: AccelConfig, board: Board, baud: int) -> str:
-    from amaranth.back import verilog as amaranth_verilog
-
     from hdl.link_top import LinkTop
+    from hdl.to_verilog import convert
     top = LinkTop(config, baud=baud, ctrl_addr_width=link_ctrl_addr_width(board))
-    return amaranth_verilog.convert(top, name="systole_link", emit_src=False)
+    return convert(top, "systole_link")
 
 
 def ip_files(config: AccelConfig, ip_dir: Path, *, board: Board, link: Board | None = None,

@@ -5,8 +5,12 @@ GIC SPI of ``pl_ps_irq0``, the HP ports with their PSU__ names, AFI registers an
 DRAM segments each reaches) comes from ``hdl.spec.boards.BOARDS["kv260"]``. What this
 module decides is the design: control through HPM0_FPD and a SmartConnect, each DMA
 master of ``config.weight_masters`` straight into its own HP port (``m_axi_dma`` into
-S_AXI_HP0_FPD, ``m_axi_w<p>`` into S_AXI_HP<p>_FPD), one clock (``pl_clk0`` at the
-configuration's ``clock_mhz``). The texts are ``templates/kv260/``.
+S_AXI_HP0_FPD, ``m_axi_w<p>`` into S_AXI_HP<p>_FPD). Clocks: ``pl_clk0`` at the
+configuration's ``clock_mhz`` for the core (``aclk``, ``s_axi_ctrl``, HPM0 and its
+SmartConnect); with ``axi_clock_mhz``, ``pl_clk1`` at that rate for the masters
+(``m_axi_aclk``) and the HP ports, each clock with its own ``proc_sys_reset``, and
+``kv260_timing.xdc`` bounding the paths between them. Without it, ``pl_clk0`` clocks
+everything. The texts are ``templates/kv260/``.
 """
 
 from __future__ import annotations
@@ -78,7 +82,8 @@ def bd_tcl(config: AccelConfig, board: Board = BOARD) -> str:
 
 
 def dtso(config: AccelConfig, udmabuf_bytes: int, board: Board = BOARD) -> str:
-    """Device-tree overlay: bitstream, AFI widths, PL clock, UIO registers + irq, u-dma-buf.
+    """Device-tree overlay: bitstream, AFI widths, PL clocks (``pl_clk1`` too for the masters'
+    own clock), UIO registers + irq, u-dma-buf.
 
     The AFI widths are those of every HP port the block design uses (``dma_ports``). The
     UIO node's ``reg`` is ``board.ctrl_window`` and its interrupt ``board.irq_spi``, the
@@ -87,7 +92,8 @@ def dtso(config: AccelConfig, udmabuf_bytes: int, board: Board = BOARD) -> str:
     return render("kv260/systole.dtso.j2", config=config, board=board, ctrl=board.ctrl_window,
                   dma=dma_ports(config, board), ctrl_bits=CTRL_BITS, hpm_afi_fs=HPM_AFI_FS,
                   afi_width_code=_afi_width_code(config.bus_bits),
-                  pl_clk_hz=int(config.clock_mhz * 1e6), udmabuf_bytes=udmabuf_bytes)
+                  pl_clk_hz=int(config.clock_mhz * 1e6), udmabuf_bytes=udmabuf_bytes,
+                  master_clk_hz=int(config.axi_clock_mhz * 1e6) if config.split_clocks else None)
 
 
 def files(config: AccelConfig, udmabuf_bytes: int, board: Board = BOARD) -> dict[str, str]:
@@ -97,10 +103,17 @@ def files(config: AccelConfig, udmabuf_bytes: int, board: Board = BOARD) -> dict
         raise ValueError(f"udmabuf_bytes={udmabuf_bytes!r} must be a positive multiple of 4 KiB "
                          "(u-dma-buf allocates whole pages)")
     ident = by_name("ID")
+    timing = {}
+    if config.split_clocks:
+        max_delay_ns = 1e3 / max(config.clock_mhz, config.axi_clock_mhz)
+        timing["kv260_timing.xdc"] = render("kv260/kv260_timing.xdc.j2", config=config,
+                                            max_delay_ns=max_delay_ns)
     return {
         "bd.tcl": bd_tcl(config, board),
         "kv260.xdc": render("kv260/kv260.xdc.j2"),
-        "build.tcl": build_tcl(board, config, ips=["systole"], xdc="kv260.xdc"),
+        **timing,
+        "build.tcl": build_tcl(board, config, ips=["systole"], xdc="kv260.xdc",
+                               impl_xdc=next(iter(timing), None)),
         "systole.dtso": dtso(config, udmabuf_bytes, board),
         "shell.json": render("kv260/shell.json.j2"),
         "systole.bif": render("kv260/systole.bif.j2"),

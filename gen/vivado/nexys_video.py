@@ -89,12 +89,16 @@ def bd_tcl(config: AccelConfig, board: Board = BOARD) -> str:
 
     Both AXI4 masters see the board's DDR3 window at the same address; the bridge's
     control master reaches the registers at ``board.ctrl_window``. Refuses a
-    ``clock_mhz`` other than ``ui_clk``'s (the accelerator has no clock of its own).
+    ``clock_mhz`` other than ``ui_clk``'s (the accelerator has no clock of its own), and
+    an ``axi_clock_mhz`` (the masters have none either).
     """
     ui_clk_mhz = board.clocks_hz["ui_clk"] / 1e6
     if config.clock_mhz != ui_clk_mhz:
         raise ValueError(f"clock_mhz={config.clock_mhz}: the Nexys Video design runs on MIG's "
                          f"{ui_clk_mhz:g} MHz ui_clk (DDR3-800, 4:1); use clock_mhz={ui_clk_mhz:g}")
+    if config.split_clocks:
+        raise ValueError(f"axi_clock_mhz={config.axi_clock_mhz}: the Nexys Video design clocks the "
+                         "masters from MIG's ui_clk too, so it has no m_axi_aclk; use --one-clock")
     return render("nexys_video/bd.tcl.j2", config=config, board=board, ports=PORTS,
                   mig=mig(board),
                   accel_vlnv=vlnv("systole"), link_vlnv=vlnv("systole_link"),
