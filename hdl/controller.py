@@ -224,6 +224,18 @@ class Controller(wiring.Component):
             core.c_stride.eq(c_stride),
         ]
 
+        # LOAD_A and FEED as registers beside the state, kept in step with its transitions:
+        # the A and weight handshakes (which fan out to the activation buffer's write
+        # enables and the feeder's counters) then start at a flip-flop, not a state decode.
+        loading = Signal()
+        feeding = Signal()
+        m.d.comb += [
+            rd_data[0].ready.eq(loading | (feeding & core.weights.ready & w_all_valid)),
+            core.act_write_en.eq(loading & rd_data[0].valid),
+            core.weights.valid.eq(feeding & w_all_valid),
+            *(d.ready.eq(feeding & core.weights.ready & w_all_valid) for d in rd_data[1:]),
+        ]
+
         flush = Signal(range(core.flush_cycles + 1))
         m.d.comb += [
             *(getattr(self, f"{side}_abort").eq(abort) for side in (*ports, "wr")),
@@ -327,29 +339,28 @@ class Controller(wiring.Component):
                 watch_for_errors()
             with m.State("ISSUE"):
                 m.d.comb += [issue_go.eq(1)]
+                m.d.sync += loading.eq(~fault)
                 m.next = "LOAD_A"
                 watch_for_errors()
             with m.State("LOAD_A"):
-                m.d.comb += [
-                    rd_data[0].ready.eq(1),
-                    core.act_write_en.eq(rd_data[0].valid),
-                ]
                 with m.If(rd_data[0].valid):
                     m.d.sync += load_word.eq(load_word + 1)
                     with m.If(load_word == a_last_word):
                         m.d.sync += [load_word.eq(0), load_row.eq(load_row + 1)]
                         with m.If(load_row == block_last_row):
+                            m.d.sync += loading.eq(0)
                             m.next = "FEED_START"
+                with m.If(fault):
+                    m.d.sync += loading.eq(0)
                 watch_for_errors()
             with m.State("FEED_START"):
                 m.d.comb += [core.start.eq(1)]
+                m.d.sync += feeding.eq(~fault)
                 m.next = "FEED"
                 watch_for_errors()
             with m.State("FEED"):
-                m.d.comb += [
-                    core.weights.valid.eq(w_all_valid),
-                    *(d.ready.eq(core.weights.ready & w_all_valid) for d in rd_data),
-                ]
+                with m.If(core.block_done | fault):
+                    m.d.sync += feeding.eq(0)
                 with m.If(core.block_done):
                     m.d.sync += [rows_left.eq(rows_left - block_rows), c_block.eq(c_next)]
                     with m.If(last_block):
