@@ -55,7 +55,7 @@ def rtn_int4(w: np.ndarray, importance: np.ndarray | None = None,
     ``w`` float ``[N, K]``; ``importance`` float ``[K]`` >= 0 weights each input
     channel's squared error (default 1). Returns ``(Int4Weights, d float32 [N])``.
     """
-    w = np.ascontiguousarray(w, dtype=np.float32)
+    w = np.require(w, np.float32, ["C", "W"])      # memory-mapped model weights are read-only
     if w.ndim != 2:
         raise ValueError(f"weights must be 2-D [N, K], got shape {w.shape}")
     n, k = w.shape
