@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["available", "int8_matmul"]
+__all__ = ["available", "int8_matmul", "int4_rows", "int4_matmul"]
 
 
 @lru_cache(maxsize=1)
@@ -67,4 +67,48 @@ def int8_matmul(x: np.ndarray, w: np.ndarray, threads: int = 1) -> np.ndarray:
     with _parallel_lock:
         kernels.set_num_threads(min(threads, kernels.max_threads))
         kernels.parallel(x, w, out)
+    return out
+
+
+def int4_rows(q: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The int4 kernel's weight words: uint64 ``[N, 2 * G]`` for ``q`` int8 ``[N, K]`` in
+    -8..7 and ``G = s.shape[1] = ceil(K / 32)``: per group ``g``, 16 bytes whose byte
+    ``j`` is ``u[32g + j] | u[32g + 16 + j] << 4`` with ``u = q + 8`` (steps past K
+    hold ``u = 8``, ``q = 0``). Half a byte per weight."""
+    n, k = q.shape
+    groups = s.shape[1]
+    padded = np.full((n, 32 * groups), 8, np.uint8)
+    padded[:, :k] = (q.astype(np.int16) + 8).astype(np.uint8)
+    halves = padded.reshape(n, groups, 2, 16)
+    data = (halves[:, :, 0] | (halves[:, :, 1] << 4)).reshape(n, 16 * groups)
+    return np.ascontiguousarray(data).view(np.uint64)
+
+
+def int4_matmul(x: np.ndarray, w_words: np.ndarray, s: np.ndarray, k: int,
+                threads: int = 1) -> np.ndarray:
+    """Exact ``int32 [M, N] = x @ (q * s).T`` from ``int4_rows(q, s)`` and the uint8
+    scales ``s [N, G]``: the same sums as ``int8_matmul`` of the effective weights,
+    streaming half the bytes. ``x`` is int8 ``[M, k]``."""
+    kernels = _kernels()
+    if kernels is None:
+        raise RuntimeError("host.accel.kernels needs numba (pip install -r requirements.lock)")
+    groups = s.shape[1]
+    if x.dtype != np.int8 or x.ndim != 2 or x.shape[1] != k or not 32 * groups - 32 < k <= 32 * groups:
+        raise ValueError(f"int4_matmul takes int8 [M, {k}] activations for {groups} groups; "
+                         f"got {x.dtype} {x.shape}")
+    if k > 65535:
+        raise ValueError(f"K={k} > 65535 could overflow int32")
+    if x.shape[1] != 32 * groups:          # the last group's steps past K meet zeros
+        padded = np.zeros((x.shape[0], 32 * groups), np.int8)
+        padded[:, :k] = x
+        x = padded
+    x = np.ascontiguousarray(x)
+    xsum = x.reshape(x.shape[0], groups, 32).sum(axis=2, dtype=np.int32)
+    out = np.empty((x.shape[0], w_words.shape[0]), np.int32)
+    if threads <= 1:
+        kernels.int4_serial(x, xsum, w_words, s, out)
+        return out
+    with _parallel_lock:
+        kernels.set_num_threads(min(threads, kernels.max_threads))
+        kernels.int4_parallel(x, xsum, w_words, s, out)
     return out
