@@ -43,9 +43,18 @@ SEED_SPEEDUP_TARGET = 30.0
 ROOFLINE_TARGET = 0.90
 KV260_ACCEL_TARGET = 55.0         # tok/s of Gemma 3 270M int8 decode, accelerator side
 KV260_INT4_TARGET = 100.0         # tok/s of Gemma 3 270M all-int4 decode, accelerator side
-# The weight formats projected per model and board: everything int8, every linear int4,
-# and int4 with the classifier (the tied embedding, the most sensitive kind) in int8.
-FORMAT_MIXES = ("int8", "int4", "int4, classifier int8")
+# The weight formats projected per model and board: the layer kinds in int4 of the
+# schemes in host.llm.quant (the int8 default, the default W4A8 scheme, the block
+# linears in int4), and every linear in int4.
+def format_mixes() -> dict[str, tuple[str, ...]]:
+    """Mix name -> the layer kinds it runs in int4."""
+    from host.llm.layers import LAYER_KINDS
+    from host.llm.quant import DEFAULT_W4_SCHEME, scheme
+    default = scheme(DEFAULT_W4_SCHEME)
+    return {"int8": (),
+            f"{default.name} ({', '.join(default.int4_kinds)} int4)": tuple(default.int4_kinds),
+            "w4-gptq (blocks int4, classifier int8)": tuple(scheme("w4-gptq").int4_kinds),
+            "int4 (every linear)": tuple(LAYER_KINDS)}
 HOST_MS_TARGET = 3.0
 CYCLE_MODEL_TARGET = 0.05
 PROMPT_TOKENS = perf_render.PROMPT_TOKENS
@@ -205,7 +214,7 @@ def measure(*, sweep: bool = True, rtl: bool = True) -> Report:
     report = Report(time.strftime("%Y-%m-%d"), cases, projections, link_rows, stories_need)
     for case in cases:
         for board in BOARDS.values():
-            for mix in FORMAT_MIXES:
+            for mix in format_mixes():
                 report.formats.append((mix, project(case.name, case.matmuls, board, preset(board.preset),
                                                     case.host.median_ms, PROMPT_TOKENS,
                                                     formats=mix_formats(mix, case.matmuls))))
@@ -219,13 +228,10 @@ def measure(*, sweep: bool = True, rtl: bool = True) -> Report:
 
 
 def mix_formats(mix: str, matmuls) -> dict:
-    """``{layer kind: WeightFormat}`` of one of ``FORMAT_MIXES``."""
+    """``{layer kind: WeightFormat}`` of one of ``format_mixes()``."""
     from hdl.spec.formats import WeightFormat
-    kinds = {shape.kind for shape in matmuls}
-    if mix == "int8":
-        return {kind: WeightFormat.INT8 for kind in kinds}
-    return {kind: WeightFormat.INT8 if mix.endswith("classifier int8") and kind == "classifier"
-            else WeightFormat.INT4 for kind in kinds}
+    int4 = format_mixes()[mix]
+    return {shape.kind: WeightFormat.INT4 if shape.kind in int4 else WeightFormat.INT8 for shape in matmuls}
 
 
 def _projection(report: Report, model: str, board: str) -> Projection:
@@ -237,7 +243,7 @@ def judge(report: Report) -> list[Verdict]:
     gemma_host = report.cases[0].host
     gemma_kv = _projection(report, "Gemma 3 270M", "kv260")
     stories = _projection(report, "stories15M", "nexys_video")
-    gemma_int4 = next((p for mix, p in report.formats if mix == "int4" and p.model == "Gemma 3 270M"
+    gemma_int4 = next((p for mix, p in report.formats if mix.startswith("int4 (") and p.model == "Gemma 3 270M"
                        and p.board.name == "kv260"), None)
     verdicts = [
         Verdict(f"Gemma host time per token (fastest of {gemma_host.repeats} runs)",
