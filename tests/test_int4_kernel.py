@@ -39,9 +39,8 @@ def _portable(x, blocks):
     groups = blocks.data.shape[1]
     padded = np.zeros((x.shape[0], 32 * groups), np.int8)
     padded[:, :x.shape[1]] = x
-    x_sum8 = 8 * padded.reshape(x.shape[0], groups, 32).sum(axis=2, dtype=np.int32)
     out = np.empty((x.shape[0], 16 * blocks.data.shape[0]), np.int32)
-    _numba_matmul.int4_portable(padded, x_sum8, blocks.data, out)
+    _numba_matmul.int4_portable(padded, blocks.data, out)
     return out[:, :blocks.n]
 
 

@@ -63,7 +63,22 @@ parallel = numba.njit(_SIGNATURE, cache=True, boundscheck=False,
 # The int8 loop above does 8 MACs per 3-4 instructions; this one is ~20x denser and
 # reads half the bytes, measured (README.md, "4-bit weights").
 INT4_BLOCK = 16
-_INT4_SIGNATURE = "void(int8[:, ::1], int32[:, ::1], uint8[:, :, ::1], int32[:, ::1])"
+_INT4_SIGNATURE = "void(int8[:, ::1], uint8[:, :, ::1], int32[:, ::1])"
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _group_sums8(x):
+    """8 * the sums of each 32 steps of x [M, 32 G]: int32 [M, G]. Here rather than
+    in numpy, whose reductions cost more than a small layer's whole product."""
+    m_total, k_padded = x.shape
+    sums = np.empty((m_total, k_padded // 32), np.int32)
+    for m in range(m_total):
+        for g in range(k_padded // 32):
+            total = np.int32(0)
+            for k in range(32 * g, 32 * g + 32):
+                total += np.int32(x[m, k])
+            sums[m, g] = 8 * total
+    return sums
 _VNNI = "llvm.x86.avx512.vpdpbusd.512"
 
 
@@ -100,14 +115,23 @@ def _vnni_group(typingctx, acc_address, block_address, x_address, x_sum8):
             vector = builder.insert_element(ir.Constant(lanes, ir.Undefined), value, ir.Constant(i32, 0))
             return builder.shuffle_vector(vector, vector, ir.Constant(lanes, [0] * 16))
 
-        nibble, four = ir.Constant(bytes64, [15] * 64), ir.Constant(bytes64, [4] * 64)
+        low, high = ir.Constant(bytes64, [0x0F] * 64), ir.Constant(bytes64, [0xF0] * 64)
         steps = [builder.bitcast(splat(builder.load(pointer(x_address, 4 * t, i32), align=1)), bytes64)
                  for t in range(8)]
-        dot = ir.Constant(lanes, [0] * 16)
-        for p in range(4):
-            chunk = builder.load(pointer(block_address, 64 * p, bytes64), align=1)
-            dot = builder.call(vnni, [dot, builder.and_(chunk, nibble), steps[p]])
-            dot = builder.call(vnni, [dot, builder.and_(builder.lshr(chunk, four), nibble), steps[p + 4]])
+        # The high nibbles are multiplied in place (16 u): one shift of their sum per
+        # group instead of one per chunk, as shifts and vpdpbusd share a port. Four
+        # independent chains of two, not one of eight, hide vpdpbusd's latency.
+        chunks = [builder.load(pointer(block_address, 64 * p, bytes64), align=1) for p in range(4)]
+        zero = ir.Constant(lanes, [0] * 16)
+        chains = []
+        for mask, first_step in ((low, 0), (high, 4)):
+            for pair in (0, 2):
+                dot = zero
+                for p in (pair, pair + 1):
+                    dot = builder.call(vnni, [dot, builder.and_(chunks[p], mask), steps[first_step + p]])
+                chains.append(dot)
+        dot = builder.add(builder.add(chains[0], chains[1]),
+                          builder.ashr(builder.add(chains[2], chains[3]), ir.Constant(lanes, [4] * 16)))
         scales = builder.zext(builder.load(pointer(block_address, 256, ir.VectorType(i8, 16)), align=1), lanes)
         acc_pointer = pointer(acc_address, 0, lanes)
         acc = builder.load(acc_pointer, align=4)
@@ -118,14 +142,14 @@ def _vnni_group(typingctx, acc_address, block_address, x_address, x_sum8):
     return signature, codegen
 
 
-def _int4_blocks_vnni(x, x_sum8, blocks, out):
-    # x [M, 32 G] int8 (zero past K), x_sum8 [M, G] = 8 * group sums of x,
-    # blocks [N / 16, G, 272] uint8, out [M, N / 16 * 16] int32. The block's sums live
+def _int4_blocks_vnni(x, blocks, out):
+    # x [M, 32 G] int8 (zero past K), blocks [N / 16, G, 272] uint8, out [M, N / 16 * 16] int32. The block's sums live
     # in out itself: 64 bytes, one load and one store per group, from L1.
     m_total, k_padded = x.shape
     block_total, groups, block_bytes = blocks.shape
     x_address, blocks_address, out_address = x.ctypes.data, blocks.ctypes.data, out.ctypes.data
     n_padded = out.shape[1]
+    x_sum8 = _group_sums8(x)
     for block in prange(block_total):
         for m in range(m_total):
             for c in range(INT4_BLOCK):
@@ -136,11 +160,12 @@ def _int4_blocks_vnni(x, x_sum8, blocks, out):
                             x_address + m * k_padded + 32 * g, x_sum8[m, g])
 
 
-def _int4_blocks_portable(x, x_sum8, blocks, out):
+def _int4_blocks_portable(x, blocks, out):
     # The same sums in plain numba, for CPUs without AVX-512 VNNI (and to test the
     # layout against the vector kernel on one that has it).
     m_total = x.shape[0]
     block_total, groups = blocks.shape[0], blocks.shape[1]
+    x_sum8 = _group_sums8(x)
     for block in prange(block_total):
         for m in range(m_total):
             for c in range(INT4_BLOCK):

@@ -127,12 +127,11 @@ def int4_matmul(x: np.ndarray, weights: Int4Blocks, threads: int = 1) -> np.ndar
         padded[:, :k] = x
         x = padded
     x = np.ascontiguousarray(x)
-    x_sum8 = 8 * x.reshape(x.shape[0], groups, 32).sum(axis=2, dtype=np.int32)
     out = np.empty((x.shape[0], 16 * weights.data.shape[0]), np.int32)
     if threads <= 1:
-        kernels.int4_serial(x, x_sum8, weights.data, out)
+        kernels.int4_serial(x, weights.data, out)
     else:
         with _parallel_lock:
             kernels.set_num_threads(min(threads, kernels.max_threads))
-            kernels.int4_parallel(x, x_sum8, weights.data, out)
+            kernels.int4_parallel(x, weights.data, out)
     return out if out.shape[1] == weights.n else np.ascontiguousarray(out[:, :weights.n])
