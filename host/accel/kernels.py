@@ -6,7 +6,8 @@ so the BLAS route (``host.accel.software._ColumnBlocks``) keeps float32 copies a
 four bytes per weight. These kernels, compiled by numba, stream the int8 weights
 themselves (a quarter of the traffic) and sum in int32, which is exact for any
 ``K <= 65535`` (``|sum| <= 65535 * 2^14 < 2^31``), so the result does not depend on the
-order of additions or on the number of threads.
+order of additions or on the number of threads. 4-bit weights (``int4_blocks``,
+``int4_matmul``) stream half a byte per weight and give the same sums.
 
 ``available()`` says whether numba is importable; without it the golden backend falls
 back to the BLAS route. The compiled code is cached on disk (numba's ``cache=True``),
