@@ -135,12 +135,12 @@ def test_golden_int4_kernel_is_bit_exact(m, n, k, fill):
         handle = backend.load("w", weights)
         assert type(handle.compute).__name__ == "_Int4Rows"
         np.testing.assert_array_equal(backend.matmul(x, handle), expected)
-    words = kernels.int4_rows(q, s)
-    assert words.nbytes == n * 16 * groups                      # half a byte per weight
-    np.testing.assert_array_equal(kernels.int4_matmul(x, words, s, k), expected)
+    blocks = kernels.int4_blocks(q, s)
+    assert blocks.nbytes == -(-n // 16) * groups * (256 + 16)   # half a byte per weight
+    np.testing.assert_array_equal(kernels.int4_matmul(x, blocks), expected)
 
 
 def test_int4_kernel_rejects_mismatched_activations():
     q, s = np.zeros((2, 40), np.int8), np.zeros((2, 2), np.uint8)
     with pytest.raises(ValueError, match=r"int8 \[M, 40\]"):
-        kernels.int4_matmul(np.zeros((1, 39), np.int8), kernels.int4_rows(q, s), s, 40)
+        kernels.int4_matmul(np.zeros((1, 39), np.int8), kernels.int4_blocks(q, s))

@@ -122,13 +122,11 @@ class _Int4Rows:
     def __init__(self, packed: PackedWeights, threads: int,
                  split_min_weights: int = PARALLEL_MIN_WEIGHTS):
         weights = unpack_int4(packed)
-        self.k = packed.k
-        self.words = kernels.int4_rows(weights.q, weights.s)
-        self.s = np.ascontiguousarray(weights.s)
+        self.blocks = kernels.int4_blocks(weights.q, weights.s)
         self.threads = threads if packed.n * packed.k >= split_min_weights else 1
 
     def product(self, x: np.ndarray, exact_int: bool = True) -> np.ndarray:
-        return kernels.int4_matmul(x, self.words, self.s, self.k, self.threads)
+        return kernels.int4_matmul(x, self.blocks, self.threads)
 
 
 # The golden backend's ways to compute: "int8" streams the int8 weights through the
