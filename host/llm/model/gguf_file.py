@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from host.llm.tokenizer import Tokenizer
+from host.llm.tokenizer import Tokenizer, tokenizer_from_cache, tokenizer_manifest
 
 from .base import ConfigError, Model, ModelConfig, ModelFileError, short_repr, unpermute_rope_rows
 from .cache import TensorCache, file_identity
@@ -65,8 +65,8 @@ def _model_from_entry(path: Path, cache: TensorCache, identity: str) -> Model:
     manifest = cache.read_manifest()
     config = ModelConfig(**manifest["config"])
     weights = {name: cache.load(name) for name in manifest["tensors"] if name != "tokenizer.model"}
-    tokenizer = Tokenizer(cache.load("tokenizer.model", mmap=False).tobytes(),
-                          source=str(path), **manifest["tokenizer"])
+    tokenizer = tokenizer_from_cache(cache.load("tokenizer.model", mmap=False).tobytes(),
+                                     str(path), manifest["tokenizer"])
     return Model(config, weights, tokenizer, path, identity, manifest["metadata"])
 
 
@@ -110,16 +110,15 @@ def _build_cache(path: Path, cache: TensorCache, progress: bool) -> None:
                 heads = config.n_heads if name.endswith("attn_q.weight") else config.n_kv_heads
                 array = unpermute_rope_rows(array, heads)   # llama.cpp stores q/k interleaved
             yield name, array
-        yield "tokenizer.model", np.frombuffer(tokenizer.model_proto, np.uint8)
+        yield "tokenizer.model", np.frombuffer(tokenizer.serialized, np.uint8)
 
     # float32 data plus one .npy header per file: what the entry will take on disk
     expected_bytes = sum(4 * int(np.prod(t.shape)) + 128 for t in tensors.values())
-    expected_bytes += len(tokenizer.model_proto) + 128
+    expected_bytes += len(tokenizer.serialized) + 128
     manifest = {
         "source": str(path.resolve()),
         "config": config.__dict__,
-        "tokenizer": {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id,
-                      "add_bos": tokenizer.add_bos},
+        "tokenizer": tokenizer_manifest(tokenizer),
         "metadata": {key: value for key, value in fields.items()
                      if key.startswith("general.") and isinstance(value, (str, int, float))},
     }
