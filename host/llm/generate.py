@@ -197,7 +197,7 @@ class Runtime:
             if not all(0 <= t < vocab for t in prompt_ids):
                 raise UsageError(f"the prompt has token ids outside the vocabulary [0, {vocab})")
         check_context(self.model.config, len(prompt_ids), max_new_tokens)
-        stops = {self.tokenizer.eos_id} if eos_token_id is None else (
+        stops = set(self.tokenizer.stop_ids) if eos_token_id is None else (
             {int(eos_token_id)} if np.isscalar(eos_token_id) else {int(t) for t in eos_token_id})
         rng = np.random.default_rng(seed)
         prof = self.profiler
