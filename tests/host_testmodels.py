@@ -146,7 +146,7 @@ def llama3_rope_divisors(cfg) -> np.ndarray:
 def write_llama_gguf(path: Path, model, *, tensor_type=None, tied: bool = False,
                      architecture: str = "llama", int32_tensors: tuple[str, ...] = (),
                      drop: tuple[str, ...] = (), n_tokens: int | None = None,
-                     bpe: bool = False) -> Path:
+                     bpe: bool = False, chat_template: str | None = None) -> Path:
     """A HF LlamaForCausalLM (or Qwen2/Qwen3ForCausalLM with ``architecture`` "qwen2",
     "qwen3") as llama.cpp would convert it (F32, or ``tensor_type``).
 
@@ -174,9 +174,12 @@ def write_llama_gguf(path: Path, model, *, tensor_type=None, tied: bool = False,
         writer.add_bos_token_id(0)
         writer.add_eos_token_id(2)
         writer.add_add_bos_token(False)
+        writer.add_eot_token_id(tokens.index("<|im_end|>"))
     else:
         pieces, scores, types = small_vocab(n_tokens or cfg.vocab_size, ["<unk>", "<s>", "</s>"])
         _tokenizer_kv(writer, pieces, scores, types, bos=1, eos=2, unk=0, space_prefix=True)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
     if not tied:
         names["lm_head.weight"] = "output.weight"
@@ -313,3 +316,29 @@ def write_tokenizer_bin(path: Path, pieces: list[str], scores: list[float]) -> P
         out += struct.pack("fI", score, len(data)) + data
     path.write_bytes(out)
     return path
+
+
+# Qwen 2.5's ChatML template, shortened (no tools): a default system message, then turns.
+CHATML_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if not (message.role == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
+    "{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+
+
+def write_chat_model(path: Path, seed: int = 21) -> Path:
+    """A tiny random Qwen 2 with a byte-level BPE vocabulary and a ChatML template."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=320, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         rms_norm_eps=1e-6, rope_parameters={"rope_type": "default", "rope_theta": 1e4},
+                         tie_word_embeddings=True)
+    model = Qwen2ForCausalLM(config).eval()
+    randomize(model, seed, std=0.5)
+    return write_llama_gguf(path, model, tied=True, architecture="qwen2", bpe=True,
+                            chat_template=CHATML_TEMPLATE)
