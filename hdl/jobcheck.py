@@ -1,11 +1,12 @@
 """Validation of a job's arguments before any DMA traffic: the rules of ``hdl.spec.job``."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .spec import timing
 from .spec.config import AccelConfig
+from .spec.formats import WeightFormat, int4_tile_beats
 from .spec.job import FIELDS, Job, extents, product_bits, quick_checks
 from .spec.regmap import ErrorCode
 
@@ -43,7 +44,9 @@ class JobCheck(wiring.Component):
         limit = 1 << cfg.addr_width
         job = Job(**{f.name: getattr(self, f.name) for f in FIELDS})
         quick = quick_checks(cfg, job)
-        buffers = extents(cfg, job)
+        # One port's beats per tile, by format; only meaningful once the format passed.
+        beats = Mux(job.w_format == WeightFormat.INT4, int4_tile_beats(job.k), job.k) if cfg.int4 else job.k
+        buffers = extents(cfg, job, beats)
 
         step = Signal(range(self.LATENCY + 1))
         running = Signal()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .formats import WeightFormat, format_mask
 from .regmap import by_name
 
 __all__ = ["AccelConfig", "MAX_WEIGHT_PORTS", "PRESETS", "preset"]
@@ -52,6 +53,7 @@ class AccelConfig:
     id_width: int = 1          # m_axi_dma ID width (one ID: responses stay in order)
     weight_ports: int = 1      # AXI4 masters the weight stream is split over
     axi_clock_mhz: float | None = None   # the masters' own clock (m_axi_aclk); None: aclk
+    int4: bool = True          # runs 4-bit weights too (hdl.spec.formats); needs an even rows
 
     def __post_init__(self) -> None:
         if self.bus_bits not in _BUS_WIDTHS:
@@ -90,6 +92,9 @@ class AccelConfig:
             raise ValueError(f"id_width={self.id_width} must be in 1..16")
         if not (isinstance(self.clock_mhz, (int, float)) and 1.0 <= self.clock_mhz <= 1000.0):
             raise ValueError(f"clock_mhz={self.clock_mhz!r} must be a finite number in 1..1000 MHz")
+        if self.int4 and self.rows % 2:
+            raise ValueError(f"rows={self.rows} must be even for int4 weights (a token takes a pair "
+                             "of rows); set int4=False")
         if self.axi_clock_mhz is not None and not (
                 isinstance(self.axi_clock_mhz, (int, float)) and 1.0 <= self.axi_clock_mhz <= 1000.0):
             raise ValueError(f"axi_clock_mhz={self.axi_clock_mhz!r} must be None (the masters on aclk) "
@@ -155,6 +160,16 @@ class AccelConfig:
         clocks = f" @ {self.axi_clock_mhz:g} MHz" if self.split_clocks else ""
         return f"{self.rows}x{self.cols} @ {self.clock_mhz:g} MHz, {ports}{clocks}"
 
+    @property
+    def weight_formats(self) -> tuple[WeightFormat, ...]:
+        """The weight formats this build runs (``CAP_FORMATS``)."""
+        return (WeightFormat.INT8, WeightFormat.INT4) if self.int4 else (WeightFormat.INT8,)
+
+    @property
+    def format_mask(self) -> int:
+        """``CAP_FORMATS``: bit ``f`` set when format ``f`` runs."""
+        return format_mask(self.weight_formats)
+
     def replace(self, **changes) -> "AccelConfig":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -172,10 +187,11 @@ PRESETS: dict[str, AccelConfig] = {
     # Nexys Video: Artix-7 at 100 MHz, MIG's 128-bit AXI port to 16-bit DDR3-800.
     "nexys_video": AccelConfig(name="nexys_video", rows=8, cols=16, bus_bits=128,
                                act_buffer_bytes=32 * 1024, addr_width=32, clock_mhz=100.0),
-    # Small builds that simulate quickly; same RTL, fewer PEs.
+    # Small builds that simulate quickly; same RTL, fewer PEs. small runs int8 only, so a
+    # bitstream without a format is in the tests too.
     "small": AccelConfig(name="small", rows=4, cols=8, bus_bits=64,
                          act_buffer_bytes=4 * 1024, addr_width=32, clock_mhz=100.0,
-                         max_burst=16, read_fifo_beats=64, max_outstanding=4),
+                         max_burst=16, read_fifo_beats=64, max_outstanding=4, int4=False),
     # tiny splits its weights over two ports and clocks them apart from the core, so the
     # multi-port RTL and the clock crossing are in every quick test.
     "tiny": AccelConfig(name="tiny", rows=2, cols=8, bus_bits=32,

@@ -21,14 +21,15 @@ and K rules, the offending address or stride otherwise:
 
 1. ``M_RANGE``/``N_RANGE``: 0, or above ``max_mn`` (a bit above the count field set);
    ``K_RANGE``: 0, or a bit above the K count field set; ``A_OVERFLOW``: K above
-   ``max_k`` (one M block of A must fit the activation buffer).
+   ``max_k`` (one M block of A must fit the activation buffer); ``FORMAT``: W_FORMAT
+   names a weight format the build does not run (``AccelConfig.format_mask``).
 2. ``ALIGN``: the A, W, C address, A_STRIDE, C_STRIDE or (with more than one weight
    port) W_STRIDE, in that order, is not a multiple of the bus width.
 3. ``STRIDE``: ``A_STRIDE < K``, then ``C_STRIDE < 4 N``.
 4. ``ADDR_RANGE``: the first buffer (A, W, C) whose last byte lies at or above
    ``2^addr_width``; ERR_ADDR is its base. A buffer is exactly what the DMA touches:
-   ``(M-1)*A_STRIDE + ceil(K/bb)*bb`` bytes of A, ``(P-1)*W_STRIDE + ceil(N/cols)*K*bb``
-   of W (``P`` weight ports; the streams may overlap, they are only read) and
+   ``(M-1)*A_STRIDE + ceil(K/bb)*bb`` bytes of A, ``(P-1)*W_STRIDE + ceil(N/cols)*T*bb``
+   of W, ``T`` the format's beats per tile (``formats.tile_beats``: ``K`` for int8) (``P`` weight ports; the streams may overlap, they are only read) and
    ``(M-1)*C_STRIDE + ceil(4N/bb)*bb`` of C. Ending exactly at ``2^addr_width`` is legal.
 """
 
@@ -38,6 +39,7 @@ import random
 from dataclasses import astuple, dataclass, fields
 
 from .config import AccelConfig
+from .formats import WeightFormat, tile_beats
 from .regmap import ErrorCode, by_name
 
 __all__ = ["JobField", "FIELDS", "field", "Job", "Extent", "quick_checks", "extents", "check",
@@ -73,6 +75,7 @@ FIELDS: tuple[JobField, ...] = (
     JobField("a_stride", ("A_STRIDE",)),
     JobField("c_stride", ("C_STRIDE",)),
     JobField("w_stride", ("W_STRIDE",)),
+    JobField("w_format", ("W_FORMAT",)),
 )
 _FIELD = {f.name: f for f in FIELDS}
 
@@ -98,6 +101,7 @@ class Job:
     a_stride: int
     c_stride: int
     w_stride: int = 0         # only read with several weight ports
+    w_format: int = 0         # hdl.spec.formats.WeightFormat
 
     def registers(self) -> dict[str, int]:
         """``{register name: 32-bit word}``; ValueError names a value no register can hold."""
@@ -147,6 +151,7 @@ def quick_checks(config: AccelConfig, job: Job) -> list[tuple[object, ErrorCode,
         (job.k == 0, ErrorCode.K_RANGE, 0),
         (job.k > k_limit, ErrorCode.K_RANGE, 0),
         (job.k > config.max_k, ErrorCode.A_OVERFLOW, 0),
+        (((config.format_mask >> job.w_format) & 1) == 0, ErrorCode.FORMAT, 0),
         ((job.a_addr & mask) != 0, ErrorCode.ALIGN, job.a_addr),
         ((job.w_addr & mask) != 0, ErrorCode.ALIGN, job.w_addr),
         ((job.c_addr & mask) != 0, ErrorCode.ALIGN, job.c_addr),
@@ -175,12 +180,16 @@ def product_bits() -> int:
     return max(_FIELD["m"].value_bits, _FIELD["n"].value_bits)
 
 
-def extents(config: AccelConfig, job: Job) -> list[Extent]:
-    """The A, W and C buffers of rule 4, meaningful once rules 1-3 pass."""
+def extents(config: AccelConfig, job: Job, beats=None) -> list[Extent]:
+    """The A, W and C buffers of rule 4, meaningful once rules 1-3 pass. ``beats`` is
+    one port's beats per tile (``formats.tile_beats`` of the job's format and K):
+    computed here for an integer job, given by the RTL as a signal."""
     bb_log2 = _log2(config.bus_bytes)
+    if beats is None:
+        beats = tile_beats(job.w_format, job.k)
     return [
         Extent(job.a_addr, job.m - 1, job.a_stride, _round_up(job.k, bb_log2)),
-        Extent(job.w_addr, (job.n + config.cols - 1) >> _log2(config.cols), job.k << bb_log2,
+        Extent(job.w_addr, (job.n + config.cols - 1) >> _log2(config.cols), beats << bb_log2,
                times(job.w_stride, config.weight_ports - 1)),
         Extent(job.c_addr, job.m - 1, job.c_stride, _round_up(4 * job.n, bb_log2)),
     ]
@@ -234,7 +243,10 @@ def edge_jobs(config: AccelConfig, rng: random.Random, count: int = 120) -> list
             variant(c_addr=top - 2 * c_stride - c_tail), variant(c_addr=top - 2 * c_stride - c_tail + bb),
             variant(w_addr=(1 << 64) - bb), variant(a_addr=1, m=0),
             variant(a_stride=3 * bb + 2), variant(c_stride=c_stride + 1),
-            variant(a_stride=2 * bb), variant(c_stride=4 * bb)]
+            variant(a_stride=2 * bb), variant(c_stride=4 * bb),
+            variant(w_format=WeightFormat.INT4), variant(w_format=len(WeightFormat)),
+            variant(w_format=0xFF), variant(w_format=1 << 31), variant(w_format=2, k=0),
+            variant(w_format=2, a_addr=1)]
     if ports > 1:
         w_top = top - (ports - 1) * w_stride - stream   # the last W stream ends at the top
         jobs += [variant(w_stride=w_stride + 1), variant(w_stride=0), variant(w_stride=(1 << 32) - bb),
@@ -251,6 +263,8 @@ def edge_jobs(config: AccelConfig, rng: random.Random, count: int = 120) -> list
             elif name in ("m", "n"):
                 changes[name] = rng.choice([0, 1, rng.randrange(1, 1 << 24), (1 << 24) - 1,
                                             (1 << 24) + rng.randrange(0, 1 << 8)])
+            elif name == "w_format":
+                changes[name] = rng.choice([0, 1, 1, 2, rng.randrange(0, 1 << 32)])
             elif name == "k":
                 changes[name] = rng.choice([0, 1, config.max_k, config.max_k + 1,
                                             rng.randrange(1, 1 << 16), (1 << 16) + rng.randrange(0, 64)])

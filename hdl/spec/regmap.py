@@ -35,7 +35,7 @@ __all__ = ["ID_MAGIC", "VERSION", "DocIntEnum", "ErrorCode", "Field", "Register"
            "by_name", "const_value", "field_bits"]
 
 ID_MAGIC = 0x53595354        # "SYST"
-VERSION = (1, 1)             # (major, minor) of this register map
+VERSION = (1, 2)             # (major, minor) of this register map
 
 
 class DocIntEnum(enum.IntEnum):
@@ -63,6 +63,7 @@ class ErrorCode(DocIntEnum):
     DMA_READ = 0x09, "SLVERR/DECERR on a read; ERR_ADDR holds the burst address, ERR_PORT its port"
     DMA_WRITE = 0x0A, "SLVERR/DECERR on a write; ERR_ADDR holds the burst address"
     ABORTED = 0x0B, "the job was ended by CTRL.soft_reset"
+    FORMAT = 0x0C, "W_FORMAT names a weight format this bitstream does not run (see CAP_FORMATS)"
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,9 @@ REGISTERS: tuple[Register, ...] = (
     Register("PERF_WR_BEATS", 0x64, "status", "Write data beats of the last job (C)."),
     Register("ERR_PORT", 0x68, "status", "Read port of a DMA_READ fault (0 = m_axi_dma, p = "
                                          "m_axi_w<p>); 0 for every other code.", width=8),
+    Register("W_FORMAT", 0x6C, "rw", "Weight format of the packed weights (hdl.spec.formats): "
+                                     "0 = int8, 1 = int4 with 4-bit group scales.",
+             (_f("count", 0, "The format; one CAP_FORMATS does not list refuses the job (FORMAT).", 8),)),
     Register("ID", 0x80, "const", "Identity: 0x53595354 ('SYST').", value=lambda c: ID_MAGIC),
     Register("VERSION", 0x84, "const", "Register map version, major << 16 | minor.",
              value=lambda c: VERSION[0] << 16 | VERSION[1]),
@@ -211,6 +215,9 @@ REGISTERS: tuple[Register, ...] = (
     Register("CAP_PORTS", 0x9C, "const", "Weight read ports (m_axi_dma, m_axi_w1, ...); "
                                           "CAP_ARRAY.cols = CAP_PORTS * CAP_BUS.bus_bytes.",
              value=lambda c: c.weight_ports),
+    Register("CAP_FORMATS", 0xA0, "const", "Weight formats this bitstream runs: bit f set for "
+                                            "W_FORMAT value f (bit 0 int8, bit 1 int4).",
+             value=lambda c: c.format_mask),
 )
 
 

@@ -1,6 +1,7 @@
 """The accelerator contract and the registry of backends by name.
 
-The contract (``IntBackend``): weights are int8 ``[N, K]``, loaded once per model with
+The contract (``IntBackend``): weights are int8 ``[N, K]`` or 4-bit ``Int4Weights``
+(``host.accel.pack``; the product uses their int8 ``q * s``), loaded once per model with
 ``load(name, w)`` (a hardware backend packs them with its ``cols`` and places them in
 device memory); ``matmul(x, handle)`` takes int8 activations ``[M, K]`` and returns
 the exact ``int32 [M, N]`` product ``x @ W.T``. Scales are the caller's business
@@ -27,6 +28,8 @@ from typing import Callable
 import numpy as np
 
 from hdl.spec.config import AccelConfig, preset
+from hdl.spec.formats import WeightFormat
+from host.accel.pack import Int4Weights, PackedWeights, pack_int4, pack_weights
 from host.errors import SystoleError
 
 __all__ = ["IntBackend", "Backend", "BACKENDS", "BackendUnavailable", "DEFAULT_PRESET",
@@ -63,8 +66,17 @@ class IntBackend(ABC):
         """Largest K one matmul may use."""
         return self.config.max_k
 
-    def check_weights(self, name: str, w: np.ndarray) -> np.ndarray:
-        """``w`` as int8 ``[N, K]`` with ``K <= max_k``, else a ValueError naming ``name``."""
+    def check_weights(self, name: str, w):
+        """``w`` as int8 ``[N, K]`` (or ``Int4Weights`` the configuration runs) with
+        ``K <= max_k``, else a TypeError/ValueError naming ``name``."""
+        if isinstance(w, Int4Weights):
+            if WeightFormat.INT4 not in self.config.weight_formats:
+                raise ValueError(f"{name}: {self.config.name} does not run int4 weights "
+                                 f"(CAP_FORMATS {self.config.format_mask:#x}); choose an int8 scheme")
+            if not 1 <= w.shape[1] <= self.max_k:
+                raise ValueError(f"{name}: K={w.shape[1]} outside 1..{self.max_k} (max_k of "
+                                 f"{self.config.name}); split K before loading")
+            return w
         w = np.asarray(w)
         if w.dtype != np.int8 or w.ndim != 2:
             raise TypeError(f"{name}: weights must be int8 [N, K], got {w.dtype} {w.shape}")
@@ -83,9 +95,17 @@ class IntBackend(ABC):
             raise ValueError(f"activations have K={x.shape[1]}, weights have K={k}")
         return x
 
+    def pack(self, name: str, w) -> PackedWeights:
+        """``w`` checked and packed as the hardware streams it, in its format."""
+        w = self.check_weights(name, w)
+        if isinstance(w, Int4Weights):
+            return pack_int4(w, self.cols, self.ports)
+        return pack_weights(w, self.cols, self.ports)
+
     @abstractmethod
-    def load(self, name: str, w: np.ndarray):
-        """Place int8 ``[N, K]`` weights for later matmuls; returns an opaque handle."""
+    def load(self, name: str, w):
+        """Place int8 ``[N, K]`` weights (or ``Int4Weights``) for later matmuls; returns
+        an opaque handle."""
 
     @abstractmethod
     def matmul(self, x: np.ndarray, handle) -> np.ndarray:

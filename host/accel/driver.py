@@ -30,14 +30,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hdl.spec.config import AccelConfig
+from hdl.spec.formats import WeightFormat, tile_beats, tokens_per_block
 from hdl.spec.job import Job, check, row_strides
 from hdl.spec.regmap import ID_MAGIC, REGISTERS, VERSION, ErrorCode, by_name, const_value
 
 from ..errors import SystoleError
 from .bus import DeviceMemory, RegisterBus
-from .pack import PackedWeights, pack_weights
+from .pack import Int4Weights, PackedWeights, pack_int4, pack_weights
 
 __all__ = ["AcceleratorError", "ConfigMismatch", "JobRefused", "DmaError", "AcceleratorTimeout",
+           "UnsupportedFormat",
            "JobStats", "DeviceBuffer", "WeightBuffer", "Driver"]
 
 _OFF = {reg.name: reg.offset for reg in REGISTERS}
@@ -86,6 +88,10 @@ class DmaError(AcceleratorError):
         super().__init__(f"accelerator DMA error: {code.name} ({code.doc}) at address {address:#x}{where}")
 
 
+class UnsupportedFormat(ConfigMismatch, ValueError):
+    """The weights' format is one the accelerator's CAP_FORMATS does not list."""
+
+
 class AcceleratorTimeout(AcceleratorError):
     """A job did not finish in time; the accelerator was soft-reset."""
 
@@ -117,6 +123,7 @@ class WeightBuffer:
     n: int
     k: int
     w_stride: int = 0      # W_STRIDE: bytes from one port's stream to the next
+    w_format: WeightFormat = WeightFormat.INT8
 
 
 @dataclass
@@ -167,6 +174,7 @@ class Driver:
         self.min_timeout_s = _check_positive("min_timeout_s", min_timeout_s)
         self.last_stats: JobStats | None = None
         self.check_identity()
+        self.formats = self.bus.read32(_OFF["CAP_FORMATS"])
         self._allocator = _Allocator(memory.size)
         self._scratch: dict[str, DeviceBuffer] = {}
         self.soft_reset()
@@ -212,6 +220,7 @@ class Driver:
         if packed.k > self.config.max_k:
             raise ValueError(f"K={packed.k} exceeds the accelerator's max K {self.config.max_k} "
                              f"(activation buffer {self.config.act_buffer_bytes} bytes)")
+        self.check_format(packed.format)
         # One page-aligned buffer per port: each stream starts on a 4 KiB page, so every
         # port's bursts are whole 4 KiB ones (W_STRIDE = the stream rounded up to pages).
         stride = _round_up(packed.stream_bytes, _DEVICE_ALIGN) if packed.ports > 1 else 0
@@ -219,10 +228,22 @@ class Driver:
         for port, stream in enumerate(packed.streams()):
             self.memory.write(buffer.offset + port * stride, stream.reshape(-1))
         self.memory.sync_for_device(buffer.offset, buffer.nbytes)
-        return WeightBuffer(buffer, packed.n, packed.k, stride)
+        return WeightBuffer(buffer, packed.n, packed.k, stride, packed.format)
 
-    def load_matrix(self, w: np.ndarray) -> WeightBuffer:
-        """Pack an int8 ``[N, K]`` matrix for this accelerator and load it."""
+    def check_format(self, fmt: WeightFormat) -> None:
+        """``UnsupportedFormat`` unless the bitstream's CAP_FORMATS lists ``fmt``."""
+        if not self.formats >> int(fmt) & 1:
+            runs = [f.name.lower() for f in WeightFormat if self.formats >> int(f) & 1]
+            raise UnsupportedFormat(
+                f"this accelerator does not run {WeightFormat(fmt).name.lower()} weights: its "
+                f"CAP_FORMATS is {self.formats:#x} ({', '.join(runs) or 'none'}); choose a quant "
+                "scheme with those weights or a bitstream built with them")
+
+    def load_matrix(self, w: np.ndarray | Int4Weights) -> WeightBuffer:
+        """Pack an int8 ``[N, K]`` matrix (or ``Int4Weights``) for this accelerator and load it."""
+        if isinstance(w, Int4Weights):
+            self.check_format(WeightFormat.INT4)
+            return self.load_weights(pack_int4(w, self.config.cols, self.config.weight_ports))
         return self.load_weights(pack_weights(w, self.config.cols, self.config.weight_ports))
 
     def _scratch_buffer(self, name: str, nbytes: int) -> DeviceBuffer:
@@ -254,14 +275,15 @@ class Driver:
         self.memory.sync_for_device(a_buf.offset, m * a_stride)
         self.run_job(a_addr=a_buf.device_address, w_addr=weights.buffer.device_address,
                      c_addr=c_buf.device_address, m=m, n=weights.n, k=k,
-                     a_stride=a_stride, c_stride=c_stride, w_stride=weights.w_stride)
+                     a_stride=a_stride, c_stride=c_stride, w_stride=weights.w_stride,
+                     w_format=weights.w_format)
         self.memory.sync_for_cpu(c_buf.offset, m * c_stride)
         rows = self.memory.read(c_buf.offset, m * c_stride).view(np.int32).reshape(m, c_stride // 4)
         return np.ascontiguousarray(rows[:, :weights.n])
 
     def run_job(self, *, a_addr: int, w_addr: int, c_addr: int, m: int, n: int, k: int,
-                a_stride: int, c_stride: int, w_stride: int = 0, timeout_s: float | None = None,
-                precheck: bool = True) -> JobStats:
+                a_stride: int, c_stride: int, w_stride: int = 0, w_format: int = WeightFormat.INT8,
+                timeout_s: float | None = None, precheck: bool = True) -> JobStats:
         """Program one job, start it, wait for it; raise on any error code.
 
         ``ValueError`` for a value no register can hold; ``JobRefused`` (raised here,
@@ -269,7 +291,7 @@ class Driver:
         ``precheck`` is False.
         """
         job = Job(a_addr=a_addr, w_addr=w_addr, c_addr=c_addr, m=m, n=n, k=k,
-                  a_stride=a_stride, c_stride=c_stride, w_stride=w_stride)
+                  a_stride=a_stride, c_stride=c_stride, w_stride=w_stride, w_format=int(w_format))
         words = job.registers()
         if precheck:
             code, address = check(self.config, job)
@@ -281,7 +303,9 @@ class Driver:
             self.bus.write32(_OFF[register], word)
         write = self.bus.write32
         if timeout_s is None:
-            ideal = -(-m // self.config.rows) * (-(-n // self.config.cols) * k + k)
+            fmt = w_format if w_format in tuple(WeightFormat) else WeightFormat.INT8
+            tokens = tokens_per_block(fmt, self.config.rows)
+            ideal = -(-m // tokens) * (-(-n // self.config.cols) * tile_beats(fmt, k) + k)
             timeout_s = max(self.min_timeout_s,
                             self.timeout_scale * ideal / (self.config.clock_mhz * 1e6))
         _check_positive("timeout_s", timeout_s)

@@ -44,7 +44,7 @@ class DriverBackend(IntBackend):
         self.jobs = 0
         self.total_cycles = 0
 
-    def load(self, name: str, w: np.ndarray) -> WeightBuffer:
+    def load(self, name: str, w) -> WeightBuffer:
         return self.driver.load_matrix(self.check_weights(name, w))
 
     def matmul(self, x: np.ndarray, handle: WeightBuffer) -> np.ndarray:

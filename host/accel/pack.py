@@ -10,6 +10,12 @@ bus_bytes``), so each port reads a single linear stream of ``ceil(N/cols) * K``
 beats. The ``P`` streams lie back to back, ``stream_bytes`` apart: the job's
 ``W_STRIDE``. With one port this is the single stream of ``ceil(N/cols) * K`` beats
 of ``cols`` bytes.
+
+4-bit weights (``Int4Weights``: ``q`` in -8..7 and a 4-bit scale per group of 32
+steps, ``hdl.spec.formats``) use the same tiles and ports; within a tile a port's
+``K`` steps become, per block of 64, one scale beat and up to 32 pair beats
+(``pack_int4``). The effective weight ``q * s`` is an int8, so the product is the
+int8 product of ``Int4Weights.effective()``.
 """
 
 from __future__ import annotations
@@ -18,14 +24,50 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PackedWeights", "pack_weights", "packed_size", "unpack_weights"]
+from hdl.spec.formats import BLOCK_K, GROUP, Q_MAX, Q_MIN, S_MAX, WeightFormat, tile_beats
+
+__all__ = ["Int4Weights", "PackedWeights", "pack_int4", "pack_weights", "packed_size",
+           "unpack_int4", "unpack_weights"]
 
 
-def packed_size(n: int, k: int, cols: int) -> int:
+def packed_size(n: int, k: int, cols: int, fmt: WeightFormat | int = WeightFormat.INT8) -> int:
     """Bytes of the packed form of an ``[n, k]`` weight matrix (every port's stream)."""
     if n <= 0 or k <= 0 or cols <= 0:
         raise ValueError(f"packed_size needs positive n, k, cols; got n={n}, k={k}, cols={cols}")
-    return -(-n // cols) * k * cols
+    return -(-n // cols) * tile_beats(fmt, k) * cols
+
+
+@dataclass(frozen=True)
+class Int4Weights:
+    """4-bit weights with exact group scales: ``W[c, k] = q[c, k] * s[c, k // 32]``.
+
+    ``q`` is int8 ``[N, K]`` in -8..7, ``s`` uint8 ``[N, ceil(K / 32)]`` in 0..15.
+    """
+
+    q: np.ndarray
+    s: np.ndarray
+
+    def __post_init__(self) -> None:
+        q, s = self.q, self.s
+        if q.dtype != np.int8 or q.ndim != 2:
+            raise TypeError(f"int4 weights q must be int8 [N, K], got {q.dtype} {q.shape}")
+        groups = -(-q.shape[1] // GROUP)
+        if s.dtype != np.uint8 or s.shape != (q.shape[0], groups):
+            raise TypeError(f"int4 scales s must be uint8 [N, ceil(K/{GROUP})] = "
+                            f"{[q.shape[0], groups]}, got {s.dtype} {list(s.shape)}")
+        if q.size and (q.min() < Q_MIN or q.max() > Q_MAX):
+            raise ValueError(f"int4 weights must lie in {Q_MIN}..{Q_MAX}, got {q.min()}..{q.max()}")
+        if s.size and s.max() > S_MAX:
+            raise ValueError(f"int4 group scales must lie in 0..{S_MAX}, got up to {s.max()}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.q.shape
+
+    def effective(self) -> np.ndarray:
+        """The int8 ``[N, K]`` weights the array multiplies: ``q * s`` per group."""
+        scale = np.repeat(self.s, GROUP, axis=1)[:, : self.q.shape[1]]
+        return (self.q.astype(np.int16) * scale).astype(np.int8)
 
 
 def _check_ports(cols: int, ports: int) -> None:
@@ -42,9 +84,16 @@ class PackedWeights:
     k: int
     cols: int
     ports: int = 1
+    format: WeightFormat = WeightFormat.INT8
 
     def __post_init__(self) -> None:
         _check_ports(self.cols, self.ports)
+        object.__setattr__(self, "format", WeightFormat(self.format))
+
+    @property
+    def tile_beats(self) -> int:
+        """Beats of one port per tile: ``K`` for int8 (``formats.tile_beats``)."""
+        return tile_beats(self.format, self.k)
 
     @property
     def tiles(self) -> int:
@@ -62,21 +111,34 @@ class PackedWeights:
     @property
     def stream_bytes(self) -> int:
         """Bytes of one port's stream, and the distance between streams (``W_STRIDE``)."""
-        return self.tiles * self.k * self.port_bytes
+        return self.tiles * self.tile_beats * self.port_bytes
 
     def streams(self) -> np.ndarray:
-        """The streams as the ports read them: ``[ports, tiles, K, port_bytes]``, one beat
-        per ``[port, tile, k]`` (a view; ValueError if the data has the wrong size or type)."""
-        expected = packed_size(self.n, self.k, self.cols)
+        """The streams as the ports read them: ``[ports, tiles, beats, port_bytes]``, one
+        beat per ``[port, tile, beat]`` (for int8 beat ``k`` is step ``k``; a view;
+        ValueError if the data has the wrong size or type)."""
+        expected = packed_size(self.n, self.k, self.cols, self.format)
         if self.data.dtype != np.int8 or self.data.size != expected:
             raise ValueError(
-                f"packed data must be {expected} int8 bytes for n={self.n}, k={self.k}, "
-                f"cols={self.cols}; got {self.data.size} {self.data.dtype}")
-        return self.data.reshape(self.ports, self.tiles, self.k, self.port_bytes)
+                f"packed {self.format.name.lower()} data must be {expected} int8 bytes for "
+                f"n={self.n}, k={self.k}, cols={self.cols}; got {self.data.size} {self.data.dtype}")
+        return self.data.reshape(self.ports, self.tiles, self.tile_beats, self.port_bytes)
+
+    def _int8(self) -> None:
+        if self.format is not WeightFormat.INT8:
+            raise ValueError(f"{self.format.name.lower()} weights have no int8 beat view; "
+                             "use effective()")
+
+    def effective(self) -> np.ndarray:
+        """The int8 ``[N, K]`` weights the array multiplies, whatever the format."""
+        if self.format is WeightFormat.INT8:
+            return unpack_weights(self)
+        return unpack_int4(self).effective()
 
     def beats(self) -> np.ndarray:
         """What the array takes per cycle: ``[tiles, K, cols]``, the ports' beats of one
-        ``[tile, k]`` side by side (a view with one port, a copy with several)."""
+        ``[tile, k]`` side by side (a view with one port, a copy with several). int8 only."""
+        self._int8()
         streams = self.streams()
         if self.ports == 1:
             return streams[0]
@@ -85,7 +147,9 @@ class PackedWeights:
     def as_kn(self) -> np.ndarray:
         """The int8 ``[K, N]`` matrix (``W.T``) read straight from the streams: putting K
         first is one copy whose inner runs stay ``port_bytes`` long, far cheaper than
-        transposing ``[N, K]``."""
+        transposing ``[N, K]``. For int4, the effective weights' ``[K, N]``."""
+        if self.format is not WeightFormat.INT8:
+            return np.ascontiguousarray(self.effective().T)
         kn = self.streams().transpose(2, 1, 0, 3).reshape(self.k, self.tiles * self.cols)
         return kn[:, :self.n]
 
@@ -111,5 +175,59 @@ def pack_weights(w: np.ndarray, cols: int, ports: int = 1) -> PackedWeights:
 
 def unpack_weights(packed: PackedWeights) -> np.ndarray:
     """Invert ``pack_weights``: the int8 ``[N, K]`` matrix."""
+    packed._int8()
     w = packed.streams().transpose(1, 0, 3, 2).reshape(packed.tiles * packed.cols, packed.k)
     return np.ascontiguousarray(w[: packed.n])
+
+
+def _tiled(values: np.ndarray, cols: int, ports: int, width: int) -> np.ndarray:
+    """``[N, width]`` zero-padded to whole tiles, as ``[ports, tiles, width, port_bytes]``."""
+    n = values.shape[0]
+    tiles = -(-n // cols)
+    padded = np.zeros((tiles * cols, width), dtype=values.dtype)
+    padded[:n, : values.shape[1]] = values
+    return padded.reshape(tiles, ports, cols // ports, width).transpose(1, 0, 3, 2)
+
+
+def pack_int4(weights: Int4Weights, cols: int, ports: int = 1) -> PackedWeights:
+    """Pack 4-bit weights into ``ports`` tile-major streams (``hdl.spec.formats``): per
+    tile and block of 64 steps, a scale beat, then one pair beat per two steps."""
+    if not isinstance(weights, Int4Weights):
+        raise TypeError(f"pack_int4 takes Int4Weights, got {type(weights).__name__}")
+    _check_ports(cols, ports)
+    n, k = weights.shape
+    blocks = -(-k // BLOCK_K)
+    # Steps past K carry q = 0 and groups past ceil(K/32) s = 0.
+    q = _tiled(weights.q, cols, ports, blocks * BLOCK_K).astype(np.uint8) & 0xF
+    s = _tiled(weights.s, cols, ports, 2 * blocks)
+    pairs = q[:, :, 0::2] | (q[:, :, 1::2] << 4)            # [ports, tiles, blocks*32, pb]
+    scales = s[:, :, 0::2] | (s[:, :, 1::2] << 4)           # [ports, tiles, blocks, pb]
+    pairs = pairs.reshape(ports, pairs.shape[1], blocks, BLOCK_K // 2, -1)
+    beats = np.concatenate([scales[:, :, :, None], pairs], axis=3)   # scale beat first
+    beats = beats.reshape(ports, pairs.shape[1], blocks * (1 + BLOCK_K // 2), -1)
+    # The tile's last block holds only ceil(k_in_block / 2) pair beats.
+    beats = beats[:, :, : tile_beats(WeightFormat.INT4, k)]
+    data = np.ascontiguousarray(beats).view(np.int8).reshape(-1)
+    return PackedWeights(data, n, k, cols, ports, WeightFormat.INT4)
+
+
+def unpack_int4(packed: PackedWeights) -> Int4Weights:
+    """Invert ``pack_int4``."""
+    if packed.format is not WeightFormat.INT4:
+        raise ValueError(f"unpack_int4 needs int4 weights, got {packed.format.name.lower()}")
+    k, blocks = packed.k, -(-packed.k // BLOCK_K)
+    full = blocks * (1 + BLOCK_K // 2)
+    raw = np.zeros((packed.ports, packed.tiles, full, packed.port_bytes), np.uint8)
+    raw[:, :, : packed.tile_beats] = packed.streams().view(np.uint8)
+    raw = raw.reshape(packed.ports, packed.tiles, blocks, 1 + BLOCK_K // 2, packed.port_bytes)
+    scales, pairs = raw[:, :, :, 0], raw[:, :, :, 1:]
+    nibbles = np.stack([pairs & 0xF, pairs >> 4], axis=4)        # [..., blocks, 32, 2, pb]
+    nibbles = nibbles.reshape(packed.ports, packed.tiles, -1, packed.port_bytes)
+    q = ((nibbles.astype(np.int8) ^ 8) - 8).astype(np.int8)       # sign-extend 4 bits
+    s = np.stack([scales & 0xF, scales >> 4], axis=3).reshape(packed.ports, packed.tiles, -1, packed.port_bytes)
+
+    def untile(values: np.ndarray, width: int) -> np.ndarray:
+        flat = values.transpose(1, 0, 3, 2).reshape(packed.tiles * packed.cols, -1)
+        return np.ascontiguousarray(flat[: packed.n, :width])
+
+    return Int4Weights(untile(q, k), untile(s, -(-k // GROUP)).astype(np.uint8))

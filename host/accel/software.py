@@ -20,7 +20,7 @@ from hdl.spec.config import AccelConfig
 from . import kernels
 from .backend import IntBackend
 from .blas import set_blas_threads
-from .pack import PackedWeights, pack_weights, unpack_weights
+from .pack import PackedWeights
 
 __all__ = ["GoldenBackend", "GoldenWeights", "GOLDEN_KERNELS", "FloatBackend", "float_backend",
            "EXACT_CHUNK_K", "PARALLEL_MIN_WEIGHTS", "default_threads"]
@@ -140,7 +140,7 @@ class GoldenBackend(IntBackend):
     compute copy from the packed bytes. Two kernels (``kernel``; "auto" takes "int8"
     when numba is installed, else "blas"):
 
-    - "int8": the int8 ``[N, K]`` matrix (``unpack_weights``), multiplied by
+    - "int8": the int8 ``[N, K]`` matrix (``PackedWeights.effective``), multiplied by
       ``host.accel.kernels.int8_matmul`` with int32 sums. A decode step is a GEMV bound by
       DRAM bandwidth, and this streams one byte per weight.
     - "blas": float32 ``[K, N]`` (``PackedWeights.as_kn``) split into K chunks of
@@ -171,9 +171,9 @@ class GoldenBackend(IntBackend):
 
     def load(self, name: str, w: np.ndarray) -> GoldenWeights:
         """Pack ``w`` for ``cols`` and keep the compute copy of the packed bytes."""
-        packed = pack_weights(self.check_weights(name, w), self.cols, self.ports)
+        packed = self.pack(name, w)
         if self.kernel == "int8":
-            compute = _Int8Rows(unpack_weights(packed), self.threads, self.split_min_weights)
+            compute = _Int8Rows(packed.effective(), self.threads, self.split_min_weights)
         else:
             compute = _ColumnBlocks(packed.as_kn(), self.threads, EXACT_CHUNK_K,
                                     self.split_min_weights)
