@@ -54,6 +54,7 @@ class Scheduler:
         self.max_waiting = max_waiting
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self.stats = {"finished": 0, "cancelled": 0, "failed": 0, "tokens": 0}
+        self.on_text = None       # called as each text increment leaves the worker (benchmarks)
         self._worker = threading.Thread(target=self._run, name="systole-generation", daemon=True)
         self._worker.start()
 
@@ -103,4 +104,6 @@ class Scheduler:
                 raise
             produced += token >= 0
             if piece:
+                if self.on_text is not None:
+                    self.on_text()
                 job._send("text", piece)
