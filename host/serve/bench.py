@@ -47,23 +47,42 @@ def _stream_once(client, model_id: str, prompt: str, tokens: int, received: list
     return time.perf_counter() - start, "".join(text)
 
 
-def overhead(runtime, app, client, model_id: str, prompt: str, tokens: int, repeats: int, log) -> dict:
-    """Median wall per token of ``generate()`` and of the server's stream; their difference."""
+def _thread_cpu(thread) -> float:
+    """CPU seconds ``thread`` has used so far (Linux per-thread clock)."""
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+def overhead(runtime, app, server, client, model_id: str, prompt: str, tokens: int, repeats: int,
+             log) -> dict:
+    """Median wall per token of ``generate()`` and of the server's stream; their difference.
+
+    Also per thread CPU time: the server's own cost is the event loop thread's time plus
+    what the generation thread spends beyond ``generate()`` in the caller's thread (the
+    backend's kernel threads do the same work either way); the client's parsing is
+    counted apart.
+    """
     from ..llm.generate import generate
 
     ids = runtime.tokenizer.encode(prompt, special=False)
     emitted: list[float] = []
-    app.state.scheduler.on_text = lambda: emitted.append(time.perf_counter())
+    scheduler = app.state.scheduler
+    scheduler.on_text = lambda: emitted.append(time.perf_counter())
     direct, served, latencies, direct_cpu, served_cpu = [], [], [], [], []
+    server_cpu, client_cpu = [], []
     for repeat in range(repeats + 1):                 # the first round warms both paths up
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
         result = generate(runtime, ids, max_new_tokens=tokens)
         direct_s, direct_c = time.perf_counter() - t0, time.process_time() - c0
+        direct_thread = time.thread_time() - m0
         emitted.clear()
         received: list[float] = []
-        c0 = time.process_time()
+        c0, m0 = time.process_time(), time.thread_time()
+        loop0, worker0 = _thread_cpu(server.thread), _thread_cpu(scheduler._worker)
         served_s, text = _stream_once(client, model_id, prompt, tokens, received)
         served_c = time.process_time() - c0
+        client_c = time.thread_time() - m0
+        server_c = (_thread_cpu(server.thread) - loop0) + (_thread_cpu(scheduler._worker) - worker0
+                                                            - direct_thread)
         if text != result.text:
             raise AssertionError(f"the server's text differs from generate()'s: {text!r} vs {result.text!r}")
         if repeat:
@@ -71,6 +90,8 @@ def overhead(runtime, app, client, model_id: str, prompt: str, tokens: int, repe
             served.append(served_s / len(result.tokens))
             direct_cpu.append(direct_c / len(result.tokens))
             served_cpu.append(served_c / len(result.tokens))
+            server_cpu.append(server_c / len(result.tokens))
+            client_cpu.append(client_c / len(result.tokens))
             latencies += [r - e for e, r in zip(emitted, received)]
         log(f"  round {repeat}: generate {direct_s * 1e3 / len(result.tokens):.2f} ms/token, "
             f"server {served_s * 1e3 / len(result.tokens):.2f} ms/token ({len(result.tokens)} tokens)")
@@ -79,6 +100,8 @@ def overhead(runtime, app, client, model_id: str, prompt: str, tokens: int, repe
             "served_ms": statistics.median(served) * 1e3,
             "overhead_ms": (statistics.median(served) - statistics.median(direct)) * 1e3,
             "cpu_overhead_ms": (statistics.median(served_cpu) - statistics.median(direct_cpu)) * 1e3,
+            "server_cpu_ms": statistics.median(server_cpu) * 1e3,
+            "client_cpu_ms": statistics.median(client_cpu) * 1e3,
             "latency_ms": statistics.median(latencies) * 1e3 if latencies else float("nan")}
 
 
@@ -161,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=300)
         log(f"== {runtime.describe()}, served at {server.base_url}")
         log("overhead (greedy, same prompt and tokens; medians after a warm-up round):")
-        cost = overhead(runtime, app, client, model_id, "The history of the city of Paris",
+        cost = overhead(runtime, app, server, client, model_id, "The history of the city of Paris",
                         args.tokens, args.repeats, log)
         log("load:")
         loaded = load_test(runtime, app, client, model_id, args.sequential, args.clients,
@@ -169,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"serving overhead: generate() {cost['direct_ms']:.2f} ms/token, through the server "
           f"(SSE, openai client) {cost['served_ms']:.2f} ms/token: {cost['overhead_ms']:+.3f} ms/token "
           f"({cost['tokens']} tokens, median of {args.repeats}); CPU time of the process (server "
-          f"and client threads) {cost['cpu_overhead_ms']:+.3f} ms/token; worker -> client delivery "
+          f"and client threads) {cost['cpu_overhead_ms']:+.3f} ms/token, of which the server's "
+          f"{cost['server_cpu_ms']:+.3f} (event loop, and the generation thread beyond generate()) "
+          f"and the openai client's {cost['client_cpu_ms']:.3f}; worker -> client delivery "
           f"{cost['latency_ms']:.3f} ms (median)")
     memory = loaded["memory_mb"]
     print(f"load: {loaded['requests']} requests ({args.sequential} sequential, then {args.clients} "
