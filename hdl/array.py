@@ -10,7 +10,7 @@ __all__ = ["SystolicArray"]
 
 
 class SystolicArray(wiring.Component):
-    """``rows x cols`` PEs; ``a`` flows right, ``w`` and the flags flow down.
+    """``rows x cols`` PEs; ``a`` flows right, ``w``, ``w_odd`` and the flags flow down.
 
     Structure only. PE ``(r, c)`` takes ``a`` from its left neighbour (row ``r``
     of the ``a`` input at the left edge) and ``w``/``valid``/``first``/``last``
@@ -18,7 +18,8 @@ class SystolicArray(wiring.Component):
     cycle later per hop. With the inputs skewed (row ``r`` by ``r``, column ``c``
     by ``c`` cycles; see ``Skew``) the operands of one ``k`` step meet in every
     PE, and PE ``(r, c)`` accumulates ``sum_k a[r, k] * w[c, k]`` over a tile
-    (``first`` .. ``last``).
+    (``first`` .. ``last``); the PEs of odd rows take ``w_odd`` instead of ``w``
+    (``PE``), so with ``w_odd = w`` every row sees the same weights.
 
     ``result[r][c]`` is PE ``(r, c)``'s double-buffered result. ``tile_done``
     pulses in the first cycle in which every PE holds the tile whose ``last`` was
@@ -35,6 +36,7 @@ class SystolicArray(wiring.Component):
         super().__init__({
             "a": In(data.ArrayLayout(signed(8), rows)),
             "w": In(data.ArrayLayout(signed(8), cols)),
+            "w_odd": In(data.ArrayLayout(signed(8), cols)),
             "valid": In(cols),
             "first": In(cols),
             "last": In(cols),
@@ -44,7 +46,7 @@ class SystolicArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        pes = [[PE() for _ in range(self.cols)] for _ in range(self.rows)]
+        pes = [[PE(odd=r % 2 == 1) for _ in range(self.cols)] for r in range(self.rows)]
         for r, row in enumerate(pes):
             for c, pe in enumerate(row):
                 m.submodules[f"pe_{r}_{c}"] = pe
@@ -55,6 +57,7 @@ class SystolicArray(wiring.Component):
                 if r == 0:
                     m.d.comb += [
                         pe.w.eq(self.w[c]),
+                        pe.w_odd.eq(self.w_odd[c]),
                         pe.valid.eq(self.valid[c]),
                         pe.first.eq(self.first[c]),
                         pe.last.eq(self.last[c]),
@@ -63,6 +66,7 @@ class SystolicArray(wiring.Component):
                     above = pes[r - 1][c]
                     m.d.comb += [
                         pe.w.eq(above.w_out),
+                        pe.w_odd.eq(above.w_odd_out),
                         pe.valid.eq(above.valid_out),
                         pe.first.eq(above.first_out),
                         pe.last.eq(above.last_out),

@@ -14,7 +14,8 @@ from .jobcheck import JobCheck
 from .skid import SkidBuffer
 from .spec.config import AccelConfig
 from .spec.job import FIELDS, times
-from .spec.regmap import ErrorCode
+from .spec.formats import WeightFormat, int4_tile_beats
+from .spec.regmap import ErrorCode, field_bits
 
 __all__ = ["Controller", "read_ports", "MAX_FANOUT"]
 
@@ -33,9 +34,11 @@ class Controller(wiring.Component):
       ``err_code``/``err_addr`` and the ``perf_*`` counters, and raises ``busy``.
       ``JobCheck`` then validates them (``JobCheck.LATENCY`` cycles, no DMA); a
       refused job ends with its ``ErrorCode``.
-    - Each M block of ``vr = min(rows, rows left)`` rows: ``vr`` commands of
+    - Each M block of ``vr = min(T, rows left)`` rows (``T = rows``, or ``rows / 2``
+      tokens for int4 weights): ``vr`` commands of
       ``ceil(K/bb)`` beats to reader 0 (row ``m`` at ``A + m*A_STRIDE``) go to the
-      activation buffer, then ``ceil(N/cols)`` commands of ``K`` beats to every
+      activation buffer, then ``ceil(N/cols)`` commands of a tile's beats
+      (``formats.tile_beats``: ``K`` for int8) to every
       reader ``p`` (one per tile, from ``W + p*W_STRIDE`` on) go to the feeder, one
       beat of every reader side by side per step (reader ``p`` carries columns
       ``p*bb .. p*bb + bb - 1`` of each tile). The readers queue them, so the weight
@@ -86,6 +89,16 @@ class Controller(wiring.Component):
             "wr_data": Out(stream.Signature(write_data_layout(config))),
         })
 
+    def _latch_format(self, pair, tile_beats, w_tile_bytes, bb_log2) -> list:
+        """At start: ``pair`` and one port's beats (and bytes) per tile from W_FORMAT and K.
+        A format the build does not run is refused by the check before they are used."""
+        k = self.k[:field_bits("K")]
+        if not self.config.int4:
+            return [pair.eq(0), tile_beats.eq(k), w_tile_bytes.eq(k << bb_log2)]
+        paired = self.w_format == WeightFormat.INT4
+        beats = Mux(paired, int4_tile_beats(k), k)
+        return [pair.eq(paired), tile_beats.eq(beats), w_tile_bytes.eq(beats << bb_log2)]
+
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
@@ -129,9 +142,13 @@ class Controller(wiring.Component):
         a_addr, c_addr = args["a_addr"], args["c_addr"]
         m_rows, n_cols, k = args["m"][:bits["m"]], args["n"][:bits["n"]], args["k"][:bits["k"]]
         a_stride, c_stride = args["a_stride"], args["c_stride"]
+        # int4 weights (hdl.spec.formats): a token per pair of rows, tiles of pairs and
+        # scale beats. Latched at start with the arguments; meaningful once checked.
+        pair = Signal()
+        tile_beats = Signal(range(1, cfg.max_k + 2))
         a_row_beats = Signal(range(cfg.max_k // cfg.bus_bytes + 1))
         a_last_word = Signal(range(cfg.max_k // cfg.bus_bytes))
-        w_tile_bytes = Signal(bits["k"] + bb_log2)
+        w_tile_bytes = Signal(bits["k"] + 1 + bb_log2)
         # Where each port's weight stream starts: W_ADDR + p * W_STRIDE, formed at start.
         w_bases = [Signal(aw, name=f"w_base{p}") for p in range(len(ports))]
         m.d.comb += [getattr(check, name).eq(arg) for name, arg in args.items()]
@@ -165,7 +182,7 @@ class Controller(wiring.Component):
             m.d.comb += [
                 cmd.valid.eq(wants_w | issuing_a if p == 0 else wants_w),
                 cmd.payload.addr.eq(Mux(issuing_a, a_next, w_next[p]) if p == 0 else w_next[p]),
-                cmd.payload.beats.eq(Mux(issuing_a, a_row_beats, k) if p == 0 else k),
+                cmd.payload.beats.eq(Mux(issuing_a, a_row_beats, tile_beats) if p == 0 else tile_beats),
                 w_taken[p].eq(w_sent[p] | (issuing_w & cmd.valid & cmd.ready)),
             ]
         with m.If(issue_go):
@@ -199,11 +216,24 @@ class Controller(wiring.Component):
             core.act_write_word.eq(load_word),
             core.act_write_data.eq(rd_data[0].payload.data),
             core.weights.payload.eq(Cat(d.payload.data for d in rd_data)),
-            core.k.eq(k),
+            core.beats.eq(tile_beats),
+            core.pair.eq(pair),
             core.n.eq(n_cols),
             core.rows_valid.eq(block_rows),
             core.c_addr.eq(c_block),
             core.c_stride.eq(c_stride),
+        ]
+
+        # LOAD_A and FEED as registers beside the state, kept in step with its transitions:
+        # the A and weight handshakes (which fan out to the activation buffer's write
+        # enables and the feeder's counters) then start at a flip-flop, not a state decode.
+        loading = Signal()
+        feeding = Signal()
+        m.d.comb += [
+            rd_data[0].ready.eq(loading | (feeding & core.weights.ready & w_all_valid)),
+            core.act_write_en.eq(loading & rd_data[0].valid),
+            core.weights.valid.eq(feeding & w_all_valid),
+            *(d.ready.eq(feeding & core.weights.ready & w_all_valid) for d in rd_data[1:]),
         ]
 
         flush = Signal(range(core.flush_cycles + 1))
@@ -269,7 +299,7 @@ class Controller(wiring.Component):
                         *(base.eq(self.w_addr + times(self.w_stride, p)) for p, base in enumerate(w_bases)),
                         a_row_beats.eq((self.k + cfg.bus_bytes - 1) >> bb_log2),
                         a_last_word.eq(((self.k + cfg.bus_bytes - 1) >> bb_log2) - 1),
-                        w_tile_bytes.eq(self.k << bb_log2),
+                        *self._latch_format(pair, tile_beats, w_tile_bytes, bb_log2),
                         in_check.eq(1),
                         self.perf_busy.eq(0),
                         self.perf_stall.eq(0),
@@ -297,10 +327,11 @@ class Controller(wiring.Component):
                     m.d.sync += [in_check.eq(0), in_run.eq(0)]
                     m.next = "DONE"
             with m.State("BLOCK"):
+                tokens = Mux(pair, cfg.rows // 2, cfg.rows) if cfg.int4 else cfg.rows
                 m.d.sync += [
-                    block_rows.eq(Mux(rows_left < cfg.rows, rows_left, cfg.rows)),
-                    block_last_row.eq(Mux(rows_left < cfg.rows, rows_left - 1, cfg.rows - 1)),
-                    last_block.eq(rows_left <= cfg.rows),
+                    block_rows.eq(Mux(rows_left < tokens, rows_left, tokens)),
+                    block_last_row.eq(Mux(rows_left < tokens, rows_left - 1, tokens - 1)),
+                    last_block.eq(rows_left <= tokens),
                     load_row.eq(0),
                     load_word.eq(0),
                 ]
@@ -308,29 +339,28 @@ class Controller(wiring.Component):
                 watch_for_errors()
             with m.State("ISSUE"):
                 m.d.comb += [issue_go.eq(1)]
+                m.d.sync += loading.eq(~fault)
                 m.next = "LOAD_A"
                 watch_for_errors()
             with m.State("LOAD_A"):
-                m.d.comb += [
-                    rd_data[0].ready.eq(1),
-                    core.act_write_en.eq(rd_data[0].valid),
-                ]
                 with m.If(rd_data[0].valid):
                     m.d.sync += load_word.eq(load_word + 1)
                     with m.If(load_word == a_last_word):
                         m.d.sync += [load_word.eq(0), load_row.eq(load_row + 1)]
                         with m.If(load_row == block_last_row):
+                            m.d.sync += loading.eq(0)
                             m.next = "FEED_START"
+                with m.If(fault):
+                    m.d.sync += loading.eq(0)
                 watch_for_errors()
             with m.State("FEED_START"):
                 m.d.comb += [core.start.eq(1)]
+                m.d.sync += feeding.eq(~fault)
                 m.next = "FEED"
                 watch_for_errors()
             with m.State("FEED"):
-                m.d.comb += [
-                    core.weights.valid.eq(w_all_valid),
-                    *(d.ready.eq(core.weights.ready & w_all_valid) for d in rd_data),
-                ]
+                with m.If(core.block_done | fault):
+                    m.d.sync += feeding.eq(0)
                 with m.If(core.block_done):
                     m.d.sync += [rows_left.eq(rows_left - block_rows), c_block.eq(c_next)]
                     with m.If(last_block):

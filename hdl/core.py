@@ -21,10 +21,12 @@ class ComputeCore(wiring.Component):
     """One M block at a time: A rows in, weight stream in, C rows out.
 
     The controller fills the activation buffer through ``act_*`` (see
-    ``ActBuffer``), then pulses ``start`` with the block's ``k``, ``n``,
+    ``ActBuffer``), then pulses ``start`` with the block's beats per tile, ``n``,
     ``rows_valid`` and ``c_addr`` (held until ``block_done``) and streams the
-    block's ``ceil(n / cols) * k`` packed weight beats into ``weights``, which
+    block's ``ceil(n / cols) * beats`` packed weight beats into ``weights``, which
     are taken at one beat per cycle (see ``Feeder`` for the only exception).
+    ``pair`` (held for the job) runs int4 weights: a token per pair of array rows,
+    the two rows' sums added by the drain.
     Finished tiles leave on ``write_cmd``/``write_data`` (see ``Drain``) while
     the next tile computes. ``idle`` is high when every tile fed so far has been
     handed to the writer. ``abort`` (level) stops everything; after
@@ -54,12 +56,13 @@ class ComputeCore(wiring.Component):
         m.submodules.actbuf = actbuf = ActBuffer(cfg)
         m.submodules.feeder = feeder = Feeder(cfg)
         m.submodules.row_skew = row_skew = Skew(cfg.rows, signed(8))
-        column = data.StructLayout({"w": signed(8), "valid": 1, "first": 1, "last": 1})
+        column = data.StructLayout({"w": signed(8), "w_odd": signed(8), "valid": 1, "first": 1, "last": 1})
         m.submodules.col_skew = col_skew = Skew(cfg.cols, column)
         m.submodules.array = array = SystolicArray(cfg.rows, cfg.cols)
         m.submodules.drain = drain = Drain(cfg)
 
         m.d.comb += [
+            actbuf.pair.eq(self.pair),
             actbuf.write_en.eq(self.act_write_en),
             actbuf.write_row.eq(self.act_write_row),
             actbuf.write_word.eq(self.act_write_word),
@@ -68,7 +71,8 @@ class ComputeCore(wiring.Component):
             feeder.act_data.eq(actbuf.read_data),
 
             feeder.start.eq(self.start),
-            feeder.k.eq(self.k),
+            feeder.pair.eq(self.pair),
+            feeder.beats.eq(self.beats),
             feeder.n.eq(self.n),
             feeder.rows_valid.eq(self.rows_valid),
             feeder.c_addr.eq(self.c_addr),
@@ -83,10 +87,12 @@ class ComputeCore(wiring.Component):
         for c in range(cfg.cols):
             m.d.comb += [
                 col_skew.i[c].w.eq(feeder.w[c]),
+                col_skew.i[c].w_odd.eq(feeder.w_odd[c]),
                 col_skew.i[c].valid.eq(feeder.valid),
                 col_skew.i[c].first.eq(feeder.first),
                 col_skew.i[c].last.eq(feeder.last),
                 array.w[c].eq(col_skew.o[c].w),
+                array.w_odd[c].eq(col_skew.o[c].w_odd),
                 array.valid[c].eq(col_skew.o[c].valid),
                 array.first[c].eq(col_skew.o[c].first),
                 array.last[c].eq(col_skew.o[c].last),
@@ -97,6 +103,7 @@ class ComputeCore(wiring.Component):
             drain.start.eq(array.tile_done),
             drain.tile.eq(feeder.tile),
             drain.c_stride.eq(self.c_stride),
+            drain.pair.eq(self.pair),
             drain.abort.eq(self.abort),
             feeder.tile_free.eq(drain.tile_free),
             self.idle.eq(~feeder.busy & ~drain.busy),

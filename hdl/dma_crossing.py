@@ -75,8 +75,8 @@ class DmaCrossing(wiring.Component):
       snapshot from before the last ``clear`` reads as no error and not idle.
 
     Latency: a command or beat crosses in two to four cycles of the receiving clock;
-    ``error`` and ``idle`` follow the block by one handshake, about four cycles of each
-    clock. The core must not push commands while ``abort`` is high, and must hold it
+    ``error`` follows the block by one handshake, about four cycles of each clock, and
+    ``idle`` one core cycle after it (the count compares are registered). The core must not push commands while ``abort`` is high, and must hold it
     until ``idle`` (the controller's ABORT state does both).
     """
 
@@ -196,9 +196,16 @@ class DmaCrossing(wiring.Component):
             core.error.eq(latched.error & current),
             core.error_addr.eq(latched.error_addr),
         ]
-        # ``idle`` as a register: this cycle's verdict, void if the core side pushes a
-        # command or moves a beat in this very cycle (the counts see it only next cycle).
-        core_moves = (cmds.w_en & cmds.w_rdy) | beats_core_step
-        m.d.sync += core.idle.eq(latched.idle & current & (latched.cmds == cmds_pushed) &
-                                 (latched.beats == beats_core) & ~core_moves)
+        # ``idle`` in two registered steps, so the count compares end at a flip-flop: the
+        # snapshot matched the core side's counts last cycle, and the core side has pushed
+        # no command, moved no beat and sent no clear since (the counts see a move only the
+        # cycle after). A block seen idle with nothing sent to it since is still idle.
+        core_moves = (cmds.w_en & cmds.w_rdy) | beats_core_step | core.clear
+        matched = Signal()
+        moved = Signal()
+        m.d.sync += [
+            matched.eq(latched.idle & current & (latched.cmds == cmds_pushed) & (latched.beats == beats_core)),
+            moved.eq(core_moves),
+            core.idle.eq(matched & ~moved & ~core_moves),
+        ]
         return m

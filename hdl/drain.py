@@ -1,6 +1,6 @@
 """The drain: finished tiles out of the array, as DmaWriter commands and beats."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -11,6 +11,12 @@ from .dma_writer import write_data_layout
 from .feeder import tile_layout
 
 __all__ = ["Drain"]
+
+
+def _lanes(row, beat, bus_bits: int) -> list:
+    """The 32-bit results in beat ``beat`` of ``row``."""
+    word = row.as_value().word_select(beat, bus_bits)
+    return [word.word_select(i, 32) for i in range(bus_bits // 32)]
 
 
 class Drain(wiring.Component):
@@ -34,6 +40,9 @@ class Drain(wiring.Component):
       overwrite them.
     - ``busy`` is high from ``start`` until the final beat has been handed over.
     - ``abort`` (level) drops the tile in progress and ignores ``start``.
+    - ``pair`` (int4 jobs, held for the job): row ``r`` of C is the sum of the array's
+      rows ``2r`` and ``2r + 1`` (the even and odd steps of that token), added beat by
+      beat on the way out (32-bit, exact: the total is the int32 product).
     """
 
     def __init__(self, config: AccelConfig):
@@ -43,6 +52,7 @@ class Drain(wiring.Component):
             "start": In(1),
             "tile": In(tile_layout(config)),
             "c_stride": In(32),
+            "pair": In(1),
             "abort": In(1),
             "cmd": Out(stream.Signature(command_layout(config))),
             "data": Out(stream.Signature(write_data_layout(config))),
@@ -108,6 +118,7 @@ class Drain(wiring.Component):
         # beat is a word of ``row_buf`` (a row_beats:1 mux). Row 0 is fetched the cycle
         # after ``start``; row r+1 replaces row r as r's final beat goes out.
         row_buf = Signal(data.ArrayLayout(signed(32), cfg.cols))
+        odd_buf = Signal(data.ArrayLayout(signed(32), cfg.cols))   # int4: the token's odd row
         buf_full = Signal()                      # row_buf holds the row being sent
         fetch = Signal()                         # fetch row 0 of a new tile this cycle
         next_row = Signal(range(cfg.rows + 1))   # the row the next load copies
@@ -115,7 +126,10 @@ class Drain(wiring.Component):
         with m.If(self.start & ~self.abort):
             m.d.sync += [fetch.eq(1), next_row.eq(0), buf_full.eq(0)]
         with m.If(load):
-            m.d.sync += [row_buf.eq(self.result[next_row]), next_row.eq(next_row + 1), buf_full.eq(1)]
+            m.d.sync += [row_buf.eq(self.result[Mux(self.pair, next_row << 1, next_row)]),
+                         next_row.eq(next_row + 1), buf_full.eq(1)]
+            if cfg.int4:
+                m.d.sync += odd_buf.eq(Mux(self.pair, self.result[(next_row << 1) | 1].as_value(), 0))
         with m.If(fetch):
             m.d.sync += fetch.eq(0)
             m.d.comb += load.eq(1)
@@ -132,7 +146,9 @@ class Drain(wiring.Component):
             with m.If((data_rows_left != 0) & (rows_cleared != 0) & buf_full):
                 m.d.sync += [
                     self.data.valid.eq(1),
-                    self.data.payload.data.eq(row_buf.as_value().word_select(data_beat, cfg.bus_bits)),
+                    self.data.payload.data.eq(Cat(
+                        (even + odd)[:32] for even, odd in zip(_lanes(row_buf, data_beat, cfg.bus_bits),
+                                                        _lanes(odd_buf, data_beat, cfg.bus_bits)))),
                     self.data.payload.strb.eq(Mux(final_beat, last_strb, (1 << bb) - 1)),
                     data_beat.eq(data_beat + 1),
                     final_beat.eq(data_beat + 2 == beats),

@@ -1,11 +1,12 @@
 """The feeder: turns the packed weight stream into array input, one ``k`` step per beat."""
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .actbuf import ActBuffer
 from .spec.config import AccelConfig
+from .spec.formats import BLOCK_PAIRS
 from .spec.job import field as job_field
 
 __all__ = ["Feeder", "block_members", "tile_layout"]
@@ -22,11 +23,13 @@ def tile_layout(config: AccelConfig) -> data.StructLayout:
 
 def block_members(config: AccelConfig) -> dict:
     """The members that run one M block, shared by ``Feeder`` and ``ComputeCore``:
-    ``start`` it with its ``k``, ``n``, valid rows and C address; ``abort``; and
-    ``block_done`` when its last weight beat has been taken."""
+    ``start`` it with its beats per tile, ``n``, valid rows (tokens) and C address;
+    ``pair`` (int4 weights) for the whole job; ``abort``; and ``block_done`` when its
+    last weight beat has been taken."""
     return {
         "start": In(1),
-        "k": In(range(1, config.max_k + 1)),
+        "pair": In(1),
+        "beats": In(range(1, config.max_k + 2)),
         "n": In(job_field("n").value_bits),
         "rows_valid": In(range(1, config.rows + 1)),
         "c_addr": In(config.addr_width),
@@ -38,10 +41,14 @@ def block_members(config: AccelConfig) -> dict:
 class Feeder(wiring.Component):
     """Weight beats in, skew-ready ``(a, w, valid, first, last)`` out, one beat per cycle.
 
-    A block starts with a ``start`` pulse; ``k``, ``n``, ``rows_valid`` and
+    A block starts with a ``start`` pulse; ``beats``, ``n``, ``rows_valid`` and
     ``c_addr`` must then hold still until ``block_done``. The block is
-    ``ceil(n / cols)`` tiles of ``k`` beats each (the packed layout of
-    ``host.accel.pack``); beat ``j`` of a tile is step ``k = j``.
+    ``ceil(n / cols)`` tiles of ``beats`` beats each (the packed layout of
+    ``host.accel.pack``). With int8 weights beat ``j`` of a tile is step ``k = j``,
+    and ``w_odd`` carries the same weights as ``w``. With ``pair`` (int4,
+    ``hdl.spec.formats``) a tile is, per 64 steps, a scale beat (latched, sent on as
+    a bubble) and pair beats: pair ``j`` leaves as ``w = q[2j] * s`` and
+    ``w_odd = q[2j + 1] * s`` (exact int8), with ``act_k = 2j``.
 
     - Throughput: ``weights.ready`` is high whenever a block is active, except
       before the last beat of a tile while the previous tile is still being
@@ -70,6 +77,7 @@ class Feeder(wiring.Component):
             "act_data": In(data.ArrayLayout(signed(8), config.rows)),
             "a": Out(data.ArrayLayout(signed(8), config.rows)),
             "w": Out(data.ArrayLayout(signed(8), config.cols)),
+            "w_odd": Out(data.ArrayLayout(signed(8), config.cols)),
             "valid": Out(1),
             "first": Out(1),
             "last": Out(1),
@@ -82,17 +90,23 @@ class Feeder(wiring.Component):
         cfg = self.config
         active = Signal()
         outstanding = Signal()            # a finished tile not yet read by the drain
-        k_index = Signal(range(cfg.max_k))      # step of the next beat: the A address
-        k_left = Signal(range(cfg.max_k))       # steps after the next beat in this tile
-        k_final = Signal(range(cfg.max_k))
+        k_index = Signal(range(cfg.max_k + 1))   # step of the next beat: the A address
+        k_left = Signal(range(cfg.max_k + 1))    # beats after the next one in this tile
+        k_final = Signal(range(cfg.max_k + 1))
         n_left = Signal(job_field("n").value_bits)               # channels of this tile and the ones after it
         c_tile = Signal(cfg.addr_width)
         rows_valid = Signal(range(1, cfg.rows + 1))
-        # Registered "this beat is k = K-1" and "k = 0" flags keep the compare of
-        # k_index off the ready path.
+        # Registered "this beat is the tile's last" and "the tile's first pair" flags keep
+        # the compare of the counters off the ready path.
         final_step = Signal()
         first_step = Signal()
         take = Signal()
+        # int4: where the next beat sits in its 64-step block (0: the scale beat, then
+        # pairs 1..32) and the block's scales.
+        pos = Signal(range(BLOCK_PAIRS + 1))
+        scale_beat = Signal()
+        scales = Signal(8 * cfg.cols)
+        m.d.comb += scale_beat.eq(self.pair & (pos == 0))
 
         m.d.comb += [
             self.weights.ready.eq(active & ~self.abort & ~(final_step & outstanding)),
@@ -107,24 +121,30 @@ class Feeder(wiring.Component):
             m.d.sync += [
                 active.eq(1),
                 k_index.eq(0),
+                pos.eq(0),
                 first_step.eq(1),
-                final_step.eq(self.k == 1),
-                k_left.eq(self.k - 1),
-                k_final.eq(self.k - 1),
+                final_step.eq(self.beats == 1),
+                k_left.eq(self.beats - 1),
+                k_final.eq(self.beats - 1),
                 n_left.eq(self.n),
                 c_tile.eq(self.c_addr),
                 rows_valid.eq(self.rows_valid),
             ]
         with m.Elif(take):
             m.d.sync += [
-                k_index.eq(k_index + 1),
                 k_left.eq(k_left - 1),
-                first_step.eq(0),
                 final_step.eq(k_left == 1),
             ]
+            with m.If(scale_beat):
+                m.d.sync += [scales.eq(self.weights.payload), pos.eq(1)]
+            with m.Else():
+                m.d.sync += [k_index.eq(k_index + 1 + self.pair), first_step.eq(0)]
+                with m.If(self.pair):
+                    m.d.sync += pos.eq(Mux(pos == BLOCK_PAIRS, 0, pos + 1))
             with m.If(final_step):
                 m.d.sync += [
                     k_index.eq(0),
+                    pos.eq(0),
                     k_left.eq(k_final),
                     first_step.eq(1),
                     final_step.eq(k_final == 0),
@@ -144,16 +164,37 @@ class Feeder(wiring.Component):
         with m.If(self.abort):
             m.d.sync += [active.eq(0), outstanding.eq(0)]
 
-        # Weight and flags wait ActBuffer.LATENCY cycles for the activations.
-        stage = Signal(data.StructLayout({
-            "w": data.ArrayLayout(signed(8), cfg.cols), "valid": 1, "first": 1, "last": 1}))
-        m.d.comb += [
-            stage.w.eq(self.weights.payload),
-            stage.valid.eq(take),
-            stage.first.eq(first_step),
-            stage.last.eq(final_step),
+        # Weight and flags wait ActBuffer.LATENCY cycles for the activations. The first
+        # stage keeps the raw beat and each column's scale of this pair; the second forms
+        # the two int8 weights (int4: a 4 x 4-bit product per weight; int8: the byte, twice).
+        raw = Signal(data.StructLayout({
+            "beat": data.ArrayLayout(8, cfg.cols), "scale": data.ArrayLayout(4, cfg.cols),
+            "pair": 1, "valid": 1, "first": 1, "last": 1}))
+        m.d.sync += [
+            raw.beat.eq(self.weights.payload),
+            raw.pair.eq(self.pair),
+            raw.valid.eq(take & ~scale_beat & ~self.abort),
+            raw.first.eq(first_step),
+            raw.last.eq(final_step),
         ]
-        for step in range(ActBuffer.LATENCY):
+        # Pairs 1..16 of a block are its first group (the low nibbles of the scale beat).
+        group_high = pos > BLOCK_PAIRS // 2
+        for c in range(cfg.cols):
+            m.d.sync += raw.scale[c].eq(Mux(group_high, scales[8 * c + 4:8 * c + 8], scales[8 * c:8 * c + 4]))
+        lanes = data.StructLayout({
+            "w": data.ArrayLayout(signed(8), cfg.cols), "w_odd": data.ArrayLayout(signed(8), cfg.cols),
+            "valid": 1, "first": 1, "last": 1})
+        stage = Signal(lanes, name="stage_d2")
+        for c in range(cfg.cols):
+            byte = raw.beat[c]
+            scale = raw.scale[c].as_unsigned()
+            low = byte[0:4].as_signed() * scale
+            high = byte[4:8].as_signed() * scale
+            m.d.sync += [stage.w[c].eq(Mux(raw.pair, low, byte.as_signed())),
+                         stage.w_odd[c].eq(Mux(raw.pair, high, byte.as_signed()))]
+        m.d.sync += [stage.valid.eq(raw.valid & ~self.abort), stage.first.eq(raw.first),
+                     stage.last.eq(raw.last)]
+        for step in range(2, ActBuffer.LATENCY):
             delayed = Signal.like(stage, name=f"stage_d{step + 1}")
             m.d.sync += delayed.eq(stage)
             with m.If(self.abort):
@@ -162,6 +203,7 @@ class Feeder(wiring.Component):
         m.d.comb += [
             self.a.eq(self.act_data),
             self.w.eq(stage.w),
+            self.w_odd.eq(stage.w_odd),
             self.valid.eq(stage.valid),
             self.first.eq(stage.first),
             self.last.eq(stage.last),

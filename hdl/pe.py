@@ -13,8 +13,11 @@ class PE(wiring.Component):
     """Output-stationary int8 MAC with registered pass-through (one systolic cell).
 
     Timing: ``a`` leaves on ``a_out`` one cycle later (to the right neighbour);
-    ``w`` and the flags leave on ``w_out``/``*_out`` one cycle later (to the
-    neighbour below). The MAC is pipelined like a DSP48 slice (multiplier register,
+    ``w``, ``w_odd`` and the flags leave on ``w_out``/``*_out`` one cycle later (to
+    the neighbour below). A PE built with ``odd=True`` multiplies ``w_odd`` instead
+    of ``w``: with 4-bit weights a token takes a pair of array rows, the even row
+    the pair's even step and the odd row its odd step (``hdl.spec.formats``); with
+    int8 the feeder drives both lanes with the same weight. The MAC is pipelined like a DSP48 slice (multiplier register,
     then accumulator register), so ``RESULT_LATENCY = 2``: the product of the
     inputs seen in cycle ``t`` is in ``acc`` from cycle ``t + 2``.
 
@@ -30,18 +33,24 @@ class PE(wiring.Component):
 
     a: In(signed(8))
     w: In(signed(8))
+    w_odd: In(signed(8))
     valid: In(1)
     first: In(1)
     last: In(1)
 
     a_out: Out(signed(8))
     w_out: Out(signed(8))
+    w_odd_out: Out(signed(8))
     valid_out: Out(1)
     first_out: Out(1)
     last_out: Out(1)
 
     result: Out(signed(32))
     result_valid: Out(1)
+
+    def __init__(self, odd: bool = False):
+        self.odd = odd
+        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
@@ -54,7 +63,7 @@ class PE(wiring.Component):
 
         # Stage 1: the multiplier register (DSP MREG).
         m.d.sync += [
-            product.eq(self.a * self.w),
+            product.eq(self.a * (self.w_odd if self.odd else self.w)),
             product_valid.eq(self.valid),
             product_first.eq(self.first),
             product_last.eq(self.last),
@@ -71,6 +80,7 @@ class PE(wiring.Component):
         m.d.sync += [
             self.a_out.eq(self.a),
             self.w_out.eq(self.w),
+            self.w_odd_out.eq(self.w_odd),
             self.valid_out.eq(self.valid),
             self.first_out.eq(self.first),
             self.last_out.eq(self.last),

@@ -37,7 +37,8 @@ from hdl.spec.dma import BOUNDARY_BYTES, beat_counts, read_bursts, write_bursts
 from hdl.spec.job import Job, check, row_strides
 from hdl.spec.regmap import REGISTERS, ErrorCode, by_name
 from host.accel.golden import golden_matmul
-from host.accel.pack import pack_weights, packed_size
+from hdl.spec.formats import WeightFormat, tile_beats, tokens_per_block
+from host.accel.pack import Int4Weights, PackedWeights, pack_int4, pack_weights, packed_size
 from sim.axi_monitor import AxiMonitor, master_clock
 from sim.dma_traffic import edge_offsets, pause_generator
 from sim.top_build import PRESET_ENV
@@ -251,13 +252,15 @@ class SystoleTB:
         cfg = self.config
         if check(cfg, job)[0] != ErrorCode.OK:
             return 0
-        blocks = -(-job.m // cfg.rows)
+        blocks = -(-job.m // tokens_per_block(job.w_format, cfg.rows))
         tiles = -(-job.n // cfg.cols)
-        return blocks * (tiles * max(job.k, 4 * cfg.rows) + cfg.rows * -(-job.k // cfg.bus_bytes))
+        beats = tile_beats(job.w_format, job.k)
+        return blocks * (tiles * max(beats, 4 * cfg.rows) + cfg.rows * -(-job.k // cfg.bus_bytes))
 
     # -- whole matmuls ----------------------------------------------------------------
     def place(self, m: int, n: int, k: int, rng: random.Random, base: int = 0x10_0000,
-              offsets: tuple[int, int, int] | None = None, pad: bool = True) -> Job:
+              offsets: tuple[int, int, int] | None = None, pad: bool = True,
+              w_format: WeightFormat = WeightFormat.INT8) -> Job:
         """A legal job whose A, W and C start ``offsets`` beats from a 4 KiB edge.
 
         An offset is negative below the edge, 0 on it; each is drawn from
@@ -284,15 +287,22 @@ class SystoleTB:
 
         a_addr = at_edge(m * a_stride, offsets[0])
         # The port streams back to back (W_STRIDE = one stream), as pack_weights lays them out.
-        w_addr = at_edge(packed_size(n, k, cfg.cols), offsets[1])
+        w_bytes = packed_size(n, k, cfg.cols, w_format)
+        w_addr = at_edge(w_bytes, offsets[1])
         c_addr = at_edge(m * c_stride, offsets[2])
-        w_stride = packed_size(n, k, cfg.cols) // cfg.weight_ports if cfg.weight_ports > 1 else 0
-        return Job(a_addr, w_addr, c_addr, m, n, k, a_stride, c_stride, w_stride)
+        w_stride = w_bytes // cfg.weight_ports if cfg.weight_ports > 1 else 0
+        return Job(a_addr, w_addr, c_addr, m, n, k, a_stride, c_stride, w_stride, int(w_format))
+
+    def pack(self, w) -> PackedWeights:
+        """int8 ``[N, K]`` or ``Int4Weights`` packed for this build."""
+        if isinstance(w, Int4Weights):
+            return pack_int4(w, self.config.cols, self.config.weight_ports)
+        return pack_weights(w, self.config.cols, self.config.weight_ports)
 
     def load_operands(self, job: Job, a: np.ndarray, w: np.ndarray, rng: random.Random) -> bytes:
         """Write A (rows at A_STRIDE, random padding), packed W, and random guard
         bytes over the whole C area; return the C area's initial bytes."""
-        packed = pack_weights(w, self.config.cols, self.config.weight_ports)
+        packed = self.pack(w)
         for row in range(job.m):
             line = bytearray(rng.randbytes(job.a_stride))
             line[:job.k] = a[row].tobytes()
@@ -305,7 +315,7 @@ class SystoleTB:
 
     def expected_c_area(self, job: Job, a: np.ndarray, w: np.ndarray, before: bytes) -> bytes:
         """The C area after a correct job: golden results, every other byte untouched."""
-        c = golden_matmul(a, pack_weights(w, self.config.cols, self.config.weight_ports))
+        c = golden_matmul(a, self.pack(w))
         area = bytearray(before)
         for row in range(job.m):
             start = self.guard + row * job.c_stride
@@ -323,7 +333,8 @@ class SystoleTB:
     def stage(self, a: np.ndarray, w: np.ndarray, rng: random.Random,
               job: Job | None = None) -> tuple[Job, bytes]:
         """Place (unless ``job`` is given) and load a job's operands; see ``load_operands``."""
-        job = job or self.place(a.shape[0], w.shape[0], a.shape[1], rng)
+        fmt = WeightFormat.INT4 if isinstance(w, Int4Weights) else WeightFormat.INT8
+        job = job or self.place(a.shape[0], w.shape[0], a.shape[1], rng, w_format=fmt)
         return job, self.load_operands(job, a, w, rng)
 
     def verify(self, job: Job, a: np.ndarray, w: np.ndarray, before: bytes, result: JobResult,

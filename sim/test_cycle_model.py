@@ -5,8 +5,9 @@ The RTL runs in co-simulation behind the real driver, and the memory answers aft
 (``hdl.spec.ddr``: shared cap, refresh, bank stalls), which the model counts as its
 steady rate (``stream_model``). The shapes span decode (M=1, the Gemma 3 layer shapes), prefill
 (M = 4*rows), ragged tiles (N not a multiple of cols), small K (drain-bound tiles),
-multi-block M, and a random spread drawn with a seed the model was never fitted on.
-Every prediction must be within 5%.
+multi-block M, and a random spread drawn with a seed the model was never fitted on;
+on a build that runs int4 weights, the decode, prefill and ragged shapes again in
+int4 (pair and scale beats, rows/2 tokens per block). Every prediction must be within 5%.
 """
 
 import numpy as np
@@ -15,8 +16,17 @@ import pytest
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import preset
 from hdl.spec.ddr import IDEAL, core_latency, ddr_model, stream_model
+from hdl.spec.formats import GROUP, WeightFormat
 from host.accel.cycles import job_cycles
 from host.accel.driver import Driver
+from host.accel.pack import Int4Weights
+
+
+def weights_of(rng, n: int, k: int, fmt: WeightFormat):
+    if fmt is WeightFormat.INT8:
+        return rng.integers(-128, 128, (n, k), dtype=np.int8)
+    return Int4Weights(rng.integers(-8, 8, (n, k), dtype=np.int8),
+                       rng.integers(0, 16, (n, -(-k // GROUP)), dtype=np.uint8))
 
 TOLERANCE = 0.05
 
@@ -45,30 +55,37 @@ def test_cycle_model_predicts_perf_busy_within_5_percent(name):
     with CosimSession(config, memory_bytes=64 << 20) as session:
         driver = Driver(session.bus, session.memory, config)
         rng = np.random.default_rng(1)
+        int4 = WeightFormat.INT4 in config.weight_formats
         for latency in (32, 64):
             session.set_memory("read_latency", latency)
-            for m, n, k in shapes(config, seed=1000 + latency):
-                weights = driver.load_matrix(rng.integers(-128, 128, (n, k), dtype=np.int8))
+            jobs = [(shape, WeightFormat.INT8) for shape in shapes(config, seed=1000 + latency)]
+            if int4:
+                jobs += [(shape, WeightFormat.INT4) for shape in shapes(config, seed=2000 + latency)[:9]]
+            for (m, n, k), fmt in jobs:
+                weights = driver.load_matrix(weights_of(rng, n, k, fmt))
                 driver.matmul(rng.integers(-128, 128, (m, k), dtype=np.int8), weights)
                 driver.free(weights.buffer)
                 measured = driver.last_stats.busy_cycles
-                predicted = job_cycles(config, m, n, k, core_latency(config, latency))
+                predicted = job_cycles(config, m, n, k, core_latency(config, latency), w_format=fmt)
                 error = abs(predicted - measured) / measured
-                worst = max(worst, (error, (m, n, k, latency, predicted, measured)))
+                worst = max(worst, (error, (m, n, k, fmt.name, latency, predicted, measured)))
         board = BOARDS["kv260"]                        # its DDR4, at this preset's clock
         controls = ddr_model(config, board)
         latency, rate = stream_model(config, board)
         for control, value in controls.items():
             session.set_memory(control, value)
-        for m, n, k in shapes(config, seed=0)[:4]:                             # decode
-            weights = driver.load_matrix(rng.integers(-128, 128, (n, k), dtype=np.int8))
+        decode = [(shape, WeightFormat.INT8) for shape in shapes(config, seed=0)[:4]]
+        if int4:
+            decode += [(shape, WeightFormat.INT4) for shape in shapes(config, seed=0)[:4]]
+        for (m, n, k), fmt in decode:
+            weights = driver.load_matrix(weights_of(rng, n, k, fmt))
             driver.matmul(rng.integers(-128, 128, (m, k), dtype=np.int8), weights)
             driver.free(weights.buffer)
             measured = driver.last_stats.busy_cycles
-            predicted = job_cycles(config, m, n, k, latency, rate=rate)
+            predicted = job_cycles(config, m, n, k, latency, rate=rate, w_format=fmt)
             error = abs(predicted - measured) / measured
-            worst = max(worst, (error, (m, n, k, f"DDR model {rate:.4f}", predicted, measured)))
+            worst = max(worst, (error, (m, n, k, fmt.name, f"DDR model {rate:.4f}", predicted, measured)))
         for control, value in IDEAL.items():
             session.set_memory(control, value)
-    assert worst[0] <= TOLERANCE, f"worst prediction error {worst[0]:.1%} at (M, N, K, latency, " \
+    assert worst[0] <= TOLERANCE, f"worst prediction error {worst[0]:.1%} at (M, N, K, format, latency, " \
                                   f"predicted, measured) = {worst[1]}"

@@ -1,5 +1,6 @@
 """Compute core (ActBuffer + Feeder + Skew + SystolicArray + Drain) on the Amaranth
-simulator, checked against host.accel.golden on random blocks with stalls on both sides."""
+simulator, checked against host.accel.golden on random blocks with stalls on both sides,
+int8 and int4 weights (hdl.spec.formats) mixed."""
 
 import random
 
@@ -11,14 +12,16 @@ from hdl.core import ComputeCore
 from hdl.skew import Skew
 from hdl.spec.config import preset
 from host.accel.golden import golden_matmul
-from host.accel.pack import pack_weights
+from hdl.spec.formats import WeightFormat
+from host.accel.pack import Int4Weights, pack_int4, pack_weights
 
 C_BASE = 0x1000
 
 
 def run_blocks(config, blocks, *, weight_gap, write_stall, seed):
-    """Run ``blocks`` = [(A [vr, K] int8, W [N, K] int8)] through one core, one after
-    the other; return the bytes written per block as {address: byte} dicts."""
+    """Run ``blocks`` = [(A [vr, K] int8, W [N, K] int8 or Int4Weights)] through one
+    core, one after the other; return the bytes written per block as {address: byte}
+    dicts."""
     dut = ComputeCore(config)
     rng = random.Random(seed)
     bb = config.bus_bytes
@@ -30,6 +33,9 @@ def run_blocks(config, blocks, *, weight_gap, write_stall, seed):
         for index, (a, w) in enumerate(blocks):
             state["block"] = index
             rows_valid, k = a.shape
+            packed = pack(config, w)
+            # Held for the whole block, A loading included (int4 writes a pair of rows).
+            ctx.set(dut.pair, packed.format is WeightFormat.INT4)
             words = -(-k // bb)
             padded = np.zeros((rows_valid, words * bb), np.int8)
             padded[:, :k] = a
@@ -42,7 +48,7 @@ def run_blocks(config, blocks, *, weight_gap, write_stall, seed):
                             int.from_bytes(padded[r, j * bb:(j + 1) * bb].tobytes(), "little"))
                     await ctx.tick()
             ctx.set(dut.act_write_en, 0)
-            ctx.set(dut.k, k)
+            ctx.set(dut.beats, packed.tile_beats)
             ctx.set(dut.n, w.shape[0])
             ctx.set(dut.rows_valid, rows_valid)
             ctx.set(dut.c_addr, C_BASE)
@@ -50,9 +56,9 @@ def run_blocks(config, blocks, *, weight_gap, write_stall, seed):
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
-            # One core beat is one beat of every weight port, side by side: a k step of a tile.
-            packed = pack_weights(w, config.cols, config.weight_ports).beats().reshape(-1, config.cols)
-            for beat in packed:
+            # One core beat is one beat of every weight port, side by side.
+            beats = packed.streams().transpose(1, 2, 0, 3).reshape(-1, config.cols)
+            for beat in beats:
                 while rng.random() < weight_gap:
                     ctx.set(dut.weights.valid, 0)
                     await ctx.tick()
@@ -101,9 +107,15 @@ def run_blocks(config, blocks, *, weight_gap, write_stall, seed):
     return written, commands
 
 
+def pack(config, w):
+    if isinstance(w, Int4Weights):
+        return pack_int4(w, config.cols, config.weight_ports)
+    return pack_weights(w, config.cols, config.weight_ports)
+
+
 def expected_bytes(config, a, w):
     """{address: byte} of C rows as the drain must write them (only valid rows/cols)."""
-    c = golden_matmul(a, pack_weights(w, config.cols, config.weight_ports))
+    c = golden_matmul(a, pack(config, w))
     stride = 4 * w.shape[0] + 3 * config.bus_bytes
     out = {}
     for r, row in enumerate(c):
@@ -112,12 +124,23 @@ def expected_bytes(config, a, w):
     return out
 
 
-def random_block(rng, config, rows_valid, k, n, extremes=False):
+def random_block(rng, config, rows_valid, k, n, extremes=False, int4=False):
     if extremes:
         a = rng.choice(np.array([-128, 127], np.int8), size=(rows_valid, k))
-        w = rng.choice(np.array([-128, 127], np.int8), size=(n, k))
     else:
         a = rng.integers(-128, 128, size=(rows_valid, k), dtype=np.int8)
+    if int4:
+        groups = -(-k // 32)
+        if extremes:    # the 4-bit range's ends, and the scales' (0 and 15)
+            q = rng.choice(np.array([-8, 7], np.int8), size=(n, k))
+            s = rng.choice(np.array([0, 15, 15], np.uint8), size=(n, groups))
+        else:
+            q = rng.integers(-8, 8, size=(n, k), dtype=np.int8)
+            s = rng.integers(0, 16, size=(n, groups), dtype=np.uint8)
+        return a, Int4Weights(q, s)
+    if extremes:
+        w = rng.choice(np.array([-128, 127], np.int8), size=(n, k))
+    else:
         w = rng.integers(-128, 128, size=(n, k), dtype=np.int8)
     return a, w
 
@@ -128,13 +151,26 @@ CASES = [
     ("tiny", [(2, 5, 13, False), (2, 1, 8, True), (1, 16, 3, False)], 0.3, 0.5),
     ("small", [(4, 24, 19, False), (3, 1, 17, False), (4, 1024, 8, True)], 0.0, 0.0),
     ("small", [(2, 9, 24, False), (4, 2, 33, False)], 0.25, 0.6),
+    # int4 (a token per pair of rows: tiny's blocks hold 1, small4's 2) mixed with int8,
+    # K across the 64-step blocks' edges, odd K, K = 1.
+    ("tiny", [(1, 7, 9, False, True), (2, 5, 8, False), (1, 128, 17, True, True), (1, 1, 3, False, True),
+              (1, 65, 8, False, True)], 0.0, 0.0),
+    ("tiny", [(1, 100, 13, False, True), (2, 3, 8, True), (1, 64, 16, True, True)], 0.3, 0.5),
+    ("small4", [(2, 130, 19, False, True), (3, 24, 9, False), (1, 1024, 8, True, True),
+                (2, 33, 8, False, True)], 0.0, 0.0),
+    ("small4", [(2, 63, 24, False, True), (1, 200, 17, False, True)], 0.25, 0.6),
 ]
+
+
+def config_named(name):
+    """A preset, or ``small4``: the small preset with int4 (small itself runs int8 only)."""
+    return preset("small").replace(int4=True) if name == "small4" else preset(name)
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_core_matches_golden(case):
     name, shapes, weight_gap, write_stall = CASES[case]
-    config = preset(name)
+    config = config_named(name)
     rng = np.random.default_rng(case)
     blocks = [random_block(rng, config, *shape) for shape in shapes]
     written, commands = run_blocks(config, blocks, weight_gap=weight_gap,

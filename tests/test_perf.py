@@ -103,3 +103,27 @@ def test_the_nexys_video_projection_is_capped_by_the_migs_axi_port():
     # The stream itself slows to the narrow port's 0.25 beats per cycle.
     assert stream_model(config, narrow_board)[1] == pytest.approx(0.25)
     assert narrow.decode_cycles > 3 * ours.decode_cycles
+
+
+def test_int4_projection_streams_the_formats_bytes():
+    """All-int4 weights: the bytes per token are the format's beats (ceil(K/2) +
+    ceil(K/64) bytes per channel, counted here from llama2.c's shapes), and decode,
+    bound by the weight stream, runs in proportion to them."""
+    from hdl.spec.formats import WeightFormat
+    dims = STORIES["stories110M"]
+    d, h, layers, vocab = dims["dim"], dims["hidden_dim"], dims["n_layers"], dims["vocab"]
+
+    def int4_bytes(n, k):
+        return n * (-(-k // 2) + -(-k // 64))
+    expected = (layers * (4 * int4_bytes(d, d) + 2 * int4_bytes(h, d) + int4_bytes(d, h))
+                + int4_bytes(vocab, d))
+    config = preset("kv260")
+    matmuls = llama2c_matmuls(**dims)
+    int8 = project("stories110M", matmuls, BOARDS["kv260"], config, host_ms=0.0)
+    int4 = project("stories110M", matmuls, BOARDS["kv260"], config, host_ms=0.0, formats=WeightFormat.INT4)
+    assert int4.weight_bytes == expected
+    speedup = int4.accelerator_tok_s / int8.accelerator_tok_s
+    assert 0.95 * int8.weight_bytes / int4.weight_bytes <= speedup <= int8.weight_bytes / int4.weight_bytes
+    mixed = project("stories110M", matmuls, BOARDS["kv260"], config, host_ms=0.0,
+                    formats={"ffn_up_gate": WeightFormat.INT4})
+    assert int8.weight_bytes > mixed.weight_bytes > int4.weight_bytes

@@ -7,11 +7,12 @@ and the cycle model (``host.accel.cycles``) follow it:
 - A command of ``beats`` full-width beats at ``addr`` becomes INCR bursts, each as
   long as ``max_burst``, the next 4 KiB boundary (AXI4 A3.4.1) and the beats left
   allow: the fewest bursts that obey AXI (``bursts``).
-- A job runs in M blocks of up to ``rows`` rows (``blocks``). Each block reads its A
+- A job runs in M blocks of up to ``T`` rows (``blocks``; ``T = rows``, or ``rows / 2``
+  with int4 weights: ``formats.tokens_per_block``). Each block reads its A
   rows on port 0 (``m_axi_dma``; one command of ``ceil(K/bb)`` beats per row, row ``m``
   at ``A + m*A_STRIDE``), then the whole packed W on every weight port at once (one
-  command of ``K`` beats per tile and port, tile ``t`` of port ``p`` at
-  ``W + p*W_STRIDE + t*K*bb``), and writes C on port 0 tile by tile, row by row (row
+  command of ``B`` beats per tile and port, ``B = formats.tile_beats``, ``K`` for
+  int8; tile ``t`` of port ``p`` at ``W + p*W_STRIDE + t*B*bb``), and writes C on port 0 tile by tile, row by row (row
   ``m`` of tile ``t`` at ``C + m*C_STRIDE + t*cols*4``, ``ceil(4*nv/bb)`` beats for the
   ``nv`` valid channels of the tile, the last beat partly strobed).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import AccelConfig
+from .formats import tile_beats, tokens_per_block
 from .job import Job
 
 __all__ = ["BOUNDARY_BYTES", "Command", "WriteCommand", "Block", "bursts", "blocks",
@@ -72,9 +74,11 @@ def blocks(config: AccelConfig, job: Job) -> list[Block]:
     bb = config.bus_bytes
     tiles = -(-job.n // config.cols)
     a_beats = -(-job.k // bb)
+    w_beats = tile_beats(job.w_format, job.k)
+    tokens = tokens_per_block(job.w_format, config.rows)
     out = []
-    for first in range(0, job.m, config.rows):
-        rows = range(first, min(job.m, first + config.rows))
+    for first in range(0, job.m, tokens):
+        rows = range(first, min(job.m, first + tokens))
         writes = []
         for tile in range(tiles):
             nbytes = 4 * min(config.cols, job.n - tile * config.cols)
@@ -83,7 +87,7 @@ def blocks(config: AccelConfig, job: Job) -> list[Block]:
         out.append(Block(
             first, len(rows),
             tuple(Command(job.a_addr + row * job.a_stride, a_beats) for row in rows),
-            tuple(tuple(Command(job.w_addr + port * job.w_stride + tile * job.k * bb, job.k)
+            tuple(tuple(Command(job.w_addr + port * job.w_stride + tile * w_beats * bb, w_beats)
                         for tile in range(tiles)) for port in range(config.weight_ports)),
             tuple(writes)))
     return out

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from hdl.spec import timing as rtl_latency
 from hdl.spec.config import AccelConfig
 from hdl.spec.dma import blocks, bursts
+from hdl.spec.formats import WeightFormat, tile_beats, tokens_per_block
 from hdl.spec.job import Job, row_strides
 
 __all__ = ["RtlTiming", "TIMING", "job_cycles", "ideal_cycles"]
@@ -61,9 +62,11 @@ TIMING = RtlTiming()
 
 
 def job_cycles(config: AccelConfig, m: int, n: int, k: int, read_latency: int = 32,
-               timing: RtlTiming = TIMING, rate: float = 1.0) -> int:
+               timing: RtlTiming = TIMING, rate: float = 1.0,
+               w_format: WeightFormat = WeightFormat.INT8) -> int:
     """Predicted PERF_BUSY of ``C[m, n] = A[m, k] x W[n, k]^T`` (buffers page-aligned)
-    with a memory that delivers ``rate`` beats per cycle to each port."""
+    with a memory that delivers ``rate`` beats per cycle to each port, for weights in
+    ``w_format`` (int4: tiles of pair and scale beats, ``rows / 2`` tokens per block)."""
     if min(m, n, k) < 1 or k > config.max_k:
         raise ValueError(f"job M={m} N={n} K={k} is outside 1..max_mn, 1..max_mn, 1..{config.max_k}")
     if not 0 < rate <= 1:
@@ -112,7 +115,8 @@ def job_cycles(config: AccelConfig, m: int, n: int, k: int, read_latency: int = 
         return done
 
     a_stride, c_stride = row_strides(config, k, n)
-    job = Job(a_addr=0, w_addr=0, c_addr=0, m=m, n=n, k=k, a_stride=a_stride, c_stride=c_stride)
+    job = Job(a_addr=0, w_addr=0, c_addr=0, m=m, n=n, k=k, a_stride=a_stride, c_stride=c_stride,
+              w_format=int(w_format))
     for block in blocks(config, job):
         first = True
         for command in block.a_reads:
@@ -134,8 +138,11 @@ def job_cycles(config: AccelConfig, m: int, n: int, k: int, read_latency: int = 
     return round(tile_free + timing.tail)
 
 
-def ideal_cycles(config: AccelConfig, m: int, n: int, k: int) -> int:
-    """The weight-stream bound: ``ceil(M/rows) * ceil(N/cols) * K`` beats."""
-    return -(-m // config.rows) * -(-n // config.cols) * k
+def ideal_cycles(config: AccelConfig, m: int, n: int, k: int,
+                 w_format: WeightFormat = WeightFormat.INT8) -> int:
+    """The weight-stream bound: ``ceil(M/T) * ceil(N/cols) * B`` beats, ``T`` tokens per
+    block and ``B`` beats per tile of the format (``rows`` and ``K`` for int8)."""
+    return (-(-m // tokens_per_block(w_format, config.rows)) * -(-n // config.cols)
+            * tile_beats(w_format, k))
 
 

@@ -2,7 +2,8 @@
 
 - ``GoldenBackend``: bit-identical to ``host.accel.golden.golden_matmul`` (checked by
   tests) and fast enough for everyday use: an int8 kernel (``host.accel.kernels``,
-  numba) that streams one byte per weight, or float32 BLAS when numba is missing.
+  numba) that streams one byte per weight (half a byte for ``Int4Weights``, through
+  the int4 kernel), or float32 BLAS when numba is missing.
 - ``FloatBackend``: the float32 reference, no quantization (its own contract:
   float32 in, float32 out).
 """
@@ -20,7 +21,9 @@ from hdl.spec.config import AccelConfig
 from . import kernels
 from .backend import IntBackend
 from .blas import set_blas_threads
-from .pack import PackedWeights
+from hdl.spec.formats import WeightFormat
+
+from .pack import PackedWeights, unpack_int4
 
 __all__ = ["GoldenBackend", "GoldenWeights", "GOLDEN_KERNELS", "FloatBackend", "float_backend",
            "EXACT_CHUNK_K", "PARALLEL_MIN_WEIGHTS", "default_threads"]
@@ -111,6 +114,21 @@ class _Int8Rows:
         return kernels.int8_matmul(x, self.w, self.threads)
 
 
+class _Int4Rows:
+    """4-bit weights multiplied by ``host.accel.kernels.int4_matmul``: half a byte per
+    weight plus a byte per 32 for the group scales, the same exact sums as the int8
+    kernel over ``q * s``."""
+
+    def __init__(self, packed: PackedWeights, threads: int,
+                 split_min_weights: int = PARALLEL_MIN_WEIGHTS):
+        weights = unpack_int4(packed)
+        self.blocks = kernels.int4_blocks(weights.q, weights.s)
+        self.threads = threads if packed.n * packed.k >= split_min_weights else 1
+
+    def product(self, x: np.ndarray, exact_int: bool = True) -> np.ndarray:
+        return kernels.int4_matmul(x, self.blocks, self.threads)
+
+
 # The golden backend's ways to compute: "int8" streams the int8 weights through the
 # numba kernel; "blas" keeps float32 copies for numpy's BLAS (4x the memory traffic).
 GOLDEN_KERNELS = ("auto", "int8", "blas")
@@ -122,7 +140,7 @@ class GoldenWeights:
 
     name: str
     packed: PackedWeights
-    compute: _Int8Rows | _ColumnBlocks
+    compute: _Int8Rows | _Int4Rows | _ColumnBlocks
 
     @property
     def n(self) -> int:
@@ -142,7 +160,8 @@ class GoldenBackend(IntBackend):
 
     - "int8": the int8 ``[N, K]`` matrix (``PackedWeights.effective``), multiplied by
       ``host.accel.kernels.int8_matmul`` with int32 sums. A decode step is a GEMV bound by
-      DRAM bandwidth, and this streams one byte per weight.
+      DRAM bandwidth, and this streams one byte per weight. int4 weights go through
+      ``host.accel.kernels.int4_matmul`` instead, from their packed nibbles and scales.
     - "blas": float32 ``[K, N]`` (``PackedWeights.as_kn``) split into K chunks of
       ``EXACT_CHUNK_K`` (and column blocks for threads); one float32 GEMM per chunk,
       exact by ``EXACT_CHUNK_K``, chunks added in int32.
@@ -172,7 +191,9 @@ class GoldenBackend(IntBackend):
     def load(self, name: str, w: np.ndarray) -> GoldenWeights:
         """Pack ``w`` for ``cols`` and keep the compute copy of the packed bytes."""
         packed = self.pack(name, w)
-        if self.kernel == "int8":
+        if self.kernel == "int8" and packed.format is WeightFormat.INT4:
+            compute = _Int4Rows(packed, self.threads, self.split_min_weights)
+        elif self.kernel == "int8":
             compute = _Int8Rows(packed.effective(), self.threads, self.split_min_weights)
         else:
             compute = _ColumnBlocks(packed.as_kn(), self.threads, EXACT_CHUNK_K,
@@ -182,7 +203,7 @@ class GoldenBackend(IntBackend):
     def matmul(self, x: np.ndarray, handle: GoldenWeights) -> np.ndarray:
         """Exact ``int32 [M, N]``, bit-identical to ``golden_matmul(x, handle.packed)``."""
         x = self.check_activations(x, handle.k)
-        if isinstance(handle.compute, _Int8Rows):
+        if isinstance(handle.compute, (_Int8Rows, _Int4Rows)):
             return handle.compute.product(x)
         return handle.compute.product(x.astype(np.float32), exact_int=True)
 

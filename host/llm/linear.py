@@ -28,17 +28,21 @@ from typing import Sequence
 import numpy as np
 
 from ..accel.backend import IntBackend
+from ..accel.pack import Int4Weights
 from ..accel.software import FloatBackend
 from . import kernels
 from .layers import LinearSpec, linear_shapes, linear_specs
 from .model import Model
 from .model.cache import cache_root
 from .profile import Profiler
-from .quant import QMAX, ActivationStats, QuantScheme, calibration_key, quantize_activations, quantize_weight, smooth
+from hdl.spec.formats import GROUP
+from .quant import GPTQ_MAX_ROWS, QMAX, ActivationStats, QuantScheme, calibration_key, quantize_activations, quantize_weight, smooth
+from .quant4 import Hessians, gptq_int4, rtn_int4
 from .quant import scheme as get_scheme
 from .transformer import Transformer
 
-__all__ = ["FloatLinears", "QuantizedLinears", "build_linears", "calibrate", "CALIBRATION_TEXT"]
+__all__ = ["FloatLinears", "QuantizedLinears", "build_linears", "calibrate", "calibration_hessians",
+           "quantize_int4_layers", "CALIBRATION_TEXT"]
 
 CALIBRATION_TEXT = Path(__file__).parent / "data" / "calibration.txt"
 
@@ -88,10 +92,13 @@ class QuantizedLinears:
 
     def __init__(self, specs: dict[str, LinearSpec], backend: IntBackend, scheme: QuantScheme,
                  stats: ActivationStats | None = None, profiler: Profiler | None = None,
-                 progress: bool = False):
+                 progress: bool = False,
+                 int4: dict[str, tuple[Int4Weights, np.ndarray]] | None = None):
         if scheme.activations == "static" and stats is None:
             raise ValueError(f"scheme {scheme.name!r} needs calibration statistics")
         self.backend, self.scheme = backend, scheme
+        # int4 layers: (Int4Weights, d) from quantize_int4_layers; plain RTN when missing
+        self.int4 = int4 or {}
         self.profiler = profiler or Profiler()
         self.layers: dict[str, _Layer] = {}
         kernels.available()    # load the compiled one-token kernels now, not in token 1's profile
@@ -104,6 +111,8 @@ class QuantizedLinears:
             self.layers[name] = self._load(name, spec, stats)
 
     def _load(self, name: str, spec: LinearSpec, stats: ActivationStats | None) -> _Layer:
+        if self.scheme.weight_format(spec.kind) == "int4":
+            return self._load_int4(name, spec)
         n, k = spec.weight.shape
         size = self.scheme.group_size(spec.kind) or k
         starts = np.arange(0, k, size)
@@ -132,6 +141,20 @@ class QuantizedLinears:
         return _Layer(spec.kind, n, starts, sizes, tuple(pieces),
                       np.stack(w_scales).astype(np.float32),
                       np.asarray(static, np.float32) if static else None)
+
+    def _load_int4(self, name: str, spec: LinearSpec) -> _Layer:
+        """One activation group; K pieces of at most ``max_k`` cut at 4-bit group edges."""
+        n, k = spec.weight.shape
+        weights, d = self.int4.get(name) or rtn_int4(spec.weight)
+        step = self.backend.max_k - self.backend.max_k % GROUP
+        pieces = []
+        for p0 in range(0, k, step):
+            p1 = min(k, p0 + step)
+            piece = Int4Weights(np.ascontiguousarray(weights.q[:, p0:p1]),
+                                np.ascontiguousarray(weights.s[:, p0 // GROUP:-(-p1 // GROUP)]))
+            pieces.append((p0, p1, self.backend.load(f"{name}[{p0}:{p1}]", piece)))
+        return _Layer(spec.kind, n, np.zeros(1, np.int64), np.full(1, k), (tuple(pieces),),
+                      np.asarray(d, np.float32)[None, :], None)
 
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
         layer = self.layers[name]
@@ -190,22 +213,14 @@ def calibrate(model: Model, texts: Sequence[str] | None = None, *, chunk: int = 
     stderr says so), and a cache that cannot be written (full disk) only costs the
     recomputation next time.
     """
-    if texts is None:
-        texts = [p.strip() for p in CALIBRATION_TEXT.read_text().split("\n\n") if p.strip()]
+    texts = _calibration_texts(texts)
     path = cache_root() / "calibration" / f"{calibration_key(model.identity, list(texts))}.npz"
     if use_cache and path.is_file():
         cached = _cached_stats(path, model)
         if cached is not None:
             return cached
     stats = ActivationStats()
-    linears = FloatLinears(linear_specs(model.config, model.weights), observer=stats)
-    transformer = Transformer(model.config, model.weights, linears)
-    for text in texts:
-        tokens = model.tokenizer.encode(text)[: model.config.max_seq_len]
-        cache = transformer.new_cache(len(tokens))
-        for start in range(0, len(tokens), chunk):
-            transformer.forward(tokens[start:start + chunk], cache, all_logits=True)
-        stats.tokens += len(tokens)
+    stats.tokens = _run_float(model, texts, stats, chunk)
     if use_cache:
         temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")     # concurrent writers
         try:
@@ -217,6 +232,77 @@ def calibrate(model: Model, texts: Sequence[str] | None = None, *, chunk: int = 
             print(f"note: calibration statistics not cached in {path.parent} "
                   f"({error.strerror or error})", file=sys.stderr)
     return stats
+
+
+def _calibration_texts(texts: Sequence[str] | None) -> list[str]:
+    if texts is None:
+        return [p.strip() for p in CALIBRATION_TEXT.read_text().split("\n\n") if p.strip()]
+    return list(texts)
+
+
+def _run_float(model: Model, texts: Sequence[str], observer, chunk: int = 128) -> int:
+    """Run the float model over ``texts`` (each from BOS) with ``observer`` seeing every
+    linear layer's input; returns the number of tokens."""
+    linears = FloatLinears(linear_specs(model.config, model.weights), observer=observer)
+    transformer = Transformer(model.config, model.weights, linears)
+    total = 0
+    for text in texts:
+        tokens = model.tokenizer.encode(text)[: model.config.max_seq_len]
+        cache = transformer.new_cache(len(tokens))
+        for start in range(0, len(tokens), chunk):
+            transformer.forward(tokens[start:start + chunk], cache, all_logits=True)
+        total += len(tokens)
+    return total
+
+
+_HESSIANS: dict[tuple, Hessians] = {}      # one process scores several schemes: compute once
+
+
+def calibration_hessians(model: Model, names: Sequence[str], texts: Sequence[str] | None = None,
+                         ) -> Hessians:
+    """``X^T X`` of the inputs of layers ``names`` over the calibration texts (float
+    model; default text ``host/llm/data/calibration.txt``), kept for this process."""
+    texts = _calibration_texts(texts)
+    key = (model.identity, calibration_key(model.identity, texts))
+    cached = _HESSIANS.get(key)
+    if cached is not None and set(names) <= cached.names:
+        return cached
+    hessians = Hessians(frozenset(names) | (cached.names if cached else frozenset()))
+    _run_float(model, texts, hessians)
+    _HESSIANS.clear()                    # hundreds of MB for Gemma: keep one model's
+    _HESSIANS[key] = hessians
+    return hessians
+
+
+def quantize_int4_layers(specs: dict[str, LinearSpec], scheme: QuantScheme,
+                         hessians: Hessians | None = None,
+                         factors: dict[str, np.ndarray] | None = None,
+                         progress: bool = False) -> dict[str, tuple[Int4Weights, np.ndarray]]:
+    """``(Int4Weights, d)`` for every layer the scheme runs in int4 (``host.llm.quant4``).
+
+    ``hessians`` are of the unsmoothed inputs; ``factors`` are the SmoothQuant factors
+    folded into ``specs`` (a layer's inputs divided by ``s`` have ``H / (s s^T)``).
+    """
+    names = [name for name, spec in specs.items() if scheme.weight_format(spec.kind) == "int4"]
+    if progress:
+        from tqdm import tqdm
+        names = tqdm(names, desc=f"4-bit weights ({scheme.int4_method})", unit="layer", leave=False)
+    result = {}
+    for name in names:
+        spec = specs[name]
+        if scheme.int4_method == "rtn":
+            result[name] = rtn_int4(spec.weight)
+            continue
+        h = hessians.mean(name)
+        s = (factors or {}).get(name)
+        if s is not None:
+            inverse = 1.0 / s.astype(np.float64)
+            h = h * inverse[:, None] * inverse[None, :]
+        if scheme.int4_method == "gptq" and spec.weight.shape[0] <= GPTQ_MAX_ROWS:
+            result[name] = gptq_int4(spec.weight, h, damp=scheme.gptq_damp)
+        else:
+            result[name] = rtn_int4(spec.weight, importance=np.diag(h))
+    return result
 
 
 def _cached_stats(path: Path, model: Model) -> ActivationStats | None:
@@ -264,9 +350,17 @@ def build_linears(model: Model, backend, quant: str | QuantScheme | None = None,
     weights = model.weights
     if chosen.needs_calibration and stats is None:
         stats = calibrate(model)
+    factors: dict[str, np.ndarray] = {}
     if chosen.smooth_alpha is not None:
         norms = {name: w for name, w in model.weights.items() if name.endswith(("norm.weight", ".bias"))}
         specs, changed, stats = smooth(model.config, specs, norms, stats, chosen.smooth_alpha,
-                                       chosen.smooth_kinds)
+                                       chosen.smooth_kinds, factors)
         weights = {**model.weights, **changed}
-    return QuantizedLinears(specs, backend, chosen, stats, profiler, progress), weights
+    int4 = None
+    if chosen.int4_kinds:
+        hessians = None
+        if chosen.needs_hessians:
+            hessians = calibration_hessians(model, [name for name, spec in specs.items()
+                                                    if spec.kind in chosen.int4_kinds])
+        int4 = quantize_int4_layers(specs, chosen, hessians, factors, progress)
+    return QuantizedLinears(specs, backend, chosen, stats, profiler, progress, int4), weights

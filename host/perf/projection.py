@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from hdl.spec.boards import Board
 from hdl.spec.config import AccelConfig
 from hdl.spec.ddr import stream_model
+from hdl.spec.formats import WeightFormat, tile_beats
 
 from ..accel.cycles import job_cycles
 from ..llm.layers import linear_shapes
@@ -71,7 +72,7 @@ class Projection:
     decode_cycles: int                       # per token, all matmuls at M=1
     prefill_cycles: int                      # for the whole prompt
     prompt_tokens: int
-    weight_bytes: int                        # int8 weights streamed per token
+    weight_bytes: int                        # weight bytes streamed per token (int8: N*K)
     host_ms: float                           # measured non-matmul host time per token
     per_kind: dict[str, int] = field(default_factory=dict)   # decode cycles per layer kind
     jobs_per_token: int = 0
@@ -112,20 +113,25 @@ class Projection:
 
 
 def project(name: str, matmuls: list[MatmulShape], board: Board, config: AccelConfig,
-            host_ms: float, prompt_tokens: int = 64) -> Projection:
-    """Accelerator time per token and per prompt of ``matmuls`` on ``config``."""
+            host_ms: float, prompt_tokens: int = 64,
+            formats: WeightFormat | dict[str, WeightFormat] = WeightFormat.INT8) -> Projection:
+    """Accelerator time per token and per prompt of ``matmuls`` on ``config``, with the
+    weights of each layer kind in ``formats`` (one format, or ``{kind: format}`` with
+    int8 for a kind it does not name)."""
     per_kind: dict[str, int] = {}
     decode = prefill = jobs = 0
     latency, rate = stream_model(config, board)
+    weight_bytes = 0
     for shape in matmuls:
+        fmt = formats.get(shape.kind, WeightFormat.INT8) if isinstance(formats, dict) else formats
         for k0 in range(0, shape.k, config.max_k):           # the runtime splits K > max_k
             k = min(config.max_k, shape.k - k0)
-            cycles = job_cycles(config, 1, shape.n, k, latency, rate=rate)
+            cycles = job_cycles(config, 1, shape.n, k, latency, rate=rate, w_format=fmt)
             decode += cycles
-            prefill += job_cycles(config, prompt_tokens, shape.n, k, latency, rate=rate)
+            prefill += job_cycles(config, prompt_tokens, shape.n, k, latency, rate=rate, w_format=fmt)
             per_kind[shape.kind] = per_kind.get(shape.kind, 0) + cycles
+            weight_bytes += shape.n * tile_beats(fmt, k)      # bytes per channel: its beats
             jobs += 1
-    weight_bytes = sum(shape.n * shape.k for shape in matmuls)
     return Projection(name, board, config, decode, prefill, prompt_tokens, weight_bytes, host_ms,
                       per_kind, jobs)
 
