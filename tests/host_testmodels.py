@@ -96,19 +96,90 @@ def _layer_names(layers: int, per_layer: dict[str, str]) -> dict[str, str]:
             for i in range(layers) for hf, ours in per_layer.items()}
 
 
+def byte_level_vocab(size: int, specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>")):
+    """A byte-level BPE vocabulary of ``size`` tokens (in id order) and its merges, trained
+    with HF ``tokenizers`` on a little text (``tokenizer.ggml.model = "gpt2"`` files)."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    trained = Tokenizer(models.BPE())
+    trained.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=list(specials), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    text = ("Once upon a time the cat sat on the mat. Hello, world! The quick brown fox jumps over "
+            "the lazy dog; naïve café, 日本語 🤖. def f(x): return x * 2  # numbers 12345 and 678.")
+    words = text.split()
+    trained.train_from_iterator([text] * 5 + [" ".join(words[i:] + words[:i]) for i in range(len(words))],
+                                trainer)
+    spec = json.loads(trained.to_str())
+    vocab = spec["model"]["vocab"]
+    tokens = sorted(vocab, key=vocab.get)
+    assert len(tokens) == size, f"trained {len(tokens)} tokens, wanted {size}"
+    merges = [" ".join(m) if isinstance(m, list) else m for m in spec["model"]["merges"]]
+    return tokens, merges, [3 if t in specials else 1 for t in tokens]
+
+
+def llama3_rope_divisors(cfg) -> np.ndarray:
+    """convert_hf_to_gguf.py LlamaModel.generate_extra_tensors: Llama 3's rope_freqs.weight."""
+    import math
+
+    rope = cfg.rope_parameters
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+    old_context = rope["original_max_position_embeddings"]
+    freqs = 1.0 / (rope["rope_theta"] ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))
+    low_wavelen, high_wavelen = old_context / low, old_context / high
+    divisors = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_wavelen:
+            divisors.append(1.0)
+        elif wavelen > low_wavelen:
+            divisors.append(factor)
+        else:
+            smooth = (old_context / wavelen - low) / (high - low)
+            divisors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.asarray(divisors, np.float32)
+
+
 def write_llama_gguf(path: Path, model, *, tensor_type=None, tied: bool = False,
                      architecture: str = "llama", int32_tensors: tuple[str, ...] = (),
-                     drop: tuple[str, ...] = (), n_tokens: int | None = None) -> Path:
-    """A HF LlamaForCausalLM as llama.cpp would convert it (F32, or ``tensor_type``).
+                     drop: tuple[str, ...] = (), n_tokens: int | None = None,
+                     bpe: bool = False, chat_template: str | None = None) -> Path:
+    """A HF LlamaForCausalLM (or Qwen2/Qwen3ForCausalLM with ``architecture`` "qwen2",
+    "qwen3") as llama.cpp would convert it (F32, or ``tensor_type``).
 
-    ``n_tokens`` writes a vocabulary of that many tokens instead of one per embedding row.
+    Llama's q/k rows are permuted for interleaved RoPE, Qwen's are not; Qwen 2 has q/k/v
+    biases, Qwen 3 q/k norms and its own head size; a Llama 3 RoPE configuration gets
+    ``rope_freqs.weight``. ``n_tokens`` writes a vocabulary of that many tokens instead of
+    one per embedding row; ``bpe`` a byte-level BPE vocabulary instead of SentencePiece.
     """
     cfg = model.config
     state = _state(model)
-    writer = _gguf_writer(path, architecture, "test-llama", cfg, cfg.rope_parameters["rope_theta"])
-    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
-    pieces, scores, types = small_vocab(n_tokens or cfg.vocab_size, ["<unk>", "<s>", "</s>"])
-    _tokenizer_kv(writer, pieces, scores, types, bos=1, eos=2, unk=0, space_prefix=True)
+    is_llama = architecture == "llama"
+    writer = _gguf_writer(path, architecture, f"test-{architecture}", cfg, cfg.rope_parameters["rope_theta"])
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    writer.add_rope_dimension_count(head_dim)
+    if architecture == "qwen3":
+        writer.add_key_length(head_dim)
+        writer.add_value_length(head_dim)
+    if bpe:
+        tokens, merges, types = byte_level_vocab(n_tokens or cfg.vocab_size)
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre("qwen2" if not is_llama else "llama-bpe")
+        writer.add_token_list(tokens)
+        writer.add_token_types(types)
+        writer.add_token_merges(merges)
+        writer.add_bos_token_id(0)
+        writer.add_eos_token_id(2)
+        writer.add_add_bos_token(False)
+        writer.add_eot_token_id(tokens.index("<|im_end|>"))
+    else:
+        pieces, scores, types = small_vocab(n_tokens or cfg.vocab_size, ["<unk>", "<s>", "</s>"])
+        _tokenizer_kv(writer, pieces, scores, types, bos=1, eos=2, unk=0, space_prefix=True)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
     if not tied:
         names["lm_head.weight"] = "output.weight"
@@ -116,12 +187,19 @@ def write_llama_gguf(path: Path, model, *, tensor_type=None, tied: bool = False,
                  "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
                  "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
                  "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    if architecture == "qwen3":
+        per_layer.update({"self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"})
     names.update(_layer_names(cfg.num_hidden_layers, per_layer))
+    if architecture == "qwen2":
+        names.update({f"model.layers.{i}.self_attn.{p}_proj.bias": f"blk.{i}.attn_{p}.bias"
+                      for i in range(cfg.num_hidden_layers) for p in "qkv"})
+    if cfg.rope_parameters.get("rope_type") == "llama3":
+        writer.add_tensor("rope_freqs.weight", llama3_rope_divisors(cfg))
     for hf_name, name in names.items():
         data = state[hf_name]
-        if name.endswith("attn_q.weight"):
+        if is_llama and name.endswith("attn_q.weight"):
             data = llama_cpp_permute(data, cfg.num_attention_heads)
-        elif name.endswith("attn_k.weight"):
+        elif is_llama and name.endswith("attn_k.weight"):
             data = llama_cpp_permute(data, cfg.num_key_value_heads)
         if name in drop:
             continue
@@ -238,3 +316,29 @@ def write_tokenizer_bin(path: Path, pieces: list[str], scores: list[float]) -> P
         out += struct.pack("fI", score, len(data)) + data
     path.write_bytes(out)
     return path
+
+
+# Qwen 2.5's ChatML template, shortened (no tools): a default system message, then turns.
+CHATML_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if not (message.role == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
+    "{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+
+
+def write_chat_model(path: Path, seed: int = 21) -> Path:
+    """A tiny random Qwen 2 with a byte-level BPE vocabulary and a ChatML template."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=320, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         rms_norm_eps=1e-6, rope_parameters={"rope_type": "default", "rope_theta": 1e4},
+                         tie_word_embeddings=True)
+    model = Qwen2ForCausalLM(config).eval()
+    randomize(model, seed, std=0.5)
+    return write_llama_gguf(path, model, tied=True, architecture="qwen2", bpe=True,
+                            chat_template=CHATML_TEMPLATE)

@@ -41,8 +41,8 @@ def test_truncated_gguf(tmp_path, llama):
 
 
 def test_unsupported_architecture_quant_type_and_missing_tensor(tmp_path, llama):
-    expect_error(write_llama_gguf(tmp_path / "q.gguf", llama, architecture="qwen2"),
-                 "unsupported architecture 'qwen2'", cache_dir=tmp_path)
+    expect_error(write_llama_gguf(tmp_path / "q.gguf", llama, architecture="phi3"),
+                 "unsupported architecture 'phi3'", cache_dir=tmp_path)
     error = expect_error(write_llama_gguf(tmp_path / "i.gguf", llama,
                                           int32_tensors=("blk.0.ffn_up.weight",)),
                          "blk.0.ffn_up.weight has unsupported type I32", cache_dir=tmp_path)

@@ -11,7 +11,7 @@ from host.llm.model import load_model
 from host.llm.quant import SCHEMES, ActivationStats, QuantScheme, quantize_activations, quantize_weight, scheme, smooth
 from host.llm.transformer import Transformer
 
-from host_testmodels import write_gemma3_gguf
+from host_testmodels import write_gemma3_gguf, write_llama_gguf
 from test_host_transformer import make_gemma3
 
 
@@ -143,3 +143,30 @@ def test_scheme_errors():
     spec = {"l": LinearSpec("l", "qkv", np.ones((2, 4), np.float32), None)}
     with pytest.raises(ValueError, match="needs calibration"):
         QuantizedLinears(spec, GoldenBackend(preset("tiny"), threads=1), scheme("seed"), None)
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2", "qwen3"])
+def tiny_family(request, tmp_path_factory):
+    """A small random model of each Llama-family architecture, written to GGUF and loaded."""
+    from test_host_transformer import make_llama
+
+    family = request.param
+    path = tmp_path_factory.mktemp(family) / f"{family}.gguf"
+    write_llama_gguf(path, make_llama(seed=31, tied=True, family=family), tied=True, architecture=family)
+    return load_model(path, cache_dir=path.parent / "cache", progress=False)
+
+
+@pytest.mark.parametrize("name", list(SCHEMES))
+def test_every_scheme_runs_every_family_close_to_float(tiny_family, name):
+    """Biases and q/k norms stay on the host after the matmul: every scheme applies unchanged."""
+    model = tiny_family
+    tokens = model.tokenizer.encode("Once upon a time the cat sat on the mat.")
+    stats = calibrate(model, ["The cat sat upon the mat. Once.", "a time"], use_cache=False)
+    reference = Transformer(model.config, model.weights, FloatLinears(linear_specs(model.config, model.weights)))
+    expected = reference.forward(tokens, reference.new_cache(), all_logits=True)
+    linears, weights = build_linears(model, GoldenBackend(preset("kv260"), threads=1), name, stats=stats)
+    got = Transformer(model.config, weights, linears).forward(tokens, reference.new_cache(), all_logits=True)
+    correlation = np.corrcoef(got.ravel(), expected.ravel())[0, 1]
+    # int8 schemes must keep 0.99 (a v bias left out of the SmoothQuant fold gave 0.93); 4-bit
+    # weights of these 64-wide random models lose 2-15% whatever the family: they must run
+    assert correlation > (0.9 if name == "seed" else 0.8 if SCHEMES[name].int4_kinds else 0.99)

@@ -66,8 +66,8 @@ def test_llama2c_tokenizer_bin_matches_reference_encoder(tmp_path):
 
 
 def test_unsupported_tokenizer_model_is_named():
-    with pytest.raises(ModelFileError, match="tokenizer model 'gpt2' is not supported"):
-        Tokenizer.from_gguf_fields({"tokenizer.ggml.model": "gpt2"}, "x.gguf")
+    with pytest.raises(ModelFileError, match="tokenizer model 'rwkv' is not supported"):
+        Tokenizer.from_gguf_fields({"tokenizer.ggml.model": "rwkv"}, "x.gguf")
     with pytest.raises(ModelFileError, match="tokenizer.ggml.scores"):
         Tokenizer.from_gguf_fields({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": ["a"]},
                                    "x.gguf")

@@ -10,7 +10,16 @@ the whole sequence. Gemma uses a 4-token sliding window so the window matters.
 import numpy as np
 import pytest
 import torch
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 from host.llm.layers import linear_specs
 from host.llm.linear import FloatLinears
@@ -30,14 +39,21 @@ from host_testmodels import (
 SEQUENCE = 12
 
 
-def make_llama(seed: int, tied: bool = False, kv_heads: int = 2) -> LlamaForCausalLM:
-    config = LlamaConfig(vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=kv_heads,
-                         max_position_embeddings=64, rms_norm_eps=1e-5,
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-                         tie_word_embeddings=tied)
+def make_llama(seed: int, tied: bool = False, kv_heads: int = 2, family: str = "llama",
+               rope: dict | None = None):
+    """A small random model of ``family``: llama, qwen2 (q/k/v biases) or qwen3 (q/k norms,
+    a head size that is not dim / heads)."""
+    config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM),
+                                 "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+                                 "qwen3": (Qwen3Config, Qwen3ForCausalLM)}[family]
+    extra = {"head_dim": 24} if family == "qwen3" else {}
+    config = config_class(vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=kv_heads,
+                          max_position_embeddings=64, rms_norm_eps=1e-5,
+                          rope_parameters=rope or {"rope_type": "default", "rope_theta": 10000.0},
+                          tie_word_embeddings=tied, **extra)
     config._attn_implementation = "eager"
-    model = LlamaForCausalLM(config).eval()
+    model = model_class(config).eval()
     randomize(model, seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -101,6 +117,37 @@ def test_llama_gguf_matches_transformers(tmp_path, tied, kv_heads):
     tokens = tokens_for(7)
     ours = our_logits(path, tokens, prefill_chunks=(4, 3), cache_dir=tmp_path / "cache")
     assert_logits_close(ours, hf_logits(model, tokens))
+
+
+def test_llama3_rope_scaling_matches_transformers(tmp_path):
+    rope = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    model = make_llama(seed=4, tied=True, rope=rope)
+    path = write_llama_gguf(tmp_path / "llama3.gguf", model, tied=True, bpe=True)
+    loaded = load_model(path, cache_dir=tmp_path / "cache")
+    divisors = loaded.weights["rope_freqs.weight"]
+    # both ends of the scaling and the smooth band between them are in play
+    assert divisors.min() == 1.0 and divisors.max() == 8.0 and np.any((divisors > 1) & (divisors < 8))
+    tokens = tokens_for(5)
+    reference = hf_logits(model, tokens)
+    assert_logits_close(our_logits(path, tokens, (5,), cache_dir=tmp_path / "cache"), reference)
+    plain = make_llama(seed=4, tied=True, rope={"rope_type": "default", "rope_theta": 10000.0})
+    assert np.abs(hf_logits(plain, tokens)[-1] - reference[-1]).max() > 1e-3   # the scaling matters
+
+
+@pytest.mark.parametrize("family,tied", [("qwen2", True), ("qwen2", False), ("qwen3", True)])
+def test_qwen_gguf_matches_transformers(tmp_path, family, tied):
+    model = make_llama(seed=13, tied=tied, family=family)
+    path = write_llama_gguf(tmp_path / f"{family}.gguf", model, tied=tied, architecture=family, bpe=True)
+    loaded = load_model(path, cache_dir=tmp_path / "cache")
+    assert (loaded.config.arch, loaded.config.qkv_bias, loaded.config.qk_norm) == \
+        (family, family == "qwen2", family == "qwen3")
+    assert loaded.tokenizer.kind == "bpe"
+    if family == "qwen3":
+        assert loaded.config.head_dim == 24 and loaded.config.q_dim != loaded.config.dim
+    tokens = tokens_for(9)
+    assert_logits_close(our_logits(path, tokens, (4, 3), cache_dir=tmp_path / "cache"),
+                        hf_logits(model, tokens))
 
 
 def test_gemma3_gguf_matches_transformers_with_sliding_window(tmp_path):

@@ -31,8 +31,9 @@ RULES = [
     ("host", ("sim", "gen"), "host imports nothing from sim or gen"),
     ("host.llm", ("host.accel.driver", "host.accel.bus", "host.accel.hardware", "host.platforms"),
      "the LLM side never imports the driver, bus or platforms"),
-    ("host.accel", ("host.llm", "host.platforms", "host.perf"),
+    ("host.accel", ("host.llm", "host.platforms", "host.perf", "host.serve"),
      "the accelerator side knows nothing about LLMs or platforms"),
+    ("host.llm", ("host.serve",), "the LLM side knows nothing about the HTTP server above it"),
     ("host.platforms", ("host.llm", "host.perf"), "platforms know nothing about LLMs"),
 ]
 

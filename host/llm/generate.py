@@ -10,7 +10,9 @@ generated; ``generate(..., streamer=fn)`` calls ``fn(text)`` for each increment.
 Sampling never sorts the 262k vocabulary: top-k uses ``argpartition``, top-p grows a
 partitioned candidate set until it holds the requested mass.
 
-CLI: ``python -m host.llm.generate --prompt "Once upon a time" [--model PATH]
+CLI: ``python -m host.generate --chat --model smollm2-135m`` is an interactive chat (the
+model's chat template, the KV cache kept between turns);
+``python -m host.llm.generate --prompt "Once upon a time" [--model PATH]
 [--backend golden|float|sim|device|link] [--quant SCHEME] [--max-new-tokens N] ...``
 streams the text, then prints tok/s and the per-op profile (``host.llm.profile``).
 """
@@ -177,15 +179,35 @@ class Runtime:
         quant = f", {self.quant.name} int8" if self.quant else ", float32"
         return f"{self.model.config.name} on {self.backend.name}{where}{quant}"
 
-    def steps(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,
-              top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-              eos_token_id: int | Sequence[int] | None = None) -> Iterator[tuple[int, str]]:
+    def steps(self, prompt: str | Sequence[int] | None = None, *, messages: Sequence[dict] | None = None,
+              max_new_tokens: int = 64, temperature: float = 0.0, top_k: int | None = None,
+              top_p: float | None = None, seed: int | None = None,
+              eos_token_id: int | Sequence[int] | None = None, stop: Sequence[str] | str | None = None,
+              cache=None, reuse: int = 0) -> Iterator[tuple[int, str]]:
         """Yield ``(token, text increment)`` per new token; returns the ``Generation``.
+
+        ``messages`` (instead of ``prompt``) are rendered with the model's chat template.
+        Generation ends at an end-of-generation token of the vocabulary (or
+        ``eos_token_id``), after ``max_new_tokens``, or when the text contains one of the
+        ``stop`` strings (the text ends before it; finish reason "stop"). Text that may
+        be the start of a stop string is held back until it is known not to be.
+
+        ``cache`` with ``reuse``: the cache already holds the first ``reuse`` prompt
+        tokens (a chat session's earlier turns); only the rest are run.
 
         A last ``(-1, text)`` carries text held back at the end (an incomplete
         UTF-8 sequence). Prefill and decode wall times exclude the consumer's time.
         """
         _check_options(max_new_tokens, temperature, top_k, top_p, seed)
+        stops_text = _check_stop(stop)
+        if messages is not None:
+            if prompt is not None:
+                raise UsageError("give either a prompt or messages, not both")
+            from .chat import chat_prompt_ids
+
+            prompt = chat_prompt_ids(self.tokenizer, messages)
+        if prompt is None:
+            raise UsageError("give a prompt or messages")
         if isinstance(prompt, str):
             check_prompt_text(prompt)
             prompt_ids = self.tokenizer.encode(prompt)
@@ -197,16 +219,21 @@ class Runtime:
             if not all(0 <= t < vocab for t in prompt_ids):
                 raise UsageError(f"the prompt has token ids outside the vocabulary [0, {vocab})")
         check_context(self.model.config, len(prompt_ids), max_new_tokens)
-        stops = {self.tokenizer.eos_id} if eos_token_id is None else (
+        stops = set(self.tokenizer.stop_ids) if eos_token_id is None else (
             {int(eos_token_id)} if np.isscalar(eos_token_id) else {int(t) for t in eos_token_id})
         rng = np.random.default_rng(seed)
         prof = self.profiler
         prof.reset()
         decoder = StreamDecoder(self.tokenizer, prompt_ids)
-        cache = self.transformer.new_cache(len(prompt_ids) + max_new_tokens)
+        if cache is None:
+            cache, reuse = self.transformer.new_cache(len(prompt_ids) + max_new_tokens), 0
+        reuse = max(0, min(int(reuse), len(prompt_ids) - 1, cache.length))
+        cache.length = reuse
+        cache.reserve(len(prompt_ids) + max_new_tokens)
         tokens: list[int] = []
         finish = "length"
         prefill_wall = decode_wall = 0.0
+        text, emitted = "", 0            # the reply so far, and how much of it went out
 
         def sample(logits: np.ndarray) -> int:
             t0 = time.perf_counter()
@@ -217,13 +244,25 @@ class Runtime:
         if max_new_tokens > 0:
             prof.phase = "prefill"
             t0 = time.perf_counter()
-            token = sample(self.transformer.forward(prompt_ids, cache))
+            token = sample(self.transformer.forward(prompt_ids[reuse:], cache))
             prefill_wall = time.perf_counter() - t0
             prof.phase = "decode"
             while True:     # wall times exclude the consumer's time inside ``yield``
                 tokens.append(token)
                 stopped = token in stops
-                yield token, ("" if stopped else decoder.push(token))
+                piece = "" if stopped else decoder.push(token)
+                if stops_text:
+                    text += piece
+                    cut = _find_stop(text, stops_text, emitted)
+                    if cut is not None:
+                        text = text[:cut]
+                        yield token, text[emitted:]
+                        emitted = len(text)
+                        finish = "stop"
+                        break
+                    safe = len(text) - _held_back(text, stops_text)
+                    piece, emitted = text[emitted:safe], max(emitted, safe)
+                yield token, piece
                 if stopped:
                     finish = "eos"
                     break
@@ -232,22 +271,30 @@ class Runtime:
                 t0 = time.perf_counter()
                 token = sample(self.transformer.forward([token], cache))
                 decode_wall += time.perf_counter() - t0
-        tail = decoder.flush()
-        if tail:
-            yield -1, tail
+        if finish != "stop":
+            tail = decoder.flush()
+            if stops_text:
+                text += tail
+                cut = _find_stop(text, stops_text, emitted)
+                if cut is not None:
+                    text, finish = text[:cut], "stop"
+                tail = text[emitted:]
+            if tail:
+                yield -1, tail
         decode_steps = max(0, len(tokens) - 1)
         return Generation(
-            text=decoder.text(), tokens=tokens, prompt_tokens=prompt_ids, finish_reason=finish,
-            prefill=prof.report("prefill", len(prompt_ids), prefill_wall),
-            decode=prof.report("decode", decode_steps, decode_wall))
+            text=text if stops_text else decoder.text(), tokens=tokens, prompt_tokens=prompt_ids,
+            finish_reason=finish,
+            prefill=prof.report("prefill", len(prompt_ids) - reuse, prefill_wall),
+            decode=prof.report("decode", decode_steps, decode_wall), extra={"reused_tokens": reuse})
 
-    def stream(self, prompt: str | Sequence[int], **options) -> Iterator[str]:
+    def stream(self, prompt: str | Sequence[int] | None = None, **options) -> Iterator[str]:
         """Yield the generated text piece by piece (see ``generate`` for options)."""
         for _, piece in self.steps(prompt, **options):
             if piece:
                 yield piece
 
-    def generate(self, prompt: str | Sequence[int], *, streamer: Callable[[str], None] | None = None,
+    def generate(self, prompt: str | Sequence[int] | None = None, *, streamer: Callable[[str], None] | None = None,
                  **options) -> Generation:
         """Generate a continuation of ``prompt``; ``streamer(text)`` sees each increment."""
         steps = self.steps(prompt, **options)
@@ -260,6 +307,33 @@ class Runtime:
                 streamer(piece)
 
 
+def _check_stop(stop) -> list[str]:
+    """``stop`` as a list of non-empty strings (at most 16); ``UsageError`` otherwise."""
+    if stop is None:
+        return []
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, (list, tuple)) or len(stops) > 16 or \
+            not all(isinstance(s, str) and s for s in stops):
+        raise UsageError(f"stop={stop!r} must be a non-empty string or a list of at most 16 of them")
+    return list(stops)
+
+
+def _find_stop(text: str, stops: list[str], emitted: int) -> int | None:
+    """Where the first stop string in ``text`` starts (searching from where one could
+    begin that was not yet found), else None."""
+    start = max(0, emitted - max(len(s) for s in stops))
+    found = [i for i in (text.find(s, start) for s in stops) if i >= 0]
+    return min(found) if found else None
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """Length of the longest end of ``text`` that a stop string starts with."""
+    for size in range(min(len(text), max(len(s) for s in stops) - 1), 0, -1):
+        if any(s.startswith(text[-size:]) for s in stops):
+            return size
+    return 0
+
+
 def load(model: str | Model | None = None, *, backend: str = "golden", quant: str | None = None,
          preset=None, tokenizer: str | None = None, progress: bool = True,
          threads: int | None = None) -> Runtime:
@@ -269,14 +343,18 @@ def load(model: str | Model | None = None, *, backend: str = "golden", quant: st
     return Runtime(model, backend, quant, preset, progress, threads)
 
 
-def generate(runtime: Runtime, prompt: str | Sequence[int], *, max_new_tokens: int = 64,
+def generate(runtime: Runtime, prompt: str | Sequence[int] | None = None, *,
+             messages: Sequence[dict] | None = None, max_new_tokens: int = 64,
              temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
              seed: int | None = None, eos_token_id: int | Sequence[int] | None = None,
+             stop: Sequence[str] | str | None = None,
              streamer: Callable[[str], None] | None = None) -> Generation:
-    """Continue ``prompt`` with Hugging Face-style options; see the module docstring."""
-    return runtime.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature,
-                            top_k=top_k, top_p=top_p, seed=seed, eos_token_id=eos_token_id,
-                            streamer=streamer)
+    """Continue ``prompt``, or answer chat ``messages`` (``[{"role": "user", "content": ...}]``,
+    rendered with the model's chat template), with Hugging Face-style options; see the
+    module docstring. ``stop`` strings end the text before them."""
+    return runtime.generate(prompt, messages=messages, max_new_tokens=max_new_tokens,
+                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                            eos_token_id=eos_token_id, stop=stop, streamer=streamer)
 
 
 def print_summary(result: Generation, profile: bool = True, out=None,
@@ -306,8 +384,14 @@ def print_summary(result: Generation, profile: bool = True, out=None,
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m host.llm.generate",
                             description="Generate text on a Systole backend.")
-    parser.add_argument("--prompt", required=True, help="text to continue (UTF-8, not empty)")
-    parser.add_argument("--model", help="GGUF or llama2.c .bin file (default: Gemma 3 270M)")
+    parser.add_argument("--prompt", help="text to continue (UTF-8, not empty); with --chat, "
+                        "the first message")
+    parser.add_argument("--chat", action="store_true", help="an interactive chat with the model's "
+                        "template; the KV cache carries over between turns (/reset, /exit)")
+    parser.add_argument("--system", help="with --chat: a system message")
+    parser.add_argument("--stop", action="append", help="end the text before this string (repeatable)")
+    parser.add_argument("--model", help="GGUF or llama2.c .bin file, or a catalog name "
+                        "(gemma3-270m, smollm2-135m; default: Gemma 3 270M)")
     parser.add_argument("--tokenizer", help="tokenizer.bin for llama2.c models")
     parser.add_argument("--backend", default="golden", choices=sorted(BACKENDS),
                         help="matmul backend (default: golden, the exact int8 model)")
@@ -332,23 +416,35 @@ def main(argv: list[str] | None = None) -> int:
     """The CLI; see ``host.cli`` for how it ends (2: a bad option, model file or device)."""
     args = _parser().parse_args(argv)
     # Everything that can be checked without the model is checked before it loads.
-    check_prompt_text(args.prompt, "--prompt")
+    if args.prompt is None and not args.chat:
+        raise UsageError("give --prompt TEXT, or --chat for a conversation")
+    if args.system is not None and not args.chat:
+        raise UsageError("--system applies to --chat")
+    if args.prompt is not None:
+        check_prompt_text(args.prompt, "--prompt")
+    _check_stop(args.stop)
     _check_options(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
     if args.threads is not None and not BACKENDS[args.backend].software:
         software = ", ".join(name for name, entry in BACKENDS.items() if entry.software)
         raise UsageError(f"--threads applies to the software backends ({software}), not {args.backend}")
     print("loading model ...", file=sys.stderr, flush=True)
     model = load_model(args.model, tokenizer_path=args.tokenizer)
-    check_context(model.config, len(model.tokenizer.encode(args.prompt)), args.max_new_tokens)
+    if args.chat and not getattr(model.tokenizer, "chat_template", None):
+        raise UsageError(f"{model.source.name} has no chat template; use --prompt without --chat")
+    if not args.chat:
+        check_context(model.config, len(model.tokenizer.encode(args.prompt)), args.max_new_tokens)
     runtime = load(model, backend=args.backend, quant=args.quant, preset=args.preset,
                    threads=args.threads)
     print(f"== {runtime.describe()}", file=sys.stderr)
+    if args.chat:
+        with runtime:
+            return chat_loop(runtime, args)
     print(args.prompt, end="", flush=True)
     produced = 0
     with runtime:
         steps = runtime.steps(args.prompt, max_new_tokens=args.max_new_tokens,
                               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                              seed=args.seed)
+                              seed=args.seed, stop=args.stop)
         try:
             while True:
                 try:
@@ -368,6 +464,58 @@ def main(argv: list[str] | None = None) -> int:
     print_summary(result, profile=not args.no_profile,
                   clock_mhz=config.clock_mhz if config is not None else None)
     return 0
+
+
+def chat_loop(runtime: Runtime, args, read=None, out=None) -> int:
+    """``--chat``: read a message per line, stream the reply; the KV cache carries over.
+
+    ``/reset`` starts a new conversation, ``/exit`` (or end of input) ends it. A reply cut
+    by Ctrl-C stays in the history as far as it got.
+    """
+    from .chat import ChatSession
+
+    out, read = out or sys.stdout, read or input
+    session = ChatSession(runtime, system=args.system)
+    options = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                   top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop)
+    print("-- chat with the model: one message per line; /reset starts over, /exit ends",
+          file=sys.stderr)
+    first = args.prompt
+    while True:
+        if first is not None:
+            text, first = first, None
+            print(f"> {text}", file=out)
+        else:
+            try:
+                text = read("> ")
+            except EOFError:
+                print(file=out)
+                return 0
+        command = text.strip()
+        if command in ("/exit", "/quit"):
+            return 0
+        if command == "/reset":
+            session.reset()
+            print("-- new conversation", file=sys.stderr)
+            continue
+        if not command:
+            continue
+        try:
+            for piece in session.send(text, **options):
+                print(piece, end="", flush=True, file=out)
+        except KeyboardInterrupt:
+            print("\n-- interrupted", file=sys.stderr)
+            continue
+        except UsageError as error:          # a conversation longer than the context
+            print(f"\n-- {error}", file=sys.stderr)
+            session.reset()
+            print("-- new conversation", file=sys.stderr)
+            continue
+        print(file=out)
+        result = session.last
+        print(f"-- {len(result.tokens)} tokens at {result.decode.tokens_per_second:.1f} tok/s; "
+              f"{session.reused_tokens} of {len(result.prompt_tokens)} prompt tokens reused from "
+              "the cache", file=sys.stderr)
 
 
 def demo(config) -> int:

@@ -352,7 +352,7 @@ def build_linears(model: Model, backend, quant: str | QuantScheme | None = None,
         stats = calibrate(model)
     factors: dict[str, np.ndarray] = {}
     if chosen.smooth_alpha is not None:
-        norms = {name: w for name, w in model.weights.items() if name.endswith("norm.weight")}
+        norms = {name: w for name, w in model.weights.items() if name.endswith(("norm.weight", ".bias"))}
         specs, changed, stats = smooth(model.config, specs, norms, stats, chosen.smooth_alpha,
                                        chosen.smooth_kinds, factors)
         weights = {**model.weights, **changed}

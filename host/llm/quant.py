@@ -284,10 +284,11 @@ def smooth(config, specs: dict[str, LinearSpec], norms: dict[str, np.ndarray],
            ) -> tuple[dict[str, LinearSpec], dict[str, np.ndarray], ActivationStats]:
     """Fold SmoothQuant factors into the weights; the float model computes the same.
 
-    ``norms`` holds the RMSNorm weights feeding the layers (GGUF names). Returns new
-    specs, the changed norm weights and the activation statistics as they are after
-    the fold (``absmax / s``). The inputs are not modified. ``factors``, when given,
-    receives each smoothed layer's ``s`` (its inputs are divided by it).
+    ``norms`` holds the RMSNorm weights feeding the layers and any biases (GGUF names).
+    Returns new specs, the changed norm weights and biases (a v bias is divided with its
+    v rows) and the activation statistics as they are after the fold (``absmax / s``).
+    The inputs are not modified. ``factors``, when given, receives each smoothed layer's
+    ``s`` (its inputs are divided by it).
     """
     changed_norms: dict[str, np.ndarray] = {}
     new_stats = ActivationStats(dict(stats.absmax), stats.tokens)
@@ -318,6 +319,9 @@ def smooth(config, specs: dict[str, LinearSpec], norms: dict[str, np.ndarray],
             s = np.broadcast_to(s_v.reshape(kv, 1, hd), (kv, group, hd)).reshape(-1)
             v_rows = slice(config.q_dim + config.kv_dim, config.q_dim + 2 * config.kv_dim)
             scale_rows(name.replace("attn_output", "qkv"), v_rows, s_v)
+            v_bias = name.replace("attn_output", "attn_v.bias")
+            if v_bias in norms:       # Qwen 2: v = W_v x + b_v, so b_v scales with W_v's rows
+                changed_norms[v_bias] = (np.asarray(norms[v_bias], np.float32) / s_v).astype(np.float32)
         else:  # ffn_down: GELU(gate) * up is linear in up, so dividing up rows divides the input
             s = smoothing_factors(amax, w_absmax, alpha)
             scale_rows(name.replace("ffn_down", "ffn_up_gate"), slice(config.hidden_dim, None), s)

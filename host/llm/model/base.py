@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["ARCHITECTURES", "ConfigError", "ModelConfig", "Model", "ModelFileError",
            "short_repr", "unpermute_rope_rows"]
 
-ARCHITECTURES = ("gemma3", "llama")
+ARCHITECTURES = ("gemma3", "llama", "qwen2", "qwen3")
 
 # Sane ranges: wide enough for every published model, narrow enough that a damaged
 # value (a flipped exponent bit, a NaN) is refused instead of producing garbage text.
@@ -65,7 +65,11 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape and numerics of a decoder-only transformer (Gemma 3 or Llama family).
+    """Shape and numerics of a decoder-only transformer (Gemma 3, Llama, Qwen 2, Qwen 3).
+
+    What the families differ in is derived from ``arch``: ``qk_norm`` (Gemma 3, Qwen 3:
+    per-head RMSNorm of q and k), ``post_norms`` and the GELU activation (Gemma 3),
+    ``embed_scale`` (Gemma). ``qkv_bias`` (Qwen 2) adds biases to q, k and v.
 
     ``global_every``: every ``global_every``-th layer (1-based) attends to the whole
     context with ``rope_base``; the others see ``sliding_window`` tokens and use
@@ -91,6 +95,7 @@ class ModelConfig:
     global_every: int = 1
     rope_linear_scale: float = 1.0     # global layers divide positions by this (Gemma 3 4B+)
     tied_classifier: bool = True
+    qkv_bias: bool = False
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -110,14 +115,35 @@ class ModelConfig:
         if self.sliding_window is not None:
             _check_int("sliding_window", self.sliding_window, 1, self.max_seq_len,
                        f"1..max_seq_len={self.max_seq_len}")
-        if not isinstance(self.tied_classifier, bool):
-            raise ConfigError("tied_classifier", self.tied_classifier, "must be a bool")
+        for key in ("tied_classifier", "qkv_bias"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(key, getattr(self, key), "must be a bool")
         if not isinstance(self.name, str):
             raise ConfigError("name", self.name, "must be a string")
 
     def is_global(self, layer: int) -> bool:
         """Whether ``layer`` attends to the whole context (else: the sliding window)."""
         return self.sliding_window is None or (layer + 1) % self.global_every == 0
+
+    @property
+    def qk_norm(self) -> bool:
+        """Per-head RMSNorm of q and k before RoPE (Gemma 3, Qwen 3)."""
+        return self.arch in ("gemma3", "qwen3")
+
+    @property
+    def post_norms(self) -> bool:
+        """RMSNorm of the attention and FFN outputs before the residual (Gemma 3)."""
+        return self.arch == "gemma3"
+
+    @property
+    def gelu(self) -> bool:
+        """GeGLU (tanh GELU) feed-forward; the others use SwiGLU."""
+        return self.arch == "gemma3"
+
+    @property
+    def interleaved_rope_rows(self) -> bool:
+        """llama.cpp stores this family's q/k rows permuted for interleaved RoPE (Llama)."""
+        return self.arch == "llama"
 
     @property
     def embed_scale(self) -> float:

@@ -50,7 +50,8 @@ from ...errors import SystoleError, UsageError
 __all__ = ["FORMAT_VERSION", "MAX_GB_VARIABLE", "CacheError", "cache_root", "file_identity",
            "hash_file", "TensorCache"]
 
-FORMAT_VERSION = 3          # 2: the manifest records every file's size and SHA-256; 3: built by the validating loaders
+FORMAT_VERSION = 4          # 2: the manifest records every file's size and SHA-256; 3: built by the validating loaders;
+                            # 4: BPE tokenizers, stop tokens and chat templates in the manifest
 MAX_GB_VARIABLE = "SYSTOLE_CACHE_MAX_GB"
 
 # SHA-256 rather than BLAKE2b: on a 100 MiB file, hashlib.file_digest took 70 ms with

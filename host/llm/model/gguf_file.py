@@ -1,4 +1,7 @@
-"""GGUF models (architectures ``gemma3`` and ``llama``) through the ``gguf`` package.
+"""GGUF models (architectures ``gemma3``, ``llama``, ``qwen2``, ``qwen3``) through the ``gguf`` package.
+
+Llama 3's RoPE scaling arrives as llama.cpp writes it: a ``rope_freqs.weight`` tensor of
+per-frequency divisors, kept as a weight and applied by the transformer.
 
 Every tensor is dequantized to float32 once and stored in the user's cache (see
 ``host.llm.model.cache``), with the config and the tokenizer, so later loads skip both
@@ -15,9 +18,9 @@ from typing import Iterator
 
 import numpy as np
 
-from host.llm.tokenizer import Tokenizer
+from host.llm.tokenizer import Tokenizer, tokenizer_from_cache, tokenizer_manifest
 
-from .base import ConfigError, Model, ModelConfig, ModelFileError, short_repr, unpermute_rope_rows
+from .base import ARCHITECTURES, ConfigError, Model, ModelConfig, ModelFileError, short_repr, unpermute_rope_rows
 from .cache import TensorCache, file_identity
 
 __all__ = ["load_gguf", "SUPPORTED_TENSOR_TYPES"]
@@ -65,8 +68,8 @@ def _model_from_entry(path: Path, cache: TensorCache, identity: str) -> Model:
     manifest = cache.read_manifest()
     config = ModelConfig(**manifest["config"])
     weights = {name: cache.load(name) for name in manifest["tensors"] if name != "tokenizer.model"}
-    tokenizer = Tokenizer(cache.load("tokenizer.model", mmap=False).tobytes(),
-                          source=str(path), **manifest["tokenizer"])
+    tokenizer = tokenizer_from_cache(cache.load("tokenizer.model", mmap=False).tobytes(),
+                                     str(path), manifest["tokenizer"])
     return Model(config, weights, tokenizer, path, identity, manifest["metadata"])
 
 
@@ -106,20 +109,19 @@ def _build_cache(path: Path, cache: TensorCache, progress: bool) -> None:
                    disable=not progress, leave=False)
         for name in bar:
             array = _dequantize(path, tensors[name])
-            if config.arch == "llama" and name.endswith((".attn_q.weight", ".attn_k.weight")):
+            if config.interleaved_rope_rows and name.endswith((".attn_q.weight", ".attn_k.weight")):
                 heads = config.n_heads if name.endswith("attn_q.weight") else config.n_kv_heads
                 array = unpermute_rope_rows(array, heads)   # llama.cpp stores q/k interleaved
             yield name, array
-        yield "tokenizer.model", np.frombuffer(tokenizer.model_proto, np.uint8)
+        yield "tokenizer.model", np.frombuffer(tokenizer.serialized, np.uint8)
 
     # float32 data plus one .npy header per file: what the entry will take on disk
     expected_bytes = sum(4 * int(np.prod(t.shape)) + 128 for t in tensors.values())
-    expected_bytes += len(tokenizer.model_proto) + 128
+    expected_bytes += len(tokenizer.serialized) + 128
     manifest = {
         "source": str(path.resolve()),
         "config": config.__dict__,
-        "tokenizer": {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id,
-                      "add_bos": tokenizer.add_bos},
+        "tokenizer": tokenizer_manifest(tokenizer),
         "metadata": {key: value for key, value in fields.items()
                      if key.startswith("general.") and isinstance(value, (str, int, float))},
     }
@@ -176,8 +178,9 @@ def _config_from_fields(path: Path, fields: dict, reader) -> ModelConfig:
     The tensors themselves are checked against the config by ``_check_tensors``.
     """
     arch = fields.get("general.architecture")
-    if arch not in ("gemma3", "llama"):
-        raise ModelFileError(path, f"unsupported architecture {short_repr(arch)} (supported: gemma3, llama)")
+    if arch not in ARCHITECTURES:
+        raise ModelFileError(path, f"unsupported architecture {short_repr(arch)} "
+                                   f"(supported: {', '.join(ARCHITECTURES)})")
     _check_layout(path, reader)
     _check_key_names(path, fields, arch)
     _check_bools(path, reader)
@@ -203,8 +206,6 @@ def _config_from_fields(path: Path, fields: dict, reader) -> ModelConfig:
     scaling = meta.get("rope.scaling.type", str, "none")
     if scaling not in ("none", "linear"):
         raise ModelFileError(path, f"RoPE scaling {short_repr(scaling)} is not supported (none, linear)")
-    if any(t.name == "rope_freqs.weight" for t in reader.tensors):
-        raise ModelFileError(path, "per-frequency RoPE factors (rope_freqs.weight) are not supported")
     vocab = _vocab_size(path, fields, reader, meta)
     n_layers = meta.get("block_count", int)
     window = meta.get("attention.sliding_window", int, None) if arch == "gemma3" else None
@@ -224,6 +225,7 @@ def _config_from_fields(path: Path, fields: dict, reader) -> ModelConfig:
         sliding_window=window, global_every=every,
         rope_linear_scale=meta.get("rope.scaling.factor", float, 1.0) if scaling == "linear" else 1.0,
         tied_classifier=not any(t.name == "output.weight" for t in reader.tensors),
+        qkv_bias=any(t.name == "blk.0.attn_q.bias" for t in reader.tensors),
         name=str(fields.get("general.name", path.stem)))
     try:
         return ModelConfig(**values)
@@ -264,7 +266,7 @@ def _config_source(arch: str, field: str, meta: _Metadata) -> str:
         return "vocabulary size (rows of token_embd.weight)"
     if field == "head_dim" and not meta.has("attention.key_length"):
         return f"head size ({arch}.embedding_length / {arch}.attention.head_count)"
-    if field == "rope_base_local" and arch == "llama":
+    if field == "rope_base_local" and arch != "gemma3":
         field = "rope_base"
     return f"metadata {arch}.{_CONFIG_KEYS.get(field, field)}"
 
@@ -397,11 +399,19 @@ def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
             b + "attn_k.weight": (config.kv_dim, d), b + "attn_v.weight": (config.kv_dim, d),
             b + "attn_output.weight": (d, config.q_dim), b + "ffn_norm.weight": (d,),
             b + "ffn_gate.weight": (h, d), b + "ffn_up.weight": (h, d), b + "ffn_down.weight": (d, h)})
-        if config.arch == "gemma3":
-            shapes.update({
-                b + "attn_q_norm.weight": (hd,), b + "attn_k_norm.weight": (hd,),
-                b + "post_attention_norm.weight": (d,), b + "post_ffw_norm.weight": (d,)})
+        if config.qk_norm:
+            shapes.update({b + "attn_q_norm.weight": (hd,), b + "attn_k_norm.weight": (hd,)})
+        if config.post_norms:
+            shapes.update({b + "post_attention_norm.weight": (d,), b + "post_ffw_norm.weight": (d,)})
+        if config.qkv_bias:
+            shapes.update({b + "attn_q.bias": (config.q_dim,), b + "attn_k.bias": (config.kv_dim,),
+                           b + "attn_v.bias": (config.kv_dim,)})
     return shapes
+
+
+def _optional_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Tensors a model of ``config`` may have: Llama 3's per-frequency RoPE divisors."""
+    return {"rope_freqs.weight": (config.head_dim // 2,)}
 
 
 def _check_tensors(path: Path, config: ModelConfig, tensors: dict) -> None:
@@ -424,6 +434,12 @@ def _check_tensors(path: Path, config: ModelConfig, tensors: dict) -> None:
         found = tuple(int(d) for d in reversed(tensor.shape))
         if found != shape:
             raise ModelFileError(path, f"tensor {name} has shape {found}, expected {shape}")
+    for name, shape in _optional_shapes(config).items():
+        if name in tensors:
+            found = tuple(int(d) for d in reversed(tensors[name].shape))
+            if found != shape:
+                raise ModelFileError(path, f"tensor {name} has shape {found}, expected {shape}")
+            expected[name] = shape
     unexpected = sorted(set(tensors) - set(expected))
     if unexpected:
         raise ModelFileError(path, f"tensor {short_repr(unexpected[0])} is not part of a {config.arch} "
