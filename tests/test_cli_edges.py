@@ -173,7 +173,9 @@ def test_sampling_never_makes_nan_probabilities():
 def test_ctrl_c_prints_what_was_generated_and_exits_130(model_path, tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "host.llm.generate", "--model", str(model_path), "--backend", "float",
-               "--prompt", "Once upon", "--max-new-tokens", "4000", "--temperature", "1", "--seed", "1"]
+               "--prompt", "Once upon", "--max-new-tokens", "4000"]
+    # greedy: this model never reaches EOS within 4000 tokens (sampled with seed 1 it did at
+    # token 1330, which a loaded machine let the child reach before the SIGINT was sent)
     child = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out = b""
