@@ -180,10 +180,12 @@ def render(report: "Report", out: Path) -> str:
                  f"{p.accelerator_tok_s / p.roofline_tok_s:.0%}", f"{p.decode_tok_s:.1f}"]
                 for mix, p in report.formats]
         sections += ["### Weight formats (hdl.spec.formats)", "",
-                     "The same projection with the weights of every layer in int8, in int4 (4-bit "
+                     "The same projection with each layer kind's weights in int8 or int4 (4-bit "
                      "weights with a 4-bit scale per 32 steps: ceil(K/2) + ceil(K/64) beats per "
-                     "tile), and in int4 with the classifier in int8. MB/token counts the beats "
-                     "streamed; the roofline is those bytes over the same memory system.", "",
+                     "tile), as the quant schemes of host.llm.quant place them: all int8, the "
+                     "default W4A8 scheme, the block linears int4 (classifier int8), every linear "
+                     "int4. MB/token counts the beats streamed; the roofline is those bytes over "
+                     "the same memory system.", "",
                      table(["weights", "model", "board", "MB/token", "accel ms/tok", "accel tok/s",
                             "roofline tok/s", "of roofline", "with host tok/s"], rows), ""]
 
