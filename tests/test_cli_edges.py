@@ -180,7 +180,13 @@ def test_ctrl_c_prints_what_was_generated_and_exits_130(tmp_path):
     # Greedy, this model writes " upon" forever (no EOS): 16000 tokens are 80 kB, more than the
     # pipe holds, so the child is still there (blocked on its full pipe if not generating)
     # when the signal comes, however late a loaded machine lets this process send it.
-    child = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def as_in_a_terminal():      # SIGINT as a shell gives it, whatever this test process inherited
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    child = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=as_in_a_terminal)
     try:
         out = b""
         deadline = time.monotonic() + 120
