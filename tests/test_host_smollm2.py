@@ -38,8 +38,12 @@ def test_float_backend_matches_transformers_greedy_and_logits(smollm2):
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
 
 
-def test_golden_int8_backend_writes_the_same_start(smollm2):
+def test_golden_int8_backend_writes_the_same_start_and_answers_in_chat(smollm2):
     path, model, reference = smollm2
     runtime = load(model, backend="golden", progress=False)
+    assert runtime.quant.name == "smooth-grouped"          # the catalog's scheme for this model
     result = agreement(runtime, reference, "The capital of France is", 8)
     assert result.matching >= 2 and "Paris" in result.text
+    reply = runtime.generate(messages=[{"role": "user", "content": "What is the capital of France?"}],
+                             max_new_tokens=12)
+    assert "Paris" in reply.text and reply.tokens[-1] in model.tokenizer.stop_ids

@@ -151,7 +151,11 @@ class Runtime:
         self.model = model
         options = {} if threads is None else {"threads": threads}
         self.backend = make_backend(backend, preset, **options) if isinstance(backend, str) else backend
-        self.quant = None if self.backend.name == "float" else get_scheme(quant or DEFAULT_SCHEME)
+        if quant is None:
+            from .model.catalog import recommended_scheme
+
+            quant = recommended_scheme(model.source) or DEFAULT_SCHEME
+        self.quant = None if self.backend.name == "float" else get_scheme(quant)
         self.profiler = Profiler()
         linears, weights = build_linears(model, self.backend, self.quant, self.profiler,
                                          progress=progress)
@@ -395,8 +399,8 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--tokenizer", help="tokenizer.bin for llama2.c models")
     parser.add_argument("--backend", default="golden", choices=sorted(BACKENDS),
                         help="matmul backend (default: golden, the exact int8 model)")
-    parser.add_argument("--quant", default=DEFAULT_SCHEME, choices=list(SCHEMES),
-                        help=f"int8 scheme (default: {DEFAULT_SCHEME})")
+    parser.add_argument("--quant", choices=list(SCHEMES),
+                        help=f"int8 scheme (default: {DEFAULT_SCHEME}, or a catalog model's own)")
     parser.add_argument("--preset", default="kv260", choices=sorted(PRESETS),
                         help="accelerator preset (cols, max K)")
     parser.add_argument("--max-new-tokens", type=int_in(0), default=64,

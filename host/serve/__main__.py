@@ -23,7 +23,8 @@ def main(argv=None) -> int:
     parser.add_argument("--name", help="the model id clients ask for (default: the catalog name "
                         "or the file's stem)")
     parser.add_argument("--backend", default="golden", choices=sorted(BACKENDS))
-    parser.add_argument("--quant", default=DEFAULT_SCHEME, choices=list(SCHEMES))
+    parser.add_argument("--quant", choices=list(SCHEMES),
+                        help=f"int8 scheme (default: {DEFAULT_SCHEME}, or a catalog model's own)")
     parser.add_argument("--preset", default="kv260", choices=sorted(PRESETS))
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: local only)")
     parser.add_argument("--port", type=int_in(0, 65535), default=8000)

