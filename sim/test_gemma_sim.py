@@ -17,19 +17,26 @@ CONFIG = preset("kv260")
 pytestmark = pytest.mark.xdist_group("cosim-kv260")
 
 
+def prefill_and_decode_equal(rtl: Runtime, golden: Runtime, prompt: list[int]) -> list[int]:
+    """One prefill pass of ``prompt`` and one decode pass on both runtimes, their logits
+    equal bit for bit; returns the prompt with the two greedy tokens."""
+    rtl_cache, golden_cache = rtl.transformer.new_cache(8), golden.transformer.new_cache(8)
+    tokens = list(prompt)
+    for step in range(2):
+        chunk = tokens if step == 0 else tokens[-1:]
+        ours = rtl.transformer.forward(chunk, rtl_cache)
+        theirs = golden.transformer.forward(chunk, golden_cache)
+        np.testing.assert_array_equal(ours, theirs)
+        tokens.append(int(np.argmax(theirs[-1])))
+    return tokens
+
+
 def test_gemma_logits_through_the_rtl_equal_golden():
     model = load_model(None, progress=False)
     golden = Runtime(model, "golden", preset=CONFIG)
     prompt = golden.tokenizer.encode("Once upon a time")
     with Runtime(model, sim_backend(CONFIG), preset=CONFIG) as rtl:
-        rtl_cache, golden_cache = rtl.transformer.new_cache(8), golden.transformer.new_cache(8)
-        tokens = list(prompt)
-        for step in range(2):
-            chunk = tokens if step == 0 else tokens[-1:]
-            ours = rtl.transformer.forward(chunk, rtl_cache)
-            theirs = golden.transformer.forward(chunk, golden_cache)
-            np.testing.assert_array_equal(ours, theirs)
-            tokens.append(int(np.argmax(theirs[-1])))
+        tokens = prefill_and_decode_equal(rtl, golden, prompt)
         assert rtl.backend.jobs >= 2 * (18 * 4 + 1)      # qkv, out, gate/up, down per layer + classifier
     assert golden.tokenizer.decode(tokens[len(prompt):]) == ", there"
 
@@ -47,12 +54,5 @@ def test_gemma_w4a8_through_the_rtl_equals_golden():
     backend.load = lambda name, w: (formats.append(type(w).__name__), load(name, w))[1]
     with Runtime(model, backend, "w4-rtn", preset=CONFIG) as rtl:
         assert formats.count("Int4Weights") >= 18 * 4 and "ndarray" in formats
-        rtl_cache, golden_cache = rtl.transformer.new_cache(8), golden.transformer.new_cache(8)
-        tokens = list(prompt)
-        for step in range(2):
-            chunk = tokens if step == 0 else tokens[-1:]
-            ours = rtl.transformer.forward(chunk, rtl_cache)
-            theirs = golden.transformer.forward(chunk, golden_cache)
-            np.testing.assert_array_equal(ours, theirs)
-            tokens.append(int(np.argmax(theirs[-1])))
+        tokens = prefill_and_decode_equal(rtl, golden, prompt)
     assert golden.tokenizer.decode(tokens[len(prompt):]).strip()

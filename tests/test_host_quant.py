@@ -117,16 +117,21 @@ def test_smoothquant_fold_leaves_the_float_model_unchanged(tiny_gemma):
         np.testing.assert_allclose(observed.absmax[name], new_stats.absmax[name], rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", list(SCHEMES))
-def test_every_scheme_runs_the_model_close_to_float(tiny_gemma, name):
-    model = tiny_gemma
+def correlation_with_float(model, name: str) -> float:
+    """Correlation of scheme ``name``'s logits (golden backend, calibrated on two short
+    texts) with the float32 reference's, over every position of one sentence."""
     tokens = model.tokenizer.encode("Once upon a time the cat sat on the mat.")
     stats = calibrate(model, ["The cat sat upon the mat. Once.", "a time"], use_cache=False)
     reference = Transformer(model.config, model.weights, FloatLinears(linear_specs(model.config, model.weights)))
     expected = reference.forward(tokens, reference.new_cache(), all_logits=True)
     linears, weights = build_linears(model, GoldenBackend(preset("kv260"), threads=1), name, stats=stats)
     got = Transformer(model.config, weights, linears).forward(tokens, reference.new_cache(), all_logits=True)
-    correlation = np.corrcoef(got.ravel(), expected.ravel())[0, 1]
+    return np.corrcoef(got.ravel(), expected.ravel())[0, 1]
+
+
+@pytest.mark.parametrize("name", list(SCHEMES))
+def test_every_scheme_runs_the_model_close_to_float(tiny_gemma, name):
+    correlation = correlation_with_float(tiny_gemma, name)
     # 4-bit weights on this tiny random model (64-wide, no structure to keep) lose more
     assert correlation > (0.9 if name == "seed" else 0.93 if SCHEMES[name].int4_kinds else 0.99)
 
@@ -159,14 +164,7 @@ def tiny_family(request, tmp_path_factory):
 @pytest.mark.parametrize("name", list(SCHEMES))
 def test_every_scheme_runs_every_family_close_to_float(tiny_family, name):
     """Biases and q/k norms stay on the host after the matmul: every scheme applies unchanged."""
-    model = tiny_family
-    tokens = model.tokenizer.encode("Once upon a time the cat sat on the mat.")
-    stats = calibrate(model, ["The cat sat upon the mat. Once.", "a time"], use_cache=False)
-    reference = Transformer(model.config, model.weights, FloatLinears(linear_specs(model.config, model.weights)))
-    expected = reference.forward(tokens, reference.new_cache(), all_logits=True)
-    linears, weights = build_linears(model, GoldenBackend(preset("kv260"), threads=1), name, stats=stats)
-    got = Transformer(model.config, weights, linears).forward(tokens, reference.new_cache(), all_logits=True)
-    correlation = np.corrcoef(got.ravel(), expected.ravel())[0, 1]
+    correlation = correlation_with_float(tiny_family, name)
     # int8 schemes must keep 0.99 (a v bias left out of the SmoothQuant fold gave 0.93); 4-bit
     # weights of these 64-wide random models lose 2-15% whatever the family: they must run
     assert correlation > (0.9 if name == "seed" else 0.8 if SCHEMES[name].int4_kinds else 0.99)
