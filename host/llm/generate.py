@@ -400,7 +400,8 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--backend", default="golden", choices=sorted(BACKENDS),
                         help="matmul backend (default: golden, the exact int8 model)")
     parser.add_argument("--quant", choices=list(SCHEMES),
-                        help=f"int8 scheme (default: {DEFAULT_SCHEME}, or a catalog model's own)")
+                        help=f"quantization scheme: int8, or 4-bit weights for some layer kinds (w4-*, "
+                             f"w4a8) (default: {DEFAULT_SCHEME}, or a catalog model's own)")
     parser.add_argument("--preset", default="kv260", choices=sorted(PRESETS),
                         help="accelerator preset (cols, max K)")
     parser.add_argument("--max-new-tokens", type=int_in(0), default=64,
