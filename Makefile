@@ -16,7 +16,7 @@ JOBS   ?= 2
 DEB_TOOLS := aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu \
              /usr/aarch64-linux-gnu/include/stdio.h:libc6-dev-arm64-cross \
              dtc:device-tree-compiler tclsh:tcl /usr/include/lz4.h:liblz4-dev \
-             /usr/include/zlib.h:zlib1g-dev
+             /usr/include/zlib.h:zlib1g-dev strace:strace
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: venv test demo verilog bench clean distclean

@@ -1,0 +1,645 @@
+"""The host step on the KV260's own CPU: counts that do not depend on a CPU, and the
+Cortex-A53 time estimated from them (issue 16).
+
+On the KV260 the host is a 1.333 GHz quad Cortex-A53, not the x86 machine the tests
+run on. This module counts what one decode token asks of the host, then prices the
+counts with a stated CPU model.
+
+**Counts per decode token** (``count``), for a model at a context length:
+
+- ``jobs``: accelerator jobs (``host.perf.projection.model_matmuls``, K split at
+  ``max_k`` as the runtime does);
+- ``flops`` and ``transcendentals`` (exp, tanh) of the host step, and ``bytes`` it
+  reads and writes, from the per-op inventory ``host_ops`` (norms, quantize and
+  dequantize, RoPE, the KV cache, attention, GeGLU/SwiGLU, the greedy classifier's
+  argmax over the int32 results): formulas in the model's dimensions;
+- ``python_calls``: Python-level calls (functions and builtins, ``sys.setprofile``'s
+  ``call`` and ``c_call`` events) of real decode tokens, counted while the real
+  transformer runs on the real driver over ``InstantDevice`` (registers that finish a
+  job at ``ap_start``), detokenizer excluded;
+- ``syscalls``: per job, counted by ``strace -c`` around a child process that runs
+  jobs through the driver over the KV260 platform's own classes
+  (``host.platforms.kv260``: ``UioRegisters``, ``UdmabufMemory``) on ordinary files.
+
+**The estimate** (``estimate``): every count times a constant of ``CpuModel``::
+
+    t = flops / flops_per_s + transcendentals * transcendental_s + bytes / bytes_per_s
+        + python_calls * python_call_s + syscalls * syscall_s
+
+The terms are added, not overlapped: an in-order core with a single outstanding
+stream is the conservative reading. ``A53`` states its constants and where they come
+from; ``measure_cpu_model()`` measures the same constants on this machine, so the
+model can be checked here against a measured host time before its A53 figure is
+believed.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from hdl.spec.config import AccelConfig, preset
+from hdl.spec.regmap import REGISTERS, by_name, const_value
+
+from ..accel.bus import MemoryWindow
+from ..cli import ArgumentParser, entry
+from ..llm.model.base import ModelConfig
+
+__all__ = ["HostOp", "host_ops", "jobs_per_token", "CpuModel", "A53", "estimate", "InstantDevice",
+           "instant_backend", "StepCounts", "count", "count_python_calls", "syscalls_per_job",
+           "strace_counts", "measure_cpu_model", "main"]
+
+
+# -- the per-op inventory ------------------------------------------------------------
+@dataclass(frozen=True)
+class HostOp:
+    """One step of the host's work per decode token, summed over layers."""
+
+    name: str
+    flops: int = 0
+    transcendentals: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: "HostOp") -> "HostOp":
+        return HostOp(self.name, self.flops + other.flops, self.transcendentals + other.transcendentals,
+                      self.bytes + other.bytes)
+
+
+def _visible_keys(config: ModelConfig, layer: int, context: int) -> int:
+    """Keys one decode query at position ``context - 1`` attends to."""
+    if config.is_global(layer) or config.sliding_window is None:
+        return context
+    return min(context, config.sliding_window)
+
+
+def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4) -> list[HostOp]:
+    """The host step of one decode token at ``context`` tokens (the new one included),
+    float32 activations, a KV cache of ``kv_bytes`` per element (4: float32).
+
+    Per element counts: RMSNorm 5 flops (square-add, scale, weight) and reads x and
+    its weight; int8 quantization 4 (|x| max, scale, round, clamp) and writes a byte;
+    dequantization 2 (int32 to float, scale) reading the int32 result and the scale;
+    RoPE 3; GELU/SiLU 8 and one tanh; attention 2 per multiply-add, softmax 3 and one
+    exp per score.
+    """
+    d, f, hd = config.dim, config.hidden_dim, config.head_dim
+    h, kv, v = config.n_heads, config.n_kv_heads, config.vocab_size
+    qkv_n = (h + 2 * kv) * hd
+
+    def norm(n: int) -> tuple[int, int, int]:
+        return 5 * n, 0, 8 * n                   # x and weight in
+
+    def quantize(n: int) -> tuple[int, int, int]:
+        return 4 * n, 0, n                       # int8 out (x already in registers)
+
+    def dequantize(n: int) -> tuple[int, int, int]:
+        return 2 * n, 0, 8 * n                   # int32 result and float32 scale in
+
+    ops = {name: HostOp(name) for name in ("embedding", "norms", "quantize", "dequantize", "rope",
+                                           "kv cache", "attention", "ffn activation", "residual",
+                                           "classifier argmax")}
+
+    def add(name: str, flops: int = 0, transcendentals: int = 0, nbytes: int = 0) -> None:
+        ops[name] = ops[name] + HostOp(name, flops, transcendentals, nbytes)
+
+    add("embedding", d, 0, 8 * d)                # one float32 row in, scaled, out
+    for layer in range(config.n_layers):
+        t = _visible_keys(config, layer, context)
+        add("norms", *norm(d))                   # attention pre-norm
+        add("quantize", *quantize(d))
+        add("dequantize", *dequantize(qkv_n))
+        if config.qkv_bias:
+            add("dequantize", qkv_n, 0, 4 * qkv_n)
+        if config.qk_norm:
+            add("norms", *norm((h + kv) * hd))
+        add("rope", 3 * (h + kv) * hd, 0, 8 * hd)    # cos and sin rows of the position
+        add("kv cache", 0, 0, 2 * kv * hd * kv_bytes)
+        # q.K^T and p.V per query head; each cached row is read once per KV head
+        add("attention", 4 * h * t * hd + 3 * h * t, h * t, 2 * kv * t * hd * kv_bytes)
+        add("quantize", *quantize(h * hd))
+        add("dequantize", *dequantize(d))
+        add("residual", d, 0, 8 * d)
+        if config.post_norms:
+            add("norms", *norm(d))
+        add("norms", *norm(d))                   # ffn pre-norm
+        add("quantize", *quantize(d))
+        add("dequantize", *dequantize(2 * f))
+        add("ffn activation", 8 * f, f, 0)
+        add("quantize", *quantize(f))
+        add("dequantize", *dequantize(d))
+        if config.post_norms:
+            add("norms", *norm(d))
+        add("residual", d, 0, 8 * d)
+    add("norms", *norm(d))                       # output norm
+    add("quantize", *quantize(d))
+    add("classifier argmax", 2 * v, 0, 8 * v)    # int32 result and scale per vocabulary entry
+    return list(ops.values())
+
+
+def jobs_per_token(config: ModelConfig, accel: AccelConfig) -> int:
+    """Accelerator jobs of one decode token (K split at ``max_k`` as the runtime does)."""
+    from .projection import model_matmuls
+    return sum(-(-shape.k // accel.max_k) for shape in model_matmuls(config))
+
+
+# -- the CPU model -------------------------------------------------------------------
+@dataclass(frozen=True)
+class CpuModel:
+    """The constants that turn counts into time (see the module doc)."""
+
+    name: str
+    flops_per_s: float           # float32, compiled loops over vectors
+    transcendental_s: float      # one exp or tanh
+    bytes_per_s: float           # streamed to or from DRAM by one core
+    python_call_s: float         # one Python-level call, interpreter work included
+    syscall_s: float             # one system call, kernel entry to return
+    source: str = ""
+
+
+# The Cortex-A53 of the K26 SOM (KV260) at 1.333 GHz. Stated, not measured here:
+# - flops: NEON is 64 bits wide on the A53 (a 128-bit FMLA takes two issue slots),
+#   4 float32 flops/cycle at best; 2 flops/cycle sustained in compiled loops that also
+#   load and store (half the peak): 2.67 GFLOP/s.
+# - exp/tanh: about 40 cycles each (a vectorized polynomial with range reduction on
+#   a 2-wide in-order core).
+# - DRAM: 2.5 GB/s for one A53 core streaming (one core cannot keep the 19.2 GB/s
+#   DDR4-2400 x64 busy: few outstanding misses, 64-byte lines).
+# - Python: CPython 3.11 runs about 10x slower on a 1.33 GHz in-order A53 than on a
+#   ~3-4 GHz x86 core (clock x IPC); a Python-level call of the driver's and runtime's
+#   code (numpy scalar work, attribute lookups and the call itself) costs 0.1-0.2 us
+#   on the x86 machine here (``measure_cpu_model``), so 1.5 us on the A53.
+# - syscall: 1.5 us, kernel entry and return for read/write/select on a short path.
+A53 = CpuModel("Cortex-A53 @ 1.333 GHz (KV260), stated constants", flops_per_s=2.67e9,
+               transcendental_s=40 / 1.333e9, bytes_per_s=2.5e9, python_call_s=1.5e-6,
+               syscall_s=1.5e-6, source="host/perf/a53.py: A53")
+
+
+def estimate(counts: "StepCounts", cpu: CpuModel) -> dict[str, float]:
+    """Milliseconds per token, by term, and their sum (``"total"``)."""
+    terms = {
+        "flops": counts.flops / cpu.flops_per_s,
+        "exp/tanh": counts.transcendentals * cpu.transcendental_s,
+        "memory": counts.bytes / cpu.bytes_per_s,
+        "python calls": counts.python_calls * cpu.python_call_s,
+        "syscalls": counts.syscalls * cpu.syscall_s,
+    }
+    ms = {name: seconds * 1e3 for name, seconds in terms.items()}
+    ms["total"] = sum(ms.values())
+    return ms
+
+
+# -- an accelerator that answers at once ------------------------------------------------
+class InstantDevice:
+    """A ``RegisterBus`` whose accelerator finishes every job at ``ap_start``.
+
+    The registers are a uint32 array, as ``UioRegisters``' mmap view is, so the
+    driver's Python work per access is the board's; C is left as it is (counting, not
+    computing). ``has_irq`` False: the driver polls ``ap_done``.
+    """
+
+    has_irq = False
+
+    def __init__(self, config: AccelConfig):
+        self.words = np.zeros(1024, np.uint32)
+        for reg in REGISTERS:
+            if reg.kind == "const":
+                self.words[reg.offset // 4] = const_value(reg, config)
+        self._ctrl = by_name("CTRL")
+        self._done = (self._ctrl.field("ap_done").mask | self._ctrl.field("ap_idle").mask
+                      | self._ctrl.field("ap_ready").mask)
+        self.words[self._ctrl.offset // 4] = self._ctrl.field("ap_idle").mask
+        self.jobs = 0
+
+    def read32(self, offset: int) -> int:
+        value = int(self.words[offset // 4])
+        if offset == self._ctrl.offset:          # ap_done is clear-on-read
+            self.words[offset // 4] = value & ~self._ctrl.field("ap_done").mask
+        return value
+
+    def write32(self, offset: int, value: int) -> None:
+        if offset == self._ctrl.offset:
+            if value & self._ctrl.field("ap_start").mask:
+                self.jobs += 1
+            self.words[offset // 4] = self._done if value & self._ctrl.field("ap_start").mask \
+                else self._ctrl.field("ap_idle").mask
+            return
+        self.words[offset // 4] = value
+
+    def wait_irq(self, timeout_s: float) -> bool:
+        return False
+
+    def now(self) -> float:
+        return time.monotonic()
+
+
+def instant_backend(config: AccelConfig, memory_bytes: int = 1 << 30):
+    """The ``DriverBackend`` over ``InstantDevice`` and host memory."""
+    from ..accel.driver import Driver
+    from ..accel.hardware import DriverBackend
+
+    bus = InstantDevice(config)
+    memory = MemoryWindow(bytearray(memory_bytes), 0x4000_0000)
+    return DriverBackend(config, Driver(bus, memory, config), "instant-device", platform=bus)
+
+
+# -- counting ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StepCounts:
+    """What one decode token asks of the host (see the module doc)."""
+
+    model: str
+    context: int
+    jobs: int
+    flops: int
+    transcendentals: int
+    bytes: int
+    python_calls: int
+    syscalls: int
+    driver_python_calls: int = 0               # of python_calls, in the driver
+    syscalls_per_job: float = 0.0
+    ops: tuple[HostOp, ...] = field(default=(), repr=False)
+
+
+class _CallCounter:
+    """Counts Python-level calls (``sys.setprofile``'s call and c_call events)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def _trace(self, frame, event, arg):
+        if event in ("call", "c_call"):
+            self.calls += 1
+
+    def __enter__(self):
+        sys.setprofile(self._trace)
+        return self
+
+    def __exit__(self, *exc):
+        sys.setprofile(None)
+
+
+def count_python_calls(transformer, cache, tokens: int = 4) -> tuple[int, int, int]:
+    """``(Python-level calls per decode token, of them in the driver, jobs per token)``
+    of ``transformer`` decoding greedily on ``cache`` (its backend should be
+    ``instant_backend``). The driver's share is counted on a job of the token's
+    first shape run alone, times the jobs."""
+    from ..llm.generate import sample_next
+
+    backend = transformer.linear.backend
+    token = 1
+    jobs0 = backend.platform.jobs
+    with _CallCounter() as total:
+        for _ in range(tokens):
+            token = sample_next(transformer.forward([token], cache)[-1])
+    jobs = round((backend.platform.jobs - jobs0) / tokens)
+    layer = next(iter(transformer.linear.layers.values()))
+    handle = layer.pieces[0][0][2]
+    q = np.ones((1, handle.k), np.int8)
+    backend.matmul(q, handle)
+    with _CallCounter() as driver:
+        for _ in range(tokens):
+            backend.matmul(q, handle)
+    return round(total.calls / tokens), round(driver.calls / tokens * jobs), jobs
+
+
+def syscalls_per_job(config: AccelConfig, irq: bool, jobs: int = 200) -> dict[str, float]:
+    """System calls per job of the driver over the KV260 platform's classes, by name and
+    ``"total"``: ``strace -c`` of a child process running ``jobs`` jobs, less one
+    running none."""
+    def run(n: int) -> dict[str, int]:
+        with tempfile.TemporaryDirectory(prefix="systole-strace-") as tmp:
+            out = Path(tmp) / "strace.txt"
+            subprocess.run(["strace", "-c", "-o", str(out), sys.executable, "-m", "host.perf.a53",
+                            "--syscall-child", config.name, "irq" if irq else "poll", str(n)],
+                           check=True, cwd=Path(__file__).resolve().parents[2],
+                           stdout=subprocess.DEVNULL)
+            return strace_counts(out.read_text())
+    busy, idle = run(jobs), run(0)
+    return {name: (busy.get(name, 0) - idle.get(name, 0)) / jobs for name in busy}
+
+
+def strace_counts(text: str) -> dict[str, int]:
+    """Calls by syscall name, and ``"total"``, from an ``strace -c`` summary."""
+    counts = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[0][0].isdigit() and fields[3].isdigit():
+            counts[fields[-1]] = int(fields[3])
+    if "total" not in counts:
+        raise ValueError(f"no total line in strace's summary:\n{text}")
+    return counts
+
+
+def _syscall_child(preset_name: str, mode: str, jobs: int) -> None:
+    """Run ``jobs`` 1x640x640 jobs through the driver on ``UioRegisters``-style
+    registers (``mode`` irq: the UIO interrupt path on a pipe) and ``UdmabufMemory``
+    over files shaped like its sysfs and device nodes."""
+    from ..accel.driver import Driver
+    from ..platforms.kv260 import UdmabufMemory, UioRegisters
+
+    config = preset(preset_name)
+    with tempfile.TemporaryDirectory(prefix="systole-kv260-") as tmp:
+        root = Path(tmp)
+        sysfs = root / "sys" / "udmabuf0"
+        sysfs.mkdir(parents=True)
+        (sysfs / "phys_addr").write_text("0x40000000\n")
+        (sysfs / "size").write_text(f"{32 << 20}\n")
+        (root / "udmabuf0").write_bytes(bytes(32 << 20))
+        (root / "uio0").write_bytes(bytes(4096))
+        memory = UdmabufMemory("udmabuf0", dev=root, sysfs=root / "sys")
+        registers = _file_device_class()(root / "uio0", config, irq=mode == "irq")
+        driver = Driver(registers, memory, config)
+        weights = driver.load_matrix(np.ones((640, 640), np.int8))
+        a = np.ones((1, 640), np.int8)
+        for _ in range(jobs):
+            driver.matmul(a, weights)
+
+
+def _file_device_class():
+    from ..platforms.kv260 import UioRegisters
+
+    class FileDevice(UioRegisters):
+        """``UioRegisters`` on a file; finishes a job at ``ap_start``. With ``irq`` its
+        interrupt file is a pipe, so ``wait_irq`` makes the UIO path's calls (select,
+        read, the unmask write)."""
+
+        def __init__(self, path, config, irq: bool):
+            self._irq_fds = os.pipe() if irq else None
+            super().__init__(path, irq=False)
+            self.has_irq = irq
+            self._device = InstantDevice(config)
+            self._words[:] = self._device.words
+            self._device.words = self._words           # the device answers in the mapped page
+            if irq:
+                self._fd_map, self._fd = self._fd, self._irq_fds[0]
+                self._unmask()
+
+        def _unmask(self) -> None:
+            os.write(self._irq_fds[1], b"\1\0\0\0")     # the pipe stands for the UIO node
+
+        def read32(self, offset: int) -> int:
+            self._check(offset)
+            return self._device.read32(offset)
+
+        def write32(self, offset: int, value: int) -> None:
+            self._check(offset)
+            self._device.write32(offset, value & 0xFFFF_FFFF)
+            ctrl = by_name("CTRL")
+            if offset == ctrl.offset and value & ctrl.field("ap_start").mask:
+                self._words[by_name("ISR").offset // 4] = 1        # the done interrupt
+
+    return FileDevice
+
+
+def count(name: str, config: ModelConfig, transformer, context: int, accel: AccelConfig,
+          syscalls: dict[bool, float], tokens: int = 4) -> StepCounts:
+    """The counts of one decode token of ``transformer`` (on ``instant_backend``) at
+    ``context``; ``syscalls`` maps irq on/off to ``syscalls_per_job`` (the poll path's
+    total is used: the cheaper of the two)."""
+    cache = transformer.new_cache(context + tokens + 1)
+    prompt = [1 + i % (config.vocab_size - 1) for i in range(context - 1)]
+    transformer.forward(prompt, cache)
+    calls, driver_calls, jobs = count_python_calls(transformer, cache, tokens)
+    ops = host_ops(config, context)
+    per_job = syscalls[False]["total"]
+    return StepCounts(name, context, jobs, sum(o.flops for o in ops), sum(o.transcendentals for o in ops),
+                      sum(o.bytes for o in ops), calls, round(per_job * jobs), driver_python_calls=driver_calls,
+                      syscalls_per_job=per_job, ops=tuple(ops))
+
+
+# -- this machine's constants (to check the model where it can be measured) -----------
+def measure_cpu_model(backend=None, repeats: int = 5) -> CpuModel:
+    """The ``CpuModel`` constants measured on this machine: a compiled multiply-add
+    loop, a compiled tanh loop, a 64 MB copy, ``os.getppid``, and a Python-level call
+    as the driver's code makes them: the time of a job on ``backend`` (an
+    ``instant_backend``) over its call count (an empty function's call without one)."""
+    import numba
+
+    @numba.njit(cache=False, fastmath=False)
+    def madd(x, y, n):                # 2 flops per element per pass
+        acc = np.float32(0.0)
+        for _ in range(n):
+            for i in range(x.size):
+                acc += x[i] * y[i]
+        return acc
+
+    @numba.njit(cache=False)
+    def tanh_all(x, out):
+        for i in range(x.size):
+            out[i] = np.tanh(x[i])
+
+    x = np.ones(4096, np.float32)
+    y = np.full(4096, 0.5, np.float32)
+    madd(x, y, 1)
+    tanh_all(x, y)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    passes = 2000
+    flops_s = 2 * x.size * passes / best(lambda: madd(x, y, passes))
+    big = np.ones(1 << 20, np.float32)
+    out = np.empty_like(big)
+    tanh_s = best(lambda: tanh_all(big, out)) / big.size
+    src = np.ones(64 << 20, np.uint8)
+    dst = np.empty_like(src)
+    bytes_s = 2 * src.size / best(lambda: np.copyto(dst, src))
+
+    def empty():
+        return None
+
+    n = 200_000
+    empty_s = best(lambda: [empty() for _ in range(n)]) / n
+    sys_s = best(lambda: [os.getppid() for _ in range(n)]) / n - empty_s
+    call_s = empty_s
+    if backend is not None:
+        handle = backend.load("probe", np.ones((640, 640), np.int8))
+        q = np.ones((1, 640), np.int8)
+        backend.matmul(q, handle)
+        with _CallCounter() as counter:
+            backend.matmul(q, handle)
+        jobs = 200
+        call_s = best(lambda: [backend.matmul(q, handle) for _ in range(jobs)]) / jobs / counter.calls
+    return CpuModel("this machine, measured", flops_per_s=flops_s, transcendental_s=tanh_s,
+                    bytes_per_s=bytes_s, python_call_s=call_s, syscall_s=max(sys_s, 0.0),
+                    source="host.perf.a53.measure_cpu_model")
+
+
+@dataclass
+class Case:
+    """One model at one context: its counts and times."""
+
+    counts: StepCounts
+    x86_ms: float                  # measured here: median decode token, free matmuls
+    x86_model_ms: float            # the model with this machine's measured constants
+    a53: dict[str, float]          # the A53 estimate by term
+    note: str = ""
+
+
+def _models(names: list[str]):
+    """``(name, ModelConfig, weights)`` of the models asked for."""
+    from .host_time import random_llama_weights
+    from .projection import STORIES, llama2c_config
+
+    for name in names:
+        if name == "gemma":
+            from ..llm.model import load_model
+            model = load_model(None, progress=False)
+            yield "Gemma 3 270M", model.config, model.weights
+        else:
+            config = llama2c_config(**STORIES[name])
+            # llama2.c's stories110M runs 1024 tokens, stories15M 256 (``max_seq_len``).
+            real = 1024 if name == "stories110M" else 256
+            yield name, replace(config, max_seq_len=real), random_llama_weights(config)
+
+
+def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
+                  tokens: int = 8, repeats: int = 5, progress=print) -> tuple[list[Case], CpuModel]:
+    """Counts, the x86 measurement and both estimates for every model and context, and
+    this machine's measured ``CpuModel``."""
+    from ..llm.generate import sample_next
+    from ..llm.layers import linear_specs
+    from ..llm.linear import QuantizedLinears
+    from ..llm.quant import scheme
+    from ..llm.transformer import Transformer
+
+    progress("counting syscalls per job (strace)...")
+    syscalls = {irq: syscalls_per_job(accel, irq) for irq in (False, True)}
+    progress("measuring this machine's constants...")
+    probe = instant_backend(accel, 16 << 20)
+    here = measure_cpu_model(probe)
+    probe.close()
+    cases = []
+    for name, config, weights in _models(names):
+        progress(f"{name}: loading on the instant device...")
+        backend = instant_backend(accel)
+        linears = QuantizedLinears(linear_specs(config, weights), backend, scheme("per-channel"))
+        transformer = Transformer(config, weights, linears)
+        for context in contexts:
+            note = ""
+            if context > config.max_seq_len:
+                note = f"context {context} beyond the model's {config.max_seq_len}: not run"
+                cases.append(Case(StepCounts(name, context, 0, 0, 0, 0, 0, 0), 0.0, 0.0, {}, note))
+                continue
+            counts = count(name, config, transformer, context, accel, syscalls)
+            times = []
+            for _ in range(repeats):
+                cache = transformer.new_cache(context + tokens + 1)
+                transformer.forward([1 + i % (config.vocab_size - 1) for i in range(context - 1)], cache)
+                token, t0 = 1, time.perf_counter()
+                for _ in range(tokens):
+                    token = sample_next(transformer.forward([token], cache)[-1])
+                times.append((time.perf_counter() - t0) / tokens * 1e3)
+            # The x86 measurement runs no syscalls per job (InstantDevice, no sysfs).
+            x86_model = estimate(replace(counts, syscalls=0), here)["total"]
+            cases.append(Case(counts, statistics.median(times), x86_model, estimate(counts, A53), note))
+        backend.close()
+    return cases, here
+
+
+def render(cases: list[Case], accel: AccelConfig, cpu: CpuModel = A53) -> str:
+    """The counts table, the estimate table and the end-to-end KV260 projection."""
+    lines = ["Counts per decode token (host step of the current runtime; syscalls: the KV260 "
+             "platform's driver path, strace):",
+             f"{'model':<14}{'ctx':>5}{'jobs':>6}{'MFLOP':>8}{'exp/tanh':>10}{'MB':>8}"
+             f"{'Py calls':>10}{'driver':>8}{'per job':>9}{'syscalls':>10}{'per job':>9}"]
+    for case in cases:
+        c = case.counts
+        if case.note:
+            lines.append(f"{c.model:<14}{c.context:>5}  {case.note}")
+            continue
+        lines.append(f"{c.model:<14}{c.context:>5}{c.jobs:>6}{c.flops / 1e6:>8.2f}{c.transcendentals:>10,}"
+                     f"{c.bytes / 1e6:>8.2f}{c.python_calls:>10,}{c.driver_python_calls:>8,}"
+                     f"{c.driver_python_calls / max(c.jobs, 1):>9.0f}"
+                     f"{c.syscalls:>10,}{c.syscalls_per_job:>9.1f}")
+    terms = ["flops", "exp/tanh", "memory", "python calls", "syscalls"]
+    lines += ["", f"A53 estimate, ms per token ({cpu.name}), next to this machine:",
+              f"{'model':<14}{'ctx':>5}" + "".join(f"{t:>14}" for t in terms)
+              + f"{'A53 total':>11}{'x86 model':>11}{'x86 measured':>14}"]
+    for case in cases:
+        if case.note:
+            continue
+        c = case.counts
+        lines.append(f"{c.model:<14}{c.context:>5}" + "".join(f"{case.a53[t]:>14.2f}" for t in terms)
+                     + f"{case.a53['total']:>11.2f}{case.x86_model_ms:>11.2f}{case.x86_ms:>14.2f}")
+    return "\n".join(lines)
+
+
+def projection_lines(cases: list[Case]) -> list[str]:
+    """KV260 end to end: the cycle model's accelerator time plus the A53 estimate."""
+    from hdl.spec.boards import BOARDS
+    from hdl.spec.formats import WeightFormat
+
+    from ..llm.quant import DEFAULT_W4_SCHEME
+    from ..llm.quant import scheme as get_scheme
+    from .projection import STORIES, llama2c_matmuls, model_matmuls
+
+    board = BOARDS["kv260"]
+    config = preset(board.preset)
+    w4 = {kind: WeightFormat.INT4 for kind in get_scheme(DEFAULT_W4_SCHEME).int4_kinds}
+    lines = ["", "KV260 end to end, projected (accelerator: the cycle model on the DDR model; "
+             "host: the A53 estimate; no overlap):",
+             f"{'model':<14}{'ctx':>5}{'host ms':>9}{'int8 accel ms':>15}{'int8 tok/s':>12}"
+             f"{'W4A8 accel ms':>15}{'W4A8 tok/s':>12}"]
+    from .projection import project
+    for case in cases:
+        if case.note:
+            continue
+        c = case.counts
+        if c.model == "Gemma 3 270M":
+            from ..llm.model import load_model
+            matmuls = model_matmuls(load_model(None, progress=False).config)
+        else:
+            matmuls = llama2c_matmuls(**STORIES[c.model])
+        host = case.a53["total"]
+        p8 = project(c.model, matmuls, board, config, host)
+        p4 = project(c.model, matmuls, board, config, host, formats=w4)
+        lines.append(f"{c.model:<14}{c.context:>5}{host:>9.2f}{p8.accelerator_ms:>15.2f}{p8.decode_tok_s:>12.1f}"
+                     f"{p4.accelerator_ms:>15.2f}{p4.decode_tok_s:>12.1f}")
+    return lines
+
+
+@entry
+def main(argv: list[str] | None = None) -> int:
+    """Counts per token and per job, the A53 estimate, and the model checked here."""
+    import argparse
+
+    parser = ArgumentParser(prog="python -m host.perf.a53", description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["gemma", "stories15M", "stories110M"],
+                        choices=["gemma", "stories15M", "stories110M"], help="models to count")
+    parser.add_argument("--contexts", nargs="+", type=int, default=[64, 512],
+                        help="context lengths (default: 64 512)")
+    parser.add_argument("--syscall-child", nargs=3, metavar=("PRESET", "MODE", "JOBS"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.syscall_child:
+        preset_name, mode, jobs = args.syscall_child
+        _syscall_child(preset_name, mode, int(jobs))
+        return 0
+    accel = preset("kv260")
+    cases, here = measure_cases(args.models, args.contexts, accel, progress=lambda m: print(m, file=sys.stderr))
+    print(render(cases, accel))
+    print()
+    for cpu in (A53, here):
+        print(f"{cpu.name}: {cpu.flops_per_s / 1e9:.2f} GFLOP/s, exp/tanh {cpu.transcendental_s * 1e9:.1f} ns, "
+              f"{cpu.bytes_per_s / 1e9:.2f} GB/s, Python-level call {cpu.python_call_s * 1e6:.3f} us, "
+              f"syscall {cpu.syscall_s * 1e6:.2f} us")
+    print("\n".join(projection_lines(cases)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
