@@ -132,8 +132,10 @@ def test_strace_summary_parsing():
 def test_syscalls_per_job_of_the_kv260_driver_path(irq):
     per_job = syscalls_per_job(preset("kv260"), irq, jobs=20)
     # u-dma-buf cache maintenance: four sysfs writes before the job (offset, size,
-    # direction, sync_for_device) and four after; the UIO interrupt adds select, the
-    # count read and the unmask write.
-    assert per_job["write"] == 8 + irq
-    assert per_job.get("pselect6", 0) == irq
-    assert per_job["total"] > per_job["write"]
+    # direction, sync_for_device) and four after, one pwrite each to a file kept open;
+    # the UIO interrupt adds select, the count read and the unmask write. The
+    # registers are a mapped page: no calls.
+    assert per_job["pwrite64"] == 8
+    assert per_job.get("pselect6", 0) == per_job.get("read", 0) == per_job.get("write", 0) == irq
+    # (allocator calls, brk and mmap, come and go: a fraction of a call per job)
+    assert per_job["total"] == pytest.approx(8 + 3 * irq, abs=0.25)

@@ -48,6 +48,7 @@ _IER_DONE = by_name("IER").fields[0].mask
 _ISR_DONE = by_name("ISR").fields[0].mask
 _STATUS_BUSY = by_name("STATUS").fields[0].mask
 _DEVICE_ALIGN = 4096        # buffers start on a page: no burst ever straddles two buffers
+_MAX_PLANS = 4096            # planned matmul jobs kept (a model's layers x a few M)
 _CYCLES_TRIES = 4           # CYCLES_HI moves every 2^32 cycles: two misses in a row mean a broken bus
 
 
@@ -163,6 +164,15 @@ def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
+@dataclass(frozen=True)
+class _JobPlan:
+    """A checked job, ready to run: ``(offset, word)`` register writes and its timeout."""
+
+    words: tuple[tuple[int, int], ...]
+    timeout_s: float
+    what: str
+
+
 class Driver:
     """Runs matmul jobs on one accelerator through a ``RegisterBus`` + ``DeviceMemory``."""
 
@@ -177,6 +187,7 @@ class Driver:
         self.formats = self.bus.read32(_OFF["CAP_FORMATS"])
         self._allocator = _Allocator(memory.size)
         self._scratch: dict[str, DeviceBuffer] = {}
+        self._plans: dict[tuple, tuple[WeightBuffer, _JobPlan]] = {}
         self.soft_reset()
         self.bus.write32(_OFF["GIE"], 1 if self.use_irq else 0)
         self.bus.write32(_OFF["IER"], _IER_DONE if self.use_irq else 0)
@@ -273,10 +284,18 @@ class Driver:
             staged[:, :k] = a
             self.memory.write(a_buf.offset, staged)
         self.memory.sync_for_device(a_buf.offset, m * a_stride)
-        self.run_job(a_addr=a_buf.device_address, w_addr=weights.buffer.device_address,
-                     c_addr=c_buf.device_address, m=m, n=weights.n, k=k,
-                     a_stride=a_stride, c_stride=c_stride, w_stride=weights.w_stride,
-                     w_format=weights.w_format)
+        # A decode token runs the same jobs every time: plan each once (registers, the
+        # rules' verdict, the timeout) and replay it; the register sequence is run_job's.
+        key = (id(weights), m, a_buf.device_address, c_buf.device_address)
+        cached = self._plans.get(key)
+        if cached is None or cached[0] is not weights:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            job = Job(a_addr=a_buf.device_address, w_addr=weights.buffer.device_address,
+                      c_addr=c_buf.device_address, m=m, n=weights.n, k=k, a_stride=a_stride,
+                      c_stride=c_stride, w_stride=weights.w_stride, w_format=int(weights.w_format))
+            cached = self._plans[key] = (weights, self._plan(job, None, True))
+        self._execute(cached[1])
         self.memory.sync_for_cpu(c_buf.offset, m * c_stride)
         rows = self.memory.read(c_buf.offset, m * c_stride).view(np.int32).reshape(m, c_stride // 4)
         return np.ascontiguousarray(rows[:, :weights.n])
@@ -290,46 +309,56 @@ class Driver:
         before any register is written) for a job the rules refuse, unless
         ``precheck`` is False.
         """
-        job = Job(a_addr=a_addr, w_addr=w_addr, c_addr=c_addr, m=m, n=n, k=k,
-                  a_stride=a_stride, c_stride=c_stride, w_stride=w_stride, w_format=int(w_format))
-        words = job.registers()
+        plan = self._plan(Job(a_addr=a_addr, w_addr=w_addr, c_addr=c_addr, m=m, n=n, k=k,
+                              a_stride=a_stride, c_stride=c_stride, w_stride=w_stride,
+                              w_format=int(w_format)), timeout_s, precheck)
+        return self._execute(plan)
+
+    def _plan(self, job: Job, timeout_s: float | None, precheck: bool) -> "_JobPlan":
+        """Everything about ``job`` that does not change from run to run: its register
+        writes (in the order ``run_job`` makes them), the rules' verdict, the timeout."""
+        words = tuple((_OFF[register], word) for register, word in job.registers().items())
         if precheck:
             code, address = check(self.config, job)
             if code != ErrorCode.OK:
                 raise JobRefused(code, address, by="the driver (before the hardware)")
-        if self.bus.read32(_OFF["STATUS"]) & _STATUS_BUSY:
-            raise AcceleratorError("accelerator is busy with another job; call soft_reset() first")
-        for register, word in words.items():
-            self.bus.write32(_OFF[register], word)
-        write = self.bus.write32
         if timeout_s is None:
-            fmt = w_format if w_format in tuple(WeightFormat) else WeightFormat.INT8
+            fmt = job.w_format if job.w_format in tuple(WeightFormat) else WeightFormat.INT8
             tokens = tokens_per_block(fmt, self.config.rows)
-            ideal = -(-m // tokens) * (-(-n // self.config.cols) * tile_beats(fmt, k) + k)
+            ideal = -(-job.m // tokens) * (-(-job.n // self.config.cols) * tile_beats(fmt, job.k) + job.k)
             timeout_s = max(self.min_timeout_s,
                             self.timeout_scale * ideal / (self.config.clock_mhz * 1e6))
         _check_positive("timeout_s", timeout_s)
+        return _JobPlan(words, timeout_s, f"job M={job.m} N={job.n} K={job.k}")
+
+    def _execute(self, plan: "_JobPlan") -> JobStats:
+        """Run a planned job: the busy check, its register writes, ap_start, the wait,
+        the counters and the error registers."""
+        bus = self.bus
+        if bus.read32(_OFF["STATUS"]) & _STATUS_BUSY:
+            raise AcceleratorError("accelerator is busy with another job; call soft_reset() first")
+        write = bus.write32
+        for offset, word in plan.words:
+            write(offset, word)
         write(_OFF["CTRL"], _CTRL["ap_start"])
-        if not self._wait_done(timeout_s):
+        if not self._wait_done(plan.timeout_s):
             self.soft_reset()
             how = "waiting for its interrupt" if self.use_irq else "polling ap_done"
             raise AcceleratorTimeout(
-                f"job M={m} N={n} K={k} did not finish within {timeout_s * 1e3:.3f} ms ({how}); "
+                f"{plan.what} did not finish within {plan.timeout_s * 1e3:.3f} ms ({how}); "
                 "the accelerator was soft-reset")
-        self.last_stats = JobStats(self.bus.read32(_OFF["PERF_BUSY"]),
-                                   self.bus.read32(_OFF["PERF_STALL"]),
-                                   self.bus.read32(_OFF["PERF_RD_BEATS"]),
-                                   self.bus.read32(_OFF["PERF_WR_BEATS"]))
-        code = self.bus.read32(_OFF["ERR_CODE"])
+        read = bus.read32
+        self.last_stats = JobStats(read(_OFF["PERF_BUSY"]), read(_OFF["PERF_STALL"]),
+                                   read(_OFF["PERF_RD_BEATS"]), read(_OFF["PERF_WR_BEATS"]))
+        code = read(_OFF["ERR_CODE"])
         if code != ErrorCode.OK:
-            address = self.bus.read32(_OFF["ERR_ADDR_LO"]) | self.bus.read32(_OFF["ERR_ADDR_HI"]) << 32
+            address = read(_OFF["ERR_ADDR_LO"]) | read(_OFF["ERR_ADDR_HI"]) << 32
             try:
                 error = ErrorCode(code)
             except ValueError:
                 raise AcceleratorError(f"accelerator reported unknown error code {code:#x}") from None
             if error in (ErrorCode.DMA_READ, ErrorCode.DMA_WRITE):
-                raise DmaError(error, address, self.bus.read32(_OFF["ERR_PORT"]),
-                               self.config.weight_masters)
+                raise DmaError(error, address, read(_OFF["ERR_PORT"]), self.config.weight_masters)
             raise JobRefused(error, address)
         return self.last_stats
 

@@ -106,6 +106,8 @@ class UdmabufMemory(MemoryWindow):
                  sysfs: Path = Path("/sys/class/u-dma-buf")):
         self.name = name
         self._sysfs = sysfs / name
+        self._fds: dict[str, int] = {}
+        self._is_sysfs = str(self._sysfs.resolve()).startswith("/sys/")
         if not self._sysfs.is_dir():
             raise FileNotFoundError(f"no u-dma-buf device {name!r} under {sysfs}; load the overlay "
                                     "with its u-dma-buf node (or `modprobe u-dma-buf`)")
@@ -120,7 +122,15 @@ class UdmabufMemory(MemoryWindow):
         super().__init__(self._map, device_address)
 
     def _write_sysfs(self, attribute: str, value: int) -> None:
-        (self._sysfs / attribute).write_text(f"{value}\n")
+        """One ``write`` to the attribute: its file stays open (a sysfs store reads
+        only what one write gives it; on an ordinary file the value replaces the
+        contents)."""
+        fd = self._fds.get(attribute)
+        if fd is None:
+            fd = self._fds[attribute] = os.open(self._sysfs / attribute, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.pwrite(fd, b"%d\n" % value, 0)
+        if not self._is_sysfs:
+            os.ftruncate(fd, len(b"%d\n" % value))
 
     def _sync(self, control: str, direction: int, offset: int, nbytes: int) -> None:
         self._check(offset, nbytes)
@@ -134,6 +144,12 @@ class UdmabufMemory(MemoryWindow):
 
     def sync_for_cpu(self, offset: int, nbytes: int) -> None:
         self._sync("sync_for_cpu", self._FROM_DEVICE, offset, nbytes)
+
+    def close(self) -> None:
+        """Close the attribute files kept open for syncs."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 class PynqRegisters:
