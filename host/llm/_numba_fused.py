@@ -1,0 +1,224 @@
+"""The numba kernels behind ``host.llm.fused``: everything one decode token does between
+two accelerator jobs, each stage one compiled call.
+
+float32 throughout, in the order ``host.llm.transformer`` and ``host.llm.quant`` compute
+(``x * (w * inverse)`` for a norm, ``acc * (w_scale * x_scale)`` to dequantize, RoPE
+as ``x * cos + swapped * sin``). Literals are ``np.float32``: a float64 literal times a
+float32 value is float64 in numba as in numpy (``/work/shared/NOTES.md``). Sums of
+squares accumulate in float64 and round once, so they sit within an ulp of numpy's
+float32 BLAS sums, not bit-equal to them. Only the dot products of attention may be
+reassociated (``_dot``), which lets LLVM vectorize them; nothing else is (no FMA
+contraction, so RoPE and the scales round exactly as numpy's do).
+
+Arrays come in preallocated; the kernels allocate nothing except the logits of
+``dequantize_logits``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_ONE = np.float32(1.0)
+_HALF = np.float32(0.5)
+_GELU_C = np.float32(0.7978845608028654)            # sqrt(2/pi), as transformer._GELU_C
+_GELU_C3 = np.float32(0.7978845608028654 * 0.044715)
+_REASSOC = {"reassoc"}
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always", fastmath=_REASSOC)
+def _dot(a, b, a0, b0, n):
+    """``sum(a[a0:a0+n] * b[b0:b0+n])`` in float32, reassociated (vectorized)."""
+    total = np.float32(0.0)
+    for j in range(n):
+        total += a[a0 + j] * b[b0 + j]
+    return total
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _inverse_rms(x, x0, n, eps):
+    """``1 / sqrt(mean(x[x0:x0+n]^2) + eps)`` as ``rms_norm``'s one-token path: float32."""
+    total = 0.0
+    for j in range(x0, x0 + n):
+        v = np.float64(x[j])
+        total += v * v
+    mean_square = np.float32(total) / np.float32(n)
+    return _ONE / np.sqrt(mean_square + eps)
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _norm_quantize(x, weight, eps, h, q, scale, qmax_inverse, tiny):
+    """``h = rms_norm(x, weight)``, then ``q, scale`` = ``quantize_row(h)``."""
+    n = x.shape[0]
+    inverse = _inverse_rms(x, 0, n, eps)
+    for j in range(n):
+        h[j] = x[j] * (weight[j] * inverse)
+    _quantize(h, n, q, scale, qmax_inverse, tiny)
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _quantize(h, n, q, scale, qmax_inverse, tiny):
+    """``host.llm._numba_quant.quantize_row`` on ``h[:n]`` into ``q [1, n]``."""
+    amax = np.float32(0.0)
+    for j in range(n):
+        a = abs(h[j])
+        if a > amax:
+            amax = a
+    s = max(amax * qmax_inverse, tiny)
+    inverse = _ONE / s
+    for j in range(n):
+        q[0, j] = np.int8(np.rint(h[j] * inverse))
+    scale[0] = s
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _dequantize(acc, w_scale, x_scale, y):
+    """``y = acc * (w_scale * x_scale)``: ``QuantizedLinears``' one-token dequantize."""
+    for j in range(y.shape[0]):
+        y[j] = np.float32(acc[0, j]) * (w_scale[j] * x_scale)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def embed_norm_quantize(table, token, embed_scale, scaled, x, weight, eps, h, q, scale,
+                        qmax_inverse, tiny):
+    """Before a token's first job: ``x = table[token] (* embed_scale)``, then the first
+    layer's attention norm, quantized into ``q``."""
+    for j in range(x.shape[0]):
+        x[j] = table[token, j] * embed_scale if scaled else table[token, j]
+    _norm_quantize(x, weight, eps, h, q, scale, qmax_inverse, tiny)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def attention(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim,
+              cos, sin, position, keys, values, first, attn_scale, n_heads, qkv, scores,
+              attended, q, scale, qmax_inverse, tiny):
+    """Between the qkv job and the attn_out job: dequantize (+ bias), per-head q/k
+    RMSNorm, RoPE at ``position`` (rows of ``cos``/``sin``), append k and v to the cache
+    at ``position``, softmax attention of the query heads over cached positions
+    ``first..position``, then quantize the result ``[H * hd]`` into ``q``."""
+    x_scale = x_scale[0]
+    n_kv, _, hd = keys.shape
+    half = hd // 2
+    qk_heads = n_heads + n_kv
+    _dequantize(acc, w_scale, x_scale, qkv)
+    if has_bias:
+        for j in range(qkv.shape[0]):
+            qkv[j] += bias[j]
+    if has_qk_norm:        # rms_norm's general path: x * (w / sqrt(mean(x^2) + eps))
+        for head in range(qk_heads):
+            base = head * hd
+            total = 0.0
+            for j in range(base, base + hd):
+                v = np.float64(qkv[j])
+                total += v * v
+            root = np.sqrt(np.float32(total) * inv_head_dim + eps)
+            for j in range(hd):
+                qkv[base + j] = qkv[base + j] * (qk_norm[head, j] / root)
+    for head in range(qk_heads):      # RoPE, half-split pairs: x * cos + swap_halves(x) * sin
+        base = head * hd
+        for j in range(half):
+            lo, hi = qkv[base + j], qkv[base + half + j]
+            rotated_lo = lo * cos[position, j]
+            rotated_lo += hi * sin[position, j]
+            rotated_hi = hi * cos[position, half + j]
+            rotated_hi += lo * sin[position, half + j]
+            qkv[base + j], qkv[base + half + j] = rotated_lo, rotated_hi
+    k0, v0 = n_heads * hd, (n_heads + n_kv) * hd
+    for kv in range(n_kv):
+        for j in range(hd):
+            keys[kv, position, j] = qkv[k0 + kv * hd + j]
+            values[kv, position, j] = qkv[v0 + kv * hd + j]
+    group = n_heads // n_kv
+    count = position + 1 - first
+    for head in range(n_heads):
+        kv = head // group
+        base = head * hd
+        for j in range(hd):
+            qkv[base + j] = qkv[base + j] * attn_scale
+        top = np.float32(-np.inf)
+        for t in range(count):
+            s = _dot(qkv, keys[kv, first + t], base, 0, hd)
+            scores[t] = s
+            if s > top:
+                top = s
+        total = np.float32(0.0)
+        for t in range(count):
+            e = np.exp(scores[t] - top)
+            scores[t] = e
+            total += e
+        for j in range(hd):
+            attended[base + j] = np.float32(0.0)
+        for t in range(count):
+            p = scores[t] / total
+            row = values[kv, first + t]
+            for j in range(hd):
+                attended[base + j] += p * row[j]
+    _quantize(attended, attended.shape[0], q, scale, qmax_inverse, tiny)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def residual_norm_quantize(acc, w_scale, x_scale, post_norm, has_post_norm, x, weight, eps,
+                           out, h, q, scale, qmax_inverse, tiny):
+    """After attn_out or ffn_down: dequantize, the post-norm (Gemma), add to the residual
+    ``x``, then the next norm (``weight``: ffn norm, next layer's attention norm or the
+    output norm), quantized into ``q``."""
+    _dequantize(acc, w_scale, x_scale[0], out)
+    n = x.shape[0]
+    if has_post_norm:
+        inverse = _inverse_rms(out, 0, n, eps)
+        for j in range(n):
+            x[j] = x[j] + out[j] * (post_norm[j] * inverse)
+    else:
+        for j in range(n):
+            x[j] = x[j] + out[j]
+    _norm_quantize(x, weight, eps, h, q, scale, qmax_inverse, tiny)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def gated_quantize(acc, w_scale, x_scale, gelu, gate_up, q, scale, qmax_inverse, tiny):
+    """Between ffn_up_gate and ffn_down: dequantize ``[gate, up]``, GeGLU (tanh GELU) or
+    SwiGLU in ``Transformer.activation``'s float32 order, quantize the ``[F]`` result."""
+    _dequantize(acc, w_scale, x_scale[0], gate_up)
+    f = gate_up.shape[0] // 2
+    for j in range(f):
+        gate = gate_up[j]
+        if gelu:
+            inner = gate * gate
+            inner *= _GELU_C3
+            inner += _GELU_C
+            inner *= gate
+        else:
+            inner = gate * _HALF
+        hidden = np.tanh(inner)
+        hidden *= _HALF
+        hidden += _HALF
+        hidden *= gate
+        hidden *= gate_up[f + j]
+        gate_up[j] = hidden              # the gate half becomes the FFN's hidden vector
+    _quantize(gate_up, f, q, scale, qmax_inverse, tiny)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def argmax_logit(acc, w_scale, x_scale):
+    """``(index, value)`` of ``np.argmax(acc * (w_scale * x_scale))`` without the logits:
+    the first maximum, or the first NaN (as ``np.argmax``)."""
+    x_scale = x_scale[0]
+    best = np.float32(acc[0, 0]) * (w_scale[0] * x_scale)
+    index = 0
+    if best != best:
+        return 0, best
+    for j in range(1, w_scale.shape[0]):
+        value = np.float32(acc[0, j]) * (w_scale[j] * x_scale)
+        if value > best:
+            best, index = value, j
+        elif value != value:
+            return j, value
+    return index, best
+
+
+@numba.njit(cache=True, boundscheck=False)
+def dequantize_logits(acc, w_scale, x_scale):
+    """float32 logits ``[1, vocab]`` = ``acc * (w_scale * x_scale)``, a new array."""
+    logits = np.empty((1, w_scale.shape[0]), np.float32)
+    _dequantize(acc, w_scale, x_scale[0], logits[0])
+    return logits
