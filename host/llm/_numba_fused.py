@@ -7,7 +7,7 @@ as ``x * cos + swapped * sin``). Literals are ``np.float32``: a float64 literal 
 float32 value is float64 in numba as in numpy (``/work/shared/NOTES.md``). Sums of
 squares accumulate in float64 and round once, so they sit within an ulp of numpy's
 float32 BLAS sums, not bit-equal to them. Only the dot products of attention may be
-reassociated (``_dot``), which lets LLVM vectorize them; nothing else is (no FMA
+reassociated (``_scores``), which lets LLVM vectorize them; nothing else is (no FMA
 contraction, so RoPE and the scales round exactly as numpy's do).
 
 Arrays come in preallocated; the kernels allocate nothing except the logits of
@@ -26,13 +26,54 @@ _GELU_C3 = np.float32(0.7978845608028654 * 0.044715)
 _REASSOC = {"reassoc"}
 
 
-@numba.njit(cache=True, boundscheck=False, inline="always", fastmath=_REASSOC)
-def _dot(a, b, a0, b0, n):
-    """``sum(a[a0:a0+n] * b[b0:b0+n])`` in float32, reassociated (vectorized)."""
-    total = np.float32(0.0)
-    for j in range(n):
-        total += a[a0 + j] * b[b0 + j]
-    return total
+@numba.njit(cache=True, boundscheck=False, fastmath=_REASSOC)
+def _scores(q, keys, scores):
+    """``scores[g, t] = q[g] . keys[t]`` (``q [group, hd]``, ``keys [T, hd]``): float32
+    dot products, reassociated so they vectorize (this function only: numba compiles
+    it apart, with its own flags)."""
+    count, hd = keys.shape
+    for t in range(count):
+        row = keys[t]
+        for g in range(q.shape[0]):
+            total = np.float32(0.0)
+            for j in range(hd):
+                total += q[g, j] * row[j]
+            scores[g, t] = total
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _softmax_rows(scores):
+    """Softmax of each row of ``scores [rows, T]`` in place: shift by the max, exp,
+    divide by the sum (``Transformer.attend``'s order)."""
+    rows, count = scores.shape
+    for r in range(rows):
+        top = np.float32(-np.inf)
+        for t in range(count):
+            if scores[r, t] > top:
+                top = scores[r, t]
+        total = np.float32(0.0)
+        for t in range(count):
+            e = np.exp(scores[r, t] - top)
+            scores[r, t] = e
+            total += e
+        for t in range(count):
+            scores[r, t] = scores[r, t] / total
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _weighted_values(p, values, out):
+    """``out = p @ values`` (``p [group, T]``, ``values [T, hd]``, ``out [group, hd]``)
+    in one pass over the values."""
+    count, hd = values.shape
+    for g in range(out.shape[0]):
+        for j in range(hd):
+            out[g, j] = np.float32(0.0)
+    for t in range(count):
+        value = values[t]
+        for g in range(out.shape[0]):
+            weight = p[g, t]
+            for j in range(hd):
+                out[g, j] += weight * value[j]
 
 
 @numba.njit(cache=True, boundscheck=False, inline="always")
@@ -130,29 +171,15 @@ def attention(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, 
             values[kv, position, j] = qkv[v0 + kv * hd + j]
     group = n_heads // n_kv
     count = position + 1 - first
-    for head in range(n_heads):
-        kv = head // group
-        base = head * hd
-        for j in range(hd):
-            qkv[base + j] = qkv[base + j] * attn_scale
-        top = np.float32(-np.inf)
-        for t in range(count):
-            s = _dot(qkv, keys[kv, first + t], base, 0, hd)
-            scores[t] = s
-            if s > top:
-                top = s
-        total = np.float32(0.0)
-        for t in range(count):
-            e = np.exp(scores[t] - top)
-            scores[t] = e
-            total += e
-        for j in range(hd):
-            attended[base + j] = np.float32(0.0)
-        for t in range(count):
-            p = scores[t] / total
-            row = values[kv, first + t]
-            for j in range(hd):
-                attended[base + j] += p * row[j]
+    for j in range(n_heads * hd):
+        qkv[j] = qkv[j] * attn_scale
+    heads = qkv[:n_heads * hd].reshape(n_kv, group, hd)      # [KV, group, hd]
+    out = attended.reshape(n_kv, group, hd)
+    probabilities = scores[:group * count].reshape(group, count)
+    for kv in range(n_kv):
+        _scores(heads[kv], keys[kv, first:position + 1], probabilities)
+        _softmax_rows(probabilities)
+        _weighted_values(probabilities, values[kv, first:position + 1], out[kv])
     _quantize(attended, attended.shape[0], q, scale, qmax_inverse, tiny)
 
 

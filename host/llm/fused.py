@@ -193,8 +193,9 @@ class FusedDecoder:
             if position >= len(rope.cos):
                 rope.tables(position, position + 1)
                 numpy_calls += 1
-        if len(self._scores) < cache.capacity:
-            self._scores = np.zeros(cache.capacity, np.float32)
+        group = self.config.n_heads // self.config.n_kv_heads
+        if len(self._scores) < group * cache.capacity:         # [group, T] per KV head
+            self._scores = np.zeros(group * cache.capacity, np.float32)
             numpy_calls += 1
         return numpy_calls
 
