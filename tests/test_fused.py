@@ -156,24 +156,30 @@ def test_sampling_uses_the_fused_logits(tiny_models):
 
 # -- the classifier's argmax ---------------------------------------------------------------------
 
+def absmax(w_scale):
+    return np.float32(np.abs(w_scale).max())
+
+
 def test_argmax_from_int32_sums_is_np_argmax_with_ties_and_nan():
     rng = np.random.default_rng(0)
     x_scale = np.array([0.0123], np.float32)
     for trial in range(20):
-        n = int(rng.integers(1, 3000))
+        n = int(rng.integers(1, 9000))             # one or several chunks of 2048
         acc = rng.integers(-50, 50, (1, n)).astype(np.int32)        # many exact ties
         w_scale = rng.choice(np.array([0.5, 0.25, 1.0], np.float32), n)
         if trial % 3 == 0:
             acc = -np.abs(acc) - 1                                    # every logit negative
         logits = np.multiply(acc, w_scale * x_scale[0], dtype=np.float32)
-        best, value = _numba_fused.argmax_logit(acc, w_scale, x_scale)
+        best, value = _numba_fused.argmax_logit(acc, w_scale, x_scale, absmax(w_scale))
         assert best == int(np.argmax(logits)) and value == logits[0, best]
+        slow = _numba_fused.argmax_logit(acc, w_scale, x_scale, np.float32(np.inf))   # the NaN-checking scan
+        assert slow == (best, value)
         np.testing.assert_array_equal(_numba_fused.dequantize_logits(acc, w_scale, x_scale), logits)
     acc = np.array([[3, 7, 7, 1, 7]], np.int32)
     w_scale = np.ones(5, np.float32)
-    assert _numba_fused.argmax_logit(acc, w_scale, x_scale)[0] == 1          # the first maximum
+    assert _numba_fused.argmax_logit(acc, w_scale, x_scale, absmax(w_scale))[0] == 1   # the first maximum
     w_scale[3] = np.nan
-    best, value = _numba_fused.argmax_logit(acc, w_scale, x_scale)
+    best, value = _numba_fused.argmax_logit(acc, w_scale, x_scale, absmax(w_scale))
     assert best == 3 == int(np.argmax(acc * w_scale)) and np.isnan(value)     # the first NaN, as numpy
 
 
@@ -184,6 +190,7 @@ def test_non_finite_logits_are_refused_on_the_fused_path(tiny_models):
     decoder = runtime.fused_decoder
     handle, w_scale = decoder._classifier           # damaged scales for decode only
     decoder._classifier = (handle, np.full_like(w_scale, np.inf))
+    decoder._classifier_absmax = np.float32(np.inf)
     with pytest.raises(NonFiniteLogits, match="non-finite logit"):
         generate(runtime, [5, 6], max_new_tokens=3)
 

@@ -134,6 +134,7 @@ class FusedDecoder:
                 _vector(next_norm), cfg.is_global(i)))
         self._first_norm = _vector(norms["blk.0.attn_norm.weight"])
         self._classifier = job("output")
+        self._classifier_absmax = np.float32(np.abs(self._classifier[1]).max())
         n_qkv = cfg.q_dim + 2 * cfg.kv_dim
         self._macs = {"qkv": cfg.n_layers * n_qkv * cfg.dim,
                       "attn_out": cfg.n_layers * cfg.dim * cfg.q_dim,
@@ -169,7 +170,8 @@ class FusedDecoder:
         maximum as ``np.argmax`` (the first NaN if there is one)."""
         acc, numpy_calls, calls, start = self._layers_step(token, cache)
         t0 = perf_counter()
-        best, value = self.kernels.argmax_logit(acc, self._classifier[1], self._scale)
+        best, value = self.kernels.argmax_logit(acc, self._classifier[1], self._scale,
+                                                self._classifier_absmax)
         self._finish(numpy_calls, calls + 1, start, "sampling", perf_counter() - t0)
         return int(best), float(value)
 
