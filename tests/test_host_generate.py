@@ -90,10 +90,13 @@ def test_sample_next_distribution_top_k_and_top_p():
     assert {sample_next(big, 1.0, top_k=5, rng=rng) for _ in range(200)} <= top5
 
 
-def test_profile_counts_every_op_of_the_model_once(golden, model):
+def test_profile_counts_every_op_of_the_model_once(model):
     """The profile's seams see each op of the forward pass exactly once per token, and
-    nothing is timed twice (the recorded sections never exceed the wall time)."""
-    result = generate(golden, "Once upon a time", max_new_tokens=5)
+    nothing is timed twice (the recorded sections never exceed the wall time). Decode
+    through ``Transformer.forward`` (the fused path's profile: tests/test_fused.py)."""
+    unfused = Runtime(model, "golden", "per-channel", fused=False)
+    assert unfused.fused_decoder is None
+    result = generate(unfused, "Once upon a time", max_new_tokens=5)
     decode, cfg = result.decode, model.config
     layers, tokens = cfg.n_layers, 4
     assert decode.tokens == tokens and decode.wall_seconds > 0

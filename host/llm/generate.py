@@ -15,6 +15,11 @@ model's chat template, the KV cache kept between turns);
 ``python -m host.llm.generate --prompt "Once upon a time" [--model PATH]
 [--backend golden|float|sim|device|link] [--quant SCHEME] [--max-new-tokens N] ...``
 streams the text, then prints tok/s and the per-op profile (``host.llm.profile``).
+
+Decode steps run through ``host.llm.fused.FusedDecoder`` (one compiled call between two
+accelerator jobs) whenever it applies to the runtime's seam; ``Runtime(..., fused=False)``
+or ``--no-fused`` keeps every step on ``Transformer.forward``. Prefill always runs
+``Transformer.forward``; both share the KV cache.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from hdl.spec.config import PRESETS
 from ..accel.backend import BACKENDS, make_backend
 from ..cli import ArgumentParser, entry, int_in, nonnegative_float, unit_fraction
 from ..errors import SystoleError, UsageError
+from .fused import FusedDecoder
 from .linear import build_linears
 from .model import Model, load_model
 from .profile import PhaseReport, Profiler, format_table
@@ -144,10 +150,15 @@ def sample_next(logits: np.ndarray, temperature: float = 0.0, top_k: int | None 
 
 
 class Runtime:
-    """A model ready to generate on one backend with one quantization scheme."""
+    """A model ready to generate on one backend with one quantization scheme.
+
+    ``fused``: decode through ``FusedDecoder`` when it applies (``fused_decoder`` is None
+    when it does not, or with ``fused=False``).
+    """
 
     def __init__(self, model: Model, backend: str | object = "golden", quant: str | None = None,
-                 preset=None, progress: bool = False, threads: int | None = None):
+                 preset=None, progress: bool = False, threads: int | None = None,
+                 fused: bool = True):
         self.model = model
         options = {} if threads is None else {"threads": threads}
         self.backend = make_backend(backend, preset, **options) if isinstance(backend, str) else backend
@@ -160,6 +171,7 @@ class Runtime:
         linears, weights = build_linears(model, self.backend, self.quant, self.profiler,
                                          progress=progress)
         self.transformer = Transformer(model.config, weights, linears, self.profiler)
+        self.fused_decoder = FusedDecoder.build(self.transformer, self.profiler) if fused else None
 
     @property
     def tokenizer(self):
@@ -245,6 +257,19 @@ class Runtime:
             prof.add("sampling", time.perf_counter() - t0)
             return token
 
+        fused = self.fused_decoder
+
+        def decode_step(token: int) -> int:
+            if fused is None:
+                return sample(self.transformer.forward([token], cache))
+            if temperature > 0.0:
+                return sample(fused.logits(token, cache))
+            best, logit = fused.greedy(token, cache)     # sample_next's argmax, and its check
+            if not math.isfinite(logit):
+                raise NonFiniteLogits(f"the model produced a non-finite logit ({logit}, token {best}); "
+                                      "its weights or metadata are damaged")
+            return best
+
         if max_new_tokens > 0:
             prof.phase = "prefill"
             t0 = time.perf_counter()
@@ -273,7 +298,7 @@ class Runtime:
                 if len(tokens) >= max_new_tokens:
                     break
                 t0 = time.perf_counter()
-                token = sample(self.transformer.forward([token], cache))
+                token = decode_step(token)
                 decode_wall += time.perf_counter() - t0
         if finish != "stop":
             tail = decoder.flush()
@@ -340,11 +365,11 @@ def _held_back(text: str, stops: list[str]) -> int:
 
 def load(model: str | Model | None = None, *, backend: str = "golden", quant: str | None = None,
          preset=None, tokenizer: str | None = None, progress: bool = True,
-         threads: int | None = None) -> Runtime:
+         threads: int | None = None, fused: bool = True) -> Runtime:
     """A ``Runtime`` for ``model`` (path, loaded ``Model``, or None for Gemma 3 270M)."""
     if not isinstance(model, Model):
         model = load_model(model, tokenizer_path=tokenizer, progress=progress)
-    return Runtime(model, backend, quant, preset, progress, threads)
+    return Runtime(model, backend, quant, preset, progress, threads, fused)
 
 
 def generate(runtime: Runtime, prompt: str | Sequence[int] | None = None, *,
@@ -413,6 +438,8 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--threads", type=int_in(1, 256), help="threads of the software backends "
                         "(default: the CPUs available, at most 4)")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-op tables")
+    parser.add_argument("--no-fused", action="store_true", help="decode every token through "
+                        "Transformer.forward instead of the fused one-token path (host.llm.fused)")
     return parser
 
 
@@ -439,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.chat:
         check_context(model.config, len(model.tokenizer.encode(args.prompt)), args.max_new_tokens)
     runtime = load(model, backend=args.backend, quant=args.quant, preset=args.preset,
-                   threads=args.threads)
+                   threads=args.threads, fused=not args.no_fused)
     print(f"== {runtime.describe()}", file=sys.stderr)
     if args.chat:
         with runtime:

@@ -3,7 +3,8 @@
 Time is taken at seams, never inside the model's code: ``Profiler.instrument`` wraps
 the transformer's host ops (``Transformer.HOST_OPS``), the linear-layer seam records
 each backend matmul and the quantize/dequantize around it, and the sampler records
-itself. Records go to one of two phases (``prefill``, ``decode``). ``report()``
+itself. The fused decode path (``host.llm.fused``) cannot split its compiled calls
+by op: their time is one ``host step`` row. Records go to one of two phases (``prefill``, ``decode``). ``report()``
 adds ``other`` = wall time - everything recorded, so the rows always sum to the
 measured wall time. Matmul rows count only the backend call; turning float
 activations into int8 and int32 results back into float are the
@@ -22,7 +23,7 @@ __all__ = ["MATMUL_KINDS", "SECTIONS", "Profiler", "PhaseReport", "format_table"
 
 MATMUL_KINDS = LAYER_KINDS
 SECTIONS = (*(f"matmul {kind}" for kind in MATMUL_KINDS), "quantize", "dequantize",
-            "attention", "norms", "rope", "ffn activation", "embedding", "sampling")
+            "attention", "norms", "rope", "ffn activation", "embedding", "host step", "sampling")
 PHASES = ("prefill", "decode")
 _MATMUL_SECTION = {kind: f"matmul {kind}" for kind in MATMUL_KINDS}
 
@@ -110,11 +111,12 @@ class Profiler:
         self._now_seconds[section] += seconds
         self._now_calls[section] += calls
 
-    def add_matmul(self, kind: str, seconds: float, macs: int, cycles: int | None) -> None:
-        """Record one backend matmul of layer ``kind`` (cycles: hardware backends only)."""
+    def add_matmul(self, kind: str, seconds: float, macs: int, cycles: int | None,
+                   calls: int = 1) -> None:
+        """Record ``calls`` backend matmuls of layer ``kind`` (cycles: hardware backends only)."""
         section = _MATMUL_SECTION[kind]
         self._now_seconds[section] += seconds
-        self._now_calls[section] += 1
+        self._now_calls[section] += calls
         self._now_macs[kind] += macs
         if cycles is not None:
             self._now_cycles[kind] += cycles

@@ -2,7 +2,9 @@
 
 ``measure_host_time`` runs the real transformer and the real int8 seam over a backend
 whose matmul is free, so what remains of a forward pass is the host's own work:
-norms, RoPE, attention, quantize/dequantize, sampling's logits, glue.
+norms, RoPE, attention, quantize/dequantize, sampling's logits, glue. ``fused=True``
+times the same tokens through ``host.llm.fused.FusedDecoder`` instead of
+``Transformer.forward``, so both paths can be set side by side in one run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..llm.fused import FusedDecoder
 from ..llm.layers import linear_specs
 from ..llm.linear import QuantizedLinears
 from ..llm.profile import Profiler
@@ -80,18 +83,30 @@ def random_llama_weights(config, seed: int = 0) -> dict:
 
 
 def measure_host_time(config, weights: dict, *, max_k: int = 4096, context: int = 64,
-                      tokens: int = 32, repeats: int = 21) -> HostTime:
+                      tokens: int = 32, repeats: int = 21, fused: bool = False,
+                      greedy: bool = False) -> HostTime:
     """Host time per decode token at ``context`` tokens of context, int8 path.
 
     The model runs the real transformer and the real int8 seam (per-channel weights,
     per-token activation quantization, dequantization) over a backend whose matmul
     is free. Timed with ``perf_counter`` over ``tokens`` decode steps, ``repeats``
     times; the minimum is the least disturbed run, the median the typical one.
+
+    ``fused``: decode with ``FusedDecoder`` (prefill stays ``Transformer.forward``);
+    ``ValueError`` if it does not apply. Each token ends with float32 logits, or with
+    ``greedy`` with the next token: ``np.argmax`` of the logits, or for the fused path
+    the argmax taken from the int32 sums.
     """
     profiler = Profiler()
     linears = QuantizedLinears(linear_specs(config, weights), _InstantBackend(max_k),
                                scheme("per-channel"), profiler=profiler)
     transformer = Transformer(config, weights, linears, profiler)
+    decoder = FusedDecoder(transformer, profiler) if fused else None
+    if decoder is None:
+        step = (lambda token, cache: int(np.argmax(transformer.forward([token], cache)[0]))) \
+            if greedy else (lambda token, cache: transformer.forward([token], cache))
+    else:
+        step = decoder.greedy if greedy else decoder.logits
     prompt = list(range(1, context - tokens + 1))
     runs = []
     for _ in range(repeats):
@@ -100,8 +115,8 @@ def measure_host_time(config, weights: dict, *, max_k: int = 4096, context: int 
         profiler.reset()
         profiler.phase = "decode"
         start = time.perf_counter()
-        for step in range(tokens):
-            transformer.forward([step % config.vocab_size], cache)
+        for index in range(tokens):
+            step(index % config.vocab_size, cache)
         wall = time.perf_counter() - start
         report = profiler.report("decode", tokens, wall)
         runs.append((wall / tokens * 1e3, report))

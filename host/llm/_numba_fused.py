@@ -1,0 +1,300 @@
+"""The numba kernels behind ``host.llm.fused``: everything one decode token does between
+two accelerator jobs, each stage one compiled call.
+
+float32 throughout, in the order ``host.llm.transformer`` and ``host.llm.quant`` compute
+(``x * (w * inverse)`` for a norm, ``acc * (w_scale * x_scale)`` to dequantize, RoPE
+as ``x * cos + swapped * sin``). Literals are ``np.float32``: a float64 literal times a
+float32 value is float64 in numba as in numpy (``/work/shared/NOTES.md``). Sums of
+squares accumulate in float64 and round once, so they sit within an ulp of numpy's
+float32 BLAS sums, not bit-equal to them. Only the dot products of attention may be
+reassociated (``_scores``), which lets LLVM vectorize them; nothing else is (no FMA
+contraction, so RoPE and the scales round exactly as numpy's do).
+
+Arrays come in preallocated; the kernels allocate nothing except the logits of
+``dequantize_logits``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_ONE = np.float32(1.0)
+_HALF = np.float32(0.5)
+_GELU_C = np.float32(0.7978845608028654)            # sqrt(2/pi), as transformer._GELU_C
+_GELU_C3 = np.float32(0.7978845608028654 * 0.044715)
+_REASSOC = {"reassoc"}
+
+
+@numba.njit(cache=True, boundscheck=False, fastmath=_REASSOC)
+def _scores(q, keys, scores):
+    """``scores[g, t] = q[g] . keys[t]`` (``q [group, hd]``, ``keys [T, hd]``): float32
+    dot products, reassociated so they vectorize (this function only: numba compiles
+    it apart, with its own flags)."""
+    count, hd = keys.shape
+    for t in range(count):
+        row = keys[t]
+        for g in range(q.shape[0]):
+            total = np.float32(0.0)
+            for j in range(hd):
+                total += q[g, j] * row[j]
+            scores[g, t] = total
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _softmax_rows(scores):
+    """Softmax of each row of ``scores [rows, T]`` in place: shift by the max, exp,
+    divide by the sum (``Transformer.attend``'s order)."""
+    rows, count = scores.shape
+    for r in range(rows):
+        top = np.float32(-np.inf)
+        for t in range(count):
+            if scores[r, t] > top:
+                top = scores[r, t]
+        total = np.float32(0.0)
+        for t in range(count):
+            e = np.exp(scores[r, t] - top)
+            scores[r, t] = e
+            total += e
+        for t in range(count):
+            scores[r, t] = scores[r, t] / total
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _weighted_values(p, values, out):
+    """``out = p @ values`` (``p [group, T]``, ``values [T, hd]``, ``out [group, hd]``)
+    in one pass over the values."""
+    count, hd = values.shape
+    for g in range(out.shape[0]):
+        for j in range(hd):
+            out[g, j] = np.float32(0.0)
+    for t in range(count):
+        value = values[t]
+        for g in range(out.shape[0]):
+            weight = p[g, t]
+            for j in range(hd):
+                out[g, j] += weight * value[j]
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _inverse_rms(x, x0, n, eps):
+    """``1 / sqrt(mean(x[x0:x0+n]^2) + eps)`` as ``rms_norm``'s one-token path: float32."""
+    total = 0.0
+    for j in range(x0, x0 + n):
+        v = np.float64(x[j])
+        total += v * v
+    mean_square = np.float32(total) / np.float32(n)
+    return _ONE / np.sqrt(mean_square + eps)
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _norm_quantize(x, weight, eps, h, q, scale, qmax_inverse, tiny):
+    """``h = rms_norm(x, weight)``, then ``q, scale`` = ``quantize_row(h)``."""
+    n = x.shape[0]
+    inverse = _inverse_rms(x, 0, n, eps)
+    for j in range(n):
+        h[j] = x[j] * (weight[j] * inverse)
+    _quantize(h, n, q, scale, qmax_inverse, tiny)
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _quantize(h, n, q, scale, qmax_inverse, tiny):
+    """``host.llm._numba_quant.quantize_row`` on ``h[:n]`` into ``q [1, n]``."""
+    amax = np.float32(0.0)
+    for j in range(n):
+        a = abs(h[j])
+        if a > amax:
+            amax = a
+    s = max(amax * qmax_inverse, tiny)
+    inverse = _ONE / s
+    for j in range(n):
+        q[0, j] = np.int8(np.rint(h[j] * inverse))
+    scale[0] = s
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _dequantize(acc, w_scale, x_scale, y):
+    """``y = acc * (w_scale * x_scale)``: ``QuantizedLinears``' one-token dequantize."""
+    for j in range(y.shape[0]):
+        y[j] = np.float32(acc[0, j]) * (w_scale[j] * x_scale)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def embed_norm_quantize(table, token, embed_scale, scaled, x, weight, eps, h, q, scale,
+                        qmax_inverse, tiny):
+    """Before a token's first job: ``x = table[token] (* embed_scale)``, then the first
+    layer's attention norm, quantized into ``q``."""
+    for j in range(x.shape[0]):
+        x[j] = table[token, j] * embed_scale if scaled else table[token, j]
+    _norm_quantize(x, weight, eps, h, q, scale, qmax_inverse, tiny)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def attention(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim,
+              cos, sin, position, keys, values, first, attn_scale, n_heads, qkv, scores,
+              attended, q, scale, qmax_inverse, tiny):
+    """Between the qkv job and the attn_out job: dequantize (+ bias), per-head q/k
+    RMSNorm, RoPE at ``position`` (rows of ``cos``/``sin``), append k and v to the cache
+    at ``position``, softmax attention of the query heads over cached positions
+    ``first..position``, then quantize the result ``[H * hd]`` into ``q``."""
+    x_scale = x_scale[0]
+    n_kv, _, hd = keys.shape
+    half = hd // 2
+    qk_heads = n_heads + n_kv
+    _dequantize(acc, w_scale, x_scale, qkv)
+    if has_bias:
+        for j in range(qkv.shape[0]):
+            qkv[j] += bias[j]
+    if has_qk_norm:        # rms_norm's general path: x * (w / sqrt(mean(x^2) + eps))
+        for head in range(qk_heads):
+            base = head * hd
+            total = 0.0
+            for j in range(base, base + hd):
+                v = np.float64(qkv[j])
+                total += v * v
+            root = np.sqrt(np.float32(total) * inv_head_dim + eps)
+            for j in range(hd):
+                qkv[base + j] = qkv[base + j] * (qk_norm[head, j] / root)
+    for head in range(qk_heads):      # RoPE, half-split pairs: x * cos + swap_halves(x) * sin
+        base = head * hd
+        for j in range(half):
+            lo, hi = qkv[base + j], qkv[base + half + j]
+            rotated_lo = lo * cos[position, j]
+            rotated_lo += hi * sin[position, j]
+            rotated_hi = hi * cos[position, half + j]
+            rotated_hi += lo * sin[position, half + j]
+            qkv[base + j], qkv[base + half + j] = rotated_lo, rotated_hi
+    k0, v0 = n_heads * hd, (n_heads + n_kv) * hd
+    for kv in range(n_kv):
+        for j in range(hd):
+            keys[kv, position, j] = qkv[k0 + kv * hd + j]
+            values[kv, position, j] = qkv[v0 + kv * hd + j]
+    group = n_heads // n_kv
+    count = position + 1 - first
+    for j in range(n_heads * hd):
+        qkv[j] = qkv[j] * attn_scale
+    heads = qkv[:n_heads * hd].reshape(n_kv, group, hd)      # [KV, group, hd]
+    out = attended.reshape(n_kv, group, hd)
+    probabilities = scores[:group * count].reshape(group, count)
+    for kv in range(n_kv):
+        _scores(heads[kv], keys[kv, first:position + 1], probabilities)
+        _softmax_rows(probabilities)
+        _weighted_values(probabilities, values[kv, first:position + 1], out[kv])
+    _quantize(attended, attended.shape[0], q, scale, qmax_inverse, tiny)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def residual_norm_quantize(acc, w_scale, x_scale, post_norm, has_post_norm, x, weight, eps,
+                           out, h, q, scale, qmax_inverse, tiny):
+    """After attn_out or ffn_down: dequantize, the post-norm (Gemma), add to the residual
+    ``x``, then the next norm (``weight``: ffn norm, next layer's attention norm or the
+    output norm), quantized into ``q``."""
+    _dequantize(acc, w_scale, x_scale[0], out)
+    n = x.shape[0]
+    if has_post_norm:
+        inverse = _inverse_rms(out, 0, n, eps)
+        for j in range(n):
+            x[j] = x[j] + out[j] * (post_norm[j] * inverse)
+    else:
+        for j in range(n):
+            x[j] = x[j] + out[j]
+    _norm_quantize(x, weight, eps, h, q, scale, qmax_inverse, tiny)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def gated_quantize(acc, w_scale, x_scale, gelu, gate_up, q, scale, qmax_inverse, tiny):
+    """Between ffn_up_gate and ffn_down: dequantize ``[gate, up]``, GeGLU (tanh GELU) or
+    SwiGLU in ``Transformer.activation``'s float32 order, quantize the ``[F]`` result."""
+    _dequantize(acc, w_scale, x_scale[0], gate_up)
+    f = gate_up.shape[0] // 2
+    for j in range(f):
+        gate = gate_up[j]
+        if gelu:
+            inner = gate * gate
+            inner *= _GELU_C3
+            inner += _GELU_C
+            inner *= gate
+        else:
+            inner = gate * _HALF
+        hidden = np.tanh(inner)
+        hidden *= _HALF
+        hidden += _HALF
+        hidden *= gate
+        hidden *= gate_up[f + j]
+        gate_up[j] = hidden              # the gate half becomes the FFN's hidden vector
+    _quantize(gate_up, f, q, scale, qmax_inverse, tiny)
+
+
+_ARGMAX_CHUNK = 2048
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _chunk_max(values, count):
+    """``max(values[:count])`` for values known to hold no NaN, in four independent
+    lanes (one long chain of compares runs ~4x slower). Exact: max does not round."""
+    a = b = c = d = values[0]
+    j = 0
+    while j + 4 <= count:
+        if values[j] > a:
+            a = values[j]
+        if values[j + 1] > b:
+            b = values[j + 1]
+        if values[j + 2] > c:
+            c = values[j + 2]
+        if values[j + 3] > d:
+            d = values[j + 3]
+        j += 4
+    top = max(max(a, b), max(c, d))
+    for k in range(j, count):
+        if values[k] > top:
+            top = values[k]
+    return top
+
+
+@numba.njit(cache=True, boundscheck=False)
+def argmax_logit(acc, w_scale, x_scale, w_absmax):
+    """``(index, value)`` of ``np.argmax(acc * (w_scale * x_scale))`` without the logits:
+    the first maximum, or the first NaN (as ``np.argmax``).
+
+    ``w_absmax`` is ``max |w_scale|``. A logit is NaN only if some ``w_scale * x_scale``
+    is not finite (an int32 sum is finite); when ``w_absmax * x_scale`` is finite no
+    logit can be NaN, and chunks of the logits are computed into a small buffer, their
+    maximum found in four lanes and scanned for only when it beats the best so far.
+    Otherwise one exact scan with NaN checks."""
+    x_scale = x_scale[0]
+    n = w_scale.shape[0]
+    bound = w_absmax * x_scale
+    if not (bound - bound == 0):          # inf or NaN: the scan that finds the first NaN
+        best = np.float32(acc[0, 0]) * (w_scale[0] * x_scale)
+        if best != best:
+            return 0, best
+        index = 0
+        for j in range(1, n):
+            value = np.float32(acc[0, j]) * (w_scale[j] * x_scale)
+            if value > best:
+                best, index = value, j
+            elif value != value:
+                return j, value
+        return index, best
+    chunk = np.empty(_ARGMAX_CHUNK, np.float32)
+    best = np.float32(0.0)
+    index = -1
+    for c0 in range(0, n, _ARGMAX_CHUNK):
+        count = min(n - c0, _ARGMAX_CHUNK)
+        for j in range(count):
+            chunk[j] = np.float32(acc[0, c0 + j]) * (w_scale[c0 + j] * x_scale)
+        top = _chunk_max(chunk, count)
+        if index < 0 or top > best:
+            for j in range(count):
+                if chunk[j] == top:
+                    best, index = chunk[j], c0 + j
+                    break
+    return index, best
+
+
+@numba.njit(cache=True, boundscheck=False)
+def dequantize_logits(acc, w_scale, x_scale):
+    """float32 logits ``[1, vocab]`` = ``acc * (w_scale * x_scale)``, a new array."""
+    logits = np.empty((1, w_scale.shape[0]), np.float32)
+    _dequantize(acc, w_scale, x_scale[0], logits[0])
+    return logits

@@ -1,0 +1,304 @@
+"""One decode token (M=1) with exactly one compiled call between two accelerator jobs.
+
+On the KV260 the host is a 1.33 GHz Cortex-A53 and each Python -> compiled transition
+costs microseconds, so ``Transformer.forward``'s ~10 numpy and numba calls per linear
+layer add up. ``FusedDecoder`` runs the same arithmetic as a chain of numba kernels
+(``host.llm._numba_fused``), one per gap between the backend's jobs. For a layer:
+
+    [residual + attn RMSNorm + int8 quantize]           (the previous layer's last call)
+      -> qkv job ->
+    [dequantize (+ bias) + q/k head norms + RoPE + KV-cache append + attention over the
+     cache (sliding window on local layers) + quantize]                 ``attention``
+      -> attn_out job ->
+    [dequantize + post-norm + residual + ffn norm + quantize]    ``residual_norm_quantize``
+      -> ffn_up_gate job ->
+    [dequantize + GeGLU (tanh GELU) or SwiGLU + quantize]               ``gated_quantize``
+      -> ffn_down job ->
+    [dequantize + post-norm + residual + the next layer's attn norm (or the output
+     norm) + quantize]                                           ``residual_norm_quantize``
+
+The token starts with ``embed_norm_quantize`` and ends after the classifier job with
+``argmax_logit`` (greedy: the first maximum of ``acc * (w_scale * x_scale)`` from the
+int32 sums and the scales, no vocabulary-sized float array) or ``dequantize_logits``
+(sampling: float32 logits in one call).
+
+**Per token, with L layers: 4 L + 1 accelerator jobs and 4 L + 2 compiled calls**
+(jobs + 1: one before the first job, one in each gap, one after the last), and no
+Python-level numpy call except when the KV cache, a RoPE table or the score buffer
+grows (counted when it happens). Gemma 3 270M: 73 jobs, 74 compiled calls.
+``FusedDecoder.counts`` holds the last token's figures.
+
+It applies (``FusedDecoder.build``, else None and the caller keeps
+``Transformer.forward``) when the seam is ``QuantizedLinears`` with dynamic per-token
+activations and every layer, int8 or int4, is one activation group in one K piece.
+SmoothQuant needs nothing here: ``build_linears`` folds its factors into the weights,
+the norm weights and the Qwen 2 v bias that the ``Transformer`` was built with, and
+this decoder reads them from it. The KV cache, the RoPE tables, the q/k norms and the
+biases are the ``Transformer``'s own, so prefill (``Transformer.forward``) and fused
+decode share one ``KVCache``. Results equal the numpy path's up to float32 rounding of
+sums (tests compare tokens and logits).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from time import perf_counter
+
+import numpy as np
+
+from .linear import QuantizedLinears
+from .profile import Profiler
+from .quant import QMAX
+from .transformer import KVCache, Transformer
+
+__all__ = ["FusedDecoder", "fused_unavailable"]
+
+_TINY = np.float32(np.finfo(np.float32).tiny)
+_QMAX_INVERSE = np.float32(1.0 / QMAX)
+_EMPTY_1D = np.zeros(0, np.float32)
+_EMPTY_2D = np.zeros((0, 0), np.float32)
+_KINDS = ("qkv", "attn_out", "ffn_up_gate", "ffn_down")
+
+
+@lru_cache(maxsize=1)
+def _kernels():
+    """The ``host.llm._numba_fused`` module, or None when numba is missing."""
+    try:
+        from . import _numba_fused
+    except ImportError:
+        return None
+    return _numba_fused
+
+
+def fused_unavailable(transformer: Transformer) -> str | None:
+    """Why ``FusedDecoder`` cannot run ``transformer`` (None: it can)."""
+    linears = transformer.linear
+    if _kernels() is None:
+        return "numba is not installed"
+    if not isinstance(linears, QuantizedLinears):
+        return f"the seam is {type(linears).__name__}, not QuantizedLinears"
+    if linears.scheme.activations != "token":
+        return f"scheme {linears.scheme.name!r} has static activation scales"
+    for name, layer in linears.layers.items():
+        if len(layer.pieces) != 1 or len(layer.pieces[0]) != 1:
+            groups = len(layer.pieces)
+            return (f"layer {name} is {groups} activation group(s) in "
+                    f"{sum(len(group) for group in layer.pieces)} K piece(s)")
+    if not (transformer.embedding.dtype == np.float32 and transformer.embedding.ndim == 2):
+        return f"the embedding table is {transformer.embedding.dtype}, not float32"
+    return None
+
+
+def _vector(array) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+class FusedDecoder:
+    """One decode token of ``transformer`` per call, the compiled calls fused (module
+    docstring). Build with ``FusedDecoder.build``; ``greedy`` and ``logits`` run a token
+    at ``cache.length`` and append it to ``cache``, as ``Transformer.forward`` does."""
+
+    def __init__(self, transformer: Transformer, profiler: Profiler | None = None):
+        problem = fused_unavailable(transformer)
+        if problem is not None:
+            raise ValueError(f"the fused decoder does not apply: {problem}")
+        cfg = self.config = transformer.config
+        self.transformer = transformer
+        self.profiler = profiler
+        self.kernels = _kernels()
+        linears: QuantizedLinears = transformer.linear
+        self.backend = linears.backend
+        norms = transformer.norms
+        self._eps = np.float32(cfg.norm_eps)
+        self._embed_scale = np.float32(cfg.embed_scale)
+        self._scaled = cfg.embed_scale != 1.0
+        self._attn_scale = np.float32(cfg.attn_scale)
+        self._inv_head_dim = np.float32(1.0 / cfg.head_dim)
+
+        def job(name):
+            layer = linears.layers[name]
+            return layer.pieces[0][0][2], _vector(layer.w_scale[0])
+
+        self._layers = []
+        for i in range(cfg.n_layers):
+            b = f"blk.{i}."
+            next_norm = norms[f"blk.{i + 1}.attn_norm.weight" if i + 1 < cfg.n_layers
+                              else "output_norm.weight"]
+            self._layers.append((
+                *job(b + "qkv"), *job(b + "attn_output"), *job(b + "ffn_up_gate"), *job(b + "ffn_down"),
+                _vector(transformer._qkv_bias[i]) if transformer._qkv_bias is not None else _EMPTY_1D,
+                _vector(transformer._qk_norm[i]) if cfg.qk_norm else _EMPTY_2D,
+                _vector(norms[b + "post_attention_norm.weight"]) if cfg.post_norms else _EMPTY_1D,
+                _vector(norms[b + "ffn_norm.weight"]),
+                _vector(norms[b + "post_ffw_norm.weight"]) if cfg.post_norms else _EMPTY_1D,
+                _vector(next_norm), cfg.is_global(i)))
+        self._first_norm = _vector(norms["blk.0.attn_norm.weight"])
+        self._classifier = job("output")
+        self._classifier_absmax = np.float32(np.abs(self._classifier[1]).max())
+        n_qkv = cfg.q_dim + 2 * cfg.kv_dim
+        self._macs = {"qkv": cfg.n_layers * n_qkv * cfg.dim,
+                      "attn_out": cfg.n_layers * cfg.dim * cfg.q_dim,
+                      "ffn_up_gate": cfg.n_layers * 2 * cfg.hidden_dim * cfg.dim,
+                      "ffn_down": cfg.n_layers * cfg.dim * cfg.hidden_dim,
+                      "classifier": cfg.vocab_size * cfg.dim}
+        # Working state: the residual stream, float scratch, the jobs' int8 inputs
+        # ([1, K] each) and one activation scale, written by each quantize after the
+        # dequantize before it has read it.
+        self._x = np.zeros(cfg.dim, np.float32)
+        self._h = np.zeros(cfg.dim, np.float32)
+        self._out = np.zeros(cfg.dim, np.float32)
+        self._qkv = np.zeros(n_qkv, np.float32)
+        self._attended = np.zeros(cfg.q_dim, np.float32)
+        self._gate_up = np.zeros(2 * cfg.hidden_dim, np.float32)
+        self._scores = np.zeros(0, np.float32)
+        self._q_dim = np.zeros((1, cfg.dim), np.int8)
+        self._q_heads = np.zeros((1, cfg.q_dim), np.int8)
+        self._q_hidden = np.zeros((1, cfg.hidden_dim), np.int8)
+        self._scale = np.ones(1, np.float32)
+        self.counts = {"compiled calls": 0, "accelerator jobs": 0, "numpy calls": 0}
+
+    @classmethod
+    def build(cls, transformer: Transformer, profiler: Profiler | None = None) -> "FusedDecoder | None":
+        """A decoder for ``transformer``, or None when it does not apply (see
+        ``fused_unavailable``)."""
+        if fused_unavailable(transformer) is not None:
+            return None
+        return cls(transformer, profiler)
+
+    def greedy(self, token: int, cache: KVCache) -> tuple[int, float]:
+        """Run ``token``; ``(argmax, its logit)`` of the next-token logits, the first
+        maximum as ``np.argmax`` (the first NaN if there is one)."""
+        acc, numpy_calls, calls, start = self._layers_step(token, cache)
+        t0 = perf_counter()
+        best, value = self.kernels.argmax_logit(acc, self._classifier[1], self._scale,
+                                                self._classifier_absmax)
+        self._finish(numpy_calls, calls + 1, start, "sampling", perf_counter() - t0)
+        return int(best), float(value)
+
+    def logits(self, token: int, cache: KVCache) -> np.ndarray:
+        """Run ``token``; float32 logits ``[1, vocab]`` (a new array) for sampling."""
+        acc, numpy_calls, calls, start = self._layers_step(token, cache)
+        t0 = perf_counter()
+        logits = self.kernels.dequantize_logits(acc, self._classifier[1], self._scale)
+        self._finish(numpy_calls, calls + 1, start, "host step", perf_counter() - t0)
+        return logits
+
+    def _prepare(self, position: int, cache: KVCache) -> int:
+        """Grow the cache, the RoPE tables and the score buffer for ``position``;
+        the number of numpy calls that took (0 almost always)."""
+        numpy_calls = 0
+        if position + 1 > cache.capacity:
+            numpy_calls += 1
+        cache.reserve(position + 1)
+        transformer = self.transformer
+        for rope in (transformer._rope_global, transformer._rope_local):
+            if position >= len(rope.cos):
+                rope.tables(position, position + 1)
+                numpy_calls += 1
+        group = self.config.n_heads // self.config.n_kv_heads
+        if len(self._scores) < group * cache.capacity:         # [group, T] per KV head
+            self._scores = np.zeros(group * cache.capacity, np.float32)
+            numpy_calls += 1
+        return numpy_calls
+
+    def _layers_step(self, token: int, cache: KVCache):
+        """Every layer and the classifier job for ``token``: the classifier's int32
+        sums, the numpy and compiled calls made, and the start time."""
+        start = perf_counter()
+        cfg, kernels, transformer = self.config, self.kernels, self.transformer
+        if not 0 <= token < cfg.vocab_size:
+            raise ValueError(f"token id {token} must be in 0..{cfg.vocab_size - 1}")
+        position = cache.length
+        numpy_calls = self._prepare(position, cache)
+        window = cfg.sliding_window
+        first_local = 0 if window is None else max(0, position - window + 1)
+        cos_global, sin_global = transformer._rope_global.cos, transformer._rope_global.sin
+        cos_local, sin_local = transformer._rope_local.cos, transformer._rope_local.sin
+        eps, qmax_inverse, tiny = self._eps, _QMAX_INVERSE, _TINY
+        x, h, out, scale = self._x, self._h, self._out, self._scale
+        qkv, scores, attended, gate_up = self._qkv, self._scores, self._attended, self._gate_up
+        q_dim, q_heads, q_hidden = self._q_dim, self._q_heads, self._q_hidden
+        attention, residual = kernels.attention, kernels.residual_norm_quantize
+        gated = kernels.gated_quantize
+        matmul, last_cycles = self.backend.matmul, self.backend.last_cycles
+        has_bias, has_qk_norm, has_post, gelu = (
+            transformer._qkv_bias is not None, cfg.qk_norm, cfg.post_norms, cfg.gelu)
+        n_heads, attn_scale, inv_head_dim = cfg.n_heads, self._attn_scale, self._inv_head_dim
+        clock = perf_counter
+        job_seconds = [0.0, 0.0, 0.0, 0.0]
+        cycles = [0, 0, 0, 0, 0]
+        host = 0.0
+
+        kernels.embed_norm_quantize(transformer.embedding, token, self._embed_scale, self._scaled,
+                                    x, self._first_norm, eps, h, q_dim, scale, qmax_inverse, tiny)
+        t = clock()
+        host += t - start
+        for layer, (qkv_w, qkv_s, out_w, out_s, up_w, up_s, down_w, down_s, bias, qk_norm,
+                    post_attn, ffn_norm, post_ffw, next_norm, is_global) in enumerate(self._layers):
+            acc = matmul(q_dim, qkv_w)                                    # [1, q + 2 kv]
+            t1 = clock()
+            job_seconds[0] += t1 - t
+            c = last_cycles()
+            if c is not None:
+                cycles[0] += c
+            if is_global:
+                cos, sin, first = cos_global, sin_global, 0
+            else:
+                cos, sin, first = cos_local, sin_local, first_local
+            attention(acc, qkv_s, scale, bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim,
+                      cos, sin, position, cache.keys[layer], cache.values[layer], first, attn_scale,
+                      n_heads, qkv, scores, attended, q_heads, scale, qmax_inverse, tiny)
+            t = clock()
+            host += t - t1
+            acc = matmul(q_heads, out_w)                                  # [1, D]
+            t1 = clock()
+            job_seconds[1] += t1 - t
+            c = last_cycles()
+            if c is not None:
+                cycles[1] += c
+            residual(acc, out_s, scale, post_attn, has_post, x, ffn_norm, eps, out, h, q_dim, scale,
+                     qmax_inverse, tiny)
+            t = clock()
+            host += t - t1
+            acc = matmul(q_dim, up_w)                                     # [1, 2F]
+            t1 = clock()
+            job_seconds[2] += t1 - t
+            c = last_cycles()
+            if c is not None:
+                cycles[2] += c
+            gated(acc, up_s, scale, gelu, gate_up, q_hidden, scale, qmax_inverse, tiny)
+            t = clock()
+            host += t - t1
+            acc = matmul(q_hidden, down_w)                                # [1, D]
+            t1 = clock()
+            job_seconds[3] += t1 - t
+            c = last_cycles()
+            if c is not None:
+                cycles[3] += c
+            residual(acc, down_s, scale, post_ffw, has_post, x, next_norm, eps, out, h, q_dim, scale,
+                     qmax_inverse, tiny)
+            t = clock()
+            host += t - t1
+        acc = matmul(q_dim, self._classifier[0])                          # [1, vocab]
+        t1 = clock()
+        c = last_cycles()
+        cache.length = position + 1
+        self._pending = (job_seconds, t1 - t, cycles, c, host)
+        return acc, numpy_calls, 1 + 4 * cfg.n_layers, start
+
+    def _finish(self, numpy_calls: int, calls: int, start: float, last_section: str,
+                last_seconds: float) -> None:
+        """Record the token's counts and, with a profiler, its sections."""
+        n_layers = self.config.n_layers
+        self.counts = {"compiled calls": calls, "accelerator jobs": 4 * n_layers + 1,
+                       "numpy calls": numpy_calls}
+        prof = self.profiler
+        if prof is None:
+            return
+        job_seconds, classifier_seconds, cycles, classifier_cycles, host = self._pending
+        for index, kind in enumerate(_KINDS):
+            prof.add_matmul(kind, job_seconds[index], self._macs[kind], cycles[index] or None,
+                            calls=n_layers)
+        prof.add_matmul("classifier", classifier_seconds, self._macs["classifier"], classifier_cycles)
+        prof.add("host step", host, calls=calls - 1)
+        prof.add(last_section, last_seconds)

@@ -1,0 +1,242 @@
+"""The fused one-token decode path (host.llm.fused) against Transformer.forward.
+
+The reference is the existing path on the same quantized seam: ``Transformer.forward``
+for each token and ``sample_next`` on its logits. Greedy tokens must be identical,
+sampling logits equal up to float32 rounding of sums, the argmax taken from the int32
+sums equal to ``np.argmax`` of the logits. Models: Gemma 3 270M (int8 SmoothQuant and
+W4A8) and small random Llama, Llama 3 (RoPE factors), Qwen 2 (biases), Qwen 3 (q/k
+norms) and Gemma 3 (4-token sliding window) written as GGUF files by the tests.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from hdl.spec.config import PRESETS
+from host.accel.software import GoldenBackend
+from host.llm import _numba_fused
+from host.llm.fused import FusedDecoder, fused_unavailable
+from host.llm.generate import Runtime, generate, main, sample_next
+from host.llm.model import load_model
+from host.llm.profile import MATMUL_KINDS
+from host.llm.quant import SCHEMES
+
+from host_testmodels import write_gemma3_gguf, write_llama_gguf
+from test_host_transformer import make_gemma3, make_llama
+
+NEW_TOKENS = 14
+
+LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
+
+
+def reference_greedy(runtime: Runtime, prompt: list[int], new_tokens: int) -> list[int]:
+    """Greedy decoding with Transformer.forward and sample_next (the unfused path)."""
+    transformer = runtime.transformer
+    cache = transformer.new_cache(len(prompt) + new_tokens)
+    token = sample_next(transformer.forward(prompt, cache)[-1])
+    tokens = [token]
+    while len(tokens) < new_tokens:
+        token = sample_next(transformer.forward([token], cache)[-1])
+        tokens.append(token)
+    return tokens
+
+
+def assert_steps_match(runtime: Runtime, prompt: list[int], new_tokens: int) -> None:
+    """Step by step from one prefill: the fused logits are close to the reference's, the
+    fused argmax is np.argmax of both, and the counts are jobs + 1 compiled calls."""
+    transformer, decoder = runtime.transformer, runtime.fused_decoder
+    n_layers = runtime.model.config.n_layers
+    ours, theirs = transformer.new_cache(4), transformer.new_cache(4)      # both grow
+    token = int(np.argmax(transformer.forward(prompt, theirs)[-1]))
+    transformer.forward(prompt, ours)
+    for step in range(new_tokens):
+        reference = transformer.forward([token], theirs)
+        best, value = decoder.greedy(token, ours)
+        assert decoder.counts["compiled calls"] == decoder.counts["accelerator jobs"] + 1 == 4 * n_layers + 2
+        ours.length -= 1                       # the same token again, through the sampling path
+        logits = decoder.logits(token, ours)
+        assert decoder.counts["compiled calls"] == 4 * n_layers + 2
+        if step > 0:
+            assert decoder.counts["numpy calls"] == 0
+        assert ours.length == theirs.length
+        assert logits.shape == reference.shape and logits.dtype == np.float32
+        scale = float(np.abs(reference).max())
+        np.testing.assert_allclose(logits, reference, rtol=1e-4, atol=1e-4 * scale)
+        assert best == int(np.argmax(logits)) == int(np.argmax(reference))
+        assert value == float(logits[0, best])
+        token = best
+    length = theirs.length
+    for layer in range(n_layers):
+        np.testing.assert_allclose(ours.keys[layer][:, :length], theirs.keys[layer][:, :length],
+                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(ours.values[layer][:, :length], theirs.values[layer][:, :length],
+                                   rtol=1e-4, atol=1e-5)
+
+
+# -- Gemma 3 270M ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gemma():
+    return load_model(progress=False)
+
+
+@pytest.mark.xdist_group("gemma3_270m")
+@pytest.mark.parametrize("quant", ["smoothquant", "w4a8"])
+def test_gemma_270m_greedy_tokens_equal_the_unfused_path(gemma, quant):
+    runtime = Runtime(gemma, "golden", quant)
+    assert runtime.fused_decoder is not None
+    prompt = gemma.tokenizer.encode("The capital of France is a city where")
+    fused = generate(runtime, prompt, max_new_tokens=NEW_TOKENS)
+    assert fused.tokens == reference_greedy(runtime, prompt, NEW_TOKENS)
+    assert runtime.fused_decoder.counts == {"compiled calls": 74, "accelerator jobs": 73, "numpy calls": 0}
+    assert_steps_match(runtime, prompt, 3)
+
+
+# -- small random models of every family -------------------------------------------------------
+
+MODELS = {
+    "llama": lambda: make_llama(seed=31, kv_heads=2),
+    "llama3": lambda: make_llama(seed=32, tied=True, rope=LLAMA3_ROPE),
+    "qwen2": lambda: make_llama(seed=33, tied=True, family="qwen2"),
+    "qwen3": lambda: make_llama(seed=34, family="qwen3", kv_heads=1),
+    "gemma3": lambda: make_gemma3(seed=35),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fused")
+    loaded = {}
+
+    def get(name):
+        if name not in loaded:
+            path = root / f"{name}.gguf"
+            if name == "gemma3":
+                write_gemma3_gguf(path, MODELS[name]())
+            else:
+                family = "llama" if name == "llama3" else name
+                write_llama_gguf(path, MODELS[name](), tied=name in ("llama3", "qwen2"),
+                                 architecture=family, bpe=family != "llama")
+            loaded[name] = load_model(path, cache_dir=root / "cache", progress=False)
+        return loaded[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name,quant", [
+    ("llama", "per-channel"), ("llama3", "smoothquant"), ("qwen2", "smoothquant"),
+    ("qwen3", "w4-rtn"), ("gemma3", "smoothquant"), ("gemma3", "w4a8")])
+def test_small_models_match_the_unfused_path(tiny_models, name, quant, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))       # calibration statistics
+    model = tiny_models(name)
+    runtime = Runtime(model, "golden", quant)
+    assert runtime.fused_decoder is not None, fused_unavailable(runtime.transformer)
+    # Both paths quantize the same activations to int8 unless a float32 sum, added in
+    # another order, lands on a rounding edge; on these small random models one such
+    # flip can change the continuation (seen once in 24 prompts x models). This prompt
+    # has none, so the tokens must be identical.
+    prompt = np.random.default_rng(8).integers(3, model.config.vocab_size, 6).tolist()
+    fused = generate(runtime, prompt, max_new_tokens=NEW_TOKENS, eos_token_id=-1)
+    assert fused.tokens == reference_greedy(runtime, prompt, NEW_TOKENS)
+    assert_steps_match(runtime, prompt, 12)
+    if name == "gemma3":      # the 4-token window is passed and 5 of 6 layers use it
+        assert model.config.sliding_window == 4 and len(prompt) + 12 > 4
+        assert not model.config.is_global(0)
+
+
+def test_sampling_uses_the_fused_logits(tiny_models):
+    runtime = Runtime(tiny_models("qwen2"), "golden", "per-channel")
+    unfused = Runtime(tiny_models("qwen2"), "golden", "per-channel", fused=False)
+    assert runtime.fused_decoder is not None and unfused.fused_decoder is None
+    options = dict(max_new_tokens=10, temperature=0.9, top_k=40, seed=5)
+    assert generate(runtime, [5, 6, 7], **options).tokens == generate(unfused, [5, 6, 7], **options).tokens
+
+
+# -- the classifier's argmax ---------------------------------------------------------------------
+
+def absmax(w_scale):
+    return np.float32(np.abs(w_scale).max())
+
+
+def test_argmax_from_int32_sums_is_np_argmax_with_ties_and_nan():
+    rng = np.random.default_rng(0)
+    x_scale = np.array([0.0123], np.float32)
+    for trial in range(20):
+        n = int(rng.integers(1, 9000))             # one or several chunks of 2048
+        acc = rng.integers(-50, 50, (1, n)).astype(np.int32)        # many exact ties
+        w_scale = rng.choice(np.array([0.5, 0.25, 1.0], np.float32), n)
+        if trial % 3 == 0:
+            acc = -np.abs(acc) - 1                                    # every logit negative
+        logits = np.multiply(acc, w_scale * x_scale[0], dtype=np.float32)
+        best, value = _numba_fused.argmax_logit(acc, w_scale, x_scale, absmax(w_scale))
+        assert best == int(np.argmax(logits)) and value == logits[0, best]
+        slow = _numba_fused.argmax_logit(acc, w_scale, x_scale, np.float32(np.inf))   # the NaN-checking scan
+        assert slow == (best, value)
+        np.testing.assert_array_equal(_numba_fused.dequantize_logits(acc, w_scale, x_scale), logits)
+    acc = np.array([[3, 7, 7, 1, 7]], np.int32)
+    w_scale = np.ones(5, np.float32)
+    assert _numba_fused.argmax_logit(acc, w_scale, x_scale, absmax(w_scale))[0] == 1   # the first maximum
+    w_scale[3] = np.nan
+    best, value = _numba_fused.argmax_logit(acc, w_scale, x_scale, absmax(w_scale))
+    assert best == 3 == int(np.argmax(acc * w_scale)) and np.isnan(value)     # the first NaN, as numpy
+
+
+def test_non_finite_logits_are_refused_on_the_fused_path(tiny_models):
+    from host.llm.generate import NonFiniteLogits
+
+    runtime = Runtime(tiny_models("llama"), "golden", "per-channel")
+    decoder = runtime.fused_decoder
+    handle, w_scale = decoder._classifier           # damaged scales for decode only
+    decoder._classifier = (handle, np.full_like(w_scale, np.inf))
+    decoder._classifier_absmax = np.float32(np.inf)
+    with pytest.raises(NonFiniteLogits, match="non-finite logit"):
+        generate(runtime, [5, 6], max_new_tokens=3)
+
+
+# -- when it applies, the runtime's hook, the profile -------------------------------------------
+
+def test_fallback_when_a_layer_has_several_pieces(tiny_models):
+    model = tiny_models("gemma3")
+    narrow = replace(PRESETS["tiny"], act_buffer_bytes=2 * 32)              # max_k 32 < dim 64
+    runtime = Runtime(model, GoldenBackend(narrow), "per-channel")
+    assert runtime.fused_decoder is None
+    assert "K piece" in fused_unavailable(runtime.transformer)
+    with pytest.raises(ValueError, match="does not apply"):
+        FusedDecoder(runtime.transformer)
+    prompt = [5, 9, 11]
+    assert generate(runtime, prompt, max_new_tokens=6).tokens == reference_greedy(runtime, prompt, 6)
+    grouped = Runtime(model, "golden", SCHEMES["per-channel"].with_(
+        name="grouped-32", act_group=32, group_kinds=("qkv",)))
+    assert "activation group" in fused_unavailable(grouped.transformer)
+    assert fused_unavailable(Runtime(model, "golden", "seed").transformer).endswith("static activation scales")
+    assert Runtime(model, "float").fused_decoder is None
+
+
+def test_fused_profile_has_a_host_step_per_gap(tiny_models):
+    model = tiny_models("gemma3")
+    runtime = Runtime(model, "golden", "per-channel")
+    result = generate(runtime, [5, 9, 11], max_new_tokens=5)
+    decode, layers, tokens = result.decode, model.config.n_layers, 4
+    expected = {"host step": (4 * layers + 1) * tokens, "sampling": tokens,
+                **{f"matmul {kind}": layers * tokens for kind in MATMUL_KINDS if kind != "classifier"},
+                "matmul classifier": tokens, "norms": 0, "quantize": 0, "attention": 0}
+    assert {name: decode.calls[name] for name in expected} == expected
+    recorded = sum(seconds for name, seconds in decode.seconds.items() if name != "other")
+    assert 0 < recorded <= decode.wall_seconds
+    cfg = model.config
+    assert decode.macs["qkv"] == tokens * layers * (cfg.q_dim + 2 * cfg.kv_dim) * cfg.dim
+
+
+def test_cli_no_fused(tiny_models, tmp_path, capsys, monkeypatch):
+    model = tiny_models("gemma3")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    path = model.source
+    outputs = []
+    for flags in ([], ["--no-fused"]):
+        assert main(["--prompt", "Once upon", "--model", str(path), "--max-new-tokens", "5",
+                     "--quant", "per-channel", *flags]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert "host step" in outputs[0] and "host step" not in outputs[1]
+    assert outputs[0].splitlines()[0] == outputs[1].splitlines()[0]        # the same text
