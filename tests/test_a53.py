@@ -108,12 +108,12 @@ def test_jobs_and_python_calls_come_from_a_real_decode_token(gemma_like):
 
 def test_the_estimate_is_the_sum_of_counts_times_constants():
     counts = StepCounts("m", 64, jobs=3, flops=2_000, transcendentals=30, bytes=5_000,
-                        python_calls=70, syscalls=11)
+                        python_calls=70, syscalls=11, compiled_calls=4)
     unit = CpuModel("unit", flops_per_s=1e3, transcendental_s=1e-3, bytes_per_s=1e3,
-                    python_call_s=1e-3, syscall_s=1e-3)
+                    python_call_s=1e-3, compiled_call_s=1e-3, syscall_s=1e-3)
     ms = estimate(counts, unit)
     assert ms == {"flops": 2000.0, "exp/tanh": 30.0, "memory": 5000.0, "python calls": 70.0,
-                  "syscalls": 11.0, "total": 7111.0}
+                  "compiled calls": 4.0, "syscalls": 11.0, "total": 7115.0}
     assert estimate(counts, A53)["total"] > 0
 
 

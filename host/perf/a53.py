@@ -160,6 +160,7 @@ class CpuModel:
     transcendental_s: float      # one exp or tanh
     bytes_per_s: float           # streamed to or from DRAM by one core
     python_call_s: float         # one Python-level call, interpreter work included
+    compiled_call_s: float       # one Python -> compiled call (numba's dispatch of ~25 arguments)
     syscall_s: float             # one system call, kernel entry to return
     source: str = ""
 
@@ -175,11 +176,13 @@ class CpuModel:
 # - Python: CPython 3.11 runs about 10x slower on a 1.33 GHz in-order A53 than on a
 #   ~3-4 GHz x86 core (clock x IPC); a Python-level call of the driver's and runtime's
 #   code (numpy scalar work, attribute lookups and the call itself) costs 0.1-0.2 us
-#   on the x86 machine here (``measure_cpu_model``), so 1.5 us on the A53.
+#   on the x86 machine here (``measure_cpu_model``), so 1.5 us on the A53; numba's
+#   dispatch of a fused kernel (about 25 arguments, each type-checked and unboxed)
+#   costs 1-2 us here, so 15 us on the A53.
 # - syscall: 1.5 us, kernel entry and return for read/write/select on a short path.
 A53 = CpuModel("Cortex-A53 @ 1.333 GHz (KV260), stated constants", flops_per_s=2.67e9,
                transcendental_s=40 / 1.333e9, bytes_per_s=2.5e9, python_call_s=1.5e-6,
-               syscall_s=1.5e-6, source="host/perf/a53.py: A53")
+               compiled_call_s=15e-6, syscall_s=1.5e-6, source="host/perf/a53.py: A53")
 
 
 def estimate(counts: "StepCounts", cpu: CpuModel) -> dict[str, float]:
@@ -189,6 +192,7 @@ def estimate(counts: "StepCounts", cpu: CpuModel) -> dict[str, float]:
         "exp/tanh": counts.transcendentals * cpu.transcendental_s,
         "memory": counts.bytes / cpu.bytes_per_s,
         "python calls": counts.python_calls * cpu.python_call_s,
+        "compiled calls": counts.compiled_calls * cpu.compiled_call_s,
         "syscalls": counts.syscalls * cpu.syscall_s,
     }
     ms = {name: seconds * 1e3 for name, seconds in terms.items()}
@@ -212,26 +216,30 @@ class InstantDevice:
         for reg in REGISTERS:
             if reg.kind == "const":
                 self.words[reg.offset // 4] = const_value(reg, config)
-        self._ctrl = by_name("CTRL")
-        self._done = (self._ctrl.field("ap_done").mask | self._ctrl.field("ap_idle").mask
-                      | self._ctrl.field("ap_ready").mask)
-        self.words[self._ctrl.offset // 4] = self._ctrl.field("ap_idle").mask
+        ctrl = by_name("CTRL")
+        self._ctrl = ctrl.offset
+        self._start = ctrl.field("ap_start").mask
+        self._idle = ctrl.field("ap_idle").mask
+        self._done_bit = ctrl.field("ap_done").mask
+        self._done = self._done_bit | self._idle | ctrl.field("ap_ready").mask
+        self.words[self._ctrl // 4] = self._idle
         self.jobs = 0
 
+    # As UioRegisters: the access is a Python call and an item of a uint32 array; the
+    # device's own reaction adds no call (it is the hardware's).
     def read32(self, offset: int) -> int:
-        value = int(self.words[offset // 4])
-        if offset == self._ctrl.offset:          # ap_done is clear-on-read
-            self.words[offset // 4] = value & ~self._ctrl.field("ap_done").mask
+        value = int(self.words[offset >> 2])
+        if offset == self._ctrl:                 # ap_done is clear-on-read
+            self.words[offset >> 2] = value & ~self._done_bit
         return value
 
     def write32(self, offset: int, value: int) -> None:
-        if offset == self._ctrl.offset:
-            if value & self._ctrl.field("ap_start").mask:
-                self.jobs += 1
-            self.words[offset // 4] = self._done if value & self._ctrl.field("ap_start").mask \
-                else self._ctrl.field("ap_idle").mask
+        if offset == self._ctrl:
+            started = value & self._start
+            self.jobs += 1 if started else 0
+            self.words[offset >> 2] = self._done if started else self._idle
             return
-        self.words[offset // 4] = value
+        self.words[offset >> 2] = value
 
     def wait_irq(self, timeout_s: float) -> bool:
         return False
@@ -264,6 +272,7 @@ class StepCounts:
     python_calls: int
     syscalls: int
     driver_python_calls: int = 0               # of python_calls, in the driver
+    compiled_calls: int = 0                    # Python -> compiled (numba) calls of the host step
     syscalls_per_job: float = 0.0
     ops: tuple[HostOp, ...] = field(default=(), repr=False)
 
@@ -286,19 +295,28 @@ class _CallCounter:
         sys.setprofile(None)
 
 
-def count_python_calls(transformer, cache, tokens: int = 4) -> tuple[int, int, int]:
-    """``(Python-level calls per decode token, of them in the driver, jobs per token)``
-    of ``transformer`` decoding greedily on ``cache`` (its backend should be
-    ``instant_backend``). The driver's share is counted on a job of the token's
-    first shape run alone, times the jobs."""
+def decode_step(transformer, decoder=None):
+    """``step(token, cache) -> next token``, greedy: through ``decoder`` (a
+    ``FusedDecoder``) when given, else ``Transformer.forward`` and ``sample_next``."""
     from ..llm.generate import sample_next
 
+    if decoder is not None:
+        return lambda token, cache: decoder.greedy(token, cache)[0]
+    return lambda token, cache: sample_next(transformer.forward([token], cache)[-1])
+
+
+def count_python_calls(transformer, cache, tokens: int = 4, decoder=None) -> tuple[int, int, int]:
+    """``(Python-level calls per decode token, of them in the driver, jobs per token)``
+    of ``transformer`` decoding greedily on ``cache`` (its backend should be
+    ``instant_backend``), through ``decoder`` when given. The driver's share is
+    counted on a job of the token's first shape run alone, times the jobs."""
     backend = transformer.linear.backend
-    token = 1
+    step = decode_step(transformer, decoder)
+    token = step(1, cache)                      # compiled code loaded, buffers grown
     jobs0 = backend.platform.jobs
     with _CallCounter() as total:
         for _ in range(tokens):
-            token = sample_next(transformer.forward([token], cache)[-1])
+            token = step(token, cache)
     jobs = round((backend.platform.jobs - jobs0) / tokens)
     layer = next(iter(transformer.linear.layers.values()))
     handle = layer.pieces[0][0][2]
@@ -404,19 +422,20 @@ def _file_device_class():
 
 
 def count(name: str, config: ModelConfig, transformer, context: int, accel: AccelConfig,
-          syscalls: dict[bool, float], tokens: int = 4) -> StepCounts:
+          syscalls: dict[bool, dict[str, float]], tokens: int = 4, decoder=None) -> StepCounts:
     """The counts of one decode token of ``transformer`` (on ``instant_backend``) at
-    ``context``; ``syscalls`` maps irq on/off to ``syscalls_per_job`` (the poll path's
-    total is used: the cheaper of the two)."""
-    cache = transformer.new_cache(context + tokens + 1)
-    prompt = [1 + i % (config.vocab_size - 1) for i in range(context - 1)]
-    transformer.forward(prompt, cache)
-    calls, driver_calls, jobs = count_python_calls(transformer, cache, tokens)
+    ``context``, through ``decoder`` (a ``FusedDecoder``) when given; ``syscalls`` maps
+    irq on/off to ``syscalls_per_job`` (the poll path's total is used: the cheaper)."""
+    cache = transformer.new_cache(context + tokens + 2)
+    prompt = [1 + i % (config.vocab_size - 1) for i in range(context - 2)]
+    transformer.forward(prompt, cache)          # the warm-up step makes it context - 1
+    calls, driver_calls, jobs = count_python_calls(transformer, cache, tokens, decoder)
     ops = host_ops(config, context)
     per_job = syscalls[False]["total"]
+    compiled = decoder.counts["compiled calls"] if decoder is not None else 0
     return StepCounts(name, context, jobs, sum(o.flops for o in ops), sum(o.transcendentals for o in ops),
                       sum(o.bytes for o in ops), calls, round(per_job * jobs), driver_python_calls=driver_calls,
-                      syscalls_per_job=per_job, ops=tuple(ops))
+                      compiled_calls=compiled, syscalls_per_job=per_job, ops=tuple(ops))
 
 
 # -- this machine's constants (to check the model where it can be measured) -----------
@@ -427,8 +446,8 @@ def measure_cpu_model(backend=None, repeats: int = 5) -> CpuModel:
     ``instant_backend``) over its call count (an empty function's call without one)."""
     import numba
 
-    @numba.njit(cache=False, fastmath=False)
-    def madd(x, y, n):                # 2 flops per element per pass
+    @numba.njit(cache=False, fastmath={"reassoc", "nsz", "arcp", "contract"})
+    def madd(x, y, n):                # 2 flops per element per pass, vectorized as the fused kernels' dots
         acc = np.float32(0.0)
         for _ in range(n):
             for i in range(x.size):
@@ -440,10 +459,18 @@ def measure_cpu_model(backend=None, repeats: int = 5) -> CpuModel:
         for i in range(x.size):
             out[i] = np.tanh(x[i])
 
+    @numba.njit(cache=False)
+    def dispatch(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16,
+                 s0, s1, s2, s3, s4, s5, s6):         # a fused kernel's 25 arguments, no work
+        return s0
+
     x = np.ones(4096, np.float32)
     y = np.full(4096, 0.5, np.float32)
     madd(x, y, 1)
     tanh_all(x, y)
+    arrays = [np.ones(8, np.float32) for _ in range(17)]
+    scalars = [np.float32(1.0), 3, np.float32(0.5), 7, True, np.float32(2.0), 11]
+    dispatch(*arrays, *scalars)
 
     def best(fn) -> float:
         times = []
@@ -477,8 +504,11 @@ def measure_cpu_model(backend=None, repeats: int = 5) -> CpuModel:
             backend.matmul(q, handle)
         jobs = 200
         call_s = best(lambda: [backend.matmul(q, handle) for _ in range(jobs)]) / jobs / counter.calls
+    calls = 20_000
+    compiled_s = best(lambda: [dispatch(*arrays, *scalars) for _ in range(calls)]) / calls - empty_s
     return CpuModel("this machine, measured", flops_per_s=flops_s, transcendental_s=tanh_s,
-                    bytes_per_s=bytes_s, python_call_s=call_s, syscall_s=max(sys_s, 0.0),
+                    bytes_per_s=bytes_s, python_call_s=call_s, compiled_call_s=compiled_s,
+                    syscall_s=max(sys_s, 0.0),
                     source="host.perf.a53.measure_cpu_model")
 
 
@@ -487,10 +517,11 @@ class Case:
     """One model at one context: its counts and times."""
 
     counts: StepCounts
-    x86_ms: float                  # measured here: median decode token, free matmuls
+    x86_ms: float                  # measured here: median decode token, instant device
     x86_model_ms: float            # the model with this machine's measured constants
     a53: dict[str, float]          # the A53 estimate by term
     note: str = ""
+    x86_unfused_ms: float = 0.0    # measured here: the same through Transformer.forward
 
 
 def _models(names: list[str]):
@@ -514,7 +545,7 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
                   tokens: int = 8, repeats: int = 5, progress=print) -> tuple[list[Case], CpuModel]:
     """Counts, the x86 measurement and both estimates for every model and context, and
     this machine's measured ``CpuModel``."""
-    from ..llm.generate import sample_next
+    from ..llm.fused import FusedDecoder
     from ..llm.layers import linear_specs
     from ..llm.linear import QuantizedLinears
     from ..llm.quant import scheme
@@ -532,33 +563,37 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
         backend = instant_backend(accel)
         linears = QuantizedLinears(linear_specs(config, weights), backend, scheme("per-channel"))
         transformer = Transformer(config, weights, linears)
+        decoder = FusedDecoder.build(transformer)
         for context in contexts:
             note = ""
             if context > config.max_seq_len:
                 note = f"context {context} beyond the model's {config.max_seq_len}: not run"
                 cases.append(Case(StepCounts(name, context, 0, 0, 0, 0, 0, 0), 0.0, 0.0, {}, note))
                 continue
-            counts = count(name, config, transformer, context, accel, syscalls)
-            times = []
-            for _ in range(repeats):
-                cache = transformer.new_cache(context + tokens + 1)
-                transformer.forward([1 + i % (config.vocab_size - 1) for i in range(context - 1)], cache)
-                token, t0 = 1, time.perf_counter()
-                for _ in range(tokens):
-                    token = sample_next(transformer.forward([token], cache)[-1])
-                times.append((time.perf_counter() - t0) / tokens * 1e3)
+            counts = count(name, config, transformer, context, accel, syscalls, decoder=decoder)
+            times: dict[bool, list[float]] = {True: [], False: []}
+            for _ in range(repeats):                  # both paths interleaved, side by side
+                for fused in (True, False):
+                    step = decode_step(transformer, decoder if fused else None)
+                    cache = transformer.new_cache(context + tokens + 1)
+                    transformer.forward([1 + i % (config.vocab_size - 1) for i in range(context - 1)], cache)
+                    token, t0 = 1, time.perf_counter()
+                    for _ in range(tokens):
+                        token = step(token, cache)
+                    times[fused].append((time.perf_counter() - t0) / tokens * 1e3)
             # The x86 measurement runs no syscalls per job (InstantDevice, no sysfs).
             x86_model = estimate(replace(counts, syscalls=0), here)["total"]
-            cases.append(Case(counts, statistics.median(times), x86_model, estimate(counts, A53), note))
+            cases.append(Case(counts, statistics.median(times[True]), x86_model, estimate(counts, A53), note,
+                              statistics.median(times[False])))
         backend.close()
     return cases, here
 
 
 def render(cases: list[Case], accel: AccelConfig, cpu: CpuModel = A53) -> str:
     """The counts table, the estimate table and the end-to-end KV260 projection."""
-    lines = ["Counts per decode token (host step of the current runtime; syscalls: the KV260 "
-             "platform's driver path, strace):",
-             f"{'model':<14}{'ctx':>5}{'jobs':>6}{'MFLOP':>8}{'exp/tanh':>10}{'MB':>8}"
+    lines = ["Counts per decode token (the fused host step, host.llm.fused, and the driver on the "
+             "KV260 platform's classes; syscalls by strace):",
+             f"{'model':<14}{'ctx':>5}{'jobs':>6}{'MFLOP':>8}{'exp/tanh':>10}{'MB':>8}{'compiled':>10}"
              f"{'Py calls':>10}{'driver':>8}{'per job':>9}{'syscalls':>10}{'per job':>9}"]
     for case in cases:
         c = case.counts
@@ -566,19 +601,21 @@ def render(cases: list[Case], accel: AccelConfig, cpu: CpuModel = A53) -> str:
             lines.append(f"{c.model:<14}{c.context:>5}  {case.note}")
             continue
         lines.append(f"{c.model:<14}{c.context:>5}{c.jobs:>6}{c.flops / 1e6:>8.2f}{c.transcendentals:>10,}"
-                     f"{c.bytes / 1e6:>8.2f}{c.python_calls:>10,}{c.driver_python_calls:>8,}"
+                     f"{c.bytes / 1e6:>8.2f}{c.compiled_calls:>10,}{c.python_calls:>10,}{c.driver_python_calls:>8,}"
                      f"{c.driver_python_calls / max(c.jobs, 1):>9.0f}"
                      f"{c.syscalls:>10,}{c.syscalls_per_job:>9.1f}")
-    terms = ["flops", "exp/tanh", "memory", "python calls", "syscalls"]
-    lines += ["", f"A53 estimate, ms per token ({cpu.name}), next to this machine:",
-              f"{'model':<14}{'ctx':>5}" + "".join(f"{t:>14}" for t in terms)
-              + f"{'A53 total':>11}{'x86 model':>11}{'x86 measured':>14}"]
+    terms = ["flops", "exp/tanh", "memory", "python calls", "compiled calls", "syscalls"]
+    lines += ["", f"A53 estimate, ms per token ({cpu.name}), next to this machine (x86: the model with "
+              "its measured constants, the fused path measured, and the unfused path measured):",
+              f"{'model':<14}{'ctx':>5}" + "".join(f"{t:>15}" for t in terms)
+              + f"{'A53 total':>11}{'x86 model':>11}{'x86 fused':>11}{'x86 unfused':>13}"]
     for case in cases:
         if case.note:
             continue
         c = case.counts
-        lines.append(f"{c.model:<14}{c.context:>5}" + "".join(f"{case.a53[t]:>14.2f}" for t in terms)
-                     + f"{case.a53['total']:>11.2f}{case.x86_model_ms:>11.2f}{case.x86_ms:>14.2f}")
+        lines.append(f"{c.model:<14}{c.context:>5}" + "".join(f"{case.a53[t]:>15.2f}" for t in terms)
+                     + f"{case.a53['total']:>11.2f}{case.x86_model_ms:>11.2f}{case.x86_ms:>11.2f}"
+                     f"{case.x86_unfused_ms:>13.2f}")
     return "\n".join(lines)
 
 
@@ -640,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     for cpu in (A53, here):
         print(f"{cpu.name}: {cpu.flops_per_s / 1e9:.2f} GFLOP/s, exp/tanh {cpu.transcendental_s * 1e9:.1f} ns, "
               f"{cpu.bytes_per_s / 1e9:.2f} GB/s, Python-level call {cpu.python_call_s * 1e6:.3f} us, "
+              f"compiled call {cpu.compiled_call_s * 1e6:.2f} us, "
               f"syscall {cpu.syscall_s * 1e6:.2f} us")
     print("\n".join(projection_lines(cases)))
     return 0
