@@ -63,3 +63,62 @@ def test_udmabuf_memory_and_cache_maintenance(tmp_path):
     assert (dev / "udmabuf0").read_bytes()[4096:4096 + 128] == payload.tobytes()
     with pytest.raises(ValueError, match="outside"):
         memory.write(65536 - 4, np.zeros(8, np.uint8))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_planned_jobs_replay_the_same_register_sequence(tmp_path, monkeypatch, compiled):
+    """The driver's plan performed by firmware/replay.c (one ctypes call) or by Python
+    write32/read32 calls: the same job registers, counters and refusals."""
+    import sys
+
+    from host.accel.bus import MemoryWindow
+    from host.accel.driver import AcceleratorError, AcceleratorTimeout, JobRefused
+    from host.perf.a53 import FileAccelerator
+    from host.platforms.replay import library, library_problem
+    from hdl.spec.job import FIELDS
+    from hdl.spec.regmap import ErrorCode, by_name
+
+    assert library() is not None, library_problem()
+    monkeypatch.setattr(sys, "getswitchinterval", sys.getswitchinterval)
+    sys.setswitchinterval(1e-5)            # the Python path polls while holding the GIL
+    config = preset("kv260")
+    image = tmp_path / "uio0"
+    device = FileAccelerator(image, config)
+    regs = UioRegisters(image, irq=False)
+    if not compiled:
+        regs.replay = None
+    try:
+        driver = Driver(regs, MemoryWindow(bytearray(4 << 20), 0x4000_0000), config, min_timeout_s=1.0)
+        assert (driver._replay is not None) == compiled
+        weights = driver.load_matrix(np.ones((96, 640), np.int8))
+        for _ in range(3):
+            driver.matmul(np.ones((1, 640), np.int8), weights)
+        assert driver.last_stats.busy_cycles == 1003
+        job = device.jobs[-1]
+        for f in FIELDS:          # every job register holds the job's value at ap_start
+            value = sum(int(job[by_name(r).offset // 4]) << 32 * i for i, r in enumerate(f.registers))
+            assert value == {"m": 1, "n": 96, "k": 640}.get(f.name, value)
+        assert int(job[by_name("W_ADDR_LO").offset // 4]) == weights.buffer.device_address & 0xFFFF_FFFF
+        device.error = int(ErrorCode.FORMAT)
+        with pytest.raises(JobRefused, match="FORMAT"):
+            driver.matmul(np.ones((1, 640), np.int8), weights)
+        device.error = 0
+        busy = by_name("STATUS")
+        regs.write32(busy.offset, busy.fields[0].mask)
+        jobs = len(device.jobs)
+        with pytest.raises(AcceleratorError, match="busy"):
+            driver.matmul(np.ones((1, 640), np.int8), weights)
+        assert len(device.jobs) == jobs
+        regs.write32(busy.offset, 0)
+        device.answer = False              # a job that never finishes: timeout, soft reset
+        driver.min_timeout_s = 0.02
+        hung = driver.load_matrix(np.ones((64, 640), np.int8))      # planned with the short timeout
+        with pytest.raises(AcceleratorTimeout, match="did not finish within .* the accelerator was soft-reset"):
+            driver.matmul(np.ones((1, 640), np.int8), hung)
+        assert int(device.words[device.ctrl]) == device.idle
+        device.answer = True
+        driver.matmul(np.ones((1, 640), np.int8), weights)      # and the next job runs
+        assert driver.last_stats.busy_cycles == 1000 + len(device.jobs)
+    finally:
+        device.close()
+    regs.close()

@@ -164,13 +164,32 @@ def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
-@dataclass(frozen=True)
+@dataclass
 class _JobPlan:
-    """A checked job, ready to run: ``(offset, word)`` register writes and its timeout."""
+    """A checked job, ready to run: ``(offset, word)`` register writes and its timeout
+    (the writes also as uint32 arrays, for a bus that replays plans in compiled code)."""
 
     words: tuple[tuple[int, int], ...]
     timeout_s: float
     what: str
+    offsets: np.ndarray = field(default=None, compare=False)
+    values: np.ndarray = field(default=None, compare=False)
+    replay_args: tuple | None = field(default=None, compare=False)   # set by the first replay
+
+    def __post_init__(self):
+        self.offsets = np.array([o for o, _ in self.words], np.uint32)
+        self.values = np.array([v for _, v in self.words], np.uint32)
+
+    @property
+    def arrays(self) -> tuple[int, int, int]:
+        """``(offsets address, values address, count)`` for a compiled replay (the plan
+        keeps both arrays alive)."""
+        return self.offsets.ctypes.data, self.values.ctypes.data, len(self.words)
+
+
+# What the driver reads after a job, in order: the counters (JobStats) and ERR_CODE.
+_AFTER_JOB = ("PERF_BUSY", "PERF_STALL", "PERF_RD_BEATS", "PERF_WR_BEATS", "ERR_CODE")
+_AFTER_JOB_OFFSETS = np.array([_OFF[name] for name in _AFTER_JOB], np.uint32)
 
 
 class Driver:
@@ -187,7 +206,11 @@ class Driver:
         self.formats = self.bus.read32(_OFF["CAP_FORMATS"])
         self._allocator = _Allocator(memory.size)
         self._scratch: dict[str, DeviceBuffer] = {}
-        self._plans: dict[tuple, tuple[WeightBuffer, _JobPlan]] = {}
+        self._plans: dict[tuple, tuple] = {}   # (id(weights), M) -> _plan_matmul's entry
+        self._scratch_generation = 0
+        # A bus with mapped registers may replay a plan in compiled code (polling only).
+        self._replay = None if self.use_irq else getattr(bus, "replay", None)
+        self._after = np.zeros(len(_AFTER_JOB), np.uint32)
         self.soft_reset()
         self.bus.write32(_OFF["GIE"], 1 if self.use_irq else 0)
         self.bus.write32(_OFF["IER"], _IER_DONE if self.use_irq else 0)
@@ -263,6 +286,7 @@ class Driver:
             if current is not None:
                 self.free(current)
             current = self._scratch[name] = self.alloc(_round_up(nbytes, _DEVICE_ALIGN))
+            self._scratch_generation += 1      # every plan that used the old one is stale
         return current
 
     # -- jobs ----------------------------------------------------------------------
@@ -274,9 +298,13 @@ class Driver:
         m, k = a.shape
         if k != weights.k:
             raise ValueError(f"activations have K={k}, weights have K={weights.k}")
-        a_stride, c_stride = row_strides(self.config, k, weights.n)
-        a_buf = self._scratch_buffer("a", m * a_stride)
-        c_buf = self._scratch_buffer("c", m * c_stride)
+        # A decode token runs the same jobs every time: plan each once (strides, scratch
+        # buffers, registers, the rules' verdict, the timeout) and replay it; the
+        # register sequence is run_job's. A plan holds while the scratch buffers stay.
+        cached = self._plans.get((id(weights), m))
+        if cached is None or cached[0] is not weights or cached[1] != self._scratch_generation:
+            cached = self._plan_matmul(weights, m, k)
+        _, _, a_buf, c_buf, a_stride, c_stride, plan = cached
         if a_stride == k:
             self.memory.write(a_buf.offset, a)
         else:
@@ -284,21 +312,25 @@ class Driver:
             staged[:, :k] = a
             self.memory.write(a_buf.offset, staged)
         self.memory.sync_for_device(a_buf.offset, m * a_stride)
-        # A decode token runs the same jobs every time: plan each once (registers, the
-        # rules' verdict, the timeout) and replay it; the register sequence is run_job's.
-        key = (id(weights), m, a_buf.device_address, c_buf.device_address)
-        cached = self._plans.get(key)
-        if cached is None or cached[0] is not weights:
-            if len(self._plans) >= _MAX_PLANS:
-                self._plans.clear()
-            job = Job(a_addr=a_buf.device_address, w_addr=weights.buffer.device_address,
-                      c_addr=c_buf.device_address, m=m, n=weights.n, k=k, a_stride=a_stride,
-                      c_stride=c_stride, w_stride=weights.w_stride, w_format=int(weights.w_format))
-            cached = self._plans[key] = (weights, self._plan(job, None, True))
-        self._execute(cached[1])
+        self._execute(plan)
         self.memory.sync_for_cpu(c_buf.offset, m * c_stride)
         rows = self.memory.read(c_buf.offset, m * c_stride).view(np.int32).reshape(m, c_stride // 4)
         return np.ascontiguousarray(rows[:, :weights.n])
+
+    def _plan_matmul(self, weights: WeightBuffer, m: int, k: int) -> tuple:
+        """Plan ``matmul``'s job for ``weights`` at ``m`` rows (see ``matmul``)."""
+        a_stride, c_stride = row_strides(self.config, k, weights.n)
+        a_buf = self._scratch_buffer("a", m * a_stride)
+        c_buf = self._scratch_buffer("c", m * c_stride)
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()
+        job = Job(a_addr=a_buf.device_address, w_addr=weights.buffer.device_address,
+                  c_addr=c_buf.device_address, m=m, n=weights.n, k=k, a_stride=a_stride,
+                  c_stride=c_stride, w_stride=weights.w_stride, w_format=int(weights.w_format))
+        plan = self._plan(job, None, True)
+        entry = self._plans[(id(weights), m)] = (weights, self._scratch_generation, a_buf, c_buf,
+                                                 a_stride, c_stride, plan)
+        return entry
 
     def run_job(self, *, a_addr: int, w_addr: int, c_addr: int, m: int, n: int, k: int,
                 a_stride: int, c_stride: int, w_stride: int = 0, w_format: int = WeightFormat.INT8,
@@ -335,22 +367,39 @@ class Driver:
         """Run a planned job: the busy check, its register writes, ap_start, the wait,
         the counters and the error registers."""
         bus = self.bus
-        if bus.read32(_OFF["STATUS"]) & _STATUS_BUSY:
+        read = bus.read32
+        if self._replay is not None:           # the same sequence, performed by compiled code
+            arrays = plan.replay_args
+            if arrays is None:
+                arrays = plan.replay_args = (*plan.arrays, _AFTER_JOB_OFFSETS.ctypes.data,
+                                             len(_AFTER_JOB), self._after.ctypes.data)
+            offsets, values, count, reads, read_count, read_values = arrays
+            done = self._replay(_OFF["STATUS"], _STATUS_BUSY, offsets, values, count, _OFF["CTRL"],
+                                _CTRL["ap_start"], _CTRL["ap_done"], plan.timeout_s,
+                                reads, read_count, read_values)
+            busy = done < 0
+        else:
+            busy = bool(read(_OFF["STATUS"]) & _STATUS_BUSY)
+            if not busy:
+                write = bus.write32
+                for offset, word in plan.words:
+                    write(offset, word)
+                write(_OFF["CTRL"], _CTRL["ap_start"])
+                done = self._wait_done(plan.timeout_s)
+                if done:
+                    after = self._after
+                    for i, offset in enumerate(_AFTER_JOB_OFFSETS.tolist()):
+                        after[i] = read(offset)
+        if busy:
             raise AcceleratorError("accelerator is busy with another job; call soft_reset() first")
-        write = bus.write32
-        for offset, word in plan.words:
-            write(offset, word)
-        write(_OFF["CTRL"], _CTRL["ap_start"])
-        if not self._wait_done(plan.timeout_s):
+        if not done:
             self.soft_reset()
             how = "waiting for its interrupt" if self.use_irq else "polling ap_done"
             raise AcceleratorTimeout(
                 f"{plan.what} did not finish within {plan.timeout_s * 1e3:.3f} ms ({how}); "
                 "the accelerator was soft-reset")
-        read = bus.read32
-        self.last_stats = JobStats(read(_OFF["PERF_BUSY"]), read(_OFF["PERF_STALL"]),
-                                   read(_OFF["PERF_RD_BEATS"]), read(_OFF["PERF_WR_BEATS"]))
-        code = read(_OFF["ERR_CODE"])
+        busy_cycles, stall, rd_beats, wr_beats, code = self._after.tolist()
+        self.last_stats = JobStats(busy_cycles, stall, rd_beats, wr_beats)
         if code != ErrorCode.OK:
             address = read(_OFF["ERR_ADDR_LO"]) | read(_OFF["ERR_ADDR_HI"]) << 32
             try:

@@ -55,7 +55,7 @@ from ..llm.model.base import ModelConfig
 
 __all__ = ["HostOp", "host_ops", "jobs_per_token", "CpuModel", "A53", "estimate", "InstantDevice",
            "instant_backend", "StepCounts", "count", "count_python_calls", "syscalls_per_job",
-           "strace_counts", "measure_cpu_model", "main"]
+           "strace_counts", "FileAccelerator", "measure_cpu_model", "main"]
 
 
 # -- the per-op inventory ------------------------------------------------------------
@@ -258,6 +258,47 @@ def instant_backend(config: AccelConfig, memory_bytes: int = 1 << 30):
     return DriverBackend(config, Driver(bus, memory, config), "instant-device", platform=bus)
 
 
+class BoardRig:
+    """The KV260 backend's own classes on files: ``UioRegisters`` (the plan replayed by
+    firmware/replay.c), ``UdmabufMemory`` (syncs through its sysfs attribute files) and
+    a ``FileAccelerator`` thread answering jobs. ``backend`` is the ``DriverBackend``;
+    ``jobs`` counts the jobs answered. ``close()`` removes the files."""
+
+    def __init__(self, config: AccelConfig, memory_bytes: int = 1 << 30):
+        from ..accel.driver import Driver
+        from ..accel.hardware import DriverBackend
+        from ..platforms.kv260 import UdmabufMemory, UioRegisters
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="systole-rig-")
+        root = Path(self._tmp.name)
+        sysfs = root / "sys" / "udmabuf0"
+        sysfs.mkdir(parents=True)
+        (sysfs / "phys_addr").write_text("0x40000000\n")
+        (sysfs / "size").write_text(f"{memory_bytes}\n")
+        with open(root / "udmabuf0", "wb") as file:
+            file.truncate(memory_bytes)
+        self.device = FileAccelerator(root / "uio0", config)
+        self.registers = UioRegisters(root / "uio0", irq=False)
+        self.memory = UdmabufMemory("udmabuf0", dev=root, sysfs=root / "sys", readback=False)
+        driver = Driver(self.registers, self.memory, config, use_irq=False, min_timeout_s=1.0)
+        self.backend = DriverBackend(config, driver, "kv260-rig", platform=self)
+
+    @property
+    def jobs(self) -> int:
+        return len(self.device.jobs)
+
+    @property
+    def replays(self) -> bool:
+        """Whether the driver replays its plans in compiled code."""
+        return self.backend.driver._replay is not None
+
+    def close(self) -> None:
+        self.device.close()
+        self.memory.close()
+        self.registers.close()
+        self._tmp.cleanup()
+
+
 # -- counting ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StepCounts:
@@ -342,9 +383,11 @@ def syscalls_per_job(config: AccelConfig, irq: bool, jobs: int = 200) -> dict[st
             return strace_counts(out.read_text())
     busy, idle = run(jobs), run(0)
     per_job = {name: (busy.get(name, 0) - idle.get(name, 0)) / jobs for name in busy}
-    # UdmabufMemory truncates an ordinary file after each write so it reads back as
-    # the value; a sysfs attribute is not truncated: that call is not the board's.
-    per_job["total"] -= per_job.pop("ftruncate", 0.0)
+    # Not the board's: UdmabufMemory truncates an ordinary file after each write so it
+    # reads back as the value (a sysfs attribute is not truncated), and the GIL passes
+    # to and from the thread playing the accelerator (futex).
+    for name in ("ftruncate", "futex"):
+        per_job["total"] -= per_job.pop(name, 0.0)
     return {name: value for name, value in per_job.items() if value}
 
 
@@ -360,14 +403,73 @@ def strace_counts(text: str) -> dict[str, int]:
     return counts
 
 
+class FileAccelerator:
+    """The accelerator's side of a register page kept in a file, in a thread: on
+    ap_start it records the registers, sets the counters and ERR_CODE (``error``), then
+    ap_done (and ISR's done bit, and with ``irq_fd`` four bytes to it, as the UIO node
+    would); a soft reset makes it idle. ``answer`` False ignores ap_start (a hung job).
+    The page starts as ``InstantDevice``'s: the constants and ap_idle."""
+
+    def __init__(self, path: Path, config: AccelConfig, irq_fd: int | None = None):
+        import mmap
+        import threading
+
+        Path(path).write_bytes(InstantDevice(config).words.tobytes())
+        self._file = open(path, "r+b")
+        self._map = mmap.mmap(self._file.fileno(), 4096)
+        self.words = np.frombuffer(self._map, np.uint32)
+        ctrl = by_name("CTRL")
+        self.ctrl = ctrl.offset // 4
+        self.start, self.idle = ctrl.field("ap_start").mask, ctrl.field("ap_idle").mask
+        self.done = ctrl.field("ap_done").mask | ctrl.field("ap_ready").mask | self.idle
+        self.reset = ctrl.field("soft_reset").mask
+        self.perf = by_name("PERF_BUSY").offset // 4
+        self.err = by_name("ERR_CODE").offset // 4
+        self.isr = by_name("ISR").offset // 4
+        self.irq_fd = irq_fd
+        self.error = 0
+        self.answer = True
+        self.jobs: list[np.ndarray] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        words = self.words
+        while not self._stop:
+            value = int(words[self.ctrl])
+            if value & self.start and self.answer:
+                self.jobs.append(words.copy())
+                words[self.perf] = 1000 + len(self.jobs)
+                words[self.err] = self.error
+                words[self.isr] = 1
+                words[self.ctrl] = self.done
+                if self.irq_fd is not None:
+                    os.write(self.irq_fd, b"\1\0\0\0")
+            elif value & self.reset:
+                words[self.ctrl] = self.idle
+            else:
+                time.sleep(0)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        del self.words
+        self._map.close()
+        self._file.close()
+
+
 def _syscall_child(preset_name: str, mode: str, jobs: int) -> None:
-    """Run ``jobs`` 1x640x640 jobs through the driver on ``UioRegisters``-style
-    registers (``mode`` irq: the UIO interrupt path on a pipe) and ``UdmabufMemory``
-    over files shaped like its sysfs and device nodes."""
+    """Run ``jobs`` 1x640x640 jobs through the driver on ``UioRegisters`` and
+    ``UdmabufMemory`` over files shaped like their device and sysfs nodes, a
+    ``FileAccelerator`` thread answering (strace follows only the main thread). ``poll``:
+    the backend's default, the plan replayed by firmware/replay.c; ``irq``: the
+    interrupt path, the UIO node's select/read played by a pipe."""
     from ..accel.driver import Driver
     from ..platforms.kv260 import UdmabufMemory, UioRegisters
 
     config = preset(preset_name)
+    irq = mode == "irq"
     with tempfile.TemporaryDirectory(prefix="systole-kv260-") as tmp:
         root = Path(tmp)
         sysfs = root / "sys" / "udmabuf0"
@@ -375,50 +477,23 @@ def _syscall_child(preset_name: str, mode: str, jobs: int) -> None:
         (sysfs / "phys_addr").write_text("0x40000000\n")
         (sysfs / "size").write_text(f"{32 << 20}\n")
         (root / "udmabuf0").write_bytes(bytes(32 << 20))
-        (root / "uio0").write_bytes(bytes(4096))
+        read_end, write_end = os.pipe() if irq else (None, None)
+        device = FileAccelerator(root / "uio0", config, irq_fd=write_end)
         memory = UdmabufMemory("udmabuf0", dev=root, sysfs=root / "sys")
-        registers = _file_device_class()(root / "uio0", config, irq=mode == "irq")
-        driver = Driver(registers, memory, config)
-        weights = driver.load_matrix(np.ones((640, 640), np.int8))
-        a = np.ones((1, 640), np.int8)
-        for _ in range(jobs):
-            driver.matmul(a, weights)
-
-
-def _file_device_class():
-    from ..platforms.kv260 import UioRegisters
-
-    class FileDevice(UioRegisters):
-        """``UioRegisters`` on a file; finishes a job at ``ap_start``. With ``irq`` its
-        interrupt file is a pipe, so ``wait_irq`` makes the UIO path's calls (select,
-        read, the unmask write)."""
-
-        def __init__(self, path, config, irq: bool):
-            self._irq_fds = os.pipe() if irq else None
-            super().__init__(path, irq=False)
-            self.has_irq = irq
-            self._device = InstantDevice(config)
-            self._words[:] = self._device.words
-            self._device.words = self._words           # the device answers in the mapped page
-            if irq:
-                self._fd_map, self._fd = self._fd, self._irq_fds[0]
-                self._unmask()
-
-        def _unmask(self) -> None:
-            os.write(self._irq_fds[1], b"\1\0\0\0")     # the pipe stands for the UIO node
-
-        def read32(self, offset: int) -> int:
-            self._check(offset)
-            return self._device.read32(offset)
-
-        def write32(self, offset: int, value: int) -> None:
-            self._check(offset)
-            self._device.write32(offset, value & 0xFFFF_FFFF)
-            ctrl = by_name("CTRL")
-            if offset == ctrl.offset and value & ctrl.field("ap_start").mask:
-                self._words[by_name("ISR").offset // 4] = 1        # the done interrupt
-
-    return FileDevice
+        registers = UioRegisters(root / "uio0", irq=False)
+        if irq:                     # select/read on the pipe; the unmask write goes nowhere
+            registers.has_irq = True
+            registers._fd = read_end
+            null = os.open(os.devnull, os.O_WRONLY)
+            registers._unmask = lambda: os.write(null, b"\1\0\0\0")
+        try:
+            driver = Driver(registers, memory, config, use_irq=irq, min_timeout_s=1.0)
+            weights = driver.load_matrix(np.ones((640, 640), np.int8))
+            a = np.ones((1, 640), np.int8)
+            for _ in range(jobs):
+                driver.matmul(a, weights)
+        finally:
+            device.close()
 
 
 def count(name: str, config: ModelConfig, transformer, context: int, accel: AccelConfig,
@@ -433,6 +508,8 @@ def count(name: str, config: ModelConfig, transformer, context: int, accel: Acce
     ops = host_ops(config, context)
     per_job = syscalls[False]["total"]
     compiled = decoder.counts["compiled calls"] if decoder is not None else 0
+    if getattr(transformer.linear.backend.platform, "replays", False):
+        compiled += jobs                         # one firmware/replay.c call per job
     return StepCounts(name, context, jobs, sum(o.flops for o in ops), sum(o.transcendentals for o in ops),
                       sum(o.bytes for o in ops), calls, round(per_job * jobs), driver_python_calls=driver_calls,
                       compiled_calls=compiled, syscalls_per_job=per_job, ops=tuple(ops))
@@ -559,18 +636,25 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
     probe.close()
     cases = []
     for name, config, weights in _models(names):
-        progress(f"{name}: loading on the instant device...")
+        progress(f"{name}: loading on the instant device and on the KV260 classes...")
         backend = instant_backend(accel)
         linears = QuantizedLinears(linear_specs(config, weights), backend, scheme("per-channel"))
         transformer = Transformer(config, weights, linears)
         decoder = FusedDecoder.build(transformer)
+        rig = BoardRig(accel)
+        board = Transformer(config, weights, QuantizedLinears(linear_specs(config, weights), rig.backend,
+                                                              scheme("per-channel")))
+        board_decoder = FusedDecoder.build(board)
         for context in contexts:
             note = ""
             if context > config.max_seq_len:
                 note = f"context {context} beyond the model's {config.max_seq_len}: not run"
                 cases.append(Case(StepCounts(name, context, 0, 0, 0, 0, 0, 0), 0.0, 0.0, {}, note))
                 continue
-            counts = count(name, config, transformer, context, accel, syscalls, decoder=decoder)
+            # The A53's counts: the board's path (KV260 classes, compiled replay); the x86
+            # model's: the path timed here (instant device, Python register accesses).
+            counts = count(name, config, board, context, accel, syscalls, decoder=board_decoder)
+            here_counts = count(name, config, transformer, context, accel, syscalls, decoder=decoder)
             times: dict[bool, list[float]] = {True: [], False: []}
             for _ in range(repeats):                  # both paths interleaved, side by side
                 for fused in (True, False):
@@ -582,10 +666,11 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
                         token = step(token, cache)
                     times[fused].append((time.perf_counter() - t0) / tokens * 1e3)
             # The x86 measurement runs no syscalls per job (InstantDevice, no sysfs).
-            x86_model = estimate(replace(counts, syscalls=0), here)["total"]
+            x86_model = estimate(replace(here_counts, syscalls=0), here)["total"]
             cases.append(Case(counts, statistics.median(times[True]), x86_model, estimate(counts, A53), note,
                               statistics.median(times[False])))
         backend.close()
+        rig.close()
     return cases, here
 
 

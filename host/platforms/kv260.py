@@ -33,6 +33,8 @@ from hdl.spec.config import AccelConfig
 from ..accel.bus import MemoryWindow
 from ..accel.driver import Driver
 from ..accel.hardware import DriverBackend
+from .replay import Replayer
+from .replay import library as replay_library
 
 __all__ = ["UioRegisters", "UdmabufMemory", "PynqRegisters", "PynqMemory", "find_uio", "backend"]
 
@@ -61,6 +63,12 @@ class UioRegisters:
         self._fd = os.open(self.path, os.O_RDWR | os.O_SYNC)
         self._map = mmap.mmap(self._fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self._words = np.frombuffer(self._map, dtype=np.uint32)
+        # The driver's planned jobs, replayed by firmware/replay.c on the mapped page
+        # (used when the driver polls; None without a C compiler).
+        lib = replay_library()
+        self._replayer = Replayer(lib, self._words.size) if lib is not None else None
+        self._page = self._words.ctypes.data      # fixed while the mapping lives
+        self.replay = self._replay if lib is not None else None
         self.has_irq = irq
         if irq:
             self._unmask()
@@ -77,6 +85,12 @@ class UioRegisters:
     def write32(self, offset: int, value: int) -> None:
         self._words[self._check(offset)] = value & 0xFFFF_FFFF
 
+    def _replay(self, *plan) -> int:
+        """``Replayer`` on this page (``RegisterBus``'s optional ``replay``)."""
+        if self._page is None:
+            raise ValueError(f"{self.path} is closed")
+        return self._replayer(self._page, *plan)
+
     def _unmask(self) -> None:
         os.write(self._fd, struct.pack("=I", 1))      # UIO: re-enable the interrupt
 
@@ -92,27 +106,37 @@ class UioRegisters:
         return time.monotonic()
 
     def close(self) -> None:
+        self._page = None
         del self._words
         self._map.close()
         os.close(self._fd)
 
 
 class UdmabufMemory(MemoryWindow):
-    """``DeviceMemory`` over a u-dma-buf device with explicit cache maintenance."""
+    """``DeviceMemory`` over a u-dma-buf device with explicit cache maintenance.
+
+    A sync is four writes to the device's sysfs attributes (offset, size, direction,
+    then the trigger), one ``pwrite`` each to files opened once. ``readback``: make an
+    ordinary file read back as the last value written (truncate after the write; the
+    tests' stand-ins for sysfs); default: when the attributes are not under ``/sys``.
+    """
 
     _TO_DEVICE, _FROM_DEVICE = 1, 2
+    _ATTRIBUTES = ("sync_mode", "sync_offset", "sync_size", "sync_direction", "sync_for_device",
+                   "sync_for_cpu")
 
     def __init__(self, name: str = "udmabuf0", dev: Path = Path("/dev"),
-                 sysfs: Path = Path("/sys/class/u-dma-buf")):
+                 sysfs: Path = Path("/sys/class/u-dma-buf"), readback: bool | None = None):
         self.name = name
         self._sysfs = sysfs / name
-        self._fds: dict[str, int] = {}
-        self._is_sysfs = str(self._sysfs.resolve()).startswith("/sys/")
         if not self._sysfs.is_dir():
             raise FileNotFoundError(f"no u-dma-buf device {name!r} under {sysfs}; load the overlay "
                                     "with its u-dma-buf node (or `modprobe u-dma-buf`)")
+        self._readback = not str(self._sysfs.resolve()).startswith("/sys/") if readback is None else readback
         device_address = int((self._sysfs / "phys_addr").read_text().strip(), 0)
         size = int((self._sysfs / "size").read_text().strip(), 0)
+        self._fds = {attribute: os.open(self._sysfs / attribute, os.O_WRONLY | os.O_CREAT, 0o644)
+                     for attribute in self._ATTRIBUTES}
         self._write_sysfs("sync_mode", 0)       # caches on; sync by hand
         fd = os.open(dev / name, os.O_RDWR)
         try:
@@ -122,22 +146,29 @@ class UdmabufMemory(MemoryWindow):
         super().__init__(self._map, device_address)
 
     def _write_sysfs(self, attribute: str, value: int) -> None:
-        """One ``write`` to the attribute: its file stays open (a sysfs store reads
-        only what one write gives it; on an ordinary file the value replaces the
-        contents)."""
-        fd = self._fds.get(attribute)
-        if fd is None:
-            fd = self._fds[attribute] = os.open(self._sysfs / attribute, os.O_WRONLY | os.O_CREAT, 0o644)
-        os.pwrite(fd, b"%d\n" % value, 0)
-        if not self._is_sysfs:
-            os.ftruncate(fd, len(b"%d\n" % value))
+        self._write(self._fds[attribute], value)
+
+    def _write(self, fd: int, value: int) -> None:
+        """One ``write`` of ``value`` to an attribute file (a sysfs store reads only what
+        one write gives it)."""
+        data = b"%d\n" % value
+        os.pwrite(fd, data, 0)
+        if self._readback:
+            os.ftruncate(fd, len(data))
 
     def _sync(self, control: str, direction: int, offset: int, nbytes: int) -> None:
         self._check(offset, nbytes)
-        self._write_sysfs("sync_offset", offset)
-        self._write_sysfs("sync_size", nbytes)
-        self._write_sysfs("sync_direction", direction)
-        self._write_sysfs(control, 1)
+        fds = self._fds
+        if self._readback:
+            for attribute, value in (("sync_offset", offset), ("sync_size", nbytes),
+                                     ("sync_direction", direction), (control, 1)):
+                self._write(fds[attribute], value)
+            return
+        pwrite = os.pwrite                       # the board's path: four writes, nothing else
+        pwrite(fds["sync_offset"], b"%d\n" % offset, 0)
+        pwrite(fds["sync_size"], b"%d\n" % nbytes, 0)
+        pwrite(fds["sync_direction"], b"%d\n" % direction, 0)
+        pwrite(fds[control], b"1\n", 0)
 
     def sync_for_device(self, offset: int, nbytes: int) -> None:
         self._sync("sync_for_device", self._TO_DEVICE, offset, nbytes)
@@ -193,11 +224,17 @@ class PynqMemory(MemoryWindow):
 
 def backend(config: AccelConfig) -> DriverBackend:
     """The ``device`` backend: a KV260 running the Systole overlay (``SYSTOLE_UIO`` and
-    ``SYSTOLE_UDMABUF`` override the UIO and u-dma-buf names)."""
-    registers = UioRegisters(find_uio(os.environ.get("SYSTOLE_UIO", "systole")))
+    ``SYSTOLE_UDMABUF`` override the UIO and u-dma-buf names).
+
+    The driver polls ap_done and, where ``firmware/replay.c`` compiles, replays each
+    planned job in one compiled call (no syscall; a decode job lasts tens of
+    microseconds, less than an interrupt's wake-up). ``SYSTOLE_IRQ=1`` waits for the
+    interrupt instead (select, read and the unmask write: three syscalls a job)."""
+    irq = os.environ.get("SYSTOLE_IRQ", "0") not in ("", "0")
+    registers = UioRegisters(find_uio(os.environ.get("SYSTOLE_UIO", "systole")), irq=irq)
     try:
         memory = UdmabufMemory(os.environ.get("SYSTOLE_UDMABUF", "udmabuf0"))
-        driver = Driver(registers, memory, config)
+        driver = Driver(registers, memory, config, use_irq=irq)
     except BaseException:
         registers.close()
         raise

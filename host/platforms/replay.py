@@ -1,0 +1,96 @@
+"""A planned job replayed by compiled code on mapped registers (``firmware/replay.c``).
+
+``host.accel.driver.Driver`` plans each matmul job once: its register writes in order,
+the rules' verdict, the timeout. A bus whose registers are a mapped page (the KV260's
+UIO mapping, ``UioRegisters``) offers ``replay``: the busy check, the writes, ap_start,
+polling ap_done and the reads after it, all in one call of ``firmware/replay.c``
+through ``ctypes``. The sequence is the driver's plan, so it is the one the Python path
+and the simulator run; only who performs the accesses changes.
+
+The library is compiled on first use with the C compiler (``$CC``, else ``cc``) into
+``build/replay/<source digest>/`` and reused afterwards; ``library()`` returns None,
+with the reason in ``library_problem()``, where no compiler works (the driver then
+keeps its Python accesses).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["SOURCE", "library", "library_problem", "Replayer"]
+
+SOURCE = Path(__file__).resolve().parents[2] / "firmware" / "replay.c"
+_BUILD = Path(__file__).resolve().parents[2] / "build" / "replay"
+# The firmware's own warnings (firmware/Makefile), as errors.
+_CFLAGS = ("-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wconversion",
+           "-Wno-sign-conversion", "-shared", "-fPIC")
+
+
+@lru_cache(maxsize=1)
+def _build() -> tuple[ctypes.CDLL | None, str | None]:
+    source = SOURCE.read_bytes()
+    digest = hashlib.sha256(source + " ".join(_CFLAGS).encode()).hexdigest()[:16]
+    target = _BUILD / digest / "libsystole_replay.so"
+    if not target.exists():
+        compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+        if compiler is None:
+            return None, "no C compiler (set CC, or install gcc)"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        result = subprocess.run([compiler, *_CFLAGS, str(SOURCE), "-o", str(partial)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            partial.unlink(missing_ok=True)
+            return None, f"{compiler} failed on {SOURCE.name}: {result.stderr.strip()}"
+        partial.replace(target)
+    lib = ctypes.CDLL(str(target))
+    lib.systole_replay.restype = ctypes.c_int
+    pointer = ctypes.c_void_p                # addresses: no ctypes objects per call
+    lib.systole_replay.argtypes = [pointer, ctypes.c_uint32, ctypes.c_uint32, pointer, pointer,
+                                   ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
+                                   ctypes.c_uint64, pointer, ctypes.c_uint32, pointer]
+    return lib, None
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled ``firmware/replay.c``, or None (see ``library_problem``)."""
+    return _build()[0]
+
+
+def library_problem() -> str | None:
+    """Why ``library()`` is None (None when it is not)."""
+    return _build()[1]
+
+
+class Replayer:
+    """``firmware/replay.c``'s ``systole_replay`` for register pages of ``words`` uint32
+    (the page is passed per call, so the replayer holds no mapping open)."""
+
+    def __init__(self, lib: ctypes.CDLL, words: int = 1024):
+        from hdl.spec.regmap import REGISTERS
+
+        top = max(reg.offset for reg in REGISTERS)
+        if top >= 4 * words:                  # every offset a plan can hold lies in the page
+            raise ValueError(f"the register map reaches {top:#x}, past the {4 * words:#x}-byte page")
+        self.words = words
+        self._call = lib.systole_replay
+
+    def __call__(self, page: int, status_offset: int, busy_mask: int, offsets: int, values: int,
+                 count: int, ctrl_offset: int, start: int, done_mask: int, timeout_s: float,
+                 read_offsets: int, read_count: int, read_values: int) -> int:
+        """1: done (``read_values`` filled); 0: timeout; -1: busy before the first write.
+
+        ``page`` is the address of the mapped registers (``words`` uint32); ``offsets``
+        and ``values`` (``count`` each), ``read_offsets`` and ``read_values``
+        (``read_count`` each) are addresses of uint32 arrays the caller keeps alive.
+        The offsets are the register map's, checked against the page at construction."""
+        return self._call(page, status_offset, busy_mask, offsets, values, count, ctrl_offset, start,
+                          done_mask, int(timeout_s * 1e9), read_offsets, read_count, read_values)
