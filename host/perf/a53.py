@@ -50,7 +50,7 @@ from hdl.spec.config import AccelConfig, preset
 from hdl.spec.regmap import REGISTERS, by_name, const_value
 
 from ..accel.bus import MemoryWindow
-from ..cli import ArgumentParser, entry
+from ..cli import ArgumentParser, entry, int_in
 from ..llm.model.base import ModelConfig
 
 __all__ = ["HostOp", "host_ops", "jobs_per_token", "CpuModel", "A53", "estimate", "InstantDevice",
@@ -739,6 +739,35 @@ def projection_lines(cases: list[Case]) -> list[str]:
     return lines
 
 
+def token_latencies(runtime, prompt: str, tokens: int) -> list[float]:
+    """Milliseconds of each decode token of ``runtime.steps`` (greedy, ``tokens`` new
+    tokens; the prefill's first token left out), the consumer's time excluded."""
+    times, start = [], None
+    for index, (token, _) in enumerate(runtime.steps(prompt, max_new_tokens=tokens)):
+        now = time.perf_counter()
+        if token >= 0 and index > 0:
+            times.append((now - start) * 1e3)
+        start = time.perf_counter()
+    return times
+
+
+def latency_lines(tokens: int = 128, runs: int = 3) -> list[str]:
+    """Gemma 3 270M on the golden backend (the default scheme, fused decode): per-token
+    latency p50, p90, p99 and max over ``runs`` generations of ``tokens`` tokens."""
+    from ..llm.generate import Runtime
+    from ..llm.model import load_model
+
+    model = load_model(None, progress=False)
+    with Runtime(model, "golden", preset=preset("kv260")) as runtime:
+        samples = []
+        for _ in range(runs):
+            samples += token_latencies(runtime, "Once upon a time", tokens)
+    p50, p90, p99 = np.percentile(samples, [50, 90, 99])
+    return ["", f"Golden backend, Gemma 3 270M decode latency per token on this machine ({len(samples)} tokens, "
+            f"{runs} runs of {tokens}; {runtime.describe()}):",
+            f"  p50 {p50:.2f} ms, p90 {p90:.2f} ms, p99 {p99:.2f} ms, max {max(samples):.2f} ms"]
+
+
 @entry
 def main(argv: list[str] | None = None) -> int:
     """Counts per token and per job, the A53 estimate, and the model checked here."""
@@ -749,6 +778,9 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["gemma", "stories15M", "stories110M"], help="models to count")
     parser.add_argument("--contexts", nargs="+", type=int, default=[64, 512],
                         help="context lengths (default: 64 512)")
+    parser.add_argument("--latency", type=int_in(0, 4096), default=128, metavar="TOKENS",
+                        help="also time TOKENS golden-backend Gemma decode tokens x3 and print "
+                             "p50/p99 (0: skip; default 128)")
     parser.add_argument("--syscall-child", nargs=3, metavar=("PRESET", "MODE", "JOBS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -766,6 +798,8 @@ def main(argv: list[str] | None = None) -> int:
               f"compiled call {cpu.compiled_call_s * 1e6:.2f} us, "
               f"syscall {cpu.syscall_s * 1e6:.2f} us")
     print("\n".join(projection_lines(cases)))
+    if args.latency:
+        print("\n".join(latency_lines(args.latency)))
     return 0
 
 
