@@ -106,15 +106,17 @@ class Report:
 
 
 def model_cases() -> list[ModelCase]:
-    """Gemma 3 270M from its GGUF, and the llama2.c TinyStories shapes."""
+    """Gemma 3 270M from its GGUF, and the llama2.c TinyStories shapes. Host time is the
+    path ``generate`` decodes on: the fused one-token step, greedy (``host.llm.fused``)."""
     from host.llm.model import load_model
     gemma = load_model(None, progress=False)
     cases = [ModelCase("Gemma 3 270M", model_matmuls(gemma.config),
-                       measure_host_time(gemma.config, gemma.weights))]
+                       measure_host_time(gemma.config, gemma.weights, fused=True, greedy=True))]
     for name, dims in STORIES.items():
         config = llama2c_config(**dims)
         cases.append(ModelCase(name, llama2c_matmuls(**dims),
-                               measure_host_time(config, random_llama_weights(config))))
+                               measure_host_time(config, random_llama_weights(config), fused=True,
+                                                 greedy=True)))
     return cases
 
 
