@@ -26,8 +26,8 @@ from hdl.spec.config import PRESETS, preset
 from hdl.spec.formats import GROUP, Q_MAX, Q_MIN, S_MAX, WeightFormat
 from hdl.spec.job import FIELDS, Job, check
 from hdl.spec.regmap import REGISTERS, ErrorCode, by_name, const_value
-from host.accel.golden import golden_matmul
-from host.accel.pack import Int4Weights, PackedWeights, pack_int4, pack_weights, packed_size
+from host.accel.golden import golden_job, golden_matmul
+from host.accel.pack import Int4Weights, pack_int4, pack_weights
 from host.platforms.sim import OPS, REPLY, REQUEST, STATUS_ERROR, STATUS_OK
 
 REPO = Path(__file__).resolve().parent.parent
@@ -367,27 +367,14 @@ class GoldenDevice:
                   for f in FIELDS}
         return Job(**values)
 
-    def _bytes(self, address: int, nbytes: int) -> np.ndarray:
-        offset = address - self.BASE
-        assert 0 <= offset and offset + nbytes <= self.MEMORY_BYTES, f"DMA outside the DDR file at {address:#x}"
-        return self.memory[offset:offset + nbytes]
-
     def _run(self) -> None:
-        job, config = self._job(), self.config
-        code, address = check(config, job)
-        self.regs[by_name("ERR_CODE").offset] = int(code)
+        job = self._job()
+        code, address = golden_job(self.config, job, self.memory, self.BASE)
+        self.regs[by_name("ERR_CODE").offset] = code
         self.regs[by_name("ERR_ADDR_LO").offset] = address & 0xFFFF_FFFF
         self.regs[by_name("ERR_ADDR_HI").offset] = address >> 32
         if code == ErrorCode.OK:
             self.formats_run.append(job.w_format)
-            a = np.stack([self._bytes(job.a_addr + row * job.a_stride, job.k) for row in range(job.m)])
-            fmt, ports = WeightFormat(job.w_format), config.weight_ports
-            stream = packed_size(job.n, job.k, config.cols, fmt) // ports   # one port's, read from W_STRIDE
-            data = np.concatenate([self._bytes(job.w_addr + p * job.w_stride, stream) for p in range(ports)])
-            packed = PackedWeights(data.view(np.int8), job.n, job.k, config.cols, ports, fmt)
-            c = golden_matmul(a.view(np.int8), packed)
-            for row in range(job.m):
-                self._bytes(job.c_addr + row * job.c_stride, 4 * job.n)[:] = c[row].view(np.uint8)
         done = self.ctrl.field("ap_done").mask | self.ctrl.field("ap_idle").mask | self.ctrl.field("ap_ready").mask
         self.regs[self.ctrl.offset] = done
 

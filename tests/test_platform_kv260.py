@@ -66,7 +66,7 @@ def test_udmabuf_memory_and_cache_maintenance(tmp_path):
 
 
 @pytest.mark.parametrize("compiled", [True, False])
-def test_planned_jobs_replay_the_same_register_sequence(tmp_path, monkeypatch, compiled):
+def test_planned_jobs_replay_the_same_register_sequence(tmp_path, compiled):
     """The driver's plan performed by firmware/replay.c (one ctypes call) or by Python
     write32/read32 calls: the same job registers, counters and refusals."""
     import sys
@@ -79,7 +79,7 @@ def test_planned_jobs_replay_the_same_register_sequence(tmp_path, monkeypatch, c
     from hdl.spec.regmap import ErrorCode, by_name
 
     assert library() is not None, library_problem()
-    monkeypatch.setattr(sys, "getswitchinterval", sys.getswitchinterval)
+    interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)            # the Python path polls while holding the GIL
     config = preset("kv260")
     image = tmp_path / "uio0"
@@ -121,4 +121,51 @@ def test_planned_jobs_replay_the_same_register_sequence(tmp_path, monkeypatch, c
         assert driver.last_stats.busy_cycles == 1000 + len(device.jobs)
     finally:
         device.close()
+        sys.setswitchinterval(interval)
     regs.close()
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_matmul_through_the_kv260_classes_equals_golden(tmp_path, compiled):
+    """A matmul on UioRegisters + UdmabufMemory files, a thread computing C with the
+    golden model from the jobs it is given: with firmware/replay.c's systole_job (A in,
+    the syncs, the job, C out, one call) or the Python path, C is golden's, and the
+    u-dma-buf attributes hold the last sync: C's range, for the CPU."""
+    import sys
+
+    from host.accel.golden import golden_matmul
+    from host.accel.pack import pack_weights
+    from host.perf.a53 import FileAccelerator
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    config = preset("kv260")
+    sysfs = tmp_path / "sys" / "udmabuf0"
+    sysfs.mkdir(parents=True)
+    (sysfs / "phys_addr").write_text("0x40000000\n")
+    (sysfs / "size").write_text(f"{4 << 20}\n")
+    (tmp_path / "udmabuf0").write_bytes(bytes(4 << 20))
+    memory = UdmabufMemory("udmabuf0", dev=tmp_path, sysfs=tmp_path / "sys")
+    device = FileAccelerator(tmp_path / "uio0", config, memory=memory._bytes, base=memory.device_address)
+    regs = UioRegisters(tmp_path / "uio0", irq=False)
+    if not compiled:
+        regs.replay = regs.job = None
+    try:
+        driver = Driver(regs, memory, config, min_timeout_s=1.0)
+        assert (driver._job is not None) == compiled
+        rng = np.random.default_rng(3)
+        for m, n, k in ((1, 96, 640), (3, 200, 70), (1, 64, 1)):
+            w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+            weights = driver.load_matrix(w)
+            for _ in range(2):                          # planned, then replayed
+                a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+                np.testing.assert_array_equal(driver.matmul(a, weights),
+                                              golden_matmul(a, pack_weights(w, config.cols, config.weight_ports)))
+        c_offset = driver._scratch["c"].offset
+        assert [(sysfs / name).read_text() for name in ("sync_offset", "sync_direction", "sync_for_cpu")] \
+            == [f"{c_offset}\n", "2\n", "1\n"]
+    finally:
+        device.close()
+        regs.close()
+        memory.close()
+        sys.setswitchinterval(interval)

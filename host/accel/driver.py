@@ -208,8 +208,12 @@ class Driver:
         self._scratch: dict[str, DeviceBuffer] = {}
         self._plans: dict[tuple, tuple] = {}   # (id(weights), M) -> _plan_matmul's entry
         self._scratch_generation = 0
-        # A bus with mapped registers may replay a plan in compiled code (polling only).
+        # A bus with mapped registers may replay a plan in compiled code (polling only),
+        # and with memory that says where it lives, a matmul's memory traffic with it.
         self._replay = None if self.use_irq else getattr(bus, "replay", None)
+        io_spec = getattr(memory, "io_spec", None)
+        self._job = getattr(bus, "job", None) if self._replay is not None and io_spec is not None else None
+        self._io_spec = io_spec() if self._job is not None else None
         self._after = np.zeros(len(_AFTER_JOB), np.uint32)
         self.soft_reset()
         self.bus.write32(_OFF["GIE"], 1 if self.use_irq else 0)
@@ -304,7 +308,14 @@ class Driver:
         cached = self._plans.get((id(weights), m))
         if cached is None or cached[0] is not weights or cached[1] != self._scratch_generation:
             cached = self._plan_matmul(weights, m, k)
-        _, _, a_buf, c_buf, a_stride, c_stride, plan = cached
+        _, _, a_buf, c_buf, a_stride, c_stride, plan, io = cached
+        if io is not None:                     # the whole job in one compiled call
+            a = np.ascontiguousarray(a)
+            out = np.empty((m, weights.n), np.int32)
+            io.a = a.__array_interface__["data"][0]
+            io.c = out.__array_interface__["data"][0]
+            self._execute(plan, io)
+            return out
         if a_stride == k:
             self.memory.write(a_buf.offset, a)
         else:
@@ -328,8 +339,17 @@ class Driver:
                   c_addr=c_buf.device_address, m=m, n=weights.n, k=k, a_stride=a_stride,
                   c_stride=c_stride, w_stride=weights.w_stride, w_format=int(weights.w_format))
         plan = self._plan(job, None, True)
+        io = None
+        if self._job is not None:
+            from ..platforms.replay import JobIo
+
+            base, fds, readback = self._io_spec
+            io = JobIo(a_buf=base + a_buf.offset, c_buf=base + c_buf.offset, a_offset=a_buf.offset,
+                       c_offset=c_buf.offset, m=m, k=k, a_stride=a_stride, c_row_bytes=4 * weights.n,
+                       c_stride=c_stride, readback=int(readback))
+            io.fds[:] = fds if fds is not None else (-1,) * 5
         entry = self._plans[(id(weights), m)] = (weights, self._scratch_generation, a_buf, c_buf,
-                                                 a_stride, c_stride, plan)
+                                                 a_stride, c_stride, plan, io)
         return entry
 
     def run_job(self, *, a_addr: int, w_addr: int, c_addr: int, m: int, n: int, k: int,
@@ -363,9 +383,10 @@ class Driver:
         _check_positive("timeout_s", timeout_s)
         return _JobPlan(words, timeout_s, f"job M={job.m} N={job.n} K={job.k}")
 
-    def _execute(self, plan: "_JobPlan") -> JobStats:
+    def _execute(self, plan: "_JobPlan", io=None) -> JobStats:
         """Run a planned job: the busy check, its register writes, ap_start, the wait,
-        the counters and the error registers."""
+        the counters and the error registers (with ``io``, a ``JobIo``, also the job's
+        memory traffic, all in one compiled call)."""
         bus = self.bus
         read = bus.read32
         if self._replay is not None:           # the same sequence, performed by compiled code
@@ -374,10 +395,17 @@ class Driver:
                 arrays = plan.replay_args = (*plan.arrays, _AFTER_JOB_OFFSETS.ctypes.data,
                                              len(_AFTER_JOB), self._after.ctypes.data)
             offsets, values, count, reads, read_count, read_values = arrays
-            done = self._replay(_OFF["STATUS"], _STATUS_BUSY, offsets, values, count, _OFF["CTRL"],
-                                _CTRL["ap_start"], _CTRL["ap_done"], plan.timeout_s,
-                                reads, read_count, read_values)
-            busy = done < 0
+            if io is None:
+                done = self._replay(_OFF["STATUS"], _STATUS_BUSY, offsets, values, count, _OFF["CTRL"],
+                                    _CTRL["ap_start"], _CTRL["ap_done"], plan.timeout_s,
+                                    reads, read_count, read_values)
+            else:
+                done = self._job(_OFF["STATUS"], _STATUS_BUSY, offsets, values, count, _OFF["CTRL"],
+                                 _CTRL["ap_start"], _CTRL["ap_done"], plan.timeout_s,
+                                 reads, read_count, read_values, io)
+                if done == -2:
+                    raise OSError(f"{plan.what}: a u-dma-buf cache-maintenance write failed")
+            busy = done == -1
         else:
             busy = bool(read(_OFF["STATUS"]) & _STATUS_BUSY)
             if not busy:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .pack import PackedWeights
 
-__all__ = ["golden_matmul", "INT32_MIN", "INT32_MAX"]
+__all__ = ["golden_matmul", "golden_job", "INT32_MIN", "INT32_MAX"]
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -31,3 +31,36 @@ def golden_matmul(a: np.ndarray, packed: PackedWeights) -> np.ndarray:
     if c.size and (c.min() < INT32_MIN or c.max() > INT32_MAX):
         raise OverflowError("product exceeds int32; K is beyond what the hardware supports")
     return c.astype(np.int32)
+
+
+def golden_job(config, job, memory: np.ndarray, base: int) -> tuple[int, int]:
+    """What the accelerator does with ``job`` (``hdl.spec.job.Job``) on ``memory`` (uint8,
+    byte 0 at device address ``base``): the rules' ``(code, address)``, and when they
+    pass, C written at ``C_ADDR`` row by row, A read from ``A_ADDR`` and each weight
+    port's stream from ``W_ADDR + p * W_STRIDE`` in the job's format. For register-level
+    models of the device (the firmware tests, the KV260 platform tests)."""
+    from hdl.spec.formats import WeightFormat
+    from hdl.spec.job import check
+    from hdl.spec.regmap import ErrorCode
+
+    from .pack import packed_size
+
+    code, address = check(config, job)
+    if code != ErrorCode.OK:
+        return int(code), address
+
+    def window(addr: int, nbytes: int) -> np.ndarray:
+        offset = addr - base
+        if offset < 0 or offset + nbytes > memory.size:
+            raise ValueError(f"DMA outside the memory at {addr:#x}")
+        return memory[offset:offset + nbytes]
+
+    a = np.stack([window(job.a_addr + row * job.a_stride, job.k) for row in range(job.m)])
+    fmt, ports = WeightFormat(job.w_format), config.weight_ports
+    stream = packed_size(job.n, job.k, config.cols, fmt) // ports        # one port's, from W_STRIDE
+    data = np.concatenate([window(job.w_addr + p * job.w_stride, stream) for p in range(ports)])
+    packed = PackedWeights(data.view(np.int8), job.n, job.k, config.cols, ports, fmt)
+    c = golden_matmul(a.view(np.int8), packed)
+    for row in range(job.m):
+        window(job.c_addr + row * job.c_stride, 4 * job.n)[:] = c[row].view(np.uint8)
+    return int(code), address

@@ -410,7 +410,8 @@ class FileAccelerator:
     would); a soft reset makes it idle. ``answer`` False ignores ap_start (a hung job).
     The page starts as ``InstantDevice``'s: the constants and ap_idle."""
 
-    def __init__(self, path: Path, config: AccelConfig, irq_fd: int | None = None):
+    def __init__(self, path: Path, config: AccelConfig, irq_fd: int | None = None,
+                 memory: np.ndarray | None = None, base: int = 0):
         import mmap
         import threading
 
@@ -427,6 +428,7 @@ class FileAccelerator:
         self.err = by_name("ERR_CODE").offset // 4
         self.isr = by_name("ISR").offset // 4
         self.irq_fd = irq_fd
+        self.config, self.memory, self.base = config, memory, base    # memory: compute C
         self.error = 0
         self.answer = True
         self.jobs: list[np.ndarray] = []
@@ -442,6 +444,8 @@ class FileAccelerator:
                 self.jobs.append(words.copy())
                 words[self.perf] = 1000 + len(self.jobs)
                 words[self.err] = self.error
+                if self.memory is not None and not self.error:
+                    self._compute()
                 words[self.isr] = 1
                 words[self.ctrl] = self.done
                 if self.irq_fd is not None:
@@ -450,6 +454,20 @@ class FileAccelerator:
                 words[self.ctrl] = self.idle
             else:
                 time.sleep(0)
+
+    def _compute(self) -> None:
+        """C of the job in the registers, by the golden model, on ``memory``."""
+        from hdl.spec.job import FIELDS, Job
+
+        from ..accel.golden import golden_job
+
+        words = self.words
+        job = Job(**{f.name: sum(int(words[by_name(r).offset // 4]) << 32 * i
+                                 for i, r in enumerate(f.registers)) for f in FIELDS})
+        code, address = golden_job(self.config, job, self.memory, self.base)
+        words[self.err] = code
+        words[by_name("ERR_ADDR_LO").offset // 4] = address & 0xFFFF_FFFF
+        words[by_name("ERR_ADDR_HI").offset // 4] = address >> 32
 
     def close(self) -> None:
         self._stop = True

@@ -69,6 +69,7 @@ class UioRegisters:
         self._replayer = Replayer(lib, self._words.size) if lib is not None else None
         self._page = self._words.ctypes.data      # fixed while the mapping lives
         self.replay = self._replay if lib is not None else None
+        self.job = self._job if lib is not None else None
         self.has_irq = irq
         if irq:
             self._unmask()
@@ -90,6 +91,12 @@ class UioRegisters:
         if self._page is None:
             raise ValueError(f"{self.path} is closed")
         return self._replayer(self._page, *plan)
+
+    def _job(self, *plan_and_io) -> int:
+        """``Replayer.job`` on this page (``RegisterBus``'s optional ``job``)."""
+        if self._page is None:
+            raise ValueError(f"{self.path} is closed")
+        return self._replayer.job(self._page, *plan_and_io)
 
     def _unmask(self) -> None:
         os.write(self._fd, struct.pack("=I", 1))      # UIO: re-enable the interrupt
@@ -175,6 +182,15 @@ class UdmabufMemory(MemoryWindow):
 
     def sync_for_cpu(self, offset: int, nbytes: int) -> None:
         self._sync("sync_for_cpu", self._FROM_DEVICE, offset, nbytes)
+
+    def io_spec(self) -> tuple[int, tuple[int, ...] | None, bool]:
+        """For a compiled job path: the window's host address, the sync attribute files
+        (offset, size, direction, sync_for_device, sync_for_cpu) and ``readback``."""
+        fds = self._fds
+        return (self._bytes.ctypes.data,
+                tuple(fds[name] for name in ("sync_offset", "sync_size", "sync_direction",
+                                             "sync_for_device", "sync_for_cpu")),
+                self._readback)
 
     def close(self) -> None:
         """Close the attribute files kept open for syncs."""

@@ -25,13 +25,23 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SOURCE", "library", "library_problem", "Replayer"]
+__all__ = ["SOURCE", "library", "library_problem", "Replayer", "JobIo"]
 
 SOURCE = Path(__file__).resolve().parents[2] / "firmware" / "replay.c"
 _BUILD = Path(__file__).resolve().parents[2] / "build" / "replay"
 # The firmware's own warnings (firmware/Makefile), as errors.
 _CFLAGS = ("-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wconversion",
            "-Wno-sign-conversion", "-shared", "-fPIC")
+
+
+class JobIo(ctypes.Structure):
+    """``struct systole_job_io`` of ``firmware/replay.c``: one job's memory traffic."""
+
+    _fields_ = [("a", ctypes.c_void_p), ("a_buf", ctypes.c_void_p), ("c_buf", ctypes.c_void_p),
+                ("c", ctypes.c_void_p), ("a_offset", ctypes.c_uint64), ("c_offset", ctypes.c_uint64),
+                ("m", ctypes.c_uint32), ("k", ctypes.c_uint32), ("a_stride", ctypes.c_uint32),
+                ("c_row_bytes", ctypes.c_uint32), ("c_stride", ctypes.c_uint32),
+                ("fds", ctypes.c_int32 * 5), ("readback", ctypes.c_uint32)]
 
 
 @lru_cache(maxsize=1)
@@ -54,9 +64,12 @@ def _build() -> tuple[ctypes.CDLL | None, str | None]:
     lib = ctypes.CDLL(str(target))
     lib.systole_replay.restype = ctypes.c_int
     pointer = ctypes.c_void_p                # addresses: no ctypes objects per call
-    lib.systole_replay.argtypes = [pointer, ctypes.c_uint32, ctypes.c_uint32, pointer, pointer,
-                                   ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
-                                   ctypes.c_uint64, pointer, ctypes.c_uint32, pointer]
+    replay_args = [pointer, ctypes.c_uint32, ctypes.c_uint32, pointer, pointer, ctypes.c_uint32,
+                   ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint64, pointer,
+                   ctypes.c_uint32, pointer]
+    lib.systole_replay.argtypes = replay_args
+    lib.systole_job.restype = ctypes.c_int
+    lib.systole_job.argtypes = [*replay_args, ctypes.POINTER(JobIo)]
     return lib, None
 
 
@@ -82,6 +95,7 @@ class Replayer:
             raise ValueError(f"the register map reaches {top:#x}, past the {4 * words:#x}-byte page")
         self.words = words
         self._call = lib.systole_replay
+        self._job = lib.systole_job
 
     def __call__(self, page: int, status_offset: int, busy_mask: int, offsets: int, values: int,
                  count: int, ctrl_offset: int, start: int, done_mask: int, timeout_s: float,
@@ -94,3 +108,11 @@ class Replayer:
         The offsets are the register map's, checked against the page at construction."""
         return self._call(page, status_offset, busy_mask, offsets, values, count, ctrl_offset, start,
                           done_mask, int(timeout_s * 1e9), read_offsets, read_count, read_values)
+
+    def job(self, page: int, status_offset: int, busy_mask: int, offsets: int, values: int, count: int,
+            ctrl_offset: int, start: int, done_mask: int, timeout_s: float, read_offsets: int,
+            read_count: int, read_values: int, io: JobIo) -> int:
+        """``__call__`` with the job's memory traffic around it (``systole_job``): -2 when a
+        cache-maintenance write failed."""
+        return self._job(page, status_offset, busy_mask, offsets, values, count, ctrl_offset, start,
+                         done_mask, int(timeout_s * 1e9), read_offsets, read_count, read_values, io)
