@@ -66,8 +66,10 @@ def test_attention_kernels_follow_numpy():
         probabilities = np.zeros(group * slots, np.float32)
         a_q = np.full((group, slots), 9, np.int8)
         a_scale = np.zeros(group, np.float32)
+        staged_slots = np.array([rows - 1, rows - 3, 0, 0], np.int64)     # two staged values
+        a_staged = np.zeros((group, 4), np.int8)
         kernels.attention_softmax(acc, q_scale, key_scale, value_scale, probabilities, a_q, a_scale,
-                                  _QMAX_INVERSE, _TINY)
+                                  staged_slots, 2, a_staged, _QMAX_INVERSE, _TINY)
         scores = acc.astype(np.float32) * q_scale[:, None] * key_scale[None, :rows]
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))
         scores /= scores.sum(axis=1, keepdims=True)
@@ -75,15 +77,20 @@ def test_attention_kernels_follow_numpy():
         weighted[:, :rows] = scores * value_scale[:rows]
         want_q, want_scale = quantize_rows(weighted)
         # the softmax sums add in another order (an ulp), so a rint may land one off
+        assert np.abs(a_staged[:, :2].astype(int) - want_q[:, [rows - 1, rows - 3]]).max() <= 1
+        want_q[:, [rows - 1, rows - 3]] = 0                 # the staged slots leave the job's input
         assert np.abs(a_q.astype(int) - want_q).max() <= 1
         np.testing.assert_allclose(a_scale, want_scale, rtol=1e-6)
         values = rng.integers(-2**20, 2**20, (group, hd)).astype(np.int32)
         attended = np.zeros(2 * group * hd, np.float32)
         q = np.zeros((1, attended.size), np.int8)
         scale = np.zeros(1, np.float32)
-        kernels.attention_finish(values, a_scale, attended, group, True, q, scale, _QMAX_INVERSE, _TINY)
+        staged_values = rng.integers(-127, 128, (4, hd)).astype(np.int8)
+        kernels.attention_finish(values, a_staged, staged_values, 2, a_scale, attended, group,
+                                 True, q, scale, _QMAX_INVERSE, _TINY)
+        exact = values.astype(np.int64) + a_staged[:, :2].astype(np.int64) @ staged_values[:2].astype(np.int64)
         np.testing.assert_array_equal(attended[group * hd:].reshape(group, hd),
-                                      values.astype(np.float32) * a_scale[:, None])
+                                      exact.astype(np.float32) * a_scale[:, None])
         want_q, want_scale = quantize_rows(attended[None])
         np.testing.assert_array_equal(q, want_q)
         assert scale[0] == want_scale[0]

@@ -358,10 +358,12 @@ def attention_prepare(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_nor
 
 @numba.njit(cache=True, boundscheck=False)
 def attention_softmax(acc, q_scale, key_scale, value_scale, probabilities, a_q, a_scale,
-                      qmax_inverse, tiny):
+                      staged_slots, staged_count, a_staged, qmax_inverse, tiny):
     """Between a q.K^T job and its p.V job: scores ``acc [group, rows] * q_scale * key_scale``,
     softmax per row, ``p * value_scale`` quantized per row into ``a_q [group, slots]``
-    (zero past ``rows``: slots not yet filled) with ``a_scale [group]``."""
+    (zero past ``rows``: slots not yet filled) with ``a_scale [group]``; the entries of
+    the values staged on the host (``staged_slots[:staged_count]``) move to
+    ``a_staged [group, STAGED]`` and are zeroed in ``a_q``."""
     group, rows = acc.shape
     slots = a_q.shape[1]
     for g in range(group):
@@ -391,16 +393,24 @@ def attention_softmax(acc, q_scale, key_scale, value_scale, probabilities, a_q, 
         for t in range(rows, slots):
             a_q[g, t] = 0
         a_scale[g] = s
+        for i in range(staged_count):
+            a_staged[g, i] = a_q[g, staged_slots[i]]
+            a_q[g, staged_slots[i]] = 0
 
 
 @numba.njit(cache=True, boundscheck=False)
-def attention_finish(acc, a_scale, attended, first_head, last, q, scale, qmax_inverse, tiny):
-    """After a p.V job: ``attended[head] = acc [group, hd] * a_scale`` for the group's heads
-    from ``first_head``; after the last KV head's, quantize ``attended`` into ``q``."""
+def attention_finish(acc, a_staged, staged_values, staged_count, a_scale, attended, first_head, last,
+                     q, scale, qmax_inverse, tiny):
+    """After a p.V job: ``attended[head] = (acc [group, hd] + a_staged . staged_values) *
+    a_scale`` (the staged values' terms in exact int32) for the group's heads from
+    ``first_head``; after the last KV head's, quantize ``attended`` into ``q``."""
     group, hd = acc.shape
     for g in range(group):
         base = (first_head + g) * hd
         for j in range(hd):
-            attended[base + j] = np.float32(acc[g, j]) * a_scale[g]
+            total = np.int32(acc[g, j])
+            for i in range(staged_count):
+                total += np.int32(a_staged[g, i]) * np.int32(staged_values[i, j])
+            attended[base + j] = np.float32(total) * a_scale[g]
     if last:
         _quantize(attended, attended.shape[0], q, scale, qmax_inverse, tiny)

@@ -40,6 +40,10 @@ __all__ = ["ATTENTION_MODES", "DeviceKVCache", "OffloadedAttention", "quantize_r
 # "accelerator": the two products as jobs over an int8 KV cache in device memory.
 ATTENTION_MODES = ("host", "accelerator")
 
+# Decode values staged on the host before their V^T columns are written (one span per
+# tile and port for all of them): STAGED beats of port_bytes each.
+STAGED = 16
+
 _QMAX = np.float32(127.0)
 _TINY = np.float32(np.finfo(np.float32).tiny)
 
@@ -75,17 +79,53 @@ class _HeadCache:
         self.value_starts = list(range(0, slots, max_k))
         self.key_scale = np.zeros(slots, np.float32)
         self.value_scale = np.zeros(slots, np.float32)
+        self.staged_values = np.zeros((STAGED, head_dim), np.int8)
+        self.staged_slots = np.zeros(STAGED, np.int64)
+        self.staged_count = 0
 
     def write(self, slot: int, keys: np.ndarray, key_scale: np.ndarray, values: np.ndarray,
               value_scale: np.ndarray) -> None:
-        """Store int8 ``keys``/``values`` ``[B, hd]`` of positions in slots ``slot..slot+B-1``."""
+        """Store int8 ``keys``/``values`` ``[B, hd]`` of positions in slots ``slot..slot+B-1``.
+        One value (decode) is staged on the host (``stage_value``); a block goes to the
+        device at once."""
         count = keys.shape[0]
         if count == 0:
             return
         self.backend.write_rows(self.keys, slot, keys)
         self.key_scale[slot:slot + count] = key_scale
         self.value_scale[slot:slot + count] = value_scale
-        columns = np.ascontiguousarray(values.T)                     # [hd, B]
+        if count == 1:
+            self.stage_value(slot, values[0])
+            return
+        self.flush()
+        self._write_values(slot, np.ascontiguousarray(values.T))
+
+    def stage_value(self, slot: int, value: np.ndarray) -> None:
+        """Keep one token's int8 value row on the host (its column of ``V^T`` is written
+        with the next ``STAGED`` ones: one span per tile and port instead of one each);
+        until then the p.V product takes its term on the host, exactly."""
+        if self.staged_count == min(STAGED, self.slots):      # a ring of fewer slots repeats them
+            self.flush()
+        self.staged_values[self.staged_count] = value
+        self.staged_slots[self.staged_count] = slot
+        self.staged_count += 1
+
+    def flush(self) -> None:
+        """Write the staged values to the device, in runs of consecutive slots."""
+        count = self.staged_count
+        if count == 0:
+            return
+        slots = self.staged_slots[:count]
+        run = 0
+        for i in range(1, count + 1):
+            if i == count or slots[i] != slots[i - 1] + 1:
+                self._write_values(int(slots[run]), np.ascontiguousarray(self.staged_values[run:i].T))
+                run = i
+        self.staged_count = 0
+
+    def _write_values(self, slot: int, columns: np.ndarray) -> None:
+        """``columns [hd, B]`` into slots ``slot..slot+B-1`` of the ``V^T`` pieces."""
+        count = columns.shape[1]
         for start, piece in zip(self.value_starts, self.values):
             lo, hi = max(slot, start), min(slot + count, start + piece.k)
             if lo < hi:
@@ -95,10 +135,12 @@ class _HeadCache:
     def copy_from(self, old: "_HeadCache", count: int) -> None:
         """Take over the first ``count`` slots of ``old`` (a re-pack on growth)."""
         backend = self.backend
+        old.flush()
         keys = backend.read_mutable(old.keys)[:count]
         values = np.concatenate([backend.read_mutable(piece) for piece in old.values], axis=1)
         self.write(0, keys, old.key_scale[:count], np.ascontiguousarray(values[:, :count].T),
                    old.value_scale[:count])
+        self.flush()
 
     def release(self) -> None:
         for handle in (self.keys, *self.values):
@@ -114,8 +156,15 @@ class _HeadCache:
 
     def weighted_values(self, a: np.ndarray, a_scale: np.ndarray) -> np.ndarray:
         """float32 ``[R, hd]``: the p.V job(s) with int8 ``a [R, slots]`` (zero past the
-        cached positions), dequantized by the row scales."""
-        acc = None
+        cached positions), the staged values' terms added on the host (exact int32),
+        dequantized by the row scales."""
+        staged = None
+        if self.staged_count:
+            slots = self.staged_slots[:self.staged_count]
+            staged = a[:, slots].astype(np.int32) @ self.staged_values[:self.staged_count].astype(np.int32)
+            a = a.copy()
+            a[:, slots] = 0
+        acc = staged
         for start, piece in zip(self.value_starts, self.values):
             part = self.backend.matmul_rows(np.ascontiguousarray(a[:, start:start + piece.k]), piece,
                                             self.head_dim)
@@ -158,6 +207,8 @@ class DeviceKVCache:
             raise ValueError(f"cannot shorten the KV cache to {value} positions: the sliding "
                              f"window's ring ({window} slots) already holds positions up to "
                              f"{self.written - 1}; start a new cache")
+        if value < self._length:         # staged values past the new end would be staged again
+            self.flush()
         self._length = value
         self.written = value
 
@@ -195,7 +246,14 @@ class DeviceKVCache:
             self._grow(length)
 
     def reset(self) -> None:
+        self.flush()
         self._length = self.written = 0
+
+    def flush(self) -> None:
+        """Write every staged value to the device."""
+        for heads in self.heads:
+            for head in heads:
+                head.flush()
 
     def release(self) -> None:
         """Free the device memory of every layer (the cache must not be used again)."""

@@ -46,7 +46,7 @@ from time import perf_counter
 
 import numpy as np
 
-from .attention import DeviceKVCache, OffloadedAttention
+from .attention import STAGED, DeviceKVCache, OffloadedAttention
 from .linear import QuantizedLinears
 from .profile import Profiler
 from .quant import QMAX
@@ -180,6 +180,7 @@ class FusedDecoder:
                         for kv in range(cfg.n_kv_heads)]
         self._weighted: dict[int, np.ndarray] = {}
         self._a_scale = np.zeros(group, np.float32)
+        self._a_staged = np.zeros((group, STAGED), np.int8)
 
     @classmethod
     def build(cls, transformer: Transformer, profiler: Profiler | None = None) -> "FusedDecoder | None":
@@ -358,7 +359,8 @@ class FusedDecoder:
                 weighted = self._weighted[head.slots] = np.zeros((group, head.slots), np.int8)
                 self._numpy_extra += 1
             kernels.attention_softmax(scores, self._group_scales[kv], head.key_scale, head.value_scale,
-                                      self._scores, weighted, self._a_scale, _QMAX_INVERSE, _TINY)
+                                      self._scores, weighted, self._a_scale, head.staged_slots,
+                                      head.staged_count, self._a_staged, _QMAX_INVERSE, _TINY)
             t = clock()
             host += t - t1
             values = None
@@ -372,7 +374,8 @@ class FusedDecoder:
                 jobs += 1
             t1 = clock()
             job_seconds[4] += t1 - t
-            kernels.attention_finish(values, self._a_scale, self._attended, kv * group,
+            kernels.attention_finish(values, self._a_staged, head.staged_values, head.staged_count,
+                                     self._a_scale, self._attended, kv * group,
                                      kv == len(heads) - 1, self._q_heads, self._scale, _QMAX_INVERSE,
                                      _TINY)
             t = clock()
