@@ -28,6 +28,20 @@ Python-level numpy call except when the KV cache, a RoPE table or the score buff
 grows (counted when it happens). Gemma 3 270M: 73 jobs, 74 compiled calls.
 ``FusedDecoder.counts`` holds the last token's figures.
 
+**Attention on the accelerator** (``Runtime(attention="accelerator")``,
+``host.llm.attention``): the attention gap becomes, per KV head, two more jobs and two
+more gaps, each still one compiled call::
+
+    [dequantize + norms + RoPE + quantize q rows, k, v]   ``attention_prepare``
+      (the new key's row and the staged value go to the DeviceKVCache: driver writes)
+      -> q.K^T job -> [softmax + p * sv + quantize]        ``attention_softmax``
+      -> p.V job -> [dequantize (+ the staged values' exact terms), quantize after
+         the last KV head]                                 ``attention_finish``
+      -> attn_out job
+
+so jobs = (4 + 2 KV) L + 1 and calls = jobs + 1 (Gemma 3 270M: 109 jobs, 110 calls;
+V^T beyond ``max_k`` positions adds a job per extra piece).
+
 It applies (``FusedDecoder.build``, else None and the caller keeps
 ``Transformer.forward``) when the seam is ``QuantizedLinears`` with dynamic per-token
 activations and every layer, int8 or int4, is one activation group in one K piece.
