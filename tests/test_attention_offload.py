@@ -131,3 +131,27 @@ def test_attention_needs_mutable_weights():
     from host.accel.software import FloatBackend
     with pytest.raises(ValueError, match="mutable weights"):
         OffloadedAttention(config(), FloatBackend(threads=1))
+
+
+def test_a_dropped_cache_frees_its_device_memory():
+    import gc
+    backend = computing_backend(KV260)
+    free_before = list(backend.driver._allocator.free)
+    attention = OffloadedAttention(config(), backend)
+    cache = attention.new_cache(40)
+    assert backend.driver._allocator.free != free_before
+    cache.reserve(100)                                  # grows: the old matrices are freed
+    del cache
+    gc.collect()
+    assert backend.driver._allocator.free == free_before
+    attention.new_cache(8).release()
+    assert backend.driver._allocator.free == free_before
+
+
+def test_shortening_a_wrapped_cache_is_refused_but_zero_is_a_restart():
+    cfg = config()
+    cache = OffloadedAttention(cfg, GoldenBackend(KV260, threads=1)).new_cache(16)
+    cache.length = 12
+    assert not cache.can_shorten(11) and cache.can_shorten(0) and cache.can_shorten(12)
+    cache.length = 0
+    assert cache.written == 0

@@ -129,3 +129,18 @@ def test_small_gemma_offloaded_through_the_rtl_equals_golden(tiny_models):
         got = generate(rtl, prompt, max_new_tokens=8).tokens
         assert rtl.backend.jobs > 8 * 2 * model.config.n_layers
     assert got == want
+
+
+def test_reusing_a_cache_whose_ring_wrapped_runs_the_prompt_again(tiny_models):
+    model = tiny_models("gemma3")                       # a 4-token window
+    runtime = Runtime(model, "golden", "per-channel", attention="accelerator")
+    first = model.tokenizer.encode("Once upon a time")
+    cache = runtime.transformer.new_cache()
+    steps = runtime.steps(first, max_new_tokens=6, cache=cache)
+    tokens = [token for token, _ in steps]
+    follow = first + tokens[:-1]                         # the cache holds these now
+    assert cache.length == len(follow) and not cache.can_shorten(len(follow) - 2)
+    prompt = follow[:-2] + [7, 8]                        # shares all but the last two tokens
+    again = list(runtime.steps(prompt, max_new_tokens=5, cache=cache, reuse=len(follow) - 2))
+    fresh = list(runtime.steps(prompt, max_new_tokens=5))
+    assert [t for t, _ in again] == [t for t, _ in fresh]

@@ -29,6 +29,8 @@ numpy here; ``host.llm.fused`` runs it as compiled calls for decode.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from .model.base import ModelConfig
@@ -192,6 +194,7 @@ class DeviceKVCache:
                       else config.sliding_window for layer in range(config.n_layers)]
         self.heads: list[list[_HeadCache]] = [[] for _ in range(config.n_layers)]
         self.grown = 0            # re-packs so far (tests and the profile read it)
+        self._finalizer = weakref.finalize(self, DeviceKVCache._free, self.heads)
         self._grow(capacity)
 
     @property
@@ -202,11 +205,10 @@ class DeviceKVCache:
     @length.setter
     def length(self, value: int) -> None:
         # Going back is fine until a ring has overwritten a slot the shorter cache needs.
-        window = min((ring for ring in self.rings if ring is not None), default=None)
-        if value < self.written and window is not None and self.written > window:
+        if not self.can_shorten(value):
             raise ValueError(f"cannot shorten the KV cache to {value} positions: the sliding "
-                             f"window's ring ({window} slots) already holds positions up to "
-                             f"{self.written - 1}; start a new cache")
+                             f"window's ring already holds positions up to {self.written - 1}; "
+                             "start over from 0")
         if value < self._length:         # staged values past the new end would be staged again
             self.flush()
         self._length = value
@@ -256,11 +258,21 @@ class DeviceKVCache:
                 head.flush()
 
     def release(self) -> None:
-        """Free the device memory of every layer (the cache must not be used again)."""
-        for heads in self.heads:
+        """Free the device memory of every layer (the cache must not be used again; a
+        cache that is dropped frees it when it is collected)."""
+        self._finalizer()
+
+    @staticmethod
+    def _free(layers: list) -> None:
+        for heads in layers:
             for head in heads:
                 head.release()
             heads.clear()
+
+    def can_shorten(self, value: int) -> bool:
+        """Whether ``length = value`` keeps every slot the shorter cache needs (0 always does)."""
+        window = min((ring for ring in self.rings if ring is not None), default=None)
+        return value == 0 or value >= self.written or window is None or self.written <= window
 
 
 class OffloadedAttention:

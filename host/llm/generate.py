@@ -288,6 +288,8 @@ class Runtime:
         if cache is None:
             cache, reuse = self.transformer.new_cache(len(prompt_ids) + max_new_tokens), 0
         reuse = max(0, min(int(reuse), len(prompt_ids) - 1, cache.length))
+        if not getattr(cache, "can_shorten", lambda length: True)(reuse):
+            reuse = 0             # a sliding window's ring has moved past it: run the prompt again
         cache.length = reuse
         cache.reserve(len(prompt_ids) + max_new_tokens)
         tokens: list[int] = []
