@@ -249,8 +249,8 @@ class FusedDecoder:
             raise ValueError(f"token id {token} must be in 0..{cfg.vocab_size - 1}")
         position = cache.length
         if self.offload != isinstance(cache, DeviceKVCache):
-            raise TypeError(f"this decoder's attention needs a {'DeviceKVCache' if self.offload else 'KVCache'}, "
-                            f"got {type(cache).__name__}")
+            wanted = "DeviceKVCache" if self.offload else "KVCache"
+            raise TypeError(f"this decoder's attention needs a {wanted}, got {type(cache).__name__}")
         self._cache = cache
         numpy_calls = self._prepare(position, cache)
         window = cfg.sliding_window

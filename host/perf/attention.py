@@ -112,12 +112,12 @@ def compare(contexts: list[int], accel: AccelConfig, tokens: int = 4, progress=p
                                     compiled_calls=decoder.counts["compiled calls"],
                                     syscalls_per_job=per_job, ops=tuple(ops))
             extra_cycles = _jobs_cycles(config, context, accel) if mode == "accelerator" else 0
+            attention_only = [replace(counts, flops=o.flops, transcendentals=o.transcendentals,
+                                      bytes=o.bytes, python_calls=0, syscalls=0, compiled_calls=0)
+                              for o in ops if o.name in ("attention", "kv cache")]
             rows.append({"mode": mode, "context": context, "counts": counts,
                          "a53": a53.estimate(counts, a53.A53),
-                         "attention_ms": sum(a53.estimate(replace(counts, flops=o.flops, transcendentals=o.transcendentals,
-                                                                  bytes=o.bytes, python_calls=0, syscalls=0,
-                                                                  compiled_calls=0), a53.A53)["total"]
-                                             for o in ops if o.name in ("attention", "kv cache")),
+                         "attention_ms": sum(a53.estimate(c, a53.A53)["total"] for c in attention_only),
                          "extra_accel_ms": extra_cycles / (accel.clock_mhz * 1e3)})
         backend.close()
     return rows
