@@ -7,6 +7,15 @@ device memory); ``matmul(x, handle)`` takes int8 activations ``[M, K]`` and retu
 the exact ``int32 [M, N]`` product ``x @ W.T``. Scales are the caller's business
 (``host.llm.linear``). ``K`` must not exceed ``max_k``.
 
+Mutable weights (an int8 KV cache the accelerator streams): ``load_mutable(name, n, k)``
+places an all-zero int8 ``[n, k]`` matrix in the packed layout and returns a
+``MutableWeights`` handle; ``write_rows`` / ``write_columns`` overwrite rows (output
+channels) or columns (K steps) in place, in the host's copy and in the backend's (on
+hardware: the touched bytes of device memory, synced for the device);
+``matmul_rows(x, handle, n)`` is the exact ``int32 [M, n]`` product with the first ``n``
+rows. The whole matrix stays one packed layout of capacity ``n``, so a job over fewer
+rows reads a prefix of each port's stream with the capacity's ``W_STRIDE``.
+
 ``BACKENDS`` names every backend and where its factory lives; ``make_backend``
 imports that module only when the backend is made, so choosing the golden backend
 never loads a simulator or a board's driver, and a backend whose module fails to
@@ -22,17 +31,18 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from hdl.spec.config import AccelConfig, preset
 from hdl.spec.formats import WeightFormat
-from host.accel.pack import Int4Weights, PackedWeights, pack_int4, pack_weights
+from host.accel import pack as packing
+from host.accel.pack import Int4Weights, PackedWeights, pack_int4, pack_weights, unpack_weights
 from host.errors import SystoleError
 
-__all__ = ["IntBackend", "Backend", "BACKENDS", "BackendUnavailable", "DEFAULT_PRESET",
+__all__ = ["IntBackend", "MutableWeights", "Backend", "BACKENDS", "BackendUnavailable", "DEFAULT_PRESET",
            "make_backend", "register_backend"]
 
 DEFAULT_PRESET = "kv260"
@@ -116,6 +126,77 @@ class IntBackend(ABC):
 
     def close(self) -> None:
         """Release device resources (nothing for software backends)."""
+
+    # -- mutable weights --------------------------------------------------------------
+    def load_mutable(self, name: str, n: int, k: int) -> MutableWeights:
+        """An all-zero int8 ``[n, k]`` matrix placed for matmuls and later in-place writes
+        (``n`` is the capacity in rows; ``k <= max_k``)."""
+        if not (isinstance(n, (int, np.integer)) and n >= 1):
+            raise ValueError(f"{name}: n={n!r} rows must be an integer >= 1")
+        if not (isinstance(k, (int, np.integer)) and 1 <= k <= self.max_k):
+            raise ValueError(f"{name}: K={k!r} outside 1..{self.max_k} (max_k of {self.config.name})")
+        handle = MutableWeights(name, pack_weights(np.zeros((int(n), int(k)), np.int8), self.cols,
+                                                   self.ports))
+        handle.device = self._place_mutable(handle)
+        return handle
+
+    def write_rows(self, handle: MutableWeights, start: int, rows: np.ndarray) -> None:
+        """Overwrite rows ``start..start+R-1`` with int8 ``rows [R, K]``."""
+        spans = packing.write_rows(handle.packed, start, rows)
+        self._mutated(handle, spans, rows=(start, rows))
+
+    def write_columns(self, handle: MutableWeights, start: int, columns: np.ndarray) -> None:
+        """Overwrite columns ``start..start+C-1`` of every row with int8 ``columns [n, C]``."""
+        spans = packing.write_columns(handle.packed, start, columns)
+        self._mutated(handle, spans, columns=(start, columns))
+
+    def read_mutable(self, handle: MutableWeights) -> np.ndarray:
+        """The int8 ``[n, k]`` matrix as it stands (from the host's packed copy)."""
+        return unpack_weights(handle.packed)
+
+    def release_mutable(self, handle: MutableWeights) -> None:
+        """Free what ``load_mutable`` placed (the handle must not be used again)."""
+
+    def matmul_rows(self, x: np.ndarray, handle: MutableWeights, n: int) -> np.ndarray:
+        """Exact ``int32 [M, n] = x (int8 [M, K]) @ W[:n].T`` for mutable weights."""
+        raise NotImplementedError(f"{self.name} has no mutable weights")
+
+    def _check_rows(self, x: np.ndarray, handle: MutableWeights, n: int) -> np.ndarray:
+        if not (isinstance(n, (int, np.integer)) and 1 <= n <= handle.n):
+            raise ValueError(f"{handle.name}: n={n!r} rows outside 1..{handle.n} (its capacity)")
+        return self.check_activations(x, handle.k)
+
+    def _place_mutable(self, handle: MutableWeights):
+        """The backend's state for a new mutable matrix (all zero)."""
+        return None
+
+    def _mutated(self, handle: MutableWeights, spans, rows=None, columns=None) -> None:
+        """Bring the backend's copy up to date: ``spans`` are the touched ``(port,
+        offset, nbytes)`` of the packed streams; ``rows``/``columns`` what was written."""
+
+
+@dataclass
+class MutableWeights:
+    """A weight matrix the caller changes in place (``IntBackend.load_mutable``).
+
+    ``packed`` is the host's copy of the packed bytes (the layout of ``host.accel.pack``
+    for ``n`` rows, the capacity); ``device`` is the backend's own state (a compute
+    copy, a device buffer); ``views`` caches the backend's per-row-count handles.
+    """
+
+    name: str
+    packed: PackedWeights
+    device: object = None
+    views: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Rows (output channels): the capacity."""
+        return self.packed.n
+
+    @property
+    def k(self) -> int:
+        return self.packed.k
 
 
 @dataclass(frozen=True)

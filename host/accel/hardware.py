@@ -16,11 +16,13 @@ performance counters give ``last_cycles()``, which the profile reports per token
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from hdl.spec.config import AccelConfig
 
-from .backend import IntBackend
+from .backend import IntBackend, MutableWeights
 from .driver import Driver, JobStats, WeightBuffer
 
 __all__ = ["DriverBackend"]
@@ -52,6 +54,40 @@ class DriverBackend(IntBackend):
         self.jobs += 1
         self.total_cycles += self.driver.last_stats.busy_cycles
         return result
+
+    def _place_mutable(self, handle: MutableWeights) -> WeightBuffer:
+        """The all-zero packed matrix in device memory, laid out as any loaded weights."""
+        return self.driver.load_weights(handle.packed)
+
+    def _mutated(self, handle: MutableWeights, spans, rows=None, columns=None) -> None:
+        """Copy the touched bytes of the host's packed copy to device memory and sync
+        exactly those for the device (port ``p``'s stream sits ``W_STRIDE`` bytes on)."""
+        weights: WeightBuffer = handle.device
+        streams = handle.packed.data.reshape(handle.packed.ports, -1)
+        memory = self.driver.memory
+        for port, offset, nbytes in spans:
+            at = weights.buffer.offset + port * weights.w_stride + offset
+            memory.write(at, streams[port, offset:offset + nbytes])
+            memory.sync_for_device(at, nbytes)
+
+    def release_mutable(self, handle: MutableWeights) -> None:
+        self.driver.free(handle.device.buffer)
+        handle.views.clear()
+
+    def matmul_rows(self, x: np.ndarray, handle: MutableWeights, n: int) -> np.ndarray:
+        """A job over the first ``n`` rows rounded up to whole tiles (the same cycles:
+        a tile is the unit the array streams), its extra rows dropped. One
+        ``WeightBuffer`` per tile count shares the capacity's buffer and ``W_STRIDE``,
+        so the driver plans each job once."""
+        x = self._check_rows(x, handle, n)
+        rows = min(handle.n, -(-n // self.cols) * self.cols)
+        view = handle.views.get(rows)
+        if view is None:
+            view = handle.views[rows] = dataclasses.replace(handle.device, n=rows)
+        result = self.driver.matmul(x, view)
+        self.jobs += 1
+        self.total_cycles += self.driver.last_stats.busy_cycles
+        return result if rows == n else np.ascontiguousarray(result[:, :n])
 
     def last_cycles(self) -> int | None:
         stats = self.driver.last_stats

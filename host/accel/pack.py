@@ -27,7 +27,7 @@ import numpy as np
 from hdl.spec.formats import BLOCK_K, GROUP, Q_MAX, Q_MIN, S_MAX, WeightFormat, tile_beats
 
 __all__ = ["Int4Weights", "PackedWeights", "pack_int4", "pack_weights", "packed_size",
-           "unpack_int4", "unpack_weights"]
+           "unpack_int4", "unpack_weights", "write_columns", "write_rows"]
 
 
 def packed_size(n: int, k: int, cols: int, fmt: WeightFormat | int = WeightFormat.INT8) -> int:
@@ -231,3 +231,53 @@ def unpack_int4(packed: PackedWeights) -> Int4Weights:
         return np.ascontiguousarray(flat[: packed.n, :width])
 
     return Int4Weights(untile(q, k), untile(s, -(-k // GROUP)).astype(np.uint8))
+
+
+def write_rows(packed: PackedWeights, start: int, rows: np.ndarray) -> list[tuple[int, int, int]]:
+    """Overwrite rows ``start..start+R-1`` (output channels) of int8 ``packed`` in place
+    with int8 ``rows [R, K]``; returns the touched byte spans ``(port, offset in that
+    port's stream, nbytes)``, one per port and tile touched.
+
+    A row is one byte of every beat of its tile on one port: ``K`` bytes ``port_bytes``
+    apart, so its span is ``(K - 1) * port_bytes + 1`` bytes of that stream.
+    """
+    packed._int8()
+    rows = np.asarray(rows)
+    if rows.dtype != np.int8 or rows.ndim != 2 or rows.shape[1] != packed.k:
+        raise ValueError(f"rows must be int8 [R, {packed.k}], got {rows.dtype} {rows.shape}")
+    if not 0 <= start <= start + rows.shape[0] <= packed.n:
+        raise ValueError(f"rows {start}..{start + rows.shape[0] - 1} outside 0..{packed.n - 1}")
+    streams = packed.streams()
+    pb, tile_bytes = packed.port_bytes, packed.k * packed.port_bytes
+    spans: dict[tuple[int, int], list[int]] = {}
+    for index, row in enumerate(rows):
+        channel = start + index
+        tile, within = divmod(channel, packed.cols)
+        port, byte = divmod(within, pb)
+        streams[port, tile, :, byte] = row
+        lo, hi = tile * tile_bytes + byte, tile * tile_bytes + (packed.k - 1) * pb + byte + 1
+        span = spans.setdefault((port, tile), [lo, hi])
+        span[0], span[1] = min(span[0], lo), max(span[1], hi)
+    return [(port, lo, hi - lo) for (port, _), (lo, hi) in sorted(spans.items())]
+
+
+def write_columns(packed: PackedWeights, start: int, columns: np.ndarray) -> list[tuple[int, int, int]]:
+    """Overwrite columns (steps) ``start..start+C-1`` of every row of int8 ``packed`` in
+    place with int8 ``columns [N, C]``; returns the touched byte spans ``(port, offset
+    in that port's stream, nbytes)``, one per port and tile: step ``k`` of a tile is one
+    beat, so ``C`` steps are ``C * port_bytes`` contiguous bytes of each tile."""
+    packed._int8()
+    columns = np.asarray(columns)
+    if columns.dtype != np.int8 or columns.ndim != 2 or columns.shape[0] != packed.n:
+        raise ValueError(f"columns must be int8 [{packed.n}, C], got {columns.dtype} {columns.shape}")
+    count = columns.shape[1]
+    if not 0 <= start <= start + count <= packed.k:
+        raise ValueError(f"columns {start}..{start + count - 1} outside 0..{packed.k - 1}")
+    padded = np.zeros((packed.tiles * packed.cols, count), np.int8)
+    padded[:packed.n] = columns
+    # [tiles, ports, port_bytes, C] -> [ports, tiles, C, port_bytes], as pack_weights
+    beats = padded.reshape(packed.tiles, packed.ports, packed.port_bytes, count).transpose(1, 0, 3, 2)
+    packed.streams()[:, :, start:start + count, :] = beats
+    pb, tile_bytes = packed.port_bytes, packed.k * packed.port_bytes
+    return [(port, tile * tile_bytes + start * pb, count * pb)
+            for port in range(packed.ports) for tile in range(packed.tiles)]

@@ -19,7 +19,7 @@ import numpy as np
 from hdl.spec.config import AccelConfig
 
 from . import kernels
-from .backend import IntBackend
+from .backend import IntBackend, MutableWeights
 from .blas import set_blas_threads
 from hdl.spec.formats import WeightFormat
 
@@ -199,6 +199,27 @@ class GoldenBackend(IntBackend):
             compute = _ColumnBlocks(packed.as_kn(), self.threads, EXACT_CHUNK_K,
                                     self.split_min_weights)
         return GoldenWeights(name, packed, compute)
+
+    def _place_mutable(self, handle: MutableWeights) -> np.ndarray:
+        """The compute copy: int8 ``[n, k]`` rows, kept equal to the packed bytes."""
+        return np.zeros((handle.n, handle.k), np.int8)
+
+    def _mutated(self, handle: MutableWeights, spans, rows=None, columns=None) -> None:
+        if rows is not None:
+            start, values = rows
+            handle.device[start:start + values.shape[0]] = values
+        if columns is not None:
+            start, values = columns
+            handle.device[:, start:start + values.shape[1]] = values
+
+    def matmul_rows(self, x: np.ndarray, handle: MutableWeights, n: int) -> np.ndarray:
+        """Exact ``int32 [M, n]`` with the first ``n`` rows, bit-identical to
+        ``golden_matmul`` of those rows."""
+        x = self._check_rows(x, handle, n)
+        if self.kernel == "int8":
+            return kernels.int8_matmul(x, handle.device[:n])
+        # float64 BLAS is exact here: |sum| <= K * 2^14 < 2^53
+        return (x.astype(np.float64) @ handle.device[:n].T.astype(np.float64)).astype(np.int32)
 
     def matmul(self, x: np.ndarray, handle: GoldenWeights) -> np.ndarray:
         """Exact ``int32 [M, N]``, bit-identical to ``golden_matmul(x, handle.packed)``."""

@@ -298,3 +298,119 @@ def dequantize_logits(acc, w_scale, x_scale):
     logits = np.empty((1, w_scale.shape[0]), np.float32)
     _dequantize(acc, w_scale, x_scale[0], logits[0])
     return logits
+
+
+# -- attention on the accelerator (host.llm.attention): three calls around two jobs ----
+
+@numba.njit(cache=True, boundscheck=False)
+def attention_prepare(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim,
+                      cos, sin, position, n_heads, n_kv, qkv, q_rows, q_scale, attn_scale, kv_rows,
+                      kv_scale, qmax_inverse, tiny):
+    """Between the qkv job and the first q.K^T job: dequantize (+ bias), q/k head norms
+    and RoPE as ``attention``; then int8 per row: the query heads into ``q_rows [H, hd]``
+    (``q_scale[h]`` = the row scale times ``attn_scale``), the new key and value of each
+    KV head into ``kv_rows [2 KV, hd]`` (keys first) with ``kv_scale [2 KV]``."""
+    x_scale = x_scale[0]
+    hd = q_rows.shape[1]
+    half = hd // 2
+    qk_heads = n_heads + n_kv
+    _dequantize(acc, w_scale, x_scale, qkv)
+    if has_bias:
+        for j in range(qkv.shape[0]):
+            qkv[j] += bias[j]
+    if has_qk_norm:
+        for head in range(qk_heads):
+            base = head * hd
+            total = 0.0
+            for j in range(base, base + hd):
+                v = np.float64(qkv[j])
+                total += v * v
+            root = np.sqrt(np.float32(total) * inv_head_dim + eps)
+            for j in range(hd):
+                qkv[base + j] = qkv[base + j] * (qk_norm[head, j] / root)
+    for head in range(qk_heads):
+        base = head * hd
+        for j in range(half):
+            lo, hi = qkv[base + j], qkv[base + half + j]
+            rotated_lo = lo * cos[position, j]
+            rotated_lo += hi * sin[position, j]
+            rotated_hi = hi * cos[position, half + j]
+            rotated_hi += lo * sin[position, half + j]
+            qkv[base + j], qkv[base + half + j] = rotated_lo, rotated_hi
+    for row in range(n_heads + 2 * n_kv):          # q heads, then k heads, then v heads
+        base = row * hd
+        amax = np.float32(0.0)
+        for j in range(hd):
+            a = abs(qkv[base + j])
+            if a > amax:
+                amax = a
+        s = max(amax * qmax_inverse, tiny)
+        inverse = _ONE / s
+        if row < n_heads:
+            for j in range(hd):
+                q_rows[row, j] = np.int8(np.rint(qkv[base + j] * inverse))
+            q_scale[row] = s * attn_scale
+        else:
+            for j in range(hd):
+                kv_rows[row - n_heads, j] = np.int8(np.rint(qkv[base + j] * inverse))
+            kv_scale[row - n_heads] = s
+
+
+@numba.njit(cache=True, boundscheck=False)
+def attention_softmax(acc, q_scale, key_scale, value_scale, probabilities, a_q, a_scale,
+                      staged_slots, staged_count, a_staged, qmax_inverse, tiny):
+    """Between a q.K^T job and its p.V job: scores ``acc [group, rows] * q_scale * key_scale``,
+    softmax per row, ``p * value_scale`` quantized per row into ``a_q [group, slots]``
+    (zero past ``rows``: slots not yet filled) with ``a_scale [group]``; the entries of
+    the values staged on the host (``staged_slots[:staged_count]``) move to
+    ``a_staged [group, STAGED]`` and are zeroed in ``a_q``."""
+    group, rows = acc.shape
+    slots = a_q.shape[1]
+    for g in range(group):
+        p = probabilities[g * rows:(g + 1) * rows]
+        top = np.float32(-np.inf)
+        for t in range(rows):
+            s = np.float32(acc[g, t]) * q_scale[g]
+            s *= key_scale[t]
+            p[t] = s
+            if s > top:
+                top = s
+        total = np.float32(0.0)
+        for t in range(rows):
+            e = np.exp(p[t] - top)
+            p[t] = e
+            total += e
+        amax = np.float32(0.0)
+        for t in range(rows):
+            w = (p[t] / total) * value_scale[t]
+            p[t] = w
+            if w > amax:
+                amax = w
+        s = max(amax * qmax_inverse, tiny)
+        inverse = _ONE / s
+        for t in range(rows):
+            a_q[g, t] = np.int8(np.rint(p[t] * inverse))
+        for t in range(rows, slots):
+            a_q[g, t] = 0
+        a_scale[g] = s
+        for i in range(staged_count):
+            a_staged[g, i] = a_q[g, staged_slots[i]]
+            a_q[g, staged_slots[i]] = 0
+
+
+@numba.njit(cache=True, boundscheck=False)
+def attention_finish(acc, a_staged, staged_values, staged_count, a_scale, attended, first_head, last,
+                     q, scale, qmax_inverse, tiny):
+    """After a p.V job: ``attended[head] = (acc [group, hd] + a_staged . staged_values) *
+    a_scale`` (the staged values' terms in exact int32) for the group's heads from
+    ``first_head``; after the last KV head's, quantize ``attended`` into ``q``."""
+    group, hd = acc.shape
+    for g in range(group):
+        base = (first_head + g) * hd
+        for j in range(hd):
+            total = np.int32(acc[g, j])
+            for i in range(staged_count):
+                total += np.int32(a_staged[g, i]) * np.int32(staged_values[i, j])
+            attended[base + j] = np.float32(total) * a_scale[g]
+    if last:
+        _quantize(attended, attended.shape[0], q, scale, qmax_inverse, tiny)

@@ -28,6 +28,20 @@ Python-level numpy call except when the KV cache, a RoPE table or the score buff
 grows (counted when it happens). Gemma 3 270M: 73 jobs, 74 compiled calls.
 ``FusedDecoder.counts`` holds the last token's figures.
 
+**Attention on the accelerator** (``Runtime(attention="accelerator")``,
+``host.llm.attention``): the attention gap becomes, per KV head, two more jobs and two
+more gaps, each still one compiled call::
+
+    [dequantize + norms + RoPE + quantize q rows, k, v]   ``attention_prepare``
+      (the new key's row and the staged value go to the DeviceKVCache: driver writes)
+      -> q.K^T job -> [softmax + p * sv + quantize]        ``attention_softmax``
+      -> p.V job -> [dequantize (+ the staged values' exact terms), quantize after
+         the last KV head]                                 ``attention_finish``
+      -> attn_out job
+
+so jobs = (4 + 2 KV) L + 1 and calls = jobs + 1 (Gemma 3 270M: 109 jobs, 110 calls;
+V^T beyond ``max_k`` positions adds a job per extra piece).
+
 It applies (``FusedDecoder.build``, else None and the caller keeps
 ``Transformer.forward``) when the seam is ``QuantizedLinears`` with dynamic per-token
 activations and every layer, int8 or int4, is one activation group in one K piece.
@@ -46,6 +60,7 @@ from time import perf_counter
 
 import numpy as np
 
+from .attention import STAGED, DeviceKVCache, OffloadedAttention
 from .linear import QuantizedLinears
 from .profile import Profiler
 from .quant import QMAX
@@ -84,6 +99,9 @@ def fused_unavailable(transformer: Transformer) -> str | None:
             groups = len(layer.pieces)
             return (f"layer {name} is {groups} activation group(s) in "
                     f"{sum(len(group) for group in layer.pieces)} K piece(s)")
+    attention = getattr(transformer, "attention", None)
+    if attention is not None and not isinstance(attention, OffloadedAttention):
+        return f"the transformer's attention is {type(attention).__name__}"
     if not (transformer.embedding.dtype == np.float32 and transformer.embedding.ndim == 2):
         return f"the embedding table is {transformer.embedding.dtype}, not float32"
     return None
@@ -155,7 +173,28 @@ class FusedDecoder:
         self._q_heads = np.zeros((1, cfg.q_dim), np.int8)
         self._q_hidden = np.zeros((1, cfg.hidden_dim), np.int8)
         self._scale = np.ones(1, np.float32)
+        self._numpy_extra = 0
+        self._jobs = 4 * cfg.n_layers + 1
+        self._attention_cycles = 0
         self.counts = {"compiled calls": 0, "accelerator jobs": 0, "numpy calls": 0}
+        # Attention on the accelerator: the query rows, the new keys and values (int8 per
+        # row, keys first) and their scales; p * sv per slot count.
+        self.offload = transformer.attention is not None
+        group = cfg.n_heads // cfg.n_kv_heads
+        self._q_rows = np.zeros((cfg.n_heads, cfg.head_dim), np.int8)
+        self._q_row_scale = np.zeros(cfg.n_heads, np.float32)
+        self._kv_rows = np.zeros((2 * cfg.n_kv_heads, cfg.head_dim), np.int8)
+        self._kv_scale = np.zeros(2 * cfg.n_kv_heads, np.float32)
+        self._group_rows = [self._q_rows[kv * group:(kv + 1) * group] for kv in range(cfg.n_kv_heads)]
+        self._group_scales = [self._q_row_scale[kv * group:(kv + 1) * group]
+                              for kv in range(cfg.n_kv_heads)]
+        self._new_kv = [(self._kv_rows[kv:kv + 1], self._kv_scale[kv:kv + 1],
+                         self._kv_rows[cfg.n_kv_heads + kv:cfg.n_kv_heads + kv + 1],
+                         self._kv_scale[cfg.n_kv_heads + kv:cfg.n_kv_heads + kv + 1])
+                        for kv in range(cfg.n_kv_heads)]
+        self._weighted: dict[int, np.ndarray] = {}
+        self._a_scale = np.zeros(group, np.float32)
+        self._a_staged = np.zeros((group, STAGED), np.int8)
 
     @classmethod
     def build(cls, transformer: Transformer, profiler: Profiler | None = None) -> "FusedDecoder | None":
@@ -209,6 +248,10 @@ class FusedDecoder:
         if not 0 <= token < cfg.vocab_size:
             raise ValueError(f"token id {token} must be in 0..{cfg.vocab_size - 1}")
         position = cache.length
+        if self.offload != isinstance(cache, DeviceKVCache):
+            wanted = "DeviceKVCache" if self.offload else "KVCache"
+            raise TypeError(f"this decoder's attention needs a {wanted}, got {type(cache).__name__}")
+        self._cache = cache
         numpy_calls = self._prepare(position, cache)
         window = cfg.sliding_window
         first_local = 0 if window is None else max(0, position - window + 1)
@@ -225,9 +268,11 @@ class FusedDecoder:
             transformer._qkv_bias is not None, cfg.qk_norm, cfg.post_norms, cfg.gelu)
         n_heads, attn_scale, inv_head_dim = cfg.n_heads, self._attn_scale, self._inv_head_dim
         clock = perf_counter
-        job_seconds = [0.0, 0.0, 0.0, 0.0]
+        job_seconds = [0.0, 0.0, 0.0, 0.0, 0.0]
         cycles = [0, 0, 0, 0, 0]
         host = 0.0
+        offload, extra_jobs = self.offload, 0
+        self._attention_cycles = 0
 
         kernels.embed_norm_quantize(transformer.embedding, token, self._embed_scale, self._scaled,
                                     x, self._first_norm, eps, h, q_dim, scale, qmax_inverse, tiny)
@@ -245,11 +290,17 @@ class FusedDecoder:
                 cos, sin, first = cos_global, sin_global, 0
             else:
                 cos, sin, first = cos_local, sin_local, first_local
-            attention(acc, qkv_s, scale, bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim,
-                      cos, sin, position, cache.keys[layer], cache.values[layer], first, attn_scale,
-                      n_heads, qkv, scores, attended, q_heads, scale, qmax_inverse, tiny)
-            t = clock()
-            host += t - t1
+            if offload:
+                t, host_part, attention_jobs = self._offloaded_attention(
+                    layer, acc, qkv_s, bias, qk_norm, cos, sin, position, cache, t1, job_seconds)
+                host += host_part
+                extra_jobs += attention_jobs
+            else:
+                attention(acc, qkv_s, scale, bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim,
+                          cos, sin, position, cache.keys[layer], cache.values[layer], first, attn_scale,
+                          n_heads, qkv, scores, attended, q_heads, scale, qmax_inverse, tiny)
+                t = clock()
+                host += t - t1
             acc = matmul(q_heads, out_w)                                  # [1, D]
             t1 = clock()
             job_seconds[1] += t1 - t
@@ -284,18 +335,80 @@ class FusedDecoder:
         c = last_cycles()
         cache.length = position + 1
         self._pending = (job_seconds, t1 - t, cycles, c, host)
-        return acc, numpy_calls, 1 + 4 * cfg.n_layers, start
+        self._jobs = 4 * cfg.n_layers + 1 + extra_jobs
+        numpy_calls += self._numpy_extra
+        self._numpy_extra = 0
+        return acc, numpy_calls, self._jobs, start
+
+    def _offloaded_attention(self, layer: int, acc, qkv_s, bias, qk_norm, cos, sin, position: int,
+                             cache: DeviceKVCache, t0: float, job_seconds: list):
+        """The attention gap with both products on the accelerator (``host.llm.attention``):
+        [dequantize + norms + RoPE + quantize q, k, v] -> append k, v to the device cache ->
+        per KV head: q.K^T job -> [softmax + p * sv + quantize] -> p.V job(s) ->
+        [dequantize (+ quantize the attended heads after the last)]. One compiled call per
+        gap between jobs. Returns the time after it, its host seconds and its jobs."""
+        cfg, kernels, backend = self.config, self.kernels, self.backend
+        clock = perf_counter
+        kernels.attention_prepare(acc, qkv_s, self._scale, bias, self.transformer._qkv_bias is not None,
+                                  qk_norm, cfg.qk_norm, self._eps, self._inv_head_dim, cos, sin, position,
+                                  cfg.n_heads, cfg.n_kv_heads, self._qkv, self._q_rows, self._q_row_scale,
+                                  self._attn_scale, self._kv_rows, self._kv_scale, _QMAX_INVERSE, _TINY)
+        ring = cache.rings[layer]
+        slot = position if ring is None else position % ring
+        rows = position + 1 if ring is None else min(position + 1, ring)
+        heads = cache.heads[layer]
+        for kv, head in enumerate(heads):
+            head.write(slot, *self._new_kv[kv])
+        t = clock()
+        host, jobs, group = t - t0, 0, cfg.n_heads // cfg.n_kv_heads
+        matmul_rows, last_cycles = backend.matmul_rows, backend.last_cycles
+        for kv, head in enumerate(heads):
+            scores = matmul_rows(self._group_rows[kv], head.keys, rows)          # [group, rows]
+            t1 = clock()
+            job_seconds[4] += t1 - t
+            c = last_cycles()
+            self._attention_cycles += c or 0
+            weighted = self._weighted.get(head.slots)
+            if weighted is None:
+                weighted = self._weighted[head.slots] = np.zeros((group, head.slots), np.int8)
+                self._numpy_extra += 1
+            kernels.attention_softmax(scores, self._group_scales[kv], head.key_scale, head.value_scale,
+                                      self._scores, weighted, self._a_scale, head.staged_slots,
+                                      head.staged_count, self._a_staged, _QMAX_INVERSE, _TINY)
+            t = clock()
+            host += t - t1
+            values = None
+            for start, piece in zip(head.value_starts, head.values):
+                part = matmul_rows(weighted if len(head.values) == 1 else
+                                   np.ascontiguousarray(weighted[:, start:start + piece.k]),
+                                   piece, cfg.head_dim)                          # [group, hd]
+                values = part if values is None else values + part
+                c = last_cycles()
+                self._attention_cycles += c or 0
+                jobs += 1
+            t1 = clock()
+            job_seconds[4] += t1 - t
+            kernels.attention_finish(values, self._a_staged, head.staged_values, head.staged_count,
+                                     self._a_scale, self._attended, kv * group,
+                                     kv == len(heads) - 1, self._q_heads, self._scale, _QMAX_INVERSE,
+                                     _TINY)
+            t = clock()
+            host += t - t1
+            jobs += 1
+        return t, host, jobs
 
     def _finish(self, numpy_calls: int, calls: int, start: float, last_section: str,
                 last_seconds: float) -> None:
         """Record the token's counts and, with a profiler, its sections."""
         n_layers = self.config.n_layers
-        self.counts = {"compiled calls": calls, "accelerator jobs": 4 * n_layers + 1,
+        self.counts = {"compiled calls": calls, "accelerator jobs": self._jobs,
                        "numpy calls": numpy_calls}
         prof = self.profiler
         if prof is None:
             return
         job_seconds, classifier_seconds, cycles, classifier_cycles, host = self._pending
+        if self.offload:       # the attention jobs (the profile's matmul kinds are the linears')
+            prof.add("attention", job_seconds[4], calls=self._jobs - 4 * n_layers - 1)
         for index, kind in enumerate(_KINDS):
             prof.add_matmul(kind, job_seconds[index], self._macs[kind], cycles[index] or None,
                             calls=n_layers)

@@ -37,6 +37,7 @@ from hdl.spec.config import PRESETS
 from ..accel.backend import BACKENDS, make_backend
 from ..cli import ArgumentParser, entry, int_in, nonnegative_float, unit_fraction
 from ..errors import SystoleError, UsageError
+from .attention import OffloadedAttention, attention_unavailable
 from .fused import FusedDecoder
 from .linear import build_linears
 from .model import Model, load_model
@@ -46,7 +47,8 @@ from .quant import scheme as get_scheme
 from .tokenizer import StreamDecoder
 from .transformer import Transformer
 
-__all__ = ["Runtime", "Generation", "NonFiniteLogits", "load", "generate", "sample_next", "check_prompt_text",
+__all__ = ["ATTENTION_CHOICES", "choose_attention", "Runtime", "Generation", "NonFiniteLogits", "load",
+           "generate", "sample_next", "check_prompt_text",
            "check_context", "main", "demo"]
 
 DEMO_PROMPT = "Once upon a time"
@@ -149,16 +151,48 @@ def sample_next(logits: np.ndarray, temperature: float = 0.0, top_k: int | None 
     return int(candidates[min(index, probs.size - 1)])
 
 
+ATTENTION_CHOICES = ("host", "accelerator", "auto")
+
+
+# "auto" offloads attention where host.perf.attention's A53 estimate says it pays: on a
+# board (a hardware backend: the host is the board's CPU) for models with few KV heads
+# (each KV head adds two jobs per layer, ~0.1 ms of driver work each on the A53) and a
+# context long enough to matter. Gemma 3 270M, KV260, A53 ms per token host -> offloaded:
+# context 64 15.3 -> 20.7, 256 23.8 -> 21.3, 512 35.3 -> 20.4, 2048 46.7 -> 22.0.
+AUTO_MAX_KV_HEADS = 2
+AUTO_MIN_CONTEXT = 256
+
+
+def choose_attention(choice: str, config, backend) -> str:
+    """``"host"`` or ``"accelerator"`` for ``choice``. "auto": the accelerator when
+    ``backend`` drives hardware (it has a ``driver``), the model has at most
+    ``AUTO_MAX_KV_HEADS`` KV heads and its context holds at least ``AUTO_MIN_CONTEXT``
+    tokens; else the host."""
+    if choice != "auto":
+        return choice
+    on_board = getattr(backend, "driver", None) is not None
+    if on_board and config.n_kv_heads <= AUTO_MAX_KV_HEADS and config.max_seq_len >= AUTO_MIN_CONTEXT:
+        return "accelerator"
+    return "host"
+
+
 class Runtime:
     """A model ready to generate on one backend with one quantization scheme.
 
     ``fused``: decode through ``FusedDecoder`` when it applies (``fused_decoder`` is None
     when it does not, or with ``fused=False``).
+
+    ``attention``: where the attention products run (``host.llm.attention``): "host"
+    (float32 on the CPU, the default), "accelerator" (q.K^T and p.V as jobs over an int8
+    KV cache in device memory) or "auto" (``choose_attention``'s rule);
+    ``attention_mode`` is the one chosen.
     """
 
     def __init__(self, model: Model, backend: str | object = "golden", quant: str | None = None,
                  preset=None, progress: bool = False, threads: int | None = None,
-                 fused: bool = True):
+                 fused: bool = True, attention: str = "host"):
+        if attention not in ATTENTION_CHOICES:
+            raise UsageError(f"attention={attention!r}; choose one of {', '.join(ATTENTION_CHOICES)}")
         self.model = model
         options = {} if threads is None else {"threads": threads}
         self.backend = make_backend(backend, preset, **options) if isinstance(backend, str) else backend
@@ -170,7 +204,15 @@ class Runtime:
         self.profiler = Profiler()
         linears, weights = build_linears(model, self.backend, self.quant, self.profiler,
                                          progress=progress)
-        self.transformer = Transformer(model.config, weights, linears, self.profiler)
+        self.attention_mode = choose_attention(attention, model.config, self.backend)
+        offload = None
+        if self.attention_mode == "accelerator":
+            problem = attention_unavailable(self.backend) if self.quant is not None else \
+                "the float backend runs no int8 jobs"
+            if problem is not None:
+                raise UsageError(f"attention on the accelerator needs an int8 backend: {problem}")
+            offload = OffloadedAttention(model.config, self.backend)
+        self.transformer = Transformer(model.config, weights, linears, self.profiler, offload)
         self.fused_decoder = FusedDecoder.build(self.transformer, self.profiler) if fused else None
 
     @property
@@ -193,7 +235,9 @@ class Runtime:
         config = getattr(self.backend, "config", None)
         where = f" ({config.name}: {config.rows}x{config.cols}, max K {config.max_k})" if config else ""
         quant = f", {self.quant.name} int8" if self.quant else ", float32"
-        return f"{self.model.config.name} on {self.backend.name}{where}{quant}"
+        attention = ", attention on the accelerator (int8 KV cache)" \
+            if self.attention_mode == "accelerator" else ""
+        return f"{self.model.config.name} on {self.backend.name}{where}{quant}{attention}"
 
     def steps(self, prompt: str | Sequence[int] | None = None, *, messages: Sequence[dict] | None = None,
               max_new_tokens: int = 64, temperature: float = 0.0, top_k: int | None = None,
@@ -244,6 +288,8 @@ class Runtime:
         if cache is None:
             cache, reuse = self.transformer.new_cache(len(prompt_ids) + max_new_tokens), 0
         reuse = max(0, min(int(reuse), len(prompt_ids) - 1, cache.length))
+        if not getattr(cache, "can_shorten", lambda length: True)(reuse):
+            reuse = 0             # a sliding window's ring has moved past it: run the prompt again
         cache.length = reuse
         cache.reserve(len(prompt_ids) + max_new_tokens)
         tokens: list[int] = []
@@ -365,11 +411,11 @@ def _held_back(text: str, stops: list[str]) -> int:
 
 def load(model: str | Model | None = None, *, backend: str = "golden", quant: str | None = None,
          preset=None, tokenizer: str | None = None, progress: bool = True,
-         threads: int | None = None, fused: bool = True) -> Runtime:
+         threads: int | None = None, fused: bool = True, attention: str = "host") -> Runtime:
     """A ``Runtime`` for ``model`` (path, loaded ``Model``, or None for Gemma 3 270M)."""
     if not isinstance(model, Model):
         model = load_model(model, tokenizer_path=tokenizer, progress=progress)
-    return Runtime(model, backend, quant, preset, progress, threads, fused)
+    return Runtime(model, backend, quant, preset, progress, threads, fused, attention)
 
 
 def generate(runtime: Runtime, prompt: str | Sequence[int] | None = None, *,
@@ -440,6 +486,10 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--no-profile", action="store_true", help="skip the per-op tables")
     parser.add_argument("--no-fused", action="store_true", help="decode every token through "
                         "Transformer.forward instead of the fused one-token path (host.llm.fused)")
+    parser.add_argument("--attention", default="host", choices=ATTENTION_CHOICES,
+                        help="where attention's q.K^T and p.V run: host (float32 on the CPU, the "
+                             "default), accelerator (jobs over an int8 KV cache in device memory), "
+                             "auto")
     return parser
 
 
@@ -466,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.chat:
         check_context(model.config, len(model.tokenizer.encode(args.prompt)), args.max_new_tokens)
     runtime = load(model, backend=args.backend, quant=args.quant, preset=args.preset,
-                   threads=args.threads, fused=not args.no_fused)
+                   threads=args.threads, fused=not args.no_fused, attention=args.attention)
     print(f"== {runtime.describe()}", file=sys.stderr)
     if args.chat:
         with runtime:

@@ -69,30 +69,38 @@ def agreement(score: TextScore, reference: TextScore) -> float:
 
 
 def quality_rows(model, schemes: Sequence[str], texts: dict[str, str], backend_name: str = "golden",
-                 preset: str | None = None, log=print) -> list[dict]:
-    """One row per (text, scheme) plus the float reference row per text."""
+                 preset: str | None = None, log=print, attention: Sequence[str] = ("host",)) -> list[dict]:
+    """One row per (text, scheme, attention) plus the float reference row per text.
+
+    ``attention``: "host" (float32 attention over a float32 KV cache: the scheme's name
+    alone) and/or "accelerator" (``host.llm.attention``: q.K^T and p.V as int8 jobs over
+    an int8 KV cache; the row's scheme is ``NAME+kv8``)."""
     from ..accel.backend import make_backend
+    from .attention import OffloadedAttention
     from .linear import build_linears
     from .transformer import Transformer
 
     limit = model.config.max_seq_len       # longer texts are scored up to the context length
     tokens = {name: model.tokenizer.encode(text)[:limit] for name, text in texts.items()}
     rows, reference = [], {}
-    for scheme_name in ["float", *schemes]:
+    runs = [("float", "host")] + [(scheme_name, mode) for scheme_name in schemes for mode in attention]
+    for scheme_name, mode in runs:
         t0 = time.perf_counter()
         backend = make_backend("float" if scheme_name == "float" else backend_name, preset)
         linears, weights = build_linears(model, backend, None if scheme_name == "float" else scheme_name)
-        transformer = Transformer(model.config, weights, linears)
+        offload = OffloadedAttention(model.config, backend) if mode == "accelerator" else None
+        transformer = Transformer(model.config, weights, linears, attention=offload)
+        label = scheme_name if mode == "host" else f"{scheme_name}+kv8"
         for text_name, ids in tokens.items():
             score = score_tokens(transformer, ids)
             if scheme_name == "float":
                 reference[text_name] = score
             float_ppl = reference[text_name].perplexity
-            rows.append({"text": text_name, "scheme": scheme_name, "tokens": len(ids),
+            rows.append({"text": text_name, "scheme": label, "tokens": len(ids),
                          "perplexity": score.perplexity,
                          "ppl_vs_float": score.perplexity / float_ppl - 1.0,
                          "top1_agreement": agreement(score, reference[text_name])})
-        log(f"  {scheme_name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        log(f"  {label}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         del linears, transformer
     return rows
 
@@ -137,12 +145,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="text files to score (default: the shipped calibration and eval texts)")
     parser.add_argument("--preset", default="kv260", choices=sorted(PRESETS),
                         help="accelerator preset for the golden backend")
+    parser.add_argument("--attention", nargs="+", default=["host"], choices=["host", "accelerator"],
+                        help="where attention runs, one row each: host (float32, the default) and/or "
+                             "accelerator (int8 KV cache, q.K^T and p.V as jobs: rows NAME+kv8)")
     args = parser.parse_args(argv)
     texts = {path.stem: read_text(path) for path in args.text}     # before the model loads
     model = load_model(args.model, tokenizer_path=args.tokenizer)
     print(f"quality of {model.config.name} ({model.source.name}), golden int8 backend "
           f"vs float32, teacher-forced", file=sys.stderr)
-    rows = quality_rows(model, args.schemes, texts, preset=args.preset)
+    rows = quality_rows(model, args.schemes, texts, preset=args.preset, attention=args.attention)
     print(format_rows(rows))
     return 0
 

@@ -135,9 +135,12 @@ class Transformer:
                 "ffn activation": "activation"}
 
     def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray],
-                 linear: LinearLayers, profiler: Profiler | None = None):
+                 linear: LinearLayers, profiler: Profiler | None = None, attention=None):
         self.config = config
         self.linear = linear
+        # None: attention on the host over a float32 KVCache; else an object with
+        # ``new_cache(capacity)`` and ``attend(...)`` (``host.llm.attention``).
+        self.attention = attention
         self.embedding = weights["token_embd.weight"]
         self.norms = {name: np.asarray(w, dtype=np.float32) for name, w in weights.items()
                       if name.endswith("norm.weight")}
@@ -156,7 +159,9 @@ class Transformer:
             profiler.instrument(self, self.HOST_OPS)
 
     def new_cache(self, capacity: int = 256) -> KVCache:
-        """An empty KV cache for this model."""
+        """An empty KV cache for this model (the attention's own when it has one)."""
+        if self.attention is not None:
+            return self.attention.new_cache(capacity)
         return KVCache(self.config, capacity)
 
     def forward(self, tokens: Sequence[int], cache: KVCache, all_logits: bool = False) -> np.ndarray:
@@ -228,6 +233,8 @@ class Transformer:
                cache: KVCache) -> np.ndarray:
         """Causal softmax attention of new queries over the cache (the sliding window on
         local layers); appends ``k`` and ``v`` to the cache. ``[M, H*hd]``."""
+        if self.attention is not None:
+            return self.attention.attend(layer, q, k, v, start, cache)
         cfg = self.config
         window = None if cfg.is_global(layer) else cfg.sliding_window
         m, hd = q.shape[0], cfg.head_dim
