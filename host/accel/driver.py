@@ -212,6 +212,7 @@ class Driver:
         # and with memory that says where it lives, a matmul's memory traffic with it.
         self._replay = None if self.use_irq else getattr(bus, "replay", None)
         io_spec = getattr(memory, "io_spec", None)
+        # (``bus.job`` runs it, ``bus.job_io(**fields)`` describes the memory traffic.)
         self._job = getattr(bus, "job", None) if self._replay is not None and io_spec is not None else None
         self._io_spec = io_spec() if self._job is not None else None
         self._after = np.zeros(len(_AFTER_JOB), np.uint32)
@@ -341,10 +342,8 @@ class Driver:
         plan = self._plan(job, None, True)
         io = None
         if self._job is not None:
-            from ..platforms.replay import JobIo
-
             base, fds, readback = self._io_spec
-            io = JobIo(a_buf=base + a_buf.offset, c_buf=base + c_buf.offset, a_offset=a_buf.offset,
+            io = self.bus.job_io(a_buf=base + a_buf.offset, c_buf=base + c_buf.offset, a_offset=a_buf.offset,
                        c_offset=c_buf.offset, m=m, k=k, a_stride=a_stride, c_row_bytes=4 * weights.n,
                        c_stride=c_stride, readback=int(readback))
             io.fds[:] = fds if fds is not None else (-1,) * 5

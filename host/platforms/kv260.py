@@ -33,7 +33,7 @@ from hdl.spec.config import AccelConfig
 from ..accel.bus import MemoryWindow
 from ..accel.driver import Driver
 from ..accel.hardware import DriverBackend
-from .replay import Replayer
+from .replay import JobIo, Replayer
 from .replay import library as replay_library
 
 __all__ = ["UioRegisters", "UdmabufMemory", "PynqRegisters", "PynqMemory", "find_uio", "backend"]
@@ -70,6 +70,7 @@ class UioRegisters:
         self._page = self._words.ctypes.data      # fixed while the mapping lives
         self.replay = self._replay if lib is not None else None
         self.job = self._job if lib is not None else None
+        self.job_io = JobIo                        # the memory traffic ``job`` takes
         self.has_irq = irq
         if irq:
             self._unmask()
