@@ -515,15 +515,17 @@ def _syscall_child(preset_name: str, mode: str, jobs: int) -> None:
 
 
 def count(name: str, config: ModelConfig, transformer, context: int, accel: AccelConfig,
-          syscalls: dict[bool, dict[str, float]], tokens: int = 4, decoder=None) -> StepCounts:
+          syscalls: dict[bool, dict[str, float]], tokens: int = 4, decoder=None,
+          ops: list[HostOp] | None = None) -> StepCounts:
     """The counts of one decode token of ``transformer`` (on ``instant_backend``) at
     ``context``, through ``decoder`` (a ``FusedDecoder``) when given; ``syscalls`` maps
-    irq on/off to ``syscalls_per_job`` (the poll path's total is used: the cheaper)."""
+    irq on/off to ``syscalls_per_job`` (the poll path's total is used: the cheaper);
+    ``ops``: the host step's inventory (default ``host_ops``)."""
     cache = transformer.new_cache(context + tokens + 2)
     prompt = [1 + i % (config.vocab_size - 1) for i in range(context - 2)]
     transformer.forward(prompt, cache)          # the warm-up step makes it context - 1
     calls, driver_calls, jobs = count_python_calls(transformer, cache, tokens, decoder)
-    ops = host_ops(config, context)
+    ops = host_ops(config, context) if ops is None else ops
     per_job = syscalls[False]["total"]
     compiled = decoder.counts["compiled calls"] if decoder is not None else 0
     if getattr(transformer.linear.backend.platform, "replays", False):

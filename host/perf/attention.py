@@ -8,8 +8,8 @@ int8 KV cache in device memory), at several contexts:
 - flops, exp and bytes: ``a53.host_ops``'s inventory; for the accelerator its
   ``attention`` and ``kv cache`` entries become ``offload_ops``'s (below);
 - Python-level calls, compiled calls and jobs: counted on real decode tokens of the
-  fused decoder over ``a53.instant_backend`` (the real driver, mutable-weight writes
-  into its memory included);
+  fused decoder on the KV260 platform's classes (``a53.BoardRig``: the driver's compiled
+  job path, mutable-weight writes into its u-dma-buf memory and their syncs included);
 - syscalls: ``a53.syscalls_per_job`` (strace) times the jobs;
 - the accelerator time of the extra jobs from the cycle model (``host.accel.cycles``),
   so the saving on the host is set against what the accelerator adds.
@@ -90,27 +90,22 @@ def compare(contexts: list[int], accel: AccelConfig, tokens: int = 4, progress=p
     from ..llm.transformer import Transformer
 
     progress("counting syscalls per job (strace)...")
-    per_job = a53.syscalls_per_job(accel, False)["total"]
+    syscalls = {False: a53.syscalls_per_job(accel, False)}
     model = load_model(None, progress=False)
     config = model.config
     rows = []
     for mode in ("host", "accelerator"):
-        backend = a53.instant_backend(accel)
+        rig = a53.BoardRig(accel)              # the KV260's classes, as a53's counts
+        backend = rig.backend
         linears = QuantizedLinears(linear_specs(config, model.weights), backend, scheme("per-channel"))
         attention = OffloadedAttention(config, backend) if mode == "accelerator" else None
         transformer = Transformer(config, model.weights, linears, attention=attention)
         decoder = FusedDecoder.build(transformer)
         for context in contexts:
             progress(f"{mode} attention, context {context}...")
-            cache = transformer.new_cache(context + tokens + 2)
-            transformer.forward([1 + i % (config.vocab_size - 1) for i in range(context - 2)], cache)
-            calls, driver_calls, jobs = a53.count_python_calls(transformer, cache, tokens, decoder)
             ops = a53.host_ops(config, context) if mode == "host" else offload_ops(config, context, accel)
-            counts = a53.StepCounts("Gemma 3 270M", context, jobs, sum(o.flops for o in ops),
-                                    sum(o.transcendentals for o in ops), sum(o.bytes for o in ops), calls,
-                                    round(per_job * jobs), driver_python_calls=driver_calls,
-                                    compiled_calls=decoder.counts["compiled calls"],
-                                    syscalls_per_job=per_job, ops=tuple(ops))
+            counts = a53.count("Gemma 3 270M", config, transformer, context, accel, syscalls, tokens,
+                               decoder, ops)
             extra_cycles = _jobs_cycles(config, context, accel) if mode == "accelerator" else 0
             attention_only = [replace(counts, flops=o.flops, transcendentals=o.transcendentals,
                                       bytes=o.bytes, python_calls=0, syscalls=0, compiled_calls=0)
@@ -119,7 +114,7 @@ def compare(contexts: list[int], accel: AccelConfig, tokens: int = 4, progress=p
                          "a53": a53.estimate(counts, a53.A53),
                          "attention_ms": sum(a53.estimate(c, a53.A53)["total"] for c in attention_only),
                          "extra_accel_ms": extra_cycles / (accel.clock_mhz * 1e3)})
-        backend.close()
+        rig.close()
     return rows
 
 
