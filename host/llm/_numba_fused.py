@@ -129,18 +129,12 @@ def embed_norm_quantize(table, token, embed_scale, scaled, x, weight, eps, h, q,
     _norm_quantize(x, weight, eps, h, q, scale, qmax_inverse, tiny)
 
 
-@numba.njit(cache=True, boundscheck=False)
-def attention(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim,
-              cos, sin, position, keys, values, first, attn_scale, n_heads, qkv, scores,
-              attended, q, scale, qmax_inverse, tiny):
-    """Between the qkv job and the attn_out job: dequantize (+ bias), per-head q/k
-    RMSNorm, RoPE at ``position`` (rows of ``cos``/``sin``), append k and v to the cache
-    at ``position``, softmax attention of the query heads over cached positions
-    ``first..position``, then quantize the result ``[H * hd]`` into ``q``."""
-    x_scale = x_scale[0]
-    n_kv, _, hd = keys.shape
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _qkv_prepare(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim,
+                 cos, sin, position, qk_heads, hd, qkv):
+    """The qkv job's result in ``qkv``: dequantize (+ bias), the per-head q/k RMSNorm of
+    the first ``qk_heads`` heads, RoPE at ``position`` (rows of ``cos``/``sin``)."""
     half = hd // 2
-    qk_heads = n_heads + n_kv
     _dequantize(acc, w_scale, x_scale, qkv)
     if has_bias:
         for j in range(qkv.shape[0]):
@@ -164,6 +158,19 @@ def attention(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, 
             rotated_hi = hi * cos[position, half + j]
             rotated_hi += lo * sin[position, half + j]
             qkv[base + j], qkv[base + half + j] = rotated_lo, rotated_hi
+
+
+@numba.njit(cache=True, boundscheck=False)
+def attention(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim,
+              cos, sin, position, keys, values, first, attn_scale, n_heads, qkv, scores,
+              attended, q, scale, qmax_inverse, tiny):
+    """Between the qkv job and the attn_out job: dequantize (+ bias), per-head q/k
+    RMSNorm, RoPE at ``position`` (rows of ``cos``/``sin``), append k and v to the cache
+    at ``position``, softmax attention of the query heads over cached positions
+    ``first..position``, then quantize the result ``[H * hd]`` into ``q``."""
+    n_kv, _, hd = keys.shape
+    _qkv_prepare(acc, w_scale, x_scale[0], bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim,
+                 cos, sin, position, n_heads + n_kv, hd, qkv)
     k0, v0 = n_heads * hd, (n_heads + n_kv) * hd
     for kv in range(n_kv):
         for j in range(hd):
@@ -310,33 +317,9 @@ def attention_prepare(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_nor
     and RoPE as ``attention``; then int8 per row: the query heads into ``q_rows [H, hd]``
     (``q_scale[h]`` = the row scale times ``attn_scale``), the new key and value of each
     KV head into ``kv_rows [2 KV, hd]`` (keys first) with ``kv_scale [2 KV]``."""
-    x_scale = x_scale[0]
     hd = q_rows.shape[1]
-    half = hd // 2
-    qk_heads = n_heads + n_kv
-    _dequantize(acc, w_scale, x_scale, qkv)
-    if has_bias:
-        for j in range(qkv.shape[0]):
-            qkv[j] += bias[j]
-    if has_qk_norm:
-        for head in range(qk_heads):
-            base = head * hd
-            total = 0.0
-            for j in range(base, base + hd):
-                v = np.float64(qkv[j])
-                total += v * v
-            root = np.sqrt(np.float32(total) * inv_head_dim + eps)
-            for j in range(hd):
-                qkv[base + j] = qkv[base + j] * (qk_norm[head, j] / root)
-    for head in range(qk_heads):
-        base = head * hd
-        for j in range(half):
-            lo, hi = qkv[base + j], qkv[base + half + j]
-            rotated_lo = lo * cos[position, j]
-            rotated_lo += hi * sin[position, j]
-            rotated_hi = hi * cos[position, half + j]
-            rotated_hi += lo * sin[position, half + j]
-            qkv[base + j], qkv[base + half + j] = rotated_lo, rotated_hi
+    _qkv_prepare(acc, w_scale, x_scale[0], bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim,
+                 cos, sin, position, n_heads + n_kv, hd, qkv)
     for row in range(n_heads + 2 * n_kv):          # q heads, then k heads, then v heads
         base = row * hd
         amax = np.float32(0.0)
