@@ -381,6 +381,8 @@ def syscalls_per_job(config: AccelConfig, irq: bool, jobs: int = 200) -> dict[st
                            check=True, cwd=Path(__file__).resolve().parents[2],
                            stdout=subprocess.DEVNULL)
             return strace_counts(out.read_text())
+    from ..platforms.replay import library
+    library()                                # built now: its compiler's calls are not a job's
     busy, idle = run(jobs), run(0)
     per_job = {name: (busy.get(name, 0) - idle.get(name, 0)) / jobs for name in busy}
     # Not the board's: UdmabufMemory truncates an ordinary file after each write so it
