@@ -16,8 +16,9 @@ What a wrapper around the core must provide (the core does not): the 125 MHz RGM
 clocks come from the PHY (``rgmii_clocks_rx``; a PLL in the core makes the TX clock from
 it, so the core transmits only while the PHY has a 1000BASE-T link); the RX IDELAYE2s
 need an ``IDELAYCTRL`` on a 200 MHz reference in the design; ``sys_reset`` is active high
-and synchronous to ``sys_clock``; ``rgmii_rst_n`` is held high (the core's PHY reset is
-a CSR nothing drives).
+(LiteX's CRG synchronises it to ``sys_clock``); ``rgmii_rst_n`` stays high and MDIO idle
+(the core drives both from CSRs that nothing writes), so a PHY reset pulse at power-up
+is the wrapper's.
 
 Written under ``build/liteeth/<board>/``: ``liteeth_core.v``, ``liteeth_core.xdc`` (the
 core's clock and false-path constraints, without LiteX's placeholder pin lines) and
@@ -135,7 +136,7 @@ def _build(config: dict, workdir: Path) -> Path:
 
     core_config = dict(config, phy=getattr(liteeth_phys, config["phy"]))
     platform = XilinxPlatform(config["device"], io=[], toolchain=config["toolchain"])
-    platform.add_extension(gen._io)
+    platform.add_extension(gen._io)          # the pads LiteEth's own generator declares
     soc = _core_class()(platform, core_config)
     builder = Builder(soc, output_dir=str(workdir), compile_gateware=False, compile_software=False,
                       csr_csv=str(workdir / "csr.csv"))

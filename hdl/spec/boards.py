@@ -2,8 +2,8 @@
 
 Everything that depends on a board reads it from ``BOARDS``: the Amaranth platforms
 (``hdl/boards``), the Vivado TCL, XDC and device tree (``gen.vivado``), the fit check
-(``gen.report``), the projections (``host.perf``) and the link defaults
-(``host.platforms.nexys_video``). Sources: AMD's Kria KV260 carrier and K26 SOM data
+(``gen.report``), the projections (``host.perf``), the link defaults
+(``host.platforms.nexys_video``) and the Ethernet core (``gen.liteeth``). Sources: AMD's Kria KV260 carrier and K26 SOM data
 sheets and XilinxBoardStore presets, Digilent's Nexys Video reference manual and
 master XDC.
 """
