@@ -2,8 +2,8 @@
 
 Everything that depends on a board reads it from ``BOARDS``: the Amaranth platforms
 (``hdl/boards``), the Vivado TCL, XDC and device tree (``gen.vivado``), the fit check
-(``gen.report``), the projections (``host.perf``) and the link defaults
-(``host.platforms.nexys_video``). Sources: AMD's Kria KV260 carrier and K26 SOM data
+(``gen.report``), the projections (``host.perf``), the link defaults
+(``host.platforms.nexys_video``) and the Ethernet core (``gen.liteeth``). Sources: AMD's Kria KV260 carrier and K26 SOM data
 sheets and XilinxBoardStore presets, Digilent's Nexys Video reference manual and
 master XDC.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Fpga", "Pin", "Window", "Mig", "HpPort", "Board", "BOARDS", "board"]
+__all__ = ["Fpga", "Pin", "Window", "Mig", "HpPort", "Ethernet", "Board", "BOARDS", "board"]
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,32 @@ class HpPort:
 
 
 @dataclass(frozen=True)
+class Ethernet:
+    """A board's Ethernet port as the FPGA sees it, and the defaults a design gives it.
+
+    The pins are ``Board.pins`` named ``eth_*``. ``tx_delay_s`` and ``rx_delay_s`` are the
+    RGMII clock-to-data skews the FPGA adds (a phase-shifted TX clock; IDELAYs on the RX
+    data), because the PHY adds none. ``ip_address``, ``mac_address`` and ``udp_port`` are
+    the link's defaults: a generator may be given others.
+    """
+
+    phy: str                     # the PHY chip
+    interface: str               # MAC-PHY interface: "rgmii"
+    clock_hz: float              # RXC/TXC at 1000BASE-T
+    tx_delay_s: float
+    rx_delay_s: float
+    reset_pin: str               # Board.pins key of the PHY's reset
+    ip_address: str
+    mac_address: int             # 48 bits
+    udp_port: int
+
+    @property
+    def mac_text(self) -> str:
+        """``mac_address`` as ``02:53:...``."""
+        return ":".join(f"{self.mac_address >> shift & 0xFF:02x}" for shift in range(40, -8, -8))
+
+
+@dataclass(frozen=True)
 class Board:
     """A board: its FPGA, memory system, address windows, clocks and pins.
 
@@ -186,6 +212,7 @@ class Board:
     board_part_versions: tuple[str, ...] = ()
     dma_excluded_segments: tuple[str, ...] = ()   # segments the DMA masters see but must not use
     dma_ports: tuple[HpPort, ...] = ()            # the PS slave ports of the DMA masters, master 0's first
+    ethernet: Ethernet | None = None              # an Ethernet port the design may use
 
     def pin_group(self, stem: str) -> tuple[Pin, ...]:
         """Pins ``stem0``, ``stem1``, ... in order (``led`` gives LD0..LD7)."""
@@ -330,6 +357,23 @@ _NEXYS_VIDEO = Board(
            for i, (site, name) in enumerate(zip("B22 D22 C22 D14 F15".split(), "CDLRU"))},
         **{f"switch{i}": Pin(site, "LVCMOS12", f"SW{i}")
            for i, site in enumerate("E22 F21 G21 G22 H17 J16 K13 M17".split())},
+        # The RTL8211E-VL's RGMII and management pins: Digilent's master XDC ("## Ethernet",
+        # Nexys-Video-Master.xdc at commit 16e3b34) and litex-boards 2023.12
+        # (platforms/digilent_nexys_video.py: "eth_clocks", "eth") agree on every site and
+        # standard. Bank 13 is at 2.5 V; the reset sits in bank 34 at 3.3 V. ETH_PME_B (W14)
+        # is left out: no design uses it.
+        "eth_rxck": Pin("V13", "LVCMOS25", "ETH_RXCK, RGMII receive clock from the PHY (MRCC)"),
+        "eth_rxctl": Pin("W10", "LVCMOS25", "ETH_RXCTL"),
+        **{f"eth_rxd{i}": Pin(site, "LVCMOS25", f"ETH_RXD{i}")
+           for i, site in enumerate("AB16 AA15 AB15 AB11".split())},
+        "eth_txck": Pin("AA14", "LVCMOS25", "ETH_TXCK, RGMII transmit clock to the PHY"),
+        "eth_txctl": Pin("V10", "LVCMOS25", "ETH_TXCTL"),
+        **{f"eth_txd{i}": Pin(site, "LVCMOS25", f"ETH_TXD{i}")
+           for i, site in enumerate("Y12 W12 W11 Y11".split())},
+        "eth_mdc": Pin("AA16", "LVCMOS25", "ETH_MDC, PHY management clock"),
+        "eth_mdio": Pin("Y16", "LVCMOS25", "ETH_MDIO, PHY management data (bidirectional)"),
+        "eth_int_b": Pin("Y14", "LVCMOS25", "ETH_INT_B, PHY interrupt", active_low=True),
+        "eth_rst_b": Pin("U7", "LVCMOS33", "ETH_RST_B, PHY reset", active_low=True),
     },
     uart_baud=921_600,
     # Bank 0 (configuration) is powered at 3.3 V on the Nexys Video.
@@ -338,6 +382,24 @@ _NEXYS_VIDEO = Board(
     mig=_NEXYS_VIDEO_MIG,
     # Digilent/vivado-boards nexys_video/A.0/1.2; 1.1's MIG wants a 200 MHz sys_clk (not ours).
     board_part_versions=("1.2",),
+    ethernet=Ethernet(
+        phy="Realtek RTL8211E-VL",
+        interface="rgmii",
+        clock_hz=125e6,                 # 1000BASE-T; litex-boards constrains eth_clocks:rx at 8 ns
+        # litex-boards 2023.12 targets/digilent_nexys_video.py builds LiteEthPHYRGMII with its
+        # default skews: TXC from a PLL output at +2 ns (90 degrees at 125 MHz), RXD/RX_CTL
+        # through IDELAYE2s set to 2 ns. That is LiteX's configuration for this board; the
+        # PHY's own delay straps were not checked against Digilent's reference manual here.
+        tx_delay_s=2e-9,
+        rx_delay_s=2e-9,
+        reset_pin="eth_rst_b",
+        # Our defaults: a private address on LiteX's usual 192.168.1.x bring-up subnet; a
+        # locally administered unicast MAC (first octet 0x02) whose next four octets spell
+        # "SYLK" (link_protocol.MAGIC); UDP port 0x5359 ("SY").
+        ip_address="192.168.1.50",
+        mac_address=0x02_53_59_4C_4B_01,
+        udp_port=0x5359,
+    ),
 )
 
 BOARDS: dict[str, Board] = {b.name: b for b in (_KV260, _NEXYS_VIDEO)}
