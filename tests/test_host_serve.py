@@ -7,6 +7,7 @@ same request; errors must be OpenAI's error bodies naming the bad field and valu
 
 import json
 import threading
+import time
 
 import httpx2 as httpx
 import openai
@@ -103,8 +104,25 @@ def test_unknown_fields_bad_json_and_unknown_models(served):
     assert "JSON" in raw.json()["error"]["message"]
 
 
-def test_a_client_that_leaves_cancels_its_generation(served):
+def test_a_client_that_leaves_cancels_its_generation(served, monkeypatch):
     runtime, app, server, client = served
+    # 400 tokens of this small model take ~50 ms, less than noticing a hang-up can take
+    # on a busy machine: pace the generation at 5 ms a token, as a real model would be.
+    steps = runtime.steps
+
+    def paced(**options):                  # Runtime.steps, its return value kept
+        inner = steps(**options)
+        try:
+            while True:
+                try:
+                    item = next(inner)
+                except StopIteration as end:
+                    return end.value
+                time.sleep(0.005)
+                yield item
+        finally:
+            inner.close()
+    monkeypatch.setattr(runtime, "steps", paced)
     stats = app.state.scheduler.stats
     before = dict(stats)
     with httpx.stream("POST", server.base_url + "/completions", timeout=60,
