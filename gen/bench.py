@@ -135,6 +135,17 @@ def roofline(config, controls: dict[str, int], *, array: bool = True) -> float:
     return min(limits)
 
 
+def _efficiency(config, controls: dict[str, int], ideal: int, busy: int, gated: bool) -> tuple[str, bool]:
+    """The table cells ``busy, eff, eff/pc`` of ``ideal`` beats in ``busy`` cycles on a
+    memory, and whether they meet ``DECODE_TARGET`` (always True when not ``gated``);
+    a gated efficiency below the target is marked ``!``."""
+    eff = ideal / roofline(config, controls) / busy
+    eff_pc = ideal / roofline(config, controls, array=False) / busy
+    mark = lambda value: "!" if gated and value < DECODE_TARGET else " "      # noqa: E731
+    return (f" {busy:>12} {eff:>9.4f}{mark(eff)} {eff_pc:>10.4f}{mark(eff_pc)}",
+            not gated or min(eff, eff_pc) >= DECODE_TARGET)
+
+
 def _print_memory_models(config, memories: dict[str, dict[str, int]], records: list[dict]) -> bool:
     """The co-simulated decode table: per memory, efficiency against the aggregate roofline,
     with and without the array's intake among its limits. Returns whether every efficiency
@@ -163,14 +174,11 @@ def _print_memory_models(config, memories: dict[str, dict[str, int]], records: l
         for name in names:
             busy = next(r["perf_busy"] for r in records
                         if (r["memory"], r["format"], r["m"], r["k"], r["n"]) == (name, fmt, 1, k, n))
-            eff = ideal / roofline(config, memories[name]) / busy
-            eff_pc = ideal / roofline(config, memories[name], array=False) / busy
             # Short int4 jobs are judged by the whole token (``_print_token``); see there.
-            gated = name == "ddr" and fmt is WeightFormat.INT8
-            if gated:
-                ok &= min(eff, eff_pc) >= DECODE_TARGET
-            line += (f" {busy:>12} {eff:>9.4f}{'!' if gated and eff < DECODE_TARGET else ' '}"
-                     f" {eff_pc:>10.4f}{'!' if gated and eff_pc < DECODE_TARGET else ' '}")
+            cells, met = _efficiency(config, memories[name], ideal, busy,
+                                     gated=name == "ddr" and fmt is WeightFormat.INT8)
+            ok &= met
+            line += cells
         print(line)
     print(f"  ('!': an int8 shape below the {DECODE_TARGET} decode target on the DDR model, which fails the "
           "bench; int4 shapes are judged over a whole token below; the ideal memory has no cap, so its "
@@ -217,13 +225,9 @@ def _print_token(config, memories: dict[str, dict[str, int]], shapes: list[tuple
         line = f"{fmt.name.lower():>6} {sum(c for c, _, _ in shapes):>5} {'token':>14} {total[names[0]][0]:>9}"
         for name in names:
             ideal, busy = total[name]
-            eff = ideal / roofline(config, memories[name]) / busy
-            eff_pc = ideal / roofline(config, memories[name], array=False) / busy
-            gated = name == "ddr"
-            if gated:
-                ok &= min(eff, eff_pc) >= DECODE_TARGET
-            line += (f" {busy:>12} {eff:>9.4f}{'!' if gated and eff < DECODE_TARGET else ' '}"
-                     f" {eff_pc:>10.4f}{'!' if gated and eff_pc < DECODE_TARGET else ' '}")
+            cells, met = _efficiency(config, memories[name], ideal, busy, gated=name == "ddr")
+            ok &= met
+            line += cells
         print(line)
     print(f"  ('!': a token below the {DECODE_TARGET} decode target on the DDR model, which fails the bench. "
           "A job's fixed cost, the read latency, the 72-cycle skew, the drain and the check, is paid once per "

@@ -34,6 +34,7 @@ import weakref
 import numpy as np
 
 from .model.base import ModelConfig
+from .transformer import check_context_length
 
 __all__ = ["ATTENTION_MODES", "DeviceKVCache", "OffloadedAttention", "quantize_rows",
            "attention_unavailable"]
@@ -241,9 +242,7 @@ class DeviceKVCache:
 
     def reserve(self, length: int) -> None:
         """Make room for ``length`` positions; ValueError beyond the model's context."""
-        if length > self.config.max_seq_len:
-            raise ValueError(f"sequence length {length} exceeds the model's context "
-                             f"{self.config.max_seq_len}")
+        check_context_length(self.config, length)
         if length > self.capacity:
             self._grow(length)
 

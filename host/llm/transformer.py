@@ -25,7 +25,7 @@ from .layers import LinearLayers
 from .model.base import ModelConfig
 from .profile import Profiler
 
-__all__ = ["KVCache", "Transformer", "rms_norm", "apply_rope"]
+__all__ = ["KVCache", "Transformer", "rms_norm", "apply_rope", "check_context_length"]
 
 _GELU_C = 0.7978845608028654   # sqrt(2/pi), a Python float so float32 stays float32
 
@@ -39,6 +39,12 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
         return x * (weight * inverse)
     mean_square = np.einsum("...i,...i->...", x, x)[..., None] * (1.0 / x.shape[-1])
     return x * (weight / np.sqrt(mean_square + eps))
+
+
+def check_context_length(config: ModelConfig, length: int) -> None:
+    """ValueError when ``length`` positions exceed the model's context (every KV cache's rule)."""
+    if length > config.max_seq_len:
+        raise ValueError(f"sequence length {length} exceeds the model's context {config.max_seq_len}")
 
 
 class KVCache:
@@ -71,9 +77,7 @@ class KVCache:
 
     def reserve(self, length: int) -> None:
         """Make room for ``length`` positions; ValueError beyond the model's context."""
-        if length > self.config.max_seq_len:
-            raise ValueError(f"sequence length {length} exceeds the model's context "
-                             f"{self.config.max_seq_len}")
+        check_context_length(self.config, length)
         if length > self.capacity:
             self._grow(length)
 

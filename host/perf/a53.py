@@ -258,6 +258,17 @@ def instant_backend(config: AccelConfig, memory_bytes: int = 1 << 30):
     return DriverBackend(config, Driver(bus, memory, config), "instant-device", platform=bus)
 
 
+def _fake_udmabuf(root: Path, size: int) -> None:
+    """``root/udmabuf0`` (``size`` bytes, sparse) and its sysfs directory under
+    ``root/sys``, as ``UdmabufMemory("udmabuf0", dev=root, sysfs=root / "sys")`` opens them."""
+    sysfs = root / "sys" / "udmabuf0"
+    sysfs.mkdir(parents=True)
+    (sysfs / "phys_addr").write_text("0x40000000\n")
+    (sysfs / "size").write_text(f"{size}\n")
+    with open(root / "udmabuf0", "wb") as file:
+        file.truncate(size)
+
+
 class BoardRig:
     """The KV260 backend's own classes on files: ``UioRegisters`` (the plan replayed by
     firmware/replay.c), ``UdmabufMemory`` (syncs through its sysfs attribute files) and
@@ -271,12 +282,7 @@ class BoardRig:
 
         self._tmp = tempfile.TemporaryDirectory(prefix="systole-rig-")
         root = Path(self._tmp.name)
-        sysfs = root / "sys" / "udmabuf0"
-        sysfs.mkdir(parents=True)
-        (sysfs / "phys_addr").write_text("0x40000000\n")
-        (sysfs / "size").write_text(f"{memory_bytes}\n")
-        with open(root / "udmabuf0", "wb") as file:
-            file.truncate(memory_bytes)
+        _fake_udmabuf(root, memory_bytes)
         self.device = FileAccelerator(root / "uio0", config)
         self.registers = UioRegisters(root / "uio0", irq=False)
         self.memory = UdmabufMemory("udmabuf0", dev=root, sysfs=root / "sys", readback=False)
@@ -492,11 +498,7 @@ def _syscall_child(preset_name: str, mode: str, jobs: int) -> None:
     irq = mode == "irq"
     with tempfile.TemporaryDirectory(prefix="systole-kv260-") as tmp:
         root = Path(tmp)
-        sysfs = root / "sys" / "udmabuf0"
-        sysfs.mkdir(parents=True)
-        (sysfs / "phys_addr").write_text("0x40000000\n")
-        (sysfs / "size").write_text(f"{32 << 20}\n")
-        (root / "udmabuf0").write_bytes(bytes(32 << 20))
+        _fake_udmabuf(root, 32 << 20)
         read_end, write_end = os.pipe() if irq else (None, None)
         device = FileAccelerator(root / "uio0", config, irq_fd=write_end)
         memory = UdmabufMemory("udmabuf0", dev=root, sysfs=root / "sys")
