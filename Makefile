@@ -34,7 +34,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 test: $(STAMP) deps
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup --durations=25
 
 demo: $(STAMP)
 	$(PY) -m gen.demo --preset $(PRESET)
