@@ -247,13 +247,13 @@ def _unframe(sync: int, frame: bytes, header: Layout, payload_length) -> tuple[d
 
 def encode_request(cmd: int, seq: int, addr: int, length: int, payload: bytes = b"") -> bytes:
     """One request frame, sync byte to CRC."""
-    return _frame(REQUEST_SYNC, REQUEST_LAYOUT.pack(cmd=cmd & 0xFF, seq=seq & 0xFF, addr=addr,
+    return _frame(REQUEST_SYNC, REQUEST_LAYOUT.pack(cmd=cmd & 0xFF, seq=seq % SEQ_MODULUS, addr=addr,
                                                     length=length) + payload)
 
 
 def encode_response(cmd: int, seq: int, status: int, payload: bytes = b"") -> bytes:
     """One response frame, sync byte to CRC (what the bridge sends)."""
-    return _frame(RESPONSE_SYNC, RESPONSE_LAYOUT.pack(cmd=cmd & 0xFF, seq=seq & 0xFF, status=status,
+    return _frame(RESPONSE_SYNC, RESPONSE_LAYOUT.pack(cmd=cmd & 0xFF, seq=seq % SEQ_MODULUS, status=status,
                                                       length=len(payload)) + payload)
 
 
