@@ -150,17 +150,26 @@ def test_a_flood_of_sync_bytes_and_impossible_headers_times_out(peer):
     assert_each_attempt_kept_its_deadline(port)
 
 
-@pytest.mark.parametrize("cut, progress", [(3, "3 bytes, the header incomplete"), (7, "7 of 8 bytes")])
+def hello_answer(fields, last_seq=0):
+    return encode_response(Command.HELLO, fields["seq"], Status.OK,
+                           encode_hello(max_payload=64, bus_bytes=16, addr_width=32, ctrl_addr_width=8,
+                                        last_seq=last_seq))
+
+
+@pytest.mark.parametrize("cut, progress", [(3, "3 bytes, the header incomplete"), (8, "8 of 9 bytes")])
 def test_a_stall_mid_frame_times_out_at_the_deadline(cut, progress):
     def stalls(fields, payload):
+        if fields["cmd"] == Command.HELLO:
+            return [hello_answer(fields)]
         return [encode_response(fields["cmd"], fields["seq"], Status.OK)[:cut]]
     link, port = link_to(stalls)
     with pytest.raises(LinkTimeout) as caught:
-        link.write_reg(0x08, 1)         # not idempotent: one attempt only
+        link.write_reg(0x08, 1)         # HELLO first; a write is retried under its seq
     assert one_line(str(caught.value)) == (
-        "/dev/ttyFAKE at 921600 baud: REG_WRITE 0x8: the device stopped answering mid-response "
-        f"({progress} within {TIMEOUT_S} s)")
-    assert_each_attempt_kept_its_deadline(port, attempts=1)
+        "/dev/ttyFAKE at 921600 baud: REG_WRITE 0x8 (attempt 3 of 3): the device stopped answering "
+        f"mid-response ({progress} within {TIMEOUT_S} s)")
+    assert [(r["cmd"], r["seq"]) for r in port.requests] == [(Command.HELLO, 1)] + [(Command.REG_WRITE, 1)] * 3
+    assert_each_attempt_kept_its_deadline(port, attempts=1 + ATTEMPTS)
 
 
 @pytest.mark.parametrize("stale_key", [
