@@ -13,8 +13,8 @@ from .axi import (BURST_INCR, CACHE_NORMAL_NONCACHEABLE_BUFFERABLE, PROT_DEFAULT
 from .link_frame import FRAME_END, PAYLOAD_BYTE, REQUEST_HEADER, RESPONSE_HEADER
 from .link_window import Window
 from .spec.config import AccelConfig
-from .spec.link_protocol import (HELLO_LAYOUT, IRQ_LAYOUT, REGISTER_LAYOUT, Command, Status,
-                                 encode_hello, request_checks)
+from .spec.link_protocol import (HELLO_LAYOUT, IRQ_LAYOUT, REGISTER_LAYOUT, STATE_CHANGING, Command,
+                                 Status, encode_hello, request_checks, seq_checks, seq_distance)
 
 __all__ = ["LinkExec", "check_limits"]
 
@@ -43,10 +43,15 @@ class LinkExec(wiring.Component):
       go into the window buffer (MEM_WRITE, ``max_payload`` bytes) or the register
       word (REG_WRITE) as they arrive; nothing else happens before ``end``.
     - An ``end`` that is not OK (CRC, TRUNCATED) is passed to ``response`` in the same
-      cycle. Otherwise, one cycle later, the first failing rule of
-      ``hdl.spec.link_protocol.request_checks`` is answered (BAD_COMMAND, BAD_LENGTH,
-      BAD_ADDRESS) with no AXI traffic, HELLO and IRQ are answered, or the first AXI
-      valid is raised.
+      cycle. Otherwise, one cycle later: a state-changing request (``STATE_CHANGING``)
+      that ``seq_checks`` finds a repeat of the last one executed is answered with that
+      one's status, a stale one with STALE, both with no AXI traffic; else the first
+      failing rule of ``hdl.spec.link_protocol.request_checks`` is answered
+      (BAD_COMMAND, BAD_LENGTH, BAD_ADDRESS) with no AXI traffic, HELLO and IRQ are
+      answered, or the first AXI valid is raised.
+    - ``last_seq`` (0 after reset) and the remembered status: a state-changing request
+      that is neither a repeat nor stale sets ``last_seq`` to its ``seq`` when it is
+      decided, and its answer's status (a refusal too) is remembered.
     - REG_READ/REG_WRITE: one AXI4-Lite read or write (AW and W together, all strobes).
       MEM_WRITE/MEM_READ: one INCR burst of full-width beats over the window's beats
       from ``addr`` to its last byte, with byte strobes on the first and last beat; a
@@ -59,8 +64,9 @@ class LinkExec(wiring.Component):
       length 0 on errors. ``end`` is taken in the cycle ``response`` is, so the
       receiver hunts for the next frame only once the answer is out.
     - ``response_payload``: exactly the answer's ``length`` bytes (``HELLO_LAYOUT``
-      with ``irq`` sampled as it is sent, ``IRQ_LAYOUT``, ``REGISTER_LAYOUT``, or the
-      read bytes), each offered three cycles after the previous one was taken.
+      with ``irq`` sampled as it is sent and ``last_seq``, ``IRQ_LAYOUT``,
+      ``REGISTER_LAYOUT``, or the read bytes), each offered three cycles after the
+      previous one was taken.
     """
 
     def __init__(self, config: AccelConfig, *, max_payload: int = 4096, ctrl_addr_width: int = 8):
@@ -139,6 +145,15 @@ class LinkExec(wiring.Component):
         refusals = request_checks(cmd, addr, length, max_payload=self.max_payload,
                                   ctrl_addr_width=self.ctrl_addr_width, addr_width=cfg.addr_width)
 
+        # Write sequence numbers: a state-changing request runs at most once per seq.
+        last_seq = Signal(len(self.header.seq))
+        last_status = Signal(8)
+        remember = Signal()                     # the answer's status is last_status's
+        distance = Signal(len(self.header.seq))
+        m.d.comb += distance.eq(seq_distance(self.header.seq, last_seq))
+        repeat, stale = seq_checks(distance)
+        changes_state = Cat(*(cmd == c for c in STATE_CHANGING)).any()
+
         def respond(code, nbytes=0):
             m.d.sync += [status.eq(code), resp_len.eq(nbytes)]
             m.next = "RESPOND"
@@ -162,8 +177,15 @@ class LinkExec(wiring.Component):
                 with m.If(unreceived):
                     m.d.comb += [self.response.valid.eq(1), self.end.ready.eq(self.response.ready)]
                 with m.Elif(self.end.valid):
-                    m.d.sync += [beat.eq(0), aw_done.eq(0), w_done.eq(0), resp_error.eq(0)]
-                    for index, (failed, code) in enumerate(refusals):
+                    m.d.sync += [beat.eq(0), aw_done.eq(0), w_done.eq(0), resp_error.eq(0),
+                                 remember.eq(0)]
+                    # A newer state-changing request is decided now: refused or executed,
+                    # its answer is the one a repeat gets.
+                    with m.If(changes_state & ~repeat & ~stale):
+                        m.d.sync += [last_seq.eq(self.header.seq), remember.eq(1)]
+                    verdicts = [(changes_state & repeat, last_status), (changes_state & stale, Status.STALE),
+                                *refusals]
+                    for index, (failed, code) in enumerate(verdicts):
                         with (m.If if index == 0 else m.Elif)(failed):
                             respond(code)
                     with m.Elif(cmd == Command.HELLO):
@@ -232,6 +254,8 @@ class LinkExec(wiring.Component):
 
             with m.State("RESPOND"):
                 m.d.comb += self.response.valid.eq(1)
+                with m.If(remember):
+                    m.d.sync += last_status.eq(status)
                 with m.If(self.response.ready):
                     m.d.comb += self.end.ready.eq(1)
                     m.next = "IDLE"
@@ -240,16 +264,20 @@ class LinkExec(wiring.Component):
         m.d.comb += [self.response.payload.cmd.eq(cmd), self.response.payload.seq.eq(self.header.seq),
                      self.response.payload.status.eq(Mux(passed_on, self.end.payload.status, status)),
                      self.response.payload.length.eq(Mux(passed_on, 0, resp_len))]
-        self._answer(m, fsm.ongoing("RESPOND"), window, rport, resp_len, reg_data)
+        self._answer(m, fsm.ongoing("RESPOND"), window, rport, resp_len, reg_data, last_seq)
         return m
 
-    def _answer(self, m, responding, window, rport, resp_len, reg_data):
+    def _answer(self, m, responding, window, rport, resp_len, reg_data, last_seq):
         """``response_payload``: byte ``index`` of the answer is fetched, selected, offered."""
         cmd, addr = self.header.cmd, self.header.addr
         cfg = self.config
-        hello = Array(Const(byte, 8) for byte in encode_hello(
+        # HELLO's constant bytes, with the irq line and last_seq in their fields.
+        live = {HELLO_LAYOUT["irq"].offset: Cat(self.irq, Const(0, 7))}
+        seq_field = HELLO_LAYOUT["last_seq"]
+        live.update({seq_field.offset + i: last_seq.word_select(i, 8) for i in range(seq_field.size)})
+        hello = Array(live.get(i, Const(byte, 8)) for i, byte in enumerate(encode_hello(
             max_payload=self.max_payload, bus_bytes=cfg.bus_bytes, addr_width=cfg.addr_width,
-            ctrl_addr_width=self.ctrl_addr_width))
+            ctrl_addr_width=self.ctrl_addr_width)))
         index = Signal(len(resp_len))
         lane = Signal(range(cfg.bus_bytes))
         byte = Signal(8)
@@ -266,7 +294,7 @@ class LinkExec(wiring.Component):
             with m.State("SELECT"):
                 with m.Switch(cmd):
                     with m.Case(Command.HELLO):
-                        m.d.sync += byte.eq(Mux(index == HELLO_LAYOUT["irq"].offset, self.irq, hello[index]))
+                        m.d.sync += byte.eq(hello[index])
                     with m.Case(Command.IRQ):
                         m.d.sync += byte.eq(self.irq)
                     with m.Case(Command.REG_READ):

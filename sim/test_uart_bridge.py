@@ -16,7 +16,8 @@ import cocotb
 import pytest
 from cocotb.task import bridge, resume
 
-from hdl.spec.link_protocol import REQUEST_PAYLOAD_OFFSET, Command, Status, encode_request
+from hdl.spec.link_protocol import (REQUEST_PAYLOAD_OFFSET, Command, HelloInfo, Status, encode_request,
+                                    seq_verdict)
 from sim.link_tb import MAX_PAYLOAD, TB, exchange, run_link_tests
 
 
@@ -34,7 +35,8 @@ async def bridge_moves_registers_and_memory(dut):
         link = tb.link()
         info = link.hello()
         assert (info.version, info.max_payload, info.bus_bytes, info.addr_width, info.ctrl_addr_width) == \
-            ((1, 0), MAX_PAYLOAD, tb.config.bus_bytes, tb.config.addr_width, 8)
+            ((2, 0), MAX_PAYLOAD, tb.config.bus_bytes, tb.config.addr_width, 8)
+        assert info.last_seq == 0
         for offset, value in ((0x10, 0x12345678), (0x2C, 0xFFFFFFFF), (0xFC, 0xA5A55A5A)):
             link.write_reg(offset, value)
         reg_image = tb.regs.read(0, 256)
@@ -53,6 +55,9 @@ async def bridge_moves_registers_and_memory(dut):
         set_irq()
         irq_seen.append(link.irq())
         irq_seen.append(link.hello().irq)
+        # The register writes, then one MEM_WRITE per window, numbered 1.. after last_seq 0.
+        windows = -(-(0x1003 % MAX_PAYLOAD + len(payload)) // MAX_PAYLOAD)
+        assert link.hello().last_seq == 3 + windows
 
     @resume
     async def set_irq():
@@ -105,7 +110,7 @@ async def bridge_answers_bad_frames_with_errors(dut):
         results["mem_addr_range"] = exchange(t, encode_request(Command.MEM_READ, 10, 1 << 40, 4))
         tb.mem_fault["range"] = (0x300, 0x310)
         results["mem_slverr_read"] = exchange(t, encode_request(Command.MEM_READ, 11, 0x300, 8))
-        results["mem_slverr_write"] = exchange(t, encode_request(Command.MEM_WRITE, 12, 0x308, 4, bytes(4)))
+        results["mem_slverr_write"] = exchange(t, encode_request(Command.MEM_WRITE, 16, 0x308, 4, bytes(4)))
         tb.reg_fault["range"] = (0x40, 0x44)
         results["reg_slverr"] = exchange(t, encode_request(Command.REG_READ, 13, 0x40, 4))
         results["reg_ok"] = exchange(t, encode_request(Command.REG_READ, 14, 0x44, 4))
@@ -136,6 +141,92 @@ async def bridge_answers_bad_frames_with_errors(dut):
     # accesses and nothing else reached m_axi_mem.
     assert sorted(tb.mem_log.writes) == [(0x200, 1), (0x308, 1)]
     assert tb.mem_log.reads == [(0x300, 2)]
+
+
+@cocotb.test()
+async def bridge_runs_each_write_seq_once(dut):
+    """Protocol 2.0: a state-changing request runs once per seq; a repeat gets the first
+    answer, an older seq STALE, neither touches the bus; HELLO reports last_seq."""
+    tb = TB(dut, system=False)
+    await tb.reset()
+    steps = []
+
+    @bridge
+    def host():
+        t = tb.transport
+
+        def send(cmd, seq, addr, length=0, payload=b""):
+            cmd_, seq_, status, out = exchange(t, encode_request(cmd, seq, addr, length, payload))
+            assert (cmd_, seq_) == (cmd, seq)
+            return status, out
+
+        def reg_write(seq, offset, value):
+            return send(Command.REG_WRITE, seq, offset, 4, struct.pack("<I", value))[0]
+
+        def last_seq():
+            status, out = send(Command.HELLO, 0x4242, 0)
+            return HelloInfo.parse(out).last_seq
+
+        def reg(offset):
+            return struct.unpack("<I", tb.regs.read(offset, 4))[0]
+
+        steps.append(("reset", last_seq()))
+        steps.append(("write", reg_write(1, 0x20, 0x1111), reg(0x20)))
+        steps.append(("repeat", reg_write(1, 0x20, 0x2222), reg(0x20)))      # the retry must not land
+        steps.append(("hello", last_seq()))
+        steps.append(("older", reg_write(0, 0x24, 0x3333), reg(0x24)))
+        steps.append(("refused", reg_write(2, 0x11, 0x4444)))                # unaligned: remembered too
+        steps.append(("refused repeat", reg_write(2, 0x28, 0x5555), reg(0x28)))
+        steps.append(("mem", send(Command.MEM_WRITE, 3, 0x200, 4, b"\x01\x02\x03\x04")[0],
+                      tb.mem.read(0x200, 4)))
+        steps.append(("mem repeat", send(Command.MEM_WRITE, 3, 0x200, 4, b"\xAA" * 4)[0],
+                      tb.mem.read(0x200, 4)))
+        steps.append(("mem older", send(Command.MEM_WRITE, 2, 0x200, 4, b"\xBB" * 4)[0],
+                      tb.mem.read(0x200, 4)))
+        tb.mem_fault["range"] = (0x300, 0x310)
+        steps.append(("slverr", send(Command.MEM_WRITE, 4, 0x300, 4, bytes(4))[0]))
+        steps.append(("slverr repeat", send(Command.MEM_WRITE, 4, 0x300, 4, bytes(4))[0]))
+        tb.mem_fault.clear()
+        # Reads change nothing and run every time, whatever their seq.
+        tb.regs.write(0x30, struct.pack("<I", 7))
+        first = send(Command.REG_READ, 9, 0x30, 4)
+        tb.regs.write(0x30, struct.pack("<I", 8))
+        steps.append(("reads", first, send(Command.REG_READ, 9, 0x30, 4)))
+        # Across half the sequence space and the wraparound.
+        for seq in (0x8003, 3, 0xFFFF, 0x0000):
+            steps.append((f"seq {seq:#06x}", reg_write(seq, 0x34, seq), reg(0x34)))
+        steps.append(("hello after wrap", last_seq()))
+        # A host that starts now numbers its writes after the bridge's last_seq.
+        link = tb.link()
+        link.write_reg(0x38, 0xCAFE)
+        steps.append(("new link", link.info.last_seq, reg(0x38), last_seq()))
+
+    await host()
+    ok, stale = Status.OK, Status.STALE
+    assert steps == [
+        ("reset", 0),
+        ("write", ok, 0x1111),
+        ("repeat", ok, 0x1111),
+        ("hello", 1),
+        ("older", stale, 0),
+        ("refused", Status.BAD_ADDRESS),
+        ("refused repeat", Status.BAD_ADDRESS, 0),
+        ("mem", ok, b"\x01\x02\x03\x04"),
+        ("mem repeat", ok, b"\x01\x02\x03\x04"),
+        ("mem older", stale, b"\x01\x02\x03\x04"),
+        ("slverr", Status.AXI_SLVERR),
+        ("slverr repeat", Status.AXI_SLVERR),
+        ("reads", (ok, struct.pack("<I", 7)), (ok, struct.pack("<I", 8))),
+        ("seq 0x8003", ok, 0x8003),                 # 0x7FFF ahead of 4: newer
+        ("seq 0x0003", stale, 0x8003),              # 0x8000 ahead: behind
+        ("seq 0xffff", ok, 0xFFFF),
+        ("seq 0x0000", ok, 0x0000),                 # wraps around
+        ("hello after wrap", 0),
+        ("new link", 0, 0xCAFE, 1),
+    ]
+    assert seq_verdict(0x8003, 4) == "execute" and seq_verdict(3, 0x8003) == "stale"
+    # One burst each for the executed memory writes, none for repeats and stale copies.
+    assert sorted(tb.mem_log.writes) == [(0x200, 1), (0x300, 1)]
 
 
 @pytest.mark.xdist_group("uart_bridge")

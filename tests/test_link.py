@@ -1,8 +1,9 @@
 """host/platforms/link.py against a byte-level Python model of the bridge protocol.
 
-The model below is written from the protocol text in hdl/spec/link_protocol.py, with its own
-frame parser; it injects faults (corrupted, lost, truncated and foreign answers) so the
-link's retries, timeouts and error messages are checked without hardware or simulator.
+The model below is written from the protocol text in hdl/spec/link_protocol.py (2.0), with its
+own frame parser and its own rule for write sequence numbers; it injects faults (corrupted,
+lost, truncated and foreign answers) so the link's retries, timeouts and error messages are
+checked without hardware or simulator.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from host.platforms.link import (
 )
 
 MAX_PAYLOAD = 64
+STALE = 0x08                 # the status for a write older than the last one executed
 
 
 def _crc(data: bytes) -> bytes:
@@ -49,6 +51,9 @@ class BridgeModel:
         self.mute = False          # answer nothing at all
         self.cut_answer_at = None  # send only this many bytes of the next answer
         self.reject_next = []      # statuses to answer instead of executing
+        self.last_seq = 0          # of the last REG_WRITE/MEM_WRITE executed (0 after reset)
+        self.last_status = Status.OK
+        self.answered: list[tuple[int, int, int]] = []   # (cmd, seq, status) of every answer
 
     def feed(self, data: bytes) -> None:
         self.rx += data
@@ -58,25 +63,56 @@ class BridgeModel:
                 self.rx.clear()
                 return
             del self.rx[:start]
-            if len(self.rx) < 13:
+            if len(self.rx) < 14:
                 return
-            cmd, seq, addr, length = struct.unpack("<BBQH", self.rx[1:13])
-            body_len = 12 + (length if cmd in (3, 5) else 0)
+            cmd, seq, addr, length = struct.unpack("<BHQH", self.rx[1:14])
+            body_len = 13 + (length if cmd in (3, 5) else 0)
             if len(self.rx) < 1 + body_len + 2:
                 return
             body = bytes(self.rx[1:1 + body_len])
             crc = bytes(self.rx[1 + body_len:3 + body_len])
             del self.rx[:3 + body_len]
-            self._answer(cmd, seq, addr, length, body[12:], crc == _crc(body))
+            self._answer(cmd, seq, addr, length, body[13:], crc == _crc(body))
 
     def _answer(self, cmd, seq, addr, length, payload, crc_ok):
-        status, out = Status.OK, b""
         if not crc_ok:
-            status = Status.CRC
+            status, out = Status.CRC, b""
         elif self.reject_next:
-            status = self.reject_next.pop(0)
-        elif cmd == 1:
-            out = struct.pack("<4sBBHBBBB", self.magic, 1, 0, MAX_PAYLOAD, 16, 32, 8, int(self.irq))
+            status, out = self.reject_next.pop(0), b""
+        elif cmd in (3, 5):
+            # A write runs once per seq: the same seq again gets the first answer, an
+            # older one (behind by half the 16-bit space or less) gets STALE.
+            ahead = (seq - self.last_seq) & 0xFFFF
+            if ahead == 0:
+                status, out = self.last_status, b""
+            elif ahead >= 0x8000:
+                status, out = STALE, b""
+            else:
+                status, out = self._execute(cmd, addr, length, payload)
+                self.last_seq, self.last_status = seq, status
+        else:
+            status, out = self._execute(cmd, addr, length, payload)
+        self.answered.append((cmd, seq, status))
+        if self.mute:
+            return
+        if self.drop_next:
+            self.drop_next -= 1
+            return
+        body = struct.pack("<BHBH", cmd, seq, status, len(out)) + out
+        frame = bytearray(b"\x5a" + body + _crc(body))
+        if self.corrupt_next:
+            self.corrupt_next -= 1
+            frame[-1] ^= 0x40
+        if self.cut_answer_at is not None:
+            frame = frame[:self.cut_answer_at]
+            self.cut_answer_at = None
+        self.tx += frame
+
+    def _execute(self, cmd, addr, length, payload):
+        status, out = Status.OK, b""
+        if cmd == 1:
+            out = struct.pack("<4sBBHBBBBH", self.magic, 2, 0, MAX_PAYLOAD, 16, 32, 8, int(self.irq),
+                              self.last_seq)
         elif cmd in (2, 3):
             if length != 4:
                 status = Status.BAD_LENGTH
@@ -99,20 +135,7 @@ class BridgeModel:
             status = Status.BAD_COMMAND
         if status == Status.OK:
             self.executed.append((cmd, addr, length))
-        if self.mute:
-            return
-        if self.drop_next:
-            self.drop_next -= 1
-            return
-        body = struct.pack("<BBBH", cmd, seq, status, len(out)) + out
-        frame = bytearray(b"\x5a" + body + _crc(body))
-        if self.corrupt_next:
-            self.corrupt_next -= 1
-            frame[-1] ^= 0x40
-        if self.cut_answer_at is not None:
-            frame = frame[:self.cut_answer_at]
-            self.cut_answer_at = None
-        self.tx += frame
+        return status, out
 
 
 class ModelTransport:
@@ -155,7 +178,7 @@ def link(model):
 def test_hello_reports_the_bridge_limits(link):
     info = link.hello()
     assert (info.version, info.max_payload, info.bus_bytes, info.addr_width, info.ctrl_addr_width) == \
-        ((1, 0), MAX_PAYLOAD, 16, 32, 8)
+        ((2, 0), MAX_PAYLOAD, 16, 32, 8)
 
 
 def test_registers_and_irq_through_the_bus_seam(link, model):
@@ -199,12 +222,95 @@ def test_corrupted_answers_are_reported_after_the_retries(link, model):
         link.read_reg(0x10)
 
 
-def test_register_write_is_not_repeated_when_its_answer_is_lost(link, model):
+@pytest.mark.parametrize("fault", ["corrupt_next", "drop_next"])
+def test_a_write_whose_answer_is_lost_is_retried_under_its_seq_and_runs_once(link, model, fault):
     link.hello()
-    model.corrupt_next = 1
-    with pytest.raises(LinkCrcError):
-        link.write_reg(0x00, 1)                   # ap_start must not be written twice
-    assert [e for e in model.executed if e[0] == 3] == [(3, 0x00, 4)]
+    setattr(model, fault, 1)
+    link.write_reg(0x00, 1)                       # ap_start: must not be written twice
+    setattr(model, fault, 1)
+    link.write_mem(0x40, b"\x11" * 8)
+    assert [e for e in model.executed if e[0] in (3, 5)] == [(3, 0x00, 4), (5, 0x40, 8)]
+    writes = [(cmd, seq, status) for cmd, seq, status in model.answered if cmd in (3, 5)]
+    assert writes == [(3, 1, Status.OK), (3, 1, Status.OK), (5, 2, Status.OK), (5, 2, Status.OK)]
+    assert link.frames == 1 + 4
+
+
+def test_a_retried_write_gets_the_first_answer_even_an_error(link, model):
+    link.hello()
+    model.drop_next = 1
+    with pytest.raises(LinkDeviceError, match="MEM_WRITE at 0x2000 failed: AXI_DECERR"):
+        link.write_mem(0x2000, b"\x01")          # beyond the model's memory
+    assert [a for a in model.answered if a[0] == 5] == [(5, 1, Status.AXI_DECERR)] * 2
+
+
+def test_writes_are_numbered_after_hellos_last_seq(model):
+    model.last_seq = 0xFFFE                       # a previous session's last write
+    link = SerialLink(ModelTransport(model), timeout_s=0.5)
+    link.write_reg(0x10, 1)                       # asks HELLO first
+    link.write_reg(0x10, 2)
+    link.write_reg(0x10, 3)                       # the seq wraps around
+    assert [(cmd, seq) for cmd, seq, _ in model.answered] == [(1, 1), (3, 0xFFFF), (3, 0), (3, 1)]
+    assert model.regs[0x10] == 3 and model.last_seq == 1
+
+
+def test_a_new_link_continues_after_the_boards_last_seq(model):
+    first = SerialLink(ModelTransport(model), timeout_s=0.5)
+    for value in range(5):
+        first.write_reg(0x20, value)
+    first.write_mem(0, b"\xAA" * 4)
+    assert first.info.last_seq == 0 and model.last_seq == 6
+    restarted = SerialLink(ModelTransport(model), timeout_s=0.5)    # the host program restarted
+    assert restarted.hello().last_seq == 6
+    restarted.write_reg(0x20, 99)                 # seq 7: executed, not a repeat of 6
+    assert model.regs[0x20] == 99 and model.last_seq == 7
+    assert [e for e in model.executed if e[0] in (3, 5)][-1] == (3, 0x20, 4)
+
+
+def test_stale_is_resent_under_a_seq_after_the_boards(link, model):
+    link.hello()
+    link.write_reg(0x24, 1)                       # seq 1
+    model.last_seq = 40                           # another host wrote meanwhile
+    link.write_reg(0x24, 2)                       # seq 2: STALE; HELLO; seq 41
+    assert model.regs[0x24] == 2 and model.last_seq == 41
+    assert [(cmd, seq, status) for cmd, seq, status in model.answered][-3:] == \
+        [(3, 2, STALE), (1, 2, Status.OK), (3, 41, Status.OK)]    # reads count apart
+
+
+def _request(cmd, seq, addr, payload=b""):
+    """A request frame built with struct, as the protocol text says (not by the host code)."""
+    body = struct.pack("<BHQH", cmd, seq, addr, len(payload) if cmd in (3, 5) else 4) + payload
+    return b"\xa5" + body + _crc(body)
+
+
+def _answers(model):
+    """The (cmd, seq, status) of each answer frame the model queued, parsed with struct."""
+    out, tx = [], bytes(model.tx)
+    while tx:
+        cmd, seq, status, length = struct.unpack("<BHBH", tx[1:7])
+        out.append((cmd, seq, status))
+        tx = tx[7 + length + 2:]
+    model.tx.clear()
+    return out
+
+
+def test_an_old_mem_write_duplicated_after_a_newer_one_is_stale(model):
+    model.feed(_request(5, 1, 0x80, b"old!"))
+    model.feed(_request(5, 2, 0x80, b"new!"))
+    model.feed(_request(5, 1, 0x80, b"old!"))     # the network delivers the first one again
+    assert _answers(model) == [(5, 1, Status.OK), (5, 2, Status.OK), (5, 1, STALE)]
+    assert bytes(model.mem[0x80:0x84]) == b"new!"
+
+
+@pytest.mark.parametrize("last_seq", [0, 0xFFFE])
+def test_reordered_writes_run_newest_first_and_repeats_answer_as_before(model, last_seq):
+    model.last_seq = last_seq
+    first, second, third = ((last_seq + ahead) & 0xFFFF for ahead in (1, 2, 3))
+    model.feed(_request(3, second, 0x30, b"\x02\0\0\0"))   # overtook the first on the way
+    model.feed(_request(3, first, 0x30, b"\x01\0\0\0"))    # older than the last one run
+    model.feed(_request(3, second, 0x30, b"\x09\0\0\0"))   # a repeat: the first answer, no write
+    model.feed(_request(3, third, 0x34, b"\x03\0\0\0"))    # a newer one runs
+    assert _answers(model) == [(3, second, 0), (3, first, STALE), (3, second, 0), (3, third, 0)]
+    assert model.regs == {0x30: 2, 0x34: 3}
 
 
 def test_requests_refused_as_not_executed_are_resent(link, model):
@@ -228,11 +334,19 @@ def test_silent_port_times_out_with_a_hint(model):
         link.hello()
 
 
-def test_answer_cut_short_times_out(link, model):
+def test_answer_cut_short_times_out(model):
+    link = SerialLink(ModelTransport(model), timeout_s=0.5, retries=0)
     link.hello()
     model.cut_answer_at = 5
     with pytest.raises(LinkTimeout, match="stopped answering"):
         link.write_reg(0x08, 1)
+
+
+def test_answer_cut_short_is_retried_and_the_write_runs_once(link, model):
+    link.hello()
+    model.cut_answer_at = 5
+    link.write_reg(0x08, 1)
+    assert [e for e in model.executed if e[0] == 3] == [(3, 0x08, 4)] and link.frames == 1 + 2
 
 
 def test_foreign_device_is_recognised(model):

@@ -3,7 +3,8 @@
 The expected frames below are written out byte by byte from the module docstring
 (sync, fields in order, little-endian, CRC-16/CCITT-FALSE by ``binascii``), so a
 field moved or resized in a layout fails here even though encoder and decoder would
-still agree with each other.
+still agree with each other. The write sequence numbers' verdicts (protocol 2.0) are
+checked on ints, wraparound included, and on the Amaranth values ``hdl.link_exec`` uses.
 """
 
 import binascii
@@ -15,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from hdl.link_frame import REQUEST_HEADER, RESPONSE_HEADER
-from hdl.spec.link_protocol import (HELLO_FORMAT, HELLO_LAYOUT, REQUEST_HEADER as REQUEST_STRUCT,
-                                    REQUEST_LAYOUT, REQUEST_OVERHEAD, REQUEST_PAYLOAD_OFFSET,
+from hdl.spec.link_protocol import (HELLO_FORMAT, HELLO_LAYOUT, NOT_EXECUTED,
+                                    REQUEST_HEADER as REQUEST_STRUCT, REQUEST_LAYOUT, REQUEST_OVERHEAD, REQUEST_PAYLOAD_OFFSET,
                                     RESPONSE_HEADER as RESPONSE_STRUCT, RESPONSE_LAYOUT, RESPONSE_OVERHEAD,
-                                    Command, HelloInfo, Layout, Status, decode_request, decode_response,
-                                    encode_hello, encode_request, encode_response, request_status,
-                                    window_ok)
+                                    SEQ_MODULUS, STATE_CHANGING, Command, HelloInfo, Layout, Status,
+                                    decode_request, decode_response, encode_hello, encode_request,
+                                    encode_response, request_status, seq_checks, seq_distance,
+                                    seq_verdict, window_ok)
 
 
 def _with_crc(frame_hex: str) -> bytes:
@@ -29,27 +31,34 @@ def _with_crc(frame_hex: str) -> bytes:
 
 
 def test_request_frame_as_the_text_says():
-    #          sync cmd seq addr (LE u64)      length payload
-    expected = _with_crc("a5 05 07 8877665544332211 0200 aabb")
-    assert encode_request(Command.MEM_WRITE, 7, 0x1122334455667788, 2, b"\xAA\xBB") == expected
-    assert decode_request(expected) == ({"cmd": 5, "seq": 7, "addr": 0x1122334455667788, "length": 2},
+    #          sync cmd seq (LE u16) addr (LE u64) length payload
+    expected = _with_crc("a5 05 0701 8877665544332211 0200 aabb")
+    assert encode_request(Command.MEM_WRITE, 0x107, 0x1122334455667788, 2, b"\xAA\xBB") == expected
+    assert decode_request(expected) == ({"cmd": 5, "seq": 0x107, "addr": 0x1122334455667788, "length": 2},
                                         b"\xAA\xBB")
     # A read carries no payload whatever its length says.
-    read = _with_crc("a5 04 08 0010000000000000 0001")
-    assert decode_request(read) == ({"cmd": 4, "seq": 8, "addr": 0x1000, "length": 256}, b"")
+    read = _with_crc("a5 04 08ff 0010000000000000 0001")
+    assert decode_request(read) == ({"cmd": 4, "seq": 0xFF08, "addr": 0x1000, "length": 256}, b"")
+    # seq is taken modulo 2**16, all 16 bits of it.
+    assert encode_request(Command.REG_READ, 0x1_ABCD, 0, 4) == encode_request(Command.REG_READ, 0xABCD, 0, 4)
 
 
 def test_response_frame_as_the_text_says():
-    #          sync cmd seq status length payload
-    expected = _with_crc("5a 02 09 00 0400 78563412")
-    assert encode_response(Command.REG_READ, 9, Status.OK, b"\x78\x56\x34\x12") == expected
-    assert decode_response(expected) == ({"cmd": 2, "seq": 9, "status": 0, "length": 4}, b"\x78\x56\x34\x12")
+    #          sync cmd seq (LE u16) status length payload
+    expected = _with_crc("5a 02 09a0 00 0400 78563412")
+    assert encode_response(Command.REG_READ, 0xA009, Status.OK, b"\x78\x56\x34\x12") == expected
+    assert decode_response(expected) == ({"cmd": 2, "seq": 0xA009, "status": 0, "length": 4},
+                                         b"\x78\x56\x34\x12")
+    stale = _with_crc("5a 03 3412 08 0000")
+    assert encode_response(Command.REG_WRITE, 0x1234, Status.STALE) == stale
 
 
 def test_derived_formats_and_overheads():
-    assert (REQUEST_STRUCT.format, RESPONSE_STRUCT.format, HELLO_FORMAT.format) == ("<BBQH", "<BBBH", "<4sBBHBBBB")
-    assert (REQUEST_OVERHEAD, RESPONSE_OVERHEAD, REQUEST_PAYLOAD_OFFSET) == (1 + 12 + 2, 1 + 5 + 2, 13)
-    assert REQUEST_LAYOUT["length"].offset == 10 and RESPONSE_LAYOUT["status"].offset == 2
+    assert (REQUEST_STRUCT.format, RESPONSE_STRUCT.format, HELLO_FORMAT.format) == \
+        ("<BHQH", "<BHBH", "<4sBBHBBBBH")
+    assert (REQUEST_OVERHEAD, RESPONSE_OVERHEAD, REQUEST_PAYLOAD_OFFSET) == (1 + 13 + 2, 1 + 6 + 2, 14)
+    assert REQUEST_LAYOUT["length"].offset == 11 and RESPONSE_LAYOUT["status"].offset == 3
+    assert SEQ_MODULUS == 1 << 16
 
 
 def test_rtl_header_layouts_are_the_protocol_layouts():
@@ -60,12 +69,14 @@ def test_rtl_header_layouts_are_the_protocol_layouts():
 
 
 def test_hello_round_trip_and_refusals():
-    payload = encode_hello(max_payload=4096, bus_bytes=16, addr_width=32, ctrl_addr_width=8, irq=1)
-    assert payload == bytes.fromhex("53594c4b 01 00 0010 10 20 08 01")
-    assert HelloInfo.parse(payload) == HelloInfo((1, 0), 4096, 16, 32, 8, True)
+    payload = encode_hello(max_payload=4096, bus_bytes=16, addr_width=32, ctrl_addr_width=8, irq=1,
+                           last_seq=0xBEEF)
+    #                               magic    major minor max_payload bus addr ctrl irq last_seq
+    assert payload == bytes.fromhex("53594c4b 02 00 0010 10 20 08 01 efbe")
+    assert HelloInfo.parse(payload) == HelloInfo((2, 0), 4096, 16, 32, 8, True, 0xBEEF)
     with pytest.raises(ValueError, match=r"magic is b'XXXX', expected b'SYLK'"):
         HelloInfo.parse(b"XXXX" + payload[4:])
-    with pytest.raises(ValueError, match=f"HELLO answer is 11 bytes, expected {HELLO_LAYOUT.size}"):
+    with pytest.raises(ValueError, match=f"HELLO answer is 13 bytes, expected {HELLO_LAYOUT.size}"):
         HelloInfo.parse(payload[:-1])
 
 
@@ -73,7 +84,7 @@ def test_decoders_refuse_bad_frames():
     good = encode_response(Command.IRQ, 1, Status.OK, b"\x01")
     with pytest.raises(ValueError, match="CRC mismatch"):
         decode_response(good[:-1] + bytes([good[-1] ^ 1]))
-    with pytest.raises(ValueError, match="frame is 8 bytes, its header says 9"):
+    with pytest.raises(ValueError, match="frame is 9 bytes, its header says 10"):
         decode_response(good[:-1])
     with pytest.raises(ValueError, match="not a frame starting with 0xa5"):
         decode_request(good)
@@ -86,6 +97,54 @@ def test_layout_refuses_what_it_cannot_describe():
         Layout(("x", 1), ("x", 2))
     with pytest.raises(ValueError, match=r"fields \['cmd'\] do not match"):
         REQUEST_LAYOUT.pack(cmd=1)
+
+
+@pytest.mark.parametrize("seq, last_seq, verdict", [
+    (1, 0, "execute"), (0, 0, "repeat"), (0xFFFF, 0, "stale"),       # after reset
+    (0x7FFF, 0, "execute"), (0x8000, 0, "stale"),                    # half the space ahead: behind
+    (5, 5, "repeat"), (6, 5, "execute"), (4, 5, "stale"),
+    (0, 0xFFFF, "execute"), (3, 0xFFFE, "execute"),                 # wraparound
+    (0xFFFE, 0xFFFF, "stale"), (0xFFFF, 2, "stale"),
+    (0x7FFE, 0xFFFF, "execute"), (0x7FFF, 0xFFFF, "stale"),
+])
+def test_seq_verdict(seq, last_seq, verdict):
+    assert seq_verdict(seq, last_seq) == verdict
+    assert seq_distance(seq, last_seq) == (seq - last_seq + SEQ_MODULUS) % SEQ_MODULUS
+
+
+def test_seq_checks_on_amaranth_values_agree_with_ints():
+    """The operators ``hdl.link_exec`` applies to 16-bit signals (a 17-bit difference,
+    modulo 2**16) give the verdict the ints do."""
+    from amaranth.hdl import Module, Signal
+    from amaranth.sim import Simulator
+    seq, last_seq, distance = Signal(16), Signal(16), Signal(16)
+    m = Module()
+    m.d.comb += distance.eq(seq_distance(seq, last_seq))
+    repeat, stale = seq_checks(distance)
+    rng = random.Random(3)
+    edges = [0, 1, 0x7FFE, 0x7FFF, 0x8000, 0x8001, 0xFFFE, 0xFFFF]
+    cases = [(a, b) for a in edges for b in edges] + [(rng.randrange(SEQ_MODULUS), rng.randrange(SEQ_MODULUS))
+                                                      for _ in range(300)]
+    seen = []
+
+    async def bench(ctx):
+        for a, b in cases:
+            ctx.set(seq, a)
+            ctx.set(last_seq, b)
+            seen.append((ctx.get(distance), ctx.get(repeat), ctx.get(stale)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    expected = [(seq_distance(a, b), *seq_checks(seq_distance(a, b))) for a, b in cases]
+    assert seen == [(d, int(r), int(s)) for d, r, s in expected]
+
+
+def test_what_was_not_executed():
+    assert Status.STALE in NOT_EXECUTED and Status.OK not in NOT_EXECUTED
+    assert not {Status.AXI_SLVERR, Status.AXI_DECERR} & set(NOT_EXECUTED)   # a write may have landed
+    assert STATE_CHANGING == (Command.REG_WRITE, Command.MEM_WRITE)
+    assert [c for c in Command if c.changes_state] == [c for c in Command if c.has_payload]
 
 
 LIMITS = {"max_payload": 64, "ctrl_addr_width": 8, "addr_width": 32}

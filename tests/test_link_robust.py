@@ -1,7 +1,8 @@
 """Nothing on the host side waits forever, and every failure is one line naming what it awaited.
 
 Peers that misbehave on purpose (an endless byte stream, a flood of sync bytes, a stall
-mid-frame, stale frames replayed forever, every answer sent twice), ports that cannot
+mid-frame, stale frames replayed forever, every answer sent twice, write answers lost,
+STALE forever), ports that cannot
 be opened, bad numbers on the Nexys Video command line, a simulator that stops
 answering or exits, and an accelerator that never finishes or never idles. Frames are
 built with ``hdl.spec.link_protocol``'s encoders.
@@ -150,17 +151,26 @@ def test_a_flood_of_sync_bytes_and_impossible_headers_times_out(peer):
     assert_each_attempt_kept_its_deadline(port)
 
 
-@pytest.mark.parametrize("cut, progress", [(3, "3 bytes, the header incomplete"), (7, "7 of 8 bytes")])
+def hello_answer(fields, last_seq=0):
+    return encode_response(Command.HELLO, fields["seq"], Status.OK,
+                           encode_hello(max_payload=64, bus_bytes=16, addr_width=32, ctrl_addr_width=8,
+                                        last_seq=last_seq))
+
+
+@pytest.mark.parametrize("cut, progress", [(3, "3 bytes, the header incomplete"), (8, "8 of 9 bytes")])
 def test_a_stall_mid_frame_times_out_at_the_deadline(cut, progress):
     def stalls(fields, payload):
+        if fields["cmd"] == Command.HELLO:
+            return [hello_answer(fields)]
         return [encode_response(fields["cmd"], fields["seq"], Status.OK)[:cut]]
     link, port = link_to(stalls)
     with pytest.raises(LinkTimeout) as caught:
-        link.write_reg(0x08, 1)         # not idempotent: one attempt only
+        link.write_reg(0x08, 1)         # HELLO first; a write is retried under its seq
     assert one_line(str(caught.value)) == (
-        "/dev/ttyFAKE at 921600 baud: REG_WRITE 0x8: the device stopped answering mid-response "
-        f"({progress} within {TIMEOUT_S} s)")
-    assert_each_attempt_kept_its_deadline(port, attempts=1)
+        "/dev/ttyFAKE at 921600 baud: REG_WRITE 0x8 (attempt 3 of 3): the device stopped answering "
+        f"mid-response ({progress} within {TIMEOUT_S} s)")
+    assert [(r["cmd"], r["seq"]) for r in port.requests] == [(Command.HELLO, 1)] + [(Command.REG_WRITE, 1)] * 3
+    assert_each_attempt_kept_its_deadline(port, attempts=1 + ATTEMPTS)
 
 
 @pytest.mark.parametrize("stale_key", [
@@ -210,6 +220,47 @@ def test_duplicated_answers_are_dropped_and_counted_and_nothing_runs_twice():
     assert len(set(executed)) == requests                          # each request ran once
     assert link.stale_frames == requests - 1                       # the last copy is still unread
     assert registers == {0x20: 9, 0x24: 7}
+
+
+def test_a_write_whose_answers_are_lost_is_resent_under_one_seq_and_runs_once():
+    registers: dict[int, int] = {}
+    executed: list[int] = []
+    last = {"seq": 0, "status": Status.OK}
+
+    def bridge_losing_two_write_answers(fields, payload):
+        if fields["cmd"] == Command.HELLO:
+            return [hello_answer(fields, last["seq"])]
+        if fields["seq"] != last["seq"]:            # new: run it (this peer sees no older seqs)
+            registers[fields["addr"]] = int.from_bytes(payload, "little")
+            executed.append(fields["seq"])
+            last["seq"] = fields["seq"]
+        answer = encode_response(fields["cmd"], fields["seq"], last["status"])
+        return [answer] if len(port.requests) > 3 else []
+
+    link, port = link_to(bridge_losing_two_write_answers)
+    link.write_reg(0x00, 1)                         # ap_start: written once, answered on attempt 3
+    assert [(r["cmd"], r["seq"]) for r in port.requests] == [(Command.HELLO, 1)] + [(Command.REG_WRITE, 1)] * 3
+    assert executed == [1] and registers == {0x00: 1}
+    assert_each_attempt_kept_its_deadline(port, attempts=1 + ATTEMPTS)
+
+
+def test_a_bridge_that_keeps_answering_stale_is_one_line_after_the_retries():
+    board_seq = itertools.count(100, 10)           # another host keeps writing meanwhile
+
+    def always_overtaken(fields, payload):
+        if fields["cmd"] == Command.HELLO:
+            return [hello_answer(fields, next(board_seq))]
+        return [encode_response(fields["cmd"], fields["seq"], Status.STALE)]
+
+    link, port = link_to(always_overtaken)
+    with pytest.raises(link_module.LinkDeviceError) as caught:
+        link.write_reg(0x08, 1)
+    assert one_line(str(caught.value)).startswith("/dev/ttyFAKE at 921600 baud: REG_WRITE at 0x8 failed: "
+                                                  "STALE (")
+    # Each STALE asks HELLO and renumbers after the bridge's last_seq; retries bound it.
+    assert [(r["cmd"], r["seq"]) for r in port.requests] == [
+        (Command.HELLO, 1), (Command.REG_WRITE, 101), (Command.HELLO, 2), (Command.REG_WRITE, 111),
+        (Command.HELLO, 3), (Command.REG_WRITE, 121)]
 
 
 # -- ports that cannot be opened ------------------------------------------------------

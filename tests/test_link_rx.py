@@ -121,15 +121,15 @@ def test_header_and_payload_of_every_command(cmd):
     writes = cmd in (Command.REG_WRITE, Command.MEM_WRITE)
     length = 4 if cmd in (Command.REG_READ, Command.REG_WRITE) else rng.randrange(1, 40)
     body = rng.randbytes(length) if writes else b""
-    frame, fields = request(cmd, rng.randrange(256), rng.getrandbits(64), length, body)
+    frame, fields = request(cmd, rng.randrange(1 << 16), rng.getrandbits(64), length, body)
     run = run_rx([frame])
     assert [(f.status, f.header, f.payload) for f in run.frames] == [(Status.OK, fields, indexed(body))]
     assert not run.stray_payload and not run.ready_while_ending
 
 
 def test_extreme_field_values_land_in_their_fields():
-    frames = [request(Command.MEM_READ, 0xFF, (1 << 64) - 1, 0xFFFF), request(Command.HELLO, 0, 0, 0),
-              request(Command.MEM_READ, 0x80, 1 << 63, 0x8000)]
+    frames = [request(Command.MEM_READ, 0xFFFF, (1 << 64) - 1, 0xFFFF), request(Command.HELLO, 0, 0, 0),
+              request(Command.MEM_READ, 0x8000, 1 << 63, 0x8000), request(Command.REG_READ, 0x00FF, 0, 4)]
     run = run_rx([frame for frame, _ in frames])
     assert [(f.status, f.header) for f in run.frames] == [(Status.OK, fields) for _, fields in frames]
 

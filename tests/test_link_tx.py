@@ -75,7 +75,7 @@ def run_tx(responses, *, seed=0, payload_gaps=0.0, tx_gaps=0.0, extra_bytes=0):
 
 
 def random_responses(rng, lengths):
-    return [(rng.choice([*Command, 0x7E]), rng.randrange(256), rng.choice(list(Status)), rng.randbytes(n))
+    return [(rng.choice([*Command, 0x7E]), rng.randrange(1 << 16), rng.choice(list(Status)), rng.randbytes(n))
             for n in lengths]
 
 

@@ -8,15 +8,33 @@ the sync byte. All multi-byte fields are little-endian.
 
 Request (host -> bridge), header ``REQUEST_LAYOUT``::
 
-    0xA5 | cmd u8 | seq u8 | addr u64 | length u16 | payload (write commands only) | crc u16
+    0xA5 | cmd u8 | seq u16 | addr u64 | length u16 | payload (write commands only) | crc u16
 
 Response (bridge -> host), header ``RESPONSE_LAYOUT``::
 
-    0x5A | cmd u8 | seq u8 | status u8 | length u16 | payload | crc u16
+    0x5A | cmd u8 | seq u16 | status u8 | length u16 | payload | crc u16
 
 ``cmd`` and ``seq`` are echoed so the host can drop stale responses. A request is
 executed only after its CRC checked out, so a corrupted request has no side effect
-and is answered with ``Status.CRC``. A request that stops arriving for longer than
+and is answered with ``Status.CRC``.
+
+**Nothing is applied twice** (protocol 2.0). The state-changing commands
+(``STATE_CHANGING``: REG_WRITE, MEM_WRITE) carry a write sequence number in ``seq``:
+the bridge remembers the ``seq`` and status of the last one it executed
+(``last_seq``, reported by HELLO; 0 after reset) and decides by ``seq_checks``:
+
+- ``seq`` newer than ``last_seq`` (``(seq - last_seq) mod 2**16`` in 1..2**15 - 1):
+  checked and executed as usual; ``last_seq`` and the status are remembered;
+- ``seq == last_seq``: a retry of the last one; not executed again, answered with the
+  remembered status (a REG_WRITE's retry after a lost answer cannot start a job twice);
+- older: a late or reordered copy; not executed, answered ``Status.STALE``.
+
+So a host numbers its state-changing requests ``last_seq + 1, + 2, ...`` (from HELLO)
+and resends a request under the same ``seq`` when its answer is lost, and under a new
+one after ``STALE`` (a request overtaken by a newer one). Reads (HELLO, REG_READ,
+MEM_READ, IRQ) change nothing and are executed every time; their ``seq`` only matches
+answers to requests. Over UDP (``hdl.eth_link``) a datagram carries exactly one frame,
+as above, and the answer goes back to the datagram's source address and port. A request that stops arriving for longer than
 the bridge's frame timeout is answered with ``Status.TRUNCATED``; either way the
 bridge then hunts for the next 0xA5. Nothing a host sends can hang the bridge.
 
@@ -50,14 +68,15 @@ from .regmap import DocIntEnum
 __all__ = ["REQUEST_SYNC", "RESPONSE_SYNC", "MAGIC", "PROTOCOL_VERSION", "Command", "Status",
            "LayoutField", "Layout", "REQUEST_LAYOUT", "RESPONSE_LAYOUT", "HELLO_LAYOUT",
            "REGISTER_LAYOUT", "IRQ_LAYOUT", "REQUEST_HEADER", "RESPONSE_HEADER", "HELLO_FORMAT",
-           "SYNC_BYTES", "CRC_BYTES", "REQUEST_PAYLOAD_OFFSET", "REQUEST_OVERHEAD",
+           "SYNC_BYTES", "CRC_BYTES", "SEQ_MODULUS", "STATE_CHANGING", "NOT_EXECUTED", "seq_distance",
+           "seq_checks", "seq_verdict", "REQUEST_PAYLOAD_OFFSET", "REQUEST_OVERHEAD",
            "RESPONSE_OVERHEAD", "crc16", "encode_request", "encode_response", "decode_request",
            "decode_response", "encode_hello", "HelloInfo", "window_ok", "request_checks", "request_status"]
 
 REQUEST_SYNC = 0xA5
 RESPONSE_SYNC = 0x5A
 MAGIC = b"SYLK"                 # HELLO payload starts with this: it is a Systole link bridge
-PROTOCOL_VERSION = (1, 0)
+PROTOCOL_VERSION = (2, 0)       # 2.0: seq u16, write sequence numbers (nothing applied twice)
 
 
 @dataclass(frozen=True)
@@ -117,11 +136,14 @@ class Layout:
         return dict(zip(self.names, self.struct.unpack_from(data)))
 
 
-REQUEST_LAYOUT = Layout(("cmd", 1), ("seq", 1), ("addr", 8), ("length", 2))
-RESPONSE_LAYOUT = Layout(("cmd", 1), ("seq", 1), ("status", 1), ("length", 2))
-# The HELLO answer: who the bridge is and its limits; ``irq`` is the line's level now.
+REQUEST_LAYOUT = Layout(("cmd", 1), ("seq", 2), ("addr", 8), ("length", 2))
+RESPONSE_LAYOUT = Layout(("cmd", 1), ("seq", 2), ("status", 1), ("length", 2))
+SEQ_MODULUS = 1 << 8 * REQUEST_LAYOUT["seq"].size
+# The HELLO answer: who the bridge is and its limits; ``irq`` is the line's level now,
+# ``last_seq`` the seq of the last state-changing request executed (0 after reset).
 HELLO_LAYOUT = Layout(("magic", len(MAGIC), "raw"), ("major", 1), ("minor", 1), ("max_payload", 2),
-                      ("bus_bytes", 1), ("addr_width", 1), ("ctrl_addr_width", 1), ("irq", 1))
+                      ("bus_bytes", 1), ("addr_width", 1), ("ctrl_addr_width", 1), ("irq", 1),
+                      ("last_seq", 2))
 REGISTER_LAYOUT = Layout(("value", 4))     # REG_WRITE payload, REG_READ answer: one 32-bit register
 IRQ_LAYOUT = Layout(("irq", 1))            # IRQ answer: bit 0 is the accelerator's irq line
 
@@ -150,9 +172,17 @@ class Command(enum.IntEnum):
     def has_payload(self) -> bool:
         return self in (Command.REG_WRITE, Command.MEM_WRITE)
 
+    @property
+    def changes_state(self) -> bool:
+        """Executed at most once per write sequence number (``seq_verdict``)."""
+        return self in STATE_CHANGING
+
+
+STATE_CHANGING = (Command.REG_WRITE, Command.MEM_WRITE)
+
 
 class Status(DocIntEnum):
-    """Response status. Codes below AXI_SLVERR mean the request was not executed."""
+    """Response status. ``NOT_EXECUTED`` lists the codes meaning the request had no effect."""
 
     OK = 0x00, "executed"
     CRC = 0x01, "request CRC mismatch; not executed"
@@ -163,6 +193,34 @@ class Status(DocIntEnum):
                          "unaligned/out of range; not executed")
     AXI_SLVERR = 0x06, "the AXI slave answered SLVERR (a memory read returns no payload)"
     AXI_DECERR = 0x07, "the AXI interconnect answered DECERR (a memory read returns no payload)"
+    STALE = 0x08, ("a state-changing request older than the last one executed (a late or "
+                   "reordered copy); not executed")
+
+
+# The answers after which the request had no effect: it can be sent again.
+NOT_EXECUTED = (Status.CRC, Status.TRUNCATED, Status.BAD_COMMAND, Status.BAD_LENGTH,
+                Status.BAD_ADDRESS, Status.STALE)
+
+
+def seq_distance(seq, last_seq):
+    """How far ``seq`` is ahead of ``last_seq``, modulo ``SEQ_MODULUS`` (operators only:
+    ints here, Amaranth values in ``hdl.link_exec``)."""
+    return (seq - last_seq) % SEQ_MODULUS
+
+
+def seq_checks(distance) -> tuple:
+    """``(repeat, stale)`` of a state-changing request whose ``seq`` is ``distance``
+    (``seq_distance``) ahead of the last executed one: a repeat (0 ahead) is answered with
+    the remembered status, a stale copy (half the sequence space or more ahead, i.e.
+    behind) with ``Status.STALE``; neither is executed. Otherwise it is newer: checked
+    (``request_checks``) and executed. Operators only, like ``request_checks``."""
+    return distance == 0, distance >= SEQ_MODULUS // 2
+
+
+def seq_verdict(seq: int, last_seq: int) -> str:
+    """``"execute"``, ``"repeat"`` or ``"stale"`` for a state-changing request (ints)."""
+    repeat, stale = seq_checks(seq_distance(seq, last_seq))
+    return "repeat" if repeat else "stale" if stale else "execute"
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
@@ -189,13 +247,13 @@ def _unframe(sync: int, frame: bytes, header: Layout, payload_length) -> tuple[d
 
 def encode_request(cmd: int, seq: int, addr: int, length: int, payload: bytes = b"") -> bytes:
     """One request frame, sync byte to CRC."""
-    return _frame(REQUEST_SYNC, REQUEST_LAYOUT.pack(cmd=cmd & 0xFF, seq=seq & 0xFF, addr=addr,
+    return _frame(REQUEST_SYNC, REQUEST_LAYOUT.pack(cmd=cmd & 0xFF, seq=seq % SEQ_MODULUS, addr=addr,
                                                     length=length) + payload)
 
 
 def encode_response(cmd: int, seq: int, status: int, payload: bytes = b"") -> bytes:
     """One response frame, sync byte to CRC (what the bridge sends)."""
-    return _frame(RESPONSE_SYNC, RESPONSE_LAYOUT.pack(cmd=cmd & 0xFF, seq=seq & 0xFF, status=status,
+    return _frame(RESPONSE_SYNC, RESPONSE_LAYOUT.pack(cmd=cmd & 0xFF, seq=seq % SEQ_MODULUS, status=status,
                                                       length=len(payload)) + payload)
 
 
@@ -213,11 +271,11 @@ def decode_response(frame: bytes) -> tuple[dict, bytes]:
 
 
 def encode_hello(*, max_payload: int, bus_bytes: int, addr_width: int, ctrl_addr_width: int,
-                 irq: int = 0) -> bytes:
+                 irq: int = 0, last_seq: int = 0) -> bytes:
     """The HELLO answer of a bridge with these limits (``HELLO_LAYOUT``)."""
     return HELLO_LAYOUT.pack(magic=MAGIC, major=PROTOCOL_VERSION[0], minor=PROTOCOL_VERSION[1],
                              max_payload=max_payload, bus_bytes=bus_bytes, addr_width=addr_width,
-                             ctrl_addr_width=ctrl_addr_width, irq=irq)
+                             ctrl_addr_width=ctrl_addr_width, irq=irq, last_seq=last_seq)
 
 
 @dataclass(frozen=True)
@@ -230,6 +288,7 @@ class HelloInfo:
     addr_width: int
     ctrl_addr_width: int
     irq: bool
+    last_seq: int = 0
 
     @classmethod
     def parse(cls, payload: bytes) -> "HelloInfo":
@@ -240,7 +299,7 @@ class HelloInfo:
         if f["magic"] != MAGIC:
             raise ValueError(f"HELLO magic is {f['magic']!r}, expected {MAGIC!r}")
         return cls((f["major"], f["minor"]), f["max_payload"], f["bus_bytes"], f["addr_width"],
-                   f["ctrl_addr_width"], bool(f["irq"] & 1))
+                   f["ctrl_addr_width"], bool(f["irq"] & 1), f["last_seq"])
 
 
 def window_ok(addr: int, length: int, max_payload: int) -> bool:

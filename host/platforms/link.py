@@ -1,6 +1,34 @@
-"""The link backend's bus: the accelerator behind a ``UartBridge``, over a serial port.
+"""The link backend's bus: the accelerator behind a link bridge, over a serial port.
 
-``SerialLink`` speaks the frame protocol of ``hdl.spec.link_protocol`` over any byte
+``LinkSession`` is the protocol's client without its transport: it numbers requests,
+keeps one deadline per attempt, retries, asks HELLO, and provides the commands
+(``hello``/``info``, ``read_reg``, ``write_reg``, ``irq``, ``read_mem``, ``write_mem``).
+A transport subclasses it and provides three methods:
+
+- ``_send(frame, what)``: put one request frame on the wire; ``LinkPortError`` if the
+  port fails (``what`` names the request for the message);
+- ``_receive(command, seq, deadline, what)``: the ``(Status, payload)`` of the answer
+  to ``(command, seq)``, dropping anything else (``stale_frames``, ``stray_bytes``),
+  by ``deadline`` on ``clock``; ``LinkTimeout`` after it, ``LinkCrcError`` for an
+  answer that failed its CRC, ``LinkWrongDevice`` for an unknown status;
+- ``_resync()``: drop whatever is in flight before a retry.
+
+and calls ``super().__init__(timeout_s=, retries=, clock=, name=)`` (``name`` starts
+every error message) and overrides ``close()`` if it holds a resource. ``_receive``
+adds to the counters ``stale_frames``, ``stray_bytes`` and ``crc_errors``.
+
+The policy, protocol 2.0 (``hdl.spec.link_protocol``): the first state-changing
+request (``STATE_CHANGING``: REG_WRITE, MEM_WRITE) asks HELLO (once) and numbers itself
+``last_seq + 1``; each further one takes the next write sequence number. Reads take
+numbers from a separate read counter, a new one for every attempt. A state-changing
+request is retried under the *same* seq after a lost or corrupted answer (the bridge
+answers a repeat with the remembered status and executes nothing), so every command
+is retried safely; an answer ``Status.CRC`` or ``TRUNCATED`` (not executed) is
+resent; ``Status.STALE`` (the bridge executed a newer write, e.g. from another host)
+asks HELLO again and resends under a number after the bridge's ``last_seq``. Each
+resend counts against ``retries``.
+
+``SerialLink`` speaks the frame protocol over any byte
 transport with pyserial's interface (``write(bytes)``, ``read(n)`` returning what
 arrived within the transport's timeout, ``reset_input_buffer()``). On a Nexys Video
 the transport is the board's USB-UART (``SerialLink.open("/dev/ttyUSB0", 921600)``); in
@@ -8,7 +36,7 @@ tests it is a transport bridged into the cocotb simulation of the bridge, or a P
 model of the bridge. ``LinkRegisterBus`` and ``LinkMemory`` put the link under
 ``host.accel.driver.Driver`` as its ``RegisterBus`` and ``DeviceMemory``.
 
-Nothing waits forever: every request has one deadline, ``timeout_s`` after it was
+Nothing waits forever: every attempt has one deadline, ``timeout_s`` after it was
 sent, and neither stray bytes nor stale frames extend it. Every error is one line
 that names the port, the request and, for a timeout, how long was waited. All derive
 from ``LinkError`` (a ``host.errors.SystoleError`` and a ``RuntimeError``):
@@ -37,27 +65,28 @@ import numpy as np
 
 from hdl.spec.link_protocol import (
     CRC_BYTES,
+    HELLO_LAYOUT,
     MAGIC,
     PROTOCOL_VERSION,
     RESPONSE_HEADER,
     RESPONSE_SYNC,
+    SEQ_MODULUS,
     SYNC_BYTES,
     Command,
     HelloInfo,
     Status,
     crc16,
     encode_request,
+    seq_verdict,
     window_ok,
 )
 
 from ..errors import SystoleError
 
 __all__ = ["Transport", "LinkError", "LinkOpenError", "LinkTimeout", "LinkCrcError", "LinkWrongDevice",
-           "LinkDeviceError", "LinkPortError", "SerialLink", "LinkRegisterBus", "LinkMemory"]
-# Statuses meaning "the request was not executed": retrying cannot double an effect.
-_NOT_EXECUTED = (Status.CRC, Status.TRUNCATED)
-# Commands that may be repeated when their response is lost (REG_WRITE may hit CTRL/ISR).
-_IDEMPOTENT = (Command.HELLO, Command.REG_READ, Command.MEM_READ, Command.MEM_WRITE, Command.IRQ)
+           "LinkDeviceError", "LinkPortError", "LinkSession", "SerialLink", "LinkRegisterBus", "LinkMemory"]
+# Answers meaning the request did not arrive intact: it is sent again as it was.
+_RESEND = (Status.CRC, Status.TRUNCATED)
 # No response is longer: max_payload is at most 4096 and HELLO's answer is shorter. A
 # header claiming more is noise that happens to start with the sync byte.
 _MAX_RESPONSE_PAYLOAD = 4096
@@ -154,38 +183,205 @@ def _check_baud(port: str, baud) -> int:
     return int(baud)
 
 
-class SerialLink:
-    """Request/response frames to one ``UartBridge``.
+class LinkSession:
+    """Request/response frames to one link bridge, whatever carries them (stop and wait).
 
-    Every request waits for its response (stop and wait) until a deadline fixed when it
-    is sent, ``timeout_s`` later on ``clock`` (wall time by default; a simulation passes
-    simulated seconds). While waiting, bytes that cannot start a response are skipped
-    (``stray_bytes``) and well-formed answers to earlier requests, late or repeated, are
-    dropped (``stale_frames``); neither extends the deadline. A response that fails its
-    CRC or an error status meaning "not executed" is retried up to ``retries`` times; a
-    lost response is retried only for commands that may safely run twice. The counters
+    Every attempt waits for its answer until a deadline fixed when it is sent,
+    ``timeout_s`` later on ``clock`` (``time.monotonic`` by default; a simulation passes
+    simulated seconds); nothing that arrives extends it. A lost answer, one that failed
+    its CRC, or a status meaning the request did not arrive intact (CRC, TRUNCATED) is
+    retried up to ``retries`` times, a state-changing request under the same seq (see
+    the module docstring), and ``Status.STALE`` is resent under a new seq. The counters
     add up over the link's life, for statistics.
+
+    Subclasses provide ``_send``, ``_receive`` and ``_resync``, and may count
+    ``stray_bytes`` (bytes, or datagrams, that frame nothing) in ``_receive``.
     """
 
-    def __init__(self, transport: Transport, *, timeout_s: float = 1.0, retries: int = 2,
-                 clock: Callable[[], float] | None = None, name: str = "link"):
+    def __init__(self, *, timeout_s: float = 1.0, retries: int = 2, clock: Callable[[], float] | None = None,
+                 name: str = "link"):
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, numbers.Real) \
                 or not math.isfinite(timeout_s) or timeout_s <= 0:
             raise ValueError(f"{name}: timeout_s={timeout_s!r} must be a finite number of seconds > 0")
         if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
             raise ValueError(f"{name}: retries={retries!r} must be an integer >= 0")
-        self.transport = transport
         self.timeout_s = timeout_s
         self.retries = int(retries)
-        self.clock = clock or getattr(transport, "now", None) or time.monotonic
+        self.clock = clock or time.monotonic
         self.name = name
-        self._seq = 0
         self._info: HelloInfo | None = None
-        self._pending = bytearray()     # bytes read but given back by the sync hunt
+        self._read_seq = 0                  # the last read's seq (reads: one per attempt)
+        self._write_seq: int | None = None  # the last state-changing seq used; None until HELLO
         self.frames = 0                 # requests sent, retries included
         self.stray_bytes = 0            # bytes skipped while hunting for a response's sync byte
         self.stale_frames = 0           # good frames answering another request (late or repeated)
         self.crc_errors = 0             # responses that failed their CRC
+
+    # -- the transport ---------------------------------------------------------------
+    def _send(self, frame: bytes, what: str) -> None:
+        """Send one request frame; ``LinkPortError`` if the transport fails."""
+        raise NotImplementedError
+
+    def _receive(self, command: Command, seq: int, deadline: float, what: str) -> tuple[Status, bytes]:
+        """The answer to ``(command, seq)`` by ``deadline``: ``LinkTimeout``, ``LinkCrcError``."""
+        raise NotImplementedError
+
+    def _resync(self) -> None:
+        """Drop whatever is in flight so the next answer read starts clean."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the transport."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- sequence numbers ------------------------------------------------------------
+    def _next_read_seq(self) -> int:
+        self._read_seq = (self._read_seq + 1) % SEQ_MODULUS
+        return self._read_seq
+
+    def _next_write_seq(self) -> int:
+        """The next write sequence number: after the bridge's ``last_seq`` at the first."""
+        if self._write_seq is None:
+            self.hello()
+        self._write_seq = (self._write_seq + 1) % SEQ_MODULUS
+        return self._write_seq
+
+    def _follow(self, last_seq: int) -> None:
+        """Number the next state-changing request after ``last_seq`` unless ours are newer:
+        a number already sent is never given to another request."""
+        if self._write_seq is None or seq_verdict(last_seq, self._write_seq) == "execute":
+            self._write_seq = last_seq
+
+    # -- requests --------------------------------------------------------------------
+    def transact(self, command: Command, address: int, length: int, payload: bytes = b"") -> bytes:
+        """Send one request and return the response payload; raise on any failure."""
+        attempts = self.retries + 1
+        changes_state = command.changes_state
+        seq = self._next_write_seq() if changes_state else None
+        for attempt in range(1, attempts + 1):
+            what = _describe(command, address, length)
+            what += f" (attempt {attempt} of {attempts})" if attempt > 1 else ""
+            if not changes_state:
+                seq = self._next_read_seq()  # a late answer to an earlier attempt is then stale
+            self._send(encode_request(command, seq, address, length, payload), what)
+            deadline = self.clock() + self.timeout_s     # fixed now: nothing that arrives extends it
+            self.frames += 1
+            last = attempt == attempts
+            try:
+                status, response = self._receive(command, seq, deadline, what)
+            except (LinkCrcError, LinkTimeout):
+                if last:
+                    raise
+                self._resync()
+                continue                    # a write keeps its seq: executed at most once
+            if status in _RESEND and not last:
+                self._resync()
+                continue
+            if status == Status.STALE and not last:
+                self._resync()
+                self.hello()                # a newer write ran: number after the bridge's
+                seq = self._next_write_seq()
+                continue
+            if status != Status.OK:
+                raise LinkDeviceError(command, address, status, where=self.name)
+            return response
+        raise AssertionError("unreachable")
+
+    # -- commands --------------------------------------------------------------------
+    def hello(self) -> HelloInfo:
+        """Identify the bridge; ``LinkWrongDevice`` unless it speaks this protocol version.
+
+        Write sequence numbers continue after the bridge's ``last_seq`` (or ours, if newer).
+        """
+        try:
+            payload = self.transact(Command.HELLO, 0, 0)
+        except LinkCrcError as exc:
+            raise LinkWrongDevice(f"{self.name}: answers with bad CRCs: not a Systole bridge, or the "
+                                  "baud rate is wrong") from exc
+        except LinkDeviceError as exc:
+            raise LinkWrongDevice(f"{self.name}: HELLO refused ({exc.status.name}): not a Systole "
+                                  "bridge") from exc
+        if len(payload) < len(MAGIC) or not payload.startswith(MAGIC):
+            raise LinkWrongDevice(f"{self.name}: HELLO answer {payload[:8]!r} does not start with {MAGIC!r}")
+        # The version first: another major version's answer may have another size.
+        major, minor = (payload[HELLO_LAYOUT[name].offset] if len(payload) > HELLO_LAYOUT[name].offset
+                        else None for name in ("major", "minor"))
+        if major is not None and major != PROTOCOL_VERSION[0]:
+            raise LinkWrongDevice(f"{self.name}: bridge speaks protocol v{major}.{minor}, "
+                                  f"this host v{PROTOCOL_VERSION[0]}.{PROTOCOL_VERSION[1]}")
+        try:
+            info = HelloInfo.parse(payload)
+        except Exception as exc:
+            raise LinkWrongDevice(f"{self.name}: malformed HELLO answer ({exc})") from exc
+        self._info = info
+        self._follow(info.last_seq)
+        return info
+
+    @property
+    def info(self) -> HelloInfo:
+        """The bridge's HELLO answer (asked once)."""
+        return self._info or self.hello()
+
+    def read_reg(self, offset: int) -> int:
+        return int.from_bytes(self.transact(Command.REG_READ, offset, 4), "little")
+
+    def write_reg(self, offset: int, value: int) -> None:
+        if not 0 <= value < 1 << 32:
+            raise ValueError(f"register value {value:#x} does not fit 32 bits")
+        self.transact(Command.REG_WRITE, offset, 4, value.to_bytes(4, "little"))
+
+    def irq(self) -> bool:
+        """The accelerator's interrupt line, now."""
+        return bool(self.transact(Command.IRQ, 0, 0)[0] & 1)
+
+    def _chunks(self, address: int, nbytes: int):
+        """(address, offset, length) pieces that each fit one max_payload window."""
+        window = self.info.max_payload
+        offset = 0
+        while offset < nbytes:
+            start = address + offset
+            length = min(nbytes - offset, window - start % window)
+            assert window_ok(start, length, window)
+            yield start, offset, length
+            offset += length
+
+    def write_mem(self, address: int, data: bytes) -> None:
+        """Write ``data`` to device memory at ``address`` (any alignment, any size)."""
+        view = memoryview(data).cast("B")
+        for start, offset, length in self._chunks(address, len(view)):
+            self.transact(Command.MEM_WRITE, start, length, bytes(view[offset:offset + length]))
+
+    def read_mem(self, address: int, nbytes: int) -> bytes:
+        """Read ``nbytes`` of device memory at ``address``."""
+        out = bytearray(nbytes)
+        for start, offset, length in self._chunks(address, nbytes):
+            piece = self.transact(Command.MEM_READ, start, length)
+            if len(piece) != length:
+                raise LinkWrongDevice(f"{self.name}: MEM_READ of {length} bytes returned {len(piece)}")
+            out[offset:offset + length] = piece
+        return bytes(out)
+
+
+class SerialLink(LinkSession):
+    """A ``LinkSession`` over a byte stream (a ``UartBridge`` behind a serial port).
+
+    The transport has pyserial's interface; ``clock`` defaults to the transport's
+    ``now()`` when it has one (a simulation's), else wall time. While waiting, bytes
+    that cannot start a response are skipped (``stray_bytes``) and well-formed answers
+    to other requests, late or repeated, are dropped (``stale_frames``).
+    """
+
+    def __init__(self, transport: Transport, *, timeout_s: float = 1.0, retries: int = 2,
+                 clock: Callable[[], float] | None = None, name: str = "link"):
+        super().__init__(timeout_s=timeout_s, retries=retries, name=name,
+                         clock=clock or getattr(transport, "now", None))
+        self.transport = transport
+        self._pending = bytearray()     # bytes read but given back by the sync hunt
 
     @classmethod
     def open(cls, port: str, baud: int, **kwargs) -> "SerialLink":
@@ -212,12 +408,6 @@ class SerialLink:
         close = getattr(self.transport, "close", None)
         if close is not None:
             close()
-
-    def __enter__(self) -> "SerialLink":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # -- frames ----------------------------------------------------------------------
     def _read(self, nbytes: int, what: str) -> bytes:
@@ -297,116 +487,25 @@ class SerialLink:
             text = f"no answer {within}; is the bitstream loaded and the baud rate right?"
         return LinkTimeout(f"{self.name}: {what}: {text}")
 
-    def transact(self, command: Command, address: int, length: int, payload: bytes = b"") -> bytes:
-        """Send one request and return the response payload; raise on any failure."""
-        attempts = self.retries + 1
-        for attempt in range(1, attempts + 1):
-            what = _describe(command, address, length)
-            what += f" (attempt {attempt} of {attempts})" if attempt > 1 else ""
-            self._seq = (self._seq + 1) & 0xFF
-            frame = encode_request(command, self._seq, address, length, payload)
-            try:
-                self.transport.write(frame)
-            except OSError as error:
-                raise LinkPortError(f"{self.name}: {what}: could not send the request ({error}); was "
-                                    "the device unplugged?") from error
-            deadline = self.clock() + self.timeout_s     # fixed now: nothing that arrives extends it
-            self.frames += 1
-            last = attempt == attempts
-            try:
-                status, response = self._receive(command, self._seq, deadline, what)
-            except (LinkCrcError, LinkTimeout):
-                if last or command not in _IDEMPOTENT:
-                    raise
-                self._resync()
-                continue
-            if status in _NOT_EXECUTED and not last:
-                self._resync()
-                continue
-            if status != Status.OK:
-                raise LinkDeviceError(command, address, status, where=self.name)
-            return response
-        raise AssertionError("unreachable")
+    def _send(self, frame: bytes, what: str) -> None:
+        try:
+            self.transport.write(frame)
+        except OSError as error:
+            raise LinkPortError(f"{self.name}: {what}: could not send the request ({error}); was "
+                                "the device unplugged?") from error
 
     def _resync(self) -> None:
         """Drop whatever is in flight so the next response read starts clean."""
         self._pending.clear()
         self.transport.reset_input_buffer()
 
-    # -- commands --------------------------------------------------------------------
-    def hello(self) -> HelloInfo:
-        """Identify the bridge; ``LinkWrongDevice`` unless it speaks this protocol version."""
-        try:
-            payload = self.transact(Command.HELLO, 0, 0)
-        except LinkCrcError as exc:
-            raise LinkWrongDevice(f"{self.name}: answers with bad CRCs: not a Systole bridge, or the "
-                                  "baud rate is wrong") from exc
-        except LinkDeviceError as exc:
-            raise LinkWrongDevice(f"{self.name}: HELLO refused ({exc.status.name}): not a Systole "
-                                  "bridge") from exc
-        if len(payload) < len(MAGIC) or not payload.startswith(MAGIC):
-            raise LinkWrongDevice(f"{self.name}: HELLO answer {payload[:8]!r} does not start with {MAGIC!r}")
-        try:
-            info = HelloInfo.parse(payload)
-        except Exception as exc:
-            raise LinkWrongDevice(f"{self.name}: malformed HELLO answer ({exc})") from exc
-        if info.version[0] != PROTOCOL_VERSION[0]:
-            raise LinkWrongDevice(f"{self.name}: bridge speaks protocol v{info.version[0]}.{info.version[1]}, "
-                                  f"this host v{PROTOCOL_VERSION[0]}.{PROTOCOL_VERSION[1]}")
-        self._info = info
-        return info
-
-    @property
-    def info(self) -> HelloInfo:
-        """The bridge's HELLO answer (asked once)."""
-        return self._info or self.hello()
-
-    def read_reg(self, offset: int) -> int:
-        return int.from_bytes(self.transact(Command.REG_READ, offset, 4), "little")
-
-    def write_reg(self, offset: int, value: int) -> None:
-        if not 0 <= value < 1 << 32:
-            raise ValueError(f"register value {value:#x} does not fit 32 bits")
-        self.transact(Command.REG_WRITE, offset, 4, value.to_bytes(4, "little"))
-
-    def irq(self) -> bool:
-        """The accelerator's interrupt line, now."""
-        return bool(self.transact(Command.IRQ, 0, 0)[0] & 1)
-
-    def _chunks(self, address: int, nbytes: int):
-        """(address, offset, length) pieces that each fit one max_payload window."""
-        window = self.info.max_payload
-        offset = 0
-        while offset < nbytes:
-            start = address + offset
-            length = min(nbytes - offset, window - start % window)
-            assert window_ok(start, length, window)
-            yield start, offset, length
-            offset += length
-
-    def write_mem(self, address: int, data: bytes) -> None:
-        """Write ``data`` to device memory at ``address`` (any alignment, any size)."""
-        view = memoryview(data).cast("B")
-        for start, offset, length in self._chunks(address, len(view)):
-            self.transact(Command.MEM_WRITE, start, length, bytes(view[offset:offset + length]))
-
-    def read_mem(self, address: int, nbytes: int) -> bytes:
-        """Read ``nbytes`` of device memory at ``address``."""
-        out = bytearray(nbytes)
-        for start, offset, length in self._chunks(address, nbytes):
-            piece = self.transact(Command.MEM_READ, start, length)
-            if len(piece) != length:
-                raise LinkWrongDevice(f"{self.name}: MEM_READ of {length} bytes returned {len(piece)}")
-            out[offset:offset + length] = piece
-        return bytes(out)
-
 
 class LinkRegisterBus:
-    """``host.accel.bus.RegisterBus`` over a ``SerialLink``: the accelerator's s_axi_ctrl."""
+    """``host.accel.bus.RegisterBus`` over a ``LinkSession``: the accelerator's s_axi_ctrl."""
 
     has_irq = True
 
-    def __init__(self, link: SerialLink, poll_interval_s: float = 0.0):
+    def __init__(self, link: LinkSession, poll_interval_s: float = 0.0):
         self.link = link
         self.poll_interval_s = poll_interval_s
 
@@ -434,14 +533,14 @@ class LinkRegisterBus:
 
 
 class LinkMemory:
-    """``host.accel.bus.DeviceMemory`` over a ``SerialLink``: a window of the board's DDR.
+    """``host.accel.bus.DeviceMemory`` over a ``LinkSession``: a window of the board's DDR.
 
     The window starts at ``device_address`` in the address map the accelerator's DMA
     and the bridge share. Reads and writes go over the link; the sync calls only check
     the range (the bridge's AXI writes complete, with their response, before it answers).
     """
 
-    def __init__(self, link: SerialLink, device_address: int, size: int):
+    def __init__(self, link: LinkSession, device_address: int, size: int):
         if size <= 0 or device_address < 0:
             raise ValueError(f"window at {device_address:#x} of {size} bytes is empty or negative")
         self.link = link

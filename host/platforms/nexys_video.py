@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         info = bus.link.info
         print(f"bridge: protocol v{info.version[0]}.{info.version[1]}, {info.bus_bytes}-byte AXI, "
               f"{info.addr_width}-bit addresses, frames of up to {info.max_payload} bytes, "
-              f"irq={int(info.irq)}")
+              f"irq={int(info.irq)}, last write seq {info.last_seq}")
         for reg in REGISTERS:
             if reg.kind == "const":
                 print(f"  {reg.name:<14} 0x{bus.read32(reg.offset):08X}")
