@@ -24,6 +24,14 @@ Written under ``build/liteeth/<board>/``: ``liteeth_core.v``, ``liteeth_core.xdc
 core's clock and false-path constraints, without LiteX's placeholder pin lines) and
 ``liteeth_core.json`` (the configuration). The same configuration gives the same bytes:
 LiteX's date and git-revision banner lines are replaced by the pinned versions.
+
+``--phy gmii-model`` (``generate(..., phy=SIM_PHY)``) writes a simulation variant under
+``build/liteeth/<board>-gmii-model/``: the same MAC, ARP, ICMP, IP and UDP with the
+same addresses and user port, but LiteEth's GMII PHY in its model mode: ``gmii_rx_*``
+and ``gmii_tx_*`` are sampled and driven on ``sys_clock`` (which is then the 125 MHz
+GMII clock; ``gmii_clocks_rx`` is unused), LiteX's reset synchroniser is plain logic,
+and nothing is a vendor primitive, so Verilator and Icarus run it. Preamble, FCS,
+padding and inter-frame gap are the real MAC's. The board variant is not touched by it.
 """
 
 from __future__ import annotations
@@ -41,7 +49,8 @@ from pathlib import Path
 
 from hdl.spec.boards import BOARDS, Board
 
-__all__ = ["MODULE", "LINK_PORT", "DATA_WIDTH", "CLOCK", "RGMII_PINS", "core_config", "generate", "main"]
+__all__ = ["MODULE", "LINK_PORT", "DATA_WIDTH", "CLOCK", "RGMII_PINS", "SIM_PHY", "GMII_PORTS", "core_config",
+           "sim_config", "generate", "main"]
 
 MODULE = "liteeth_core"
 LINK_PORT = "link"
@@ -64,6 +73,11 @@ RGMII_PINS = {
     "rgmii_int_n": "eth_int_b",
     "rgmii_rst_n": "eth_rst_b",
 }
+# The simulation variant's PHY and its ports: {port: (direction, width)}.
+SIM_PHY = "gmii-model"
+GMII_PORTS = {"gmii_clocks_rx": ("input", 1), "gmii_rx_dv": ("input", 1), "gmii_rx_er": ("input", 1),
+              "gmii_rx_data": ("input", 8), "gmii_tx_en": ("output", 1), "gmii_tx_er": ("output", 1),
+              "gmii_tx_data": ("output", 8)}
 _PACKAGES = ("liteeth", "litex", "migen")
 # LiteEth's PHY class for each (interface, yosys family) this generator supports.
 _PHYS = {("rgmii", "xc7"): "LiteEthS7PHYRGMII"}
@@ -108,6 +122,15 @@ def core_config(board: Board, *, ip_address: str | None = None, mac_address: int
     }
 
 
+def sim_config(board: Board, **overrides) -> dict:
+    """``core_config`` of the simulation variant: LiteEth's GMII PHY (model mode), the
+    core clocked at the board's Ethernet clock (``sys_clock`` is the GMII clock)."""
+    config = core_config(board, **overrides)
+    for key in ("phy_tx_delay", "phy_rx_delay"):
+        del config[key]
+    return dict(config, phy="LiteEthPHYGMII", phy_model=True, clk_freq=int(board.ethernet.clock_hz))
+
+
 def _core_class():
     from liteeth import gen
 
@@ -142,6 +165,50 @@ def _build(config: dict, workdir: Path) -> Path:
                       csr_csv=str(workdir / "csr.csv"))
     builder.build(build_name=MODULE)
     return workdir / "gateware"
+
+
+def _build_sim(config: dict) -> str:
+    """The simulation variant's Verilog: no vendor platform, so LiteX's reset synchroniser
+    lowers to flip-flops; the GMII PHY is built in LiteEth's model mode (its CRG makes
+    eth_rx and eth_tx from sys and instantiates no BUFG/ODDR)."""
+    from unittest import mock
+
+    from litex.build.generic_platform import GenericPlatform, Pins, Subsignal
+    from litex.build.sim.common import sim_special_overrides
+    from liteeth.phy.gmii import LiteEthPHYGMII
+
+    class ConstraintsIgnored:
+        """A simulation has no timing constraints (LiteEth's generator adds some)."""
+
+        def add_period_constraint(self, *args, **kwargs):
+            pass
+
+    class SimPlatform(GenericPlatform):
+        def __init__(self, io):
+            super().__init__("sim", io)
+            self.toolchain = ConstraintsIgnored()
+
+        def add_false_path_constraint(self, *args, **kwargs):
+            pass
+
+        def get_verilog(self, *args, special_overrides=None, **kwargs):
+            return super().get_verilog(*args, special_overrides={**sim_special_overrides,
+                                                                 **(special_overrides or {})}, **kwargs)
+
+    width = {port: w for port, (_, w) in GMII_PORTS.items()}
+    io = [("sys_clock", 0, Pins(1)), ("sys_reset", 0, Pins(1)),
+          ("gmii_clocks", 0, Subsignal("rx", Pins(1))),
+          ("gmii", 0, *(Subsignal(port[len("gmii_"):], Pins(w)) for port, w in width.items()
+                        if not port.startswith("gmii_clocks")))]
+    platform = SimPlatform(io)
+    core_config = {k: v for k, v in config.items() if k != "phy_model"}
+    core_config["phy"] = LiteEthPHYGMII
+    # LiteEth's generator builds LiteEthPHYGMII(clock_pads, pads) and has no way to ask
+    # for its model mode; (with_hw_init_reset, model) default to (False, True) meanwhile.
+    with mock.patch.object(LiteEthPHYGMII.__init__, "__defaults__", (False, True)):
+        soc = _core_class()(platform, core_config)
+    soc.finalize()
+    return str(platform.get_verilog(soc, name=MODULE))
 
 
 def _versions() -> str:
@@ -187,21 +254,27 @@ def _timing_constraints(xdc: str) -> str:
                       r"set_clock_groups .*")
 
 
-def generate(board: Board, out: Path, **overrides) -> dict[str, Path]:
+def generate(board: Board, out: Path, *, phy: str | None = None, **overrides) -> dict[str, Path]:
     """Write ``liteeth_core.v``, ``.xdc`` and ``.json`` for ``board`` under ``out``; ``{suffix: path}``.
 
-    ``overrides``: ``ip_address``, ``mac_address``, ``udp_port`` (see ``core_config``).
+    ``phy``: ``None`` for the board's own PHY, ``SIM_PHY`` for the simulation variant
+    (``.v`` and ``.json`` only). ``overrides``: ``ip_address``, ``mac_address``,
+    ``udp_port`` (see ``core_config``).
     """
-    config = core_config(board, **overrides)
+    if phy not in (None, SIM_PHY):
+        raise ValueError(f"phy={phy!r}: None (the board's) or {SIM_PHY!r}")
+    config = core_config(board, **overrides) if phy is None else sim_config(board, **overrides)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="liteeth-") as tmp, \
             contextlib.redirect_stdout(io.StringIO()), _quiet_logging():
-        gateware = _build(config, Path(tmp))
-        verilog = _normalize_verilog((gateware / f"{MODULE}.v").read_text())
-        xdc = _timing_constraints((gateware / f"{MODULE}.xdc").read_text())
-    texts = {".v": verilog, ".xdc": xdc,
-             ".json": json.dumps({"board": board.name, "packages": _versions(), "config": config},
-                                 indent=2, sort_keys=True) + "\n"}
+        if phy is None:
+            gateware = _build(config, Path(tmp))
+            verilog = _normalize_verilog((gateware / f"{MODULE}.v").read_text())
+            texts = {".v": verilog, ".xdc": _timing_constraints((gateware / f"{MODULE}.xdc").read_text())}
+        else:
+            texts = {".v": _normalize_verilog(_build_sim(config))}
+    texts[".json"] = json.dumps({"board": board.name, "packages": _versions(), "config": config},
+                                indent=2, sort_keys=True) + "\n"
     paths = {}
     for suffix, text in texts.items():
         paths[suffix] = out / f"{MODULE}{suffix}"
@@ -227,11 +300,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ip", help="the board's IPv4 address (default: the board's)")
     parser.add_argument("--mac", help="the board's MAC address, aa:bb:cc:dd:ee:ff (default: the board's)")
     parser.add_argument("--udp-port", type=int, help="the link's UDP port (default: the board's)")
+    parser.add_argument("--phy", choices=[SIM_PHY], help="a simulation variant (default: the board's PHY)")
     args = parser.parse_args(argv)
     board = BOARDS[args.board]
     mac = None if args.mac is None else int(args.mac.replace(":", "").replace("-", ""), 16)
     try:
-        paths = generate(board, args.out or Path("build") / "liteeth" / board.name,
+        name = board.name if args.phy is None else f"{board.name}-{args.phy}"
+        paths = generate(board, args.out or Path("build") / "liteeth" / name, phy=args.phy,
                          ip_address=args.ip, mac_address=mac, udp_port=args.udp_port)
     except ValueError as error:
         parser.error(str(error))
