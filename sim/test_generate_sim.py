@@ -8,14 +8,12 @@ cycles per token (the simulation is deterministic).
 
 import numpy as np
 import pytest
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from hdl.spec.config import preset
 from host.llm.generate import Runtime
 from host.llm.model import load_model
 from host.platforms.sim import backend as sim_backend
-from tests.host_testmodels import randomize, small_vocab, write_llama2c, write_tokenizer_bin
+from tests.host_testmodels import write_tiny_llama2c
 
 CONFIG = preset("small")
 PROMPT = "Once upon a time"
@@ -24,21 +22,8 @@ pytestmark = pytest.mark.xdist_group("cosim-small")
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("llama2c")
-    config = LlamaConfig(vocab_size=320, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         rms_norm_eps=1e-5, tie_word_embeddings=False,
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
-    hf = LlamaForCausalLM(config).eval()
-    randomize(hf, seed=5)
-    with torch.no_grad():
-        for name, parameter in hf.named_parameters():
-            if "norm" in name:
-                parameter.add_(1.0)
-    pieces, scores, _ = small_vocab(config.vocab_size, ["<unk>", "<s>", "</s>"])
-    write_tokenizer_bin(folder / "tokenizer.bin", pieces, scores)
-    path = write_llama2c(folder / "model.bin", hf, version=0)
-    return load_model(path, tokenizer_path=folder / "tokenizer.bin", progress=False)
+    path, tokenizer = write_tiny_llama2c(tmp_path_factory.mktemp("llama2c"))
+    return load_model(path, tokenizer_path=tokenizer, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -342,3 +342,24 @@ def write_chat_model(path: Path, seed: int = 21) -> Path:
     randomize(model, seed, std=0.5)
     return write_llama_gguf(path, model, tied=True, architecture="qwen2", bpe=True,
                             chat_template=CHATML_TEMPLATE)
+
+
+def write_tiny_llama2c(folder: Path, seed: int = 5) -> tuple[Path, Path]:
+    """A small random llama2.c model (v0) and its tokenizer.bin in ``folder``: vocabulary
+    320, dim 64, FFN 160, 2 layers, 4 heads over 2 KV heads, norms near 1. The RTL
+    generation tests run it: small enough to simulate, a real llama2.c file all the same.
+    Returns (model path, tokenizer path)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    config = LlamaConfig(vocab_size=320, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         rms_norm_eps=1e-5, tie_word_embeddings=False,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    hf = LlamaForCausalLM(config).eval()
+    randomize(hf, seed=seed)
+    with torch.no_grad():
+        for name, parameter in hf.named_parameters():
+            if "norm" in name:
+                parameter.add_(1.0)
+    pieces, scores, _ = small_vocab(config.vocab_size, ["<unk>", "<s>", "</s>"])
+    tokenizer = write_tokenizer_bin(folder / "tokenizer.bin", pieces, scores)
+    return write_llama2c(folder / "model.bin", hf, version=0), tokenizer
