@@ -520,6 +520,7 @@ def check_nexys_facts(texts: dict[str, str], board, config, baud: int) -> None:
     assert config.clock_mhz == ui_mhz
     assert f"get_hw_devices {board.fpga.device}*]" in texts["program.tcl"]
     assert f"USB-UART ({baud} baud, 8N1)" in readme
+    assert f"    ping {eth.ip_address} " in readme and f"({eth.ip_address}[:{eth.udp_port}])" in readme
     for p in ports.values():
         if p.pin.startswith("led"):
             assert f"{board.pins[p.pin].doc} = {p.role}" in readme

@@ -13,6 +13,7 @@ everything on MIG's ``ui_clk``. The texts are ``templates/nexys_video/``.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from gen import liteeth
@@ -183,6 +184,13 @@ def _led_roles(board: Board) -> str:
                      if board.pins[port.pin] in leds)
 
 
+def _pc_address(board: Board) -> dict[str, str]:
+    """A static address for the PC in the board's /24 (the board's own excepted), for the README."""
+    network = ipaddress.ip_network(f"{board.ethernet.ip_address}/24", strict=False)
+    pc = next(str(a) for a in (network[100], network[101]) if str(a) != board.ethernet.ip_address)
+    return {"pc_address": pc, "prefix_len": str(network.prefixlen)}
+
+
 def files(config: AccelConfig, baud: int, board: Board = BOARD) -> dict[str, str]:
     """``{name: text}`` of the Nexys Video flow besides the IPs; the README states ``baud``."""
     return {
@@ -193,5 +201,5 @@ def files(config: AccelConfig, baud: int, board: Board = BOARD) -> dict[str, str
                                scoped_xdc={ETH_XDC: liteeth.MODULE}),
         "program.tcl": render("nexys_video/program.tcl.j2", board=board),
         "README.md": render("nexys_video/README.md.j2", config=config, board=board, baud=baud,
-                            led_roles=_led_roles(board)),
+                            led_roles=_led_roles(board), eth=board.ethernet, **_pc_address(board)),
     }
