@@ -49,7 +49,7 @@ from pathlib import Path
 
 from hdl.spec.boards import BOARDS, Board
 
-__all__ = ["MODULE", "LINK_PORT", "DATA_WIDTH", "CLOCK", "RGMII_PINS", "SIM_PHY", "GMII_PORTS", "core_config",
+__all__ = ["MODULE", "LINK_PORT", "DATA_WIDTH", "CLOCK", "RGMII_PINS", "RGMII_PORTS", "SIM_PHY", "GMII_PORTS", "core_config",
            "sim_config", "generate", "main"]
 
 MODULE = "liteeth_core"
@@ -73,6 +73,13 @@ RGMII_PINS = {
     "rgmii_int_n": "eth_int_b",
     "rgmii_rst_n": "eth_rst_b",
 }
+# The board variant's PHY ports: {port: (direction, width)} (tests/test_liteeth.py checks
+# them against Yosys's elaboration of the core).
+RGMII_PORTS = {"rgmii_clocks_rx": ("input", 1), "rgmii_clocks_tx": ("output", 1),
+               "rgmii_rx_ctl": ("input", 1), "rgmii_rx_data": ("input", 4),
+               "rgmii_tx_ctl": ("output", 1), "rgmii_tx_data": ("output", 4),
+               "rgmii_mdc": ("output", 1), "rgmii_mdio": ("inout", 1),
+               "rgmii_int_n": ("input", 1), "rgmii_rst_n": ("output", 1)}
 # The simulation variant's PHY and its ports: {port: (direction, width)}.
 SIM_PHY = "gmii-model"
 GMII_PORTS = {"gmii_clocks_rx": ("input", 1), "gmii_rx_dv": ("input", 1), "gmii_rx_er": ("input", 1),

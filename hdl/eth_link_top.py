@@ -111,7 +111,9 @@ class EthLinkTop(wiring.Component):
             ports[f"i_{flat_port_name('sink', field)}"] = getattr(tx.payload, field)
         ports[f"i_{flat_port_name('sink', 'valid')}"] = tx.valid
         ports[f"o_{flat_port_name('sink', 'ready')}"] = tx.ready
-        m.submodules.core = Instance(CORE_MODULE, **ports)
+        # The core's own XDC (gen.liteeth) names its nets relative to this module and is read
+        # scoped to it (Vivado's SCOPED_TO_REF): synthesis must keep the module whole.
+        m.submodules.core = Instance(CORE_MODULE, a_keep_hierarchy="yes", **ports)
 
         if self.ref_clock is not None:
             m.submodules.idelayctrl = Instance("IDELAYCTRL", i_REFCLK=getattr(self, self.ref_clock),

@@ -116,3 +116,14 @@ def test_kv260_xdc_is_the_registrys(kv260_plan):
     assert {standards[f"pmod_led_{i}__io"] for i in range(4)} == {board.connector_iostandards["pmod_j2"]}
     assert f"create_clock -name pl_clk0 -period {1e9 / board.clocks_hz['pl_clk0']:.1f}" in xdc
     assert KV260Platform().resources["fan_en_b", 0].ios[0].invert is board.pins["fan_en_b"].active_low
+
+
+def test_nexys_video_ethernet_facts_are_whole():
+    """The Ethernet facts name a real, active-low reset pin and a power-up pulse the design
+    can count at ui_clk (10 ms: the RTL8211E reset timing, unconfirmed here)."""
+    board = BOARDS["nexys_video"]
+    eth = board.ethernet
+    assert board.pins[eth.reset_pin].active_low and eth.reset_pin.startswith("eth_")
+    assert eth.reset_low_s == 10e-3
+    assert 0 < eth.reset_low_s * board.clocks_hz["ui_clk"] < 1 << 24
+    assert eth.clock_hz == 125e6 and eth.interface == "rgmii"

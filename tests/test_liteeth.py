@@ -89,6 +89,7 @@ def test_generated_from_the_pinned_packages(core):
 
 def test_yosys_elaborates_the_core_with_rgmii_and_a_udp_port(ports):
     assert ports == {**RGMII_PORTS, **LINK_PORTS, **CLOCK_PORTS}
+    assert liteeth.RGMII_PORTS == RGMII_PORTS          # what gen.vivado's systole_eth is built with
 
 
 def test_rgmii_ports_sit_on_the_boards_pins(ports):

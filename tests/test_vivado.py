@@ -4,7 +4,10 @@
   records the call and returns a handle), so syntax errors, undefined variables and
   wrong control flow fail here; the recorded calls are then checked.
 - Every port or interface the scripts name on our IPs exists in the generated Verilog
-  (parsed here, independently of gen.vivado's own parser).
+  (parsed here, independently of gen.vivado's own parser); ``systole_eth``'s instance of
+  LiteEth's ``liteeth_core`` names only ports that module has, and every net LiteEth's
+  XDC names is one of the module's; the IP adds ``liteeth_core.v`` as a source, the build
+  reads that XDC scoped to the module.
 - The build fails, before writing a bitstream, when the stubbed timing is negative.
 - The device-tree overlay compiles with ``dtc -@`` and holds what the KV260 needs.
 - The Nexys Video pins agree with Digilent's master XDC (its values written here) and
@@ -30,6 +33,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from gen import liteeth
 from gen.vivado import generate, ip, kv260, nexys_video
 from gen.vivado.render import render
 from hdl.spec.boards import BOARDS, HpPort, Pin, Window
@@ -110,7 +114,7 @@ if {{$status}} {{ puts stderr $message; exit 1 }}
     return result.returncode, calls, result.stderr
 
 
-_DECL = re.compile(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s*)?(\w+)\s*;", re.M)
+_DECL = re.compile(r"^\s*(input|output|inout)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s*)?(\w+)\s*;", re.M)
 
 
 def ports_of(verilog: Path, module: str) -> dict[str, tuple[str, int]]:
@@ -191,6 +195,21 @@ def test_build_runs_and_names_only_real_ports(flows, board, tmp_path):
     assert verilog_masters | {"s_axi_ctrl"} <= associated
     ip_ports = {"systole_top": accel}
     if board == "nexys_video":
+        eth = ports_of(directory / "ip" / "hdl" / "systole_eth.v", "systole_eth")
+        ip_ports["systole_eth"] = eth
+        eth_pins, eth_interfaces = pins_named(calls, "systole_eth_0")
+        assert eth_interfaces == {"m_axi_ctrl", "m_axi_mem"}
+        _check_interfaces(eth, eth_interfaces, eth_pins)
+        assert {"aclk", "aresetn", "irq", "clk_ref"} | set(liteeth.RGMII_PORTS) <= eth_pins
+        for name, port in nexys_video.eth_ports(BOARDS["nexys_video"]).items():
+            direction, width = eth[port.ip_pin]
+            assert (direction, width) == ({"I": "input", "O": "output", "IO": "inout"}[port.direction],
+                                          port.width), name
+        # The LiteEth Verilog is a source of the systole_eth IP, packaged before the project.
+        sources = [c[-1] for c in calls if c[0] == "add_files" and "-fileset" not in c]
+        assert sources.count(str(directory / "ip" / "hdl" / "liteeth_core.v")) == 1, sources
+        sourced = [c for c in calls if c[0] == "ipx::package_project"]
+        assert len(sourced) == 3
         link = ports_of(directory / "ip" / "hdl" / "systole_link.v", "systole_link")
         ip_ports["systole_link"] = link
         link_pins, link_interfaces = pins_named(calls, "systole_link_0")
@@ -356,7 +375,7 @@ def test_nexys_video_pins_agree_with_the_platform(flows):
     assert placed["uart_rxd"][0] == pin("uart", 0, "rx")
     assert placed["uart_txd"][0] == pin("uart", 0, "tx")
     assert [placed[n][0] for n in ("led_calib", "led_link", "led_irq")] == [pin("led", i) for i in range(3)]
-    assert set(placed) == set(NEXYS_DESIGN_PINS)
+    assert {p for p in placed if not p.startswith("eth_")} == set(NEXYS_DESIGN_PINS)
     for port, master in NEXYS_DESIGN_PINS.items():
         site, standard = DIGILENT_MASTER_XDC[master]
         assert f"PACKAGE_PIN {site} " in xdc and f"[get_ports {{{port}}}]" in xdc
@@ -374,13 +393,26 @@ def test_nexys_video_block_design(flows, tmp_path):
     assert "[get_bd_pins mig_7series_0/ui_addn_clk_0] [get_bd_pins mig_7series_0/clk_ref_i]" in text
     copies = [c for c in calls if c[:2] == ["file", "copy"]]
     assert len(copies) == 1 and copies[0][-2].endswith("mig.prj") and copies[0][-1].endswith("mig_a.prj")
-    for master in ("systole_link_0/m_axi_mem", "systole_0/m_axi_dma"):
-        assert re.search(rf"connect_bd_intf_net \[get_bd_intf_pins {master}\] \[get_bd_intf_pins smartconnect_mem/S0\d_AXI\]",
-                         text)
+    inputs = {}
+    for master in ("systole_link_0/m_axi_mem", "systole_0/m_axi_dma", "systole_eth_0/m_axi_mem"):
+        found = re.search(rf"connect_bd_intf_net \[get_bd_intf_pins {master}\] \[get_bd_intf_pins smartconnect_mem/(S0\d_AXI)\]",
+                          text)
+        assert found, master
+        inputs[master] = found.group(1)
+    assert len(set(inputs.values())) == 3 and "CONFIG.NUM_SI {3}" in text
     assert "smartconnect_mem/M00_AXI] [get_bd_intf_pins mig_7series_0/S_AXI]" in text
-    assert "systole_link_0/m_axi_ctrl] [get_bd_intf_pins systole_0/s_axi_ctrl]" in text
+    # Both links' control masters through one SmartConnect into the registers.
+    ctrl_inputs = re.findall(r"connect_bd_intf_net \[get_bd_intf_pins (\w+)/m_axi_ctrl\] "
+                             r"\[get_bd_intf_pins smartconnect_ctrl/(S0\d_AXI)\]", text)
+    assert sorted(ctrl_inputs) == [("systole_eth_0", "S01_AXI"), ("systole_link_0", "S00_AXI")]
+    assert "smartconnect_ctrl/M00_AXI] [get_bd_intf_pins systole_0/s_axi_ctrl]" in text
+    # The IDELAYCTRL reference is MIG's 200 MHz extra clock, the irq reaches both links.
+    assert ("[get_bd_pins mig_7series_0/ui_addn_clk_0] [get_bd_pins mig_7series_0/clk_ref_i] \\\n"
+            f"    [get_bd_pins systole_eth_0/{ip.ETH_REF_CLOCK}]") in text
+    assert nexys_video.mig(BOARDS["nexys_video"]).extra_clk_hz == nexys_video.IDELAYCTRL_REF_HZ == 200e6
+    assert "[get_bd_pins systole_link_0/irq] [get_bd_pins systole_eth_0/irq]" in text
     created_ports = {c[-1] for c in calls if c[0] == "create_bd_port"}
-    assert created_ports == set(NEXYS_DESIGN_PINS)
+    assert created_ports == set(NEXYS_DESIGN_PINS) | set(nexys_video.eth_ports(BOARDS["nexys_video"]))
     used_ports = {word for c in calls if c[0] == "get_bd_ports" for word in c[1:]}
     assert used_ports <= created_ports, f"the wiring names ports never created: {used_ports - created_ports}"
 
@@ -438,8 +470,27 @@ def check_nexys_facts(texts: dict[str, str], board, config, baud: int) -> None:
     """The Nexys Video flow's part, pins, clocks, voltage, windows and baud are ``board``'s."""
     ports, xdc, bd, readme = nexys_video.PORTS, texts["nexys_video.xdc"], texts["bd.tcl"], texts["README.md"]
     check_build_facts(texts["build.tcl"], board)
-    assert xdc_pins(xdc) == {name: (board.pins[p.pin].site, board.pins[p.pin].iostandard)
-                             for name, p in ports.items()}
+    # Every eth_* pin of the registry, as itself or as a bit of its group's vector.
+    eth_pins = {}
+    for name, pin in board.pins.items():
+        group = re.fullmatch(r"(eth_\w+?)(\d+)", name)
+        if group and group.group(1) not in board.pins:
+            eth_pins[f"{group.group(1)}[{group.group(2)}]"] = (pin.site, pin.iostandard)
+        elif name.startswith("eth_"):
+            eth_pins[name] = (pin.site, pin.iostandard)
+    assert xdc_pins(xdc) == {**{name: (board.pins[p.pin].site, board.pins[p.pin].iostandard)
+                                for name, p in ports.items()}, **eth_pins}
+    eth = board.ethernet
+    rx_clock = liteeth.RGMII_PINS["rgmii_clocks_rx"]
+    period = re.search(rf"create_clock -name {rx_clock} -period (\S+) \[get_ports \{{{rx_clock}\}}\]", xdc)
+    assert period and float(period.group(1)) == pytest.approx(1e9 / eth.clock_hz, abs=5e-4)
+    assert f"IDELAYE2s of {eth.rx_delay_s * 1e9:g} ns, TXC from a PLL output {eth.tx_delay_s * 1e9:g} ns" in xdc
+    assert re.search(rf"set_false_path -to \[get_ports \{{[^}}]*\b{eth.reset_pin}\b", xdc)
+    build = texts["build.tcl"]
+    assert "source [file join $here ip package_systole_eth.tcl]" in build
+    assert ("add_files -fileset constrs_1 -norecurse [file join $here ip/hdl/liteeth_core.xdc]\n"
+            "set_property SCOPED_TO_REF liteeth_core [get_files liteeth_core.xdc]\n"
+            "set_property used_in_synthesis false [get_files liteeth_core.xdc]\n") in build
     clock = next(name for name, p in ports.items() if p.type == "clk")
     clock_hz = board.clocks_hz[ports[clock].pin]
     period = re.search(rf"create_clock -name {clock} -period (\S+) ", xdc)
@@ -457,15 +508,19 @@ def check_nexys_facts(texts: dict[str, str], board, config, baud: int) -> None:
     assert placed == {name: (pin.site, pin.iostandard) for name, pin in mig.pins.items()}
     assert f"[get_bd_ports {clock}] [get_bd_pins mig_7series_0/sys_clk_i]" in bd
     low = {name for name, p in ports.items() if board.pins[p.pin].active_low}
+    if board.pins[eth.reset_pin].active_low:
+        low.add(eth.reset_pin)
+    assert f"create_bd_port -dir O -type rst {eth.reset_pin}\n" in bd
     assert set(re.findall(r"CONFIG.POLARITY ACTIVE_LOW \[get_bd_ports (\w+)\]", bd)) == low
     ddr = board.dram_window
-    assert _hex_pairs(bd) == [(board.ctrl_window.base, board.ctrl_window.size), (ddr.base, ddr.size),
-                              (ddr.base, ddr.size)]
+    ctrl = board.ctrl_window
+    assert _hex_pairs(bd) == [(ctrl.base, ctrl.size)] * 2 + [(ddr.base, ddr.size)] * 3
     ui_mhz = board.clocks_hz["ui_clk"] / 1e6
     assert f"MIG's ui_clk ({ui_mhz:g} MHz)" in bd and f"MIG's {ui_mhz:g} MHz ui_clk" in readme
     assert config.clock_mhz == ui_mhz
     assert f"get_hw_devices {board.fpga.device}*]" in texts["program.tcl"]
     assert f"USB-UART ({baud} baud, 8N1)" in readme
+    assert f"    ping {eth.ip_address} " in readme and f"({eth.ip_address}[:{eth.udp_port}])" in readme
     for p in ports.values():
         if p.pin.startswith("led"):
             assert f"{board.pins[p.pin].doc} = {p.role}" in readme
@@ -502,6 +557,10 @@ def test_generated_board_facts_are_the_registrys(flows, tmp_path):
         check_package_facts((directory / "ip" / "package_systole.tcl").read_text(), board, BOARDS.values())
     check_link_facts((flows["nexys_video"] / "ip" / "package_systole_link.tcl").read_text(), nexys,
                      nexys.uart_baud, BOARDS.values())
+    eth_package = (flows["nexys_video"] / "ip" / "package_systole_eth.tcl").read_text()
+    check_package_facts(eth_package, nexys, BOARDS.values(), registers=False)
+    assert f"set_property range {nexys.ctrl_window.size} [ipx::get_address_spaces m_axi_ctrl " in eth_package
+    assert f"UDP port {nexys.ethernet.udp_port}:" in eth_package
     # The bridge's Verilog: its control master is as wide as the window.
     link = ports_of(flows["nexys_video"] / "ip" / "hdl" / "systole_link.v", "systole_link")
     assert 1 << link["m_axi_ctrl_araddr"][1] == nexys.ctrl_window.size
@@ -598,3 +657,32 @@ def test_nexys_video_projection_assumes_the_mig_port():
     assert mig.axi_data_bits == mig.ui_data_bits == config.bus_bits
     assert config.clock_mhz * 1e6 == mig.ui_clk_hz == board.clocks_hz["ui_clk"]
     assert config.bandwidth_bytes_per_s == mig.axi_bytes_per_s == board.dram_bytes_per_s
+
+
+_ANSI_PORT = re.compile(r"^\s*(input|output|inout)\s+wire\s+(?:\[(\d+):(\d+)\]\s+)?(\w+),?$", re.M)
+
+
+def test_the_ethernet_ip_instantiates_the_liteeth_core_it_ships(flows):
+    """systole_eth's liteeth_core instance connects every port of the shipped core and no
+    other; LiteEth's XDC names only nets of that module (it is read scoped to it); the PHY
+    reset pulse is reset_low_s at the core's clock."""
+    nexys = BOARDS["nexys_video"]
+    hdl = flows["nexys_video"] / "ip" / "hdl"
+    core = (hdl / f"{liteeth.MODULE}.v").read_text()
+    header = core[core.index(f"module {liteeth.MODULE} ("):]
+    header = header[:header.index(");")]
+    core_ports = {name: (d, int(msb) - int(lsb) + 1 if msb else 1) for d, msb, lsb, name in _ANSI_PORT.findall(header)}
+    assert {p: core_ports[p] for p in liteeth.RGMII_PORTS} == liteeth.RGMII_PORTS
+    eth = (hdl / "systole_eth.v").read_text()
+    instance = re.search(rf"\(\* keep_hierarchy = \"yes\" \*\)\s*{liteeth.MODULE} core \((.*?)\);", eth, re.S)
+    assert instance, "systole_eth must instantiate the core, kept whole for its scoped XDC"
+    assert sorted(re.findall(r"\.(\w+)\(", instance.group(1))) == sorted(core_ports)
+    xdc = (hdl / f"{liteeth.MODULE}.xdc").read_text()
+    nets = set(re.findall(r"get_nets (\w+)\]", xdc))
+    assert nets == {"eth_rx_clk", "eth_tx_clk", "sys_clk"}
+    for net in nets:
+        assert re.search(rf"^wire\s+(\[\S+\]\s+)?{net};", core, re.M), net
+    assert "get_ports" not in xdc and "PACKAGE_PIN" not in xdc     # pins are nexys_video.xdc's alone
+    cycles = ip.eth_phy_reset_cycles(nexys)
+    assert cycles == round(nexys.ethernet.reset_low_s * nexys.clocks_hz[liteeth.CLOCK]) == 1_000_000
+    assert f"count != {cycles.bit_length()}'h{cycles:x};" in eth

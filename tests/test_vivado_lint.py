@@ -145,12 +145,17 @@ SYNTAX: dict[str, tuple[dict[str, bool], tuple[int, int | None]]] = {
     "create_clock": ({"-period": True, "-name": True, "-waveform": True, "-add": False, **_Q}, (0, 1)),
     "set_false_path": ({"-from": True, "-to": True, "-through": True, "-setup": False, "-hold": False,
                         "-rise": False, "-fall": False, "-reset_path": False, **_Q}, (0, 0)),
+    "set_clock_groups": ({"-group": True, "-asynchronous": False, "-logically_exclusive": False,
+                          "-physically_exclusive": False, "-name": True, **_Q}, (0, 0)),
     "set_max_delay": ({"-from": True, "-to": True, "-through": True, "-datapath_only": False, "-rise_from": True,
                        "-fall_from": True, "-rise_to": True, "-fall_to": True, "-reset_path": False,
                        "-ignore_clock_latency": False, **_Q}, (1, 1)),
     "get_ports": (dict(_GET), (0, None)),
     "get_pins": ({**_GET, "-leaf": False}, (0, None)),
-    "get_clocks": ({**_GET, "-include_generated_clocks": False}, (0, None)),
+    "get_nets": ({**_GET, "-segments": False, "-top_net_of_hierarchical_group": False}, (0, None)),
+    "get_cells": ({**_GET, "-primitive": False}, (0, None)),
+    # -of: LiteEth's XDC abbreviates -of_objects (Tcl commands of Vivado take any unique prefix).
+    "get_clocks": ({**_GET, "-include_generated_clocks": False, "-of": True}, (0, None)),
     "current_design": (dict(_Q), (0, 1)),
     # hardware manager
     "open_hw_manager": (dict(_Q), (0, 0)),
@@ -252,8 +257,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "smartconnect": ("aclk", "aresetn"),
 }
 # Our IPs' clock and reset inputs: every one their Verilog has (``m_axi_aclk`` and
-# ``m_axi_aresetn`` too where the masters have their own clock) must be driven.
-OUR_CLOCKS = ("aclk", "aresetn", "m_axi_aclk", "m_axi_aresetn")
+# ``m_axi_aresetn`` too where the masters have their own clock, ``clk_ref`` of the Ethernet
+# link's IDELAYCTRL) must be driven.
+OUR_CLOCKS = ("aclk", "aresetn", "m_axi_aclk", "m_axi_aresetn", "clk_ref")
 # The clock of each AXI interface: AMD's IPs (PG201: each PS port's own clock input; PG247: a
 # SmartConnect's one aclk), and ours by the rule the IP packaging states (hdl/top.py): the
 # masters on m_axi_aclk where the IP has it, everything else on aclk.
@@ -284,7 +290,7 @@ BOARD_CONNECTIONS = {
 # Master interfaces and their address spaces; slave interfaces and the segments behind them.
 # Our IPs' masters: each is its own address space (its packaging script's ipx::add_address_space).
 MASTER_SPACES = {**{("systole", m): m for m in ("m_axi_dma", "m_axi_w1", "m_axi_w2", "m_axi_w3")},
-                 ("systole_link", "m_axi_ctrl"): "m_axi_ctrl", ("systole_link", "m_axi_mem"): "m_axi_mem",
+                 **{(link, m): m for link in ("systole_link", "systole_eth") for m in ("m_axi_ctrl", "m_axi_mem")},
                  ("zynq_ultra_ps_e", "M_AXI_HPM0_FPD"): "Data"}
 SLAVE_SEGMENTS = {
     # PG201 / Kria-PYNQ's exclude_bd_addr_seg lines (HP1 there: SAXIGP3/HP1_LPS_OCM): what an HP port reaches.
@@ -442,12 +448,12 @@ def _check_property(target: str, prop: str, value: str, cells, sites) -> list[st
 def _direction(obj: str, cells, ports, our_ips) -> str | None:
     kind, _, name = obj.partition(":")
     if kind == "port":
-        return {"I": "driver", "O": "sink"}.get(ports.get(name))
+        return {"I": "driver", "O": "sink", "IO": "bidir"}.get(ports.get(name))
     cell, _, pin = name.partition("/")
     ip = cells.get(cell)
     if ip in our_ips:
         direction = our_ips[ip].get(pin, (None,))[0]
-        return {"output": "driver", "input": "sink"}.get(direction)
+        return {"output": "driver", "input": "sink", "inout": "bidir"}.get(direction)
     return {"O": "driver", "I": "sink"}.get(PINS.get(ip, {}).get(pin))
 
 
@@ -459,7 +465,7 @@ def _check_nets(nets: _Nets, cells, ports, our_ips, enabled) -> list[str]:
         drivers = sorted(m for m, role in roles.items() if role == "driver")
         if len(drivers) > 1:
             errors.append(f"net of {', '.join(sorted(members))}: {len(drivers)} drivers ({', '.join(drivers)})")
-        elif not drivers:
+        elif not drivers and "bidir" not in roles.values():     # an inout net: driven from either end
             errors.append(f"net of {', '.join(sorted(members))}: no driver")
         if drivers:                         # (a doubled driver is its own error, not an undriven input)
             driven.update(members)
@@ -551,7 +557,8 @@ def _verilog_ports(path: Path, module: str) -> dict[str, tuple[str, int]]:
     return verilog_ports(path.read_text(), module)
 
 
-SCRIPTS = {"kv260": ["build.tcl", "kv260.xdc", "kv260_timing.xdc"], "nexys_video": ["build.tcl", "nexys_video.xdc", "program.tcl"]}
+SCRIPTS = {"kv260": ["build.tcl", "kv260.xdc", "kv260_timing.xdc"],
+           "nexys_video": ["build.tcl", "nexys_video.xdc", "ip/hdl/liteeth_core.xdc", "program.tcl"]}
 
 
 @pytest.fixture(scope="module")
@@ -574,8 +581,9 @@ def lint_flow(directory: Path, board: str, tmp_path: Path, edit=None) -> list[st
         for path in (*directory.rglob("*.tcl"), *directory.rglob("*.xdc")):
             path.write_text(edit(path.name, path.read_text()))
     ips = {"systole": _verilog_ports(directory / "ip" / "hdl" / "systole_top.v", "systole_top")}
-    if (directory / "ip" / "hdl" / "systole_link.v").exists():
-        ips["systole_link"] = _verilog_ports(directory / "ip" / "hdl" / "systole_link.v", "systole_link")
+    for name in ("systole_link", "systole_eth"):
+        if (directory / "ip" / "hdl" / f"{name}.v").exists():
+            ips[name] = _verilog_ports(directory / "ip" / "hdl" / f"{name}.v", name)
     return lint(record([directory / s for s in SCRIPTS[board]], tmp_path), ips)
 
 
@@ -599,16 +607,17 @@ def _old_nexys_clocking(name: str, text: str) -> str:
         return text
     start, end = text.index("set mig [create_bd_cell"), text.index("set link [create_bd_cell")
     text = text[:start] + OLD_NEXYS_CLOCKING + "\n" + text[end:]
-    return text.replace("""connect_bd_net [get_bd_ports sys_clk] [get_bd_pins mig_7series_0/sys_clk_i]
-connect_bd_net [get_bd_pins mig_7series_0/ui_addn_clk_0] [get_bd_pins mig_7series_0/clk_ref_i]""",
-                        """connect_bd_net [get_bd_ports sys_clk] [get_bd_pins clk_wiz_0/clk_in1]
-connect_bd_net [get_bd_pins clk_wiz_0/clk_out1] [get_bd_pins mig_7series_0/sys_clk_i]""")
+    start = text.index("connect_bd_net [get_bd_ports sys_clk] [get_bd_pins mig_7series_0/sys_clk_i]")
+    end = text.index("\n", text.index("[get_bd_pins systole_eth_0/clk_ref]", start))
+    return text[:start] + """connect_bd_net [get_bd_ports sys_clk] [get_bd_pins clk_wiz_0/clk_in1]
+connect_bd_net [get_bd_pins clk_wiz_0/clk_out1] [get_bd_pins mig_7series_0/sys_clk_i]""" + text[end:]
 
 
 def test_the_old_nexys_video_clocking_fails(flows, tmp_path):
     errors = lint_flow(flows["nexys_video"], "nexys_video", tmp_path, _old_nexys_clocking)
     assert any("pin:mig_7series_0/sys_clk_i" in e and "2 drivers" in e for e in errors), errors
     assert "mig_7series_0/clk_ref_i: required clock/reset input is not driven" in errors
+    assert "systole_eth_0/clk_ref: required clock/reset input is not driven" in errors
     assert "site R4 has 2 ports: sys_clk, sys_clk_i" in errors
 
 
@@ -647,7 +656,18 @@ def test_a_register_range_the_ip_does_not_declare_is_caught(flows, tmp_path):
     def old_range(name, text):      # the 64 KiB reg0 of before issue 13, on the Nexys Video's 4 KiB window
         return text.replace("set_property range 4096 $block", "set_property range 65536 $block")
     errors = lint_flow(flows["nexys_video"], "nexys_video", tmp_path, old_range)
-    assert errors == ["segment systole_0/s_axi_ctrl/reg0 is assigned 0x1000 bytes, the IP declares 0x10000"]
+    # ... in the control space of each link (UART bridge, Ethernet).
+    assert errors == ["segment systole_0/s_axi_ctrl/reg0 is assigned 0x1000 bytes, the IP declares 0x10000"] * 2
+
+
+def test_an_ethernet_link_left_out_of_the_control_path_is_caught(flows, tmp_path):
+    """The Ethernet link's control master not on the control SmartConnect: its interface
+    is unconnected, and the registers assigned in its space are out of its reach."""
+    def dropped(name, text):
+        return re.sub(r"connect_bd_intf_net \[get_bd_intf_pins systole_eth_0/m_axi_ctrl\][^\n]*\n", "", text)
+    errors = lint_flow(flows["nexys_video"], "nexys_video", tmp_path, dropped)
+    assert errors == ["systole_eth_0/m_axi_ctrl: interface is not connected",
+                      "segment systole_0/s_axi_ctrl/reg0 is assigned in systole_eth_0/m_axi_ctrl, which cannot reach it"]
 
 
 def test_an_unconnected_hp_port_is_caught(flows, tmp_path):

@@ -26,10 +26,14 @@ command, under ``build/vivado/<target>/`` (or ``--out``):
                  AFI widths; + ``systole.dtbo``
                  when ``dtc`` is installed), ``shell.json``, ``systole.bif``,
                  ``README.md``.
-``nexys_video``  both IPs, ``bd.tcl`` (MIG 7-series for the DDR3 from our ``mig.prj``:
-                 Digilent's 1.2 clocking and pins, a 128-bit AXI port; a SmartConnect
-                 merging the bridge's and the accelerator's AXI4 masters into the MIG,
-                 everything on MIG's ``ui_clk``), ``mig.prj``, ``nexys_video.xdc``,
+``nexys_video``  the three IPs (accelerator, ``systole_link`` UART bridge, ``systole_eth``
+                 Ethernet link with LiteEth's ``liteeth_core.v`` from ``gen.liteeth``),
+                 ``bd.tcl`` (MIG 7-series for the DDR3 from our ``mig.prj``: Digilent's 1.2
+                 clocking and pins, a 128-bit AXI port; a SmartConnect merging both links'
+                 and the accelerator's AXI4 masters into the MIG, one merging both links'
+                 control masters into ``s_axi_ctrl``, everything on MIG's ``ui_clk``, the
+                 IDELAYCTRL on MIG's 200 MHz ``ui_addn_clk_0``), ``mig.prj``,
+                 ``nexys_video.xdc`` (+ LiteEth's ``liteeth_core.xdc`` scoped to the core),
                  ``build.tcl`` with the same timing rule, ``program.tcl``, ``README.md``.
 
 Run a flow with ``cd build/vivado/<target> && vivado -mode batch -source build.tcl``.
@@ -93,6 +97,6 @@ def generate(target: str, config: AccelConfig, out: Path, *, baud: int | None = 
     if target == "nexys_video":
         board_files = nexys_video.files(config, baud)
         written = ip_files(config, out / "ip", board=nexys_video.BOARD, link=link_board,
-                           baud=baud, top_verilog=top_verilog)
+                           baud=baud, top_verilog=top_verilog, eth=link_board)
         return written + write_files(out, board_files)
     raise ValueError(f"unknown target {target!r}; choose {', '.join(TARGETS)}")

@@ -19,11 +19,14 @@ __all__ = ["build_tcl"]
 
 
 def build_tcl(board: Board, config: AccelConfig, *, ips: list[str], xdc: str | None = None,
-              impl_xdc: str | None = None) -> str:
+              impl_xdc: str | None = None, scoped_xdc: dict[str, str] | None = None) -> str:
     """``build.tcl`` for ``board``: packages ``ips`` (``ip/package_<name>.tcl``), adds ``xdc``
-    and ``impl_xdc`` (read in implementation only).
+    and ``impl_xdc`` (read in implementation only), and each ``{path: module}`` of
+    ``scoped_xdc`` read in implementation only, scoped to the cells of that module
+    (``SCOPED_TO_REF``: its net names are the module's own).
 
     Part, board part and project name come from ``board``; the script fails (exit
     status 1) on any error, timing not met included.
     """
-    return render(f"{board.name}/build.tcl.j2", board=board, config=config, ips=ips, xdc=xdc, impl_xdc=impl_xdc)
+    return render(f"{board.name}/build.tcl.j2", board=board, config=config, ips=ips, xdc=xdc, impl_xdc=impl_xdc,
+                  scoped_xdc=scoped_xdc or {})

@@ -158,7 +158,8 @@ class Ethernet:
 
     The pins are ``Board.pins`` named ``eth_*``. ``tx_delay_s`` and ``rx_delay_s`` are the
     RGMII clock-to-data skews the FPGA adds (a phase-shifted TX clock; IDELAYs on the RX
-    data), because the PHY adds none. ``ip_address``, ``mac_address`` and ``udp_port`` are
+    data), because the PHY adds none. ``reset_low_s``: how long the design holds the PHY's
+    reset pin low at power-up. ``ip_address``, ``mac_address`` and ``udp_port`` are
     the link's defaults: a generator may be given others.
     """
 
@@ -168,6 +169,7 @@ class Ethernet:
     tx_delay_s: float
     rx_delay_s: float
     reset_pin: str               # Board.pins key of the PHY's reset
+    reset_low_s: float           # the PHY's reset pulse at power-up
     ip_address: str
     mac_address: int             # 48 bits
     udp_port: int
@@ -393,6 +395,10 @@ _NEXYS_VIDEO = Board(
         tx_delay_s=2e-9,
         rx_delay_s=2e-9,
         reset_pin="eth_rst_b",
+        # The RTL8211E datasheet's reset timing asks for the reset held low for at least
+        # 10 ms (as recalled from Realtek's datasheet; not confirmed here, the datasheet was
+        # not available): the power-up pulse the design gives the PHY.
+        reset_low_s=10e-3,
         # Our defaults: a private address on LiteX's usual 192.168.1.x bring-up subnet; a
         # locally administered unicast MAC (first octet 0x02) whose next four octets spell
         # "SYLK" (link_protocol.MAGIC); UDP port 0x5359 ("SY").
