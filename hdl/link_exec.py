@@ -11,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 from .axi import (BURST_INCR, CACHE_NORMAL_NONCACHEABLE_BUFFERABLE, PROT_DEFAULT, AXI4LiteSignature,
                   AXI4Signature, axsize)
 from .link_frame import FRAME_END, PAYLOAD_BYTE, REQUEST_HEADER, RESPONSE_HEADER
+from .link_replay import LinkReplay
 from .link_window import Window
 from .spec.config import AccelConfig
 from .spec.link_protocol import (HELLO_LAYOUT, IRQ_LAYOUT, REGISTER_LAYOUT, STATE_CHANGING, Command,
@@ -52,6 +53,11 @@ class LinkExec(wiring.Component):
     - ``last_seq`` (0 after reset) and the remembered status: a state-changing request
       that is neither a repeat nor stale sets ``last_seq`` to its ``seq`` when it is
       decided, and its answer's status (a refusal too) is remembered.
+    - REPLAY: its payload goes to ``LinkReplay`` (``max_replay`` bytes; 0 leaves REPLAY
+      out, refused as BAD_COMMAND), which then runs it on ``ctrl`` and gives the
+      status and answer. A repeat of a REPLAY answered OK runs it again with
+      ``reread`` (the reads only, the remembered result); any other repeat gets the
+      remembered status.
     - REG_READ/REG_WRITE: one AXI4-Lite read or write (AW and W together, all strobes).
       MEM_WRITE/MEM_READ: one INCR burst of full-width beats over the window's beats
       from ``addr`` to its last byte, with byte strobes on the first and last beat; a
@@ -64,16 +70,19 @@ class LinkExec(wiring.Component):
       length 0 on errors. ``end`` is taken in the cycle ``response`` is, so the
       receiver hunts for the next frame only once the answer is out.
     - ``response_payload``: exactly the answer's ``length`` bytes (``HELLO_LAYOUT``
-      with ``irq`` sampled as it is sent and ``last_seq``, ``IRQ_LAYOUT``,
+      with ``irq`` sampled as it is sent, ``last_seq``, ``clock_khz`` from
+      ``config.clock_mhz`` and ``max_replay``, ``IRQ_LAYOUT``, the REPLAY answer,
       ``REGISTER_LAYOUT``, or the read bytes), each offered three cycles after the
       previous one was taken.
     """
 
-    def __init__(self, config: AccelConfig, *, max_payload: int = 4096, ctrl_addr_width: int = 8):
+    def __init__(self, config: AccelConfig, *, max_payload: int = 4096, ctrl_addr_width: int = 8,
+                 max_replay: int = 256):
         check_limits(config, max_payload=max_payload, ctrl_addr_width=ctrl_addr_width)
         self.config = config
         self.max_payload = max_payload
         self.ctrl_addr_width = ctrl_addr_width
+        self.max_replay = max_replay
         super().__init__({
             "header": In(REQUEST_HEADER),
             "payload": In(stream.Signature(PAYLOAD_BYTE, always_ready=True)),
@@ -115,6 +124,12 @@ class LinkExec(wiring.Component):
 
         # Payload bytes land as they arrive; only a matched CRC lets them reach the bus.
         payload = self.payload.payload
+        replay = None
+        if self.max_replay:
+            m.submodules.replay = replay = LinkReplay(max_replay=self.max_replay,
+                                                      ctrl_addr_width=self.ctrl_addr_width)
+            m.d.comb += [replay.payload.valid.eq(self.payload.valid & (cmd == Command.REPLAY)),
+                         replay.payload.payload.eq(self.payload.payload), replay.length.eq(length)]
         with m.If(self.payload.valid):
             with m.If(cmd == Command.MEM_WRITE):
                 position = Signal(window.bits)
@@ -143,11 +158,13 @@ class LinkExec(wiring.Component):
         unreceived = Signal()
         m.d.comb += unreceived.eq(self.end.valid & (self.end.payload.status != Status.OK))
         refusals = request_checks(cmd, addr, length, max_payload=self.max_payload,
-                                  ctrl_addr_width=self.ctrl_addr_width, addr_width=cfg.addr_width)
+                                  ctrl_addr_width=self.ctrl_addr_width, addr_width=cfg.addr_width,
+                                  max_replay=self.max_replay)
 
         # Write sequence numbers: a state-changing request runs at most once per seq.
         last_seq = Signal(len(self.header.seq))
         last_status = Signal(8)
+        last_replay = Signal()                  # the last state-changing request was a REPLAY
         remember = Signal()                     # the answer's status is last_status's
         distance = Signal(len(self.header.seq))
         m.d.comb += distance.eq(seq_distance(self.header.seq, last_seq))
@@ -182,12 +199,25 @@ class LinkExec(wiring.Component):
                     # A newer state-changing request is decided now: refused or executed,
                     # its answer is the one a repeat gets.
                     with m.If(changes_state & ~repeat & ~stale):
-                        m.d.sync += [last_seq.eq(self.header.seq), remember.eq(1)]
-                    verdicts = [(changes_state & repeat, last_status), (changes_state & stale, Status.STALE),
-                                *refusals]
+                        m.d.sync += [last_seq.eq(self.header.seq), remember.eq(1),
+                                     last_replay.eq(cmd == Command.REPLAY)]
+                    is_replay = cmd == Command.REPLAY
+                    # A REPLAY answered OK is repeated by reading its read list again.
+                    reread = changes_state & repeat & is_replay & last_replay & (last_status == Status.OK)
+                    if replay is not None:
+                        m.d.comb += replay.reread.eq(reread)
+                    else:
+                        reread = Const(0)
+                    verdicts = [(reread, None), (changes_state & repeat, last_status),
+                                (changes_state & stale, Status.STALE), *refusals]
                     for index, (failed, code) in enumerate(verdicts):
                         with (m.If if index == 0 else m.Elif)(failed):
-                            respond(code)
+                            if code is None:
+                                if replay is not None:
+                                    m.d.comb += replay.start.eq(1)
+                                m.next = "REPLAY"
+                            else:
+                                respond(code)
                     with m.Elif(cmd == Command.HELLO):
                         respond(Status.OK, HELLO_LAYOUT.size)
                     with m.Elif(cmd == Command.IRQ):
@@ -198,6 +228,10 @@ class LinkExec(wiring.Component):
                         m.next = "LITE_AW_W"
                     with m.Elif(cmd == Command.MEM_READ):
                         m.next = "MEM_AR"
+                    with m.Elif(is_replay):
+                        if replay is not None:
+                            m.d.comb += replay.start.eq(1)
+                        m.next = "REPLAY"
                     with m.Else():
                         m.next = "MEM_AW"
 
@@ -252,6 +286,11 @@ class LinkExec(wiring.Component):
                         with m.Else():
                             respond(Status.OK, length)
 
+            with m.State("REPLAY"):
+                if replay is not None:
+                    with m.If(replay.done):
+                        respond(replay.status, replay.answer_length)
+
             with m.State("RESPOND"):
                 m.d.comb += self.response.valid.eq(1)
                 with m.If(remember):
@@ -260,14 +299,24 @@ class LinkExec(wiring.Component):
                     m.d.comb += self.end.ready.eq(1)
                     m.next = "IDLE"
 
+        if replay is not None:
+            # The sequencer has the register bus while it runs.
+            with m.If(fsm.ongoing("REPLAY")):
+                for name, member in ctrl.signature.members.items():
+                    if member.flow == Out:
+                        m.d.comb += getattr(ctrl, name).eq(getattr(replay.ctrl, name))
+            for name, member in ctrl.signature.members.items():
+                if member.flow == In:
+                    m.d.comb += getattr(replay.ctrl, name).eq(getattr(ctrl, name))
+
         passed_on = fsm.ongoing("IDLE") & unreceived
         m.d.comb += [self.response.payload.cmd.eq(cmd), self.response.payload.seq.eq(self.header.seq),
                      self.response.payload.status.eq(Mux(passed_on, self.end.payload.status, status)),
                      self.response.payload.length.eq(Mux(passed_on, 0, resp_len))]
-        self._answer(m, fsm.ongoing("RESPOND"), window, rport, resp_len, reg_data, last_seq)
+        self._answer(m, fsm.ongoing("RESPOND"), window, rport, resp_len, reg_data, last_seq, replay)
         return m
 
-    def _answer(self, m, responding, window, rport, resp_len, reg_data, last_seq):
+    def _answer(self, m, responding, window, rport, resp_len, reg_data, last_seq, replay):
         """``response_payload``: byte ``index`` of the answer is fetched, selected, offered."""
         cmd, addr = self.header.cmd, self.header.addr
         cfg = self.config
@@ -277,12 +326,15 @@ class LinkExec(wiring.Component):
         live.update({seq_field.offset + i: last_seq.word_select(i, 8) for i in range(seq_field.size)})
         hello = Array(live.get(i, Const(byte, 8)) for i, byte in enumerate(encode_hello(
             max_payload=self.max_payload, bus_bytes=cfg.bus_bytes, addr_width=cfg.addr_width,
-            ctrl_addr_width=self.ctrl_addr_width)))
+            ctrl_addr_width=self.ctrl_addr_width, clock_khz=round(cfg.clock_mhz * 1000),
+            max_replay=self.max_replay)))
         index = Signal(len(resp_len))
         lane = Signal(range(cfg.bus_bytes))
         byte = Signal(8)
         with m.If(~responding):
             m.d.sync += index.eq(0)
+        if replay is not None:
+            m.d.comb += replay.answer_index.eq(index)
         with m.FSM(name="answer"):
             with m.State("FETCH"):
                 with m.If(responding & (index != resp_len)):
@@ -297,6 +349,9 @@ class LinkExec(wiring.Component):
                         m.d.sync += byte.eq(hello[index])
                     with m.Case(Command.IRQ):
                         m.d.sync += byte.eq(self.irq)
+                    if replay is not None:
+                        with m.Case(Command.REPLAY):
+                            m.d.sync += byte.eq(replay.answer_byte)
                     with m.Case(Command.REG_READ):
                         m.d.sync += byte.eq(reg_data.word_select(index[:(REGISTER_LAYOUT.size - 1).bit_length()], 8))
                     with m.Default():

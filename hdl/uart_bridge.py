@@ -39,9 +39,11 @@ class UartBridge(wiring.Component):
       read data is buffered before the response goes out, so R is never back-pressured.
     - AW is issued before W, W beats never outnumber the AW's length, every valid is
       raised without waiting for ready and held until its handshake.
-    - A REG_WRITE or MEM_WRITE runs at most once per write sequence number: a repeat of
-      the last one is answered with its status, an older one with ``Status.STALE``, and
-      neither reaches the bus; HELLO reports ``last_seq`` (protocol 2.0).
+    - A REG_WRITE, MEM_WRITE or REPLAY runs at most once per write sequence number: a
+      repeat of the last one is answered with its status (a REPLAY's reads run again),
+      an older one with ``Status.STALE``, and neither writes to the bus; HELLO reports
+      ``last_seq``, the clock and ``max_replay`` (protocol 2.1).
+    - REPLAY runs one job's register sequence (``LinkReplay``) in one exchange.
     - ``irq`` is reported by the IRQ command and in the HELLO answer.
     - Throughput is bounded by the serial line: at most one byte per cycle in, one AXI
       beat per two cycles, and one response byte per three cycles out.

@@ -16,8 +16,8 @@ import cocotb
 import pytest
 from cocotb.task import bridge, resume
 
-from hdl.spec.link_protocol import (REQUEST_PAYLOAD_OFFSET, Command, HelloInfo, Status, encode_request,
-                                    seq_verdict)
+from hdl.spec.link_protocol import (PROTOCOL_VERSION, REQUEST_PAYLOAD_OFFSET, Command, HelloInfo, ReplayResult,
+                                    Status, decode_replay_answer, encode_replay, encode_request, seq_verdict)
 from sim.link_tb import MAX_PAYLOAD, TB, exchange, run_link_tests
 
 
@@ -35,7 +35,8 @@ async def bridge_moves_registers_and_memory(dut):
         link = tb.link()
         info = link.hello()
         assert (info.version, info.max_payload, info.bus_bytes, info.addr_width, info.ctrl_addr_width) == \
-            ((2, 0), MAX_PAYLOAD, tb.config.bus_bytes, tb.config.addr_width, 8)
+            (PROTOCOL_VERSION, MAX_PAYLOAD, tb.config.bus_bytes, tb.config.addr_width, 8)
+        assert (info.clock_khz, info.max_replay) == (round(tb.config.clock_mhz * 1000), 256)
         assert info.last_seq == 0
         for offset, value in ((0x10, 0x12345678), (0x2C, 0xFFFFFFFF), (0xFC, 0xA5A55A5A)):
             link.write_reg(offset, value)
@@ -227,6 +228,79 @@ async def bridge_runs_each_write_seq_once(dut):
     assert seq_verdict(0x8003, 4) == "execute" and seq_verdict(3, 0x8003) == "stale"
     # One burst each for the executed memory writes, none for repeats and stale copies.
     assert sorted(tb.mem_log.writes) == [(0x200, 1), (0x300, 1)]
+
+
+@cocotb.test()
+async def bridge_replays_a_register_sequence(dut):
+    """REPLAY: busy check, writes in order, start, done poll or timeout, reads; refusals and
+    AXI errors touch nothing more; a repeat reads again and writes nothing."""
+    tb = TB(dut, system=False)
+    await tb.reset()
+    steps = []
+    status_offset, ctrl_offset = 0x04, 0x00
+
+    def reg(offset):
+        return struct.unpack("<I", tb.regs.read(offset, 4))[0]
+
+    def set_reg(offset, value):
+        tb.regs.write(offset, struct.pack("<I", value))
+
+    @bridge
+    def host():
+        t = tb.transport
+
+        def replay(seq, writes, reads, *, start=0x1, done_mask=0x1, timeout=300, addr=0, extra=b"", **kw):
+            payload = encode_replay(status_offset=kw.get("status_offset", status_offset), busy_mask=0x4,
+                                    ctrl_offset=ctrl_offset, start=start, done_mask=done_mask,
+                                    timeout=timeout, writes=writes, reads=reads) + extra
+            cmd, seq_, status, out = exchange(t, encode_request(Command.REPLAY, seq, addr, len(payload), payload))
+            assert (cmd, seq_) == (Command.REPLAY, seq)
+            return (Status(status), *decode_replay_answer(out, len(reads))) if status == Status.OK \
+                else (Status(status), out)
+
+        set_reg(0x40, 0xDEAD)
+        job = [(0x20, 0x11), (0x24, 0x22), (0x20, 0x33)]     # the later write to 0x20 wins
+        steps.append(("done", replay(1, job, [0x20, 0x24, 0x40]), reg(ctrl_offset)))
+        set_reg(0x20, 0)                                     # a repeat must not write it again
+        set_reg(0x40, 0xBEEF)                                # ... but reads again
+        steps.append(("repeat", replay(1, job, [0x20, 0x24, 0x40]), reg(0x20)))
+        set_reg(status_offset, 0x4)
+        steps.append(("busy", replay(2, [(0x28, 5)], [0x28]), reg(0x28)))
+        steps.append(("busy repeat", replay(2, [(0x28, 5)], [0x28]), reg(0x28)))
+        set_reg(status_offset, 0)
+        steps.append(("timeout", replay(3, [(0x28, 6)], [0x28], done_mask=0x2), reg(0x28)))
+        steps.append(("unaligned", replay(4, [(0x2C, 7), (0x31, 8)], [0x2C]), reg(0x2C)))
+        steps.append(("too far", replay(5, [(0x2C, 7)], [0x100]), reg(0x2C)))
+        steps.append(("bad status offset", replay(6, [(0x2C, 7)], [], status_offset=0x102), reg(0x2C)))
+        steps.append(("counts", replay(7, [(0x2C, 7)], [], extra=b"\0\0"), reg(0x2C)))
+        steps.append(("addr", replay(8, [(0x2C, 7)], [], addr=4), reg(0x2C)))
+        tb.reg_fault["range"] = (0x34, 0x38)
+        steps.append(("slverr", replay(9, [(0x2C, 9), (0x34, 1), (0x30, 9)], []), reg(0x2C), reg(0x30)))
+        tb.reg_fault.clear()
+        # The host's LinkSession.replay, from HELLO on.
+        link = tb.link()
+        result, values = link.replay(status_offset=status_offset, busy_mask=0x4, writes=[(0x38, 0xA5A5)],
+                                     ctrl_offset=ctrl_offset, start=0x1, done_mask=0x1, timeout_s=1e-5,
+                                     reads=[0x38, 0x40])
+        steps.append(("link", result, values, link.frames))
+
+    await host()
+    ok = Status.OK
+    done, busy, timeout = ReplayResult.DONE, ReplayResult.BUSY, ReplayResult.TIMEOUT
+    assert steps == [
+        ("done", (ok, done, [0x33, 0x22, 0xDEAD]), 0x1),
+        ("repeat", (ok, done, [0, 0x22, 0xBEEF]), 0),
+        ("busy", (ok, busy, []), 0),
+        ("busy repeat", (ok, busy, []), 0),
+        ("timeout", (ok, timeout, []), 6),
+        ("unaligned", (Status.BAD_ADDRESS, b""), 0),
+        ("too far", (Status.BAD_ADDRESS, b""), 0),
+        ("bad status offset", (Status.BAD_ADDRESS, b""), 0),
+        ("counts", (Status.BAD_LENGTH, b""), 0),
+        ("addr", (Status.BAD_ADDRESS, b""), 0),
+        ("slverr", (Status.AXI_SLVERR, b""), 9, 0),          # stops at the failing write
+        ("link", done, [0xA5A5, 0xBEEF], 2),                 # HELLO, then one REPLAY
+    ]
 
 
 @pytest.mark.xdist_group("uart_bridge")

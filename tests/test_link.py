@@ -1,7 +1,8 @@
 """host/platforms/link.py against a byte-level Python model of the bridge protocol.
 
-The model below is written from the protocol text in hdl/spec/link_protocol.py (2.0), with its
-own frame parser and its own rule for write sequence numbers; it injects faults (corrupted,
+The model below is written from the protocol text in hdl/spec/link_protocol.py (2.1), with its
+own frame parser, its own rule for write sequence numbers and its own REPLAY (``max_replay`` 0
+makes it a 2.0 bridge without REPLAY); it injects faults (corrupted,
 lost, truncated and foreign answers) so the link's retries, timeouts and error messages are
 checked without hardware or simulator.
 """
@@ -38,7 +39,7 @@ def _crc(data: bytes) -> bytes:
 class BridgeModel:
     """A bridge in Python: registers in a dict, memory in a bytearray, fault knobs."""
 
-    def __init__(self, mem_size=4096, magic=b"SYLK"):
+    def __init__(self, mem_size=4096, magic=b"SYLK", max_replay=256):
         self.regs: dict[int, int] = {}
         self.mem = bytearray(mem_size)
         self.magic = magic
@@ -54,6 +55,11 @@ class BridgeModel:
         self.last_seq = 0          # of the last REG_WRITE/MEM_WRITE executed (0 after reset)
         self.last_status = Status.OK
         self.answered: list[tuple[int, int, int]] = []   # (cmd, seq, status) of every answer
+        self.max_replay = max_replay
+        self.clock_khz = 100_000
+        self.completes = True      # a REPLAY's start write makes the done bits read back once
+        self.register_writes: list[tuple[int, int]] = []  # every register write, REG_WRITE or REPLAY
+        self.last_result = None    # the last REPLAY's result byte
 
     def feed(self, data: bytes) -> None:
         self.rx += data
@@ -66,7 +72,7 @@ class BridgeModel:
             if len(self.rx) < 14:
                 return
             cmd, seq, addr, length = struct.unpack("<BHQH", self.rx[1:14])
-            body_len = 13 + (length if cmd in (3, 5) else 0)
+            body_len = 13 + (length if cmd in (3, 5, 7) else 0)
             if len(self.rx) < 1 + body_len + 2:
                 return
             body = bytes(self.rx[1:1 + body_len])
@@ -79,11 +85,13 @@ class BridgeModel:
             status, out = Status.CRC, b""
         elif self.reject_next:
             status, out = self.reject_next.pop(0), b""
-        elif cmd in (3, 5):
+        elif cmd in (3, 5, 7):
             # A write runs once per seq: the same seq again gets the first answer, an
             # older one (behind by half the 16-bit space or less) gets STALE.
             ahead = (seq - self.last_seq) & 0xFFFF
-            if ahead == 0:
+            if ahead == 0 and cmd == 7 and self.last_status == Status.OK:
+                status, out = Status.OK, self._replay(payload, repeat=True)
+            elif ahead == 0:
                 status, out = self.last_status, b""
             elif ahead >= 0x8000:
                 status, out = STALE, b""
@@ -111,8 +119,19 @@ class BridgeModel:
     def _execute(self, cmd, addr, length, payload):
         status, out = Status.OK, b""
         if cmd == 1:
-            out = struct.pack("<4sBBHBBBBH", self.magic, 2, 0, MAX_PAYLOAD, 16, 32, 8, int(self.irq),
-                              self.last_seq)
+            out = struct.pack("<4sBBHBBBBH", self.magic, 2, 1 if self.max_replay else 0, MAX_PAYLOAD, 16, 32, 8,
+                              int(self.irq), self.last_seq)
+            if self.max_replay:
+                out += struct.pack("<IH", self.clock_khz, self.max_replay)
+        elif cmd == 7 and self.max_replay:
+            if addr != 0:
+                status = Status.BAD_ADDRESS
+            elif not 22 <= length <= self.max_replay:
+                status = Status.BAD_LENGTH
+            else:
+                status = self._replay_refusal(payload)
+                if status == Status.OK:
+                    out = self._replay(payload, repeat=False)
         elif cmd in (2, 3):
             if length != 4:
                 status = Status.BAD_LENGTH
@@ -120,6 +139,7 @@ class BridgeModel:
                 out = self.regs.get(addr, 0).to_bytes(4, "little")
             else:
                 self.regs[addr] = int.from_bytes(payload, "little")
+                self.register_writes.append((addr, self.regs[addr]))
         elif cmd in (4, 5):
             if not (1 <= length <= MAX_PAYLOAD and addr // MAX_PAYLOAD == (addr + length - 1) // MAX_PAYLOAD):
                 status = Status.BAD_ADDRESS
@@ -136,6 +156,41 @@ class BridgeModel:
         if status == Status.OK:
             self.executed.append((cmd, addr, length))
         return status, out
+
+    @staticmethod
+    def _replay_fields(payload):
+        head = struct.unpack_from("<HIHIIIBB", payload)
+        wc, rc = head[6], head[7]
+        writes = [struct.unpack_from("<HI", payload, 22 + 6 * i) for i in range(wc)]
+        reads = [struct.unpack_from("<H", payload, 22 + 6 * wc + 2 * i)[0] for i in range(rc)]
+        return head, writes, reads
+
+    def _replay_refusal(self, payload):
+        wc, rc = payload[20], payload[21]
+        if len(payload) != 22 + 6 * wc + 2 * rc or 1 + 4 * rc > self.max_replay:
+            return Status.BAD_LENGTH
+        (status_offset, _, ctrl_offset, *_), writes, reads = self._replay_fields(payload)
+        offsets = [status_offset, ctrl_offset, *(o for o, _ in writes), *reads]
+        return Status.BAD_ADDRESS if any(o % 4 or o >= 256 for o in offsets) else Status.OK
+
+    def _replay(self, payload, repeat):
+        """The answer to a REPLAY: result 0 done + values, 1 busy, 2 timeout. A repeat only
+        reads again (after a done) and keeps the result."""
+        (status_offset, busy_mask, ctrl_offset, start, done_mask, _, _, _), writes, reads = \
+            self._replay_fields(payload)
+        if not repeat:
+            if self.regs.get(status_offset, 0) & busy_mask:
+                self.last_result = 1
+            else:
+                for offset, value in writes + [(ctrl_offset, start)]:
+                    self.regs[offset] = value
+                    self.register_writes.append((offset, value))
+                done = self.completes
+                self.regs[ctrl_offset] = 0          # ap_done is clear on read
+                self.last_result = 0 if done else 2
+        if self.last_result != 0:
+            return bytes([self.last_result])
+        return bytes([0]) + b"".join(struct.pack("<I", self.regs.get(o, 0)) for o in reads)
 
 
 class ModelTransport:
@@ -178,7 +233,8 @@ def link(model):
 def test_hello_reports_the_bridge_limits(link):
     info = link.hello()
     assert (info.version, info.max_payload, info.bus_bytes, info.addr_width, info.ctrl_addr_width) == \
-        ((2, 0), MAX_PAYLOAD, 16, 32, 8)
+        ((2, 1), MAX_PAYLOAD, 16, 32, 8)
+    assert (info.clock_khz, info.max_replay) == (100_000, 256) and link.can_replay
 
 
 def test_registers_and_irq_through_the_bus_seam(link, model):
@@ -369,3 +425,75 @@ def test_pyserial_transport_opens_a_url():
     link = SerialLink.open("loop://", BOARDS["nexys_video"].uart_baud, timeout_s=0.3, retries=0)
     with pytest.raises(LinkTimeout):
         link.hello()
+
+
+# -- REPLAY: the driver's job sequence in one exchange ------------------------------------
+
+def _replay_through_bus(bus, writes, reads, timeout_s=1e-3, start=0x1):
+    """``LinkRegisterBus.replay`` as ``Driver._execute`` calls it (uint32 arrays by address)."""
+    offsets = np.array([o for o, _ in writes], np.uint32)
+    values = np.array([v for _, v in writes], np.uint32)
+    read_offsets = np.array(reads, np.uint32)
+    read_values = np.zeros(len(reads), np.uint32)
+    code = bus.replay(0x04, 0x1, offsets.ctypes.data, values.ctypes.data, len(writes), 0x00, start, 0x2,
+                      timeout_s, read_offsets.ctypes.data, len(reads), read_values.ctypes.data)
+    return code, read_values.tolist()
+
+
+JOB = [(0x10, 0x1000), (0x14, 0), (0x28, 3), (0x10, 0x2000)]
+AFTER = [0x80, 0x84, 0x10]
+
+
+def test_replay_runs_a_job_in_one_exchange(link, model):
+    bus = LinkRegisterBus(link)
+    assert bus.replay_waits_on_device
+    model.regs.update({0x80: 11, 0x84: 22})
+    link.hello()
+    frames = link.frames
+    assert _replay_through_bus(bus, JOB, AFTER) == (1, [11, 22, 0x2000])
+    assert link.frames == frames + 1
+    assert model.register_writes == [*JOB, (0x00, 0x1)]          # in order, then the start
+    model.completes = False
+    assert _replay_through_bus(bus, JOB, AFTER) == (0, [0, 0, 0])                    # timeout
+    model.regs[0x04] = 0x1
+    writes_before = len(model.register_writes)
+    assert _replay_through_bus(bus, JOB, AFTER) == (-1, [0, 0, 0])                   # busy: nothing written
+    assert len(model.register_writes) == writes_before
+
+
+def test_a_replay_whose_answer_is_lost_runs_once_and_reads_again(link, model):
+    bus = LinkRegisterBus(link)
+    model.regs.update({0x80: 11, 0x84: 22})
+    link.hello()
+    model.drop_next = 1
+    assert _replay_through_bus(bus, JOB, AFTER) == (1, [11, 22, 0x2000])
+    assert model.register_writes == [*JOB, (0x00, 0x1)]          # the retry wrote nothing
+    replays = [a for a in model.answered if a[0] == 7]
+    assert len(replays) == 2 and replays[0][1] == replays[1][1]  # one seq, answered twice
+
+
+def test_replay_is_offered_only_by_a_bridge_that_runs_it():
+    old = BridgeModel(max_replay=0)                               # a 2.0 bridge
+    link = SerialLink(ModelTransport(old), timeout_s=0.5)
+    assert link.hello().version == (2, 0) and not link.can_replay
+    assert LinkRegisterBus(link).replay is None
+
+
+def test_a_plan_too_long_for_one_replay_runs_request_by_request(model):
+    model.max_replay = 40                                         # 22 + 6 * 4 + 2 * 3 = 52 bytes
+    link = SerialLink(ModelTransport(model), timeout_s=0.5)
+    bus = LinkRegisterBus(link)
+    model.regs.update({0x80: 11, 0x84: 22})
+    link.hello()
+    # The model's CTRL is plain memory: a start word with the done bit reads back done.
+    assert _replay_through_bus(bus, JOB, AFTER, start=0x3) == (1, [11, 22, 0x2000])
+    assert model.register_writes == [*JOB, (0x00, 0x3)]
+    assert not [a for a in model.answered if a[0] == 7]
+
+
+def test_replay_refusals_and_errors_name_the_command(link, model):
+    link.hello()
+    with pytest.raises(LinkDeviceError, match="REPLAY at 0x0 failed: BAD_ADDRESS"):
+        link.replay(status_offset=0x04, busy_mask=1, writes=[(0x11, 0)], ctrl_offset=0, start=1, done_mask=2,
+                    timeout_s=1e-3, reads=[])
+    assert model.register_writes == []

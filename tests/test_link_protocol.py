@@ -5,6 +5,7 @@ The expected frames below are written out byte by byte from the module docstring
 field moved or resized in a layout fails here even though encoder and decoder would
 still agree with each other. The write sequence numbers' verdicts (protocol 2.0) are
 checked on ints, wraparound included, and on the Amaranth values ``hdl.link_exec`` uses.
+REPLAY's payload (protocol 2.1) is written out byte by byte the same way.
 """
 
 import binascii
@@ -22,7 +23,8 @@ from hdl.spec.link_protocol import (HELLO_FORMAT, HELLO_LAYOUT, NOT_EXECUTED,
                                     SEQ_MODULUS, STATE_CHANGING, Command, HelloInfo, Layout, Status,
                                     decode_request, decode_response, encode_hello, encode_request,
                                     encode_response, request_status, seq_checks, seq_distance,
-                                    seq_verdict, window_ok)
+                                    seq_verdict, window_ok, HELLO_2_0_SIZE, PROTOCOL_VERSION, ReplayResult,
+                                    decode_replay, decode_replay_answer, encode_replay, replay_status)
 
 
 def _with_crc(frame_hex: str) -> bytes:
@@ -55,7 +57,7 @@ def test_response_frame_as_the_text_says():
 
 def test_derived_formats_and_overheads():
     assert (REQUEST_STRUCT.format, RESPONSE_STRUCT.format, HELLO_FORMAT.format) == \
-        ("<BHQH", "<BHBH", "<4sBBHBBBBH")
+        ("<BHQH", "<BHBH", "<4sBBHBBBBHIH")
     assert (REQUEST_OVERHEAD, RESPONSE_OVERHEAD, REQUEST_PAYLOAD_OFFSET) == (1 + 13 + 2, 1 + 6 + 2, 14)
     assert REQUEST_LAYOUT["length"].offset == 11 and RESPONSE_LAYOUT["status"].offset == 3
     assert SEQ_MODULUS == 1 << 16
@@ -70,13 +72,18 @@ def test_rtl_header_layouts_are_the_protocol_layouts():
 
 def test_hello_round_trip_and_refusals():
     payload = encode_hello(max_payload=4096, bus_bytes=16, addr_width=32, ctrl_addr_width=8, irq=1,
-                           last_seq=0xBEEF)
-    #                               magic    major minor max_payload bus addr ctrl irq last_seq
-    assert payload == bytes.fromhex("53594c4b 02 00 0010 10 20 08 01 efbe")
-    assert HelloInfo.parse(payload) == HelloInfo((2, 0), 4096, 16, 32, 8, True, 0xBEEF)
+                           last_seq=0xBEEF, clock_khz=100_000, max_replay=256)
+    #                               magic    major minor max_payload bus addr ctrl irq last_seq clock_khz max_replay
+    assert payload == bytes.fromhex("53594c4b 02 01 0010 10 20 08 01 efbe a0860100 0001")
+    assert PROTOCOL_VERSION == (2, 1)
+    assert HelloInfo.parse(payload) == HelloInfo((2, 1), 4096, 16, 32, 8, True, 0xBEEF, 100_000, 256)
+    # A 2.0 bridge's answer ends after last_seq: no clock, no REPLAY.
+    old = bytes.fromhex("53594c4b 02 00 0010 10 20 08 01 efbe")
+    assert len(old) == HELLO_2_0_SIZE
+    assert HelloInfo.parse(old) == HelloInfo((2, 0), 4096, 16, 32, 8, True, 0xBEEF, 0, 0)
     with pytest.raises(ValueError, match=r"magic is b'XXXX', expected b'SYLK'"):
         HelloInfo.parse(b"XXXX" + payload[4:])
-    with pytest.raises(ValueError, match=f"HELLO answer is 13 bytes, expected {HELLO_LAYOUT.size}"):
+    with pytest.raises(ValueError, match=f"HELLO answer is 19 bytes, expected {HELLO_LAYOUT.size}"):
         HelloInfo.parse(payload[:-1])
 
 
@@ -143,7 +150,7 @@ def test_seq_checks_on_amaranth_values_agree_with_ints():
 def test_what_was_not_executed():
     assert Status.STALE in NOT_EXECUTED and Status.OK not in NOT_EXECUTED
     assert not {Status.AXI_SLVERR, Status.AXI_DECERR} & set(NOT_EXECUTED)   # a write may have landed
-    assert STATE_CHANGING == (Command.REG_WRITE, Command.MEM_WRITE)
+    assert STATE_CHANGING == (Command.REG_WRITE, Command.MEM_WRITE, Command.REPLAY)
     assert [c for c in Command if c.changes_state] == [c for c in Command if c.has_payload]
 
 
@@ -169,6 +176,46 @@ LIMITS = {"max_payload": 64, "ctrl_addr_width": 8, "addr_width": 32}
 ])
 def test_request_rules(cmd, addr, length, status):
     assert request_status(cmd, addr, length, **LIMITS) == status
+
+
+@pytest.mark.parametrize("addr, length, max_replay, status", [
+    (0, 22, 256, Status.OK),                              # the header alone: no writes, no reads
+    (0, 21, 256, Status.BAD_LENGTH),
+    (0, 257, 256, Status.BAD_LENGTH),
+    (4, 22, 256, Status.BAD_ADDRESS),
+    (0, 22, 0, Status.BAD_COMMAND),                       # a bridge without REPLAY
+])
+def test_replay_request_rules(addr, length, max_replay, status):
+    assert request_status(Command.REPLAY, addr, length, max_replay=max_replay, **LIMITS) == status
+
+
+def test_replay_payload_as_the_text_says():
+    payload = encode_replay(status_offset=0x04, busy_mask=0x1, ctrl_offset=0x00, start=0x1, done_mask=0x2,
+                            timeout=100_000, writes=[(0x10, 0x11223344), (0x28, 3)], reads=[0x80, 0x84])
+    #                         status_offset busy_mask ctrl start    done     timeout  wc rc
+    assert payload == bytes.fromhex("0400 01000000 0000 01000000 02000000 a0860100 02 02"
+                                    "1000 44332211 2800 03000000"        # (offset, value) each
+                                    "8000 8400")                          # offsets
+    head, writes, reads = decode_replay(payload)
+    assert (head["timeout"], writes, reads) == (100_000, [(0x10, 0x11223344), (0x28, 3)], [0x80, 0x84])
+    rules = {"max_replay": 64, "ctrl_addr_width": 8}
+    assert replay_status(payload, **rules) == Status.OK
+    assert replay_status(payload + b"\0", **rules) == Status.BAD_LENGTH          # counts say 46 bytes
+    assert replay_status(payload[:-2], **rules) == Status.BAD_LENGTH
+    for bad in ([(0x12, 0)], [(0x100, 0)]):                                      # unaligned, too far
+        wrong = encode_replay(status_offset=4, busy_mask=1, ctrl_offset=0, start=1, done_mask=2, timeout=1,
+                              writes=bad, reads=[])
+        assert replay_status(wrong, **rules) == Status.BAD_ADDRESS
+    many_reads = encode_replay(status_offset=4, busy_mask=1, ctrl_offset=0, start=1, done_mask=2, timeout=1,
+                               writes=[], reads=[0] * 16)                         # 54 bytes; answer 65
+    assert replay_status(many_reads, **rules) == Status.BAD_LENGTH
+    assert decode_replay_answer(bytes.fromhex("00 01000000 02000000"), 2) == (ReplayResult.DONE, [1, 2])
+    assert decode_replay_answer(b"\x02", 2) == (ReplayResult.TIMEOUT, [])
+    with pytest.raises(ValueError, match="expected 9"):
+        decode_replay_answer(b"\x00", 2)
+    with pytest.raises(ValueError, match="at most 255"):
+        encode_replay(status_offset=4, busy_mask=1, ctrl_offset=0, start=1, done_mask=2, timeout=1,
+                      writes=[(0, 0)] * 256, reads=[])
 
 
 def test_memory_rules_agree_with_the_hosts_window_split():

@@ -19,7 +19,7 @@ executed only after its CRC checked out, so a corrupted request has no side effe
 and is answered with ``Status.CRC``.
 
 **Nothing is applied twice** (protocol 2.0). The state-changing commands
-(``STATE_CHANGING``: REG_WRITE, MEM_WRITE) carry a write sequence number in ``seq``:
+(``STATE_CHANGING``: REG_WRITE, MEM_WRITE, REPLAY) carry a write sequence number in ``seq``:
 the bridge remembers the ``seq`` and status of the last one it executed
 (``last_seq``, reported by HELLO; 0 after reset) and decides by ``seq_checks``:
 
@@ -37,6 +37,29 @@ answers to requests. Over UDP (``hdl.eth_link``) a datagram carries exactly one 
 as above, and the answer goes back to the datagram's source address and port. A request that stops arriving for longer than
 the bridge's frame timeout is answered with ``Status.TRUNCATED``; either way the
 bridge then hunts for the next 0xA5. Nothing a host sends can hang the bridge.
+
+**REPLAY** (protocol 2.1) runs one planned accelerator job in one exchange. Its
+payload (``length`` bytes, at most HELLO's ``max_replay``; ``addr`` must be 0) is
+``REPLAY_HEADER_LAYOUT`` (status_offset u16, busy_mask u32, ctrl_offset u16, start u32,
+done_mask u32, timeout u32 in bridge cycles, write_count u8, read_count u8), then
+``write_count`` x ``REPLAY_WRITE_LAYOUT`` (offset u16, value u32), then ``read_count``
+x ``REPLAY_READ_LAYOUT`` (offset u16); ``replay_length`` gives the total, which must
+equal ``length``. After the CRC, the seq rules and ``request_checks``, the payload is
+checked (``replay_checks``: the length matches the counts, the answer fits
+``max_replay``, every offset is a register offset) and refused with no bus traffic if
+it fails. Then over AXI4-Lite: read ``status_offset``; if ``busy_mask`` bits are set,
+the result is BUSY; else the writes in order, ``start`` to ``ctrl_offset``, then
+``ctrl_offset`` is read until ``done_mask`` bits are set (the driver's clear-on-read
+ap_done) or ``timeout`` cycles after the start write passed (result TIMEOUT), then the
+reads in order (result DONE). The answer (status OK) is ``REPLAY_ANSWER_LAYOUT``
+(``ReplayResult``), followed, when DONE, by ``read_count`` x u32 read values. An AXI
+error response ends the sequence with AXI_SLVERR/AXI_DECERR and no payload. A REPLAY
+**repeat** (same seq, same payload, e.g. the answer was lost) does not run the job
+again: if the first one was answered OK, the bridge reads the read list again (it must
+be idempotent: the driver's counters and ERR_CODE are) and answers the remembered
+result with the fresh values, so the answer has the same form as the first; otherwise
+it answers the remembered status with no payload. HELLO's ``clock_khz`` converts
+seconds to timeout cycles; ``max_replay`` 0 (or a 2.0 bridge) means no REPLAY.
 
 Memory commands move ``length`` bytes (1..``max_payload``) at any byte address, as
 one AXI4 INCR burst with byte strobes. The range must not cross a
@@ -71,12 +94,16 @@ __all__ = ["REQUEST_SYNC", "RESPONSE_SYNC", "MAGIC", "PROTOCOL_VERSION", "Comman
            "SYNC_BYTES", "CRC_BYTES", "SEQ_MODULUS", "STATE_CHANGING", "NOT_EXECUTED", "seq_distance",
            "seq_checks", "seq_verdict", "REQUEST_PAYLOAD_OFFSET", "REQUEST_OVERHEAD",
            "RESPONSE_OVERHEAD", "crc16", "encode_request", "encode_response", "decode_request",
-           "decode_response", "encode_hello", "HelloInfo", "window_ok", "request_checks", "request_status"]
+           "decode_response", "encode_hello", "HelloInfo", "window_ok", "request_checks", "request_status",
+           "ReplayResult", "REPLAY_HEADER_LAYOUT", "REPLAY_WRITE_LAYOUT", "REPLAY_READ_LAYOUT",
+           "REPLAY_ANSWER_LAYOUT", "HELLO_2_0_SIZE", "offset_refused", "replay_length", "replay_answer_length",
+           "replay_checks", "encode_replay", "decode_replay", "replay_status", "decode_replay_answer"]
 
 REQUEST_SYNC = 0xA5
 RESPONSE_SYNC = 0x5A
 MAGIC = b"SYLK"                 # HELLO payload starts with this: it is a Systole link bridge
-PROTOCOL_VERSION = (2, 0)       # 2.0: seq u16, write sequence numbers (nothing applied twice)
+PROTOCOL_VERSION = (2, 1)       # 2.0: seq u16, write sequence numbers (nothing applied twice);
+                                # 2.1: REPLAY, HELLO's clock_khz and max_replay
 
 
 @dataclass(frozen=True)
@@ -143,7 +170,15 @@ SEQ_MODULUS = 1 << 8 * REQUEST_LAYOUT["seq"].size
 # ``last_seq`` the seq of the last state-changing request executed (0 after reset).
 HELLO_LAYOUT = Layout(("magic", len(MAGIC), "raw"), ("major", 1), ("minor", 1), ("max_payload", 2),
                       ("bus_bytes", 1), ("addr_width", 1), ("ctrl_addr_width", 1), ("irq", 1),
-                      ("last_seq", 2))
+                      ("last_seq", 2), ("clock_khz", 4), ("max_replay", 2))
+# A 2.0 bridge's HELLO answer ends after last_seq (no REPLAY).
+HELLO_2_0_SIZE = HELLO_LAYOUT["last_seq"].offset + HELLO_LAYOUT["last_seq"].size
+# REPLAY's request payload: this header, write_count writes, read_count reads.
+REPLAY_HEADER_LAYOUT = Layout(("status_offset", 2), ("busy_mask", 4), ("ctrl_offset", 2), ("start", 4),
+                              ("done_mask", 4), ("timeout", 4), ("write_count", 1), ("read_count", 1))
+REPLAY_WRITE_LAYOUT = Layout(("offset", 2), ("value", 4))
+REPLAY_READ_LAYOUT = Layout(("offset", 2))
+REPLAY_ANSWER_LAYOUT = Layout(("result", 1))    # then read_count x REGISTER_LAYOUT when DONE
 REGISTER_LAYOUT = Layout(("value", 4))     # REG_WRITE payload, REG_READ answer: one 32-bit register
 IRQ_LAYOUT = Layout(("irq", 1))            # IRQ answer: bit 0 is the accelerator's irq line
 
@@ -167,10 +202,11 @@ class Command(enum.IntEnum):
     MEM_READ = 0x04   # AXI4 burst read of length bytes at addr
     MEM_WRITE = 0x05  # AXI4 burst write of the payload at addr
     IRQ = 0x06        # payload IRQ_LAYOUT: bit 0 = the accelerator's irq line now
+    REPLAY = 0x07     # a planned job in one exchange (2.1); see the module docstring
 
     @property
     def has_payload(self) -> bool:
-        return self in (Command.REG_WRITE, Command.MEM_WRITE)
+        return self in (Command.REG_WRITE, Command.MEM_WRITE, Command.REPLAY)
 
     @property
     def changes_state(self) -> bool:
@@ -178,7 +214,15 @@ class Command(enum.IntEnum):
         return self in STATE_CHANGING
 
 
-STATE_CHANGING = (Command.REG_WRITE, Command.MEM_WRITE)
+STATE_CHANGING = (Command.REG_WRITE, Command.MEM_WRITE, Command.REPLAY)
+
+
+class ReplayResult(DocIntEnum):
+    """The first byte of a REPLAY answer (status OK)."""
+
+    DONE = 0x00, "the job ran and done_mask was seen; the read values follow"
+    BUSY = 0x01, "busy_mask was set before the first write; nothing was written"
+    TIMEOUT = 0x02, "done_mask not seen within timeout cycles of the start write"
 
 
 class Status(DocIntEnum):
@@ -188,9 +232,11 @@ class Status(DocIntEnum):
     CRC = 0x01, "request CRC mismatch; not executed"
     TRUNCATED = 0x02, "request stopped arriving before its end (frame timeout); not executed"
     BAD_COMMAND = 0x03, "unknown command; not executed"
-    BAD_LENGTH = 0x04, "length is 0, above max_payload, or not 4 for a register; not executed"
+    BAD_LENGTH = 0x04, ("length is 0, above max_payload, or not 4 for a register; a REPLAY whose "
+                        "length is not its counts' or above max_replay; not executed")
     BAD_ADDRESS = 0x05, ("memory range crosses a max_payload window, or register offset "
-                         "unaligned/out of range; not executed")
+                         "unaligned/out of range (REPLAY: addr not 0, or one of its offsets); "
+                         "not executed")
     AXI_SLVERR = 0x06, "the AXI slave answered SLVERR (a memory read returns no payload)"
     AXI_DECERR = 0x07, "the AXI interconnect answered DECERR (a memory read returns no payload)"
     STALE = 0x08, ("a state-changing request older than the last one executed (a late or "
@@ -271,11 +317,12 @@ def decode_response(frame: bytes) -> tuple[dict, bytes]:
 
 
 def encode_hello(*, max_payload: int, bus_bytes: int, addr_width: int, ctrl_addr_width: int,
-                 irq: int = 0, last_seq: int = 0) -> bytes:
+                 irq: int = 0, last_seq: int = 0, clock_khz: int = 0, max_replay: int = 0) -> bytes:
     """The HELLO answer of a bridge with these limits (``HELLO_LAYOUT``)."""
     return HELLO_LAYOUT.pack(magic=MAGIC, major=PROTOCOL_VERSION[0], minor=PROTOCOL_VERSION[1],
                              max_payload=max_payload, bus_bytes=bus_bytes, addr_width=addr_width,
-                             ctrl_addr_width=ctrl_addr_width, irq=irq, last_seq=last_seq)
+                             ctrl_addr_width=ctrl_addr_width, irq=irq, last_seq=last_seq,
+                             clock_khz=clock_khz, max_replay=max_replay)
 
 
 @dataclass(frozen=True)
@@ -289,17 +336,22 @@ class HelloInfo:
     ctrl_addr_width: int
     irq: bool
     last_seq: int = 0
+    clock_khz: int = 0          # the bridge's clock (2.1; 0 from a 2.0 bridge)
+    max_replay: int = 0         # REPLAY's payload and answer limit (2.1; 0: no REPLAY)
 
     @classmethod
     def parse(cls, payload: bytes) -> "HelloInfo":
-        """``ValueError`` unless ``payload`` is a HELLO answer (size and magic)."""
-        if len(payload) != HELLO_LAYOUT.size:
+        """``ValueError`` unless ``payload`` is a HELLO answer (size and magic); a 2.0
+        answer (``HELLO_2_0_SIZE`` bytes, minor 0) says clock_khz 0 and max_replay 0."""
+        old = len(payload) == HELLO_2_0_SIZE and len(payload) > HELLO_LAYOUT["minor"].offset \
+            and payload[HELLO_LAYOUT["minor"].offset] == 0
+        if len(payload) != HELLO_LAYOUT.size and not old:
             raise ValueError(f"HELLO answer is {len(payload)} bytes, expected {HELLO_LAYOUT.size}")
-        f = HELLO_LAYOUT.unpack(payload)
+        f = HELLO_LAYOUT.unpack(bytes(payload) + bytes(HELLO_LAYOUT.size - len(payload)))
         if f["magic"] != MAGIC:
             raise ValueError(f"HELLO magic is {f['magic']!r}, expected {MAGIC!r}")
         return cls((f["major"], f["minor"]), f["max_payload"], f["bus_bytes"], f["addr_width"],
-                   f["ctrl_addr_width"], bool(f["irq"] & 1), f["last_seq"])
+                   f["ctrl_addr_width"], bool(f["irq"] & 1), f["last_seq"], f["clock_khz"], f["max_replay"])
 
 
 def window_ok(addr: int, length: int, max_payload: int) -> bool:
@@ -307,35 +359,129 @@ def window_ok(addr: int, length: int, max_payload: int) -> bool:
     return 1 <= length <= max_payload and addr // max_payload == (addr + length - 1) // max_payload
 
 
-def request_checks(cmd, addr, length, *, max_payload: int, ctrl_addr_width: int, addr_width: int) -> list:
+def offset_refused(offset, ctrl_addr_width: int):
+    """True for a register offset that is unaligned or beyond ``ctrl_addr_width`` (operators only)."""
+    return ((offset & (REGISTER_LAYOUT.size - 1)) != 0) | ((offset >> ctrl_addr_width) != 0)
+
+
+def request_checks(cmd, addr, length, *, max_payload: int, ctrl_addr_width: int, addr_width: int,
+                   max_replay: int = 0) -> list:
     """The rules that refuse a received request, in order: ``(failed, status)`` each.
 
     The first rule that fails gives the answer, and the request is not executed. Only
     operators are used, so the same rules run on ints (``request_status``, a model of
     the bridge) and on Amaranth values (``hdl.link_exec``). ``max_payload`` is a power
-    of two; memory commands must not cross a ``max_payload``-aligned window.
+    of two; memory commands must not cross a ``max_payload``-aligned window. A bridge
+    with ``max_replay`` 0 refuses REPLAY as BAD_COMMAND; REPLAY's payload is checked
+    further by ``replay_checks`` once it is known.
     """
     window_bits = (max_payload - 1).bit_length()
     register_bytes = REGISTER_LAYOUT.size
     is_reg = (cmd == Command.REG_READ) | (cmd == Command.REG_WRITE)
     is_mem = (cmd == Command.MEM_READ) | (cmd == Command.MEM_WRITE)
+    is_replay = cmd == Command.REPLAY
     end = addr + length - 1                 # the last byte; only looked at once length >= 1
+    commands = [c for c in Command if c != Command.REPLAY or max_replay]
     return [
-        (reduce(operator.and_, (cmd != c for c in Command)), Status.BAD_COMMAND),
+        (reduce(operator.and_, (cmd != c for c in commands)), Status.BAD_COMMAND),
+        (is_replay & ((length < REPLAY_HEADER_LAYOUT.size) | (length > max_replay)), Status.BAD_LENGTH),
+        (is_replay & (addr != 0), Status.BAD_ADDRESS),
         (is_reg & (length != register_bytes), Status.BAD_LENGTH),
         (is_mem & ((length == 0) | (length > max_payload)), Status.BAD_LENGTH),
-        (is_reg & ((addr & (register_bytes - 1)) != 0), Status.BAD_ADDRESS),
-        (is_reg & ((addr >> ctrl_addr_width) != 0), Status.BAD_ADDRESS),
+        (is_reg & offset_refused(addr, ctrl_addr_width), Status.BAD_ADDRESS),
         (is_mem & ((addr >> window_bits) != (end >> window_bits)), Status.BAD_ADDRESS),
         (is_mem & ((addr >> addr_width) != 0), Status.BAD_ADDRESS),
     ]
 
 
 def request_status(cmd: int, addr: int, length: int, *, max_payload: int, ctrl_addr_width: int,
-                   addr_width: int) -> Status:
-    """``Status.OK`` if a bridge with these limits executes the request, else why not."""
+                   addr_width: int, max_replay: int = 0) -> Status:
+    """``Status.OK`` if a bridge with these limits executes the request (for REPLAY: goes
+    on to ``replay_checks``), else why not."""
     for failed, status in request_checks(cmd, addr, length, max_payload=max_payload,
-                                         ctrl_addr_width=ctrl_addr_width, addr_width=addr_width):
+                                         ctrl_addr_width=ctrl_addr_width, addr_width=addr_width,
+                                         max_replay=max_replay):
         if failed:
             return status
     return Status.OK
+
+
+def replay_length(write_count, read_count):
+    """The bytes of a REPLAY payload with these counts (operators only)."""
+    return REPLAY_HEADER_LAYOUT.size + write_count * REPLAY_WRITE_LAYOUT.size + read_count * REPLAY_READ_LAYOUT.size
+
+
+def replay_answer_length(read_count):
+    """The bytes of a DONE answer to a REPLAY with ``read_count`` reads (operators only)."""
+    return REPLAY_ANSWER_LAYOUT.size + read_count * REGISTER_LAYOUT.size
+
+
+def replay_checks(length, write_count, read_count, offsets_refused, *, max_replay: int) -> list:
+    """The rules that refuse a REPLAY's payload after ``request_checks``, in order, as
+    ``(failed, status)``; ``offsets_refused`` is true when ``offset_refused`` holds for
+    status_offset, ctrl_offset or any listed offset. Operators only (ints here, Amaranth
+    values in ``hdl.link_replay``)."""
+    return [
+        (length != replay_length(write_count, read_count), Status.BAD_LENGTH),
+        (replay_answer_length(read_count) > max_replay, Status.BAD_LENGTH),
+        (offsets_refused, Status.BAD_ADDRESS),
+    ]
+
+
+def encode_replay(*, status_offset: int, busy_mask: int, ctrl_offset: int, start: int, done_mask: int,
+                  timeout: int, writes, reads) -> bytes:
+    """A REPLAY payload: ``writes`` are ``(offset, value)`` pairs, ``reads`` offsets;
+    ``timeout`` in bridge cycles. ``ValueError`` if a count exceeds a byte."""
+    writes, reads = list(writes), list(reads)
+    if len(writes) > 0xFF or len(reads) > 0xFF:
+        raise ValueError(f"{len(writes)} writes and {len(reads)} reads: a REPLAY holds at most 255 of each")
+    return (REPLAY_HEADER_LAYOUT.pack(status_offset=status_offset, busy_mask=busy_mask, ctrl_offset=ctrl_offset,
+                                      start=start, done_mask=done_mask, timeout=timeout,
+                                      write_count=len(writes), read_count=len(reads))
+            + b"".join(REPLAY_WRITE_LAYOUT.pack(offset=o, value=v) for o, v in writes)
+            + b"".join(REPLAY_READ_LAYOUT.pack(offset=o) for o in reads))
+
+
+def decode_replay(payload: bytes) -> tuple[dict, list, list]:
+    """``(header fields, writes, reads)`` of a REPLAY payload whose length matches its counts
+    (``ValueError`` otherwise)."""
+    if len(payload) < REPLAY_HEADER_LAYOUT.size:
+        raise ValueError(f"REPLAY payload of {len(payload)} bytes is shorter than its header")
+    head = REPLAY_HEADER_LAYOUT.unpack(payload)
+    wc, rc = head["write_count"], head["read_count"]
+    if len(payload) != replay_length(wc, rc):
+        raise ValueError(f"REPLAY payload of {len(payload)} bytes, its counts say {replay_length(wc, rc)}")
+    at = REPLAY_HEADER_LAYOUT.size
+    writes = [tuple(REPLAY_WRITE_LAYOUT.unpack(payload[at + i * REPLAY_WRITE_LAYOUT.size:]).values())
+              for i in range(wc)]
+    at += wc * REPLAY_WRITE_LAYOUT.size
+    reads = [REPLAY_READ_LAYOUT.unpack(payload[at + i * REPLAY_READ_LAYOUT.size:])["offset"] for i in range(rc)]
+    return head, writes, reads
+
+
+def replay_status(payload: bytes, *, max_replay: int, ctrl_addr_width: int) -> Status:
+    """``Status.OK`` if a REPLAY payload that passed ``request_checks`` is run, else why not."""
+    head = REPLAY_HEADER_LAYOUT.unpack(payload)
+    wc, rc = head["write_count"], head["read_count"]
+    offsets = [head["status_offset"], head["ctrl_offset"]]
+    if len(payload) == replay_length(wc, rc):
+        _, writes, reads = decode_replay(payload)
+        offsets += [o for o, _ in writes] + reads
+    refused = any(offset_refused(o, ctrl_addr_width) for o in offsets)
+    for failed, status in replay_checks(len(payload), wc, rc, refused, max_replay=max_replay):
+        if failed:
+            return status
+    return Status.OK
+
+
+def decode_replay_answer(payload: bytes, read_count: int) -> tuple[ReplayResult, list[int]]:
+    """``(result, read values)`` of a REPLAY answer (status OK); ``ValueError`` if malformed."""
+    if len(payload) < REPLAY_ANSWER_LAYOUT.size:
+        raise ValueError("REPLAY answer is empty")
+    result = ReplayResult(REPLAY_ANSWER_LAYOUT.unpack(payload)["result"])
+    expected = replay_answer_length(read_count) if result == ReplayResult.DONE else REPLAY_ANSWER_LAYOUT.size
+    if len(payload) != expected:
+        raise ValueError(f"REPLAY answer ({result.name}) is {len(payload)} bytes, expected {expected}")
+    values = list(struct.unpack_from(f"<{read_count}I", payload, REPLAY_ANSWER_LAYOUT.size)) \
+        if result == ReplayResult.DONE else []
+    return result, values

@@ -210,7 +210,8 @@ class Driver:
         self._scratch_generation = 0
         # A bus with mapped registers may replay a plan in compiled code (polling only),
         # and with memory that says where it lives, a matmul's memory traffic with it.
-        self._replay = None if self.use_irq else getattr(bus, "replay", None)
+        waits = not self.use_irq or getattr(bus, "replay_waits_on_device", False)   # (e.g. a link bridge)
+        self._replay = getattr(bus, "replay", None) if waits else None
         io_spec = getattr(memory, "io_spec", None)
         # (``bus.job`` runs it, ``bus.job_io(**fields)`` describes the memory traffic.)
         self._job = getattr(bus, "job", None) if self._replay is not None and io_spec is not None else None

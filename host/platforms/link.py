@@ -2,7 +2,8 @@
 
 ``LinkSession`` is the protocol's client without its transport: it numbers requests,
 keeps one deadline per attempt, retries, asks HELLO, and provides the commands
-(``hello``/``info``, ``read_reg``, ``write_reg``, ``irq``, ``read_mem``, ``write_mem``).
+(``hello``/``info``, ``read_reg``, ``write_reg``, ``irq``, ``read_mem``, ``write_mem``,
+and ``replay`` where HELLO says the bridge has REPLAY: ``can_replay``).
 A transport subclasses it and provides three methods:
 
 - ``_send(frame, what)``: put one request frame on the wire; ``LinkPortError`` if the
@@ -18,7 +19,7 @@ every error message) and overrides ``close()`` if it holds a resource. ``_receiv
 adds to the counters ``stale_frames``, ``stray_bytes`` and ``crc_errors``.
 
 The policy, protocol 2.0 (``hdl.spec.link_protocol``): the first state-changing
-request (``STATE_CHANGING``: REG_WRITE, MEM_WRITE) asks HELLO (once) and numbers itself
+request (``STATE_CHANGING``: REG_WRITE, MEM_WRITE, REPLAY) asks HELLO (once) and numbers itself
 ``last_seq + 1``; each further one takes the next write sequence number. Reads take
 numbers from a separate read counter, a new one for every attempt. A state-changing
 request is retried under the *same* seq after a lost or corrupted answer (the bridge
@@ -55,6 +56,7 @@ from ``LinkError`` (a ``host.errors.SystoleError`` and a ``RuntimeError``):
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import math
 import numbers
@@ -74,9 +76,14 @@ from hdl.spec.link_protocol import (
     SYNC_BYTES,
     Command,
     HelloInfo,
+    ReplayResult,
     Status,
     crc16,
+    decode_replay_answer,
+    encode_replay,
     encode_request,
+    replay_answer_length,
+    replay_length,
     seq_verdict,
     window_ok,
 )
@@ -258,8 +265,10 @@ class LinkSession:
             self._write_seq = last_seq
 
     # -- requests --------------------------------------------------------------------
-    def transact(self, command: Command, address: int, length: int, payload: bytes = b"") -> bytes:
-        """Send one request and return the response payload; raise on any failure."""
+    def transact(self, command: Command, address: int, length: int, payload: bytes = b"",
+                 wait_s: float = 0.0) -> bytes:
+        """Send one request and return the response payload; raise on any failure. Each
+        attempt waits ``timeout_s + wait_s`` (``wait_s``: how long the bridge may work)."""
         attempts = self.retries + 1
         changes_state = command.changes_state
         seq = self._next_write_seq() if changes_state else None
@@ -269,7 +278,7 @@ class LinkSession:
             if not changes_state:
                 seq = self._next_read_seq()  # a late answer to an earlier attempt is then stale
             self._send(encode_request(command, seq, address, length, payload), what)
-            deadline = self.clock() + self.timeout_s     # fixed now: nothing that arrives extends it
+            deadline = self.clock() + self.timeout_s + wait_s    # fixed now: nothing that arrives extends it
             self.frames += 1
             last = attempt == attempts
             try:
@@ -338,6 +347,39 @@ class LinkSession:
     def irq(self) -> bool:
         """The accelerator's interrupt line, now."""
         return bool(self.transact(Command.IRQ, 0, 0)[0] & 1)
+
+    @property
+    def can_replay(self) -> bool:
+        """The bridge runs REPLAY (protocol 2.1 or later, ``max_replay`` > 0)."""
+        info = self.info
+        return info.version >= (2, 1) and info.max_replay > 0 and info.clock_khz > 0
+
+    def replay_fits(self, write_count: int, read_count: int) -> bool:
+        """A REPLAY with these counts fits the bridge's ``max_replay``."""
+        limit = self.info.max_replay
+        return (write_count <= 0xFF and read_count <= 0xFF and replay_length(write_count, read_count) <= limit
+                and replay_answer_length(read_count) <= limit)
+
+    def replay(self, *, status_offset: int, busy_mask: int, writes, ctrl_offset: int, start: int,
+               done_mask: int, timeout_s: float, reads) -> tuple[ReplayResult, list[int]]:
+        """One job's register sequence in one exchange (``Command.REPLAY``): read
+        ``status_offset``; BUSY if ``busy_mask`` is set; else write ``writes`` (``(offset,
+        value)``) in order, ``start`` to ``ctrl_offset``, read it until ``done_mask``
+        (TIMEOUT after ``timeout_s`` of bridge cycles), then read ``reads``. Returns the
+        result and, when DONE, the values read. A lost answer is retried under the same
+        seq: the bridge does not run the job again, it reads ``reads`` again."""
+        if not self.can_replay:
+            raise LinkWrongDevice(f"{self.name}: the bridge (protocol v{self.info.version[0]}."
+                                  f"{self.info.version[1]}) does not run REPLAY")
+        reads = list(reads)
+        cycles = min((1 << 32) - 1, math.ceil(timeout_s * self.info.clock_khz * 1000))
+        payload = encode_replay(status_offset=status_offset, busy_mask=busy_mask, ctrl_offset=ctrl_offset,
+                                start=start, done_mask=done_mask, timeout=cycles, writes=writes, reads=reads)
+        answer = self.transact(Command.REPLAY, 0, len(payload), payload, wait_s=timeout_s)
+        try:
+            return decode_replay_answer(answer, len(reads))
+        except ValueError as exc:
+            raise LinkWrongDevice(f"{self.name}: malformed REPLAY answer ({exc})") from None
 
     def _chunks(self, address: int, nbytes: int):
         """(address, offset, length) pieces that each fit one max_payload window."""
@@ -500,14 +542,68 @@ class SerialLink(LinkSession):
         self.transport.reset_input_buffer()
 
 
+def _uint32s(address: int, count: int) -> np.ndarray:
+    """The ``count`` uint32 at ``address`` (memory the caller keeps alive), as a view."""
+    if count == 0:
+        return np.zeros(0, np.uint32)
+    return np.ctypeslib.as_array((ctypes.c_uint32 * count).from_address(address))
+
+
 class LinkRegisterBus:
-    """``host.accel.bus.RegisterBus`` over a ``LinkSession``: the accelerator's s_axi_ctrl."""
+    """``host.accel.bus.RegisterBus`` over a ``LinkSession``: the accelerator's s_axi_ctrl.
+
+    ``replay`` (the driver's planned job in one call, ``host.platforms.replay``'s
+    semantics) is offered when the bridge runs REPLAY: one exchange per job. The bridge
+    polls ap_done itself, so the driver may use it with interrupts too
+    (``replay_waits_on_device``).
+    """
 
     has_irq = True
+    replay_waits_on_device = True
 
     def __init__(self, link: LinkSession, poll_interval_s: float = 0.0):
         self.link = link
         self.poll_interval_s = poll_interval_s
+
+    @property
+    def replay(self):
+        """``_replay`` when the bridge runs REPLAY (asks HELLO once), else None."""
+        return self._replay if self.link.can_replay else None
+
+    def _replay(self, status_offset: int, busy_mask: int, offsets_address: int, values_address: int,
+                count: int, ctrl_offset: int, start: int, done_mask: int, timeout_s: float,
+                read_offsets_address: int, read_count: int, read_values_address: int) -> int:
+        """1: done (``read_values_address`` filled); 0: timeout; -1: busy before the first
+        write (``firmware/replay.c``'s ``systole_replay``). The arrays are uint32 at
+        those addresses. A sequence too long for one REPLAY runs request by request."""
+        offsets, values = _uint32s(offsets_address, count), _uint32s(values_address, count)
+        reads, out = _uint32s(read_offsets_address, read_count), _uint32s(read_values_address, read_count)
+        writes = list(zip(offsets.tolist(), values.tolist()))
+        if not self.link.replay_fits(count, read_count):
+            return self._replay_by_requests(status_offset, busy_mask, writes, ctrl_offset, start, done_mask,
+                                            timeout_s, reads.tolist(), out)
+        result, got = self.link.replay(status_offset=status_offset, busy_mask=busy_mask, writes=writes,
+                                       ctrl_offset=ctrl_offset, start=start, done_mask=done_mask,
+                                       timeout_s=timeout_s, reads=reads.tolist())
+        if result == ReplayResult.DONE:
+            out[:] = got
+            return 1
+        return -1 if result == ReplayResult.BUSY else 0
+
+    def _replay_by_requests(self, status_offset, busy_mask, writes, ctrl_offset, start, done_mask, timeout_s,
+                            reads, out) -> int:
+        """The same sequence as separate requests (a plan longer than ``max_replay``)."""
+        if self.read32(status_offset) & busy_mask:
+            return -1
+        for offset, value in writes:
+            self.write32(offset, value)
+        self.write32(ctrl_offset, start)
+        deadline = self.now() + timeout_s
+        while not self.read32(ctrl_offset) & done_mask:
+            if self.now() > deadline:
+                return 0
+        out[:] = [self.read32(offset) for offset in reads]
+        return 1
 
     def read32(self, offset: int) -> int:
         return self.link.read_reg(offset)
