@@ -254,3 +254,18 @@ def test_the_cli_refuses_a_bad_address_in_one_line(capsys):
     assert nexys_video.main(["--address", "192.168.1.50:0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "cannot open 192.168.1.50:0: port '0' is not a number in 1..65535" in err
+
+
+def test_the_ethernet_projection_counts_the_real_drivers_traffic():
+    from gen.liteeth import CLOCK
+    from host.perf.ethernet import CORE_CLOCK, count_token, wire_s
+    from host.perf.projection import MatmulShape
+
+    assert CORE_CLOCK == CLOCK                           # the projection's clock is the core's
+    assert wire_s(16) == 84 / 125e6                     # padded to the 64-byte minimum frame
+    assert wire_s(1040) == (8 + 14 + 20 + 8 + 1040 + 4 + 12) / 125e6
+    traffic = count_token("two jobs", [MatmulShape("q", "attn_q", 40, 300), MatmulShape("o", "attn_o", 70, 4096 + 8)])
+    assert traffic.jobs == 3                             # K above max_k is two jobs
+    commands = Counter(e.command for e in traffic.exchanges)
+    assert commands["MEM_WRITE"] == commands["MEM_READ"] == 3 and commands["REG_WRITE"] >= 3 * 10
+    assert traffic.stop_and_wait == len(traffic.exchanges) - 6
