@@ -1,0 +1,387 @@
+"""``python -m host.perf.ethernet``: the Nexys Video over 1 Gb/s Ethernet, projected.
+
+Decode tok/s of stories15M and Gemma 3 270M end to end, the weight upload time and
+the sustained bulk MB/s, for the link as the host speaks it today (``UdpLink``: one
+stop-and-wait exchange per register access, windows of 1 KiB datagrams for memory)
+and, labelled as such, for a *compound request* protocol extension (one exchange per
+job: A, the job's registers and the start in the request; C and the after-job
+registers in the answer; datagrams beyond the first streamed like bulk data).
+
+The model and its inputs, each measured here or taken from a named source:
+
+- **Exchanges and bytes per token**: the real driver (``host.accel.driver.Driver``)
+  runs one job of every matmul shape of the model over ``UdpLink`` against the Python
+  bridge of ``tests/udp_board.py`` with an accelerator that finishes at once; every
+  exchange (request and answer frame sizes) is recorded. The token's jobs are the
+  projection's (``host.perf.projection.project``: K split at ``max_k``).
+- **Wire** at 1 Gb/s (8 ns a byte): a datagram of P UDP payload bytes takes preamble
+  and SFD 8 + max(64, Ethernet header 14 + IPv4 20 + UDP 8 + P + FCS 4) + inter-frame
+  gap 12 bytes. Each direction has its own wire (full duplex).
+- **Host** cost per exchange and per bulk datagram: this machine's CPU time of the
+  thread running ``UdpLink`` over loopback (``time.thread_time``; the bridge model
+  runs in another thread, not counted), the range over ``--repeats`` runs. A real NIC
+  adds ``--nic-us`` of latency per stop-and-wait round trip (an assumption, not
+  measured here: interrupt moderation and the PHYs).
+- **Board** turnaround: the link core's rates as its RTL states them (``hdl.link_rx``,
+  ``hdl.link_exec``, ``hdl.link_tx``: a request byte per cycle in, a W beat per two
+  cycles, an answer payload byte per three cycles, header bytes one per cycle), plus
+  the DDR3's latency (``hdl.spec.ddr.READ_LATENCY_NS``) per memory command, at the
+  core's clock (``gen.liteeth.CLOCK``, MIG's ui_clk, in ``hdl.spec.boards``: 100 MHz).
+- **Accelerator and host compute** per token: ``host.perf.projection.project`` for the
+  nexys_video preset (the cycle model) and ``host.perf.host_time`` (the real
+  transformer with free matmuls, timed here; ``--no-host-time``: 0).
+
+A stop-and-wait exchange costs host + NIC + both datagrams' wire + board; a window of
+n datagrams costs one such latency plus n - 1 times the slowest of host, wire and
+board per datagram.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hdl.spec.boards import BOARDS
+from hdl.spec.config import preset
+from hdl.spec.ddr import READ_LATENCY_NS
+from hdl.spec.formats import WeightFormat
+from hdl.spec.link_protocol import REQUEST_OVERHEAD, RESPONSE_OVERHEAD, Command
+
+from ..accel.driver import Driver, WeightBuffer
+from ..accel.pack import packed_size
+from ..cli import ArgumentParser, entry, int_in, nonnegative_float
+from ..platforms.link import LinkMemory, LinkRegisterBus
+from ..platforms.udp import UdpLink
+from .projection import STORIES, llama2c_config, llama2c_matmuls, model_matmuls, project
+
+__all__ = ["wire_s", "board_s", "Exchange", "TokenTraffic", "HostCost", "count_token", "measure_host",
+           "Figures", "figures", "main"]
+
+BOARD = BOARDS["nexys_video"]
+CONFIG = preset(BOARD.preset)
+LINE_BYTES_PER_S = 125e6                      # 1 Gb/s
+PREAMBLE_SFD, ETH_HEADER, FCS, IFG, IPV4, UDP, MIN_FRAME = 8, 14, 4, 12, 20, 8, 64
+MAX_PAYLOAD = 1024                            # the Ethernet bridge's max_payload (helper D's RTL)
+# The link core's rates (cycles): see the module docstring.
+RX_CYCLES_PER_BYTE, W_CYCLES_PER_BEAT, TX_PAYLOAD_CYCLES_PER_BYTE, TX_HEADER_CYCLES_PER_BYTE = 1, 2, 3, 1
+REG_AXI_CYCLES = 4                            # an AXI4-Lite access to the accelerator's registers
+TARGETS = {"stories15M": 60.0, "Gemma 3 270M": 5.0, "upload_s": 5.0, "bulk_mb_s": 100.0}
+REPO = Path(__file__).resolve().parents[2]
+
+
+# The board clock the link core and the Ethernet core run on: gen.liteeth's CLOCK (host
+# imports nothing from gen; tests/test_link_udp.py keeps the two equal).
+CORE_CLOCK = "ui_clk"
+
+
+def core_clock_hz() -> float:
+    """The link core's clock (``CORE_CLOCK`` of ``hdl.spec.boards``)."""
+    return BOARD.clocks_hz[CORE_CLOCK]
+
+
+def wire_s(udp_payload: int) -> float:
+    """Seconds one datagram of ``udp_payload`` bytes occupies a 1 Gb/s wire."""
+    frame = max(MIN_FRAME, ETH_HEADER + IPV4 + UDP + udp_payload + FCS)
+    return (PREAMBLE_SFD + frame + IFG) / LINE_BYTES_PER_S
+
+
+def board_s(command: str, request: int, answer: int) -> float:
+    """Seconds the bridge takes for one request frame of ``request`` bytes answered with
+    ``answer`` bytes, from the link core's per-byte rates and the DDR3 latency."""
+    clock = core_clock_hz()
+    payload_out = answer - RESPONSE_OVERHEAD
+    cycles = request * RX_CYCLES_PER_BYTE + RESPONSE_OVERHEAD * TX_HEADER_CYCLES_PER_BYTE \
+        + payload_out * TX_PAYLOAD_CYCLES_PER_BYTE
+    beats = -(-max(request - REQUEST_OVERHEAD, payload_out) // CONFIG.bus_bytes)
+    if command in ("MEM_WRITE", "MEM_READ"):
+        cycles += math.ceil(READ_LATENCY_NS * 1e-9 * clock)
+        cycles += beats * W_CYCLES_PER_BEAT if command == "MEM_WRITE" else beats
+    elif command in ("REG_WRITE", "REG_READ"):
+        cycles += REG_AXI_CYCLES
+    return cycles / clock
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One group of datagrams: a stop-and-wait exchange (one pair) or a window."""
+
+    command: str
+    pairs: tuple[tuple[int, int], ...]         # (request frame, answer frame) bytes, per datagram
+
+
+@dataclass
+class TokenTraffic:
+    """What one decode token sends and receives, and in how many exchanges."""
+
+    model: str
+    jobs: int
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    @property
+    def datagrams(self) -> int:
+        return sum(len(e.pairs) for e in self.exchanges)
+
+    @property
+    def stop_and_wait(self) -> int:
+        return sum(1 for e in self.exchanges if e.command not in ("MEM_WRITE", "MEM_READ"))
+
+    @property
+    def bytes_out(self) -> int:
+        return sum(r for e in self.exchanges for r, _ in e.pairs)
+
+    @property
+    def bytes_in(self) -> int:
+        return sum(a for e in self.exchanges for _, a in e.pairs)
+
+
+def _board_model():
+    """tests/udp_board.py (the Python bridge; kept with the tests, loaded by path)."""
+    path = REPO / "tests" / "udp_board.py"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the projection counts traffic against the tests' "
+                                "bridge model; run it from a source checkout")
+    spec = importlib.util.spec_from_file_location("udp_board", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("udp_board", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _recorded(link: UdpLink, log: list[Exchange]) -> None:
+    """Log every exchange ``link`` makes: frame sizes of each request and answer."""
+    transact, exchange = link.transact, link._exchange
+
+    def recorded_transact(command, address, length, payload=b""):
+        answer = transact(command, address, length, payload)
+        log.append(Exchange(Command(command).name, ((REQUEST_OVERHEAD + len(payload),
+                                                     RESPONSE_OVERHEAD + len(answer)),)))
+        return answer
+
+    def recorded_exchange(requests, what):
+        out = exchange(requests, what)
+        log.append(Exchange(requests[0].command.name,
+                            tuple((len(r.frame), RESPONSE_OVERHEAD + len(r.answer)) for r in requests)))
+        return out
+
+    link.transact, link._exchange = recorded_transact, recorded_exchange
+
+
+def count_token(name: str, matmuls) -> TokenTraffic:
+    """The exchanges of one decode token of ``matmuls``: the real driver's, one job per
+    matmul (K split at ``max_k`` as the projection does), against the bridge model."""
+    board_model = _board_model()
+    window = BOARD.dram_window
+    per_shape: dict[tuple[int, int], list[Exchange]] = {}
+    traffic = TokenTraffic(name, 0)
+    with board_model.UdpBoard(CONFIG, memory_bytes=0, compute=False, max_payload=MAX_PAYLOAD) as board:
+        with UdpLink.open(board.url, "127.0.0.1", board.address[1], timeout_s=1.0, retries=3) as link:
+            driver = Driver(LinkRegisterBus(link), LinkMemory(link, window.base, window.size), CONFIG)
+            for shape in matmuls:
+                for k0 in range(0, shape.k, CONFIG.max_k):
+                    k = min(CONFIG.max_k, shape.k - k0)
+                    if (shape.n, k) not in per_shape:
+                        buffer = driver.alloc(packed_size(shape.n, k, CONFIG.cols))
+                        weights = WeightBuffer(buffer, shape.n, k, 0, WeightFormat.INT8)
+                        a = np.zeros((1, k), np.int8)
+                        driver.matmul(a, weights)                # plans the job
+                        log: list[Exchange] = []
+                        _recorded(link, log)
+                        driver.matmul(a, weights)                # the steady state: counted
+                        del link.transact, link._exchange
+                        driver.free(buffer)
+                        per_shape[(shape.n, k)] = log
+                    traffic.exchanges += per_shape[(shape.n, k)]
+                    traffic.jobs += 1
+    return traffic
+
+
+@dataclass
+class HostCost:
+    """This machine's CPU seconds per stop-and-wait exchange and per bulk datagram, the
+    range over repeats."""
+
+    single: tuple[float, float]
+    write: tuple[float, float]
+    read: tuple[float, float]
+
+
+def measure_host(repeats: int = 5, singles: int = 2000, bulk_bytes: int = 4 << 20) -> HostCost:
+    """``UdpLink``'s CPU time per REG_READ exchange and per 1 KiB MEM_WRITE / MEM_READ
+    datagram in a window, over loopback against the bridge model (its thread not counted)."""
+    board_model = _board_model()
+    data = np.random.default_rng(0).integers(0, 256, bulk_bytes, dtype=np.uint8).tobytes()
+    runs = {"single": [], "write": [], "read": []}
+    base = BOARD.dram_window.base
+    with board_model.UdpBoard(CONFIG, memory_bytes=bulk_bytes, max_payload=MAX_PAYLOAD) as board:
+        with UdpLink.open(board.url, "127.0.0.1", board.address[1], timeout_s=1.0, retries=3) as link:
+            link.hello()
+            datagrams = bulk_bytes // MAX_PAYLOAD
+            for _ in range(repeats):
+                start = time.thread_time()
+                for _ in range(singles):
+                    link.read_reg(0x80)
+                runs["single"].append((time.thread_time() - start) / singles)
+                start = time.thread_time()
+                link.write_mem(base, data)
+                runs["write"].append((time.thread_time() - start) / datagrams)
+                start = time.thread_time()
+                link.read_mem(base, bulk_bytes)
+                runs["read"].append((time.thread_time() - start) / datagrams)
+    return HostCost(*((min(v), max(v)) for v in runs.values()))
+
+
+@dataclass
+class Figures:
+    """One model's projection: per-token link time today and with compound requests."""
+
+    model: str
+    traffic: TokenTraffic
+    accelerator_ms: float
+    host_compute_ms: float
+    link_ms: float                 # today's protocol
+    compound_link_ms: float        # the compound-request extension
+    weight_bytes: int
+
+    @property
+    def tok_s(self) -> float:
+        return 1e3 / (self.accelerator_ms + self.host_compute_ms + self.link_ms)
+
+    @property
+    def compound_tok_s(self) -> float:
+        return 1e3 / (self.accelerator_ms + self.host_compute_ms + self.compound_link_ms)
+
+
+def _pipelined(host: float, pairs, command: str) -> float:
+    """Seconds per datagram of a stream: the slowest of host, either wire, the board."""
+    return [max(host, wire_s(r), wire_s(a), board_s(command, r, a)) for r, a in pairs]
+
+
+def exchange_s(exchange: Exchange, host: HostCost, nic_s: float, which: int) -> float:
+    """Seconds of one exchange (``which``: 0 the best host figure, 1 the worst)."""
+    request, answer = exchange.pairs[0]
+    latency = host.single[which] + nic_s + wire_s(request) + wire_s(answer) \
+        + board_s(exchange.command, request, answer)
+    if len(exchange.pairs) == 1:
+        return latency
+    per = host.write[which] if exchange.command == "MEM_WRITE" else host.read[which]
+    return latency + sum(_pipelined(per, exchange.pairs[1:], exchange.command))
+
+
+def compound_s(traffic: TokenTraffic, host: HostCost, nic_s: float, which: int) -> float:
+    """Seconds of the token's link traffic if each job were one compound exchange: its
+    register accesses batched into the request (8 bytes a write) and answer (4 bytes a
+    read), A and C as today's datagrams, all but the first streamed."""
+    per_job = len(traffic.exchanges) // max(traffic.jobs, 1)
+    total = 0.0
+    for j in range(0, len(traffic.exchanges), per_job):
+        job = traffic.exchanges[j:j + per_job]
+        writes = sum(1 for e in job if e.command == "REG_WRITE")
+        reads = sum(1 for e in job if e.command in ("REG_READ", "IRQ"))
+        a = [p for e in job if e.command == "MEM_WRITE" for p in e.pairs]
+        c = [p for e in job if e.command == "MEM_READ" for p in e.pairs]
+        first = (a[0][0] + 8 * writes, RESPONSE_OVERHEAD + 4 * reads)
+        total += host.single[which] + nic_s + wire_s(first[0]) + wire_s(first[1]) \
+            + board_s("MEM_WRITE", *first)
+        total += sum(_pipelined(host.write[which], a[1:], "MEM_WRITE"))
+        total += sum(_pipelined(host.read[which], c, "MEM_READ"))
+    return total
+
+
+def bulk_mb_s(host: HostCost, which: int) -> tuple[float, float]:
+    """Sustained MB/s of ``write_mem`` and ``read_mem`` (1 KiB datagrams, window full)."""
+    write = (REQUEST_OVERHEAD + MAX_PAYLOAD, RESPONSE_OVERHEAD)
+    read = (REQUEST_OVERHEAD, RESPONSE_OVERHEAD + MAX_PAYLOAD)
+    return (MAX_PAYLOAD / _pipelined(host.write[which], [write], "MEM_WRITE")[0] / 1e6,
+            MAX_PAYLOAD / _pipelined(host.read[which], [read], "MEM_READ")[0] / 1e6)
+
+
+def figures(cases, host: HostCost, nic_s: float, which: int) -> list[Figures]:
+    """Each (name, matmuls, host compute ms, traffic) case's figures."""
+    out = []
+    for name, matmuls, host_ms, traffic in cases:
+        p = project(name, matmuls, BOARD, CONFIG, host_ms)
+        link = sum(exchange_s(e, host, nic_s, which) for e in traffic.exchanges)
+        out.append(Figures(name, traffic, p.accelerator_ms, host_ms, link * 1e3,
+                           compound_s(traffic, host, nic_s, which) * 1e3, p.weight_bytes))
+    return out
+
+
+def _cases(host_time: bool):
+    """(name, matmuls, host ms) of stories15M and Gemma 3 270M."""
+    from .host_time import measure_host_time, random_llama_weights
+    out = []
+    dims = STORIES["stories15M"]
+    config = llama2c_config(**dims)
+    ms = measure_host_time(config, random_llama_weights(config), fused=True, greedy=True,
+                           repeats=5).median_ms if host_time else 0.0
+    out.append(("stories15M", llama2c_matmuls(**dims), ms))
+    from ..llm.model import load_model
+    gemma = load_model(None, progress=False)
+    ms = measure_host_time(gemma.config, gemma.weights, fused=True, greedy=True,
+                           repeats=5).median_ms if host_time else 0.0
+    out.append(("Gemma 3 270M", model_matmuls(gemma.config), ms))
+    return out
+
+
+def _range(low: float, high: float, fmt: str = "{:.1f}") -> str:
+    a, b = sorted((low, high))
+    return fmt.format(a) if fmt.format(a) == fmt.format(b) else f"{fmt.format(a)}-{fmt.format(b)}"
+
+
+@entry
+def main(argv: list[str] | None = None) -> int:
+    """Print the projection (see the module docstring); exit 0 (targets are reported, not enforced)."""
+    parser = ArgumentParser(prog="python -m host.perf.ethernet", description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int_in(1), default=5, help="host-cost runs (default: %(default)s)")
+    parser.add_argument("--nic-us", type=nonnegative_float, default=20.0, metavar="US",
+                        help="NIC and kernel latency per round trip, not measured here (default: %(default)s)")
+    parser.add_argument("--no-host-time", action="store_true", help="count no host compute per token")
+    args = parser.parse_args(argv)
+    print("host cost per exchange (UdpLink over loopback, CPU time of its thread)...", flush=True)
+    host = measure_host(args.repeats)
+    print("counting each model's exchanges per token (the real driver, an instant accelerator)...", flush=True)
+    cases = [(name, matmuls, ms, count_token(name, matmuls)) for name, matmuls, ms in _cases(not args.no_host_time)]
+    nic = args.nic_us * 1e-6
+    best, worst = figures(cases, host, nic, 0), figures(cases, host, nic, 1)
+    clock = core_clock_hz()
+    us = "{:.1f}"
+    print(f"\nNexys Video over 1 Gb/s Ethernet (UDP, {MAX_PAYLOAD}-byte max_payload); board link core at "
+          f"{clock / 1e6:g} MHz; NIC latency {args.nic_us:g} us per round trip (assumed)")
+    print(f"host CPU per exchange: REG_READ {_range(host.single[0] * 1e6, host.single[1] * 1e6, us)} us; per "
+          f"1 KiB datagram in a window: write {_range(host.write[0] * 1e6, host.write[1] * 1e6, us)} us, "
+          f"read {_range(host.read[0] * 1e6, host.read[1] * 1e6, us)} us ({args.repeats} runs)")
+    write_wire = wire_s(REQUEST_OVERHEAD + MAX_PAYLOAD)
+    print(f"per 1 KiB datagram: wire {write_wire * 1e6:.2f} us; board "
+          f"{board_s('MEM_WRITE', REQUEST_OVERHEAD + MAX_PAYLOAD, RESPONSE_OVERHEAD) * 1e6:.2f} us (write), "
+          f"{board_s('MEM_READ', REQUEST_OVERHEAD, RESPONSE_OVERHEAD + MAX_PAYLOAD) * 1e6:.2f} us (read)")
+    print()
+    header = (f"{'model':<14}{'jobs':>5}{'exch.':>7}{'s&w':>6}{'KB out':>8}{'KB in':>8}{'accel ms':>10}"
+              f"{'host ms':>9}{'link ms':>14}{'tok/s':>12}{'compound tok/s':>16}{'target':>8}")
+    print(header)
+    for b, w in zip(best, worst):
+        t = b.traffic
+        target = TARGETS[b.model]
+        print(f"{b.model:<14}{t.jobs:>5}{len(t.exchanges):>7}{t.stop_and_wait:>6}{t.bytes_out / 1e3:>8.1f}"
+              f"{t.bytes_in / 1e3:>8.1f}{b.accelerator_ms:>10.2f}{b.host_compute_ms:>9.2f}"
+              f"{_range(b.link_ms, w.link_ms, '{:.2f}'):>14}{_range(b.tok_s, w.tok_s):>12}"
+              f"{_range(b.compound_tok_s, w.compound_tok_s):>16}{'>= ' + format(target, 'g'):>8}")
+    (wb, rb), (ww, rw) = bulk_mb_s(host, 0), bulk_mb_s(host, 1)
+    print(f"\nbulk: write {_range(wb, ww)} MB/s, read {_range(rb, rw)} MB/s "
+          f"(target >= {TARGETS['bulk_mb_s']:g}; wire alone: {MAX_PAYLOAD / write_wire / 1e6:.1f} MB/s)")
+    for b in best:
+        print(f"weight upload, {b.model}: {b.weight_bytes / 1e6:.1f} MB in {_range(b.weight_bytes / wb / 1e6, b.weight_bytes / ww / 1e6, '{:.2f}')} s "
+              f"(target <= {TARGETS['upload_s']:g} s)")
+    print("\n'compound tok/s' is the projection for a protocol extension that does not exist yet: one "
+          "exchange per job (A + registers + start in the request, C + registers in the answer).")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

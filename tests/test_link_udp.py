@@ -1,0 +1,271 @@
+"""host/platforms/udp.py (``UdpLink``) against the Python Ethernet bridge of tests/udp_board.py.
+
+The board model applies protocol 2.0 as ``hdl.spec.link_protocol`` states it and runs
+each job with the golden model, so the real driver's matmuls come back bit for bit;
+faults (drop, duplicate, reorder, corrupt) in both directions by a seeded schedule check
+that results stay exact and that every state-changing request the host meant runs
+exactly once. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from hdl.spec.boards import BOARDS
+from hdl.spec.config import preset
+from hdl.spec.link_protocol import Command, encode_request
+from host.accel.driver import Driver
+from host.accel.golden import golden_matmul
+from host.accel.pack import pack_weights
+from host.platforms import nexys_video
+from host.platforms.link import LinkDeviceError, LinkMemory, LinkOpenError, LinkRegisterBus, LinkTimeout, \
+    LinkWrongDevice
+from host.platforms.udp import UdpLink, is_udp_address, parse_address
+from udp_board import Faults, UdpBoard
+
+CONFIG = preset("nexys_video")
+ETH = BOARDS["nexys_video"].ethernet
+DDR = BOARDS["nexys_video"].dram_window
+MEMORY = 4 << 20
+
+
+def connect(board: UdpBoard, **kwargs) -> UdpLink:
+    kwargs = {"timeout_s": 0.03, "retries": 30, **kwargs}
+    return UdpLink.open(board.url, ETH.ip_address, ETH.udp_port, **kwargs)
+
+
+class Recorder:
+    """The host's intent: every register write and memory write the driver asks for."""
+
+    def __init__(self, link: UdpLink):
+        self.registers: list[tuple[int, int]] = []
+        self.chunks: Counter = Counter()
+        write_reg, write_mem = link.write_reg, link.write_mem
+
+        def record_reg(offset, value):
+            self.registers.append((offset, value))
+            write_reg(offset, value)
+
+        def record_mem(address, data):
+            data = bytes(memoryview(data).cast("B"))
+            for start, offset, length in link._chunks(address, len(data)):
+                self.chunks[(start, data[offset:offset + length])] += 1
+            write_mem(address, data)
+
+        link.write_reg, link.write_mem = record_reg, record_mem
+
+    def check(self, board: UdpBoard) -> None:
+        """Each register write ran once, in order; each memory chunk once."""
+        registers = [(addr, int.from_bytes(payload, "little")) for cmd, _, addr, payload in board.executed
+                     if cmd == Command.REG_WRITE]
+        chunks = Counter((addr, payload) for cmd, _, addr, payload in board.executed if cmd == Command.MEM_WRITE)
+        assert registers == self.registers
+        assert chunks == self.chunks
+        seqs = [seq for _, seq, _, _ in board.executed]
+        assert len(seqs) == len(set(seqs))
+
+
+def run_matmuls(link: UdpLink, shapes, seed: int = 0) -> None:
+    """Matmuls of ``shapes`` through the real driver over ``link``, each equal to golden."""
+    rng = np.random.default_rng(seed)
+    driver = Driver(LinkRegisterBus(link), LinkMemory(link, DDR.base, MEMORY), CONFIG)
+    for m, n, k in shapes:
+        w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+        handle = driver.load_matrix(w)
+        for rows in (m, 1):
+            a = rng.integers(-128, 128, (rows, k), dtype=np.int8)
+            expected = golden_matmul(a, pack_weights(w, CONFIG.cols, CONFIG.weight_ports))
+            np.testing.assert_array_equal(driver.matmul(a, handle), expected)
+        driver.free(handle.buffer)
+
+
+SHAPES = [(3, 40, 300), (9, 70, 1100)]
+
+
+@pytest.fixture
+def board():
+    with UdpBoard(CONFIG, memory_bytes=MEMORY) as running:
+        yield running
+
+
+def test_hello_reports_the_bridge(board):
+    board.last_seq = 1234
+    with connect(board) as link:
+        info = link.hello()
+    assert (info.version, info.max_payload, info.bus_bytes, info.last_seq) == ((2, 0), 1024, 16, 1234)
+
+
+def test_registers_and_memory_round_trip_across_windows(board):
+    with connect(board) as link:
+        link.write_reg(0x10, 0xDEADBEEF)
+        assert link.read_reg(0x10) == 0xDEADBEEF
+        data = np.random.default_rng(1).integers(0, 256, 70_001, dtype=np.uint8).tobytes()
+        link.write_mem(DDR.base + 3, data)                 # unaligned, 69 windows
+        assert link.read_mem(DDR.base + 3, len(data)) == data
+        assert link.read_mem(DDR.base + 1000, 30) == data[997:1027]       # across a window edge
+        assert link.exchanges[Command.MEM_WRITE] == 69
+        with pytest.raises(LinkDeviceError, match=r"MEM_READ at 0x[0-9a-f]+ failed: AXI_DECERR"):
+            link.read_mem(DDR.base + MEMORY - 8, 16)
+
+
+def test_write_numbers_pass_255_and_wrap_at_65536(board):
+    board.last_seq = 65_500
+    with connect(board) as link:
+        for value in range(300):
+            link.write_reg(0x10, value)
+        link.write_mem(DDR.base, bytes(range(200)) * 50)
+    assert board.last_seq == (65_500 + 300 + 10) % 65_536
+    assert len(board.executed) == 310
+
+
+def test_matmuls_are_exact_and_every_write_runs_once(board):
+    with connect(board) as link:
+        recorder = Recorder(link)
+        run_matmuls(link, SHAPES)
+    recorder.check(board)
+    assert board.registers.jobs == 2 * len(SHAPES)
+
+
+FAULTS = {
+    "drop": dict(drop=0.1),
+    "duplicate": dict(duplicate=0.1),
+    "reorder": dict(reorder=0.1),
+    "corrupt": dict(corrupt=0.1),
+    "mixed": dict(drop=0.03, duplicate=0.03, reorder=0.03, corrupt=0.03),
+}
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+@pytest.mark.parametrize("kind", FAULTS)
+def test_faults_in_both_directions_keep_results_exact_and_writes_single(kind, seed):
+    inbound, outbound = Faults(**FAULTS[kind], seed=seed), Faults(**FAULTS[kind], seed=seed + 100)
+    with UdpBoard(CONFIG, memory_bytes=MEMORY, inbound=inbound, outbound=outbound) as board:
+        with connect(board, timeout_s=0.01, retries=60) as link:
+            recorder = Recorder(link)
+            run_matmuls(link, SHAPES[:1], seed=3)
+            data = np.random.default_rng(4).integers(0, 256, 40_000, dtype=np.uint8).tobytes()
+            link.write_mem(DDR.base + (2 << 20), data)
+            assert link.read_mem(DDR.base + (2 << 20), len(data)) == data
+    recorder.check(board)
+    for name in FAULTS[kind]:
+        assert inbound.counts[name] + outbound.counts[name] > 0, f"no {name} fault happened"
+
+
+def test_a_silent_address_times_out_in_one_line():
+    quiet = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    quiet.bind(("127.0.0.1", 0))
+    url = f"udp://127.0.0.1:{quiet.getsockname()[1]}"
+    try:
+        with UdpLink.open(url, ETH.ip_address, ETH.udp_port, timeout_s=0.01, retries=2) as link:
+            with pytest.raises(LinkTimeout) as caught:
+                link.hello()
+    finally:
+        quiet.close()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{url}: HELLO: no answer (3 sends of 0.01 s)")
+
+
+def test_a_udp_responder_that_is_not_a_bridge_is_a_wrong_device():
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("127.0.0.1", 0))
+    echo.settimeout(0.01)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                datagram, peer = echo.recvfrom(4096)
+            except socket.timeout:
+                continue
+            echo.sendto(datagram, peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        url = f"udp://127.0.0.1:{echo.getsockname()[1]}"
+        with UdpLink.open(url, ETH.ip_address, ETH.udp_port, timeout_s=0.01, retries=1) as link:
+            with pytest.raises(LinkWrongDevice, match=f"^{url}: something answers, but with no link frames"):
+                link.hello()
+    finally:
+        stop.set()
+        thread.join()
+        echo.close()
+
+
+def test_the_board_drops_datagrams_that_are_not_one_frame(board):
+    frame = encode_request(Command.HELLO, 1, 0, 0)
+    assert board.handle(frame + b"x") is None and board.handle(b"\x00" * 20) is None
+    assert board.handle(frame) is not None
+
+
+@pytest.mark.parametrize("text", ["192.168.1.50", "192.168.1.50:21337", "udp://board.lan", "udp://10.0.0.2:5",
+                                  "udp://", "udp"])
+def test_addresses_that_mean_udp(text):
+    assert is_udp_address(text)
+    host, port = parse_address(text, ETH.ip_address, ETH.udp_port)
+    assert port in (ETH.udp_port, 21337, 5) and host
+
+
+@pytest.mark.parametrize("text", ["/dev/ttyUSB0", "COM3", "socket://localhost:5000", "loop://", "rfc2217://h:1"])
+def test_serial_ports_are_not_udp(text):
+    assert not is_udp_address(text)
+
+
+def test_default_address_is_the_boards():
+    assert parse_address("udp://", ETH.ip_address, ETH.udp_port) == ("192.168.1.50", 21337)
+    assert parse_address("192.168.1.50", ETH.ip_address, ETH.udp_port) == ("192.168.1.50", 21337)
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("300.1.2.3", "'300.1.2.3' is not an IPv4 address"),
+    ("192.168.1.50:99999", "port '99999' is not a number in 1..65535"),
+    ("192.168.1.50:abc", "port 'abc' is not a number in 1..65535"),
+    ("udp://bad_host!:5", "'bad_host!' is not a host name or IPv4 address"),
+    ("udp://[::1]:5", "IPv6 addresses are not supported"),
+])
+def test_bad_addresses_are_one_line(text, reason):
+    with pytest.raises(LinkOpenError) as caught:
+        parse_address(text, ETH.ip_address, ETH.udp_port)
+    assert str(caught.value) == f"cannot open {text}: {reason}" or str(caught.value).startswith(
+        f"cannot open {text}: {reason}")
+
+
+def test_open_link_picks_udp_from_the_address(board, monkeypatch):
+    monkeypatch.setenv("SYSTOLE_LINK", board.url)
+    bus, memory = nexys_video.open_link(timeout_s=0.05)
+    with bus.link:
+        assert isinstance(bus.link, UdpLink) and bus.link.name == board.url
+        assert (memory.device_address, memory.size) == (DDR.base, DDR.size)
+
+
+def test_the_cli_probes_the_board_over_udp(board, capsys):
+    assert nexys_video.main(["--address", board.url, "--timeout", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "bridge: protocol v2.0" in out and f"over {board.url}" in out and "DDR window: 0x80000000" in out
+
+
+def test_the_cli_refuses_a_bad_address_in_one_line(capsys):
+    assert nexys_video.main(["--address", "192.168.1.50:0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot open 192.168.1.50:0: port '0' is not a number in 1..65535" in err
+
+
+def test_the_ethernet_projection_counts_the_real_drivers_traffic():
+    from gen.liteeth import CLOCK
+    from host.perf.ethernet import CORE_CLOCK, count_token, wire_s
+    from host.perf.projection import MatmulShape
+
+    assert CORE_CLOCK == CLOCK                           # the projection's clock is the core's
+    assert wire_s(16) == 84 / 125e6                     # padded to the 64-byte minimum frame
+    assert wire_s(1040) == (8 + 14 + 20 + 8 + 1040 + 4 + 12) / 125e6
+    traffic = count_token("two jobs", [MatmulShape("q", "attn_q", 40, 300), MatmulShape("o", "attn_o", 70, 4096 + 8)])
+    assert traffic.jobs == 3                             # K above max_k is two jobs
+    commands = Counter(e.command for e in traffic.exchanges)
+    assert commands["MEM_WRITE"] == commands["MEM_READ"] == 3 and commands["REG_WRITE"] >= 3 * 10
+    assert traffic.stop_and_wait == len(traffic.exchanges) - 6
