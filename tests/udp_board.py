@@ -1,4 +1,4 @@
-"""A Nexys Video Ethernet bridge in Python: protocol 2.0 over a UDP socket, with faults.
+"""A Nexys Video Ethernet bridge in Python: protocol 2.1 over a UDP socket, with faults.
 
 ``UdpBoard`` is a thread that answers link requests on a localhost UDP socket as
 ``hdl.spec.link_protocol`` says a bridge does: one request frame per datagram, the
@@ -7,6 +7,9 @@ answer to the datagram's source; ``request_checks`` refuse; the write-sequence r
 at the board's DDR3 window; and an accelerator register file whose jobs run the golden
 model (``host.accel.golden.golden_job``) at ``ap_start``, or finish at once without
 computing (``compute=False``, for counting traffic), so the real driver runs through it.
+REPLAY (2.1) runs a planned job's register sequence in one exchange (``max_replay``
+bytes, 0: not offered); its repeat re-reads the read list and answers the remembered
+result, as the RTL does.
 
 Faults, by a seeded schedule (``Faults``), in either direction: ``drop``, ``duplicate``,
 ``reorder`` (held back until the next datagram has gone) and ``corrupt`` (one byte
@@ -31,11 +34,15 @@ from hdl.spec.link_protocol import (
     REQUEST_LAYOUT,
     REQUEST_SYNC,
     SYNC_BYTES,
+    STATE_CHANGING,
     Command,
+    ReplayResult,
     Status,
     crc16,
+    decode_replay,
     encode_hello,
     encode_response,
+    replay_status,
     request_status,
     seq_verdict,
 )
@@ -147,12 +154,16 @@ class UdpBoard:
 
     def __init__(self, config: AccelConfig, *, memory_bytes: int = 8 << 20, max_payload: int = 1024,
                  compute: bool = True, inbound: Faults | None = None, outbound: Faults | None = None,
-                 ctrl_addr_width: int = 12, addr_width: int = 32):
+                 ctrl_addr_width: int = 12, addr_width: int = 32, max_replay: int = 256,
+                 clock_khz: int = 100_000):
         self.config = config
         self.base = WINDOW.base
         self.memory = np.zeros(memory_bytes, np.uint8) if memory_bytes else None
         self.registers = Registers(config, self.memory, self.base, compute)
-        self.limits = dict(max_payload=max_payload, ctrl_addr_width=ctrl_addr_width, addr_width=addr_width)
+        self.limits = dict(max_payload=max_payload, ctrl_addr_width=ctrl_addr_width, addr_width=addr_width,
+                           max_replay=max_replay)
+        self.clock_khz = clock_khz
+        self.last_replay: tuple[ReplayResult, list] | None = None   # a repeat re-reads its list
         self.inbound, self.outbound = inbound or Faults(), outbound or Faults(seed=1)
         self.last_seq, self.last_status = 0, Status.OK
         self.executed: list[tuple[int, int, int, bytes]] = []
@@ -217,7 +228,7 @@ class UdpBoard:
             return None
         fields = REQUEST_LAYOUT.unpack(datagram[SYNC_BYTES:])
         cmd, seq, addr, length = fields["cmd"], fields["seq"], fields["addr"], fields["length"]
-        payload_length = length if cmd in (Command.REG_WRITE, Command.MEM_WRITE) else 0
+        payload_length = length if cmd in (c for c in Command if c.has_payload) else 0
         end = header_end + payload_length
         if len(datagram) < end + CRC_BYTES:
             return encode_response(cmd, seq, Status.TRUNCATED)
@@ -226,12 +237,16 @@ class UdpBoard:
         if int.from_bytes(datagram[end:], "little") != crc16(datagram[SYNC_BYTES:end]):
             return encode_response(cmd, seq, Status.CRC)
         payload = datagram[header_end:end]
-        if cmd in (Command.REG_WRITE, Command.MEM_WRITE):
+        if cmd in STATE_CHANGING:
             verdict = seq_verdict(seq, self.last_seq)
             if verdict == "repeat":
+                if cmd == Command.REPLAY and self.last_replay is not None and self.last_status == Status.OK:
+                    result, reads = self.last_replay
+                    return encode_response(cmd, seq, Status.OK, self._replay_answer(result, reads))
                 return encode_response(cmd, seq, self.last_status)
             if verdict == "stale":
                 return encode_response(cmd, seq, Status.STALE)
+            self.last_replay = None
             status, out = self._execute(cmd, addr, length, payload)
             self.last_seq, self.last_status = seq, status
             if status == Status.OK:
@@ -246,7 +261,9 @@ class UdpBoard:
             return status, b""
         if cmd == Command.HELLO:
             return Status.OK, encode_hello(bus_bytes=self.config.bus_bytes, irq=int(self.registers.irq),
-                                           last_seq=self.last_seq, **self.limits)
+                                           last_seq=self.last_seq, clock_khz=self.clock_khz, **self.limits)
+        if cmd == Command.REPLAY:
+            return self._replay(payload)
         if cmd == Command.IRQ:
             return Status.OK, bytes((int(self.registers.irq),))
         if cmd == Command.REG_READ:
@@ -264,3 +281,29 @@ class UdpBoard:
         if self.memory is not None:
             self.memory[offset:offset + length] = np.frombuffer(payload, np.uint8)
         return Status.OK, b""
+
+    def _replay(self, payload: bytes) -> tuple[Status, bytes]:
+        """A REPLAY: the busy check, the writes, start, the wait (jobs here finish at
+        ap_start), the reads (the module docstring of ``hdl.spec.link_protocol``)."""
+        status = replay_status(payload, max_replay=self.limits["max_replay"],
+                               ctrl_addr_width=self.limits["ctrl_addr_width"])
+        if status != Status.OK:
+            return status, b""
+        head, writes, reads = decode_replay(payload)
+        registers = self.registers
+        if registers.read(head["status_offset"]) & head["busy_mask"]:
+            result = ReplayResult.BUSY
+        else:
+            for offset, value in writes:
+                registers.write(offset, value)
+            registers.write(head["ctrl_offset"], head["start"])
+            done = registers.read(head["ctrl_offset"]) & head["done_mask"]
+            result = ReplayResult.DONE if done else ReplayResult.TIMEOUT
+        self.last_replay = (result, reads)
+        return Status.OK, self._replay_answer(result, reads)
+
+    def _replay_answer(self, result: ReplayResult, reads: list) -> bytes:
+        answer = bytes((int(result),))
+        if result == ReplayResult.DONE:
+            answer += b"".join(self.registers.read(offset).to_bytes(4, "little") for offset in reads)
+        return answer

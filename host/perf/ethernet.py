@@ -158,8 +158,8 @@ def _recorded(link: UdpLink, log: list[Exchange]) -> None:
     """Log every exchange ``link`` makes: frame sizes of each request and answer."""
     transact, exchange = link.transact, link._exchange
 
-    def recorded_transact(command, address, length, payload=b""):
-        answer = transact(command, address, length, payload)
+    def recorded_transact(command, address, length, payload=b"", wait_s=0.0):
+        answer = transact(command, address, length, payload, wait_s)
         log.append(Exchange(Command(command).name, ((REQUEST_OVERHEAD + len(payload),
                                                      RESPONSE_OVERHEAD + len(answer)),)))
         return answer

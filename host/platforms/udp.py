@@ -274,11 +274,12 @@ class UdpLink(LinkSession):
         return error
 
     # -- stop and wait ---------------------------------------------------------------
-    def transact(self, command: Command, address: int, length: int, payload: bytes = b"") -> bytes:
+    def transact(self, command: Command, address: int, length: int, payload: bytes = b"",
+                 wait_s: float = 0.0) -> bytes:
         """``LinkSession.transact``; a timeout names every send (``retries + 1``) and what came back."""
         self._foreign, self._refused = 0, False
         try:
-            return super().transact(command, address, length, payload)
+            return super().transact(command, address, length, payload, wait_s)
         except LinkTimeout as error:
             if getattr(error, "foreign", None) is None:
                 raise
