@@ -12,18 +12,93 @@ contraction, so RoPE and the scales round exactly as numpy's do).
 
 Arrays come in preallocated; the kernels allocate nothing except the logits of
 ``dequantize_logits``.
+
+**Jobs submitted from here.** Where the backend's driver has a compiled job path (the
+KV260: ``host.accel.driver.CompiledJob``), each gap kernel has a ``*_job`` twin that runs
+it and then submits the next accelerator job itself: it calls ``firmware/replay.c``'s
+``systole_job`` through the address in the job's words (``_systole_job``), checks
+ERR_CODE in the plan's read-back array and adds the job's busy cycles to a counter. It
+returns the status (``JOB_DONE``: done, ERR_CODE 0; ``JOB_ERROR``: done with an error
+code; else ``systole_job``'s 0 timeout, -1 busy, -2 sync failure) for the caller to hand
+to the driver's error path. The twins release the GIL (``nogil``) as ctypes does around
+a foreign call: a job may wait on another thread (the tests' accelerator is one).
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 _ONE = np.float32(1.0)
 _HALF = np.float32(0.5)
 _GELU_C = np.float32(0.7978845608028654)            # sqrt(2/pi), as transformer._GELU_C
 _GELU_C3 = np.float32(0.7978845608028654 * 0.044715)
 _REASSOC = {"reassoc"}
+
+JOB_DONE, JOB_ERROR = 1, 2
+# systole_job's 14 parameters (firmware/replay.c): p a pointer, u uint32_t, q uint64_t.
+_JOB_PARAMETERS = "puuppuuuuqpupp"
+
+
+# numba 0.68.1 can call a ctypes function object passed as an argument (it types as
+# ExternalFunctionPointer, and its c_void_p parameters take integer addresses), but
+# unboxing one costs three Python-level calls per dispatch (_numba_unpickle,
+# get_pointer, cast: measured with sys.setprofile), and a ctypes global would bake one
+# process's address into the cache. So the address travels as a uint64 word and this
+# intrinsic calls through it: each word truncated to uint32 or turned into a pointer as
+# the C parameter is declared.
+@intrinsic
+def _systole_job(typingctx, function, regs, status_offset, busy_mask, offsets, values, count,
+                 ctrl_offset, start, done_mask, timeout_ns, read_offsets, read_count, read_values, io):
+    """``systole_job(regs, ...)`` at the address ``function``, every argument a uint64 word."""
+    arguments = (function, regs, status_offset, busy_mask, offsets, values, count, ctrl_offset, start,
+                 done_mask, timeout_ns, read_offsets, read_count, read_values, io)
+    if any(argument != types.uint64 for argument in arguments):
+        return None
+    signature = types.int32(*arguments)
+
+    def codegen(context, builder, sig, args):
+        i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+        kinds = {"p": i8.as_pointer(), "u": i32, "q": i64}
+        function_type = ir.FunctionType(i32, [kinds[kind] for kind in _JOB_PARAMETERS])
+        values = [builder.inttoptr(value, kinds[kind]) if kind == "p" else
+                  builder.trunc(value, i32) if kind == "u" else value
+                  for value, kind in zip(args[1:], _JOB_PARAMETERS)]
+        return builder.call(builder.inttoptr(args[0], function_type.as_pointer()), values)
+
+    return signature, codegen
+
+
+@intrinsic
+def _load_u32(typingctx, address, index):
+    """The uint32 at ``address`` (a uint64 word) + 4 ``index``."""
+    if address != types.uint64 or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        base = builder.inttoptr(args[0], ir.IntType(32).as_pointer())
+        offset = context.cast(builder, args[1], sig.args[1], types.intp)
+        return builder.load(builder.gep(base, [offset]))
+
+    return types.uint32(address, index), codegen
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _submit(job, cycles):
+    """Run the ``CompiledJob`` whose words are ``job``; on success add its PERF_BUSY to
+    ``cycles[0]``. The status (module docstring)."""
+    status = _systole_job(job[0], job[1], job[2], job[3], job[4], job[5], job[6], job[7], job[8],
+                          job[9], job[10], job[11], job[12], job[13], job[14])
+    if status != JOB_DONE:
+        return status
+    read_values, read_count = job[13], job[12]
+    if _load_u32(read_values, read_count - np.uint64(1)) != 0:      # ERR_CODE, the last word read
+        return JOB_ERROR
+    cycles[0] += _load_u32(read_values, 0)               # PERF_BUSY, the first
+    return JOB_DONE
 
 
 @numba.njit(cache=True, boundscheck=False, fastmath=_REASSOC)
@@ -230,6 +305,43 @@ def gated_quantize(acc, w_scale, x_scale, gelu, gate_up, q, scale, qmax_inverse,
         hidden *= gate_up[f + j]
         gate_up[j] = hidden              # the gate half becomes the FFN's hidden vector
     _quantize(gate_up, f, q, scale, qmax_inverse, tiny)
+
+
+# -- the gap kernels with the next job submitted (the module docstring) ----------------
+
+@numba.njit(cache=True, boundscheck=False, nogil=True)
+def embed_norm_quantize_job(job, cycles, table, token, embed_scale, scaled, x, weight, eps, h, q, scale,
+                            qmax_inverse, tiny):
+    """``embed_norm_quantize``, then ``job``; its status."""
+    embed_norm_quantize(table, token, embed_scale, scaled, x, weight, eps, h, q, scale, qmax_inverse, tiny)
+    return _submit(job, cycles)
+
+
+@numba.njit(cache=True, boundscheck=False, nogil=True)
+def attention_job(job, cycles, acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps,
+                  inv_head_dim, cos, sin, position, keys, values, first, attn_scale, n_heads, qkv, scores,
+                  attended, q, scale, qmax_inverse, tiny):
+    """``attention``, then ``job``; its status."""
+    attention(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim, cos, sin,
+              position, keys, values, first, attn_scale, n_heads, qkv, scores, attended, q, scale,
+              qmax_inverse, tiny)
+    return _submit(job, cycles)
+
+
+@numba.njit(cache=True, boundscheck=False, nogil=True)
+def residual_norm_quantize_job(job, cycles, acc, w_scale, x_scale, post_norm, has_post_norm, x, weight,
+                               eps, out, h, q, scale, qmax_inverse, tiny):
+    """``residual_norm_quantize``, then ``job``; its status."""
+    residual_norm_quantize(acc, w_scale, x_scale, post_norm, has_post_norm, x, weight, eps, out, h, q,
+                           scale, qmax_inverse, tiny)
+    return _submit(job, cycles)
+
+
+@numba.njit(cache=True, boundscheck=False, nogil=True)
+def gated_quantize_job(job, cycles, acc, w_scale, x_scale, gelu, gate_up, q, scale, qmax_inverse, tiny):
+    """``gated_quantize``, then ``job``; its status."""
+    gated_quantize(acc, w_scale, x_scale, gelu, gate_up, q, scale, qmax_inverse, tiny)
+    return _submit(job, cycles)
 
 
 _ARGMAX_CHUNK = 2048
