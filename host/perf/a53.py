@@ -80,7 +80,8 @@ def _visible_keys(config: ModelConfig, layer: int, context: int) -> int:
     return min(context, config.sliding_window)
 
 
-def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4) -> list[HostOp]:
+def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4,
+             tanh_flops: int | None = None) -> list[HostOp]:
     """The host step of one decode token at ``context`` tokens (the new one included),
     float32 activations, a KV cache of ``kv_bytes`` per element (4: float32).
 
@@ -88,7 +89,9 @@ def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4) -> list[HostO
     its weight; int8 quantization 4 (|x| max, scale, round, clamp) and writes a byte;
     dequantization 2 (int32 to float, scale) reading the int32 result and the scale;
     RoPE 3; GELU/SiLU 8 and one tanh; attention 2 per multiply-add, softmax 3 and one
-    exp per score.
+    exp per score. ``tanh_flops``: count the tanh as that many flops instead of a
+    transcendental (``host.llm._numba_fused.TANH_FLOPS``, 25, for its libm-free
+    ``_tanh``, not used by the kernels yet); None: a transcendental (``np.tanh``, libm).
     """
     d, f, hd = config.dim, config.hidden_dim, config.head_dim
     h, kv, v = config.n_heads, config.n_kv_heads, config.vocab_size
@@ -132,7 +135,10 @@ def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4) -> list[HostO
         add("norms", *norm(d))                   # ffn pre-norm
         add("quantize", *quantize(d))
         add("dequantize", *dequantize(2 * f))
-        add("ffn activation", 8 * f, f, 0)
+        if tanh_flops is None:
+            add("ffn activation", 8 * f, f, 0)
+        else:
+            add("ffn activation", (8 + tanh_flops) * f, 0, 0)
         add("quantize", *quantize(f))
         add("dequantize", *dequantize(d))
         if config.post_norms:
