@@ -240,3 +240,37 @@ def test_cli_no_fused(tiny_models, tmp_path, capsys, monkeypatch):
         outputs.append(capsys.readouterr().out)
     assert "host step" in outputs[0] and "host step" not in outputs[1]
     assert outputs[0].splitlines()[0] == outputs[1].splitlines()[0]        # the same text
+
+
+# -- the libm-free tanh -------------------------------------------------------------------------
+
+def float32_ulps(a, b):
+    """|a - b| in float32 ulps (ordered integer views; +0 and -0 one value)."""
+    def ordered(v):
+        bits = v.astype(np.float32).view(np.int32).astype(np.int64)
+        return np.where(bits < 0, -(bits & 0x7FFF_FFFF), bits)
+    return np.abs(ordered(a) - ordered(b))
+
+
+def test_rational_tanh_error_over_the_float32_range():
+    # Every 401st float32 of magnitude up to 10 (tanh is 1.0f past 9.011; every binade
+    # and ~2.7 M values), every float32 in [3.8, 3.9] (the largest ulp error) and
+    # around the clamp, both signs, then the extremes: denormals, the largest floats,
+    # infinities; NaN after.
+    def every(lo, hi, step):
+        bits = np.float32([lo, hi]).view(np.int32)
+        return np.arange(bits[0], bits[1], step, dtype=np.int32).view(np.float32)
+    magnitudes = np.concatenate([every(0.0, 10.0, 401), every(3.8, 3.9, 1), every(7.8, 8.0, 1)])
+    extremes = np.array([np.finfo(np.float32).tiny, 1e-45, 3e-4, 4e-4, 9.0115, 20.0, 1e30,
+                         np.finfo(np.float32).max, np.inf], np.float32)
+    x = np.concatenate([magnitudes, -magnitudes, extremes, -extremes])
+    out = np.empty_like(x)
+    _numba_fused.tanh_into(x, out)
+    exact = np.tanh(x.astype(np.float64))
+    assert float32_ulps(out, exact.astype(np.float32)).max() <= _numba_fused.TANH_MAX_ULP
+    assert np.abs(out - exact).max() <= _numba_fused.TANH_MAX_ERROR
+    assert np.all(np.abs(out) <= 1) and np.array_equal(np.signbit(out), np.signbit(x))   # -0 stays -0
+    assert out[-1] == -1 and out[-len(extremes) - 1] == 1                               # -inf, +inf
+    nan = np.array([np.nan, -np.nan, 1.0], np.float32)
+    _numba_fused.tanh_into(nan, out[:3])
+    assert np.isnan(out[:2]).all() and out[2] == np.float32(np.tanh(np.float32(1.0)))

@@ -1,5 +1,7 @@
 """The KV260 platform layer on ordinary files: mmap registers, u-dma-buf memory, sysfs sync."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -169,3 +171,115 @@ def test_matmul_through_the_kv260_classes_equals_golden(tmp_path, compiled):
         regs.close()
         memory.close()
         sys.setswitchinterval(interval)
+
+
+# -- jobs submitted by the fused decoder's kernels (host.llm.fused) -----------------------------
+
+def _board_decoder(rig, submit: bool):
+    """The Gemma-like test model (tests/test_a53.py) on ``rig``'s backend, fused; ``submit``
+    False keeps the per-job Python path (``matmul``)."""
+    from host.llm.fused import FusedDecoder
+    from host.llm.layers import linear_specs
+    from host.llm.linear import QuantizedLinears
+    from host.llm.quant import scheme
+    from host.llm.transformer import Transformer
+    from test_a53 import GEMMA_LIKE, gemma_like_weights
+
+    weights = gemma_like_weights(GEMMA_LIKE)
+    transformer = Transformer(GEMMA_LIKE, weights, QuantizedLinears(linear_specs(GEMMA_LIKE, weights),
+                                                                     rig.backend, scheme("per-channel")))
+    decoder = FusedDecoder.build(transformer)
+    decoder._no_submission = not submit
+    return transformer, decoder
+
+
+def test_kernel_submitted_jobs_equal_the_python_path():
+    """On the KV260 classes with a thread computing C: the kernels' own submissions give
+    the same tokens, int32 sums (so bit-equal logits), registers at every ap_start and
+    counters as the per-job path; jobs + 1 compiled calls, few Python calls per job."""
+    from hdl.spec.regmap import by_name
+    from host.perf.a53 import BoardRig, count_python_calls
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    runs = {}
+    try:
+        for submit in (True, False):
+            rig = BoardRig(preset("kv260"), 64 << 20, compute=True)
+            try:
+                transformer, decoder = _board_decoder(rig, submit)
+                cache = transformer.new_cache(24)
+                transformer.forward([1, 2, 3, 4], cache)
+                jobs0 = rig.jobs
+                token, tokens, logits = 5, [], []
+                for _ in range(6):
+                    token = decoder.greedy(token, cache)[0]
+                    tokens.append(token)
+                cache.length -= 1
+                logits = decoder.logits(token, cache)
+                assert decoder.submits_jobs == submit
+                assert decoder.counts["compiled calls"] == decoder.counts["accelerator jobs"] + 1
+                registers = np.array(rig.device.jobs[jobs0:])
+                stats = (rig.backend.jobs, rig.backend.total_cycles, rig.backend.last_cycles())
+                calls, driver_calls, jobs = count_python_calls(transformer, cache, tokens=2, decoder=decoder)
+                runs[submit] = tokens, logits, registers, stats, calls / jobs
+            finally:
+                rig.close()
+    finally:
+        sys.setswitchinterval(interval)
+    (tokens, logits, registers, stats, per_job), (tokens_py, logits_py, registers_py, stats_py, per_job_py) = \
+        runs[True], runs[False]
+    assert tokens == tokens_py
+    np.testing.assert_array_equal(logits, logits_py)
+    ctrl = by_name("CTRL").offset // 4                  # the registers as ap_start found them
+    registers[:, ctrl] = registers_py[:, ctrl] = 0
+    np.testing.assert_array_equal(registers, registers_py)
+    assert stats == stats_py and stats[2] == 1000 + stats[0]        # the counters of the last job
+    assert per_job < 4 < per_job_py                     # Python calls per job: ~3 against ~21
+
+
+@pytest.mark.parametrize("failure", ["timeout", "refused"])
+def test_a_kernel_submitted_job_fails_through_the_driver(failure):
+    """A job the kernel submitted that times out (the accelerator never answers) or is
+    refused: the driver's usual one-line error; after a timeout the accelerator was
+    soft-reset. The next token runs."""
+    from hdl.spec.regmap import ErrorCode
+    from host.accel.driver import AcceleratorTimeout, JobRefused
+    from host.perf.a53 import BoardRig
+
+    rig = BoardRig(preset("kv260"), 64 << 20)
+    try:
+        rig.backend.driver.min_timeout_s = 0.05        # the plans made at the first token
+        transformer, decoder = _board_decoder(rig, True)
+        cache = transformer.new_cache(8)
+        transformer.forward([1, 2], cache)
+        if failure == "timeout":
+            rig.device.answer = False
+            expected = AcceleratorTimeout, r"^job M=1 N=\d+ K=64 did not finish within 50\.000 ms \(polling " \
+                                           r"ap_done\); the accelerator was soft-reset$"
+        else:
+            rig.device.error = int(ErrorCode.FORMAT)
+            expected = JobRefused, r"^accelerator refused the job: FORMAT"
+        with pytest.raises(expected[0], match=expected[1]):
+            decoder.greedy(3, cache)
+        assert decoder.submits_jobs
+        ctrl = int(rig.device.words[rig.device.ctrl])
+        assert ctrl == rig.device.idle if failure == "timeout" else ctrl & rig.device.idle   # reset / ended
+        rig.device.answer, rig.device.error = True, 0
+        assert 0 <= decoder.greedy(3, cache)[0] < transformer.config.vocab_size      # and it runs on
+    finally:
+        rig.close()
+
+
+def test_the_kernels_call_systole_job_as_replay_declares_it():
+    """The numba kernels' call through systole_job's address (host.llm._numba_fused) passes
+    each word as the parameter ctypes declares (pointer, uint32, uint64), all of them."""
+    import ctypes
+
+    from host.accel.driver import COMPILED_JOB_WORDS
+    from host.llm._numba_fused import _JOB_PARAMETERS
+    from host.platforms.replay import library
+
+    kinds = {ctypes.c_uint32: "u", ctypes.c_uint64: "q"}
+    declared = "".join(kinds.get(kind, "p") for kind in library().systole_job.argtypes)
+    assert declared == _JOB_PARAMETERS and COMPILED_JOB_WORDS == 1 + len(declared)

@@ -124,6 +124,17 @@ class IntBackend(ABC):
     def last_cycles(self) -> int | None:
         return None
 
+    def compiled_job(self, handle, a: np.ndarray, c: np.ndarray):
+        """``matmul(a, handle)`` into ``c`` as a job compiled code submits itself
+        (``host.accel.driver.CompiledJob``), or None: this backend has no compiled job
+        path (only a driver on mapped registers with ``firmware/replay.c`` has one)."""
+        return None
+
+    def compiled_epoch(self):
+        """While this value stays the same, the ``compiled_job``s made under it hold;
+        None: no compiled job path (now)."""
+        return None
+
     def close(self) -> None:
         """Release device resources (nothing for software backends)."""
 

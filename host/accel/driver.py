@@ -19,10 +19,15 @@ Guarantees:
   finite positive number is refused (``ValueError``) before anything waits on it.
 - Every error here is an ``AcceleratorError``: a ``host.errors.SystoleError``, so a
   command line prints it as one line.
+- ``compiled_job`` hands a planned job to compiled code that submits it itself (the
+  fused decoder's kernels on the KV260): the same plan, so the same register writes in
+  the same order; a failure comes back through ``compiled_job_failed``, which runs the
+  error path above (soft reset, the same one-line error).
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -40,7 +45,7 @@ from .pack import Int4Weights, PackedWeights, pack_int4, pack_weights
 
 __all__ = ["AcceleratorError", "ConfigMismatch", "JobRefused", "DmaError", "AcceleratorTimeout",
            "UnsupportedFormat",
-           "JobStats", "DeviceBuffer", "WeightBuffer", "Driver"]
+           "JobStats", "DeviceBuffer", "WeightBuffer", "CompiledJob", "Driver"]
 
 _OFF = {reg.name: reg.offset for reg in REGISTERS}
 _CTRL = {f.name: f.mask for f in by_name("CTRL").fields}
@@ -167,18 +172,21 @@ def _round_up(value: int, step: int) -> int:
 @dataclass
 class _JobPlan:
     """A checked job, ready to run: ``(offset, word)`` register writes and its timeout
-    (the writes also as uint32 arrays, for a bus that replays plans in compiled code)."""
+    (the writes also as uint32 arrays, for a bus that replays plans in compiled code),
+    and ``after``: what the last run read after ap_done (``_AFTER_JOB``)."""
 
     words: tuple[tuple[int, int], ...]
     timeout_s: float
     what: str
     offsets: np.ndarray = field(default=None, compare=False)
     values: np.ndarray = field(default=None, compare=False)
+    after: np.ndarray = field(default=None, compare=False)
     replay_args: tuple | None = field(default=None, compare=False)   # set by the first replay
 
     def __post_init__(self):
         self.offsets = np.array([o for o, _ in self.words], np.uint32)
         self.values = np.array([v for _, v in self.words], np.uint32)
+        self.after = np.zeros(len(_AFTER_JOB), np.uint32)
 
     @property
     def arrays(self) -> tuple[int, int, int]:
@@ -187,9 +195,36 @@ class _JobPlan:
         return self.offsets.ctypes.data, self.values.ctypes.data, len(self.words)
 
 
-# What the driver reads after a job, in order: the counters (JobStats) and ERR_CODE.
+# What the driver reads after a job, in order: the counters (JobStats) and ERR_CODE
+# (PERF_BUSY first and ERR_CODE last: CompiledJob's contract).
 _AFTER_JOB = ("PERF_BUSY", "PERF_STALL", "PERF_RD_BEATS", "PERF_WR_BEATS", "ERR_CODE")
 _AFTER_JOB_OFFSETS = np.array([_OFF[name] for name in _AFTER_JOB], np.uint32)
+# A CompiledJob's words: systole_job's address, then its 14 arguments in order.
+COMPILED_JOB_WORDS = 15
+
+
+@dataclass(eq=False)
+class CompiledJob:
+    """``matmul(a, weights)`` for compiled code to submit itself, into ``c``.
+
+    ``words`` (uint64, ``COMPILED_JOB_WORDS``) are ``firmware/replay.c``'s ``systole_job``
+    address and then its 14 arguments in order: the mapped register page, the plan's
+    register writes (the arrays ``_execute`` replays), ap_start/ap_done, the timeout in
+    ns, the read-back offsets and the plan's ``after`` array (its first word PERF_BUSY,
+    its last ERR_CODE), and a ``JobIo`` of the plan's bound to ``a`` and ``c``. The
+    object keeps every array those addresses point at alive; it holds while
+    ``Driver.compiled_epoch()`` returns the ``epoch`` it was made in.
+
+    The caller calls ``systole_job(words[1:])`` and, unless it returned 1 with ERR_CODE
+    0, ``Driver.compiled_job_failed(job, status)``."""
+
+    words: np.ndarray
+    after: np.ndarray
+    epoch: tuple
+    plan: "_JobPlan"
+    io: object
+    a: np.ndarray
+    c: np.ndarray
 
 
 class Driver:
@@ -216,7 +251,8 @@ class Driver:
         # (``bus.job`` runs it, ``bus.job_io(**fields)`` describes the memory traffic.)
         self._job = getattr(bus, "job", None) if self._replay is not None and io_spec is not None else None
         self._io_spec = io_spec() if self._job is not None else None
-        self._after = np.zeros(len(_AFTER_JOB), np.uint32)
+        # (and ``bus.job_entry()`` lets compiled code submit the plans: ``compiled_job``)
+        self._job_entry = getattr(bus, "job_entry", None) if self._job is not None else None
         self.soft_reset()
         self.bus.write32(_OFF["GIE"], 1 if self.use_irq else 0)
         self.bus.write32(_OFF["IER"], _IER_DONE if self.use_irq else 0)
@@ -307,10 +343,7 @@ class Driver:
         # A decode token runs the same jobs every time: plan each once (strides, scratch
         # buffers, registers, the rules' verdict, the timeout) and replay it; the
         # register sequence is run_job's. A plan holds while the scratch buffers stay.
-        cached = self._plans.get((id(weights), m))
-        if cached is None or cached[0] is not weights or cached[1] != self._scratch_generation:
-            cached = self._plan_matmul(weights, m, k)
-        _, _, a_buf, c_buf, a_stride, c_stride, plan, io = cached
+        _, _, a_buf, c_buf, a_stride, c_stride, plan, io = self._planned(weights, m, k)
         if io is not None:                     # the whole job in one compiled call
             a = np.ascontiguousarray(a)
             out = np.empty((m, weights.n), np.int32)
@@ -329,6 +362,62 @@ class Driver:
         self.memory.sync_for_cpu(c_buf.offset, m * c_stride)
         rows = self.memory.read(c_buf.offset, m * c_stride).view(np.int32).reshape(m, c_stride // 4)
         return np.ascontiguousarray(rows[:, :weights.n])
+
+    def _planned(self, weights: WeightBuffer, m: int, k: int) -> tuple:
+        """``_plan_matmul``'s entry for ``weights`` at ``m`` rows, planned once."""
+        cached = self._plans.get((id(weights), m))
+        if cached is None or cached[0] is not weights or cached[1] != self._scratch_generation:
+            cached = self._plan_matmul(weights, m, k)
+        return cached
+
+    # -- jobs submitted by compiled code -----------------------------------------------
+    def compiled_epoch(self) -> tuple | None:
+        """What a ``CompiledJob`` depends on beyond its own arrays: the scratch buffers'
+        generation and the bus's ``job_entry()`` (systole_job's address and the mapped
+        page); None when this driver has no compiled job path (or its bus is closed)."""
+        entry = self._job_entry() if self._job_entry is not None else None
+        return None if entry is None else (self._scratch_generation, *entry)
+
+    def compiled_job(self, weights: WeightBuffer, a: np.ndarray, c: np.ndarray) -> CompiledJob | None:
+        """``matmul(a, weights)`` into ``c`` as a ``CompiledJob`` (the plan ``matmul``
+        replays), or None when this driver has no compiled job path: a bus without
+        ``job``/``job_entry`` (mapped registers and ``firmware/replay.c``), interrupts,
+        or memory without ``io_spec``. ``a`` (int8 ``[M, K]``) and ``c`` (int32
+        ``[M, N]``) must be C-contiguous; the job reads and writes them in place."""
+        epoch = self.compiled_epoch()
+        if epoch is None:
+            return None
+        if not (a.dtype == np.int8 and a.ndim == 2 and a.shape[1] == weights.k and a.flags.c_contiguous):
+            raise TypeError(f"activations must be C-contiguous int8 [M, {weights.k}], got {a.dtype} {a.shape}")
+        m = a.shape[0]
+        if not (c.dtype == np.int32 and c.shape == (m, weights.n) and c.flags.c_contiguous
+                and c.flags.writeable):
+            raise TypeError(f"results must be writeable C-contiguous int32 [{m}, {weights.n}], "
+                            f"got {c.dtype} {c.shape}")
+        plan, io = self._planned(weights, m, weights.k)[6:]
+        io = type(io).from_buffer_copy(io)             # the plan's traffic, bound to a and c
+        io.a, io.c = a.ctypes.data, c.ctypes.data
+        offsets, values, count = plan.arrays
+        words = np.array([epoch[1], epoch[2], _OFF["STATUS"], _STATUS_BUSY, offsets, values, count,
+                          _OFF["CTRL"], _CTRL["ap_start"], _CTRL["ap_done"], int(plan.timeout_s * 1e9),
+                          _AFTER_JOB_OFFSETS.ctypes.data, len(_AFTER_JOB), plan.after.ctypes.data,
+                          ctypes.addressof(io)], np.uint64)
+        return CompiledJob(words, plan.after, epoch, plan, io, a, c)
+
+    def compiled_job_failed(self, job: CompiledJob, status: int) -> None:
+        """The error path of a ``CompiledJob`` whose submission returned ``status``
+        (``systole_job``'s -2, -1 or 0, or 2: done with ERR_CODE set): the exception
+        ``matmul`` raises for it, after the same soft reset."""
+        self._outcome(job.plan, 1 if status == 2 else status)
+        raise AcceleratorError(f"{job.plan.what}: compiled submission returned status {status}, "
+                               "which is not a failure (expected -2, -1, 0 or 2)")
+
+    def compiled_jobs_ran(self, job: CompiledJob) -> JobStats:
+        """Note that compiled code ran jobs, ``job`` the last: ``last_stats`` become its
+        counters."""
+        busy_cycles, stall, rd_beats, wr_beats, _ = job.after.tolist()
+        self.last_stats = JobStats(busy_cycles, stall, rd_beats, wr_beats)
+        return self.last_stats
 
     def _plan_matmul(self, weights: WeightBuffer, m: int, k: int) -> tuple:
         """Plan ``matmul``'s job for ``weights`` at ``m`` rows (see ``matmul``)."""
@@ -393,7 +482,7 @@ class Driver:
             arrays = plan.replay_args
             if arrays is None:
                 arrays = plan.replay_args = (*plan.arrays, _AFTER_JOB_OFFSETS.ctypes.data,
-                                             len(_AFTER_JOB), self._after.ctypes.data)
+                                             len(_AFTER_JOB), plan.after.ctypes.data)
             offsets, values, count, reads, read_count, read_values = arrays
             if io is None:
                 done = self._replay(_OFF["STATUS"], _STATUS_BUSY, offsets, values, count, _OFF["CTRL"],
@@ -403,22 +492,28 @@ class Driver:
                 done = self._job(_OFF["STATUS"], _STATUS_BUSY, offsets, values, count, _OFF["CTRL"],
                                  _CTRL["ap_start"], _CTRL["ap_done"], plan.timeout_s,
                                  reads, read_count, read_values, io)
-                if done == -2:
-                    raise OSError(f"{plan.what}: a u-dma-buf cache-maintenance write failed")
-            busy = done == -1
+        elif read(_OFF["STATUS"]) & _STATUS_BUSY:
+            done = -1
         else:
-            busy = bool(read(_OFF["STATUS"]) & _STATUS_BUSY)
-            if not busy:
-                write = bus.write32
-                for offset, word in plan.words:
-                    write(offset, word)
-                write(_OFF["CTRL"], _CTRL["ap_start"])
-                done = self._wait_done(plan.timeout_s)
-                if done:
-                    after = self._after
-                    for i, offset in enumerate(_AFTER_JOB_OFFSETS.tolist()):
-                        after[i] = read(offset)
-        if busy:
+            write = bus.write32
+            for offset, word in plan.words:
+                write(offset, word)
+            write(_OFF["CTRL"], _CTRL["ap_start"])
+            done = self._wait_done(plan.timeout_s)
+            if done:
+                after = plan.after
+                for i, offset in enumerate(_AFTER_JOB_OFFSETS.tolist()):
+                    after[i] = read(offset)
+        return self._outcome(plan, done)
+
+    def _outcome(self, plan: "_JobPlan", done: int) -> JobStats:
+        """A run of ``plan`` that returned ``done`` (1 finished, 0 timed out, -1 busy
+        before the first write, -2 a failed cache-maintenance write): its ``JobStats``
+        from ``plan.after``, or the exception (a timeout after a soft reset)."""
+        read = self.bus.read32
+        if done == -2:
+            raise OSError(f"{plan.what}: a u-dma-buf cache-maintenance write failed")
+        if done == -1:
             raise AcceleratorError("accelerator is busy with another job; call soft_reset() first")
         if not done:
             self.soft_reset()
@@ -426,7 +521,7 @@ class Driver:
             raise AcceleratorTimeout(
                 f"{plan.what} did not finish within {plan.timeout_s * 1e3:.3f} ms ({how}); "
                 "the accelerator was soft-reset")
-        busy_cycles, stall, rd_beats, wr_beats, code = self._after.tolist()
+        busy_cycles, stall, rd_beats, wr_beats, code = plan.after.tolist()
         self.last_stats = JobStats(busy_cycles, stall, rd_beats, wr_beats)
         if code != ErrorCode.OK:
             address = read(_OFF["ERR_ADDR_LO"]) | read(_OFF["ERR_ADDR_HI"]) << 32

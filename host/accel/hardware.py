@@ -23,7 +23,7 @@ import numpy as np
 from hdl.spec.config import AccelConfig
 
 from .backend import IntBackend, MutableWeights
-from .driver import Driver, JobStats, WeightBuffer
+from .driver import CompiledJob, Driver, JobStats, WeightBuffer
 
 __all__ = ["DriverBackend"]
 
@@ -88,6 +88,27 @@ class DriverBackend(IntBackend):
         self.jobs += 1
         self.total_cycles += self.driver.last_stats.busy_cycles
         return result if rows == n else np.ascontiguousarray(result[:, :n])
+
+    def compiled_job(self, handle: WeightBuffer, a: np.ndarray, c: np.ndarray) -> CompiledJob | None:
+        """``Driver.compiled_job``: the job for compiled code to submit (None: no such
+        path on this platform). Its caller checks ``compiled_epoch()`` before using it,
+        reports failures to ``compiled_job_failed`` and runs to ``compiled_jobs_ran``."""
+        return self.driver.compiled_job(handle, a, c)
+
+    def compiled_epoch(self) -> tuple | None:
+        """``Driver.compiled_epoch``: a ``CompiledJob`` made in another epoch is stale."""
+        return self.driver.compiled_epoch()
+
+    def compiled_job_failed(self, job: CompiledJob, status: int) -> None:
+        """``Driver.compiled_job_failed``: raise the driver's error for ``status``."""
+        self.driver.compiled_job_failed(job, status)
+
+    def compiled_jobs_ran(self, jobs: int, cycles: int, last: CompiledJob) -> None:
+        """Count ``jobs`` compiled submissions of ``cycles`` busy cycles in all, ``last``
+        the last (its counters become ``last_stats``), as ``matmul`` counts its own."""
+        self.jobs += jobs
+        self.total_cycles += cycles
+        self.driver.compiled_jobs_ran(last)
 
     def last_cycles(self) -> int | None:
         stats = self.driver.last_stats

@@ -12,18 +12,118 @@ contraction, so RoPE and the scales round exactly as numpy's do).
 
 Arrays come in preallocated; the kernels allocate nothing except the logits of
 ``dequantize_logits``.
+
+**tanh without libm.** ``_tanh`` is a float32 rational approximation that vectorizes:
+``TANH_FLOPS`` flops per element, within ``TANH_MAX_ULP`` ulp and ``TANH_MAX_ERROR`` of
+the exact tanh over all float32 (``tests/test_fused.py``: a dense grid, the extremes,
+infinities, NaN). ``gated_quantize`` does NOT use it yet: with it, the FFN's int8
+activations differ from the numpy path's (``np.tanh``) in a few elements per token, and
+Gemma 3 270M's greedy continuation in ``tests/test_fused.py`` diverges (smoothquant at
+its 9th token, a 0.029 logit margin; w4a8 at its 12th, 0.20). Using it needs the numpy
+path to use the same tanh (one definition), a decision about the reference.
+
+**Jobs submitted from here.** Where the backend's driver has a compiled job path (the
+KV260: ``host.accel.driver.CompiledJob``), each gap kernel has a ``*_job`` twin that runs
+it and then submits the next accelerator job itself: it calls ``firmware/replay.c``'s
+``systole_job`` through the address in the job's words (``_systole_job``), checks
+ERR_CODE in the plan's read-back array and adds the job's busy cycles to a counter. It
+returns the status (``JOB_DONE``: done, ERR_CODE 0; ``JOB_ERROR``: done with an error
+code; else ``systole_job``'s 0 timeout, -1 busy, -2 sync failure) for the caller to hand
+to the driver's error path. The twins release the GIL (``nogil``) as ctypes does around
+a foreign call: a job may wait on another thread (the tests' accelerator is one).
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 _ONE = np.float32(1.0)
 _HALF = np.float32(0.5)
 _GELU_C = np.float32(0.7978845608028654)            # sqrt(2/pi), as transformer._GELU_C
 _GELU_C3 = np.float32(0.7978845608028654 * 0.044715)
 _REASSOC = {"reassoc"}
+
+# _tanh: Eigen's generic_fast_tanh_float (also TensorFlow's): tanh(x) = x P(x^2) / Q(x^2)
+# on x clamped to +-7.9053 (where the rational reaches the float32 below 1), x itself for
+# |x| < 0.0004 (tanh(x) rounds to x there). Measured against float64 tanh over every
+# 7th float32 in [-12, 12]: at most 6 ulp, 3.9e-7 absolute (the clamp costs up to 5 ulp
+# in [7.9, 9.01], where tanh rounds to 1).
+_TANH_CLAMP = np.float32(7.90531110763549805)
+_TANH_TINY = np.float32(0.0004)
+_TANH_P = tuple(np.float32(c) for c in (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+                                        5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
+                                        4.89352455891786e-03))        # x^13 .. x^1
+_TANH_Q = tuple(np.float32(c) for c in (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
+                                        4.89352518554385e-03))        # x^6 .. x^0
+# min, max, x^2, 12 for P (Horner), 1 for x P, 6 for Q, the division, 2 compares.
+TANH_FLOPS = 25
+TANH_MAX_ULP, TANH_MAX_ERROR = 6, 4e-7
+
+JOB_DONE, JOB_ERROR = 1, 2
+# systole_job's 14 parameters (firmware/replay.c): p a pointer, u uint32_t, q uint64_t.
+_JOB_PARAMETERS = "puuppuuuuqpupp"
+
+
+# numba 0.68.1 can call a ctypes function object passed as an argument (it types as
+# ExternalFunctionPointer, and its c_void_p parameters take integer addresses), but
+# unboxing one costs three Python-level calls per dispatch (_numba_unpickle,
+# get_pointer, cast: measured with sys.setprofile), and a ctypes global would bake one
+# process's address into the cache. So the address travels as a uint64 word and this
+# intrinsic calls through it: each word truncated to uint32 or turned into a pointer as
+# the C parameter is declared.
+@intrinsic
+def _systole_job(typingctx, function, regs, status_offset, busy_mask, offsets, values, count,
+                 ctrl_offset, start, done_mask, timeout_ns, read_offsets, read_count, read_values, io):
+    """``systole_job(regs, ...)`` at the address ``function``, every argument a uint64 word."""
+    arguments = (function, regs, status_offset, busy_mask, offsets, values, count, ctrl_offset, start,
+                 done_mask, timeout_ns, read_offsets, read_count, read_values, io)
+    if any(argument != types.uint64 for argument in arguments):
+        return None
+    signature = types.int32(*arguments)
+
+    def codegen(context, builder, sig, args):
+        i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+        kinds = {"p": i8.as_pointer(), "u": i32, "q": i64}
+        function_type = ir.FunctionType(i32, [kinds[kind] for kind in _JOB_PARAMETERS])
+        values = [builder.inttoptr(value, kinds[kind]) if kind == "p" else
+                  builder.trunc(value, i32) if kind == "u" else value
+                  for value, kind in zip(args[1:], _JOB_PARAMETERS)]
+        return builder.call(builder.inttoptr(args[0], function_type.as_pointer()), values)
+
+    return signature, codegen
+
+
+@intrinsic
+def _load_u32(typingctx, address, index):
+    """The uint32 at ``address`` (a uint64 word) + 4 ``index``."""
+    if address != types.uint64 or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        base = builder.inttoptr(args[0], ir.IntType(32).as_pointer())
+        offset = context.cast(builder, args[1], sig.args[1], types.intp)
+        return builder.load(builder.gep(base, [offset]))
+
+    return types.uint32(address, index), codegen
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _submit(job, cycles):
+    """Run the ``CompiledJob`` whose words are ``job``; on success add its PERF_BUSY to
+    ``cycles[0]``. The status (module docstring)."""
+    status = _systole_job(job[0], job[1], job[2], job[3], job[4], job[5], job[6], job[7], job[8],
+                          job[9], job[10], job[11], job[12], job[13], job[14])
+    if status != JOB_DONE:
+        return status
+    read_values, read_count = job[13], job[12]
+    if _load_u32(read_values, read_count - np.uint64(1)) != 0:      # ERR_CODE, the last word read
+        return JOB_ERROR
+    cycles[0] += _load_u32(read_values, 0)               # PERF_BUSY, the first
+    return JOB_DONE
 
 
 @numba.njit(cache=True, boundscheck=False, fastmath=_REASSOC)
@@ -74,6 +174,34 @@ def _weighted_values(p, values, out):
             weight = p[g, t]
             for j in range(hd):
                 out[g, j] += weight * value[j]
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _tanh(x):
+    """float32 tanh without libm (module docstring): NaN in, NaN out; +-inf give +-1."""
+    c = min(max(x, -_TANH_CLAMP), _TANH_CLAMP)
+    x2 = c * c
+    p13, p11, p9, p7, p5, p3, p1 = _TANH_P
+    q6, q4, q2, q0 = _TANH_Q
+    p = x2 * p13 + p11
+    p = x2 * p + p9
+    p = x2 * p + p7
+    p = x2 * p + p5
+    p = x2 * p + p3
+    p = x2 * p + p1
+    q = x2 * q6 + q4
+    q = x2 * q + q2
+    q = x2 * q + q0
+    r = (c * p) / q
+    r = x if abs(x) < _TANH_TINY else r
+    return x if x != x else r
+
+
+@numba.njit(cache=True, boundscheck=False)
+def tanh_into(x, out):
+    """``out[i] = _tanh(x[i])``: the fused kernels' tanh over an array (tests, timing)."""
+    for i in range(x.shape[0]):
+        out[i] = _tanh(x[i])
 
 
 @numba.njit(cache=True, boundscheck=False, inline="always")
@@ -211,7 +339,8 @@ def residual_norm_quantize(acc, w_scale, x_scale, post_norm, has_post_norm, x, w
 @numba.njit(cache=True, boundscheck=False)
 def gated_quantize(acc, w_scale, x_scale, gelu, gate_up, q, scale, qmax_inverse, tiny):
     """Between ffn_up_gate and ffn_down: dequantize ``[gate, up]``, GeGLU (tanh GELU) or
-    SwiGLU in ``Transformer.activation``'s float32 order, quantize the ``[F]`` result."""
+    SwiGLU in ``Transformer.activation``'s float32 order, quantize the ``[F]`` result
+    (libm's tanh: see the module docstring on ``_tanh``)."""
     _dequantize(acc, w_scale, x_scale[0], gate_up)
     f = gate_up.shape[0] // 2
     for j in range(f):
@@ -230,6 +359,43 @@ def gated_quantize(acc, w_scale, x_scale, gelu, gate_up, q, scale, qmax_inverse,
         hidden *= gate_up[f + j]
         gate_up[j] = hidden              # the gate half becomes the FFN's hidden vector
     _quantize(gate_up, f, q, scale, qmax_inverse, tiny)
+
+
+# -- the gap kernels with the next job submitted (the module docstring) ----------------
+
+@numba.njit(cache=True, boundscheck=False, nogil=True)
+def embed_norm_quantize_job(job, cycles, table, token, embed_scale, scaled, x, weight, eps, h, q, scale,
+                            qmax_inverse, tiny):
+    """``embed_norm_quantize``, then ``job``; its status."""
+    embed_norm_quantize(table, token, embed_scale, scaled, x, weight, eps, h, q, scale, qmax_inverse, tiny)
+    return _submit(job, cycles)
+
+
+@numba.njit(cache=True, boundscheck=False, nogil=True)
+def attention_job(job, cycles, acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps,
+                  inv_head_dim, cos, sin, position, keys, values, first, attn_scale, n_heads, qkv, scores,
+                  attended, q, scale, qmax_inverse, tiny):
+    """``attention``, then ``job``; its status."""
+    attention(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim, cos, sin,
+              position, keys, values, first, attn_scale, n_heads, qkv, scores, attended, q, scale,
+              qmax_inverse, tiny)
+    return _submit(job, cycles)
+
+
+@numba.njit(cache=True, boundscheck=False, nogil=True)
+def residual_norm_quantize_job(job, cycles, acc, w_scale, x_scale, post_norm, has_post_norm, x, weight,
+                               eps, out, h, q, scale, qmax_inverse, tiny):
+    """``residual_norm_quantize``, then ``job``; its status."""
+    residual_norm_quantize(acc, w_scale, x_scale, post_norm, has_post_norm, x, weight, eps, out, h, q,
+                           scale, qmax_inverse, tiny)
+    return _submit(job, cycles)
+
+
+@numba.njit(cache=True, boundscheck=False, nogil=True)
+def gated_quantize_job(job, cycles, acc, w_scale, x_scale, gelu, gate_up, q, scale, qmax_inverse, tiny):
+    """``gated_quantize``, then ``job``; its status."""
+    gated_quantize(acc, w_scale, x_scale, gelu, gate_up, q, scale, qmax_inverse, tiny)
+    return _submit(job, cycles)
 
 
 _ARGMAX_CHUNK = 2048

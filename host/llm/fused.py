@@ -42,6 +42,20 @@ more gaps, each still one compiled call::
 so jobs = (4 + 2 KV) L + 1 and calls = jobs + 1 (Gemma 3 270M: 109 jobs, 110 calls;
 V^T beyond ``max_k`` positions adds a job per extra piece).
 
+**Jobs submitted by the kernels** (the KV260: the backend's ``compiled_job`` gives a
+``host.accel.driver.CompiledJob``, firmware/replay.c's ``systole_job`` with the driver's
+plan): each gap's kernel also submits the job after it (``*_job`` in
+``host.llm._numba_fused``), so a token is still jobs + 1 compiled calls but with no
+ctypes call and no driver Python per job; the driver's register sequence is unchanged
+(the plan ``matmul`` replays). A status other than done goes to the backend's
+``compiled_job_failed`` (the driver's soft reset and one-line error); the jobs' busy
+cycles are summed by the kernels and given to the backend once per token
+(``compiled_jobs_ran``). The jobs are bound to this decoder's arrays once and rebound
+when the backend's ``compiled_epoch()`` changes (its scratch buffers moved); with
+attention offloaded, or a backend without the path, the decoder calls ``matmul``.
+With a profiler, each call's time (the gap and the job it submits: one call holds
+both) goes to that job's matmul section, and "host step" records the calls with none.
+
 It applies (``FusedDecoder.build``, else None and the caller keeps
 ``Transformer.forward``) when the seam is ``QuantizedLinears`` with dynamic per-token
 activations and every layer, int8 or int4, is one activation group in one K piece.
@@ -195,6 +209,14 @@ class FusedDecoder:
         self._weighted: dict[int, np.ndarray] = {}
         self._a_scale = np.zeros(group, np.float32)
         self._a_staged = np.zeros((group, STAGED), np.int8)
+        # Jobs submitted by the kernels (module doc): bound on the first token; each
+        # kind's busy cycles summed in one slot of ``_cycles`` (qkv, attn_out,
+        # ffn_up_gate, ffn_down, classifier).
+        self.submits_jobs = False                   # the last token's jobs were submitted so
+        self._no_submission = self.offload
+        self._bound = None
+        self._cycles = np.zeros(5, np.uint64)
+        self._cycle_slots = [self._cycles[i:i + 1] for i in range(5)]
 
     @classmethod
     def build(cls, transformer: Transformer, profiler: Profiler | None = None) -> "FusedDecoder | None":
@@ -253,6 +275,10 @@ class FusedDecoder:
             raise TypeError(f"this decoder's attention needs a {wanted}, got {type(cache).__name__}")
         self._cache = cache
         numpy_calls = self._prepare(position, cache)
+        bound = None if self._no_submission else self._submission()
+        self.submits_jobs = bound is not None
+        if bound is not None:
+            return self._submitted_step(token, position, cache, numpy_calls, bound, start)
         window = cfg.sliding_window
         first_local = 0 if window is None else max(0, position - window + 1)
         cos_global, sin_global = transformer._rope_global.cos, transformer._rope_global.sin
@@ -340,6 +366,120 @@ class FusedDecoder:
         self._numpy_extra = 0
         return acc, numpy_calls, self._jobs, start
 
+    def _submission(self):
+        """``(epoch, the first job, per layer (attn_out, ffn_up_gate, ffn_down, next qkv or
+        classifier) jobs, the results' arrays)`` with each job as ``(words, CompiledJob)``,
+        or None: no compiled job path (then never asked again)."""
+        backend = self.backend
+        epoch = backend.compiled_epoch()
+        bound = self._bound
+        if bound is not None and bound[0] == epoch:
+            return bound
+        self._bound = None
+        if epoch is None:
+            self._no_submission = True
+            return None
+        cfg = self.config
+        acc_qkv = np.zeros((1, cfg.q_dim + 2 * cfg.kv_dim), np.int32)
+        acc_dim = np.zeros((1, cfg.dim), np.int32)
+        acc_up = np.zeros((1, 2 * cfg.hidden_dim), np.int32)
+        acc_vocab = np.zeros((1, cfg.vocab_size), np.int32)
+
+        def bind(weights, a, c):
+            job = backend.compiled_job(weights, a, c)
+            return None if job is None else (job.words, job)
+
+        qkv = [bind(layer[0], self._q_dim, acc_qkv) for layer in self._layers]
+        classifier = bind(self._classifier[0], self._q_dim, acc_vocab)
+        layers = [(bind(layer[2], self._q_heads, acc_dim), bind(layer[4], self._q_dim, acc_up),
+                   bind(layer[6], self._q_hidden, acc_dim), nxt)
+                  for layer, nxt in zip(self._layers, qkv[1:] + [classifier])]
+        if classifier is None or any(job is None for jobs in layers for job in jobs) or qkv[0] is None:
+            self._no_submission = True
+            return None
+        self._bound = (epoch, qkv[0], layers, (acc_qkv, acc_dim, acc_up, acc_vocab))
+        return self._bound
+
+    def _submitted_step(self, token: int, position: int, cache: KVCache, numpy_calls: int, bound, start: float):
+        """``_layers_step`` with every job submitted by the kernel before it (module doc)."""
+        cfg, kernels, transformer, backend = self.config, self.kernels, self.transformer, self.backend
+        _, (first_words, first_job), jobs, (acc_qkv, acc_dim, acc_up, acc_vocab) = bound
+        window = cfg.sliding_window
+        first_local = 0 if window is None else max(0, position - window + 1)
+        cos_global, sin_global = transformer._rope_global.cos, transformer._rope_global.sin
+        cos_local, sin_local = transformer._rope_local.cos, transformer._rope_local.sin
+        eps, qmax_inverse, tiny = self._eps, _QMAX_INVERSE, _TINY
+        x, h, out, scale = self._x, self._h, self._out, self._scale
+        qkv, scores, attended, gate_up = self._qkv, self._scores, self._attended, self._gate_up
+        q_dim, q_heads, q_hidden = self._q_dim, self._q_heads, self._q_hidden
+        attention, residual = kernels.attention_job, kernels.residual_norm_quantize_job
+        gated, failed = kernels.gated_quantize_job, backend.compiled_job_failed
+        has_bias, has_qk_norm, has_post, gelu = (
+            transformer._qkv_bias is not None, cfg.qk_norm, cfg.post_norms, cfg.gelu)
+        n_heads, attn_scale, inv_head_dim = cfg.n_heads, self._attn_scale, self._inv_head_dim
+        cycles = self._cycles
+        cycles[:] = 0
+        at_qkv, at_out, at_up, at_down, at_classifier = self._cycle_slots
+        timed = self.profiler is not None
+        clock = perf_counter
+        seconds = [0.0, 0.0, 0.0, 0.0, 0.0]
+
+        status = kernels.embed_norm_quantize_job(first_words, at_qkv, transformer.embedding, token,
+                                                 self._embed_scale, self._scaled, x, self._first_norm, eps,
+                                                 h, q_dim, scale, qmax_inverse, tiny)
+        if status != 1:
+            failed(first_job, status)
+        if timed:
+            t = clock()
+            seconds[0] += t - start
+        last = len(jobs) - 1
+        for layer, ((_, qkv_s, _, out_s, _, up_s, _, down_s, bias, qk_norm, post_attn, ffn_norm, post_ffw,
+                     next_norm, is_global), ((out_words, out_job), (up_words, up_job), (down_words, down_job),
+                                             (next_words, next_job))) in enumerate(zip(self._layers, jobs)):
+            if is_global:
+                cos, sin, first = cos_global, sin_global, 0
+            else:
+                cos, sin, first = cos_local, sin_local, first_local
+            status = attention(out_words, at_out, acc_qkv, qkv_s, scale, bias, has_bias, qk_norm, has_qk_norm,
+                               eps, inv_head_dim, cos, sin, position, cache.keys[layer], cache.values[layer],
+                               first, attn_scale, n_heads, qkv, scores, attended, q_heads, scale,
+                               qmax_inverse, tiny)
+            if status != 1:
+                failed(out_job, status)
+            if timed:
+                t1 = clock()
+                seconds[1] += t1 - t
+            status = residual(up_words, at_up, acc_dim, out_s, scale, post_attn, has_post, x, ffn_norm, eps,
+                              out, h, q_dim, scale, qmax_inverse, tiny)
+            if status != 1:
+                failed(up_job, status)
+            if timed:
+                t = clock()
+                seconds[2] += t - t1
+            status = gated(down_words, at_down, acc_up, up_s, scale, gelu, gate_up, q_hidden, scale,
+                           qmax_inverse, tiny)
+            if status != 1:
+                failed(down_job, status)
+            if timed:
+                t1 = clock()
+                seconds[3] += t1 - t
+            status = residual(next_words, at_classifier if layer == last else at_qkv, acc_dim, down_s,
+                              scale, post_ffw, has_post, x, next_norm, eps, out, h, q_dim, scale,
+                              qmax_inverse, tiny)
+            if status != 1:
+                failed(next_job, status)
+            if timed:
+                t = clock()
+                seconds[4 if layer == last else 0] += t - t1
+        cache.length = position + 1
+        self._jobs = 4 * cfg.n_layers + 1
+        backend.compiled_jobs_ran(self._jobs, int(cycles.sum()), jobs[-1][3][1])
+        classifier_seconds = seconds.pop()
+        self._pending = (seconds, classifier_seconds, cycles, None, 0.0)
+        numpy_calls += self._numpy_extra
+        self._numpy_extra = 0
+        return acc_vocab, numpy_calls, self._jobs, start
+
     def _offloaded_attention(self, layer: int, acc, qkv_s, bias, qk_norm, cos, sin, position: int,
                              cache: DeviceKVCache, t0: float, job_seconds: list):
         """The attention gap with both products on the accelerator (``host.llm.attention``):
@@ -407,6 +547,8 @@ class FusedDecoder:
         if prof is None:
             return
         job_seconds, classifier_seconds, cycles, classifier_cycles, host = self._pending
+        if self.submits_jobs:                  # the kernels' sums (module doc)
+            cycles, classifier_cycles = cycles[:4].tolist(), int(cycles[4])
         if self.offload:       # the attention jobs (the profile's matmul kinds are the linears')
             prof.add("attention", job_seconds[4], calls=self._jobs - 4 * n_layers - 1)
         for index, kind in enumerate(_KINDS):

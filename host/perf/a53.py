@@ -80,7 +80,8 @@ def _visible_keys(config: ModelConfig, layer: int, context: int) -> int:
     return min(context, config.sliding_window)
 
 
-def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4) -> list[HostOp]:
+def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4,
+             tanh_flops: int | None = None) -> list[HostOp]:
     """The host step of one decode token at ``context`` tokens (the new one included),
     float32 activations, a KV cache of ``kv_bytes`` per element (4: float32).
 
@@ -88,7 +89,9 @@ def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4) -> list[HostO
     its weight; int8 quantization 4 (|x| max, scale, round, clamp) and writes a byte;
     dequantization 2 (int32 to float, scale) reading the int32 result and the scale;
     RoPE 3; GELU/SiLU 8 and one tanh; attention 2 per multiply-add, softmax 3 and one
-    exp per score.
+    exp per score. ``tanh_flops``: count the tanh as that many flops instead of a
+    transcendental (``host.llm._numba_fused.TANH_FLOPS``, 25, for its libm-free
+    ``_tanh``, not used by the kernels yet); None: a transcendental (``np.tanh``, libm).
     """
     d, f, hd = config.dim, config.hidden_dim, config.head_dim
     h, kv, v = config.n_heads, config.n_kv_heads, config.vocab_size
@@ -132,7 +135,10 @@ def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4) -> list[HostO
         add("norms", *norm(d))                   # ffn pre-norm
         add("quantize", *quantize(d))
         add("dequantize", *dequantize(2 * f))
-        add("ffn activation", 8 * f, f, 0)
+        if tanh_flops is None:
+            add("ffn activation", 8 * f, f, 0)
+        else:
+            add("ffn activation", (8 + tanh_flops) * f, 0, 0)
         add("quantize", *quantize(f))
         add("dequantize", *dequantize(d))
         if config.post_norms:
@@ -272,10 +278,11 @@ def _fake_udmabuf(root: Path, size: int) -> None:
 class BoardRig:
     """The KV260 backend's own classes on files: ``UioRegisters`` (the plan replayed by
     firmware/replay.c), ``UdmabufMemory`` (syncs through its sysfs attribute files) and
-    a ``FileAccelerator`` thread answering jobs. ``backend`` is the ``DriverBackend``;
+    a ``FileAccelerator`` thread answering jobs (``compute``: with C computed by the
+    golden model; else C is left as it is). ``backend`` is the ``DriverBackend``;
     ``jobs`` counts the jobs answered. ``close()`` removes the files."""
 
-    def __init__(self, config: AccelConfig, memory_bytes: int = 1 << 30):
+    def __init__(self, config: AccelConfig, memory_bytes: int = 1 << 30, compute: bool = False):
         from ..accel.driver import Driver
         from ..accel.hardware import DriverBackend
         from ..platforms.kv260 import UdmabufMemory, UioRegisters
@@ -283,9 +290,10 @@ class BoardRig:
         self._tmp = tempfile.TemporaryDirectory(prefix="systole-rig-")
         root = Path(self._tmp.name)
         _fake_udmabuf(root, memory_bytes)
-        self.device = FileAccelerator(root / "uio0", config)
-        self.registers = UioRegisters(root / "uio0", irq=False)
         self.memory = UdmabufMemory("udmabuf0", dev=root, sysfs=root / "sys", readback=False)
+        self.device = FileAccelerator(root / "uio0", config, memory=self.memory._bytes if compute else None,
+                                      base=self.memory.device_address)
+        self.registers = UioRegisters(root / "uio0", irq=False)
         driver = Driver(self.registers, self.memory, config, use_irq=False, min_timeout_s=1.0)
         self.backend = DriverBackend(config, driver, "kv260-rig", platform=self)
 
@@ -324,15 +332,30 @@ class StepCounts:
     ops: tuple[HostOp, ...] = field(default=(), repr=False)
 
 
+# The driver's code: the backend stack under the runtime (host/accel, host/platforms).
+_DRIVER_CODE = tuple(str(Path(__file__).resolve().parents[1] / part) for part in ("accel", "platforms"))
+
+
 class _CallCounter:
-    """Counts Python-level calls (``sys.setprofile``'s call and c_call events)."""
+    """Counts Python-level calls (``sys.setprofile``'s call and c_call events), and in
+    ``driver`` those made in or into the driver's code (``_DRIVER_CODE``: a call whose
+    callee or caller lives there)."""
 
     def __init__(self):
         self.calls = 0
+        self.driver = 0
 
     def _trace(self, frame, event, arg):
-        if event in ("call", "c_call"):
+        if event == "call":
             self.calls += 1
+            caller = frame.f_back
+            if frame.f_code.co_filename.startswith(_DRIVER_CODE) or (
+                    caller is not None and caller.f_code.co_filename.startswith(_DRIVER_CODE)):
+                self.driver += 1
+        elif event == "c_call":
+            self.calls += 1
+            if frame.f_code.co_filename.startswith(_DRIVER_CODE):
+                self.driver += 1
 
     def __enter__(self):
         sys.setprofile(self._trace)
@@ -355,8 +378,9 @@ def decode_step(transformer, decoder=None):
 def count_python_calls(transformer, cache, tokens: int = 4, decoder=None) -> tuple[int, int, int]:
     """``(Python-level calls per decode token, of them in the driver, jobs per token)``
     of ``transformer`` decoding greedily on ``cache`` (its backend should be
-    ``instant_backend``), through ``decoder`` when given. The driver's share is
-    counted on a job of the token's first shape run alone, times the jobs."""
+    ``instant_backend`` or a ``BoardRig``'s), through ``decoder`` when given. The
+    driver's share is the calls made in or into host/accel and host/platforms during
+    the same tokens (``_CallCounter``)."""
     backend = transformer.linear.backend
     step = decode_step(transformer, decoder)
     token = step(1, cache)                      # compiled code loaded, buffers grown
@@ -365,14 +389,7 @@ def count_python_calls(transformer, cache, tokens: int = 4, decoder=None) -> tup
         for _ in range(tokens):
             token = step(token, cache)
     jobs = round((backend.platform.jobs - jobs0) / tokens)
-    layer = next(iter(transformer.linear.layers.values()))
-    handle = layer.pieces[0][0][2]
-    q = np.ones((1, handle.k), np.int8)
-    backend.matmul(q, handle)
-    with _CallCounter() as driver:
-        for _ in range(tokens):
-            backend.matmul(q, handle)
-    return round(total.calls / tokens), round(driver.calls / tokens * jobs), jobs
+    return round(total.calls / tokens), round(total.driver / tokens), jobs
 
 
 def syscalls_per_job(config: AccelConfig, irq: bool, jobs: int = 200) -> dict[str, float]:
@@ -532,7 +549,8 @@ def count(name: str, config: ModelConfig, transformer, context: int, accel: Acce
     ops = host_ops(config, context) if ops is None else ops
     per_job = syscalls[False]["total"]
     compiled = decoder.counts["compiled calls"] if decoder is not None else 0
-    if getattr(transformer.linear.backend.platform, "replays", False):
+    submitted = decoder is not None and decoder.submits_jobs     # the job inside the gap's call
+    if getattr(transformer.linear.backend.platform, "replays", False) and not submitted:
         compiled += jobs                         # one firmware/replay.c call per job
     return StepCounts(name, context, jobs, sum(o.flops for o in ops), sum(o.transcendentals for o in ops),
                       sum(o.bytes for o in ops), calls, round(per_job * jobs), driver_python_calls=driver_calls,

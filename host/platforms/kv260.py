@@ -99,6 +99,14 @@ class UioRegisters:
             raise ValueError(f"{self.path} is closed")
         return self._replayer.job(self._page, *plan_and_io)
 
+    def job_entry(self) -> tuple[int, int] | None:
+        """``(systole_job's address, the mapped page's address)`` for compiled code that
+        submits planned jobs itself (``Driver.compiled_job``); None without the compiled
+        library or once closed (the page is then unmapped: nothing may call with it)."""
+        if self._replayer is None or self._page is None:
+            return None
+        return self._replayer.job_address, self._page
+
     def _unmask(self) -> None:
         os.write(self._fd, struct.pack("=I", 1))      # UIO: re-enable the interrupt
 

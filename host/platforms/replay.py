@@ -7,6 +7,10 @@ polling ap_done and the reads after it, all in one call of ``firmware/replay.c``
 through ``ctypes``. The sequence is the driver's plan, so it is the one the Python path
 and the simulator run; only who performs the accesses changes.
 
+``Replayer.job_address`` is ``systole_job``'s address, for compiled callers that
+submit a job themselves (``host.accel.driver.Driver.compiled_job``: the fused decoder's
+numba kernels call it through the address, no ctypes call per job).
+
 The library is compiled on first use with the C compiler (``$CC``, else ``cc``) into
 ``build/replay/<source digest>/`` and reused afterwards; ``library()`` returns None,
 with the reason in ``library_problem()``, where no compiler works (the driver then
@@ -96,6 +100,7 @@ class Replayer:
         self.words = words
         self._call = lib.systole_replay
         self._job = lib.systole_job
+        self.job_address = ctypes.cast(lib.systole_job, ctypes.c_void_p).value
 
     def __call__(self, page: int, status_offset: int, busy_mask: int, offsets: int, values: int,
                  count: int, ctrl_offset: int, start: int, done_mask: int, timeout_s: float,
