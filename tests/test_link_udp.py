@@ -270,3 +270,24 @@ def test_the_ethernet_projection_counts_the_real_drivers_traffic():
     # Each job: A in a window, its register sequence in one REPLAY, C in a window.
     assert commands == {"MEM_WRITE": 3, "REPLAY": 3, "MEM_READ": 3}
     assert traffic.stop_and_wait == 3
+
+
+def test_generate_over_udp_as_the_readme_says(tmp_path, monkeypatch, capsys):
+    """``SYSTOLE_LINK_PORT=<ip:port> python -m host.llm.generate --backend link --preset
+    nexys_video``: a llama2.c model through the bridge model over UDP prints the golden
+    backend's text."""
+    from host.llm.generate import main
+    from tests.host_testmodels import write_tiny_llama2c
+    model, tokenizer = write_tiny_llama2c(tmp_path)
+    common = ["--model", str(model), "--tokenizer", str(tokenizer), "--preset", "nexys_video",
+              "--quant", "per-channel", "--prompt", "Once upon a time", "--max-new-tokens", "6", "--no-profile"]
+    assert main([*common, "--backend", "golden"]) == 0
+    want = capsys.readouterr().out
+    with UdpBoard(CONFIG, memory_bytes=MEMORY) as board:
+        monkeypatch.setenv("SYSTOLE_LINK_PORT", board.url.removeprefix("udp://"))
+        assert main([*common, "--backend", "link"]) == 0
+        got = capsys.readouterr().out
+        jobs = board.registers.jobs
+    text = want.split("\n\n-- ")[0]                   # the text, before the timing lines
+    assert text.startswith("Once upon a time") and got.split("\n\n-- ")[0] == text
+    assert jobs > 0 and "-- accelerator (decode):" in got
