@@ -9,6 +9,7 @@ exactly once. No timing is asserted.
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 from collections import Counter
@@ -18,14 +19,15 @@ import pytest
 
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import preset
-from hdl.spec.link_protocol import PROTOCOL_VERSION, Command, encode_request
+from hdl.spec.link_protocol import PROTOCOL_VERSION, Command, Status, decode_response, encode_request, \
+    encode_response
 from host.accel.driver import Driver
 from host.accel.golden import golden_matmul
 from host.accel.pack import pack_weights
 from host.platforms import nexys_video
 from host.platforms.link import LinkDeviceError, LinkMemory, LinkOpenError, LinkRegisterBus, LinkTimeout, \
     LinkWrongDevice
-from host.platforms.udp import UdpLink, is_udp_address, parse_address
+from host.platforms.udp import _RESPONSE_PAYLOAD, UdpLink, _BadCrc, _encode_request, is_udp_address, parse_address
 from udp_board import Faults, UdpBoard
 
 CONFIG = preset("nexys_video")
@@ -154,6 +156,67 @@ def test_faults_in_both_directions_keep_results_exact_and_writes_single(kind, se
     recorder.check(board)
     for name in FAULTS[kind]:
         assert inbound.counts[name] + outbound.counts[name] > 0, f"no {name} fault happened"
+
+
+def test_windows_waiting_in_the_kernel_survive_faults():
+    """A timeout long enough for the kernel waits (SO_RCVTIMEO, then poll near a deadline)."""
+    faults = dict(drop=0.04, duplicate=0.04, reorder=0.04, corrupt=0.04)
+    inbound, outbound = Faults(**faults, seed=21), Faults(**faults, seed=121)
+    with UdpBoard(CONFIG, memory_bytes=MEMORY, inbound=inbound, outbound=outbound) as board:
+        with connect(board, timeout_s=0.15, retries=20) as link:
+            recorder = Recorder(link)
+            data = np.random.default_rng(5).integers(0, 256, 50_000, dtype=np.uint8).tobytes()
+            link.write_mem(DDR.base + 5, data)
+            assert link.read_mem(DDR.base + 5, len(data)) == data
+            assert link.resent > 0
+    recorder.check(board)
+
+
+def test_the_fast_request_encoder_is_encode_request():
+    rng = random.Random(1)
+    for _ in range(3000):
+        command, seq = rng.choice(list(Command)), rng.randrange(1 << 16)
+        address, length = rng.randrange(1 << 64), rng.randrange(1 << 16)
+        payload = rng.randbytes(rng.choice((0, 1, 4, rng.randrange(2048), 1024)))
+        expected = encode_request(command, seq, address, length, payload)
+        assert _encode_request(command, seq, address, length, memoryview(payload)) == expected
+        assert _encode_request(command, seq, address, length, payload) == expected
+
+
+def test_the_answer_parser_is_decode_response():
+    """``UdpLink._parse`` on whole, cut, padded, damaged and foreign datagrams decides as
+    ``decode_response`` does: the fields and payload, not a frame, or a failed CRC."""
+    rng = random.Random(2)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    link = UdpLink(sock, name="udp://test")
+    try:
+        for _ in range(3000):
+            frame = bytearray(encode_response(rng.randrange(256), rng.randrange(1 << 16), rng.choice(list(Status)),
+                                              rng.randbytes(rng.choice((0, 1, 4, rng.randrange(1100))))))
+            damage = rng.randrange(6)
+            if damage == 1:
+                frame[rng.randrange(len(frame))] ^= 1 << rng.randrange(8)
+            elif damage == 2:
+                frame = frame[:rng.randrange(len(frame))]
+            elif damage == 3:
+                frame += rng.randbytes(rng.randrange(1, 5))
+            elif damage == 4:
+                frame = bytearray(rng.randbytes(rng.randrange(12)))
+            link._buffer[:len(frame)] = frame
+            try:
+                fields, payload = decode_response(bytes(frame))
+            except ValueError as error:
+                if "CRC" in str(error):
+                    with pytest.raises(_BadCrc):
+                        link._parse(len(frame))
+                else:
+                    assert link._parse(len(frame)) is None
+                continue
+            cmd, seq, status, end = link._parse(len(frame))
+            assert (cmd, seq, status) == (fields["cmd"], fields["seq"], fields["status"])
+            assert link._buffer[_RESPONSE_PAYLOAD:end] == payload
+    finally:
+        link.close()
 
 
 def test_a_silent_address_times_out_in_one_line():

@@ -162,13 +162,19 @@ class _Expired(Exception):
         self.got = got
 
 
+# Looked up, not asked of the enum: ``_describe`` runs once per exchange.
+_COMMAND_NAMES = {command: command.name for command in Command}
+_REGISTER_COMMANDS = frozenset((Command.REG_READ, Command.REG_WRITE))
+_MEMORY_COMMANDS = frozenset((Command.MEM_READ, Command.MEM_WRITE))
+
+
 def _describe(command: Command, address: int, length: int) -> str:
     """A request as error messages name it: ``REG_READ 0x10``, ``MEM_READ of 64 bytes at 0x1000``."""
-    if command in (Command.REG_READ, Command.REG_WRITE):
-        return f"{command.name} {address:#x}"
-    if command in (Command.MEM_READ, Command.MEM_WRITE):
-        return f"{command.name} of {length} bytes at {address:#x}"
-    return command.name
+    if command in _REGISTER_COMMANDS:
+        return f"{_COMMAND_NAMES[command]} {address:#x}"
+    if command in _MEMORY_COMMANDS:
+        return f"{_COMMAND_NAMES[command]} of {length} bytes at {address:#x}"
+    return _COMMAND_NAMES[command]
 
 
 def _open_failure(error: BaseException) -> str:
@@ -225,6 +231,10 @@ class LinkSession:
         self.crc_errors = 0             # responses that failed their CRC
 
     # -- the transport ---------------------------------------------------------------
+    # One request frame from its fields: ``encode_request``'s bytes (a transport may
+    # build the same bytes faster).
+    _encode = staticmethod(encode_request)
+
     def _send(self, frame: bytes, what: str) -> None:
         """Send one request frame; ``LinkPortError`` if the transport fails."""
         raise NotImplementedError
@@ -277,7 +287,7 @@ class LinkSession:
             what += f" (attempt {attempt} of {attempts})" if attempt > 1 else ""
             if not changes_state:
                 seq = self._next_read_seq()  # a late answer to an earlier attempt is then stale
-            self._send(encode_request(command, seq, address, length, payload), what)
+            self._send(self._encode(command, seq, address, length, payload), what)
             deadline = self.clock() + self.timeout_s + wait_s    # fixed now: nothing that arrives extends it
             self.frames += 1
             last = attempt == attempts

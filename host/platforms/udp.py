@@ -30,7 +30,17 @@ Bulk transfers at wire speed: ``write_mem`` and ``read_mem`` keep up to ``window
 requests of ``max_payload`` bytes in flight, each answered, matched by ``(cmd, seq)``
 however the network orders them, each resent after its own timeout. The default window
 (``WINDOW``) covers the round trip of a 1 Gb/s LAN many times over (one 1 KiB datagram
-is 8.8 us of wire; see ``host.perf.ethernet``) while fitting the default socket buffers.
+is 8.8 us of wire; see ``host.perf.ethernet``); the socket's buffers are raised to 1 MiB
+(where the system allows) so that a wider window fits them too.
+
+The host's CPU per datagram is the bulk rate's limit, so the hot path avoids work it can:
+a frame is packed by a precompiled ``struct`` with its CRC run over header and payload in
+place (one copy of the payload); every answer is received into one buffer and checked
+there, a MEM_READ's payload copied straight into the result. On Linux the socket stays
+blocking and a receive waits in the kernel (SO_RCVTIMEO) until close to its deadline,
+then in poll(): one system call per send and per receive. The CRC itself
+(``binascii.crc_hqx``, about 7 cycles a byte) is now the largest single cost of a 1 KiB
+datagram.
 
 Every error is one line naming the address, the request and the wait, and derives from
 ``LinkError`` as ``SerialLink``'s do. ``parse_address`` reads ``192.168.1.50``,
@@ -40,19 +50,30 @@ Every error is one line naming the address, the request and the wait, and derive
 
 from __future__ import annotations
 
+import binascii
 import ipaddress
+import math
 import re
+import select
 import socket
+import struct
+import sys
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Callable
 
 from hdl.spec.link_protocol import (
+    CRC_BYTES,
+    REQUEST_HEADER,
+    REQUEST_SYNC,
+    RESPONSE_HEADER,
+    RESPONSE_OVERHEAD,
+    RESPONSE_SYNC,
+    SEQ_MODULUS,
+    STATE_CHANGING,
+    SYNC_BYTES,
     Command,
     HelloInfo,
     Status,
-    decode_response,
-    encode_request,
 )
 
 from .link import (
@@ -75,8 +96,42 @@ WINDOW = 32                 # requests in flight in a bulk transfer (see the mod
 DEFAULT_TIMEOUT_S = 0.1     # one answer's wait on a LAN; a board answers in microseconds
 DEFAULT_RETRIES = 9         # sends after the first: 1 s in all before giving up
 _MAX_DATAGRAM = 65536
+_SOCKET_BUFFER = 1 << 20    # bytes asked for SO_RCVBUF/SO_SNDBUF: a window of any size never overflows them
 # Answers meaning this copy did not arrive intact (not executed): sent again as it is.
 _DAMAGED = (Status.CRC, Status.TRUNCATED)
+_STATUSES = {int(status): status for status in Status}
+_OK = int(Status.OK)
+
+# The frame codec of the hot path: ``hdl.spec.link_protocol``'s layouts with the sync byte
+# in front, packed and checked in place (tests/test_link_udp.py holds them to
+# ``encode_request`` and ``decode_response``).
+_REQUEST_SYNC = bytes((REQUEST_SYNC,))
+_pack_request_header = REQUEST_HEADER.pack
+_RESPONSE_HEAD = struct.Struct("<B" + RESPONSE_HEADER.format.lstrip("<"))      # sync, cmd, seq, status, length
+_RESPONSE_PAYLOAD = SYNC_BYTES + RESPONSE_HEADER.size                          # an answer's first payload byte
+_CRC = struct.Struct({2: "<H"}[CRC_BYTES])
+_pack_crc = _CRC.pack
+_crc16 = binascii.crc_hqx
+
+# Waiting for an answer (Linux): the socket stays blocking and a receive waits in the
+# kernel (SO_RCVTIMEO, one system call) while the deadline is far; near it, poll()
+# waits exactly. The kernel rounds SO_RCVTIMEO up to its tick (at most 10 ms at HZ=100)
+# and may sleep one tick more, so a kernel wait is kept _KERNEL_SLACK_S short of the
+# deadline. Elsewhere every receive sets the socket's timeout (poll, then receive).
+_KERNEL_WAITS = sys.platform.startswith("linux")
+_KERNEL_SLACK_S = 0.025
+_KERNEL_WAIT_MIN_S = 2 * _KERNEL_SLACK_S
+
+
+def _encode_request(command: int, seq: int, address: int, length: int, payload=b"") -> bytes:
+    """``encode_request``'s frame, byte for byte, with one copy of ``payload`` (any
+    bytes-like object): the CRC runs over the header, then on over the payload in place."""
+    header = _pack_request_header(command & 0xFF, seq % SEQ_MODULUS, address, length)
+    return b"".join((_REQUEST_SYNC, header, payload, _pack_crc(_crc16(payload, _crc16(header, 0xFFFF)))))
+
+
+class _BadCrc(Exception):
+    """Internal: a datagram was one response frame but failed its CRC."""
 _IPV4_PORT = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3})(?::(.*))?")
 
 
@@ -115,20 +170,18 @@ def parse_address(text: str, default_host: str, default_port: int) -> tuple[str,
     return host, int(port_text)
 
 
-@dataclass
 class _Request:
-    """One request of an exchange: what to send, and what came back."""
+    """One request of a window: what to send, and what came back. ``into`` is where a
+    MEM_READ's answer goes (a view of the caller's buffer), or None."""
 
-    command: Command
-    address: int
-    length: int
-    payload: bytes = b""
-    seq: int = 0
-    frame: bytes = b""
-    sends: int = 0
-    deadline: float = 0.0
-    answer: bytes = b""
-    bad_answers: int = 0           # answers to it that failed their CRC (seen as malformed)
+    __slots__ = ("command", "address", "length", "payload", "seq", "frame", "sends", "deadline", "answer",
+                 "bad_answers", "into")
+
+    def __init__(self, command: Command, address: int, length: int, payload=b"", into: memoryview | None = None):
+        self.command, self.address, self.length, self.payload, self.into = command, address, length, payload, into
+        self.seq = self.sends = self.bad_answers = 0      # bad_answers: answers failing their CRC (malformed)
+        self.frame = self.answer = b""
+        self.deadline = 0.0
 
 
 class UdpLink(LinkSession):
@@ -152,7 +205,20 @@ class UdpLink(LinkSession):
             raise ValueError(f"{name}: window={window!r} must be an integer in 1..1024")
         self.sock = sock
         self.window = window
-        self._buffer = bytearray(_MAX_DATAGRAM)
+        self._buffer = bytearray(_MAX_DATAGRAM)         # every datagram is received into it
+        self._view = memoryview(self._buffer)
+        self._poller = None
+        self._kernel_wait_s = math.inf                  # SO_RCVTIMEO now (inf: to be set)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                if sock.getsockopt(socket.SOL_SOCKET, option) < _SOCKET_BUFFER:
+                    sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
+            except OSError:
+                pass                                    # the system's limit stays: windows still work
+        if _KERNEL_WAITS:
+            sock.settimeout(None)                       # blocking: a send is one system call
+            self._poller = select.poll()
+            self._poller.register(sock, select.POLLIN)
         self._foreign = 0                        # datagrams of no link frame, this request
         self._refused = False                    # an ICMP "port unreachable" came back
         self.answers = self.resent = self.malformed = self.verified = 0
@@ -184,6 +250,8 @@ class UdpLink(LinkSession):
         self.sock.close()
 
     # -- datagrams -------------------------------------------------------------------
+    _encode = staticmethod(_encode_request)
+
     def _send(self, frame: bytes, what: str) -> None:
         try:
             self.sock.send(frame)
@@ -194,65 +262,92 @@ class UdpLink(LinkSession):
                                 "is the network up?") from error
         self.bytes_sent += len(frame)
 
-    def _datagram(self, timeout_s: float) -> bytes | None:
-        """One datagram, or None when none arrives within ``timeout_s`` (0: only one waiting)."""
+    def _recv(self, deadline: float) -> int:
+        """Receive one datagram into ``_buffer`` by ``deadline`` (on ``clock``): its size, or
+        -1 when none came (past the deadline: only one already waiting is taken)."""
+        remaining = deadline - self.clock()
+        sock = self.sock
         try:
-            self.sock.settimeout(max(timeout_s, 0.0))
-            size = self.sock.recv_into(self._buffer)
+            if not _KERNEL_WAITS:
+                sock.settimeout(max(remaining, 0.0))
+                size = sock.recv_into(self._buffer)
+            elif remaining >= _KERNEL_WAIT_MIN_S:
+                if self._kernel_wait_s + _KERNEL_SLACK_S > remaining:
+                    # Half the time left: kept for many receives while answers flow.
+                    self._set_kernel_wait((remaining - _KERNEL_SLACK_S) / 2)
+                size = sock.recv_into(self._buffer)
+            elif remaining > 0 and not self._poller.poll(math.ceil(remaining * 1000)):
+                return -1
+            else:
+                size = sock.recv_into(self._buffer, 0, socket.MSG_DONTWAIT)
         except (socket.timeout, BlockingIOError):
-            return None
+            return -1
         except ConnectionRefusedError:
             self._refused = True
-            return None
+            return -1
         except OSError as error:
             raise LinkPortError(f"{self.name}: the socket failed while waiting for an answer "
                                 f"({error.strerror or error})") from error
         self.bytes_received += size
-        return bytes(self._buffer[:size])
+        return size
 
-    def _decode(self, datagram: bytes) -> tuple[dict, bytes] | None:
-        """The answer in ``datagram``; None (counted) when it is not one well-formed frame,
-        ``LinkCrcError`` when it is one whose CRC failed."""
-        try:
-            return decode_response(datagram)
-        except ValueError as error:
+    def _set_kernel_wait(self, seconds: float) -> None:
+        whole = int(seconds)                    # seconds >= _KERNEL_SLACK_S / 2: never 0, which waits forever
+        micros = int((seconds - whole) * 1e6)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, micros))
+        self._kernel_wait_s = whole + micros / 1e6
+
+    def _parse(self, size: int) -> tuple[int, int, int, int] | None:
+        """``(cmd, seq, status, payload end)`` of the datagram of ``size`` bytes in ``_buffer``
+        (its payload is ``_buffer[_RESPONSE_PAYLOAD:end]``); None (counted) when it is not one
+        response frame (``decode_response``'s rules, in its order); ``_BadCrc`` (counted) when
+        it is one whose CRC failed."""
+        buffer = self._buffer
+        if size < RESPONSE_OVERHEAD or buffer[0] != RESPONSE_SYNC:
             self.malformed += 1
-            if "CRC" in str(error):
-                self.crc_errors += 1
-                raise LinkCrcError(f"{self.name}: an answer failed its CRC") from None
             self._foreign += 1
             return None
+        _, cmd, seq, status, length = _RESPONSE_HEAD.unpack_from(buffer)
+        end = _RESPONSE_PAYLOAD + length
+        if size != end + CRC_BYTES:
+            self.malformed += 1
+            self._foreign += 1
+            return None
+        if _crc16(self._view[SYNC_BYTES:end], 0xFFFF) != _CRC.unpack_from(buffer, end)[0]:
+            self.malformed += 1
+            self.crc_errors += 1
+            raise _BadCrc
+        return cmd, seq, status, end
 
     def _receive(self, command: Command, seq: int, deadline: float, what: str) -> tuple[Status, bytes]:
         """The answer to ``(command, seq)`` by ``deadline``, other datagrams dropped."""
         while True:
-            datagram = self._datagram(deadline - self.clock())
-            if datagram is None:
+            size = self._recv(deadline)
+            if size < 0:
                 if self.clock() >= deadline:
                     raise self._no_answer(what, 1)
                 continue
             try:
-                decoded = self._decode(datagram)
-            except LinkCrcError:
+                parsed = self._parse(size)
+            except _BadCrc:
                 raise LinkCrcError(f"{self.name}: {what}: the answer failed its CRC; a damaged "
                                    "network path?") from None
-            if decoded is None:
+            if parsed is None:
                 continue
-            fields, payload = decoded
-            if (fields["cmd"], fields["seq"]) != (command, seq):
+            got_command, got_seq, status, end = parsed
+            if got_command != command or got_seq != seq:
                 self.stale_frames += 1
                 continue
-            try:
-                status = Status(fields["status"])
-            except ValueError:
-                raise LinkWrongDevice(f"{self.name}: {what}: unknown status {fields['status']:#x} in "
-                                      "the answer: not a Systole bridge?") from None
+            known = _STATUSES.get(status)
+            if known is None:
+                raise LinkWrongDevice(f"{self.name}: {what}: unknown status {status:#x} in "
+                                      "the answer: not a Systole bridge?")
             self._answered(command)
-            return status, payload
+            return known, bytes(self._view[_RESPONSE_PAYLOAD:end])
 
     def _resync(self) -> None:
         """Drop every datagram waiting in the socket."""
-        while self._datagram(0) is not None:
+        while self._recv(-math.inf) >= 0:
             pass
 
     def _answered(self, command: Command) -> None:
@@ -298,78 +393,111 @@ class UdpLink(LinkSession):
             raise
 
     # -- windows ---------------------------------------------------------------------
-    def _number(self, request: _Request) -> None:
-        """Give ``request`` a fresh seq (a write's from the write counter) and its frame."""
-        request.seq = self._next_write_seq() if request.command.changes_state else self._next_read_seq()
-        request.frame = encode_request(request.command, request.seq, request.address, request.length,
-                                       request.payload)
-        request.sends = 0
-
     def _exchange(self, requests: list[_Request], what: str) -> list[_Request]:
         """Send every request, at most ``window`` in flight, until each has an answer to
         act on; return the MEM_WRITEs answered STALE (to check by reading back).
 
-        An answer is matched by ``(cmd, seq)``. A damaged copy (CRC, TRUNCATED) is sent
-        again as it is; any other status but OK raises ``LinkDeviceError``. A request
-        without an answer is resent after ``timeout_s``, ``retries`` times, then the link
-        raises ``LinkTimeout`` (``LinkCrcError`` when only corrupted answers came back).
+        A request without a frame is numbered (a write from the write counter) and framed
+        when it is first sent. An answer is matched by ``(cmd, seq)``. A damaged copy
+        (CRC, TRUNCATED) is sent again as it is; any other status but OK raises
+        ``LinkDeviceError``. A request without an answer is resent after ``timeout_s``,
+        ``retries`` times, then the link raises ``LinkTimeout`` (``LinkCrcError`` when only
+        corrupted answers came back).
         """
-        in_flight: OrderedDict[tuple[int, int], _Request] = OrderedDict()   # oldest deadline first
+        # The loop runs once per datagram: the socket, the clock and the codec are locals.
+        send, clock, timeout_s, window = self.sock.send, self.clock, self.timeout_s, self.window
+        recv, parse, view = self._recv, self._parse, self._view
+        in_flight: OrderedDict[int, _Request] = OrderedDict()    # by cmd << 16 | seq, oldest deadline first
         overtaken: list[_Request] = []
         queue = list(reversed(requests))
         self._foreign, self._refused = 0, False
-        while queue or in_flight:
-            while queue and len(in_flight) < self.window:
-                request = queue.pop()
-                if not request.frame:
-                    self._number(request)
-                self._transmit(request, in_flight, what)
-            oldest = next(iter(in_flight.values()))
-            datagram = self._datagram(oldest.deadline - self.clock())
-            if datagram is not None:
-                self._accept(datagram, in_flight, overtaken, oldest, what)
-            now = self.clock()
-            while in_flight:
-                request = next(iter(in_flight.values()))
-                if request.deadline > now:
-                    break
-                if request.sends > self.retries:
-                    raise self._gave_up(request, what)
-                self._transmit(request, in_flight, what, again=True)
+        frames = sent_bytes = 0
+        try:
+            while queue or in_flight:
+                while queue and len(in_flight) < window:
+                    request = queue.pop()
+                    command = request.command
+                    if not request.frame:
+                        if command in STATE_CHANGING:
+                            request.seq = self._next_write_seq()
+                        else:
+                            request.seq = self._next_read_seq()
+                        request.frame = _encode_request(command, request.seq, request.address, request.length,
+                                                        request.payload)
+                        request.sends = 0
+                    in_flight[command << 16 | request.seq] = request
+                    frame = request.frame
+                    try:
+                        send(frame)
+                    except OSError as error:
+                        self._send_failed(error, what)
+                    sent_bytes += len(frame)
+                    frames += 1
+                    request.sends += 1
+                    request.deadline = clock() + timeout_s
+                oldest = next(iter(in_flight.values()))
+                first_deadline = oldest.deadline        # no request in flight has an earlier one
+                size = recv(first_deadline)
+                if size >= 0:
+                    try:
+                        parsed = parse(size)
+                    except _BadCrc:
+                        oldest.bad_answers += 1         # whose it was is unknown: its timeout resends it
+                        parsed = None
+                    if parsed is not None:
+                        command, seq, status, end = parsed
+                        request = in_flight.pop(command << 16 | seq, None)
+                        if request is None:
+                            self.stale_frames += 1
+                        elif status == _OK:
+                            into = request.into
+                            if into is not None and end - _RESPONSE_PAYLOAD == len(into):
+                                into[:] = view[_RESPONSE_PAYLOAD:end]
+                                request.answer = into
+                            else:
+                                request.answer = bytes(view[_RESPONSE_PAYLOAD:end])
+                            self._answered(request.command)
+                        else:
+                            self._refused_answer(request, status, in_flight, overtaken, what)
+                    if clock() < first_deadline:
+                        continue                        # no deadline has passed
+                now = clock()
+                while in_flight:
+                    request = next(iter(in_flight.values()))
+                    if request.deadline > now:
+                        break
+                    if request.sends > self.retries:
+                        raise self._gave_up(request, what)
+                    self._transmit(request, in_flight, what, again=True)
+        finally:
+            self.frames += frames
+            self.bytes_sent += sent_bytes
         return overtaken
 
-    def _accept(self, datagram: bytes, in_flight: OrderedDict, overtaken: list, oldest: _Request,
-                what: str) -> None:
-        """Act on one datagram in a window."""
-        try:
-            decoded = self._decode(datagram)
-        except LinkCrcError:
-            oldest.bad_answers += 1          # whose it was is unknown: its timeout resends it
-            return
-        if decoded is None:
-            return
-        fields, payload = decoded
-        request = in_flight.pop((fields["cmd"], fields["seq"]), None)
-        if request is None:
-            self.stale_frames += 1
-            return
-        try:
-            status = Status(fields["status"])
-        except ValueError:
+    def _refused_answer(self, request: _Request, status: int, in_flight: OrderedDict, overtaken: list,
+                        what: str) -> None:
+        """Act on an answer other than OK to ``request`` (no longer in flight)."""
+        known = _STATUSES.get(status)
+        if known is None:
             raise LinkWrongDevice(f"{self.name}: {self._what(request, what)}: unknown status "
-                                  f"{fields['status']:#x} in the answer: not a Systole bridge?") from None
-        if status in _DAMAGED:
+                                  f"{status:#x} in the answer: not a Systole bridge?")
+        if known in _DAMAGED:
             self._transmit(request, in_flight, what, again=True)
-        elif status == Status.STALE and request.command == Command.MEM_WRITE:
+        elif known == Status.STALE and request.command == Command.MEM_WRITE:
             overtaken.append(request)
-        elif status != Status.OK:
-            raise LinkDeviceError(request.command, request.address, status, where=self.name)
         else:
-            request.answer = payload
-            self._answered(request.command)
+            raise LinkDeviceError(request.command, request.address, known, where=self.name)
+
+    def _send_failed(self, error: OSError, what: str) -> None:
+        """``_send``'s handling of a failed send: a refusal is a loss, anything else fatal."""
+        if isinstance(error, ConnectionRefusedError):
+            self._refused = True
+            return
+        raise LinkPortError(f"{self.name}: {what}: could not send ({error.strerror or error}); "
+                            "is the network up?") from error
 
     def _transmit(self, request: _Request, in_flight: OrderedDict, what: str, again: bool = False) -> None:
-        key = (int(request.command), request.seq)
+        key = request.command << 16 | request.seq
         in_flight.pop(key, None)
         in_flight[key] = request                 # the newest deadline goes last
         self._send(request.frame, what)
@@ -395,7 +523,7 @@ class UdpLink(LinkSession):
         (or found already in place after an overtaken one, see the module docstring)."""
         view = memoryview(data).cast("B")
         what = f"MEM_WRITE of {len(view)} bytes at {address:#x}"
-        requests = [_Request(Command.MEM_WRITE, start, length, bytes(view[offset:offset + length]))
+        requests = [_Request(Command.MEM_WRITE, start, length, view[offset:offset + length])
                     for start, offset, length in self._chunks(address, len(view))]
         while requests:
             overtaken = self._exchange(requests, what)
@@ -409,18 +537,23 @@ class UdpLink(LinkSession):
 
     def read_mem(self, address: int, nbytes: int) -> bytes:
         """Read ``nbytes`` of device memory at ``address``, up to ``window`` datagrams in flight."""
-        pieces = list(self._chunks(address, nbytes))
         out = bytearray(nbytes)
+        view = memoryview(out)
         what = f"MEM_READ of {nbytes} bytes at {address:#x}"
-        for (start, offset, length), answer in zip(pieces, self._read_window([(s, n) for s, _, n in pieces], what)):
-            out[offset:offset + length] = answer
+        requests = [_Request(Command.MEM_READ, start, length, into=view[offset:offset + length])
+                    for start, offset, length in self._chunks(address, nbytes)]
+        self._exchange(requests, what)
+        self._check_answers(requests, what)
         return bytes(out)
 
     def _read_window(self, ranges: list[tuple[int, int]], what: str) -> list[bytes]:
         requests = [_Request(Command.MEM_READ, start, length) for start, length in ranges]
         self._exchange(requests, what)
+        self._check_answers(requests, what)
+        return [request.answer for request in requests]
+
+    def _check_answers(self, requests: list[_Request], what: str) -> None:
         for request in requests:
             if len(request.answer) != request.length:
                 raise LinkWrongDevice(f"{self.name}: {self._what(request, what)} returned "
                                       f"{len(request.answer)} bytes")
-        return [request.answer for request in requests]
