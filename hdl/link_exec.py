@@ -61,19 +61,20 @@ class LinkExec(wiring.Component):
     - REG_READ/REG_WRITE: one AXI4-Lite read or write (AW and W together, all strobes).
       MEM_WRITE/MEM_READ: one INCR burst of full-width beats over the window's beats
       from ``addr`` to its last byte, with byte strobes on the first and last beat; a
-      window never crosses 4 KiB nor exceeds 256 beats. W beats come one per two
-      cycles; read data goes to the buffer, so R is never back-pressured. Every valid
-      is raised without waiting for ready and held until its handshake; AW goes out
-      before W.
+      window never crosses 4 KiB nor exceeds 256 beats. W beats come one per cycle
+      while taken, the first in the cycle after AW's handshake; read data goes to the
+      buffer, so R is never back-pressured. Every valid is raised without waiting for
+      ready and held until its handshake; AW goes out before W.
     - ``response``: offered the cycle after the last AXI response (or the check); its
       status is the AXI answer (the worst of a burst: DECERR > SLVERR > OKAY), its
       length 0 on errors. ``end`` is taken in the cycle ``response`` is, so the
       receiver hunts for the next frame only once the answer is out.
     - ``response_payload``: exactly the answer's ``length`` bytes (``HELLO_LAYOUT``
-      with ``irq`` sampled as it is sent, ``last_seq``, ``clock_khz`` from
-      ``config.clock_mhz`` and ``max_replay``, ``IRQ_LAYOUT``, the REPLAY answer,
-      ``REGISTER_LAYOUT``, or the read bytes), each offered three cycles after the
-      previous one was taken.
+      with ``irq`` sampled a cycle before its byte is offered, ``last_seq``,
+      ``clock_khz`` from ``config.clock_mhz`` and ``max_replay``, ``IRQ_LAYOUT``, the
+      REPLAY answer, ``REGISTER_LAYOUT``, or the read bytes): the first two cycles after
+      ``response`` is offered, then each in the cycle after the previous one was
+      taken (a byte per cycle while ``ready`` stays high).
     """
 
     def __init__(self, config: AccelConfig, *, max_payload: int = 4096, ctrl_addr_width: int = 8,
@@ -251,23 +252,24 @@ class LinkExec(wiring.Component):
                     m.next = "LITE_B"
             write_response_state("LITE_B", ctrl)
 
-            address_state("MEM_AW", mem.awvalid, mem.awready, "MEM_W_FETCH")
-            with m.State("MEM_W_FETCH"):
-                # The buffer's read port has one cycle of latency; its data then holds
-                # (en low) for as long as the beat waits for WREADY.
-                m.d.comb += [rport.en.eq(1), rport.addr.eq(first_beat + beat)]
-                m.next = "MEM_W"
+            with m.State("MEM_AW"):
+                # The buffer's read port has one cycle of latency: the first beat is
+                # fetched while AW waits, so W follows AW's handshake at once.
+                m.d.comb += [mem.awvalid.eq(1), rport.en.eq(1), rport.addr.eq(first_beat)]
+                with m.If(mem.awready):
+                    m.next = "MEM_W"
             with m.State("MEM_W"):
+                # The port reads the next beat when this one is taken, else this one
+                # again: a beat per cycle while WREADY stays high.
                 last = beat == beats_minus_1
                 m.d.comb += [mem.wvalid.eq(1), mem.wlast.eq(last),
                              mem.wstrb.eq(Mux(beat == 0, burst.first_strb, all_lanes) &
-                                         Mux(last, burst.last_strb, all_lanes))]
+                                         Mux(last, burst.last_strb, all_lanes)),
+                             rport.en.eq(1), rport.addr.eq(first_beat + beat + mem.wready)]
                 with m.If(mem.wready):
                     m.d.sync += beat.eq(beat + 1)
                     with m.If(last):
                         m.next = "MEM_B"
-                    with m.Else():
-                        m.next = "MEM_W_FETCH"
             write_response_state("MEM_B", mem)
 
             address_state("MEM_AR", mem.arvalid, mem.arready, "MEM_R")
@@ -317,7 +319,8 @@ class LinkExec(wiring.Component):
         return m
 
     def _answer(self, m, responding, window, rport, resp_len, reg_data, last_seq, replay):
-        """``response_payload``: byte ``index`` of the answer is fetched, selected, offered."""
+        """``response_payload``: the answer's bytes fetched, selected and offered in a
+        two-stage pipeline (a byte per cycle while taken)."""
         cmd, addr = self.header.cmd, self.header.addr
         cfg = self.config
         # HELLO's constant bytes, with the irq line and last_seq in their fields.
@@ -328,37 +331,43 @@ class LinkExec(wiring.Component):
             max_payload=self.max_payload, bus_bytes=cfg.bus_bytes, addr_width=cfg.addr_width,
             ctrl_addr_width=self.ctrl_addr_width, clock_khz=round(cfg.clock_mhz * 1000),
             max_replay=self.max_replay)))
-        index = Signal(len(resp_len))
+        # Two stages, each moving on when the one after it is empty or moves on, so a
+        # byte is offered every cycle while they are taken: "fetch" holds the read
+        # port's output (its data holds while en is low) and the index it belongs to,
+        # "offer" the selected byte.
+        index = Signal(len(resp_len))           # the next byte to fetch
+        fetched, fetched_index = Signal(), Signal(len(resp_len))
         lane = Signal(range(cfg.bus_bytes))
-        byte = Signal(8)
-        with m.If(~responding):
-            m.d.sync += index.eq(0)
+        offered, byte = Signal(), Signal(8)
+        offer_moves = ~offered | self.response_payload.ready
+        fetch_moves = ~fetched | offer_moves
+        more = responding & (index != resp_len)
+        m.d.comb += [self.response_payload.valid.eq(offered), self.response_payload.payload.eq(byte)]
         if replay is not None:
-            m.d.comb += replay.answer_index.eq(index)
-        with m.FSM(name="answer"):
-            with m.State("FETCH"):
-                with m.If(responding & (index != resp_len)):
-                    position = Signal(window.bits)
-                    m.d.comb += [position.eq(window.position(addr) + index),
-                                 rport.en.eq(1), rport.addr.eq(window.beat(position))]
-                    m.d.sync += lane.eq(window.lane(position))
-                    m.next = "SELECT"
-            with m.State("SELECT"):
-                with m.Switch(cmd):
-                    with m.Case(Command.HELLO):
-                        m.d.sync += byte.eq(hello[index])
-                    with m.Case(Command.IRQ):
-                        m.d.sync += byte.eq(self.irq)
-                    if replay is not None:
-                        with m.Case(Command.REPLAY):
-                            m.d.sync += byte.eq(replay.answer_byte)
-                    with m.Case(Command.REG_READ):
-                        m.d.sync += byte.eq(reg_data.word_select(index[:(REGISTER_LAYOUT.size - 1).bit_length()], 8))
-                    with m.Default():
-                        m.d.sync += byte.eq(rport.data.word_select(lane, 8))
-                m.next = "OFFER"
-            with m.State("OFFER"):
-                m.d.comb += [self.response_payload.valid.eq(1), self.response_payload.payload.eq(byte)]
-                with m.If(self.response_payload.ready):
-                    m.d.sync += index.eq(index + 1)
-                    m.next = "FETCH"
+            # The sequencer's answer port reads every cycle: it re-reads the fetched
+            # byte unless the fetch stage moves on.
+            m.d.comb += replay.answer_index.eq(Mux(fetch_moves, index, fetched_index))
+        with m.If(offer_moves):
+            m.d.sync += offered.eq(fetched)
+            with m.Switch(cmd):
+                with m.Case(Command.HELLO):
+                    m.d.sync += byte.eq(hello[fetched_index])
+                with m.Case(Command.IRQ):
+                    m.d.sync += byte.eq(self.irq)
+                if replay is not None:
+                    with m.Case(Command.REPLAY):
+                        m.d.sync += byte.eq(replay.answer_byte)
+                with m.Case(Command.REG_READ):
+                    m.d.sync += byte.eq(reg_data.word_select(
+                        fetched_index[:(REGISTER_LAYOUT.size - 1).bit_length()], 8))
+                with m.Default():
+                    m.d.sync += byte.eq(rport.data.word_select(lane, 8))
+        with m.If(fetch_moves):
+            position = Signal(window.bits)
+            m.d.comb += position.eq(window.position(addr) + index)
+            m.d.sync += fetched.eq(more)
+            with m.If(more):
+                m.d.comb += [rport.en.eq(1), rport.addr.eq(window.beat(position))]
+                m.d.sync += [lane.eq(window.lane(position)), fetched_index.eq(index), index.eq(index + 1)]
+        with m.If(~responding):
+            m.d.sync += [index.eq(0), fetched.eq(0), offered.eq(0)]

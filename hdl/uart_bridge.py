@@ -46,7 +46,7 @@ class UartBridge(wiring.Component):
     - REPLAY runs one job's register sequence (``LinkReplay``) in one exchange.
     - ``irq`` is reported by the IRQ command and in the HELLO answer.
     - Throughput is bounded by the serial line: at most one byte per cycle in, one AXI
-      beat per two cycles, and one response byte per three cycles out.
+      W beat per cycle, and one response byte per cycle out.
     - ``rx`` is ready from the hunt for a sync byte until a frame's last CRC byte, and
       again once the answer's last byte is taken by ``tx``; bytes offered in between
       wait. ``busy`` is high from the sync byte until then.

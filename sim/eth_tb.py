@@ -169,11 +169,13 @@ class TB:
         return get_sim_time("ns") * 1e-9
 
 
-def run_eth_tests(test_module: str) -> None:
-    """Build ``eth_system`` and run every cocotb test of ``test_module`` on it."""
+def run_eth_tests(test_module: str, extra_env: dict[str, str] | None = None) -> None:
+    """Build ``eth_system`` and run every cocotb test of ``test_module`` on it (with
+    ``extra_env`` in its environment)."""
     from sim.eth_system import eth_link_top, eth_sources
     from sim.runner import run_cocotb
     from sim.top_build import top_build_args
     link = eth_link_top(CONFIG)
     sources, toplevel = eth_sources(CONFIG, link)
-    run_cocotb(sources=sources, toplevel=toplevel, test_module=test_module, extra_args=top_build_args())
+    run_cocotb(sources=sources, toplevel=toplevel, test_module=test_module, extra_args=top_build_args(),
+               extra_env=extra_env)

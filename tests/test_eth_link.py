@@ -36,9 +36,10 @@ def words(datagram: bytes):
     return out
 
 
-def run(datagrams, *, gap=4):
-    """Send ``datagrams`` ((payload, (ip, port), error) each); the answers as
-    (peer, udp length, bytes, cycle of the last word)."""
+def run(datagrams, *, gap=4, tx_stall=0):
+    """Send ``datagrams`` ((payload, (ip, port), error) each), the answers' port not ready
+    for the first ``tx_stall`` cycles; the answers as (peer, udp length, bytes, cycle of
+    the last word)."""
     dut = EthLink(preset("nexys_video"), udp_port=PORT)
     answers = []
     sent_at = []
@@ -60,12 +61,12 @@ def run(datagrams, *, gap=4):
                 now += gap
 
     async def sink(ctx):
-        ctx.set(dut.udp_tx.ready, 1)
         data, now = bytearray(), 0
         while now < BUDGET:
+            ctx.set(dut.udp_tx.ready, now >= tx_stall)
             _, _, valid, word = await ctx.tick().sample(dut.udp_tx.valid, dut.udp_tx.payload)
             now += 1
-            if not valid:
+            if not valid or now <= tx_stall:
                 continue
             lanes = WORD_BYTES if not word.last else int(word.last_be).bit_length()
             data += int(word.data).to_bytes(WORD_BYTES, "little")[:lanes]
@@ -133,3 +134,12 @@ def test_back_to_back_datagrams_are_answered_in_order_to_their_senders():
     answers, _ = run([(request(Command.IRQ, seq=i), peer, False) for i, peer in enumerate(peers)], gap=0)
     assert [a[0][:2] for a in answers] == peers
     assert [decode_response(a[2])[0]["seq"] for a in answers] == list(range(6))
+
+
+def test_the_next_answer_is_collected_while_one_waits_to_be_sent():
+    # Three answers come while LiteEth takes none: two are buffered, the third waits in
+    # LinkTx; then they go out back to back (one idle cycle between datagrams).
+    answers, _ = run([(request(Command.HELLO, seq=i), HOST, False) for i in range(3)], gap=0, tx_stall=600)
+    assert [decode_response(a[2])[0]["seq"] for a in answers] == [0, 1, 2]
+    words = -(-answers[0][1] // WORD_BYTES)
+    assert answers[1][3] - answers[0][3] == words + 1

@@ -354,3 +354,17 @@ def test_generate_over_udp_as_the_readme_says(tmp_path, monkeypatch, capsys):
     text = want.split("\n\n-- ")[0]                   # the text, before the timing lines
     assert text.startswith("Once upon a time") and got.split("\n\n-- ")[0] == text
     assert jobs > 0 and "-- accelerator (decode):" in got
+
+
+def test_the_ethernet_projection_prices_a_replay_by_its_register_accesses():
+    from hdl.spec.link_protocol import REQUEST_OVERHEAD, RESPONSE_OVERHEAD, encode_replay, replay_answer_length
+    from host.perf.ethernet import board_cycles, replay_counts, replay_cycles
+
+    payload = encode_replay(status_offset=0, busy_mask=1, ctrl_offset=0, start=1, done_mask=2, timeout=10,
+                            writes=[(0x10 + 4 * i, i) for i in range(9)], reads=[0x50, 0x54, 0x44])
+    request, answer = REQUEST_OVERHEAD + len(payload), RESPONSE_OVERHEAD + replay_answer_length(3)
+    assert replay_counts(request, answer) == (9, 3)
+    # The frames' bytes and the sequence of accesses; no job time (the accelerator's).
+    assert board_cycles("REPLAY", request, answer, 0) == board_cycles("HELLO", request, answer, 0) \
+        + replay_cycles(9, 3)
+    assert replay_cycles(9, 3) == replay_cycles(0, 0) + 9 * 17 + 3 * 12

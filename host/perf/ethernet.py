@@ -1,8 +1,9 @@
 """``python -m host.perf.ethernet``: the Nexys Video over 1 Gb/s Ethernet, projected.
 
 Decode tok/s of stories15M and Gemma 3 270M end to end, the weight upload time and
-the sustained bulk MB/s, for the link as the host speaks it today (``UdpLink``: one
-stop-and-wait exchange per register access, windows of 1 KiB datagrams for memory)
+the sustained bulk MB/s, for the link as the host speaks it today (``UdpLink`` and the
+driver, protocol 2.1: per job, A in a window of 1 KiB MEM_WRITE datagrams, the job's
+register sequence in one stop-and-wait REPLAY exchange, C in a window of MEM_READs)
 and, labelled as such, for a *compound request* protocol extension (one exchange per
 job: A, the job's registers and the start in the request; C and the after-job
 registers in the answer; datagrams beyond the first streamed like bulk data).
@@ -22,11 +23,29 @@ The model and its inputs, each measured here or taken from a named source:
   runs in another thread, not counted), the range over ``--repeats`` runs. A real NIC
   adds ``--nic-us`` of latency per stop-and-wait round trip (an assumption, not
   measured here: interrupt moderation and the PHYs).
-- **Board** turnaround: the link core's rates as its RTL states them (``hdl.link_rx``,
-  ``hdl.link_exec``, ``hdl.link_tx``: a request byte per cycle in, a W beat per two
-  cycles, an answer payload byte per three cycles, header bytes one per cycle), plus
-  the DDR3's latency (``hdl.spec.ddr.READ_LATENCY_NS``) per memory command, at the
-  core's clock (``gen.liteeth.CLOCK``, MIG's ui_clk, in ``hdl.spec.boards``: 100 MHz).
+- **Board** turnaround (``board_cycles``): the link core's rates as its RTL states
+  them (``hdl.link_rx``, ``hdl.link_exec``, ``hdl.link_tx``, ``hdl.datagram_tx``: a
+  request byte per cycle in, a W or R beat per cycle, an answer byte per cycle out),
+  ``EXCHANGE_CYCLES`` of hand-offs between the blocks per request, the DDR3's latency
+  (``hdl.spec.ddr.READ_LATENCY_NS``) per memory command, and the register accesses:
+  ``REG_READ_AXI_CYCLES`` / ``REG_WRITE_AXI_CYCLES`` for a REG_READ / REG_WRITE, and
+  for a REPLAY ``LinkReplay``'s sequence (``replay_cycles``: the busy read, each
+  write, the start, the poll that sees the job done, each read, with the sequencer's
+  fetch of every entry). The job's run time is not in it: the polls before the last
+  run while the job does, and the job is the accelerator ms below. All at the core's
+  clock (``gen.liteeth.CLOCK``, MIG's ui_clk, in ``hdl.spec.boards``: 100 MHz).
+  ``sim/test_eth_link.py`` runs the RTL behind LiteEth's core and holds these to
+  what it measures: ``board_cycles`` of a 1 KiB MEM_WRITE and MEM_READ datagram to
+  the steady-state cycles per datagram of a stream of them (1119 and 1118 cycles at
+  the time of writing, against 1119 and 1119 here; within 3%), and the AXI4-Lite
+  and REPLAY entry cycles below exactly.
+- **At 100 MHz vs the simulated 125 MHz.** The core passes at most a byte per cycle:
+  100 MB/s of frame bytes at the board's 100 MHz, below the 1 Gb/s wire's 125. A 1 KiB
+  datagram takes ~1145 cycles there (11.5 us with the DDR3's latency), ~89 MB/s of
+  payload either way at most against the wire's 115.7: on the board the link core,
+  not the wire, bounds bulk transfers. The simulation clocks the core at the GMII's
+  125 MHz, where it takes ~1119 cycles (9.0 us, ~114 MB/s), just above the wire's
+  8.8 us.
 - **Accelerator and host compute** per token: ``host.perf.projection.project`` for the
   nexys_video preset (the cycle model) and ``host.perf.host_time`` (the real
   transformer with free matmuls, timed here; ``--no-host-time``: 0).
@@ -52,7 +71,9 @@ from hdl.spec.boards import BOARDS
 from hdl.spec.config import preset
 from hdl.spec.ddr import READ_LATENCY_NS
 from hdl.spec.formats import WeightFormat
-from hdl.spec.link_protocol import REQUEST_OVERHEAD, RESPONSE_OVERHEAD, Command
+from hdl.spec.link_protocol import (REGISTER_LAYOUT, REPLAY_ANSWER_LAYOUT, REPLAY_HEADER_LAYOUT,
+                                    REPLAY_READ_LAYOUT, REPLAY_WRITE_LAYOUT, REQUEST_OVERHEAD,
+                                    RESPONSE_OVERHEAD, Command)
 
 from ..accel.driver import Driver, WeightBuffer
 from ..accel.pack import packed_size
@@ -61,7 +82,7 @@ from ..platforms.link import LinkMemory, LinkRegisterBus
 from ..platforms.udp import UdpLink
 from .projection import STORIES, llama2c_config, llama2c_matmuls, model_matmuls, project
 
-__all__ = ["wire_s", "board_s", "Exchange", "TokenTraffic", "HostCost", "count_token", "measure_host",
+__all__ = ["wire_s", "board_cycles", "board_s", "replay_counts", "replay_cycles", "Exchange", "TokenTraffic", "HostCost", "count_token", "measure_host",
            "Figures", "figures", "main"]
 
 BOARD = BOARDS["nexys_video"]
@@ -69,9 +90,21 @@ CONFIG = preset(BOARD.preset)
 LINE_BYTES_PER_S = 125e6                      # 1 Gb/s
 PREAMBLE_SFD, ETH_HEADER, FCS, IFG, IPV4, UDP, MIN_FRAME = 8, 14, 4, 12, 20, 8, 64
 MAX_PAYLOAD = 1024                            # the Ethernet bridge's max_payload (helper D's RTL)
-# The link core's rates (cycles): see the module docstring.
-RX_CYCLES_PER_BYTE, W_CYCLES_PER_BEAT, TX_PAYLOAD_CYCLES_PER_BYTE, TX_HEADER_CYCLES_PER_BYTE = 1, 2, 3, 1
-REG_AXI_CYCLES = 4                            # an AXI4-Lite access to the accelerator's registers
+# The link core's rates (cycles; see the module docstring): a request frame byte in, a W
+# beat (MEM_WRITE) or an R beat (MEM_READ) on the AXI4 port, an answer frame byte out.
+RX_CYCLES_PER_BYTE, MEM_CYCLES_PER_BEAT, TX_CYCLES_PER_BYTE = 1, 1, 1
+# Per request, the hand-offs between DatagramRx, LinkRx, LinkExec, LinkTx and DatagramTx
+# (measured: a 1 KiB MEM_WRITE datagram takes 1119 cycles = 1040 in + 64 W + 9 out + 6).
+EXCHANGE_CYCLES = 6
+# An AXI4-Lite access of the accelerator's registers as the link core sees it (hdl.csr
+# answers the cycle after the handshake; sim/test_eth_link.py measures them): AR to R 2
+# cycles, AW + W to B 3.
+REG_READ_AXI_CYCLES, REG_WRITE_AXI_CYCLES = 2, 3
+# LinkReplay's sequencer: it fetches an entry's bytes from its buffer one per two cycles,
+# then takes two cycles to decode and step to the next; a read's 4 bytes are stored one
+# a cycle; the start write follows the last write one cycle later (measured: a write
+# every 17 cycles, a read every 12).
+REPLAY_FETCH_CYCLES_PER_BYTE, REPLAY_STEP_CYCLES, REPLAY_STORE_CYCLES = 2, 2, REGISTER_LAYOUT.size
 TARGETS = {"stories15M": 60.0, "Gemma 3 270M": 5.0, "upload_s": 5.0, "bulk_mb_s": 100.0}
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,20 +125,47 @@ def wire_s(udp_payload: int) -> float:
     return (PREAMBLE_SFD + frame + IFG) / LINE_BYTES_PER_S
 
 
+def replay_counts(request: int, answer: int) -> tuple[int, int]:
+    """``(writes, reads)`` of a REPLAY whose request frame has ``request`` bytes and whose
+    (DONE) answer frame ``answer`` bytes."""
+    reads = (answer - RESPONSE_OVERHEAD - REPLAY_ANSWER_LAYOUT.size) // REGISTER_LAYOUT.size
+    listed = request - REQUEST_OVERHEAD - REPLAY_HEADER_LAYOUT.size - reads * REPLAY_READ_LAYOUT.size
+    return max(listed, 0) // REPLAY_WRITE_LAYOUT.size, max(reads, 0)
+
+
+def replay_cycles(writes: int, reads: int) -> int:
+    """Cycles ``LinkReplay`` runs a REPLAY of ``writes`` writes and ``reads`` reads for,
+    without the job: the busy read, the writes, the start, the poll that finds the job
+    done, the reads (each list entry fetched first)."""
+    write = REPLAY_WRITE_LAYOUT.size * REPLAY_FETCH_CYCLES_PER_BYTE + REPLAY_STEP_CYCLES + REG_WRITE_AXI_CYCLES
+    read = REPLAY_READ_LAYOUT.size * REPLAY_FETCH_CYCLES_PER_BYTE + REPLAY_STEP_CYCLES + REG_READ_AXI_CYCLES \
+        + REPLAY_STORE_CYCLES
+    start = 1 + REG_WRITE_AXI_CYCLES
+    return REG_READ_AXI_CYCLES + writes * write + start + REG_READ_AXI_CYCLES + reads * read
+
+
+def board_cycles(command: str, request: int, answer: int, memory_cycles: int) -> int:
+    """Core cycles the board takes for one request frame of ``request`` bytes answered
+    with ``answer`` bytes (frame bytes, overheads included), a memory command's bus
+    access taking ``memory_cycles`` besides its beats: see the module docstring."""
+    cycles = request * RX_CYCLES_PER_BYTE + EXCHANGE_CYCLES + answer * TX_CYCLES_PER_BYTE
+    if command in ("MEM_WRITE", "MEM_READ"):
+        data = request - REQUEST_OVERHEAD if command == "MEM_WRITE" else answer - RESPONSE_OVERHEAD
+        cycles += memory_cycles + -(-data // CONFIG.bus_bytes) * MEM_CYCLES_PER_BEAT
+    elif command == "REG_READ":
+        cycles += REG_READ_AXI_CYCLES
+    elif command == "REG_WRITE":
+        cycles += REG_WRITE_AXI_CYCLES
+    elif command == "REPLAY":
+        cycles += replay_cycles(*replay_counts(request, answer))
+    return cycles
+
+
 def board_s(command: str, request: int, answer: int) -> float:
     """Seconds the bridge takes for one request frame of ``request`` bytes answered with
-    ``answer`` bytes, from the link core's per-byte rates and the DDR3 latency."""
+    ``answer`` bytes (``board_cycles`` with the DDR3's latency, at the core's clock)."""
     clock = core_clock_hz()
-    payload_out = answer - RESPONSE_OVERHEAD
-    cycles = request * RX_CYCLES_PER_BYTE + RESPONSE_OVERHEAD * TX_HEADER_CYCLES_PER_BYTE \
-        + payload_out * TX_PAYLOAD_CYCLES_PER_BYTE
-    beats = -(-max(request - REQUEST_OVERHEAD, payload_out) // CONFIG.bus_bytes)
-    if command in ("MEM_WRITE", "MEM_READ"):
-        cycles += math.ceil(READ_LATENCY_NS * 1e-9 * clock)
-        cycles += beats * W_CYCLES_PER_BEAT if command == "MEM_WRITE" else beats
-    elif command in ("REG_WRITE", "REG_READ"):
-        cycles += REG_AXI_CYCLES
-    return cycles / clock
+    return board_cycles(command, request, answer, math.ceil(READ_LATENCY_NS * 1e-9 * clock)) / clock
 
 
 @dataclass(frozen=True)
@@ -276,19 +336,26 @@ def exchange_s(exchange: Exchange, host: HostCost, nic_s: float, which: int) -> 
 
 def compound_s(traffic: TokenTraffic, host: HostCost, nic_s: float, which: int) -> float:
     """Seconds of the token's link traffic if each job were one compound exchange: its
-    register accesses batched into the request (8 bytes a write) and answer (4 bytes a
-    read), A and C as today's datagrams, all but the first streamed."""
+    register accesses batched into the request (8 bytes a write, or its REPLAY's
+    payload) and answer (4 bytes a read, or its REPLAY's answer), the board running
+    them as it does a REPLAY's, A and C as today's datagrams, all but the first streamed."""
     per_job = len(traffic.exchanges) // max(traffic.jobs, 1)
+    clock = core_clock_hz()
     total = 0.0
     for j in range(0, len(traffic.exchanges), per_job):
         job = traffic.exchanges[j:j + per_job]
         writes = sum(1 for e in job if e.command == "REG_WRITE")
         reads = sum(1 for e in job if e.command in ("REG_READ", "IRQ"))
+        registers = writes * REG_WRITE_AXI_CYCLES + reads * REG_READ_AXI_CYCLES
+        out, back = 8 * writes, 4 * reads
+        for request, answer in (e.pairs[0] for e in job if e.command == "REPLAY"):
+            registers += replay_cycles(*replay_counts(request, answer))
+            out, back = out + request - REQUEST_OVERHEAD, back + answer - RESPONSE_OVERHEAD
         a = [p for e in job if e.command == "MEM_WRITE" for p in e.pairs]
         c = [p for e in job if e.command == "MEM_READ" for p in e.pairs]
-        first = (a[0][0] + 8 * writes, RESPONSE_OVERHEAD + 4 * reads)
+        first = (a[0][0] + out, RESPONSE_OVERHEAD + back)
         total += host.single[which] + nic_s + wire_s(first[0]) + wire_s(first[1]) \
-            + board_s("MEM_WRITE", *first)
+            + board_s("MEM_WRITE", *first) + registers / clock
         total += sum(_pipelined(host.write[which], a[1:], "MEM_WRITE"))
         total += sum(_pipelined(host.read[which], c, "MEM_READ"))
     return total

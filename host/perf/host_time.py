@@ -45,6 +45,10 @@ class _InstantBackend:
     def last_cycles(self):
         return None
 
+    def compiled_epoch(self):
+        """None: no compiled job path (the fused decoder then calls ``matmul``)."""
+        return None
+
     def close(self) -> None:
         pass
 
