@@ -432,7 +432,8 @@ class FileAccelerator:
     """The accelerator's side of a register page kept in a file, in a thread: on
     ap_start it records the registers, sets the counters and ERR_CODE (``error``), then
     ap_done (and ISR's done bit, and with ``irq_fd`` four bytes to it, as the UIO node
-    would); a soft reset makes it idle. ``answer`` False ignores ap_start (a hung job).
+    would); a soft reset makes it idle. ``answer`` False ignores ap_start (a hung job);
+    ``hang_after`` N answers N more jobs, then none (a job hung mid-token).
     The page starts as ``InstantDevice``'s: the constants and ap_idle."""
 
     def __init__(self, path: Path, config: AccelConfig, irq_fd: int | None = None,
@@ -456,6 +457,7 @@ class FileAccelerator:
         self.config, self.memory, self.base = config, memory, base    # memory: compute C
         self.error = 0
         self.answer = True
+        self.hang_after: int | None = None
         self.jobs: list[np.ndarray] = []
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -465,7 +467,9 @@ class FileAccelerator:
         words = self.words
         while not self._stop:
             value = int(words[self.ctrl])
-            if value & self.start and self.answer:
+            if value & self.start and self.answer and self.hang_after != 0:
+                if self.hang_after is not None:
+                    self.hang_after -= 1
                 self.jobs.append(words.copy())
                 words[self.perf] = 1000 + len(self.jobs)
                 words[self.err] = self.error
