@@ -17,6 +17,10 @@ counts with a stated CPU model.
   ``call`` and ``c_call`` events) of real decode tokens, counted while the real
   transformer runs on the real driver over ``InstantDevice`` (registers that finish a
   job at ``ap_start``), detokenizer excluded;
+- ``compiled_calls``: Python -> compiled calls, the fused decoder's own count
+  (``FusedDecoder.counts``: on the KV260 classes the whole token is one call,
+  ``token_jobs``; elsewhere jobs + 1), plus one firmware/replay.c call per job where
+  the driver replays its plans and the kernels do not submit the jobs;
 - ``syscalls``: per job, counted by ``strace -c`` around a child process that runs
   jobs through the driver over the KV260 platform's own classes
   (``host.platforms.kv260``: ``UioRegisters``, ``UdmabufMemory``) on ordinary files.
@@ -24,7 +28,7 @@ counts with a stated CPU model.
 **The estimate** (``estimate``): every count times a constant of ``CpuModel``::
 
     t = flops / flops_per_s + transcendentals * transcendental_s + bytes / bytes_per_s
-        + python_calls * python_call_s + syscalls * syscall_s
+        + python_calls * python_call_s + compiled_calls * compiled_call_s + syscalls * syscall_s
 
 The terms are added, not overlapped: an in-order core with a single outstanding
 stream is the conservative reading. ``A53`` states its constants and where they come
