@@ -175,9 +175,10 @@ def test_matmul_through_the_kv260_classes_equals_golden(tmp_path, compiled):
 
 # -- jobs submitted by the fused decoder's kernels (host.llm.fused) -----------------------------
 
-def _board_decoder(rig, submit: bool):
+def _board_decoder(rig, submit: bool, one_call: bool = False):
     """The Gemma-like test model (tests/test_a53.py) on ``rig``'s backend, fused; ``submit``
-    False keeps the per-job Python path (``matmul``)."""
+    False keeps the per-job Python path (``matmul``); with ``submit``, ``one_call`` runs
+    the whole token in one compiled call, else one call per gap."""
     from host.llm.fused import FusedDecoder
     from host.llm.layers import linear_specs
     from host.llm.linear import QuantizedLinears
@@ -190,6 +191,7 @@ def _board_decoder(rig, submit: bool):
                                                                      rig.backend, scheme("per-channel")))
     decoder = FusedDecoder.build(transformer)
     decoder._no_submission = not submit
+    decoder.one_call = one_call
     return transformer, decoder
 
 
@@ -283,3 +285,93 @@ def test_the_kernels_call_systole_job_as_replay_declares_it():
     kinds = {ctypes.c_uint32: "u", ctypes.c_uint64: "q"}
     declared = "".join(kinds.get(kind, "p") for kind in library().systole_job.argtypes)
     assert declared == _JOB_PARAMETERS and COMPILED_JOB_WORDS == 1 + len(declared)
+
+
+# -- the whole token in one compiled call (host.llm.fused's one-call path) ----------------------
+
+def test_one_call_token_equals_the_per_gap_path():
+    """On the KV260 classes with a thread computing C: the token in one compiled call
+    gives the same tokens, bit-equal logits and classifier sums, the same registers at
+    every ap_start and counters as one call per gap; one compiled call per greedy token,
+    two with the logits dequantized for sampling."""
+    from hdl.spec.regmap import by_name
+    from host.perf.a53 import BoardRig
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    runs = {}
+    try:
+        for one_call in (True, False):
+            rig = BoardRig(preset("kv260"), 64 << 20, compute=True)
+            try:
+                transformer, decoder = _board_decoder(rig, True, one_call)
+                cache = transformer.new_cache(24)
+                transformer.forward([1, 2, 3, 4], cache)        # 10 positions: past the window of 8
+                jobs0 = rig.jobs
+                token, tokens, sums, calls = 5, [], [], []
+                for _ in range(6):
+                    token, logit = decoder.greedy(token, cache)
+                    tokens.append((token, logit))
+                    sums.append(decoder._bound[3][3].copy())     # the classifier's int32 sums
+                    calls.append(decoder.counts["compiled calls"])
+                    assert decoder.one_call_ran == one_call and decoder.submits_jobs
+                cache.length -= 1
+                logits = decoder.logits(token, cache)
+                calls.append(decoder.counts["compiled calls"])
+                registers = np.array(rig.device.jobs[jobs0:])
+                stats = (rig.backend.jobs, rig.backend.total_cycles, rig.backend.last_cycles())
+                runs[one_call] = tokens, np.array(sums), logits, registers, stats, calls
+            finally:
+                rig.close()
+    finally:
+        sys.setswitchinterval(interval)
+    (tokens, sums, logits, registers, stats, calls), (tokens_gap, sums_gap, logits_gap, registers_gap,
+                                                      stats_gap, calls_gap) = runs[True], runs[False]
+    assert tokens == tokens_gap
+    assert sums.any()                                   # C computed, not left as it was
+    np.testing.assert_array_equal(sums, sums_gap)
+    np.testing.assert_array_equal(logits, logits_gap)
+    ctrl = by_name("CTRL").offset // 4
+    registers[:, ctrl] = registers_gap[:, ctrl] = 0
+    assert len(registers) == 7 * (4 * 4 + 1)
+    np.testing.assert_array_equal(registers, registers_gap)
+    assert stats == stats_gap
+    assert calls == [1] * 6 + [2] and calls_gap == [4 * 4 + 2] * 7
+
+
+@pytest.mark.parametrize("failure", ["timeout", "refused"])
+def test_a_job_failing_inside_the_one_call_token(failure):
+    """A job of the one-call token that times out mid-token (layer 1's ffn_up_gate, the
+    7th job, never finishes) or is refused: the driver's one-line error, nothing after it
+    submitted, the accelerator idle after the soft reset; the next token runs."""
+    from hdl.spec.regmap import ErrorCode
+    from host.accel.driver import AcceleratorTimeout, JobRefused
+    from host.perf.a53 import BoardRig
+
+    rig = BoardRig(preset("kv260"), 64 << 20)
+    try:
+        rig.backend.driver.min_timeout_s = 0.05        # the plans made at the first token
+        transformer, decoder = _board_decoder(rig, True, one_call=True)
+        cache = transformer.new_cache(8)
+        transformer.forward([1, 2], cache)
+        decoder.greedy(3, cache)
+        jobs, length = rig.jobs, cache.length
+        if failure == "timeout":
+            rig.device.hang_after = 6
+            expected = AcceleratorTimeout, r"^job M=1 N=192 K=64 did not finish within 50\.000 ms \(polling " \
+                                           r"ap_done\); the accelerator was soft-reset$"
+        else:
+            rig.device.error = int(ErrorCode.FORMAT)
+            expected = JobRefused, r"^accelerator refused the job: FORMAT"
+        with pytest.raises(expected[0], match=expected[1]):
+            decoder.greedy(4, cache)
+        assert decoder.one_call_ran and cache.length == length
+        assert rig.jobs == jobs + (6 if failure == "timeout" else 1)
+        ctrl = int(rig.device.words[rig.device.ctrl])
+        assert ctrl == rig.device.idle if failure == "timeout" else ctrl & rig.device.idle   # reset / ended
+        rig.device.hang_after, rig.device.error = None, 0
+        assert 0 <= decoder.greedy(4, cache)[0] < transformer.config.vocab_size      # and it runs on
+        assert cache.length == length + 1 and decoder.counts["compiled calls"] == 1
+        assert rig.jobs == jobs + (6 if failure == "timeout" else 1) + 4 * 4 + 1
+    finally:
+        rig.close()

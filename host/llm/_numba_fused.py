@@ -31,6 +31,7 @@ returns the status (``JOB_DONE``: done, ERR_CODE 0; ``JOB_ERROR``: done with an 
 code; else ``systole_job``'s 0 timeout, -1 busy, -2 sync failure) for the caller to hand
 to the driver's error path. The twins release the GIL (``nogil``) as ctypes does around
 a foreign call: a job may wait on another thread (the tests' accelerator is one).
+``token_jobs`` calls the twins in a token's order, so a whole decode token is one call.
 """
 
 from __future__ import annotations
@@ -109,6 +110,18 @@ def _load_u32(typingctx, address, index):
         return builder.load(builder.gep(base, [offset]))
 
     return types.uint32(address, index), codegen
+
+
+@intrinsic
+def _float32_at(typingctx, address):
+    """A float32 pointer to ``address`` (a uint64 word), for ``numba.carray``."""
+    if address != types.uint64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], ir.FloatType().as_pointer())
+
+    return types.CPointer(types.float32)(address), codegen
 
 
 @numba.njit(cache=True, boundscheck=False, inline="always")
@@ -563,3 +576,71 @@ def attention_finish(acc, a_staged, staged_values, staged_count, a_scale, attend
             attended[base + j] = np.float32(total) * a_scale[g]
     if last:
         _quantize(attended, attended.shape[0], q, scale, qmax_inverse, tiny)
+
+
+# -- the whole decode token in one call (host.llm.fused's one-call path) ---------------
+
+@numba.njit(cache=True, boundscheck=False, nogil=True)
+def token_jobs(jobs, cycles, table, token, embed_scale, scaled, first_norm, qkv_scales, biases, has_bias,
+               qk_norms, has_qk_norm, is_global, cos_global, sin_global, cos_local, sin_local, position,
+               first_local, kv_addresses, kv_shape, attn_scale, n_heads, inv_head_dim, out_scales, post_attn_norms,
+               has_post_norm, ffn_norms, up_scales, gelu, down_scales, post_ffw_norms, next_norms, eps,
+               x, h, out, qkv, scores, attended, gate_up, q_dim, q_heads, q_hidden, scale, acc_qkv, acc_dim,
+               acc_up, acc_vocab, classifier_scale, classifier_absmax, greedy, qmax_inverse, tiny):
+    """Every gap kernel of a decode token and every job after it, in the ``*_job`` twins'
+    order: ``embed_norm_quantize_job``, then per layer ``attention_job``,
+    ``residual_norm_quantize_job``, ``gated_quantize_job``, ``residual_norm_quantize_job``
+    (the last one's job is the classifier); then, if ``greedy``, ``argmax_logit``.
+
+    ``jobs [4 L + 1, 15]`` are the ``CompiledJob`` words in submission order (qkv of
+    layer 0; per layer attn_out, ffn_up_gate, ffn_down, the next qkv or the classifier);
+    their busy cycles go to ``cycles [5]`` by kind (qkv, attn_out, ffn_up_gate,
+    ffn_down, classifier). Per-layer inputs are stacked ``[L, ...]`` (empty second axis
+    where the model has none). The ``KVCache``'s per-layer arrays, float32 C-contiguous
+    ``kv_shape`` each, are given by address: ``kv_addresses [2, L]`` (keys, then values;
+    one array argument instead of 2 L, which numba unboxes one by one). Layer ``i``
+    attends from position 0 with the global RoPE tables if ``is_global[i]``, else from
+    ``first_local`` with the local ones.
+
+    Returns ``(status, job, argmax, logit)``: status ``JOB_DONE`` and the argmax and its
+    logit (-1 and 0 when not ``greedy``), or the first failing job's status and its
+    index in ``jobs``, nothing after it run."""
+    qkv_cycles, out_cycles, up_cycles = cycles[0:1], cycles[1:2], cycles[2:3]
+    down_cycles, classifier_cycles = cycles[3:4], cycles[4:5]
+    status = embed_norm_quantize_job(jobs[0], qkv_cycles, table, token, embed_scale, scaled, x, first_norm,
+                                     eps, h, q_dim, scale, qmax_inverse, tiny)
+    if status != JOB_DONE:
+        return np.int64(status), np.int64(0), np.int64(-1), np.float32(0.0)
+    layers = is_global.shape[0]
+    for layer in range(layers):
+        job = 1 + 4 * layer
+        if is_global[layer]:
+            cos, sin, first = cos_global, sin_global, 0
+        else:
+            cos, sin, first = cos_local, sin_local, first_local
+        status = attention_job(jobs[job], out_cycles, acc_qkv, qkv_scales[layer], scale, biases[layer],
+                               has_bias, qk_norms[layer], has_qk_norm, eps, inv_head_dim, cos, sin, position,
+                               numba.carray(_float32_at(kv_addresses[0, layer]), kv_shape),
+                               numba.carray(_float32_at(kv_addresses[1, layer]), kv_shape), first, attn_scale, n_heads, qkv, scores, attended,
+                               q_heads, scale, qmax_inverse, tiny)
+        if status != JOB_DONE:
+            return np.int64(status), np.int64(job), np.int64(-1), np.float32(0.0)
+        status = residual_norm_quantize_job(jobs[job + 1], up_cycles, acc_dim, out_scales[layer], scale,
+                                            post_attn_norms[layer], has_post_norm, x, ffn_norms[layer], eps,
+                                            out, h, q_dim, scale, qmax_inverse, tiny)
+        if status != JOB_DONE:
+            return np.int64(status), np.int64(job + 1), np.int64(-1), np.float32(0.0)
+        status = gated_quantize_job(jobs[job + 2], down_cycles, acc_up, up_scales[layer], scale, gelu, gate_up,
+                                    q_hidden, scale, qmax_inverse, tiny)
+        if status != JOB_DONE:
+            return np.int64(status), np.int64(job + 2), np.int64(-1), np.float32(0.0)
+        status = residual_norm_quantize_job(jobs[job + 3], classifier_cycles if layer == layers - 1
+                                            else qkv_cycles, acc_dim, down_scales[layer], scale,
+                                            post_ffw_norms[layer], has_post_norm, x, next_norms[layer], eps,
+                                            out, h, q_dim, scale, qmax_inverse, tiny)
+        if status != JOB_DONE:
+            return np.int64(status), np.int64(job + 3), np.int64(-1), np.float32(0.0)
+    if greedy:
+        best, value = argmax_logit(acc_vocab, classifier_scale, scale, classifier_absmax)
+        return np.int64(JOB_DONE), np.int64(-1), np.int64(best), np.float32(value)
+    return np.int64(JOB_DONE), np.int64(-1), np.int64(-1), np.float32(0.0)

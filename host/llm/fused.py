@@ -56,6 +56,17 @@ attention offloaded, or a backend without the path, the decoder calls ``matmul``
 With a profiler, each call's time (the gap and the job it submits: one call holds
 both) goes to that job's matmul section, and "host step" records the calls with none.
 
+**The whole token in one call** (``one_call``, on by default where jobs are submitted):
+``token_jobs`` runs the gap kernels and their jobs above, in the same order, inside one
+compiled call, and the greedy argmax after the classifier job: per token 1 compiled call
+(greedy), 2 with ``dequantize_logits`` (sampling). Its per-layer inputs are stacked
+``[L, ...]`` once, the jobs' words ``[4 L + 1, 15]`` bound per epoch as above, and the
+KV cache's per-layer arrays passed by address (remade when the cache grows). A failing
+job ends the call with its status and index and goes to ``compiled_job_failed`` as
+above; no job after it was submitted. With a profiler the call's whole time, jobs
+included, is one "host step" record; the matmul sections get their calls, MACs and busy
+cycles but no seconds. ``one_call = False`` keeps one call per gap.
+
 It applies (``FusedDecoder.build``, else None and the caller keeps
 ``Transformer.forward``) when the seam is ``QuantizedLinears`` with dynamic per-token
 activations and every layer, int8 or int4, is one activation group in one K piece.
@@ -217,6 +228,13 @@ class FusedDecoder:
         self._bound = None
         self._cycles = np.zeros(5, np.uint64)
         self._cycle_slots = [self._cycles[i:i + 1] for i in range(5)]
+        # The whole token in one call (module doc) when jobs are submitted; False keeps
+        # one call per gap. ``one_call_ran``: the last token ran so.
+        self.one_call = True
+        self.one_call_ran = False
+        self._argmax = None
+        self._stacked = None                        # the per-layer inputs, [L, ...]
+        self._kv = None                             # ``_kv_addresses`` of the last cache
 
     @classmethod
     def build(cls, transformer: Transformer, profiler: Profiler | None = None) -> "FusedDecoder | None":
@@ -229,16 +247,20 @@ class FusedDecoder:
     def greedy(self, token: int, cache: KVCache) -> tuple[int, float]:
         """Run ``token``; ``(argmax, its logit)`` of the next-token logits, the first
         maximum as ``np.argmax`` (the first NaN if there is one)."""
-        acc, numpy_calls, calls, start = self._layers_step(token, cache)
+        acc, numpy_calls, calls, start = self._layers_step(token, cache, greedy=True)
         t0 = perf_counter()
-        best, value = self.kernels.argmax_logit(acc, self._classifier[1], self._scale,
-                                                self._classifier_absmax)
-        self._finish(numpy_calls, calls + 1, start, "sampling", perf_counter() - t0)
+        if self._argmax is None:
+            best, value = self.kernels.argmax_logit(acc, self._classifier[1], self._scale,
+                                                    self._classifier_absmax)
+            calls += 1
+        else:                                  # the token's one call took it
+            best, value = self._argmax
+        self._finish(numpy_calls, calls, start, "sampling", perf_counter() - t0)
         return int(best), float(value)
 
     def logits(self, token: int, cache: KVCache) -> np.ndarray:
         """Run ``token``; float32 logits ``[1, vocab]`` (a new array) for sampling."""
-        acc, numpy_calls, calls, start = self._layers_step(token, cache)
+        acc, numpy_calls, calls, start = self._layers_step(token, cache, greedy=False)
         t0 = perf_counter()
         logits = self.kernels.dequantize_logits(acc, self._classifier[1], self._scale)
         self._finish(numpy_calls, calls + 1, start, "host step", perf_counter() - t0)
@@ -262,9 +284,10 @@ class FusedDecoder:
             numpy_calls += 1
         return numpy_calls
 
-    def _layers_step(self, token: int, cache: KVCache):
+    def _layers_step(self, token: int, cache: KVCache, greedy: bool):
         """Every layer and the classifier job for ``token``: the classifier's int32
-        sums, the numpy and compiled calls made, and the start time."""
+        sums, the numpy and compiled calls made, and the start time; ``_argmax`` is the
+        greedy ``(argmax, logit)`` when the one call took it (``greedy``), else None."""
         start = perf_counter()
         cfg, kernels, transformer = self.config, self.kernels, self.transformer
         if not 0 <= token < cfg.vocab_size:
@@ -277,6 +300,10 @@ class FusedDecoder:
         numpy_calls = self._prepare(position, cache)
         bound = None if self._no_submission else self._submission()
         self.submits_jobs = bound is not None
+        self._argmax = None
+        self.one_call_ran = bound is not None and self.one_call
+        if self.one_call_ran:
+            return self._token_step(token, position, cache, numpy_calls, bound, start, greedy)
         if bound is not None:
             return self._submitted_step(token, position, cache, numpy_calls, bound, start)
         window = cfg.sliding_window
@@ -397,13 +424,81 @@ class FusedDecoder:
         if classifier is None or any(job is None for jobs in layers for job in jobs) or qkv[0] is None:
             self._no_submission = True
             return None
-        self._bound = (epoch, qkv[0], layers, (acc_qkv, acc_dim, acc_up, acc_vocab))
+        ordered = [qkv[0]] + [job for jobs in layers for job in jobs]       # submission order
+        words = np.stack([job_words for job_words, _ in ordered])            # [4 L + 1, 15]
+        self._bound = (epoch, qkv[0], layers, (acc_qkv, acc_dim, acc_up, acc_vocab),
+                       (words, [job for _, job in ordered]))
         return self._bound
+
+    def _stacked_inputs(self) -> tuple:
+        """The per-layer inputs of ``token_jobs`` stacked ``[L, ...]`` (made once):
+        qkv, attn_out, ffn_up_gate and ffn_down scales, qkv biases, q/k norms, post-attention,
+        ffn, post-ffw and next norms, is_global; then the model's flags: has a qkv bias,
+        q/k norms, post norms, GeGLU."""
+        cfg = self.config
+        columns = list(zip(*self._layers))
+        self._stacked = (*(np.ascontiguousarray(np.stack(columns[index]))
+                           for index in (1, 3, 5, 7, 8, 9, 10, 11, 12, 13)),
+                         np.array(columns[14], np.bool_),
+                         self.transformer._qkv_bias is not None, cfg.qk_norm, cfg.post_norms, cfg.gelu)
+        return self._stacked
+
+    @staticmethod
+    def _kv_addresses(cache: KVCache) -> tuple:
+        """``(cache, its first key array, addresses [2, L], shape, the arrays)`` for
+        ``token_jobs``: the per-layer arrays' addresses, keys then values; the tuple holds
+        the arrays, so the addresses stay valid while it is kept."""
+        arrays = (*cache.keys, *cache.values)
+        for array in arrays:
+            if not (array.dtype == np.float32 and array.flags.c_contiguous and array.shape == arrays[0].shape):
+                raise TypeError(f"KV cache arrays must be C-contiguous float32 {arrays[0].shape}, "
+                                f"got {array.dtype} {array.shape}")
+        addresses = np.array([array.ctypes.data for array in arrays], np.uint64).reshape(2, len(cache.keys))
+        return cache, cache.keys[0], addresses, tuple(int(n) for n in arrays[0].shape), arrays
+
+    def _token_step(self, token: int, position: int, cache: KVCache, numpy_calls: int, bound, start: float,
+                    greedy: bool):
+        """``_layers_step`` as one call of ``token_jobs`` (module doc): the gaps and jobs
+        of ``_submitted_step`` in the same order, then the argmax if ``greedy``."""
+        cfg, transformer, backend = self.config, self.transformer, self.backend
+        _, _, _, (acc_qkv, acc_dim, acc_up, acc_vocab), (words, jobs) = bound
+        (qkv_scales, out_scales, up_scales, down_scales, biases, qk_norms, post_attn, ffn_norms, post_ffw,
+         next_norms, is_global, has_bias, has_qk_norm, has_post, gelu) = self._stacked or self._stacked_inputs()
+        kv = self._kv                    # the cache's arrays by address, remade when they change
+        if kv is None or kv[0] is not cache or kv[1] is not cache.keys[0]:
+            kv = self._kv = self._kv_addresses(cache)
+        _, _, kv_addresses, kv_shape, _ = kv
+        window = cfg.sliding_window
+        first_local = 0 if window is None or position < window else position - window + 1
+        rope_global, rope_local = transformer._rope_global, transformer._rope_local
+        cycles = self._cycles
+        cycles[:] = 0
+        status, index, best, value = self.kernels.token_jobs(
+            words, cycles, transformer.embedding, token, self._embed_scale, self._scaled, self._first_norm,
+            qkv_scales, biases, has_bias, qk_norms, has_qk_norm, is_global,
+            rope_global.cos, rope_global.sin, rope_local.cos, rope_local.sin, position, first_local,
+            kv_addresses, kv_shape, self._attn_scale, cfg.n_heads, self._inv_head_dim, out_scales, post_attn, has_post,
+            ffn_norms, up_scales, gelu, down_scales, post_ffw, next_norms, self._eps, self._x, self._h,
+            self._out, self._qkv, self._scores, self._attended, self._gate_up, self._q_dim, self._q_heads,
+            self._q_hidden, self._scale, acc_qkv, acc_dim, acc_up, acc_vocab, self._classifier[1],
+            self._classifier_absmax, greedy, _QMAX_INVERSE, _TINY)
+        if status != 1:
+            backend.compiled_job_failed(jobs[index], status)
+        if greedy:
+            self._argmax = best, value
+        cache.length = position + 1
+        self._jobs = 4 * cfg.n_layers + 1
+        backend.compiled_jobs_ran(self._jobs, int(cycles.sum()), jobs[-1])
+        if self.profiler is not None:       # one call: no section of it can be timed apart
+            self._pending = ([0.0] * 4, 0.0, cycles, None, perf_counter() - start)
+        numpy_calls += self._numpy_extra
+        self._numpy_extra = 0
+        return acc_vocab, numpy_calls, 1, start
 
     def _submitted_step(self, token: int, position: int, cache: KVCache, numpy_calls: int, bound, start: float):
         """``_layers_step`` with every job submitted by the kernel before it (module doc)."""
         cfg, kernels, transformer, backend = self.config, self.kernels, self.transformer, self.backend
-        _, (first_words, first_job), jobs, (acc_qkv, acc_dim, acc_up, acc_vocab) = bound
+        _, (first_words, first_job), jobs, (acc_qkv, acc_dim, acc_up, acc_vocab), _ = bound
         window = cfg.sliding_window
         first_local = 0 if window is None else max(0, position - window + 1)
         cos_global, sin_global = transformer._rope_global.cos, transformer._rope_global.sin
@@ -549,6 +644,13 @@ class FusedDecoder:
         job_seconds, classifier_seconds, cycles, classifier_cycles, host = self._pending
         if self.submits_jobs:                  # the kernels' sums (module doc)
             cycles, classifier_cycles = cycles[:4].tolist(), int(cycles[4])
+        if self.one_call_ran:                  # the one call is the host step, jobs included
+            prof.add("host step", host)
+            for index, kind in enumerate(_KINDS):
+                prof.add_matmul(kind, 0.0, self._macs[kind], cycles[index], calls=n_layers)
+            prof.add_matmul("classifier", 0.0, self._macs["classifier"], classifier_cycles)
+            prof.add(last_section, last_seconds)
+            return
         if self.offload:       # the attention jobs (the profile's matmul kinds are the linears')
             prof.add("attention", job_seconds[4], calls=self._jobs - 4 * n_layers - 1)
         for index, kind in enumerate(_KINDS):

@@ -17,6 +17,10 @@ counts with a stated CPU model.
   ``call`` and ``c_call`` events) of real decode tokens, counted while the real
   transformer runs on the real driver over ``InstantDevice`` (registers that finish a
   job at ``ap_start``), detokenizer excluded;
+- ``compiled_calls``: Python -> compiled calls, the fused decoder's own count
+  (``FusedDecoder.counts``: on the KV260 classes the whole token is one call,
+  ``token_jobs``; elsewhere jobs + 1), plus one firmware/replay.c call per job where
+  the driver replays its plans and the kernels do not submit the jobs;
 - ``syscalls``: per job, counted by ``strace -c`` around a child process that runs
   jobs through the driver over the KV260 platform's own classes
   (``host.platforms.kv260``: ``UioRegisters``, ``UdmabufMemory``) on ordinary files.
@@ -24,7 +28,7 @@ counts with a stated CPU model.
 **The estimate** (``estimate``): every count times a constant of ``CpuModel``::
 
     t = flops / flops_per_s + transcendentals * transcendental_s + bytes / bytes_per_s
-        + python_calls * python_call_s + syscalls * syscall_s
+        + python_calls * python_call_s + compiled_calls * compiled_call_s + syscalls * syscall_s
 
 The terms are added, not overlapped: an in-order core with a single outstanding
 stream is the conservative reading. ``A53`` states its constants and where they come
@@ -432,7 +436,8 @@ class FileAccelerator:
     """The accelerator's side of a register page kept in a file, in a thread: on
     ap_start it records the registers, sets the counters and ERR_CODE (``error``), then
     ap_done (and ISR's done bit, and with ``irq_fd`` four bytes to it, as the UIO node
-    would); a soft reset makes it idle. ``answer`` False ignores ap_start (a hung job).
+    would); a soft reset makes it idle. ``answer`` False ignores ap_start (a hung job);
+    ``hang_after`` N answers N more jobs, then none (a job hung mid-token).
     The page starts as ``InstantDevice``'s: the constants and ap_idle."""
 
     def __init__(self, path: Path, config: AccelConfig, irq_fd: int | None = None,
@@ -456,6 +461,7 @@ class FileAccelerator:
         self.config, self.memory, self.base = config, memory, base    # memory: compute C
         self.error = 0
         self.answer = True
+        self.hang_after: int | None = None
         self.jobs: list[np.ndarray] = []
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -465,7 +471,9 @@ class FileAccelerator:
         words = self.words
         while not self._stop:
             value = int(words[self.ctrl])
-            if value & self.start and self.answer:
+            if value & self.start and self.answer and self.hang_after != 0:
+                if self.hang_after is not None:
+                    self.hang_after -= 1
                 self.jobs.append(words.copy())
                 words[self.perf] = 1000 + len(self.jobs)
                 words[self.err] = self.error
