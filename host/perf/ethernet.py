@@ -106,6 +106,10 @@ REG_READ_AXI_CYCLES, REG_WRITE_AXI_CYCLES = 2, 3
 # every 17 cycles, a read every 12).
 REPLAY_FETCH_CYCLES_PER_BYTE, REPLAY_STEP_CYCLES, REPLAY_STORE_CYCLES = 2, 2, REGISTER_LAYOUT.size
 TARGETS = {"stories15M": 60.0, "Gemma 3 270M": 5.0, "upload_s": 5.0, "bulk_mb_s": 100.0}
+# Schemes the projection can price (host.llm.quant): int8, the default W4A8 (its int4 kinds),
+# every linear in int4.
+QUANTS = ("smoothquant", "w4a8", "w4-gptq-all")
+DEFAULT_QUANTS = QUANTS
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -303,6 +307,7 @@ class Figures:
 
     model: str
     traffic: TokenTraffic
+    quant: str                     # the quantization scheme: which layer kinds are int4
     accelerator_ms: float
     host_compute_ms: float
     link_ms: float                 # today's protocol
@@ -369,14 +374,25 @@ def bulk_mb_s(host: HostCost, which: int) -> tuple[float, float]:
             MAX_PAYLOAD / _pipelined(host.read[which], [read], "MEM_READ")[0] / 1e6)
 
 
-def figures(cases, host: HostCost, nic_s: float, which: int) -> list[Figures]:
-    """Each (name, matmuls, host compute ms, traffic) case's figures."""
+def scheme_formats(quant: str) -> dict[str, WeightFormat]:
+    """``{layer kind: INT4}`` for the kinds quantization scheme ``quant`` stores in 4 bits
+    (``host.llm.quant``; the other kinds stay int8)."""
+    from ..llm.quant import scheme
+    return {kind: WeightFormat.INT4 for kind in scheme(quant).int4_kinds}
+
+
+def figures(cases, host: HostCost, nic_s: float, which: int, quants=("smoothquant",)) -> list[Figures]:
+    """Each (name, matmuls, host compute ms, traffic) case's figures, per scheme of
+    ``quants`` (the weights' formats change the accelerator's time and the upload, not
+    the link's exchanges: A and C are int8 and int32 in every scheme)."""
     out = []
     for name, matmuls, host_ms, traffic in cases:
-        p = project(name, matmuls, BOARD, CONFIG, host_ms)
         link = sum(exchange_s(e, host, nic_s, which) for e in traffic.exchanges)
-        out.append(Figures(name, traffic, p.accelerator_ms, host_ms, link * 1e3,
-                           compound_s(traffic, host, nic_s, which) * 1e3, p.weight_bytes))
+        compound = compound_s(traffic, host, nic_s, which)
+        for quant in quants:
+            p = project(name, matmuls, BOARD, CONFIG, host_ms, formats=scheme_formats(quant))
+            out.append(Figures(name, traffic, quant, p.accelerator_ms, host_ms, link * 1e3, compound * 1e3,
+                               p.weight_bytes))
     return out
 
 
@@ -410,13 +426,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nic-us", type=nonnegative_float, default=20.0, metavar="US",
                         help="NIC and kernel latency per round trip, not measured here (default: %(default)s)")
     parser.add_argument("--no-host-time", action="store_true", help="count no host compute per token")
+    parser.add_argument("--quant", nargs="+", choices=QUANTS, default=list(DEFAULT_QUANTS), metavar="SCHEME",
+                        help=f"quantization schemes, one row each (their int4 layer kinds; default: "
+                             f"{' '.join(DEFAULT_QUANTS)}; choices: {', '.join(QUANTS)})")
     args = parser.parse_args(argv)
     print("host cost per exchange (UdpLink over loopback, CPU time of its thread)...", flush=True)
     host = measure_host(args.repeats)
     print("counting each model's exchanges per token (the real driver, an instant accelerator)...", flush=True)
     cases = [(name, matmuls, ms, count_token(name, matmuls)) for name, matmuls, ms in _cases(not args.no_host_time)]
     nic = args.nic_us * 1e-6
-    best, worst = figures(cases, host, nic, 0), figures(cases, host, nic, 1)
+    best, worst = figures(cases, host, nic, 0, args.quant), figures(cases, host, nic, 1, args.quant)
     clock = core_clock_hz()
     us = "{:.1f}"
     print(f"\nNexys Video over 1 Gb/s Ethernet (UDP, {MAX_PAYLOAD}-byte max_payload); board link core at "
@@ -429,13 +448,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{board_s('MEM_WRITE', REQUEST_OVERHEAD + MAX_PAYLOAD, RESPONSE_OVERHEAD) * 1e6:.2f} us (write), "
           f"{board_s('MEM_READ', REQUEST_OVERHEAD, RESPONSE_OVERHEAD + MAX_PAYLOAD) * 1e6:.2f} us (read)")
     print()
-    header = (f"{'model':<14}{'jobs':>5}{'exch.':>7}{'s&w':>6}{'KB out':>8}{'KB in':>8}{'accel ms':>10}"
+    header = (f"{'model':<14}{'quant':<13}{'jobs':>5}{'exch.':>7}{'s&w':>6}{'KB out':>8}{'KB in':>8}{'accel ms':>10}"
               f"{'host ms':>9}{'link ms':>14}{'tok/s':>12}{'compound tok/s':>16}{'target':>8}")
     print(header)
     for b, w in zip(best, worst):
         t = b.traffic
         target = TARGETS[b.model]
-        print(f"{b.model:<14}{t.jobs:>5}{len(t.exchanges):>7}{t.stop_and_wait:>6}{t.bytes_out / 1e3:>8.1f}"
+        print(f"{b.model:<14}{b.quant:<13}{t.jobs:>5}{len(t.exchanges):>7}{t.stop_and_wait:>6}{t.bytes_out / 1e3:>8.1f}"
               f"{t.bytes_in / 1e3:>8.1f}{b.accelerator_ms:>10.2f}{b.host_compute_ms:>9.2f}"
               f"{_range(b.link_ms, w.link_ms, '{:.2f}'):>14}{_range(b.tok_s, w.tok_s):>12}"
               f"{_range(b.compound_tok_s, w.compound_tok_s):>16}{'>= ' + format(target, 'g'):>8}")
@@ -443,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbulk: write {_range(wb, ww)} MB/s, read {_range(rb, rw)} MB/s "
           f"(target >= {TARGETS['bulk_mb_s']:g}; wire alone: {MAX_PAYLOAD / write_wire / 1e6:.1f} MB/s)")
     for b in best:
-        print(f"weight upload, {b.model}: {b.weight_bytes / 1e6:.1f} MB in {_range(b.weight_bytes / wb / 1e6, b.weight_bytes / ww / 1e6, '{:.2f}')} s "
+        print(f"weight upload, {b.model} {b.quant}: {b.weight_bytes / 1e6:.1f} MB in {_range(b.weight_bytes / wb / 1e6, b.weight_bytes / ww / 1e6, '{:.2f}')} s "
               f"(target <= {TARGETS['upload_s']:g} s)")
     print("\n'compound tok/s' is the projection for a protocol extension that does not exist yet: one "
           "exchange per job (A + registers + start in the request, C + registers in the answer).")
