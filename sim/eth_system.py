@@ -13,16 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from amaranth.hdl import Instance, Module, Signal
+from amaranth.hdl import Instance, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.axi import AXI4ReadSignature, AXI4Signature, flat_members
 from hdl.eth_link_top import EthLinkTop
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import AccelConfig
 
-from .link_system import _instance_ports
+from .link_system import _instance_ports, add_accelerator, memory_members
 
 __all__ = ["BOARD", "EthSystem", "eth_link_top", "eth_sources"]
 
@@ -44,30 +43,17 @@ class EthSystem(wiring.Component):
         members = {"aclk": In(1), "aresetn": In(1), "irq": Out(1), "link_active": Out(1)}
         for name, (direction, width) in link.phy_ports.items():
             members[name] = (In if direction == "input" else Out)(width)
-        members.update(flat_members("m_axi_mem", AXI4Signature(config)))
-        members.update(flat_members("m_axi_dma", AXI4Signature(config)))
-        for master in config.weight_masters[1:]:
-            members.update(flat_members(master, AXI4ReadSignature(config)))
+        members.update(memory_members(config))
         super().__init__(members)
 
     def elaborate(self, platform):
-        from hdl.top import SystoleTop, is_master_port
         m = Module()
-        accel = SystoleTop(self.config)
-        accel._MustUse__silence = True      # only its port list is used; the Verilog is separate
-        ctrl = {name[len("s_axi_ctrl_"):]: Signal(member.shape, name=f"ctrl_{name[11:]}")
-                for name, member in accel.signature.members.items() if name.startswith("s_axi_ctrl_")}
-        accel_ports = {"aclk": self.aclk, "aresetn": self.aresetn, "irq": self.irq}
-        accel_ports.update({f"s_axi_ctrl_{n}": s for n, s in ctrl.items()})
-        accel_ports.update({n: getattr(self, n) for n in accel.signature.members if is_master_port(n)})
-        if self.config.split_clocks:
-            accel_ports.update({"m_axi_aclk": self.aclk, "m_axi_aresetn": self.aresetn})
+        ctrl = add_accelerator(m, self, self.config)
         link_ports = {"aclk": self.aclk, "aresetn": self.aresetn, "irq": self.irq,
                       "link_active": self.link_active}
         link_ports.update({name: getattr(self, name) for name in self.link.phy_ports})
         link_ports.update({f"m_axi_ctrl_{n}": s for n, s in ctrl.items()})
         link_ports.update({n: getattr(self, n) for n in self.link.signature.members if n.startswith("m_axi_mem_")})
-        m.submodules.accel = Instance("systole_top", **_instance_ports(accel, accel_ports))
         m.submodules.link = Instance("systole_eth", **_instance_ports(self.link, link_ports))
         return m
 

@@ -21,7 +21,7 @@ from hdl.axi import AXI4ReadSignature, AXI4Signature, flat_members
 from hdl.spec.config import AccelConfig
 from hdl.link_top import LinkTop
 
-__all__ = ["LinkSystem", "link_sources"]
+__all__ = ["LinkSystem", "link_sources", "memory_members", "add_accelerator"]
 
 
 def _instance_ports(component: wiring.Component, connect: dict) -> dict:
@@ -32,6 +32,37 @@ def _instance_ports(component: wiring.Component, connect: dict) -> dict:
     return ports
 
 
+def memory_members(config: AccelConfig) -> dict:
+    """The system's AXI4 master ports: the link's ``m_axi_mem``, the accelerator's
+    ``m_axi_dma`` and, for a build with several weight ports, its ``m_axi_w<p>``."""
+    members = {}
+    members.update(flat_members("m_axi_mem", AXI4Signature(config)))
+    members.update(flat_members("m_axi_dma", AXI4Signature(config)))
+    for master in config.weight_masters[1:]:
+        members.update(flat_members(master, AXI4ReadSignature(config)))
+    return members
+
+
+def add_accelerator(m: Module, system: wiring.Component, config: AccelConfig) -> dict:
+    """Instantiate ``systole_top`` in ``m`` on ``system``'s clock, reset, irq and master
+    ports (the masters on aclk too when the build splits clocks: the crossing then joins
+    two in-phase clocks, which it must handle as well as any other ratio). Returns its
+    ``s_axi_ctrl`` signals by field (``awaddr``, ...), named ``ctrl_<field>``, for the
+    link's ``m_axi_ctrl`` to drive."""
+    from hdl.top import SystoleTop, is_master_port
+    accel = SystoleTop(config)
+    accel._MustUse__silence = True      # only its port list is used; the Verilog is separate
+    ctrl = {name[len("s_axi_ctrl_"):]: Signal(member.shape, name=f"ctrl_{name[11:]}")
+            for name, member in accel.signature.members.items() if name.startswith("s_axi_ctrl_")}
+    ports = {"aclk": system.aclk, "aresetn": system.aresetn, "irq": system.irq}
+    ports.update({f"s_axi_ctrl_{n}": s for n, s in ctrl.items()})
+    ports.update({n: getattr(system, n) for n in accel.signature.members if is_master_port(n)})
+    if config.split_clocks:
+        ports.update({"m_axi_aclk": system.aclk, "m_axi_aresetn": system.aresetn})
+    m.submodules.accel = Instance("systole_top", **_instance_ports(accel, ports))
+    return ctrl
+
+
 class LinkSystem(wiring.Component):
     """``systole_link`` + ``systole_top`` with the serial pins and both AXI4 masters out."""
 
@@ -39,35 +70,16 @@ class LinkSystem(wiring.Component):
         self.config = config
         self.link = link
         members = {"aclk": In(1), "aresetn": In(1), "uart_rxd": In(1, init=1), "uart_txd": Out(1, init=1),
-                   "irq": Out(1), "link_active": Out(1)}
-        members.update(flat_members("m_axi_mem", AXI4Signature(config)))
-        members.update(flat_members("m_axi_dma", AXI4Signature(config)))
-        for master in config.weight_masters[1:]:          # a build with several weight ports
-            members.update(flat_members(master, AXI4ReadSignature(config)))
+                   "irq": Out(1), "link_active": Out(1), **memory_members(config)}
         super().__init__(members)
 
     def elaborate(self, platform):
-        from hdl.top import SystoleTop, is_master_port
         m = Module()
-        accel = SystoleTop(self.config)
-        accel._MustUse__silence = True      # only its port list is used; the Verilog is separate
-        ctrl = {}
-        for name, member in accel.signature.members.items():
-            if name.startswith("s_axi_ctrl_"):
-                ctrl[name[len("s_axi_ctrl_"):]] = Signal(member.shape, name=f"ctrl_{name[11:]}")
-        accel_ports = {"aclk": self.aclk, "aresetn": self.aresetn, "irq": self.irq}
-        accel_ports.update({f"s_axi_ctrl_{n}": s for n, s in ctrl.items()})
-        accel_ports.update({n: getattr(self, n) for n in accel.signature.members
-                            if is_master_port(n)})
-        if self.config.split_clocks:
-            # The bridge and its memories run on aclk: so do the masters (the crossing then
-            # joins two in-phase clocks, which it must handle as well as any other ratio).
-            accel_ports.update({"m_axi_aclk": self.aclk, "m_axi_aresetn": self.aresetn})
+        ctrl = add_accelerator(m, self, self.config)
         link_ports = {"aclk": self.aclk, "aresetn": self.aresetn, "uart_rxd": self.uart_rxd,
                       "uart_txd": self.uart_txd, "irq": self.irq, "link_active": self.link_active}
         link_ports.update({f"m_axi_ctrl_{n}": s for n, s in ctrl.items()})
         link_ports.update({n: getattr(self, n) for n in self.link.signature.members if n.startswith("m_axi_mem_")})
-        m.submodules.accel = Instance("systole_top", **_instance_ports(accel, accel_ports))
         m.submodules.link = Instance("systole_link", **_instance_ports(self.link, link_ports))
         return m
 
