@@ -306,10 +306,7 @@ class FusedDecoder:
             return self._token_step(token, position, cache, numpy_calls, bound, start, greedy)
         if bound is not None:
             return self._submitted_step(token, position, cache, numpy_calls, bound, start)
-        window = cfg.sliding_window
-        first_local = 0 if window is None else max(0, position - window + 1)
-        cos_global, sin_global = transformer._rope_global.cos, transformer._rope_global.sin
-        cos_local, sin_local = transformer._rope_local.cos, transformer._rope_local.sin
+        first_local, (cos_global, sin_global), (cos_local, sin_local) = self._rope(position)
         eps, qmax_inverse, tiny = self._eps, _QMAX_INVERSE, _TINY
         x, h, out, scale = self._x, self._h, self._out, self._scale
         qkv, scores, attended, gate_up = self._qkv, self._scores, self._attended, self._gate_up
@@ -468,15 +465,13 @@ class FusedDecoder:
         if kv is None or kv[0] is not cache or kv[1] is not cache.keys[0]:
             kv = self._kv = self._kv_addresses(cache)
         _, _, kv_addresses, kv_shape, _ = kv
-        window = cfg.sliding_window
-        first_local = 0 if window is None or position < window else position - window + 1
-        rope_global, rope_local = transformer._rope_global, transformer._rope_local
+        first_local, (cos_global, sin_global), (cos_local, sin_local) = self._rope(position)
         cycles = self._cycles
         cycles[:] = 0
         status, index, best, value = self.kernels.token_jobs(
             words, cycles, transformer.embedding, token, self._embed_scale, self._scaled, self._first_norm,
             qkv_scales, biases, has_bias, qk_norms, has_qk_norm, is_global,
-            rope_global.cos, rope_global.sin, rope_local.cos, rope_local.sin, position, first_local,
+            cos_global, sin_global, cos_local, sin_local, position, first_local,
             kv_addresses, kv_shape, self._attn_scale, cfg.n_heads, self._inv_head_dim, out_scales, post_attn, has_post,
             ffn_norms, up_scales, gelu, down_scales, post_ffw, next_norms, self._eps, self._x, self._h,
             self._out, self._qkv, self._scores, self._attended, self._gate_up, self._q_dim, self._q_heads,
@@ -495,14 +490,19 @@ class FusedDecoder:
         self._numpy_extra = 0
         return acc_vocab, numpy_calls, 1, start
 
+    def _rope(self, position: int) -> tuple:
+        """The first cached position a local (sliding-window) layer attends to from
+        ``position``, and the (cos, sin) tables of the global and the local layers."""
+        window, transformer = self.config.sliding_window, self.transformer
+        first_local = 0 if window is None else max(0, position - window + 1)
+        return (first_local, (transformer._rope_global.cos, transformer._rope_global.sin),
+                (transformer._rope_local.cos, transformer._rope_local.sin))
+
     def _submitted_step(self, token: int, position: int, cache: KVCache, numpy_calls: int, bound, start: float):
         """``_layers_step`` with every job submitted by the kernel before it (module doc)."""
         cfg, kernels, transformer, backend = self.config, self.kernels, self.transformer, self.backend
         _, (first_words, first_job), jobs, (acc_qkv, acc_dim, acc_up, acc_vocab), _ = bound
-        window = cfg.sliding_window
-        first_local = 0 if window is None else max(0, position - window + 1)
-        cos_global, sin_global = transformer._rope_global.cos, transformer._rope_global.sin
-        cos_local, sin_local = transformer._rope_local.cos, transformer._rope_local.sin
+        first_local, (cos_global, sin_global), (cos_local, sin_local) = self._rope(position)
         eps, qmax_inverse, tiny = self._eps, _QMAX_INVERSE, _TINY
         x, h, out, scale = self._x, self._h, self._out, self._scale
         qkv, scores, attended, gate_up = self._qkv, self._scores, self._attended, self._gate_up
