@@ -198,19 +198,28 @@ class LinkReplay(wiring.Component):
                     m.d.sync += self.answer_length.eq(REPLAY_ANSWER_LAYOUT.size)
                     m.next = "FINISH_OK"
 
-            with m.State("BUSY_AR"):
-                m.d.comb += ctrl.arvalid.eq(1)
-                with m.If(ctrl.arready):
-                    m.next = "BUSY_R"
-            with m.State("BUSY_R"):
-                m.d.comb += ctrl.rready.eq(1)
-                with m.If(ctrl.rvalid):
-                    with m.If(ctrl.rresp[1]):
-                        finish(_axi_status(ctrl.rresp))
-                    with m.Elif((ctrl.rdata & header.busy_mask) != 0):
-                        write_result(ReplayResult.BUSY, REPLAY_ANSWER_LAYOUT.size)
-                    with m.Else():
-                        next_write()
+            def read_states(name, on_data):
+                """``<name>_AR`` offers the read of ``address``; ``<name>_R`` takes its R: an
+                error response finishes with its status, data goes to ``on_data(rdata)``."""
+                with m.State(f"{name}_AR"):
+                    m.d.comb += ctrl.arvalid.eq(1)
+                    with m.If(ctrl.arready):
+                        m.next = f"{name}_R"
+                with m.State(f"{name}_R"):
+                    m.d.comb += ctrl.rready.eq(1)
+                    with m.If(ctrl.rvalid):
+                        with m.If(ctrl.rresp[1]):
+                            finish(_axi_status(ctrl.rresp))
+                        with m.Else():
+                            on_data(ctrl.rdata)
+
+            def after_busy_read(data):
+                with m.If((data & header.busy_mask) != 0):
+                    write_result(ReplayResult.BUSY, REPLAY_ANSWER_LAYOUT.size)
+                with m.Else():
+                    next_write()
+
+            read_states("BUSY", after_busy_read)
 
             # Buffer bytes ptr.. into ``fetched`` (one per two cycles: the read port's latency).
             with m.State("FETCH_ADDR"):
@@ -261,39 +270,25 @@ class LinkReplay(wiring.Component):
                 next_write()
             write_states("START", after_start)
 
-            with m.State("POLL_AR"):
-                m.d.comb += ctrl.arvalid.eq(1)
-                with m.If(ctrl.arready):
-                    m.next = "POLL_R"
-            with m.State("POLL_R"):
-                m.d.comb += ctrl.rready.eq(1)
-                with m.If(ctrl.rvalid):
-                    with m.If(ctrl.rresp[1]):
-                        finish(_axi_status(ctrl.rresp))
-                    with m.Elif((ctrl.rdata & header.done_mask) != 0):
-                        m.d.sync += item.eq(0)
-                        m.next = "NEXT_READ"
-                    with m.Elif(timer >= header.timeout):
-                        write_result(ReplayResult.TIMEOUT, REPLAY_ANSWER_LAYOUT.size)
-                    with m.Else():
-                        m.next = "POLL_AR"
+            def after_poll(data):
+                with m.If((data & header.done_mask) != 0):
+                    m.d.sync += item.eq(0)
+                    m.next = "NEXT_READ"
+                with m.Elif(timer >= header.timeout):
+                    write_result(ReplayResult.TIMEOUT, REPLAY_ANSWER_LAYOUT.size)
+                with m.Else():
+                    m.next = "POLL_AR"
+
+            read_states("POLL", after_poll)
 
             with m.State("NEXT_READ"):
                 next_read()
-            with m.State("READ_AR"):
-                m.d.comb += ctrl.arvalid.eq(1)
-                with m.If(ctrl.arready):
-                    m.next = "READ_R"
-            with m.State("READ_R"):
-                m.d.comb += ctrl.rready.eq(1)
-                with m.If(ctrl.rvalid):
-                    with m.If(ctrl.rresp[1]):
-                        finish(_axi_status(ctrl.rresp))
-                    with m.Else():
-                        m.d.sync += [value.eq(ctrl.rdata), wbyte.eq(0),
-                                     answer_ptr.eq(answer_base + REPLAY_ANSWER_LAYOUT.size
-                                                   + item * REGISTER_LAYOUT.size)]
-                        m.next = "STORE"
+            def after_read(data):
+                m.d.sync += [value.eq(data), wbyte.eq(0),
+                             answer_ptr.eq(answer_base + REPLAY_ANSWER_LAYOUT.size + item * REGISTER_LAYOUT.size)]
+                m.next = "STORE"
+
+            read_states("READ", after_read)
             with m.State("STORE"):
                 m.d.comb += [wport.en.eq(1), wport.addr.eq(answer_ptr), wport.data.eq(value.word_select(wbyte, 8))]
                 m.d.sync += [wbyte.eq(wbyte + 1), answer_ptr.eq(answer_ptr + 1)]
