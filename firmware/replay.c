@@ -14,9 +14,13 @@
  *
  * systole_job() wraps the replay in the job's memory traffic, so a matmul is one call:
  * A's rows copied into the DMA buffer (zero-padded to A_STRIDE), the u-dma-buf cache
- * maintenance for device (the four sysfs writes of host/platforms/kv260.py's
- * UdmabufMemory: offset, size, direction, trigger; none when the memory is coherent),
- * the replay, the maintenance for the CPU, and C's rows copied out.
+ * maintenance for device, the replay, the maintenance for the CPU, and C's rows copied
+ * out. A sync is host/platforms/kv260.py's UdmabufMemory sync: the sysfs attributes
+ * sync_offset, sync_size and sync_direction, each written only when it differs from the
+ * value the driver holds (the last written, kept in the state UdmabufMemory shares with
+ * this code), then the trigger; none when the memory is coherent. The ranges are the
+ * caller's (host/accel/driver.py: one range over A and C for a small job, so both syncs
+ * of a job and consecutive jobs of one shape rewrite no attribute).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
@@ -66,7 +70,10 @@ struct systole_job_io {
     uint8_t *a_buf;            /* the DMA buffer of A, rows a_stride apart */
     uint8_t *c_buf;            /* the DMA buffer of C, rows c_stride apart */
     uint8_t *c;                /* C out, m rows of c_row_bytes */
-    uint64_t a_offset, c_offset; /* the buffers' offsets in the u-dma-buf window (syncs) */
+    uint64_t sync_device[3];   /* offset, size, direction of the sync before the job */
+    uint64_t sync_cpu[3];      /* and of the sync after it */
+    uint64_t *sync_state;      /* the attributes' last written offset, size, direction
+                                * (SYNC_UNKNOWN: rewrite), shared with UdmabufMemory */
     uint32_t m, k, a_stride, c_row_bytes, c_stride;
     int32_t fds[5];            /* sync_offset, sync_size, sync_direction, sync_for_device,
                                 * sync_for_cpu; fds[0] < 0: coherent memory, no syncs */
@@ -82,13 +89,30 @@ static int write_value(int fd, uint64_t value, uint32_t readback)
     return readback ? ftruncate(fd, n) : 0;
 }
 
-static int sync_range(const struct systole_job_io *io, uint64_t offset, uint64_t nbytes,
-                      uint32_t direction, int trigger_fd)
+#define SYNC_UNKNOWN UINT64_MAX
+
+/* Attribute i (0 offset, 1 size, 2 direction) set to value, written only if it differs
+ * from what the driver holds; unknown again if the write fails. */
+static int set_attribute(const struct systole_job_io *io, int i, uint64_t value)
+{
+    if (io->sync_state == NULL)
+        return write_value(io->fds[i], value, io->readback);
+    if (io->sync_state[i] == value)
+        return 0;
+    io->sync_state[i] = SYNC_UNKNOWN;
+    if (write_value(io->fds[i], value, io->readback))
+        return -1;
+    io->sync_state[i] = value;
+    return 0;
+}
+
+/* range: offset, size, direction; the trigger reads the attributes as they stand. */
+static int sync_range(const struct systole_job_io *io, const uint64_t range[3], int trigger_fd)
 {
     if (io->fds[0] < 0)
         return 0;
-    return write_value(io->fds[0], offset, io->readback) | write_value(io->fds[1], nbytes, io->readback)
-        | write_value(io->fds[2], direction, io->readback) | write_value(trigger_fd, 1, io->readback);
+    return set_attribute(io, 0, range[0]) | set_attribute(io, 1, range[1]) | set_attribute(io, 2, range[2])
+        | write_value(trigger_fd, 1, io->readback);
 }
 
 /* As systole_replay, with the memory traffic around it; -2 when a sync write failed. */
@@ -103,13 +127,13 @@ int systole_job(volatile uint32_t *regs,
         memcpy(io->a_buf + (size_t)r * io->a_stride, io->a + (size_t)r * io->k, io->k);
         memset(io->a_buf + (size_t)r * io->a_stride + io->k, 0, io->a_stride - io->k);
     }
-    if (sync_range(io, io->a_offset, (uint64_t)io->m * io->a_stride, 1, io->fds[3]))
+    if (sync_range(io, io->sync_device, io->fds[3]))
         return -2;
     int done = systole_replay(regs, status_offset, busy_mask, offsets, values, count, ctrl_offset,
                               start, done_mask, timeout_ns, read_offsets, read_count, read_values);
     if (done != 1)
         return done;
-    if (sync_range(io, io->c_offset, (uint64_t)io->m * io->c_stride, 2, io->fds[4]))
+    if (sync_range(io, io->sync_cpu, io->fds[4]))
         return -2;
     for (uint32_t r = 0; r < io->m; r++)
         memcpy(io->c + (size_t)r * io->c_row_bytes, io->c_buf + (size_t)r * io->c_stride, io->c_row_bytes);

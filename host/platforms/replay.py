@@ -42,7 +42,8 @@ class JobIo(ctypes.Structure):
     """``struct systole_job_io`` of ``firmware/replay.c``: one job's memory traffic."""
 
     _fields_ = [("a", ctypes.c_void_p), ("a_buf", ctypes.c_void_p), ("c_buf", ctypes.c_void_p),
-                ("c", ctypes.c_void_p), ("a_offset", ctypes.c_uint64), ("c_offset", ctypes.c_uint64),
+                ("c", ctypes.c_void_p), ("sync_device", ctypes.c_uint64 * 3),
+                ("sync_cpu", ctypes.c_uint64 * 3), ("sync_state", ctypes.c_void_p),
                 ("m", ctypes.c_uint32), ("k", ctypes.c_uint32), ("a_stride", ctypes.c_uint32),
                 ("c_row_bytes", ctypes.c_uint32), ("c_stride", ctypes.c_uint32),
                 ("fds", ctypes.c_int32 * 5), ("readback", ctypes.c_uint32)]
