@@ -98,8 +98,8 @@ class MemoryWindow:
     def sync_for_cpu(self, offset: int, nbytes: int) -> None:
         self._check(offset, nbytes)
 
-    def io_spec(self) -> tuple[int, tuple[int, ...] | None, bool]:
+    def io_spec(self) -> tuple[int, tuple[int, ...] | None, bool, int]:
         """For a compiled job path (a bus with ``job``): the window's host address, the
-        cache-maintenance files (None: coherent, nothing to sync) and whether they must
-        read back."""
-        return self._bytes.ctypes.data, None, False
+        cache-maintenance files (None: coherent, nothing to sync), whether they must
+        read back, and the address of the files' held values (0: none)."""
+        return self._bytes.ctypes.data, None, False, 0

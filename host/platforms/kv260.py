@@ -6,7 +6,7 @@
 - ``UdmabufMemory``: DMA memory from the ``u-dma-buf`` driver (``/dev/udmabuf0``).
   The physical address comes from sysfs. Caches are flushed and invalidated
   through its ``sync_for_device``/``sync_for_cpu`` sysfs controls, because the HP
-  ports are not cache-coherent.
+  ports are not cache-coherent; the range attributes are written only when they change.
 - ``PynqMemory`` and ``PynqRegisters``: the same through PYNQ (``allocate``,
   ``MMIO``) when PYNQ is installed.
 
@@ -131,15 +131,32 @@ class UioRegisters:
 class UdmabufMemory(MemoryWindow):
     """``DeviceMemory`` over a u-dma-buf device with explicit cache maintenance.
 
-    A sync is four writes to the device's sysfs attributes (offset, size, direction,
-    then the trigger), one ``pwrite`` each to files opened once. ``readback``: make an
-    ordinary file read back as the last value written (truncate after the write; the
-    tests' stand-ins for sysfs); default: when the attributes are not under ``/sys``.
+    A sync sets the device's sysfs attributes ``sync_offset``, ``sync_size`` and
+    ``sync_direction``, then writes 1 to the trigger (``sync_for_device`` or
+    ``sync_for_cpu``), which syncs the range the attributes hold. The driver keeps each
+    attribute as last written, so an attribute is written only when its value changes:
+    a sync costs one to four ``pwrite``s to files opened once. ``sync_state`` (uint64
+    offset, size, direction; ``SYNC_UNKNOWN`` until written or after a failed write)
+    is what the attributes hold; firmware/replay.c's ``systole_job`` reads and updates
+    the same array (``io_spec``), so the Python and the compiled syncs agree.
+
+    Every sync is ``DMA_BIDIRECTIONAL`` (direction 0), so the direction is written once:
+    sync_for_device then cleans the range's lines and sync_for_cpu invalidates them on
+    arm64 (``arch_sync_dma_for_device``/``for_cpu``), as TO_DEVICE and FROM_DEVICE would;
+    on any architecture BIDIRECTIONAL is correct for a range either side wrote (at
+    worst a clean and invalidate where one would do). It also lets one range over A and
+    C serve both syncs of a job (host/accel/driver.py).
+
+    ``readback``: make an ordinary file read back as the last value written (truncate
+    after the write; the tests' stand-ins for sysfs); default: when the attributes are
+    not under ``/sys``.
     """
 
-    _TO_DEVICE, _FROM_DEVICE = 1, 2
+    BIDIRECTIONAL = 0
+    SYNC_UNKNOWN = np.iinfo(np.uint64).max
     _ATTRIBUTES = ("sync_mode", "sync_offset", "sync_size", "sync_direction", "sync_for_device",
                    "sync_for_cpu")
+    _RANGE = ("sync_offset", "sync_size", "sync_direction")
 
     def __init__(self, name: str = "udmabuf0", dev: Path = Path("/dev"),
                  sysfs: Path = Path("/sys/class/u-dma-buf"), readback: bool | None = None):
@@ -153,6 +170,8 @@ class UdmabufMemory(MemoryWindow):
         size = int((self._sysfs / "size").read_text().strip(), 0)
         self._fds = {attribute: os.open(self._sysfs / attribute, os.O_WRONLY | os.O_CREAT, 0o644)
                      for attribute in self._ATTRIBUTES}
+        # Unknown until this process writes them: another process may have set them.
+        self.sync_state = np.full(3, self.SYNC_UNKNOWN, np.uint64)
         self._write_sysfs("sync_mode", 0)       # caches on; sync by hand
         fd = os.open(dev / name, os.O_RDWR)
         try:
@@ -172,34 +191,31 @@ class UdmabufMemory(MemoryWindow):
         if self._readback:
             os.ftruncate(fd, len(data))
 
-    def _sync(self, control: str, direction: int, offset: int, nbytes: int) -> None:
+    def _sync(self, control: str, offset: int, nbytes: int) -> None:
         self._check(offset, nbytes)
-        fds = self._fds
-        if self._readback:
-            for attribute, value in (("sync_offset", offset), ("sync_size", nbytes),
-                                     ("sync_direction", direction), (control, 1)):
-                self._write(fds[attribute], value)
-            return
-        pwrite = os.pwrite                       # the board's path: four writes, nothing else
-        pwrite(fds["sync_offset"], b"%d\n" % offset, 0)
-        pwrite(fds["sync_size"], b"%d\n" % nbytes, 0)
-        pwrite(fds["sync_direction"], b"%d\n" % direction, 0)
-        pwrite(fds[control], b"1\n", 0)
+        fds, state = self._fds, self.sync_state
+        for i, value in enumerate((offset, nbytes, self.BIDIRECTIONAL)):
+            if state[i] != value:              # the attribute already holds it: no write
+                state[i] = self.SYNC_UNKNOWN
+                self._write(fds[self._RANGE[i]], value)
+                state[i] = value
+        self._write(fds[control], 1)
 
     def sync_for_device(self, offset: int, nbytes: int) -> None:
-        self._sync("sync_for_device", self._TO_DEVICE, offset, nbytes)
+        self._sync("sync_for_device", offset, nbytes)
 
     def sync_for_cpu(self, offset: int, nbytes: int) -> None:
-        self._sync("sync_for_cpu", self._FROM_DEVICE, offset, nbytes)
+        self._sync("sync_for_cpu", offset, nbytes)
 
-    def io_spec(self) -> tuple[int, tuple[int, ...] | None, bool]:
+    def io_spec(self) -> tuple[int, tuple[int, ...] | None, bool, int]:
         """For a compiled job path: the window's host address, the sync attribute files
-        (offset, size, direction, sync_for_device, sync_for_cpu) and ``readback``."""
+        (offset, size, direction, sync_for_device, sync_for_cpu), ``readback`` and the
+        address of ``sync_state`` (the compiled syncs read and update it)."""
         fds = self._fds
         return (self._bytes.ctypes.data,
                 tuple(fds[name] for name in ("sync_offset", "sync_size", "sync_direction",
                                              "sync_for_device", "sync_for_cpu")),
-                self._readback)
+                self._readback, self.sync_state.ctypes.data)
 
     def close(self) -> None:
         """Close the attribute files kept open for syncs."""
