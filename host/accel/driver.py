@@ -53,6 +53,13 @@ _IER_DONE = by_name("IER").fields[0].mask
 _ISR_DONE = by_name("ISR").fields[0].mask
 _STATUS_BUSY = by_name("STATUS").fields[0].mask
 _DEVICE_ALIGN = 4096        # buffers start on a page: no burst ever straddles two buffers
+_LINE = 64                  # C starts on its own cache line after A in the job's scratch
+# A job whose A and C span at most this many bytes syncs one range over both, for the
+# device and for the CPU (so consecutive jobs of a shape rewrite no sync attribute);
+# a larger one syncs A for the device and C for the CPU, so the 1 MiB classifier C is
+# not cleaned before its job nor A invalidated after. The cost weighed: the extra lines
+# maintained (cache operations on lines that need none) against the sysfs writes saved.
+_JOINT_SYNC_BYTES = 32 << 10
 _MAX_PLANS = 4096            # planned matmul jobs kept (a model's layers x a few M)
 _CYCLES_TRIES = 4           # CYCLES_HI moves every 2^32 cycles: two misses in a row mean a broken bus
 
@@ -343,7 +350,7 @@ class Driver:
         # A decode token runs the same jobs every time: plan each once (strides, scratch
         # buffers, registers, the rules' verdict, the timeout) and replay it; the
         # register sequence is run_job's. A plan holds while the scratch buffers stay.
-        _, _, a_buf, c_buf, a_stride, c_stride, plan, io = self._planned(weights, m, k)
+        _, _, a_buf, c_buf, a_stride, c_stride, plan, io, syncs = self._planned(weights, m, k)
         if io is not None:                     # the whole job in one compiled call
             a = np.ascontiguousarray(a)
             out = np.empty((m, weights.n), np.int32)
@@ -357,9 +364,9 @@ class Driver:
             staged = np.zeros((m, a_stride), np.int8)
             staged[:, :k] = a
             self.memory.write(a_buf.offset, staged)
-        self.memory.sync_for_device(a_buf.offset, m * a_stride)
+        self.memory.sync_for_device(*syncs[0])
         self._execute(plan)
-        self.memory.sync_for_cpu(c_buf.offset, m * c_stride)
+        self.memory.sync_for_cpu(*syncs[1])
         rows = self.memory.read(c_buf.offset, m * c_stride).view(np.int32).reshape(m, c_stride // 4)
         return np.ascontiguousarray(rows[:, :weights.n])
 
@@ -394,7 +401,7 @@ class Driver:
                 and c.flags.writeable):
             raise TypeError(f"results must be writeable C-contiguous int32 [{m}, {weights.n}], "
                             f"got {c.dtype} {c.shape}")
-        plan, io = self._planned(weights, m, weights.k)[6:]
+        plan, io = self._planned(weights, m, weights.k)[6:8]
         io = type(io).from_buffer_copy(io)             # the plan's traffic, bound to a and c
         io.a, io.c = a.ctypes.data, c.ctypes.data
         offsets, values, count = plan.arrays
@@ -420,10 +427,24 @@ class Driver:
         return self.last_stats
 
     def _plan_matmul(self, weights: WeightBuffer, m: int, k: int) -> tuple:
-        """Plan ``matmul``'s job for ``weights`` at ``m`` rows (see ``matmul``)."""
+        """Plan ``matmul``'s job for ``weights`` at ``m`` rows (see ``matmul``).
+
+        A and C share one scratch buffer: A's rows at its start, C's from the next cache
+        line after them. ``syncs`` are the job's ``(offset, nbytes)`` for the device and
+        for the CPU: one range from A's start to C's end for both when it spans at most
+        ``_JOINT_SYNC_BYTES`` (every Gemma 3 270M decode job but the classifier: the
+        range offset is then the scratch's start for every such job, and only its size
+        changes with the shape), else A's rows and C's rows."""
         a_stride, c_stride = row_strides(self.config, k, weights.n)
-        a_buf = self._scratch_buffer("a", m * a_stride)
-        c_buf = self._scratch_buffer("c", m * c_stride)
+        a_bytes, c_bytes = m * a_stride, m * c_stride
+        c_at = _round_up(a_bytes, max(_LINE, self.config.bus_bytes))
+        scratch = self._scratch_buffer("job", c_at + c_bytes)
+        a_buf = DeviceBuffer(scratch.offset, scratch.device_address, a_bytes)
+        c_buf = DeviceBuffer(scratch.offset + c_at, scratch.device_address + c_at, c_bytes)
+        if c_at + c_bytes <= _JOINT_SYNC_BYTES:
+            syncs = ((a_buf.offset, c_at + c_bytes),) * 2
+        else:
+            syncs = ((a_buf.offset, a_bytes), (c_buf.offset, c_bytes))
         if len(self._plans) >= _MAX_PLANS:
             self._plans.clear()
         job = Job(a_addr=a_buf.device_address, w_addr=weights.buffer.device_address,
@@ -432,13 +453,16 @@ class Driver:
         plan = self._plan(job, None, True)
         io = None
         if self._job is not None:
-            base, fds, readback = self._io_spec
-            io = self.bus.job_io(a_buf=base + a_buf.offset, c_buf=base + c_buf.offset, a_offset=a_buf.offset,
-                       c_offset=c_buf.offset, m=m, k=k, a_stride=a_stride, c_row_bytes=4 * weights.n,
-                       c_stride=c_stride, readback=int(readback))
+            base, fds, readback, sync_state = self._io_spec
+            io = self.bus.job_io(a_buf=base + a_buf.offset, c_buf=base + c_buf.offset, m=m, k=k,
+                                 a_stride=a_stride, c_row_bytes=4 * weights.n, c_stride=c_stride,
+                                 readback=int(readback), sync_state=sync_state)
             io.fds[:] = fds if fds is not None else (-1,) * 5
+            direction = getattr(self.memory, "BIDIRECTIONAL", 0)
+            io.sync_device[:] = (*syncs[0], direction)
+            io.sync_cpu[:] = (*syncs[1], direction)
         entry = self._plans[(id(weights), m)] = (weights, self._scratch_generation, a_buf, c_buf,
-                                                 a_stride, c_stride, plan, io)
+                                                 a_stride, c_stride, plan, io, syncs)
         return entry
 
     def run_job(self, *, a_addr: int, w_addr: int, c_addr: int, m: int, n: int, k: int,
