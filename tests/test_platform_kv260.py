@@ -56,11 +56,29 @@ def test_udmabuf_memory_and_cache_maintenance(tmp_path):
     payload = np.arange(-64, 64, dtype=np.int8)
     memory.write(4096, payload)
     memory.sync_for_device(4096, payload.nbytes)
-    assert [(sysfs / f).read_text().strip() for f in
-            ("sync_mode", "sync_offset", "sync_size", "sync_direction", "sync_for_device")] == \
-        ["0", "4096", "128", "1", "1"]
+    attributes = ("sync_mode", "sync_offset", "sync_size", "sync_direction", "sync_for_device", "sync_for_cpu")
+
+    def written() -> dict[str, str]:
+        """What each attribute file got since the last call (then emptied)."""
+        text = {name: (sysfs / name).read_text().strip() for name in attributes}
+        for name in attributes:
+            (sysfs / name).write_text("")
+        return {name: value for name, value in text.items() if value}
+
+    # Direction 0 (BIDIRECTIONAL): sync_for_device cleans, sync_for_cpu invalidates.
+    assert written() == {"sync_mode": "0", "sync_offset": "4096", "sync_size": "128",
+                         "sync_direction": "0", "sync_for_device": "1"}
+    assert memory.sync_state.tolist() == [4096, 128, 0]
+    memory.sync_for_cpu(4096, 128)            # the attributes hold the range: the trigger only
+    assert written() == {"sync_for_cpu": "1"}
+    memory.sync_for_cpu(8192, 128)            # only what changed
+    assert written() == {"sync_offset": "8192", "sync_for_cpu": "1"}
+    memory.sync_for_device(8192, 64)
+    assert written() == {"sync_size": "64", "sync_for_device": "1"}
+    memory.sync_state[:] = memory.SYNC_UNKNOWN   # (as after a failed write): all rewritten
     memory.sync_for_cpu(8192, 64)
-    assert (sysfs / "sync_direction").read_text().strip() == "2"
+    assert written() == {"sync_offset": "8192", "sync_size": "64", "sync_direction": "0",
+                         "sync_for_cpu": "1"}
     assert memory.read(4096, 128).view(np.int8).tolist() == payload.tolist()
     assert (dev / "udmabuf0").read_bytes()[4096:4096 + 128] == payload.tobytes()
     with pytest.raises(ValueError, match="outside"):
@@ -127,12 +145,24 @@ def test_planned_jobs_replay_the_same_register_sequence(tmp_path, compiled):
     regs.close()
 
 
+def _job_of(words):
+    """The ``Job`` held by a register page's words."""
+    from hdl.spec.job import FIELDS, Job
+    from hdl.spec.regmap import by_name
+
+    return Job(**{f.name: sum(int(words[by_name(r).offset // 4]) << 32 * i for i, r in enumerate(f.registers))
+                  for f in FIELDS})
+
+
 @pytest.mark.parametrize("compiled", [True, False])
 def test_matmul_through_the_kv260_classes_equals_golden(tmp_path, compiled):
     """A matmul on UioRegisters + UdmabufMemory files, a thread computing C with the
     golden model from the jobs it is given: with firmware/replay.c's systole_job (A in,
-    the syncs, the job, C out, one call) or the Python path, C is golden's, and the
-    u-dma-buf attributes hold the last sync: C's range, for the CPU."""
+    the syncs, the job, C out, one call) or the Python path, C is golden's; at each
+    trigger the u-dma-buf attributes hold a range covering the job's A (sync_for_device,
+    read by the thread at ap_start) and C (sync_for_cpu, read after the job), direction
+    0: one range over A and C for a small job, A's and C's own rows for a large one; an
+    attribute that already holds its value is not written again."""
     import sys
 
     from host.accel.golden import golden_matmul
@@ -152,20 +182,52 @@ def test_matmul_through_the_kv260_classes_equals_golden(tmp_path, compiled):
     regs = UioRegisters(tmp_path / "uio0", irq=False)
     if not compiled:
         regs.replay = regs.job = None
+    held = {}                                  # what the attributes hold: the last value written
+
+    def attributes(trigger: str) -> tuple[int, int, int]:
+        """The range a write to ``trigger`` just synced (the trigger file emptied again;
+        an emptied attribute file not written since holds its last value)."""
+        assert (sysfs / trigger).read_text() == "1\n", f"{trigger} was not written"
+        (sysfs / trigger).write_text("")
+        for name in ("sync_offset", "sync_size", "sync_direction"):
+            text = (sysfs / name).read_text()
+            if text:
+                held[name] = int(text)
+        return held["sync_offset"], held["sync_size"], held["sync_direction"]
+
+    for_device = []
+    device.on_start = lambda words: for_device.append(attributes("sync_for_device"))
     try:
         driver = Driver(regs, memory, config, min_timeout_s=1.0)
         assert (driver._job is not None) == compiled
         rng = np.random.default_rng(3)
-        for m, n, k in ((1, 96, 640), (3, 200, 70), (1, 64, 1)):
+        # (m, n, k): small jobs (one range); C of 8200 x 4 bytes > 32 KiB (two ranges)
+        for m, n, k in ((1, 96, 640), (3, 200, 70), (1, 64, 1), (1, 8200, 16), (1, 96, 640)):
             w = rng.integers(-128, 128, (n, k), dtype=np.int8)
             weights = driver.load_matrix(w)
-            for _ in range(2):                          # planned, then replayed
+            (sysfs / "sync_for_device").write_text("")       # (load_matrix's sync)
+            for run in range(2):                            # planned, then replayed
+                if run:                                     # the same ranges again: no attribute written
+                    for name in ("sync_offset", "sync_size", "sync_direction"):
+                        (sysfs / name).write_text("")
+                jobs = len(device.jobs)
                 a = rng.integers(-128, 128, (m, k), dtype=np.int8)
                 np.testing.assert_array_equal(driver.matmul(a, weights),
                                               golden_matmul(a, pack_weights(w, config.cols, config.weight_ports)))
-        c_offset = driver._scratch["c"].offset
-        assert [(sysfs / name).read_text() for name in ("sync_offset", "sync_direction", "sync_for_cpu")] \
-            == [f"{c_offset}\n", "2\n", "1\n"]
+                assert len(device.jobs) == jobs + 1
+                job = _job_of(device.jobs[-1])
+                a_at, c_at = job.a_addr - memory.device_address, job.c_addr - memory.device_address
+                a_end, c_end = a_at + m * job.a_stride, c_at + m * job.c_stride
+                device_range, cpu_range = for_device[-1], attributes("sync_for_cpu")
+                if c_end - a_at <= 32 << 10:    # one range, [A start, C end), for both
+                    assert a_end <= c_at < a_end + 64
+                    assert device_range == cpu_range == (a_at, c_end - a_at, 0)
+                    if run:                     # the triggers were the job's only writes
+                        assert not any((sysfs / name).read_text() for name in ("sync_offset", "sync_size"))
+                else:                           # offset and size change twice a job
+                    assert device_range == (a_at, a_end - a_at, 0)
+                    assert cpu_range == (c_at, c_end - c_at, 0)
+        assert held["sync_direction"] == 0 and (sysfs / "sync_direction").read_text() == ""
     finally:
         device.close()
         regs.close()

@@ -437,8 +437,9 @@ class FileAccelerator:
     ap_start it records the registers, sets the counters and ERR_CODE (``error``), then
     ap_done (and ISR's done bit, and with ``irq_fd`` four bytes to it, as the UIO node
     would); a soft reset makes it idle. ``answer`` False ignores ap_start (a hung job);
-    ``hang_after`` N answers N more jobs, then none (a job hung mid-token).
-    The page starts as ``InstantDevice``'s: the constants and ap_idle."""
+    ``hang_after`` N answers N more jobs, then none (a job hung mid-token); ``on_start``,
+    when set, is called with the recorded registers at each ap_start, before the job
+    is answered. The page starts as ``InstantDevice``'s: the constants and ap_idle."""
 
     def __init__(self, path: Path, config: AccelConfig, irq_fd: int | None = None,
                  memory: np.ndarray | None = None, base: int = 0):
@@ -462,6 +463,7 @@ class FileAccelerator:
         self.error = 0
         self.answer = True
         self.hang_after: int | None = None
+        self.on_start = None
         self.jobs: list[np.ndarray] = []
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -475,6 +477,8 @@ class FileAccelerator:
                 if self.hang_after is not None:
                     self.hang_after -= 1
                 self.jobs.append(words.copy())
+                if self.on_start is not None:
+                    self.on_start(self.jobs[-1])
                 words[self.perf] = 1000 + len(self.jobs)
                 words[self.err] = self.error
                 if self.memory is not None and not self.error:
