@@ -22,8 +22,9 @@ counts with a stated CPU model.
   ``token_jobs``; elsewhere jobs + 1), plus one firmware/replay.c call per job where
   the driver replays its plans and the kernels do not submit the jobs;
 - ``syscalls``: per job, counted by ``strace -c`` around a child process that runs
-  jobs through the driver over the KV260 platform's own classes
-  (``host.platforms.kv260``: ``UioRegisters``, ``UdmabufMemory``) on ordinary files.
+  a decode token's jobs, in order (``token_jobs``), through the driver over the KV260
+  platform's own classes (``host.platforms.kv260``: ``UioRegisters``,
+  ``UdmabufMemory``) on ordinary files.
 
 **The estimate** (``estimate``): every count times a constant of ``CpuModel``::
 
@@ -59,6 +60,7 @@ from ..llm.model.base import ModelConfig
 
 __all__ = ["HostOp", "host_ops", "jobs_per_token", "CpuModel", "A53", "estimate", "InstantDevice",
            "instant_backend", "StepCounts", "count", "count_python_calls", "syscalls_per_job",
+           "GEMMA_270M_TOKEN", "token_jobs",
            "strace_counts", "FileAccelerator", "measure_cpu_model", "main"]
 
 
@@ -396,21 +398,40 @@ def count_python_calls(transformer, cache, tokens: int = 4, decoder=None) -> tup
     return round(total.calls / tokens), round(total.driver / tokens), jobs
 
 
-def syscalls_per_job(config: AccelConfig, irq: bool, jobs: int = 200) -> dict[str, float]:
+# Gemma 3 270M's decode token as (N, K) jobs: per layer the fused QKV, the attention
+# output, the fused FFN gate and up, the FFN down; then the classifier.
+GEMMA_270M_TOKEN = ((1536, 640), (640, 1024), (4096, 640), (640, 2048)) * 18 + ((262144, 640),)
+
+
+def token_jobs(config: ModelConfig, accel: AccelConfig) -> tuple[tuple[int, int], ...]:
+    """One decode token's accelerator jobs as (N, K), in order (K split at ``max_k``)."""
+    from .projection import model_matmuls
+    jobs = []
+    for shape in model_matmuls(config):
+        pieces = -(-shape.k // accel.max_k)
+        jobs += [(shape.n, -(-shape.k // pieces))] * pieces
+    return tuple(jobs)
+
+
+def syscalls_per_job(config: AccelConfig, irq: bool, shapes=GEMMA_270M_TOKEN,
+                     tokens: int = 3) -> dict[str, float]:
     """System calls per job of the driver over the KV260 platform's classes, by name and
-    ``"total"``: ``strace -c`` of a child process running ``jobs`` jobs, less one
-    running none."""
+    ``"total"``: ``strace -c`` of a child process running ``tokens`` times the jobs of a
+    decode token (``shapes``, (N, K) in order: the syncs' ranges differ from job to job
+    as they do on the board), less a child running none."""
     def run(n: int) -> dict[str, int]:
         with tempfile.TemporaryDirectory(prefix="systole-strace-") as tmp:
             out = Path(tmp) / "strace.txt"
             subprocess.run(["strace", "-c", "-o", str(out), sys.executable, "-m", "host.perf.a53",
-                            "--syscall-child", config.name, "irq" if irq else "poll", str(n)],
+                            "--syscall-child", config.name, "irq" if irq else "poll", str(n),
+                            ",".join(f"{n}x{k}" for n, k in shapes)],
                            check=True, cwd=Path(__file__).resolve().parents[2],
                            stdout=subprocess.DEVNULL)
             return strace_counts(out.read_text())
     from ..platforms.replay import library
     library()                                # built now: its compiler's calls are not a job's
-    busy, idle = run(jobs), run(0)
+    busy, idle = run(tokens), run(0)
+    jobs = tokens * len(shapes)
     per_job = {name: (busy.get(name, 0) - idle.get(name, 0)) / jobs for name in busy}
     # Not the board's: UdmabufMemory truncates an ordinary file after each write so it
     # reads back as the value (a sysfs attribute is not truncated), and the GIL passes
@@ -514,17 +535,22 @@ class FileAccelerator:
         self._file.close()
 
 
-def _syscall_child(preset_name: str, mode: str, jobs: int) -> None:
-    """Run ``jobs`` 1x640x640 jobs through the driver on ``UioRegisters`` and
-    ``UdmabufMemory`` over files shaped like their device and sysfs nodes, a
-    ``FileAccelerator`` thread answering (strace follows only the main thread). ``poll``:
-    the backend's default, the plan replayed by firmware/replay.c; ``irq``: the
-    interrupt path, the UIO node's select/read played by a pipe."""
-    from ..accel.driver import Driver
+def _syscall_child(preset_name: str, mode: str, tokens: int, shapes: str) -> None:
+    """Run ``tokens`` times the jobs ``shapes`` (``NxK`` comma-separated, M = 1) through
+    the driver on ``UioRegisters`` and ``UdmabufMemory`` over files shaped like their
+    device and sysfs nodes, a ``FileAccelerator`` thread answering (strace follows only
+    the main thread). The thread reads no weights, so each shape's ``WeightBuffer`` is
+    one page standing for its N x K (the jobs' registers and syncs are the real ones).
+    ``poll``: the backend's default, the plan replayed by firmware/replay.c; ``irq``:
+    the interrupt path, the UIO node's select/read played by a pipe."""
+    from hdl.spec.formats import WeightFormat
+
+    from ..accel.driver import Driver, WeightBuffer, _round_up
     from ..platforms.kv260 import UdmabufMemory, UioRegisters
 
     config = preset(preset_name)
     irq = mode == "irq"
+    jobs = [tuple(int(v) for v in shape.split("x")) for shape in shapes.split(",")]
     with tempfile.TemporaryDirectory(prefix="systole-kv260-") as tmp:
         root = Path(tmp)
         _fake_udmabuf(root, 32 << 20)
@@ -539,10 +565,15 @@ def _syscall_child(preset_name: str, mode: str, jobs: int) -> None:
             registers._unmask = lambda: os.write(null, b"\1\0\0\0")
         try:
             driver = Driver(registers, memory, config, use_irq=irq, min_timeout_s=1.0)
-            weights = driver.load_matrix(np.ones((640, 640), np.int8))
-            a = np.ones((1, 640), np.int8)
-            for _ in range(jobs):
-                driver.matmul(a, weights)
+            page = driver.alloc(4096)
+            weights = {(n, k): WeightBuffer(page, n, k, _round_up(k, config.bus_bytes) if config.weight_ports > 1
+                                            else 0, WeightFormat.INT8) for n, k in set(jobs)}
+            acts = {k: np.ones((1, k), np.int8) for _, k in jobs}
+            for n, k in jobs:       # planned (scratch grown) before the counted tokens
+                driver.matmul(acts[k], weights[n, k])
+            for _ in range(tokens):
+                for n, k in jobs:
+                    driver.matmul(acts[k], weights[n, k])
         finally:
             device.close()
 
@@ -682,14 +713,14 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
     from ..llm.quant import scheme
     from ..llm.transformer import Transformer
 
-    progress("counting syscalls per job (strace)...")
-    syscalls = {irq: syscalls_per_job(accel, irq) for irq in (False, True)}
     progress("measuring this machine's constants...")
     probe = instant_backend(accel, 16 << 20)
     here = measure_cpu_model(probe)
     probe.close()
     cases = []
     for name, config, weights in _models(names):
+        progress(f"{name}: counting syscalls per job over a decode token's jobs (strace)...")
+        syscalls = {irq: syscalls_per_job(accel, irq, token_jobs(config, accel)) for irq in (False, True)}
         progress(f"{name}: loading on the instant device and on the KV260 classes...")
         backend = instant_backend(accel)
         linears = QuantizedLinears(linear_specs(config, weights), backend, scheme("per-channel"))
@@ -835,12 +866,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=int_in(0, 4096), default=128, metavar="TOKENS",
                         help="also time TOKENS golden-backend Gemma decode tokens x3 and print "
                              "p50/p99 (0: skip; default 128)")
-    parser.add_argument("--syscall-child", nargs=3, metavar=("PRESET", "MODE", "JOBS"),
+    parser.add_argument("--syscall-child", nargs=4, metavar=("PRESET", "MODE", "TOKENS", "SHAPES"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.syscall_child:
-        preset_name, mode, jobs = args.syscall_child
-        _syscall_child(preset_name, mode, int(jobs))
+        preset_name, mode, tokens, shapes = args.syscall_child
+        _syscall_child(preset_name, mode, int(tokens), shapes)
         return 0
     accel = preset("kv260")
     cases, here = measure_cases(args.models, args.contexts, accel, progress=lambda m: print(m, file=sys.stderr))
