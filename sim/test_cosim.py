@@ -128,7 +128,7 @@ def test_dma_errors_raise_with_the_address_and_recover(driver, session, directio
         lo = weights.buffer.device_address + 1024
     else:
         driver.matmul(a, weights)                    # allocates the result buffer
-        lo = driver._scratch["c"].device_address
+        lo = driver._planned(weights, *a.shape)[3].device_address      # the plan's C buffer
     session.set_memory("fault_lo", lo)
     session.set_memory("fault_hi", lo + 64)
     session.set_memory(f"fault_{direction}", 1)
