@@ -38,6 +38,13 @@ class AccelConfig:
     asynchronous to the core's ``aclk``): faster ports than the array's intake let
     the stream catch up after a DRAM refresh (``hdl/dma_crossing.py``). ``None``: the
     masters run on ``aclk``, in one clock domain with the core.
+
+    ``coherent_io``: the bursts that carry data the CPU shares job by job (A's rows and
+    C) are marked I/O coherent (``hdl.axi.CACHE_COHERENT``/``PROT_COHERENT``) and
+    ``m_axi_dma`` goes to a port that snoops the CPU caches (the KV260's
+    ``S_AXI_HPC0_FPD``), so the host needs no cache maintenance per job. The weight
+    streams stay non-coherent (written once, cleaned once). False: every burst is
+    normal non-cacheable, as for the HP ports and the MIG.
     """
 
     name: str
@@ -54,6 +61,7 @@ class AccelConfig:
     weight_ports: int = 1      # AXI4 masters the weight stream is split over
     axi_clock_mhz: float | None = None   # the masters' own clock (m_axi_aclk); None: aclk
     int4: bool = True          # runs 4-bit weights too (hdl.spec.formats); needs an even rows
+    coherent_io: bool = False  # A and C bursts I/O coherent (m_axi_dma on a snooping port)
 
     def __post_init__(self) -> None:
         if self.bus_bits not in _BUS_WIDTHS:
@@ -183,7 +191,7 @@ PRESETS: dict[str, AccelConfig] = {
     # the 512 PEs' DSPs at 41% of the K26's 1248 (16 rows would need 82%).
     "kv260": AccelConfig(name="kv260", rows=8, cols=64, bus_bits=128,
                          act_buffer_bytes=32 * 1024, addr_width=40, clock_mhz=250.0,
-                         weight_ports=4, axi_clock_mhz=300.0),
+                         weight_ports=4, axi_clock_mhz=300.0, coherent_io=True),
     # Nexys Video: Artix-7 at 100 MHz, MIG's 128-bit AXI port to 16-bit DDR3-800.
     "nexys_video": AccelConfig(name="nexys_video", rows=8, cols=16, bus_bits=128,
                                act_buffer_bytes=32 * 1024, addr_width=32, clock_mhz=100.0),
