@@ -129,8 +129,18 @@ def test_strace_summary_parsing():
 
 
 @pytest.mark.parametrize("irq", [False, True])
-def test_syscalls_per_job_of_the_kv260_driver_path(irq):
+def test_syscalls_per_job_of_the_kv260_coherent_path(irq):
+    """The kv260 preset (coherent_io): each job's A and C in the coherent udmabuf1, no
+    cache maintenance; polling makes no syscall a job, the interrupt its three."""
     per_job = syscalls_per_job(preset("kv260"), irq, tokens=1)
+    assert "pwrite64" not in per_job
+    assert per_job.get("pselect6", 0) == per_job.get("read", 0) == per_job.get("write", 0) == irq
+    assert per_job.get("total", 0) == pytest.approx(3 * irq, abs=0.25)
+
+
+@pytest.mark.parametrize("irq", [False, True])
+def test_syscalls_per_job_of_the_kv260_synced_path(irq):
+    per_job = syscalls_per_job(preset("kv260").replace(coherent_io=False), irq, tokens=1)
     # u-dma-buf cache maintenance over Gemma 3 270M's decode token (73 jobs), one pwrite
     # per write to a sysfs file kept open, an attribute written only when it changes
     # (the direction, BIDIRECTIONAL, never after the first job). The 72 layer jobs

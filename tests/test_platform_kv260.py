@@ -235,6 +235,77 @@ def test_matmul_through_the_kv260_classes_equals_golden(tmp_path, compiled):
         sys.setswitchinterval(interval)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_matmul_with_a_and_c_in_the_coherent_udmabuf(tmp_path, compiled):
+    """The kv260 preset (coherent_io) as its backend opens it: weights in udmabuf0, each
+    job's A and C in the dma-coherent udmabuf1. C is golden's on the compiled and the
+    Python paths; the job's A and C addresses lie in udmabuf1 and W in udmabuf0; no sync
+    attribute of either node is written by a job (udmabuf0's sync_for_device only by the
+    weights' load), and udmabuf1's are never opened."""
+    from host.accel.golden import golden_matmul
+    from host.accel.pack import pack_weights
+    from host.perf.a53 import FileAccelerator, fake_board_memory
+
+    config = preset("kv260")
+    assert config.coherent_io
+    memory, shared = fake_board_memory(tmp_path, config, 4 << 20)
+    device = FileAccelerator(tmp_path / "uio0", config, memory=memory._bytes, base=memory.device_address,
+                             more=((shared._bytes, shared.device_address),))
+    regs = UioRegisters(tmp_path / "uio0", irq=False)
+    if not compiled:
+        regs.replay = regs.job = None
+    sysfs = tmp_path / "sys"
+    try:
+        driver = Driver(regs, memory, config, min_timeout_s=1.0, shared=shared)
+        assert (driver._job is not None) == compiled
+        assert driver._io_spec is None or driver._io_spec[1] is None     # nothing to sync
+        rng = np.random.default_rng(5)
+        for m, n, k in ((1, 96, 640), (3, 200, 70), (1, 8200, 16)):
+            w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+            weights = driver.load_matrix(w)
+            assert (sysfs / "udmabuf0" / "sync_for_device").read_text() == "1\n"
+            for name in ("sync_offset", "sync_size", "sync_direction", "sync_for_device", "sync_for_cpu"):
+                (sysfs / "udmabuf0" / name).write_text("")
+            for _ in range(2):                                  # planned, then replayed
+                a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+                np.testing.assert_array_equal(driver.matmul(a, weights),
+                                              golden_matmul(a, pack_weights(w, config.cols, config.weight_ports)))
+                job = _job_of(device.jobs[-1])
+                lo, hi = shared.device_address, shared.device_address + shared.size
+                assert lo <= job.a_addr and job.a_addr + m * job.a_stride <= hi
+                assert lo <= job.c_addr and job.c_addr + m * job.c_stride <= hi
+                assert memory.device_address <= job.w_addr < memory.device_address + memory.size
+                assert not any((sysfs / "udmabuf0" / name).read_text()
+                               for name in ("sync_offset", "sync_size", "sync_for_device", "sync_for_cpu"))
+        assert sorted(p.name for p in (sysfs / "udmabuf1").iterdir()) == ["dma_coherent", "phys_addr", "size"]
+    finally:
+        device.close()
+        regs.close()
+        memory.close()
+        shared.close()
+
+
+def test_coherent_udmabuf_refuses_a_node_without_dma_coherent(tmp_path):
+    from host.perf.a53 import _fake_udmabuf
+
+    _fake_udmabuf(tmp_path, 1 << 20, "udmabuf1", coherent=False)
+    with pytest.raises(ValueError, match=r"udmabuf1.* not DMA coherent .*dma_coherent is 0.*dma-coherent;"):
+        UdmabufMemory("udmabuf1", dev=tmp_path, sysfs=tmp_path / "sys", coherent=True)
+    (tmp_path / "sys" / "udmabuf1" / "dma_coherent").unlink()          # a u-dma-buf without it
+    with pytest.raises(ValueError, match="dma_coherent is absent"):
+        UdmabufMemory("udmabuf1", dev=tmp_path, sysfs=tmp_path / "sys", coherent=True)
+
+
+def test_driver_refuses_shared_memory_overlapping_the_weights():
+    from host.accel.bus import MemoryWindow
+    from host.perf.a53 import InstantDevice
+
+    config = preset("kv260")
+    memory = MemoryWindow(bytearray(1 << 16), 0x4000_0000)
+    with pytest.raises(ValueError, match=r"shared memory \[0x4000f000, 0x4001f000\) overlaps the weights"):
+        Driver(InstantDevice(config), memory, config, shared=MemoryWindow(bytearray(1 << 16), 0x4000_F000))
+
+
 # -- jobs submitted by the fused decoder's kernels (host.llm.fused) -----------------------------
 
 def _board_decoder(rig, submit: bool, one_call: bool = False):

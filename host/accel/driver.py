@@ -238,8 +238,21 @@ class Driver:
     """Runs matmul jobs on one accelerator through a ``RegisterBus`` + ``DeviceMemory``."""
 
     def __init__(self, bus: RegisterBus, memory: DeviceMemory, config: AccelConfig,
-                 use_irq: bool | None = None, timeout_scale: float = 20.0, min_timeout_s: float = 1e-3):
+                 use_irq: bool | None = None, timeout_scale: float = 20.0, min_timeout_s: float = 1e-3,
+                 shared: DeviceMemory | None = None):
+        """``memory`` holds the weights (and everything ``alloc`` gives). ``shared``, when
+        given, holds what the CPU and the accelerator share job by job: each job's A and
+        C (the scratch). On the KV260 with ``config.coherent_io`` it is the I/O-coherent
+        u-dma-buf, whose syncs cost nothing (the RTL marks A and C bursts coherent);
+        None: the scratch lives in ``memory`` too."""
         self.bus, self.memory, self.config = bus, memory, config
+        self.shared = memory if shared is None else shared
+        if shared is not None and shared is not memory:
+            lo, hi = memory.device_address, memory.device_address + memory.size
+            if shared.device_address < hi and lo < shared.device_address + shared.size:
+                raise ValueError(f"shared memory [{shared.device_address:#x}, "
+                                 f"{shared.device_address + shared.size:#x}) overlaps the weights' "
+                                 f"[{lo:#x}, {hi:#x})")
         self.use_irq = bus.has_irq if use_irq is None else use_irq
         self.timeout_scale = _check_positive("timeout_scale", timeout_scale, unit="")
         self.min_timeout_s = _check_positive("min_timeout_s", min_timeout_s)
@@ -247,6 +260,7 @@ class Driver:
         self.check_identity()
         self.formats = self.bus.read32(_OFF["CAP_FORMATS"])
         self._allocator = _Allocator(memory.size)
+        self._shared_allocator = self._allocator if self.shared is memory else _Allocator(self.shared.size)
         self._scratch: dict[str, DeviceBuffer] = {}
         self._plans: dict[tuple, tuple] = {}   # (id(weights), M) -> _plan_matmul's entry
         self._scratch_generation = 0
@@ -254,7 +268,7 @@ class Driver:
         # and with memory that says where it lives, a matmul's memory traffic with it.
         waits = not self.use_irq or getattr(bus, "replay_waits_on_device", False)   # (e.g. a link bridge)
         self._replay = getattr(bus, "replay", None) if waits else None
-        io_spec = getattr(memory, "io_spec", None)
+        io_spec = getattr(self.shared, "io_spec", None)
         # (``bus.job`` runs it, ``bus.job_io(**fields)`` describes the memory traffic.)
         self._job = getattr(bus, "job", None) if self._replay is not None and io_spec is not None else None
         self._io_spec = io_spec() if self._job is not None else None
@@ -333,8 +347,10 @@ class Driver:
         current = self._scratch.get(name)
         if current is None or current.nbytes < nbytes:
             if current is not None:
-                self.free(current)
-            current = self._scratch[name] = self.alloc(_round_up(nbytes, _DEVICE_ALIGN))
+                self._shared_allocator.release(current.offset, current.nbytes)
+            nbytes = _round_up(nbytes, _DEVICE_ALIGN)
+            offset = self._shared_allocator.alloc(nbytes)
+            current = self._scratch[name] = DeviceBuffer(offset, self.shared.device_address + offset, nbytes)
             self._scratch_generation += 1      # every plan that used the old one is stale
         return current
 
@@ -358,16 +374,17 @@ class Driver:
             io.c = out.__array_interface__["data"][0]
             self._execute(plan, io)
             return out
+        shared = self.shared
         if a_stride == k:
-            self.memory.write(a_buf.offset, a)
+            shared.write(a_buf.offset, a)
         else:
             staged = np.zeros((m, a_stride), np.int8)
             staged[:, :k] = a
-            self.memory.write(a_buf.offset, staged)
-        self.memory.sync_for_device(*syncs[0])
+            shared.write(a_buf.offset, staged)
+        shared.sync_for_device(*syncs[0])
         self._execute(plan)
-        self.memory.sync_for_cpu(*syncs[1])
-        rows = self.memory.read(c_buf.offset, m * c_stride).view(np.int32).reshape(m, c_stride // 4)
+        shared.sync_for_cpu(*syncs[1])
+        rows = shared.read(c_buf.offset, m * c_stride).view(np.int32).reshape(m, c_stride // 4)
         return np.ascontiguousarray(rows[:, :weights.n])
 
     def _planned(self, weights: WeightBuffer, m: int, k: int) -> tuple:
@@ -458,7 +475,7 @@ class Driver:
                                  a_stride=a_stride, c_row_bytes=4 * weights.n, c_stride=c_stride,
                                  readback=int(readback), sync_state=sync_state)
             io.fds[:] = fds if fds is not None else (-1,) * 5
-            direction = getattr(self.memory, "BIDIRECTIONAL", 0)
+            direction = getattr(self.shared, "BIDIRECTIONAL", 0)
             io.sync_device[:] = (*syncs[0], direction)
             io.sync_cpu[:] = (*syncs[1], direction)
         entry = self._plans[(id(weights), m)] = (weights, self._scratch_generation, a_buf, c_buf,

@@ -33,10 +33,11 @@ def golden_matmul(a: np.ndarray, packed: PackedWeights) -> np.ndarray:
     return c.astype(np.int32)
 
 
-def golden_job(config, job, memory: np.ndarray, base: int) -> tuple[int, int]:
+def golden_job(config, job, memory: np.ndarray, base: int, more: tuple = ()) -> tuple[int, int]:
     """What the accelerator does with ``job`` (``hdl.spec.job.Job``) on ``memory`` (uint8,
-    byte 0 at device address ``base``): the rules' ``(code, address)``, and when they
-    pass, C written at ``C_ADDR`` row by row, A read from ``A_ADDR`` and each weight
+    byte 0 at device address ``base``; ``more``: further ``(memory, base)`` windows, such
+    as the KV260's coherent buffer for A and C): the rules' ``(code, address)``, and when
+    they pass, C written at ``C_ADDR`` row by row, A read from ``A_ADDR`` and each weight
     port's stream from ``W_ADDR + p * W_STRIDE`` in the job's format. For register-level
     models of the device (the firmware tests, the KV260 platform tests)."""
     from hdl.spec.formats import WeightFormat
@@ -50,10 +51,11 @@ def golden_job(config, job, memory: np.ndarray, base: int) -> tuple[int, int]:
         return int(code), address
 
     def window(addr: int, nbytes: int) -> np.ndarray:
-        offset = addr - base
-        if offset < 0 or offset + nbytes > memory.size:
-            raise ValueError(f"DMA outside the memory at {addr:#x}")
-        return memory[offset:offset + nbytes]
+        for held, start in ((memory, base), *more):
+            offset = addr - start
+            if 0 <= offset and offset + nbytes <= held.size:
+                return held[offset:offset + nbytes]
+        raise ValueError(f"DMA outside the memory at {addr:#x}")
 
     a = np.stack([window(job.a_addr + row * job.a_stride, job.k) for row in range(job.m)])
     fmt, ports = WeightFormat(job.w_format), config.weight_ports

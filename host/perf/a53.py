@@ -270,37 +270,62 @@ def instant_backend(config: AccelConfig, memory_bytes: int = 1 << 30):
     return DriverBackend(config, Driver(bus, memory, config), "instant-device", platform=bus)
 
 
-def _fake_udmabuf(root: Path, size: int) -> None:
-    """``root/udmabuf0`` (``size`` bytes, sparse) and its sysfs directory under
-    ``root/sys``, as ``UdmabufMemory("udmabuf0", dev=root, sysfs=root / "sys")`` opens them."""
-    sysfs = root / "sys" / "udmabuf0"
+# Where the stand-in u-dma-bufs sit: udmabuf0 (weights) and, for a coherent_io
+# configuration, udmabuf1 (each job's A and C, dma-coherent) right above it.
+_UDMABUF_BASE = 0x4000_0000
+SHARED_BYTES = 16 << 20
+
+
+def _fake_udmabuf(root: Path, size: int, name: str = "udmabuf0", phys: int = _UDMABUF_BASE,
+                  coherent: bool = False) -> None:
+    """``root/<name>`` (``size`` bytes, sparse) and its sysfs directory under ``root/sys``,
+    as ``UdmabufMemory(name, dev=root, sysfs=root / "sys")`` opens them; ``coherent``:
+    its ``dma_coherent`` reads 1 (the node has ``dma-coherent``)."""
+    sysfs = root / "sys" / name
     sysfs.mkdir(parents=True)
-    (sysfs / "phys_addr").write_text("0x40000000\n")
+    (sysfs / "phys_addr").write_text(f"{phys:#x}\n")
     (sysfs / "size").write_text(f"{size}\n")
-    with open(root / "udmabuf0", "wb") as file:
+    (sysfs / "dma_coherent").write_text(f"{int(coherent)}\n")
+    with open(root / name, "wb") as file:
         file.truncate(size)
+
+
+def fake_board_memory(root: Path, config: AccelConfig, size: int, readback: bool | None = None):
+    """``(memory, shared)`` as the KV260 backend opens them, over files in ``root``:
+    ``udmabuf0`` and, for ``config.coherent_io``, the coherent ``udmabuf1`` (else None)."""
+    from ..platforms.kv260 import UdmabufMemory
+
+    _fake_udmabuf(root, size)
+    memory = UdmabufMemory("udmabuf0", dev=root, sysfs=root / "sys", readback=readback)
+    if not config.coherent_io:
+        return memory, None
+    _fake_udmabuf(root, SHARED_BYTES, "udmabuf1", _UDMABUF_BASE + size, coherent=True)
+    return memory, UdmabufMemory("udmabuf1", dev=root, sysfs=root / "sys", coherent=True)
 
 
 class BoardRig:
     """The KV260 backend's own classes on files: ``UioRegisters`` (the plan replayed by
-    firmware/replay.c), ``UdmabufMemory`` (syncs through its sysfs attribute files) and
-    a ``FileAccelerator`` thread answering jobs (``compute``: with C computed by the
-    golden model; else C is left as it is). ``backend`` is the ``DriverBackend``;
-    ``jobs`` counts the jobs answered. ``close()`` removes the files."""
+    firmware/replay.c), ``UdmabufMemory`` (syncs through its sysfs attribute files; for
+    a ``coherent_io`` configuration each job's A and C in the coherent ``udmabuf1``,
+    ``shared``, as the backend opens it) and a ``FileAccelerator`` thread answering jobs
+    (``compute``: with C computed by the golden model; else C is left as it is).
+    ``backend`` is the ``DriverBackend``; ``jobs`` counts the jobs answered.
+    ``close()`` removes the files."""
 
     def __init__(self, config: AccelConfig, memory_bytes: int = 1 << 30, compute: bool = False):
         from ..accel.driver import Driver
         from ..accel.hardware import DriverBackend
-        from ..platforms.kv260 import UdmabufMemory, UioRegisters
+        from ..platforms.kv260 import UioRegisters
 
         self._tmp = tempfile.TemporaryDirectory(prefix="systole-rig-")
         root = Path(self._tmp.name)
-        _fake_udmabuf(root, memory_bytes)
-        self.memory = UdmabufMemory("udmabuf0", dev=root, sysfs=root / "sys", readback=False)
+        self.memory, self.shared = fake_board_memory(root, config, memory_bytes, readback=False)
+        more = () if self.shared is None else ((self.shared._bytes, self.shared.device_address),)
         self.device = FileAccelerator(root / "uio0", config, memory=self.memory._bytes if compute else None,
-                                      base=self.memory.device_address)
+                                      base=self.memory.device_address, more=more)
         self.registers = UioRegisters(root / "uio0", irq=False)
-        driver = Driver(self.registers, self.memory, config, use_irq=False, min_timeout_s=1.0)
+        driver = Driver(self.registers, self.memory, config, use_irq=False, min_timeout_s=1.0,
+                        shared=self.shared)
         self.backend = DriverBackend(config, driver, "kv260-rig", platform=self)
 
     @property
@@ -315,6 +340,8 @@ class BoardRig:
     def close(self) -> None:
         self.device.close()
         self.memory.close()
+        if self.shared is not None:
+            self.shared.close()
         self.registers.close()
         self._tmp.cleanup()
 
@@ -418,12 +445,14 @@ def syscalls_per_job(config: AccelConfig, irq: bool, shapes=GEMMA_270M_TOKEN,
     """System calls per job of the driver over the KV260 platform's classes, by name and
     ``"total"``: ``strace -c`` of a child process running ``tokens`` times the jobs of a
     decode token (``shapes``, (N, K) in order: the syncs' ranges differ from job to job
-    as they do on the board), less a child running none."""
+    as they do on the board), less a child running none. ``config`` is a preset, or one
+    with ``coherent_io`` switched off (A and C then synced through udmabuf0's sysfs)."""
     def run(n: int) -> dict[str, int]:
         with tempfile.TemporaryDirectory(prefix="systole-strace-") as tmp:
             out = Path(tmp) / "strace.txt"
             subprocess.run(["strace", "-c", "-o", str(out), sys.executable, "-m", "host.perf.a53",
-                            "--syscall-child", config.name, "irq" if irq else "poll", str(n),
+                            "--syscall-child", config.name + ("" if config.coherent_io else ":synced"),
+                            "irq" if irq else "poll", str(n),
                             ",".join(f"{n}x{k}" for n, k in shapes)],
                            check=True, cwd=Path(__file__).resolve().parents[2],
                            stdout=subprocess.DEVNULL)
@@ -463,7 +492,7 @@ class FileAccelerator:
     is answered. The page starts as ``InstantDevice``'s: the constants and ap_idle."""
 
     def __init__(self, path: Path, config: AccelConfig, irq_fd: int | None = None,
-                 memory: np.ndarray | None = None, base: int = 0):
+                 memory: np.ndarray | None = None, base: int = 0, more: tuple = ()):
         import mmap
         import threading
 
@@ -481,6 +510,7 @@ class FileAccelerator:
         self.isr = by_name("ISR").offset // 4
         self.irq_fd = irq_fd
         self.config, self.memory, self.base = config, memory, base    # memory: compute C
+        self.more = more                       # further (memory, base) windows (golden_job)
         self.error = 0
         self.answer = True
         self.hang_after: int | None = None
@@ -522,7 +552,7 @@ class FileAccelerator:
         words = self.words
         job = Job(**{f.name: sum(int(words[by_name(r).offset // 4]) << 32 * i
                                  for i, r in enumerate(f.registers)) for f in FIELDS})
-        code, address = golden_job(self.config, job, self.memory, self.base)
+        code, address = golden_job(self.config, job, self.memory, self.base, self.more)
         words[self.err] = code
         words[by_name("ERR_ADDR_LO").offset // 4] = address & 0xFFFF_FFFF
         words[by_name("ERR_ADDR_HI").offset // 4] = address >> 32
@@ -546,17 +576,17 @@ def _syscall_child(preset_name: str, mode: str, tokens: int, shapes: str) -> Non
     from hdl.spec.formats import WeightFormat
 
     from ..accel.driver import Driver, WeightBuffer, _round_up
-    from ..platforms.kv260 import UdmabufMemory, UioRegisters
+    from ..platforms.kv260 import UioRegisters
 
-    config = preset(preset_name)
+    name, _, synced = preset_name.partition(":")        # "<preset>:synced": coherent_io off
+    config = preset(name).replace(coherent_io=False) if synced else preset(name)
     irq = mode == "irq"
     jobs = [tuple(int(v) for v in shape.split("x")) for shape in shapes.split(",")]
     with tempfile.TemporaryDirectory(prefix="systole-kv260-") as tmp:
         root = Path(tmp)
-        _fake_udmabuf(root, 32 << 20)
+        memory, shared = fake_board_memory(root, config, 32 << 20)
         read_end, write_end = os.pipe() if irq else (None, None)
         device = FileAccelerator(root / "uio0", config, irq_fd=write_end)
-        memory = UdmabufMemory("udmabuf0", dev=root, sysfs=root / "sys")
         registers = UioRegisters(root / "uio0", irq=False)
         if irq:                     # select/read on the pipe; the unmask write goes nowhere
             registers.has_irq = True
@@ -564,7 +594,7 @@ def _syscall_child(preset_name: str, mode: str, tokens: int, shapes: str) -> Non
             null = os.open(os.devnull, os.O_WRONLY)
             registers._unmask = lambda: os.write(null, b"\1\0\0\0")
         try:
-            driver = Driver(registers, memory, config, use_irq=irq, min_timeout_s=1.0)
+            driver = Driver(registers, memory, config, use_irq=irq, min_timeout_s=1.0, shared=shared)
             page = driver.alloc(4096)
             weights = {(n, k): WeightBuffer(page, n, k, _round_up(k, config.bus_bytes) if config.weight_ports > 1
                                             else 0, WeightFormat.INT8) for n, k in set(jobs)}

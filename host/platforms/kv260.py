@@ -7,6 +7,8 @@
   The physical address comes from sysfs. Caches are flushed and invalidated
   through its ``sync_for_device``/``sync_for_cpu`` sysfs controls, because the HP
   ports are not cache-coherent; the range attributes are written only when they change.
+  ``coherent=True`` opens a node with ``dma-coherent`` (``/dev/udmabuf1``, each job's A
+  and C, read and written by coherent bursts through S_AXI_HPC0_FPD): no syncs at all.
 - ``PynqMemory`` and ``PynqRegisters``: the same through PYNQ (``allocate``,
   ``MMIO``) when PYNQ is installed.
 
@@ -159,8 +161,10 @@ class UdmabufMemory(MemoryWindow):
     _RANGE = ("sync_offset", "sync_size", "sync_direction")
 
     def __init__(self, name: str = "udmabuf0", dev: Path = Path("/dev"),
-                 sysfs: Path = Path("/sys/class/u-dma-buf"), readback: bool | None = None):
+                 sysfs: Path = Path("/sys/class/u-dma-buf"), readback: bool | None = None,
+                 coherent: bool = False):
         self.name = name
+        self.coherent = coherent
         self._sysfs = sysfs / name
         if not self._sysfs.is_dir():
             raise FileNotFoundError(f"no u-dma-buf device {name!r} under {sysfs}; load the overlay "
@@ -168,11 +172,22 @@ class UdmabufMemory(MemoryWindow):
         self._readback = not str(self._sysfs.resolve()).startswith("/sys/") if readback is None else readback
         device_address = int((self._sysfs / "phys_addr").read_text().strip(), 0)
         size = int((self._sysfs / "size").read_text().strip(), 0)
-        self._fds = {attribute: os.open(self._sysfs / attribute, os.O_WRONLY | os.O_CREAT, 0o644)
-                     for attribute in self._ATTRIBUTES}
-        # Unknown until this process writes them: another process may have set them.
+        self._fds = {}
         self.sync_state = np.full(3, self.SYNC_UNKNOWN, np.uint64)
-        self._write_sysfs("sync_mode", 0)       # caches on; sync by hand
+        if coherent:
+            # u-dma-buf's dma_coherent reads the kernel's dev_is_dma_coherent(): 1 when the
+            # node has `dma-coherent`, and then its syncs are no-ops, so none is made.
+            flag = self._sysfs / "dma_coherent"
+            state = flag.read_text().strip() if flag.is_file() else "absent"
+            if state != "1":
+                raise ValueError(f"u-dma-buf {name!r} is not DMA coherent (its dma_coherent is "
+                                 f"{state}): its device-tree node needs `dma-coherent;` (the "
+                                 "generated systole.dtso has it) and a u-dma-buf with that attribute")
+        else:
+            self._fds = {attribute: os.open(self._sysfs / attribute, os.O_WRONLY | os.O_CREAT, 0o644)
+                         for attribute in self._ATTRIBUTES}
+            # Unknown until this process writes them: another process may have set them.
+            self._write_sysfs("sync_mode", 0)       # caches on; sync by hand
         fd = os.open(dev / name, os.O_RDWR)
         try:
             self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
@@ -202,15 +217,22 @@ class UdmabufMemory(MemoryWindow):
         self._write(fds[control], 1)
 
     def sync_for_device(self, offset: int, nbytes: int) -> None:
+        if self.coherent:
+            return self._check(offset, nbytes)
         self._sync("sync_for_device", offset, nbytes)
 
     def sync_for_cpu(self, offset: int, nbytes: int) -> None:
+        if self.coherent:
+            return self._check(offset, nbytes)
         self._sync("sync_for_cpu", offset, nbytes)
 
     def io_spec(self) -> tuple[int, tuple[int, ...] | None, bool, int]:
         """For a compiled job path: the window's host address, the sync attribute files
-        (offset, size, direction, sync_for_device, sync_for_cpu), ``readback`` and the
-        address of ``sync_state`` (the compiled syncs read and update it)."""
+        (offset, size, direction, sync_for_device, sync_for_cpu; None when coherent),
+        ``readback`` and the address of ``sync_state`` (the compiled syncs read and
+        update it)."""
+        if self.coherent:
+            return MemoryWindow.io_spec(self)
         fds = self._fds
         return (self._bytes.ctypes.data,
                 tuple(fds[name] for name in ("sync_offset", "sync_size", "sync_direction",
@@ -270,13 +292,32 @@ def backend(config: AccelConfig) -> DriverBackend:
     The driver polls ap_done and, where ``firmware/replay.c`` compiles, replays each
     planned job in one compiled call (no syscall; a decode job lasts tens of
     microseconds, less than an interrupt's wake-up). ``SYSTOLE_IRQ=1`` waits for the
-    interrupt instead (select, read and the unmask write: three syscalls a job)."""
+    interrupt instead (select, read and the unmask write: three syscalls a job).
+
+    With ``config.coherent_io`` (the kv260 preset) each job's A and C live in the
+    I/O-coherent u-dma-buf (``SYSTOLE_UDMABUF_SHARED``, default ``udmabuf1``: the
+    overlay's node with ``dma-coherent``), which the RTL reaches through
+    S_AXI_HPC0_FPD with coherent bursts: a job then makes no syscall at all. The
+    weights stay in ``udmabuf0``, synced once when loaded."""
     irq = os.environ.get("SYSTOLE_IRQ", "0") not in ("", "0")
     registers = UioRegisters(find_uio(os.environ.get("SYSTOLE_UIO", "systole")), irq=irq)
+    opened = []
     try:
         memory = UdmabufMemory(os.environ.get("SYSTOLE_UDMABUF", "udmabuf0"))
-        driver = Driver(registers, memory, config, use_irq=irq)
+        opened.append(memory)
+        shared = None
+        if config.coherent_io:
+            shared = UdmabufMemory(os.environ.get("SYSTOLE_UDMABUF_SHARED", "udmabuf1"), coherent=True)
+            opened.append(shared)
+        driver = Driver(registers, memory, config, use_irq=irq, shared=shared)
     except BaseException:
+        for window in opened:
+            window.close()
         registers.close()
         raise
-    return DriverBackend(config, driver, "device", closer=registers.close, platform=registers)
+
+    def close() -> None:
+        registers.close()
+        for window in opened:
+            window.close()
+    return DriverBackend(config, driver, "device", closer=close, platform=registers)
