@@ -156,31 +156,81 @@ def test_sampling_uses_the_fused_logits(tiny_models):
 
 # -- the classifier's argmax ---------------------------------------------------------------------
 
-def absmax(w_scale):
-    return np.float32(np.abs(w_scale).max())
+def argmax(acc, w_scale, x_scale, bounds=None):
+    """``argmax_logit`` with ``argmax_bounds(w_scale)`` (or ``bounds``); also the blocks scanned."""
+    scanned = np.zeros(1, np.int64)
+    bounds = _numba_fused.argmax_bounds(w_scale) if bounds is None else bounds
+    return (*_numba_fused.argmax_logit(acc, w_scale, x_scale, bounds, scanned), int(scanned[0]))
 
 
 def test_argmax_from_int32_sums_is_np_argmax_with_ties_and_nan():
     rng = np.random.default_rng(0)
     x_scale = np.array([0.0123], np.float32)
+    block = _numba_fused.ARGMAX_BLOCK
     for trial in range(20):
-        n = int(rng.integers(1, 9000))             # one or several chunks of 2048
+        n = int(rng.integers(1, 9000))             # one or several blocks
         acc = rng.integers(-50, 50, (1, n)).astype(np.int32)        # many exact ties
         w_scale = rng.choice(np.array([0.5, 0.25, 1.0], np.float32), n)
         if trial % 3 == 0:
             acc = -np.abs(acc) - 1                                    # every logit negative
         logits = np.multiply(acc, w_scale * x_scale[0], dtype=np.float32)
-        best, value = _numba_fused.argmax_logit(acc, w_scale, x_scale, absmax(w_scale))
+        best, value, _ = argmax(acc, w_scale, x_scale)
         assert best == int(np.argmax(logits)) and value == logits[0, best]
-        slow = _numba_fused.argmax_logit(acc, w_scale, x_scale, np.float32(np.inf))   # the NaN-checking scan
-        assert slow == (best, value)
+        slow = argmax(acc, w_scale, x_scale, np.full(-(-n // block), np.inf, np.float32))  # the NaN-checking scan
+        assert slow[:2] == (best, value) and slow[2] == -(-n // block)
         np.testing.assert_array_equal(_numba_fused.dequantize_logits(acc, w_scale, x_scale), logits)
     acc = np.array([[3, 7, 7, 1, 7]], np.int32)
     w_scale = np.ones(5, np.float32)
-    assert _numba_fused.argmax_logit(acc, w_scale, x_scale, absmax(w_scale))[0] == 1   # the first maximum
+    assert argmax(acc, w_scale, x_scale)[0] == 1   # the first maximum
     w_scale[3] = np.nan
-    best, value = _numba_fused.argmax_logit(acc, w_scale, x_scale, absmax(w_scale))
+    assert np.isinf(_numba_fused.argmax_bounds(w_scale)).all()
+    best, value, _ = argmax(acc, w_scale, x_scale)
     assert best == 3 == int(np.argmax(acc * w_scale)) and np.isnan(value)     # the first NaN, as numpy
+
+
+def test_argmax_skips_blocks_that_cannot_win_and_stays_exact():
+    """One large logit early: the blocks after it are skipped on their sums alone, and
+    the answer is the full scan's; a tie in a later block (bound == best) keeps the first;
+    a block whose bound beats the best is scanned (its scale, not its sum, wins); negative
+    scales or x_scale <= 0 scan everything."""
+    rng = np.random.default_rng(1)
+    block = _numba_fused.ARGMAX_BLOCK
+    n = 40 * block + 17
+    x_scale = np.array([0.01], np.float32)
+    acc = rng.integers(-1000, 1000, (1, n)).astype(np.int32)
+    w_scale = rng.uniform(0.5, 1.0, n).astype(np.float32)
+    acc[0, 5] = 100_000
+    logits = np.multiply(acc, w_scale * x_scale[0], dtype=np.float32)
+    best, value, scanned = argmax(acc, w_scale, x_scale)
+    assert (best, value) == (5, logits[0, 5]) and scanned == 1
+    # A later entry with a larger sum but a scale that keeps its logit below: scanned, not chosen.
+    acc[0, 30 * block + 3] = 150_000
+    w_scale[30 * block + 3] = np.float32(0.5) * w_scale[5]
+    logits = np.multiply(acc, w_scale * x_scale[0], dtype=np.float32)
+    assert argmax(acc, w_scale, x_scale) == (int(np.argmax(logits)), logits[0, int(np.argmax(logits))], 2)
+    # Exactly the best value again later: the first one stays.
+    acc[0, 20 * block] = acc[0, 5]
+    w_scale[20 * block] = w_scale[5]
+    logits = np.multiply(acc, w_scale * x_scale[0], dtype=np.float32)
+    assert argmax(acc, w_scale, x_scale)[:2] == (5, logits[0, 5]) == (int(np.argmax(logits)), logits.max())
+    # Random data, ties, all-negative sums, zero sums: always the full scan's answer.
+    for trial in range(30):
+        n = int(rng.integers(1, 6 * block))
+        acc = rng.integers(-3, 4, (1, n)).astype(np.int32) * int(rng.integers(1, 1000))
+        if trial % 4 == 0:
+            acc = -np.abs(acc)
+        w_scale = rng.choice(np.array([0.0, 0.25, 0.5, 1.0], np.float32), n)
+        logits = np.multiply(acc, w_scale * x_scale[0], dtype=np.float32)
+        best, value, scanned = argmax(acc, w_scale, x_scale)
+        assert (best, value) == (int(np.argmax(logits)), logits[0, int(np.argmax(logits))])
+        assert 1 <= scanned <= -(-n // block)
+    w_scale[0] = -0.25                                   # a negative scale: no bound holds
+    assert np.isinf(_numba_fused.argmax_bounds(w_scale)).all()
+    logits = np.multiply(acc, w_scale * x_scale[0], dtype=np.float32)
+    assert argmax(acc, w_scale, x_scale)[:2] == (int(np.argmax(logits)), logits.max())
+    w_scale[0] = 0.25
+    zero = np.array([0.0], np.float32)
+    assert argmax(acc, w_scale, zero)[0] == 0 and argmax(acc, w_scale, zero)[2] == -(-n // block)
 
 
 def test_non_finite_logits_are_refused_on_the_fused_path(tiny_models):
@@ -190,7 +240,7 @@ def test_non_finite_logits_are_refused_on_the_fused_path(tiny_models):
     decoder = runtime.fused_decoder
     handle, w_scale = decoder._classifier           # damaged scales for decode only
     decoder._classifier = (handle, np.full_like(w_scale, np.inf))
-    decoder._classifier_absmax = np.float32(np.inf)
+    decoder._classifier_block = np.full_like(decoder._classifier_block, np.inf)
     with pytest.raises(NonFiniteLogits, match="non-finite logit"):
         generate(runtime, [5, 6], max_new_tokens=3)
 

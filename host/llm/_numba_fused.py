@@ -411,9 +411,6 @@ def gated_quantize_job(job, cycles, acc, w_scale, x_scale, gelu, gate_up, q, sca
     return _submit(job, cycles)
 
 
-_ARGMAX_CHUNK = 2048
-
-
 @numba.njit(cache=True, boundscheck=False, inline="always")
 def _chunk_max(values, count):
     """``max(values[:count])`` for values known to hold no NaN, in four independent
@@ -437,20 +434,50 @@ def _chunk_max(values, count):
     return top
 
 
+ARGMAX_BLOCK = 32
+
+
+def argmax_bounds(w_scale: np.ndarray) -> np.ndarray:
+    """What ``argmax_logit`` needs besides the scales: the largest ``w_scale`` of each
+    block of ``ARGMAX_BLOCK`` vocabulary entries (float32), each +inf when some scale is
+    negative or not finite (no bound holds then: every logit is computed)."""
+    w_scale = np.asarray(w_scale, np.float32)
+    n = w_scale.shape[0]
+    padded = np.full(-(-n // ARGMAX_BLOCK) * ARGMAX_BLOCK, -np.inf, np.float32)
+    padded[:n] = w_scale
+    blocks = padded.reshape(-1, ARGMAX_BLOCK).max(axis=1)
+    if not (np.all(np.isfinite(w_scale)) and np.all(w_scale >= 0)):
+        blocks[:] = np.inf
+    return blocks
+
+
 @numba.njit(cache=True, boundscheck=False)
-def argmax_logit(acc, w_scale, x_scale, w_absmax):
+def argmax_logit(acc, w_scale, x_scale, w_block, scanned):
     """``(index, value)`` of ``np.argmax(acc * (w_scale * x_scale))`` without the logits:
     the first maximum, or the first NaN (as ``np.argmax``).
 
-    ``w_absmax`` is ``max |w_scale|``. A logit is NaN only if some ``w_scale * x_scale``
-    is not finite (an int32 sum is finite); when ``w_absmax * x_scale`` is finite no
-    logit can be NaN, and chunks of the logits are computed into a small buffer, their
-    maximum found in four lanes and scanned for only when it beats the best so far.
-    Otherwise one exact scan with NaN checks."""
+    ``w_block`` is ``argmax_bounds(w_scale)``. A logit is NaN only if some ``w_scale *
+    x_scale`` is not finite (an int32 sum is finite); when ``max(w_block) * x_scale`` is
+    finite and positive no logit can be NaN, and the vocabulary goes in blocks of
+    ``ARGMAX_BLOCK``. A block whose logits cannot beat the best so far is skipped on its
+    sums alone: with every scale >= 0 and ``x_scale`` > 0, each logit of a block is at
+    most ``float32(max sum) * (w_block * x_scale)`` (rounding is monotonic: a larger
+    operand never gives a smaller product), or 0 when its largest sum is <= 0; a block
+    whose bound is <= the best is skipped (an equal logit later would not be the first
+    maximum). The others' logits are computed as before, their maximum found in four
+    lanes and scanned for only when it beats the best. Exact: the same index and value
+    as the full scan. ``scanned[0]`` counts the blocks whose logits were computed.
+    Otherwise one exact scan with NaN checks (every block counted)."""
     x_scale = x_scale[0]
     n = w_scale.shape[0]
-    bound = w_absmax * x_scale
-    if not (bound - bound == 0):          # inf or NaN: the scan that finds the first NaN
+    blocks = w_block.shape[0]
+    top_scale = w_block[0]
+    for b in range(1, blocks):
+        if w_block[b] > top_scale:
+            top_scale = w_block[b]
+    bound = top_scale * x_scale
+    if not (bound - bound == 0) or not (x_scale > 0):     # inf, NaN or x_scale <= 0: the full scan
+        scanned[0] += blocks
         best = np.float32(acc[0, 0]) * (w_scale[0] * x_scale)
         if best != best:
             return 0, best
@@ -462,11 +489,32 @@ def argmax_logit(acc, w_scale, x_scale, w_absmax):
             elif value != value:
                 return j, value
         return index, best
-    chunk = np.empty(_ARGMAX_CHUNK, np.float32)
+    chunk = np.empty(ARGMAX_BLOCK, np.float32)
     best = np.float32(0.0)
     index = -1
-    for c0 in range(0, n, _ARGMAX_CHUNK):
-        count = min(n - c0, _ARGMAX_CHUNK)
+    zero = np.float32(0.0)
+    for b in range(blocks):
+        c0 = b * ARGMAX_BLOCK
+        count = min(n - c0, ARGMAX_BLOCK)
+        if index >= 0:
+            m0 = m1 = m2 = m3 = acc[0, c0]
+            j = 0
+            while j + 4 <= count:
+                m0 = max(m0, acc[0, c0 + j])
+                m1 = max(m1, acc[0, c0 + j + 1])
+                m2 = max(m2, acc[0, c0 + j + 2])
+                m3 = max(m3, acc[0, c0 + j + 3])
+                j += 4
+            top_sum = max(max(m0, m1), max(m2, m3))
+            for k in range(j, count):
+                top_sum = max(top_sum, acc[0, c0 + k])
+            if top_sum > 0:
+                limit = np.float32(top_sum) * (w_block[b] * x_scale)
+            else:
+                limit = zero
+            if limit <= best:
+                continue
+        scanned[0] += 1
         for j in range(count):
             chunk[j] = np.float32(acc[0, c0 + j]) * (w_scale[c0 + j] * x_scale)
         top = _chunk_max(chunk, count)
@@ -586,7 +634,7 @@ def token_jobs(jobs, cycles, table, token, embed_scale, scaled, first_norm, qkv_
                first_local, kv_addresses, kv_shape, attn_scale, n_heads, inv_head_dim, out_scales, post_attn_norms,
                has_post_norm, ffn_norms, up_scales, gelu, down_scales, post_ffw_norms, next_norms, eps,
                x, h, out, qkv, scores, attended, gate_up, q_dim, q_heads, q_hidden, scale, acc_qkv, acc_dim,
-               acc_up, acc_vocab, classifier_scale, classifier_absmax, greedy, qmax_inverse, tiny):
+               acc_up, acc_vocab, classifier_scale, classifier_block, scanned, greedy, qmax_inverse, tiny):
     """Every gap kernel of a decode token and every job after it, in the ``*_job`` twins'
     order: ``embed_norm_quantize_job``, then per layer ``attention_job``,
     ``residual_norm_quantize_job``, ``gated_quantize_job``, ``residual_norm_quantize_job``
@@ -641,6 +689,6 @@ def token_jobs(jobs, cycles, table, token, embed_scale, scaled, first_norm, qkv_
         if status != JOB_DONE:
             return np.int64(status), np.int64(job + 3), np.int64(-1), np.float32(0.0)
     if greedy:
-        best, value = argmax_logit(acc_vocab, classifier_scale, scale, classifier_absmax)
+        best, value = argmax_logit(acc_vocab, classifier_scale, scale, classifier_block, scanned)
         return np.int64(JOB_DONE), np.int64(-1), np.int64(best), np.float32(value)
     return np.int64(JOB_DONE), np.int64(-1), np.int64(-1), np.float32(0.0)

@@ -177,7 +177,8 @@ class FusedDecoder:
                 _vector(next_norm), cfg.is_global(i)))
         self._first_norm = _vector(norms["blk.0.attn_norm.weight"])
         self._classifier = job("output")
-        self._classifier_absmax = np.float32(np.abs(self._classifier[1]).max())
+        self._classifier_block = self.kernels.argmax_bounds(self._classifier[1])
+        self.argmax_blocks = np.zeros(1, np.int64)     # blocks whose logits argmax_logit computed
         n_qkv = cfg.q_dim + 2 * cfg.kv_dim
         self._macs = {"qkv": cfg.n_layers * n_qkv * cfg.dim,
                       "attn_out": cfg.n_layers * cfg.dim * cfg.q_dim,
@@ -251,7 +252,7 @@ class FusedDecoder:
         t0 = perf_counter()
         if self._argmax is None:
             best, value = self.kernels.argmax_logit(acc, self._classifier[1], self._scale,
-                                                    self._classifier_absmax)
+                                                    self._classifier_block, self.argmax_blocks)
             calls += 1
         else:                                  # the token's one call took it
             best, value = self._argmax
@@ -476,7 +477,7 @@ class FusedDecoder:
             ffn_norms, up_scales, gelu, down_scales, post_ffw, next_norms, self._eps, self._x, self._h,
             self._out, self._qkv, self._scores, self._attended, self._gate_up, self._q_dim, self._q_heads,
             self._q_hidden, self._scale, acc_qkv, acc_dim, acc_up, acc_vocab, self._classifier[1],
-            self._classifier_absmax, greedy, _QMAX_INVERSE, _TINY)
+            self._classifier_block, self.argmax_blocks, greedy, _QMAX_INVERSE, _TINY)
         if status != 1:
             backend.compiled_job_failed(jobs[index], status)
         if greedy:

@@ -87,7 +87,7 @@ def _visible_keys(config: ModelConfig, layer: int, context: int) -> int:
 
 
 def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4,
-             tanh_flops: int | None = None) -> list[HostOp]:
+             tanh_flops: int | None = None, argmax_scanned: float = 1.0) -> list[HostOp]:
     """The host step of one decode token at ``context`` tokens (the new one included),
     float32 activations, a KV cache of ``kv_bytes`` per element (4: float32).
 
@@ -98,6 +98,12 @@ def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4,
     exp per score. ``tanh_flops``: count the tanh as that many flops instead of a
     transcendental (``host.llm._numba_fused.TANH_FLOPS``, 25, for its libm-free
     ``_tanh``, not used by the kernels yet); None: a transcendental (``np.tanh``, libm).
+
+    The greedy classifier argmax (``argmax_logit``) reads every int32 sum and takes the
+    maximum of each block of ``ARGMAX_BLOCK`` (1 flop per entry, 4 bytes); only the
+    ``argmax_scanned`` share of the blocks (those that could hold the maximum:
+    ``argmax_scan_share`` measures it) has its logits made: 2 flops and the float32
+    scale per entry; the block bounds, 4 bytes per block, are read once.
     """
     d, f, hd = config.dim, config.hidden_dim, config.head_dim
     h, kv, v = config.n_heads, config.n_kv_heads, config.vocab_size
@@ -152,7 +158,9 @@ def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4,
         add("residual", d, 0, 8 * d)
     add("norms", *norm(d))                       # output norm
     add("quantize", *quantize(d))
-    add("classifier argmax", 2 * v, 0, 8 * v)    # int32 result and scale per vocabulary entry
+    from ..llm._numba_fused import ARGMAX_BLOCK
+    scanned = round(argmax_scanned * v)
+    add("classifier argmax", v + 2 * scanned, 0, 4 * v + 4 * scanned + 4 * -(-v // ARGMAX_BLOCK))
     return list(ops.values())
 
 
@@ -608,18 +616,47 @@ def _syscall_child(preset_name: str, mode: str, tokens: int, shapes: str) -> Non
             device.close()
 
 
+def argmax_scan_share(config: ModelConfig, weights, tokens: int = 24,
+                      prompt_tokens: int = 8) -> float:
+    """The share of the classifier's blocks whose logits ``argmax_logit`` computes, over
+    ``tokens`` greedy decode tokens of the model on the golden backend (which computes
+    every sum, unlike the counting devices) after a prompt of ``prompt_tokens`` ids."""
+    from ..accel.backend import make_backend
+    from ..llm._numba_fused import ARGMAX_BLOCK
+    from ..llm.fused import FusedDecoder
+    from ..llm.layers import linear_specs
+    from ..llm.linear import QuantizedLinears
+    from ..llm.quant import scheme
+    from ..llm.transformer import Transformer
+
+    backend = make_backend("golden", "kv260")
+    try:
+        transformer = Transformer(config, weights, QuantizedLinears(linear_specs(config, weights), backend,
+                                                                    scheme("per-channel")))
+        decoder = FusedDecoder.build(transformer)
+        cache = transformer.new_cache(prompt_tokens + tokens + 2)
+        prompt = [2 + (7919 * i) % (config.vocab_size - 2) for i in range(prompt_tokens)]
+        token = int(np.argmax(transformer.forward(prompt, cache)[-1]))
+        decoder.argmax_blocks[0] = 0
+        for _ in range(tokens):
+            token = decoder.greedy(token, cache)[0]
+        return float(decoder.argmax_blocks[0]) / (tokens * -(-config.vocab_size // ARGMAX_BLOCK))
+    finally:
+        backend.close()
+
+
 def count(name: str, config: ModelConfig, transformer, context: int, accel: AccelConfig,
           syscalls: dict[bool, dict[str, float]], tokens: int = 4, decoder=None,
-          ops: list[HostOp] | None = None) -> StepCounts:
+          ops: list[HostOp] | None = None, argmax_scanned: float = 1.0) -> StepCounts:
     """The counts of one decode token of ``transformer`` (on ``instant_backend``) at
     ``context``, through ``decoder`` (a ``FusedDecoder``) when given; ``syscalls`` maps
     irq on/off to ``syscalls_per_job`` (the poll path's total is used: the cheaper);
-    ``ops``: the host step's inventory (default ``host_ops``)."""
+    ``ops``: the host step's inventory (default ``host_ops`` with ``argmax_scanned``)."""
     cache = transformer.new_cache(context + tokens + 2)
     prompt = [1 + i % (config.vocab_size - 1) for i in range(context - 2)]
     transformer.forward(prompt, cache)          # the warm-up step makes it context - 1
     calls, driver_calls, jobs = count_python_calls(transformer, cache, tokens, decoder)
-    ops = host_ops(config, context) if ops is None else ops
+    ops = host_ops(config, context, argmax_scanned=argmax_scanned) if ops is None else ops
     per_job = syscalls[False]["total"]
     compiled = decoder.counts["compiled calls"] if decoder is not None else 0
     submitted = decoder is not None and decoder.submits_jobs     # the job inside the gap's call
@@ -763,7 +800,10 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
         runs = [c for c in contexts if c <= config.max_seq_len]
         # The A53's counts: the board's path (KV260 classes, compiled replay); the x86
         # model's: the path timed here (instant device, Python register accesses).
-        board_counts = {c: count(name, config, board, c, accel, syscalls, decoder=board_decoder) for c in runs}
+        progress(f"{name}: the classifier blocks the greedy argmax scans (golden backend)...")
+        share = argmax_scan_share(config, weights)
+        board_counts = {c: count(name, config, board, c, accel, syscalls, decoder=board_decoder,
+                                 argmax_scanned=share) for c in runs}
         rig.close()                                   # its accelerator thread off before timing
         for context in contexts:
             if context not in board_counts:
@@ -771,7 +811,8 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
                 cases.append(Case(StepCounts(name, context, 0, 0, 0, 0, 0, 0), 0.0, 0.0, {}, note))
                 continue
             counts = board_counts[context]
-            here_counts = count(name, config, transformer, context, accel, syscalls, decoder=decoder)
+            here_counts = count(name, config, transformer, context, accel, syscalls, decoder=decoder,
+                                argmax_scanned=share)
             times: dict[bool, list[float]] = {True: [], False: []}
             for _ in range(repeats):                  # both paths interleaved, side by side
                 for fused in (True, False):
