@@ -256,6 +256,8 @@ def test_gen_verilog_out_must_be_a_writable_folder(tmp_path, capsys, monkeypatch
     (["ip", "--link", "--baud", "0"], "--baud"),
     (["kv260", "--udmabuf-mib", "-5"], "--udmabuf-mib"),
     (["kv260", "--udmabuf-mib", "0"], "--udmabuf-mib"),
+    (["kv260", "--coherent-mib", "0"], "--coherent-mib"),
+    (["kv260", "--coherent-mib", "4096"], "--coherent-mib"),
     (["kv260", "--clock-mhz", "nan"], "--clock-mhz"),
 ])
 def test_gen_vivado_refuses_bad_numbers_and_writes_nothing(tmp_path, capsys, argv, says):

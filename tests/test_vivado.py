@@ -257,9 +257,13 @@ def test_kv260_block_design(flows, tmp_path):
         if call[0] == "set_property" and call[1] == "-dict":
             words = call[2].split()
             ps_config.update(zip(words[0::2], (w.strip("{}") for w in words[1::2])))
-    # S_AXI_HP0_FPD .. S_AXI_HP3_FPD are S_AXI_GP2 .. GP5, one per weight master.
-    assert [ps_config[f"CONFIG.PSU__USE__S_AXI_GP{gp}"] for gp in range(2, 6)] == ["1"] * config.weight_ports == ["1"] * 4
-    assert {int(ps_config[f"CONFIG.PSU__SAXIGP{gp}__DATA_WIDTH"]) for gp in range(2, 6)} == {config.bus_bits}
+    # coherent_io: m_axi_dma on S_AXI_HPC0_FPD (S_AXI_GP0); the weight masters on HP1, HP3, HP0
+    # (S_AXI_GP3, GP5, GP2); HP2 (GP4, sharing HP1's XPI) off; HPC1 (GP1) left to the preset.
+    assert config.coherent_io
+    assert {gp: ps_config[f"CONFIG.PSU__USE__S_AXI_GP{gp}"] for gp in (0, 2, 3, 4, 5)} == \
+        {0: "1", 2: "1", 3: "1", 4: "0", 5: "1"}
+    assert "CONFIG.PSU__USE__S_AXI_GP1" not in ps_config
+    assert {int(ps_config[f"CONFIG.PSU__SAXIGP{gp}__DATA_WIDTH"]) for gp in (0, 2, 3, 5)} == {config.bus_bits}
     assert float(ps_config["CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ"]) == config.clock_mhz
     # The masters' own clock: pl_clk1 at axi_clock_mhz.
     assert ps_config["CONFIG.PSU__FPGA_PL1_ENABLE"] == "1"
@@ -268,15 +272,17 @@ def test_kv260_block_design(flows, tmp_path):
     text = (flows["kv260"] / "bd.tcl").read_text()
     assert "apply_board_preset" in text
     connected = re.findall(r"connect_bd_intf_net \[get_bd_intf_pins systole_0/(\w+)\] "
-                           r"\[get_bd_intf_pins zynq_ultra_ps_e_0/(S_AXI_HP\d_FPD)\]", text)
-    assert connected == [("m_axi_dma", "S_AXI_HP0_FPD"), ("m_axi_w1", "S_AXI_HP1_FPD"), ("m_axi_w2", "S_AXI_HP2_FPD"),
-                         ("m_axi_w3", "S_AXI_HP3_FPD")]
+                           r"\[get_bd_intf_pins zynq_ultra_ps_e_0/(S_AXI_HPC?\d_FPD)\]", text)
+    assert connected == [("m_axi_dma", "S_AXI_HPC0_FPD"), ("m_axi_w1", "S_AXI_HP1_FPD"), ("m_axi_w2", "S_AXI_HP3_FPD"),
+                         ("m_axi_w3", "S_AXI_HP0_FPD")]
     # pl_clk1 clocks the masters and every HP port they drive; pl_clk0 the core and control.
     core_net = text[text.index("connect_bd_net [get_bd_pins zynq_ultra_ps_e_0/pl_clk0]"):]
     core_net = core_net[:core_net.index("rst_pl_clk0/slowest_sync_clk]")]
     master_net = text[text.index("connect_bd_net [get_bd_pins zynq_ultra_ps_e_0/pl_clk1]"):]
     master_net = master_net[:master_net.index("rst_pl_clk1/slowest_sync_clk]")]
-    assert all(f"[get_bd_pins zynq_ultra_ps_e_0/saxihp{hp}_fpd_aclk]" in master_net for hp in range(4)), master_net
+    assert all(f"[get_bd_pins zynq_ultra_ps_e_0/saxi{p}_fpd_aclk]" in master_net for p in ("hpc0", "hp1", "hp3", "hp0")), \
+        master_net
+    assert "saxihp2_fpd_aclk" not in text
     assert "systole_0/m_axi_aclk]" in master_net and "systole_0/aclk]" in core_net
     assert "saxihp" not in core_net and "maxihpm0_fpd_aclk" in core_net
     assert "[get_bd_pins rst_pl_clk1/peripheral_aresetn] [get_bd_pins systole_0/m_axi_aresetn]" in text
@@ -312,13 +318,18 @@ def decompiled_overlay(dtso: Path, tmp_path: Path) -> str:
 def test_kv260_overlay_compiles_with_the_right_nodes(flows, tmp_path):
     text = decompiled_overlay(flows["kv260"] / "systole.dtso", tmp_path)
     assert 'firmware-name = "systole.bit.bin"' in text
-    # HP0..HP3 (AFIFM2..5) read/write AFI widths 0 (= 128 bit) for the four 128-bit DMA ports.
-    assert "config-afi = <0x04 0x00 0x05 0x00 0x06 0x00 0x07 0x00 0x08 0x00 0x09 0x00 0x0a 0x00 0x0b 0x00 0x0e 0xa00>" \
+    # HPC0, HP1, HP3, HP0 (AFIFM0, 3, 5, 2) read/write AFI widths 0 (= 128 bit) for the four 128-bit DMA ports.
+    assert "config-afi = <0x00 0x00 0x01 0x00 0x06 0x00 0x07 0x00 0x0a 0x00 0x0b 0x00 0x04 0x00 0x05 0x00 0x0e 0xa00>" \
         in text
     assert re.search(r'systole@a0000000 \{\s*compatible = "generic-uio";\s*reg = <0x00 0xa0000000 0x00 0x10000>',
                      text)
     assert "interrupts = <0x00 0x59 0x04>" in text                 # SPI 89 = pl_ps_irq0[0], level high
     assert 'compatible = "ikwzm,u-dma-buf"' in text and 'device-name = "udmabuf0"' in text
+    # The weights' buffer is not coherent; A and C's (coherent_io) is, 16 MiB by default.
+    udmabuf0 = re.search(r"udmabuf0 \{([^}]*)\}", text).group(1)
+    udmabuf1 = re.search(r"udmabuf1 \{([^}]*)\}", text).group(1)
+    assert "dma-coherent" not in udmabuf0 and "size = <0x10000000>" in udmabuf0
+    assert 'device-name = "udmabuf1"' in udmabuf1 and "dma-coherent;" in udmabuf1 and "size = <0x1000000>" in udmabuf1
     # pl_clk0 (zynqmp_clk 71) at the core's clock, pl_clk1 (72) at the masters'; the UIO node names both.
     config = preset('kv260')
     rates = re.findall(r"assigned-clocks = <0x[0-9a-f]+ (0x[0-9a-f]+)>;\s*assigned-clock-rates = <(0x[0-9a-f]+)>", text)
@@ -464,6 +475,12 @@ def check_kv260_facts(texts: dict[str, str], board, dts: str, config) -> None:
     assert (cells[0] << 32 | cells[1], cells[2] << 32 | cells[3]) == (ctrl.base, ctrl.size)
     assert [int(c, 16) for c in node.group(3).split()] == [0, board.irq_spi, 4]    # SPI, level high
     assert f"registers at 0x{ctrl.base:08X} " in readme and f"interrupt on `{irq_pin}`" in readme
+    if config.coherent_io:
+        address, value = board.snoop_enable
+        assert f"devmem 0x{address:08X} 32 0x{value:X}\n" in readme and "/dev/udmabuf1" in readme
+        assert dma[0][1].coherent and not any(port.coherent for _, port in dma[1:])
+    else:
+        assert "devmem" not in readme and "udmabuf1" not in readme and "udmabuf1" not in dts
 
 
 def check_nexys_facts(texts: dict[str, str], board, config, baud: int) -> None:
@@ -583,16 +600,21 @@ def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
                       dram_windows=(Window(0x4000_0000, 1 << 30, "DDR_MID"),),
                       dma_excluded_segments=("PCIE_LOW",),
                       dma_ports=tuple(HpPort(hp=p.hp + 4, gp=p.gp + 1, afifm=6 - p.afifm, ddrc="moved")
-                                      for p in reversed(kv.dma_ports)))
+                                      for p in reversed(kv.dma_ports)),
+                      coherent_dma_ports=(dataclasses.replace(kv.coherent_dma_ports[0], hp=1, gp=1, afifm=1,
+                                                              ddrc="moved"),
+                                          *(HpPort(hp=p.hp + 4, gp=p.gp + 1, afifm=6 - p.afifm, ddrc="moved")
+                                            for p in reversed(kv.coherent_dma_ports[1:]))),
+                      snoop_enable=(0xFD6F_8000, 0x3))
     texts = kv260.files(preset("kv260"), 64 << 20, board=kv_moved)
     dtso = tmp_path / "moved.dtso"
     dtso.write_text(texts["systole.dtso"])
     check_kv260_facts(texts, kv_moved, decompiled_overlay(dtso, tmp_path), preset("kv260"))
-    # ... and for a configuration whose masters stay on the core's clock.
-    one_clock = preset("kv260").replace(axi_clock_mhz=None)
-    texts = kv260.files(one_clock, 64 << 20, board=kv_moved)
-    dtso.write_text(texts["systole.dtso"])
-    check_kv260_facts(texts, kv_moved, decompiled_overlay(dtso, tmp_path), one_clock)
+    # ... and for a configuration whose masters stay on the core's clock, and one without coherent I/O.
+    for other in (preset("kv260").replace(axi_clock_mhz=None), preset("kv260").replace(coherent_io=False)):
+        texts = kv260.files(other, 64 << 20, board=kv_moved)
+        dtso.write_text(texts["systole.dtso"])
+        check_kv260_facts(texts, kv_moved, decompiled_overlay(dtso, tmp_path), other)
 
     nexys = BOARDS["nexys_video"]
     nexys_moved = _moved(nexys, fpga=dataclasses.replace(nexys.fpga, part="xc7a100tfgg484-2", device="xc7a100t",
@@ -621,11 +643,56 @@ def test_no_board_fact_is_typed_into_a_flow(flows, tmp_path, monkeypatch):
 
 
 def test_kv260_refuses_more_weight_ports_than_hp_ports():
-    board = dataclasses.replace(BOARDS["kv260"], dma_ports=BOARDS["kv260"].dma_ports[:2])
-    assert [port.interface for _, port in kv260.dma_ports(preset("kv260").replace(weight_ports=2, cols=32), board)] == \
+    board = dataclasses.replace(BOARDS["kv260"], dma_ports=BOARDS["kv260"].dma_ports[:2],
+                                coherent_dma_ports=BOARDS["kv260"].coherent_dma_ports[:2])
+    plain = preset("kv260").replace(coherent_io=False)
+    assert [port.interface for _, port in kv260.dma_ports(plain.replace(weight_ports=2, cols=32), board)] == \
         ["S_AXI_HP0_FPD", "S_AXI_HP1_FPD"]
     with pytest.raises(ValueError, match=r"weight_ports=4: kv260 has 2 HP ports \(S_AXI_HP0_FPD, S_AXI_HP1_FPD\)"):
+        kv260.files(plain, 256 << 20, board=board)
+    with pytest.raises(ValueError, match=r"weight_ports=4: kv260 has 2 HP ports \(S_AXI_HPC0_FPD, S_AXI_HP1_FPD\)"):
         kv260.files(preset("kv260"), 256 << 20, board=board)
+
+
+def test_kv260_coherent_ports():
+    """coherent_io (the kv260 preset): m_axi_dma on the snooping HPC0, the weight masters on
+    three HP ports of three XPIs, no port twice; without it, today's HP0..HP3 unchanged."""
+    config = preset("kv260")
+    assert config.coherent_io
+    ports = kv260.dma_ports(config)
+    assert [(m, p.interface) for m, p in ports] == [("m_axi_dma", "S_AXI_HPC0_FPD"), ("m_axi_w1", "S_AXI_HP1_FPD"),
+                                                    ("m_axi_w2", "S_AXI_HP3_FPD"), ("m_axi_w3", "S_AXI_HP0_FPD")]
+    assert [p.coherent for _, p in ports] == [True, False, False, False]
+    assert len({p.interface for _, p in ports}) == len({(p.gp, p.afifm) for _, p in ports}) == 4
+    hpc0 = ports[0][1]
+    assert (hpc0.use_property, hpc0.width_property, hpc0.clock_pin, hpc0.segment("DDR_LOW"), hpc0.afi_registers) == \
+        ("PSU__USE__S_AXI_GP0", "PSU__SAXIGP0__DATA_WIDTH", "saxihpc0_fpd_aclk", "SAXIGP0/HPC0_DDR_LOW", (0, 1))
+    bd = kv260.bd_tcl(config)
+    assert "CONFIG.PSU__USE__S_AXI_GP0 {1}" in bd and "CONFIG.PSU__SAXIGP0__DATA_WIDTH {128}" in bd
+    assert "[get_bd_intf_pins systole_0/m_axi_dma] [get_bd_intf_pins zynq_ultra_ps_e_0/S_AXI_HPC0_FPD]" in bd
+    # Without coherent_io: exactly the old mapping (and text) on HP0..HP3.
+    plain = config.replace(coherent_io=False)
+    assert [(m, p.interface) for m, p in kv260.dma_ports(plain)] == \
+        [("m_axi_dma", "S_AXI_HP0_FPD"), ("m_axi_w1", "S_AXI_HP1_FPD"), ("m_axi_w2", "S_AXI_HP2_FPD"),
+         ("m_axi_w3", "S_AXI_HP3_FPD")]
+    plain_bd = kv260.bd_tcl(plain)
+    assert "HPC" not in plain_bd and "PSU__USE__S_AXI_GP0" not in plain_bd
+    assert "[get_bd_intf_pins systole_0/m_axi_dma] [get_bd_intf_pins zynq_ultra_ps_e_0/S_AXI_HP0_FPD]" in plain_bd
+    plain_dtso = kv260.dtso(plain, 256 << 20)
+    assert "udmabuf1" not in plain_dtso and "dma-coherent" not in plain_dtso
+    # A board without a coherent port refuses coherent_io.
+    with pytest.raises(ValueError, match="coherent_io: kv260 has no I/O-coherent port"):
+        kv260.dma_ports(config, dataclasses.replace(BOARDS["kv260"], coherent_dma_ports=()))
+
+
+def test_kv260_coherent_buffer():
+    config = preset("kv260")
+    texts = kv260.files(config, 64 << 20, coherent_bytes=8 << 20)
+    assert "size = <0x800000>;\n                dma-coherent;" in texts["systole.dtso"]
+    assert "8 MiB `dma-coherent` one" in texts["README.md"]
+    for bad in (0, 1000, 4097, True, 1.5 * 4096):
+        with pytest.raises(ValueError, match="coherent_bytes=.* must be a positive multiple of 4 KiB"):
+            kv260.files(config, 64 << 20, coherent_bytes=bad)
 
 
 def test_templates_refuse_a_missing_variable():

@@ -22,9 +22,10 @@ call and return named handles (``pin:cell/pin``, ``port:name``, ``cell:name``, .
 
 The last tests break the flows on purpose (the old Nexys Video clocking, a doubled clock
 driver, a misspelled ``PSU__`` property, an unassigned segment, a wrong option, an HP port
-left unconnected, an HP port's clock left floating or taken from the core's clock, the
-masters' reset left floating) and show that each is caught. The clock check: the two
-ends of every interface net run on one clock net (``interface_clock``).
+left unconnected, an HP port's clock left floating or taken from the core's clock, a
+misspelled coherent HPC0 port or clock pin, the masters' reset left floating) and show that
+each is caught; the kv260 flow without ``coherent_io`` (HP0..HP3) passes too. The clock
+check: the two ends of every interface net run on one clock net (``interface_clock``).
 """
 
 from __future__ import annotations
@@ -208,6 +209,12 @@ VALUES = {
 }
 
 # -- the board-preset and IP facts the flows rely on -----------------------------------
+# The PS's PL-to-PS slave ports a DMA master may take, written here independently of
+# hdl.spec.boards: {name: the S_AXI_GP<n> the PSU__ options and segments count it as} (PG201:
+# S_AXI_HPC0_FPD/HPC1 are GP0/GP1, S_AXI_HP0_FPD..HP3 GP2..GP5; each port's clock input is
+# saxi<name>_fpd_aclk, its segments SAXIGP<n>/<NAME>_DDR_LOW ..: HPC0's as in public
+# write_bd_tcl exports, e.g. SAXIGP0/HPC0_DDR_LOW, SAXIGP0/HPC0_LPS_OCM).
+_PS_SLAVES = {"HPC0": 0, "HPC1": 1, "HP0": 2, "HP1": 3, "HP2": 4, "HP3": 5}
 _KV_PRESET = "XilinxBoardStore boards/Xilinx/kv260_som/1.4/preset_s4.xml (commit 11df4209)"
 _KRIA_PYNQ = "Xilinx/Kria-PYNQ kv260/base/base.tcl (commit 21bf5e18)"
 _DIGILENT = "Digilent/vivado-boards new/board_files/nexys_video/A.0/1.2/preset.xml (commit d1898bd0)"
@@ -222,9 +229,9 @@ CONFIG_FACTS: dict[str, dict[str, str]] = {
         "PSU__CRL_APB__PL1_REF_CTRL__FREQMHZ": _KV_PRESET + " (PL0 form)",
         "PSU__MAXIGP0__DATA_WIDTH": _KRIA_PYNQ,
         # Kria-PYNQ sets PSU__USE__S_AXI_GP3 / PSU__SAXIGP3__DATA_WIDTH (HP1); GP2, GP4, GP5 are HP0,
-        # HP2, HP3, same names (PG201).
-        **{f"PSU__USE__S_AXI_GP{gp}": _KRIA_PYNQ + " (GP3 form)" for gp in range(2, 6)},
-        **{f"PSU__SAXIGP{gp}__DATA_WIDTH": _KRIA_PYNQ + " (GP3 form)" for gp in range(2, 6)},
+        # HP2, HP3 and GP0, GP1 the coherent HPC0, HPC1, same names (PG201).
+        **{f"PSU__USE__S_AXI_GP{gp}": _KRIA_PYNQ + " (GP3 form)" for gp in _PS_SLAVES.values()},
+        **{f"PSU__SAXIGP{gp}__DATA_WIDTH": _KRIA_PYNQ + " (GP3 form)" for gp in _PS_SLAVES.values()},
     },
     "smartconnect": {"NUM_SI": _KRIA_PYNQ, "NUM_MI": _KRIA_PYNQ},
     "mig_7series": {"XML_INPUT_FILE": _DIGILENT, "BOARD_MIG_PARAM": _WRITE_BD_TCL,
@@ -245,7 +252,7 @@ PINS: dict[str, dict[str, str]] = {
     "proc_sys_reset": {"slowest_sync_clk": "I", "ext_reset_in": "I", "dcm_locked": "I", "aux_reset_in": "I",
                        "peripheral_aresetn": "O", "interconnect_aresetn": "O", "peripheral_reset": "O"},
     "zynq_ultra_ps_e": {"pl_clk0": "O", "pl_clk1": "O", "pl_resetn0": "O", "maxihpm0_fpd_aclk": "I",
-                        **{f"saxihp{hp}_fpd_aclk": "I" for hp in range(4)}, "pl_ps_irq0": "I"},
+                        **{f"saxi{n.lower()}_fpd_aclk": "I" for n in _PS_SLAVES}, "pl_ps_irq0": "I"},
     "smartconnect": {"aclk": "I", "aresetn": "I"},
 }
 # Inputs that must be driven: the clocks and resets.
@@ -265,7 +272,7 @@ OUR_CLOCKS = ("aclk", "aresetn", "m_axi_aclk", "m_axi_aresetn", "clk_ref")
 # masters on m_axi_aclk where the IP has it, everything else on aclk.
 INTERFACE_CLOCKS = {
     "zynq_ultra_ps_e": {"M_AXI_HPM0_FPD": "maxihpm0_fpd_aclk",
-                        **{f"S_AXI_HP{hp}_FPD": f"saxihp{hp}_fpd_aclk" for hp in range(4)}},
+                        **{f"S_AXI_{n}_FPD": f"saxi{n.lower()}_fpd_aclk" for n in _PS_SLAVES}},
 }
 
 
@@ -278,9 +285,11 @@ def interface_clock(ip: str, interface: str, our_ips) -> str | None:
         return "aclk"
     return INTERFACE_CLOCKS.get(ip, {}).get(interface)
 # PS ports a CONFIG.* = 1 turns on: {IP: {property: (its clock input, its interface)}} (PG201:
-# S_AXI_HP<n>_FPD is PSU__USE__S_AXI_GP<n+2>, clocked by saxihp<n>_fpd_aclk).
+# S_AXI_HP<n>_FPD is PSU__USE__S_AXI_GP<n+2>, clocked by saxihp<n>_fpd_aclk; S_AXI_HPC<n>_FPD
+# is PSU__USE__S_AXI_GP<n>, clocked by saxihpc<n>_fpd_aclk).
 ENABLES: dict[str, dict[str, tuple[str, str]]] = {
-    "zynq_ultra_ps_e": {f"PSU__USE__S_AXI_GP{hp + 2}": (f"saxihp{hp}_fpd_aclk", f"S_AXI_HP{hp}_FPD") for hp in range(4)},
+    "zynq_ultra_ps_e": {f"PSU__USE__S_AXI_GP{gp}": (f"saxi{n.lower()}_fpd_aclk", f"S_AXI_{n}_FPD")
+                        for n, gp in _PS_SLAVES.items()},
 }
 # What apply_board_connection adds (Digilent nexys_video 1.2: MIG's sys_clk_i on R4 as
 # mig.prj's <System_Clock> says, its own port; issue 13's review).
@@ -293,9 +302,11 @@ MASTER_SPACES = {**{("systole", m): m for m in ("m_axi_dma", "m_axi_w1", "m_axi_
                  **{(link, m): m for link in ("systole_link", "systole_eth") for m in ("m_axi_ctrl", "m_axi_mem")},
                  ("zynq_ultra_ps_e", "M_AXI_HPM0_FPD"): "Data"}
 SLAVE_SEGMENTS = {
-    # PG201 / Kria-PYNQ's exclude_bd_addr_seg lines (HP1 there: SAXIGP3/HP1_LPS_OCM): what an HP port reaches.
-    **{("zynq_ultra_ps_e", f"S_AXI_HP{hp}_FPD"): tuple(f"SAXIGP{hp + 2}/HP{hp}_{s}" for s in
-                                                      ("DDR_LOW", "DDR_HIGH", "LPS_OCM", "QSPI")) for hp in range(4)},
+    # PG201 / Kria-PYNQ's exclude_bd_addr_seg lines (HP1 there: SAXIGP3/HP1_LPS_OCM): what an HP
+    # (or HPC) port reaches.
+    **{("zynq_ultra_ps_e", f"S_AXI_{n}_FPD"): tuple(f"SAXIGP{gp}/{n}_{s}" for s in
+                                                   ("DDR_LOW", "DDR_HIGH", "LPS_OCM", "QSPI"))
+       for n, gp in _PS_SLAVES.items()},
     ("mig_7series", "S_AXI"): ("memmap/memaddr",),
     ("systole", "s_axi_ctrl"): ("s_axi_ctrl/reg0",),
 }
@@ -639,9 +650,9 @@ def test_a_misspelled_psu_property_is_caught(flows, tmp_path):
 
 def test_an_unassigned_segment_is_caught(flows, tmp_path):
     def unexcluded(name, text):
-        return re.sub(r"exclude_bd_addr_seg [^\n]*\n[^\n]*HP0_QSPI\]\n", "", text)
+        return re.sub(r"exclude_bd_addr_seg [^\n]*\n[^\n]*HPC0_QSPI\]\n", "", text)
     errors = lint_flow(flows["kv260"], "kv260", tmp_path, unexcluded)
-    assert errors == ["segment zynq_ultra_ps_e_0/SAXIGP2/HP0_QSPI is unassigned in systole_0/m_axi_dma"]
+    assert errors == ["segment zynq_ultra_ps_e_0/SAXIGP0/HPC0_QSPI is unassigned in systole_0/m_axi_dma"]
 
 
 def test_an_undocumented_option_or_value_is_caught(flows, tmp_path):
@@ -674,10 +685,11 @@ def test_an_unconnected_hp_port_is_caught(flows, tmp_path):
     def unconnected(name, text):
         return re.sub(r"connect_bd_intf_net [^\n]*systole_0/m_axi_w2\][^\n]*\n", "", text)
     errors = lint_flow(flows["kv260"], "kv260", tmp_path, unconnected)
+    # m_axi_w2 is on S_AXI_HP3_FPD (coherent_io: HPC0, HP1, HP3, HP0).
     assert sorted(errors[:2]) == ["systole_0/m_axi_w2: interface is not connected",
-                                  "zynq_ultra_ps_e_0/S_AXI_HP2_FPD: interface is not connected"], errors
+                                  "zynq_ultra_ps_e_0/S_AXI_HP3_FPD: interface is not connected"], errors
     # ... and the segments assigned in its space are out of its reach.
-    assert {e for e in errors[2:]} == {f"segment zynq_ultra_ps_e_0/SAXIGP4/HP2_{s} is assigned in systole_0/m_axi_w2, "
+    assert {e for e in errors[2:]} == {f"segment zynq_ultra_ps_e_0/SAXIGP5/HP3_{s} is assigned in systole_0/m_axi_w2, "
                                        "which cannot reach it" for s in ("DDR_LOW", "DDR_HIGH", "LPS_OCM", "QSPI")}
 
 
@@ -686,20 +698,20 @@ def test_a_floating_hp_clock_is_caught(flows, tmp_path):
         return text.replace("    [get_bd_pins zynq_ultra_ps_e_0/saxihp3_fpd_aclk] \\\n", "")
     errors = lint_flow(flows["kv260"], "kv260", tmp_path, floating)
     assert errors == ["zynq_ultra_ps_e_0/saxihp3_fpd_aclk: required clock/reset input is not driven",
-                      "interface net of systole_0/m_axi_w3 (clock m_axi_aclk), zynq_ultra_ps_e_0/S_AXI_HP3_FPD "
+                      "interface net of systole_0/m_axi_w2 (clock m_axi_aclk), zynq_ultra_ps_e_0/S_AXI_HP3_FPD "
                       "(clock saxihp3_fpd_aclk) spans different clock nets"]
 
 
 def test_an_hp_port_on_the_core_clock_is_caught(flows, tmp_path):
-    """HP2 clocked by pl_clk0 while its master runs on pl_clk1: the interface crosses clocks."""
+    """HPC0 clocked by pl_clk0 while its master runs on pl_clk1: the interface crosses clocks."""
     def moved(name, text):
         if name != "bd.tcl":
             return text
-        text = text.replace("    [get_bd_pins zynq_ultra_ps_e_0/saxihp2_fpd_aclk] \\\n", "")
-        return text + "connect_bd_net [get_bd_pins zynq_ultra_ps_e_0/pl_clk0] [get_bd_pins zynq_ultra_ps_e_0/saxihp2_fpd_aclk]\n"
+        text = text.replace("    [get_bd_pins zynq_ultra_ps_e_0/saxihpc0_fpd_aclk] \\\n", "")
+        return text + "connect_bd_net [get_bd_pins zynq_ultra_ps_e_0/pl_clk0] [get_bd_pins zynq_ultra_ps_e_0/saxihpc0_fpd_aclk]\n"
     errors = lint_flow(flows["kv260"], "kv260", tmp_path, moved)
-    assert errors == ["interface net of systole_0/m_axi_w2 (clock m_axi_aclk), zynq_ultra_ps_e_0/S_AXI_HP2_FPD "
-                      "(clock saxihp2_fpd_aclk) spans different clock nets"]
+    assert errors == ["interface net of systole_0/m_axi_dma (clock m_axi_aclk), zynq_ultra_ps_e_0/S_AXI_HPC0_FPD "
+                      "(clock saxihpc0_fpd_aclk) spans different clock nets"]
 
 
 def test_a_floating_master_reset_is_caught(flows, tmp_path):
@@ -738,8 +750,37 @@ def test_the_crossing_constraints_bound_both_directions(flows, tmp_path):
 
 
 def test_every_weight_master_is_checked(flows):
-    """The KV260 flow has four DMA masters, each in MASTER_SPACES, on its own enabled HP port."""
+    """The KV260 flow has four DMA masters, each in MASTER_SPACES, on its own enabled HP port
+    (m_axi_dma on the coherent HPC0); the one HP port left (HP2) is turned off."""
     config = preset("kv260")
     assert config.weight_ports == 4 and all(("systole", m) in MASTER_SPACES for m in config.weight_masters)
     bd = (flows["kv260"] / "bd.tcl").read_text()
-    assert all(f"CONFIG.{prop} {{1}}" in bd for prop in ENABLES["zynq_ultra_ps_e"])
+    on = {prop for prop in ENABLES["zynq_ultra_ps_e"] if f"CONFIG.{prop} {{1}}" in bd}
+    assert sorted(ENABLES["zynq_ultra_ps_e"][prop][1] for prop in on) == \
+        ["S_AXI_HP0_FPD", "S_AXI_HP1_FPD", "S_AXI_HP3_FPD", "S_AXI_HPC0_FPD"]
+    assert "CONFIG.PSU__USE__S_AXI_GP4 {0}" in bd
+
+
+def test_a_wrong_hpc_name_is_caught(flows, tmp_path):
+    """m_axi_dma connected to a misspelled coherent port: the real HPC0 (turned on) is left
+    unconnected and the misspelled interface is no port of the PS's."""
+    def wrong(name, text):
+        return text.replace("zynq_ultra_ps_e_0/S_AXI_HPC0_FPD]", "zynq_ultra_ps_e_0/S_AXI_HPC_0_FPD]")
+    errors = lint_flow(flows["kv260"], "kv260", tmp_path, wrong)
+    assert "zynq_ultra_ps_e_0/S_AXI_HPC0_FPD: interface is not connected" in errors, errors
+    def wrong_clock(name, text):
+        return text.replace("zynq_ultra_ps_e_0/saxihpc0_fpd_aclk]", "zynq_ultra_ps_e_0/saxi_hpc0_fpd_aclk]")
+    errors = lint_flow(flows["kv260"], "kv260", tmp_path / "clock", wrong_clock)
+    assert "zynq_ultra_ps_e_0/saxihpc0_fpd_aclk: required clock/reset input is not driven" in errors, errors
+
+
+def test_a_non_coherent_kv260_flow_passes(tmp_path):
+    """The kv260 flow without coherent_io: m_axi_dma on HP0 as before, HPC0 untouched."""
+    from sim.top_build import top_verilog
+    config = preset("kv260").replace(name="kv260-noncoherent", coherent_io=False)
+    generate("kv260", config, tmp_path / "flow", top_verilog=top_verilog(config))
+    bd = (tmp_path / "flow" / "bd.tcl").read_text()
+    assert "HPC" not in bd and "PSU__USE__S_AXI_GP0" not in bd
+    calls = record([tmp_path / "flow" / s for s in SCRIPTS["kv260"]], tmp_path)
+    ips = {"systole": _verilog_ports(tmp_path / "flow" / "ip" / "hdl" / "systole_top.v", "systole_top")}
+    assert lint(calls, ips) == []

@@ -16,14 +16,17 @@ command, under ``build/vivado/<target>/`` (or ``--out``):
                  (``zynq_ultra_ps_e`` with the KV260 board preset, HPM0_FPD ->
                  SmartConnect -> ``s_axi_ctrl``, each DMA master straight into its own
                  128-bit HP port: ``m_axi_dma`` -> S_AXI_HP0_FPD, ``m_axi_w1..w3`` ->
-                 S_AXI_HP1..HP3_FPD for the preset's four, each reaching all of DDR;
+                 S_AXI_HP1..HP3_FPD; with ``coherent_io`` (the preset) ``m_axi_dma`` ->
+                 the I/O-coherent S_AXI_HPC0_FPD and ``m_axi_w1..w3`` -> S_AXI_HP1, HP3,
+                 HP0_FPD; each reaching all of DDR;
                  ``pl_clk0`` at the configuration's clock for the core and control, ``pl_clk1``
                  at ``axi_clock_mhz`` for the masters and the HP ports (or ``pl_clk0``
                  everywhere without one), ``irq`` -> ``pl_ps_irq0``),
                  ``build.tcl`` (synth, impl writing the bitstream, FAIL on negative
                  WNS/WHS before ``.bit`` is copied out, ``.bit.bin`` via bootgen,
                  ``.xsa`` with bitstream, ``.hwh``), ``systole.dtso`` (every used HP port's
-                 AFI widths; + ``systole.dtbo``
+                 AFI widths, ``/dev/udmabuf0`` and, with ``coherent_io``, the
+                 ``dma-coherent`` ``/dev/udmabuf1``; + ``systole.dtbo``
                  when ``dtc`` is installed), ``shell.json``, ``systole.bif``,
                  ``README.md``.
 ``nexys_video``  the three IPs (accelerator, ``systole_link`` UART bridge, ``systole_eth``
@@ -70,12 +73,13 @@ def default_baud() -> int:
 
 
 def generate(target: str, config: AccelConfig, out: Path, *, baud: int | None = None,
-             udmabuf_bytes: int = 256 << 20, top_verilog: Path | None = None, link: bool = False) -> list[Path]:
+             udmabuf_bytes: int = 256 << 20, coherent_bytes: int = kv260.COHERENT_BYTES, top_verilog: Path | None = None, link: bool = False) -> list[Path]:
     """Write every file of ``target`` (``ip``, ``kv260``, ``nexys_video``) under ``out``; the paths.
 
     ``link`` adds the ``systole_link`` bridge IP to the ``ip`` target (the Nexys Video
     flow always has it); ``baud`` is its UART rate (default: ``default_baud()``).
-    ``top_verilog`` reuses an existing ``systole_top.v`` instead of converting the
+    ``udmabuf_bytes`` and ``coherent_bytes`` size the KV260's two u-dma-bufs (the second,
+    ``dma-coherent``, only with ``coherent_io``). ``top_verilog`` reuses an existing ``systole_top.v`` instead of converting the
     design. ``ValueError`` names a target or a configuration value the flow refuses.
     """
     baud = default_baud() if baud is None else baud
@@ -89,7 +93,7 @@ def generate(target: str, config: AccelConfig, out: Path, *, baud: int | None = 
         return ip_files(config, out, board=BOARDS[IP_BOARD], link=link_board if link else None,
                         baud=baud, top_verilog=top_verilog)
     if target == "kv260":
-        board_files = kv260.files(config, udmabuf_bytes)      # refuses a bad configuration first
+        board_files = kv260.files(config, udmabuf_bytes, coherent_bytes=coherent_bytes)      # refuses a bad configuration first
         written = ip_files(config, out / "ip", board=kv260.BOARD, top_verilog=top_verilog)
         written += write_files(out, board_files)
         dtbo = kv260.compile_overlay(out / "systole.dtso")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from gen.verilog import REPO, add_config_args, config_from_args
-from gen.vivado import TARGETS, default_baud, generate
+from gen.vivado import TARGETS, default_baud, generate, kv260
 from gen.vivado import __doc__ as PACKAGE_DOC
 from host.cli import ArgumentParser, entry, int_in, out_dir
 
@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baud", type=int_in(1), default=default_baud(),
                         help=f"Nexys Video UART baud rate (default: {default_baud()}, from hdl.spec.boards)")
     parser.add_argument("--udmabuf-mib", type=int_in(1, 2048), default=256, help="KV260 u-dma-buf size in MiB")
+    parser.add_argument("--coherent-mib", type=int_in(1, 2048), default=kv260.COHERENT_BYTES >> 20,
+                        help="KV260 coherent u-dma-buf (/dev/udmabuf1, A and C with coherent_io) size in MiB "
+                             f"(default: {kv260.COHERENT_BYTES >> 20})")
     parser.add_argument("--link", action="store_true", help="ip: also package the systole_link UART bridge")
     args = parser.parse_args(argv)
     explicit = any(a.startswith("--preset") for a in (sys.argv[1:] if argv is None else argv))
@@ -34,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or REPO / "build" / "vivado" / args.target
     try:
         written = generate(args.target, config, out, baud=args.baud, udmabuf_bytes=args.udmabuf_mib << 20,
-                           link=args.link)
+                           coherent_bytes=args.coherent_mib << 20, link=args.link)
     except ValueError as exc:
         parser.error(str(exc))
     for path in written:

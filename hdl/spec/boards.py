@@ -119,20 +119,29 @@ class HpPort:
     module AFIFM<afifm>; the afi-fpga binding's ``config-afi`` regids 0..13 are AFIFM0..6's
     RDCTRL, WRCTRL in turn, so AFIFM<n> is regid 2n (read width) and 2n + 1 (write width).
     ``ddrc``: the DDR controller AXI port (XPI) it reaches and who shares it (UG1085).
+    ``coherent``: the port is ``S_AXI_HPC<hp>_FPD`` instead, which reaches the DDRC through
+    the CCI and can snoop the APU's caches (UG1085 "APU Coherent Interfaces"); every name
+    then says ``HPC<hp>`` where it says ``HP<hp>`` (``saxihpc0_fpd_aclk``, ``SAXIGP0/HPC0_DDR_LOW``).
     """
 
     hp: int
     gp: int
     afifm: int
     ddrc: str
+    coherent: bool = False
+
+    @property
+    def name(self) -> str:
+        """``HP<hp>`` or, coherent, ``HPC<hp>``."""
+        return f"HPC{self.hp}" if self.coherent else f"HP{self.hp}"
 
     @property
     def interface(self) -> str:
-        return f"S_AXI_HP{self.hp}_FPD"
+        return f"S_AXI_{self.name}_FPD"
 
     @property
     def clock_pin(self) -> str:
-        return f"saxihp{self.hp}_fpd_aclk"
+        return f"saxi{self.name.lower()}_fpd_aclk"
 
     @property
     def use_property(self) -> str:
@@ -143,8 +152,9 @@ class HpPort:
         return f"PSU__SAXIGP{self.gp}__DATA_WIDTH"
 
     def segment(self, name: str) -> str:
-        """The PS's address segment ``name`` (``DDR_LOW``) as this port reaches it: ``SAXIGP2/HP0_DDR_LOW``."""
-        return f"SAXIGP{self.gp}/HP{self.hp}_{name}"
+        """The PS's address segment ``name`` (``DDR_LOW``) as this port reaches it: ``SAXIGP2/HP0_DDR_LOW``
+        (``SAXIGP0/HPC0_DDR_LOW`` for HPC0)."""
+        return f"SAXIGP{self.gp}/{self.name}_{name}"
 
     @property
     def afi_registers(self) -> tuple[int, int]:
@@ -187,7 +197,11 @@ class Board:
     ``dram_windows``: where the accelerator's DMA reaches DRAM. ``ctrl_window``: where
     the registers sit in the map of whoever drives ``s_axi_ctrl`` (the PS on the
     KV260, the link bridge on the Nexys Video). ``dma_ports``: the PS ports the DMA
-    masters (``AccelConfig.weight_masters``) connect to, in that order.
+    masters (``AccelConfig.weight_masters``) connect to, in that order;
+    ``coherent_dma_ports`` the same for a configuration with ``coherent_io`` (its first,
+    for ``m_axi_dma``, snoops the CPU's caches; the others are for the weight masters).
+    ``snoop_enable``: the register write (address, value) that lets a coherent port's
+    transactions snoop the CPU's caches, made once after boot.
     """
 
     name: str
@@ -214,6 +228,8 @@ class Board:
     board_part_versions: tuple[str, ...] = ()
     dma_excluded_segments: tuple[str, ...] = ()   # segments the DMA masters see but must not use
     dma_ports: tuple[HpPort, ...] = ()            # the PS slave ports of the DMA masters, master 0's first
+    coherent_dma_ports: tuple[HpPort, ...] = ()   # ... with AccelConfig.coherent_io (master 0's snoops)
+    snoop_enable: tuple[int, int] | None = None   # (address, value) enabling the coherent port's snoops
     ethernet: Ethernet | None = None              # an Ethernet port the design may use
 
     def pin_group(self, stem: str) -> tuple[Pin, ...]:
@@ -263,6 +279,29 @@ _KV260_HP_PORTS = (
     HpPort(hp=2, gp=4, afifm=4, ddrc="XPI 4, shared with S_AXI_HP1_FPD"),
     HpPort(hp=3, gp=5, afifm=5, ddrc="XPI shared with the FPD DMA (S5, not confirmed)"),
 )
+# The two I/O-coherent ports (UG1085 "APU Coherent Interfaces"): S_AXI_HPC0_FPD and
+# S_AXI_HPC1_FPD go through the CCI before the DDRC, so they can snoop the APU's L1/L2 (a
+# burst with AxCACHE[3:2] != 0 and the CCI's snoops enabled) and have a longer latency to
+# DDR than the HP ports. PSU__USE__S_AXI_GP0/GP1 and AFIFM0/AFIFM1 (UG1085 table 35-2, the
+# tools sometimes call them AFI0/AFI1).
+_KV260_HPC_PORTS = (
+    HpPort(hp=0, gp=0, afifm=0, coherent=True,
+           ddrc="through the CCI (XPIs 1, 2, not confirmed), snooping the APU caches; longer latency"),
+    HpPort(hp=1, gp=1, afifm=1, coherent=True,
+           ddrc="through the CCI (XPIs 1, 2, not confirmed), snooping the APU caches; longer latency"),
+)
+# With AccelConfig.coherent_io: m_axi_dma (A, weight stream 0, C) on HPC0; the weight
+# masters on HP ports spread over the XPIs: HP1 first (XPI 4, its own while HP2 is unused),
+# then HP3 (shared with the FPD DMA, idle in our use), HP0 (shared with the DisplayPort
+# master, which scans out while a monitor is attached), and HP2 last (it would share XPI 4
+# with HP1). The preset's four masters use HPC0, HP1, HP3, HP0: three XPIs for the weight
+# streams plus the CCI's.
+_KV260_COHERENT_DMA_PORTS = (_KV260_HPC_PORTS[0], *(_KV260_HP_PORTS[hp] for hp in (1, 3, 0, 2)))
+# The CCI-400's Snoop_Control_Register_S3 (slave interface 3, the one HPC0/HPC1 enter by):
+# bit 0 Enable_snoops (UG1085 "APU Coherent Interfaces" names the bit; the CCI-400 TRM puts
+# slave interface n's registers at 0x1000 * (n + 1) past the CCI's base, 0xFD6E0000 in the
+# ZynqMP map). The address is not confirmed on a board.
+_KV260_SNOOP_ENABLE = (0xFD6E_4000, 0x1)
 
 _KV260 = Board(
     name="kv260",
@@ -294,11 +333,14 @@ _KV260 = Board(
     # numbers the same pins 1,3,5,7 (top) and 2,4,6,8 (bottom). 3.3 V.
     connectors={"pmod_j2": "H12 E10 D10 C11 - - B10 E12 D11 B11 - -"},
     connector_iostandards={"pmod_j2": "LVCMOS33"},
-    dma_port="one 128-bit HP port per DMA master (S_AXI_HP0_FPD .. S_AXI_HP3_FPD) at the PL clock",
+    dma_port="one 128-bit HP port per DMA master (S_AXI_HP0_FPD .. S_AXI_HP3_FPD) at the PL clock; "
+             "with coherent_io m_axi_dma on the I/O-coherent S_AXI_HPC0_FPD",
     # Not DRAM: excluded on every HP port, as Kria-PYNQ's kv260/base/base.tcl does for HP1
     # (commit 21bf5e18: HP1_LPS_OCM, HP1_QSPI).
     dma_excluded_segments=("LPS_OCM", "QSPI"),
     dma_ports=_KV260_HP_PORTS,
+    coherent_dma_ports=_KV260_COHERENT_DMA_PORTS,
+    snoop_enable=_KV260_SNOOP_ENABLE,
 )
 
 def _mig_pins(standard: str, pins: str) -> dict[str, Pin]:
