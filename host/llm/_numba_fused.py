@@ -13,14 +13,11 @@ contraction, so RoPE and the scales round exactly as numpy's do).
 Arrays come in preallocated; the kernels allocate nothing except the logits of
 ``dequantize_logits``.
 
-**tanh without libm.** ``_tanh`` is a float32 rational approximation that vectorizes:
-``TANH_FLOPS`` flops per element, within ``TANH_MAX_ULP`` ulp and ``TANH_MAX_ERROR`` of
-the exact tanh over all float32 (``tests/test_fused.py``: a dense grid, the extremes,
-infinities, NaN). ``gated_quantize`` does NOT use it yet: with it, the FFN's int8
-activations differ from the numpy path's (``np.tanh``) in a few elements per token, and
-Gemma 3 270M's greedy continuation in ``tests/test_fused.py`` diverges (smoothquant at
-its 9th token, a 0.029 logit margin; w4a8 at its 12th, 0.20). Using it needs the numpy
-path to use the same tanh (one definition), a decision about the reference.
+**tanh without libm.** ``_tanh`` is the host's one tanh (``host.llm.tanh``), a float32
+rational approximation that vectorizes: ``TANH_FLOPS`` flops per element, within
+``TANH_MAX_ULP`` ulp and ``TANH_MAX_ERROR`` of the exact tanh. ``gated_quantize`` uses
+it, and ``Transformer.activation`` uses its numpy twin ``tanh32`` (bit-equal,
+``tests/test_fused.py``), so the two paths' FFN activations stay equal.
 
 **Jobs submitted from here.** Where the backend's driver has a compiled job path (the
 KV260: ``host.accel.driver.CompiledJob``), each gap kernel has a ``*_job`` twin that runs
@@ -42,27 +39,16 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
+from .tanh import TANH_CLAMP, TANH_FLOPS, TANH_MAX_ERROR, TANH_MAX_ULP, TANH_P, TANH_Q, TANH_TINY  # noqa: F401
+
 _ONE = np.float32(1.0)
 _HALF = np.float32(0.5)
 _GELU_C = np.float32(0.7978845608028654)            # sqrt(2/pi), as transformer._GELU_C
 _GELU_C3 = np.float32(0.7978845608028654 * 0.044715)
 _REASSOC = {"reassoc"}
 
-# _tanh: Eigen's generic_fast_tanh_float (also TensorFlow's): tanh(x) = x P(x^2) / Q(x^2)
-# on x clamped to +-7.9053 (where the rational reaches the float32 below 1), x itself for
-# |x| < 0.0004 (tanh(x) rounds to x there). Measured against float64 tanh over every
-# 7th float32 in [-12, 12]: at most 6 ulp, 3.9e-7 absolute (the clamp costs up to 5 ulp
-# in [7.9, 9.01], where tanh rounds to 1).
-_TANH_CLAMP = np.float32(7.90531110763549805)
-_TANH_TINY = np.float32(0.0004)
-_TANH_P = tuple(np.float32(c) for c in (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
-                                        5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
-                                        4.89352455891786e-03))        # x^13 .. x^1
-_TANH_Q = tuple(np.float32(c) for c in (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
-                                        4.89352518554385e-03))        # x^6 .. x^0
-# min, max, x^2, 12 for P (Horner), 1 for x P, 6 for Q, the division, 2 compares.
-TANH_FLOPS = 25
-TANH_MAX_ULP, TANH_MAX_ERROR = 6, 4e-7
+# _tanh: the host's one tanh (host.llm.tanh: the constants, the bound, tanh32 for numpy).
+_TANH_CLAMP, _TANH_TINY, _TANH_P, _TANH_Q = TANH_CLAMP, TANH_TINY, TANH_P, TANH_Q
 
 JOB_DONE, JOB_ERROR = 1, 2
 # systole_job's 14 parameters (firmware/replay.c): p a pointer, u uint32_t, q uint64_t.
@@ -352,8 +338,8 @@ def residual_norm_quantize(acc, w_scale, x_scale, post_norm, has_post_norm, x, w
 @numba.njit(cache=True, boundscheck=False)
 def gated_quantize(acc, w_scale, x_scale, gelu, gate_up, q, scale, qmax_inverse, tiny):
     """Between ffn_up_gate and ffn_down: dequantize ``[gate, up]``, GeGLU (tanh GELU) or
-    SwiGLU in ``Transformer.activation``'s float32 order, quantize the ``[F]`` result
-    (libm's tanh: see the module docstring on ``_tanh``)."""
+    SwiGLU in ``Transformer.activation``'s float32 order (``_tanh``, as its ``tanh32``),
+    quantize the ``[F]`` result."""
     _dequantize(acc, w_scale, x_scale[0], gate_up)
     f = gate_up.shape[0] // 2
     for j in range(f):
@@ -365,7 +351,7 @@ def gated_quantize(acc, w_scale, x_scale, gelu, gate_up, q, scale, qmax_inverse,
             inner *= gate
         else:
             inner = gate * _HALF
-        hidden = np.tanh(inner)
+        hidden = _tanh(inner)
         hidden *= _HALF
         hidden += _HALF
         hidden *= gate

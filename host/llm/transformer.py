@@ -24,6 +24,7 @@ import numpy as np
 from .layers import LinearLayers
 from .model.base import ModelConfig
 from .profile import Profiler
+from .tanh import tanh32
 
 __all__ = ["KVCache", "Transformer", "rms_norm", "apply_rope", "check_context_length"]
 
@@ -286,7 +287,7 @@ class Transformer:
             hidden *= gate
         else:                              # SiLU, written with tanh so it never overflows
             hidden = gate * 0.5
-        np.tanh(hidden, out=hidden)
+        tanh32(hidden, out=hidden)         # the host's one tanh (host.llm.tanh), as the fused kernels'
         hidden *= 0.5
         hidden += 0.5
         hidden *= gate

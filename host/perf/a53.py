@@ -86,8 +86,11 @@ def _visible_keys(config: ModelConfig, layer: int, context: int) -> int:
     return min(context, config.sliding_window)
 
 
+from ..llm.tanh import TANH_FLOPS  # noqa: E402  (the kernels' tanh: flops, not a libm call)
+
+
 def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4,
-             tanh_flops: int | None = None, argmax_scanned: float = 1.0) -> list[HostOp]:
+             tanh_flops: int | None = TANH_FLOPS, argmax_scanned: float = 1.0) -> list[HostOp]:
     """The host step of one decode token at ``context`` tokens (the new one included),
     float32 activations, a KV cache of ``kv_bytes`` per element (4: float32).
 
@@ -97,7 +100,7 @@ def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4,
     RoPE 3; GELU/SiLU 8 and one tanh; attention 2 per multiply-add, softmax 3 and one
     exp per score. ``tanh_flops``: count the tanh as that many flops instead of a
     transcendental (``host.llm._numba_fused.TANH_FLOPS``, 25, for its libm-free
-    ``_tanh``, not used by the kernels yet); None: a transcendental (``np.tanh``, libm).
+    ``_tanh``, the host's one tanh, host.llm.tanh); None: a transcendental (libm).
 
     The greedy classifier argmax (``argmax_logit``) reads every int32 sum and takes the
     maximum of each block of ``ARGMAX_BLOCK`` (1 flop per entry, 4 bytes); only the
