@@ -96,6 +96,7 @@ int fake_init(void)
         {"bus", SYSTOLE_CAP_BUS, SYSTOLE_EXPECT_CAP_BUS ^ 0x10000u},
         {"max_k", SYSTOLE_CAP_MAX_K, SYSTOLE_EXPECT_CAP_MAX_K - 1u},
         {"ports", SYSTOLE_CAP_PORTS, SYSTOLE_EXPECT_CAP_PORTS + 1u},
+        {"coherent_io", SYSTOLE_CAP_PORTS, SYSTOLE_EXPECT_CAP_PORTS ^ SYSTOLE_CAP_PORTS_COHERENT_IO_MASK},
         {"formats", SYSTOLE_CAP_FORMATS, SYSTOLE_EXPECT_CAP_FORMATS ^ (1u << SYSTOLE_FORMAT_INT4)},
     };
     for (size_t which = 0; which < sizeof(cases) / sizeof(cases[0]); which++) {
@@ -103,9 +104,9 @@ int fake_init(void)
         regs[cases[which].offset / 4u] = cases[which].bad_value;
         struct systole_dev dev;
         int status = systole_init(&dev, regs, NULL);
-        printf("%s %d rows=%u cols=%u bus_bytes=%u addr_width=%u max_burst=%u max_k=%u ports=%u formats=0x%x "
-               "ctrl=0x%x\n", cases[which].name, status, dev.rows, dev.cols, dev.bus_bytes, dev.addr_width,
-               dev.max_burst, dev.max_k, dev.ports, dev.formats, regs[SYSTOLE_CTRL / 4u]);
+        printf("%s %d rows=%u cols=%u bus_bytes=%u addr_width=%u max_burst=%u max_k=%u ports=%u coherent_io=%u "
+               "formats=0x%x ctrl=0x%x\n", cases[which].name, status, dev.rows, dev.cols, dev.bus_bytes, dev.addr_width,
+               dev.max_burst, dev.max_k, dev.ports, dev.coherent_io, dev.formats, regs[SYSTOLE_CTRL / 4u]);
     }
     return 0;
 }

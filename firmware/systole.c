@@ -38,11 +38,13 @@ int systole_init(struct systole_dev *dev, volatile void *regs, const struct syst
     dev->act_bytes = systole_read(dev, SYSTOLE_CAP_ACT_BYTES);
     dev->max_k = systole_read(dev, SYSTOLE_CAP_MAX_K);
     dev->max_mn = systole_read(dev, SYSTOLE_CAP_MAX_MN);
-    dev->ports = systole_read(dev, SYSTOLE_CAP_PORTS);
+    uint32_t ports = systole_read(dev, SYSTOLE_CAP_PORTS);
+    dev->ports = SYSTOLE_CAP_PORTS_COUNT(ports);
+    dev->coherent_io = SYSTOLE_CAP_PORTS_COHERENT_IO(ports);
     dev->formats = systole_read(dev, SYSTOLE_CAP_FORMATS);
     if (array != SYSTOLE_EXPECT_CAP_ARRAY || bus != SYSTOLE_EXPECT_CAP_BUS
         || dev->act_bytes != SYSTOLE_EXPECT_CAP_ACT_BYTES || dev->max_k != SYSTOLE_EXPECT_CAP_MAX_K
-        || dev->max_mn != SYSTOLE_EXPECT_CAP_MAX_MN || dev->ports != SYSTOLE_EXPECT_CAP_PORTS
+        || dev->max_mn != SYSTOLE_EXPECT_CAP_MAX_MN || ports != SYSTOLE_EXPECT_CAP_PORTS
         || dev->formats != SYSTOLE_EXPECT_CAP_FORMATS)
         return SYSTOLE_E_CAPS;
     systole_soft_reset(dev);

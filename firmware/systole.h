@@ -55,7 +55,9 @@ struct systole_dev {
     volatile uint32_t *regs;
     struct systole_platform platform;
     uint32_t rows, cols, bus_bytes, addr_width, max_burst, act_bytes, max_k, max_mn;
-    uint32_t ports;          /* CAP_PORTS: weight read ports; cols == ports * bus_bytes */
+    uint32_t ports;          /* CAP_PORTS.count: weight read ports; cols == ports * bus_bytes */
+    uint32_t coherent_io;    /* CAP_PORTS.coherent_io: A and C bursts are I/O coherent (no cache
+                              * maintenance of A and C per job) */
     uint32_t formats;        /* CAP_FORMATS: bit f set when W_FORMAT f runs (SYSTOLE_FORMAT_*) */
     uint32_t err_code;       /* ERR_CODE of the last failed job (SYSTOLE_ERR_*) */
     uint64_t err_addr;       /* ERR_ADDR of the last failed job */

@@ -21,8 +21,8 @@ from .spec.dma import BOUNDARY_BYTES
 
 __all__ = [
     "RESP_OKAY", "RESP_EXOKAY", "RESP_SLVERR", "RESP_DECERR", "BURST_INCR",
-    "CACHE_NORMAL_NONCACHEABLE_BUFFERABLE", "PROT_DEFAULT", "BOUNDARY_BYTES",
-    "axsize", "burst_attributes", "AXI4ReadSignature", "AXI4WriteSignature", "AXI4Signature",
+    "CACHE_NORMAL_NONCACHEABLE_BUFFERABLE", "PROT_DEFAULT", "CACHE_COHERENT", "PROT_COHERENT",
+    "BOUNDARY_BYTES", "axsize", "burst_attributes", "cache_prot", "AXI4ReadSignature", "AXI4WriteSignature", "AXI4Signature",
     "AXI4LiteSignature", "flat_members", "connect_flat",
 ]
 
@@ -37,6 +37,14 @@ BURST_INCR = 0b01
 CACHE_NORMAL_NONCACHEABLE_BUFFERABLE = 0b0011
 # Unprivileged, secure, data access.
 PROT_DEFAULT = 0b000
+# I/O coherent bursts (``AccelConfig.coherent_io``, m_axi_dma on the KV260's S_AXI_HPC0_FPD).
+# Xilinx AR 69446 and UG1085 ("APU Coherent Interfaces"): the CCI snoops a transaction
+# from an HPC port only when AxCACHE[3:2] != 0; the tested value is 0b1111 on both AR and
+# AW (write-back, read- and write-allocate). AxPROT[1] (non-secure) must match the
+# security of the memory it snoops: Linux runs non-secure, so unprivileged, non-secure,
+# data access.
+CACHE_COHERENT = 0b1111
+PROT_COHERENT = 0b010
 
 
 def axsize(bus_bytes: int) -> int:
@@ -48,13 +56,21 @@ def axsize(bus_bytes: int) -> int:
 
 def burst_attributes(bus, channel: str, bus_bytes: int) -> list:
     """Assignments of ``channel`` ("ar" or "aw")'s fixed fields for full-width INCR
-    bursts with ID 0: size, burst type, no lock, the HP ports' cache type, default
-    protection, no QoS."""
+    bursts with ID 0: size, burst type, no lock, no QoS. AxCACHE and AxPROT are not
+    fixed: the DMA master drives them per burst (``cache_prot``)."""
     if channel not in ("ar", "aw"):
         raise ValueError(f"channel={channel!r} must be 'ar' or 'aw'")
-    values = {"id": 0, "size": axsize(bus_bytes), "burst": BURST_INCR, "lock": 0,
-              "cache": CACHE_NORMAL_NONCACHEABLE_BUFFERABLE, "prot": PROT_DEFAULT, "qos": 0}
+    values = {"id": 0, "size": axsize(bus_bytes), "burst": BURST_INCR, "lock": 0, "qos": 0}
     return [getattr(bus, channel + name).eq(value) for name, value in values.items()]
+
+
+def cache_prot(coherent: bool) -> tuple[int, int]:
+    """``(AxCACHE, AxPROT)`` of a burst: the coherent pair for a burst of a coherent
+    command in a ``coherent_io`` build, else normal non-cacheable bufferable, default
+    protection (what the HP ports and the MIG take)."""
+    if coherent:
+        return CACHE_COHERENT, PROT_COHERENT
+    return CACHE_NORMAL_NONCACHEABLE_BUFFERABLE, PROT_DEFAULT
 
 
 def _read_members(addr_width: int, data_width: int, id_width: int) -> dict:

@@ -11,16 +11,20 @@ __all__ = ["BurstSplitter", "command_layout", "burst_layout"]
 
 
 def command_layout(config: AccelConfig) -> data.StructLayout:
-    """Payload of a DMA command: ``beats`` full-width beats starting at ``addr``."""
-    return data.StructLayout({"addr": config.addr_width, "beats": 32})
+    """Payload of a DMA command: ``beats`` full-width beats starting at ``addr``;
+    ``coherent``: the data is shared with the CPU job by job (A's rows, C), so its
+    bursts are I/O coherent in a ``coherent_io`` build."""
+    return data.StructLayout({"addr": config.addr_width, "beats": 32, "coherent": 1})
 
 
 def burst_layout(config: AccelConfig) -> data.StructLayout:
-    """Payload of one burst: ``beats`` in 1..max_burst, ``last`` ends its command."""
+    """Payload of one burst: ``beats`` in 1..max_burst, ``last`` ends its command,
+    ``coherent`` copied from its command."""
     return data.StructLayout({
         "addr": config.addr_width,
         "beats": unsigned(config.max_burst.bit_length()),
         "last": 1,
+        "coherent": 1,
     })
 
 
@@ -35,6 +39,7 @@ class BurstSplitter(wiring.Component):
     that entry's flag, never on ``burst.ready``.
     The low ``log2(bus_bytes)`` address bits are ignored (commands are
     beat-aligned by contract). A command of 0 beats is taken and dropped.
+    Every burst carries its command's ``coherent`` bit.
 
     ``flush`` (level): drop the command in progress and the bursts cut, and take
     and drop every command offered. A burst offered while ``flush`` is high is
@@ -56,6 +61,7 @@ class BurstSplitter(wiring.Component):
         self.next_addr = Signal(config.addr_width)
         self.remaining = Signal(32)
         self.active = Signal()
+        self.coherent = Signal()
         self.skid = Signal(burst_layout(config))
         self.skid_valid = Signal()
 
@@ -66,6 +72,7 @@ class BurstSplitter(wiring.Component):
         boundary_shift = BOUNDARY_BYTES.bit_length() - 1
 
         addr, remaining, active = self.next_addr, self.remaining, self.active
+        coherent = self.coherent
 
         # Beats left before the next 4 KiB boundary: 1 .. 4096/bus_bytes.
         to_boundary = Signal(range((BOUNDARY_BYTES >> beat_shift) + 1))
@@ -94,6 +101,7 @@ class BurstSplitter(wiring.Component):
             cut.addr.eq(addr),
             cut.beats.eq(beats),
             cut.last.eq(final),
+            cut.coherent.eq(coherent),
             burst.valid.eq(out_valid),
             self.cmd.ready.eq(~active | self.flush | (advance & final)),
             self.busy.eq(active | out_valid),
@@ -110,6 +118,7 @@ class BurstSplitter(wiring.Component):
             m.d.sync += [
                 addr.eq(Cat(C(0, beat_shift), self.cmd.p.addr[beat_shift:])),
                 remaining.eq(self.cmd.p.beats),
+                coherent.eq(self.cmd.p.coherent),
                 active.eq(self.cmd.p.beats != 0),
             ]
         with m.Elif(advance):

@@ -183,6 +183,8 @@ class Controller(wiring.Component):
                 cmd.valid.eq(wants_w | issuing_a if p == 0 else wants_w),
                 cmd.payload.addr.eq(Mux(issuing_a, a_next, w_next[p]) if p == 0 else w_next[p]),
                 cmd.payload.beats.eq(Mux(issuing_a, a_row_beats, tile_beats) if p == 0 else tile_beats),
+                # A's rows are shared with the CPU job by job; weight tiles are not.
+                cmd.payload.coherent.eq(issuing_a if p == 0 else 0),
                 w_taken[p].eq(w_sent[p] | (issuing_w & cmd.valid & cmd.ready)),
             ]
         with m.If(issue_go):

@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from .axi import AXI4WriteSignature, burst_attributes
+from .axi import AXI4WriteSignature, burst_attributes, cache_prot
 from .dma_control import StopControl, control_members
 from .fifo_flags import track_ready
 from .spec.config import AccelConfig
@@ -29,6 +29,8 @@ class DmaWriter(wiring.Component):
     expect, and since W does not wait for the AW *handshake* it cannot
     deadlock against a slave that waits for WVALID before AWREADY. BREADY is
     always high. Single ID (AWID=0).
+    AWCACHE/AWPROT: ``hdl.axi.cache_prot(coherent)`` of each burst's command in a
+    ``coherent_io`` build (registered with AWADDR), normal non-cacheable otherwise.
 
     Timing: a command taken at clock edge n presents its first AW from edge
     n+2 and its first W beat from edge n+3 (the ``data`` beat is taken at
@@ -102,6 +104,18 @@ class DmaWriter(wiring.Component):
             ]
         with m.Elif(bus.awready):
             m.d.sync += bus.awvalid.eq(0)
+        # AxCACHE/AxPROT: registered with the address in a ``coherent_io`` build (the
+        # coherent pair for a coherent command's bursts), constants otherwise.
+        plain_cache, plain_prot = cache_prot(False)
+        if config.coherent_io:
+            cache = Signal(4, name="awcache_q", init=plain_cache)
+            prot = Signal(3, name="awprot_q", init=plain_prot)
+            with m.If(issue):
+                m.d.sync += [cache.eq(Mux(burst.p.coherent, cache_prot(True)[0], plain_cache)),
+                             prot.eq(Mux(burst.p.coherent, cache_prot(True)[1], plain_prot))]
+            m.d.comb += [bus.awcache.eq(cache), bus.awprot.eq(prot)]
+        else:
+            m.d.comb += [bus.awcache.eq(plain_cache), bus.awprot.eq(plain_prot)]
         m.d.comb += burst_attributes(bus, "aw", config.bus_bytes)
 
         # W: beats of the burst at the head of ``awaiting_w``. Whether the beat being loaded

@@ -109,6 +109,7 @@ class Drain(wiring.Component):
                     self.cmd.valid.eq(1),
                     self.cmd.payload.addr.eq(cmd_addr),
                     self.cmd.payload.beats.eq(beats),
+                    self.cmd.payload.coherent.eq(1),    # C is shared with the CPU job by job
                     cmd_addr.eq(cmd_addr + c_stride),
                     cmd_rows_left.eq(cmd_rows_left - 1),
                 ]

@@ -17,7 +17,9 @@ throughput benchmark measure against, written independently of the RTL:
   of full-width beats, aligned, at most ``max_burst`` beats and inside one 4 KiB
   page, at most ``max_outstanding`` bursts in flight, W beats never ahead of
   their AW, WLAST exactly on each burst's last beat, AxCACHE/AxPROT as
-  specified.
+  specified: normal non-cacheable (0b0011, 0b000), or the I/O coherent pair
+  (0b1111, 0b010) when the config has ``coherent_io``. Every burst's attributes
+  are recorded (``bursts``) so a test can check which bursts were coherent.
 """
 
 from __future__ import annotations
@@ -25,8 +27,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from hdl.axi import (BOUNDARY_BYTES, BURST_INCR, CACHE_NORMAL_NONCACHEABLE_BUFFERABLE,
-                     PROT_DEFAULT, RESP_OKAY, axsize)
+from hdl.axi import BOUNDARY_BYTES, BURST_INCR, RESP_OKAY, axsize, cache_prot
 from hdl.spec.config import AccelConfig
 from sim.dma_traffic import Stalls
 
@@ -45,6 +46,8 @@ class Burst:
     beats: int
     cycle: int                       # handshake cycle
     resp: list[int] = field(default_factory=list)
+    cache: int = 0                   # AxCACHE
+    prot: int = 0                    # AxPROT
 
 
 class AxiMemory:
@@ -55,7 +58,8 @@ class AxiMemory:
     burst; ``write_latency`` the cycles from a burst's last W beat (and its
     AW) to the earliest BVALID. ``errors`` is a list of ``(lo, hi, resp)``
     byte ranges [lo, hi) answered with ``resp``. Observations for the tests:
-    ``ars``/``aws`` (every burst, in handshake order), ``max_reads_in_flight``,
+    ``ars``/``aws`` (every burst, in handshake order), ``bursts`` (every burst as
+    ``(channel, address, beats, cache, prot)``, channel "AR" or "AW"), ``max_reads_in_flight``,
     ``max_writes_in_flight``, ``first_read_error``/``first_write_error`` (the
     burst address of the first burst answered with an error).
     """
@@ -80,6 +84,7 @@ class AxiMemory:
         self.errors = list(errors)
         self.ars: list[Burst] = []
         self.aws: list[Burst] = []
+        self.bursts: list[tuple[str, int, int, int, int]] = []
         self.reads_in_flight = 0
         self.writes_in_flight = 0
         self.max_reads_in_flight = 0
@@ -116,8 +121,10 @@ class AxiMemory:
             self._fail(f"{kind}BURST={burst}, expected INCR")
         if size != axsize(bus_bytes):
             self._fail(f"{kind}SIZE={size}, expected {axsize(bus_bytes)} (full {bus_bytes}-byte beats)")
-        if cache != CACHE_NORMAL_NONCACHEABLE_BUFFERABLE or prot != PROT_DEFAULT:
-            self._fail(f"{kind}CACHE={cache:#06b} {kind}PROT={prot}, expected 0b0011 and 0")
+        allowed = {cache_prot(False)} | ({cache_prot(True)} if self.config.coherent_io else set())
+        if (cache, prot) not in allowed:
+            self._fail(f"{kind}CACHE={cache:#06b} {kind}PROT={prot:#05b}, expected one of "
+                       + ", ".join(f"({c:#06b}, {p:#05b})" for c, p in sorted(allowed)))
         if addr % bus_bytes:
             self._fail(f"{kind}ADDR=0x{addr:X} is not {bus_bytes}-byte aligned")
         if beats > self.config.max_burst:
@@ -155,12 +162,13 @@ class AxiMemory:
                        bus.arburst, bus.arcache, bus.arprot, bus.rvalid, bus.rready):
             self.cycle += 1
             # AR
-            payload = (arvalid, araddr, arlen) if arvalid else (0,)
+            payload = (arvalid, araddr, arlen, arcache, arprot) if arvalid else (0,)
             self._hold("AR", held_ar, payload, self._fail)
             if arvalid and arready:
                 self._check_burst("AR", araddr, arlen, arsize, arburst, arcache, arprot)
-                burst = Burst(araddr, arlen + 1, self.cycle)
+                burst = Burst(araddr, arlen + 1, self.cycle, cache=arcache, prot=arprot)
                 self.ars.append(burst)
+                self.bursts.append(("AR", araddr, arlen + 1, arcache, arprot))
                 self.ar_beats += burst.beats
                 queue.append([burst, self.cycle + self.read_latency - 1, 0])
                 self.reads_in_flight += 1
@@ -225,14 +233,15 @@ class AxiMemory:
                        bus.bvalid, bus.bready):
             self.cycle += 1
             # AW
-            payload = (awvalid, awaddr, awlen) if awvalid else (0,)
+            payload = (awvalid, awaddr, awlen, awcache, awprot) if awvalid else (0,)
             self._hold("AW", held_aw, payload, self._fail)
             if awvalid and held_aw is None:
                 aw_presented += 1
             if awvalid and awready:
                 self._check_burst("AW", awaddr, awlen, awsize, awburst, awcache, awprot)
-                burst = Burst(awaddr, awlen + 1, self.cycle)
+                burst = Burst(awaddr, awlen + 1, self.cycle, cache=awcache, prot=awprot)
                 self.aws.append(burst)
+                self.bursts.append(("AW", awaddr, awlen + 1, awcache, awprot))
                 aw_taken.append(burst)
                 self.writes_in_flight += 1
                 if self.writes_in_flight > config.max_outstanding:

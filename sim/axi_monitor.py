@@ -4,7 +4,7 @@
 (the way cocotbext-axi samples handshakes) and records, without stopping the
 simulation, every rule the master breaks:
 
-- VALID held, with a stable payload, until READY on AR, AW and W;
+- VALID held, with a stable payload (AxCACHE and AxPROT too), until READY on AR, AW and W;
 - INCR bursts of full-width beats, aligned, at most ``max_burst`` beats, inside one
   4 KiB page (``hdl.spec.dma.BOUNDARY_BYTES``);
 - at most ``max_outstanding`` read bursts in flight;
@@ -12,7 +12,8 @@ simulation, every rule the master breaks:
 
 It also logs every AR and AW taken, as ``(address, beats)`` in handshake order, so a
 test can compare them with the DMA plan (``hdl.spec.dma.read_bursts``,
-``write_bursts``), and counts the handshakes, so a test can prove "no DMA traffic at
+``write_bursts``), and every burst with its attributes as ``(channel, address, beats,
+AxCACHE, AxPROT)`` in ``bursts`` (channel "AR" or "AW"), and counts the handshakes, so a test can prove "no DMA traffic at
 all" (a refused job) and "nothing left half done" (``quiet``).
 """
 
@@ -24,8 +25,8 @@ from hdl.spec.dma import BOUNDARY_BYTES
 __all__ = ["AxiMonitor", "master_clock"]
 
 # Payload fields of each channel whose VALID must wait for READY.
-_HELD_CHANNELS = (("ar", ("araddr", "arlen", "arsize", "arburst")),
-                  ("aw", ("awaddr", "awlen", "awsize", "awburst")),
+_HELD_CHANNELS = (("ar", ("araddr", "arlen", "arsize", "arburst", "arcache", "arprot")),
+                  ("aw", ("awaddr", "awlen", "awsize", "awburst", "awcache", "awprot")),
                   ("w", ("wdata", "wstrb", "wlast")))
 
 
@@ -56,6 +57,7 @@ class AxiMonitor:
         self.errors: list[str] = []
         self.ars: list[tuple[int, int]] = []
         self.aws: list[tuple[int, int]] = []
+        self.bursts: list[tuple[str, int, int, int, int]] = []
         self.ar_bursts = self.aw_bursts = self.r_lasts = self.w_beats = self.b_resps = 0
         self.w_beats_announced = 0
         self.w_burst_ends: list[int] = []   # cumulative beat count at each burst end
@@ -81,9 +83,10 @@ class AxiMonitor:
     async def _run(self):
         from cocotb.triggers import RisingEdge
         d = self.dut
-        names = ["arvalid", "arready", "araddr", "arlen", "arsize", "arburst", "rvalid", "rready", "rlast"]
+        names = ["arvalid", "arready", "araddr", "arlen", "arsize", "arburst", "arcache", "arprot",
+                 "rvalid", "rready", "rlast"]
         if self.writes:
-            names += ["awvalid", "awready", "awaddr", "awlen", "awsize", "awburst",
+            names += ["awvalid", "awready", "awaddr", "awlen", "awsize", "awburst", "awcache", "awprot",
                       "wvalid", "wready", "wdata", "wstrb", "wlast", "bvalid", "bready"]
         sig = {n: getattr(d, f"{self.prefix}_{n}") for n in names}
         channels = [(ch, fields) for ch, fields in _HELD_CHANNELS if self.writes or ch == "ar"]
@@ -131,10 +134,12 @@ class AxiMonitor:
         if ch == "ar":
             self.ar_bursts += 1
             self.ars.append((payload[0], payload[1] + 1))
+            self.bursts.append(("AR", payload[0], payload[1] + 1, payload[4], payload[5]))
             self._check_burst("AR", payload[0], payload[1] + 1, payload[2], payload[3])
         elif ch == "aw":
             self.aw_bursts += 1
             self.aws.append((payload[0], payload[1] + 1))
+            self.bursts.append(("AW", payload[0], payload[1] + 1, payload[4], payload[5]))
             self._check_burst("AW", payload[0], payload[1] + 1, payload[2], payload[3])
         else:
             self.w_beats += 1

@@ -62,9 +62,12 @@ class DmaBlockTB:
             await ctx.tick().until(stream.ready)
         ctx.set(stream.valid, 0)
 
-    async def send_commands(self, ctx, commands):
-        """Offer each ``(addr, beats)`` command, with ``cmd_gaps``; returns once all are taken."""
-        await self.offer(ctx, self.dut.cmd, [{"addr": addr, "beats": beats} for addr, beats in commands],
+    async def send_commands(self, ctx, commands, coherent=None):
+        """Offer each ``(addr, beats)`` command, with ``cmd_gaps``; returns once all are taken.
+        ``coherent``: each command's ``coherent`` bit (default all 0)."""
+        coherent = coherent or [0] * len(commands)
+        await self.offer(ctx, self.dut.cmd, [{"addr": addr, "beats": beats, "coherent": int(flag)}
+                                             for (addr, beats), flag in zip(commands, coherent)],
                          self.cmd_gaps)
 
     async def wait_idle(self, ctx, budget: int = 5000):

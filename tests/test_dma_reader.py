@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from gen.bench_dma import measure_read
-from hdl.axi import RESP_DECERR, RESP_SLVERR
+from hdl.axi import RESP_DECERR, RESP_SLVERR, cache_prot
 from hdl.spec.config import preset
 from hdl.spec.dma import bursts
 from hdl.dma_reader import DmaReader
@@ -66,13 +66,14 @@ class TB(DmaBlockTB):
         super().run(testbench, background=[self.consume])
 
 
-def stream(tb, commands):
-    """Read ``commands``: every byte arrives in order, then nothing more, no error; the
-    ARs are the commands' bursts as ``hdl.spec.dma`` plans them."""
+def stream(tb, commands, coherent=None):
+    """Read ``commands`` (with their ``coherent`` bits, default 0): every byte arrives in
+    order, then nothing more, no error; the ARs are the commands' bursts as
+    ``hdl.spec.dma`` plans them."""
     total = sum(beats for _, beats in commands)
 
     async def testbench(ctx):
-        await tb.send_commands(ctx, commands)
+        await tb.send_commands(ctx, commands, coherent)
         while len(tb.received) < total:
             await ctx.tick()
         await tb.wait_idle(ctx)
@@ -113,6 +114,24 @@ def test_reader_splits_commands_at_every_offset_across_an_edge(config_name, stal
     tb = TB(config, read_latency=7, stall=stall, seed=zlib.crc32(f"edge{config_name}{stall}".encode()),
             mem_bytes=end)
     stream(tb, commands)
+
+
+@pytest.mark.parametrize("config_name", ["tiny", "small"])
+def test_reader_marks_the_bursts_of_coherent_commands(config_name):
+    """Every burst carries its command's attributes: the I/O coherent pair for a coherent
+    command in a ``coherent_io`` build (tiny), normal non-cacheable otherwise (and every
+    burst in small, whatever the command says); commands split at a 4 KiB edge."""
+    config = preset(config_name)
+    commands = edge_commands(config, base=0)[:12]
+    coherent = [index % 3 != 1 for index in range(len(commands))]
+    end = max(addr + beats * config.bus_bytes for addr, beats in commands)
+    tb = TB(config, read_latency=5, stall="random", seed=31, mem_bytes=end)
+    stream(tb, commands, coherent)
+    want = [(addr, beats, *cache_prot(flag and config.coherent_io))
+            for (a, b), flag in zip(commands, coherent) for addr, beats in bursts(config, a, b)]
+    assert [(addr, beats, cache, prot) for ch, addr, beats, cache, prot in tb.mem.bursts] == want
+    assert {ch for ch, *_ in tb.mem.bursts} == {"AR"}
+    assert any(c != cache_prot(False)[0] for _, _, _, c, _ in tb.mem.bursts) == config.coherent_io
 
 
 def test_reader_keeps_max_outstanding_in_flight():

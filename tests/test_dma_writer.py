@@ -11,7 +11,7 @@ import zlib
 
 import pytest
 
-from hdl.axi import RESP_DECERR, RESP_SLVERR
+from hdl.axi import RESP_DECERR, RESP_SLVERR, cache_prot
 from hdl.spec.config import preset
 from hdl.dma_writer import DmaWriter
 from sim.dma_block_tb import MEM_BYTES, DmaBlockTB
@@ -59,14 +59,15 @@ def check_aws(tb, commands):
     assert [(b.addr, b.beats) for b in tb.mem.aws] == planned_bursts(tb.config, commands)
 
 
-def write(tb, commands, *, partial=True):
-    """Write random beats (some partly strobed when ``partial``) for ``commands``: memory
-    ends as the reference, no error, every W beat taken; the AWs are the commands' bursts."""
+def write(tb, commands, *, partial=True, coherent=None):
+    """Write random beats (some partly strobed when ``partial``) for ``commands`` (with
+    their ``coherent`` bits, default 0): memory ends as the reference, no error, every W
+    beat taken; the AWs are the commands' bursts."""
     beats = tb.beats_for(commands, partial=partial)
     tb.apply(beats)
 
     async def commands_bench(ctx):
-        await tb.send_commands(ctx, commands)
+        await tb.send_commands(ctx, commands, coherent)
 
     async def data_bench(ctx):
         await tb.send_data(ctx, beats)
@@ -116,6 +117,23 @@ def test_writer_splits_commands_at_every_offset_across_an_edge(config_name, stal
     tb = TB(config, write_latency=4, stall=stall, seed=zlib.crc32(f"edge{config_name}{stall}".encode()),
             mem_bytes=end + 4096)         # a page of guard bytes above the last command
     write(tb, commands)
+
+
+@pytest.mark.parametrize("config_name", ["tiny", "small"])
+def test_writer_marks_the_bursts_of_coherent_commands(config_name):
+    """Every AW carries its command's attributes: the I/O coherent pair for a coherent
+    command in a ``coherent_io`` build (tiny), normal non-cacheable otherwise."""
+    from hdl.spec.dma import bursts
+    config = preset(config_name)
+    commands = edge_commands(config, base=0)[:12]
+    coherent = [index % 3 != 1 for index in range(len(commands))]
+    end = max(addr + beats * config.bus_bytes for addr, beats in commands)
+    tb = TB(config, write_latency=3, stall="random", seed=41, mem_bytes=end + 4096)
+    write(tb, commands, coherent=coherent)
+    want = [(addr, beats, *cache_prot(flag and config.coherent_io))
+            for (a, b), flag in zip(commands, coherent) for addr, beats in bursts(config, a, b)]
+    assert [(addr, beats, cache, prot) for ch, addr, beats, cache, prot in tb.mem.bursts] == want
+    assert any(c != cache_prot(False)[0] for _, _, _, c, _ in tb.mem.bursts) == config.coherent_io
 
 
 def test_writer_keeps_max_outstanding_in_flight():

@@ -202,12 +202,13 @@ def test_init_checks_identity_version_and_capabilities(host_build, preset_name):
     status = {name: int(rest.split()[0]) for name, rest in lines.items()}
     # 0 = ok, -1 = bad ID, -2 = major version, -3 = capabilities (firmware/systole.h)
     assert status == {"good": 0, "id": -1, "version": -2, "minor": 0, "array": -3, "bus": -3, "max_k": -3,
-                      "ports": -3, "formats": -3}
+                      "ports": -3, "coherent_io": -3, "formats": -3}
     fields = dict(item.split("=") for item in lines["good"].split()[1:])
     assert int(fields["rows"]) == config.rows and int(fields["cols"]) == config.cols
     assert int(fields["bus_bytes"]) == config.bus_bytes and int(fields["addr_width"]) == config.addr_width
     assert int(fields["max_burst"]) == config.max_burst and int(fields["max_k"]) == config.max_k
     assert int(fields["ports"]) == config.weight_ports
+    assert int(fields["coherent_io"]) == int(config.coherent_io)
     assert int(fields["formats"], 16) == config.format_mask
     # init leaves the engine soft-reset: CTRL was written with only soft_reset set.
     soft_reset = next(f for f in by_name("CTRL").fields if f.name == "soft_reset")

@@ -13,6 +13,7 @@ from sim.formal.dma_formal import BUGS, MODES, run
 # The source text of the assertion each fault must violate.
 VIOLATED = {
     "drop_arvalid": "check(valid)",
+    "coherent_weights": "Mux(issued_coherent, is_coherent, is_plain)",
     "arlen_past_boundary": "offset <= BOUNDARY_BYTES",
     "extra_outstanding_read": "<= config.max_outstanding",
     "idle_before_r": "accepted.count == 0",

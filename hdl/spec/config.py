@@ -200,12 +200,13 @@ PRESETS: dict[str, AccelConfig] = {
     "small": AccelConfig(name="small", rows=4, cols=8, bus_bits=64,
                          act_buffer_bytes=4 * 1024, addr_width=32, clock_mhz=100.0,
                          max_burst=16, read_fifo_beats=64, max_outstanding=4, int4=False),
-    # tiny splits its weights over two ports and clocks them apart from the core, so the
-    # multi-port RTL and the clock crossing are in every quick test.
+    # tiny splits its weights over two ports, clocks them apart from the core and marks A
+    # and C coherent, so the multi-port RTL, the clock crossing and the per-burst AxCACHE/
+    # AxPROT are in every quick test (small keeps every burst non-coherent).
     "tiny": AccelConfig(name="tiny", rows=2, cols=8, bus_bits=32,
                         act_buffer_bytes=2 * 128, addr_width=32, clock_mhz=100.0,
                         max_burst=8, read_fifo_beats=16, max_outstanding=2, weight_ports=2,
-                        axi_clock_mhz=130.0),
+                        axi_clock_mhz=130.0, coherent_io=True),
 }
 
 

@@ -35,7 +35,7 @@ __all__ = ["ID_MAGIC", "VERSION", "DocIntEnum", "ErrorCode", "Field", "Register"
            "by_name", "const_value", "field_bits"]
 
 ID_MAGIC = 0x53595354        # "SYST"
-VERSION = (1, 2)             # (major, minor) of this register map
+VERSION = (1, 3)             # (major, minor) of this register map; 1.3: CAP_PORTS.coherent_io
 
 
 class DocIntEnum(enum.IntEnum):
@@ -173,7 +173,7 @@ REGISTERS: tuple[Register, ...] = (
     Register("C_STRIDE", 0x38, "rw", "Bytes between rows of C; a multiple of the bus width, >= 4*N."),
     Register("W_STRIDE", 0x3C, "rw", "Bytes from one weight port's stream to the next: port p "
                                      "streams from W_ADDR + p*W_STRIDE. A multiple of the bus "
-                                     "width; unused (and unchecked) when CAP_PORTS is 1."),
+                                     "width; unused (and unchecked) when CAP_PORTS.count is 1."),
     Register("STATUS", 0x40, "status", "Engine state.", (
         _f("busy", 0, "A job is running."),
         _f("error", 1, "ERR_CODE is not OK."),
@@ -212,9 +212,14 @@ REGISTERS: tuple[Register, ...] = (
              value=lambda c: c.max_k),
     Register("CAP_MAX_MN", 0x98, "const", "Largest M and N (the M and N count fields).",
              value=lambda c: c.max_mn),
-    Register("CAP_PORTS", 0x9C, "const", "Weight read ports (m_axi_dma, m_axi_w1, ...); "
-                                          "CAP_ARRAY.cols = CAP_PORTS * CAP_BUS.bus_bytes.",
-             value=lambda c: c.weight_ports),
+    Register("CAP_PORTS", 0x9C, "const", "The DMA ports.", (
+        _f("count", 0, "Weight read ports (m_axi_dma, m_axi_w1, ...); "
+                       "CAP_ARRAY.cols = count * CAP_BUS.bus_bytes.", 8),
+        _f("coherent_io", 16, "A and C bursts are I/O coherent (AxCACHE 0b1111, AxPROT 0b010): "
+                              "m_axi_dma goes to a port that snoops the CPU caches, so A and C "
+                              "need no cache maintenance per job. 0: every burst is normal "
+                              "non-cacheable (AxCACHE 0b0011, AxPROT 0)."),
+    ), value=lambda c: c.weight_ports | int(c.coherent_io) << 16),
     Register("CAP_FORMATS", 0xA0, "const", "Weight formats this bitstream runs: bit f set for "
                                             "W_FORMAT value f (bit 0 int8, bit 1 int4).",
              value=lambda c: c.format_mask),

@@ -23,6 +23,10 @@ Asserted, every cycle:
   ``max_burst`` (<= 256) beats, and does not cross a 4 KiB boundary;
 - outstanding: bursts presented or accepted and not yet answered (last R beat /
   B) never exceed ``max_outstanding``;
+- attributes: AxCACHE/AxPROT of a presented burst are the I/O coherent pair
+  (``hdl.axi.cache_prot(True)``) iff the burst the splitter handed over at its issue
+  came from a coherent command (the splitter's bit while it cuts a command is that
+  command's) and the config has ``coherent_io``, else the normal non-cacheable pair;
 - writes: a W beat goes out only for a presented AW, each burst gets exactly
   AWLEN+1 beats with WLAST on the last one and only there;
 - idle: ``idle`` is high only when nothing is presented or owed on the bus (no
@@ -37,7 +41,8 @@ writer ~13 s.
 
 ``--bug`` injects a known fault into the design under proof so the harness is
 known to bite (each fails with a counterexample from reset, in a few seconds):
-reader ``drop_arvalid`` (ARVALID falls without ARREADY), ``arlen_past_boundary``
+reader ``drop_arvalid`` (ARVALID falls without ARREADY), ``coherent_weights`` (every
+burst goes out coherent), ``arlen_past_boundary``
 (a burst cut at 4 KiB goes out one beat longer), ``extra_outstanding_read`` (the
 in-flight queue one deeper than ``max_outstanding``), ``idle_before_r`` (``idle``
 ignores bursts owed R beats); writer ``unstable_wdata`` (a held W beat's data
@@ -55,7 +60,7 @@ from pathlib import Path
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Module, Mux, ResetSignal, Signal
 
-from hdl.axi import BURST_INCR, axsize
+from hdl.axi import BURST_INCR, axsize, cache_prot
 from hdl.dma_reader import DmaReader
 from hdl.dma_writer import DmaWriter
 from hdl.spec.config import AccelConfig, preset
@@ -76,8 +81,8 @@ REPO = Path(__file__).resolve().parents[2]
 MODES = {"reader": ("prove", 6), "writer": ("bmc", 12)}
 PAGE_BITS = 13         # commands start in the first two 4 KiB pages
 BUGS = {
-    "reader": ("drop_arvalid", "arlen_past_boundary", "extra_outstanding_read",
-               "idle_before_r"),
+    "reader": ("drop_arvalid", "coherent_weights", "arlen_past_boundary",
+               "extra_outstanding_read", "idle_before_r"),
     "writer": ("unstable_wdata", "awlen_past_boundary", "extra_outstanding_write",
                "missing_wlast", "idle_before_b"),
 }
@@ -130,6 +135,31 @@ def _burst_is_legal(m, config: AccelConfig, addr, length, size, burst) -> None:
         Assert(length < min(config.max_burst, 256)),
         Assert(offset <= BOUNDARY_BYTES),
     ]
+
+
+def _attributes_follow_commands(m, config: AccelConfig, splitter, bus, prefix: str) -> None:
+    """Assert AxCACHE/AxPROT of a presented burst are ``cache_prot`` of the ``coherent``
+    bit of the burst the splitter handed over at its issue (in a ``coherent_io`` build;
+    else always the non-coherent pair), and that while the splitter cuts a command its
+    bit is that command's."""
+    burst = splitter.burst
+    issued_coherent = Signal(name=f"{prefix}_issued_coherent")
+    with m.If(burst.valid & burst.ready):
+        m.d.sync += issued_coherent.eq(burst.p.coherent)
+    cache, prot = getattr(bus, f"{prefix}cache"), getattr(bus, f"{prefix}prot")
+    coherent, plain = cache_prot(True), cache_prot(False)
+    is_coherent = (cache == coherent[0]) & (prot == coherent[1])
+    is_plain = (cache == plain[0]) & (prot == plain[1])
+    with m.If(getattr(bus, f"{prefix}valid")):
+        if config.coherent_io:
+            m.d.comb += Assert(Mux(issued_coherent, is_coherent, is_plain))
+        else:
+            m.d.comb += Assert(is_plain)
+    command_coherent = Signal(name=f"{prefix}_command_coherent")
+    with m.If(splitter.cmd.valid & splitter.cmd.ready & ~splitter.flush):
+        m.d.sync += command_coherent.eq(splitter.cmd.p.coherent)
+    with m.If(splitter.active):
+        m.d.comb += Assert(splitter.coherent == command_coherent)
 
 
 def _legal_commands(m, block, config: AccelConfig) -> None:
@@ -254,6 +284,7 @@ class ReaderProperties(_Harness, DmaReader):
             bus.arprot, bus.arlock, bus.arqos])])
         with m.If(bus.arvalid):
             _burst_is_legal(m, config, bus.araddr, bus.arlen, bus.arsize, bus.arburst)
+        _attributes_follow_commands(m, config, m.submodules.splitter, bus, "ar")
         m.d.comb += Assert(accepted.count + bus.arvalid <= config.max_outstanding)
         with m.If(self.idle):
             m.d.comb += [Assert(~bus.arvalid), Assert(accepted.count == 0)]
@@ -284,6 +315,9 @@ class ReaderProperties(_Harness, DmaReader):
         if self.bug == "drop_arvalid":
             with m.If(bus.arvalid & ~bus.arready):
                 m.d.sync += bus.arvalid.eq(0)
+        elif self.bug == "coherent_weights":
+            # Every burst goes out with the coherent pair, the weights' too.
+            m.d.comb += [bus.arcache.eq(cache_prot(True)[0]), bus.arprot.eq(cache_prot(True)[1])]
         elif self.bug == "arlen_past_boundary":
             _past_boundary(m, bus, "ar", m.submodules.splitter, self.config)
         elif self.bug == "idle_before_r":
@@ -332,6 +366,7 @@ class WriterProperties(_Harness, DmaWriter):
             (bus.wvalid, bus.wready, [bus.wdata, bus.wstrb, bus.wlast])])
         with m.If(bus.awvalid):
             _burst_is_legal(m, config, bus.awaddr, bus.awlen, bus.awsize, bus.awburst)
+        _attributes_follow_commands(m, config, m.submodules.splitter, bus, "aw")
         m.d.comb += Assert(aw_unanswered + bus.awvalid <= config.max_outstanding)
 
         beat = Signal(8, name="w_beat_index")
