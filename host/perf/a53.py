@@ -478,7 +478,7 @@ def syscalls_per_job(config: AccelConfig, irq: bool, shapes=GEMMA_270M_TOKEN,
     # to and from the thread playing the accelerator (futex).
     for name in ("ftruncate", "futex"):
         per_job["total"] -= per_job.pop(name, 0.0)
-    return {name: value for name, value in per_job.items() if value}
+    return {name: value for name, value in per_job.items() if value or name == "total"}
 
 
 def strace_counts(text: str) -> dict[str, int]:
