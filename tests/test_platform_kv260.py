@@ -285,6 +285,41 @@ def test_matmul_with_a_and_c_in_the_coherent_udmabuf(tmp_path, compiled):
         shared.close()
 
 
+def test_a_job_too_large_for_the_coherent_udmabuf_runs_synced_in_udmabuf0(tmp_path):
+    """A prefill's job whose A and C exceed udmabuf1 runs from udmabuf0 with its syncs;
+    the decode jobs after it are back in udmabuf1, with none."""
+    from host.accel.golden import golden_matmul
+    from host.accel.pack import pack_weights
+    from host.perf.a53 import SHARED_BYTES, FileAccelerator, fake_board_memory
+
+    config = preset("kv260")
+    memory, shared = fake_board_memory(tmp_path, config, 64 << 20)
+    device = FileAccelerator(tmp_path / "uio0", config, memory=memory._bytes, base=memory.device_address,
+                             more=((shared._bytes, shared.device_address),))
+    regs = UioRegisters(tmp_path / "uio0", irq=False)
+    sysfs = tmp_path / "sys" / "udmabuf0"
+    try:
+        driver = Driver(regs, memory, config, min_timeout_s=1.0, shared=shared)
+        rng = np.random.default_rng(9)
+        w = rng.integers(-128, 128, (2048, 64), dtype=np.int8)
+        weights = driver.load_matrix(w)
+        packed = pack_weights(w, config.cols, config.weight_ports)
+        rows = SHARED_BYTES // (4 * 2048) + 1                    # C alone is larger than udmabuf1
+        for m in (rows, 1):
+            (sysfs / "sync_for_cpu").write_text("")
+            a = rng.integers(-128, 128, (m, 64), dtype=np.int8)
+            np.testing.assert_array_equal(driver.matmul(a, weights), golden_matmul(a, packed))
+            job = _job_of(device.jobs[-1])
+            in_shared = shared.device_address <= job.c_addr < shared.device_address + shared.size
+            assert in_shared == (m == 1)
+            assert (sysfs / "sync_for_cpu").read_text() == ("" if m == 1 else "1\n")
+    finally:
+        device.close()
+        regs.close()
+        memory.close()
+        shared.close()
+
+
 def test_coherent_udmabuf_refuses_a_node_without_dma_coherent(tmp_path):
     from host.perf.a53 import _fake_udmabuf
 

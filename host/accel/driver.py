@@ -343,16 +343,25 @@ class Driver:
             return self.load_weights(pack_int4(w, self.config.cols, self.config.weight_ports))
         return self.load_weights(pack_weights(w, self.config.cols, self.config.weight_ports))
 
-    def _scratch_buffer(self, name: str, nbytes: int) -> DeviceBuffer:
+    def _scratch_buffer(self, nbytes: int) -> tuple[DeviceBuffer, DeviceMemory]:
+        """A job's scratch of at least ``nbytes`` and the memory it is in: ``shared``, or,
+        when ``shared`` is a window of its own too small for it (a long prompt's
+        prefill), a second scratch in ``memory`` (synced as without ``shared``: the
+        coherent attributes of the A and C bursts do no harm there); decode jobs stay in
+        ``shared``."""
+        nbytes = _round_up(nbytes, _DEVICE_ALIGN)
+        if self.shared is self.memory or nbytes <= self.shared.size:
+            name, window, allocator = "job", self.shared, self._shared_allocator
+        else:
+            name, window, allocator = "job-large", self.memory, self._allocator
         current = self._scratch.get(name)
         if current is None or current.nbytes < nbytes:
             if current is not None:
-                self._shared_allocator.release(current.offset, current.nbytes)
-            nbytes = _round_up(nbytes, _DEVICE_ALIGN)
-            offset = self._shared_allocator.alloc(nbytes)
-            current = self._scratch[name] = DeviceBuffer(offset, self.shared.device_address + offset, nbytes)
+                allocator.release(current.offset, current.nbytes)
+            offset = allocator.alloc(nbytes)
+            current = self._scratch[name] = DeviceBuffer(offset, window.device_address + offset, nbytes)
             self._scratch_generation += 1      # every plan that used the old one is stale
-        return current
+        return current, window
 
     # -- jobs ----------------------------------------------------------------------
     def matmul(self, a: np.ndarray, weights: WeightBuffer) -> np.ndarray:
@@ -366,7 +375,7 @@ class Driver:
         # A decode token runs the same jobs every time: plan each once (strides, scratch
         # buffers, registers, the rules' verdict, the timeout) and replay it; the
         # register sequence is run_job's. A plan holds while the scratch buffers stay.
-        _, _, a_buf, c_buf, a_stride, c_stride, plan, io, syncs = self._planned(weights, m, k)
+        _, _, a_buf, c_buf, a_stride, c_stride, plan, io, syncs, shared = self._planned(weights, m, k)
         if io is not None:                     # the whole job in one compiled call
             a = np.ascontiguousarray(a)
             out = np.empty((m, weights.n), np.int32)
@@ -374,7 +383,6 @@ class Driver:
             io.c = out.__array_interface__["data"][0]
             self._execute(plan, io)
             return out
-        shared = self.shared
         if a_stride == k:
             shared.write(a_buf.offset, a)
         else:
@@ -455,7 +463,7 @@ class Driver:
         a_stride, c_stride = row_strides(self.config, k, weights.n)
         a_bytes, c_bytes = m * a_stride, m * c_stride
         c_at = _round_up(a_bytes, max(_LINE, self.config.bus_bytes))
-        scratch = self._scratch_buffer("job", c_at + c_bytes)
+        scratch, window = self._scratch_buffer(c_at + c_bytes)
         a_buf = DeviceBuffer(scratch.offset, scratch.device_address, a_bytes)
         c_buf = DeviceBuffer(scratch.offset + c_at, scratch.device_address + c_at, c_bytes)
         if c_at + c_bytes <= _JOINT_SYNC_BYTES:
@@ -470,16 +478,16 @@ class Driver:
         plan = self._plan(job, None, True)
         io = None
         if self._job is not None:
-            base, fds, readback, sync_state = self._io_spec
+            base, fds, readback, sync_state = self._io_spec if window is self.shared else window.io_spec()
             io = self.bus.job_io(a_buf=base + a_buf.offset, c_buf=base + c_buf.offset, m=m, k=k,
                                  a_stride=a_stride, c_row_bytes=4 * weights.n, c_stride=c_stride,
                                  readback=int(readback), sync_state=sync_state)
             io.fds[:] = fds if fds is not None else (-1,) * 5
-            direction = getattr(self.shared, "BIDIRECTIONAL", 0)
+            direction = getattr(window, "BIDIRECTIONAL", 0)
             io.sync_device[:] = (*syncs[0], direction)
             io.sync_cpu[:] = (*syncs[1], direction)
         entry = self._plans[(id(weights), m)] = (weights, self._scratch_generation, a_buf, c_buf,
-                                                 a_stride, c_stride, plan, io, syncs)
+                                                 a_stride, c_stride, plan, io, syncs, window)
         return entry
 
     def run_job(self, *, a_addr: int, w_addr: int, c_addr: int, m: int, n: int, k: int,
