@@ -45,9 +45,11 @@ def attention_slots(config: ModelConfig, layer: int, context: int) -> int:
     return max(16, 1 << (context - 1).bit_length())
 
 
-def offload_ops(config: ModelConfig, context: int, accel: AccelConfig) -> list[a53.HostOp]:
+def offload_ops(config: ModelConfig, context: int, accel: AccelConfig,
+                argmax_scanned: float = 1.0) -> list[a53.HostOp]:
     """``a53.host_ops`` with attention on the accelerator (module docstring)."""
-    ops = [op for op in a53.host_ops(config, context) if op.name not in ("attention", "kv cache")]
+    ops = [op for op in a53.host_ops(config, context, argmax_scanned=argmax_scanned)
+           if op.name not in ("attention", "kv cache")]
     hd, g, kv = config.head_dim, config.n_heads // config.n_kv_heads, config.n_kv_heads
     port_bytes = accel.cols // accel.weight_ports
     attention = a53.HostOp("attention")
@@ -93,6 +95,8 @@ def compare(contexts: list[int], accel: AccelConfig, tokens: int = 4, progress=p
     syscalls = {False: a53.syscalls_per_job(accel, False)}
     model = load_model(None, progress=False)
     config = model.config
+    progress("the classifier blocks the greedy argmax scans (golden backend)...")
+    share = a53.argmax_scan_share(config, model.weights)
     rows = []
     for mode in ("host", "accelerator"):
         rig = a53.BoardRig(accel)              # the KV260's classes, as a53's counts
@@ -103,7 +107,8 @@ def compare(contexts: list[int], accel: AccelConfig, tokens: int = 4, progress=p
         decoder = FusedDecoder.build(transformer)
         for context in contexts:
             progress(f"{mode} attention, context {context}...")
-            ops = a53.host_ops(config, context) if mode == "host" else offload_ops(config, context, accel)
+            ops = (a53.host_ops(config, context, argmax_scanned=share) if mode == "host"
+                   else offload_ops(config, context, accel, share))
             counts = a53.count("Gemma 3 270M", config, transformer, context, accel, syscalls, tokens,
                                decoder, ops)
             extra_cycles = _jobs_cycles(config, context, accel) if mode == "accelerator" else 0
