@@ -15,7 +15,7 @@ from host.llm.layers import linear_specs
 from host.llm.linear import QuantizedLinears
 from host.llm.model.base import ModelConfig
 from host.llm.quant import scheme
-from host.llm.transformer import Transformer
+from host.llm.transformer import RUNTIME_KV_DTYPE, KVCache, Transformer
 from host.perf.a53 import (A53, CpuModel, StepCounts, count_python_calls, estimate, host_ops,
                            instant_backend, jobs_per_token, strace_counts, syscalls_per_job)
 from host.perf.host_time import random_llama_weights
@@ -62,7 +62,7 @@ def gemma_like():
     config = GEMMA_LIKE
     weights = gemma_like_weights(config)
     linears = QuantizedLinears(linear_specs(config, weights), backend, scheme("per-channel"))
-    yield accel, config, Transformer(config, weights, linears)
+    yield accel, config, Transformer(config, weights, linears, kv_dtype=RUNTIME_KV_DTYPE)
     backend.close()
 
 
@@ -88,11 +88,16 @@ def test_kv_bytes_are_the_cache_rows_attention_reads(context):
         start = context - 1
         first = 0 if window is None else max(0, start - window + 1)
         rows += context - first
-    expected = 2 * rows * config.n_kv_heads * config.head_dim * 4                     # K and V, float32
-    attention = next(op for op in host_ops(config, context) if op.name == "attention")
-    assert attention.bytes == expected
+    elements = 2 * rows * config.n_kv_heads * config.head_dim                          # K and V
+    float32 = next(op for op in host_ops(config, context, kv_bytes=4) if op.name == "attention")
+    assert float32.bytes == 4 * elements
     int8 = next(op for op in host_ops(config, context, kv_bytes=1) if op.name == "attention")
-    assert int8.bytes * 4 == expected
+    assert int8.bytes == elements
+    # the default is the runtime's bfloat16 cache: half the bytes, one flop per element to widen
+    bf16 = next(op for op in host_ops(config, context) if op.name == "attention")
+    cache = KVCache(config, context, RUNTIME_KV_DTYPE)
+    assert bf16.bytes == cache.keys[0].itemsize * elements == 2 * elements
+    assert bf16.flops == float32.flops + elements
 
 
 def test_jobs_and_python_calls_come_from_a_real_decode_token(gemma_like):

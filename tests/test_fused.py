@@ -17,6 +17,7 @@ from hdl.spec.config import PRESETS
 from host.accel.software import GoldenBackend
 from host.llm import _numba_fused
 from host.llm.fused import FusedDecoder, fused_unavailable
+from host.llm.bf16 import from_bf16
 from host.llm.generate import Runtime, generate, main, sample_next
 from host.llm.model import load_model
 from host.llm.profile import MATMUL_KINDS
@@ -43,21 +44,37 @@ def reference_greedy(runtime: Runtime, prompt: list[int], new_tokens: int) -> li
     return tokens
 
 
-def assert_steps_match(runtime: Runtime, prompt: list[int], new_tokens: int) -> None:
-    """Step by step from one prefill: the fused logits are close to the reference's, the
-    fused argmax is np.argmax of both, and the counts are jobs + 1 compiled calls.
+def widened(store: np.ndarray) -> np.ndarray:
+    """A KV cache array as float32 (a bfloat16 one widened)."""
+    return from_bf16(store) if store.dtype == np.uint16 else store
 
-    Close: within 2% of the logits' largest magnitude. The two paths sum norms and
-    attention in different orders (float32 differences of ~1e-6), and now and then such
-    a difference moves one activation across an int8 rounding boundary, which moves
-    every later value a little (Gemma 3 270M, smoothquant, the third step here: 0.25 on
-    logits of magnitude ~30, through layer 17's keys)."""
+
+def assert_steps_match(runtime: Runtime, prompt: list[int], new_tokens: int) -> None:
+    """Step by step from one prefill, each step from the same cache (the reference's,
+    copied, so that differences do not compound): the fused logits and the new K/V rows
+    are close to the reference's, the fused argmax is np.argmax of both, and the counts
+    are jobs + 1 compiled calls.
+
+    Close: the two paths sum norms and attention in different orders (float32
+    differences of ~1e-6), and now and then such a difference moves one activation
+    across an int8 rounding boundary, or a key across a bfloat16 one, which moves every
+    later value of that step a little (Gemma 3 270M: 1-3% of the logits' largest
+    magnitude, about one step in six). So every step's logits are within 5% of their
+    largest magnitude, and at least half of the steps agree: logits within 0.1%, the
+    new K/V rows within 1% of each row's largest magnitude (a real difference between
+    the paths shows in every step).
+    """
     transformer, decoder = runtime.transformer, runtime.fused_decoder
     n_layers = runtime.model.config.n_layers
     ours, theirs = transformer.new_cache(4), transformer.new_cache(4)      # both grow
     token = int(np.argmax(transformer.forward(prompt, theirs)[-1]))
     transformer.forward(prompt, ours)
+    exact = 0
     for step in range(new_tokens):
+        position = theirs.length
+        ours.reserve(position + 1)
+        for mine, reference in zip(ours.keys + ours.values, theirs.keys + theirs.values):
+            mine[:, :position] = reference[:, :position]
         reference = transformer.forward([token], theirs)
         best, value = decoder.greedy(token, ours)
         assert decoder.counts["compiled calls"] == decoder.counts["accelerator jobs"] + 1 == 4 * n_layers + 2
@@ -69,16 +86,17 @@ def assert_steps_match(runtime: Runtime, prompt: list[int], new_tokens: int) -> 
         assert ours.length == theirs.length
         assert logits.shape == reference.shape and logits.dtype == np.float32
         scale = float(np.abs(reference).max())
-        np.testing.assert_allclose(logits, reference, rtol=1e-4, atol=2e-2 * scale)
+        np.testing.assert_allclose(logits, reference, rtol=1e-4, atol=5e-2 * scale)
         assert best == int(np.argmax(logits)) == int(np.argmax(reference))
         assert value == float(logits[0, best])
+        rows_close = all(
+            np.abs(widened(ours_kv[layer][:, position]) - widened(theirs_kv[layer][:, position])).max()
+            <= 1e-2 * np.abs(widened(theirs_kv[layer][:, position])).max()
+            for layer in range(n_layers)
+            for ours_kv, theirs_kv in ((ours.keys, theirs.keys), (ours.values, theirs.values)))
+        exact += bool(np.abs(logits - reference).max() <= 1e-3 * scale and rows_close)
         token = best
-    length = theirs.length
-    for layer in range(n_layers):
-        for ours_kv, theirs_kv in ((ours.keys, theirs.keys), (ours.values, theirs.values)):
-            reference = theirs_kv[layer][:, :length]
-            np.testing.assert_allclose(ours_kv[layer][:, :length], reference, rtol=1e-4,
-                                       atol=2e-2 * float(np.abs(reference).max()))
+    assert exact >= new_tokens / 2, f"only {exact} of {new_tokens} steps agree to 0.1%"
 
 
 # -- Gemma 3 270M ---------------------------------------------------------------------------
@@ -97,7 +115,7 @@ def test_gemma_270m_greedy_tokens_equal_the_unfused_path(gemma, quant):
     fused = generate(runtime, prompt, max_new_tokens=NEW_TOKENS)
     assert fused.tokens == reference_greedy(runtime, prompt, NEW_TOKENS)
     assert runtime.fused_decoder.counts == {"compiled calls": 74, "accelerator jobs": 73, "numpy calls": 0}
-    assert_steps_match(runtime, prompt, 3)
+    assert_steps_match(runtime, prompt, 6)
 
 
 # -- small random models of every family -------------------------------------------------------
@@ -340,3 +358,19 @@ def test_rational_tanh_error_over_the_float32_range():
     assert np.isnan(twin[-3:-1]).all() and twin[-1] == out[-1]
     inplace = x.copy()
     assert tanh32(inplace, out=inplace) is inplace and np.array_equal(inplace, twin, equal_nan=True)
+
+
+def test_kv_cache_choice(tiny_models, capsys, monkeypatch):
+    from host.errors import UsageError
+    model = tiny_models("qwen2")
+    assert Runtime(model, "golden").transformer.new_cache(4).keys[0].dtype == np.uint16      # bfloat16
+    assert Runtime(model, "float").transformer.new_cache(4).keys[0].dtype == np.float32     # the reference
+    runtime = Runtime(model, "golden", kv_cache="float32")
+    assert runtime.transformer.new_cache(4).keys[0].dtype == np.float32
+    fused = generate(runtime, [5, 6, 7], max_new_tokens=8, eos_token_id=-1)     # the fused kernels take it too
+    assert fused.tokens == reference_greedy(runtime, [5, 6, 7], 8)
+    with pytest.raises(UsageError, match="kv_cache='float16'; choose one of bfloat16, float32"):
+        Runtime(model, "golden", kv_cache="float16")
+    monkeypatch.setattr("host.llm.generate.load_model", lambda *a, **k: model)
+    assert main(["--prompt", "x", "--kv-cache", "float16"]) == 2
+    assert "invalid choice: 'float16'" in capsys.readouterr().err

@@ -43,3 +43,16 @@ def test_quality_cli_prints_one_row_per_text_and_scheme(tmp_path, capsys, monkey
                                             ("b", "seed"), ("a", "per-channel"), ("b", "per-channel")]
     assert rows[0][-1] == "100.0%" and rows[0][-2] == "+0.00%"
     assert main(["--model", str(tmp_path / "none.gguf")]) == 2
+
+
+def test_quality_rows_for_the_bfloat16_kv_cache(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    path = write_gemma3_gguf(tmp_path / "g.gguf", make_gemma3(seed=33))
+    (tmp_path / "a.txt").write_text("Once upon a time the cat sat on the mat, and the dog sat by the door.")
+    assert main(["--model", str(path), "--schemes", "per-channel", "--kv-cache", "float32", "bfloat16",
+                 "--text", str(tmp_path / "a.txt")]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [r[1] for r in rows] == ["float", "per-channel", "per-channel+kv16"]
+    exact, half = float(rows[1][3]), float(rows[2][3])
+    assert half != exact and abs(half / exact - 1) < 0.02          # the cache's rounding, small
+    assert main(["--model", str(path), "--kv-cache", "float16"]) == 2

@@ -21,6 +21,7 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
+from host.llm.bf16 import from_bf16, to_bf16
 from host.llm.layers import linear_specs
 from host.llm.linear import FloatLinears
 from host.llm.model import load_model
@@ -84,12 +85,16 @@ def hf_logits(model, tokens) -> np.ndarray:
         return model(torch.tensor([tokens])).logits[0].float().numpy()
 
 
-def our_logits(model_file, tokens, prefill_chunks=(7,), **load_options) -> np.ndarray:
-    """Prefill in the given chunk sizes, then decode the rest one token at a time."""
+def our_logits(model_file, tokens, prefill_chunks=(7,), kv_dtype="float32", caches=None,
+               **load_options) -> np.ndarray:
+    """Prefill in the given chunk sizes, then decode the rest one token at a time (the
+    cache appended to ``caches`` if given)."""
     model = load_model(model_file, **load_options)
     transformer = Transformer(model.config, model.weights,
-                              FloatLinears(linear_specs(model.config, model.weights)))
+                              FloatLinears(linear_specs(model.config, model.weights)), kv_dtype=kv_dtype)
     cache = transformer.new_cache(4)           # small on purpose: growth is exercised
+    if caches is not None:
+        caches.append(cache)
     rows, position = [], 0
     for size in prefill_chunks:
         rows.append(transformer.forward(tokens[position:position + size], cache, all_logits=True))
@@ -169,6 +174,50 @@ def test_gemma3_gguf_matches_transformers_with_sliding_window(tmp_path):
     for layer in wide.model.layers:
         layer.self_attn.sliding_window = None
     assert np.abs(hf_logits(wide, tokens)[-1] - reference[-1]).max() > 1e-2
+
+
+def torch_bf16(x: np.ndarray) -> np.ndarray:
+    """float32 ``x`` rounded by torch to bfloat16, as uint16 bits."""
+    return torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(torch.bfloat16).view(torch.int16).numpy() \
+        .view(np.uint16)
+
+
+def test_bf16_rounding_is_torchs():
+    rng = np.random.default_rng(4)
+    values = (rng.standard_normal(1 << 16) * rng.choice([1e-40, 1e-3, 1.0, 1e30], 1 << 16)).astype(np.float32)
+    bits = rng.integers(0, 1 << 16, 4096, dtype=np.uint32) << np.uint32(16)
+    ties = np.concatenate([bits | np.uint32(0x8000), bits | np.uint32(0x7FFF), bits | np.uint32(0x8001)])
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.finfo(np.float32).max, -np.finfo(np.float32).max,
+                        np.finfo(np.float32).tiny, 1e-45], np.float32)
+    x = np.concatenate([values, ties.view(np.float32), special])
+    x = x[~np.isnan(x)]
+    assert np.array_equal(to_bf16(x), torch_bf16(x))
+    widened = from_bf16(to_bf16(x))
+    assert np.array_equal(widened, torch.from_numpy(x).to(torch.bfloat16).float().numpy())
+    nan = from_bf16(to_bf16(np.array([np.nan, -np.nan], np.float32)))
+    assert np.isnan(nan).all()
+
+
+def test_bfloat16_kv_cache_is_torchs_rounding_and_close_to_transformers(tmp_path):
+    model = make_gemma3(seed=11)
+    path = write_gemma3_gguf(tmp_path / "gemma3.gguf", model)
+    tokens = tokens_for(3)
+    reference = hf_logits(model, tokens)
+    caches = []
+    exact = our_logits(path, tokens, (3, 5), "float32", caches, cache_dir=tmp_path / "cache")
+    half = our_logits(path, tokens, (3, 5), "bfloat16", caches, cache_dir=tmp_path / "cache")
+    f32, bf16 = caches
+    assert bf16.keys[0].dtype == np.uint16 and f32.keys[0].dtype == np.float32
+    # layer 0's keys and values do not depend on attention: the same float32 values, rounded
+    n = len(tokens)
+    assert np.array_equal(bf16.keys[0][:, :n], torch_bf16(f32.keys[0][:, :n]))
+    assert np.array_equal(bf16.values[0][:, :n], torch_bf16(f32.values[0][:, :n]))
+    # bfloat16 keys and values (2^-9 relative): close to transformers, and not float32
+    scale = float(np.abs(reference).max())
+    np.testing.assert_allclose(half, reference, rtol=0, atol=2e-2 * scale)
+    assert np.abs(half - exact).max() > 1e-5 * scale
+    with pytest.raises(ValueError, match="KV cache type 'float16': expected one of bfloat16, float32"):
+        our_logits(path, tokens, (3,), "float16", cache_dir=tmp_path / "cache")
 
 
 def test_llama2c_v0_matches_transformers(tmp_path):

@@ -351,12 +351,13 @@ def _board_decoder(rig, submit: bool, one_call: bool = False):
     from host.llm.layers import linear_specs
     from host.llm.linear import QuantizedLinears
     from host.llm.quant import scheme
-    from host.llm.transformer import Transformer
+    from host.llm.transformer import RUNTIME_KV_DTYPE, Transformer
     from test_a53 import GEMMA_LIKE, gemma_like_weights
 
     weights = gemma_like_weights(GEMMA_LIKE)
     transformer = Transformer(GEMMA_LIKE, weights, QuantizedLinears(linear_specs(GEMMA_LIKE, weights),
-                                                                     rig.backend, scheme("per-channel")))
+                                                                     rig.backend, scheme("per-channel")),
+                              kv_dtype=RUNTIME_KV_DTYPE)
     decoder = FusedDecoder.build(transformer)
     decoder._no_submission = not submit
     decoder.one_call = one_call

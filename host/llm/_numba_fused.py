@@ -11,7 +11,8 @@ reassociated (``_scores``), which lets LLVM vectorize them; nothing else is (no 
 contraction, so RoPE and the scales round exactly as numpy's do).
 
 Arrays come in preallocated; the kernels allocate nothing except the logits of
-``dequantize_logits``.
+``dequantize_logits`` and, per ``attention`` call, one ``head_dim`` row into which a
+bfloat16 KV cache row is widened (``_kv_row``: once per row, not once per query head).
 
 **tanh without libm.** ``_tanh`` is the host's one tanh (``host.llm.tanh``), a float32
 rational approximation that vectorizes: ``TANH_FLOPS`` flops per element, within
@@ -37,7 +38,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .tanh import TANH_CLAMP, TANH_FLOPS, TANH_MAX_ERROR, TANH_MAX_ULP, TANH_P, TANH_Q, TANH_TINY  # noqa: F401
 
@@ -110,6 +111,85 @@ def _float32_at(typingctx, address):
     return types.CPointer(types.float32)(address), codegen
 
 
+@intrinsic
+def _uint16_at(typingctx, address):
+    """A uint16 pointer to ``address`` (a uint64 word), for ``numba.carray``."""
+    if address != types.uint64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], ir.IntType(16).as_pointer())
+
+    return types.CPointer(types.uint16)(address), codegen
+
+
+@intrinsic
+def _float_bits(typingctx, x):
+    """The bits of float32 ``x`` as a uint32."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(x), codegen
+
+
+@intrinsic
+def _bf16_float(typingctx, bits):
+    """The bfloat16 ``bits`` (a uint16) widened to float32: the bits shifted up 16, exact."""
+    if bits != types.uint16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        wide = builder.shl(builder.zext(args[0], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
+        return builder.bitcast(wide, ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@numba.njit(cache=True, inline="always")
+def _bf16(x):
+    """float32 ``x`` rounded to bfloat16 bits, as ``host.llm.bf16.to_bf16``: to nearest,
+    ties to even; NaN quiet."""
+    bits = np.uint64(_float_bits(x))
+    if x != x:
+        return np.uint16((bits >> np.uint64(16)) | np.uint64(0x40))
+    return np.uint16((bits + np.uint64(0x7FFF) + ((bits >> np.uint64(16)) & np.uint64(1))) >> np.uint64(16))
+
+
+def _kv_store(x, like):
+    """``x`` (float32) as an element of KV cache array ``like``: bfloat16 bits for a
+    uint16 cache, itself for float32 (numba picks one by ``like``'s type)."""
+
+
+@overload(_kv_store, inline="always")
+def _kv_store_typed(x, like):
+    if like.dtype == types.uint16:
+        return lambda x, like: _bf16(x)
+    if like.dtype == types.float32:
+        return lambda x, like: x
+    return None
+
+
+def _kv_row(row, wide):
+    """The float32 values of KV cache row ``row``: ``row`` itself for a float32 cache; a
+    bfloat16 row widened into ``wide`` (once per row, not once per query head)."""
+
+
+@overload(_kv_row, inline="always")
+def _kv_row_typed(row, wide):
+    if row.dtype == types.float32:
+        return lambda row, wide: row
+    if row.dtype == types.uint16:
+        def widen(row, wide):
+            for j in range(row.shape[0]):
+                wide[j] = _bf16_float(row[j])
+            return wide
+        return widen
+    return None
+
+
 @numba.njit(cache=True, boundscheck=False, inline="always")
 def _submit(job, cycles):
     """Run the ``CompiledJob`` whose words are ``job``; on success add its PERF_BUSY to
@@ -126,13 +206,13 @@ def _submit(job, cycles):
 
 
 @numba.njit(cache=True, boundscheck=False, fastmath=_REASSOC)
-def _scores(q, keys, scores):
-    """``scores[g, t] = q[g] . keys[t]`` (``q [group, hd]``, ``keys [T, hd]``): float32
-    dot products, reassociated so they vectorize (this function only: numba compiles
-    it apart, with its own flags)."""
+def _scores(q, keys, scores, wide):
+    """``scores[g, t] = q[g] . keys[t]`` (``q [group, hd]``, ``keys [T, hd]`` float32 or
+    bfloat16, widened into ``wide [hd]``): float32 dot products, reassociated so they
+    vectorize (this function only: numba compiles it apart, with its own flags)."""
     count, hd = keys.shape
     for t in range(count):
-        row = keys[t]
+        row = _kv_row(keys[t], wide)
         for g in range(q.shape[0]):
             total = np.float32(0.0)
             for j in range(hd):
@@ -160,15 +240,15 @@ def _softmax_rows(scores):
 
 
 @numba.njit(cache=True, boundscheck=False)
-def _weighted_values(p, values, out):
-    """``out = p @ values`` (``p [group, T]``, ``values [T, hd]``, ``out [group, hd]``)
-    in one pass over the values."""
+def _weighted_values(p, values, out, wide):
+    """``out = p @ values`` (``p [group, T]``, ``values [T, hd]`` float32 or bfloat16,
+    widened into ``wide [hd]``, ``out [group, hd]``) in one pass over the values."""
     count, hd = values.shape
     for g in range(out.shape[0]):
         for j in range(hd):
             out[g, j] = np.float32(0.0)
     for t in range(count):
-        value = values[t]
+        value = _kv_row(values[t], wide)
         for g in range(out.shape[0]):
             weight = p[g, t]
             for j in range(hd):
@@ -301,8 +381,8 @@ def attention(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, 
     k0, v0 = n_heads * hd, (n_heads + n_kv) * hd
     for kv in range(n_kv):
         for j in range(hd):
-            keys[kv, position, j] = qkv[k0 + kv * hd + j]
-            values[kv, position, j] = qkv[v0 + kv * hd + j]
+            keys[kv, position, j] = _kv_store(qkv[k0 + kv * hd + j], keys)
+            values[kv, position, j] = _kv_store(qkv[v0 + kv * hd + j], values)
     group = n_heads // n_kv
     count = position + 1 - first
     for j in range(n_heads * hd):
@@ -310,10 +390,11 @@ def attention(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, 
     heads = qkv[:n_heads * hd].reshape(n_kv, group, hd)      # [KV, group, hd]
     out = attended.reshape(n_kv, group, hd)
     probabilities = scores[:group * count].reshape(group, count)
+    wide = np.empty(hd, np.float32)          # a bfloat16 row widened (unused for float32)
     for kv in range(n_kv):
-        _scores(heads[kv], keys[kv, first:position + 1], probabilities)
+        _scores(heads[kv], keys[kv, first:position + 1], probabilities, wide)
         _softmax_rows(probabilities)
-        _weighted_values(probabilities, values[kv, first:position + 1], out[kv])
+        _weighted_values(probabilities, values[kv, first:position + 1], out[kv], wide)
     _quantize(attended, attended.shape[0], q, scale, qmax_inverse, tiny)
 
 
@@ -630,7 +711,7 @@ def token_jobs(jobs, cycles, table, token, embed_scale, scaled, first_norm, qkv_
     layer 0; per layer attn_out, ffn_up_gate, ffn_down, the next qkv or the classifier);
     their busy cycles go to ``cycles [5]`` by kind (qkv, attn_out, ffn_up_gate,
     ffn_down, classifier). Per-layer inputs are stacked ``[L, ...]`` (empty second axis
-    where the model has none). The ``KVCache``'s per-layer arrays, float32 C-contiguous
+    where the model has none). The ``KVCache``'s per-layer arrays, bfloat16 (uint16) C-contiguous
     ``kv_shape`` each, are given by address: ``kv_addresses [2, L]`` (keys, then values;
     one array argument instead of 2 L, which numba unboxes one by one). Layer ``i``
     attends from position 0 with the global RoPE tables if ``is_global[i]``, else from
@@ -654,8 +735,8 @@ def token_jobs(jobs, cycles, table, token, embed_scale, scaled, first_norm, qkv_
             cos, sin, first = cos_local, sin_local, first_local
         status = attention_job(jobs[job], out_cycles, acc_qkv, qkv_scales[layer], scale, biases[layer],
                                has_bias, qk_norms[layer], has_qk_norm, eps, inv_head_dim, cos, sin, position,
-                               numba.carray(_float32_at(kv_addresses[0, layer]), kv_shape),
-                               numba.carray(_float32_at(kv_addresses[1, layer]), kv_shape), first, attn_scale, n_heads, qkv, scores, attended,
+                               numba.carray(_uint16_at(kv_addresses[0, layer]), kv_shape),
+                               numba.carray(_uint16_at(kv_addresses[1, layer]), kv_shape), first, attn_scale, n_heads, qkv, scores, attended,
                                q_heads, scale, qmax_inverse, tiny)
         if status != JOB_DONE:
             return np.int64(status), np.int64(job), np.int64(-1), np.float32(0.0)

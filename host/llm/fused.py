@@ -74,7 +74,8 @@ SmoothQuant needs nothing here: ``build_linears`` folds its factors into the wei
 the norm weights and the Qwen 2 v bias that the ``Transformer`` was built with, and
 this decoder reads them from it. The KV cache, the RoPE tables, the q/k norms and the
 biases are the ``Transformer``'s own, so prefill (``Transformer.forward``) and fused
-decode share one ``KVCache``. Results equal the numpy path's up to float32 rounding of
+decode share one ``KVCache``, bfloat16 by default (``host.llm.bf16``; the kernels take a
+float32 one too, with one call per gap). Results equal the numpy path's up to float32 rounding of
 sums (tests compare tokens and logits).
 """
 
@@ -302,7 +303,8 @@ class FusedDecoder:
         bound = None if self._no_submission else self._submission()
         self.submits_jobs = bound is not None
         self._argmax = None
-        self.one_call_ran = bound is not None and self.one_call
+        # token_jobs takes a bfloat16 cache (the default); a float32 one keeps a call per gap
+        self.one_call_ran = bound is not None and self.one_call and cache.keys[0].dtype == np.uint16
         if self.one_call_ran:
             return self._token_step(token, position, cache, numpy_calls, bound, start, greedy)
         if bound is not None:
@@ -448,8 +450,8 @@ class FusedDecoder:
         the arrays, so the addresses stay valid while it is kept."""
         arrays = (*cache.keys, *cache.values)
         for array in arrays:
-            if not (array.dtype == np.float32 and array.flags.c_contiguous and array.shape == arrays[0].shape):
-                raise TypeError(f"KV cache arrays must be C-contiguous float32 {arrays[0].shape}, "
+            if not (array.dtype == np.uint16 and array.flags.c_contiguous and array.shape == arrays[0].shape):
+                raise TypeError(f"KV cache arrays must be C-contiguous bfloat16 (uint16) {arrays[0].shape}, "
                                 f"got {array.dtype} {array.shape}")
         addresses = np.array([array.ctypes.data for array in arrays], np.uint64).reshape(2, len(cache.keys))
         return cache, cache.keys[0], addresses, tuple(int(n) for n in arrays[0].shape), arrays

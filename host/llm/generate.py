@@ -45,7 +45,8 @@ from .profile import PhaseReport, Profiler, format_table
 from .quant import DEFAULT_SCHEME, SCHEMES
 from .quant import scheme as get_scheme
 from .tokenizer import StreamDecoder
-from .transformer import Transformer
+from .bf16 import KV_DTYPES
+from .transformer import RUNTIME_KV_DTYPE, Transformer
 
 __all__ = ["ATTENTION_CHOICES", "choose_attention", "Runtime", "Generation", "NonFiniteLogits", "load",
            "generate", "sample_next", "check_prompt_text",
@@ -186,11 +187,17 @@ class Runtime:
     (float32 on the CPU, the default), "accelerator" (q.K^T and p.V as jobs over an int8
     KV cache in device memory) or "auto" (``choose_attention``'s rule);
     ``attention_mode`` is the one chosen.
+
+    ``kv_cache``: the host attention's KV cache type (``host.llm.bf16``): "bfloat16"
+    (``RUNTIME_KV_DTYPE``) or "float32"; by default bfloat16, except on the float
+    backend, the float32 reference, where it is float32.
     """
 
     def __init__(self, model: Model, backend: str | object = "golden", quant: str | None = None,
                  preset=None, progress: bool = False, threads: int | None = None,
-                 fused: bool = True, attention: str = "host"):
+                 fused: bool = True, attention: str = "host", kv_cache: str | None = None):
+        if kv_cache is not None and kv_cache not in KV_DTYPES:
+            raise UsageError(f"kv_cache={kv_cache!r}; choose one of {', '.join(KV_DTYPES)}")
         if attention not in ATTENTION_CHOICES:
             raise UsageError(f"attention={attention!r}; choose one of {', '.join(ATTENTION_CHOICES)}")
         self.model = model
@@ -212,7 +219,9 @@ class Runtime:
             if problem is not None:
                 raise UsageError(f"attention on the accelerator needs an int8 backend: {problem}")
             offload = OffloadedAttention(model.config, self.backend)
-        self.transformer = Transformer(model.config, weights, linears, self.profiler, offload)
+        if kv_cache is None:
+            kv_cache = "float32" if self.quant is None else RUNTIME_KV_DTYPE
+        self.transformer = Transformer(model.config, weights, linears, self.profiler, offload, kv_cache)
         self.fused_decoder = FusedDecoder.build(self.transformer, self.profiler) if fused else None
 
     @property
@@ -411,11 +420,12 @@ def _held_back(text: str, stops: list[str]) -> int:
 
 def load(model: str | Model | None = None, *, backend: str = "golden", quant: str | None = None,
          preset=None, tokenizer: str | None = None, progress: bool = True,
-         threads: int | None = None, fused: bool = True, attention: str = "host") -> Runtime:
+         threads: int | None = None, fused: bool = True, attention: str = "host",
+         kv_cache: str | None = None) -> Runtime:
     """A ``Runtime`` for ``model`` (path, loaded ``Model``, or None for Gemma 3 270M)."""
     if not isinstance(model, Model):
         model = load_model(model, tokenizer_path=tokenizer, progress=progress)
-    return Runtime(model, backend, quant, preset, progress, threads, fused, attention)
+    return Runtime(model, backend, quant, preset, progress, threads, fused, attention, kv_cache)
 
 
 def generate(runtime: Runtime, prompt: str | Sequence[int] | None = None, *,
@@ -490,6 +500,10 @@ def _parser() -> ArgumentParser:
                         help="where attention's q.K^T and p.V run: host (float32 on the CPU, the "
                              "default), accelerator (jobs over an int8 KV cache in device memory), "
                              "auto")
+    parser.add_argument("--kv-cache", choices=list(KV_DTYPES),
+                        help=f"the host attention's KV cache (default {RUNTIME_KV_DTYPE}, half the "
+                             "bytes of float32, float32 on the float backend; host.llm.quality "
+                             "--kv-cache measures it)")
     return parser
 
 
@@ -516,7 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.chat:
         check_context(model.config, len(model.tokenizer.encode(args.prompt)), args.max_new_tokens)
     runtime = load(model, backend=args.backend, quant=args.quant, preset=args.preset,
-                   threads=args.threads, fused=not args.no_fused, attention=args.attention)
+                   threads=args.threads, fused=not args.no_fused, attention=args.attention,
+                   kv_cache=args.kv_cache)
     print(f"== {runtime.describe()}", file=sys.stderr)
     if args.chat:
         with runtime:

@@ -69,12 +69,15 @@ def agreement(score: TextScore, reference: TextScore) -> float:
 
 
 def quality_rows(model, schemes: Sequence[str], texts: dict[str, str], backend_name: str = "golden",
-                 preset: str | None = None, log=print, attention: Sequence[str] = ("host",)) -> list[dict]:
-    """One row per (text, scheme, attention) plus the float reference row per text.
+                 preset: str | None = None, log=print, attention: Sequence[str] = ("host",),
+                 kv_cache: Sequence[str] = ("float32",)) -> list[dict]:
+    """One row per (text, scheme, attention and KV cache) plus the float reference row
+    per text (float32 throughout).
 
-    ``attention``: "host" (float32 attention over a float32 KV cache: the scheme's name
-    alone) and/or "accelerator" (``host.llm.attention``: q.K^T and p.V as int8 jobs over
-    an int8 KV cache; the row's scheme is ``NAME+kv8``)."""
+    ``attention``: "host" (float32 attention over a KV cache of each ``kv_cache`` type:
+    "float32", the scheme's name alone, and/or "bfloat16", ``NAME+kv16``, the runtime's
+    default, ``host.llm.bf16``) and/or "accelerator" (``host.llm.attention``: q.K^T and
+    p.V as int8 jobs over an int8 KV cache; ``NAME+kv8``)."""
     from ..accel.backend import make_backend
     from .attention import OffloadedAttention
     from .linear import build_linears
@@ -83,14 +86,19 @@ def quality_rows(model, schemes: Sequence[str], texts: dict[str, str], backend_n
     limit = model.config.max_seq_len       # longer texts are scored up to the context length
     tokens = {name: model.tokenizer.encode(text)[:limit] for name, text in texts.items()}
     rows, reference = [], {}
-    runs = [("float", "host")] + [(scheme_name, mode) for scheme_name in schemes for mode in attention]
-    for scheme_name, mode in runs:
+    modes = [("host", kv) for kv in kv_cache] if "host" in attention else []
+    if "accelerator" in attention:
+        modes.append(("accelerator", "int8"))
+    runs = [("float", ("host", "float32"))] + [(name, mode) for name in schemes for mode in modes]
+    suffix = {"float32": "", "bfloat16": "+kv16", "int8": "+kv8"}
+    for scheme_name, (mode, kv) in runs:
         t0 = time.perf_counter()
         backend = make_backend("float" if scheme_name == "float" else backend_name, preset)
         linears, weights = build_linears(model, backend, None if scheme_name == "float" else scheme_name)
         offload = OffloadedAttention(model.config, backend) if mode == "accelerator" else None
-        transformer = Transformer(model.config, weights, linears, attention=offload)
-        label = scheme_name if mode == "host" else f"{scheme_name}+kv8"
+        transformer = Transformer(model.config, weights, linears, attention=offload,
+                                  kv_dtype="float32" if offload else kv)
+        label = scheme_name + suffix[kv]
         for text_name, ids in tokens.items():
             score = score_tokens(transformer, ids)
             if scheme_name == "float":
@@ -133,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     """The quality-report CLI; see ``host.cli`` for how it ends."""
     from hdl.spec.config import PRESETS
 
+    from .bf16 import KV_DTYPES
     from .model import load_model
     from .quant import SCHEMES
 
@@ -148,12 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attention", nargs="+", default=["host"], choices=["host", "accelerator"],
                         help="where attention runs, one row each: host (float32, the default) and/or "
                              "accelerator (int8 KV cache, q.K^T and p.V as jobs: rows NAME+kv8)")
+    parser.add_argument("--kv-cache", nargs="+", default=["float32"], choices=list(KV_DTYPES),
+                        help="the host attention's KV cache types, one row each: float32 (the "
+                             "default) and/or bfloat16 (the runtime's: rows NAME+kv16)")
     args = parser.parse_args(argv)
     texts = {path.stem: read_text(path) for path in args.text}     # before the model loads
     model = load_model(args.model, tokenizer_path=args.tokenizer)
     print(f"quality of {model.config.name} ({model.source.name}), golden int8 backend "
           f"vs float32, teacher-forced", file=sys.stderr)
-    rows = quality_rows(model, args.schemes, texts, preset=args.preset, attention=args.attention)
+    rows = quality_rows(model, args.schemes, texts, preset=args.preset, attention=args.attention,
+                        kv_cache=args.kv_cache)
     print(format_rows(rows))
     return 0
 

@@ -24,9 +24,18 @@ import numpy as np
 from .layers import LinearLayers
 from .model.base import ModelConfig
 from .profile import Profiler
+from .bf16 import from_bf16, kv_storage, to_bf16
 from .tanh import tanh32
 
-__all__ = ["KVCache", "Transformer", "rms_norm", "apply_rope", "check_context_length"]
+__all__ = ["KVCache", "DEFAULT_KV_DTYPE", "RUNTIME_KV_DTYPE", "Transformer", "rms_norm", "apply_rope", "check_context_length"]
+
+# The host KV cache's element type (host.llm.bf16). A Transformer's default is float32,
+# the exact reference (the checks against transformers, calibration, the quality
+# table's float row); the runtime (generate.Runtime) and the A53 counts use bfloat16:
+# half the bytes attention reads, the format the models were trained in
+# (``host.llm.quality --kv-cache`` measures the change).
+DEFAULT_KV_DTYPE = "float32"
+RUNTIME_KV_DTYPE = "bfloat16"
 
 _GELU_C = 0.7978845608028654   # sqrt(2/pi), a Python float so float32 stays float32
 
@@ -51,12 +60,14 @@ def check_context_length(config: ModelConfig, length: int) -> None:
 class KVCache:
     """Keys and values of every layer for positions ``0..length-1``.
 
-    Per layer ``[n_kv_heads, capacity, head_dim]`` float32; keys are stored after RoPE.
-    Capacity doubles on demand, so a session needs no length limit up front.
+    Per layer ``[n_kv_heads, capacity, head_dim]`` of ``dtype`` (``host.llm.bf16``:
+    "float32", or "bfloat16" stored as uint16 bits); keys are stored after RoPE. Capacity doubles on demand, so a session needs no length limit up front.
     """
 
-    def __init__(self, config: ModelConfig, capacity: int = 256):
+    def __init__(self, config: ModelConfig, capacity: int = 256, dtype: str = DEFAULT_KV_DTYPE):
         self.config = config
+        self.dtype = dtype
+        self.storage = kv_storage(dtype)
         self.length = 0
         self.capacity = 0
         self.keys: list[np.ndarray] = []
@@ -68,7 +79,7 @@ class KVCache:
         shape = (self.config.n_kv_heads, capacity, self.config.head_dim)
         for store in (self.keys, self.values):
             for layer in range(self.config.n_layers):
-                fresh = np.zeros(shape, np.float32)
+                fresh = np.zeros(shape, self.storage)
                 if layer < len(store):
                     fresh[:, : self.capacity] = store[layer][:, : self.capacity]
                     store[layer] = fresh
@@ -140,12 +151,15 @@ class Transformer:
                 "ffn activation": "activation"}
 
     def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray],
-                 linear: LinearLayers, profiler: Profiler | None = None, attention=None):
+                 linear: LinearLayers, profiler: Profiler | None = None, attention=None,
+                 kv_dtype: str = DEFAULT_KV_DTYPE):
         self.config = config
         self.linear = linear
-        # None: attention on the host over a float32 KVCache; else an object with
+        # None: attention on the host over a KVCache of ``kv_dtype``; else an object with
         # ``new_cache(capacity)`` and ``attend(...)`` (``host.llm.attention``).
         self.attention = attention
+        kv_storage(kv_dtype)                      # a bad name fails here, in one line
+        self.kv_dtype = kv_dtype
         self.embedding = weights["token_embd.weight"]
         self.norms = {name: np.asarray(w, dtype=np.float32) for name, w in weights.items()
                       if name.endswith("norm.weight")}
@@ -167,7 +181,7 @@ class Transformer:
         """An empty KV cache for this model (the attention's own when it has one)."""
         if self.attention is not None:
             return self.attention.new_cache(capacity)
-        return KVCache(self.config, capacity)
+        return KVCache(self.config, capacity, self.kv_dtype)
 
     def forward(self, tokens: Sequence[int], cache: KVCache, all_logits: bool = False) -> np.ndarray:
         """Run ``tokens`` at positions ``cache.length...``; logits ``[1 or M, vocab]``."""
@@ -245,21 +259,27 @@ class Transformer:
         m, hd = q.shape[0], cfg.head_dim
         stop = start + m
         keys, values = cache.keys[layer], cache.values[layer]
-        keys[:, start:stop] = k.transpose(1, 0, 2)                            # [KV, M, hd]
-        values[:, start:stop] = v.transpose(1, 0, 2)
         first = 0 if window is None else max(0, start - window + 1)           # oldest key any query sees
+        if keys.dtype == np.uint16:       # bfloat16: stored rounded, attended over widened
+            to_bf16(k.transpose(1, 0, 2), out=keys[:, start:stop])            # [KV, M, hd]
+            to_bf16(v.transpose(1, 0, 2), out=values[:, start:stop])
+            keys, values = from_bf16(keys[:, first:stop]), from_bf16(values[:, first:stop])
+        else:
+            keys[:, start:stop] = k.transpose(1, 0, 2)                        # [KV, M, hd]
+            values[:, start:stop] = v.transpose(1, 0, 2)
+            keys, values = keys[:, first:stop], values[:, first:stop]         # visible: [KV, T, hd]
         kv, group = cfg.n_kv_heads, cfg.n_heads // cfg.n_kv_heads
         if m == 1:     # decode: every cached key in [first, stop) is visible, no mask
             qg = (q[0] * np.float32(cfg.attn_scale)).reshape(kv, group, hd)     # [KV, group, hd]
-            scores = qg @ keys[:, first:stop].transpose(0, 2, 1)              # [KV, group, T]
+            scores = qg @ keys.transpose(0, 2, 1)                             # [KV, group, T]
             scores -= scores.max(axis=-1, keepdims=True)
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
-            return (scores @ values[:, first:stop]).reshape(1, cfg.q_dim)     # [1, H*hd]
+            return (scores @ values).reshape(1, cfg.q_dim)                    # [1, H*hd]
         # [M, H, hd] -> [KV, group*M, hd]: heads sharing a KV head form one batch
         qg = (q * np.float32(cfg.attn_scale)).reshape(m, kv, group, hd).transpose(1, 2, 0, 3)
         qg = qg.reshape(kv, group * m, hd)
-        scores = qg @ keys[:, first:stop].transpose(0, 2, 1)                  # [KV, group*M, T]
+        scores = qg @ keys.transpose(0, 2, 1)                                 # [KV, group*M, T]
         # several queries: causal mask, and the window on sliding layers
         query_pos = np.arange(start, stop)[:, None]                           # [M, 1]
         key_pos = np.arange(first, stop)[None, :]                             # [1, T]
@@ -272,7 +292,7 @@ class Transformer:
         scores -= scores.max(axis=-1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
-        out = scores @ values[:, first:stop]                                  # [KV, group*M, hd]
+        out = scores @ values                                  # [KV, group*M, hd]
         return out.reshape(kv, group, m, hd).transpose(2, 0, 1, 3).reshape(m, cfg.q_dim)
 
     def activation(self, gate_up: np.ndarray) -> np.ndarray:

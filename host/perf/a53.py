@@ -89,10 +89,13 @@ def _visible_keys(config: ModelConfig, layer: int, context: int) -> int:
 from ..llm.tanh import TANH_FLOPS  # noqa: E402  (the kernels' tanh: flops, not a libm call)
 
 
-def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4,
+def host_ops(config: ModelConfig, context: int, kv_bytes: int = 2,
              tanh_flops: int | None = TANH_FLOPS, argmax_scanned: float = 1.0) -> list[HostOp]:
     """The host step of one decode token at ``context`` tokens (the new one included),
-    float32 activations, a KV cache of ``kv_bytes`` per element (4: float32).
+    float32 activations, a KV cache of ``kv_bytes`` per element (2: bfloat16, the
+    default ``KVCache``; 4: float32; 1: int8). A bfloat16 element costs 1 flop to widen
+    where attention reads it (a shift: once per cached element and KV head, the query
+    heads of a group share the widened row) and 4 to round where it is stored.
 
     Per element counts: RMSNorm 5 flops (square-add, scale, weight) and reads x and
     its weight; int8 quantization 4 (|x| max, scale, round, clamp) and writes a byte;
@@ -139,9 +142,11 @@ def host_ops(config: ModelConfig, context: int, kv_bytes: int = 4,
         if config.qk_norm:
             add("norms", *norm((h + kv) * hd))
         add("rope", 3 * (h + kv) * hd, 0, 8 * hd)    # cos and sin rows of the position
-        add("kv cache", 0, 0, 2 * kv * hd * kv_bytes)
+        widen = 1 if kv_bytes == 2 else 0
+        add("kv cache", 4 * widen * 2 * kv * hd, 0, 2 * kv * hd * kv_bytes)
         # q.K^T and p.V per query head; each cached row is read once per KV head
-        add("attention", 4 * h * t * hd + 3 * h * t, h * t, 2 * kv * t * hd * kv_bytes)
+        add("attention", 4 * h * t * hd + 3 * h * t + widen * 2 * kv * t * hd, h * t,
+            2 * kv * t * hd * kv_bytes)
         add("quantize", *quantize(h * hd))
         add("dequantize", *dequantize(d))
         add("residual", d, 0, 8 * d)
@@ -630,12 +635,13 @@ def argmax_scan_share(config: ModelConfig, weights, tokens: int = 24,
     from ..llm.layers import linear_specs
     from ..llm.linear import QuantizedLinears
     from ..llm.quant import scheme
-    from ..llm.transformer import Transformer
+    from ..llm.transformer import RUNTIME_KV_DTYPE, Transformer
 
     backend = make_backend("golden", "kv260")
     try:
         transformer = Transformer(config, weights, QuantizedLinears(linear_specs(config, weights), backend,
-                                                                    scheme("per-channel")))
+                                                                    scheme("per-channel")),
+                                  kv_dtype=RUNTIME_KV_DTYPE)
         decoder = FusedDecoder.build(transformer)
         cache = transformer.new_cache(prompt_tokens + tokens + 2)
         prompt = [2 + (7919 * i) % (config.vocab_size - 2) for i in range(prompt_tokens)]
@@ -659,7 +665,10 @@ def count(name: str, config: ModelConfig, transformer, context: int, accel: Acce
     prompt = [1 + i % (config.vocab_size - 1) for i in range(context - 2)]
     transformer.forward(prompt, cache)          # the warm-up step makes it context - 1
     calls, driver_calls, jobs = count_python_calls(transformer, cache, tokens, decoder)
-    ops = host_ops(config, context, argmax_scanned=argmax_scanned) if ops is None else ops
+    if ops is None:
+        from ..llm.transformer import KVCache
+        kv_bytes = cache.keys[0].itemsize if isinstance(cache, KVCache) else 1     # else int8, on the device
+        ops = host_ops(config, context, kv_bytes, argmax_scanned=argmax_scanned)
     per_job = syscalls[False]["total"]
     compiled = decoder.counts["compiled calls"] if decoder is not None else 0
     submitted = decoder is not None and decoder.submits_jobs     # the job inside the gap's call
@@ -781,7 +790,7 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
     from ..llm.layers import linear_specs
     from ..llm.linear import QuantizedLinears
     from ..llm.quant import scheme
-    from ..llm.transformer import Transformer
+    from ..llm.transformer import RUNTIME_KV_DTYPE, Transformer
 
     progress("measuring this machine's constants...")
     probe = instant_backend(accel, 16 << 20)
@@ -794,11 +803,11 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
         progress(f"{name}: loading on the instant device and on the KV260 classes...")
         backend = instant_backend(accel)
         linears = QuantizedLinears(linear_specs(config, weights), backend, scheme("per-channel"))
-        transformer = Transformer(config, weights, linears)
+        transformer = Transformer(config, weights, linears, kv_dtype=RUNTIME_KV_DTYPE)
         decoder = FusedDecoder.build(transformer)
         rig = BoardRig(accel)
         board = Transformer(config, weights, QuantizedLinears(linear_specs(config, weights), rig.backend,
-                                                              scheme("per-channel")))
+                                                              scheme("per-channel")), kv_dtype=RUNTIME_KV_DTYPE)
         board_decoder = FusedDecoder.build(board)
         runs = [c for c in contexts if c <= config.max_seq_len]
         # The A53's counts: the board's path (KV260 classes, compiled replay); the x86

@@ -89,7 +89,7 @@ def compare(contexts: list[int], accel: AccelConfig, tokens: int = 4, progress=p
     from ..llm.linear import QuantizedLinears
     from ..llm.model import load_model
     from ..llm.quant import scheme
-    from ..llm.transformer import Transformer
+    from ..llm.transformer import RUNTIME_KV_DTYPE, Transformer
 
     progress("counting syscalls per job (strace)...")
     syscalls = {False: a53.syscalls_per_job(accel, False)}
@@ -103,7 +103,7 @@ def compare(contexts: list[int], accel: AccelConfig, tokens: int = 4, progress=p
         backend = rig.backend
         linears = QuantizedLinears(linear_specs(config, model.weights), backend, scheme("per-channel"))
         attention = OffloadedAttention(config, backend) if mode == "accelerator" else None
-        transformer = Transformer(config, model.weights, linears, attention=attention)
+        transformer = Transformer(config, model.weights, linears, attention=attention, kv_dtype=RUNTIME_KV_DTYPE)
         decoder = FusedDecoder.build(transformer)
         for context in contexts:
             progress(f"{mode} attention, context {context}...")

@@ -20,7 +20,7 @@ from ..llm.layers import linear_specs
 from ..llm.linear import QuantizedLinears
 from ..llm.profile import Profiler
 from ..llm.quant import scheme
-from ..llm.transformer import Transformer
+from ..llm.transformer import RUNTIME_KV_DTYPE, Transformer
 
 __all__ = ["HostTime", "measure_host_time", "random_llama_weights"]
 
@@ -104,7 +104,7 @@ def measure_host_time(config, weights: dict, *, max_k: int = 4096, context: int 
     profiler = Profiler()
     linears = QuantizedLinears(linear_specs(config, weights), _InstantBackend(max_k),
                                scheme("per-channel"), profiler=profiler)
-    transformer = Transformer(config, weights, linears, profiler)
+    transformer = Transformer(config, weights, linears, profiler, kv_dtype=RUNTIME_KV_DTYPE)
     decoder = FusedDecoder(transformer, profiler) if fused else None
     if decoder is None:
         step = (lambda token, cache: int(np.argmax(transformer.forward([token], cache)[0]))) \
