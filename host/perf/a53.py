@@ -624,11 +624,22 @@ def _syscall_child(preset_name: str, mode: str, tokens: int, shapes: str) -> Non
             device.close()
 
 
+def text_prompts(tokenizer, count: int = 4) -> list[list[int]]:
+    """The first sentence of each of the first ``count`` paragraphs of the held-out
+    text (``host/llm/data/eval.txt``), as token ids: real prompts for a real model."""
+    from ..llm.quality import DATA
+
+    paragraphs = [p for p in (DATA / "eval.txt").read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    return [tokenizer.encode(p.split(". ")[0] + ".") for p in paragraphs[:count]]
+
+
 def argmax_scan_share(config: ModelConfig, weights, tokens: int = 24,
-                      prompt_tokens: int = 8) -> float:
+                      prompts: list[list[int]] | None = None) -> float:
     """The share of the classifier's blocks whose logits ``argmax_logit`` computes, over
-    ``tokens`` greedy decode tokens of the model on the golden backend (which computes
-    every sum, unlike the counting devices) after a prompt of ``prompt_tokens`` ids."""
+    ``tokens`` greedy decode tokens after each prompt of ``prompts`` (default: one of 8
+    spread ids, for random-weight models; a real model's share depends on its text:
+    ``text_prompts``) on the golden backend (which computes every sum, unlike the
+    counting devices)."""
     from ..accel.backend import make_backend
     from ..llm._numba_fused import ARGMAX_BLOCK
     from ..llm.fused import FusedDecoder
@@ -643,13 +654,17 @@ def argmax_scan_share(config: ModelConfig, weights, tokens: int = 24,
                                                                     scheme("per-channel")),
                                   kv_dtype=RUNTIME_KV_DTYPE)
         decoder = FusedDecoder.build(transformer)
-        cache = transformer.new_cache(prompt_tokens + tokens + 2)
-        prompt = [2 + (7919 * i) % (config.vocab_size - 2) for i in range(prompt_tokens)]
-        token = int(np.argmax(transformer.forward(prompt, cache)[-1]))
-        decoder.argmax_blocks[0] = 0
-        for _ in range(tokens):
-            token = decoder.greedy(token, cache)[0]
-        return float(decoder.argmax_blocks[0]) / (tokens * -(-config.vocab_size // ARGMAX_BLOCK))
+        if prompts is None:
+            prompts = [[2 + (7919 * i) % (config.vocab_size - 2) for i in range(8)]]
+        scanned = 0
+        for prompt in prompts:
+            cache = transformer.new_cache(len(prompt) + tokens + 2)
+            token = int(np.argmax(transformer.forward(prompt, cache)[-1]))
+            decoder.argmax_blocks[0] = 0
+            for _ in range(tokens):
+                token = decoder.greedy(token, cache)[0]
+            scanned += int(decoder.argmax_blocks[0])
+        return scanned / (len(prompts) * tokens * -(-config.vocab_size // ARGMAX_BLOCK))
     finally:
         backend.close()
 
@@ -766,7 +781,8 @@ class Case:
 
 
 def _models(names: list[str]):
-    """``(name, ModelConfig, weights)`` of the models asked for."""
+    """``(name, ModelConfig, weights, prompts)`` of the models asked for (``prompts``:
+    ``text_prompts`` for a real model, None for random weights)."""
     from .host_time import random_llama_weights
     from .projection import STORIES, llama2c_config
 
@@ -774,12 +790,12 @@ def _models(names: list[str]):
         if name == "gemma":
             from ..llm.model import load_model
             model = load_model(None, progress=False)
-            yield "Gemma 3 270M", model.config, model.weights
+            yield "Gemma 3 270M", model.config, model.weights, text_prompts(model.tokenizer)
         else:
             config = llama2c_config(**STORIES[name])
             # llama2.c's stories110M runs 1024 tokens, stories15M 256 (``max_seq_len``).
             real = 1024 if name == "stories110M" else 256
-            yield name, replace(config, max_seq_len=real), random_llama_weights(config)
+            yield name, replace(config, max_seq_len=real), random_llama_weights(config), None
 
 
 def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
@@ -797,7 +813,7 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
     here = measure_cpu_model(probe)
     probe.close()
     cases = []
-    for name, config, weights in _models(names):
+    for name, config, weights, prompts in _models(names):
         progress(f"{name}: counting syscalls per job over a decode token's jobs (strace)...")
         syscalls = {irq: syscalls_per_job(accel, irq, token_jobs(config, accel)) for irq in (False, True)}
         progress(f"{name}: loading on the instant device and on the KV260 classes...")
@@ -813,7 +829,7 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
         # The A53's counts: the board's path (KV260 classes, compiled replay); the x86
         # model's: the path timed here (instant device, Python register accesses).
         progress(f"{name}: the classifier blocks the greedy argmax scans (golden backend)...")
-        share = argmax_scan_share(config, weights)
+        share = argmax_scan_share(config, weights, prompts=prompts)
         board_counts = {c: count(name, config, board, c, accel, syscalls, decoder=board_decoder,
                                  argmax_scanned=share) for c in runs}
         rig.close()                                   # its accelerator thread off before timing

@@ -96,7 +96,7 @@ def compare(contexts: list[int], accel: AccelConfig, tokens: int = 4, progress=p
     model = load_model(None, progress=False)
     config = model.config
     progress("the classifier blocks the greedy argmax scans (golden backend)...")
-    share = a53.argmax_scan_share(config, model.weights)
+    share = a53.argmax_scan_share(config, model.weights, prompts=a53.text_prompts(model.tokenizer))
     rows = []
     for mode in ("host", "accelerator"):
         rig = a53.BoardRig(accel)              # the KV260's classes, as a53's counts
