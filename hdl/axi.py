@@ -12,7 +12,7 @@ wires them to a block's nested interface.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -71,6 +71,26 @@ def cache_prot(coherent: bool) -> tuple[int, int]:
     if coherent:
         return CACHE_COHERENT, PROT_COHERENT
     return CACHE_NORMAL_NONCACHEABLE_BUFFERABLE, PROT_DEFAULT
+
+
+def drive_cache_prot(m: Module, bus, channel: str, coherent_io: bool, issue, coherent) -> None:
+    """Drive ``channel`` ("ar" or "aw")'s AxCACHE/AxPROT: in a ``coherent_io`` build
+    registered with each burst's address when ``issue`` is high (``cache_prot`` of its
+    command's ``coherent`` bit), else the plain pair as constants."""
+    if channel not in ("ar", "aw"):
+        raise ValueError(f"channel={channel!r} must be 'ar' or 'aw'")
+    bus_cache, bus_prot = getattr(bus, channel + "cache"), getattr(bus, channel + "prot")
+    plain_cache, plain_prot = cache_prot(False)
+    if not coherent_io:
+        m.d.comb += [bus_cache.eq(plain_cache), bus_prot.eq(plain_prot)]
+        return
+    coherent_cache, coherent_prot = cache_prot(True)
+    cache = Signal(4, name=f"{channel}cache_q", init=plain_cache)
+    prot = Signal(3, name=f"{channel}prot_q", init=plain_prot)
+    with m.If(issue):
+        m.d.sync += [cache.eq(Mux(coherent, coherent_cache, plain_cache)),
+                     prot.eq(Mux(coherent, coherent_prot, plain_prot))]
+    m.d.comb += [bus_cache.eq(cache), bus_prot.eq(prot)]
 
 
 def _read_members(addr_width: int, data_width: int, id_width: int) -> dict:

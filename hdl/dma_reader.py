@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import Out
 
-from .axi import AXI4ReadSignature, burst_attributes, cache_prot
+from .axi import AXI4ReadSignature, burst_attributes, drive_cache_prot
 from .dma_control import StopControl, control_members
 from .fifo_flags import track_ready
 from .spec.config import AccelConfig
@@ -125,16 +125,7 @@ class DmaReader(wiring.Component):
             m.d.sync += bus.arvalid.eq(0)
         # AxCACHE/AxPROT: registered with the address in a ``coherent_io`` build (the
         # coherent pair for a coherent command's bursts), constants otherwise.
-        plain_cache, plain_prot = cache_prot(False)
-        if config.coherent_io:
-            cache = Signal(4, name="arcache_q", init=plain_cache)
-            prot = Signal(3, name="arprot_q", init=plain_prot)
-            with m.If(issue):
-                m.d.sync += [cache.eq(Mux(burst.p.coherent, cache_prot(True)[0], plain_cache)),
-                             prot.eq(Mux(burst.p.coherent, cache_prot(True)[1], plain_prot))]
-            m.d.comb += [bus.arcache.eq(cache), bus.arprot.eq(prot)]
-        else:
-            m.d.comb += [bus.arcache.eq(plain_cache), bus.arprot.eq(plain_prot)]
+        drive_cache_prot(m, bus, "ar", config.coherent_io, issue, burst.p.coherent)
         m.d.sync += owed.eq(owed + Mux(issue, burst.p.beats, 0) - r_beat)
         # The sum reaches zero iff (owed + beats) wraps to r_beat; that sum is taken
         # from registers, so only ``issue`` arrives late (at the final mux).

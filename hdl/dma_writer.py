@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from .axi import AXI4WriteSignature, burst_attributes, cache_prot
+from .axi import AXI4WriteSignature, burst_attributes, drive_cache_prot
 from .dma_control import StopControl, control_members
 from .fifo_flags import track_ready
 from .spec.config import AccelConfig
@@ -106,16 +106,7 @@ class DmaWriter(wiring.Component):
             m.d.sync += bus.awvalid.eq(0)
         # AxCACHE/AxPROT: registered with the address in a ``coherent_io`` build (the
         # coherent pair for a coherent command's bursts), constants otherwise.
-        plain_cache, plain_prot = cache_prot(False)
-        if config.coherent_io:
-            cache = Signal(4, name="awcache_q", init=plain_cache)
-            prot = Signal(3, name="awprot_q", init=plain_prot)
-            with m.If(issue):
-                m.d.sync += [cache.eq(Mux(burst.p.coherent, cache_prot(True)[0], plain_cache)),
-                             prot.eq(Mux(burst.p.coherent, cache_prot(True)[1], plain_prot))]
-            m.d.comb += [bus.awcache.eq(cache), bus.awprot.eq(prot)]
-        else:
-            m.d.comb += [bus.awcache.eq(plain_cache), bus.awprot.eq(plain_prot)]
+        drive_cache_prot(m, bus, "aw", config.coherent_io, issue, burst.p.coherent)
         m.d.comb += burst_attributes(bus, "aw", config.bus_bytes)
 
         # W: beats of the burst at the head of ``awaiting_w``. Whether the beat being loaded
