@@ -100,18 +100,6 @@ def _load_u32(typingctx, address, index):
 
 
 @intrinsic
-def _float32_at(typingctx, address):
-    """A float32 pointer to ``address`` (a uint64 word), for ``numba.carray``."""
-    if address != types.uint64:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.inttoptr(args[0], ir.FloatType().as_pointer())
-
-    return types.CPointer(types.float32)(address), codegen
-
-
-@intrinsic
 def _uint16_at(typingctx, address):
     """A uint16 pointer to ``address`` (a uint64 word), for ``numba.carray``."""
     if address != types.uint64:

@@ -9,10 +9,10 @@ element back to float32 (a 16-bit shift, exact) and computes in float32, so only
 stored values are rounded. ``host.llm.quality --kv-cache`` measures the effect.
 
 ``to_bf16`` rounds to nearest, ties to even, as torch's ``float32 -> bfloat16`` (the
-check in ``tests/test_transformer.py``); NaN stays NaN (quiet), infinities stay
+check in ``tests/test_host_transformer.py``); NaN stays NaN (quiet), infinities stay
 infinite, and a finite value past the largest bfloat16 rounds to infinity. The fused
-kernels' ``host.llm._numba_fused._bf16`` and ``_widen`` are the same operations on one
-element.
+kernels' ``host.llm._numba_fused._bf16`` and ``_bf16_float`` are the same operations on
+one element.
 """
 
 from __future__ import annotations

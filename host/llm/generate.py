@@ -38,6 +38,7 @@ from ..accel.backend import BACKENDS, make_backend
 from ..cli import ArgumentParser, entry, int_in, nonnegative_float, unit_fraction
 from ..errors import SystoleError, UsageError
 from .attention import OffloadedAttention, attention_unavailable
+from .bf16 import KV_DTYPES
 from .fused import FusedDecoder
 from .linear import build_linears
 from .model import Model, load_model
@@ -45,7 +46,6 @@ from .profile import PhaseReport, Profiler, format_table
 from .quant import DEFAULT_SCHEME, SCHEMES
 from .quant import scheme as get_scheme
 from .tokenizer import StreamDecoder
-from .bf16 import KV_DTYPES
 from .transformer import RUNTIME_KV_DTYPE, Transformer
 
 __all__ = ["ATTENTION_CHOICES", "choose_attention", "Runtime", "Generation", "NonFiniteLogits", "load",

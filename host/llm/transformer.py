@@ -21,13 +21,14 @@ from typing import Sequence
 
 import numpy as np
 
+from .bf16 import from_bf16, kv_storage, to_bf16
 from .layers import LinearLayers
 from .model.base import ModelConfig
 from .profile import Profiler
-from .bf16 import from_bf16, kv_storage, to_bf16
 from .tanh import tanh32
 
-__all__ = ["KVCache", "DEFAULT_KV_DTYPE", "RUNTIME_KV_DTYPE", "Transformer", "rms_norm", "apply_rope", "check_context_length"]
+__all__ = ["KVCache", "DEFAULT_KV_DTYPE", "RUNTIME_KV_DTYPE", "Transformer", "rms_norm", "apply_rope",
+           "check_context_length"]
 
 # The host KV cache's element type (host.llm.bf16). A Transformer's default is float32,
 # the exact reference (the checks against transformers, calibration, the quality
@@ -61,12 +62,12 @@ class KVCache:
     """Keys and values of every layer for positions ``0..length-1``.
 
     Per layer ``[n_kv_heads, capacity, head_dim]`` of ``dtype`` (``host.llm.bf16``:
-    "float32", or "bfloat16" stored as uint16 bits); keys are stored after RoPE. Capacity doubles on demand, so a session needs no length limit up front.
+    "float32", or "bfloat16" stored as uint16 bits); keys are stored after RoPE.
+    Capacity doubles on demand, so a session needs no length limit up front.
     """
 
     def __init__(self, config: ModelConfig, capacity: int = 256, dtype: str = DEFAULT_KV_DTYPE):
         self.config = config
-        self.dtype = dtype
         self.storage = kv_storage(dtype)
         self.length = 0
         self.capacity = 0
@@ -292,7 +293,7 @@ class Transformer:
         scores -= scores.max(axis=-1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
-        out = scores @ values                                  # [KV, group*M, hd]
+        out = scores @ values                                                 # [KV, group*M, hd]
         return out.reshape(kv, group, m, hd).transpose(2, 0, 1, 3).reshape(m, cfg.q_dim)
 
     def activation(self, gate_up: np.ndarray) -> np.ndarray:

@@ -93,7 +93,7 @@ def host_ops(config: ModelConfig, context: int, kv_bytes: int = 2,
              tanh_flops: int | None = TANH_FLOPS, argmax_scanned: float = 1.0) -> list[HostOp]:
     """The host step of one decode token at ``context`` tokens (the new one included),
     float32 activations, a KV cache of ``kv_bytes`` per element (2: bfloat16, the
-    default ``KVCache``; 4: float32; 1: int8). A bfloat16 element costs 1 flop to widen
+    runtime's ``KVCache``; 4: float32; 1: int8). A bfloat16 element costs 1 flop to widen
     where attention reads it (a shift: once per cached element and KV head, the query
     heads of a group share the widened row) and 4 to round where it is stored.
 
