@@ -60,7 +60,7 @@ def test_attention_kernels_follow_numpy():
     rng = np.random.default_rng(5)
     group, rows, slots, hd = 4, 11, 16, 32
     for _ in range(200):
-        acc = rng.integers(-40000, 40000, (group, rows)).astype(np.int32)
+        acc = rng.integers(-40000, 40000, (group, slots)).astype(np.int32)   # whole tiles: past rows unread
         q_scale = rng.random(group).astype(np.float32) * 1e-3
         key_scale, value_scale = (rng.random((2, slots)).astype(np.float32) * 1e-2)
         probabilities = np.zeros(group * slots, np.float32)
@@ -68,9 +68,9 @@ def test_attention_kernels_follow_numpy():
         a_scale = np.zeros(group, np.float32)
         staged_slots = np.array([rows - 1, rows - 3, 0, 0], np.int64)     # two staged values
         a_staged = np.zeros((group, 4), np.int8)
-        kernels.attention_softmax(acc, q_scale, key_scale, value_scale, probabilities, a_q, a_scale,
+        kernels.attention_softmax(acc, rows, q_scale, key_scale, value_scale, probabilities, a_q, a_scale,
                                   staged_slots, 2, a_staged, _QMAX_INVERSE, _TINY)
-        scores = acc.astype(np.float32) * q_scale[:, None] * key_scale[None, :rows]
+        scores = acc[:, :rows].astype(np.float32) * q_scale[:, None] * key_scale[None, :rows]
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))
         scores /= scores.sum(axis=1, keepdims=True)
         weighted = np.zeros((group, slots), np.float32)

@@ -85,6 +85,26 @@ def test_udmabuf_memory_and_cache_maintenance(tmp_path):
         memory.write(65536 - 4, np.zeros(8, np.uint8))
 
 
+def test_udmabuf_direct_view_writes_without_syncs(tmp_path):
+    """``direct_view``: a second mapping opened O_SYNC after ``sync_mode`` 2 (u-dma-buf
+    maps it write-combining); its stores land in the buffer with no sync written. A
+    coherent window's direct view is the window itself."""
+    from host.perf.a53 import fake_board_memory
+
+    memory, shared = fake_board_memory(tmp_path, preset("kv260"), 1 << 16, readback=True)
+    view = memory.direct_view()
+    assert view is memory.direct_view() and view.size == memory.size
+    assert (tmp_path / "sys" / "udmabuf0" / "sync_mode").read_text() == "2\n"
+    for name in ("sync_offset", "sync_size", "sync_for_device"):
+        assert not (tmp_path / "sys" / "udmabuf0" / name).read_text()
+    view[4096:4100] = [1, 2, 3, 4]
+    assert memory.read(4096, 4).tolist() == [1, 2, 3, 4]
+    assert (tmp_path / "udmabuf0").read_bytes()[4096:4100] == bytes([1, 2, 3, 4])
+    assert shared.direct_view() is shared._bytes
+    memory.close()
+    shared.close()
+
+
 @pytest.mark.parametrize("compiled", [True, False])
 def test_planned_jobs_replay_the_same_register_sequence(tmp_path, compiled):
     """The driver's plan performed by firmware/replay.c (one ctypes call) or by Python
@@ -542,5 +562,125 @@ def test_a_job_failing_inside_the_one_call_token(failure):
         assert 0 <= decoder.greedy(4, cache)[0] < transformer.config.vocab_size      # and it runs on
         assert cache.length == length + 1 and decoder.counts["compiled calls"] == 1
         assert rig.jobs == jobs + (6 if failure == "timeout" else 1) + 4 * 4 + 1
+    finally:
+        rig.close()
+
+
+# -- attention on the accelerator inside the one-call token -------------------------------------
+
+def _offloaded_decoder(rig, one_call: bool, max_seq_len: int = 64):
+    """The Gemma-like test model with attention on ``rig``'s accelerator, fused; ``one_call``
+    False keeps the Python path (one call per gap, the driver's ``matmul_rows``)."""
+    import dataclasses
+
+    from host.llm.attention import OffloadedAttention
+    from host.llm.fused import FusedDecoder
+    from host.llm.layers import linear_specs
+    from host.llm.linear import QuantizedLinears
+    from host.llm.quant import scheme
+    from host.llm.transformer import Transformer
+    from test_a53 import GEMMA_LIKE, gemma_like_weights
+
+    config = dataclasses.replace(GEMMA_LIKE, max_seq_len=max_seq_len)
+    weights = gemma_like_weights(config)
+    transformer = Transformer(config, weights, QuantizedLinears(linear_specs(config, weights), rig.backend,
+                                                                scheme("per-channel")),
+                              attention=OffloadedAttention(config, rig.backend))
+    decoder = FusedDecoder.build(transformer)
+    decoder.one_call = one_call
+    return transformer, decoder
+
+
+def test_offloaded_attention_in_one_call_equals_the_python_path():
+    """On the KV260 classes with a thread computing C: attention on the accelerator with
+    the whole token in one compiled call (the KV rows written by the kernel into the
+    packed layout of the host copy and of the memory's direct view, the q.K^T job bound
+    per tile count) gives the same greedy tokens and logits, the same registers at every
+    ap_start and counters as the Python path, over 150 tokens: the window's ring wraps
+    (8 slots), the global layers' matrices are re-packed as the cache doubles (16 ->
+    256 slots) and their q.K^T rows cross two tile boundaries (64 columns). Both paths
+    leave the same packed KV cache on the device."""
+    from hdl.spec.regmap import by_name
+    from host.accel.pack import unpack_weights
+    from host.perf.a53 import BoardRig
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    runs = {}
+    try:
+        for one_call in (True, False):
+            rig = BoardRig(preset("kv260"), 64 << 20, compute=True)
+            try:
+                transformer, decoder = _offloaded_decoder(rig, one_call, max_seq_len=160)
+                cache = transformer.new_cache(8)
+                transformer.forward([1, 2, 3], cache)          # prefill: the Python path's blocks
+                jobs0 = rig.jobs
+                token, tokens, calls = 5, [], set()
+                for step in range(150):
+                    token, logit = decoder.greedy(token, cache)
+                    tokens.append((token, logit))
+                    calls.add(decoder.counts["compiled calls"])
+                    assert decoder.one_call_ran == one_call and decoder.offload_unavailable is None
+                logits = decoder.logits(token, cache)          # (the ring cannot go back a token)
+                registers = np.array(rig.device.jobs[jobs0:])
+                stats = (rig.backend.jobs, rig.backend.total_cycles, rig.backend.last_cycles())
+                cache.flush()                                   # (the Python path stages values)
+                memory = rig.memory.direct_view()
+                device = []                                   # each matrix as the accelerator reads it
+                for heads in cache.heads:
+                    for head in heads:
+                        for handle in (head.keys, *head.values):
+                            weights = handle.device
+                            streams = [memory[weights.buffer.offset + port * weights.w_stride:][
+                                       :handle.packed.stream_bytes] for port in range(handle.packed.ports)]
+                            packed = type(handle.packed)(np.concatenate(streams).view(np.int8), handle.n,
+                                                         handle.k, handle.packed.cols, handle.packed.ports)
+                            np.testing.assert_array_equal(unpack_weights(packed), unpack_weights(handle.packed))
+                            device.append(unpack_weights(packed))
+                runs[one_call] = tokens, logits, registers, stats, calls, cache.grown, device
+            finally:
+                rig.close()
+    finally:
+        sys.setswitchinterval(interval)
+    (tokens, logits, registers, stats, calls, grown, device), \
+        (tokens_py, logits_py, registers_py, stats_py, calls_py, grown_py, device_py) = runs[True], runs[False]
+    assert tokens == tokens_py and len(set(tokens)) > 10
+    np.testing.assert_array_equal(logits, logits_py)
+    ctrl = by_name("CTRL").offset // 4
+    registers[:, ctrl] = registers_py[:, ctrl] = 0
+    assert len(registers) == 151 * (4 * 4 + 1 + 2 * 4 * 2)
+    np.testing.assert_array_equal(registers, registers_py)
+    assert stats == stats_py
+    assert calls == {1} and grown == grown_py >= 4
+    for ours, theirs in zip(device, device_py):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_an_attention_job_failing_inside_the_one_call_token(which):
+    """A q.K^T (``which`` 0) or p.V job of the offloaded one-call token that never
+    finishes: the driver's one-line error naming that job's shape, nothing after it
+    submitted, the accelerator idle after the soft reset; the next token runs."""
+    from host.accel.driver import AcceleratorTimeout
+    from host.perf.a53 import BoardRig
+
+    rig = BoardRig(preset("kv260"), 64 << 20)
+    try:
+        rig.backend.driver.min_timeout_s = 0.05
+        transformer, decoder = _offloaded_decoder(rig, True)
+        cache = transformer.new_cache(8)
+        transformer.forward([1, 2], cache)
+        decoder.greedy(3, cache)
+        jobs, length = rig.jobs, cache.length
+        rig.device.hang_after = 1 + which         # layer 0: qkv, then the first KV head's q.K^T, p.V
+        shape = "M=2 N=8 K=32" if which == 0 else "M=2 N=32 K=8"      # (a local layer: the 8-slot ring)
+        with pytest.raises(AcceleratorTimeout, match=rf"^job {shape} did not finish within 50\.000 ms"):
+            decoder.greedy(4, cache)
+        assert decoder.one_call_ran and cache.length == length
+        assert rig.jobs == jobs + 1 + which
+        assert int(rig.device.words[rig.device.ctrl]) == rig.device.idle
+        rig.device.hang_after = None
+        assert 0 <= decoder.greedy(4, cache)[0] < transformer.config.vocab_size
+        assert cache.length == length + 1 and decoder.counts["compiled calls"] == 1
     finally:
         rig.close()

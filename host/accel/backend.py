@@ -172,6 +172,11 @@ class IntBackend(ABC):
         """Exact ``int32 [M, n] = x (int8 [M, K]) @ W[:n].T`` for mutable weights."""
         raise NotImplementedError(f"{self.name} has no mutable weights")
 
+    def mutable_places(self, handle: MutableWeights):
+        """Where compiled code may write ``handle`` in place (``DriverBackend``), or None:
+        only ``write_rows``/``write_columns`` can."""
+        return None
+
     def _check_rows(self, x: np.ndarray, handle: MutableWeights, n: int) -> np.ndarray:
         if not (isinstance(n, (int, np.integer)) and 1 <= n <= handle.n):
             raise ValueError(f"{handle.name}: n={n!r} rows outside 1..{handle.n} (its capacity)")

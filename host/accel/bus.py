@@ -62,6 +62,11 @@ class DeviceMemory(Protocol):
     def sync_for_cpu(self, offset: int, nbytes: int) -> None:
         """Make device writes in the range visible to the CPU (cache invalidate)."""
 
+    def direct_view(self) -> np.ndarray | None:
+        """A uint8 array over the whole window in which CPU stores reach the device
+        without a sync (coherent memory, or a write-combining mapping of it), for data
+        the CPU writes and never reads back; None: the platform has none."""
+
 
 class MemoryWindow:
     """``DeviceMemory`` over any writable buffer (an mmap, a bytearray, an array).
@@ -97,6 +102,10 @@ class MemoryWindow:
 
     def sync_for_cpu(self, offset: int, nbytes: int) -> None:
         self._check(offset, nbytes)
+
+    def direct_view(self) -> np.ndarray:
+        """The window itself: it is coherent (``DeviceMemory.direct_view``)."""
+        return self._bytes
 
     def io_spec(self) -> tuple[int, tuple[int, ...] | None, bool, int]:
         """For a compiled job path (a bus with ``job``): the window's host address, the

@@ -60,34 +60,68 @@ class DriverBackend(IntBackend):
         return self.driver.load_weights(handle.packed)
 
     def _mutated(self, handle: MutableWeights, spans, rows=None, columns=None) -> None:
-        """Copy the touched bytes of the host's packed copy to device memory and sync
-        exactly those for the device (port ``p``'s stream sits ``W_STRIDE`` bytes on)."""
+        """Copy the touched bytes of the host's packed copy to device memory (port ``p``'s
+        stream sits ``W_STRIDE`` bytes on): through the memory's ``direct_view`` where it
+        has one (no sync: the mutable weights are written only there, by this and by the
+        fused decoder's kernels, ``mutable_places``), else written and synced for the
+        device span by span."""
         weights: WeightBuffer = handle.device
         streams = handle.packed.data.reshape(handle.packed.ports, -1)
         memory = self.driver.memory
+        direct = self._direct_view()
         for port, offset, nbytes in spans:
             at = weights.buffer.offset + port * weights.w_stride + offset
-            memory.write(at, streams[port, offset:offset + nbytes])
-            memory.sync_for_device(at, nbytes)
+            if direct is not None:
+                direct[at:at + nbytes] = streams[port, offset:offset + nbytes]
+            else:
+                memory.write(at, streams[port, offset:offset + nbytes])
+                memory.sync_for_device(at, nbytes)
+
+    def _direct_view(self) -> np.ndarray | None:
+        """The weights memory's ``direct_view`` (made once), or None."""
+        view = self.__dict__.get("_direct")
+        if view is None and "_direct" not in self.__dict__:
+            method = getattr(self.driver.memory, "direct_view", None)
+            view = self._direct = None if method is None else method()
+        return view
+
+    def mutable_places(self, handle: MutableWeights) -> tuple[int, int, int, int] | None:
+        """Where compiled code writes ``handle`` in place, both copies in the packed
+        layout: ``(host copy address, its port stride, device view address, its port
+        stride)``; the device address is in the memory's ``direct_view``. None when the
+        memory has no direct view."""
+        direct = self._direct_view()
+        if direct is None:
+            return None
+        weights: WeightBuffer = handle.device
+        packed = handle.packed
+        return (packed.data.ctypes.data, packed.stream_bytes,
+                direct.ctypes.data + weights.buffer.offset, weights.w_stride or packed.stream_bytes)
 
     def release_mutable(self, handle: MutableWeights) -> None:
         self.driver.free(handle.device.buffer)
         handle.views.clear()
 
     def matmul_rows(self, x: np.ndarray, handle: MutableWeights, n: int) -> np.ndarray:
-        """A job over the first ``n`` rows rounded up to whole tiles (the same cycles:
-        a tile is the unit the array streams), its extra rows dropped. One
-        ``WeightBuffer`` per tile count shares the capacity's buffer and ``W_STRIDE``,
-        so the driver plans each job once."""
+        """A job over the first ``n`` rows rounded up to whole tiles (``rows_view``), its
+        extra rows dropped."""
         x = self._check_rows(x, handle, n)
+        view = self.rows_view(handle, n)
+        result = self.driver.matmul(x, view)
+        self.jobs += 1
+        self.total_cycles += self.driver.last_stats.busy_cycles
+        return result if view.n == n else np.ascontiguousarray(result[:, :n])
+
+    def rows_view(self, handle: MutableWeights, n: int) -> WeightBuffer:
+        """The weights of ``handle``'s first ``n`` rows rounded up to whole tiles (the same
+        cycles: a tile is the unit the array streams). One ``WeightBuffer`` per tile
+        count shares the capacity's buffer and ``W_STRIDE``, so the driver plans each job
+        once."""
         rows = min(handle.n, -(-n // self.cols) * self.cols)
         view = handle.views.get(rows)
         if view is None:
             view = handle.views[rows] = dataclasses.replace(handle.device, n=rows)
-        result = self.driver.matmul(x, view)
-        self.jobs += 1
-        self.total_cycles += self.driver.last_stats.busy_cycles
-        return result if rows == n else np.ascontiguousarray(result[:, :n])
+        return view
 
     def compiled_job(self, handle: WeightBuffer, a: np.ndarray, c: np.ndarray) -> CompiledJob | None:
         """``Driver.compiled_job``: the job for compiled code to submit (None: no such

@@ -99,16 +99,25 @@ def _load_u32(typingctx, address, index):
     return types.uint32(address, index), codegen
 
 
-@intrinsic
-def _uint16_at(typingctx, address):
-    """A uint16 pointer to ``address`` (a uint64 word), for ``numba.carray``."""
-    if address != types.uint64:
-        return None
+def _pointer_intrinsic(element):
+    """An intrinsic: a pointer to ``element`` at ``address`` (a uint64 word), for
+    ``numba.carray``."""
+    @intrinsic
+    def pointer_at(typingctx, address):
+        if address != types.uint64:
+            return None
 
-    def codegen(context, builder, sig, args):
-        return builder.inttoptr(args[0], ir.IntType(16).as_pointer())
+        def codegen(context, builder, sig, args):
+            return builder.inttoptr(args[0], context.get_value_type(element).as_pointer())
 
-    return types.CPointer(types.uint16)(address), codegen
+        return types.CPointer(element)(address), codegen
+
+    return pointer_at
+
+
+_uint16_at = _pointer_intrinsic(types.uint16)
+_int8_at = _pointer_intrinsic(types.int8)
+_float32_at = _pointer_intrinsic(types.float32)
 
 
 @intrinsic
@@ -622,14 +631,15 @@ def attention_prepare(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_nor
 
 
 @numba.njit(cache=True, boundscheck=False)
-def attention_softmax(acc, q_scale, key_scale, value_scale, probabilities, a_q, a_scale,
+def attention_softmax(acc, rows, q_scale, key_scale, value_scale, probabilities, a_q, a_scale,
                       staged_slots, staged_count, a_staged, qmax_inverse, tiny):
-    """Between a q.K^T job and its p.V job: scores ``acc [group, rows] * q_scale * key_scale``,
+    """Between a q.K^T job and its p.V job: scores ``acc[:, :rows] * q_scale * key_scale``
+    (``acc [group, >= rows]``: the job's columns, whole tiles),
     softmax per row, ``p * value_scale`` quantized per row into ``a_q [group, slots]``
     (zero past ``rows``: slots not yet filled) with ``a_scale [group]``; the entries of
     the values staged on the host (``staged_slots[:staged_count]``) move to
     ``a_staged [group, STAGED]`` and are zeroed in ``a_q``."""
-    group, rows = acc.shape
+    group = acc.shape[0]
     slots = a_q.shape[1]
     for g in range(group):
         p = probabilities[g * rows:(g + 1) * rows]
@@ -683,6 +693,26 @@ def attention_finish(acc, a_staged, staged_values, staged_count, a_scale, attend
 
 # -- the whole decode token in one call (host.llm.fused's one-call path) ---------------
 
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _layer_tail(jobs, job, up_cycles, down_cycles, next_cycles, acc_dim, acc_up, out_scale, up_scale,
+                down_scale, post_attn_norm, ffn_norm, post_ffw_norm, next_norm, has_post_norm, gelu, eps, x,
+                out, h, gate_up, q_dim, q_hidden, scale, qmax_inverse, tiny):
+    """A layer after its attn_out job (``jobs[job]``): ``residual_norm_quantize_job``
+    (ffn_up_gate), ``gated_quantize_job`` (ffn_down), ``residual_norm_quantize_job``
+    (the next qkv or the classifier, its cycles to ``next_cycles``). Returns ``(status,
+    the index of the job it is about)``."""
+    status = residual_norm_quantize_job(jobs[job + 1], up_cycles, acc_dim, out_scale, scale, post_attn_norm,
+                                        has_post_norm, x, ffn_norm, eps, out, h, q_dim, scale, qmax_inverse, tiny)
+    if status != JOB_DONE:
+        return status, job + 1
+    status = gated_quantize_job(jobs[job + 2], down_cycles, acc_up, up_scale, scale, gelu, gate_up, q_hidden,
+                                scale, qmax_inverse, tiny)
+    if status != JOB_DONE:
+        return status, job + 2
+    status = residual_norm_quantize_job(jobs[job + 3], next_cycles, acc_dim, down_scale, scale, post_ffw_norm,
+                                        has_post_norm, x, next_norm, eps, out, h, q_dim, scale, qmax_inverse, tiny)
+    return status, job + 3
+
 @numba.njit(cache=True, boundscheck=False, nogil=True)
 def token_jobs(jobs, cycles, table, token, embed_scale, scaled, first_norm, qkv_scales, biases, has_bias,
                qk_norms, has_qk_norm, is_global, cos_global, sin_global, cos_local, sin_local, position,
@@ -728,21 +758,156 @@ def token_jobs(jobs, cycles, table, token, embed_scale, scaled, first_norm, qkv_
                                q_heads, scale, qmax_inverse, tiny)
         if status != JOB_DONE:
             return np.int64(status), np.int64(job), np.int64(-1), np.float32(0.0)
-        status = residual_norm_quantize_job(jobs[job + 1], up_cycles, acc_dim, out_scales[layer], scale,
-                                            post_attn_norms[layer], has_post_norm, x, ffn_norms[layer], eps,
-                                            out, h, q_dim, scale, qmax_inverse, tiny)
+        status, failed = _layer_tail(jobs, job, up_cycles, down_cycles, classifier_cycles if layer == layers - 1
+                                     else qkv_cycles, acc_dim, acc_up, out_scales[layer], up_scales[layer], down_scales[layer],
+                                     post_attn_norms[layer], ffn_norms[layer], post_ffw_norms[layer],
+                                     next_norms[layer], has_post_norm, gelu, eps, x, out, h, gate_up, q_dim,
+                                     q_hidden, scale, qmax_inverse, tiny)
         if status != JOB_DONE:
-            return np.int64(status), np.int64(job + 1), np.int64(-1), np.float32(0.0)
-        status = gated_quantize_job(jobs[job + 2], down_cycles, acc_up, up_scales[layer], scale, gelu, gate_up,
-                                    q_hidden, scale, qmax_inverse, tiny)
+            return np.int64(status), np.int64(failed), np.int64(-1), np.float32(0.0)
+    if greedy:
+        best, value = argmax_logit(acc_vocab, classifier_scale, scale, classifier_block, scanned)
+        return np.int64(JOB_DONE), np.int64(-1), np.int64(best), np.float32(value)
+    return np.int64(JOB_DONE), np.int64(-1), np.int64(-1), np.float32(0.0)
+
+
+# -- attention on the accelerator with the whole token in one call ------------------------
+
+# A KV head's words in ``offloaded_token_jobs``' ``places [L, KV, PLACE_WORDS]`` (uint64):
+# the keys matrix ``[slots, hd]`` packed, its host copy (address, port stride) and its
+# device view (address, port stride); V^T ``[hd, slots]`` likewise; the addresses of the
+# float32 key and value scales ``[slots]``; slots; the ring (0: none); the address of the
+# int8 p.V input ``[group, slots]``.
+PLACE_WORDS = 13
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _put_row(base, port_stride, cols, port_bytes, k, channel, row):
+    """Output channel ``channel`` of an int8 matrix packed for ``cols`` columns over
+    ``cols // port_bytes`` ports (``host.accel.pack``: one byte of each of its tile's
+    ``k`` beats on one port), set to ``row [k]``; the port streams at ``base``,
+    ``port_stride`` bytes apart."""
+    tile = channel // cols
+    within = channel - tile * cols
+    port = within // port_bytes
+    byte = within - port * port_bytes
+    start = base + np.uint64(port) * port_stride + np.uint64(tile * k * port_bytes + byte)
+    out = numba.carray(_int8_at(start), ((k - 1) * port_bytes + 1,))
+    for j in range(k):
+        out[j * port_bytes] = row[j]
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _put_column(base, port_stride, cols, port_bytes, n, k, step, column):
+    """Step ``step`` of every output channel of an int8 ``[n, k]`` matrix packed as
+    ``_put_row``'s, set to ``column [n]``: one beat of ``port_bytes`` per tile and port."""
+    ports = cols // port_bytes
+    for tile in range((n + cols - 1) // cols):
+        for port in range(ports):
+            c0 = tile * cols + port * port_bytes
+            if c0 >= n:
+                break
+            start = base + np.uint64(port) * port_stride + np.uint64((tile * k + step) * port_bytes)
+            out = numba.carray(_int8_at(start), (port_bytes,))
+            for b in range(min(port_bytes, n - c0)):
+                out[b] = column[c0 + b]
+
+
+@numba.njit(cache=True, boundscheck=False, nogil=True)
+def offloaded_attention_job(job, cycles, attention_jobs, attention_cycles, places, cols, port_bytes, acc, w_scale,
+                            x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim, cos, sin, position,
+                            n_heads, qkv, q_rows, q_scale, attn_scale, kv_rows, kv_scale, qk_acc, pv_acc,
+                            probabilities, a_scale, no_slots, no_staged, no_staged_values, attended, q, scale,
+                            qmax_inverse, tiny):
+    """The attention gap of ``host.llm.fused``'s offloaded path with its jobs submitted
+    from here, then ``job`` (attn_out): ``attention_prepare``; each KV head's new key
+    row and value column written into its matrices' host copy and device view
+    (``places [KV, PLACE_WORDS]``; no sync: the device view is ``direct_view``) and
+    their scales; per KV head the q.K^T job (``attention_jobs[kv, 0]``, planned for this
+    token's row count in whole tiles, into ``qk_acc``), ``attention_softmax``, the p.V
+    job (``attention_jobs[kv, 1]``, into ``pv_acc``), ``attention_finish``. The
+    attention jobs' busy cycles go to ``attention_cycles``. Returns ``(status, which)``:
+    ``which`` -1 for ``job``, else ``2 kv`` (q.K^T) or ``2 kv + 1`` (p.V)."""
+    n_kv = places.shape[0]
+    hd = q_rows.shape[1]
+    group = n_heads // n_kv
+    attention_prepare(acc, w_scale, x_scale, bias, has_bias, qk_norm, has_qk_norm, eps, inv_head_dim, cos, sin,
+                      position, n_heads, n_kv, qkv, q_rows, q_scale, attn_scale, kv_rows, kv_scale, qmax_inverse,
+                      tiny)
+    for kv in range(n_kv):
+        place = places[kv]
+        slots, ring = np.int64(place[10]), np.int64(place[11])
+        slot = position if ring == 0 else position % ring
+        for copy in range(2):                      # the host copy, then the device view
+            _put_row(place[2 * copy], place[2 * copy + 1], cols, port_bytes, hd, slot, kv_rows[kv])
+            _put_column(place[4 + 2 * copy], place[5 + 2 * copy], cols, port_bytes, hd, slots, slot,
+                        kv_rows[n_kv + kv])
+        numba.carray(_float32_at(place[8]), (slots,))[slot] = kv_scale[kv]
+        numba.carray(_float32_at(place[9]), (slots,))[slot] = kv_scale[n_kv + kv]
+    for kv in range(n_kv):
+        place = places[kv]
+        slots, ring = np.int64(place[10]), np.int64(place[11])
+        rows = position + 1 if ring == 0 else min(position + 1, ring)
+        columns = min(slots, (rows + cols - 1) // cols * cols)
+        status = _submit(attention_jobs[kv, 0], attention_cycles)
         if status != JOB_DONE:
-            return np.int64(status), np.int64(job + 2), np.int64(-1), np.float32(0.0)
-        status = residual_norm_quantize_job(jobs[job + 3], classifier_cycles if layer == layers - 1
-                                            else qkv_cycles, acc_dim, down_scales[layer], scale,
-                                            post_ffw_norms[layer], has_post_norm, x, next_norms[layer], eps,
-                                            out, h, q_dim, scale, qmax_inverse, tiny)
+            return status, 2 * kv
+        attention_softmax(qk_acc[:group * columns].reshape(group, columns), rows,
+                          q_scale[kv * group:(kv + 1) * group], numba.carray(_float32_at(place[8]), (slots,)),
+                          numba.carray(_float32_at(place[9]), (slots,)), probabilities,
+                          numba.carray(_int8_at(place[12]), (group, slots)), a_scale, no_slots, 0, no_staged,
+                          qmax_inverse, tiny)
+        status = _submit(attention_jobs[kv, 1], attention_cycles)
         if status != JOB_DONE:
-            return np.int64(status), np.int64(job + 3), np.int64(-1), np.float32(0.0)
+            return status, 2 * kv + 1
+        attention_finish(pv_acc, no_staged, no_staged_values, 0, a_scale, attended, kv * group, kv == n_kv - 1,
+                         q, scale, qmax_inverse, tiny)
+    return _submit(job, cycles), -1
+
+
+@numba.njit(cache=True, boundscheck=False, nogil=True)
+def offloaded_token_jobs(jobs, cycles, attention_jobs, attention_cycles, places, cols, port_bytes, table, token,
+                         embed_scale, scaled, first_norm, qkv_scales, biases, has_bias, qk_norms, has_qk_norm,
+                         is_global, cos_global, sin_global, cos_local, sin_local, position, attn_scale, n_heads,
+                         inv_head_dim, out_scales, post_attn_norms, has_post_norm, ffn_norms, up_scales, gelu,
+                         down_scales, post_ffw_norms, next_norms, eps, x, h, out, qkv, q_rows, q_scale, kv_rows,
+                         kv_scale, qk_acc, pv_acc, probabilities, a_scale, no_slots, no_staged,
+                         no_staged_values, attended, gate_up, q_dim, q_heads, q_hidden, scale, acc_qkv, acc_dim,
+                         acc_up, acc_vocab, classifier_scale, classifier_block, scanned, greedy, qmax_inverse,
+                         tiny):
+    """``token_jobs`` with attention on the accelerator: each layer's attention gap is
+    ``offloaded_attention_job`` (``attention_jobs [L, KV, 2, 15]``, ``places [L, KV,
+    PLACE_WORDS]``), the rest as ``token_jobs``. A failing attention job's index is
+    ``len(jobs) + 2 (layer KV + kv) + (0 q.K^T, 1 p.V)``."""
+    qkv_cycles, out_cycles, up_cycles = cycles[0:1], cycles[1:2], cycles[2:3]
+    down_cycles, classifier_cycles = cycles[3:4], cycles[4:5]
+    status = embed_norm_quantize_job(jobs[0], qkv_cycles, table, token, embed_scale, scaled, x, first_norm,
+                                     eps, h, q_dim, scale, qmax_inverse, tiny)
+    if status != JOB_DONE:
+        return np.int64(status), np.int64(0), np.int64(-1), np.float32(0.0)
+    layers, n_kv = places.shape[0], places.shape[1]
+    for layer in range(layers):
+        job = 1 + 4 * layer
+        if is_global[layer]:
+            cos, sin = cos_global, sin_global
+        else:
+            cos, sin = cos_local, sin_local
+        status, which = offloaded_attention_job(
+            jobs[job], out_cycles, attention_jobs[layer], attention_cycles, places[layer], cols, port_bytes,
+            acc_qkv, qkv_scales[layer], scale, biases[layer], has_bias, qk_norms[layer], has_qk_norm, eps,
+            inv_head_dim, cos, sin, position, n_heads, qkv, q_rows, q_scale, attn_scale, kv_rows, kv_scale, qk_acc,
+            pv_acc, probabilities, a_scale, no_slots, no_staged, no_staged_values, attended, q_heads, scale,
+            qmax_inverse, tiny)
+        if status != JOB_DONE:
+            failed = job if which < 0 else jobs.shape[0] + 2 * layer * n_kv + which
+            return np.int64(status), np.int64(failed), np.int64(-1), np.float32(0.0)
+        status, failed = _layer_tail(jobs, job, up_cycles, down_cycles, classifier_cycles if layer == layers - 1
+                                     else qkv_cycles, acc_dim, acc_up, out_scales[layer], up_scales[layer],
+                                     down_scales[layer], post_attn_norms[layer], ffn_norms[layer],
+                                     post_ffw_norms[layer], next_norms[layer], has_post_norm, gelu, eps, x, out, h,
+                                     gate_up, q_dim, q_hidden, scale, qmax_inverse, tiny)
+        if status != JOB_DONE:
+            return np.int64(status), np.int64(failed), np.int64(-1), np.float32(0.0)
     if greedy:
         best, value = argmax_logit(acc_vocab, classifier_scale, scale, classifier_block, scanned)
         return np.int64(JOB_DONE), np.int64(-1), np.int64(best), np.float32(value)

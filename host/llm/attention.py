@@ -69,11 +69,20 @@ def attention_unavailable(backend) -> str | None:
     return None
 
 
+class _Staged:
+    """How many values the heads of one cache hold staged (``DeviceKVCache.staged``)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self):
+        self.count = 0
+
+
 class _HeadCache:
     """One layer's keys and values of one KV head, in mutable weights of ``slots``
     positions: keys ``[slots, hd]`` and ``V^T`` in pieces ``[hd, <= max_k]``."""
 
-    def __init__(self, backend, name: str, slots: int, head_dim: int):
+    def __init__(self, backend, name: str, slots: int, head_dim: int, staged: _Staged | None = None):
         max_k = backend.max_k
         self.backend, self.slots, self.head_dim = backend, slots, head_dim
         self.keys = backend.load_mutable(f"{name}.keys", slots, head_dim)
@@ -85,6 +94,7 @@ class _HeadCache:
         self.staged_values = np.zeros((STAGED, head_dim), np.int8)
         self.staged_slots = np.zeros(STAGED, np.int64)
         self.staged_count = 0
+        self._staged = _Staged() if staged is None else staged
 
     def write(self, slot: int, keys: np.ndarray, key_scale: np.ndarray, values: np.ndarray,
               value_scale: np.ndarray) -> None:
@@ -112,6 +122,7 @@ class _HeadCache:
         self.staged_values[self.staged_count] = value
         self.staged_slots[self.staged_count] = slot
         self.staged_count += 1
+        self._staged.count += 1
 
     def flush(self) -> None:
         """Write the staged values to the device, in runs of consecutive slots."""
@@ -124,6 +135,7 @@ class _HeadCache:
             if i == count or slots[i] != slots[i - 1] + 1:
                 self._write_values(int(slots[run]), np.ascontiguousarray(self.staged_values[run:i].T))
                 run = i
+        self._staged.count -= count
         self.staged_count = 0
 
     def _write_values(self, slot: int, columns: np.ndarray) -> None:
@@ -195,6 +207,7 @@ class DeviceKVCache:
                       else config.sliding_window for layer in range(config.n_layers)]
         self.heads: list[list[_HeadCache]] = [[] for _ in range(config.n_layers)]
         self.grown = 0            # re-packs so far (tests and the profile read it)
+        self._staged = _Staged()
         self._finalizer = weakref.finalize(self, DeviceKVCache._free, self.heads)
         self._grow(capacity)
 
@@ -215,6 +228,11 @@ class DeviceKVCache:
         self._length = value
         self.written = value
 
+    @property
+    def staged(self) -> int:
+        """Values staged on the host (``_HeadCache.stage_value``), not yet on the device."""
+        return self._staged.count
+
     def slots(self, layer: int) -> int:
         """Slots of ``layer``'s matrices now."""
         return self.heads[layer][0].slots
@@ -230,7 +248,7 @@ class DeviceKVCache:
             if slots > self.backend.config.max_mn:
                 raise ValueError(f"a KV cache of {slots} positions exceeds the accelerator's N "
                                  f"limit {self.backend.config.max_mn}")
-            fresh = [_HeadCache(self.backend, f"blk.{layer}.kv{kv}", slots, cfg.head_dim)
+            fresh = [_HeadCache(self.backend, f"blk.{layer}.kv{kv}", slots, cfg.head_dim, self._staged)
                      for kv in range(cfg.n_kv_heads)]
             for new, previous in zip(fresh, old):
                 new.copy_from(previous, min(self.length, previous.slots))

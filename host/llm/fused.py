@@ -86,6 +86,7 @@ from time import perf_counter
 
 import numpy as np
 
+from ..accel.driver import COMPILED_JOB_WORDS
 from .attention import STAGED, DeviceKVCache, OffloadedAttention
 from .linear import QuantizedLinears
 from .profile import Profiler
@@ -99,6 +100,7 @@ _QMAX_INVERSE = np.float32(1.0 / QMAX)
 _EMPTY_1D = np.zeros(0, np.float32)
 _EMPTY_2D = np.zeros((0, 0), np.float32)
 _KINDS = ("qkv", "attn_out", "ffn_up_gate", "ffn_down")
+_NO_SLOTS = np.zeros(0, np.int64)
 
 
 @lru_cache(maxsize=1)
@@ -222,11 +224,14 @@ class FusedDecoder:
         self._weighted: dict[int, np.ndarray] = {}
         self._a_scale = np.zeros(group, np.float32)
         self._a_staged = np.zeros((group, STAGED), np.int8)
+        self._no_staged = np.zeros((group, 0), np.int8)           # (the one call stages nothing)
+        self._no_staged_values = np.zeros((0, cfg.head_dim), np.int8)
+        self._attention_counter = np.zeros(1, np.uint64)
         # Jobs submitted by the kernels (module doc): bound on the first token; each
         # kind's busy cycles summed in one slot of ``_cycles`` (qkv, attn_out,
         # ffn_up_gate, ffn_down, classifier).
         self.submits_jobs = False                   # the last token's jobs were submitted so
-        self._no_submission = self.offload
+        self._no_submission = False
         self._bound = None
         self._cycles = np.zeros(5, np.uint64)
         self._cycle_slots = [self._cycles[i:i + 1] for i in range(5)]
@@ -237,6 +242,10 @@ class FusedDecoder:
         self._argmax = None
         self._stacked = None                        # the per-layer inputs, [L, ...]
         self._kv = None                             # ``_kv_addresses`` of the last cache
+        # Offloaded attention in the one call (``_attention_bound``): its state, or why
+        # it does not apply (then the Python path runs it, one call per gap).
+        self._attention = None
+        self.offload_unavailable: str | None = None
 
     @classmethod
     def build(cls, transformer: Transformer, profiler: Profiler | None = None) -> "FusedDecoder | None":
@@ -301,8 +310,20 @@ class FusedDecoder:
         self._cache = cache
         numpy_calls = self._prepare(position, cache)
         bound = None if self._no_submission else self._submission()
-        self.submits_jobs = bound is not None
         self._argmax = None
+        if self.offload:               # the one call, or the Python path with a call per gap
+            attention = None
+            if bound is not None and self.one_call and self.offload_unavailable is None:
+                attention = self._attention_bound(cache, position)
+                if attention is not None and attention["epoch"] != bound[0]:   # (binding moved the scratch)
+                    bound = self._submission()
+                    attention = self._attention_bound(cache, position)
+            self.submits_jobs = self.one_call_ran = attention is not None
+            if attention is not None:
+                return self._offloaded_token_step(token, position, cache, numpy_calls, bound, attention, start,
+                                                  greedy)
+            bound = None
+        self.submits_jobs = bound is not None
         # token_jobs takes a bfloat16 cache (the default); a float32 one keeps a call per gap
         self.one_call_ran = bound is not None and self.one_call and cache.keys[0].dtype == np.uint16
         if self.one_call_ran:
@@ -493,6 +514,130 @@ class FusedDecoder:
         self._numpy_extra = 0
         return acc_vocab, numpy_calls, 1, start
 
+    def _attention_bound(self, cache: DeviceKVCache, position: int) -> dict | None:
+        """What ``offloaded_token_jobs`` needs at ``position`` beyond ``_submission``'s
+        jobs, or None (``offload_unavailable`` says why; the Python path runs then):
+        ``places [L, KV, PLACE_WORDS]``, ``jobs [L, KV, 2, 15]`` (the q.K^T job planned
+        for this token's row count in whole tiles, the p.V job), the C arrays, and the
+        ``CompiledJob``s behind the words. Bound per cache, re-packing and epoch; the q.K^T
+        words change when a layer's row count enters a new tile (every ``cols`` tokens
+        until the window's ring is full)."""
+        backend, cfg = self.backend, self.config
+        epoch = backend.compiled_epoch()
+        state = self._attention
+        if (state is None or state["epoch"] != epoch or state["cache"] is not cache
+                or state["grown"] != cache.grown):
+            state = self._attention = self._bind_attention(cache, epoch)
+            if state is None:
+                return None
+        if cache.staged:               # the Python path left values on the host: the device first
+            cache.flush()
+        cols = backend.cols
+        window = cfg.sliding_window
+        tiles = (-(-(position + 1) // cols),
+                 -(-min(position + 1, window) // cols) if window is not None else 0)
+        if tiles != state["tiles"]:
+            self._bind_scores(state, position)
+            state["tiles"] = tiles
+        return state
+
+    def _bind_attention(self, cache: DeviceKVCache, epoch) -> dict | None:
+        """``_attention_bound``'s state for ``cache`` (its q.K^T words not yet bound)."""
+        backend, cfg = self.backend, self.config
+        if epoch is None:
+            self.offload_unavailable = "the backend has no compiled job path"
+            return None
+        group = cfg.n_heads // cfg.n_kv_heads
+        places = np.zeros((cfg.n_layers, cfg.n_kv_heads, self.kernels.PLACE_WORDS), np.uint64)
+        words = np.zeros((cfg.n_layers, cfg.n_kv_heads, 2, COMPILED_JOB_WORDS), np.uint64)
+        inputs: dict[int, np.ndarray] = {}            # the p.V input [group, slots] per slot count
+        pv_acc = np.zeros((group, cfg.head_dim), np.int32)
+        jobs = [[[None, None] for _ in range(cfg.n_kv_heads)] for _ in range(cfg.n_layers)]
+        for layer, heads in enumerate(cache.heads):
+            ring = cache.rings[layer] or 0
+            for kv, head in enumerate(heads):
+                if len(head.values) != 1:
+                    self.offload_unavailable = (f"layer {layer}'s V^T holds {head.slots} positions, more than "
+                                                f"one job's K ({backend.max_k})")
+                    return None
+                keys, values = backend.mutable_places(head.keys), backend.mutable_places(head.values[0])
+                if keys is None or values is None:
+                    self.offload_unavailable = "the backend's memory has no direct view for the KV cache"
+                    return None
+                a = inputs.get(head.slots)
+                if a is None:
+                    a = inputs[head.slots] = np.zeros((group, head.slots), np.int8)
+                places[layer, kv] = (*keys, *values, head.key_scale.ctypes.data, head.value_scale.ctypes.data,
+                                     head.slots, ring, a.ctypes.data)
+                job = backend.compiled_job(head.values[0].device, a, pv_acc)
+                words[layer, kv, 1] = job.words
+                jobs[layer][kv][1] = job
+        slots = max(head.slots for heads in cache.heads for head in heads)
+        self._numpy_extra += 1
+        return {"epoch": epoch, "cache": cache, "grown": cache.grown, "tiles": None, "places": places,
+                "words": words, "jobs": jobs, "inputs": inputs, "pv_acc": pv_acc,
+                "qk_acc": np.zeros(group * slots, np.int32), "qk_jobs": {}}
+
+    def _bind_scores(self, state: dict, position: int) -> None:
+        """Each layer's q.K^T words for ``position``'s row count (its job made once per
+        tile count)."""
+        backend, cfg, cache = self.backend, self.config, state["cache"]
+        group, qk_acc, made = cfg.n_heads // cfg.n_kv_heads, state["qk_acc"], state["qk_jobs"]
+        for layer, heads in enumerate(cache.heads):
+            ring = cache.rings[layer]
+            rows = position + 1 if ring is None else min(position + 1, ring)
+            for kv, head in enumerate(heads):
+                view = backend.rows_view(head.keys, rows)
+                job = made.get((layer, kv, view.n))
+                if job is None:
+                    job = made[layer, kv, view.n] = backend.compiled_job(
+                        view, self._group_rows[kv], qk_acc[:group * view.n].reshape(group, view.n))
+                state["words"][layer, kv, 0] = job.words
+                state["jobs"][layer][kv][0] = job
+
+    def _offloaded_token_step(self, token: int, position: int, cache: DeviceKVCache, numpy_calls: int, bound,
+                              attention: dict, start: float, greedy: bool):
+        """``_layers_step`` with attention on the accelerator as one call of
+        ``offloaded_token_jobs``: ``_token_step``'s jobs plus two per layer and KV head."""
+        cfg, transformer, backend = self.config, self.transformer, self.backend
+        _, _, _, (acc_qkv, acc_dim, acc_up, acc_vocab), (words, jobs) = bound
+        (qkv_scales, out_scales, up_scales, down_scales, biases, qk_norms, post_attn, ffn_norms, post_ffw,
+         next_norms, is_global, has_bias, has_qk_norm, has_post, gelu) = self._stacked or self._stacked_inputs()
+        _, (cos_global, sin_global), (cos_local, sin_local) = self._rope(position)
+        cycles, attention_cycles = self._cycles, self._attention_counter
+        cycles[:] = 0
+        attention_cycles[:] = 0
+        status, index, best, value = self.kernels.offloaded_token_jobs(
+            words, cycles, attention["words"], attention_cycles, attention["places"], backend.cols,
+            backend.cols // backend.ports, transformer.embedding, token, self._embed_scale, self._scaled,
+            self._first_norm, qkv_scales, biases, has_bias, qk_norms, has_qk_norm, is_global, cos_global,
+            sin_global, cos_local, sin_local, position, self._attn_scale, cfg.n_heads, self._inv_head_dim,
+            out_scales, post_attn, has_post, ffn_norms, up_scales, gelu, down_scales, post_ffw, next_norms,
+            self._eps, self._x, self._h, self._out, self._qkv, self._q_rows, self._q_row_scale, self._kv_rows,
+            self._kv_scale, attention["qk_acc"], attention["pv_acc"], self._scores, self._a_scale,
+            _NO_SLOTS, self._no_staged, self._no_staged_values, self._attended, self._gate_up, self._q_dim,
+            self._q_heads, self._q_hidden, self._scale, acc_qkv, acc_dim, acc_up, acc_vocab,
+            self._classifier[1], self._classifier_block, self.argmax_blocks, greedy, _QMAX_INVERSE, _TINY)
+        extra = 2 * cfg.n_layers * cfg.n_kv_heads
+        if status != 1:
+            if index < len(jobs):
+                failed = jobs[index]
+            else:
+                pair, which = divmod(int(index) - len(jobs), 2)
+                failed = attention["jobs"][pair // cfg.n_kv_heads][pair % cfg.n_kv_heads][which]
+            backend.compiled_job_failed(failed, status)
+        if greedy:
+            self._argmax = best, value
+        cache.length = position + 1
+        self._jobs = 4 * cfg.n_layers + 1 + extra
+        self._attention_cycles = int(attention_cycles[0])
+        backend.compiled_jobs_ran(self._jobs, int(cycles.sum()) + self._attention_cycles, jobs[-1])
+        if self.profiler is not None:
+            self._pending = ([0.0] * 5, 0.0, cycles, None, perf_counter() - start)
+        numpy_calls += self._numpy_extra
+        self._numpy_extra = 0
+        return acc_vocab, numpy_calls, 1, start
+
     def _rope(self, position: int) -> tuple:
         """The first cached position a local (sliding-window) layer attends to from
         ``position``, and the (cos, sin) tables of the global and the local layers."""
@@ -610,7 +755,7 @@ class FusedDecoder:
             if weighted is None:
                 weighted = self._weighted[head.slots] = np.zeros((group, head.slots), np.int8)
                 self._numpy_extra += 1
-            kernels.attention_softmax(scores, self._group_scales[kv], head.key_scale, head.value_scale,
+            kernels.attention_softmax(scores, rows, self._group_scales[kv], head.key_scale, head.value_scale,
                                       self._scores, weighted, self._a_scale, head.staged_slots,
                                       head.staged_count, self._a_staged, _QMAX_INVERSE, _TINY)
             t = clock()
@@ -649,6 +794,8 @@ class FusedDecoder:
             cycles, classifier_cycles = cycles[:4].tolist(), int(cycles[4])
         if self.one_call_ran:                  # the one call is the host step, jobs included
             prof.add("host step", host)
+            if self.offload:
+                prof.add("attention", 0.0, calls=self._jobs - 4 * n_layers - 1)
             for index, kind in enumerate(_KINDS):
                 prof.add_matmul(kind, 0.0, self._macs[kind], cycles[index], calls=n_layers)
             prof.add_matmul("classifier", 0.0, self._macs["classifier"], classifier_cycles)

@@ -188,7 +188,9 @@ class UdmabufMemory(MemoryWindow):
                          for attribute in self._ATTRIBUTES}
             # Unknown until this process writes them: another process may have set them.
             self._write_sysfs("sync_mode", 0)       # caches on; sync by hand
-        fd = os.open(dev / name, os.O_RDWR)
+        self._dev = dev / name
+        self._direct = self._direct_map = None
+        fd = os.open(self._dev, os.O_RDWR)
         try:
             self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
@@ -225,6 +227,27 @@ class UdmabufMemory(MemoryWindow):
         if self.coherent:
             return self._check(offset, nbytes)
         self._sync("sync_for_cpu", offset, nbytes)
+
+    def direct_view(self) -> np.ndarray:
+        """A uint8 array over the window whose stores need no sync: the window itself
+        when coherent; else a second mapping, write-combining (``sync_mode`` 2 and the
+        device opened ``O_SYNC``: u-dma-buf maps it ``pgprot_writecombine``, Normal
+        non-cacheable on arm64), made on the first call. For data the CPU writes and never
+        reads back (the accelerator's mutable weights, ``DriverBackend``): stores go to
+        DRAM through the write buffer, not the cache. The cached mapping must not write
+        the same lines afterwards (a dirty line cleaned later would overwrite them), so a
+        range written here is written only here."""
+        if self.coherent:
+            return self._bytes
+        if self._direct is None:
+            self._write_sysfs("sync_mode", 2)       # O_SYNC opens write-combine; others stay cached
+            fd = os.open(self._dev, os.O_RDWR | os.O_SYNC)
+            try:
+                self._direct_map = mmap.mmap(fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            finally:
+                os.close(fd)
+            self._direct = np.frombuffer(self._direct_map, np.uint8)
+        return self._direct
 
     def io_spec(self) -> tuple[int, tuple[int, ...] | None, bool, int]:
         """For a compiled job path: the window's host address, the sync attribute files
@@ -283,6 +306,10 @@ class PynqMemory(MemoryWindow):
     def sync_for_cpu(self, offset: int, nbytes: int) -> None:
         self._check(offset, nbytes)
         self._buffer[offset:offset + nbytes].invalidate()
+
+    def direct_view(self) -> None:
+        """None: the buffer is cached and synced by hand."""
+        return None
 
 
 def backend(config: AccelConfig) -> DriverBackend:

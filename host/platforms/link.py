@@ -673,3 +673,7 @@ class LinkMemory:
 
     def sync_for_cpu(self, offset: int, nbytes: int) -> None:
         self._check(offset, nbytes)
+
+    def direct_view(self) -> None:
+        """None: the board's memory is reached only through the link."""
+        return None
