@@ -713,6 +713,16 @@ def _layer_tail(jobs, job, up_cycles, down_cycles, next_cycles, acc_dim, acc_up,
                                         has_post_norm, x, next_norm, eps, out, h, q_dim, scale, qmax_inverse, tiny)
     return status, job + 3
 
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _token_end(greedy, acc_vocab, classifier_scale, scale, classifier_block, scanned):
+    """A one-call token's result after its last job: ``(JOB_DONE, -1, argmax, logit)``
+    when ``greedy`` (``argmax_logit``), else ``(JOB_DONE, -1, -1, 0)``."""
+    if greedy:
+        best, value = argmax_logit(acc_vocab, classifier_scale, scale, classifier_block, scanned)
+        return np.int64(JOB_DONE), np.int64(-1), np.int64(best), np.float32(value)
+    return np.int64(JOB_DONE), np.int64(-1), np.int64(-1), np.float32(0.0)
+
+
 @numba.njit(cache=True, boundscheck=False, nogil=True)
 def token_jobs(jobs, cycles, table, token, embed_scale, scaled, first_norm, qkv_scales, biases, has_bias,
                qk_norms, has_qk_norm, is_global, cos_global, sin_global, cos_local, sin_local, position,
@@ -754,21 +764,19 @@ def token_jobs(jobs, cycles, table, token, embed_scale, scaled, first_norm, qkv_
         status = attention_job(jobs[job], out_cycles, acc_qkv, qkv_scales[layer], scale, biases[layer],
                                has_bias, qk_norms[layer], has_qk_norm, eps, inv_head_dim, cos, sin, position,
                                numba.carray(_uint16_at(kv_addresses[0, layer]), kv_shape),
-                               numba.carray(_uint16_at(kv_addresses[1, layer]), kv_shape), first, attn_scale, n_heads, qkv, scores, attended,
+                               numba.carray(_uint16_at(kv_addresses[1, layer]), kv_shape), first, attn_scale,
+                               n_heads, qkv, scores, attended,
                                q_heads, scale, qmax_inverse, tiny)
         if status != JOB_DONE:
             return np.int64(status), np.int64(job), np.int64(-1), np.float32(0.0)
         status, failed = _layer_tail(jobs, job, up_cycles, down_cycles, classifier_cycles if layer == layers - 1
-                                     else qkv_cycles, acc_dim, acc_up, out_scales[layer], up_scales[layer], down_scales[layer],
-                                     post_attn_norms[layer], ffn_norms[layer], post_ffw_norms[layer],
-                                     next_norms[layer], has_post_norm, gelu, eps, x, out, h, gate_up, q_dim,
-                                     q_hidden, scale, qmax_inverse, tiny)
+                                     else qkv_cycles, acc_dim, acc_up, out_scales[layer], up_scales[layer],
+                                     down_scales[layer], post_attn_norms[layer], ffn_norms[layer],
+                                     post_ffw_norms[layer], next_norms[layer], has_post_norm, gelu, eps, x, out, h,
+                                     gate_up, q_dim, q_hidden, scale, qmax_inverse, tiny)
         if status != JOB_DONE:
             return np.int64(status), np.int64(failed), np.int64(-1), np.float32(0.0)
-    if greedy:
-        best, value = argmax_logit(acc_vocab, classifier_scale, scale, classifier_block, scanned)
-        return np.int64(JOB_DONE), np.int64(-1), np.int64(best), np.float32(value)
-    return np.int64(JOB_DONE), np.int64(-1), np.int64(-1), np.float32(0.0)
+    return _token_end(greedy, acc_vocab, classifier_scale, scale, classifier_block, scanned)
 
 
 # -- attention on the accelerator with the whole token in one call ------------------------
@@ -823,11 +831,12 @@ def offloaded_attention_job(job, cycles, attention_jobs, attention_cycles, place
     from here, then ``job`` (attn_out): ``attention_prepare``; each KV head's new key
     row and value column written into its matrices' host copy and device view
     (``places [KV, PLACE_WORDS]``; no sync: the device view is ``direct_view``) and
-    their scales; per KV head the q.K^T job (``attention_jobs[kv, 0]``, planned for this
-    token's row count in whole tiles, into ``qk_acc``), ``attention_softmax``, the p.V
-    job (``attention_jobs[kv, 1]``, into ``pv_acc``), ``attention_finish``. The
-    attention jobs' busy cycles go to ``attention_cycles``. Returns ``(status, which)``:
-    ``which`` -1 for ``job``, else ``2 kv`` (q.K^T) or ``2 kv + 1`` (p.V)."""
+    their scales; per KV head the q.K^T job over the visible keys in whole tiles
+    (``attention_jobs[kv, tiles]``, into ``qk_acc``), ``attention_softmax``, the p.V job
+    (``attention_jobs[kv, 0]``, into ``pv_acc``), ``attention_finish``. The attention
+    jobs' busy cycles go to ``attention_cycles``. Returns ``(status, which)``: ``which``
+    -1 for ``job``, else the failing job's index in ``attention_jobs`` flattened to
+    ``[KV * (1 + T)]``."""
     n_kv = places.shape[0]
     hd = q_rows.shape[1]
     group = n_heads // n_kv
@@ -848,18 +857,19 @@ def offloaded_attention_job(job, cycles, attention_jobs, attention_cycles, place
         place = places[kv]
         slots, ring = np.int64(place[10]), np.int64(place[11])
         rows = position + 1 if ring == 0 else min(position + 1, ring)
-        columns = min(slots, (rows + cols - 1) // cols * cols)
-        status = _submit(attention_jobs[kv, 0], attention_cycles)
+        tiles = (rows + cols - 1) // cols
+        columns = min(slots, tiles * cols)                # the job's N: whole tiles, within the matrix
+        status = _submit(attention_jobs[kv, tiles], attention_cycles)
         if status != JOB_DONE:
-            return status, 2 * kv
+            return status, kv * attention_jobs.shape[1] + tiles
         attention_softmax(qk_acc[:group * columns].reshape(group, columns), rows,
                           q_scale[kv * group:(kv + 1) * group], numba.carray(_float32_at(place[8]), (slots,)),
                           numba.carray(_float32_at(place[9]), (slots,)), probabilities,
                           numba.carray(_int8_at(place[12]), (group, slots)), a_scale, no_slots, 0, no_staged,
                           qmax_inverse, tiny)
-        status = _submit(attention_jobs[kv, 1], attention_cycles)
+        status = _submit(attention_jobs[kv, 0], attention_cycles)
         if status != JOB_DONE:
-            return status, 2 * kv + 1
+            return status, kv * attention_jobs.shape[1]
         attention_finish(pv_acc, no_staged, no_staged_values, 0, a_scale, attended, kv * group, kv == n_kv - 1,
                          q, scale, qmax_inverse, tiny)
     return _submit(job, cycles), -1
@@ -876,9 +886,10 @@ def offloaded_token_jobs(jobs, cycles, attention_jobs, attention_cycles, places,
                          acc_up, acc_vocab, classifier_scale, classifier_block, scanned, greedy, qmax_inverse,
                          tiny):
     """``token_jobs`` with attention on the accelerator: each layer's attention gap is
-    ``offloaded_attention_job`` (``attention_jobs [L, KV, 2, 15]``, ``places [L, KV,
-    PLACE_WORDS]``), the rest as ``token_jobs``. A failing attention job's index is
-    ``len(jobs) + 2 (layer KV + kv) + (0 q.K^T, 1 p.V)``."""
+    ``offloaded_attention_job`` (``attention_jobs [L, KV, 1 + T, 15]``: the p.V job,
+    then the q.K^T job over 1..T tiles of keys; ``places [L, KV, PLACE_WORDS]``), the
+    rest as ``token_jobs``. A failing attention job's index is ``len(jobs)`` plus its
+    index in ``attention_jobs`` flattened to ``[L * KV * (1 + T)]``."""
     qkv_cycles, out_cycles, up_cycles = cycles[0:1], cycles[1:2], cycles[2:3]
     down_cycles, classifier_cycles = cycles[3:4], cycles[4:5]
     status = embed_norm_quantize_job(jobs[0], qkv_cycles, table, token, embed_scale, scaled, x, first_norm,
@@ -899,7 +910,7 @@ def offloaded_token_jobs(jobs, cycles, attention_jobs, attention_cycles, places,
             pv_acc, probabilities, a_scale, no_slots, no_staged, no_staged_values, attended, q_heads, scale,
             qmax_inverse, tiny)
         if status != JOB_DONE:
-            failed = job if which < 0 else jobs.shape[0] + 2 * layer * n_kv + which
+            failed = job if which < 0 else jobs.shape[0] + layer * n_kv * attention_jobs.shape[2] + which
             return np.int64(status), np.int64(failed), np.int64(-1), np.float32(0.0)
         status, failed = _layer_tail(jobs, job, up_cycles, down_cycles, classifier_cycles if layer == layers - 1
                                      else qkv_cycles, acc_dim, acc_up, out_scales[layer], up_scales[layer],
@@ -908,7 +919,4 @@ def offloaded_token_jobs(jobs, cycles, attention_jobs, attention_cycles, places,
                                      gate_up, q_dim, q_hidden, scale, qmax_inverse, tiny)
         if status != JOB_DONE:
             return np.int64(status), np.int64(failed), np.int64(-1), np.float32(0.0)
-    if greedy:
-        best, value = argmax_logit(acc_vocab, classifier_scale, scale, classifier_block, scanned)
-        return np.int64(JOB_DONE), np.int64(-1), np.int64(best), np.float32(value)
-    return np.int64(JOB_DONE), np.int64(-1), np.int64(-1), np.float32(0.0)
+    return _token_end(greedy, acc_vocab, classifier_scale, scale, classifier_block, scanned)

@@ -42,6 +42,15 @@ more gaps, each still one compiled call::
 so jobs = (4 + 2 KV) L + 1 and calls = jobs + 1 (Gemma 3 270M: 109 jobs, 110 calls;
 V^T beyond ``max_k`` positions adds a job per extra piece).
 
+Where jobs are submitted from compiled code (below) the whole offloaded token is one
+call too, ``offloaded_token_jobs`` (``_attention_bound``): the kernel writes each new
+key row and value column itself into the packed layout of the matrices' host copy and
+of the weight memory's ``direct_view`` (the KV260: a write-combining mapping, so no
+sync; ``DriverBackend.mutable_places``) and submits the q.K^T job (planned for each
+tile count of visible keys when the cache is bound; the kernel picks the token's) and
+the p.V job of each KV head. It applies while every V^T is one piece (at most
+``max_k`` slots); else ``offload_unavailable`` says why and the Python path runs.
+
 **Jobs submitted by the kernels** (the KV260: the backend's ``compiled_job`` gives a
 ``host.accel.driver.CompiledJob``, firmware/replay.c's ``systole_job`` with the driver's
 plan): each gap's kernel also submits the job after it (``*_job`` in
@@ -314,10 +323,10 @@ class FusedDecoder:
         if self.offload:               # the one call, or the Python path with a call per gap
             attention = None
             if bound is not None and self.one_call and self.offload_unavailable is None:
-                attention = self._attention_bound(cache, position)
+                attention = self._attention_bound(cache)
                 if attention is not None and attention["epoch"] != bound[0]:   # (binding moved the scratch)
                     bound = self._submission()
-                    attention = self._attention_bound(cache, position)
+                    attention = self._attention_bound(cache)
             self.submits_jobs = self.one_call_ran = attention is not None
             if attention is not None:
                 return self._offloaded_token_step(token, position, cache, numpy_calls, bound, attention, start,
@@ -514,16 +523,14 @@ class FusedDecoder:
         self._numpy_extra = 0
         return acc_vocab, numpy_calls, 1, start
 
-    def _attention_bound(self, cache: DeviceKVCache, position: int) -> dict | None:
-        """What ``offloaded_token_jobs`` needs at ``position`` beyond ``_submission``'s
-        jobs, or None (``offload_unavailable`` says why; the Python path runs then):
-        ``places [L, KV, PLACE_WORDS]``, ``jobs [L, KV, 2, 15]`` (the q.K^T job planned
-        for this token's row count in whole tiles, the p.V job), the C arrays, and the
-        ``CompiledJob``s behind the words. Bound per cache, re-packing and epoch; the q.K^T
-        words change when a layer's row count enters a new tile (every ``cols`` tokens
-        until the window's ring is full)."""
-        backend, cfg = self.backend, self.config
-        epoch = backend.compiled_epoch()
+    def _attention_bound(self, cache: DeviceKVCache) -> dict | None:
+        """What ``offloaded_token_jobs`` needs beyond ``_submission``'s jobs, or None
+        (``offload_unavailable`` says why; the Python path runs then): ``places [L, KV,
+        PLACE_WORDS]``, ``words [L, KV, 1 + T, 15]`` (per layer and KV head the p.V job,
+        then the q.K^T job over 1..T tiles of keys: the kernel picks the one for the
+        token's visible keys), the C arrays and the ``CompiledJob``s behind the words.
+        Bound once per cache, re-packing and epoch."""
+        epoch = self.backend.compiled_epoch()
         state = self._attention
         if (state is None or state["epoch"] != epoch or state["cache"] is not cache
                 or state["grown"] != cache.grown):
@@ -532,29 +539,24 @@ class FusedDecoder:
                 return None
         if cache.staged:               # the Python path left values on the host: the device first
             cache.flush()
-        cols = backend.cols
-        window = cfg.sliding_window
-        tiles = (-(-(position + 1) // cols),
-                 -(-min(position + 1, window) // cols) if window is not None else 0)
-        if tiles != state["tiles"]:
-            self._bind_scores(state, position)
-            state["tiles"] = tiles
         return state
 
     def _bind_attention(self, cache: DeviceKVCache, epoch) -> dict | None:
-        """``_attention_bound``'s state for ``cache`` (its q.K^T words not yet bound)."""
+        """``_attention_bound``'s state for ``cache``: every job it may submit, made now."""
         backend, cfg = self.backend, self.config
         if epoch is None:
             self.offload_unavailable = "the backend has no compiled job path"
             return None
-        group = cfg.n_heads // cfg.n_kv_heads
+        group, cols = cfg.n_heads // cfg.n_kv_heads, backend.cols
+        slots = max(head.slots for heads in cache.heads for head in heads)
+        tiles = -(-slots // cols)
         places = np.zeros((cfg.n_layers, cfg.n_kv_heads, self.kernels.PLACE_WORDS), np.uint64)
-        words = np.zeros((cfg.n_layers, cfg.n_kv_heads, 2, COMPILED_JOB_WORDS), np.uint64)
+        words = np.zeros((cfg.n_layers, cfg.n_kv_heads, 1 + tiles, COMPILED_JOB_WORDS), np.uint64)
         inputs: dict[int, np.ndarray] = {}            # the p.V input [group, slots] per slot count
         pv_acc = np.zeros((group, cfg.head_dim), np.int32)
-        jobs = [[[None, None] for _ in range(cfg.n_kv_heads)] for _ in range(cfg.n_layers)]
+        qk_acc = np.zeros(group * tiles * cols, np.int32)
+        jobs = [[{} for _ in range(cfg.n_kv_heads)] for _ in range(cfg.n_layers)]
         for layer, heads in enumerate(cache.heads):
-            ring = cache.rings[layer] or 0
             for kv, head in enumerate(heads):
                 if len(head.values) != 1:
                     self.offload_unavailable = (f"layer {layer}'s V^T holds {head.slots} positions, more than "
@@ -568,32 +570,18 @@ class FusedDecoder:
                 if a is None:
                     a = inputs[head.slots] = np.zeros((group, head.slots), np.int8)
                 places[layer, kv] = (*keys, *values, head.key_scale.ctypes.data, head.value_scale.ctypes.data,
-                                     head.slots, ring, a.ctypes.data)
-                job = backend.compiled_job(head.values[0].device, a, pv_acc)
-                words[layer, kv, 1] = job.words
-                jobs[layer][kv][1] = job
-        slots = max(head.slots for heads in cache.heads for head in heads)
+                                     head.slots, cache.rings[layer] or 0, a.ctypes.data)
+                made = jobs[layer][kv]
+                made[0] = backend.compiled_job(head.values[0].device, a, pv_acc)
+                for t in range(1, -(-head.slots // cols) + 1):
+                    view = backend.rows_view(head.keys, t * cols)
+                    made[t] = backend.compiled_job(view, self._group_rows[kv],
+                                                   qk_acc[:group * view.n].reshape(group, view.n))
+                for t, job in made.items():
+                    words[layer, kv, t] = job.words
         self._numpy_extra += 1
-        return {"epoch": epoch, "cache": cache, "grown": cache.grown, "tiles": None, "places": places,
-                "words": words, "jobs": jobs, "inputs": inputs, "pv_acc": pv_acc,
-                "qk_acc": np.zeros(group * slots, np.int32), "qk_jobs": {}}
-
-    def _bind_scores(self, state: dict, position: int) -> None:
-        """Each layer's q.K^T words for ``position``'s row count (its job made once per
-        tile count)."""
-        backend, cfg, cache = self.backend, self.config, state["cache"]
-        group, qk_acc, made = cfg.n_heads // cfg.n_kv_heads, state["qk_acc"], state["qk_jobs"]
-        for layer, heads in enumerate(cache.heads):
-            ring = cache.rings[layer]
-            rows = position + 1 if ring is None else min(position + 1, ring)
-            for kv, head in enumerate(heads):
-                view = backend.rows_view(head.keys, rows)
-                job = made.get((layer, kv, view.n))
-                if job is None:
-                    job = made[layer, kv, view.n] = backend.compiled_job(
-                        view, self._group_rows[kv], qk_acc[:group * view.n].reshape(group, view.n))
-                state["words"][layer, kv, 0] = job.words
-                state["jobs"][layer][kv][0] = job
+        return {"epoch": epoch, "cache": cache, "grown": cache.grown, "places": places, "words": words,
+                "jobs": jobs, "inputs": inputs, "pv_acc": pv_acc, "qk_acc": qk_acc}
 
     def _offloaded_token_step(self, token: int, position: int, cache: DeviceKVCache, numpy_calls: int, bound,
                               attention: dict, start: float, greedy: bool):
@@ -623,8 +611,8 @@ class FusedDecoder:
             if index < len(jobs):
                 failed = jobs[index]
             else:
-                pair, which = divmod(int(index) - len(jobs), 2)
-                failed = attention["jobs"][pair // cfg.n_kv_heads][pair % cfg.n_kv_heads][which]
+                head, which = divmod(int(index) - len(jobs), attention["words"].shape[2])
+                failed = attention["jobs"][head // cfg.n_kv_heads][head % cfg.n_kv_heads][which]
             backend.compiled_job_failed(failed, status)
         if greedy:
             self._argmax = best, value

@@ -155,24 +155,23 @@ def sample_next(logits: np.ndarray, temperature: float = 0.0, top_k: int | None 
 ATTENTION_CHOICES = ("host", "accelerator", "auto")
 
 
-# "auto" offloads attention where host.perf.attention's A53 estimate says it pays: on a
-# board (a hardware backend: the host is the board's CPU) for models with few KV heads
-# (each KV head adds two jobs per layer, ~0.1 ms of driver work each on the A53) and a
-# context long enough to matter. Gemma 3 270M, KV260, A53 ms per token host -> offloaded:
-# context 64 15.3 -> 20.7, 256 23.8 -> 21.3, 512 35.3 -> 20.4, 2048 46.7 -> 22.0.
+# "auto" offloads attention where host.perf.attention's A53 estimate says it pays: where
+# the backend submits jobs from compiled code (the KV260: the whole token, attention jobs
+# and KV cache writes included, is one call) for models with few KV heads (each adds two
+# jobs per layer). Gemma 3 270M on the KV260, A53 ms per token host -> offloaded
+# (2026-12-06): context 64 5.06 -> 2.92, 512 23.29 -> 4.11, 2048 33.70 -> 4.78. Over a
+# link or on the simulator each job is a round trip, so attention stays on the host.
 AUTO_MAX_KV_HEADS = 2
-AUTO_MIN_CONTEXT = 256
 
 
 def choose_attention(choice: str, config, backend) -> str:
     """``"host"`` or ``"accelerator"`` for ``choice``. "auto": the accelerator when
-    ``backend`` drives hardware (it has a ``driver``), the model has at most
-    ``AUTO_MAX_KV_HEADS`` KV heads and its context holds at least ``AUTO_MIN_CONTEXT``
-    tokens; else the host."""
+    ``backend`` submits jobs from compiled code (its ``compiled_epoch()`` is not None)
+    and the model has at most ``AUTO_MAX_KV_HEADS`` KV heads; else the host."""
     if choice != "auto":
         return choice
-    on_board = getattr(backend, "driver", None) is not None
-    if on_board and config.n_kv_heads <= AUTO_MAX_KV_HEADS and config.max_seq_len >= AUTO_MIN_CONTEXT:
+    epoch = getattr(backend, "compiled_epoch", None)
+    if epoch is not None and epoch() is not None and config.n_kv_heads <= AUTO_MAX_KV_HEADS:
         return "accelerator"
     return "host"
 
@@ -184,9 +183,10 @@ class Runtime:
     when it does not, or with ``fused=False``).
 
     ``attention``: where the attention products run (``host.llm.attention``): "host"
-    (float32 on the CPU, the default), "accelerator" (q.K^T and p.V as jobs over an int8
-    KV cache in device memory) or "auto" (``choose_attention``'s rule);
-    ``attention_mode`` is the one chosen.
+    (on the CPU), "accelerator" (q.K^T and p.V as jobs over an int8 KV cache in device
+    memory) or "auto", the default (``choose_attention``'s rule: the accelerator on the
+    KV260 for models with few KV heads, else the host); ``attention_mode`` is the one
+    chosen.
 
     ``kv_cache``: the host attention's KV cache type (``host.llm.bf16``): "bfloat16"
     (``RUNTIME_KV_DTYPE``) or "float32"; by default bfloat16, except on the float
@@ -195,7 +195,7 @@ class Runtime:
 
     def __init__(self, model: Model, backend: str | object = "golden", quant: str | None = None,
                  preset=None, progress: bool = False, threads: int | None = None,
-                 fused: bool = True, attention: str = "host", kv_cache: str | None = None):
+                 fused: bool = True, attention: str = "auto", kv_cache: str | None = None):
         if kv_cache is not None and kv_cache not in KV_DTYPES:
             raise UsageError(f"kv_cache={kv_cache!r}; choose one of {', '.join(KV_DTYPES)}")
         if attention not in ATTENTION_CHOICES:
@@ -420,7 +420,7 @@ def _held_back(text: str, stops: list[str]) -> int:
 
 def load(model: str | Model | None = None, *, backend: str = "golden", quant: str | None = None,
          preset=None, tokenizer: str | None = None, progress: bool = True,
-         threads: int | None = None, fused: bool = True, attention: str = "host",
+         threads: int | None = None, fused: bool = True, attention: str = "auto",
          kv_cache: str | None = None) -> Runtime:
     """A ``Runtime`` for ``model`` (path, loaded ``Model``, or None for Gemma 3 270M)."""
     if not isinstance(model, Model):
@@ -496,10 +496,11 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--no-profile", action="store_true", help="skip the per-op tables")
     parser.add_argument("--no-fused", action="store_true", help="decode every token through "
                         "Transformer.forward instead of the fused one-token path (host.llm.fused)")
-    parser.add_argument("--attention", default="host", choices=ATTENTION_CHOICES,
-                        help="where attention's q.K^T and p.V run: host (float32 on the CPU, the "
-                             "default), accelerator (jobs over an int8 KV cache in device memory), "
-                             "auto")
+    parser.add_argument("--attention", default="auto", choices=ATTENTION_CHOICES,
+                        help="where attention's q.K^T and p.V run: host (on the CPU), accelerator "
+                             "(jobs over an int8 KV cache in device memory), auto (the default: the "
+                             "accelerator where jobs are submitted from compiled code, the KV260, "
+                             "for models with at most 2 KV heads; else the host)")
     parser.add_argument("--kv-cache", choices=list(KV_DTYPES),
                         help=f"the host attention's KV cache (default {RUNTIME_KV_DTYPE}, half the "
                              "bytes of float32, float32 on the float backend; host.llm.quality "

@@ -778,6 +778,8 @@ class Case:
     a53: dict[str, float]          # the A53 estimate by term
     note: str = ""
     x86_unfused_ms: float = 0.0    # measured here: the same through Transformer.forward
+    attention: str = "host"        # where the board's attention runs (the runtime's "auto")
+    attention_accel_ms: float = 0.0    # the accelerator time its attention jobs add
 
 
 def _models(names: list[str]):
@@ -802,11 +804,14 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
                   tokens: int = 8, repeats: int = 5, progress=print) -> tuple[list[Case], CpuModel]:
     """Counts, the x86 measurement and both estimates for every model and context, and
     this machine's measured ``CpuModel``."""
+    from ..llm.attention import OffloadedAttention
     from ..llm.fused import FusedDecoder
+    from ..llm.generate import choose_attention
     from ..llm.layers import linear_specs
     from ..llm.linear import QuantizedLinears
     from ..llm.quant import scheme
     from ..llm.transformer import RUNTIME_KV_DTYPE, Transformer
+    from .attention import attention_cycles, offload_ops
 
     progress("measuring this machine's constants...")
     probe = instant_backend(accel, 16 << 20)
@@ -822,8 +827,11 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
         transformer = Transformer(config, weights, linears, kv_dtype=RUNTIME_KV_DTYPE)
         decoder = FusedDecoder.build(transformer)
         rig = BoardRig(accel)
+        mode = choose_attention("auto", config, rig.backend)       # as the runtime decides on the board
         board = Transformer(config, weights, QuantizedLinears(linear_specs(config, weights), rig.backend,
-                                                              scheme("per-channel")), kv_dtype=RUNTIME_KV_DTYPE)
+                                                              scheme("per-channel")),
+                            attention=OffloadedAttention(config, rig.backend) if mode == "accelerator" else None,
+                            kv_dtype=RUNTIME_KV_DTYPE)
         board_decoder = FusedDecoder.build(board)
         runs = [c for c in contexts if c <= config.max_seq_len]
         # The A53's counts: the board's path (KV260 classes, compiled replay); the x86
@@ -831,7 +839,9 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
         progress(f"{name}: the classifier blocks the greedy argmax scans (golden backend)...")
         share = argmax_scan_share(config, weights, prompts=prompts)
         board_counts = {c: count(name, config, board, c, accel, syscalls, decoder=board_decoder,
-                                 argmax_scanned=share) for c in runs}
+                                 argmax_scanned=share,
+                                 ops=offload_ops(config, c, accel, share) if mode == "accelerator" else None)
+                        for c in runs}
         rig.close()                                   # its accelerator thread off before timing
         for context in contexts:
             if context not in board_counts:
@@ -853,8 +863,9 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
                     times[fused].append((time.perf_counter() - t0) / tokens * 1e3)
             # The x86 measurement runs no syscalls per job (InstantDevice, no sysfs).
             x86_model = estimate(replace(here_counts, syscalls=0), here)["total"]
+            extra = attention_cycles(config, context, accel) / (accel.clock_mhz * 1e3) if mode == "accelerator" else 0.0
             cases.append(Case(counts, statistics.median(times[True]), x86_model, estimate(counts, A53), "",
-                              statistics.median(times[False])))
+                              statistics.median(times[False]), mode, extra))
         backend.close()
     return cases, here
 
@@ -863,14 +874,15 @@ def render(cases: list[Case], accel: AccelConfig, cpu: CpuModel = A53) -> str:
     """The counts table, the estimate table and the end-to-end KV260 projection."""
     lines = ["Counts per decode token (the fused host step, host.llm.fused, and the driver on the "
              "KV260 platform's classes; syscalls by strace):",
-             f"{'model':<14}{'ctx':>5}{'jobs':>6}{'MFLOP':>8}{'exp/tanh':>10}{'MB':>8}{'compiled':>10}"
+             f"{'model':<14}{'ctx':>5}{'attention':>12}{'jobs':>6}{'MFLOP':>8}{'exp/tanh':>10}{'MB':>8}{'compiled':>10}"
              f"{'Py calls':>10}{'driver':>8}{'per job':>9}{'syscalls':>10}{'per job':>9}"]
     for case in cases:
         c = case.counts
         if case.note:
             lines.append(f"{c.model:<14}{c.context:>5}  {case.note}")
             continue
-        lines.append(f"{c.model:<14}{c.context:>5}{c.jobs:>6}{c.flops / 1e6:>8.2f}{c.transcendentals:>10,}"
+        lines.append(f"{c.model:<14}{c.context:>5}{case.attention:>12}{c.jobs:>6}{c.flops / 1e6:>8.2f}"
+                     f"{c.transcendentals:>10,}"
                      f"{c.bytes / 1e6:>8.2f}{c.compiled_calls:>10,}{c.python_calls:>10,}{c.driver_python_calls:>8,}"
                      f"{c.driver_python_calls / max(c.jobs, 1):>9.0f}"
                      f"{c.syscalls:>10,}{c.syscalls_per_job:>9.1f}")
@@ -901,9 +913,9 @@ def projection_lines(cases: list[Case]) -> list[str]:
     board = BOARDS["kv260"]
     config = preset(board.preset)
     w4 = {kind: WeightFormat.INT4 for kind in get_scheme(DEFAULT_W4_SCHEME).int4_kinds}
-    lines = ["", "KV260 end to end, projected (accelerator: the cycle model on the DDR model; "
-             "host: the A53 estimate; no overlap):",
-             f"{'model':<14}{'ctx':>5}{'host ms':>9}{'int8 accel ms':>15}{'int8 tok/s':>12}"
+    lines = ["", "KV260 end to end, projected (accelerator: the cycle model on the DDR model, the "
+             "attention jobs included where attention is offloaded; host: the A53 estimate; no overlap):",
+             f"{'model':<14}{'ctx':>5}{'attention':>12}{'host ms':>9}{'int8 accel ms':>15}{'int8 tok/s':>12}"
              f"{'W4A8 accel ms':>15}{'W4A8 tok/s':>12}"]
     from .projection import project
     for case in cases:
@@ -916,10 +928,10 @@ def projection_lines(cases: list[Case]) -> list[str]:
         else:
             matmuls = llama2c_matmuls(**STORIES[c.model])
         host = case.a53["total"]
-        p8 = project(c.model, matmuls, board, config, host)
-        p4 = project(c.model, matmuls, board, config, host, formats=w4)
-        lines.append(f"{c.model:<14}{c.context:>5}{host:>9.2f}{p8.accelerator_ms:>15.2f}{p8.decode_tok_s:>12.1f}"
-                     f"{p4.accelerator_ms:>15.2f}{p4.decode_tok_s:>12.1f}")
+        accel8 = project(c.model, matmuls, board, config, host).accelerator_ms + case.attention_accel_ms
+        accel4 = project(c.model, matmuls, board, config, host, formats=w4).accelerator_ms + case.attention_accel_ms
+        lines.append(f"{c.model:<14}{c.context:>5}{case.attention:>12}{host:>9.2f}{accel8:>15.2f}"
+                     f"{1e3 / (accel8 + host):>12.1f}{accel4:>15.2f}{1e3 / (accel4 + host):>12.1f}")
     return lines
 
 

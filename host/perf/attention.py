@@ -9,18 +9,20 @@ int8 KV cache in device memory), at several contexts:
   ``attention`` and ``kv cache`` entries become ``offload_ops``'s (below);
 - Python-level calls, compiled calls and jobs: counted on real decode tokens of the
   fused decoder on the KV260 platform's classes (``a53.BoardRig``: the driver's compiled
-  job path, mutable-weight writes into its u-dma-buf memory and their syncs included);
+  job path; offloaded, the whole token is one call, ``host.llm.fused``);
 - syscalls: ``a53.syscalls_per_job`` (strace) times the jobs;
 - the accelerator time of the extra jobs from the cycle model (``host.accel.cycles``),
   so the saving on the host is set against what the accelerator adds.
 
 ``offload_ops`` per layer, KV head and token (``t`` visible keys, ``S`` slots, ``g``
 query heads per KV head): quantize the ``g`` query rows and the new key and value
-(4 flops per element); write the key's row span of the packed layout
-(``(hd - 1) * port_bytes + 1`` bytes, read from the host copy and written) and the
-value's ``hd`` bytes; per score: dequantize (2), softmax (3) and one exp, ``p * sv`` (1),
-quantize (4), reading the int32 sum and both scales, writing the int8 ``p * sv`` over
-all ``S`` slots; dequantize the ``g x hd`` result (2 per element, int32 in).
+(4 flops per element); write the key's row span of the packed layout into the host copy
+(``(hd - 1) * port_bytes + 1`` bytes, read and written) and the value's ``hd`` bytes,
+and both into the device's write-combining view (``_STORE_BYTES`` a store: ``hd``
+stores for the key, one per beat of ``port_bytes`` for the value); per score:
+dequantize (2), softmax (3) and one exp, ``p * sv`` (1), quantize (4), reading the
+int32 sum and both scales, writing the int8 ``p * sv`` over all ``S`` slots; dequantize
+the ``g x hd`` result (2 per element, int32 in).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..cli import ArgumentParser, entry
 from ..llm.model.base import ModelConfig
 from . import a53
 
-__all__ = ["offload_ops", "attention_slots", "compare", "main"]
+__all__ = ["offload_ops", "attention_slots", "attention_cycles", "compare", "main"]
 
 
 def attention_slots(config: ModelConfig, layer: int, context: int) -> int:
@@ -43,6 +45,12 @@ def attention_slots(config: ModelConfig, layer: int, context: int) -> int:
     if not config.is_global(layer) and config.sliding_window is not None:
         return min(config.sliding_window, max(16, 1 << (context - 1).bit_length()))
     return max(16, 1 << (context - 1).bit_length())
+
+
+# A store to the write-combining device view is priced as a 64-byte line of DRAM
+# traffic: the key's hd bytes are each their own store (port_bytes apart, nothing to
+# merge), the value's bytes merge into one store per beat (port_bytes contiguous).
+_STORE_BYTES = 64
 
 
 def offload_ops(config: ModelConfig, context: int, accel: AccelConfig,
@@ -58,13 +66,14 @@ def offload_ops(config: ModelConfig, context: int, accel: AccelConfig,
         t = a53._visible_keys(config, layer, context)
         slots = attention_slots(config, layer, context)
         for _ in range(kv):
-            cache += a53.HostOp("kv cache", 4 * 2 * hd, 0, 2 * ((hd - 1) * port_bytes + 1) + 2 * hd)
+            cache += a53.HostOp("kv cache", 4 * 2 * hd, 0, 2 * ((hd - 1) * port_bytes + 1) + 2 * hd
+                                + _STORE_BYTES * (hd + -(-hd // port_bytes)))
             attention += a53.HostOp("attention", 4 * g * hd + 10 * g * t + 2 * g * hd, g * t,
                                     g * hd + 4 * g * t + 8 * t + g * slots + 4 * g * hd)
     return ops + [attention, cache]
 
 
-def _jobs_cycles(config: ModelConfig, context: int, accel: AccelConfig) -> int:
+def attention_cycles(config: ModelConfig, context: int, accel: AccelConfig) -> int:
     """Accelerator cycles of one token's attention jobs (the cycle model)."""
     from ..accel.cycles import job_cycles
 
@@ -111,7 +120,7 @@ def compare(contexts: list[int], accel: AccelConfig, tokens: int = 4, progress=p
                    else offload_ops(config, context, accel, share))
             counts = a53.count("Gemma 3 270M", config, transformer, context, accel, syscalls, tokens,
                                decoder, ops)
-            extra_cycles = _jobs_cycles(config, context, accel) if mode == "accelerator" else 0
+            extra_cycles = attention_cycles(config, context, accel) if mode == "accelerator" else 0
             attention_only = [replace(counts, flops=o.flops, transcendentals=o.transcendentals,
                                       bytes=o.bytes, python_calls=0, syscalls=0, compiled_calls=0)
                               for o in ops if o.name in ("attention", "kv cache")]
