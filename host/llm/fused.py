@@ -95,7 +95,6 @@ from time import perf_counter
 
 import numpy as np
 
-from ..accel.driver import COMPILED_JOB_WORDS
 from .attention import STAGED, DeviceKVCache, OffloadedAttention
 from .linear import QuantizedLinears
 from .profile import Profiler
@@ -551,7 +550,6 @@ class FusedDecoder:
         slots = max(head.slots for heads in cache.heads for head in heads)
         tiles = -(-slots // cols)
         places = np.zeros((cfg.n_layers, cfg.n_kv_heads, self.kernels.PLACE_WORDS), np.uint64)
-        words = np.zeros((cfg.n_layers, cfg.n_kv_heads, 1 + tiles, COMPILED_JOB_WORDS), np.uint64)
         inputs: dict[int, np.ndarray] = {}            # the p.V input [group, slots] per slot count
         pv_acc = np.zeros((group, cfg.head_dim), np.int32)
         qk_acc = np.zeros(group * tiles * cols, np.int32)
@@ -577,6 +575,10 @@ class FusedDecoder:
                     view = backend.rows_view(head.keys, t * cols)
                     made[t] = backend.compiled_job(view, self._group_rows[kv],
                                                    qk_acc[:group * view.n].reshape(group, view.n))
+        width = jobs[0][0][0].words.size               # the words of one job (the driver's COMPILED_JOB_WORDS)
+        words = np.zeros((cfg.n_layers, cfg.n_kv_heads, 1 + tiles, width), np.uint64)
+        for layer, heads in enumerate(jobs):
+            for kv, made in enumerate(heads):
                 for t, job in made.items():
                     words[layer, kv, t] = job.words
         self._numpy_extra += 1
