@@ -19,7 +19,7 @@ import pytest
 
 from hdl.spec.boards import BOARDS
 from hdl.spec.config import preset
-from hdl.spec.link_protocol import PROTOCOL_VERSION, Command, Status, decode_response, encode_request, \
+from hdl.spec.link_protocol import PROTOCOL_VERSION, Command, Status, crc16, decode_response, encode_request, \
     encode_response
 from host.accel.driver import Driver
 from host.accel.golden import golden_matmul
@@ -27,7 +27,8 @@ from host.accel.pack import pack_weights
 from host.platforms import nexys_video
 from host.platforms.link import LinkDeviceError, LinkMemory, LinkOpenError, LinkRegisterBus, LinkTimeout, \
     LinkWrongDevice
-from host.platforms.udp import _RESPONSE_PAYLOAD, UdpLink, _BadCrc, _encode_request, is_udp_address, parse_address
+from host.platforms.udp import (_RESPONSE_PAYLOAD, UdpLink, _BadCrc, _encode_request, bulk_library, is_udp_address,
+                                parse_address)
 from udp_board import Faults, UdpBoard
 
 CONFIG = preset("nexys_video")
@@ -142,12 +143,17 @@ FAULTS = {
 }
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["udp_bulk.c", "python"])
 @pytest.mark.parametrize("seed", [11, 12, 13])
 @pytest.mark.parametrize("kind", FAULTS)
-def test_faults_in_both_directions_keep_results_exact_and_writes_single(kind, seed):
+def test_faults_in_both_directions_keep_results_exact_and_writes_single(kind, seed, compiled):
+    """The bulk windows in firmware/udp_bulk.c and in Python under the same faults."""
     inbound, outbound = Faults(**FAULTS[kind], seed=seed), Faults(**FAULTS[kind], seed=seed + 100)
     with UdpBoard(CONFIG, memory_bytes=MEMORY, inbound=inbound, outbound=outbound) as board:
         with connect(board, timeout_s=0.01, retries=60) as link:
+            assert link.compiled_bulk, bulk_library()[1]
+            if not compiled:
+                link._bulk = None
             recorder = Recorder(link)
             run_matmuls(link, SHAPES[:1], seed=3)
             data = np.random.default_rng(4).integers(0, 256, 40_000, dtype=np.uint8).tobytes()
@@ -232,6 +238,53 @@ def test_a_silent_address_times_out_in_one_line():
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(f"{url}: HELLO: no answer (3 sends of 0.01 s)")
+
+
+def test_the_compiled_crc_is_the_protocols():
+    """firmware/udp_bulk.c's CRC-16 equals hdl.spec.link_protocol's (binascii.crc_hqx)."""
+    lib = bulk_library()[0]
+    assert lib is not None, bulk_library()[1]
+    rng = np.random.default_rng(9)
+    for size in (0, 1, 13, 1024, 4099):
+        data = rng.integers(0, 256, size, dtype=np.uint8)
+        for start in (0xFFFF, 0x1D0F):
+            assert lib.systole_crc16(data.ctypes.data, size, start) == crc16(data.tobytes(), start)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["udp_bulk.c", "python"])
+def test_bulk_transfers_fail_in_one_line(compiled):
+    """A bulk write the bridge refuses (outside its memory: AXI_DECERR) raises
+    LinkDeviceError naming the request; a bridge that falls silent mid-transfer gives
+    LinkTimeout naming the request and its sends; a read answered with the wrong length
+    is a wrong device. The same lines from the compiled and the Python windows."""
+    with UdpBoard(CONFIG, memory_bytes=MEMORY) as board:
+        with connect(board, timeout_s=0.01, retries=2) as link:
+            link.hello()
+            if not compiled:
+                link._bulk = None
+            beyond = DDR.base + MEMORY + 1000
+            with pytest.raises(LinkDeviceError, match=r"AXI_DECERR") as caught:
+                link.write_mem(beyond, bytes(3000))
+            assert "\n" not in str(caught.value)
+            board.inbound = Faults(drop=1.0, seed=3)
+            with pytest.raises(LinkTimeout) as caught:
+                link.write_mem(DDR.base, bytes(5000))
+            message = str(caught.value)
+            assert "\n" not in message and "no answer (3 sends of 0.01 s)" in message
+            assert "MEM_WRITE of 1024 bytes at" in message and "(of MEM_WRITE of 5000 bytes" in message
+            board.inbound = Faults(seed=4)
+            short = board.handle
+
+            def short_reads(datagram):
+                answer = short(datagram)
+                if answer is not None and datagram[1] == Command.MEM_READ:
+                    seq = int.from_bytes(datagram[2:4], "little")
+                    return encode_response(Command.MEM_READ, seq, Status.OK, b"\x00" * 7)
+                return answer
+
+            board.handle = short_reads
+            with pytest.raises(LinkWrongDevice, match=r"MEM_READ of 1024 bytes at .* returned 7 bytes"):
+                link.read_mem(DDR.base, 2048)
 
 
 def test_a_udp_responder_that_is_not_a_bridge_is_a_wrong_device():

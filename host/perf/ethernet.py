@@ -79,7 +79,7 @@ from ..accel.driver import Driver, WeightBuffer
 from ..accel.pack import packed_size
 from ..cli import ArgumentParser, entry, int_in, nonnegative_float
 from ..platforms.link import LinkMemory, LinkRegisterBus
-from ..platforms.udp import UdpLink
+from ..platforms.udp import UdpLink, bulk_library
 from .projection import STORIES, llama2c_config, llama2c_matmuls, model_matmuls, project
 
 __all__ = ["wire_s", "board_cycles", "board_s", "replay_counts", "replay_cycles", "Exchange", "TokenTraffic", "HostCost", "count_token", "measure_host",
@@ -246,6 +246,7 @@ def count_token(name: str, matmuls) -> TokenTraffic:
     traffic = TokenTraffic(name, 0)
     with board_model.UdpBoard(CONFIG, memory_bytes=0, compute=False, max_payload=MAX_PAYLOAD) as board:
         with UdpLink.open(board.url, "127.0.0.1", board.address[1], timeout_s=1.0, retries=3) as link:
+            link._bulk = None            # the Python window, whose frames _recorded sees (the same frames)
             driver = Driver(LinkRegisterBus(link), LinkMemory(link, window.base, window.size), CONFIG)
             for shape in matmuls:
                 for k0 in range(0, shape.k, CONFIG.max_k):
@@ -276,15 +277,20 @@ class HostCost:
     read: tuple[float, float]
 
 
-def measure_host(repeats: int = 5, singles: int = 2000, bulk_bytes: int = 4 << 20) -> HostCost:
+def measure_host(repeats: int = 5, singles: int = 2000, bulk_bytes: int = 4 << 20,
+                 compiled: bool = True) -> HostCost:
     """``UdpLink``'s CPU time per REG_READ exchange and per 1 KiB MEM_WRITE / MEM_READ
-    datagram in a window, over loopback against the bridge model (its thread not counted)."""
+    datagram in a window, over loopback against the bridge model (its thread not counted);
+    the windows in ``firmware/udp_bulk.c`` where it builds, or in Python (``compiled``
+    False)."""
     board_model = _board_model()
     data = np.random.default_rng(0).integers(0, 256, bulk_bytes, dtype=np.uint8).tobytes()
     runs = {"single": [], "write": [], "read": []}
     base = BOARD.dram_window.base
     with board_model.UdpBoard(CONFIG, memory_bytes=bulk_bytes, max_payload=MAX_PAYLOAD) as board:
         with UdpLink.open(board.url, "127.0.0.1", board.address[1], timeout_s=1.0, retries=3) as link:
+            if not compiled:
+                link._bulk = None
             link.hello()
             datagrams = bulk_bytes // MAX_PAYLOAD
             for _ in range(repeats):
@@ -432,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print("host cost per exchange (UdpLink over loopback, CPU time of its thread)...", flush=True)
     host = measure_host(args.repeats)
+    python = measure_host(args.repeats, singles=10, compiled=False)
     print("counting each model's exchanges per token (the real driver, an instant accelerator)...", flush=True)
     cases = [(name, matmuls, ms, count_token(name, matmuls)) for name, matmuls, ms in _cases(not args.no_host_time)]
     nic = args.nic_us * 1e-6
@@ -442,7 +449,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{clock / 1e6:g} MHz; NIC latency {args.nic_us:g} us per round trip (assumed)")
     print(f"host CPU per exchange: REG_READ {_range(host.single[0] * 1e6, host.single[1] * 1e6, us)} us; per "
           f"1 KiB datagram in a window: write {_range(host.write[0] * 1e6, host.write[1] * 1e6, us)} us, "
-          f"read {_range(host.read[0] * 1e6, host.read[1] * 1e6, us)} us ({args.repeats} runs)")
+          f"read {_range(host.read[0] * 1e6, host.read[1] * 1e6, us)} us ({args.repeats} runs; "
+          f"{'firmware/udp_bulk.c' if bulk_library()[0] is not None else 'Python: ' + str(bulk_library()[1])}); "
+          f"the Python window in the same run: write {_range(python.write[0] * 1e6, python.write[1] * 1e6, us)} "
+          f"us, read {_range(python.read[0] * 1e6, python.read[1] * 1e6, us)} us")
     write_wire = wire_s(REQUEST_OVERHEAD + MAX_PAYLOAD)
     print(f"per 1 KiB datagram: wire {write_wire * 1e6:.2f} us; board "
           f"{board_s('MEM_WRITE', REQUEST_OVERHEAD + MAX_PAYLOAD, RESPONSE_OVERHEAD) * 1e6:.2f} us (write), "

@@ -12,30 +12,21 @@ submit a job themselves (``host.accel.driver.Driver.compiled_job``: the fused de
 numba kernels call it through the address, no ctypes call per job).
 
 The library is compiled on first use with the C compiler (``$CC``, else ``cc``) into
-``build/replay/<source digest>/`` and reused afterwards; ``library()`` returns None,
-with the reason in ``library_problem()``, where no compiler works (the driver then
-keeps its Python accesses).
+``build/replay/<source digest>/`` and reused afterwards (``host.platforms.cbuild``);
+``library()`` returns None, with the reason in ``library_problem()``, where no compiler
+works (the driver then keeps its Python accesses).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import shutil
-import subprocess
 from functools import lru_cache
-from pathlib import Path
 
-import numpy as np
+from .cbuild import FIRMWARE, shared_library
 
 __all__ = ["SOURCE", "library", "library_problem", "Replayer", "JobIo"]
 
-SOURCE = Path(__file__).resolve().parents[2] / "firmware" / "replay.c"
-_BUILD = Path(__file__).resolve().parents[2] / "build" / "replay"
-# The firmware's own warnings (firmware/Makefile), as errors.
-_CFLAGS = ("-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wconversion",
-           "-Wno-sign-conversion", "-shared", "-fPIC")
+SOURCE = FIRMWARE / "replay.c"
 
 
 class JobIo(ctypes.Structure):
@@ -51,22 +42,9 @@ class JobIo(ctypes.Structure):
 
 @lru_cache(maxsize=1)
 def _build() -> tuple[ctypes.CDLL | None, str | None]:
-    source = SOURCE.read_bytes()
-    digest = hashlib.sha256(source + " ".join(_CFLAGS).encode()).hexdigest()[:16]
-    target = _BUILD / digest / "libsystole_replay.so"
-    if not target.exists():
-        compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-        if compiler is None:
-            return None, "no C compiler (set CC, or install gcc)"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".{os.getpid()}.tmp")
-        result = subprocess.run([compiler, *_CFLAGS, str(SOURCE), "-o", str(partial)],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            partial.unlink(missing_ok=True)
-            return None, f"{compiler} failed on {SOURCE.name}: {result.stderr.strip()}"
-        partial.replace(target)
-    lib = ctypes.CDLL(str(target))
+    lib, problem = shared_library(SOURCE, "replay")
+    if lib is None:
+        return None, problem
     lib.systole_replay.restype = ctypes.c_int
     pointer = ctypes.c_void_p                # addresses: no ctypes objects per call
     replay_args = [pointer, ctypes.c_uint32, ctypes.c_uint32, pointer, pointer, ctypes.c_uint32,

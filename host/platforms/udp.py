@@ -51,15 +51,21 @@ Every error is one line naming the address, the request and the wait, and derive
 from __future__ import annotations
 
 import binascii
+import ctypes
 import ipaddress
 import math
+import os
 import re
 import select
 import socket
 import struct
 import sys
+import time
 from collections import OrderedDict
+from functools import lru_cache
 from typing import Callable
+
+import numpy as np
 
 from hdl.spec.link_protocol import (
     CRC_BYTES,
@@ -76,6 +82,7 @@ from hdl.spec.link_protocol import (
     Status,
 )
 
+from .cbuild import FIRMWARE, shared_library
 from .link import (
     LinkCrcError,
     LinkDeviceError,
@@ -170,6 +177,40 @@ def parse_address(text: str, default_host: str, default_port: int) -> tuple[str,
     return host, int(port_text)
 
 
+class _Bulk(ctypes.Structure):
+    """``struct systole_udp_bulk`` of ``firmware/udp_bulk.c``: a bulk transfer's inputs and results."""
+
+    _fields_ = [("fd", ctypes.c_int32), ("command", ctypes.c_uint32), ("writes", ctypes.c_uint32),
+                ("max_payload", ctypes.c_uint32), ("address", ctypes.c_uint64), ("data", ctypes.c_void_p),
+                ("nbytes", ctypes.c_uint64), ("window", ctypes.c_uint32), ("retries", ctypes.c_uint32),
+                ("timeout_ns", ctypes.c_uint64), ("seq_modulus", ctypes.c_uint32), ("write_seq", ctypes.c_uint32),
+                ("read_seq", ctypes.c_uint32), ("request_sync", ctypes.c_uint8), ("response_sync", ctypes.c_uint8),
+                ("status_ok", ctypes.c_uint8), ("status_crc", ctypes.c_uint8), ("status_truncated", ctypes.c_uint8),
+                ("status_stale", ctypes.c_uint8), ("pad", ctypes.c_uint8 * 2),
+                *((name, ctypes.c_uint64) for name in ("frames", "resent", "answers", "malformed", "crc_errors",
+                                                       "stale_frames", "foreign", "bytes_sent", "bytes_received")),
+                ("refused", ctypes.c_int32), ("failed_status", ctypes.c_int32), ("failed", ctypes.c_int64),
+                ("failed_sends", ctypes.c_uint32), ("failed_bad_answers", ctypes.c_uint32),
+                ("overtaken", ctypes.c_void_p), ("overtaken_count", ctypes.c_uint64)]
+
+
+# systole_udp_bulk's results (firmware/udp_bulk.c)
+_BULK_DONE, _BULK_GAVE_UP, _BULK_REFUSED, _BULK_WRONG_LENGTH, _BULK_SOCKET, _BULK_MEMORY = range(6)
+
+
+@lru_cache(maxsize=1)
+def bulk_library() -> tuple[ctypes.CDLL | None, str | None]:
+    """``(firmware/udp_bulk.c compiled, None)`` or ``(None, why not)``: UdpLink's bulk
+    transfers in one call each (``host.platforms.cbuild``)."""
+    lib, problem = shared_library(FIRMWARE / "udp_bulk.c", "udp_bulk")
+    if lib is not None:
+        lib.systole_udp_bulk.restype = ctypes.c_int
+        lib.systole_udp_bulk.argtypes = [ctypes.POINTER(_Bulk)]
+        lib.systole_crc16.restype = ctypes.c_uint16
+        lib.systole_crc16.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint16]
+    return lib, problem
+
+
 class _Request:
     """One request of a window: what to send, and what came back. ``into`` is where a
     MEM_READ's answer goes (a view of the caller's buffer), or None."""
@@ -224,6 +265,9 @@ class UdpLink(LinkSession):
         self.answers = self.resent = self.malformed = self.verified = 0
         self.bytes_sent = self.bytes_received = 0
         self.exchanges: dict[Command, int] = {}
+        # Bulk transfers in one compiled call (firmware/udp_bulk.c) where it builds, on the
+        # monotonic clock it keeps (a caller's own clock keeps the Python window).
+        self._bulk = bulk_library()[0] if clock is None and _KERNEL_WAITS else None
 
     @classmethod
     def open(cls, address: str, default_host: str, default_port: int, **kwargs) -> "UdpLink":
@@ -517,16 +561,23 @@ class UdpLink(LinkSession):
                                 "damaged network path?")
         return self._no_answer(self._what(request, what), request.sends)
 
+    @property
+    def compiled_bulk(self) -> bool:
+        """Whether ``write_mem`` and ``read_mem`` run in ``firmware/udp_bulk.c``."""
+        return self._bulk is not None
+
     def write_mem(self, address: int, data) -> None:
         """Write ``data`` to device memory at ``address`` (any alignment, any size), up to
         ``window`` datagrams in flight; each byte is written by exactly one executed request
         (or found already in place after an overtaken one, see the module docstring)."""
         view = memoryview(data).cast("B")
         what = f"MEM_WRITE of {len(view)} bytes at {address:#x}"
-        requests = [_Request(Command.MEM_WRITE, start, length, view[offset:offset + length])
-                    for start, offset, length in self._chunks(address, len(view))]
-        while requests:
-            overtaken = self._exchange(requests, what)
+        if self._bulk is not None and len(view):
+            overtaken = self._compiled(Command.MEM_WRITE, address, view, what)
+        else:
+            overtaken = self._exchange([_Request(Command.MEM_WRITE, start, length, view[offset:offset + length])
+                                        for start, offset, length in self._chunks(address, len(view))], what)
+        while overtaken:
             requests = []
             for request in overtaken:
                 if self._read_window([(request.address, request.length)], what)[0] == request.payload:
@@ -534,17 +585,78 @@ class UdpLink(LinkSession):
                 else:
                     request.frame = b""             # a new seq: the old one can never execute now
                     requests.append(request)
+            overtaken = self._exchange(requests, what) if requests else []
 
     def read_mem(self, address: int, nbytes: int) -> bytes:
         """Read ``nbytes`` of device memory at ``address``, up to ``window`` datagrams in flight."""
         out = bytearray(nbytes)
         view = memoryview(out)
         what = f"MEM_READ of {nbytes} bytes at {address:#x}"
+        if self._bulk is not None and nbytes:
+            self._compiled(Command.MEM_READ, address, view, what)
+            return bytes(out)
         requests = [_Request(Command.MEM_READ, start, length, into=view[offset:offset + length])
                     for start, offset, length in self._chunks(address, nbytes)]
         self._exchange(requests, what)
         self._check_answers(requests, what)
         return bytes(out)
+
+    def _compiled(self, command: Command, address: int, view: memoryview, what: str) -> list[_Request]:
+        """``_exchange`` of the whole range in one call of ``firmware/udp_bulk.c`` (the same
+        rules, the same counters); the MEM_WRITEs answered STALE, as ``_exchange`` returns
+        them; a failure raises what ``_exchange`` raises for it."""
+        writes = command in STATE_CHANGING
+        if writes and self._write_seq is None:
+            self.hello()                         # numbers writes after the bridge's last_seq
+        window = self.info.max_payload
+        data = np.frombuffer(view, np.uint8)
+        count = 1 + -(-max(len(view) - (window - address % window), 0) // window)
+        overtaken = np.zeros(count if writes else 0, np.int64)
+        bulk = _Bulk(fd=self.sock.fileno(), command=int(command), writes=int(writes), max_payload=window,
+                     address=address, data=data.ctypes.data, nbytes=len(view), window=self.window,
+                     retries=self.retries, timeout_ns=int(self.timeout_s * 1e9), seq_modulus=SEQ_MODULUS,
+                     write_seq=self._write_seq or 0, read_seq=self._read_seq, request_sync=REQUEST_SYNC,
+                     response_sync=RESPONSE_SYNC, status_ok=_OK, status_crc=int(Status.CRC),
+                     status_truncated=int(Status.TRUNCATED), status_stale=int(Status.STALE),
+                     overtaken=overtaken.ctypes.data)
+        result = self._bulk.systole_udp_bulk(ctypes.byref(bulk))
+        if writes:
+            self._write_seq = bulk.write_seq
+        else:
+            self._read_seq = bulk.read_seq
+        self.frames += bulk.frames
+        self.resent += bulk.resent
+        self.malformed += bulk.malformed
+        self.crc_errors += bulk.crc_errors
+        self.stale_frames += bulk.stale_frames
+        self.bytes_sent += bulk.bytes_sent
+        self.bytes_received += bulk.bytes_received
+        self.answers += bulk.answers
+        self.exchanges[command] = self.exchanges.get(command, 0) + bulk.answers
+        self._foreign, self._refused = bulk.foreign, bool(bulk.refused)
+        chunks = list(self._chunks(address, len(view))) if result != _BULK_DONE or bulk.overtaken_count else []
+
+        def request(index: int) -> _Request:
+            start, offset, length = chunks[index]
+            piece = _Request(command, start, length, view[offset:offset + length] if writes else b"")
+            piece.sends, piece.bad_answers = bulk.failed_sends, bulk.failed_bad_answers
+            return piece
+
+        if result == _BULK_GAVE_UP:
+            raise self._gave_up(request(bulk.failed), what)
+        if result == _BULK_REFUSED:
+            self._refused_answer(request(bulk.failed), bulk.failed_status, OrderedDict(), [], what)
+        if result == _BULK_WRONG_LENGTH:
+            raise LinkWrongDevice(f"{self.name}: {self._what(request(bulk.failed), what)} returned "
+                                  f"{bulk.failed_status} bytes")
+        if result == _BULK_SOCKET:
+            raise LinkPortError(f"{self.name}: {what}: the socket failed ({os.strerror(bulk.failed_status)}); "
+                                "is the network up?")
+        if result == _BULK_MEMORY:
+            raise MemoryError(f"{self.name}: {what}: no memory for the transfer's requests")
+        if result != _BULK_DONE:
+            raise AssertionError(f"systole_udp_bulk returned {result}")
+        return [request(int(index)) for index in overtaken[:bulk.overtaken_count]]
 
     def _read_window(self, ranges: list[tuple[int, int]], what: str) -> list[bytes]:
         requests = [_Request(Command.MEM_READ, start, length) for start, length in ranges]
