@@ -157,23 +157,24 @@ ATTENTION_CHOICES = ("host", "accelerator", "auto")
 
 # "auto" offloads attention where host.perf.attention's A53 estimate says it pays: where
 # the backend submits jobs from compiled code (the KV260: the whole token, attention jobs
-# and KV cache writes included, is one call) for models with few KV heads (each adds two
-# jobs per layer). Gemma 3 270M on the KV260, A53 ms per token host -> offloaded
-# (2026-12-06): context 64 5.06 -> 2.92, 512 23.29 -> 4.11, 2048 33.70 -> 4.78. Over a
-# link or on the simulator each job is a round trip, so attention stays on the host.
-AUTO_MAX_KV_HEADS = 2
+# and KV cache writes included, is one call), for every model. A53 ms per token, host ->
+# offloaded + the accelerator time its jobs add (2026-12-06): Gemma 3 270M (1 KV head)
+# context 64 5.06 -> 2.92 + 0.09, 512 23.29 -> 4.11 + 0.34; stories15M (6 KV heads) 64
+# 0.85 -> 0.54 + 0.07, 240 2.22 -> 0.78 + 0.14; stories110M (12) 64 3.73 -> 1.95 + 0.28,
+# 512 21.63 -> 4.47 + 0.94. Quality of the int8 KV cache (host.llm.quality, eval.txt,
+# smoothquant): Gemma 3 270M +1.22% against +1.08% on the host, SmolLM2-135M (3 KV heads)
+# +0.69% against +2.13%. Over a link or on the simulator every job is a round trip, so
+# attention stays on the host there.
 
 
 def choose_attention(choice: str, config, backend) -> str:
     """``"host"`` or ``"accelerator"`` for ``choice``. "auto": the accelerator when
-    ``backend`` submits jobs from compiled code (its ``compiled_epoch()`` is not None)
-    and the model has at most ``AUTO_MAX_KV_HEADS`` KV heads; else the host."""
+    ``backend`` submits jobs from compiled code (its ``compiled_epoch()`` is not None),
+    else the host."""
     if choice != "auto":
         return choice
     epoch = getattr(backend, "compiled_epoch", None)
-    if epoch is not None and epoch() is not None and config.n_kv_heads <= AUTO_MAX_KV_HEADS:
-        return "accelerator"
-    return "host"
+    return "accelerator" if epoch is not None and epoch() is not None else "host"
 
 
 class Runtime:
@@ -185,8 +186,7 @@ class Runtime:
     ``attention``: where the attention products run (``host.llm.attention``): "host"
     (on the CPU), "accelerator" (q.K^T and p.V as jobs over an int8 KV cache in device
     memory) or "auto", the default (``choose_attention``'s rule: the accelerator on the
-    KV260 for models with few KV heads, else the host); ``attention_mode`` is the one
-    chosen.
+    KV260, else the host); ``attention_mode`` is the one chosen.
 
     ``kv_cache``: the host attention's KV cache type (``host.llm.bf16``): "bfloat16"
     (``RUNTIME_KV_DTYPE``) or "float32"; by default bfloat16, except on the float
@@ -499,8 +499,8 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--attention", default="auto", choices=ATTENTION_CHOICES,
                         help="where attention's q.K^T and p.V run: host (on the CPU), accelerator "
                              "(jobs over an int8 KV cache in device memory), auto (the default: the "
-                             "accelerator where jobs are submitted from compiled code, the KV260, "
-                             "for models with at most 2 KV heads; else the host)")
+                             "accelerator where jobs are submitted from compiled code, the KV260; "
+                             "else the host)")
     parser.add_argument("--kv-cache", choices=list(KV_DTYPES),
                         help=f"the host attention's KV cache (default {RUNTIME_KV_DTYPE}, half the "
                              "bytes of float32, float32 on the float backend; host.llm.quality "
