@@ -375,3 +375,24 @@ def test_kv_cache_choice(tiny_models, capsys, monkeypatch):
     monkeypatch.setattr("host.llm.generate.load_model", lambda *a, **k: model)
     assert main(["--prompt", "x", "--kv-cache", "float16"]) == 2
     assert "invalid choice: 'float16'" in capsys.readouterr().err
+
+
+# -- the libm-free exp -------------------------------------------------------------------------
+
+def test_the_kernels_exp_error_over_its_range():
+    """``_exp`` (host.llm.expf) against float64 exp: every 97th float32 of [-87.3, 88]
+    (every binade near 0 and ~10 M values) within EXP_MAX_ULP ulp (measured 1.17; numpy's
+    float32 exp 2.3); -0 and tiny arguments give 1; below EXP_MIN and -inf 0; NaN NaN."""
+    def every(lo, hi, step):
+        bits = np.float32([lo, hi]).view(np.int32)
+        return np.arange(bits[0], bits[1], step, dtype=np.int32).view(np.float32)
+    x = np.concatenate([-every(0.0, 87.3, 97), every(0.0, 88.0, 97), np.float32([-0.0, 1e-30, -1e-8])])
+    out = np.empty_like(x)
+    _numba_fused.exp_into(x, out)
+    exact = np.exp(x.astype(np.float64)).astype(np.float32)
+    assert float32_ulps(out, exact).max() <= _numba_fused.EXP_MAX_ULP
+    assert np.all(out[-3:] == 1)
+    edges = np.float32([-87.4, -100.0, -np.inf, np.nan, 89.0])
+    _numba_fused.exp_into(edges, low := np.empty_like(edges))
+    assert low[:3].tolist() == [0, 0, 0] and np.isnan(low[3]) and np.isfinite(low[4])
+    assert float32_ulps(low[4:], np.float32([np.exp(np.float64(88.0))])).max() <= _numba_fused.EXP_MAX_ULP

@@ -14,6 +14,10 @@ Arrays come in preallocated; the kernels allocate nothing except the logits of
 ``dequantize_logits`` and, per ``attention`` call, one ``head_dim`` row into which a
 bfloat16 KV cache row is widened (``_kv_row``: once per row, not once per query head).
 
+**exp without libm.** The softmaxes take ``_exp`` (``host.llm.expf``): ``EXP_FLOPS``
+flops a float32 e^x within ``EXP_MAX_ULP`` ulp, which vectorizes where libm's ``expf``
+does not.
+
 **tanh without libm.** ``_tanh`` is the host's one tanh (``host.llm.tanh``), a float32
 rational approximation that vectorizes: ``TANH_FLOPS`` flops per element, within
 ``TANH_MAX_ULP`` ulp and ``TANH_MAX_ERROR`` of the exact tanh. ``gated_quantize`` uses
@@ -40,6 +44,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
 
+from .expf import EXP_C, EXP_FLOPS, EXP_LN2_HI, EXP_LN2_LO, EXP_LOG2E, EXP_MAX, EXP_MAX_ULP, EXP_MIN  # noqa: F401
 from .tanh import TANH_CLAMP, TANH_FLOPS, TANH_MAX_ERROR, TANH_MAX_ULP, TANH_P, TANH_Q, TANH_TINY  # noqa: F401
 
 _ONE = np.float32(1.0)
@@ -130,6 +135,18 @@ def _float_bits(typingctx, x):
         return builder.bitcast(args[0], ir.IntType(32))
 
     return types.uint32(x), codegen
+
+
+@intrinsic
+def _bits_float(typingctx, bits):
+    """The float32 whose bits are ``bits`` (a uint32)."""
+    if bits != types.uint32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(bits), codegen
 
 
 @intrinsic
@@ -229,7 +246,7 @@ def _softmax_rows(scores):
                 top = scores[r, t]
         total = np.float32(0.0)
         for t in range(count):
-            e = np.exp(scores[r, t] - top)
+            e = _exp(scores[r, t] - top)
             scores[r, t] = e
             total += e
         for t in range(count):
@@ -250,6 +267,34 @@ def _weighted_values(p, values, out, wide):
             weight = p[g, t]
             for j in range(hd):
                 out[g, j] += weight * value[j]
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _exp(x):
+    """float32 e^x without libm (``host.llm.expf``): 0 below ``EXP_MIN`` and for -inf,
+    NaN for NaN, the input clamped to ``EXP_MAX``."""
+    if not (x >= EXP_MIN):
+        return x if x != x else np.float32(0.0)
+    x = min(x, EXP_MAX)
+    n = np.rint(x * EXP_LOG2E)
+    r = x - n * EXP_LN2_HI
+    r = r - n * EXP_LN2_LO
+    c7, c6, c5, c4, c3, c2, c1, c0 = EXP_C
+    p = r * c7 + c6
+    p = p * r + c5
+    p = p * r + c4
+    p = p * r + c3
+    p = p * r + c2
+    p = p * r + c1
+    p = p * r + c0
+    return p * _bits_float(np.uint32((np.int32(n) + np.int32(127)) << np.int32(23)))
+
+
+@numba.njit(cache=True, boundscheck=False)
+def exp_into(x, out):
+    """``out[i] = _exp(x[i])``: the fused kernels' exp over an array (tests, timing)."""
+    for i in range(x.shape[0]):
+        out[i] = _exp(x[i])
 
 
 @numba.njit(cache=True, boundscheck=False, inline="always")
@@ -652,7 +697,7 @@ def attention_softmax(acc, rows, q_scale, key_scale, value_scale, probabilities,
                 top = s
         total = np.float32(0.0)
         for t in range(rows):
-            e = np.exp(p[t] - top)
+            e = _exp(p[t] - top)
             p[t] = e
             total += e
         amax = np.float32(0.0)

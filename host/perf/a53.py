@@ -86,11 +86,13 @@ def _visible_keys(config: ModelConfig, layer: int, context: int) -> int:
     return min(context, config.sliding_window)
 
 
+from ..llm.expf import EXP_FLOPS  # noqa: E402  (the kernels' exp: flops, not a libm call)
 from ..llm.tanh import TANH_FLOPS  # noqa: E402  (the kernels' tanh: flops, not a libm call)
 
 
 def host_ops(config: ModelConfig, context: int, kv_bytes: int = 2,
-             tanh_flops: int | None = TANH_FLOPS, argmax_scanned: float = 1.0) -> list[HostOp]:
+             tanh_flops: int | None = TANH_FLOPS, argmax_scanned: float = 1.0,
+             exp_flops: int | None = EXP_FLOPS) -> list[HostOp]:
     """The host step of one decode token at ``context`` tokens (the new one included),
     float32 activations, a KV cache of ``kv_bytes`` per element (2: bfloat16, the
     runtime's ``KVCache``; 4: float32; 1: int8). A bfloat16 element costs 1 flop to widen
@@ -104,6 +106,8 @@ def host_ops(config: ModelConfig, context: int, kv_bytes: int = 2,
     exp per score. ``tanh_flops``: count the tanh as that many flops instead of a
     transcendental (``host.llm._numba_fused.TANH_FLOPS``, 25, for its libm-free
     ``_tanh``, the host's one tanh, host.llm.tanh); None: a transcendental (libm).
+    ``exp_flops`` likewise for the softmax's exp (``EXP_FLOPS``, 25, the fused kernels'
+    ``_exp``, host.llm.expf; None: libm's, as the numpy path's ``np.exp``).
 
     The greedy classifier argmax (``argmax_logit``) reads every int32 sum and takes the
     maximum of each block of ``ARGMAX_BLOCK`` (1 flop per entry, 4 bytes); only the
@@ -145,8 +149,9 @@ def host_ops(config: ModelConfig, context: int, kv_bytes: int = 2,
         widen = 1 if kv_bytes == 2 else 0
         add("kv cache", 4 * widen * 2 * kv * hd, 0, 2 * kv * hd * kv_bytes)
         # q.K^T and p.V per query head; each cached row is read once per KV head
-        add("attention", 4 * h * t * hd + 3 * h * t + widen * 2 * kv * t * hd, h * t,
-            2 * kv * t * hd * kv_bytes)
+        exps = h * t
+        add("attention", 4 * h * t * hd + 3 * h * t + widen * 2 * kv * t * hd + (exp_flops or 0) * exps,
+            0 if exp_flops else exps, 2 * kv * t * hd * kv_bytes)
         add("quantize", *quantize(h * hd))
         add("dequantize", *dequantize(d))
         add("residual", d, 0, 8 * d)

@@ -20,9 +20,10 @@ query heads per KV head): quantize the ``g`` query rows and the new key and valu
 (``(hd - 1) * port_bytes + 1`` bytes, read and written) and the value's ``hd`` bytes,
 and both into the device's write-combining view (``_STORE_BYTES`` a store: ``hd``
 stores for the key, one per beat of ``port_bytes`` for the value); per score:
-dequantize (2), softmax (3) and one exp, ``p * sv`` (1), quantize (4), reading the
-int32 sum and both scales, writing the int8 ``p * sv`` over all ``S`` slots; dequantize
-the ``g x hd`` result (2 per element, int32 in).
+dequantize (2), softmax (3) and one exp (``EXP_FLOPS``: the kernels' libm-free
+``_exp``), ``p * sv`` (1), quantize (4), reading the int32 sum and both scales, writing
+the int8 ``p * sv`` over all ``S`` slots; dequantize the ``g x hd`` result (2 per
+element, int32 in).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import replace
 from hdl.spec.config import AccelConfig, preset
 
 from ..cli import ArgumentParser, entry
+from ..llm.expf import EXP_FLOPS
 from ..llm.model.base import ModelConfig
 from . import a53
 
@@ -68,7 +70,7 @@ def offload_ops(config: ModelConfig, context: int, accel: AccelConfig,
         for _ in range(kv):
             cache += a53.HostOp("kv cache", 4 * 2 * hd, 0, 2 * ((hd - 1) * port_bytes + 1) + 2 * hd
                                 + _STORE_BYTES * (hd + -(-hd // port_bytes)))
-            attention += a53.HostOp("attention", 4 * g * hd + 10 * g * t + 2 * g * hd, g * t,
+            attention += a53.HostOp("attention", 4 * g * hd + (10 + EXP_FLOPS) * g * t + 2 * g * hd, 0,
                                     g * hd + 4 * g * t + 8 * t + g * slots + 4 * g * hd)
     return ops + [attention, cache]
 
