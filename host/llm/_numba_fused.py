@@ -125,41 +125,29 @@ _int8_at = _pointer_intrinsic(types.int8)
 _float32_at = _pointer_intrinsic(types.float32)
 
 
-@intrinsic
-def _float_bits(typingctx, x):
-    """The bits of float32 ``x`` as a uint32."""
-    if x != types.float32:
-        return None
+def _bitcast_intrinsic(source, target):
+    """An intrinsic: the bits of a ``source`` value read as ``target`` (same width)."""
+    @intrinsic
+    def bitcast(typingctx, x):
+        if x != source:
+            return None
 
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(32))
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], context.get_value_type(target))
 
-    return types.uint32(x), codegen
+        return target(x), codegen
 
-
-@intrinsic
-def _bits_float(typingctx, bits):
-    """The float32 whose bits are ``bits`` (a uint32)."""
-    if bits != types.uint32:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(bits), codegen
+    return bitcast
 
 
-@intrinsic
-def _bf16_float(typingctx, bits):
+_float_bits = _bitcast_intrinsic(types.float32, types.uint32)      # float32 -> its bits
+_bits_float = _bitcast_intrinsic(types.uint32, types.float32)      # bits -> the float32
+
+
+@numba.njit(cache=True, inline="always")
+def _bf16_float(bits):
     """The bfloat16 ``bits`` (a uint16) widened to float32: the bits shifted up 16, exact."""
-    if bits != types.uint16:
-        return None
-
-    def codegen(context, builder, sig, args):
-        wide = builder.shl(builder.zext(args[0], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
-        return builder.bitcast(wide, ir.FloatType())
-
-    return types.float32(bits), codegen
+    return _bits_float(np.uint32(np.uint32(bits) << np.uint32(16)))     # (numba widens a shift to 64 bits)
 
 
 @numba.njit(cache=True, inline="always")

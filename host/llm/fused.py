@@ -322,10 +322,9 @@ class FusedDecoder:
         if self.offload:               # the one call, or the Python path with a call per gap
             attention = None
             if bound is not None and self.one_call and self.offload_unavailable is None:
-                attention = self._attention_bound(cache)
+                attention = self._attention_bound(cache, bound[0])
                 if attention is not None and attention["epoch"] != bound[0]:   # (binding moved the scratch)
                     bound = self._submission()
-                    attention = self._attention_bound(cache)
             self.submits_jobs = self.one_call_ran = attention is not None
             if attention is not None:
                 return self._offloaded_token_step(token, position, cache, numpy_calls, bound, attention, start,
@@ -489,7 +488,7 @@ class FusedDecoder:
                     greedy: bool):
         """``_layers_step`` as one call of ``token_jobs`` (module doc): the gaps and jobs
         of ``_submitted_step`` in the same order, then the argmax if ``greedy``."""
-        cfg, transformer, backend = self.config, self.transformer, self.backend
+        cfg, transformer = self.config, self.transformer
         _, _, _, (acc_qkv, acc_dim, acc_up, acc_vocab), (words, jobs) = bound
         (qkv_scales, out_scales, up_scales, down_scales, biases, qk_norms, post_attn, ffn_norms, post_ffw,
          next_norms, is_global, has_bias, has_qk_norm, has_post, gelu) = self._stacked or self._stacked_inputs()
@@ -509,27 +508,35 @@ class FusedDecoder:
             self._out, self._qkv, self._scores, self._attended, self._gate_up, self._q_dim, self._q_heads,
             self._q_hidden, self._scale, acc_qkv, acc_dim, acc_up, acc_vocab, self._classifier[1],
             self._classifier_block, self.argmax_blocks, greedy, _QMAX_INVERSE, _TINY)
+        return self._one_call_ran(status, lambda: jobs[index], best, value, greedy, cache, position,
+                                  4 * cfg.n_layers + 1, int(cycles.sum()), jobs[-1], start, numpy_calls, acc_vocab)
+
+    def _one_call_ran(self, status: int, failed, best, value, greedy: bool, cache, position: int, jobs: int,
+                      busy: int, last, start: float, numpy_calls: int, acc_vocab):
+        """After a one-call token (``token_jobs`` or ``offloaded_token_jobs``): a failed job
+        (``failed()`` gives its ``CompiledJob``) to the driver's error path; else the argmax,
+        the cache's length, the ``jobs`` and their ``busy`` cycles (``last`` the last job)
+        for the backend, and the profile's record; ``_layers_step``'s result."""
         if status != 1:
-            backend.compiled_job_failed(jobs[index], status)
+            self.backend.compiled_job_failed(failed(), status)
         if greedy:
             self._argmax = best, value
         cache.length = position + 1
-        self._jobs = 4 * cfg.n_layers + 1
-        backend.compiled_jobs_ran(self._jobs, int(cycles.sum()), jobs[-1])
+        self._jobs = jobs
+        self.backend.compiled_jobs_ran(jobs, busy, last)
         if self.profiler is not None:       # one call: no section of it can be timed apart
-            self._pending = ([0.0] * 4, 0.0, cycles, None, perf_counter() - start)
+            self._pending = ([0.0] * 5, 0.0, self._cycles, None, perf_counter() - start)
         numpy_calls += self._numpy_extra
         self._numpy_extra = 0
         return acc_vocab, numpy_calls, 1, start
 
-    def _attention_bound(self, cache: DeviceKVCache) -> dict | None:
+    def _attention_bound(self, cache: DeviceKVCache, epoch) -> dict | None:
         """What ``offloaded_token_jobs`` needs beyond ``_submission``'s jobs, or None
         (``offload_unavailable`` says why; the Python path runs then): ``places [L, KV,
         PLACE_WORDS]``, ``words [L, KV, 1 + T, 15]`` (per layer and KV head the p.V job,
         then the q.K^T job over 1..T tiles of keys: the kernel picks the one for the
         token's visible keys), the C arrays and the ``CompiledJob``s behind the words.
-        Bound once per cache, re-packing and epoch."""
-        epoch = self.backend.compiled_epoch()
+        Bound once per cache, re-packing and epoch (``epoch``: the backend's now)."""
         state = self._attention
         if (state is None or state["epoch"] != epoch or state["cache"] is not cache
                 or state["grown"] != cache.grown):
@@ -582,6 +589,9 @@ class FusedDecoder:
                 for t, job in made.items():
                     words[layer, kv, t] = job.words
         self._numpy_extra += 1
+        now = backend.compiled_epoch()
+        if now != epoch:                     # a job planned here moved the scratch: plan them all again
+            return self._bind_attention(cache, now)
         return {"epoch": epoch, "cache": cache, "grown": cache.grown, "places": places, "words": words,
                 "jobs": jobs, "inputs": inputs, "pv_acc": pv_acc, "qk_acc": qk_acc}
 
@@ -608,25 +618,18 @@ class FusedDecoder:
             _NO_SLOTS, self._no_staged, self._no_staged_values, self._attended, self._gate_up, self._q_dim,
             self._q_heads, self._q_hidden, self._scale, acc_qkv, acc_dim, acc_up, acc_vocab,
             self._classifier[1], self._classifier_block, self.argmax_blocks, greedy, _QMAX_INVERSE, _TINY)
-        extra = 2 * cfg.n_layers * cfg.n_kv_heads
-        if status != 1:
+
+        def failed():
             if index < len(jobs):
-                failed = jobs[index]
-            else:
-                head, which = divmod(int(index) - len(jobs), attention["words"].shape[2])
-                failed = attention["jobs"][head // cfg.n_kv_heads][head % cfg.n_kv_heads][which]
-            backend.compiled_job_failed(failed, status)
-        if greedy:
-            self._argmax = best, value
-        cache.length = position + 1
-        self._jobs = 4 * cfg.n_layers + 1 + extra
+                return jobs[index]
+            head, which = divmod(int(index) - len(jobs), attention["words"].shape[2])
+            return attention["jobs"][head // cfg.n_kv_heads][head % cfg.n_kv_heads][which]
+
         self._attention_cycles = int(attention_cycles[0])
-        backend.compiled_jobs_ran(self._jobs, int(cycles.sum()) + self._attention_cycles, jobs[-1])
-        if self.profiler is not None:
-            self._pending = ([0.0] * 5, 0.0, cycles, None, perf_counter() - start)
-        numpy_calls += self._numpy_extra
-        self._numpy_extra = 0
-        return acc_vocab, numpy_calls, 1, start
+        return self._one_call_ran(status, failed, best, value, greedy, cache, position,
+                                  (4 + 2 * cfg.n_kv_heads) * cfg.n_layers + 1,
+                                  int(cycles.sum()) + self._attention_cycles, jobs[-1], start, numpy_calls,
+                                  acc_vocab)
 
     def _rope(self, position: int) -> tuple:
         """The first cached position a local (sliding-window) layer attends to from
