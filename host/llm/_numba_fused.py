@@ -631,6 +631,139 @@ def dequantize_logits(acc, w_scale, x_scale):
     return logits
 
 
+# -- the int4 classifier's shortlist (QuantScheme.shortlist, host.llm.linear.Shortlist) --
+# The ``size`` largest int4 logits are recomputed from the int8 rows. Order: a larger
+# value first, an equal value with a smaller index first (as ``Shortlist.apply`` picks
+# them and as ``np.argmax`` takes the first maximum). A min-heap of ``size + 1``
+# entries keeps the candidates and the best of the rest, whose int4 logit still counts.
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _worse(v0, i0, v1, i1):
+    """Entry (v0, i0) ranks below (v1, i1)."""
+    return v0 < v1 or (v0 == v1 and i0 > i1)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _heap_offer(values, indices, count, value, index):
+    """Offer an entry to the min-heap of ``values.shape[0]`` entries holding ``count``;
+    the new count."""
+    cap = values.shape[0]
+    if count == cap:
+        if not _worse(values[0], indices[0], value, index):
+            return count
+        slot = 0                       # replace the root, sift down
+        while True:
+            child = 2 * slot + 1
+            if child >= cap:
+                break
+            if child + 1 < cap and _worse(values[child + 1], indices[child + 1], values[child], indices[child]):
+                child += 1
+            if not _worse(values[child], indices[child], value, index):
+                break
+            values[slot], indices[slot] = values[child], indices[child]
+            slot = child
+        values[slot], indices[slot] = value, index
+        return count
+    slot = count                       # append, sift up
+    while slot > 0:
+        parent = (slot - 1) // 2
+        if not _worse(value, index, values[parent], indices[parent]):
+            break
+        values[slot], indices[slot] = values[parent], indices[parent]
+        slot = parent
+    values[slot], indices[slot] = value, index
+    return count + 1
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _int8_logit(q8, row, q_x, w_scale, x_scale):
+    """The int8 classifier's logit of vocabulary ``row``: ``float32(sum) * (w_scale * x_scale)``."""
+    total = 0
+    for k in range(q_x.shape[1]):
+        total += np.int32(q8[row, k]) * np.int32(q_x[0, k])
+    return np.float32(total) * (w_scale[row] * x_scale)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def shortlist_argmax(acc, w_scale, x_scale, w_block, scanned, size, q8, s8, q_x):
+    """Greedy over the shortlisted int4 classifier without the logits: ``(index, value)``
+    of ``np.argmax`` of ``Shortlist.apply``'s result. The ``size + 1`` largest int4
+    logits are found as ``argmax_logit`` finds one (blocks of ``ARGMAX_BLOCK`` whose
+    bound cannot enter the heap are skipped on their sums; ``scanned[0]`` counts the
+    others); the first ``size`` are recomputed from the int8 rows ``q8`` (scales ``s8``)
+    and the activations ``q_x [1, K]``; the best of those and of the one left over wins.
+    With a bound that is not finite (a scale not finite, ``x_scale`` <= 0), the int4
+    ``argmax_logit`` answers alone."""
+    xs = x_scale[0]
+    n = w_scale.shape[0]
+    blocks = w_block.shape[0]
+    top_scale = w_block[0]
+    for b in range(1, blocks):
+        if w_block[b] > top_scale:
+            top_scale = w_block[b]
+    bound = top_scale * xs
+    if not (bound - bound == 0) or not (xs > 0):
+        return argmax_logit(acc, w_scale, x_scale, w_block, scanned)
+    cap = min(size + 1, n)
+    values = np.empty(cap, np.float32)
+    indices = np.empty(cap, np.int64)
+    count = 0
+    zero = np.float32(0.0)
+    for b in range(blocks):
+        c0 = b * ARGMAX_BLOCK
+        stop = min(n, c0 + ARGMAX_BLOCK)
+        if count == cap:               # a block wholly at or below the root cannot enter
+            top_sum = acc[0, c0]
+            for j in range(c0 + 1, stop):
+                top_sum = max(top_sum, acc[0, j])
+            limit = np.float32(top_sum) * (w_block[b] * xs) if top_sum > 0 else zero
+            if limit <= values[0]:
+                continue
+        scanned[0] += 1
+        for j in range(c0, stop):
+            count = _heap_offer(values, indices, count, np.float32(acc[0, j]) * (w_scale[j] * xs), j)
+    return _shortlist_best(values, indices, count, size, q8, s8, q_x, xs)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _shortlist_best(values, indices, count, size, q8, s8, q_x, xs):
+    """From the heap: rank its entries, recompute the first ``size`` in int8 (in place,
+    ``values`` then holds the final logits of ``indices``), and return the winner."""
+    order = np.empty(count, np.int64)     # insertion sort, best first (size is small)
+    for a in range(count):
+        slot = a
+        while slot > 0 and _worse(values[order[slot - 1]], indices[order[slot - 1]], values[a], indices[a]):
+            order[slot] = order[slot - 1]
+            slot -= 1
+        order[slot] = a
+    best_value = np.float32(0.0)
+    best_index = -1
+    for rank in range(count):
+        e = order[rank]
+        if rank < size:
+            values[e] = _int8_logit(q8, indices[e], q_x, s8, xs)
+        if best_index < 0 or _worse(best_value, best_index, values[e], indices[e]):
+            best_value, best_index = values[e], indices[e]
+    return best_index, best_value
+
+
+@numba.njit(cache=True, boundscheck=False)
+def shortlist_logits(acc, w_scale, x_scale, size, q8, s8, q_x):
+    """Float32 logits ``[1, vocab]`` of the shortlisted int4 classifier (a new array):
+    ``dequantize_logits``, then the ``size`` largest recomputed from the int8 rows."""
+    logits = dequantize_logits(acc, w_scale, x_scale)
+    row = logits[0]
+    cap = min(size, row.shape[0])
+    values = np.empty(cap, np.float32)
+    indices = np.empty(cap, np.int64)
+    count = 0
+    for j in range(row.shape[0]):
+        count = _heap_offer(values, indices, count, row[j], j)
+    for e in range(count):
+        row[indices[e]] = _int8_logit(q8, indices[e], q_x, s8, x_scale[0])
+    return logits
+
+
 # -- attention on the accelerator (host.llm.attention): three calls around two jobs ----
 
 @numba.njit(cache=True, boundscheck=False)

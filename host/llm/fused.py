@@ -188,6 +188,8 @@ class FusedDecoder:
                 _vector(next_norm), cfg.is_global(i)))
         self._first_norm = _vector(norms["blk.0.attn_norm.weight"])
         self._classifier = job("output")
+        # an int4 classifier's shortlist (QuantScheme.shortlist): its int8 rows on the host
+        self._shortlist = linears.layers["output"].shortlist
         self._classifier_block = self.kernels.argmax_bounds(self._classifier[1])
         self.argmax_blocks = np.zeros(1, np.int64)     # blocks whose logits argmax_logit computed
         n_qkv = cfg.q_dim + 2 * cfg.kv_dim
@@ -266,9 +268,16 @@ class FusedDecoder:
     def greedy(self, token: int, cache: KVCache) -> tuple[int, float]:
         """Run ``token``; ``(argmax, its logit)`` of the next-token logits, the first
         maximum as ``np.argmax`` (the first NaN if there is one)."""
-        acc, numpy_calls, calls, start = self._layers_step(token, cache, greedy=True)
+        shortlist = self._shortlist
+        acc, numpy_calls, calls, start = self._layers_step(token, cache, greedy=shortlist is None)
         t0 = perf_counter()
-        if self._argmax is None:
+        if shortlist is not None:              # the int4 sums' top entries, then int8 rows
+            best, value = self.kernels.shortlist_argmax(acc, self._classifier[1], self._scale,
+                                                        self._classifier_block, self.argmax_blocks,
+                                                        shortlist.size, shortlist.q, shortlist.w_scale,
+                                                        self._q_dim)
+            calls += 1
+        elif self._argmax is None:
             best, value = self.kernels.argmax_logit(acc, self._classifier[1], self._scale,
                                                     self._classifier_block, self.argmax_blocks)
             calls += 1
@@ -281,7 +290,12 @@ class FusedDecoder:
         """Run ``token``; float32 logits ``[1, vocab]`` (a new array) for sampling."""
         acc, numpy_calls, calls, start = self._layers_step(token, cache, greedy=False)
         t0 = perf_counter()
-        logits = self.kernels.dequantize_logits(acc, self._classifier[1], self._scale)
+        shortlist = self._shortlist
+        if shortlist is None:
+            logits = self.kernels.dequantize_logits(acc, self._classifier[1], self._scale)
+        else:
+            logits = self.kernels.shortlist_logits(acc, self._classifier[1], self._scale, shortlist.size,
+                                                   shortlist.q, shortlist.w_scale, self._q_dim)
         self._finish(numpy_calls, calls + 1, start, "host step", perf_counter() - t0)
         return logits
 

@@ -41,7 +41,7 @@ from .quant4 import Hessians, gptq_int4, rtn_int4
 from .quant import scheme as get_scheme
 from .transformer import Transformer
 
-__all__ = ["FloatLinears", "QuantizedLinears", "build_linears", "calibrate", "calibration_hessians",
+__all__ = ["FloatLinears", "QuantizedLinears", "Shortlist", "build_linears", "calibrate", "calibration_hessians",
            "quantize_int4_layers", "CALIBRATION_TEXT"]
 
 CALIBRATION_TEXT = Path(__file__).parent / "data" / "calibration.txt"
@@ -85,6 +85,42 @@ class _Layer:
     pieces: tuple[tuple[tuple[int, int, object], ...], ...]
     w_scale: np.ndarray                    # float32 [G, N]
     static_scale: np.ndarray | None        # float32 [G], static activation scales
+    shortlist: "Shortlist | None" = None   # an int4 classifier's int8 rows (QuantScheme.shortlist)
+
+
+@dataclass(frozen=True)
+class Shortlist:
+    """An int4 classifier's exact int8 weights, kept on the host: per row of results, the
+    ``size`` largest logits of the int4 job are recomputed as the int8 classifier
+    (``quantize_weight`` per channel) gives them, the same float32 values bit for bit.
+    The accelerator streams the 4-bit weights (about half the bytes); the likely tokens
+    keep the int8 classifier's logits, the tail keeps the int4 job's."""
+
+    q: np.ndarray                          # int8 [N, K]
+    w_scale: np.ndarray                    # float32 [N]
+    size: int
+
+    def apply(self, y: np.ndarray, q_x: np.ndarray, x_scale: np.ndarray) -> None:
+        """Recompute in place the ``size`` largest of each row of ``y [M, N]`` (the int4
+        job's logits) from the int8 activations ``q_x [M, K]`` and scales ``[M, 1]``:
+        ``float32(acc) * (w_scale * x_scale)`` for one row, ``float32(acc) * x_scale *
+        w_scale`` for several, as ``QuantizedLinears`` dequantizes the int8 layer."""
+        n = y.shape[1]
+        size = min(self.size, n)
+        for m in range(y.shape[0]):
+            row = y[m]
+            # the largest first; among equal values the smaller index (as np.argmax)
+            threshold = np.partition(row, n - size)[n - size]
+            above = np.flatnonzero(row > threshold)
+            picked = np.concatenate([above, np.flatnonzero(row == threshold)[:size - len(above)]])
+            acc = self.q[picked].astype(np.int32) @ q_x[m].astype(np.int32)
+            if y.shape[0] == 1:
+                row[picked] = np.multiply(acc, self.w_scale[picked] * x_scale[m, 0], dtype=np.float32)
+            else:
+                exact = acc.astype(np.float32)
+                exact *= x_scale[m, 0]
+                exact *= self.w_scale[picked]
+                row[picked] = exact
 
 
 class QuantizedLinears:
@@ -153,8 +189,12 @@ class QuantizedLinears:
             piece = Int4Weights(np.ascontiguousarray(weights.q[:, p0:p1]),
                                 np.ascontiguousarray(weights.s[:, p0 // GROUP:-(-p1 // GROUP)]))
             pieces.append((p0, p1, self.backend.load(f"{name}[{p0}:{p1}]", piece)))
+        shortlist = None
+        if spec.kind == "classifier" and self.scheme.shortlist:
+            shortlist = Shortlist(*quantize_weight(np.asarray(spec.weight, np.float32), "channel"),
+                                  self.scheme.shortlist)
         return _Layer(spec.kind, n, np.zeros(1, np.int64), np.full(1, k), (tuple(pieces),),
-                      np.asarray(d, np.float32)[None, :], None)
+                      np.asarray(d, np.float32)[None, :], None, shortlist)
 
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
         layer = self.layers[name]
@@ -179,6 +219,10 @@ class QuantizedLinears:
                 y *= x_scale
                 y *= layer.w_scale[0]
             prof.add("dequantize", perf_counter() - t2)
+            if layer.shortlist is not None:
+                t3 = perf_counter()
+                layer.shortlist.apply(y, q, x_scale)
+                prof.add("shortlist", perf_counter() - t3)
             return y
         y = None
         for g, group in enumerate(layer.pieces):
@@ -200,6 +244,10 @@ class QuantizedLinears:
                 scaled *= layer.w_scale[g]
             y = scaled if y is None else y + scaled
             prof.add("dequantize", perf_counter() - t2)
+        if layer.shortlist is not None:
+            t3 = perf_counter()
+            layer.shortlist.apply(y, q, x_scale)
+            prof.add("shortlist", perf_counter() - t3)
         return y
 
 

@@ -22,7 +22,7 @@ from .layers import LAYER_KINDS
 __all__ = ["MATMUL_KINDS", "SECTIONS", "Profiler", "PhaseReport", "format_table"]
 
 MATMUL_KINDS = LAYER_KINDS
-SECTIONS = (*(f"matmul {kind}" for kind in MATMUL_KINDS), "quantize", "dequantize",
+SECTIONS = (*(f"matmul {kind}" for kind in MATMUL_KINDS), "quantize", "dequantize", "shortlist",
             "attention", "norms", "rope", "ffn activation", "embedding", "host step", "sampling")
 PHASES = ("prefill", "decode")
 _MATMUL_SECTION = {kind: f"matmul {kind}" for kind in MATMUL_KINDS}
