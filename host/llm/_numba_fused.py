@@ -721,7 +721,9 @@ def shortlist_argmax(acc, w_scale, x_scale, w_block, scanned, size, q8, s8, q_x)
                 continue
         scanned[0] += 1
         for j in range(c0, stop):
-            count = _heap_offer(values, indices, count, np.float32(acc[0, j]) * (w_scale[j] * xs), j)
+            value = np.float32(acc[0, j]) * (w_scale[j] * xs)
+            if count < cap or value > values[0]:    # (an equal value later ranks below the root)
+                count = _heap_offer(values, indices, count, value, j)
     return _shortlist_best(values, indices, count, size, q8, s8, q_x, xs)
 
 
@@ -758,7 +760,8 @@ def shortlist_logits(acc, w_scale, x_scale, size, q8, s8, q_x):
     indices = np.empty(cap, np.int64)
     count = 0
     for j in range(row.shape[0]):
-        count = _heap_offer(values, indices, count, row[j], j)
+        if count < cap or row[j] > values[0]:
+            count = _heap_offer(values, indices, count, row[j], j)
     for e in range(count):
         row[indices[e]] = _int8_logit(q8, indices[e], q_x, s8, x_scale[0])
     return logits

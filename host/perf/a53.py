@@ -36,6 +36,12 @@ stream is the conservative reading. ``A53`` states its constants and where they 
 from; ``measure_cpu_model()`` measures the same constants on this machine, so the
 model can be checked here against a measured host time before its A53 figure is
 believed.
+
+**W4A8** (the projection's last columns): the default W4A8 scheme's weights formats
+for the accelerator, and its host step: the counts above with the greedy classifier
+step of ``shortlist_argmax`` (``classifier_op``; its scanned share measured on an int4
+classifier, ``argmax_scan_share(shortlist=...)``) and one more Python and compiled
+call per token.
 """
 
 from __future__ import annotations
@@ -171,10 +177,32 @@ def host_ops(config: ModelConfig, context: int, kv_bytes: int = 2,
         add("residual", d, 0, 8 * d)
     add("norms", *norm(d))                       # output norm
     add("quantize", *quantize(d))
-    from ..llm._numba_fused import ARGMAX_BLOCK
-    scanned = round(argmax_scanned * v)
-    add("classifier argmax", v + 2 * scanned, 0, 4 * v + 4 * scanned + 4 * -(-v // ARGMAX_BLOCK))
+    ops["classifier argmax"] = classifier_op(config, argmax_scanned)
     return list(ops.values())
+
+
+def classifier_op(config: ModelConfig, scanned_share: float, shortlist: int = 0) -> HostOp:
+    """The greedy classifier step after the classifier job.
+
+    ``argmax_logit`` (``shortlist`` 0): every int32 sum read and each block's maximum
+    taken (1 flop, 4 bytes per entry); the ``scanned_share`` of the blocks that could
+    hold the maximum have their logits made (2 flops and the float32 scale per entry);
+    the block bounds, 4 bytes per block, read once.
+
+    ``shortlist_argmax`` (an int4 classifier, ``QuantScheme.shortlist``): the same scan
+    for the ``shortlist + 1`` largest, each made logit also compared with the heap's
+    root (1 flop; the rare insertions are left out); then the ``shortlist`` int8 rows
+    (``dim`` bytes and a scale each) dotted with the activations (2 flops per byte,
+    counted at the float rate) and ranked (``shortlist^2 / 2`` compares)."""
+    from ..llm._numba_fused import ARGMAX_BLOCK
+
+    v, d = config.vocab_size, config.dim
+    scanned = round(scanned_share * v)
+    flops, nbytes = v + 2 * scanned, 4 * v + 4 * scanned + 4 * -(-v // ARGMAX_BLOCK)
+    if not shortlist:
+        return HostOp("classifier argmax", flops, 0, nbytes)
+    return HostOp("classifier argmax", flops + scanned + 2 * shortlist * d + shortlist * shortlist // 2, 0,
+                  nbytes + shortlist * (d + 4))
 
 
 def jobs_per_token(config: ModelConfig, accel: AccelConfig) -> int:
@@ -639,12 +667,13 @@ def text_prompts(tokenizer, count: int = 4) -> list[list[int]]:
 
 
 def argmax_scan_share(config: ModelConfig, weights, tokens: int = 24,
-                      prompts: list[list[int]] | None = None) -> float:
+                      prompts: list[list[int]] | None = None, shortlist: int = 0) -> float:
     """The share of the classifier's blocks whose logits ``argmax_logit`` computes, over
     ``tokens`` greedy decode tokens after each prompt of ``prompts`` (default: one of 8
     spread ids, for random-weight models; a real model's share depends on its text:
     ``text_prompts``) on the golden backend (which computes every sum, unlike the
-    counting devices)."""
+    counting devices). ``shortlist``: the same for ``shortlist_argmax`` over an int4
+    classifier (RTN) shortlisting that many."""
     from ..accel.backend import make_backend
     from ..llm._numba_fused import ARGMAX_BLOCK
     from ..llm.fused import FusedDecoder
@@ -655,8 +684,10 @@ def argmax_scan_share(config: ModelConfig, weights, tokens: int = 24,
 
     backend = make_backend("golden", "kv260")
     try:
-        transformer = Transformer(config, weights, QuantizedLinears(linear_specs(config, weights), backend,
-                                                                    scheme("per-channel")),
+        chosen = scheme("per-channel")
+        if shortlist:
+            chosen = chosen.with_(name="per-channel+shortlist", int4_kinds=("classifier",), shortlist=shortlist)
+        transformer = Transformer(config, weights, QuantizedLinears(linear_specs(config, weights), backend, chosen),
                                   kv_dtype=RUNTIME_KV_DTYPE)
         decoder = FusedDecoder.build(transformer)
         if prompts is None:
@@ -785,6 +816,7 @@ class Case:
     x86_unfused_ms: float = 0.0    # measured here: the same through Transformer.forward
     attention: str = "host"        # where the board's attention runs (the runtime's "auto")
     attention_accel_ms: float = 0.0    # the accelerator time its attention jobs add
+    a53_w4: float = 0.0            # the A53 estimate's total with the default W4A8 scheme's classifier
 
 
 def _models(names: list[str]):
@@ -814,7 +846,8 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
     from ..llm.generate import choose_attention
     from ..llm.layers import linear_specs
     from ..llm.linear import QuantizedLinears
-    from ..llm.quant import scheme
+    from ..llm.quant import DEFAULT_W4_SCHEME, scheme
+    from ..llm.quant import scheme as get_scheme
     from ..llm.transformer import RUNTIME_KV_DTYPE, Transformer
     from .attention import attention_cycles, offload_ops
 
@@ -843,6 +876,11 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
         # model's: the path timed here (instant device, Python register accesses).
         progress(f"{name}: the classifier blocks the greedy argmax scans (golden backend)...")
         share = argmax_scan_share(config, weights, prompts=prompts)
+        shortlist = get_scheme(DEFAULT_W4_SCHEME).shortlist
+        if shortlist:
+            progress(f"{name}: the blocks the W4A8 shortlist scans (an int4 classifier, golden backend)...")
+            share_w4 = argmax_scan_share(config, weights, prompts=prompts, shortlist=shortlist)
+            progress(f"{name}: blocks scanned: argmax {share:.0%}, shortlist of {shortlist} {share_w4:.0%}")
         board_counts = {c: count(name, config, board, c, accel, syscalls, decoder=board_decoder,
                                  argmax_scanned=share,
                                  ops=offload_ops(config, c, accel, share) if mode == "accelerator" else None)
@@ -869,8 +907,15 @@ def measure_cases(names: list[str], contexts: list[int], accel: AccelConfig,
             # The x86 measurement runs no syscalls per job (InstantDevice, no sysfs).
             x86_model = estimate(replace(here_counts, syscalls=0), here)["total"]
             extra = attention_cycles(config, context, accel) / (accel.clock_mhz * 1e3) if mode == "accelerator" else 0.0
+            a53_w4 = estimate(counts, A53)["total"]
+            if shortlist:            # its greedy step: shortlist_argmax, one more call
+                ops = tuple(classifier_op(config, share_w4, shortlist) if op.name == "classifier argmax" else op
+                            for op in counts.ops)
+                a53_w4 = estimate(replace(counts, flops=sum(o.flops for o in ops), bytes=sum(o.bytes for o in ops),
+                                          python_calls=counts.python_calls + 1,
+                                          compiled_calls=counts.compiled_calls + 1, ops=ops), A53)["total"]
             cases.append(Case(counts, statistics.median(times[True]), x86_model, estimate(counts, A53), "",
-                              statistics.median(times[False]), mode, extra))
+                              statistics.median(times[False]), mode, extra, a53_w4))
         backend.close()
     return cases, here
 
@@ -921,7 +966,7 @@ def projection_lines(cases: list[Case]) -> list[str]:
     lines = ["", "KV260 end to end, projected (accelerator: the cycle model on the DDR model, the "
              "attention jobs included where attention is offloaded; host: the A53 estimate; no overlap):",
              f"{'model':<14}{'ctx':>5}{'attention':>12}{'host ms':>9}{'int8 accel ms':>15}{'int8 tok/s':>12}"
-             f"{'W4A8 accel ms':>15}{'W4A8 tok/s':>12}"]
+             f"{'W4A8 host ms':>14}{'W4A8 accel ms':>15}{'W4A8 tok/s':>12}"]
     from .projection import project
     for case in cases:
         if case.note:
@@ -935,8 +980,9 @@ def projection_lines(cases: list[Case]) -> list[str]:
         host = case.a53["total"]
         accel8 = project(c.model, matmuls, board, config, host).accelerator_ms + case.attention_accel_ms
         accel4 = project(c.model, matmuls, board, config, host, formats=w4).accelerator_ms + case.attention_accel_ms
+        host4 = case.a53_w4 or host
         lines.append(f"{c.model:<14}{c.context:>5}{case.attention:>12}{host:>9.2f}{accel8:>15.2f}"
-                     f"{1e3 / (accel8 + host):>12.1f}{accel4:>15.2f}{1e3 / (accel4 + host):>12.1f}")
+                     f"{1e3 / (accel8 + host):>12.1f}{host4:>14.2f}{accel4:>15.2f}{1e3 / (accel4 + host4):>12.1f}")
     return lines
 
 

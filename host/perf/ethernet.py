@@ -83,7 +83,7 @@ from ..platforms.udp import UdpLink, bulk_library
 from .projection import STORIES, llama2c_config, llama2c_matmuls, model_matmuls, project
 
 __all__ = ["wire_s", "board_cycles", "board_s", "replay_counts", "replay_cycles", "Exchange", "TokenTraffic", "HostCost", "count_token", "measure_host",
-           "Figures", "figures", "main"]
+           "Figures", "figures", "shortlist_ms", "main"]
 
 BOARD = BOARDS["nexys_video"]
 CONFIG = preset(BOARD.preset)
@@ -387,17 +387,48 @@ def scheme_formats(quant: str) -> dict[str, WeightFormat]:
     return {kind: WeightFormat.INT4 for kind in scheme(quant).int4_kinds}
 
 
-def figures(cases, host: HostCost, nic_s: float, which: int, quants=("smoothquant",)) -> list[Figures]:
+def shortlist_ms(vocab: int, dim: int, size: int, repeats: int = 5) -> float:
+    """What an int4 classifier's shortlist (``QuantScheme.shortlist``) adds to a greedy
+    token's host step, measured here: ``shortlist_argmax`` minus ``argmax_logit`` on
+    the same random sums of ``vocab`` entries in random order, every block scanned by
+    both (block bounds too large to skip any; a real model's sums let both skip most),
+    median of ``repeats``."""
+    from ..llm import _numba_fused as kernels
+    from ..llm.quant import quantize_weight
+
+    rng = np.random.default_rng(0)
+    acc = rng.integers(-2 ** 20, 2 ** 20, (1, vocab)).astype(np.int32)
+    w_scale = np.full(vocab, 1e-3, np.float32)
+    bounds = np.full(-(-vocab // kernels.ARGMAX_BLOCK), 1e30, np.float32)       # finite, never below a logit
+    scanned, x_scale = np.zeros(1, np.int64), np.ones(1, np.float32)
+    q8, s8 = quantize_weight(rng.standard_normal((vocab, dim)).astype(np.float32), "channel")
+    q_x = rng.integers(-127, 128, (1, dim)).astype(np.int8)
+    times: dict[str, list[float]] = {"argmax": [], "shortlist": []}
+    for _ in range(repeats + 1):                 # the first compiles
+        for which in times:
+            t0 = time.perf_counter()
+            if which == "argmax":
+                kernels.argmax_logit(acc, w_scale, x_scale, bounds, scanned)
+            else:
+                kernels.shortlist_argmax(acc, w_scale, x_scale, bounds, scanned, size, q8, s8, q_x)
+            times[which].append(time.perf_counter() - t0)
+    return max(0.0, statistics.median(times["shortlist"][1:]) - statistics.median(times["argmax"][1:])) * 1e3
+
+
+def figures(cases, host: HostCost, nic_s: float, which: int, quants=("smoothquant",),
+            shortlist_ms: dict | None = None) -> list[Figures]:
     """Each (name, matmuls, host compute ms, traffic) case's figures, per scheme of
     ``quants`` (the weights' formats change the accelerator's time and the upload, not
-    the link's exchanges: A and C are int8 and int32 in every scheme)."""
+    the link's exchanges: A and C are int8 and int32 in every scheme). ``shortlist_ms``
+    maps (model, scheme) to the host time a scheme's shortlist adds (``shortlist_ms``)."""
     out = []
     for name, matmuls, host_ms, traffic in cases:
         link = sum(exchange_s(e, host, nic_s, which) for e in traffic.exchanges)
         compound = compound_s(traffic, host, nic_s, which)
         for quant in quants:
-            p = project(name, matmuls, BOARD, CONFIG, host_ms, formats=scheme_formats(quant))
-            out.append(Figures(name, traffic, quant, p.accelerator_ms, host_ms, link * 1e3, compound * 1e3,
+            ms = host_ms + (shortlist_ms or {}).get((name, quant), 0.0)
+            p = project(name, matmuls, BOARD, CONFIG, ms, formats=scheme_formats(quant))
+            out.append(Figures(name, traffic, quant, p.accelerator_ms, ms, link * 1e3, compound * 1e3,
                                p.weight_bytes))
     return out
 
@@ -442,7 +473,16 @@ def main(argv: list[str] | None = None) -> int:
     print("counting each model's exchanges per token (the real driver, an instant accelerator)...", flush=True)
     cases = [(name, matmuls, ms, count_token(name, matmuls)) for name, matmuls, ms in _cases(not args.no_host_time)]
     nic = args.nic_us * 1e-6
-    best, worst = figures(cases, host, nic, 0, args.quant), figures(cases, host, nic, 1, args.quant)
+    from ..llm.quant import scheme
+    shapes = {"stories15M": (llama2c_config(**STORIES["stories15M"]).vocab_size, STORIES["stories15M"]["dim"])}
+    if not args.no_host_time:
+        from ..llm.model import load_model
+        gemma = load_model(None, progress=False).config
+        shapes["Gemma 3 270M"] = (gemma.vocab_size, gemma.dim)
+    extra = {(name, quant): shortlist_ms(*shape, scheme(quant).shortlist)
+             for name, shape in shapes.items() for quant in args.quant if scheme(quant).shortlist}
+    best = figures(cases, host, nic, 0, args.quant, extra)
+    worst = figures(cases, host, nic, 1, args.quant, extra)
     clock = core_clock_hz()
     us = "{:.1f}"
     print(f"\nNexys Video over 1 Gb/s Ethernet (UDP, {MAX_PAYLOAD}-byte max_payload); board link core at "
