@@ -14,8 +14,9 @@ from .link_frame import FRAME_END, PAYLOAD_BYTE, REQUEST_HEADER, RESPONSE_HEADER
 from .link_replay import LinkReplay
 from .link_window import Window
 from .spec.config import AccelConfig
-from .spec.link_protocol import (HELLO_LAYOUT, IRQ_LAYOUT, REGISTER_LAYOUT, STATE_CHANGING, Command,
-                                 Status, encode_hello, request_checks, seq_checks, seq_distance)
+from .spec.link_protocol import (AFTER, HELLO_LAYOUT, IRQ_LAYOUT, MEM_READS, MEM_WRITES, REGISTER_LAYOUT, REPLAYS,
+                                 STATE_CHANGING, Command, Status, encode_hello, request_checks, seq_checks,
+                                 seq_distance)
 
 __all__ = ["LinkExec", "check_limits"]
 
@@ -30,6 +31,11 @@ def check_limits(config: AccelConfig, *, max_payload: int, ctrl_addr_width: int)
                          f"and at most 256 beats of {bus_bytes} bytes")
     if not 3 <= ctrl_addr_width <= 32:
         raise ValueError(f"ctrl_addr_width={ctrl_addr_width} must be in 3..32")
+
+
+def is_any(cmd, commands):
+    """``cmd`` is one of ``commands``."""
+    return Cat(*(cmd == c for c in commands)).any()
 
 
 def _axi_status(resp):
@@ -53,9 +59,14 @@ class LinkExec(wiring.Component):
     - ``last_seq`` (0 after reset) and the remembered status: a state-changing request
       that is neither a repeat nor stale sets ``last_seq`` to its ``seq`` when it is
       decided, and its answer's status (a refusal too) is remembered.
+    - The AFTER commands (2.2: MEM_WRITE_AFTER, REPLAY_AFTER, MEM_READ_AFTER) run as
+      MEM_WRITE, REPLAY and MEM_READ, but a newer one whose seq is not ``last_seq + 1``
+      is answered EARLY, not executed and not remembered. A MEM_READ_AFTER repeat after
+      an OK answer reads again.
     - REPLAY: its payload goes to ``LinkReplay`` (``max_replay`` bytes; 0 leaves REPLAY
       out, refused as BAD_COMMAND), which then runs it on ``ctrl`` and gives the
-      status and answer. A repeat of a REPLAY answered OK runs it again with
+      status and answer. A REPLAY (either kind) whose seq is the last REPLAY's, which
+      was answered OK and followed by nothing but MEM_READ_AFTERs, runs again with
       ``reread`` (the reads only, the remembered result); any other repeat gets the
       remembered status.
     - REG_READ/REG_WRITE: one AXI4-Lite read or write (AW and W together, all strobes).
@@ -129,10 +140,10 @@ class LinkExec(wiring.Component):
         if self.max_replay:
             m.submodules.replay = replay = LinkReplay(max_replay=self.max_replay,
                                                       ctrl_addr_width=self.ctrl_addr_width)
-            m.d.comb += [replay.payload.valid.eq(self.payload.valid & (cmd == Command.REPLAY)),
+            m.d.comb += [replay.payload.valid.eq(self.payload.valid & is_any(cmd, REPLAYS)),
                          replay.payload.payload.eq(self.payload.payload), replay.length.eq(length)]
         with m.If(self.payload.valid):
-            with m.If(cmd == Command.MEM_WRITE):
+            with m.If(is_any(cmd, MEM_WRITES)):
                 position = Signal(window.bits)
                 m.d.comb += [position.eq(window.position(addr) + payload.index),
                              wport.addr.eq(window.beat(position)), wport.data.eq(payload.data.replicate(bb)),
@@ -165,12 +176,16 @@ class LinkExec(wiring.Component):
         # Write sequence numbers: a state-changing request runs at most once per seq.
         last_seq = Signal(len(self.header.seq))
         last_status = Signal(8)
-        last_replay = Signal()                  # the last state-changing request was a REPLAY
+        last_read_after = Signal()              # the last state-changing request was a MEM_READ_AFTER
+        replay_seq = Signal(len(self.header.seq))   # the last REPLAY's seq, and whether it was answered OK
+        replay_ok = Signal()
+        remember_replay = Signal()
         remember = Signal()                     # the answer's status is last_status's
         distance = Signal(len(self.header.seq))
         m.d.comb += distance.eq(seq_distance(self.header.seq, last_seq))
         repeat, stale = seq_checks(distance)
-        changes_state = Cat(*(cmd == c for c in STATE_CHANGING)).any()
+        changes_state = is_any(cmd, STATE_CHANGING)
+        early = is_any(cmd, AFTER) & (distance != 1)       # (a repeat or stale one is decided first)
 
         def respond(code, nbytes=0):
             m.d.sync += [status.eq(code), resp_len.eq(nbytes)]
@@ -196,27 +211,38 @@ class LinkExec(wiring.Component):
                     m.d.comb += [self.response.valid.eq(1), self.end.ready.eq(self.response.ready)]
                 with m.Elif(self.end.valid):
                     m.d.sync += [beat.eq(0), aw_done.eq(0), w_done.eq(0), resp_error.eq(0),
-                                 remember.eq(0)]
+                                 remember.eq(0), remember_replay.eq(0)]
+                    is_replay = is_any(cmd, REPLAYS)
+                    is_read_after = cmd == Command.MEM_READ_AFTER
+                    # The last REPLAY, answered OK, is repeated by reading its read list
+                    # again (even after later requests); a MEM_READ_AFTER answered OK, by
+                    # reading the memory again.
+                    reread = is_replay & (self.header.seq == replay_seq) & replay_ok
                     # A newer state-changing request is decided now: refused or executed,
-                    # its answer is the one a repeat gets.
-                    with m.If(changes_state & ~repeat & ~stale):
+                    # its answer is the one a repeat gets. An early AFTER one is neither.
+                    with m.If(changes_state & ~repeat & ~stale & ~early & ~reread):
                         m.d.sync += [last_seq.eq(self.header.seq), remember.eq(1),
-                                     last_replay.eq(cmd == Command.REPLAY)]
-                    is_replay = cmd == Command.REPLAY
-                    # A REPLAY answered OK is repeated by reading its read list again.
-                    reread = changes_state & repeat & is_replay & last_replay & (last_status == Status.OK)
+                                     last_read_after.eq(is_read_after)]
+                        with m.If(is_replay):
+                            m.d.sync += [replay_seq.eq(self.header.seq), replay_ok.eq(0), remember_replay.eq(1)]
+                        with m.Elif(~is_read_after):     # only its reads may follow a REPLAY's repeat
+                            m.d.sync += replay_ok.eq(0)
+                    answered_ok = changes_state & repeat & (last_status == Status.OK)
                     if replay is not None:
                         m.d.comb += replay.reread.eq(reread)
                     else:
                         reread = Const(0)
-                    verdicts = [(reread, None), (changes_state & repeat, last_status),
-                                (changes_state & stale, Status.STALE), *refusals]
+                    verdicts = [(reread, "REPLAY"), (answered_ok & is_read_after & last_read_after, "MEM_AR"),
+                                (changes_state & repeat, last_status), (changes_state & stale, Status.STALE),
+                                (changes_state & early, Status.EARLY), *refusals]
                     for index, (failed, code) in enumerate(verdicts):
                         with (m.If if index == 0 else m.Elif)(failed):
-                            if code is None:
+                            if code == "REPLAY":
                                 if replay is not None:
                                     m.d.comb += replay.start.eq(1)
                                 m.next = "REPLAY"
+                            elif code == "MEM_AR":
+                                m.next = "MEM_AR"
                             else:
                                 respond(code)
                     with m.Elif(cmd == Command.HELLO):
@@ -227,7 +253,7 @@ class LinkExec(wiring.Component):
                         m.next = "LITE_AR"
                     with m.Elif(cmd == Command.REG_WRITE):
                         m.next = "LITE_AW_W"
-                    with m.Elif(cmd == Command.MEM_READ):
+                    with m.Elif(is_any(cmd, MEM_READS)):
                         m.next = "MEM_AR"
                     with m.Elif(is_replay):
                         if replay is not None:
@@ -297,6 +323,8 @@ class LinkExec(wiring.Component):
                 m.d.comb += self.response.valid.eq(1)
                 with m.If(remember):
                     m.d.sync += last_status.eq(status)
+                with m.If(remember_replay):
+                    m.d.sync += replay_ok.eq(status == Status.OK)
                 with m.If(self.response.ready):
                     m.d.comb += self.end.ready.eq(1)
                     m.next = "IDLE"
@@ -355,7 +383,7 @@ class LinkExec(wiring.Component):
                 with m.Case(Command.IRQ):
                     m.d.sync += byte.eq(self.irq)
                 if replay is not None:
-                    with m.Case(Command.REPLAY):
+                    with m.Case(*REPLAYS):
                         m.d.sync += byte.eq(replay.answer_byte)
                 with m.Case(Command.REG_READ):
                     m.d.sync += byte.eq(reg_data.word_select(

@@ -303,6 +303,78 @@ async def bridge_replays_a_register_sequence(dut):
     ]
 
 
+@cocotb.test()
+async def bridge_runs_a_job_window_in_order(dut):
+    """Protocol 2.2: the AFTER commands run only right after the request numbered before
+    them (else EARLY, nothing touched); a MEM_READ_AFTER repeat reads again; the last
+    REPLAY, followed only by MEM_READ_AFTERs, is answered again by reading its list (the
+    job is not started again); anything else ends that (STALE)."""
+    tb = TB(dut, system=False)
+    await tb.reset()
+    steps = []
+    ctrl_offset, status_offset = 0x00, 0x04
+
+    def reg(offset):
+        return struct.unpack("<I", tb.regs.read(offset, 4))[0]
+
+    @bridge
+    def host():
+        t = tb.transport
+
+        def send(cmd, seq, addr=0, length=0, payload=b""):
+            cmd_, seq_, status, out = exchange(t, encode_request(cmd, seq, addr, length, payload))
+            assert (cmd_, seq_) == (cmd, seq)
+            return Status(status), out
+
+        job = encode_replay(status_offset=status_offset, busy_mask=0x4, ctrl_offset=ctrl_offset, start=0x1,
+                            done_mask=0x1, timeout=300, writes=[(0x20, 0x77)], reads=[0x20, 0x40])
+        tb.regs.write(0x40, struct.pack("<I", 0xAA))
+        steps.append(("write early", send(Command.MEM_WRITE_AFTER, 2, 0x500, 4, b"\x05\x06\x07\x08")[0],
+                      tb.mem.read(0x500, 8)))
+        steps.append(("write", send(Command.MEM_WRITE, 1, 0x504, 4, b"\x01\x02\x03\x04")[0]))
+        steps.append(("write after", send(Command.MEM_WRITE_AFTER, 2, 0x500, 4, b"\x05\x06\x07\x08")[0],
+                      tb.mem.read(0x500, 8)))
+        steps.append(("read early", send(Command.MEM_READ_AFTER, 4, 0x500, 8)))
+        status, out = send(Command.REPLAY_AFTER, 3, 0, len(job), job)
+        steps.append(("replay", status, decode_replay_answer(out, 2), reg(ctrl_offset)))
+        steps.append(("read after", send(Command.MEM_READ_AFTER, 4, 0x500, 8)))
+        tb.mem.write(0x500, b"\x10")                      # a repeat reads again
+        steps.append(("read repeat", send(Command.MEM_READ_AFTER, 4, 0x500, 2)))
+        steps.append(("second read", send(Command.MEM_READ_AFTER, 5, 0x504, 2)))
+        tb.regs.write(0x20, struct.pack("<I", 0))          # the repeat must not run the job again
+        tb.regs.write(0x40, struct.pack("<I", 0xBB))
+        status, out = send(Command.REPLAY_AFTER, 3, 0, len(job), job)
+        steps.append(("replay again", status, decode_replay_answer(out, 2), reg(0x20)))
+        steps.append(("plain write", send(Command.MEM_WRITE, 6, 0x508, 1, b"\x09")[0]))
+        steps.append(("replay stale", send(Command.REPLAY_AFTER, 3, 0, len(job), job)[0], reg(0x20)))
+        steps.append(("read stale", send(Command.MEM_READ_AFTER, 5, 0x504, 2)))
+
+    await host()
+    ok, done = Status.OK, ReplayResult.DONE
+    assert steps == [
+        ("write early", Status.EARLY, bytes(8)),
+        ("write", ok),
+        ("write after", ok, b"\x05\x06\x07\x08\x01\x02\x03\x04"),
+        ("read early", (Status.EARLY, b"")),
+        ("replay", ok, (done, [0x77, 0xAA]), 0x1),
+        ("read after", (ok, b"\x05\x06\x07\x08\x01\x02\x03\x04")),
+        ("read repeat", (ok, b"\x10\x06")),
+        ("second read", (ok, b"\x01\x02")),
+        ("replay again", ok, (done, [0, 0xBB]), 0),
+        ("plain write", ok),
+        ("replay stale", Status.STALE, 0),
+        ("read stale", (Status.STALE, b"")),
+    ]
+    # One burst for each write that ran, one for each read that ran (EARLY and STALE: none).
+    beat = tb.config.bus_bytes
+
+    def bursts(*addresses):
+        return [(a - a % beat, 1) for a in addresses]
+
+    assert tb.mem_log.writes == bursts(0x504, 0x500, 0x508)
+    assert tb.mem_log.reads == bursts(0x500, 0x500, 0x504)
+
+
 @pytest.mark.xdist_group("uart_bridge")
 def test_uart_bridge():
     """Every cocotb test above, on the bridge alone."""

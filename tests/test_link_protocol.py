@@ -74,9 +74,9 @@ def test_hello_round_trip_and_refusals():
     payload = encode_hello(max_payload=4096, bus_bytes=16, addr_width=32, ctrl_addr_width=8, irq=1,
                            last_seq=0xBEEF, clock_khz=100_000, max_replay=256)
     #                               magic    major minor max_payload bus addr ctrl irq last_seq clock_khz max_replay
-    assert payload == bytes.fromhex("53594c4b 02 01 0010 10 20 08 01 efbe a0860100 0001")
-    assert PROTOCOL_VERSION == (2, 1)
-    assert HelloInfo.parse(payload) == HelloInfo((2, 1), 4096, 16, 32, 8, True, 0xBEEF, 100_000, 256)
+    assert payload == bytes.fromhex("53594c4b 02 02 0010 10 20 08 01 efbe a0860100 0001")
+    assert PROTOCOL_VERSION == (2, 2)
+    assert HelloInfo.parse(payload) == HelloInfo((2, 2), 4096, 16, 32, 8, True, 0xBEEF, 100_000, 256)
     # A 2.0 bridge's answer ends after last_seq: no clock, no REPLAY.
     old = bytes.fromhex("53594c4b 02 00 0010 10 20 08 01 efbe")
     assert len(old) == HELLO_2_0_SIZE
@@ -117,6 +117,9 @@ def test_layout_refuses_what_it_cannot_describe():
 def test_seq_verdict(seq, last_seq, verdict):
     assert seq_verdict(seq, last_seq) == verdict
     assert seq_distance(seq, last_seq) == (seq - last_seq + SEQ_MODULUS) % SEQ_MODULUS
+    # An AFTER request runs only right after its predecessor: any other newer one is early.
+    after = "early" if verdict == "execute" and seq_distance(seq, last_seq) != 1 else verdict
+    assert seq_verdict(seq, last_seq, after=True) == after
 
 
 def test_seq_checks_on_amaranth_values_agree_with_ints():
@@ -148,10 +151,13 @@ def test_seq_checks_on_amaranth_values_agree_with_ints():
 
 
 def test_what_was_not_executed():
-    assert Status.STALE in NOT_EXECUTED and Status.OK not in NOT_EXECUTED
+    assert {Status.STALE, Status.EARLY} <= set(NOT_EXECUTED) and Status.OK not in NOT_EXECUTED
     assert not {Status.AXI_SLVERR, Status.AXI_DECERR} & set(NOT_EXECUTED)   # a write may have landed
-    assert STATE_CHANGING == (Command.REG_WRITE, Command.MEM_WRITE, Command.REPLAY)
-    assert [c for c in Command if c.changes_state] == [c for c in Command if c.has_payload]
+    assert STATE_CHANGING == (Command.REG_WRITE, Command.MEM_WRITE, Command.REPLAY, Command.MEM_READ_AFTER,
+                              Command.MEM_WRITE_AFTER, Command.REPLAY_AFTER)
+    # every command with a payload changes state; of the others only the ordered read does
+    assert [c for c in Command if c.changes_state and c != Command.MEM_READ_AFTER] == \
+        [c for c in Command if c.has_payload]
 
 
 LIMITS = {"max_payload": 64, "ctrl_addr_width": 8, "addr_width": 32}

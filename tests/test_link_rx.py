@@ -118,7 +118,8 @@ def indexed(payload: bytes) -> list:
 @pytest.mark.parametrize("cmd", [*Command, 0x00, 0x7E, 0xFF])
 def test_header_and_payload_of_every_command(cmd):
     rng = random.Random(cmd)
-    writes = cmd in (Command.REG_WRITE, Command.MEM_WRITE, Command.REPLAY)
+    writes = cmd in (Command.REG_WRITE, Command.MEM_WRITE, Command.REPLAY, Command.MEM_WRITE_AFTER,
+                     Command.REPLAY_AFTER)
     length = 4 if cmd in (Command.REG_READ, Command.REG_WRITE) else rng.randrange(1, 40)
     body = rng.randbytes(length) if writes else b""
     frame, fields = request(cmd, rng.randrange(1 << 16), rng.getrandbits(64), length, body)

@@ -60,15 +60,30 @@ class Recorder:
                 self.chunks[(start, data[offset:offset + length])] += 1
             write_mem(address, data)
 
-        link.write_reg, link.write_mem = record_reg, record_mem
+        run_job = link.run_job
+        self.jobs = 0
+
+        def record_job(*, a_address, a_data, **rest):
+            data = bytes(memoryview(a_data).cast("B"))
+            for start, offset, length in link._chunks(a_address, len(data)):
+                self.chunks[(start, data[offset:offset + length])] += 1
+            self.jobs += 1
+            return run_job(a_address=a_address, a_data=a_data, **rest)
+
+        link.write_reg, link.write_mem, link.run_job = record_reg, record_mem, record_job
+        self.link = link
 
     def check(self, board: UdpBoard) -> None:
-        """Each register write ran once, in order; each memory chunk once."""
+        """Each register write ran once, in order; each memory chunk once (a job's A
+        too), and each job's REPLAY once."""
         registers = [(addr, int.from_bytes(payload, "little")) for cmd, _, addr, payload in board.executed
                      if cmd == Command.REG_WRITE]
-        chunks = Counter((addr, payload) for cmd, _, addr, payload in board.executed if cmd == Command.MEM_WRITE)
+        chunks = Counter((addr, payload) for cmd, _, addr, payload in board.executed
+                         if cmd in (Command.MEM_WRITE, Command.MEM_WRITE_AFTER))
         assert registers == self.registers
         assert chunks == self.chunks
+        replays = [cmd for cmd, _, _, _ in board.executed if cmd in (Command.REPLAY, Command.REPLAY_AFTER)]
+        assert replays.count(Command.REPLAY_AFTER) == self.jobs
         seqs = [seq for _, seq, _, _ in board.executed]
         assert len(seqs) == len(set(seqs))
 
@@ -380,12 +395,20 @@ def test_the_ethernet_projection_counts_the_real_drivers_traffic():
     assert CORE_CLOCK == CLOCK                           # the projection's clock is the core's
     assert wire_s(16) == 84 / 125e6                     # padded to the 64-byte minimum frame
     assert wire_s(1040) == (8 + 14 + 20 + 8 + 1040 + 4 + 12) / 125e6
-    traffic = count_token("two jobs", [MatmulShape("q", "attn_q", 40, 300), MatmulShape("o", "attn_o", 70, 4096 + 8)])
+    shapes = [MatmulShape("q", "attn_q", 40, 300), MatmulShape("o", "attn_o", 70, 4096 + 8)]
+    traffic = count_token("two jobs", shapes)
     assert traffic.jobs == 3                             # K above max_k is two jobs
-    commands = Counter(e.command for e in traffic.exchanges)
-    # Each job: A in a window, its register sequence in one REPLAY, C in a window.
-    assert commands == {"MEM_WRITE": 3, "REPLAY": 3, "MEM_READ": 3}
+    # Protocol 2.2: each job one window, A's writes, the REPLAY, C's ordered reads.
+    assert [e.command for e in traffic.exchanges] == ["JOB"] * 3
+    a_writes = [1, 4, 1]                                 # 300, 4096 and 8 bytes of A (1 KiB datagrams)
+    for exchange, writes in zip(traffic.exchanges, a_writes):
+        assert exchange.commands == ("MEM_WRITE",) + ("MEM_WRITE_AFTER",) * (writes - 1) + \
+            ("REPLAY_AFTER", "MEM_READ_AFTER")
     assert traffic.stop_and_wait == 3
+    # As protocol 2.1 ran it: A in a window, its register sequence in one REPLAY, C in a window.
+    three = count_token("two jobs", shapes, job_windows=False)
+    assert Counter(e.command for e in three.exchanges) == {"MEM_WRITE": 3, "REPLAY": 3, "MEM_READ": 3}
+    assert three.datagrams == traffic.datagrams and three.bytes_out == traffic.bytes_out
 
 
 def test_generate_over_udp_as_the_readme_says(tmp_path, monkeypatch, capsys):

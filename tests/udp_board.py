@@ -1,4 +1,4 @@
-"""A Nexys Video Ethernet bridge in Python: protocol 2.1 over a UDP socket, with faults.
+"""A Nexys Video Ethernet bridge in Python: protocol 2.2 over a UDP socket, with faults.
 
 ``UdpBoard`` is a thread that answers link requests on a localhost UDP socket as
 ``hdl.spec.link_protocol`` says a bridge does: one request frame per datagram, the
@@ -9,7 +9,9 @@ model (``host.accel.golden.golden_job``) at ``ap_start``, or finish at once with
 computing (``compute=False``, for counting traffic), so the real driver runs through it.
 REPLAY (2.1) runs a planned job's register sequence in one exchange (``max_replay``
 bytes, 0: not offered); its repeat re-reads the read list and answers the remembered
-result, as the RTL does.
+result, as the RTL does. The AFTER commands (2.2) run only right after the request
+numbered before them (else EARLY); a MEM_READ_AFTER repeat reads again, and the last
+REPLAY, followed only by MEM_READ_AFTERs, is answered again by reading its list.
 
 Faults, by a seeded schedule (``Faults``), in either direction: ``drop``, ``duplicate``,
 ``reorder`` (held back until the next datagram has gone) and ``corrupt`` (one byte
@@ -35,6 +37,9 @@ from hdl.spec.link_protocol import (
     REQUEST_SYNC,
     SYNC_BYTES,
     STATE_CHANGING,
+    AFTER,
+    MEM_READS,
+    REPLAYS,
     Command,
     ReplayResult,
     Status,
@@ -165,7 +170,8 @@ class UdpBoard:
         self.clock_khz = clock_khz
         self.last_replay: tuple[ReplayResult, list] | None = None   # a repeat re-reads its list
         self.inbound, self.outbound = inbound or Faults(), outbound or Faults(seed=1)
-        self.last_seq, self.last_status = 0, Status.OK
+        self.last_seq, self.last_status, self.last_cmd = 0, Status.OK, None
+        self.replay_seq, self.replay_ok = 0, False         # the last REPLAY, for its repeat
         self.executed: list[tuple[int, int, int, bytes]] = []
         self.requests = self.dropped = 0                 # datagrams taken, and not frames at all
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -238,17 +244,22 @@ class UdpBoard:
             return encode_response(cmd, seq, Status.CRC)
         payload = datagram[header_end:end]
         if cmd in STATE_CHANGING:
-            verdict = seq_verdict(seq, self.last_seq)
+            if cmd in REPLAYS and seq == self.replay_seq and self.replay_ok:
+                result, reads = self.last_replay          # its answer was lost: read the list again
+                return encode_response(cmd, seq, Status.OK, self._replay_answer(result, reads))
+            verdict = seq_verdict(seq, self.last_seq, after=cmd in AFTER)
             if verdict == "repeat":
-                if cmd == Command.REPLAY and self.last_replay is not None and self.last_status == Status.OK:
-                    result, reads = self.last_replay
-                    return encode_response(cmd, seq, Status.OK, self._replay_answer(result, reads))
+                if cmd == Command.MEM_READ_AFTER and self.last_cmd == cmd and self.last_status == Status.OK:
+                    return encode_response(cmd, seq, *self._execute(cmd, addr, length, payload))   # reads again
                 return encode_response(cmd, seq, self.last_status)
-            if verdict == "stale":
-                return encode_response(cmd, seq, Status.STALE)
-            self.last_replay = None
+            if verdict in ("stale", "early"):
+                return encode_response(cmd, seq, Status.STALE if verdict == "stale" else Status.EARLY)
             status, out = self._execute(cmd, addr, length, payload)
-            self.last_seq, self.last_status = seq, status
+            self.last_seq, self.last_status, self.last_cmd = seq, status, cmd
+            if cmd in REPLAYS:
+                self.replay_seq, self.replay_ok = seq, status == Status.OK
+            elif cmd != Command.MEM_READ_AFTER:
+                self.replay_ok = False
             if status == Status.OK:
                 self.executed.append((cmd, seq, addr, bytes(payload)))
             return encode_response(cmd, seq, status, out)
@@ -262,7 +273,7 @@ class UdpBoard:
         if cmd == Command.HELLO:
             return Status.OK, encode_hello(bus_bytes=self.config.bus_bytes, irq=int(self.registers.irq),
                                            last_seq=self.last_seq, clock_khz=self.clock_khz, **self.limits)
-        if cmd == Command.REPLAY:
+        if cmd in REPLAYS:
             return self._replay(payload)
         if cmd == Command.IRQ:
             return Status.OK, bytes((int(self.registers.irq),))
@@ -275,7 +286,7 @@ class UdpBoard:
         size = self.memory.size if self.memory is not None else WINDOW.size
         if offset < 0 or offset + length > size:
             return Status.AXI_DECERR, b""
-        if cmd == Command.MEM_READ:
+        if cmd in MEM_READS:
             return Status.OK, (self.memory[offset:offset + length].tobytes() if self.memory is not None
                                else bytes(length))
         if self.memory is not None:

@@ -61,6 +61,21 @@ result with the fresh values, so the answer has the same form as the first; othe
 it answers the remembered status with no payload. HELLO's ``clock_khz`` converts
 seconds to timeout cycles; ``max_replay`` 0 (or a 2.0 bridge) means no REPLAY.
 
+**A job in one window** (protocol 2.2). ``MEM_WRITE_AFTER``, ``REPLAY_AFTER`` and
+``MEM_READ_AFTER`` are MEM_WRITE, REPLAY and MEM_READ numbered as state-changing
+requests (``AFTER``) that run only right after the request numbered just before them:
+a newer one whose ``seq`` is not ``last_seq + 1`` is answered ``Status.EARLY`` and not
+executed (nor remembered). A host sends a job's A (a MEM_WRITE, then MEM_WRITE_AFTERs),
+its REPLAY_AFTER and the first of C's MEM_READ_AFTERs numbered in that order, in one
+window, without waiting between them. Whatever the network drops, duplicates or
+reorders, each runs at most once and only after all before it ran: the job never sees
+a partial A, and C is never read before the job. A request answered STALE therefore
+ran (a later one of the chain ran after it); only its answer was lost. Two repeats
+complete the picture: a MEM_READ_AFTER repeat (``seq == last_seq``, answered OK) reads
+again, and a REPLAY (either kind) whose seq is the last REPLAY's, answered OK and
+followed by nothing but MEM_READ_AFTERs, is answered by reading its list again, so a
+lost REPLAY answer is recovered without running the job again.
+
 Memory commands move ``length`` bytes (1..``max_payload``) at any byte address, as
 one AXI4 INCR burst with byte strobes. The range must not cross a
 ``max_payload``-aligned window: ``max_payload`` is a power of two no larger than
@@ -97,13 +112,15 @@ __all__ = ["REQUEST_SYNC", "RESPONSE_SYNC", "MAGIC", "PROTOCOL_VERSION", "Comman
            "decode_response", "encode_hello", "HelloInfo", "window_ok", "request_checks", "request_status",
            "ReplayResult", "REPLAY_HEADER_LAYOUT", "REPLAY_WRITE_LAYOUT", "REPLAY_READ_LAYOUT",
            "REPLAY_ANSWER_LAYOUT", "HELLO_2_0_SIZE", "offset_refused", "replay_length", "replay_answer_length",
-           "replay_checks", "encode_replay", "decode_replay", "replay_status", "decode_replay_answer"]
+           "replay_checks", "encode_replay", "decode_replay", "replay_status", "decode_replay_answer",
+           "REPLAY_VERSION", "AFTER_VERSION", "AFTER", "REPLAYS", "MEM_READS", "MEM_WRITES"]
 
 REQUEST_SYNC = 0xA5
 RESPONSE_SYNC = 0x5A
 MAGIC = b"SYLK"                 # HELLO payload starts with this: it is a Systole link bridge
-PROTOCOL_VERSION = (2, 1)       # 2.0: seq u16, write sequence numbers (nothing applied twice);
-                                # 2.1: REPLAY, HELLO's clock_khz and max_replay
+PROTOCOL_VERSION = (2, 2)       # 2.0: seq u16, write sequence numbers (nothing applied twice);
+                                # 2.1: REPLAY, HELLO's clock_khz and max_replay;
+                                # 2.2: the AFTER commands, Status.EARLY (a job's A, REPLAY and C in one window)
 
 
 @dataclass(frozen=True)
@@ -203,10 +220,14 @@ class Command(enum.IntEnum):
     MEM_WRITE = 0x05  # AXI4 burst write of the payload at addr
     IRQ = 0x06        # payload IRQ_LAYOUT: bit 0 = the accelerator's irq line now
     REPLAY = 0x07     # a planned job in one exchange (2.1); see the module docstring
+    MEM_READ_AFTER = 0x08   # MEM_READ right after the request numbered before it (2.2)
+    MEM_WRITE_AFTER = 0x09  # MEM_WRITE right after ... (2.2); see "a job in one window" above
+    REPLAY_AFTER = 0x0A     # REPLAY right after ... (2.2)
 
     @property
     def has_payload(self) -> bool:
-        return self in (Command.REG_WRITE, Command.MEM_WRITE, Command.REPLAY)
+        return self in (Command.REG_WRITE, Command.MEM_WRITE, Command.REPLAY, Command.MEM_WRITE_AFTER,
+                        Command.REPLAY_AFTER)
 
     @property
     def changes_state(self) -> bool:
@@ -214,7 +235,15 @@ class Command(enum.IntEnum):
         return self in STATE_CHANGING
 
 
-STATE_CHANGING = (Command.REG_WRITE, Command.MEM_WRITE, Command.REPLAY)
+# The AFTER commands (2.2): each runs only right after the request numbered before it.
+AFTER = (Command.MEM_READ_AFTER, Command.MEM_WRITE_AFTER, Command.REPLAY_AFTER)
+STATE_CHANGING = (Command.REG_WRITE, Command.MEM_WRITE, Command.REPLAY, *AFTER)
+REPLAYS = (Command.REPLAY, Command.REPLAY_AFTER)
+MEM_READS = (Command.MEM_READ, Command.MEM_READ_AFTER)
+MEM_WRITES = (Command.MEM_WRITE, Command.MEM_WRITE_AFTER)
+# Versions a bridge may answer HELLO with (``HelloInfo.version``): what each adds.
+REPLAY_VERSION = (2, 1)
+AFTER_VERSION = (2, 2)
 
 
 class ReplayResult(DocIntEnum):
@@ -241,11 +270,13 @@ class Status(DocIntEnum):
     AXI_DECERR = 0x07, "the AXI interconnect answered DECERR (a memory read returns no payload)"
     STALE = 0x08, ("a state-changing request older than the last one executed (a late or "
                    "reordered copy); not executed")
+    EARLY = 0x09, ("an AFTER request whose predecessor (seq - 1) is not the last one executed; "
+                   "not executed (2.2)")
 
 
 # The answers after which the request had no effect: it can be sent again.
 NOT_EXECUTED = (Status.CRC, Status.TRUNCATED, Status.BAD_COMMAND, Status.BAD_LENGTH,
-                Status.BAD_ADDRESS, Status.STALE)
+                Status.BAD_ADDRESS, Status.STALE, Status.EARLY)
 
 
 def seq_distance(seq, last_seq):
@@ -263,10 +294,12 @@ def seq_checks(distance) -> tuple:
     return distance == 0, distance >= SEQ_MODULUS // 2
 
 
-def seq_verdict(seq: int, last_seq: int) -> str:
-    """``"execute"``, ``"repeat"`` or ``"stale"`` for a state-changing request (ints)."""
-    repeat, stale = seq_checks(seq_distance(seq, last_seq))
-    return "repeat" if repeat else "stale" if stale else "execute"
+def seq_verdict(seq: int, last_seq: int, after: bool = False) -> str:
+    """``"execute"``, ``"repeat"``, ``"stale"`` or (an AFTER request, ``after``) ``"early"``
+    for a state-changing request (ints)."""
+    distance = seq_distance(seq, last_seq)
+    repeat, stale = seq_checks(distance)
+    return "repeat" if repeat else "stale" if stale else "early" if after and distance != 1 else "execute"
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
@@ -378,10 +411,10 @@ def request_checks(cmd, addr, length, *, max_payload: int, ctrl_addr_width: int,
     window_bits = (max_payload - 1).bit_length()
     register_bytes = REGISTER_LAYOUT.size
     is_reg = (cmd == Command.REG_READ) | (cmd == Command.REG_WRITE)
-    is_mem = (cmd == Command.MEM_READ) | (cmd == Command.MEM_WRITE)
-    is_replay = cmd == Command.REPLAY
+    is_mem = reduce(operator.or_, (cmd == c for c in (*MEM_READS, *MEM_WRITES)))
+    is_replay = reduce(operator.or_, (cmd == c for c in REPLAYS))
     end = addr + length - 1                 # the last byte; only looked at once length >= 1
-    commands = [c for c in Command if c != Command.REPLAY or max_replay]
+    commands = [c for c in Command if c not in REPLAYS or max_replay]
     return [
         (reduce(operator.and_, (cmd != c for c in commands)), Status.BAD_COMMAND),
         (is_replay & ((length < REPLAY_HEADER_LAYOUT.size) | (length > max_replay)), Status.BAD_LENGTH),

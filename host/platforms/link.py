@@ -165,7 +165,7 @@ class _Expired(Exception):
 # Looked up, not asked of the enum: ``_describe`` runs once per exchange.
 _COMMAND_NAMES = {command: command.name for command in Command}
 _REGISTER_COMMANDS = frozenset((Command.REG_READ, Command.REG_WRITE))
-_MEMORY_COMMANDS = frozenset((Command.MEM_READ, Command.MEM_WRITE))
+_MEMORY_COMMANDS = frozenset((Command.MEM_READ, Command.MEM_WRITE, Command.MEM_READ_AFTER, Command.MEM_WRITE_AFTER))
 
 
 def _describe(command: Command, address: int, length: int) -> str:
@@ -378,18 +378,26 @@ class LinkSession:
         (TIMEOUT after ``timeout_s`` of bridge cycles), then read ``reads``. Returns the
         result and, when DONE, the values read. A lost answer is retried under the same
         seq: the bridge does not run the job again, it reads ``reads`` again."""
-        if not self.can_replay:
-            raise LinkWrongDevice(f"{self.name}: the bridge (protocol v{self.info.version[0]}."
-                                  f"{self.info.version[1]}) does not run REPLAY")
         reads = list(reads)
-        cycles = min((1 << 32) - 1, math.ceil(timeout_s * self.info.clock_khz * 1000))
-        payload = encode_replay(status_offset=status_offset, busy_mask=busy_mask, ctrl_offset=ctrl_offset,
-                                start=start, done_mask=done_mask, timeout=cycles, writes=writes, reads=reads)
+        payload = self._replay_payload(status_offset=status_offset, busy_mask=busy_mask, writes=writes,
+                                       ctrl_offset=ctrl_offset, start=start, done_mask=done_mask,
+                                       timeout_s=timeout_s, reads=reads)
         answer = self.transact(Command.REPLAY, 0, len(payload), payload, wait_s=timeout_s)
         try:
             return decode_replay_answer(answer, len(reads))
         except ValueError as exc:
             raise LinkWrongDevice(f"{self.name}: malformed REPLAY answer ({exc})") from None
+
+    def _replay_payload(self, *, status_offset: int, busy_mask: int, writes, ctrl_offset: int, start: int,
+                        done_mask: int, timeout_s: float, reads) -> bytes:
+        """A REPLAY request's payload (the timeout in the bridge's cycles); ``LinkWrongDevice``
+        when the bridge does not run REPLAY."""
+        if not self.can_replay:
+            raise LinkWrongDevice(f"{self.name}: the bridge (protocol v{self.info.version[0]}."
+                                  f"{self.info.version[1]}) does not run REPLAY")
+        cycles = min((1 << 32) - 1, math.ceil(timeout_s * self.info.clock_khz * 1000))
+        return encode_replay(status_offset=status_offset, busy_mask=busy_mask, ctrl_offset=ctrl_offset,
+                             start=start, done_mask=done_mask, timeout=cycles, writes=writes, reads=reads)
 
     def _chunks(self, address: int, nbytes: int):
         """(address, offset, length) pieces that each fit one max_payload window."""
@@ -600,6 +608,56 @@ class LinkRegisterBus:
             return 1
         return -1 if result == ReplayResult.BUSY else 0
 
+    @property
+    def job(self):
+        """``_job`` when the link runs a job's A, registers and C in one window
+        (``pipelines_jobs``: UDP to a protocol 2.2 bridge), else None; the driver then
+        hands it whole jobs (``host.accel.driver``: ``bus.job`` with a ``job_io``)."""
+        return self._job if getattr(self.link, "pipelines_jobs", False) else None
+
+    @staticmethod
+    def job_io(**fields) -> "LinkJobIo":
+        """A job's memory traffic as the driver describes it (``LinkMemory.io_spec``: its
+        buffers are device addresses)."""
+        return LinkJobIo(**fields)
+
+    def _job(self, status_offset: int, busy_mask: int, offsets_address: int, values_address: int,
+             count: int, ctrl_offset: int, start: int, done_mask: int, timeout_s: float,
+             read_offsets_address: int, read_count: int, read_values_address: int, io: "LinkJobIo") -> int:
+        """``_replay`` with the job's memory traffic: A from ``io.a`` (int8 ``[m, k]``,
+        rows padded to ``a_stride`` with zeros) to ``io.a_buf``, and, when done, C's rows
+        (``c_row_bytes`` of every ``c_stride``) from ``io.c_buf`` into ``io.c``; all in
+        one window (``UdpLink.run_job``) when the REPLAY fits, else request by request."""
+        a = np.ctypeslib.as_array((ctypes.c_int8 * (io.m * io.k)).from_address(io.a)).reshape(io.m, io.k)
+        if io.a_stride != io.k:
+            staged = np.zeros((io.m, io.a_stride), np.int8)
+            staged[:, :io.k] = a
+            a = staged
+        c_nbytes = io.m * io.c_stride
+        link = self.link
+        if not link.replay_fits(count, read_count):
+            link.write_mem(io.a_buf, a.tobytes())
+            done = self._replay(status_offset, busy_mask, offsets_address, values_address, count, ctrl_offset,
+                                start, done_mask, timeout_s, read_offsets_address, read_count,
+                                read_values_address)
+            c = link.read_mem(io.c_buf, c_nbytes) if done == 1 else b""
+        else:
+            offsets, values = _uint32s(offsets_address, count), _uint32s(values_address, count)
+            out = _uint32s(read_values_address, read_count)
+            result, got, c = link.run_job(
+                a_address=io.a_buf, a_data=np.ascontiguousarray(a), c_address=io.c_buf, c_nbytes=c_nbytes,
+                status_offset=status_offset, busy_mask=busy_mask, writes=list(zip(offsets.tolist(), values.tolist())),
+                ctrl_offset=ctrl_offset, start=start, done_mask=done_mask, timeout_s=timeout_s,
+                reads=_uint32s(read_offsets_address, read_count).tolist())
+            done = 1 if result == ReplayResult.DONE else -1 if result == ReplayResult.BUSY else 0
+            if done == 1:
+                out[:] = got
+        if done == 1:
+            rows = np.frombuffer(c, np.uint8).reshape(io.m, io.c_stride)[:, :io.c_row_bytes]
+            target = np.ctypeslib.as_array((ctypes.c_uint8 * (io.m * io.c_row_bytes)).from_address(io.c))
+            target.reshape(io.m, io.c_row_bytes)[:] = rows
+        return done
+
     def _replay_by_requests(self, status_offset, busy_mask, writes, ctrl_offset, start, done_mask, timeout_s,
                             reads, out) -> int:
         """The same sequence as separate requests (a plan longer than ``max_replay``)."""
@@ -636,6 +694,22 @@ class LinkRegisterBus:
 
     def now(self) -> float:
         return self.link.clock()
+
+
+class LinkJobIo:
+    """One job's memory traffic for ``LinkRegisterBus.job``: the fields the driver sets on
+    ``firmware/replay.c``'s ``struct systole_job_io`` (``host.platforms.replay.JobIo``),
+    with ``a_buf`` and ``c_buf`` device addresses; ``a`` and ``c`` the host arrays'
+    addresses (set per job). The cache-maintenance fields are kept and unused (the
+    bridge's writes complete before it answers)."""
+
+    def __init__(self, *, a_buf: int, c_buf: int, m: int, k: int, a_stride: int, c_row_bytes: int,
+                 c_stride: int, readback: int = 0, sync_state: int = 0):
+        self.a = self.c = 0
+        self.a_buf, self.c_buf, self.m, self.k = a_buf, c_buf, m, k
+        self.a_stride, self.c_row_bytes, self.c_stride = a_stride, c_row_bytes, c_stride
+        self.readback, self.sync_state = readback, sync_state
+        self.fds, self.sync_device, self.sync_cpu = [-1] * 5, [0] * 3, [0] * 3
 
 
 class LinkMemory:
@@ -677,3 +751,8 @@ class LinkMemory:
     def direct_view(self) -> None:
         """None: the board's memory is reached only through the link."""
         return None
+
+    def io_spec(self) -> tuple[int, None, bool, int]:
+        """For a bus that runs whole jobs (``LinkRegisterBus.job``): buffers are named by
+        their device addresses (the window's base is ``device_address``); nothing to sync."""
+        return self.device_address, None, False, 0

@@ -72,6 +72,7 @@ import numpy as np
 
 from hdl.spec.link_protocol import (
     CRC_BYTES,
+    AFTER_VERSION,
     REQUEST_HEADER,
     REQUEST_SYNC,
     RESPONSE_HEADER,
@@ -82,7 +83,9 @@ from hdl.spec.link_protocol import (
     SYNC_BYTES,
     Command,
     HelloInfo,
+    ReplayResult,
     Status,
+    decode_replay_answer,
 )
 
 from .cbuild import FIRMWARE, shared_library
@@ -98,19 +101,24 @@ from .link import (
     _describe,
 )
 
-__all__ = ["UdpLink", "WINDOW", "DEFAULT_TIMEOUT_S", "DEFAULT_RETRIES", "parse_address", "is_udp_address",
+__all__ = ["UdpLink", "WINDOW", "JOB_READS_BEHIND", "DEFAULT_TIMEOUT_S", "DEFAULT_RETRIES", "parse_address", "is_udp_address",
            "LinkError", "LinkOpenError", "LinkTimeout", "LinkCrcError", "LinkWrongDevice", "LinkDeviceError",
            "LinkPortError"]
 
 WINDOW = 32                 # requests in flight in a bulk transfer (see the module docstring)
 DEFAULT_TIMEOUT_S = 0.1     # one answer's wait on a LAN; a board answers in microseconds
 DEFAULT_RETRIES = 9         # sends after the first: 1 s in all before giving up
+# C's MEM_READ_AFTERs sent behind a job's REPLAY (``run_job``): the board's DatagramRx
+# holds 16 datagrams while the job runs (hdl.datagram_rx, peer_slots), so these wait
+# there instead of being dropped; the rest of C follows the REPLAY's answer.
+JOB_READS_BEHIND = 8
 _MAX_DATAGRAM = 65536
 _SOCKET_BUFFER = 1 << 20    # bytes asked for SO_RCVBUF/SO_SNDBUF: a window of any size never overflows them
 # Answers meaning this copy did not arrive intact (not executed): sent again as it is.
 _DAMAGED = (Status.CRC, Status.TRUNCATED)
 _STATUSES = {int(status): status for status in Status}
 _OK = int(Status.OK)
+_EARLY = int(Status.EARLY)
 
 # The frame codec of the hot path: ``hdl.spec.link_protocol``'s layouts with the sync byte
 # in front, packed and checked in place (tests/test_link_udp.py holds them to
@@ -219,13 +227,15 @@ class _Request:
     MEM_READ's answer goes (a view of the caller's buffer), or None."""
 
     __slots__ = ("command", "address", "length", "payload", "seq", "frame", "sends", "deadline", "answer",
-                 "bad_answers", "into")
+                 "bad_answers", "into", "wait_s", "early")
 
     def __init__(self, command: Command, address: int, length: int, payload=b"", into: memoryview | None = None):
         self.command, self.address, self.length, self.payload, self.into = command, address, length, payload, into
         self.seq = self.sends = self.bad_answers = 0      # bad_answers: answers failing their CRC (malformed)
         self.frame = self.answer = b""
         self.deadline = 0.0
+        self.wait_s = 0.0          # how long the bridge may work on it (a REPLAY's job), and behind it
+        self.early = False         # answered EARLY: waits for its predecessor's answer
 
 
 class UdpLink(LinkSession):
@@ -265,7 +275,8 @@ class UdpLink(LinkSession):
             self._poller.register(sock, select.POLLIN)
         self._foreign = 0                        # datagrams of no link frame, this request
         self._refused = False                    # an ICMP "port unreachable" came back
-        self.answers = self.resent = self.malformed = self.verified = 0
+        self.answers = self.resent = self.malformed = self.verified = self.early = 0
+        self.job_windows = True                  # False: a job as three exchanges (protocol 2.1's way)
         self.bytes_sent = self.bytes_received = 0
         self.exchanges: dict[Command, int] = {}
         # Bulk transfers in one compiled call (firmware/udp_bulk.c) where it builds, on the
@@ -440,9 +451,11 @@ class UdpLink(LinkSession):
             raise
 
     # -- windows ---------------------------------------------------------------------
-    def _exchange(self, requests: list[_Request], what: str) -> list[_Request]:
-        """Send every request, at most ``window`` in flight, until each has an answer to
-        act on; return the MEM_WRITEs answered STALE (to check by reading back).
+    def _exchange(self, requests: list[_Request], what: str, window: int | None = None,
+                  collect_stale: bool = False) -> list[_Request]:
+        """Send every request, at most ``window`` (default ``self.window``) in flight,
+        until each has an answer to act on; return the MEM_WRITEs answered STALE (to
+        check by reading back), with ``collect_stale`` every request answered STALE.
 
         A request without a frame is numbered (a write from the write counter) and framed
         when it is first sent. An answer is matched by ``(cmd, seq)``. A damaged copy
@@ -452,12 +465,13 @@ class UdpLink(LinkSession):
         corrupted answers came back).
         """
         # The loop runs once per datagram: the socket, the clock and the codec are locals.
-        send, clock, timeout_s, window = self.sock.send, self.clock, self.timeout_s, self.window
+        send, clock, timeout_s, window = self.sock.send, self.clock, self.timeout_s, window or self.window
         recv, parse, view = self._recv, self._parse, self._view
         in_flight: OrderedDict[int, _Request] = OrderedDict()    # by cmd << 16 | seq, oldest deadline first
         overtaken: list[_Request] = []
         queue = list(reversed(requests))
         self._foreign, self._refused = 0, False
+        self._early_waiting = 0                  # requests answered EARLY, not yet sent again
         frames = sent_bytes = 0
         try:
             while queue or in_flight:
@@ -481,7 +495,7 @@ class UdpLink(LinkSession):
                     sent_bytes += len(frame)
                     frames += 1
                     request.sends += 1
-                    request.deadline = clock() + timeout_s
+                    request.deadline = clock() + timeout_s + request.wait_s
                 oldest = next(iter(in_flight.values()))
                 first_deadline = oldest.deadline        # no request in flight has an earlier one
                 size = recv(first_deadline)
@@ -496,6 +510,11 @@ class UdpLink(LinkSession):
                         request = in_flight.pop(command << 16 | seq, None)
                         if request is None:
                             self.stale_frames += 1
+                        elif status == _EARLY:          # its predecessor has not run yet:
+                            request.early = True        # sent again when that one answers
+                            in_flight[command << 16 | seq] = request
+                            self.early += 1
+                            self._early_waiting += 1
                         elif status == _OK:
                             into = request.into
                             if into is not None and end - _RESPONSE_PAYLOAD == len(into):
@@ -504,8 +523,10 @@ class UdpLink(LinkSession):
                             else:
                                 request.answer = bytes(view[_RESPONSE_PAYLOAD:end])
                             self._answered(request.command)
+                            if self._early_waiting and request.command in STATE_CHANGING:
+                                self._release_early(request.seq, in_flight, what)
                         else:
-                            self._refused_answer(request, status, in_flight, overtaken, what)
+                            self._refused_answer(request, status, in_flight, overtaken, what, collect_stale)
                     if clock() < first_deadline:
                         continue                        # no deadline has passed
                 now = clock()
@@ -521,8 +542,19 @@ class UdpLink(LinkSession):
             self.bytes_sent += sent_bytes
         return overtaken
 
+    def _release_early(self, seq: int, in_flight: OrderedDict, what: str) -> None:
+        """The request numbered after ``seq``, answered EARLY, goes again now that ``seq``
+        has run (an AFTER request runs only right after its predecessor)."""
+        following = (seq + 1) % SEQ_MODULUS
+        for request in in_flight.values():
+            if request.seq == following and request.early and request.command in STATE_CHANGING:
+                request.early = False
+                self._early_waiting -= 1
+                self._transmit(request, in_flight, what, again=True)
+                return
+
     def _refused_answer(self, request: _Request, status: int, in_flight: OrderedDict, overtaken: list,
-                        what: str) -> None:
+                        what: str, collect_stale: bool = False) -> None:
         """Act on an answer other than OK to ``request`` (no longer in flight)."""
         known = _STATUSES.get(status)
         if known is None:
@@ -530,7 +562,7 @@ class UdpLink(LinkSession):
                                   f"{status:#x} in the answer: not a Systole bridge?")
         if known in _DAMAGED:
             self._transmit(request, in_flight, what, again=True)
-        elif known == Status.STALE and request.command == Command.MEM_WRITE:
+        elif known == Status.STALE and (collect_stale or request.command == Command.MEM_WRITE):
             overtaken.append(request)
         else:
             raise LinkDeviceError(request.command, request.address, known, where=self.name)
@@ -551,7 +583,7 @@ class UdpLink(LinkSession):
         self.frames += 1
         self.resent += 1 if again else 0
         request.sends += 1
-        request.deadline = self.clock() + self.timeout_s
+        request.deadline = self.clock() + self.timeout_s + request.wait_s
 
     def _what(self, request: _Request, what: str) -> str:
         one = _describe(request.command, request.address, request.length)
@@ -563,6 +595,62 @@ class UdpLink(LinkSession):
                                 f"failed their CRC ({request.sends} sends of {self.timeout_s:g} s); a "
                                 "damaged network path?")
         return self._no_answer(self._what(request, what), request.sends)
+
+    # -- a job in one window (protocol 2.2) -------------------------------------------
+    @property
+    def pipelines_jobs(self) -> bool:
+        """The bridge takes a job's A, REPLAY and C in one window (``run_job``):
+        REPLAY and MEM_READ_AFTER (protocol 2.2)."""
+        return self.job_windows and self.can_replay and self.info.version >= AFTER_VERSION
+
+    def run_job(self, *, a_address: int, a_data, c_address: int, c_nbytes: int, status_offset: int,
+                busy_mask: int, writes, ctrl_offset: int, start: int, done_mask: int, timeout_s: float,
+                reads) -> tuple[ReplayResult, list[int], bytes]:
+        """One job as one window (protocol 2.2, "a job in one window" in
+        ``hdl.spec.link_protocol``): A as a MEM_WRITE then MEM_WRITE_AFTERs, the job's
+        register sequence as a REPLAY_AFTER (``LinkSession.replay``'s), and up to
+        ``JOB_READS_BEHIND`` MEM_READ_AFTERs of C, numbered in that order and sent
+        without waiting. The bridge runs each at most once and only right after the one
+        before it (an early one is answered EARLY and sent again when its predecessor
+        has answered, or at its deadline), so the job runs once, on all of A, and C is
+        read after it. One answered STALE ran (only its answer was lost): a read of C is
+        made again as a plain MEM_READ. C's remaining datagrams are read once the REPLAY
+        has answered. Returns the REPLAY's result, its read values and C's bytes (zeros
+        unless DONE)."""
+        reads = list(reads)
+        payload = self._replay_payload(status_offset=status_offset, busy_mask=busy_mask, writes=writes,
+                                       ctrl_offset=ctrl_offset, start=start, done_mask=done_mask,
+                                       timeout_s=timeout_s, reads=reads)
+        a_view = memoryview(a_data).cast("B")
+        out = bytearray(c_nbytes)
+        view = memoryview(out)
+        what = f"job (A: {len(a_view)} bytes at {a_address:#x}, C: {c_nbytes} bytes at {c_address:#x})"
+        c_pieces = list(self._chunks(c_address, c_nbytes))
+        behind = c_pieces[:JOB_READS_BEHIND]
+        window = [_Request(Command.MEM_WRITE_AFTER if index else Command.MEM_WRITE, at, length,
+                           a_view[offset:offset + length])
+                  for index, (at, offset, length) in enumerate(self._chunks(a_address, len(a_view)))]
+        replay = _Request(Command.REPLAY_AFTER, 0, len(payload), payload)
+        window.append(replay)
+        for at, offset, length in behind:
+            window.append(_Request(Command.MEM_READ_AFTER, at, length, into=view[offset:offset + length]))
+        for request in window[-1 - len(behind):]:
+            request.wait_s = timeout_s           # the REPLAY and what waits behind it
+        for request in self._exchange(window, what, min(self.window, len(window)), collect_stale=True):
+            if request.command == Command.MEM_READ_AFTER:     # it ran; its answer was lost
+                request.into[:] = self._read_window([(request.address, request.length)], what)[0]
+                request.answer = request.into
+            elif request is replay:
+                raise AssertionError(f"{self.name}: {what}: a REPLAY_AFTER answered STALE")
+        self._check_answers(window[len(window) - len(behind):], what)
+        try:
+            result, values = decode_replay_answer(replay.answer, len(reads))
+        except ValueError as exc:
+            raise LinkWrongDevice(f"{self.name}: malformed REPLAY answer ({exc})") from None
+        if result == ReplayResult.DONE and len(c_pieces) > len(behind):
+            done = c_pieces[len(behind)][1]
+            out[done:] = self.read_mem(c_address + done, c_nbytes - done)
+        return result, values, bytes(out)
 
     @property
     def compiled_bulk(self) -> bool:
