@@ -237,12 +237,10 @@ class LinkExec(wiring.Component):
                                 (changes_state & early, Status.EARLY), *refusals]
                     for index, (failed, code) in enumerate(verdicts):
                         with (m.If if index == 0 else m.Elif)(failed):
-                            if code == "REPLAY":
-                                if replay is not None:
+                            if isinstance(code, str):   # a state to go to
+                                if code == "REPLAY" and replay is not None:
                                     m.d.comb += replay.start.eq(1)
-                                m.next = "REPLAY"
-                            elif code == "MEM_AR":
-                                m.next = "MEM_AR"
+                                m.next = code
                             else:
                                 respond(code)
                     with m.Elif(cmd == Command.HELLO):

@@ -444,3 +444,50 @@ def test_the_ethernet_projection_prices_a_replay_by_its_register_accesses():
     assert board_cycles("REPLAY", request, answer, 0) == board_cycles("HELLO", request, answer, 0) \
         + replay_cycles(9, 3)
     assert replay_cycles(9, 3) == replay_cycles(0, 0) + 9 * 17 + 3 * 12
+
+
+# -- a job in one window (protocol 2.2) ---------------------------------------------------------
+
+class _JobBoard(UdpBoard):
+    """A bridge model that answers every request of ``command`` with ``status``."""
+
+    def __init__(self, *args, command: Command, status: Status, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.refuse = (command, status)
+
+    def handle(self, datagram: bytes):
+        from hdl.spec.link_protocol import REQUEST_LAYOUT, SYNC_BYTES, encode_response
+        fields = REQUEST_LAYOUT.unpack(datagram[SYNC_BYTES:])
+        if fields["cmd"] == self.refuse[0]:
+            return encode_response(fields["cmd"], fields["seq"], self.refuse[1])
+        return super().handle(datagram)
+
+
+def test_a_job_is_one_window_and_the_2_1_way_gives_the_same_result(board):
+    """The driver hands the link whole jobs (one window each: the REPLAY_AFTER between A's
+    writes and C's ordered reads); switched off, the same driver runs three exchanges."""
+    with connect(board) as link:
+        run_matmuls(link, SHAPES[:1], seed=6)
+        windows = link.exchanges.get(Command.REPLAY_AFTER, 0)
+        assert windows == 2 and Command.REPLAY not in link.exchanges
+        link.job_windows = False
+        run_matmuls(link, SHAPES[:1], seed=6)
+        assert link.exchanges[Command.REPLAY] == 2 and link.exchanges[Command.REPLAY_AFTER] == windows
+    # C larger than the reads sent behind the REPLAY: the rest follows its answer.
+    with connect(board) as link:
+        run_matmuls(link, [(1, 3000, 64)], seed=7)              # 12 KB of C: 12 datagrams
+        assert link.exchanges[Command.MEM_READ_AFTER] == 2 * 8
+
+
+@pytest.mark.parametrize("command, status, message", [
+    (Command.MEM_READ_AFTER, Status.EARLY, r"\(\d+ times in \d+ sends: the request numbered before it never "
+                                            r"ran\): MEM_READ_AFTER at 0x[0-9a-f]+ failed: EARLY"),
+    (Command.REPLAY_AFTER, Status.BAD_LENGTH, r"REPLAY_AFTER at 0x0 failed: BAD_LENGTH"),
+    (Command.MEM_WRITE_AFTER, Status.BAD_ADDRESS, r"MEM_WRITE_AFTER at 0x[0-9a-f]+ failed: BAD_ADDRESS"),
+])
+def test_a_job_window_that_cannot_complete_fails_in_one_line(command, status, message):
+    with _JobBoard(CONFIG, memory_bytes=MEMORY, command=command, status=status) as board:
+        with connect(board, timeout_s=0.01, retries=3) as link:
+            with pytest.raises(LinkDeviceError, match=message) as failure:
+                run_matmuls(link, [(1, 40, 2000)])           # A of 2 KB: a MEM_WRITE_AFTER
+    assert "\n" not in str(failure.value)

@@ -227,7 +227,7 @@ class _Request:
     MEM_READ's answer goes (a view of the caller's buffer), or None."""
 
     __slots__ = ("command", "address", "length", "payload", "seq", "frame", "sends", "deadline", "answer",
-                 "bad_answers", "into", "wait_s", "early")
+                 "bad_answers", "into", "wait_s", "early", "early_answers")
 
     def __init__(self, command: Command, address: int, length: int, payload=b"", into: memoryview | None = None):
         self.command, self.address, self.length, self.payload, self.into = command, address, length, payload, into
@@ -236,6 +236,7 @@ class _Request:
         self.deadline = 0.0
         self.wait_s = 0.0          # how long the bridge may work on it (a REPLAY's job), and behind it
         self.early = False         # answered EARLY: waits for its predecessor's answer
+        self.early_answers = 0
 
 
 class UdpLink(LinkSession):
@@ -512,6 +513,7 @@ class UdpLink(LinkSession):
                             self.stale_frames += 1
                         elif status == _EARLY:          # its predecessor has not run yet:
                             request.early = True        # sent again when that one answers
+                            request.early_answers += 1
                             in_flight[command << 16 | seq] = request
                             self.early += 1
                             self._early_waiting += 1
@@ -590,6 +592,10 @@ class UdpLink(LinkSession):
         return one if one == what else f"{one} (of {what})"
 
     def _gave_up(self, request: _Request, what: str) -> LinkError:
+        if request.early_answers:
+            return LinkDeviceError(request.command, request.address, Status.EARLY,
+                                   where=f"{self.name} ({request.early_answers} times in {request.sends} sends: "
+                                         "the request numbered before it never ran)")
         if request.bad_answers:
             return LinkCrcError(f"{self.name}: {self._what(request, what)}: {request.bad_answers} answers "
                                 f"failed their CRC ({request.sends} sends of {self.timeout_s:g} s); a "
@@ -640,8 +646,8 @@ class UdpLink(LinkSession):
             if request.command == Command.MEM_READ_AFTER:     # it ran; its answer was lost
                 request.into[:] = self._read_window([(request.address, request.length)], what)[0]
                 request.answer = request.into
-            elif request is replay:
-                raise AssertionError(f"{self.name}: {what}: a REPLAY_AFTER answered STALE")
+            elif request is replay:           # its repeat reads again: a STALE one is not ours
+                raise LinkDeviceError(Command.REPLAY_AFTER, 0, Status.STALE, where=self.name)
         self._check_answers(window[len(window) - len(behind):], what)
         try:
             result, values = decode_replay_answer(replay.answer, len(reads))
