@@ -10,7 +10,8 @@ must generate exactly the golden backend's tokens.
 Faults are injected on the way: in each direction datagrams are lost, corrupted under
 a good Ethernet FCS (the link CRC catches them), spoiled in their FCS (the MAC drops
 them) and duplicated. The link must recover by itself, and nothing may run twice:
-the accelerator sees exactly as many job starts as the driver ran jobs.
+the accelerator sees exactly as many job starts as the driver ran jobs, each job sent
+as one window (protocol 2.2).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def test_generation_over_udp_with_faults_equals_golden(model, tmp_path):
     from host.accel.hardware import DriverBackend
     from host.llm.generate import Runtime
     from host.platforms.link import LinkMemory, LinkRegisterBus
+    from hdl.spec.link_protocol import Command
     from host.platforms.udp import UdpLink
     from sim.eth_socket import STOP
     from sim.eth_tb import CONFIG
@@ -104,6 +106,7 @@ def test_generation_over_udp_with_faults_equals_golden(model, tmp_path):
         backend = DriverBackend(CONFIG, Driver(bus, memory, CONFIG), "link", platform=link)
         got = Runtime(model, backend, "per-channel").generate(PROMPT, max_new_tokens=NEW_TOKENS)
         jobs = backend.jobs
+        windows = link.exchanges.get(Command.REPLAY_AFTER, 0)
     finally:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stopper:
             stopper.sendto(STOP, ("127.0.0.1", port))
@@ -122,3 +125,5 @@ def test_generation_over_udp_with_faults_equals_golden(model, tmp_path):
     assert stats["bad_frames_from_core"] == 0
     # Nothing ran twice: one ap_start on the accelerator's port per job the driver ran.
     assert stats["job_starts"] == jobs > 0
+    # Each job one window (protocol 2.2: A, the REPLAY_AFTER and C's first reads together).
+    assert windows == jobs

@@ -368,11 +368,11 @@ async def bridge_runs_a_job_window_in_order(dut):
     # One burst for each write that ran, one for each read that ran (EARLY and STALE: none).
     beat = tb.config.bus_bytes
 
-    def bursts(*addresses):
-        return [(a - a % beat, 1) for a in addresses]
+    def bursts(*ranges):
+        return [(a - a % beat, -(-(a % beat + n) // beat)) for a, n in ranges]
 
-    assert tb.mem_log.writes == bursts(0x504, 0x500, 0x508)
-    assert tb.mem_log.reads == bursts(0x500, 0x500, 0x504)
+    assert tb.mem_log.writes == bursts((0x504, 4), (0x500, 4), (0x508, 1))
+    assert tb.mem_log.reads == bursts((0x500, 8), (0x500, 2), (0x504, 2))
 
 
 @pytest.mark.xdist_group("uart_bridge")
