@@ -21,6 +21,11 @@ from hdl.spec.link_protocol import (PROTOCOL_VERSION, REQUEST_PAYLOAD_OFFSET, Co
 from sim.link_tb import MAX_PAYLOAD, TB, exchange, run_link_tests
 
 
+def register(tb):
+    """A reader of the register model's 32-bit words by byte offset."""
+    return lambda offset: struct.unpack("<I", tb.regs.read(offset, 4))[0]
+
+
 @cocotb.test()
 async def bridge_moves_registers_and_memory(dut):
     """Register and memory traffic through the link equals the models' contents."""
@@ -238,9 +243,7 @@ async def bridge_replays_a_register_sequence(dut):
     await tb.reset()
     steps = []
     status_offset, ctrl_offset = 0x04, 0x00
-
-    def reg(offset):
-        return struct.unpack("<I", tb.regs.read(offset, 4))[0]
+    reg = register(tb)
 
     def set_reg(offset, value):
         tb.regs.write(offset, struct.pack("<I", value))
@@ -313,9 +316,7 @@ async def bridge_runs_a_job_window_in_order(dut):
     await tb.reset()
     steps = []
     ctrl_offset, status_offset = 0x00, 0x04
-
-    def reg(offset):
-        return struct.unpack("<I", tb.regs.read(offset, 4))[0]
+    reg = register(tb)
 
     @bridge
     def host():

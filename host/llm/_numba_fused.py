@@ -548,6 +548,17 @@ def argmax_bounds(w_scale: np.ndarray) -> np.ndarray:
     return blocks
 
 
+@numba.njit(cache=True, boundscheck=False, inline="always")
+def _bounded(w_block, x_scale):
+    """Whether the block bounds hold: ``max(w_block) * x_scale`` finite and ``x_scale`` > 0."""
+    top_scale = w_block[0]
+    for b in range(1, w_block.shape[0]):
+        if w_block[b] > top_scale:
+            top_scale = w_block[b]
+    bound = top_scale * x_scale
+    return bound - bound == 0 and x_scale > 0
+
+
 @numba.njit(cache=True, boundscheck=False)
 def argmax_logit(acc, w_scale, x_scale, w_block, scanned):
     """``(index, value)`` of ``np.argmax(acc * (w_scale * x_scale))`` without the logits:
@@ -568,12 +579,7 @@ def argmax_logit(acc, w_scale, x_scale, w_block, scanned):
     x_scale = x_scale[0]
     n = w_scale.shape[0]
     blocks = w_block.shape[0]
-    top_scale = w_block[0]
-    for b in range(1, blocks):
-        if w_block[b] > top_scale:
-            top_scale = w_block[b]
-    bound = top_scale * x_scale
-    if not (bound - bound == 0) or not (x_scale > 0):     # inf, NaN or x_scale <= 0: the full scan
+    if not _bounded(w_block, x_scale):                    # inf, NaN or x_scale <= 0: the full scan
         scanned[0] += blocks
         best = np.float32(acc[0, 0]) * (w_scale[0] * x_scale)
         if best != best:
@@ -697,12 +703,7 @@ def shortlist_argmax(acc, w_scale, x_scale, w_block, scanned, size, q8, s8, q_x)
     xs = x_scale[0]
     n = w_scale.shape[0]
     blocks = w_block.shape[0]
-    top_scale = w_block[0]
-    for b in range(1, blocks):
-        if w_block[b] > top_scale:
-            top_scale = w_block[b]
-    bound = top_scale * xs
-    if not (bound - bound == 0) or not (xs > 0):
+    if not _bounded(w_block, xs):
         return argmax_logit(acc, w_scale, x_scale, w_block, scanned)
     cap = min(size + 1, n)
     values = np.empty(cap, np.float32)
