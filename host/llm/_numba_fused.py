@@ -267,15 +267,7 @@ def _exp(x):
     n = np.rint(x * EXP_LOG2E)
     r = x - n * EXP_LN2_HI
     r = r - n * EXP_LN2_LO
-    c7, c6, c5, c4, c3, c2, c1, c0 = EXP_C
-    p = r * c7 + c6
-    p = p * r + c5
-    p = p * r + c4
-    p = p * r + c3
-    p = p * r + c2
-    p = p * r + c1
-    p = p * r + c0
-    return p * _bits_float(np.uint32((np.int32(n) + np.int32(127)) << np.int32(23)))
+    return _horner(EXP_C, r) * _bits_float(np.uint32((np.int32(n) + np.int32(127)) << np.int32(23)))
 
 
 @numba.njit(cache=True, boundscheck=False)
@@ -286,22 +278,20 @@ def exp_into(x, out):
 
 
 @numba.njit(cache=True, boundscheck=False, inline="always")
+def _horner(coefficients, x):
+    """``coefficients`` (highest power first) at ``x`` by Horner's rule, in their type."""
+    p = coefficients[0]
+    for c in coefficients[1:]:
+        p = p * x + c
+    return p
+
+
+@numba.njit(cache=True, boundscheck=False, inline="always")
 def _tanh(x):
     """float32 tanh without libm (module docstring): NaN in, NaN out; +-inf give +-1."""
     c = min(max(x, -_TANH_CLAMP), _TANH_CLAMP)
     x2 = c * c
-    p13, p11, p9, p7, p5, p3, p1 = _TANH_P
-    q6, q4, q2, q0 = _TANH_Q
-    p = x2 * p13 + p11
-    p = x2 * p + p9
-    p = x2 * p + p7
-    p = x2 * p + p5
-    p = x2 * p + p3
-    p = x2 * p + p1
-    q = x2 * q6 + q4
-    q = x2 * q + q2
-    q = x2 * q + q0
-    r = (c * p) / q
+    r = (c * _horner(_TANH_P, x2)) / _horner(_TANH_Q, x2)
     r = x if abs(x) < _TANH_TINY else r
     return x if x != x else r
 
