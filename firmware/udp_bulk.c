@@ -1,31 +1,42 @@
 /*
- * A bulk memory transfer over the link's UDP transport in one call: the host side of the
- * Nexys Video's Ethernet bridge at wire speed.
+ * The link's UDP windows in one call each: the host side of the Nexys Video's Ethernet
+ * bridge at wire speed.
  *
- * host/platforms/udp.py's UdpLink moves device memory in windows of MEM_WRITE or MEM_READ
- * requests, one frame a datagram (hdl/spec/link_protocol.py). In Python each datagram
- * costs ~20 us of CPU, which caps a transfer near 50 MB/s; systole_udp_bulk() runs the
- * same window here, with the same rules, and hands anything unusual back:
+ * host/platforms/udp.py's UdpLink sends requests in windows, one frame a datagram
+ * (hdl/spec/link_protocol.py). In Python each datagram costs ~20 us of CPU, which caps a
+ * transfer near 50 MB/s and adds a few hundred microseconds to every job; this file runs
+ * the same window with the same rules and hands anything unusual back. Two entry points
+ * share one engine:
  *
- * - the range is cut into requests that each stay inside one max_payload window
- *   (link.py's _chunks); a request is numbered when it is first sent: writes from the
- *   write counter (state-changing: resent under the same seq), reads from the read
- *   counter; at most `window` are in flight, matched by (cmd, seq) however they come back;
- * - an answer OK completes its request (a read's payload copied into place; a payload
- *   of another length is an error for the caller); CRC or TRUNCATED (not executed) sends
- *   the same frame again; STALE to a write records it as overtaken (the caller reads its
- *   range back, as UdpLink does); any other status ends the call;
+ * - systole_udp_window() sends a list of requests the caller framed the fields of
+ *   (command, address, length, payload, where the answer goes): a job's A, its
+ *   REPLAY_AFTER and C's first MEM_READ_AFTERs (protocol 2.2), or any window;
+ * - systole_udp_bulk() moves a memory range: it cuts the range into requests that each
+ *   stay inside one max_payload window (link.py's _chunks) and runs them.
+ *
+ * The engine's rules (UdpLink._exchange's):
+ * - a request is numbered when it is first sent: one marked `numbered` (state-changing)
+ *   from the write counter and resent under the same seq, others from the read counter;
+ *   at most `window` are in flight, matched by (cmd, seq) however they come back;
+ * - an answer OK completes its request (a payload copied to `into`: exactly into_bytes
+ *   when `exact`, else at most; another length is an error for the caller); CRC or
+ *   TRUNCATED (not executed) sends the same frame again; EARLY (an AFTER request whose
+ *   predecessor has not run) keeps it in flight, and it is sent again when the request
+ *   numbered just before it answers OK, or at its deadline; STALE to a request marked
+ *   `stale_ok` records it (the caller reads back what it wrote or read, as UdpLink
+ *   does); any other status ends the call;
  * - a datagram that is not one response frame is counted (malformed), one whose CRC
  *   fails is counted too and charged to the oldest request in flight, a good frame for
  *   no request in flight is counted stale;
- * - a request unanswered for timeout_ns is sent again, at most `retries` times after the
- *   first send; then the call ends (the caller raises LinkTimeout or LinkCrcError).
+ * - a request unanswered for timeout_ns (plus its own wait_ns: a REPLAY's job, and what
+ *   waits behind it) is sent again, at most `retries` times after the first send; then
+ *   the call ends (the caller raises LinkTimeout, LinkCrcError or the EARLY error).
  *
  * The frame layouts and the CRC (CRC-16/CCITT, initial 0xFFFF, not reflected: Python's
  * binascii.crc_hqx) are the protocol's; tests/test_link_udp.py checks this code against
  * hdl.spec.link_protocol's encoder and decoder through the Python bridge model, faults
  * included. Nothing here restates a register or a command number: the caller passes
- * the command and the statuses.
+ * the commands and the statuses.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,32 +47,45 @@
 #include <sys/socket.h>
 #include <time.h>
 
-/* The call's inputs and results (host/platforms/udp.py's _Bulk mirrors this layout). */
-struct systole_udp_bulk {
+/* The link's settings and one call's counters (host/platforms/udp.py's _Link mirrors this). */
+struct systole_udp_link {
     int32_t fd;                 /* a connected UDP socket */
-    uint32_t command;           /* MEM_WRITE or MEM_READ */
-    uint32_t writes;            /* 1: the command changes state (numbered from write_seq) */
-    uint32_t max_payload;       /* the bridge's window: no request crosses a multiple of it */
-    uint64_t address;           /* device address of data[0] */
-    uint8_t *data;              /* the bytes to write, or where the read bytes go */
-    uint64_t nbytes;
     uint32_t window;            /* requests in flight at most */
     uint32_t retries;           /* sends after the first before giving up */
-    uint64_t timeout_ns;        /* one answer's wait */
     uint32_t seq_modulus;
+    uint64_t timeout_ns;        /* one answer's wait */
     uint32_t write_seq;         /* in: the last write seq used; out: after this call's */
     uint32_t read_seq;          /* likewise for reads */
     uint8_t request_sync, response_sync, status_ok, status_crc;
-    uint8_t status_truncated, status_stale, pad[2];
+    uint8_t status_truncated, status_stale, status_early, pad;
     /* results */
-    uint64_t frames, resent, answers, malformed, crc_errors, stale_frames, foreign;
+    uint64_t frames, resent, answers, malformed, crc_errors, stale_frames, foreign, early;
     uint64_t bytes_sent, bytes_received;
     int32_t refused;            /* an ICMP port unreachable came back (a send or receive refused) */
     int32_t failed_status;      /* SYSTOLE_UDP_REFUSED: the status; _WRONG_LENGTH: the length; _SOCKET: errno */
-    int64_t failed;             /* the request the failure is about (index in the range) */
-    uint32_t failed_sends, failed_bad_answers;
-    int64_t *overtaken;         /* indices of writes answered STALE (room for every request) */
+    int64_t failed;             /* the request the failure is about (its index) */
+    uint32_t failed_sends, failed_bad_answers, failed_early_answers, pad2;   /* its counts */
+    int64_t *overtaken;         /* indices of requests answered STALE (room for every request) */
     uint64_t overtaken_count;
+};
+
+/* One request of a window (host/platforms/udp.py's _Piece mirrors this layout). */
+struct systole_udp_request {
+    uint64_t address;
+    const uint8_t *payload;     /* payload_bytes sent after the header */
+    uint8_t *into;              /* where an OK answer's payload goes (into_bytes of room) */
+    uint64_t wait_ns;           /* added to its timeout: the bridge works this long on it */
+    uint32_t length;            /* the frame's length field */
+    uint32_t payload_bytes;
+    uint32_t into_bytes;
+    uint8_t command;
+    uint8_t numbered;           /* 1: state-changing, numbered from the write counter */
+    uint8_t exact;              /* 1: an OK answer carries exactly into_bytes */
+    uint8_t stale_ok;           /* 1: STALE is recorded in overtaken, not a failure */
+    /* results */
+    uint32_t seq;               /* the seq it was sent under */
+    uint32_t answered;          /* the OK answer's payload bytes */
+    uint32_t sends, bad_answers, early_answers;
 };
 
 enum { SYSTOLE_UDP_DONE = 0, SYSTOLE_UDP_GAVE_UP = 1, SYSTOLE_UDP_REFUSED = 2,
@@ -107,101 +131,121 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-struct request {
+/* A request's place in flight: ordered by deadline, oldest first. */
+struct slot {
     uint64_t deadline;
-    uint32_t seq, sends, bad_answers;
-    int32_t prev, next;         /* in flight: ordered by deadline, oldest first */
+    int32_t prev, next;
+    uint8_t in_flight, early;
 };
 
 struct state {
-    struct systole_udp_bulk *b;
-    struct request *requests;
-    int32_t *in_flight;         /* by seq: the request in flight under it, or -1 */
+    struct systole_udp_link *b;
+    struct systole_udp_request *requests;
+    struct slot *slots;
     int32_t oldest, newest, count;
-    uint64_t first_length;
     uint8_t frame[REQUEST_HEAD + 65536 + CRC_BYTES];
     uint8_t answer[MAX_DATAGRAM];
 };
 
-static uint64_t offset_of(const struct state *s, int64_t i)
+/* The call ends on request i: its index and counts for the caller's message. */
+static int fail(struct state *s, int32_t i, int32_t status, int result)
 {
-    return i == 0 ? 0 : s->first_length + (uint64_t)(i - 1) * s->b->max_payload;
-}
-
-static uint32_t length_of(const struct state *s, int64_t i)
-{
-    uint64_t offset = offset_of(s, i), left = s->b->nbytes - offset;
-    uint64_t most = i == 0 ? s->first_length : s->b->max_payload;
-    return (uint32_t)(left < most ? left : most);
+    struct systole_udp_request *q = &s->requests[i];
+    s->b->failed = i;
+    s->b->failed_status = status;
+    s->b->failed_sends = q->sends;
+    s->b->failed_bad_answers = q->bad_answers;
+    s->b->failed_early_answers = q->early_answers;
+    return result;
 }
 
 static void unlink_request(struct state *s, int32_t i)
 {
-    struct request *r = &s->requests[i];
+    struct slot *r = &s->slots[i];
     if (r->prev >= 0)
-        s->requests[r->prev].next = r->next;
+        s->slots[r->prev].next = r->next;
     else
         s->oldest = r->next;
     if (r->next >= 0)
-        s->requests[r->next].prev = r->prev;
+        s->slots[r->next].prev = r->prev;
     else
         s->newest = r->prev;
-    s->in_flight[r->seq] = -1;
+    r->in_flight = 0;
     s->count--;
+}
+
+/* The request in flight under (cmd, seq), or -1 (a window holds few: a scan is enough). */
+static int32_t find(const struct state *s, uint32_t cmd, uint32_t seq)
+{
+    for (int32_t i = s->oldest; i >= 0; i = s->slots[i].next)
+        if (s->requests[i].seq == seq && s->requests[i].command == cmd)
+            return i;
+    return -1;
 }
 
 /* Send request i (framed anew: the same seq on a resend) and put it last in flight. */
 static int send_request(struct state *s, int32_t i)
 {
-    struct systole_udp_bulk *b = s->b;
-    struct request *r = &s->requests[i];
-    uint64_t offset = offset_of(s, i), address = b->address + offset;
-    uint32_t length = length_of(s, i), payload = b->writes ? length : 0;
+    struct systole_udp_link *b = s->b;
+    struct systole_udp_request *q = &s->requests[i];
+    struct slot *r = &s->slots[i];
     uint8_t *f = s->frame;
     f[0] = b->request_sync;
-    f[1] = (uint8_t)b->command;
-    f[2] = (uint8_t)r->seq;
-    f[3] = (uint8_t)(r->seq >> 8);
+    f[1] = q->command;
+    f[2] = (uint8_t)q->seq;
+    f[3] = (uint8_t)(q->seq >> 8);
     for (int k = 0; k < 8; k++)
-        f[4 + k] = (uint8_t)(address >> (8 * k));
-    f[12] = (uint8_t)length;
-    f[13] = (uint8_t)(length >> 8);
-    if (payload)
-        memcpy(f + REQUEST_HEAD, b->data + offset, payload);
-    uint16_t crc = crc16(f + 1, REQUEST_HEAD - 1 + payload, 0xFFFF);
-    f[REQUEST_HEAD + payload] = (uint8_t)crc;
-    f[REQUEST_HEAD + payload + 1] = (uint8_t)(crc >> 8);
-    size_t size = REQUEST_HEAD + payload + CRC_BYTES;
+        f[4 + k] = (uint8_t)(q->address >> (8 * k));
+    f[12] = (uint8_t)q->length;
+    f[13] = (uint8_t)(q->length >> 8);
+    if (q->payload_bytes)
+        memcpy(f + REQUEST_HEAD, q->payload, q->payload_bytes);
+    uint16_t crc = crc16(f + 1, REQUEST_HEAD - 1 + q->payload_bytes, 0xFFFF);
+    f[REQUEST_HEAD + q->payload_bytes] = (uint8_t)crc;
+    f[REQUEST_HEAD + q->payload_bytes + 1] = (uint8_t)(crc >> 8);
+    size_t size = REQUEST_HEAD + q->payload_bytes + CRC_BYTES;
     if (send(b->fd, f, size, 0) < 0) {
-        if (errno != ECONNREFUSED) {
-            b->failed = i;
-            b->failed_status = errno;
-            return -1;
-        }
+        if (errno != ECONNREFUSED)
+            return fail(s, i, errno, -1);
         b->refused = 1;                  /* an earlier datagram's port unreachable: a loss */
     }
     b->frames++;
     b->bytes_sent += size;
-    if (r->sends)
+    if (q->sends)
         b->resent++;
-    r->sends++;
-    r->deadline = now_ns() + b->timeout_ns;
+    q->sends++;
+    r->early = 0;
+    r->deadline = now_ns() + b->timeout_ns + q->wait_ns;
     r->prev = s->newest;
     r->next = -1;
+    r->in_flight = 1;
     if (s->newest >= 0)
-        s->requests[s->newest].next = i;
+        s->slots[s->newest].next = i;
     else
         s->oldest = i;
     s->newest = i;
-    s->in_flight[r->seq] = i;
     s->count++;
+    return 0;
+}
+
+/* Request i answered OK: an AFTER request numbered just after it, answered EARLY, goes again. */
+static int release_early(struct state *s, int32_t i)
+{
+    if (!s->requests[i].numbered)
+        return 0;
+    uint32_t following = (s->requests[i].seq + 1) % s->b->seq_modulus;
+    for (int32_t j = s->oldest; j >= 0; j = s->slots[j].next)
+        if (s->slots[j].early && s->requests[j].numbered && s->requests[j].seq == following) {
+            unlink_request(s, j);
+            return send_request(s, j);
+        }
     return 0;
 }
 
 /* One datagram of `size` bytes in buf: act on it. 0 to go on, else the call's result. */
 static int take_answer(struct state *s, const uint8_t *buf, size_t size)
 {
-    struct systole_udp_bulk *b = s->b;
+    struct systole_udp_link *b = s->b;
     if (size < RESPONSE_HEAD + CRC_BYTES || buf[0] != b->response_sync) {
         b->malformed++;
         b->foreign++;
@@ -220,57 +264,57 @@ static int take_answer(struct state *s, const uint8_t *buf, size_t size)
         s->requests[s->oldest].bad_answers++;      /* whose it was is unknown: its timeout resends it */
         return 0;
     }
-    int32_t i = cmd == b->command && seq < b->seq_modulus ? s->in_flight[seq] : -1;
+    int32_t i = find(s, cmd, seq);
     if (i < 0) {
         b->stale_frames++;
         return 0;
     }
+    struct systole_udp_request *q = &s->requests[i];
+    if (status == b->status_early) {              /* stays in flight: released or resent at its deadline */
+        s->slots[i].early = 1;
+        q->early_answers++;
+        b->early++;
+        return 0;
+    }
     unlink_request(s, i);
     if (status == b->status_ok) {
-        if (!b->writes) {
-            uint32_t want = length_of(s, i);
-            if (length != want) {
-                b->failed = i;
-                b->failed_status = (int32_t)length;
-                return SYSTOLE_UDP_WRONG_LENGTH;
-            }
-            memcpy(b->data + offset_of(s, i), buf + RESPONSE_HEAD, length);
-        }
+        if (length > q->into_bytes || (q->exact && length != q->into_bytes))
+            return fail(s, i, (int32_t)length, SYSTOLE_UDP_WRONG_LENGTH);
+        if (length)
+            memcpy(q->into, buf + RESPONSE_HEAD, length);
+        q->answered = (uint32_t)length;
         b->answers++;
-        return 0;
+        return release_early(s, i) ? SYSTOLE_UDP_SOCKET : 0;
     }
     if (status == b->status_crc || status == b->status_truncated)
         return send_request(s, i) ? SYSTOLE_UDP_SOCKET : 0;
-    if (status == b->status_stale && b->writes) {
+    if (status == b->status_stale && q->stale_ok) {
         b->overtaken[b->overtaken_count++] = i;
         return 0;
     }
-    b->failed = i;
-    b->failed_status = (int32_t)status;
-    b->failed_sends = s->requests[i].sends;
-    return SYSTOLE_UDP_REFUSED;
+    return fail(s, i, (int32_t)status, SYSTOLE_UDP_REFUSED);
 }
 
 static int run(struct state *s, int64_t total)
 {
-    struct systole_udp_bulk *b = s->b;
+    struct systole_udp_link *b = s->b;
     uint8_t *buf = s->answer;
     int64_t next = 0;
     while (next < total || s->count) {
         while (next < total && (uint32_t)s->count < b->window) {
-            struct request *r = &s->requests[next];
-            if (b->writes) {
+            struct systole_udp_request *q = &s->requests[next];
+            if (q->numbered) {
                 b->write_seq = (b->write_seq + 1) % b->seq_modulus;
-                r->seq = b->write_seq;
+                q->seq = b->write_seq;
             } else {
                 b->read_seq = (b->read_seq + 1) % b->seq_modulus;
-                r->seq = b->read_seq;
+                q->seq = b->read_seq;
             }
             if (send_request(s, (int32_t)next))
                 return SYSTOLE_UDP_SOCKET;
             next++;
         }
-        uint64_t first_deadline = s->requests[s->oldest].deadline;
+        uint64_t first_deadline = s->slots[s->oldest].deadline;
         ssize_t size = recv(b->fd, buf, MAX_DATAGRAM, MSG_DONTWAIT);
         if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             uint64_t now = now_ns();
@@ -288,27 +332,20 @@ static int run(struct state *s, int64_t total)
             int result = take_answer(s, buf, (size_t)size);
             if (result)
                 return result;
-            if (now_ns() < first_deadline)
+            if (s->count == 0 || now_ns() < s->slots[s->oldest].deadline)
                 continue;                            /* no deadline has passed */
         } else if (errno == ECONNREFUSED) {
             b->refused = 1;
         } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            b->failed = s->oldest;
-            b->failed_status = errno;
-            return SYSTOLE_UDP_SOCKET;
+            return fail(s, s->oldest, errno, SYSTOLE_UDP_SOCKET);
         }
         uint64_t now = now_ns();
         while (s->count) {
             int32_t i = s->oldest;
-            struct request *r = &s->requests[i];
-            if (r->deadline > now)
+            if (s->slots[i].deadline > now)
                 break;
-            if (r->sends > b->retries) {
-                b->failed = i;
-                b->failed_sends = r->sends;
-                b->failed_bad_answers = r->bad_answers;
-                return SYSTOLE_UDP_GAVE_UP;
-            }
+            if (s->requests[i].sends > b->retries)
+                return fail(s, i, 0, SYSTOLE_UDP_GAVE_UP);
             unlink_request(s, i);
             if (send_request(s, i))
                 return SYSTOLE_UDP_SOCKET;
@@ -317,32 +354,62 @@ static int run(struct state *s, int64_t total)
     return SYSTOLE_UDP_DONE;
 }
 
-/* The whole range moved (module comment); the result is one of SYSTOLE_UDP_*. */
-int systole_udp_bulk(struct systole_udp_bulk *b)
+/* Every request of the window answered (module comment); one of SYSTOLE_UDP_*. */
+int systole_udp_window(struct systole_udp_link *b, struct systole_udp_request *requests, uint64_t count)
 {
     if (crc_table[1] == 0)
         crc_init();
-    if (b->nbytes == 0)
+    if (count == 0)
         return SYSTOLE_UDP_DONE;
     struct state *s = malloc(sizeof *s);
-    if (s == NULL)
-        return SYSTOLE_UDP_MEMORY;
-    s->b = b;
-    uint64_t into_window = b->max_payload - b->address % b->max_payload;
-    s->first_length = b->nbytes < into_window ? b->nbytes : into_window;
-    int64_t total = 1 + (int64_t)((b->nbytes - s->first_length + b->max_payload - 1) / b->max_payload);
-    s->requests = calloc((size_t)total, sizeof *s->requests);
-    s->in_flight = malloc(sizeof *s->in_flight * b->seq_modulus);
+    struct slot *slots = calloc((size_t)count, sizeof *slots);
     int result = SYSTOLE_UDP_MEMORY;
-    if (s->requests != NULL && s->in_flight != NULL) {
-        for (uint32_t k = 0; k < b->seq_modulus; k++)
-            s->in_flight[k] = -1;
+    if (s != NULL && slots != NULL) {
+        s->b = b;
+        s->requests = requests;
+        s->slots = slots;
         s->oldest = s->newest = -1;
         s->count = 0;
-        result = run(s, total);
+        result = run(s, (int64_t)count);
     }
-    free(s->in_flight);
-    free(s->requests);
+    free(slots);
     free(s);
+    return result;
+}
+
+/* The range [address, address + nbytes) written from data (`writes`: command is
+ * state-changing) or read into it, as one window of requests inside max_payload windows. */
+int systole_udp_bulk(struct systole_udp_link *b, uint32_t command, uint32_t writes, uint32_t max_payload,
+                     uint64_t address, uint8_t *data, uint64_t nbytes)
+{
+    if (nbytes == 0)
+        return SYSTOLE_UDP_DONE;
+    uint64_t into_window = max_payload - address % max_payload;
+    uint64_t first = nbytes < into_window ? nbytes : into_window;
+    uint64_t total = 1 + (nbytes - first + max_payload - 1) / max_payload;
+    struct systole_udp_request *requests = calloc((size_t)total, sizeof *requests);
+    if (requests == NULL)
+        return SYSTOLE_UDP_MEMORY;
+    uint64_t offset = 0;
+    for (uint64_t i = 0; i < total; i++) {
+        struct systole_udp_request *q = &requests[i];
+        uint64_t left = nbytes - offset, most = i == 0 ? first : max_payload;
+        uint32_t length = (uint32_t)(left < most ? left : most);
+        q->address = address + offset;
+        q->length = length;
+        q->command = (uint8_t)command;
+        if (writes) {
+            q->payload = data + offset;
+            q->payload_bytes = length;
+            q->numbered = q->stale_ok = 1;
+        } else {
+            q->into = data + offset;
+            q->into_bytes = length;
+            q->exact = 1;
+        }
+        offset += length;
+    }
+    int result = systole_udp_window(b, requests, total);
+    free(requests);
     return result;
 }

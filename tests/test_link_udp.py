@@ -485,9 +485,13 @@ def test_a_job_is_one_window_and_the_2_1_way_gives_the_same_result(board):
     (Command.REPLAY_AFTER, Status.BAD_LENGTH, r"REPLAY_AFTER at 0x0 failed: BAD_LENGTH"),
     (Command.MEM_WRITE_AFTER, Status.BAD_ADDRESS, r"MEM_WRITE_AFTER at 0x[0-9a-f]+ failed: BAD_ADDRESS"),
 ])
-def test_a_job_window_that_cannot_complete_fails_in_one_line(command, status, message):
+@pytest.mark.parametrize("compiled", [True, False], ids=["udp_bulk.c", "python"])
+def test_a_job_window_that_cannot_complete_fails_in_one_line(command, status, message, compiled):
+    """The same lines from the compiled and the Python job windows."""
     with _JobBoard(CONFIG, memory_bytes=MEMORY, command=command, status=status) as board:
         with connect(board, timeout_s=0.01, retries=3) as link:
+            if not compiled:
+                link._bulk = None
             with pytest.raises(LinkDeviceError, match=message) as failure:
                 run_matmuls(link, [(1, 40, 2000)])           # A of 2 KB: a MEM_WRITE_AFTER
     assert "\n" not in str(failure.value)

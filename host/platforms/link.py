@@ -97,6 +97,7 @@ _RESEND = (Status.CRC, Status.TRUNCATED)
 # No response is longer: max_payload is at most 4096 and HELLO's answer is shorter. A
 # header claiming more is noise that happens to start with the sync byte.
 _MAX_RESPONSE_PAYLOAD = 4096
+REPLAY_CACHE = 1024           # REPLAY payloads kept encoded: a model's decode repeats the same jobs
 _HEADER_END = SYNC_BYTES + RESPONSE_HEADER.size
 # Why an open failed, by errno: what to do about it.
 _OPEN_HINTS = {
@@ -223,6 +224,7 @@ class LinkSession:
         self.clock = clock or time.monotonic
         self.name = name
         self._info: HelloInfo | None = None
+        self._replays: dict[tuple, bytes] = {}   # REPLAY payloads by their fields (_replay_payload)
         self._read_seq = 0                  # the last read's seq (reads: one per attempt)
         self._write_seq: int | None = None  # the last state-changing seq used; None until HELLO
         self.frames = 0                 # requests sent, retries included
@@ -338,6 +340,7 @@ class LinkSession:
         except Exception as exc:
             raise LinkWrongDevice(f"{self.name}: malformed HELLO answer ({exc})") from exc
         self._info = info
+        self._replays.clear()                # their timeouts are in this bridge's cycles
         self._follow(info.last_seq)
         return info
 
@@ -395,9 +398,16 @@ class LinkSession:
         if not self.can_replay:
             raise LinkWrongDevice(f"{self.name}: the bridge (protocol v{self.info.version[0]}."
                                   f"{self.info.version[1]}) does not run REPLAY")
-        cycles = min((1 << 32) - 1, math.ceil(timeout_s * self.info.clock_khz * 1000))
-        return encode_replay(status_offset=status_offset, busy_mask=busy_mask, ctrl_offset=ctrl_offset,
-                             start=start, done_mask=done_mask, timeout=cycles, writes=writes, reads=reads)
+        key = (status_offset, busy_mask, tuple(writes), ctrl_offset, start, done_mask, timeout_s, tuple(reads))
+        payload = self._replays.get(key)
+        if payload is None:                  # a model's decode repeats the same few hundred jobs
+            cycles = min((1 << 32) - 1, math.ceil(timeout_s * self.info.clock_khz * 1000))
+            payload = encode_replay(status_offset=status_offset, busy_mask=busy_mask, ctrl_offset=ctrl_offset,
+                                    start=start, done_mask=done_mask, timeout=cycles, writes=key[2], reads=key[7])
+            if len(self._replays) >= REPLAY_CACHE:
+                self._replays.clear()
+            self._replays[key] = payload
+        return payload
 
     def _chunks(self, address: int, nbytes: int):
         """(address, offset, length) pieces that each fit one max_payload window."""

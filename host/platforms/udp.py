@@ -188,24 +188,34 @@ def parse_address(text: str, default_host: str, default_port: int) -> tuple[str,
     return host, int(port_text)
 
 
-class _Bulk(ctypes.Structure):
-    """``struct systole_udp_bulk`` of ``firmware/udp_bulk.c``: a bulk transfer's inputs and results."""
+class _Link(ctypes.Structure):
+    """``struct systole_udp_link`` of ``firmware/udp_bulk.c``: the link's settings and one call's counters."""
 
-    _fields_ = [("fd", ctypes.c_int32), ("command", ctypes.c_uint32), ("writes", ctypes.c_uint32),
-                ("max_payload", ctypes.c_uint32), ("address", ctypes.c_uint64), ("data", ctypes.c_void_p),
-                ("nbytes", ctypes.c_uint64), ("window", ctypes.c_uint32), ("retries", ctypes.c_uint32),
-                ("timeout_ns", ctypes.c_uint64), ("seq_modulus", ctypes.c_uint32), ("write_seq", ctypes.c_uint32),
-                ("read_seq", ctypes.c_uint32), ("request_sync", ctypes.c_uint8), ("response_sync", ctypes.c_uint8),
-                ("status_ok", ctypes.c_uint8), ("status_crc", ctypes.c_uint8), ("status_truncated", ctypes.c_uint8),
-                ("status_stale", ctypes.c_uint8), ("pad", ctypes.c_uint8 * 2),
+    _fields_ = [("fd", ctypes.c_int32), ("window", ctypes.c_uint32), ("retries", ctypes.c_uint32),
+                ("seq_modulus", ctypes.c_uint32), ("timeout_ns", ctypes.c_uint64), ("write_seq", ctypes.c_uint32),
+                ("read_seq", ctypes.c_uint32),
+                *((name, ctypes.c_uint8) for name in ("request_sync", "response_sync", "status_ok", "status_crc",
+                                                      "status_truncated", "status_stale", "status_early", "pad")),
                 *((name, ctypes.c_uint64) for name in ("frames", "resent", "answers", "malformed", "crc_errors",
-                                                       "stale_frames", "foreign", "bytes_sent", "bytes_received")),
+                                                       "stale_frames", "foreign", "early", "bytes_sent",
+                                                       "bytes_received")),
                 ("refused", ctypes.c_int32), ("failed_status", ctypes.c_int32), ("failed", ctypes.c_int64),
-                ("failed_sends", ctypes.c_uint32), ("failed_bad_answers", ctypes.c_uint32),
+                *((name, ctypes.c_uint32) for name in ("failed_sends", "failed_bad_answers", "failed_early_answers",
+                                                       "pad2")),
                 ("overtaken", ctypes.c_void_p), ("overtaken_count", ctypes.c_uint64)]
 
 
-# systole_udp_bulk's results (firmware/udp_bulk.c)
+class _Piece(ctypes.Structure):
+    """``struct systole_udp_request``: one request of a compiled window, and what came back."""
+
+    _fields_ = [("address", ctypes.c_uint64), ("payload", ctypes.c_void_p), ("into", ctypes.c_void_p),
+                ("wait_ns", ctypes.c_uint64), ("length", ctypes.c_uint32), ("payload_bytes", ctypes.c_uint32),
+                ("into_bytes", ctypes.c_uint32),
+                *((name, ctypes.c_uint8) for name in ("command", "numbered", "exact", "stale_ok")),
+                *((name, ctypes.c_uint32) for name in ("seq", "answered", "sends", "bad_answers", "early_answers"))]
+
+
+# The compiled calls' results (firmware/udp_bulk.c)
 _BULK_DONE, _BULK_GAVE_UP, _BULK_REFUSED, _BULK_WRONG_LENGTH, _BULK_SOCKET, _BULK_MEMORY = range(6)
 
 
@@ -215,8 +225,10 @@ def bulk_library() -> tuple[ctypes.CDLL | None, str | None]:
     transfers in one call each (``host.platforms.cbuild``)."""
     lib, problem = shared_library(FIRMWARE / "udp_bulk.c", "udp_bulk")
     if lib is not None:
-        lib.systole_udp_bulk.restype = ctypes.c_int
-        lib.systole_udp_bulk.argtypes = [ctypes.POINTER(_Bulk)]
+        lib.systole_udp_bulk.restype = lib.systole_udp_window.restype = ctypes.c_int
+        lib.systole_udp_bulk.argtypes = [ctypes.POINTER(_Link), ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
+                                         ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64]
+        lib.systole_udp_window.argtypes = [ctypes.POINTER(_Link), ctypes.POINTER(_Piece), ctypes.c_uint64]
         lib.systole_crc16.restype = ctypes.c_uint16
         lib.systole_crc16.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint16]
     return lib, problem
@@ -465,6 +477,8 @@ class UdpLink(LinkSession):
         ``retries`` times, then the link raises ``LinkTimeout`` (``LinkCrcError`` when only
         corrupted answers came back).
         """
+        if self._bulk is not None and requests and not any(request.frame for request in requests):
+            return self._compiled_window(requests, what, window or self.window, collect_stale)
         # The loop runs once per datagram: the socket, the clock and the codec are locals.
         send, clock, timeout_s, window = self.sock.send, self.clock, self.timeout_s, window or self.window
         recv, parse, view = self._recv, self._parse, self._view
@@ -703,57 +717,121 @@ class UdpLink(LinkSession):
         rules, the same counters); the MEM_WRITEs answered STALE, as ``_exchange`` returns
         them; a failure raises what ``_exchange`` raises for it."""
         writes = command in STATE_CHANGING
-        if writes and self._write_seq is None:
+        if self._write_seq is None:
             self.hello()                         # numbers writes after the bridge's last_seq
         window = self.info.max_payload
         data = np.frombuffer(view, np.uint8)
         count = 1 + -(-max(len(view) - (window - address % window), 0) // window)
         overtaken = np.zeros(count if writes else 0, np.int64)
-        bulk = _Bulk(fd=self.sock.fileno(), command=int(command), writes=int(writes), max_payload=window,
-                     address=address, data=data.ctypes.data, nbytes=len(view), window=self.window,
-                     retries=self.retries, timeout_ns=int(self.timeout_s * 1e9), seq_modulus=SEQ_MODULUS,
-                     write_seq=self._write_seq or 0, read_seq=self._read_seq, request_sync=REQUEST_SYNC,
-                     response_sync=RESPONSE_SYNC, status_ok=_OK, status_crc=int(Status.CRC),
-                     status_truncated=int(Status.TRUNCATED), status_stale=int(Status.STALE),
-                     overtaken=overtaken.ctypes.data)
-        result = self._bulk.systole_udp_bulk(ctypes.byref(bulk))
-        if writes:
-            self._write_seq = bulk.write_seq
-        else:
-            self._read_seq = bulk.read_seq
-        self.frames += bulk.frames
-        self.resent += bulk.resent
-        self.malformed += bulk.malformed
-        self.crc_errors += bulk.crc_errors
-        self.stale_frames += bulk.stale_frames
-        self.bytes_sent += bulk.bytes_sent
-        self.bytes_received += bulk.bytes_received
-        self.answers += bulk.answers
-        self.exchanges[command] = self.exchanges.get(command, 0) + bulk.answers
-        self._foreign, self._refused = bulk.foreign, bool(bulk.refused)
-        chunks = list(self._chunks(address, len(view))) if result != _BULK_DONE or bulk.overtaken_count else []
+        link = self._link(overtaken, self.window)
+        result = self._bulk.systole_udp_bulk(ctypes.byref(link), int(command), int(writes), window, address,
+                                             data.ctypes.data, len(view))
+        self._absorb(link)
+        self.answers += link.answers
+        self.exchanges[command] = self.exchanges.get(command, 0) + link.answers
+        chunks = list(self._chunks(address, len(view))) if result != _BULK_DONE or link.overtaken_count else []
 
         def request(index: int) -> _Request:
             start, offset, length = chunks[index]
-            piece = _Request(command, start, length, view[offset:offset + length] if writes else b"")
-            piece.sends, piece.bad_answers = bulk.failed_sends, bulk.failed_bad_answers
-            return piece
+            return _Request(command, start, length, view[offset:offset + length] if writes else b"")
 
+        self._compiled_failed(result, link, request, what)
+        return [request(int(index)) for index in overtaken[:link.overtaken_count]]
+
+    def _compiled_window(self, requests: list[_Request], what: str, window: int,
+                         collect_stale: bool) -> list[_Request]:
+        """``_exchange`` of ``requests`` (none numbered yet) in one call of
+        ``firmware/udp_bulk.c``: the same rules (EARLY included), the same counters, the
+        same return and errors. A request's answer lands in its ``into`` or, without one,
+        in ``answer``."""
+        count = len(requests)
+        pieces = (_Piece * count)()
+        keep = []                                # the buffers the call points into
+        room = self.info.max_payload
+        scratch = np.empty(room * sum(request.into is None for request in requests), np.uint8)
+        spare = 0
+        for piece, request in zip(pieces, requests):
+            command = request.command
+            piece.command, piece.address, piece.length = command, request.address, request.length
+            piece.numbered = command in STATE_CHANGING
+            piece.stale_ok = collect_stale or command == Command.MEM_WRITE
+            piece.wait_ns = int(request.wait_s * 1e9)
+            if request.payload:
+                payload = np.frombuffer(request.payload, np.uint8)
+                keep.append(payload)
+                piece.payload, piece.payload_bytes = payload.ctypes.data, len(payload)
+            if request.into is not None:
+                into = np.frombuffer(request.into, np.uint8)
+                keep.append(into)
+                piece.into, piece.into_bytes, piece.exact = into.ctypes.data, len(into), 1
+            else:
+                piece.into, piece.into_bytes = scratch.ctypes.data + spare, room
+                spare += room
+        overtaken = np.zeros(count, np.int64)
+        link = self._link(overtaken, window)
+        result = self._bulk.systole_udp_window(ctypes.byref(link), pieces, count)
+        self._absorb(link)
+        self.early += link.early
+        for piece, request in zip(pieces, requests):
+            request.seq, request.sends = piece.seq, piece.sends
+            request.bad_answers, request.early_answers = piece.bad_answers, piece.early_answers
+        self._compiled_failed(result, link, requests.__getitem__, what)
+        stale = {int(index) for index in overtaken[:link.overtaken_count]}
+        spare = 0
+        for index, (piece, request) in enumerate(zip(pieces, requests)):
+            if request.into is None:
+                if index not in stale:
+                    request.answer = scratch[spare:spare + piece.answered].tobytes()
+                spare += room
+            elif index not in stale:
+                request.answer = request.into
+            if index not in stale:
+                self._answered(request.command)
+        return [requests[index] for index in sorted(stale)]
+
+    def _link(self, overtaken: np.ndarray, window: int) -> _Link:
+        """The compiled calls' settings, with the seq counters (writes numbered after HELLO's)."""
+        if self._write_seq is None:
+            self.hello()
+        return _Link(fd=self.sock.fileno(), window=window, retries=self.retries, seq_modulus=SEQ_MODULUS,
+                     timeout_ns=int(self.timeout_s * 1e9), write_seq=self._write_seq, read_seq=self._read_seq,
+                     request_sync=REQUEST_SYNC, response_sync=RESPONSE_SYNC, status_ok=_OK,
+                     status_crc=int(Status.CRC), status_truncated=int(Status.TRUNCATED),
+                     status_stale=int(Status.STALE), status_early=_EARLY, overtaken=overtaken.ctypes.data)
+
+    def _absorb(self, link: _Link) -> None:
+        """A compiled call's seq counters and counters, into this link's."""
+        self._write_seq, self._read_seq = link.write_seq, link.read_seq
+        self.frames += link.frames
+        self.resent += link.resent
+        self.malformed += link.malformed
+        self.crc_errors += link.crc_errors
+        self.stale_frames += link.stale_frames
+        self.bytes_sent += link.bytes_sent
+        self.bytes_received += link.bytes_received
+        self._foreign, self._refused = link.foreign, bool(link.refused)
+
+    def _compiled_failed(self, result: int, link: _Link, request: Callable[[int], _Request], what: str) -> None:
+        """Raise what the Python window raises for a compiled call's ``result``
+        (``request(index)`` is the request it names)."""
+        if result == _BULK_DONE:
+            return
+        if result in (_BULK_GAVE_UP, _BULK_REFUSED, _BULK_WRONG_LENGTH):
+            failed = request(link.failed)
+            failed.sends, failed.bad_answers = link.failed_sends, link.failed_bad_answers
+            failed.early_answers = link.failed_early_answers
         if result == _BULK_GAVE_UP:
-            raise self._gave_up(request(bulk.failed), what)
+            raise self._gave_up(failed, what)
         if result == _BULK_REFUSED:
-            self._refused_answer(request(bulk.failed), bulk.failed_status, OrderedDict(), [], what)
+            self._refused_answer(failed, link.failed_status, OrderedDict(), [], what)
         if result == _BULK_WRONG_LENGTH:
-            raise LinkWrongDevice(f"{self.name}: {self._what(request(bulk.failed), what)} returned "
-                                  f"{bulk.failed_status} bytes")
+            raise LinkWrongDevice(f"{self.name}: {self._what(failed, what)} returned {link.failed_status} bytes")
         if result == _BULK_SOCKET:
-            raise LinkPortError(f"{self.name}: {what}: the socket failed ({os.strerror(bulk.failed_status)}); "
+            raise LinkPortError(f"{self.name}: {what}: the socket failed ({os.strerror(link.failed_status)}); "
                                 "is the network up?")
         if result == _BULK_MEMORY:
             raise MemoryError(f"{self.name}: {what}: no memory for the transfer's requests")
-        if result != _BULK_DONE:
-            raise AssertionError(f"systole_udp_bulk returned {result}")
-        return [request(int(index)) for index in overtaken[:bulk.overtaken_count]]
+        raise AssertionError(f"firmware/udp_bulk.c returned {result}")
 
     def _read_window(self, ranges: list[tuple[int, int]], what: str) -> list[bytes]:
         requests = [_Request(Command.MEM_READ, start, length) for start, length in ranges]
