@@ -82,7 +82,7 @@ struct systole_udp_request {
     uint8_t numbered;           /* 1: state-changing, numbered from the write counter */
     uint8_t exact;              /* 1: an OK answer carries exactly into_bytes */
     uint8_t stale_ok;           /* 1: STALE is recorded in overtaken, not a failure */
-    /* results */
+    /* results (zeroed by each call) */
     uint32_t seq;               /* the seq it was sent under */
     uint32_t answered;          /* the OK answer's payload bytes */
     uint32_t sends, bad_answers, early_answers;
@@ -143,9 +143,12 @@ struct state {
     struct systole_udp_request *requests;
     struct slot *slots;
     int32_t oldest, newest, count;
-    uint8_t frame[REQUEST_HEAD + 65536 + CRC_BYTES];
-    uint8_t answer[MAX_DATAGRAM];
+    uint8_t *frame, *answer;
 };
+
+/* A request being framed and an answer received: per thread, kept between calls (a
+ * job's window is a few datagrams, and fresh pages for these cost more than its sends). */
+static _Thread_local uint8_t frame_buffer[REQUEST_HEAD + 65536 + CRC_BYTES], answer_buffer[MAX_DATAGRAM];
 
 /* The call ends on request i: its index and counts for the caller's message. */
 static int fail(struct state *s, int32_t i, int32_t status, int result)
@@ -361,19 +364,17 @@ int systole_udp_window(struct systole_udp_link *b, struct systole_udp_request *r
         crc_init();
     if (count == 0)
         return SYSTOLE_UDP_DONE;
-    struct state *s = malloc(sizeof *s);
-    struct slot *slots = calloc((size_t)count, sizeof *slots);
-    int result = SYSTOLE_UDP_MEMORY;
-    if (s != NULL && slots != NULL) {
-        s->b = b;
-        s->requests = requests;
-        s->slots = slots;
-        s->oldest = s->newest = -1;
-        s->count = 0;
-        result = run(s, (int64_t)count);
+    for (uint64_t i = 0; i < count; i++) {          /* a prepared window is run again and again */
+        struct systole_udp_request *q = &requests[i];
+        q->seq = q->answered = q->sends = q->bad_answers = q->early_answers = 0;
     }
+    struct slot *slots = calloc((size_t)count, sizeof *slots);
+    if (slots == NULL)
+        return SYSTOLE_UDP_MEMORY;
+    struct state s = {.b = b, .requests = requests, .slots = slots, .oldest = -1, .newest = -1,
+                      .frame = frame_buffer, .answer = answer_buffer};
+    int result = run(&s, (int64_t)count);
     free(slots);
-    free(s);
     return result;
 }
 

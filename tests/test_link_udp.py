@@ -60,17 +60,17 @@ class Recorder:
                 self.chunks[(start, data[offset:offset + length])] += 1
             write_mem(address, data)
 
-        run_job = link.run_job
+        run_window = link.run_window
         self.jobs = 0
 
-        def record_job(*, a_address, a_data, **rest):
-            data = bytes(memoryview(a_data).cast("B"))
-            for start, offset, length in link._chunks(a_address, len(data)):
+        def record_job(job):
+            data = job.a.tobytes()
+            for start, offset, length in link._chunks(job.a_address, len(data)):
                 self.chunks[(start, data[offset:offset + length])] += 1
             self.jobs += 1
-            return run_job(a_address=a_address, a_data=a_data, **rest)
+            return run_window(job)
 
-        link.write_reg, link.write_mem, link.run_job = record_reg, record_mem, record_job
+        link.write_reg, link.write_mem, link.run_window = record_reg, record_mem, record_job
         self.link = link
 
     def check(self, board: UdpBoard) -> None:

@@ -57,13 +57,19 @@ board per datagram.
 
 from __future__ import annotations
 
+import binascii
+import ctypes
 import importlib.util
 import math
+import socket
 import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -79,6 +85,7 @@ from ..accel.driver import Driver, WeightBuffer
 from ..accel.pack import packed_size
 from ..cli import ArgumentParser, entry, int_in, nonnegative_float
 from ..platforms.link import LinkMemory, LinkRegisterBus
+from ..platforms.cbuild import shared_library
 from ..platforms.udp import UdpLink, bulk_library
 from .projection import STORIES, llama2c_config, llama2c_matmuls, model_matmuls, project
 
@@ -111,6 +118,7 @@ TARGETS = {"stories15M": 60.0, "Gemma 3 270M": 5.0, "upload_s": 5.0, "bulk_mb_s"
 QUANTS = ("smoothquant", "w4a8", "w4-gptq-all")
 DEFAULT_QUANTS = QUANTS
 REPO = Path(__file__).resolve().parents[2]
+WAYS = ("compiled", "python")                 # a job's window in firmware/udp_bulk.c, or in Python
 
 
 # The board clock the link core and the Ethernet core run on: gen.liteeth's CLOCK (host
@@ -153,7 +161,8 @@ def board_cycles(command: str, request: int, answer: int, memory_cycles: int) ->
     with ``answer`` bytes (frame bytes, overheads included), a memory command's bus
     access taking ``memory_cycles`` besides its beats: see the module docstring."""
     cycles = request * RX_CYCLES_PER_BYTE + EXCHANGE_CYCLES + answer * TX_CYCLES_PER_BYTE
-    if command in ("MEM_WRITE", "MEM_READ", "MEM_READ_AFTER"):
+    command = command.removesuffix("_AFTER")     # an AFTER request is its command, run in order
+    if command in ("MEM_WRITE", "MEM_READ"):
         data = request - REQUEST_OVERHEAD if command == "MEM_WRITE" else answer - RESPONSE_OVERHEAD
         cycles += memory_cycles + -(-data // CONFIG.bus_bytes) * MEM_CYCLES_PER_BEAT
     elif command == "REG_READ":
@@ -191,6 +200,14 @@ class TokenTraffic:
     model: str
     jobs: int
     exchanges: list[Exchange] = field(default_factory=list)
+    # The host's CPU seconds per job (driver and link), by way ("compiled": the windows in
+    # firmware/udp_bulk.c, "python": the Python window): (lower, upper quartile) summed.
+    host_s: dict[str, list[float]] = field(default_factory=dict)
+
+    def link_s(self, way: str, nic_s: float, which: int) -> float:
+        """Seconds of link per token: the host's CPU for every job (``way``, ``which``: 0
+        the lower quartile, 1 the upper) plus every exchange's wire and board time."""
+        return self.host_s[way][which] + sum(wire_board_s(e, nic_s) for e in self.exchanges)
 
     @property
     def datagrams(self) -> int:
@@ -244,18 +261,19 @@ def _recorded(link: UdpLink, log: list[Exchange]) -> None:
     link.transact, link._exchange = recorded_transact, recorded_exchange
 
 
-def count_token(name: str, matmuls, job_windows: bool = True) -> TokenTraffic:
+def count_token(name: str, matmuls, job_windows: bool = True, repeats: int = 0) -> TokenTraffic:
     """The exchanges of one decode token of ``matmuls``: the real driver's, one job per
     matmul (K split at ``max_k`` as the projection does), against the bridge model;
     each job one window (protocol 2.2, ``UdpLink.run_job``) or, ``job_windows`` False,
-    three exchanges (A, REPLAY, C: protocol 2.1's way)."""
+    three exchanges (A, REPLAY, C: protocol 2.1's way). With ``repeats``, each job
+    shape's host CPU too (``job_cpu``), both ways (``TokenTraffic.host_s``)."""
     board_model = _board_model()
     window = BOARD.dram_window
-    per_shape: dict[tuple[int, int], list[Exchange]] = {}
-    traffic = TokenTraffic(name, 0)
+    per_shape: dict[tuple[int, int], tuple[list[Exchange], dict]] = {}
+    traffic = TokenTraffic(name, 0, host_s={way: [0.0, 0.0] for way in WAYS})
     with board_model.UdpBoard(CONFIG, memory_bytes=0, compute=False, max_payload=MAX_PAYLOAD) as board:
         with UdpLink.open(board.url, "127.0.0.1", board.address[1], timeout_s=1.0, retries=3) as link:
-            link._bulk = None            # the Python window, whose frames _recorded sees (the same frames)
+            compiled, link._bulk = link._bulk, None      # the Python window, whose frames _recorded sees
             link.job_windows = job_windows
             driver = Driver(LinkRegisterBus(link), LinkMemory(link, window.base, window.size), CONFIG)
             for shape in matmuls:
@@ -268,80 +286,185 @@ def count_token(name: str, matmuls, job_windows: bool = True) -> TokenTraffic:
                         driver.matmul(a, weights)                # plans the job
                         log: list[Exchange] = []
                         _recorded(link, log)
+                        answers = _recorded_answers(board)
                         driver.matmul(a, weights)                # the steady state: counted
-                        del link.transact, link._exchange
+                        del link.transact, link._exchange, board.handle
+                        cpu = job_cpu(link, lambda: driver.matmul(a, weights), answers,
+                                      {"compiled": compiled, "python": None}, repeats) if repeats else {}
                         driver.free(buffer)
-                        per_shape[(shape.n, k)] = log
-                    traffic.exchanges += per_shape[(shape.n, k)]
+                        per_shape[(shape.n, k)] = log, cpu
+                    log, cpu = per_shape[(shape.n, k)]
+                    traffic.exchanges += log
                     traffic.jobs += 1
+                    for way, (low, high) in cpu.items():
+                        traffic.host_s[way][0] += low
+                        traffic.host_s[way][1] += high
     return traffic
+
+
+def _recorded_answers(board) -> list[bytes]:
+    """A list the bridge model's answers are appended to, until ``del board.handle``."""
+    answers: list[bytes] = []
+    handle = board.handle
+
+    def recording(datagram: bytes):
+        answer = handle(datagram)
+        if answer is not None:
+            answers.append(answer)
+        return answer
+
+    board.handle = recording
+    return answers
+
+
+@lru_cache(maxsize=1)
+def playback_library() -> tuple[ctypes.CDLL | None, str | None]:
+    """``host/perf/udp_playback.c`` compiled (``host.platforms.cbuild``), or ``(None, why not)``."""
+    lib, problem = shared_library(Path(__file__).with_name("udp_playback.c"), "udp_playback")
+    if lib is not None:
+        lib.systole_udp_playback.restype = ctypes.c_int64
+        lib.systole_udp_playback.argtypes = [ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
+                                             ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64)]
+    return lib, problem
+
+
+# The protocol's CRC-16 table: entry i is the CRC of the byte i from 0 (not reflected).
+_CRC_TABLE = np.array([binascii.crc_hqx(bytes((i,)), 0) for i in range(256)], np.uint16)
+
+
+class Playback:
+    """A responder as fast as the host asks (``host/perf/udp_playback.c``) on a loopback
+    socket, in a thread: it answers the n-th request with ``answers[n % len(answers)]``
+    under the request's seq. ``RuntimeError`` at the end if a request was not the
+    recorded answer's command."""
+
+    def __init__(self, answers: list[bytes]):
+        lib, problem = playback_library()
+        if lib is None:
+            raise RuntimeError(f"host/perf/udp_playback.c: {problem}")
+        self._lib = lib
+        self._blob = np.frombuffer(b"".join(answers), np.uint8)
+        self._offsets = np.cumsum([0, *map(len, answers)], dtype=np.uint64)
+        self._count = len(answers)
+        self.answered = ctypes.c_uint64(0)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.address = self.sock.getsockname()
+        self._result: int | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="udp-playback")
+
+    def _run(self) -> None:
+        self._result = self._lib.systole_udp_playback(self.sock.fileno(), self._blob.ctypes.data,
+                                                      self._offsets.ctypes.data, self._count,
+                                                      _CRC_TABLE.ctypes.data, ctypes.byref(self.answered))
+
+    def __enter__(self) -> "Playback":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stop:
+            stop.sendto(b"\0", self.address)
+        self._thread.join(5)
+        self.sock.close()
+        if self._result:
+            why = "the socket failed" if self._result < 0 else \
+                f"request {self._result - 1} was not the recorded answer's command"
+            raise RuntimeError(f"playback: {why}")
+
+
+def job_cpu(link: UdpLink, job: Callable[[], object], answers: list[bytes], ways: dict, repeats: int) \
+        -> dict[str, tuple[float, float]]:
+    """The host's CPU seconds (``time.thread_time``: the driver and the link) per call of
+    ``job``, answered by a ``Playback`` of ``answers`` (the bridge model's to the same
+    job); per way of ``ways`` (name: the link's ``_bulk``, None for the Python window),
+    the lower and upper quartile of ``repeats`` calls."""
+    peer = link.sock.getpeername()
+    bulk = link._bulk
+    out = {}
+    with Playback(answers) as playback:
+        link.sock.connect(playback.address)
+        try:
+            for way, library in ways.items():
+                link._bulk = library
+                job()                                   # warm
+                times = []
+                for _ in range(repeats):
+                    start = time.thread_time()
+                    job()
+                    times.append(time.thread_time() - start)
+                low, _, high = statistics.quantiles(times, n=4) if repeats > 1 else times * 3
+                out[way] = (low, high)
+        finally:
+            link.sock.connect(peer)
+            link._bulk = bulk
+    return out
 
 
 @dataclass
 class HostCost:
-    """This machine's CPU seconds per stop-and-wait exchange and per bulk datagram, the
-    range over repeats."""
+    """This machine's CPU seconds per 1 KiB datagram of a bulk window, the lower and upper
+    quartile over repeats."""
 
-    single: tuple[float, float]
     write: tuple[float, float]
     read: tuple[float, float]
 
 
-def measure_host(repeats: int = 5, singles: int = 2000, bulk_bytes: int = 4 << 20,
-                 compiled: bool = True) -> HostCost:
-    """``UdpLink``'s CPU time per REG_READ exchange and per 1 KiB MEM_WRITE / MEM_READ
-    datagram in a window, over loopback against the bridge model (its thread not counted);
-    the windows in ``firmware/udp_bulk.c`` where it builds, or in Python (``compiled``
-    False)."""
+def measure_host(repeats: int = 5, bulk_bytes: int = 4 << 20, compiled: bool = True) -> HostCost:
+    """``UdpLink``'s CPU time per 1 KiB MEM_WRITE / MEM_READ datagram of ``write_mem`` and
+    ``read_mem`` over loopback, answered by a ``Playback`` of the bridge model's answers
+    (``job_cpu``); the windows in ``firmware/udp_bulk.c`` where it builds, or in Python
+    (``compiled`` False)."""
     board_model = _board_model()
     data = np.random.default_rng(0).integers(0, 256, bulk_bytes, dtype=np.uint8).tobytes()
-    runs = {"single": [], "write": [], "read": []}
     base = BOARD.dram_window.base
+    datagrams = bulk_bytes // MAX_PAYLOAD
+    out = {}
     with board_model.UdpBoard(CONFIG, memory_bytes=bulk_bytes, max_payload=MAX_PAYLOAD) as board:
         with UdpLink.open(board.url, "127.0.0.1", board.address[1], timeout_s=1.0, retries=3) as link:
             if not compiled:
                 link._bulk = None
             link.hello()
-            datagrams = bulk_bytes // MAX_PAYLOAD
-            for _ in range(repeats):
-                start = time.thread_time()
-                for _ in range(singles):
-                    link.read_reg(0x80)
-                runs["single"].append((time.thread_time() - start) / singles)
-                start = time.thread_time()
-                link.write_mem(base, data)
-                runs["write"].append((time.thread_time() - start) / datagrams)
-                start = time.thread_time()
-                link.read_mem(base, bulk_bytes)
-                runs["read"].append((time.thread_time() - start) / datagrams)
-    return HostCost(*((min(v), max(v)) for v in runs.values()))
+            for name, transfer in (("write", lambda: link.write_mem(base, data)),
+                                   ("read", lambda: link.read_mem(base, bulk_bytes))):
+                answers = _recorded_answers(board)
+                transfer()
+                del board.handle
+                low, high = job_cpu(link, transfer, answers, {name: link._bulk}, repeats)[name]
+                out[name] = (low / datagrams, high / datagrams)
+    return HostCost(out["write"], out["read"])
 
 
 @dataclass
 class Figures:
-    """One model's projection: per-token link time with job windows (2.2) and as 2.1."""
+    """One model's projection: per-token link time with job windows (2.2), compiled (as
+    built) and in the Python window, and as 2.1 ran jobs."""
 
     model: str
     traffic: TokenTraffic
     quant: str                     # the quantization scheme: which layer kinds are int4
     accelerator_ms: float
     host_compute_ms: float
-    link_ms: float                 # a job a window (protocol 2.2), in the Python window as built
+    link_ms: float                 # a job a window (protocol 2.2) in firmware/udp_bulk.c, as built
+    python_link_ms: float          # the same windows in Python (where no compiler works)
     three_exchange_link_ms: float  # three exchanges a job (protocol 2.1)
     weight_bytes: int
-    compiled_window_link_ms: float = 0.0    # 2.2 with the job windows at the compiled rates (not built)
+
+    def _tok_s(self, link_ms: float) -> float:
+        return 1e3 / (self.accelerator_ms + self.host_compute_ms + link_ms)
 
     @property
     def tok_s(self) -> float:
-        return 1e3 / (self.accelerator_ms + self.host_compute_ms + self.link_ms)
+        return self._tok_s(self.link_ms)
 
     @property
-    def compiled_window_tok_s(self) -> float:
-        return 1e3 / (self.accelerator_ms + self.host_compute_ms + self.compiled_window_link_ms)
+    def python_tok_s(self) -> float:
+        return self._tok_s(self.python_link_ms)
 
     @property
     def three_exchange_tok_s(self) -> float:
-        return 1e3 / (self.accelerator_ms + self.host_compute_ms + self.three_exchange_link_ms)
+        return self._tok_s(self.three_exchange_link_ms)
 
 
 def _pipelined(host: float, pairs, command: str) -> float:
@@ -349,21 +472,15 @@ def _pipelined(host: float, pairs, command: str) -> float:
     return [max(host, wire_s(r), wire_s(a), board_s(command, r, a)) for r, a in pairs]
 
 
-def exchange_s(exchange: Exchange, host: HostCost, nic_s: float, which: int,
-               job_host: HostCost | None = None) -> float:
-    """Seconds of one exchange (``which``: 0 the best host figure, 1 the worst); a job's
-    window (``JOB``) at ``job_host``'s per-datagram costs (``UdpLink.run_job`` runs it in
-    the Python window)."""
+def wire_board_s(exchange: Exchange, nic_s: float) -> float:
+    """Seconds of one exchange on the NIC, the wires and the board, the host's CPU not
+    counted (``TokenTraffic.link_s`` adds it): the first datagram's round trip (NIC
+    latency, both wires, the board), then each further datagram at the slower of the
+    wires and the board."""
     request, answer = exchange.pairs[0]
-    latency = host.single[which] + nic_s + wire_s(request) + wire_s(answer) \
-        + board_s(exchange.command_of(0), request, answer)
-    total = latency
-    if exchange.command == "JOB" and job_host is not None:
-        host = job_host
+    total = nic_s + wire_s(request) + wire_s(answer) + board_s(exchange.command_of(0), request, answer)
     for index, pair in enumerate(exchange.pairs[1:], 1):
-        command = exchange.command_of(index)
-        per = host.read[which] if command in ("MEM_READ", "MEM_READ_AFTER") else host.write[which]
-        total += _pipelined(per, [pair], command)[0]
+        total += _pipelined(0.0, [pair], exchange.command_of(index))[0]
     return total
 
 
@@ -410,23 +527,23 @@ def shortlist_ms(vocab: int, dim: int, size: int, repeats: int = 5) -> float:
     return max(0.0, statistics.median(times["shortlist"][1:]) - statistics.median(times["argmax"][1:])) * 1e3
 
 
-def figures(cases, host: HostCost, nic_s: float, which: int, quants=("smoothquant",),
-            shortlist_ms: dict | None = None, job_host: HostCost | None = None) -> list[Figures]:
+def figures(cases, nic_s: float, which: int, quants=("smoothquant",),
+            shortlist_ms: dict | None = None) -> list[Figures]:
     """Each (name, matmuls, host compute ms, traffic, traffic as 2.1) case's figures, per scheme of
     ``quants`` (the weights' formats change the accelerator's time and the upload, not
     the link's exchanges: A and C are int8 and int32 in every scheme). ``shortlist_ms``
     maps (model, scheme) to the host time a scheme's shortlist adds (``shortlist_ms``);
-    ``job_host`` prices the datagrams of a job's window (``exchange_s``)."""
+    ``which`` 0 takes the host's lower quartile CPU per job, 1 the upper."""
     out = []
     for name, matmuls, host_ms, traffic, three in cases:
-        link = sum(exchange_s(e, host, nic_s, which, job_host) for e in traffic.exchanges)
-        compiled = sum(exchange_s(e, host, nic_s, which) for e in traffic.exchanges)
-        old = sum(exchange_s(e, host, nic_s, which) for e in three.exchanges)
+        link = traffic.link_s("compiled", nic_s, which)
+        python = traffic.link_s("python", nic_s, which)
+        old = three.link_s("compiled", nic_s, which)
         for quant in quants:
             ms = host_ms + (shortlist_ms or {}).get((name, quant), 0.0)
             p = project(name, matmuls, BOARD, CONFIG, ms, formats=scheme_formats(quant))
-            out.append(Figures(name, traffic, quant, p.accelerator_ms, ms, link * 1e3, old * 1e3,
-                               p.weight_bytes, compiled * 1e3))
+            out.append(Figures(name, traffic, quant, p.accelerator_ms, ms, link * 1e3, python * 1e3, old * 1e3,
+                               p.weight_bytes))
     return out
 
 
@@ -457,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     """Print the projection (see the module docstring); exit 0 (targets are reported, not enforced)."""
     parser = ArgumentParser(prog="python -m host.perf.ethernet", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int_in(1), default=5, help="host-cost runs (default: %(default)s)")
+    parser.add_argument("--job-repeats", type=int_in(2), default=30, metavar="N",
+                        help="timed runs of each job shape (default: %(default)s)")
     parser.add_argument("--nic-us", type=nonnegative_float, default=20.0, metavar="US",
                         help="NIC and kernel latency per round trip, not measured here (default: %(default)s)")
     parser.add_argument("--no-host-time", action="store_true", help="count no host compute per token")
@@ -464,11 +583,13 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"quantization schemes, one row each (their int4 layer kinds; default: "
                              f"{' '.join(DEFAULT_QUANTS)}; choices: {', '.join(QUANTS)})")
     args = parser.parse_args(argv)
-    print("host cost per exchange (UdpLink over loopback, CPU time of its thread)...", flush=True)
+    print("host CPU per bulk datagram (UdpLink over loopback against recorded answers)...", flush=True)
     host = measure_host(args.repeats)
-    python = measure_host(args.repeats, singles=10, compiled=False)
-    print("counting each model's exchanges per token (the real driver, an instant accelerator)...", flush=True)
-    cases = [(name, matmuls, ms, count_token(name, matmuls), count_token(name, matmuls, job_windows=False))
+    python = measure_host(args.repeats, compiled=False)
+    print("counting each model's exchanges per token and the host CPU per job (the real driver, an "
+          "instant accelerator)...", flush=True)
+    cases = [(name, matmuls, ms, count_token(name, matmuls, repeats=args.job_repeats),
+              count_token(name, matmuls, job_windows=False, repeats=args.job_repeats))
              for name, matmuls, ms in _cases(not args.no_host_time)]
     nic = args.nic_us * 1e-6
     from ..llm.quant import scheme
@@ -479,25 +600,31 @@ def main(argv: list[str] | None = None) -> int:
         shapes["Gemma 3 270M"] = (gemma.vocab_size, gemma.dim)
     extra = {(name, quant): shortlist_ms(*shape, scheme(quant).shortlist)
              for name, shape in shapes.items() for quant in args.quant if scheme(quant).shortlist}
-    best = figures(cases, host, nic, 0, args.quant, extra, python)
-    worst = figures(cases, host, nic, 1, args.quant, extra, python)
+    best = figures(cases, nic, 0, args.quant, extra)
+    worst = figures(cases, nic, 1, args.quant, extra)
     clock = core_clock_hz()
     us = "{:.1f}"
     print(f"\nNexys Video over 1 Gb/s Ethernet (UDP, {MAX_PAYLOAD}-byte max_payload); board link core at "
           f"{clock / 1e6:g} MHz; NIC latency {args.nic_us:g} us per round trip (assumed)")
-    print(f"host CPU per exchange: REG_READ {_range(host.single[0] * 1e6, host.single[1] * 1e6, us)} us; per "
-          f"1 KiB datagram in a window: write {_range(host.write[0] * 1e6, host.write[1] * 1e6, us)} us, "
-          f"read {_range(host.read[0] * 1e6, host.read[1] * 1e6, us)} us ({args.repeats} runs; "
+    print(f"host CPU per 1 KiB datagram in a window: write {_range(host.write[0] * 1e6, host.write[1] * 1e6, us)} "
+          f"us, read {_range(host.read[0] * 1e6, host.read[1] * 1e6, us)} us ({args.repeats} runs; "
           f"{'firmware/udp_bulk.c' if bulk_library()[0] is not None else 'Python: ' + str(bulk_library()[1])}); "
           f"the Python window in the same run: write {_range(python.write[0] * 1e6, python.write[1] * 1e6, us)} "
           f"us, read {_range(python.read[0] * 1e6, python.read[1] * 1e6, us)} us")
+    for b, w in zip(best, worst):
+        if b.quant == args.quant[0]:
+            t = b.traffic
+            print(f"host CPU per token, {b.model}: {_range(t.host_s['compiled'][0] * 1e3, w.traffic.host_s['compiled'][1] * 1e3, '{:.2f}')} ms "
+                  f"for {t.jobs} jobs (driver and link; {args.job_repeats} runs a job, quartiles); the Python window "
+                  f"{_range(t.host_s['python'][0] * 1e3, t.host_s['python'][1] * 1e3, '{:.2f}')} ms")
     write_wire = wire_s(REQUEST_OVERHEAD + MAX_PAYLOAD)
     print(f"per 1 KiB datagram: wire {write_wire * 1e6:.2f} us; board "
           f"{board_s('MEM_WRITE', REQUEST_OVERHEAD + MAX_PAYLOAD, RESPONSE_OVERHEAD) * 1e6:.2f} us (write), "
           f"{board_s('MEM_READ', REQUEST_OVERHEAD, RESPONSE_OVERHEAD + MAX_PAYLOAD) * 1e6:.2f} us (read)")
     print()
     header = (f"{'model':<14}{'quant':<13}{'jobs':>5}{'exch.':>7}{'s&w':>6}{'KB out':>8}{'KB in':>8}{'accel ms':>10}"
-              f"{'host ms':>9}{'link ms':>14}{'tok/s':>12}{'2.1 link ms':>14}{'2.1 tok/s':>12}{'compiled tok/s':>16}{'target':>8}")
+              f"{'host ms':>9}{'link ms':>14}{'tok/s':>12}{'Python win.':>13}{'2.1 link ms':>14}{'2.1 tok/s':>12}"
+              f"{'target':>8}")
     print(header)
     for b, w in zip(best, worst):
         t = b.traffic
@@ -505,20 +632,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{b.model:<14}{b.quant:<13}{t.jobs:>5}{len(t.exchanges):>7}{t.stop_and_wait:>6}{t.bytes_out / 1e3:>8.1f}"
               f"{t.bytes_in / 1e3:>8.1f}{b.accelerator_ms:>10.2f}{b.host_compute_ms:>9.2f}"
               f"{_range(b.link_ms, w.link_ms, '{:.2f}'):>14}{_range(b.tok_s, w.tok_s):>12}"
+              f"{_range(b.python_tok_s, w.python_tok_s):>13}"
               f"{_range(b.three_exchange_link_ms, w.three_exchange_link_ms, '{:.2f}'):>14}"
-              f"{_range(b.three_exchange_tok_s, w.three_exchange_tok_s):>12}"
-              f"{_range(b.compiled_window_tok_s, w.compiled_window_tok_s):>16}{'>= ' + format(target, 'g'):>8}")
+              f"{_range(b.three_exchange_tok_s, w.three_exchange_tok_s):>12}{'>= ' + format(target, 'g'):>8}")
     (wb, rb), (ww, rw) = bulk_mb_s(host, 0), bulk_mb_s(host, 1)
     print(f"\nbulk: write {_range(wb, ww)} MB/s, read {_range(rb, rw)} MB/s "
           f"(target >= {TARGETS['bulk_mb_s']:g}; wire alone: {MAX_PAYLOAD / write_wire / 1e6:.1f} MB/s)")
     for b in best:
         print(f"weight upload, {b.model} {b.quant}: {b.weight_bytes / 1e6:.1f} MB in {_range(b.weight_bytes / wb / 1e6, b.weight_bytes / ww / 1e6, '{:.2f}')} s "
               f"(target <= {TARGETS['upload_s']:g} s)")
-    print("\n'2.1': the same driver with each job as three exchanges (A's window, a stop-and-wait REPLAY, "
-          "C's window), as protocol 2.1 ran it; 'exch.' and 's&w' count the 2.2 traffic (a job's window is one "
-          "round trip). A job's window runs in the Python window (its datagrams at the Python rates); "
-          "'compiled tok/s' prices them at firmware/udp_bulk.c's rates, for a compiled job window that is "
-          "not built.")
+    print("\n'link ms': the host's CPU for every job (the driver and UdpLink, measured per job shape) plus every "
+          "exchange's NIC, wire and board time, not overlapped; a job's window in firmware/udp_bulk.c, as built. "
+          "'Python win.': tok/s with the same windows in Python. '2.1': the same driver with each job as three "
+          "exchanges (A's window, a stop-and-wait REPLAY, C's window), as protocol 2.1 ran it; 'exch.' and 's&w' "
+          "count the 2.2 traffic (a job's window is one round trip).")
     return 0
 
 

@@ -637,35 +637,34 @@ class LinkRegisterBus:
         """``_replay`` with the job's memory traffic: A from ``io.a`` (int8 ``[m, k]``,
         rows padded to ``a_stride`` with zeros) to ``io.a_buf``, and, when done, C's rows
         (``c_row_bytes`` of every ``c_stride``) from ``io.c_buf`` into ``io.c``; all in
-        one window (``UdpLink.run_job``) when the REPLAY fits, else request by request."""
-        a = np.ctypeslib.as_array((ctypes.c_int8 * (io.m * io.k)).from_address(io.a)).reshape(io.m, io.k)
-        if io.a_stride != io.k:
-            staged = np.zeros((io.m, io.a_stride), np.int8)
-            staged[:, :io.k] = a
-            a = staged
-        c_nbytes = io.m * io.c_stride
+        one window (``UdpLink.job_window``, prepared once a job) when the REPLAY fits,
+        else request by request."""
+        m, k, a_stride, c_stride, c_row_bytes = io.m, io.k, io.a_stride, io.c_stride, io.c_row_bytes
+        a = np.ctypeslib.as_array((ctypes.c_int8 * (m * k)).from_address(io.a)).reshape(m, k)
         link = self.link
-        if not link.replay_fits(count, read_count):
-            link.write_mem(io.a_buf, a.tobytes())
+        if link.replay_fits(count, read_count):
+            job = link.job_window(
+                a_address=io.a_buf, a_nbytes=m * a_stride, c_address=io.c_buf, c_nbytes=m * c_stride,
+                status_offset=status_offset, busy_mask=busy_mask, write_offsets=_uint32s(offsets_address, count),
+                write_values=_uint32s(values_address, count), ctrl_offset=ctrl_offset, start=start,
+                done_mask=done_mask, timeout_s=timeout_s, read_offsets=_uint32s(read_offsets_address, read_count))
+            job.a.reshape(m, a_stride)[:, :k] = a.view(np.uint8)      # the padding stays zero
+            result, got = link.run_window(job)
+            done = 1 if result == ReplayResult.DONE else -1 if result == ReplayResult.BUSY else 0
+            if done == 1:
+                _uint32s(read_values_address, read_count)[:] = got
+            c = job.c
+        else:
+            staged = np.zeros((m, a_stride), np.int8)
+            staged[:, :k] = a
+            link.write_mem(io.a_buf, staged.tobytes())
             done = self._replay(status_offset, busy_mask, offsets_address, values_address, count, ctrl_offset,
                                 start, done_mask, timeout_s, read_offsets_address, read_count,
                                 read_values_address)
-            c = link.read_mem(io.c_buf, c_nbytes) if done == 1 else b""
-        else:
-            offsets, values = _uint32s(offsets_address, count), _uint32s(values_address, count)
-            out = _uint32s(read_values_address, read_count)
-            result, got, c = link.run_job(
-                a_address=io.a_buf, a_data=np.ascontiguousarray(a), c_address=io.c_buf, c_nbytes=c_nbytes,
-                status_offset=status_offset, busy_mask=busy_mask, writes=list(zip(offsets.tolist(), values.tolist())),
-                ctrl_offset=ctrl_offset, start=start, done_mask=done_mask, timeout_s=timeout_s,
-                reads=_uint32s(read_offsets_address, read_count).tolist())
-            done = 1 if result == ReplayResult.DONE else -1 if result == ReplayResult.BUSY else 0
-            if done == 1:
-                out[:] = got
+            c = np.frombuffer(link.read_mem(io.c_buf, m * c_stride), np.uint8) if done == 1 else None
         if done == 1:
-            rows = np.frombuffer(c, np.uint8).reshape(io.m, io.c_stride)[:, :io.c_row_bytes]
-            target = np.ctypeslib.as_array((ctypes.c_uint8 * (io.m * io.c_row_bytes)).from_address(io.c))
-            target.reshape(io.m, io.c_row_bytes)[:] = rows
+            target = np.ctypeslib.as_array((ctypes.c_uint8 * (m * c_row_bytes)).from_address(io.c))
+            target.reshape(m, c_row_bytes)[:] = c.reshape(m, c_stride)[:, :c_row_bytes]
         return done
 
     def _replay_by_requests(self, status_offset, busy_mask, writes, ctrl_offset, start, done_mask, timeout_s,

@@ -90,6 +90,7 @@ from hdl.spec.link_protocol import (
 
 from .cbuild import FIRMWARE, shared_library
 from .link import (
+    REPLAY_CACHE,
     LinkCrcError,
     LinkDeviceError,
     LinkError,
@@ -101,7 +102,7 @@ from .link import (
     _describe,
 )
 
-__all__ = ["UdpLink", "WINDOW", "JOB_READS_BEHIND", "DEFAULT_TIMEOUT_S", "DEFAULT_RETRIES", "parse_address", "is_udp_address",
+__all__ = ["UdpLink", "JobWindow", "WINDOW", "JOB_READS_BEHIND", "DEFAULT_TIMEOUT_S", "DEFAULT_RETRIES", "parse_address", "is_udp_address",
            "LinkError", "LinkOpenError", "LinkTimeout", "LinkCrcError", "LinkWrongDevice", "LinkDeviceError",
            "LinkPortError"]
 
@@ -251,6 +252,40 @@ class _Request:
         self.early_answers = 0
 
 
+def _address(buffer) -> int:
+    """The address of a contiguous buffer's first byte (kept alive by the caller)."""
+    return np.frombuffer(buffer, np.uint8).ctypes.data
+
+
+class JobWindow:
+    """A job's window prepared by ``UdpLink.job_window`` and run by ``run_window``: the
+    caller puts A in ``a`` (device layout) and finds C in ``c``. The requests (and, with
+    ``firmware/udp_bulk.c``, their compiled form) point into ``a``, ``c`` and the REPLAY
+    payload, and are reused for every run."""
+
+    def __init__(self, link: "UdpLink", a_address: int, a_nbytes: int, c_address: int, c_nbytes: int,
+                 payload: bytes, reads: int, timeout_s: float):
+        self.a, self.c = np.zeros(a_nbytes, np.uint8), np.zeros(c_nbytes, np.uint8)
+        self.a_address, self.c_address, self.payload, self.reads = a_address, c_address, payload, reads
+        self.what = f"job (A: {a_nbytes} bytes at {a_address:#x}, C: {c_nbytes} bytes at {c_address:#x})"
+        a, c = memoryview(self.a), memoryview(self.c)
+        requests = [_Request(Command.MEM_WRITE_AFTER if index else Command.MEM_WRITE, at, length,
+                             a[offset:offset + length])
+                    for index, (at, offset, length) in enumerate(link._chunks(a_address, a_nbytes))]
+        self.replay = _Request(Command.REPLAY_AFTER, 0, len(payload), payload)
+        requests.append(self.replay)
+        c_pieces = list(link._chunks(c_address, c_nbytes))[:JOB_READS_BEHIND]
+        self.behind = [_Request(Command.MEM_READ_AFTER, at, length, into=c[offset:offset + length])
+                       for at, offset, length in c_pieces]
+        self.rest = sum(length for _, _, length in c_pieces)       # C's bytes read after the REPLAY
+        requests += self.behind
+        for request in requests[-1 - len(self.behind):]:
+            request.wait_s = timeout_s           # the REPLAY and what waits behind it
+        self.requests = requests
+        self.pieces, self.scratch = link._pieces(requests, collect_stale=True) if link._bulk is not None \
+            else (None, None)
+
+
 class UdpLink(LinkSession):
     """A ``LinkSession`` over a connected UDP socket: one frame a datagram, windowed bulk.
 
@@ -290,6 +325,7 @@ class UdpLink(LinkSession):
         self._refused = False                    # an ICMP "port unreachable" came back
         self.answers = self.resent = self.malformed = self.verified = self.early = 0
         self.job_windows = True                  # False: a job as three exchanges (protocol 2.1's way)
+        self._windows: dict[tuple, JobWindow] = {}   # prepared job windows (job_window)
         self.bytes_sent = self.bytes_received = 0
         self.exchanges: dict[Command, int] = {}
         # Bulk transfers in one compiled call (firmware/udp_bulk.c) where it builds, on the
@@ -455,6 +491,7 @@ class UdpLink(LinkSession):
     def hello(self) -> HelloInfo:
         """``LinkSession.hello``; datagrams that are not link frames, and nothing else, until
         the timeout mean ``LinkWrongDevice``."""
+        self._windows.clear()                   # chunked by the bridge's max_payload
         try:
             return super().hello()
         except LinkTimeout as error:
@@ -623,54 +660,82 @@ class UdpLink(LinkSession):
         REPLAY and MEM_READ_AFTER (protocol 2.2)."""
         return self.job_windows and self.can_replay and self.info.version >= AFTER_VERSION
 
+    def job_window(self, *, a_address: int, a_nbytes: int, c_address: int, c_nbytes: int, status_offset: int,
+                   busy_mask: int, write_offsets: np.ndarray, write_values: np.ndarray, ctrl_offset: int,
+                   start: int, done_mask: int, timeout_s: float, read_offsets: np.ndarray) -> "JobWindow":
+        """One job's window (``run_window``), prepared once for its fields and kept (a
+        model's decode repeats the same jobs): A's MEM_WRITE and MEM_WRITE_AFTERs from
+        ``JobWindow.a``, the register sequence (``write_offsets``/``write_values`` uint32,
+        then ``read_offsets``) as a REPLAY_AFTER, and up to ``JOB_READS_BEHIND``
+        MEM_READ_AFTERs into ``JobWindow.c``."""
+        key = (a_address, a_nbytes, c_address, c_nbytes, status_offset, busy_mask, write_offsets.tobytes(),
+               write_values.tobytes(), ctrl_offset, start, done_mask, timeout_s, read_offsets.tobytes())
+        job = self._windows.get(key)
+        if job is None:
+            if len(self._windows) >= REPLAY_CACHE:
+                self._windows.clear()
+            job = self._windows[key] = JobWindow(self, a_address, a_nbytes, c_address, c_nbytes, self._replay_payload(
+                status_offset=status_offset, busy_mask=busy_mask,
+                writes=list(zip(write_offsets.tolist(), write_values.tolist())), ctrl_offset=ctrl_offset,
+                start=start, done_mask=done_mask, timeout_s=timeout_s, reads=read_offsets.tolist()),
+                len(read_offsets), timeout_s)
+        return job
+
+    def run_window(self, job: "JobWindow") -> tuple[ReplayResult, list[int]]:
+        """Run a prepared job (protocol 2.2, "a job in one window" in
+        ``hdl.spec.link_protocol``): A from ``job.a``, the REPLAY_AFTER, C's first
+        MEM_READ_AFTERs, numbered in that order and sent without waiting. The bridge runs
+        each at most once and only right after the one before it (an early one is
+        answered EARLY and sent again when its predecessor has answered, or at its
+        deadline), so the job runs once, on all of A, and C is read after it. One
+        answered STALE ran (only its answer was lost): a read of C is made again as a
+        plain MEM_READ. C's remaining datagrams are read once the REPLAY has answered.
+        Returns the REPLAY's result and its read values; ``job.c`` holds C when DONE."""
+        requests, what = job.requests, job.what
+        if self._bulk is not None:
+            if job.pieces is None:
+                job.pieces, job.scratch = self._pieces(requests, collect_stale=True)
+            stale = self._run_pieces(job.pieces, job.scratch, requests, what, min(self.window, len(requests)))
+        else:
+            for request in requests:
+                request.frame = b""
+                request.early, request.early_answers, request.bad_answers = False, 0, 0
+            stale = self._exchange(requests, what, min(self.window, len(requests)), collect_stale=True)
+        for request in stale:                # a newer request ran, and only right after this one: it ran
+            if request.command == Command.MEM_READ_AFTER:     # its answer was lost: read again
+                request.into[:] = self._read_window([(request.address, request.length)], what)[0]
+                request.answer = request.into
+            elif request is job.replay:      # its repeat reads again: a STALE one is not ours
+                raise LinkDeviceError(request.command, request.address, Status.STALE, where=self.name)
+        self._check_answers(job.behind, what)
+        try:
+            result, values = decode_replay_answer(job.replay.answer, job.reads)
+        except ValueError as exc:
+            raise LinkWrongDevice(f"{self.name}: malformed REPLAY answer ({exc})") from None
+        if result == ReplayResult.DONE and job.rest < len(job.c):
+            rest = memoryview(job.c)[job.rest:]
+            if self._bulk is not None:
+                self._compiled(Command.MEM_READ, job.c_address + job.rest, rest, what)
+            else:
+                rest[:] = self.read_mem(job.c_address + job.rest, len(rest))
+        return result, values
+
     def run_job(self, *, a_address: int, a_data, c_address: int, c_nbytes: int, status_offset: int,
                 busy_mask: int, writes, ctrl_offset: int, start: int, done_mask: int, timeout_s: float,
                 reads) -> tuple[ReplayResult, list[int], bytes]:
-        """One job as one window (protocol 2.2, "a job in one window" in
-        ``hdl.spec.link_protocol``): A as a MEM_WRITE then MEM_WRITE_AFTERs, the job's
-        register sequence as a REPLAY_AFTER (``LinkSession.replay``'s), and up to
-        ``JOB_READS_BEHIND`` MEM_READ_AFTERs of C, numbered in that order and sent
-        without waiting. The bridge runs each at most once and only right after the one
-        before it (an early one is answered EARLY and sent again when its predecessor
-        has answered, or at its deadline), so the job runs once, on all of A, and C is
-        read after it. One answered STALE ran (only its answer was lost): a read of C is
-        made again as a plain MEM_READ. C's remaining datagrams are read once the REPLAY
-        has answered. Returns the REPLAY's result, its read values and C's bytes (zeros
-        unless DONE)."""
-        reads = list(reads)
-        payload = self._replay_payload(status_offset=status_offset, busy_mask=busy_mask, writes=writes,
-                                       ctrl_offset=ctrl_offset, start=start, done_mask=done_mask,
-                                       timeout_s=timeout_s, reads=reads)
-        a_view = memoryview(a_data).cast("B")
-        out = bytearray(c_nbytes)
-        view = memoryview(out)
-        what = f"job (A: {len(a_view)} bytes at {a_address:#x}, C: {c_nbytes} bytes at {c_address:#x})"
-        c_pieces = list(self._chunks(c_address, c_nbytes))
-        behind = c_pieces[:JOB_READS_BEHIND]
-        window = [_Request(Command.MEM_WRITE_AFTER if index else Command.MEM_WRITE, at, length,
-                           a_view[offset:offset + length])
-                  for index, (at, offset, length) in enumerate(self._chunks(a_address, len(a_view)))]
-        replay = _Request(Command.REPLAY_AFTER, 0, len(payload), payload)
-        window.append(replay)
-        for at, offset, length in behind:
-            window.append(_Request(Command.MEM_READ_AFTER, at, length, into=view[offset:offset + length]))
-        for request in window[-1 - len(behind):]:
-            request.wait_s = timeout_s           # the REPLAY and what waits behind it
-        for request in self._exchange(window, what, min(self.window, len(window)), collect_stale=True):
-            if request.command == Command.MEM_READ_AFTER:     # it ran; its answer was lost
-                request.into[:] = self._read_window([(request.address, request.length)], what)[0]
-                request.answer = request.into
-            elif request is replay:           # its repeat reads again: a STALE one is not ours
-                raise LinkDeviceError(Command.REPLAY_AFTER, 0, Status.STALE, where=self.name)
-        self._check_answers(window[len(window) - len(behind):], what)
-        try:
-            result, values = decode_replay_answer(replay.answer, len(reads))
-        except ValueError as exc:
-            raise LinkWrongDevice(f"{self.name}: malformed REPLAY answer ({exc})") from None
-        if result == ReplayResult.DONE and len(c_pieces) > len(behind):
-            done = c_pieces[len(behind)][1]
-            out[done:] = self.read_mem(c_address + done, c_nbytes - done)
-        return result, values, bytes(out)
+        """``run_window`` of ``job_window`` for these fields (``writes`` as ``(offset,
+        value)`` pairs), A from ``a_data``: the REPLAY's result, its read values and C's
+        bytes (zeros unless DONE)."""
+        a = np.frombuffer(memoryview(a_data).cast("B"), np.uint8)
+        writes = np.array(list(writes), np.uint32).reshape(-1, 2)
+        job = self.job_window(a_address=a_address, a_nbytes=len(a), c_address=c_address, c_nbytes=c_nbytes,
+                              status_offset=status_offset, busy_mask=busy_mask, write_offsets=writes[:, 0].copy(),
+                              write_values=writes[:, 1].copy(), ctrl_offset=ctrl_offset, start=start,
+                              done_mask=done_mask, timeout_s=timeout_s, read_offsets=np.array(list(reads), np.uint32))
+        job.a[:] = a
+        job.c[:] = 0
+        result, values = self.run_window(job)
+        return result, values, job.c.tobytes()
 
     @property
     def compiled_bulk(self) -> bool:
@@ -744,12 +809,17 @@ class UdpLink(LinkSession):
         ``firmware/udp_bulk.c``: the same rules (EARLY included), the same counters, the
         same return and errors. A request's answer lands in its ``into`` or, without one,
         in ``answer``."""
-        count = len(requests)
-        pieces = (_Piece * count)()
-        keep = []                                # the buffers the call points into
+        pieces, scratch = self._pieces(requests, collect_stale)
+        return self._run_pieces(pieces, scratch, requests, what, window)
+
+    def _pieces(self, requests: list[_Request], collect_stale: bool) -> tuple[ctypes.Array, np.ndarray]:
+        """``requests`` as ``firmware/udp_bulk.c``'s, and the buffer the answers of those
+        without an ``into`` land in (``max_payload`` bytes each). The pieces point into
+        the requests' payloads and ``into`` buffers, which must stay alive while they are used."""
+        pieces = (_Piece * len(requests))()
         room = self.info.max_payload
         scratch = np.empty(room * sum(request.into is None for request in requests), np.uint8)
-        spare = 0
+        spare = scratch.ctypes.data
         for piece, request in zip(pieces, requests):
             command = request.command
             piece.command, piece.address, piece.length = command, request.address, request.length
@@ -757,16 +827,18 @@ class UdpLink(LinkSession):
             piece.stale_ok = collect_stale or command == Command.MEM_WRITE
             piece.wait_ns = int(request.wait_s * 1e9)
             if request.payload:
-                payload = np.frombuffer(request.payload, np.uint8)
-                keep.append(payload)
-                piece.payload, piece.payload_bytes = payload.ctypes.data, len(payload)
+                piece.payload, piece.payload_bytes = _address(request.payload), len(request.payload)
             if request.into is not None:
-                into = np.frombuffer(request.into, np.uint8)
-                keep.append(into)
-                piece.into, piece.into_bytes, piece.exact = into.ctypes.data, len(into), 1
+                piece.into, piece.into_bytes, piece.exact = _address(request.into), len(request.into), 1
             else:
-                piece.into, piece.into_bytes = scratch.ctypes.data + spare, room
+                piece.into, piece.into_bytes = spare, room
                 spare += room
+        return pieces, scratch
+
+    def _run_pieces(self, pieces: ctypes.Array, scratch: np.ndarray, requests: list[_Request], what: str,
+                    window: int) -> list[_Request]:
+        """One call of ``systole_udp_window`` (``_compiled_window``)."""
+        count = len(requests)
         overtaken = np.zeros(count, np.int64)
         link = self._link(overtaken, window)
         result = self._bulk.systole_udp_window(ctypes.byref(link), pieces, count)
@@ -776,8 +848,8 @@ class UdpLink(LinkSession):
             request.seq, request.sends = piece.seq, piece.sends
             request.bad_answers, request.early_answers = piece.bad_answers, piece.early_answers
         self._compiled_failed(result, link, requests.__getitem__, what)
-        stale = {int(index) for index in overtaken[:link.overtaken_count]}
-        spare = 0
+        stale = set(overtaken[:link.overtaken_count].tolist())
+        spare, room, exchanges = 0, self.info.max_payload, self.exchanges
         for index, (piece, request) in enumerate(zip(pieces, requests)):
             if request.into is None:
                 if index not in stale:
@@ -786,7 +858,8 @@ class UdpLink(LinkSession):
             elif index not in stale:
                 request.answer = request.into
             if index not in stale:
-                self._answered(request.command)
+                exchanges[request.command] = exchanges.get(request.command, 0) + 1
+        self.answers += count - len(stale)
         return [requests[index] for index in sorted(stale)]
 
     def _link(self, overtaken: np.ndarray, window: int) -> _Link:
