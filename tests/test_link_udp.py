@@ -411,6 +411,44 @@ def test_the_ethernet_projection_counts_the_real_drivers_traffic():
     assert three.datagrams == traffic.datagrams and three.bytes_out == traffic.bytes_out
 
 
+def test_the_projection_measures_the_host_per_job_both_ways():
+    """``count_token(repeats=)``: each job's host CPU with the compiled and the Python
+    windows, answered by a playback of the bridge model's answers (the same results as
+    the model: the driver checks every job's outcome)."""
+    from host.perf.ethernet import WAYS, count_token
+    from host.perf.projection import MatmulShape
+
+    traffic = count_token("one job", [MatmulShape("q", "attn_q", 40, 300)], repeats=3)
+    for way in WAYS:
+        low, high = traffic.host_s[way]
+        assert 0 < low <= high
+
+
+def test_the_playback_answers_as_recorded_under_the_requests_seq():
+    """host.perf.ethernet's Playback: the n-th request gets the n-th recorded answer
+    (cyclically) under the request's seq, with a CRC the protocol's decoder accepts; a
+    request of another command than the answer's is refused, and named at the end."""
+    from host.perf.ethernet import Playback
+
+    answers = [encode_response(Command.MEM_READ, 5, Status.OK, bytes(range(16))),
+               encode_response(Command.REPLAY_AFTER, 9, Status.OK, b"\x01")]
+    sent = [(Command.MEM_READ, 300), (Command.REPLAY_AFTER, 301), (Command.MEM_READ, 65535)]
+    with pytest.raises(RuntimeError, match=r"request 3 was not the recorded answer's command"):
+        with Playback(answers) as playback, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(playback.address)
+            sock.settimeout(5)
+            for index, (command, seq) in enumerate(sent):
+                sock.send(encode_request(command, seq, 0x1000, 16))
+                fields, payload = decode_response(sock.recv(65536))
+                recorded, recorded_payload = decode_response(answers[index % 2])
+                assert fields == {**recorded, "seq": seq} and payload == recorded_payload
+            sock.send(encode_request(Command.REG_READ, 7, 0x10, 4))   # a MEM_READ's turn
+            sock.settimeout(0.2)
+            with pytest.raises(socket.timeout):
+                sock.recv(65536)
+    assert playback.answered.value == len(sent)
+
+
 def test_generate_over_udp_as_the_readme_says(tmp_path, monkeypatch, capsys):
     """``SYSTOLE_LINK_PORT=<ip:port> python -m host.llm.generate --backend link --preset
     nexys_video``: a llama2.c model through the bridge model over UDP prints the golden

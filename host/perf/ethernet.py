@@ -2,7 +2,7 @@
 
 Decode tok/s of stories15M and Gemma 3 270M end to end, the weight upload time and
 the sustained bulk MB/s, for the link as the host speaks it (``UdpLink`` and the
-driver, protocol 2.2: per job one window, ``UdpLink.run_job``: A's 1 KiB MEM_WRITE
+driver, protocol 2.2: per job one window, ``UdpLink.run_window``: A's 1 KiB MEM_WRITE
 datagrams, the job's register sequence as a REPLAY and C's first MEM_READ_AFTERs sent
 back to back, the rest of C in a window of MEM_READs after the REPLAY's answer) and,
 side by side in the same run, as protocol 2.1 spoke it (three exchanges a job: A's
@@ -18,11 +18,16 @@ The model and its inputs, each measured here or taken from a named source:
 - **Wire** at 1 Gb/s (8 ns a byte): a datagram of P UDP payload bytes takes preamble
   and SFD 8 + max(64, Ethernet header 14 + IPv4 20 + UDP 8 + P + FCS 4) + inter-frame
   gap 12 bytes. Each direction has its own wire (full duplex).
-- **Host** cost per exchange and per bulk datagram: this machine's CPU time of the
-  thread running ``UdpLink`` over loopback (``time.thread_time``; the bridge model
-  runs in another thread, not counted), the range over ``--repeats`` runs. A real NIC
-  adds ``--nic-us`` of latency per stop-and-wait round trip (an assumption, not
-  measured here: interrupt moderation and the PHYs).
+- **Host** CPU (``time.thread_time`` of the thread running the driver and ``UdpLink``,
+  over loopback): per job shape, the whole ``driver.matmul`` (the driver, the link's
+  Python and its call of ``firmware/udp_bulk.c``); per bulk datagram, ``write_mem`` and
+  ``read_mem`` of 4 MiB. Both are answered by a ``Playback`` (``host/perf/udp_playback.c``,
+  in a thread of its own, not counted) of the bridge model's recorded answers to the
+  same requests: a responder as fast as the host asks, so that the figure is the
+  host's own work (its system calls and the loopback stack included) and not waits on
+  the Python bridge model. The lower and upper quartile over ``--job-repeats`` runs
+  (jobs) or ``--repeats`` runs (bulk). A real NIC adds ``--nic-us`` of latency per
+  round trip (an assumption, not measured here: interrupt moderation and the PHYs).
 - **Board** turnaround (``board_cycles``): the link core's rates as its RTL states
   them (``hdl.link_rx``, ``hdl.link_exec``, ``hdl.link_tx``, ``hdl.datagram_tx``: a
   request byte per cycle in, a W or R beat per cycle, an answer byte per cycle out),
@@ -50,9 +55,11 @@ The model and its inputs, each measured here or taken from a named source:
   nexys_video preset (the cycle model) and ``host.perf.host_time`` (the real
   transformer with free matmuls, timed here; ``--no-host-time``: 0).
 
-A stop-and-wait exchange costs host + NIC + both datagrams' wire + board; a window of
-n datagrams costs one such latency plus n - 1 times the slowest of host, wire and
-board per datagram.
+A token's link time is the host's CPU for each of its jobs plus, for every exchange,
+the NIC latency, the first datagram's wires and board time, and each further datagram
+at the slower of the wires and the board: the host's work and the board's are not
+overlapped, so this errs long. Bulk transfers (the upload) run at the slowest of the
+host, the wires and the board per datagram.
 """
 
 from __future__ import annotations
@@ -264,7 +271,7 @@ def _recorded(link: UdpLink, log: list[Exchange]) -> None:
 def count_token(name: str, matmuls, job_windows: bool = True, repeats: int = 0) -> TokenTraffic:
     """The exchanges of one decode token of ``matmuls``: the real driver's, one job per
     matmul (K split at ``max_k`` as the projection does), against the bridge model;
-    each job one window (protocol 2.2, ``UdpLink.run_job``) or, ``job_windows`` False,
+    each job one window (protocol 2.2, ``UdpLink.run_window``) or, ``job_windows`` False,
     three exchanges (A, REPLAY, C: protocol 2.1's way). With ``repeats``, each job
     shape's host CPU too (``job_cpu``), both ways (``TokenTraffic.host_s``)."""
     board_model = _board_model()

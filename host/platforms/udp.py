@@ -33,17 +33,22 @@ however the network orders them, each resent after its own timeout. The default 
 is 8.8 us of wire; see ``host.perf.ethernet``); the socket's buffers are raised to 1 MiB
 (where the system allows) so that a wider window fits them too.
 
-The host's CPU per datagram is the bulk rate's limit. On Linux each window runs in one
-call of ``firmware/udp_bulk.c`` (``bulk_library``, compiled on first use; ``compiled_bulk``
-says so): the same numbering, matching, resends and STALE rules, its counters added to
-this link's, a failure handed back to the same one-line errors (``_compiled``); about 12
-us of CPU a 1 KiB datagram on this machine against ~20 in Python. The Python window
-(``_exchange``: where no compiler works, a caller's own clock, the projection's counting)
-avoids what work it can: a frame is packed by a precompiled ``struct`` with its CRC run
-over header and payload in place (one copy of the payload); every answer is received into
-one buffer and checked there, a MEM_READ's payload copied straight into the result; the
-socket stays blocking and a receive waits in the kernel (SO_RCVTIMEO) until close to its
-deadline, then in poll(): one system call per send and per receive.
+The host's CPU per datagram is the bulk rate's limit, and per job the decode rate's. On
+Linux every window runs in one call of ``firmware/udp_bulk.c`` (``bulk_library``,
+compiled on first use; ``compiled_bulk`` says so): ``write_mem`` and ``read_mem`` as a
+range, a job's window (``run_window``) and any other window as a list of requests; the
+same numbering, matching, resends, EARLY and STALE rules, its counters added to this
+link's, a failure handed back to the same one-line errors (``_compiled_failed``); about
+8-12 us of CPU a 1 KiB datagram on this machine against 20-30 in Python
+(``host.perf.ethernet``). A job's window is prepared once (``job_window``: its requests
+and their compiled form point into a staging buffer for A and one for C) and run again
+for every token. The Python window (``_exchange``: where no compiler works, a caller's
+own clock, the projection's counting) avoids what work it can: a frame is packed by a
+precompiled ``struct`` with its CRC run over header and payload in place (one copy of
+the payload); every answer is received into one buffer and checked there, a MEM_READ's
+payload copied straight into the result; the socket stays blocking and a receive waits
+in the kernel (SO_RCVTIMEO) until close to its deadline, then in poll(): one system
+call per send and per receive.
 
 Every error is one line naming the address, the request and the wait, and derives from
 ``LinkError`` as ``SerialLink``'s do. ``parse_address`` reads ``192.168.1.50``,
@@ -267,6 +272,7 @@ class JobWindow:
                  payload: bytes, reads: int, timeout_s: float):
         self.a, self.c = np.zeros(a_nbytes, np.uint8), np.zeros(c_nbytes, np.uint8)
         self.a_address, self.c_address, self.payload, self.reads = a_address, c_address, payload, reads
+        self.info = link._info                    # the bridge it was chunked for
         self.what = f"job (A: {a_nbytes} bytes at {a_address:#x}, C: {c_nbytes} bytes at {c_address:#x})"
         a, c = memoryview(self.a), memoryview(self.c)
         requests = [_Request(Command.MEM_WRITE_AFTER if index else Command.MEM_WRITE, at, length,
@@ -326,6 +332,9 @@ class UdpLink(LinkSession):
         self.answers = self.resent = self.malformed = self.verified = self.early = 0
         self.job_windows = True                  # False: a job as three exchanges (protocol 2.1's way)
         self._windows: dict[tuple, JobWindow] = {}   # prepared job windows (job_window)
+        self._overtaken = np.zeros(0, np.int64)        # the compiled windows' STALE list
+        self._link_settings: tuple | None = None       # what _link_template was made for
+        self._link_template: _Link | None = None
         self.bytes_sent = self.bytes_received = 0
         self.exchanges: dict[Command, int] = {}
         # Bulk transfers in one compiled call (firmware/udp_bulk.c) where it builds, on the
@@ -512,7 +521,8 @@ class UdpLink(LinkSession):
         (CRC, TRUNCATED) is sent again as it is; any other status but OK raises
         ``LinkDeviceError``. A request without an answer is resent after ``timeout_s``,
         ``retries`` times, then the link raises ``LinkTimeout`` (``LinkCrcError`` when only
-        corrupted answers came back).
+        corrupted answers came back). With ``firmware/udp_bulk.c`` and no request numbered
+        yet, the whole window is one compiled call (``_compiled_window``).
         """
         if self._bulk is not None and requests and not any(request.frame for request in requests):
             return self._compiled_window(requests, what, window or self.window, collect_stale)
@@ -656,7 +666,7 @@ class UdpLink(LinkSession):
     # -- a job in one window (protocol 2.2) -------------------------------------------
     @property
     def pipelines_jobs(self) -> bool:
-        """The bridge takes a job's A, REPLAY and C in one window (``run_job``):
+        """The bridge takes a job's A, REPLAY and C in one window (``run_window``):
         REPLAY and MEM_READ_AFTER (protocol 2.2)."""
         return self.job_windows and self.can_replay and self.info.version >= AFTER_VERSION
 
@@ -839,21 +849,20 @@ class UdpLink(LinkSession):
                     window: int) -> list[_Request]:
         """One call of ``systole_udp_window`` (``_compiled_window``)."""
         count = len(requests)
-        overtaken = np.zeros(count, np.int64)
+        if len(self._overtaken) < count:
+            self._overtaken = np.zeros(count, np.int64)
+        overtaken = self._overtaken
         link = self._link(overtaken, window)
         result = self._bulk.systole_udp_window(ctypes.byref(link), pieces, count)
         self._absorb(link)
         self.early += link.early
-        for piece, request in zip(pieces, requests):
-            request.seq, request.sends = piece.seq, piece.sends
-            request.bad_answers, request.early_answers = piece.bad_answers, piece.early_answers
         self._compiled_failed(result, link, requests.__getitem__, what)
-        stale = set(overtaken[:link.overtaken_count].tolist())
+        stale = set(overtaken[:link.overtaken_count].tolist()) if link.overtaken_count else ()
         spare, room, exchanges = 0, self.info.max_payload, self.exchanges
-        for index, (piece, request) in enumerate(zip(pieces, requests)):
+        for index, request in enumerate(requests):
             if request.into is None:
                 if index not in stale:
-                    request.answer = scratch[spare:spare + piece.answered].tobytes()
+                    request.answer = scratch[spare:spare + pieces[index].answered].tobytes()
                 spare += room
             elif index not in stale:
                 request.answer = request.into
@@ -866,11 +875,17 @@ class UdpLink(LinkSession):
         """The compiled calls' settings, with the seq counters (writes numbered after HELLO's)."""
         if self._write_seq is None:
             self.hello()
-        return _Link(fd=self.sock.fileno(), window=window, retries=self.retries, seq_modulus=SEQ_MODULUS,
-                     timeout_ns=int(self.timeout_s * 1e9), write_seq=self._write_seq, read_seq=self._read_seq,
-                     request_sync=REQUEST_SYNC, response_sync=RESPONSE_SYNC, status_ok=_OK,
-                     status_crc=int(Status.CRC), status_truncated=int(Status.TRUNCATED),
-                     status_stale=int(Status.STALE), status_early=_EARLY, overtaken=overtaken.ctypes.data)
+        settings = (self.sock.fileno(), self.retries, self.timeout_s)
+        if self._link_settings != settings:
+            self._link_settings = settings
+            self._link_template = _Link(
+                fd=settings[0], retries=self.retries, seq_modulus=SEQ_MODULUS, timeout_ns=int(self.timeout_s * 1e9),
+                request_sync=REQUEST_SYNC, response_sync=RESPONSE_SYNC, status_ok=_OK, status_crc=int(Status.CRC),
+                status_truncated=int(Status.TRUNCATED), status_stale=int(Status.STALE), status_early=_EARLY)
+        link = _Link.from_buffer_copy(self._link_template)
+        link.window, link.write_seq, link.read_seq = window, self._write_seq, self._read_seq
+        link.overtaken = overtaken.ctypes.data
+        return link
 
     def _absorb(self, link: _Link) -> None:
         """A compiled call's seq counters and counters, into this link's."""
