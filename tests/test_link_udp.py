@@ -419,9 +419,10 @@ def test_the_projection_measures_the_host_per_job_both_ways():
     from host.perf.projection import MatmulShape
 
     traffic = count_token("one job", [MatmulShape("q", "attn_q", 40, 300)], repeats=3)
+    (_, cpu), = traffic.costs
     for way in WAYS:
-        low, high = traffic.host_s[way]
-        assert 0 < low <= high
+        assert 0 < cpu[way].inside[0] < cpu[way].total[0] <= cpu[way].total[1]
+        assert traffic.link_s(way, 0.0, 0) <= traffic.link_s(way, 0.0, 0, overlap=False)
 
 
 def test_the_playback_answers_as_recorded_under_the_requests_seq():
