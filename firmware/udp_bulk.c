@@ -135,7 +135,7 @@ static uint64_t now_ns(void)
 struct slot {
     uint64_t deadline;
     int32_t prev, next;
-    uint8_t in_flight, early;
+    uint8_t early;               /* answered EARLY: waits for its predecessor's answer */
 };
 
 struct state {
@@ -173,7 +173,6 @@ static void unlink_request(struct state *s, int32_t i)
         s->slots[r->next].prev = r->prev;
     else
         s->newest = r->prev;
-    r->in_flight = 0;
     s->count--;
 }
 
@@ -221,7 +220,6 @@ static int send_request(struct state *s, int32_t i)
     r->deadline = now_ns() + b->timeout_ns + q->wait_ns;
     r->prev = s->newest;
     r->next = -1;
-    r->in_flight = 1;
     if (s->newest >= 0)
         s->slots[s->newest].next = i;
     else
