@@ -570,6 +570,11 @@ class SerialLink(LinkSession):
         self.transport.reset_input_buffer()
 
 
+def _int8s(address: int, count: int) -> np.ndarray:
+    """The ``count`` int8 at ``address`` (memory the caller keeps alive), as a view."""
+    return np.frombuffer((ctypes.c_int8 * count).from_address(address), np.int8)
+
+
 def _uint32s(address: int, count: int) -> np.ndarray:
     """The ``count`` uint32 at ``address`` (memory the caller keeps alive), as a view."""
     if count == 0:
@@ -640,7 +645,6 @@ class LinkRegisterBus:
         one window (``UdpLink.job_window``, prepared once a job) when the REPLAY fits,
         else request by request."""
         m, k, a_stride, c_stride, c_row_bytes = io.m, io.k, io.a_stride, io.c_stride, io.c_row_bytes
-        a = np.ctypeslib.as_array((ctypes.c_int8 * (m * k)).from_address(io.a)).reshape(m, k)
         link = self.link
         plan = (offsets_address, values_address, count, read_offsets_address, read_count, timeout_s)
         job = io.window
@@ -656,15 +660,21 @@ class LinkRegisterBus:
         else:
             job = None
         if job is not None:
-            job.a.reshape(m, a_stride)[:, :k] = a.view(np.uint8)      # the padding stays zero
+            if m == 1:                           # a decode row: one copy each way, no array views
+                ctypes.memmove(job.a_pointer, io.a, k)         # the padding stays zero
+            else:
+                job.a.reshape(m, a_stride)[:, :k] = _int8s(io.a, m * k).reshape(m, k).view(np.uint8)
             result, got = link.run_window(job)
             done = 1 if result == ReplayResult.DONE else -1 if result == ReplayResult.BUSY else 0
             if done == 1:
                 _uint32s(read_values_address, read_count)[:] = got
+                if m == 1:
+                    ctypes.memmove(io.c, job.c_pointer, c_row_bytes)
+                    return done
             c = job.c
         else:
             staged = np.zeros((m, a_stride), np.int8)
-            staged[:, :k] = a
+            staged[:, :k] = _int8s(io.a, m * k).reshape(m, k)
             link.write_mem(io.a_buf, staged.tobytes())
             done = self._replay(status_offset, busy_mask, offsets_address, values_address, count, ctrl_offset,
                                 start, done_mask, timeout_s, read_offsets_address, read_count,

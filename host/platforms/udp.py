@@ -69,7 +69,7 @@ import socket
 import struct
 import sys
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from functools import lru_cache
 from typing import Callable
 
@@ -91,6 +91,7 @@ from hdl.spec.link_protocol import (
     ReplayResult,
     Status,
     decode_replay_answer,
+    replay_answer_length,
 )
 
 from .cbuild import FIRMWARE, shared_library
@@ -125,6 +126,7 @@ _DAMAGED = (Status.CRC, Status.TRUNCATED)
 _STATUSES = {int(status): status for status in Status}
 _OK = int(Status.OK)
 _EARLY = int(Status.EARLY)
+_DONE = int(ReplayResult.DONE)
 
 # The frame codec of the hot path: ``hdl.spec.link_protocol``'s layouts with the sync byte
 # in front, packed and checked in place (tests/test_link_udp.py holds them to
@@ -271,6 +273,7 @@ class JobWindow:
     def __init__(self, link: "UdpLink", a_address: int, a_nbytes: int, c_address: int, c_nbytes: int,
                  payload: bytes, reads: int, timeout_s: float):
         self.a, self.c = np.zeros(a_nbytes, np.uint8), np.zeros(c_nbytes, np.uint8)
+        self.a_pointer, self.c_pointer = self.a.ctypes.data, self.c.ctypes.data
         self.a_address, self.c_address, self.payload, self.reads = a_address, c_address, payload, reads
         self.info = link._info                    # the bridge it was chunked for
         self.what = f"job (A: {a_nbytes} bytes at {a_address:#x}, C: {c_nbytes} bytes at {c_address:#x})"
@@ -288,6 +291,11 @@ class JobWindow:
         for request in requests[-1 - len(self.behind):]:
             request.wait_s = timeout_s           # the REPLAY and what waits behind it
         self.requests = requests
+        index = requests.index(self.replay)
+        self.replay_index = index                 # its answer's place in scratch: after the writes'
+        self.replay_slot = sum(request.into is None for request in requests[:index])
+        self.done_bytes = replay_answer_length(reads)
+        self.commands = tuple(Counter(request.command for request in requests).items())
         self.pieces, self.scratch = link._pieces(requests, collect_stale=True) if link._bulk is not None \
             else (None, None)
 
@@ -705,7 +713,18 @@ class UdpLink(LinkSession):
         if self._bulk is not None:
             if job.pieces is None:
                 job.pieces, job.scratch = self._pieces(requests, collect_stale=True)
-            stale = self._run_pieces(job.pieces, job.scratch, requests, what, min(self.window, len(requests)))
+            link = self._call_pieces(job.pieces, requests, what, min(self.window, len(requests)))
+            if not link.overtaken_count:     # the usual case: every answer OK and in place
+                at = job.replay_slot * self.info.max_payload
+                result, values = self._replay_answer(job, job.scratch[at:at + job.pieces[job.replay_index].answered])
+                self.answers += len(requests)
+                exchanges = self.exchanges
+                for command, count in job.commands:
+                    exchanges[command] = exchanges.get(command, 0) + count
+                if result == ReplayResult.DONE and job.rest < len(job.c):
+                    self._compiled(Command.MEM_READ, job.c_address + job.rest, memoryview(job.c)[job.rest:], what)
+                return result, values
+            stale = self._stale_pieces(link, job.pieces, job.scratch, requests)
         else:
             for request in requests:
                 request.frame = b""
@@ -718,10 +737,7 @@ class UdpLink(LinkSession):
             elif request is job.replay:      # its repeat reads again: a STALE one is not ours
                 raise LinkDeviceError(request.command, request.address, Status.STALE, where=self.name)
         self._check_answers(job.behind, what)
-        try:
-            result, values = decode_replay_answer(job.replay.answer, job.reads)
-        except ValueError as exc:
-            raise LinkWrongDevice(f"{self.name}: malformed REPLAY answer ({exc})") from None
+        result, values = self._replay_answer(job, job.replay.answer)
         if result == ReplayResult.DONE and job.rest < len(job.c):
             rest = memoryview(job.c)[job.rest:]
             if self._bulk is not None:
@@ -729,6 +745,16 @@ class UdpLink(LinkSession):
             else:
                 rest[:] = self.read_mem(job.c_address + job.rest, len(rest))
         return result, values
+
+    def _replay_answer(self, job: "JobWindow", answer) -> tuple[ReplayResult, list[int]]:
+        """``decode_replay_answer`` of a job's REPLAY answer (bytes or uint8 array), a DONE
+        one of the expected length read in place."""
+        if len(answer) == job.done_bytes and answer[0] == _DONE:
+            return ReplayResult.DONE, np.frombuffer(answer, "<u4", job.reads, 1).tolist()
+        try:
+            return decode_replay_answer(bytes(answer), job.reads)
+        except ValueError as exc:
+            raise LinkWrongDevice(f"{self.name}: malformed REPLAY answer ({exc})") from None
 
     def run_job(self, *, a_address: int, a_data, c_address: int, c_nbytes: int, status_offset: int,
                 busy_mask: int, writes, ctrl_offset: int, start: int, done_mask: int, timeout_s: float,
@@ -848,16 +874,26 @@ class UdpLink(LinkSession):
     def _run_pieces(self, pieces: ctypes.Array, scratch: np.ndarray, requests: list[_Request], what: str,
                     window: int) -> list[_Request]:
         """One call of ``systole_udp_window`` (``_compiled_window``)."""
+        link = self._call_pieces(pieces, requests, what, window)
+        return self._stale_pieces(link, pieces, scratch, requests)
+
+    def _call_pieces(self, pieces: ctypes.Array, requests: list[_Request], what: str, window: int) -> _Link:
+        """The call itself: its counters absorbed, a failure raised as ``_exchange`` raises it."""
         count = len(requests)
         if len(self._overtaken) < count:
             self._overtaken = np.zeros(count, np.int64)
-        overtaken = self._overtaken
-        link = self._link(overtaken, window)
+        link = self._link(self._overtaken, window)
         result = self._bulk.systole_udp_window(ctypes.byref(link), pieces, count)
         self._absorb(link)
         self.early += link.early
         self._compiled_failed(result, link, requests.__getitem__, what)
-        stale = set(overtaken[:link.overtaken_count].tolist()) if link.overtaken_count else ()
+        return link
+
+    def _stale_pieces(self, link: _Link, pieces: ctypes.Array, scratch: np.ndarray,
+                      requests: list[_Request]) -> list[_Request]:
+        """After a call: each request's answer set (its ``into``, or ``answer`` from
+        ``scratch``), the counters of the answered; the requests answered STALE."""
+        stale = set(self._overtaken[:link.overtaken_count].tolist()) if link.overtaken_count else ()
         spare, room, exchanges = 0, self.info.max_payload, self.exchanges
         for index, request in enumerate(requests):
             if request.into is None:
@@ -868,7 +904,7 @@ class UdpLink(LinkSession):
                 request.answer = request.into
             if index not in stale:
                 exchanges[request.command] = exchanges.get(request.command, 0) + 1
-        self.answers += count - len(stale)
+        self.answers += len(requests) - len(stale)
         return [requests[index] for index in sorted(stale)]
 
     def _link(self, overtaken: np.ndarray, window: int) -> _Link:
