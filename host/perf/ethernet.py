@@ -99,7 +99,7 @@ from ..platforms.udp import UdpLink, bulk_library
 from .projection import STORIES, llama2c_config, llama2c_matmuls, model_matmuls, project
 
 __all__ = ["wire_s", "board_cycles", "board_s", "replay_counts", "replay_cycles", "Exchange", "TokenTraffic", "HostCost", "count_token", "measure_host",
-           "Figures", "figures", "shortlist_ms", "main"]
+           "JobCpu", "job_cpu", "Playback", "wire_board_s", "Figures", "figures", "shortlist_ms", "main"]
 
 BOARD = BOARDS["nexys_video"]
 CONFIG = preset(BOARD.preset)
