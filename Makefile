@@ -33,6 +33,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip check
 	touch $@
 
+# loadgroup keeps each xdist_group (one simulator build, one conversion) on one worker;
+# the lock's pytest 9.1.1 is the last that keeps it with pytest-xdist 3.8
+# (tests/test_xdist_groups.py).
 test: $(STAMP) deps
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup --durations=25
 
