@@ -439,8 +439,8 @@ def job_cpu(link: UdpLink, job: Callable[[], object], answers: list[bytes], ways
                     link._bulk = _Timed(library, inside)
                 else:
                     link._bulk = None
-                    for name in ("_exchange", "transact"):
-                        setattr(link, name, _Timed(link, inside).__getattr__(name))
+                    timed = _Timed(link, inside)
+                    link._exchange, link.transact = timed._exchange, timed.transact
                 job()                                   # warm
                 totals, insides = [], []
                 for _ in range(repeats):
@@ -449,15 +449,19 @@ def job_cpu(link: UdpLink, job: Callable[[], object], answers: list[bytes], ways
                     job()
                     totals.append(time.thread_time() - start)
                     insides.append(inside[0])
-                link.__dict__.pop("_exchange", None)
-                link.__dict__.pop("transact", None)
+                _untimed(link)
                 out[way] = JobCpu(*(_quartiles(values) for values in (totals, insides)))
         finally:
-            link.__dict__.pop("_exchange", None)
-            link.__dict__.pop("transact", None)
+            _untimed(link)
             link.sock.connect(peer)
             link._bulk = bulk
     return out
+
+
+def _untimed(link: UdpLink) -> None:
+    """``link``'s own window and stop-and-wait methods again (``job_cpu`` timed them)."""
+    link.__dict__.pop("_exchange", None)
+    link.__dict__.pop("transact", None)
 
 
 def _quartiles(values: list[float]) -> tuple[float, float]:

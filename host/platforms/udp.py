@@ -96,7 +96,6 @@ from hdl.spec.link_protocol import (
 
 from .cbuild import FIRMWARE, shared_library
 from .link import (
-    REPLAY_CACHE,
     LinkCrcError,
     LinkDeviceError,
     LinkError,
@@ -115,7 +114,7 @@ __all__ = ["UdpLink", "JobWindow", "WINDOW", "JOB_READS_BEHIND", "DEFAULT_TIMEOU
 WINDOW = 32                 # requests in flight in a bulk transfer (see the module docstring)
 DEFAULT_TIMEOUT_S = 0.1     # one answer's wait on a LAN; a board answers in microseconds
 DEFAULT_RETRIES = 9         # sends after the first: 1 s in all before giving up
-# C's MEM_READ_AFTERs sent behind a job's REPLAY (``run_job``): the board's DatagramRx
+# C's MEM_READ_AFTERs sent behind a job's REPLAY (``run_window``): the board's DatagramRx
 # holds 16 datagrams while the job runs (hdl.datagram_rx, peer_slots), so these wait
 # there instead of being dropped; the rest of C follows the REPLAY's answer.
 JOB_READS_BEHIND = 8
@@ -339,7 +338,6 @@ class UdpLink(LinkSession):
         self._refused = False                    # an ICMP "port unreachable" came back
         self.answers = self.resent = self.malformed = self.verified = self.early = 0
         self.job_windows = True                  # False: a job as three exchanges (protocol 2.1's way)
-        self._windows: dict[tuple, JobWindow] = {}   # prepared job windows (job_window)
         self._overtaken = np.zeros(0, np.int64)        # the compiled windows' STALE list
         self._link_settings: tuple | None = None       # what _link_template was made for
         self._link_template: _Link | None = None
@@ -508,7 +506,6 @@ class UdpLink(LinkSession):
     def hello(self) -> HelloInfo:
         """``LinkSession.hello``; datagrams that are not link frames, and nothing else, until
         the timeout mean ``LinkWrongDevice``."""
-        self._windows.clear()                   # chunked by the bridge's max_payload
         try:
             return super().hello()
         except LinkTimeout as error:
@@ -681,23 +678,16 @@ class UdpLink(LinkSession):
     def job_window(self, *, a_address: int, a_nbytes: int, c_address: int, c_nbytes: int, status_offset: int,
                    busy_mask: int, write_offsets: np.ndarray, write_values: np.ndarray, ctrl_offset: int,
                    start: int, done_mask: int, timeout_s: float, read_offsets: np.ndarray) -> "JobWindow":
-        """One job's window (``run_window``), prepared once for its fields and kept (a
-        model's decode repeats the same jobs): A's MEM_WRITE and MEM_WRITE_AFTERs from
-        ``JobWindow.a``, the register sequence (``write_offsets``/``write_values`` uint32,
-        then ``read_offsets``) as a REPLAY_AFTER, and up to ``JOB_READS_BEHIND``
-        MEM_READ_AFTERs into ``JobWindow.c``."""
-        key = (a_address, a_nbytes, c_address, c_nbytes, status_offset, busy_mask, write_offsets.tobytes(),
-               write_values.tobytes(), ctrl_offset, start, done_mask, timeout_s, read_offsets.tobytes())
-        job = self._windows.get(key)
-        if job is None:
-            if len(self._windows) >= REPLAY_CACHE:
-                self._windows.clear()
-            job = self._windows[key] = JobWindow(self, a_address, a_nbytes, c_address, c_nbytes, self._replay_payload(
-                status_offset=status_offset, busy_mask=busy_mask,
-                writes=list(zip(write_offsets.tolist(), write_values.tolist())), ctrl_offset=ctrl_offset,
-                start=start, done_mask=done_mask, timeout_s=timeout_s, reads=read_offsets.tolist()),
-                len(read_offsets), timeout_s)
-        return job
+        """One job's window for ``run_window`` to run again and again (``LinkRegisterBus``
+        keeps it with the driver's plan; it holds while ``info`` is this bridge's HELLO):
+        A's MEM_WRITE and MEM_WRITE_AFTERs from ``JobWindow.a``, the register sequence
+        (``write_offsets``/``write_values`` uint32, then ``read_offsets``) as a
+        REPLAY_AFTER, and up to ``JOB_READS_BEHIND`` MEM_READ_AFTERs into ``JobWindow.c``."""
+        payload = self._replay_payload(
+            status_offset=status_offset, busy_mask=busy_mask,
+            writes=list(zip(write_offsets.tolist(), write_values.tolist())), ctrl_offset=ctrl_offset,
+            start=start, done_mask=done_mask, timeout_s=timeout_s, reads=read_offsets.tolist())
+        return JobWindow(self, a_address, a_nbytes, c_address, c_nbytes, payload, len(read_offsets), timeout_s)
 
     def run_window(self, job: "JobWindow") -> tuple[ReplayResult, list[int]]:
         """Run a prepared job (protocol 2.2, "a job in one window" in
@@ -755,23 +745,6 @@ class UdpLink(LinkSession):
             return decode_replay_answer(bytes(answer), job.reads)
         except ValueError as exc:
             raise LinkWrongDevice(f"{self.name}: malformed REPLAY answer ({exc})") from None
-
-    def run_job(self, *, a_address: int, a_data, c_address: int, c_nbytes: int, status_offset: int,
-                busy_mask: int, writes, ctrl_offset: int, start: int, done_mask: int, timeout_s: float,
-                reads) -> tuple[ReplayResult, list[int], bytes]:
-        """``run_window`` of ``job_window`` for these fields (``writes`` as ``(offset,
-        value)`` pairs), A from ``a_data``: the REPLAY's result, its read values and C's
-        bytes (zeros unless DONE)."""
-        a = np.frombuffer(memoryview(a_data).cast("B"), np.uint8)
-        writes = np.array(list(writes), np.uint32).reshape(-1, 2)
-        job = self.job_window(a_address=a_address, a_nbytes=len(a), c_address=c_address, c_nbytes=c_nbytes,
-                              status_offset=status_offset, busy_mask=busy_mask, write_offsets=writes[:, 0].copy(),
-                              write_values=writes[:, 1].copy(), ctrl_offset=ctrl_offset, start=start,
-                              done_mask=done_mask, timeout_s=timeout_s, read_offsets=np.array(list(reads), np.uint32))
-        job.a[:] = a
-        job.c[:] = 0
-        result, values = self.run_window(job)
-        return result, values, job.c.tobytes()
 
     @property
     def compiled_bulk(self) -> bool:
