@@ -12,7 +12,10 @@
  *   (command, address, length, payload, where the answer goes): a job's A, its
  *   REPLAY_AFTER and C's first MEM_READ_AFTERs (protocol 2.2), or any window;
  * - systole_udp_bulk() moves a memory range: it cuts the range into requests that each
- *   stay inside one max_payload window (link.py's _chunks) and runs them.
+ *   stay inside one max_payload window (link.py's _chunks) and runs them;
+ * - systole_udp_job() runs a whole job: A staged, its prepared window, C copied out, with
+ *   firmware/replay.c's systole_job signature, so that compiled code submits jobs over
+ *   the link as it does on the KV260's mapped registers (host.accel.driver.CompiledJob).
  *
  * The engine's rules (UdpLink._exchange's):
  * - a request is numbered when it is first sent: one marked `numbered` (state-changing)
@@ -67,6 +70,7 @@ struct systole_udp_link {
     uint32_t failed_sends, failed_bad_answers, failed_early_answers, pad2;   /* its counts */
     int64_t *overtaken;         /* indices of requests answered STALE (room for every request) */
     uint64_t overtaken_count;
+    uint64_t *by_command;       /* NULL, or answers OK counted by command (256 counters) */
 };
 
 /* One request of a window (host/platforms/udp.py's _Piece mirrors this layout). */
@@ -89,7 +93,9 @@ struct systole_udp_request {
 };
 
 enum { SYSTOLE_UDP_DONE = 0, SYSTOLE_UDP_GAVE_UP = 1, SYSTOLE_UDP_REFUSED = 2,
-       SYSTOLE_UDP_WRONG_LENGTH = 3, SYSTOLE_UDP_SOCKET = 4, SYSTOLE_UDP_MEMORY = 5 };
+       SYSTOLE_UDP_WRONG_LENGTH = 3, SYSTOLE_UDP_SOCKET = 4, SYSTOLE_UDP_MEMORY = 5,
+       /* systole_udp_job's own causes */
+       SYSTOLE_UDP_JOB_STALE = 6, SYSTOLE_UDP_JOB_ANSWER = 7, SYSTOLE_UDP_JOB_UNPREPARED = 8 };
 
 /* A request frame: sync, cmd u8, seq u16, addr u64, length u16 (little-endian). */
 #define REQUEST_HEAD 14
@@ -285,6 +291,8 @@ static int take_answer(struct state *s, const uint8_t *buf, size_t size)
             memcpy(q->into, buf + RESPONSE_HEAD, length);
         q->answered = (uint32_t)length;
         b->answers++;
+        if (b->by_command != NULL)
+            b->by_command[cmd]++;
         return release_early(s, i) ? SYSTOLE_UDP_SOCKET : 0;
     }
     if (status == b->status_crc || status == b->status_truncated)
@@ -411,4 +419,101 @@ int systole_udp_bulk(struct systole_udp_link *b, uint32_t command, uint32_t writ
     int result = systole_udp_window(b, requests, total);
     free(requests);
     return result;
+}
+
+/* A job's prepared window and its memory traffic (host/platforms/udp.py's _JobIo mirrors
+ * this; UdpLink.job_window fills it). */
+struct systole_udp_job_io {
+    const uint8_t *a;           /* A in: m rows of k bytes (NULL: already in a_stage) */
+    uint8_t *c;                 /* C out: m rows of c_row_bytes (NULL: left in c_stage) */
+    uint8_t *a_stage;           /* A as the window sends it: rows a_stride apart, padding zero */
+    uint8_t *c_stage;           /* C as it comes back: rows c_stride apart */
+    struct systole_udp_request *requests;   /* A's writes, the REPLAY_AFTER, C's first reads */
+    uint64_t c_address;         /* C's device address */
+    uint32_t count, replay;     /* the window's requests; the REPLAY's index among them */
+    uint32_t m, k, a_stride, c_row_bytes, c_stride;
+    uint32_t behind;            /* C's bytes the window reads; the rest is read after its answer */
+    uint32_t c_bytes, max_payload;
+    uint8_t done, busy, timeout;             /* ReplayResult's codes */
+    uint8_t mem_read, mem_read_after, pad[3];  /* the commands */
+    /* results: what a -3 was */
+    int32_t result;             /* SYSTOLE_UDP_* of the failing call, or SYSTOLE_UDP_JOB_* */
+    int32_t stage;              /* 0 the window, 1 a read of C made again, 2 C's rest */
+};
+
+static int job_failed(struct systole_udp_job_io *io, int result, int stage)
+{
+    io->result = result;
+    io->stage = stage;
+    return -3;
+}
+
+/* One job (firmware/replay.c's systole_job, over the link): 1 done (read_values filled,
+ * C copied out), 0 the bridge's timeout, -1 busy before the first write, -3 the link
+ * failed (io->result and io->stage say how, b's failed fields which request). The
+ * register sequence is the window's REPLAY_AFTER, encoded when it was prepared from the
+ * same plan: the other arguments are the plan's, kept for the signature. */
+int systole_udp_job(struct systole_udp_link *b, uint32_t status_offset, uint32_t busy_mask,
+                    const uint32_t *offsets, const uint32_t *values, uint32_t count,
+                    uint32_t ctrl_offset, uint32_t start, uint32_t done_mask, uint64_t timeout_ns,
+                    const uint32_t *read_offsets, uint32_t read_count, uint32_t *read_values,
+                    struct systole_udp_job_io *io)
+{
+    (void)status_offset, (void)busy_mask, (void)offsets, (void)values, (void)count;
+    (void)ctrl_offset, (void)start, (void)done_mask, (void)timeout_ns, (void)read_offsets;
+    if (io->requests == NULL)                       /* prepared with no compiled form */
+        return job_failed(io, SYSTOLE_UDP_JOB_UNPREPARED, 0);
+    if (io->a != NULL)
+        for (uint32_t r = 0; r < io->m; r++)        /* the padding stays zero */
+            memcpy(io->a_stage + (size_t)r * io->a_stride, io->a + (size_t)r * io->k, io->k);
+    b->overtaken_count = 0;
+    b->refused = 0;
+    b->foreign = 0;
+    int result = systole_udp_window(b, io->requests, io->count);
+    if (result != SYSTOLE_UDP_DONE)
+        return job_failed(io, result, 0);
+    /* Answered STALE: a newer request ran, and only right after this one, so it ran and
+     * only its answer was lost (UdpLink.run_window): a read of C is made again as a plain
+     * MEM_READ; the REPLAY's repeat would read its registers again, so it is an error. */
+    for (uint64_t n = 0; n < b->overtaken_count; n++) {
+        int64_t i = b->overtaken[n];
+        struct systole_udp_request *q = &io->requests[i];
+        if (q->command == io->mem_read_after) {
+            struct systole_udp_request again = {.address = q->address, .into = q->into,
+                                                .length = q->length, .into_bytes = q->into_bytes,
+                                                .command = io->mem_read, .exact = 1};
+            result = systole_udp_window(b, &again, 1);
+            if (result != SYSTOLE_UDP_DONE) {
+                b->failed = i;
+                return job_failed(io, result, 1);
+            }
+        } else if ((uint32_t)i == io->replay) {
+            b->failed = i;
+            return job_failed(io, SYSTOLE_UDP_JOB_STALE, 0);
+        }
+    }
+    const struct systole_udp_request *replay = &io->requests[io->replay];
+    const uint8_t *answer = replay->into;
+    if (replay->answered == 1) {
+        if (answer[0] == io->busy)
+            return -1;
+        if (answer[0] == io->timeout)
+            return 0;
+    }
+    if (replay->answered != 1 + 4 * (uint64_t)read_count || answer[0] != io->done)
+        return job_failed(io, SYSTOLE_UDP_JOB_ANSWER, 0);
+    for (uint32_t r = 0; r < read_count; r++) {   /* u32 little-endian, as the protocol's */
+        const uint8_t *v = answer + 1 + 4 * (size_t)r;
+        read_values[r] = (uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 24;
+    }
+    if (io->behind < io->c_bytes) {
+        result = systole_udp_bulk(b, io->mem_read, 0, io->max_payload, io->c_address + io->behind,
+                                  io->c_stage + io->behind, io->c_bytes - io->behind);
+        if (result != SYSTOLE_UDP_DONE)
+            return job_failed(io, result, 2);
+    }
+    if (io->c != NULL)
+        for (uint32_t r = 0; r < io->m; r++)
+            memcpy(io->c + (size_t)r * io->c_row_bytes, io->c_stage + (size_t)r * io->c_stride, io->c_row_bytes);
+    return 1;
 }

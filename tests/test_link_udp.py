@@ -9,6 +9,7 @@ exactly once. No timing is asserted.
 
 from __future__ import annotations
 
+import ctypes
 import random
 import socket
 import threading
@@ -60,17 +61,27 @@ class Recorder:
                 self.chunks[(start, data[offset:offset + length])] += 1
             write_mem(address, data)
 
-        run_window = link.run_window
+        run_window, submit = link.run_window, link.submit
         self.jobs = 0
 
-        def record_job(job):
-            data = job.a.tobytes()
-            for start, offset, length in link._chunks(job.a_address, len(data)):
+        def record_a(address: int, data: bytes) -> None:
+            for start, offset, length in link._chunks(address, len(data)):
                 self.chunks[(start, data[offset:offset + length])] += 1
             self.jobs += 1
+
+        def record_window(job):                  # the Python window: A already staged
+            record_a(job.a_address, job.a.tobytes())
             return run_window(job)
 
-        link.write_reg, link.write_mem, link.run_window = record_reg, record_mem, record_job
+        def record_submit(io, read_values, read_count):     # the compiled job: A staged by it
+            a = np.ctypeslib.as_array((ctypes.c_int8 * (io.m * io.k)).from_address(io.a)).reshape(io.m, io.k)
+            staged = np.zeros((io.m, io.a_stride), np.int8)
+            staged[:, :io.k] = a
+            record_a(io.a_buf, staged.tobytes())
+            return submit(io, read_values, read_count)
+
+        link.write_reg, link.write_mem = record_reg, record_mem
+        link.run_window, link.submit = record_window, record_submit
         self.link = link
 
     def check(self, board: UdpBoard) -> None:
@@ -461,6 +472,9 @@ def test_generate_over_udp_as_the_readme_says(tmp_path, monkeypatch, capsys):
               "--quant", "per-channel", "--prompt", "Once upon a time", "--max-new-tokens", "6", "--no-profile"]
     assert main([*common, "--backend", "golden"]) == 0
     want = capsys.readouterr().out
+    from_python = []
+    submit = UdpLink.submit
+    monkeypatch.setattr(UdpLink, "submit", lambda link, *args: from_python.append(1) or submit(link, *args))
     with UdpBoard(CONFIG, memory_bytes=MEMORY) as board:
         monkeypatch.setenv("SYSTOLE_LINK_PORT", board.url.removeprefix("udp://"))
         assert main([*common, "--backend", "link"]) == 0
@@ -469,6 +483,9 @@ def test_generate_over_udp_as_the_readme_says(tmp_path, monkeypatch, capsys):
     text = want.split("\n\n-- ")[0]                   # the text, before the timing lines
     assert text.startswith("Once upon a time") and got.split("\n\n-- ")[0] == text
     assert jobs > 0 and "-- accelerator (decode):" in got
+    # The prompt's jobs come from the driver's Python; the decode tokens' from the fused
+    # decoder's compiled code (systole_udp_job through its address), attention on the host.
+    assert 0 < len(from_python) < jobs and "attention on the accelerator" not in got
 
 
 def test_the_ethernet_projection_prices_a_replay_by_its_register_accesses():
@@ -533,4 +550,74 @@ def test_a_job_window_that_cannot_complete_fails_in_one_line(command, status, me
                 link._bulk = None
             with pytest.raises(LinkDeviceError, match=message) as failure:
                 run_matmuls(link, [(1, 40, 2000)])           # A of 2 KB: a MEM_WRITE_AFTER
+    assert "\n" not in str(failure.value)
+
+
+# -- jobs submitted by compiled code (the fused decoder's way) -----------------------------------
+
+def _submit(job) -> int:
+    """``job`` (a ``CompiledJob``) submitted as the fused decoder's kernels submit it:
+    the function at its first word called with the other fourteen."""
+    function = ctypes.CFUNCTYPE(ctypes.c_int, *[ctypes.c_uint64] * 14)(int(job.words[0]))
+    return function(*(int(word) for word in job.words[1:]))
+
+
+@pytest.mark.parametrize("kind", ["mixed", "drop", "corrupt"])
+def test_compiled_code_submits_jobs_over_the_link_exactly_once(kind):
+    """``Driver.compiled_job`` over UDP (``systole_udp_job``): A staged, the window, C's
+    rest after the REPLAY's answer, C copied out, equal to golden under faults; each
+    job runs once, and the Python requests between them are numbered after theirs."""
+    inbound, outbound = Faults(**FAULTS[kind], seed=21), Faults(**FAULTS[kind], seed=121)
+    rng = np.random.default_rng(8)
+    submitted = 0
+    with UdpBoard(CONFIG, memory_bytes=MEMORY, inbound=inbound, outbound=outbound) as board:
+        with connect(board, timeout_s=0.01, retries=60) as link:
+            driver = Driver(LinkRegisterBus(link), LinkMemory(link, DDR.base, MEMORY), CONFIG)
+            assert driver.compiled_epoch() is not None, bulk_library()[1]
+            for m, n, k in [(1, 70, 300), (3, 40, 1100), (1, 3000, 64)]:     # the last: 12 KB of C
+                w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+                handle = driver.load_matrix(w)
+                a, c = np.zeros((m, k), np.int8), np.zeros((m, n), np.int32)
+                job = driver.compiled_job(handle, a, c)
+                for round_ in range(3):
+                    a[:] = rng.integers(-128, 128, (m, k), dtype=np.int8)
+                    assert _submit(job) == 1
+                    submitted += 1
+                    assert job.after[-1] == 0                                # ERR_CODE
+                    np.testing.assert_array_equal(c, golden_matmul(a, pack_weights(w, CONFIG.cols,
+                                                                                   CONFIG.weight_ports)))
+                    link.write_reg(0x10, round_)
+                    assert link.read_reg(0x10) == round_
+                driver.free(handle.buffer)
+            assert link.exchanges[Command.REPLAY_AFTER] == submitted
+    replays = [cmd for cmd, _, _, _ in board.executed if cmd == Command.REPLAY_AFTER]
+    assert len(replays) == submitted == board.registers.jobs
+    seqs = [seq for _, seq, _, _ in board.executed]
+    assert len(seqs) == len(set(seqs))
+    for name in FAULTS[kind]:
+        assert inbound.counts[name] + outbound.counts[name] > 0, f"no {name} fault happened"
+
+
+@pytest.mark.parametrize("command, status, shape, message", [
+    (Command.REPLAY_AFTER, Status.BAD_LENGTH, (1, 40, 300), r"REPLAY_AFTER at 0x0 failed: BAD_LENGTH"),
+    (Command.MEM_WRITE_AFTER, Status.BAD_ADDRESS, (1, 40, 2000),
+     r"MEM_WRITE_AFTER at 0x[0-9a-f]+ failed: BAD_ADDRESS"),
+    (Command.MEM_READ, Status.BAD_ADDRESS, (1, 3000, 64), r"MEM_READ at 0x[0-9a-f]+ failed: BAD_ADDRESS"),
+])
+def test_a_compiled_submission_that_fails_gets_the_links_line(command, status, shape, message):
+    """A link failure inside ``systole_udp_job`` returns -3, and the driver's error path
+    raises the line the Python path raises (the last: C's rest, after the window)."""
+    from host.accel.driver import JOB_LINK_FAILED
+    m, n, k = shape
+    with _JobBoard(CONFIG, memory_bytes=MEMORY, command=command, status=status) as board:
+        with connect(board, timeout_s=0.01, retries=3) as link:
+            driver = Driver(LinkRegisterBus(link), LinkMemory(link, DDR.base, MEMORY), CONFIG)
+            handle = driver.load_matrix(np.ones((n, k), np.int8))
+            job = driver.compiled_job(handle, np.ones((m, k), np.int8), np.zeros((m, n), np.int32))
+            status_ = _submit(job)
+            assert status_ == JOB_LINK_FAILED
+            with pytest.raises(LinkDeviceError, match=message) as failure:
+                driver.compiled_job_failed(job, status_)
+            with pytest.raises(LinkDeviceError, match=message):          # the Python path: the same line
+                driver.matmul(np.ones((m, k), np.int8), handle)
     assert "\n" not in str(failure.value)

@@ -127,8 +127,14 @@ class IntBackend(ABC):
     def compiled_job(self, handle, a: np.ndarray, c: np.ndarray):
         """``matmul(a, handle)`` into ``c`` as a job compiled code submits itself
         (``host.accel.driver.CompiledJob``), or None: this backend has no compiled job
-        path (only a driver on mapped registers with ``firmware/replay.c`` has one)."""
+        path (a driver on mapped registers with ``firmware/replay.c``, or on a UDP link
+        with ``firmware/udp_bulk.c``, has one)."""
         return None
+
+    def mapped_memory(self) -> bool:
+        """Whether compiled code reaches the device memory directly (a mapped window, the
+        KV260's): a job is then a few register accesses, not a round trip."""
+        return False
 
     def compiled_epoch(self):
         """While this value stays the same, the ``compiled_job``s made under it hold;

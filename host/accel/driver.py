@@ -208,6 +208,9 @@ _AFTER_JOB = ("PERF_BUSY", "PERF_STALL", "PERF_RD_BEATS", "PERF_WR_BEATS", "ERR_
 _AFTER_JOB_OFFSETS = np.array([_OFF[name] for name in _AFTER_JOB], np.uint32)
 # A CompiledJob's words: systole_job's address, then its 14 arguments in order.
 COMPILED_JOB_WORDS = 15
+# A compiled submission's status when a link's transport failed (firmware/udp_bulk.c's
+# systole_udp_job); systole_job's own are 1, 0, -1 and -2.
+JOB_LINK_FAILED = -3
 
 
 @dataclass(eq=False)
@@ -274,6 +277,8 @@ class Driver:
         self._io_spec = io_spec() if self._job is not None else None
         # (and ``bus.job_entry()`` lets compiled code submit the plans: ``compiled_job``)
         self._job_entry = getattr(bus, "job_entry", None) if self._job is not None else None
+        # (a bus whose jobs are prepared per plan, the link's windows: ``bus.prepare_job``)
+        self._prepare_job = getattr(bus, "prepare_job", None) if self._job_entry is not None else None
         self.soft_reset()
         self.bus.write32(_OFF["GIE"], 1 if self.use_irq else 0)
         self.bus.write32(_OFF["IER"], _IER_DONE if self.use_irq else 0)
@@ -427,8 +432,9 @@ class Driver:
             raise TypeError(f"results must be writeable C-contiguous int32 [{m}, {weights.n}], "
                             f"got {c.dtype} {c.shape}")
         plan, io = self._planned(weights, m, weights.k)[6:8]
-        io = type(io).from_buffer_copy(io)             # the plan's traffic, bound to a and c
-        io.a, io.c = a.ctypes.data, c.ctypes.data
+        if self._prepare_job is not None and self._prepare_job(*self._job_args(plan), io) is None:
+            return None
+        io = io.bound(a.ctypes.data, c.ctypes.data)     # the plan's traffic, bound to a and c
         offsets, values, count = plan.arrays
         words = np.array([epoch[1], epoch[2], _OFF["STATUS"], _STATUS_BUSY, offsets, values, count,
                           _OFF["CTRL"], _CTRL["ap_start"], _CTRL["ap_done"], int(plan.timeout_s * 1e9),
@@ -439,7 +445,10 @@ class Driver:
     def compiled_job_failed(self, job: CompiledJob, status: int) -> None:
         """The error path of a ``CompiledJob`` whose submission returned ``status``
         (``systole_job``'s -2, -1 or 0, or 2: done with ERR_CODE set): the exception
-        ``matmul`` raises for it, after the same soft reset."""
+        ``matmul`` raises for it, after the same soft reset; -3 (``JOB_LINK_FAILED``: a
+        link's ``systole_udp_job``) the bus's error (``bus.job_failed``)."""
+        if status == JOB_LINK_FAILED:
+            self.bus.job_failed(job.io)
         self._outcome(job.plan, 1 if status == 2 else status)
         raise AcceleratorError(f"{job.plan.what}: compiled submission returned status {status}, "
                                "which is not a failure (expected -2, -1, 0 or 2)")
@@ -521,6 +530,16 @@ class Driver:
         _check_positive("timeout_s", timeout_s)
         return _JobPlan(words, timeout_s, f"job M={job.m} N={job.n} K={job.k}")
 
+    @staticmethod
+    def _job_args(plan: "_JobPlan") -> tuple:
+        """A bus's ``job``/``replay`` arguments for ``plan`` (the read-backs into ``plan.after``)."""
+        args = plan.replay_args
+        if args is None:
+            args = plan.replay_args = (_OFF["STATUS"], _STATUS_BUSY, *plan.arrays, _OFF["CTRL"],
+                                       _CTRL["ap_start"], _CTRL["ap_done"], plan.timeout_s,
+                                       _AFTER_JOB_OFFSETS.ctypes.data, len(_AFTER_JOB), plan.after.ctypes.data)
+        return args
+
     def _execute(self, plan: "_JobPlan", io=None) -> JobStats:
         """Run a planned job: the busy check, its register writes, ap_start, the wait,
         the counters and the error registers (with ``io``, a ``JobIo``, also the job's
@@ -528,19 +547,8 @@ class Driver:
         bus = self.bus
         read = bus.read32
         if self._replay is not None:           # the same sequence, performed by compiled code
-            arrays = plan.replay_args
-            if arrays is None:
-                arrays = plan.replay_args = (*plan.arrays, _AFTER_JOB_OFFSETS.ctypes.data,
-                                             len(_AFTER_JOB), plan.after.ctypes.data)
-            offsets, values, count, reads, read_count, read_values = arrays
-            if io is None:
-                done = self._replay(_OFF["STATUS"], _STATUS_BUSY, offsets, values, count, _OFF["CTRL"],
-                                    _CTRL["ap_start"], _CTRL["ap_done"], plan.timeout_s,
-                                    reads, read_count, read_values)
-            else:
-                done = self._job(_OFF["STATUS"], _STATUS_BUSY, offsets, values, count, _OFF["CTRL"],
-                                 _CTRL["ap_start"], _CTRL["ap_done"], plan.timeout_s,
-                                 reads, read_count, read_values, io)
+            args = plan.replay_args or self._job_args(plan)
+            done = self._replay(*args) if io is None else self._job(*args, io)
         elif read(_OFF["STATUS"]) & _STATUS_BUSY:
             done = -1
         else:

@@ -85,6 +85,10 @@ class DriverBackend(IntBackend):
             view = self._direct = None if method is None else method()
         return view
 
+    def mapped_memory(self) -> bool:
+        """Whether the weights memory has a ``direct_view`` (the KV260's mapped window)."""
+        return self._direct_view() is not None
+
     def mutable_places(self, handle: MutableWeights) -> tuple[int, int, int, int] | None:
         """Where compiled code writes ``handle`` in place, both copies in the packed
         layout: ``(host copy address, its port stride, device view address, its port

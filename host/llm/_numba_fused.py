@@ -25,13 +25,14 @@ it, and ``Transformer.activation`` uses its numpy twin ``tanh32`` (bit-equal,
 ``tests/test_fused.py``), so the two paths' FFN activations stay equal.
 
 **Jobs submitted from here.** Where the backend's driver has a compiled job path (the
-KV260: ``host.accel.driver.CompiledJob``), each gap kernel has a ``*_job`` twin that runs
-it and then submits the next accelerator job itself: it calls ``firmware/replay.c``'s
-``systole_job`` through the address in the job's words (``_systole_job``), checks
-ERR_CODE in the plan's read-back array and adds the job's busy cycles to a counter. It
-returns the status (``JOB_DONE``: done, ERR_CODE 0; ``JOB_ERROR``: done with an error
-code; else ``systole_job``'s 0 timeout, -1 busy, -2 sync failure) for the caller to hand
-to the driver's error path. The twins release the GIL (``nogil``) as ctypes does around
+KV260 and the Nexys Video's UDP link: ``host.accel.driver.CompiledJob``), each gap
+kernel has a ``*_job`` twin that runs it and then submits the next accelerator job
+itself: it calls ``firmware/replay.c``'s ``systole_job`` (or ``firmware/udp_bulk.c``'s
+``systole_udp_job``, the same signature) through the address in the job's words
+(``_systole_job``), checks ERR_CODE in the plan's read-back array and adds the job's
+busy cycles to a counter. It returns the status (``JOB_DONE``: done, ERR_CODE 0;
+``JOB_ERROR``: done with an error code; else ``systole_job``'s 0 timeout, -1 busy, -2
+sync failure, or -3 the link failed) for the caller to hand to the driver's error path. The twins release the GIL (``nogil``) as ctypes does around
 a foreign call: a job may wait on another thread (the tests' accelerator is one).
 ``token_jobs`` calls the twins in a token's order, so a whole decode token is one call.
 """

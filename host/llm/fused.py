@@ -51,9 +51,9 @@ tile count of visible keys when the cache is bound; the kernel picks the token's
 the p.V job of each KV head. It applies while every V^T is one piece (at most
 ``max_k`` slots); else ``offload_unavailable`` says why and the Python path runs.
 
-**Jobs submitted by the kernels** (the KV260: the backend's ``compiled_job`` gives a
-``host.accel.driver.CompiledJob``, firmware/replay.c's ``systole_job`` with the driver's
-plan): each gap's kernel also submits the job after it (``*_job`` in
+**Jobs submitted by the kernels** (the KV260, and the Nexys Video over UDP: the
+backend's ``compiled_job`` gives a ``host.accel.driver.CompiledJob``, firmware/replay.c's
+``systole_job`` or firmware/udp_bulk.c's ``systole_udp_job`` with the driver's plan): each gap's kernel also submits the job after it (``*_job`` in
 ``host.llm._numba_fused``), so a token is still jobs + 1 compiled calls but with no
 ctypes call and no driver Python per job; the driver's register sequence is unchanged
 (the plan ``matmul`` replays). A status other than done goes to the backend's

@@ -163,18 +163,19 @@ ATTENTION_CHOICES = ("host", "accelerator", "auto")
 # 0.85 -> 0.54 + 0.07, 240 2.22 -> 0.78 + 0.14; stories110M (12) 64 3.73 -> 1.95 + 0.28,
 # 512 21.63 -> 4.47 + 0.94. Quality of the int8 KV cache (host.llm.quality, eval.txt,
 # smoothquant): Gemma 3 270M +1.22% against +1.08% on the host, SmolLM2-135M (3 KV heads)
-# +0.69% against +2.13%. Over a link or on the simulator every job is a round trip, so
-# attention stays on the host there.
+# +0.69% against +2.13%. Over a link (the Nexys Video's Ethernet submits compiled jobs
+# too) or on the simulator every job is a round trip, so attention stays on the host there.
 
 
 def choose_attention(choice: str, config, backend) -> str:
     """``"host"`` or ``"accelerator"`` for ``choice``. "auto": the accelerator when
-    ``backend`` submits jobs from compiled code (its ``compiled_epoch()`` is not None),
-    else the host."""
+    ``backend`` submits jobs from compiled code (its ``compiled_epoch()`` is not None)
+    into memory it reaches directly (``mapped_memory()``), else the host."""
     if choice != "auto":
         return choice
-    epoch = getattr(backend, "compiled_epoch", None)
-    return "accelerator" if epoch is not None and epoch() is not None else "host"
+    epoch, mapped = getattr(backend, "compiled_epoch", None), getattr(backend, "mapped_memory", None)
+    return "accelerator" if epoch is not None and epoch() is not None and mapped is not None and mapped() \
+        else "host"
 
 
 class Runtime:

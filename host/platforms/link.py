@@ -630,47 +630,62 @@ class LinkRegisterBus:
         hands it whole jobs (``host.accel.driver``: ``bus.job`` with a ``job_io``)."""
         return self._job if getattr(self.link, "pipelines_jobs", False) else None
 
-    @staticmethod
-    def job_io(**fields) -> "LinkJobIo":
+    def job_io(self, **fields):
         """A job's memory traffic as the driver describes it (``LinkMemory.io_spec``: its
-        buffers are device addresses)."""
-        return LinkJobIo(**fields)
+        buffers are device addresses): the link's ``JobIo``."""
+        return self.link.job_io(**fields)
 
-    def _job(self, status_offset: int, busy_mask: int, offsets_address: int, values_address: int,
-             count: int, ctrl_offset: int, start: int, done_mask: int, timeout_s: float,
-             read_offsets_address: int, read_count: int, read_values_address: int, io: "LinkJobIo") -> int:
-        """``_replay`` with the job's memory traffic: A from ``io.a`` (int8 ``[m, k]``,
-        rows padded to ``a_stride`` with zeros) to ``io.a_buf``, and, when done, C's rows
-        (``c_row_bytes`` of every ``c_stride``) from ``io.c_buf`` into ``io.c``; all in
-        one window (``UdpLink.job_window``, prepared once a job) when the REPLAY fits,
-        else request by request."""
-        m, k, a_stride, c_stride, c_row_bytes = io.m, io.k, io.a_stride, io.c_stride, io.c_row_bytes
+    def job_entry(self) -> tuple | None:
+        """The link's ``job_entry``: compiled code submits the jobs ``prepare_job`` readied
+        (``host.accel.driver.Driver.compiled_job``); None where the link has none."""
+        entry = getattr(self.link, "job_entry", None)
+        return None if entry is None else entry()
+
+    def job_failed(self, io) -> None:
+        """Raise the link's error for a compiled submission of ``io`` that returned -3."""
+        self.link.job_failed(io)
+
+    def prepare_job(self, status_offset: int, busy_mask: int, offsets_address: int, values_address: int,
+                    count: int, ctrl_offset: int, start: int, done_mask: int, timeout_s: float,
+                    read_offsets_address: int, read_count: int, read_values_address: int, io):
+        """``io``'s window for ``_job``'s arguments (``UdpLink.prepare_job``), prepared once
+        a plan and kept on ``io`` while the plan and the bridge's HELLO stand; None when
+        the REPLAY does not fit one request (the job then runs request by request)."""
         link = self.link
         plan = (offsets_address, values_address, count, read_offsets_address, read_count, timeout_s)
         job = io.window
-        if job is not None and io.window_plan == plan and job.info is link._info:
-            pass                                 # the driver's plan, and its window, stand
-        elif link.replay_fits(count, read_count):
-            job = io.window = link.job_window(
-                a_address=io.a_buf, a_nbytes=m * a_stride, c_address=io.c_buf, c_nbytes=m * c_stride,
-                status_offset=status_offset, busy_mask=busy_mask, write_offsets=_uint32s(offsets_address, count),
-                write_values=_uint32s(values_address, count), ctrl_offset=ctrl_offset, start=start,
-                done_mask=done_mask, timeout_s=timeout_s, read_offsets=_uint32s(read_offsets_address, read_count))
-            io.window_plan = plan
-        else:
-            job = None
+        if job is not None and io.window_plan == plan and job.info is link._info \
+                and (job.pieces is None) == (link._bulk is None):
+            return job                           # the driver's plan, and its window, stand
+        if not link.replay_fits(count, read_count):
+            return None
+        io.window_plan = plan
+        return link.prepare_job(
+            io, status_offset=status_offset, busy_mask=busy_mask, write_offsets=_uint32s(offsets_address, count),
+            write_values=_uint32s(values_address, count), ctrl_offset=ctrl_offset, start=start,
+            done_mask=done_mask, timeout_s=timeout_s, read_offsets=_uint32s(read_offsets_address, read_count))
+
+    def _job(self, status_offset: int, busy_mask: int, offsets_address: int, values_address: int,
+             count: int, ctrl_offset: int, start: int, done_mask: int, timeout_s: float,
+             read_offsets_address: int, read_count: int, read_values_address: int, io) -> int:
+        """``_replay`` with the job's memory traffic: A from ``io.a`` (int8 ``[m, k]``,
+        rows padded to ``a_stride`` with zeros) to ``io.a_buf``, and, when done, C's rows
+        (``c_row_bytes`` of every ``c_stride``) from ``io.c_buf`` into ``io.c``; all in
+        one window (``prepare_job``) when the REPLAY fits, in one compiled call
+        (``UdpLink.submit``) where ``firmware/udp_bulk.c`` builds; else request by request."""
+        m, k, a_stride, c_stride, c_row_bytes = io.m, io.k, io.a_stride, io.c_stride, io.c_row_bytes
+        link = self.link
+        job = self.prepare_job(status_offset, busy_mask, offsets_address, values_address, count, ctrl_offset,
+                               start, done_mask, timeout_s, read_offsets_address, read_count,
+                               read_values_address, io)
+        if job is not None and job.pieces is not None:
+            return link.submit(io, read_values_address, read_count)
         if job is not None:
-            if m == 1:                           # a decode row: one copy each way, no array views
-                ctypes.memmove(job.a_pointer, io.a, k)         # the padding stays zero
-            else:
-                job.a.reshape(m, a_stride)[:, :k] = _int8s(io.a, m * k).reshape(m, k).view(np.uint8)
+            job.a.reshape(m, a_stride)[:, :k] = _int8s(io.a, m * k).reshape(m, k).view(np.uint8)
             result, got = link.run_window(job)
             done = 1 if result == ReplayResult.DONE else -1 if result == ReplayResult.BUSY else 0
             if done == 1:
                 _uint32s(read_values_address, read_count)[:] = got
-                if m == 1:
-                    ctypes.memmove(io.c, job.c_pointer, c_row_bytes)
-                    return done
             c = job.c
         else:
             staged = np.zeros((m, a_stride), np.int8)
@@ -721,23 +736,6 @@ class LinkRegisterBus:
 
     def now(self) -> float:
         return self.link.clock()
-
-
-class LinkJobIo:
-    """One job's memory traffic for ``LinkRegisterBus.job``: the fields the driver sets on
-    ``firmware/replay.c``'s ``struct systole_job_io`` (``host.platforms.replay.JobIo``),
-    with ``a_buf`` and ``c_buf`` device addresses; ``a`` and ``c`` the host arrays'
-    addresses (set per job). The cache-maintenance fields are kept and unused (the
-    bridge's writes complete before it answers)."""
-
-    def __init__(self, *, a_buf: int, c_buf: int, m: int, k: int, a_stride: int, c_row_bytes: int,
-                 c_stride: int, readback: int = 0, sync_state: int = 0):
-        self.a = self.c = 0
-        self.a_buf, self.c_buf, self.m, self.k = a_buf, c_buf, m, k
-        self.a_stride, self.c_row_bytes, self.c_stride = a_stride, c_row_bytes, c_stride
-        self.readback, self.sync_state = readback, sync_state
-        self.fds, self.sync_device, self.sync_cpu = [-1] * 5, [0] * 3, [0] * 3
-        self.window = self.window_plan = None    # UdpLink.job_window's for this plan, kept
 
 
 class LinkMemory:

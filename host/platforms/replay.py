@@ -39,6 +39,12 @@ class JobIo(ctypes.Structure):
                 ("c_row_bytes", ctypes.c_uint32), ("c_stride", ctypes.c_uint32),
                 ("fds", ctypes.c_int32 * 5), ("readback", ctypes.c_uint32)]
 
+    def bound(self, a: int, c: int) -> "JobIo":
+        """A copy reading A at ``a`` and writing C at ``c`` (``Driver.compiled_job``)."""
+        copy = type(self).from_buffer_copy(self)
+        copy.a, copy.c = a, c
+        return copy
+
 
 @lru_cache(maxsize=1)
 def _build() -> tuple[ctypes.CDLL | None, str | None]:

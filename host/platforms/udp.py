@@ -40,9 +40,14 @@ range, a job's window (``run_window``) and any other window as a list of request
 same numbering, matching, resends, EARLY and STALE rules, its counters added to this
 link's, a failure handed back to the same one-line errors (``_compiled_failed``); about
 8-12 us of CPU a 1 KiB datagram on this machine against 20-30 in Python
-(``host.perf.ethernet``). A job's window is prepared once (``job_window``: its requests
-and their compiled form point into a staging buffer for A and one for C) and run again
-for every token. The Python window (``_exchange``: where no compiler works, a caller's
+(``host.perf.ethernet``). A job's window is prepared once (``prepare_job``: its requests
+and their compiled form point into a staging buffer for A and one for C, bound to the
+driver's ``JobIo``) and run again for every token, the whole job in one call
+(``submit``: ``systole_udp_job``, which has ``firmware/replay.c``'s ``systole_job``
+signature, so the fused decoder's compiled code submits jobs over Ethernet as it does on
+the KV260's mapped registers: ``job_entry``). The seq counters live in the struct that
+call shares (``_write_seq`` and ``_read_seq`` read it), and the counters it adds are
+part of this link's. The Python window (``_exchange``: where no compiler works, a caller's
 own clock, the projection's counting) avoids what work it can: a frame is packed by a
 precompiled ``struct`` with its CRC run over header and payload in place (one copy of
 the payload); every answer is received into one buffer and checked there, a MEM_READ's
@@ -69,7 +74,7 @@ import socket
 import struct
 import sys
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Callable
 
@@ -107,7 +112,7 @@ from .link import (
     _describe,
 )
 
-__all__ = ["UdpLink", "JobWindow", "WINDOW", "JOB_READS_BEHIND", "DEFAULT_TIMEOUT_S", "DEFAULT_RETRIES", "parse_address", "is_udp_address",
+__all__ = ["UdpLink", "JobWindow", "JobIo", "WINDOW", "JOB_READS_BEHIND", "DEFAULT_TIMEOUT_S", "DEFAULT_RETRIES", "parse_address", "is_udp_address",
            "LinkError", "LinkOpenError", "LinkTimeout", "LinkCrcError", "LinkWrongDevice", "LinkDeviceError",
            "LinkPortError"]
 
@@ -209,7 +214,8 @@ class _Link(ctypes.Structure):
                 ("refused", ctypes.c_int32), ("failed_status", ctypes.c_int32), ("failed", ctypes.c_int64),
                 *((name, ctypes.c_uint32) for name in ("failed_sends", "failed_bad_answers", "failed_early_answers",
                                                        "pad2")),
-                ("overtaken", ctypes.c_void_p), ("overtaken_count", ctypes.c_uint64)]
+                ("overtaken", ctypes.c_void_p), ("overtaken_count", ctypes.c_uint64),
+                ("by_command", ctypes.c_void_p)]
 
 
 class _Piece(ctypes.Structure):
@@ -222,8 +228,45 @@ class _Piece(ctypes.Structure):
                 *((name, ctypes.c_uint32) for name in ("seq", "answered", "sends", "bad_answers", "early_answers"))]
 
 
+class JobIo(ctypes.Structure):
+    """``struct systole_udp_job_io``: one job's memory traffic as the driver describes it
+    (``LinkRegisterBus.job_io``: ``a_buf`` and ``c_buf`` device addresses, ``a`` and ``c``
+    the host arrays' addresses, set per job) and its prepared window (``UdpLink.prepare_job``).
+    The driver's cache-maintenance fields are kept and unused (the bridge's writes
+    complete before it answers)."""
+
+    _fields_ = [*((name, ctypes.c_void_p) for name in ("a", "c", "a_stage", "c_stage", "requests")),
+                ("c_address", ctypes.c_uint64),
+                *((name, ctypes.c_uint32) for name in ("count", "replay", "m", "k", "a_stride", "c_row_bytes",
+                                                       "c_stride", "behind", "c_bytes", "max_payload")),
+                *((name, ctypes.c_uint8) for name in ("done", "busy", "timeout", "mem_read", "mem_read_after",
+                                                      "pad0", "pad1", "pad2")),
+                ("result", ctypes.c_int32), ("stage", ctypes.c_int32)]
+
+    def __init__(self, *, a_buf: int, c_buf: int, m: int, k: int, a_stride: int, c_row_bytes: int,
+                 c_stride: int, readback: int = 0, sync_state: int = 0):
+        super().__init__(c_address=c_buf, m=m, k=k, a_stride=a_stride, c_row_bytes=c_row_bytes,
+                         c_stride=c_stride, c_bytes=m * c_stride, done=int(ReplayResult.DONE),
+                         busy=int(ReplayResult.BUSY), timeout=int(ReplayResult.TIMEOUT),
+                         mem_read=int(Command.MEM_READ), mem_read_after=int(Command.MEM_READ_AFTER))
+        self.a_buf, self.c_buf, self.readback, self.sync_state = a_buf, c_buf, readback, sync_state
+        self.fds, self.sync_device, self.sync_cpu = [-1] * 5, [0] * 3, [0] * 3
+        self.window = self.window_plan = None    # UdpLink.prepare_job's window, and the plan it is for
+        self.owner = self                        # the io whose window this is (bound copies share it)
+
+    def bound(self, a: int, c: int) -> "JobIo":
+        """A copy for compiled code to submit with, reading A at ``a`` and writing C at
+        ``c`` (``host.accel.driver.Driver.compiled_job``); its window is this io's."""
+        copy = type(self).from_buffer_copy(self)
+        copy.a, copy.c = a, c
+        copy.owner = self
+        return copy
+
+
 # The compiled calls' results (firmware/udp_bulk.c)
-_BULK_DONE, _BULK_GAVE_UP, _BULK_REFUSED, _BULK_WRONG_LENGTH, _BULK_SOCKET, _BULK_MEMORY = range(6)
+_BULK_DONE, _BULK_GAVE_UP, _BULK_REFUSED, _BULK_WRONG_LENGTH, _BULK_SOCKET, _BULK_MEMORY, _JOB_STALE, \
+    _JOB_ANSWER, _JOB_UNPREPARED = range(9)
+_JOB_LINK_FAILED = -3       # systole_udp_job: the link failed (JobIo.result and .stage say how)
 
 
 @lru_cache(maxsize=1)
@@ -236,6 +279,11 @@ def bulk_library() -> tuple[ctypes.CDLL | None, str | None]:
         lib.systole_udp_bulk.argtypes = [ctypes.POINTER(_Link), ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
                                          ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64]
         lib.systole_udp_window.argtypes = [ctypes.POINTER(_Link), ctypes.POINTER(_Piece), ctypes.c_uint64]
+        lib.systole_udp_job.restype = ctypes.c_int
+        pointer = ctypes.c_void_p
+        lib.systole_udp_job.argtypes = [pointer, ctypes.c_uint32, ctypes.c_uint32, pointer, pointer, ctypes.c_uint32,
+                                        ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint64,
+                                        pointer, ctypes.c_uint32, pointer, pointer]
         lib.systole_crc16.restype = ctypes.c_uint16
         lib.systole_crc16.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint16]
     return lib, problem
@@ -264,8 +312,9 @@ def _address(buffer) -> int:
 
 
 class JobWindow:
-    """A job's window prepared by ``UdpLink.job_window`` and run by ``run_window``: the
-    caller puts A in ``a`` (device layout) and finds C in ``c``. The requests (and, with
+    """A job's window prepared by ``UdpLink.prepare_job`` and run by ``submit`` (or, with
+    no compiled form, ``run_window``): A goes in ``a`` (device layout) and C comes back
+    in ``c``. The requests (and, with
     ``firmware/udp_bulk.c``, their compiled form) point into ``a``, ``c`` and the REPLAY
     payload, and are reused for every run."""
 
@@ -294,9 +343,25 @@ class JobWindow:
         self.replay_index = index                 # its answer's place in scratch: after the writes'
         self.replay_slot = sum(request.into is None for request in requests[:index])
         self.done_bytes = replay_answer_length(reads)
-        self.commands = tuple(Counter(request.command for request in requests).items())
         self.pieces, self.scratch = link._pieces(requests, collect_stale=True) if link._bulk is not None \
             else (None, None)
+
+
+class _Counted:
+    """A counter of ``UdpLink``'s: what its Python and its calls counted, plus what
+    ``systole_udp_job`` added to the link's shared struct since (compiled code submits
+    jobs with no Python in between)."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, link, owner=None):
+        if link is None:
+            return self
+        return link.__dict__[self.name] + getattr(link._shared, self.name)
+
+    def __set__(self, link, value) -> None:
+        link.__dict__[self.name] = value - getattr(link._shared, self.name)
 
 
 class UdpLink(LinkSession):
@@ -315,6 +380,14 @@ class UdpLink(LinkSession):
     def __init__(self, sock: socket.socket, *, name: str, timeout_s: float = DEFAULT_TIMEOUT_S,
                  retries: int = DEFAULT_RETRIES, window: int = WINDOW,
                  clock: Callable[[], float] | None = None):
+        # What systole_udp_job runs with (job_entry): the settings, the seq counters (the
+        # one place they are kept: _write_seq and _read_seq read them) and its counters.
+        self._shared = _Link()
+        self._by_command = np.zeros(256, np.uint64)          # its answers by command
+        self._shared.by_command = self._by_command.ctypes.data
+        self._shared_overtaken = np.zeros(0, np.int64)
+        self._seq_known = False
+        self._shared_settings: tuple | None = None
         super().__init__(timeout_s=timeout_s, retries=retries, clock=clock, name=name)
         if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 1024:
             raise ValueError(f"{name}: window={window!r} must be an integer in 1..1024")
@@ -342,10 +415,39 @@ class UdpLink(LinkSession):
         self._link_settings: tuple | None = None       # what _link_template was made for
         self._link_template: _Link | None = None
         self.bytes_sent = self.bytes_received = 0
-        self.exchanges: dict[Command, int] = {}
+        self._exchanges: dict[Command, int] = {}
         # Bulk transfers in one compiled call (firmware/udp_bulk.c) where it builds, on the
         # monotonic clock it keeps (a caller's own clock keeps the Python window).
         self._bulk = bulk_library()[0] if clock is None and _KERNEL_WAITS else None
+
+    frames, resent, answers, malformed, crc_errors, stale_frames, early, bytes_sent, bytes_received = (
+        _Counted() for _ in range(9))
+
+    @property
+    def exchanges(self) -> dict[Command, int]:
+        """Answers accepted, by command."""
+        out = dict(self._exchanges)
+        for command in np.flatnonzero(self._by_command).tolist():
+            out[Command(command)] = out.get(Command(command), 0) + int(self._by_command[command])
+        return out
+
+    @property
+    def _write_seq(self) -> int | None:
+        return self._shared.write_seq if self._seq_known else None
+
+    @_write_seq.setter
+    def _write_seq(self, value: int | None) -> None:
+        self._seq_known = value is not None
+        if value is not None:
+            self._shared.write_seq = value
+
+    @property
+    def _read_seq(self) -> int:
+        return self._shared.read_seq
+
+    @_read_seq.setter
+    def _read_seq(self, value: int) -> None:
+        self._shared.read_seq = value
 
     @classmethod
     def open(cls, address: str, default_host: str, default_port: int, **kwargs) -> "UdpLink":
@@ -474,7 +576,7 @@ class UdpLink(LinkSession):
 
     def _answered(self, command: Command) -> None:
         self.answers += 1
-        self.exchanges[command] = self.exchanges.get(command, 0) + 1
+        self._exchanges[command] = self._exchanges.get(command, 0) + 1
 
     def _no_answer(self, what: str, sends: int) -> LinkTimeout:
         waited = f"{sends} send{'s' if sends > 1 else ''} of {self.timeout_s:g} s"
@@ -675,19 +777,102 @@ class UdpLink(LinkSession):
         REPLAY and MEM_READ_AFTER (protocol 2.2)."""
         return self.job_windows and self.can_replay and self.info.version >= AFTER_VERSION
 
-    def job_window(self, *, a_address: int, a_nbytes: int, c_address: int, c_nbytes: int, status_offset: int,
-                   busy_mask: int, write_offsets: np.ndarray, write_values: np.ndarray, ctrl_offset: int,
-                   start: int, done_mask: int, timeout_s: float, read_offsets: np.ndarray) -> "JobWindow":
-        """One job's window for ``run_window`` to run again and again (``LinkRegisterBus``
-        keeps it with the driver's plan; it holds while ``info`` is this bridge's HELLO):
-        A's MEM_WRITE and MEM_WRITE_AFTERs from ``JobWindow.a``, the register sequence
-        (``write_offsets``/``write_values`` uint32, then ``read_offsets``) as a
-        REPLAY_AFTER, and up to ``JOB_READS_BEHIND`` MEM_READ_AFTERs into ``JobWindow.c``."""
+    def job_io(self, **fields) -> JobIo:
+        """A job's memory traffic as the driver describes it (``LinkRegisterBus.job_io``)."""
+        return JobIo(**fields)
+
+    def prepare_job(self, io: JobIo, *, status_offset: int, busy_mask: int, write_offsets: np.ndarray,
+                    write_values: np.ndarray, ctrl_offset: int, start: int, done_mask: int, timeout_s: float,
+                    read_offsets: np.ndarray) -> "JobWindow":
+        """``io``'s job as one window, prepared to run again and again (``LinkRegisterBus``
+        keeps it on ``io`` with the driver's plan; it holds while ``info`` is this bridge's
+        HELLO): A's MEM_WRITE and MEM_WRITE_AFTERs from ``JobWindow.a``, the register
+        sequence (``write_offsets``/``write_values`` uint32, then ``read_offsets``) as a
+        REPLAY_AFTER, and up to ``JOB_READS_BEHIND`` MEM_READ_AFTERs into ``JobWindow.c``.
+        With ``firmware/udp_bulk.c`` the window's compiled form is bound to ``io`` for
+        ``submit`` (and compiled callers: ``job_entry``)."""
         payload = self._replay_payload(
             status_offset=status_offset, busy_mask=busy_mask,
             writes=list(zip(write_offsets.tolist(), write_values.tolist())), ctrl_offset=ctrl_offset,
             start=start, done_mask=done_mask, timeout_s=timeout_s, reads=read_offsets.tolist())
-        return JobWindow(self, a_address, a_nbytes, c_address, c_nbytes, payload, len(read_offsets), timeout_s)
+        job = JobWindow(self, io.a_buf, io.m * io.a_stride, io.c_buf, io.c_bytes, payload, len(read_offsets),
+                        timeout_s)
+        io.requests = 0                          # no compiled form: systole_udp_job refuses io
+        if job.pieces is not None:
+            io.a_stage, io.c_stage, io.requests = job.a_pointer, job.c_pointer, ctypes.addressof(job.pieces)
+            io.count, io.replay, io.behind = len(job.requests), job.replay_index, job.rest
+            io.max_payload = self.info.max_payload
+            if len(self._shared_overtaken) < len(job.requests):
+                self._shared_overtaken = np.zeros(len(job.requests), np.int64)
+                self._shared.overtaken = self._shared_overtaken.ctypes.data
+        io.window = job
+        return job
+
+    def job_entry(self) -> tuple | None:
+        """``(systole_udp_job's address, the link's shared struct's address, what they
+        hold for)`` for compiled code that submits prepared jobs itself
+        (``host.accel.driver.Driver.compiled_job``: it calls the address with the plan's
+        words and a ``JobIo.bound``, as ``firmware/replay.c``'s ``systole_job`` on the
+        KV260); None without ``firmware/udp_bulk.c``, with a caller's own clock, or
+        without job windows. The struct keeps the seq counters, so Python requests and
+        compiled jobs number alike; the third item changes whenever a bound job would be
+        stale (the socket or the settings, or a new HELLO's limits)."""
+        if self._bulk is None or not self.pipelines_jobs:
+            return None
+        self._shared_link()
+        address = ctypes.cast(self._bulk.systole_udp_job, ctypes.c_void_p).value
+        return address, ctypes.addressof(self._shared), (self._shared_settings, self._info)
+
+    def submit(self, io: JobIo, read_values: int, read_count: int) -> int:
+        """Run ``io``'s prepared job in one call of ``firmware/udp_bulk.c``'s
+        ``systole_udp_job``: A from ``io.a`` staged, the window (``run_window``'s rules),
+        a read of C made again where its answer was lost, C's rest read, C copied to
+        ``io.c``, the read values to ``read_values`` (uint32 at that address). 1 done, 0
+        the bridge's timeout, -1 busy; a link failure raises its one-line error."""
+        done = self._bulk.systole_udp_job(ctypes.addressof(self._shared_link()), 0, 0, None, None, 0, 0, 0, 0, 0,
+                                          None, read_count, read_values, ctypes.addressof(io))
+        if done == _JOB_LINK_FAILED:
+            self.job_failed(io)
+        return done
+
+    def job_failed(self, io: JobIo) -> None:
+        """Raise the error of a ``systole_udp_job`` that returned -3 with ``io`` (a bound
+        copy or the io itself): what ``run_window`` raises for the same failure."""
+        job: JobWindow = io.owner.window
+        shared, result, what = self._shared, io.result, job.what
+        if result == _JOB_UNPREPARED:
+            raise LinkError(f"{self.name}: {what}: its window was prepared without firmware/udp_bulk.c; "
+                            "prepare it again (LinkRegisterBus.prepare_job)")
+        self._foreign, self._refused = shared.foreign, bool(shared.refused)
+        if result == _JOB_STALE:             # its repeat would read again: a STALE one is not ours
+            raise LinkDeviceError(Command.REPLAY_AFTER, job.replay.address, Status.STALE, where=self.name)
+        if result == _JOB_ANSWER:
+            at = job.replay_slot * self.info.max_payload
+            self._replay_answer(job, job.scratch[at:at + job.pieces[job.replay_index].answered].tobytes())
+            raise AssertionError("systole_udp_job refused a REPLAY answer that decodes")
+        if io.stage == 0:
+            request = job.requests.__getitem__
+        elif io.stage == 1:                  # a read of C made again
+            def request(index: int) -> _Request:
+                return _Request(Command.MEM_READ, job.requests[index].address, job.requests[index].length)
+        else:                                # C's rest, after the REPLAY's answer
+            chunks = list(self._chunks(job.c_address + job.rest, len(job.c) - job.rest))
+
+            def request(index: int) -> _Request:
+                return _Request(Command.MEM_READ, chunks[index][0], chunks[index][2])
+        self._compiled_failed(result, shared, request, what)
+        raise AssertionError(f"systole_udp_job failed with result {result}, which is not a failure")
+
+    def _shared_link(self) -> _Link:
+        """The struct ``systole_udp_job`` runs with, its settings this link's now."""
+        if self._write_seq is None:
+            self.hello()
+        settings = (self.sock.fileno(), self.retries, self.timeout_s, self.window)
+        if self._shared_settings != settings:
+            self._shared_settings = settings
+            self._settings(self._shared)
+            self._shared.window = self.window
+        return self._shared
 
     def run_window(self, job: "JobWindow") -> tuple[ReplayResult, list[int]]:
         """Run a prepared job (protocol 2.2, "a job in one window" in
@@ -698,28 +883,13 @@ class UdpLink(LinkSession):
         deadline), so the job runs once, on all of A, and C is read after it. One
         answered STALE ran (only its answer was lost): a read of C is made again as a
         plain MEM_READ. C's remaining datagrams are read once the REPLAY has answered.
-        Returns the REPLAY's result and its read values; ``job.c`` holds C when DONE."""
+        Returns the REPLAY's result and its read values; ``job.c`` holds C when DONE.
+        (``submit`` runs the same job, A and C included, in one compiled call.)"""
         requests, what = job.requests, job.what
-        if self._bulk is not None:
-            if job.pieces is None:
-                job.pieces, job.scratch = self._pieces(requests, collect_stale=True)
-            link = self._call_pieces(job.pieces, requests, what, min(self.window, len(requests)))
-            if not link.overtaken_count:     # the usual case: every answer OK and in place
-                at = job.replay_slot * self.info.max_payload
-                result, values = self._replay_answer(job, job.scratch[at:at + job.pieces[job.replay_index].answered])
-                self.answers += len(requests)
-                exchanges = self.exchanges
-                for command, count in job.commands:
-                    exchanges[command] = exchanges.get(command, 0) + count
-                if result == ReplayResult.DONE and job.rest < len(job.c):
-                    self._compiled(Command.MEM_READ, job.c_address + job.rest, memoryview(job.c)[job.rest:], what)
-                return result, values
-            stale = self._stale_pieces(link, job.pieces, job.scratch, requests)
-        else:
-            for request in requests:
-                request.frame = b""
-                request.early, request.early_answers, request.bad_answers = False, 0, 0
-            stale = self._exchange(requests, what, min(self.window, len(requests)), collect_stale=True)
+        for request in requests:
+            request.frame = b""
+            request.early, request.early_answers, request.bad_answers = False, 0, 0
+        stale = self._exchange(requests, what, min(self.window, len(requests)), collect_stale=True)
         for request in stale:                # a newer request ran, and only right after this one: it ran
             if request.command == Command.MEM_READ_AFTER:     # its answer was lost: read again
                 request.into[:] = self._read_window([(request.address, request.length)], what)[0]
@@ -729,11 +899,7 @@ class UdpLink(LinkSession):
         self._check_answers(job.behind, what)
         result, values = self._replay_answer(job, job.replay.answer)
         if result == ReplayResult.DONE and job.rest < len(job.c):
-            rest = memoryview(job.c)[job.rest:]
-            if self._bulk is not None:
-                self._compiled(Command.MEM_READ, job.c_address + job.rest, rest, what)
-            else:
-                rest[:] = self.read_mem(job.c_address + job.rest, len(rest))
+            job.c[job.rest:] = np.frombuffer(self.read_mem(job.c_address + job.rest, len(job.c) - job.rest), np.uint8)
         return result, values
 
     def _replay_answer(self, job: "JobWindow", answer) -> tuple[ReplayResult, list[int]]:
@@ -802,7 +968,7 @@ class UdpLink(LinkSession):
                                              data.ctypes.data, len(view))
         self._absorb(link)
         self.answers += link.answers
-        self.exchanges[command] = self.exchanges.get(command, 0) + link.answers
+        self._exchanges[command] = self._exchanges.get(command, 0) + link.answers
         chunks = list(self._chunks(address, len(view))) if result != _BULK_DONE or link.overtaken_count else []
 
         def request(index: int) -> _Request:
@@ -867,7 +1033,7 @@ class UdpLink(LinkSession):
         """After a call: each request's answer set (its ``into``, or ``answer`` from
         ``scratch``), the counters of the answered; the requests answered STALE."""
         stale = set(self._overtaken[:link.overtaken_count].tolist()) if link.overtaken_count else ()
-        spare, room, exchanges = 0, self.info.max_payload, self.exchanges
+        spare, room, exchanges = 0, self.info.max_payload, self._exchanges
         for index, request in enumerate(requests):
             if request.into is None:
                 if index not in stale:
@@ -881,19 +1047,26 @@ class UdpLink(LinkSession):
         return [requests[index] for index in sorted(stale)]
 
     def _link(self, overtaken: np.ndarray, window: int) -> _Link:
-        """The compiled calls' settings, with the seq counters (writes numbered after HELLO's)."""
+        """A compiled call's struct: the settings, the seq counters (writes numbered after
+        HELLO's), zero counters."""
         if self._write_seq is None:
             self.hello()
         settings = (self.sock.fileno(), self.retries, self.timeout_s)
         if self._link_settings != settings:
             self._link_settings = settings
-            self._link_template = _Link(
-                fd=settings[0], retries=self.retries, seq_modulus=SEQ_MODULUS, timeout_ns=int(self.timeout_s * 1e9),
-                request_sync=REQUEST_SYNC, response_sync=RESPONSE_SYNC, status_ok=_OK, status_crc=int(Status.CRC),
-                status_truncated=int(Status.TRUNCATED), status_stale=int(Status.STALE), status_early=_EARLY)
+            self._link_template = self._settings(_Link())
         link = _Link.from_buffer_copy(self._link_template)
         link.window, link.write_seq, link.read_seq = window, self._write_seq, self._read_seq
         link.overtaken = overtaken.ctypes.data
+        return link
+
+    def _settings(self, link: _Link) -> _Link:
+        """``link`` with this link's socket, retries, timeout and the protocol's constants."""
+        link.fd, link.retries, link.seq_modulus = self.sock.fileno(), self.retries, SEQ_MODULUS
+        link.timeout_ns = int(self.timeout_s * 1e9)
+        link.request_sync, link.response_sync, link.status_ok = REQUEST_SYNC, RESPONSE_SYNC, _OK
+        link.status_crc, link.status_truncated = int(Status.CRC), int(Status.TRUNCATED)
+        link.status_stale, link.status_early = int(Status.STALE), _EARLY
         return link
 
     def _absorb(self, link: _Link) -> None:
