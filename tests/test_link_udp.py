@@ -422,18 +422,26 @@ def test_the_ethernet_projection_counts_the_real_drivers_traffic():
     assert three.datagrams == traffic.datagrams and three.bytes_out == traffic.bytes_out
 
 
-def test_the_projection_measures_the_host_per_job_both_ways():
-    """``count_token(repeats=)``: each job's host CPU with the compiled and the Python
-    windows, answered by a playback of the bridge model's answers (the same results as
-    the model: the driver checks every job's outcome)."""
+def test_the_projection_measures_the_host_per_job_every_way():
+    """``count_token(repeats=)``: each job's host CPU submitted by compiled code, from the
+    driver's Python and in the Python window, answered by a playback of the bridge
+    model's answers (the same results as the model: the driver, and the compiled
+    submission's status, check every job's outcome). A compiled submission is all
+    inside the window; the driver's ways spend some CPU outside it."""
     from host.perf.ethernet import WAYS, count_token
     from host.perf.projection import MatmulShape
 
     traffic = count_token("one job", [MatmulShape("q", "attn_q", 40, 300)], repeats=3)
     (_, cpu), = traffic.costs
+    assert set(cpu) == set(WAYS)
     for way in WAYS:
-        assert 0 < cpu[way].inside[0] < cpu[way].total[0] <= cpu[way].total[1]
+        if way == "submitted":
+            assert 0 < cpu[way].inside[0] == cpu[way].total[0] <= cpu[way].total[1]
+        else:
+            assert 0 < cpu[way].inside[0] < cpu[way].total[0] <= cpu[way].total[1]
         assert traffic.link_s(way, 0.0, 0) <= traffic.link_s(way, 0.0, 0, overlap=False)
+    three = count_token("one job", [MatmulShape("q", "attn_q", 40, 300)], job_windows=False, repeats=2)
+    assert set(three.costs[0][1]) == {"compiled", "python"}          # 2.1: no compiled submission
 
 
 def test_the_playback_answers_as_recorded_under_the_requests_seq():

@@ -127,7 +127,9 @@ TARGETS = {"stories15M": 60.0, "Gemma 3 270M": 5.0, "upload_s": 5.0, "bulk_mb_s"
 QUANTS = ("smoothquant", "w4a8", "w4-gptq-all")
 DEFAULT_QUANTS = QUANTS
 REPO = Path(__file__).resolve().parents[2]
-WAYS = ("compiled", "python")                 # a job's window in firmware/udp_bulk.c, or in Python
+# A job's ways: submitted by compiled code (the fused decoder: systole_udp_job through its
+# address), by the driver's Python in one compiled call (driver.matmul), or the Python window.
+WAYS = ("submitted", "compiled", "python")
 
 
 # The board clock the link core and the Ethernet core run on: gen.liteeth's CLOCK (host
@@ -309,8 +311,12 @@ def count_token(name: str, matmuls, job_windows: bool = True, repeats: int = 0) 
                         answers = _recorded_answers(board)
                         driver.matmul(a, weights)                # the steady state: counted
                         del link.transact, link._exchange, board.handle
-                        cpu = job_cpu(link, lambda: driver.matmul(a, weights), answers,
-                                      {"compiled": compiled, "python": None}, repeats) if repeats else {}
+                        def matmul():
+                            return lambda: driver.matmul(a, weights)
+                        ways = {"compiled": (compiled, matmul, False), "python": (None, matmul, False)}
+                        if job_windows and compiled is not None:
+                            ways = {"submitted": (compiled, lambda: submitted(driver, weights, a), True), **ways}
+                        cpu = job_cpu(link, ways, answers, repeats) if repeats else {}
                         driver.free(buffer)
                         per_shape[(shape.n, k)] = log, cpu
                     log, cpu = per_shape[(shape.n, k)]
@@ -421,24 +427,26 @@ class _Timed:
         return timed
 
 
-def job_cpu(link: UdpLink, job: Callable[[], object], answers: list[bytes], ways: dict, repeats: int) \
-        -> dict[str, JobCpu]:
+def job_cpu(link: UdpLink, ways: dict[str, tuple], answers: list[bytes], repeats: int) -> dict[str, JobCpu]:
     """The host's CPU seconds (``time.thread_time``: the driver and the link) per call of
-    ``job``, answered by a ``Playback`` of ``answers`` (the bridge model's to the same
-    job); per way of ``ways`` (name: the link's ``_bulk``, None for the Python window),
-    the lower and upper quartile of ``repeats`` calls, in all and inside the windows."""
+    a job, answered by a ``Playback`` of ``answers`` (the bridge model's to the same
+    job); per way of ``ways`` (name: ``(library, make, whole)``: the link's ``_bulk``,
+    None for the Python window; ``make()``, called with that ``_bulk``, gives the call to
+    time; ``whole``: the call is all compiled, inside the window), the lower and upper
+    quartile of ``repeats`` calls, in all and inside the windows."""
     peer = link.sock.getpeername()
     bulk = link._bulk
     out = {}
     with Playback(answers) as playback:
         link.sock.connect(playback.address)
         try:
-            for way, library in ways.items():
+            for way, (library, make, whole) in ways.items():
                 inside = [0.0]
-                if library is not None:
+                link._bulk = library
+                job = make()
+                if library is not None and not whole:
                     link._bulk = _Timed(library, inside)
-                else:
-                    link._bulk = None
+                elif library is None:
                     timed = _Timed(link, inside)
                     link._exchange, link.transact = timed._exchange, timed.transact
                 job()                                   # warm
@@ -448,7 +456,7 @@ def job_cpu(link: UdpLink, job: Callable[[], object], answers: list[bytes], ways
                     start = time.thread_time()
                     job()
                     totals.append(time.thread_time() - start)
-                    insides.append(inside[0])
+                    insides.append(totals[-1] if whole else inside[0])
                 _untimed(link)
                 out[way] = JobCpu(*(_quartiles(values) for values in (totals, insides)))
         finally:
@@ -456,6 +464,26 @@ def job_cpu(link: UdpLink, job: Callable[[], object], answers: list[bytes], ways
             link.sock.connect(peer)
             link._bulk = bulk
     return out
+
+
+def submitted(driver: Driver, weights: WeightBuffer, a: np.ndarray) -> Callable[[], int]:
+    """``a`` times ``weights`` as the fused decoder submits it: the driver's
+    ``CompiledJob`` called through its address (``systole_udp_job``: no Python between
+    the caller and the link), into an array of its own; the call returns its status."""
+    c = np.empty((a.shape[0], weights.n), np.int32)
+    job = driver.compiled_job(weights, a, c)
+    if job is None:
+        raise RuntimeError("the driver has no compiled job path over this link")
+    function = ctypes.CFUNCTYPE(ctypes.c_int, *[ctypes.c_uint64] * 14)(int(job.words[0]))
+    words = [int(word) for word in job.words[1:]]
+
+    def call() -> int:
+        status = function(*words)
+        if status != 1:
+            driver.compiled_job_failed(job, status)
+        return status
+    call.job = job                               # keeps the job's arrays alive
+    return call
 
 
 def _untimed(link: UdpLink) -> None:
@@ -498,7 +526,8 @@ def measure_host(repeats: int = 5, bulk_bytes: int = 4 << 20, compiled: bool = T
                 answers = _recorded_answers(board)
                 transfer()
                 del board.handle
-                low, high = job_cpu(link, transfer, answers, {name: link._bulk}, repeats)[name].total
+                low, high = job_cpu(link, {name: (link._bulk, lambda: transfer, False)}, answers,
+                                    repeats)[name].total
                 out[name] = (low / datagrams, high / datagrams)
     return HostCost(out["write"], out["read"])
 
@@ -513,7 +542,8 @@ class Figures:
     quant: str                     # the quantization scheme: which layer kinds are int4
     accelerator_ms: float
     host_compute_ms: float
-    link_ms: float                 # a job a window (protocol 2.2) in firmware/udp_bulk.c, as built
+    link_ms: float                 # a job a window (protocol 2.2), submitted by compiled code (systole_udp_job)
+    driver_link_ms: float          # the same jobs from the driver's Python (driver.matmul), one compiled call each
     python_link_ms: float          # the same windows in Python (where no compiler works)
     three_exchange_link_ms: float  # three exchanges a job (protocol 2.1)
     weight_bytes: int
@@ -529,6 +559,10 @@ class Figures:
     @property
     def tok_s(self) -> float:
         return self._tok_s(self.link_ms)
+
+    @property
+    def driver_tok_s(self) -> float:
+        return self._tok_s(self.driver_link_ms)
 
     @property
     def python_tok_s(self) -> float:
@@ -608,15 +642,16 @@ def figures(cases, nic_s: float, which: int, quants=("smoothquant",),
     ``which`` 0 takes the host's lower quartile CPU per job, 1 the upper."""
     out = []
     for name, matmuls, host_ms, traffic, three in cases:
-        link = traffic.link_s("compiled", nic_s, which)
-        serial = traffic.link_s("compiled", nic_s, which, overlap=False)
+        link = traffic.link_s("submitted", nic_s, which)
+        serial = traffic.link_s("submitted", nic_s, which, overlap=False)
+        driver = traffic.link_s("compiled", nic_s, which)
         python = traffic.link_s("python", nic_s, which)
         old = three.link_s("compiled", nic_s, which)
         for quant in quants:
             ms = host_ms + (shortlist_ms or {}).get((name, quant), 0.0)
             p = project(name, matmuls, BOARD, CONFIG, ms, formats=scheme_formats(quant))
-            out.append(Figures(name, traffic, quant, p.accelerator_ms, ms, link * 1e3, python * 1e3, old * 1e3,
-                               p.weight_bytes, serial * 1e3))
+            out.append(Figures(name, traffic, quant, p.accelerator_ms, ms, link * 1e3, driver * 1e3, python * 1e3,
+                               old * 1e3, p.weight_bytes, serial * 1e3))
     return out
 
 
@@ -687,16 +722,19 @@ def main(argv: list[str] | None = None) -> int:
     for b in best:
         if b.quant == args.quant[0]:
             t = b.traffic
-            print(f"host CPU per token, {b.model}: {_range(t.host_s('compiled', 0) * 1e3, t.host_s('compiled', 1) * 1e3, '{:.2f}')} ms "
-                  f"for {t.jobs} jobs (the driver and UdpLink; {args.job_repeats} runs a job, quartiles); the Python "
-                  f"window {_range(t.host_s('python', 0) * 1e3, t.host_s('python', 1) * 1e3, '{:.2f}')} ms")
+            def cpu(way: str) -> str:
+                return _range(t.host_s(way, 0) * 1e3, t.host_s(way, 1) * 1e3, '{:.2f}')
+            print(f"host CPU per token, {b.model}'s {t.jobs} jobs ({args.job_repeats} runs a job, quartiles): "
+                  f"{cpu('submitted')} ms submitted by compiled code (systole_udp_job), {cpu('compiled')} ms from "
+                  f"the driver's Python, {cpu('python')} ms in the Python window")
     write_wire = wire_s(REQUEST_OVERHEAD + MAX_PAYLOAD)
     print(f"per 1 KiB datagram: wire {write_wire * 1e6:.2f} us; board "
           f"{board_s('MEM_WRITE', REQUEST_OVERHEAD + MAX_PAYLOAD, RESPONSE_OVERHEAD) * 1e6:.2f} us (write), "
           f"{board_s('MEM_READ', REQUEST_OVERHEAD, RESPONSE_OVERHEAD + MAX_PAYLOAD) * 1e6:.2f} us (read)")
     print()
     header = (f"{'model':<14}{'quant':<13}{'jobs':>5}{'exch.':>7}{'s&w':>6}{'KB out':>8}{'KB in':>8}{'accel ms':>10}"
-              f"{'host ms':>9}{'link ms':>14}{'tok/s':>12}{'no overlap':>12}{'Python win.':>13}{'2.1 link ms':>14}"
+              f"{'host ms':>9}{'link ms':>14}{'tok/s':>12}{'no overlap':>12}{'driver':>12}{'Python win.':>13}"
+              f"{'2.1 link ms':>14}"
               f"{'2.1 tok/s':>12}{'target':>8}")
     print(header)
     for b, w in zip(best, worst):
@@ -705,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{b.model:<14}{b.quant:<13}{t.jobs:>5}{len(t.exchanges):>7}{t.stop_and_wait:>6}{t.bytes_out / 1e3:>8.1f}"
               f"{t.bytes_in / 1e3:>8.1f}{b.accelerator_ms:>10.2f}{b.host_compute_ms:>9.2f}"
               f"{_range(b.link_ms, w.link_ms, '{:.2f}'):>14}{_range(b.tok_s, w.tok_s):>12}"
-              f"{_range(b.serial_tok_s, w.serial_tok_s):>12}{_range(b.python_tok_s, w.python_tok_s):>13}"
+              f"{_range(b.serial_tok_s, w.serial_tok_s):>12}{_range(b.driver_tok_s, w.driver_tok_s):>12}"
+              f"{_range(b.python_tok_s, w.python_tok_s):>13}"
               f"{_range(b.three_exchange_link_ms, w.three_exchange_link_ms, '{:.2f}'):>14}"
               f"{_range(b.three_exchange_tok_s, w.three_exchange_tok_s):>12}{'>= ' + format(target, 'g'):>8}")
     (wb, rb), (ww, rw) = bulk_mb_s(host, 0), bulk_mb_s(host, 1)
@@ -714,11 +753,13 @@ def main(argv: list[str] | None = None) -> int:
     for b in best:
         print(f"weight upload, {b.model} {b.quant}: {b.weight_bytes / 1e6:.1f} MB in {_range(b.weight_bytes / wb / 1e6, b.weight_bytes / ww / 1e6, '{:.2f}')} s "
               f"(target <= {TARGETS['upload_s']:g} s)")
-    print("\n'link ms': per job, the host's CPU outside its windows (the driver and UdpLink's Python) plus the "
-          "slower of its CPU inside them (firmware/udp_bulk.c, as built) and their NIC, wire and board time; "
-          "'no overlap': tok/s with those two added instead. 'Python win.': tok/s with the same windows in Python. '2.1': the same driver with each job as three "
-          "exchanges (A's window, a stop-and-wait REPLAY, C's window), as protocol 2.1 ran it; 'exch.' and 's&w' "
-          "count the 2.2 traffic (a job's window is one round trip).")
+    print("\n'link ms': per job as the fused decoder submits it (systole_udp_job called through its address, "
+          "as generate() decodes over UDP), the slower of the host's CPU in that call and the window's NIC, wire "
+          "and board time; 'no overlap': tok/s with those two added instead. 'driver': tok/s with each job from "
+          "the driver's Python (driver.matmul: its CPU outside the compiled call added). 'Python win.': the same "
+          "with the windows in Python. '2.1': the driver with each job as three exchanges (A's window, a "
+          "stop-and-wait REPLAY, C's window), as protocol 2.1 ran it; 'exch.' and 's&w' count the 2.2 traffic "
+          "(a job's window is one round trip).")
     return 0
 
 
