@@ -11,7 +11,8 @@ Faults are injected on the way: in each direction datagrams are lost, corrupted 
 a good Ethernet FCS (the link CRC catches them), spoiled in their FCS (the MAC drops
 them) and duplicated. The link must recover by itself, and nothing may run twice:
 the accelerator sees exactly as many job starts as the driver ran jobs, each job sent
-as one window (protocol 2.2).
+as one window (protocol 2.2); the decode tokens' jobs are submitted by the fused
+decoder's compiled code (``systole_udp_job``), the prompt's by the driver's Python.
 """
 
 from __future__ import annotations
@@ -102,6 +103,9 @@ def test_generation_over_udp_with_faults_equals_golden(model, tmp_path):
     # Simulated answers take wall-clock milliseconds; a lost one costs one timeout.
     link = UdpLink.open(f"127.0.0.1:{port}", "127.0.0.1", port, timeout_s=1.0, retries=8)
     try:
+        from_python = []                           # jobs the driver's Python submitted (the prompt's)
+        submit = link.submit
+        link.submit = lambda *args: from_python.append(1) or submit(*args)
         bus, memory = LinkRegisterBus(link), LinkMemory(link, 0, 1 << 20)
         backend = DriverBackend(CONFIG, Driver(bus, memory, CONFIG), "link", platform=link)
         got = Runtime(model, backend, "per-channel").generate(PROMPT, max_new_tokens=NEW_TOKENS)
@@ -127,3 +131,6 @@ def test_generation_over_udp_with_faults_equals_golden(model, tmp_path):
     assert stats["job_starts"] == jobs > 0
     # Each job one window (protocol 2.2: A, the REPLAY_AFTER and C's first reads together).
     assert windows == jobs
+    # The decode tokens' jobs were submitted by the fused decoder's compiled code
+    # (systole_udp_job through its address), the prompt's by the driver's Python.
+    assert 0 < len(from_python) < jobs
