@@ -2,7 +2,7 @@
 
 Decode tok/s of stories15M and Gemma 3 270M end to end, the weight upload time and
 the sustained bulk MB/s, for the link as the host speaks it (``UdpLink`` and the
-driver, protocol 2.2: per job one window, ``UdpLink.run_window``: A's 1 KiB MEM_WRITE
+driver, protocol 2.2: per job one window, ``UdpLink.submit``: A's 1 KiB MEM_WRITE
 datagrams, the job's register sequence as a REPLAY and C's first MEM_READ_AFTERs sent
 back to back, the rest of C in a window of MEM_READs after the REPLAY's answer) and,
 side by side in the same run, as protocol 2.1 spoke it (three exchanges a job: A's
@@ -19,8 +19,11 @@ The model and its inputs, each measured here or taken from a named source:
   and SFD 8 + max(64, Ethernet header 14 + IPv4 20 + UDP 8 + P + FCS 4) + inter-frame
   gap 12 bytes. Each direction has its own wire (full duplex).
 - **Host** CPU (``time.thread_time`` of the thread running the driver and ``UdpLink``,
-  over loopback): per job shape, the whole ``driver.matmul`` (the driver, the link's
-  Python and its call of ``firmware/udp_bulk.c``); per bulk datagram, ``write_mem`` and
+  over loopback): per job shape, three ways (``WAYS``): the job as ``generate()``'s fused
+  decoder submits it (``submitted``: the driver's ``CompiledJob`` called through
+  ``systole_udp_job``'s address, no Python in it), the whole ``driver.matmul``
+  (``compiled``: the driver's Python, then one call of ``firmware/udp_bulk.c``) and the
+  same with the windows in Python (``python``); per bulk datagram, ``write_mem`` and
   ``read_mem`` of 4 MiB. Both are answered by a ``Playback`` (``host/perf/udp_playback.c``,
   in a thread of its own, not counted) of the bridge model's recorded answers to the
   same requests: a responder as fast as the host asks, so that the figure is the
