@@ -596,6 +596,10 @@ def test_compiled_code_submits_jobs_over_the_link_exactly_once(kind):
                                                                                    CONFIG.weight_ports)))
                     link.write_reg(0x10, round_)
                     assert link.read_reg(0x10) == round_
+                    if round_ == 0:          # a new HELLO (as after a STALE write): the same limits,
+                        epoch = driver.compiled_epoch()          # so the epoch and every bound job stand
+                        link.hello()
+                        assert driver.compiled_epoch() == epoch
                 driver.free(handle.buffer)
             assert link.exchanges[Command.REPLAY_AFTER] == submitted
     replays = [cmd for cmd, _, _, _ in board.executed if cmd == Command.REPLAY_AFTER]

@@ -654,7 +654,7 @@ class LinkRegisterBus:
         link = self.link
         plan = (offsets_address, values_address, count, read_offsets_address, read_count, timeout_s)
         job = io.window
-        if job is not None and io.window_plan == plan and job.info is link._info \
+        if job is not None and io.window_plan == plan and (job.limits is link.limits or job.limits == link.limits) \
                 and (job.pieces is None) == (link._bulk is None):
             return job                           # the driver's plan, and its window, stand
         if not link.replay_fits(count, read_count):

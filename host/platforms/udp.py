@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import binascii
 import ctypes
+import dataclasses
 import ipaddress
 import math
 import os
@@ -252,6 +253,7 @@ class JobIo(ctypes.Structure):
         self.a_buf, self.c_buf, self.readback, self.sync_state = a_buf, c_buf, readback, sync_state
         self.fds, self.sync_device, self.sync_cpu = [-1] * 5, [0] * 3, [0] * 3
         self.window = self.window_plan = None    # UdpLink.prepare_job's window, and the plan it is for
+        self.retired: list = []                  # windows it replaced (copies made before may hold them)
         self.owner = self                        # the io whose window this is (bound copies share it)
 
     def bound(self, a: int, c: int) -> "JobIo":
@@ -323,7 +325,7 @@ class JobWindow:
         self.a, self.c = np.zeros(a_nbytes, np.uint8), np.zeros(c_nbytes, np.uint8)
         self.a_pointer, self.c_pointer = self.a.ctypes.data, self.c.ctypes.data
         self.a_address, self.c_address, self.payload, self.reads = a_address, c_address, payload, reads
-        self.info = link._info                    # the bridge it was chunked for
+        self.limits = link.limits                 # the bridge's limits it was made for
         self.what = f"job (A: {a_nbytes} bytes at {a_address:#x}, C: {c_nbytes} bytes at {c_address:#x})"
         a, c = memoryview(self.a), memoryview(self.c)
         requests = [_Request(Command.MEM_WRITE_AFTER if index else Command.MEM_WRITE, at, length,
@@ -388,6 +390,7 @@ class UdpLink(LinkSession):
         self._shared_overtaken = np.zeros(0, np.int64)
         self._seq_known = False
         self._shared_settings: tuple | None = None
+        self._limits_of: tuple = (None, None)              # (a HELLO, its limits): ``limits``
         super().__init__(timeout_s=timeout_s, retries=retries, clock=clock, name=name)
         if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 1024:
             raise ValueError(f"{name}: window={window!r} must be an integer in 1..1024")
@@ -797,6 +800,8 @@ class UdpLink(LinkSession):
             start=start, done_mask=done_mask, timeout_s=timeout_s, reads=read_offsets.tolist())
         job = JobWindow(self, io.a_buf, io.m * io.a_stride, io.c_buf, io.c_bytes, payload, len(read_offsets),
                         timeout_s)
+        if io.window is not None:                # jobs bound before point into it: kept alive
+            io.retired.append(io.window)
         io.requests = 0                          # no compiled form: systole_udp_job refuses io
         if job.pieces is not None:
             io.a_stage, io.c_stage, io.requests = job.a_pointer, job.c_pointer, ctypes.addressof(job.pieces)
@@ -821,7 +826,18 @@ class UdpLink(LinkSession):
             return None
         self._shared_link()
         address = ctypes.cast(self._bulk.systole_udp_job, ctypes.c_void_p).value
-        return address, ctypes.addressof(self._shared), (self._shared_settings, self._info)
+        return address, ctypes.addressof(self._shared), (self._shared_settings, self.limits)
+
+    @property
+    def limits(self) -> HelloInfo:
+        """The bridge's HELLO without its state (``last_seq``, the ``irq`` line): what a
+        prepared window depends on (its chunking, its REPLAY's timeout in cycles). A new
+        HELLO with the same limits (after a STALE write) keeps every window, and every
+        job bound to one."""
+        info = self.info
+        if self._limits_of[0] is not info:
+            self._limits_of = (info, dataclasses.replace(info, last_seq=0, irq=False))
+        return self._limits_of[1]
 
     def submit(self, io: JobIo, read_values: int, read_count: int) -> int:
         """Run ``io``'s prepared job in one call of ``firmware/udp_bulk.c``'s
