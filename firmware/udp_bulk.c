@@ -50,7 +50,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-/* The link's settings and one call's counters (host/platforms/udp.py's _Link mirrors this). */
+/* The link's settings, its seq counters and the counters every call adds to (one struct a
+ * link, host/platforms/udp.py's _Link mirrors it), and one call's results. */
 struct systole_udp_link {
     int32_t fd;                 /* a connected UDP socket */
     uint32_t window;            /* requests in flight at most */
@@ -61,14 +62,15 @@ struct systole_udp_link {
     uint32_t read_seq;          /* likewise for reads */
     uint8_t request_sync, response_sync, status_ok, status_crc;
     uint8_t status_truncated, status_stale, status_early, pad;
-    /* results */
+    /* counters, added to by every call (foreign: this call's datagrams of no link frame) */
     uint64_t frames, resent, answers, malformed, crc_errors, stale_frames, foreign, early;
     uint64_t bytes_sent, bytes_received;
+    /* this call's results */
     int32_t refused;            /* an ICMP port unreachable came back (a send or receive refused) */
     int32_t failed_status;      /* SYSTOLE_UDP_REFUSED: the status; _WRONG_LENGTH: the length; _SOCKET: errno */
     int64_t failed;             /* the request the failure is about (its index) */
     uint32_t failed_sends, failed_bad_answers, failed_early_answers, pad2;   /* its counts */
-    int64_t *overtaken;         /* indices of requests answered STALE (room for every request) */
+    int64_t *overtaken;         /* indices of requests answered STALE (room for every request; the caller's) */
     uint64_t overtaken_count;
     uint64_t *by_command;       /* NULL, or answers OK counted by command (256 counters) */
 };
@@ -368,6 +370,9 @@ int systole_udp_window(struct systole_udp_link *b, struct systole_udp_request *r
 {
     if (crc_table[1] == 0)
         crc_init();
+    b->overtaken_count = 0;                         /* this call's; the counters add up */
+    b->refused = 0;
+    b->foreign = 0;
     if (count == 0)
         return SYSTOLE_UDP_DONE;
     for (uint64_t i = 0; i < count; i++) {          /* a prepared window is run again and again */
@@ -390,7 +395,7 @@ int systole_udp_bulk(struct systole_udp_link *b, uint32_t command, uint32_t writ
                      uint64_t address, uint8_t *data, uint64_t nbytes)
 {
     if (nbytes == 0)
-        return SYSTOLE_UDP_DONE;
+        return systole_udp_window(b, NULL, 0);
     uint64_t into_window = max_payload - address % max_payload;
     uint64_t first = nbytes < into_window ? nbytes : into_window;
     uint64_t total = 1 + (nbytes - first + max_payload - 1) / max_payload;
@@ -466,16 +471,14 @@ int systole_udp_job(struct systole_udp_link *b, uint32_t status_offset, uint32_t
     if (io->a != NULL)
         for (uint32_t r = 0; r < io->m; r++)        /* the padding stays zero */
             memcpy(io->a_stage + (size_t)r * io->a_stride, io->a + (size_t)r * io->k, io->k);
-    b->overtaken_count = 0;
-    b->refused = 0;
-    b->foreign = 0;
     int result = systole_udp_window(b, io->requests, io->count);
     if (result != SYSTOLE_UDP_DONE)
         return job_failed(io, result, 0);
     /* Answered STALE: a newer request ran, and only right after this one, so it ran and
      * only its answer was lost (UdpLink.run_window): a read of C is made again as a plain
      * MEM_READ; the REPLAY's repeat would read its registers again, so it is an error. */
-    for (uint64_t n = 0; n < b->overtaken_count; n++) {
+    uint64_t stale = b->overtaken_count;            /* a read made again starts a call of its own */
+    for (uint64_t n = 0; n < stale; n++) {
         int64_t i = b->overtaken[n];
         struct systole_udp_request *q = &io->requests[i];
         if (q->command == io->mem_read_after) {

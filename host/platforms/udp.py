@@ -202,7 +202,8 @@ def parse_address(text: str, default_host: str, default_port: int) -> tuple[str,
 
 
 class _Link(ctypes.Structure):
-    """``struct systole_udp_link`` of ``firmware/udp_bulk.c``: the link's settings and one call's counters."""
+    """``struct systole_udp_link`` of ``firmware/udp_bulk.c``: the link's settings, seq
+    counters and compiled counters (``UdpLink._shared``: one a link), and one call's results."""
 
     _fields_ = [("fd", ctypes.c_int32), ("window", ctypes.c_uint32), ("retries", ctypes.c_uint32),
                 ("seq_modulus", ctypes.c_uint32), ("timeout_ns", ctypes.c_uint64), ("write_seq", ctypes.c_uint32),
@@ -350,9 +351,9 @@ class JobWindow:
 
 
 class _Counted:
-    """A counter of ``UdpLink``'s: what its Python and its calls counted, plus what
-    ``systole_udp_job`` added to the link's shared struct since (compiled code submits
-    jobs with no Python in between)."""
+    """A counter of ``UdpLink``'s: what its Python window counted plus what the compiled
+    calls added to the link's shared struct (compiled code submits jobs with no Python
+    in between, so the struct is where they count)."""
 
     def __set_name__(self, owner, name: str) -> None:
         self.name = name
@@ -382,8 +383,9 @@ class UdpLink(LinkSession):
     def __init__(self, sock: socket.socket, *, name: str, timeout_s: float = DEFAULT_TIMEOUT_S,
                  retries: int = DEFAULT_RETRIES, window: int = WINDOW,
                  clock: Callable[[], float] | None = None):
-        # What systole_udp_job runs with (job_entry): the settings, the seq counters (the
-        # one place they are kept: _write_seq and _read_seq read them) and its counters.
+        # What every compiled call runs with (_shared_link; job_entry hands it to compiled
+        # code): the settings, the seq counters (the one place they are kept: _write_seq
+        # and _read_seq read them), the counters the calls add and their STALE list.
         self._shared = _Link()
         self._by_command = np.zeros(256, np.uint64)          # its answers by command
         self._shared.by_command = self._by_command.ctypes.data
@@ -414,9 +416,6 @@ class UdpLink(LinkSession):
         self._refused = False                    # an ICMP "port unreachable" came back
         self.answers = self.resent = self.malformed = self.verified = self.early = 0
         self.job_windows = True                  # False: a job as three exchanges (protocol 2.1's way)
-        self._overtaken = np.zeros(0, np.int64)        # the compiled windows' STALE list
-        self._link_settings: tuple | None = None       # what _link_template was made for
-        self._link_template: _Link | None = None
         self.bytes_sent = self.bytes_received = 0
         self._exchanges: dict[Command, int] = {}
         # Bulk transfers in one compiled call (firmware/udp_bulk.c) where it builds, on the
@@ -635,7 +634,7 @@ class UdpLink(LinkSession):
         yet, the whole window is one compiled call (``_compiled_window``).
         """
         if self._bulk is not None and requests and not any(request.frame for request in requests):
-            return self._compiled_window(requests, what, window or self.window, collect_stale)
+            return self._compiled_window(requests, what, collect_stale)
         # The loop runs once per datagram: the socket, the clock and the codec are locals.
         send, clock, timeout_s, window = self.sock.send, self.clock, self.timeout_s, window or self.window
         recv, parse, view = self._recv, self._parse, self._view
@@ -807,9 +806,7 @@ class UdpLink(LinkSession):
             io.a_stage, io.c_stage, io.requests = job.a_pointer, job.c_pointer, ctypes.addressof(job.pieces)
             io.count, io.replay, io.behind = len(job.requests), job.replay_index, job.rest
             io.max_payload = self.info.max_payload
-            if len(self._shared_overtaken) < len(job.requests):
-                self._shared_overtaken = np.zeros(len(job.requests), np.int64)
-                self._shared.overtaken = self._shared_overtaken.ctypes.data
+            self._room(len(job.requests))
         io.window = job
         return job
 
@@ -880,15 +877,31 @@ class UdpLink(LinkSession):
         raise AssertionError(f"systole_udp_job failed with result {result}, which is not a failure")
 
     def _shared_link(self) -> _Link:
-        """The struct ``systole_udp_job`` runs with, its settings this link's now."""
+        """The struct every compiled call runs with, its settings this link's now (writes
+        numbered after HELLO's)."""
         if self._write_seq is None:
             self.hello()
         settings = (self.sock.fileno(), self.retries, self.timeout_s, self.window)
         if self._shared_settings != settings:
             self._shared_settings = settings
-            self._settings(self._shared)
-            self._shared.window = self.window
+            link = self._shared
+            link.fd, link.retries, link.seq_modulus = self.sock.fileno(), self.retries, SEQ_MODULUS
+            link.timeout_ns, link.window = int(self.timeout_s * 1e9), self.window
+            link.request_sync, link.response_sync, link.status_ok = REQUEST_SYNC, RESPONSE_SYNC, _OK
+            link.status_crc, link.status_truncated = int(Status.CRC), int(Status.TRUNCATED)
+            link.status_stale, link.status_early = int(Status.STALE), _EARLY
         return self._shared
+
+    def _room(self, count: int) -> None:
+        """Room in the shared STALE list for a call of ``count`` requests."""
+        if len(self._shared_overtaken) < count:
+            self._shared_overtaken = np.zeros(max(count, 2 * len(self._shared_overtaken)), np.int64)
+            self._shared.overtaken = self._shared_overtaken.ctypes.data
+
+    def _after_call(self, link: _Link) -> None:
+        """What a compiled call saw that the link's messages use (its counters and seq
+        counters are already the link's)."""
+        self._foreign, self._refused = link.foreign, bool(link.refused)
 
     def run_window(self, job: "JobWindow") -> tuple[ReplayResult, list[int]]:
         """Run a prepared job (protocol 2.2, "a job in one window" in
@@ -973,18 +986,14 @@ class UdpLink(LinkSession):
         rules, the same counters); the MEM_WRITEs answered STALE, as ``_exchange`` returns
         them; a failure raises what ``_exchange`` raises for it."""
         writes = command in STATE_CHANGING
-        if self._write_seq is None:
-            self.hello()                         # numbers writes after the bridge's last_seq
+        link = self._shared_link()
         window = self.info.max_payload
         data = np.frombuffer(view, np.uint8)
-        count = 1 + -(-max(len(view) - (window - address % window), 0) // window)
-        overtaken = np.zeros(count if writes else 0, np.int64)
-        link = self._link(overtaken, self.window)
+        if writes:
+            self._room(1 + -(-max(len(view) - (window - address % window), 0) // window))
         result = self._bulk.systole_udp_bulk(ctypes.byref(link), int(command), int(writes), window, address,
                                              data.ctypes.data, len(view))
-        self._absorb(link)
-        self.answers += link.answers
-        self._exchanges[command] = self._exchanges.get(command, 0) + link.answers
+        self._after_call(link)
         chunks = list(self._chunks(address, len(view))) if result != _BULK_DONE or link.overtaken_count else []
 
         def request(index: int) -> _Request:
@@ -992,16 +1001,16 @@ class UdpLink(LinkSession):
             return _Request(command, start, length, view[offset:offset + length] if writes else b"")
 
         self._compiled_failed(result, link, request, what)
-        return [request(int(index)) for index in overtaken[:link.overtaken_count]]
+        return [request(int(index)) for index in self._shared_overtaken[:link.overtaken_count]]
 
-    def _compiled_window(self, requests: list[_Request], what: str, window: int,
-                         collect_stale: bool) -> list[_Request]:
+    def _compiled_window(self, requests: list[_Request], what: str, collect_stale: bool) -> list[_Request]:
         """``_exchange`` of ``requests`` (none numbered yet) in one call of
         ``firmware/udp_bulk.c``: the same rules (EARLY included), the same counters, the
         same return and errors. A request's answer lands in its ``into`` or, without one,
         in ``answer``."""
         pieces, scratch = self._pieces(requests, collect_stale)
-        return self._run_pieces(pieces, scratch, requests, what, window)
+        link = self._call_pieces(pieces, requests, what)
+        return self._stale_pieces(link, pieces, scratch, requests)
 
     def _pieces(self, requests: list[_Request], collect_stale: bool) -> tuple[ctypes.Array, np.ndarray]:
         """``requests`` as ``firmware/udp_bulk.c``'s, and the buffer the answers of those
@@ -1026,30 +1035,21 @@ class UdpLink(LinkSession):
                 spare += room
         return pieces, scratch
 
-    def _run_pieces(self, pieces: ctypes.Array, scratch: np.ndarray, requests: list[_Request], what: str,
-                    window: int) -> list[_Request]:
-        """One call of ``systole_udp_window`` (``_compiled_window``)."""
-        link = self._call_pieces(pieces, requests, what, window)
-        return self._stale_pieces(link, pieces, scratch, requests)
-
-    def _call_pieces(self, pieces: ctypes.Array, requests: list[_Request], what: str, window: int) -> _Link:
-        """The call itself: its counters absorbed, a failure raised as ``_exchange`` raises it."""
-        count = len(requests)
-        if len(self._overtaken) < count:
-            self._overtaken = np.zeros(count, np.int64)
-        link = self._link(self._overtaken, window)
-        result = self._bulk.systole_udp_window(ctypes.byref(link), pieces, count)
-        self._absorb(link)
-        self.early += link.early
+    def _call_pieces(self, pieces: ctypes.Array, requests: list[_Request], what: str) -> _Link:
+        """The call itself (``systole_udp_window``), a failure raised as ``_exchange`` raises it."""
+        link = self._shared_link()
+        self._room(len(requests))
+        result = self._bulk.systole_udp_window(ctypes.byref(link), pieces, len(requests))
+        self._after_call(link)
         self._compiled_failed(result, link, requests.__getitem__, what)
         return link
 
     def _stale_pieces(self, link: _Link, pieces: ctypes.Array, scratch: np.ndarray,
                       requests: list[_Request]) -> list[_Request]:
         """After a call: each request's answer set (its ``into``, or ``answer`` from
-        ``scratch``), the counters of the answered; the requests answered STALE."""
-        stale = set(self._overtaken[:link.overtaken_count].tolist()) if link.overtaken_count else ()
-        spare, room, exchanges = 0, self.info.max_payload, self._exchanges
+        ``scratch``); the requests answered STALE."""
+        stale = set(self._shared_overtaken[:link.overtaken_count].tolist()) if link.overtaken_count else ()
+        spare, room = 0, self.info.max_payload
         for index, request in enumerate(requests):
             if request.into is None:
                 if index not in stale:
@@ -1057,45 +1057,7 @@ class UdpLink(LinkSession):
                 spare += room
             elif index not in stale:
                 request.answer = request.into
-            if index not in stale:
-                exchanges[request.command] = exchanges.get(request.command, 0) + 1
-        self.answers += len(requests) - len(stale)
         return [requests[index] for index in sorted(stale)]
-
-    def _link(self, overtaken: np.ndarray, window: int) -> _Link:
-        """A compiled call's struct: the settings, the seq counters (writes numbered after
-        HELLO's), zero counters."""
-        if self._write_seq is None:
-            self.hello()
-        settings = (self.sock.fileno(), self.retries, self.timeout_s)
-        if self._link_settings != settings:
-            self._link_settings = settings
-            self._link_template = self._settings(_Link())
-        link = _Link.from_buffer_copy(self._link_template)
-        link.window, link.write_seq, link.read_seq = window, self._write_seq, self._read_seq
-        link.overtaken = overtaken.ctypes.data
-        return link
-
-    def _settings(self, link: _Link) -> _Link:
-        """``link`` with this link's socket, retries, timeout and the protocol's constants."""
-        link.fd, link.retries, link.seq_modulus = self.sock.fileno(), self.retries, SEQ_MODULUS
-        link.timeout_ns = int(self.timeout_s * 1e9)
-        link.request_sync, link.response_sync, link.status_ok = REQUEST_SYNC, RESPONSE_SYNC, _OK
-        link.status_crc, link.status_truncated = int(Status.CRC), int(Status.TRUNCATED)
-        link.status_stale, link.status_early = int(Status.STALE), _EARLY
-        return link
-
-    def _absorb(self, link: _Link) -> None:
-        """A compiled call's seq counters and counters, into this link's."""
-        self._write_seq, self._read_seq = link.write_seq, link.read_seq
-        self.frames += link.frames
-        self.resent += link.resent
-        self.malformed += link.malformed
-        self.crc_errors += link.crc_errors
-        self.stale_frames += link.stale_frames
-        self.bytes_sent += link.bytes_sent
-        self.bytes_received += link.bytes_received
-        self._foreign, self._refused = link.foreign, bool(link.refused)
 
     def _compiled_failed(self, result: int, link: _Link, request: Callable[[int], _Request], what: str) -> None:
         """Raise what the Python window raises for a compiled call's ``result``
