@@ -563,13 +563,6 @@ def test_a_job_window_that_cannot_complete_fails_in_one_line(command, status, me
 
 # -- jobs submitted by compiled code (the fused decoder's way) -----------------------------------
 
-def _submit(job) -> int:
-    """``job`` (a ``CompiledJob``) submitted as the fused decoder's kernels submit it:
-    the function at its first word called with the other fourteen."""
-    function = ctypes.CFUNCTYPE(ctypes.c_int, *[ctypes.c_uint64] * 14)(int(job.words[0]))
-    return function(*(int(word) for word in job.words[1:]))
-
-
 @pytest.mark.parametrize("kind", ["mixed", "drop", "corrupt"])
 def test_compiled_code_submits_jobs_over_the_link_exactly_once(kind):
     """``Driver.compiled_job`` over UDP (``systole_udp_job``): A staged, the window, C's
@@ -589,7 +582,7 @@ def test_compiled_code_submits_jobs_over_the_link_exactly_once(kind):
                 job = driver.compiled_job(handle, a, c)
                 for round_ in range(3):
                     a[:] = rng.integers(-128, 128, (m, k), dtype=np.int8)
-                    assert _submit(job) == 1
+                    assert job.submit() == 1
                     submitted += 1
                     assert job.after[-1] == 0                                # ERR_CODE
                     np.testing.assert_array_equal(c, golden_matmul(a, pack_weights(w, CONFIG.cols,
@@ -626,7 +619,7 @@ def test_a_compiled_submission_that_fails_gets_the_links_line(command, status, s
             driver = Driver(LinkRegisterBus(link), LinkMemory(link, DDR.base, MEMORY), CONFIG)
             handle = driver.load_matrix(np.ones((n, k), np.int8))
             job = driver.compiled_job(handle, np.ones((m, k), np.int8), np.zeros((m, n), np.int32))
-            status_ = _submit(job)
+            status_ = job.submit()
             assert status_ == JOB_LINK_FAILED
             with pytest.raises(LinkDeviceError, match=message) as failure:
                 driver.compiled_job_failed(job, status_)

@@ -226,7 +226,8 @@ class CompiledJob:
     ``Driver.compiled_epoch()`` returns the ``epoch`` it was made in.
 
     The caller calls ``systole_job(words[1:])`` and, unless it returned 1 with ERR_CODE
-    0, ``Driver.compiled_job_failed(job, status)``."""
+    0, ``Driver.compiled_job_failed(job, status)``. ``submit()`` makes that call from
+    Python (tests, and the Ethernet projection's timing of it)."""
 
     words: np.ndarray
     after: np.ndarray
@@ -235,6 +236,15 @@ class CompiledJob:
     io: object
     a: np.ndarray
     c: np.ndarray
+    _call: tuple | None = field(default=None, repr=False)
+
+    def submit(self) -> int:
+        """Call the function at ``words[0]`` with ``words[1:]``, as compiled code does; its status."""
+        if self._call is None:
+            function = ctypes.CFUNCTYPE(ctypes.c_int, *[ctypes.c_uint64] * (COMPILED_JOB_WORDS - 1))
+            self._call = (function(int(self.words[0])), [int(word) for word in self.words[1:]])
+        function, arguments = self._call
+        return function(*arguments)
 
 
 class Driver:

@@ -478,15 +478,12 @@ def submitted(driver: Driver, weights: WeightBuffer, a: np.ndarray) -> Callable[
     job = driver.compiled_job(weights, a, c)
     if job is None:
         raise RuntimeError("the driver has no compiled job path over this link")
-    function = ctypes.CFUNCTYPE(ctypes.c_int, *[ctypes.c_uint64] * 14)(int(job.words[0]))
-    words = [int(word) for word in job.words[1:]]
 
     def call() -> int:
-        status = function(*words)
+        status = job.submit()
         if status != 1:
             driver.compiled_job_failed(job, status)
         return status
-    call.job = job                               # keeps the job's arrays alive
     return call
 
 
